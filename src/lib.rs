@@ -1,0 +1,22 @@
+//! depin-orcha: polls the DePIN nodes on a host, keeps their time series, serves them to
+//! Prometheus and evaluates rules over them. See DESIGN.md for the map of modules.
+
+pub mod adapters;
+pub mod clock;
+pub mod config;
+pub mod coordinator;
+pub mod http;
+pub mod labels;
+pub mod metrics;
+pub mod promql;
+pub mod sim;
+pub mod tsdb;
+
+/// The version and revision that `depin_orcha_build_info` and `/api/v1/status/buildinfo` report.
+pub mod build {
+    pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+    pub const REVISION: &str = match option_env!("DEPIN_ORCHA_REVISION") {
+        Some(r) => r,
+        None => "unknown",
+    };
+}

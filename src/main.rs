@@ -1,0 +1,2 @@
+//! The `depin-orcha` command line. SKELETON.
+fn main() {}

@@ -1,0 +1,1 @@
+//! SKELETON: the metric families of /metrics.
