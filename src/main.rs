@@ -1,2 +1,267 @@
-//! The `depin-orcha` command line. SKELETON.
-fn main() {}
+//! The `depin-orcha` command line: parses flags, loads the config, and calls into the library.
+//! Nothing here decides anything; `anyhow` is used only in this file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use depin_orcha::{clock, config, coordinator, http, metrics, promql, tsdb};
+
+/// The port we listen on by default: 9817, unused by the exporters in Prometheus' default port
+/// allocation list that DePIN hosts run (Storj-Exporter takes 9651).
+const DEFAULT_LISTEN: &str = "127.0.0.1:9817";
+
+#[derive(Parser)]
+#[command(name = "depin-orcha", version, about = "Watches DePIN nodes, keeps their time series and serves them to Prometheus")]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// `run`'s flags, so that `depin-orcha` alone (or `cargo run --release`) starts the main job.
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Poll the nodes, keep their history, serve /metrics and the query API (the default).
+    Run(RunArgs),
+    /// Validate files without running anything.
+    #[command(subcommand)]
+    Check(CheckCommand),
+    /// Run test scripts.
+    #[command(subcommand)]
+    Test(TestCommand),
+    /// Work on the time series storage.
+    #[command(subcommand)]
+    Tsdb(TsdbCommand),
+}
+
+#[derive(Subcommand)]
+enum CheckCommand {
+    /// Validate config files, as `promtool check config` does; exit 0 when all are valid.
+    Config {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TestCommand {
+    /// Run PromQL test scripts in Prometheus' promqltest format.
+    Promql {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TsdbCommand {
+    /// Import OpenMetrics text (as `promtool tsdb create-blocks-from openmetrics` reads it)
+    /// into --storage.path.
+    Import {
+        file: PathBuf,
+        #[arg(long = "storage.path", default_value = "./data")]
+        storage_path: PathBuf,
+    },
+}
+
+#[derive(Args, Clone)]
+struct RunArgs {
+    /// Config file; without it an embedded demo config with four simulated nodes runs.
+    #[arg(long = "config.file")]
+    config_file: Option<PathBuf>,
+    /// Address for /metrics and the API. Loopback by default: the control API changes how
+    /// the machine is shared.
+    #[arg(long = "web.listen-address", default_value = DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    /// Directory for the write-ahead log and snapshots of the time series.
+    #[arg(long = "storage.path", default_value = "./data")]
+    storage_path: PathBuf,
+    /// How long samples are kept.
+    #[arg(long = "storage.retention.time", default_value = "15d", value_parser = humantime::parse_duration)]
+    retention: Duration,
+    /// Most bytes of samples kept in memory; the oldest go first. 0: no cap.
+    #[arg(long = "storage.max-bytes", default_value_t = 0)]
+    max_bytes: u64,
+    /// Longest time one query may run.
+    #[arg(long = "query.timeout", default_value = "2m", value_parser = humantime::parse_duration)]
+    query_timeout: Duration,
+    /// Most samples one query may hold in memory.
+    #[arg(long = "query.max-samples", default_value_t = 50_000_000)]
+    query_max_samples: usize,
+    /// How far back an instant selector looks for the latest sample.
+    #[arg(long = "query.lookback-delta", default_value = "5m", value_parser = humantime::parse_duration)]
+    lookback_delta: Duration,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+#[derive(Args, Clone)]
+struct LogArgs {
+    /// Only log messages of this level or more severe: debug, info, warn, error.
+    #[arg(long = "log.level", default_value = "info")]
+    level: String,
+    #[arg(long = "log.format", value_enum, default_value_t = LogFormat::Logfmt)]
+    format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Logfmt,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => run(cli.run),
+        Some(Command::Run(args)) => run(args),
+        Some(Command::Check(CheckCommand::Config { files })) => check_config(&files),
+        Some(Command::Test(TestCommand::Promql { files })) => test_promql(&files),
+        Some(Command::Tsdb(TsdbCommand::Import { file, storage_path })) => tsdb_import(&file, &storage_path),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("depin-orcha: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(log: &LogArgs) -> Result<()> {
+    use tracing_subscriber::prelude::*;
+    let filter = tracing_subscriber::EnvFilter::try_new(&log.level)
+        .with_context(|| format!("invalid --log.level {:?}", log.level))?;
+    let registry = tracing_subscriber::registry().with(filter);
+    match log.format {
+        LogFormat::Logfmt => registry.with(tracing_logfmt::layer()).init(),
+        LogFormat::Json => registry.with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr)).init(),
+    }
+    Ok(())
+}
+
+fn run(args: RunArgs) -> Result<ExitCode> {
+    init_logging(&args.log)?;
+    let config = match &args.config_file {
+        Some(path) => match config::load_file(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("{e}");
+                return Ok(ExitCode::FAILURE);
+            }
+        },
+        None => {
+            tracing::info!("no --config.file given: running the embedded demo config with simulated nodes");
+            config::demo()
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(args, config))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
+    let clock: clock::SharedClock = Arc::new(clock::WallClock);
+    let db = Arc::new(
+        tsdb::Db::open(tsdb::Options {
+            path: Some(args.storage_path.clone()),
+            retention_ms: args.retention.as_millis() as i64,
+            max_bytes: (args.max_bytes > 0).then_some(args.max_bytes),
+        })
+        .with_context(|| format!("opening the time series storage at {}", args.storage_path.display()))?,
+    );
+    let metrics = Arc::new(metrics::Metrics::new(&config).context("registering metrics")?);
+    let coordinator = coordinator::Coordinator::new(&config, metrics.clone(), db.clone(), clock.clone())
+        .context("building the node adapters")?;
+    let engine = promql::Engine::new(promql::EngineOptions {
+        lookback_delta_ms: args.lookback_delta.as_millis() as i64,
+        max_samples: args.query_max_samples,
+        timeout: args.query_timeout,
+    });
+    let state = Arc::new(http::AppState::new(db.clone(), engine, metrics.registry().clone(), coordinator.ready(), clock.clone()));
+    let server = http::Server::bind(args.listen, state).await.with_context(|| format!("listening on {}", args.listen))?;
+    tracing::info!(address = %server.local_addr(), "listening");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut server_stop = stop_rx.clone();
+    let server_task = tokio::spawn(server.serve(async move {
+        let _ = server_stop.wait_for(|s| *s).await;
+    }));
+    let coordinator_task = tokio::spawn(coordinator.run(stop_rx));
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    let _ = coordinator_task.await;
+    let _ = server_task.await;
+    if let Err(e) = db.snapshot() {
+        tracing::warn!(error = %e, "final snapshot failed; the write-ahead log still holds the data");
+    }
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn check_config(files: &[PathBuf]) -> Result<ExitCode> {
+    let mut ok = true;
+    for f in files {
+        match config::load_file(f) {
+            Ok(c) => println!("Checking {}\n  SUCCESS: {} nodes found", f.display(), c.nodes.len()),
+            Err(e) => {
+                ok = false;
+                println!("Checking {}\n  FAILED:\n{e}", f.display());
+            }
+        }
+    }
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn test_promql(files: &[PathBuf]) -> Result<ExitCode> {
+    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+    for f in files {
+        let report = promql::promqltest::run_file(f);
+        print!("{report}");
+        passed += report.passed;
+        failed += report.failed;
+        skipped += report.skipped;
+    }
+    if files.len() > 1 {
+        println!("total: {passed} passed, {failed} failed, {skipped} skipped");
+    }
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn tsdb_import(file: &Path, storage_path: &Path) -> Result<ExitCode> {
+    let reader = std::io::BufReader::new(std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?);
+    let db = tsdb::Db::open(tsdb::Options { path: Some(storage_path.to_path_buf()), ..Default::default() })
+        .with_context(|| format!("opening {}", storage_path.display()))?;
+    let stats = tsdb::import_openmetrics(reader, &db).with_context(|| format!("importing {}", file.display()))?;
+    db.snapshot().context("writing the snapshot")?;
+    println!("imported {stats}");
+    Ok(ExitCode::SUCCESS)
+}
