@@ -14,6 +14,10 @@ use std::sync::RwLock;
 
 use crate::labels::{Labels, Matcher};
 
+mod bits;
+pub mod chunk;
+pub mod xor;
+
 /// Bit pattern of Prometheus' staleness marker: a NaN that means "this series ended here".
 pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
 
