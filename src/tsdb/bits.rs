@@ -134,8 +134,16 @@ mod tests {
     #[test]
     fn widths_round_trip() {
         let mut w = BitWriter::new();
-        let vals: Vec<(u64, u32)> =
-            vec![(1, 1), (0, 3), (0x1234, 13), (u64::MAX, 64), (5, 7), (0, 0), (0xdead_beef, 32), (1 << 62, 63)];
+        let vals: Vec<(u64, u32)> = vec![
+            (1, 1),
+            (0, 3),
+            (0x1234, 13),
+            (u64::MAX, 64),
+            (5, 7),
+            (0, 0),
+            (0xdead_beef, 32),
+            (1 << 62, 63),
+        ];
         for &(v, n) in &vals {
             w.bits(v, n);
         }

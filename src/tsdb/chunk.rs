@@ -60,7 +60,12 @@ impl Chunk {
     pub fn encode(samples: &[Sample]) -> Chunk {
         let mint = samples.first().map_or(0, |s| s.t);
         let maxt = samples.last().map_or(0, |s| s.t);
-        Chunk { mint, maxt, count: samples.len() as u32, data: encode(samples).into() }
+        Chunk {
+            mint,
+            maxt,
+            count: samples.len() as u32,
+            data: encode(samples).into(),
+        }
     }
 
     /// Rebuilds a chunk from stored bytes, checking that they decode.
@@ -69,7 +74,12 @@ impl Chunk {
         let (Some(first), Some(last)) = (s.first(), s.last()) else {
             return Err(ChunkError::Damaged("empty chunk"));
         };
-        Ok(Chunk { mint: first.t, maxt: last.t, count: s.len() as u32, data: data.into() })
+        Ok(Chunk {
+            mint: first.t,
+            maxt: last.t,
+            count: s.len() as u32,
+            data: data.into(),
+        })
     }
 
     pub fn samples(&self) -> Result<Vec<Sample>, ChunkError> {
@@ -90,7 +100,12 @@ pub fn encode(samples: &[Sample]) -> Vec<u8> {
     w.bits(FORMAT, 4);
     w.uvarint(samples.len() as u64);
 
-    let stale: Vec<usize> = samples.iter().enumerate().filter(|(_, s)| is_stale_nan(s.v)).map(|(i, _)| i).collect();
+    let stale: Vec<usize> = samples
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| is_stale_nan(s.v))
+        .map(|(i, _)| i)
+        .collect();
     w.uvarint(stale.len() as u64);
     let mut prev = 0;
     for &i in &stale {
@@ -101,7 +116,11 @@ pub fn encode(samples: &[Sample]) -> Vec<u8> {
     let ts: Vec<i64> = samples.iter().map(|s| s.t).collect();
     write_ints(&mut w, &ts);
 
-    let values: Vec<f64> = samples.iter().map(|s| s.v).filter(|v| !is_stale_nan(*v)).collect();
+    let values: Vec<f64> = samples
+        .iter()
+        .map(|s| s.v)
+        .filter(|v| !is_stale_nan(*v))
+        .collect();
     let mut best = BitWriter::new();
     best.bits(ValueMode::Xor as u64, 2);
     xor::write_values(&mut best, &values);
@@ -155,28 +174,42 @@ pub fn decode(data: &[u8]) -> Result<Vec<Sample>, ChunkError> {
     let mut stale = vec![false; n];
     let mut pos = 0usize;
     for _ in 0..nstale {
-        pos = pos.checked_add(r.uvarint()? as usize).ok_or(ChunkError::Damaged("stale position"))?;
-        *stale.get_mut(pos).ok_or(ChunkError::Damaged("stale position beyond the chunk"))? = true;
+        pos = pos
+            .checked_add(r.uvarint()? as usize)
+            .ok_or(ChunkError::Damaged("stale position"))?;
+        *stale
+            .get_mut(pos)
+            .ok_or(ChunkError::Damaged("stale position beyond the chunk"))? = true;
     }
     let ts = read_ints(&mut r, n)?;
     let nvals = n - nstale;
     let mut values = Vec::with_capacity(nvals);
     match r.bits(2)? {
         m if m == ValueMode::Xor as u64 => xor::read_values(&mut r, nvals, &mut values)?,
-        m if m == ValueMode::RawBits as u64 => {
-            values.extend(read_ints(&mut r, nvals)?.into_iter().map(|x| f64::from_bits(x as u64)))
-        }
+        m if m == ValueMode::RawBits as u64 => values.extend(
+            read_ints(&mut r, nvals)?
+                .into_iter()
+                .map(|x| f64::from_bits(x as u64)),
+        ),
         m if m == ValueMode::Decimal as u64 => {
             let k = r.bits(4)? as usize;
             let scale = POW10[k];
-            values.extend(read_ints(&mut r, nvals)?.into_iter().map(|x| x as f64 / scale));
+            values.extend(
+                read_ints(&mut r, nvals)?
+                    .into_iter()
+                    .map(|x| x as f64 / scale),
+            );
         }
         _ => return Err(ChunkError::Damaged("unknown value encoding")),
     }
     let mut vals = values.into_iter();
     let mut out = Vec::with_capacity(n);
     for (i, t) in ts.into_iter().enumerate() {
-        let v = if stale[i] { stale_nan() } else { vals.next().ok_or(ChunkError::Damaged("too few values"))? };
+        let v = if stale[i] {
+            stale_nan()
+        } else {
+            vals.next().ok_or(ChunkError::Damaged("too few values"))?
+        };
         out.push(Sample { t, v });
     }
     Ok(out)
@@ -189,7 +222,9 @@ enum ValueMode {
     Xor = 2,
 }
 
-const POW10: [f64; 16] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15];
+const POW10: [f64; 16] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+];
 
 /// The smallest `k` for which every value is an integer over `10^k`, exactly and reversibly.
 fn as_decimals(values: &[f64]) -> Option<(u32, Vec<i64>)> {
@@ -274,9 +309,17 @@ fn write_ints(w: &mut BitWriter, xs: &[i64]) {
         let head_bits: usize = r[..heads].iter().map(|&h| uvarint_bits(zigzag(h))).sum();
         let tail = &r[heads..];
         let signed = tail.iter().any(|&x| x < 0);
-        let zs: Vec<u64> = tail.iter().map(|&x| if signed { zigzag(x) } else { x as u64 }).collect();
+        let zs: Vec<u64> = tail
+            .iter()
+            .map(|&x| if signed { zigzag(x) } else { x as u64 })
+            .collect();
         let max = zs.iter().copied().max().unwrap_or(0);
-        let fixed = IntCoding { order, signed, coder: Coder::Fixed, param: bit_len(max) as u8 };
+        let fixed = IntCoding {
+            order,
+            signed,
+            coder: Coder::Fixed,
+            param: bit_len(max) as u8,
+        };
         let mut cand = (zs.len() * bit_len(max) as usize, fixed);
         if max > 0 {
             let mean = zs.iter().map(|&z| z as f64).sum::<f64>() / zs.len() as f64;
@@ -284,14 +327,30 @@ fn write_ints(w: &mut BitWriter, xs: &[i64]) {
             for k in (k0 - 2).max(0)..=(k0 + 2).min(63) {
                 let cost: usize = zs.iter().map(|&z| rice_cost(z, k as u32)).sum();
                 if cost < cand.0 {
-                    cand = (cost, IntCoding { order, signed, coder: Coder::Rice, param: k as u8 });
+                    cand = (
+                        cost,
+                        IntCoding {
+                            order,
+                            signed,
+                            coder: Coder::Rice,
+                            param: k as u8,
+                        },
+                    );
                 }
             }
             // Exp-Golomb pays off when most residuals are tiny, so only small orders matter.
             for k in 0..=(k0.clamp(0, 8) as u32) {
                 let cost: usize = zs.iter().map(|&z| exp_golomb_cost(z, k)).sum();
                 if cost < cand.0 {
-                    cand = (cost, IntCoding { order, signed, coder: Coder::ExpGolomb, param: k as u8 });
+                    cand = (
+                        cost,
+                        IntCoding {
+                            order,
+                            signed,
+                            coder: Coder::ExpGolomb,
+                            param: k as u8,
+                        },
+                    );
                 }
             }
         }
@@ -423,13 +482,25 @@ mod tests {
         assert_eq!(back.len(), s.len());
         for (a, b) in s.iter().zip(&back) {
             assert_eq!(a.t, b.t);
-            assert_eq!(a.v.to_bits(), b.v.to_bits(), "value at {}: {} vs {}", a.t, a.v, b.v);
+            assert_eq!(
+                a.v.to_bits(),
+                b.v.to_bits(),
+                "value at {}: {} vs {}",
+                a.t,
+                a.v,
+                b.v
+            );
         }
         data.len()
     }
 
     fn series(mut f: impl FnMut(i64) -> f64) -> Vec<Sample> {
-        (0..120).map(|i| Sample { t: 1_700_000_000_000 + i * 5000, v: f(i) }).collect()
+        (0..120)
+            .map(|i| Sample {
+                t: 1_700_000_000_000 + i * 5000,
+                v: f(i),
+            })
+            .collect()
     }
 
     #[test]
@@ -440,7 +511,10 @@ mod tests {
 
     #[test]
     fn three_decimal_gauge_beats_xor_by_far() {
-        let s = series(|i| ((2.0 + (i as f64 / 7.0).sin() + ((i * 37 % 101) as f64) / 1000.0) * 1000.0).round() / 1000.0);
+        let s = series(|i| {
+            ((2.0 + (i as f64 / 7.0).sin() + ((i * 37 % 101) as f64) / 1000.0) * 1000.0).round()
+                / 1000.0
+        });
         let ours = round_trip(&s);
         let gorilla = xor::encode_prometheus_chunk(&s).len();
         assert!(ours * 2 < gorilla, "ours {ours} vs gorilla {gorilla}");
@@ -451,7 +525,9 @@ mod tests {
         let mut v = 0.0f64;
         let mut seed = 7u64;
         let s = series(|_| {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             v += (seed >> 11) as f64 / (1u64 << 53) as f64 * 0.001;
             v
         });
@@ -479,7 +555,13 @@ mod tests {
         let s = series(|i| odd[i as usize % odd.len()]);
         round_trip(&s);
         // Staleness markers among decimals keep the decimal encoding.
-        let s = series(|i| if i % 30 == 29 { stale_nan() } else { (i as f64) * 0.25 });
+        let s = series(|i| {
+            if i % 30 == 29 {
+                stale_nan()
+            } else {
+                (i as f64) * 0.25
+            }
+        });
         let n = round_trip(&s);
         let gorilla = xor::encode_prometheus_chunk(&s).len();
         assert!(n * 3 < gorilla, "ours {n} vs gorilla {gorilla}");
@@ -498,7 +580,16 @@ mod tests {
         for n in 1..5 {
             round_trip(&s[..n]);
         }
-        round_trip(&[Sample { t: i64::MIN, v: 1.0 }, Sample { t: i64::MAX, v: 2.0 }]);
+        round_trip(&[
+            Sample {
+                t: i64::MIN,
+                v: 1.0,
+            },
+            Sample {
+                t: i64::MAX,
+                v: 2.0,
+            },
+        ]);
     }
 
     #[test]

@@ -15,7 +15,11 @@ pub fn write_values(w: &mut BitWriter, values: &[f64]) {
         return;
     };
     w.bits(first.to_bits(), 64);
-    let mut st = XorState { prev: first.to_bits(), leading: u8::MAX, trailing: 0 };
+    let mut st = XorState {
+        prev: first.to_bits(),
+        leading: u8::MAX,
+        trailing: 0,
+    };
     for &v in rest {
         st.write(w, v.to_bits());
     }
@@ -28,7 +32,11 @@ pub fn read_values(r: &mut BitReader, n: usize, out: &mut Vec<f64>) -> Result<()
     }
     let first = r.bits(64)?;
     out.push(f64::from_bits(first));
-    let mut st = XorState { prev: first, leading: u8::MAX, trailing: 0 };
+    let mut st = XorState {
+        prev: first,
+        leading: u8::MAX,
+        trailing: 0,
+    };
     for _ in 1..n {
         out.push(f64::from_bits(st.read(r)?));
     }
@@ -102,7 +110,11 @@ pub fn encode_prometheus_chunk(samples: &[Sample]) -> Vec<u8> {
     w.bits(samples.len() as u64, 16);
     let mut prev_t = 0i64;
     let mut prev_delta = 0i64;
-    let mut st = XorState { prev: 0, leading: u8::MAX, trailing: 0 };
+    let mut st = XorState {
+        prev: 0,
+        leading: u8::MAX,
+        trailing: 0,
+    };
     for (i, s) in samples.iter().enumerate() {
         match i {
             0 => {
@@ -187,7 +199,12 @@ mod tests {
 
     #[test]
     fn prometheus_chunk_of_constant_scrapes_is_about_two_bits_per_sample() {
-        let s: Vec<Sample> = (0..120).map(|i| Sample { t: 1_700_000_000_000 + i * 5000, v: 1.0 }).collect();
+        let s: Vec<Sample> = (0..120)
+            .map(|i| Sample {
+                t: 1_700_000_000_000 + i * 5000,
+                v: 1.0,
+            })
+            .collect();
         let n = encode_prometheus_chunk(&s).len();
         // 2 (count) + 6 (t0) + 2 (delta) + 8 (v0) + 118 samples × 2 bits.
         assert!((40..=60).contains(&n), "{n}");
