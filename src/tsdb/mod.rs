@@ -30,6 +30,8 @@ mod recovery;
 mod retention;
 mod series;
 mod snapshot;
+#[cfg(test)]
+mod tests;
 mod wal;
 pub mod xor;
 
