@@ -26,6 +26,7 @@ mod codec;
 mod head;
 pub mod import;
 mod index;
+mod intseq;
 mod recovery;
 mod retention;
 mod series;
@@ -571,7 +572,7 @@ impl Db {
             let d = s.lock();
             st.chunks += d.chunks.len() as u64;
             for c in &d.chunks {
-                st.chunk_samples += c.count as u64;
+                st.chunk_samples += c.count() as u64;
                 st.chunk_bytes += c.data_bytes() as u64;
                 st.chunk_meta_bytes += chunk::Chunk::META_BYTES as u64;
             }
