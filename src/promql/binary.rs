@@ -194,21 +194,30 @@ impl Evaluator<'_> {
         let swapped = m.card == Card::OneToMany;
         let (many, one, msig, osig) = if swapped { (&rhs, &lhs, &rsig, &lsig) } else { (&lhs, &rhs, &lsig, &rsig) };
         let drop_name = changes_metric_schema(op) || return_bool;
-        let mut metrics: HashMap<(usize, usize), Labels> = HashMap::new();
+        let n_sigs = lsig.iter().chain(rsig.iter()).max().map_or(0, |m| m + 1);
+        // Output slot per (many, one) pair: the result labels depend only on the two series.
+        let mut slots: HashMap<(usize, usize), usize> = HashMap::new();
         let (mut mcur, mut ocur) = (Cursor::new(many), Cursor::new(one));
         let (mut mv, mut ov) = (Vec::new(), Vec::new());
+        let mut right: Vec<Option<(usize, f64)>> = vec![None; n_sigs];
+        let mut touched: Vec<usize> = Vec::new();
+        let mut matched_one = vec![false; n_sigs];
+        let mut matched_many: HashMap<usize, HashSet<usize>> = HashMap::new();
         let mut out = Out::default();
         for k in 0..self.steps() {
             self.st.check_timeout()?;
             let ts = self.step_ts(k);
             mcur.gather(many, ts, &mut mv);
             ocur.gather(one, ts, &mut ov);
+            // Forget the previous step's "one" side.
+            for sig in touched.drain(..) {
+                right[sig] = None;
+            }
             if mv.is_empty() || ov.is_empty() {
                 continue;
             }
-            let mut right: HashMap<usize, (usize, f64)> = HashMap::with_capacity(ov.len());
             for &(oi, v) in &ov {
-                if let Some(&(prev, _)) = right.get(&osig[oi]) {
+                if let Some((prev, _)) = right[osig[oi]] {
                     let side = if swapped { "left" } else { "right" };
                     let group = labels_string(&m.signature(&one[oi].labels));
                     let mut d = [labels_string(&one[oi].labels), labels_string(&one[prev].labels)];
@@ -218,35 +227,43 @@ impl Evaluator<'_> {
                         d[0], d[1]
                     )));
                 }
-                right.insert(osig[oi], (oi, v));
+                right[osig[oi]] = Some((oi, v));
+                touched.push(osig[oi]);
             }
-            let mut matched_one: HashSet<usize> = HashSet::new();
-            let mut matched_many: HashMap<usize, HashSet<Labels>> = HashMap::new();
+            for &(mi, _) in &mv {
+                matched_one[msig[mi]] = false;
+            }
+            matched_many.clear();
             for &(mi, v) in &mv {
                 let sig = msig[mi];
-                let Some(&(oi, ovv)) = right.get(&sig) else { continue };
+                let Some((oi, ovv)) = right[sig] else { continue };
                 let (fl, fr) = if swapped { (ovv, v) } else { (v, ovv) };
                 let (mut val, keep) = elem_binop(op, fl, fr)?;
                 if return_bool {
                     val = btos(keep);
                 }
-                let metric = metrics
-                    .entry((mi, oi))
-                    .or_insert_with(|| result_metric(&many[mi].labels, &one[oi].labels, m, drop_name))
-                    .clone();
+                let slot = match slots.get(&(mi, oi)) {
+                    Some(&s) => s,
+                    None => {
+                        let s = out.slot(&result_metric(&many[mi].labels, &one[oi].labels, m, drop_name));
+                        slots.insert((mi, oi), s);
+                        s
+                    }
+                };
                 if m.card == Card::OneToOne {
-                    if !matched_one.insert(sig) {
+                    if matched_one[sig] {
                         return Err(Error::Eval(
                             "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into(),
                         ));
                     }
-                } else if !matched_many.entry(sig).or_default().insert(metric.clone()) {
+                    matched_one[sig] = true;
+                } else if !matched_many.entry(sig).or_default().insert(slot) {
                     return Err(Error::Eval("multiple matches for labels: grouping labels must ensure unique matches".into()));
                 }
                 if !keep && !return_bool {
                     continue;
                 }
-                out.push(self.st, ts, &metric, val)?;
+                out.push_at(self.st, slot, ts, val)?;
             }
         }
         Ok(out.finish())

@@ -356,28 +356,35 @@ pub(crate) struct Out {
 
 impl Out {
     pub fn push(&mut self, st: &mut QueryState, ts: i64, labels: &Labels, v: f64) -> Result<(), Error> {
-        let i = match self.index.get(labels) {
-            Some(&i) => {
-                if self.last[i] == ts {
-                    return Err(Eval("vector cannot contain metrics with the same labelset".into()));
-                }
-                i
-            }
-            None => {
-                let i = self.series.len();
-                self.index.insert(labels.clone(), i);
-                self.series.push(Series { labels: labels.clone(), samples: Vec::new() });
-                self.last.push(i64::MIN);
-                i
-            }
-        };
+        let i = self.slot(labels);
+        self.push_at(st, i, ts, v)
+    }
+
+    /// The output series for `labels`, created on first use. Callers that produce the same
+    /// label sets at every step cache the slot to avoid hashing labels per sample.
+    pub fn slot(&mut self, labels: &Labels) -> usize {
+        if let Some(&i) = self.index.get(labels) {
+            return i;
+        }
+        let i = self.series.len();
+        self.index.insert(labels.clone(), i);
+        self.series.push(Series { labels: labels.clone(), samples: Vec::new() });
+        self.last.push(i64::MIN);
+        i
+    }
+
+    pub fn push_at(&mut self, st: &mut QueryState, i: usize, ts: i64, v: f64) -> Result<(), Error> {
+        if self.last[i] == ts {
+            return Err(Eval("vector cannot contain metrics with the same labelset".into()));
+        }
         self.last[i] = ts;
         self.series[i].samples.push(Sample { t: ts, v });
         st.hold(1)
     }
 
     pub fn finish(self) -> Matrix {
-        self.series
+        // Series whose label set was looked up but never got a point are left out.
+        self.series.into_iter().filter(|s| !s.samples.is_empty()).collect()
     }
 }
 
