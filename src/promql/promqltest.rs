@@ -29,11 +29,12 @@
 //!    histograms (`histogram_count`, `histogram_sum`, `histogram_avg`, `histogram_stddev`,
 //!    `histogram_stdvar`);
 //! 2. experimental functions (marked `Experimental` in Prometheus 3.14 `parser/functions.go`)
-//!    that we do not implement: `info`, `ts_of_first_over_time`, `ts_of_last_over_time`,
-//!    `ts_of_max_over_time`, `ts_of_min_over_time`, `start`, `end`, `range`, `step`,
-//!    `start_timestamp`, `max_of`, `min_of`, `histogram_quantiles`. The experimental features we
-//!    do implement run like any other case: `double_exponential_smoothing`, `mad_over_time`,
-//!    `sort_by_label`, `sort_by_label_desc`, and the `limitk`/`limit_ratio` aggregations;
+//!    that we do not implement: `info` (needs `target_info` joins), `start`, `end`, `range`,
+//!    `step` (need the query's range, which a function call does not see), `start_timestamp`
+//!    (needs stored start timestamps) and `histogram_quantiles`. The experimental features we do
+//!    implement run like any other case: `double_exponential_smoothing`, `mad_over_time`,
+//!    `sort_by_label`, `sort_by_label_desc`, `ts_of_{first,last,min,max}_over_time`, `max_of`,
+//!    `min_of`, and the `limitk`/`limit_ratio` aggregations;
 //! 3. experimental syntax that `promql-parser` cannot parse (the `anchored`/`smoothed` range
 //!    modifiers, `fill…` binary-operator modifiers, duration expressions): a parse failure of an
 //!    expression that uses one of these words is a skip, any other parse failure a failure.
@@ -54,17 +55,11 @@ const EPSILON: f64 = 0.000001;
 /// Experimental functions we do not implement (skip rule 2).
 const SKIPPED_EXPERIMENTAL_FUNCTIONS: &[&str] = &[
     "info",
-    "ts_of_first_over_time",
-    "ts_of_last_over_time",
-    "ts_of_max_over_time",
-    "ts_of_min_over_time",
     "start",
     "end",
     "range",
     "step",
     "start_timestamp",
-    "max_of",
-    "min_of",
     "histogram_quantiles",
 ];
 
