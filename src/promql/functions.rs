@@ -165,6 +165,7 @@ pub fn call(c: FnCall<'_>, annotations: &mut Annotations) -> Result<Value, Error
         // --- histograms (classic buckets) ------------------------------------------------------
         "histogram_quantile" => histogram_quantile(&c, annotations),
         "histogram_fraction" => histogram_fraction(&c, annotations),
+        "histogram_quantiles" => histogram_quantiles(&c, annotations),
         // Only native histograms have these; float series give no output.
         "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
         | "histogram_stdvar" => {
@@ -1179,6 +1180,45 @@ fn histogram_quantile(c: &FnCall<'_>, annotations: &mut Annotations) -> Result<V
     finish(out)
 }
 
+/// `histogram_quantiles(v, "label", q1, q2, …)`: one output per group and quantile, the quantile
+/// in `label` (as OpenMetrics formats floats).
+fn histogram_quantiles(c: &FnCall<'_>, annotations: &mut Annotations) -> Result<Value, Error> {
+    let v = vector_arg(c, 0)?;
+    let label = string_arg(c, 1)?;
+    let qs: Vec<f64> = (2..c.args.len())
+        .map(|i| scalar_arg(c, i))
+        .collect::<Result<_, _>>()?;
+    for &q in &qs {
+        if q.is_nan() || !(0.0..=1.0).contains(&q) {
+            annotations.warn(format!(
+                "PromQL warning: quantile value should be between 0 and 1, got {}",
+                fmt_g(q)
+            ));
+        }
+    }
+    let groups = bucket_groups(v, annotations);
+    let mut out = Vec::new();
+    for &q in &qs {
+        for (key, labels, buckets) in &groups {
+            let (value, forced) = bucket_quantile(q, buckets.clone());
+            if forced {
+                annotations.info(format!(
+                    "PromQL info: input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {:?}",
+                    key.metric_name().unwrap_or("")
+                ));
+            }
+            let mut b = labels.builder();
+            b.set(label, fmt_openmetrics(q));
+            out.push(InstantSample {
+                labels: b.build(),
+                t: c.ts,
+                v: value,
+            });
+        }
+    }
+    finish(out)
+}
+
 /// Prometheus' `BucketFraction`.
 fn bucket_fraction(lower: f64, upper: f64, mut b: Vec<Bucket>) -> f64 {
     sort_buckets(&mut b);
@@ -1260,31 +1300,37 @@ fn histogram_fraction(c: &FnCall<'_>, annotations: &mut Annotations) -> Result<V
     finish(out)
 }
 
-/// Go's `%g` for the numbers annotations print.
+/// Go's `strconv.FormatFloat(v, 'g', -1, 64)` (`%g`), as annotations print numbers: the
+/// shortest representation, in exponent form when the exponent is below -4 or at least 6
+/// (Go uses precision 6 for this decision in the shortest mode).
 fn fmt_g(v: f64) -> String {
     if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        let exp = if v == 0.0 {
-            0
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 {
+            "+Inf".into()
         } else {
-            v.abs().log10().floor() as i32
+            "-Inf".into()
         };
-        if (-4..21).contains(&exp) {
-            format!("{v}")
-        } else {
-            let s = format!("{v:e}");
-            // Rust prints `1e21`, Go `1e+21`.
-            match s.split_once('e') {
-                Some((m, e)) if !e.starts_with('-') => format!("{m}e+{e:0>2}"),
-                Some((m, e)) => format!("{m}e-{:0>2}", &e[1..]),
-                None => s,
-            }
-        }
+    }
+    let e = format!("{v:e}");
+    let (mantissa, exp) = e.split_once('e').unwrap_or((e.as_str(), "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if (-4..6).contains(&exp) {
+        return format!("{v}");
+    }
+    let sign = if exp < 0 { '-' } else { '+' };
+    format!("{mantissa}e{sign}{:02}", exp.abs())
+}
+
+/// `labels.FormatOpenMetricsFloat`: `%g`, with `.0` added to integral values.
+fn fmt_openmetrics(v: f64) -> String {
+    let s = fmt_g(v);
+    if v.is_finite() && !s.contains(['.', 'e']) {
+        format!("{s}.0")
+    } else {
+        s
     }
 }
 

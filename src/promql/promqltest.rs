@@ -18,7 +18,7 @@
 //! Annotation positions: `promql-parser` keeps no source positions, so an annotation of ours
 //! without a trailing `(line:col)` is compared with the expected message after removing the
 //! expected one's `(line:col)` suffix (for `regex:` expectations, the annotation is also tried
-//! with a ` (1:1)` suffix).
+//! with the position the pattern spells out, or ` (1:1)`).
 //!
 //! A parse error in the script is a failure of the case (or `load`) on that line; the rest of the
 //! file still runs.
@@ -32,8 +32,8 @@
 //! 2. experimental functions (marked `Experimental` in Prometheus 3.14 `parser/functions.go`)
 //!    that we do not implement: `info` (needs `target_info` joins), `start`, `end`, `range`,
 //!    `step` (need the query's range, which a function call does not see), `start_timestamp`
-//!    (needs stored start timestamps) and `histogram_quantiles`. The experimental features we do
-//!    implement run like any other case: `double_exponential_smoothing`, `mad_over_time`,
+//!    (needs stored start timestamps). The experimental features we do implement run like any
+//!    other case: `double_exponential_smoothing`, `histogram_quantiles`, `mad_over_time`,
 //!    `sort_by_label`, `sort_by_label_desc`, `ts_of_{first,last,min,max}_over_time`, `max_of`,
 //!    `min_of`, and the `limitk`/`limit_ratio` aggregations;
 //! 3. experimental syntax that `promql-parser` cannot parse (the `anchored`/`smoothed` range
@@ -55,15 +55,8 @@ use crate::tsdb::{is_stale_nan, stale_nan, Db};
 const EPSILON: f64 = 0.000001;
 
 /// Experimental functions we do not implement (skip rule 2).
-const SKIPPED_EXPERIMENTAL_FUNCTIONS: &[&str] = &[
-    "info",
-    "start",
-    "end",
-    "range",
-    "step",
-    "start_timestamp",
-    "histogram_quantiles",
-];
+const SKIPPED_EXPERIMENTAL_FUNCTIONS: &[&str] =
+    &["info", "start", "end", "range", "step", "start_timestamp"];
 
 /// Functions that only read native histograms (skip rule 1).
 const NATIVE_HISTOGRAM_FUNCTIONS: &[&str] = &[
@@ -288,7 +281,17 @@ impl MsgMatch {
         }
         match self {
             MsgMatch::Exact(m) => strip_position_suffix(m) == s,
-            MsgMatch::Regex(r) => r.is_match(&format!("{s} (1:1)")),
+            MsgMatch::Regex(r) => {
+                // Use the position the pattern spells out, if any.
+                let pos = Regex::new(r"\\\((\d+):(\d+)\\\)")
+                    .ok()
+                    .and_then(|p| {
+                        p.captures(r.as_str())
+                            .map(|c| format!("({}:{})", &c[1], &c[2]))
+                    })
+                    .unwrap_or_else(|| "(1:1)".to_string());
+                r.is_match(&format!("{s} {pos}"))
+            }
         }
     }
 }
@@ -1921,5 +1924,8 @@ mod tests {
         assert!(m.matches_annotation("PromQL warning: x"));
         assert!(m.matches_annotation("PromQL warning: x (1:7)"));
         assert!(!m.matches_annotation("PromQL warning: x (1:8)"));
+        let r = MsgMatch::Regex(Regex::new(r"PromQL info: y .* \(1:21\)").unwrap());
+        assert!(r.matches_annotation("PromQL info: y z"));
+        assert!(!r.matches_annotation("PromQL info: y z (1:2)"));
     }
 }
