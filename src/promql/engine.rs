@@ -632,6 +632,9 @@ pub(crate) mod testutil {
         }
     }
 
+    /// One series of a range result: labels and `(seconds, value)` points.
+    pub type RangeSeries = (String, Vec<(i64, f64)>);
+
     /// A range query's matrix as `(labels, [(seconds, value)])`, sorted by labels.
     pub fn range(
         db: &Db,
@@ -639,7 +642,7 @@ pub(crate) mod testutil {
         start: i64,
         end: i64,
         step: i64,
-    ) -> Result<Vec<(String, Vec<(i64, f64)>)>, Error> {
+    ) -> Result<Vec<RangeSeries>, Error> {
         match Engine::default()
             .range_query(db, &parse(q)?, start * 1000, end * 1000, step * 1000)?
             .value
