@@ -197,11 +197,17 @@ pub fn run_script(name: &str, text: &str) -> FileReport {
                     report.fail(l.line, "load", e);
                 }
             }
-            Command::Eval(ev) => match state.eval(&ev) {
-                Outcome::Pass => report.passed += 1,
-                Outcome::Fail(m) => report.fail(ev.line, &ev.expr, m),
-                Outcome::Skip(m) => report.skip(ev.line, &ev.expr, m),
-            },
+            // An engine panic fails this case only, so the rest of the report survives.
+            Command::Eval(ev) => {
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| state.eval(&ev)))
+                    .unwrap_or_else(|p| {
+                        Outcome::Fail(format!("engine panicked: {}", panic_text(&*p)))
+                    }) {
+                    Outcome::Pass => report.passed += 1,
+                    Outcome::Fail(m) => report.fail(ev.line, &ev.expr, m),
+                    Outcome::Skip(m) => report.skip(ev.line, &ev.expr, m),
+                }
+            }
             Command::Invalid {
                 line,
                 text,
@@ -210,6 +216,13 @@ pub fn run_script(name: &str, text: &str) -> FileReport {
         }
     }
     report
+}
+
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1193,6 +1206,13 @@ impl State {
                         w.trim_end_matches('(')
                     ));
                 }
+                // Like a query that fails to be created in test.go: fine if a failure is expected.
+                if ev.is_fail() {
+                    return match check_result(ev, Err(e), 0, 0, 0) {
+                        Ok(()) => Outcome::Pass,
+                        Err(m) => Outcome::Fail(m),
+                    };
+                }
                 return Outcome::Fail(format!("parse error: {e}"));
             }
         };
@@ -1246,7 +1266,13 @@ impl State {
         // result at `at`.
         let rr = self
             .engine
-            .range_query(&self.db, expr, at - 60_000, at + 60_000, 60_000)
+            .range_query(
+                &self.db,
+                expr,
+                at.saturating_sub(60_000),
+                at.saturating_add(60_000),
+                60_000,
+            )
             .map_err(|e| format!("error evaluating query in range mode: {e}"))?;
         if ev.is_ordered() {
             return Ok(());
@@ -1358,7 +1384,7 @@ fn at_modifier_variants(expr: &Expr, at: i64) -> Vec<(Expr, i64)> {
     let times = if at == 0 {
         vec![-1000, 0, 1000]
     } else {
-        vec![-10 * at, 0, at / 5, at, 10 * at]
+        vec![at.saturating_mul(-10), 0, at / 5, at, at.saturating_mul(10)]
     };
     times.into_iter().map(|t| (pinned.clone(), t)).collect()
 }
@@ -1868,6 +1894,13 @@ mod tests {
         assert_eq!(r.failures[0].line, 4);
         assert_eq!(r.failures[1].line, 6);
         assert!(r.to_string().ends_with("0 passed, 2 failed, 0 skipped"));
+    }
+
+    #[test]
+    fn unparsable_expressions_fail_unless_failure_is_expected() {
+        let r = run_script("t", "eval instant at 0 sum(\n  expect fail\n\neval instant at 0 sum(\n  {} 1\n");
+        assert_eq!((r.passed, r.failed), (1, 1), "{r}");
+        assert!(r.failures[0].message.starts_with("parse error"), "{r}");
     }
 
     #[test]
