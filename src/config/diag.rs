@@ -231,7 +231,7 @@ impl Diagnostics {
                         }
                         return None;
                     }
-                    let text = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+                    let text = plain_serde_message(msg.split(" at line ").next().unwrap_or(&msg));
                     self.error(&seg_path(prefix, &segs), text);
                     ok = false;
                     if segs.is_empty() || !remove(&mut value, &segs) {
@@ -253,6 +253,23 @@ impl Diagnostics {
         let warnings = self.warnings.iter().map(|d| d.render(origin)).collect();
         (errors, warnings)
     }
+}
+
+/// Serde's words for Rust types, in a config writer's words.
+fn plain_serde_message(msg: &str) -> String {
+    let mut out = msg.replace('`', "\"");
+    for (rust, plain) in [
+        ("expected f64", "expected a number"),
+        ("expected u64", "expected a whole number, 0 or more"),
+        ("expected a sequence", "expected a list"),
+    ] {
+        out = out.replace(rust, plain);
+    }
+    if let Some(i) = out.find("expected struct ").or_else(|| out.find("expected a map")) {
+        out.truncate(i);
+        out.push_str("expected a mapping");
+    }
+    out
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -312,7 +312,8 @@ impl RawAllocation {
                     0.0
                 }
                 Ok(x) if x < 0.0 => {
-                    d.error(&p, format!("must not be negative, got {}", units::trim_float(x)));
+                    let shown = if r == Resource::CpuCores { units::trim_float(x) } else { units::fmt_bytes(x) };
+                    d.error(&p, format!("must not be negative, got {shown}"));
                     ok = false;
                     0.0
                 }
@@ -482,7 +483,8 @@ fn validate_host(raw: Value, d: &mut Diagnostics) -> Option<Host> {
         match parsed {
             Ok(x) if x.is_finite() && x > 0.0 => x,
             Ok(x) => {
-                d.error(&path, format!("must be greater than 0, got {}", units::trim_float(x)));
+                let shown = if r == Resource::CpuCores { units::trim_float(x) } else { units::fmt_bytes(x) };
+                d.error(&path, format!("must be greater than 0, got {shown}"));
                 ok = false;
                 0.0
             }
@@ -569,6 +571,8 @@ fn validate_node(v: Value, path: &str, global: &Global, d: &mut Diagnostics) -> 
                 common.insert(k, v);
             }
             Some(key) if Some(&key) == kind_word.as_ref() => block = Some(v),
+            // Without a kind the block cannot be checked; "missing kind" says enough.
+            Some(key) if kind_word.is_none() && KINDS.contains(&key.as_str()) => {}
             Some(key) => {
                 let expected = match &kind_word {
                     Some(kw) if KINDS.contains(&kw.as_str()) => format!("{}, {kw}", NODE_COMMON_KEYS.join(", ")),
@@ -588,7 +592,13 @@ fn validate_node(v: Value, path: &str, global: &Global, d: &mut Diagnostics) -> 
             }
         }
     }
-    let raw: RawNodeCommon = d.deserialize(path, Value::Mapping(common))?;
+    let Some(raw) = d.deserialize::<RawNodeCommon>(path, Value::Mapping(common)) else {
+        // Still check the kind's block, so its errors show in the same run.
+        if let Some(k) = &kind_word {
+            validate_kind(k, block, path, "", d);
+        }
+        return None;
+    };
 
     let name = match raw.name {
         Some(n) if valid_node_name(&n) => Some(n),

@@ -10,7 +10,7 @@ use serde_yaml::Value;
 pub fn duration(v: &Value) -> Result<Duration, String> {
     match v {
         Value::String(s) => humantime::parse_duration(s.trim())
-            .map_err(|e| format!("invalid duration \"{s}\": {e} (use e.g. 5s, 1m30s, 2h)")),
+            .map_err(|e| format!("invalid duration \"{s}\": {e}; write e.g. 5s, 1m30s, 2h")),
         Value::Number(n) => Err(format!("invalid duration {n}: a duration needs a unit (e.g. {n}s)")),
         other => Err(format!("invalid duration: expected a string like 5s, got {}", kind(other))),
     }
@@ -92,6 +92,9 @@ fn kind(v: &Value) -> &'static str {
 
 /// Formats a byte count for messages: `16GiB`, `2TB`, or plain bytes.
 pub fn fmt_bytes(b: f64) -> String {
+    if b < 0.0 {
+        return format!("-{}", fmt_bytes(-b));
+    }
     // Largest unit first, either system, so 2e12 prints as 2TB and not as 1953125000KiB.
     const UNITS: [(&str, f64); 8] = [
         ("TiB", 1099511627776.0),
