@@ -242,8 +242,14 @@ impl Metrics {
 
     /// The label values of a configured node.
     pub fn node_labels(&self, node: &NodeConfig) -> NodeLabels {
-        let mut v = vec![node.name.clone(), node.protocol().to_string()];
-        v.extend(self.extra_label_names.iter().map(|n| node.labels.get(n).cloned().unwrap_or_default()));
+        self.labels_for(&node.name, node.protocol(), &node.labels)
+    }
+
+    /// The label values of a node given by its parts; labels not known to this registry are
+    /// left out.
+    pub fn labels_for(&self, name: &str, protocol: &str, labels: &std::collections::BTreeMap<String, String>) -> NodeLabels {
+        let mut v = vec![name.to_string(), protocol.to_string()];
+        v.extend(self.extra_label_names.iter().map(|n| labels.get(n).cloned().unwrap_or_default()));
         NodeLabels(v)
     }
 
