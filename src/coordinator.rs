@@ -64,11 +64,18 @@ impl PriceTable {
     }
 
     pub fn get(&self, token: &str) -> Option<f64> {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).get(token).copied()
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(token)
+            .copied()
     }
 
     pub fn set(&self, token: &str, usd: f64) {
-        self.0.write().unwrap_or_else(|e| e.into_inner()).insert(token.to_string(), usd);
+        self.0
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(token.to_string(), usd);
     }
 
     pub fn snapshot(&self) -> BTreeMap<String, f64> {
@@ -119,16 +126,28 @@ impl HealthBoard {
             })
             .collect();
         let (ready, _) = watch::channel(map.is_empty());
-        HealthBoard { nodes: RwLock::new(map), ready }
+        HealthBoard {
+            nodes: RwLock::new(map),
+            ready,
+        }
     }
 
     /// All nodes, sorted by name.
     pub fn snapshot(&self) -> Vec<NodeHealth> {
-        self.nodes.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+        self.nodes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 
     pub fn get(&self, name: &str) -> Option<NodeHealth> {
-        self.nodes.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
+        self.nodes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
     }
 
     /// True once every node has been polled at least once.
@@ -167,7 +186,12 @@ pub struct Coordinator {
 
 impl Coordinator {
     /// Builds the adapters of the configured nodes.
-    pub fn new(config: &Config, metrics: Arc<Metrics>, db: Arc<Db>, clock: SharedClock) -> Result<Coordinator, CoordinatorError> {
+    pub fn new(
+        config: &Config,
+        metrics: Arc<Metrics>,
+        db: Arc<Db>,
+        clock: SharedClock,
+    ) -> Result<Coordinator, CoordinatorError> {
         let nodes = config
             .nodes
             .iter()
@@ -180,7 +204,14 @@ impl Coordinator {
             })
             .collect();
         let prices = Arc::new(PriceTable::new(config.prices.clone()));
-        Coordinator::with_nodes(nodes, config.global.scrape_interval, prices, metrics, db, clock)
+        Coordinator::with_nodes(
+            nodes,
+            config.global.scrape_interval,
+            prices,
+            metrics,
+            db,
+            clock,
+        )
     }
 
     /// Drives the given nodes (tests, and callers that build adapters themselves).
@@ -195,11 +226,21 @@ impl Coordinator {
         let mut seen = HashSet::new();
         for n in &nodes {
             if !seen.insert(n.adapter.name().to_string()) {
-                return Err(CoordinatorError::DuplicateNode(n.adapter.name().to_string()));
+                return Err(CoordinatorError::DuplicateNode(
+                    n.adapter.name().to_string(),
+                ));
             }
         }
         let health = Arc::new(HealthBoard::new(&nodes));
-        Ok(Coordinator { nodes, metrics, db, clock, scrape_interval, prices, health })
+        Ok(Coordinator {
+            nodes,
+            metrics,
+            db,
+            clock,
+            scrape_interval,
+            prices,
+            health,
+        })
     }
 
     /// Health per node and readiness; stays valid after `run` consumed the coordinator.
@@ -221,7 +262,9 @@ impl Coordinator {
     pub async fn run(self, shutdown: watch::Receiver<bool>) {
         let mut tasks = tokio::task::JoinSet::new();
         for node in self.nodes {
-            let labels = self.metrics.labels_for(node.adapter.name(), node.adapter.protocol(), &node.labels);
+            let labels =
+                self.metrics
+                    .labels_for(node.adapter.name(), node.adapter.protocol(), &node.labels);
             let worker = NodeWorker {
                 node,
                 labels,
@@ -237,7 +280,14 @@ impl Coordinator {
             };
             tasks.spawn(worker.run(shutdown.clone()));
         }
-        tasks.spawn(scrape_loop(self.metrics, self.db, self.clock, self.prices, self.scrape_interval, shutdown));
+        tasks.spawn(scrape_loop(
+            self.metrics,
+            self.db,
+            self.clock,
+            self.prices,
+            self.scrape_interval,
+            shutdown,
+        ));
         while let Some(r) = tasks.join_next().await {
             if let Err(e) = r {
                 tracing::error!(error = %e, "a coordinator task ended abnormally");
@@ -344,7 +394,8 @@ impl NodeWorker {
                 r = poll => r.unwrap_or(Err(PollError::Timeout(self.node.timeout))),
                 _ = shutdown_requested(&mut shutdown) => return,
             };
-            self.metrics.observe_poll_duration(&self.labels, started.elapsed().as_secs_f64());
+            self.metrics
+                .observe_poll_duration(&self.labels, started.elapsed().as_secs_f64());
             let result = result.and_then(check_observation);
             let wait = match result {
                 Ok(obs) => {
@@ -371,7 +422,11 @@ impl NodeWorker {
             m.add_earnings(&self.labels, token, delta, usd);
         }
         for r in Resource::ALL {
-            if let Some(a) = obs.allocation.get(r).or(self.node.allocation.map(|a| a.get(r))) {
+            if let Some(a) = obs
+                .allocation
+                .get(r)
+                .or(self.node.allocation.map(|a| a.get(r)))
+            {
                 m.set_allocation(&self.labels, r, a);
             }
             m.set_usage(&self.labels, r, obs.usage.get(r));
@@ -404,7 +459,11 @@ impl NodeWorker {
                 after_failures = self.failures,
                 "node is up again"
             ),
-            None => tracing::debug!(node = self.labels.node(), protocol = self.labels.protocol(), "first poll succeeded"),
+            None => tracing::debug!(
+                node = self.labels.node(),
+                protocol = self.labels.protocol(),
+                "first poll succeeded"
+            ),
             Some(true) => {}
         }
         self.up = Some(true);
@@ -459,8 +518,14 @@ impl NodeWorker {
 
 /// Refuses observations a counter cannot take (negative or non-finite earnings).
 fn check_observation(obs: Observation) -> Result<Observation, PollError> {
-    if let Some((token, v)) = obs.earnings.iter().find(|(_, v)| !v.is_finite() || **v < 0.0) {
-        return Err(PollError::Parse(format!("earnings of {token} are {v}, not a number of 0 or more")));
+    if let Some((token, v)) = obs
+        .earnings
+        .iter()
+        .find(|(_, v)| !v.is_finite() || **v < 0.0)
+    {
+        return Err(PollError::Parse(format!(
+            "earnings of {token} are {v}, not a number of 0 or more"
+        )));
     }
     Ok(obs)
 }
@@ -474,7 +539,10 @@ pub struct TokioClock {
 
 impl TokioClock {
     pub fn new(start_ms: i64) -> TokioClock {
-        TokioClock { start_ms, start: Instant::now() }
+        TokioClock {
+            start_ms,
+            start: Instant::now(),
+        }
     }
 }
 
@@ -504,14 +572,24 @@ mod tests {
     }
 
     impl Scripted {
-        fn new(name: &str, script: Vec<Result<Observation, Option<&'static str>>>) -> Arc<Scripted> {
-            Arc::new(Scripted { name: name.into(), script: Mutex::new(script.into()), polled_at: Mutex::new(Vec::new()) })
+        fn new(
+            name: &str,
+            script: Vec<Result<Observation, Option<&'static str>>>,
+        ) -> Arc<Scripted> {
+            Arc::new(Scripted {
+                name: name.into(),
+                script: Mutex::new(script.into()),
+                polled_at: Mutex::new(Vec::new()),
+            })
         }
 
         fn earning(token: &str, v: f64) -> Result<Observation, Option<&'static str>> {
             let mut o = Observation::default();
             o.earnings.insert(token.into(), v);
-            o.usage = Resources { cpu_cores: Some(1.0), ..Default::default() };
+            o.usage = Resources {
+                cpu_cores: Some(1.0),
+                ..Default::default()
+            };
             Ok(o)
         }
 
@@ -531,11 +609,19 @@ mod tests {
         fn poll(&self) -> PollFuture<'_> {
             self.polled_at.lock().unwrap().push(Instant::now());
             let mut s = self.script.lock().unwrap();
-            let next = if s.len() > 1 { s.pop_front() } else { s.front().cloned() };
+            let next = if s.len() > 1 {
+                s.pop_front()
+            } else {
+                s.front().cloned()
+            };
             match next {
                 None | Some(Err(None)) => Box::pin(std::future::pending()),
-                Some(Err(Some("parse"))) => Box::pin(std::future::ready(Err(PollError::Parse("garbage".into())))),
-                Some(Err(Some(_))) => Box::pin(std::future::ready(Err(PollError::Refused("test".into())))),
+                Some(Err(Some("parse"))) => {
+                    Box::pin(std::future::ready(Err(PollError::Parse("garbage".into()))))
+                }
+                Some(Err(Some(_))) => {
+                    Box::pin(std::future::ready(Err(PollError::Refused("test".into()))))
+                }
                 Some(Ok(o)) => Box::pin(std::future::ready(Ok(o))),
             }
         }
@@ -564,13 +650,29 @@ mod tests {
         let metrics = Arc::new(Metrics::new(&[]).unwrap());
         let db = Arc::new(Db::in_memory());
         let clock: SharedClock = Arc::new(TokioClock::new(T0));
-        let prices = Arc::new(PriceTable::new(prices.iter().map(|(t, p)| (t.to_string(), *p)).collect()));
-        let c = Coordinator::with_nodes(nodes, Duration::from_secs(5), prices.clone(), metrics.clone(), db.clone(), clock)
-            .unwrap();
+        let prices = Arc::new(PriceTable::new(
+            prices.iter().map(|(t, p)| (t.to_string(), *p)).collect(),
+        ));
+        let c = Coordinator::with_nodes(
+            nodes,
+            Duration::from_secs(5),
+            prices.clone(),
+            metrics.clone(),
+            db.clone(),
+            clock,
+        )
+        .unwrap();
         let health = c.health();
         let (shutdown, rx) = watch::channel(false);
         let task = tokio::spawn(c.run(rx));
-        Harness { metrics, db, health, prices, shutdown, task }
+        Harness {
+            metrics,
+            db,
+            health,
+            prices,
+            shutdown,
+            task,
+        }
     }
 
     impl Harness {
@@ -595,15 +697,24 @@ mod tests {
         let hang = Scripted::new("hang", vec![Err(None)]);
         let b = Scripted::new("b", vec![Scripted::earning("X", 1.0)]);
         let c = Scripted::new("c", vec![Scripted::earning("X", 1.0)]);
-        let h = start(vec![polled(hang.clone()), polled(b.clone()), polled(c.clone())], &[]);
+        let h = start(
+            vec![polled(hang.clone()), polled(b.clone()), polled(c.clone())],
+            &[],
+        );
         at(t0, 1.0).await;
-        assert!(!h.health.ready(), "the hanging node has not finished its first poll");
+        assert!(
+            !h.health.ready(),
+            "the hanging node has not finished its first poll"
+        );
         at(t0, 61.0).await;
         assert!(h.health.ready(), "a timed-out poll counts as polled");
         for n in [&b, &c] {
             let gaps = n.gaps();
             assert_eq!(gaps.len(), 12, "{gaps:?}");
-            assert!(gaps.iter().all(|g| *g == Duration::from_secs(5)), "{gaps:?}");
+            assert!(
+                gaps.iter().all(|g| *g == Duration::from_secs(5)),
+                "{gaps:?}"
+            );
         }
         // The hanging node: cut at 4 s each time, then backed off 5, 10, 20, 40 s.
         let gaps = hang.gaps();
@@ -611,8 +722,15 @@ mod tests {
         let l = h.labels("hang");
         assert_eq!(h.metrics.poll_errors(&l, "timeout"), 4.0);
         assert_eq!(h.metrics.node_gauge("depin_adapter_up", &l), Some(0.0));
-        assert_eq!(h.metrics.node_gauge("depin_adapter_consecutive_failures", &l), Some(4.0));
-        assert_eq!(h.metrics.node_gauge("depin_adapter_up", &h.labels("b")), Some(1.0));
+        assert_eq!(
+            h.metrics
+                .node_gauge("depin_adapter_consecutive_failures", &l),
+            Some(4.0)
+        );
+        assert_eq!(
+            h.metrics.node_gauge("depin_adapter_up", &h.labels("b")),
+            Some(1.0)
+        );
         let hh = h.health.get("hang").unwrap();
         assert!(!hh.up && hh.polled && hh.last_error.as_ref().unwrap().1 == "timeout");
         h.stop().await;
@@ -630,7 +748,14 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn garbage_is_down_with_reason_parse_and_recovers() {
         let t0 = Instant::now();
-        let g = Scripted::new("g", vec![Err(Some("parse")), Err(Some("parse")), Scripted::earning("X", 2.0)]);
+        let g = Scripted::new(
+            "g",
+            vec![
+                Err(Some("parse")),
+                Err(Some("parse")),
+                Scripted::earning("X", 2.0),
+            ],
+        );
         let ok = Scripted::new("ok", vec![Scripted::earning("X", 1.0)]);
         let h = start(vec![polled(g.clone()), polled(ok)], &[]);
         at(t0, 1.0).await;
@@ -638,12 +763,19 @@ mod tests {
         assert_eq!(h.metrics.node_gauge("depin_adapter_up", &l), Some(0.0));
         assert_eq!(h.metrics.poll_errors(&l, "parse"), 1.0);
         assert_eq!(h.metrics.poll_errors(&l, "timeout"), 0.0);
-        assert_eq!(h.metrics.node_gauge("depin_adapter_up", &h.labels("ok")), Some(1.0));
+        assert_eq!(
+            h.metrics.node_gauge("depin_adapter_up", &h.labels("ok")),
+            Some(1.0)
+        );
         assert!(h.health.ready());
         // Second failure at 5 s, then backoff 10 s: the recovery poll is at 15 s.
         at(t0, 14.0).await;
         assert_eq!(h.metrics.poll_errors(&l, "parse"), 2.0);
-        assert_eq!(h.metrics.node_gauge("depin_usage_cpu_cores", &l), None, "no usage while down");
+        assert_eq!(
+            h.metrics.node_gauge("depin_usage_cpu_cores", &l),
+            None,
+            "no usage while down"
+        );
         at(t0, 16.0).await;
         assert_eq!(h.metrics.node_gauge("depin_adapter_up", &l), Some(1.0));
         assert_eq!(h.metrics.node_gauge("depin_usage_cpu_cores", &l), Some(1.0));
@@ -681,7 +813,14 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn usd_uses_the_price_at_that_time() {
         let t0 = Instant::now();
-        let s = Scripted::new("s", vec![Scripted::earning("GLM", 10.0), Scripted::earning("GLM", 15.0), Scripted::earning("GLM", 16.0)]);
+        let s = Scripted::new(
+            "s",
+            vec![
+                Scripted::earning("GLM", 10.0),
+                Scripted::earning("GLM", 15.0),
+                Scripted::earning("GLM", 16.0),
+            ],
+        );
         let h = start(vec![polled(s)], &[("GLM", 1.0)]);
         let l = h.labels("s");
         at(t0, 1.0).await;
@@ -708,7 +847,11 @@ mod tests {
         // Scrapes every 5 s from 5 s on.
         let ts: Vec<i64> = series[0].samples.iter().map(|s| s.t - T0).collect();
         assert_eq!(ts, [5_000, 10_000, 15_000, 20_000]);
-        let price = h.db.select(&[Matcher::equal("__name__", "depin_token_price_usd")], 0, i64::MAX);
+        let price = h.db.select(
+            &[Matcher::equal("__name__", "depin_token_price_usd")],
+            0,
+            i64::MAX,
+        );
         assert_eq!(price[0].samples[0].v, 0.3);
         h.stop().await;
     }
@@ -727,12 +870,24 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(3600)).await;
         for n in &config.nodes {
             let l = metrics.node_labels(n);
-            assert_eq!(metrics.node_gauge("depin_adapter_up", &l), Some(1.0), "{}", n.name);
+            assert_eq!(
+                metrics.node_gauge("depin_adapter_up", &l),
+                Some(1.0),
+                "{}",
+                n.name
+            );
             let token = n.kind.tokens()[0].clone();
-            assert!(metrics.earnings(&l, &token) > 0.0, "{} earned nothing in an hour", n.name);
+            assert!(
+                metrics.earnings(&l, &token) > 0.0,
+                "{} earned nothing in an hour",
+                n.name
+            );
         }
         let text = metrics.render();
-        assert!(text.contains("depin_sim_demand_ratio{node=\"golem\",protocol=\"golem\"}"), "{text}");
+        assert!(
+            text.contains("depin_sim_demand_ratio{node=\"golem\",protocol=\"golem\"}"),
+            "{text}"
+        );
         tx.send_replace(true);
         task.await.unwrap();
     }

@@ -14,19 +14,26 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use prometheus::core::Collector;
-use prometheus::{CounterVec, Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    CounterVec, Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, Opts, Registry, TextEncoder,
+};
 
 use crate::adapters::{Allocation, ExtraGauge, Resource};
 use crate::config::{Config, NodeConfig};
 
 /// Bucket bounds of `depin_adapter_poll_duration_seconds`: from a local HTTP answer (ms) to a
 /// poll cut by a timeout of up to a minute.
-pub const POLL_DURATION_BUCKETS: [f64; 13] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+pub const POLL_DURATION_BUCKETS: [f64; 13] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
     #[error("metric {name}: {source}")]
-    Prometheus { name: String, source: prometheus::Error },
+    Prometheus {
+        name: String,
+        source: prometheus::Error,
+    },
     #[error("metric {name}: {reason}")]
     Invalid { name: String, reason: String },
 }
@@ -80,7 +87,11 @@ pub struct Metrics {
 }
 
 fn reg<C: Collector + Clone + 'static>(r: &Registry, name: &str, c: C) -> Result<C, MetricsError> {
-    r.register(Box::new(c.clone())).map_err(|source| MetricsError::Prometheus { name: name.into(), source })?;
+    r.register(Box::new(c.clone()))
+        .map_err(|source| MetricsError::Prometheus {
+            name: name.into(),
+            source,
+        })?;
     Ok(c)
 }
 
@@ -121,36 +132,66 @@ impl Metrics {
             v.extend(extra.iter().cloned());
             v
         };
-        let counter = |name: &str, help: &str, inserted: &[&str]| -> Result<CounterVec, MetricsError> {
-            let l = names(inserted);
-            let l: Vec<&str> = l.iter().map(String::as_str).collect();
-            let c = CounterVec::new(Opts::new(name, help), &l)
-                .map_err(|source| MetricsError::Prometheus { name: name.into(), source })?;
-            reg(r, name, c)
-        };
+        let counter =
+            |name: &str, help: &str, inserted: &[&str]| -> Result<CounterVec, MetricsError> {
+                let l = names(inserted);
+                let l: Vec<&str> = l.iter().map(String::as_str).collect();
+                let c = CounterVec::new(Opts::new(name, help), &l).map_err(|source| {
+                    MetricsError::Prometheus {
+                        name: name.into(),
+                        source,
+                    }
+                })?;
+                reg(r, name, c)
+            };
         let gauge = |name: &str, help: &str, inserted: &[&str]| -> Result<GaugeVec, MetricsError> {
             let l = names(inserted);
             let l: Vec<&str> = l.iter().map(String::as_str).collect();
-            let g = GaugeVec::new(Opts::new(name, help), &l)
-                .map_err(|source| MetricsError::Prometheus { name: name.into(), source })?;
+            let g = GaugeVec::new(Opts::new(name, help), &l).map_err(|source| {
+                MetricsError::Prometheus {
+                    name: name.into(),
+                    source,
+                }
+            })?;
             reg(r, name, g)
         };
         let per_resource = |prefix: &str, what: &str| -> Result<[GaugeVec; 4], MetricsError> {
             let mk = |res: Resource| {
-                gauge(&format!("{prefix}_{}", res.key()), &format!("{what}, in {}.", res.unit()), &[])
+                gauge(
+                    &format!("{prefix}_{}", res.key()),
+                    &format!("{what}, in {}.", res.unit()),
+                    &[],
+                )
             };
-            Ok([mk(Resource::ALL[0])?, mk(Resource::ALL[1])?, mk(Resource::ALL[2])?, mk(Resource::ALL[3])?])
+            Ok([
+                mk(Resource::ALL[0])?,
+                mk(Resource::ALL[1])?,
+                mk(Resource::ALL[2])?,
+                mk(Resource::ALL[3])?,
+            ])
         };
         let capacity_gauge = |res: Resource| -> Result<Gauge, MetricsError> {
             let name = format!("depin_host_capacity_{}", res.key());
-            let g = Gauge::with_opts(Opts::new(&name, format!("What the host can give its nodes, in {}.", res.unit())))
-                .map_err(|source| MetricsError::Prometheus { name: name.clone(), source })?;
+            let g = Gauge::with_opts(Opts::new(
+                &name,
+                format!("What the host can give its nodes, in {}.", res.unit()),
+            ))
+            .map_err(|source| MetricsError::Prometheus {
+                name: name.clone(),
+                source,
+            })?;
             reg(r, &name, g)
         };
 
         let token_price_usd = {
-            let g = GaugeVec::new(Opts::new("depin_token_price_usd", "Price of one token unit, in USD."), &["token"])
-                .map_err(|source| MetricsError::Prometheus { name: "depin_token_price_usd".into(), source })?;
+            let g = GaugeVec::new(
+                Opts::new("depin_token_price_usd", "Price of one token unit, in USD."),
+                &["token"],
+            )
+            .map_err(|source| MetricsError::Prometheus {
+                name: "depin_token_price_usd".into(),
+                source,
+            })?;
             reg(r, "depin_token_price_usd", g)?
         };
         let poll_duration = {
@@ -161,22 +202,36 @@ impl Metrics {
                 "Time one poll of the node took, failed ones included, in seconds.",
             )
             .buckets(POLL_DURATION_BUCKETS.to_vec());
-            let h = HistogramVec::new(opts, &l)
-                .map_err(|source| MetricsError::Prometheus { name: "depin_adapter_poll_duration_seconds".into(), source })?;
+            let h = HistogramVec::new(opts, &l).map_err(|source| MetricsError::Prometheus {
+                name: "depin_adapter_poll_duration_seconds".into(),
+                source,
+            })?;
             reg(r, "depin_adapter_poll_duration_seconds", h)?
         };
         let build_info = {
             let g = GaugeVec::new(
-                Opts::new("depin_orcha_build_info", "Always 1; its labels say which depin-orcha build runs."),
+                Opts::new(
+                    "depin_orcha_build_info",
+                    "Always 1; its labels say which depin-orcha build runs.",
+                ),
                 &["version", "revision"],
             )
-            .map_err(|source| MetricsError::Prometheus { name: "depin_orcha_build_info".into(), source })?;
+            .map_err(|source| MetricsError::Prometheus {
+                name: "depin_orcha_build_info".into(),
+                source,
+            })?;
             reg(r, "depin_orcha_build_info", g)?
         };
-        build_info.with_label_values(&[crate::build::VERSION, crate::build::REVISION]).set(1.0);
+        build_info
+            .with_label_values(&[crate::build::VERSION, crate::build::REVISION])
+            .set(1.0);
         // Process metrics (CPU seconds, resident memory, open fds, start time) on Linux.
         let pc = prometheus::process_collector::ProcessCollector::for_self();
-        r.register(Box::new(pc)).map_err(|source| MetricsError::Prometheus { name: "process_*".into(), source })?;
+        r.register(Box::new(pc))
+            .map_err(|source| MetricsError::Prometheus {
+                name: "process_*".into(),
+                source,
+            })?;
 
         Ok(Metrics {
             earnings_total: counter(
@@ -247,9 +302,18 @@ impl Metrics {
 
     /// The label values of a node given by its parts; labels not known to this registry are
     /// left out.
-    pub fn labels_for(&self, name: &str, protocol: &str, labels: &std::collections::BTreeMap<String, String>) -> NodeLabels {
+    pub fn labels_for(
+        &self,
+        name: &str,
+        protocol: &str,
+        labels: &std::collections::BTreeMap<String, String>,
+    ) -> NodeLabels {
         let mut v = vec![name.to_string(), protocol.to_string()];
-        v.extend(self.extra_label_names.iter().map(|n| labels.get(n).cloned().unwrap_or_default()));
+        v.extend(
+            self.extra_label_names
+                .iter()
+                .map(|n| labels.get(n).cloned().unwrap_or_default()),
+        );
         NodeLabels(v)
     }
 
@@ -270,7 +334,9 @@ impl Metrics {
     /// Adds earned token units (must be ≥ 0) and their USD value.
     pub fn add_earnings(&self, n: &NodeLabels, token: &str, amount: f64, usd: Option<f64>) {
         let v = n.with(&[token]);
-        self.earnings_total.with_label_values(&Self::vals(&v)).inc_by(amount.max(0.0));
+        self.earnings_total
+            .with_label_values(&Self::vals(&v))
+            .inc_by(amount.max(0.0));
         let v = n.with(&[]);
         let usd_counter = self.earnings_usd_total.with_label_values(&Self::vals(&v));
         if let Some(usd) = usd {
@@ -281,22 +347,32 @@ impl Metrics {
     /// The current value of `depin_earnings_total` for a node and token (0 when unseen).
     pub fn earnings(&self, n: &NodeLabels, token: &str) -> f64 {
         let v = n.with(&[token]);
-        self.earnings_total.get_metric_with_label_values(&Self::vals(&v)).map(|c| c.get()).unwrap_or(0.0)
+        self.earnings_total
+            .get_metric_with_label_values(&Self::vals(&v))
+            .map(|c| c.get())
+            .unwrap_or(0.0)
     }
 
     /// The current value of `depin_earnings_usd_total` for a node (0 when unseen).
     pub fn earnings_usd(&self, n: &NodeLabels) -> f64 {
         let v = n.with(&[]);
-        self.earnings_usd_total.get_metric_with_label_values(&Self::vals(&v)).map(|c| c.get()).unwrap_or(0.0)
+        self.earnings_usd_total
+            .get_metric_with_label_values(&Self::vals(&v))
+            .map(|c| c.get())
+            .unwrap_or(0.0)
     }
 
     pub fn set_allocation(&self, n: &NodeLabels, r: Resource, v: f64) {
-        self.allocation[r as usize].with_label_values(&Self::vals(&n.0)).set(v);
+        self.allocation[r as usize]
+            .with_label_values(&Self::vals(&n.0))
+            .set(v);
     }
 
     pub fn set_usage(&self, n: &NodeLabels, r: Resource, v: Option<f64>) {
         match v {
-            Some(v) => self.usage[r as usize].with_label_values(&Self::vals(&n.0)).set(v),
+            Some(v) => self.usage[r as usize]
+                .with_label_values(&Self::vals(&n.0))
+                .set(v),
             // Unknown now: the series ends rather than repeating a stale value.
             None => {
                 let _ = self.usage[r as usize].remove_label_values(&Self::vals(&n.0));
@@ -305,34 +381,48 @@ impl Metrics {
     }
 
     pub fn set_up(&self, n: &NodeLabels, up: bool) {
-        self.adapter_up.with_label_values(&Self::vals(&n.0)).set(if up { 1.0 } else { 0.0 });
+        self.adapter_up
+            .with_label_values(&Self::vals(&n.0))
+            .set(if up { 1.0 } else { 0.0 });
     }
 
     pub fn observe_poll_duration(&self, n: &NodeLabels, seconds: f64) {
-        self.poll_duration.with_label_values(&Self::vals(&n.0)).observe(seconds);
+        self.poll_duration
+            .with_label_values(&Self::vals(&n.0))
+            .observe(seconds);
     }
 
     pub fn count_poll_error(&self, n: &NodeLabels, reason: &str) {
-        self.poll_errors.with_label_values(&Self::vals(&n.with(&[reason]))).inc();
+        self.poll_errors
+            .with_label_values(&Self::vals(&n.with(&[reason])))
+            .inc();
     }
 
     /// Shows every reason at 0 so `rate()` and `increase()` see the first error.
     pub fn init_poll_errors(&self, n: &NodeLabels) {
         for reason in crate::adapters::PollError::REASONS {
-            self.poll_errors.with_label_values(&Self::vals(&n.with(&[reason])));
+            self.poll_errors
+                .with_label_values(&Self::vals(&n.with(&[reason])));
         }
     }
 
     pub fn poll_errors(&self, n: &NodeLabels, reason: &str) -> f64 {
-        self.poll_errors.get_metric_with_label_values(&Self::vals(&n.with(&[reason]))).map(|c| c.get()).unwrap_or(0.0)
+        self.poll_errors
+            .get_metric_with_label_values(&Self::vals(&n.with(&[reason])))
+            .map(|c| c.get())
+            .unwrap_or(0.0)
     }
 
     pub fn set_last_success(&self, n: &NodeLabels, unix_seconds: f64) {
-        self.last_success.with_label_values(&Self::vals(&n.0)).set(unix_seconds);
+        self.last_success
+            .with_label_values(&Self::vals(&n.0))
+            .set(unix_seconds);
     }
 
     pub fn set_consecutive_failures(&self, n: &NodeLabels, count: u32) {
-        self.consecutive_failures.with_label_values(&Self::vals(&n.0)).set(count as f64);
+        self.consecutive_failures
+            .with_label_values(&Self::vals(&n.0))
+            .set(count as f64);
     }
 
     /// The value of a per-node gauge family by name, for tests and the health view.
@@ -341,7 +431,9 @@ impl Metrics {
         fam.get_metric()
             .iter()
             .find(|m| {
-                m.get_label().iter().any(|l| l.name() == "node" && l.value() == n.node())
+                m.get_label()
+                    .iter()
+                    .any(|l| l.name() == "node" && l.value() == n.node())
             })
             .map(|m| m.get_gauge().value())
     }
@@ -350,13 +442,26 @@ impl Metrics {
     /// prefix. Returns the key to remove it later, or why it was refused (bad name, label
     /// names that differ from the family's, a name that collides with a fixed family).
     pub fn set_extra(&self, n: &NodeLabels, g: &ExtraGauge) -> Result<ExtraKey, MetricsError> {
-        let name = if g.name.starts_with("depin_") { g.name.clone() } else { format!("depin_{}", g.name) };
+        let name = if g.name.starts_with("depin_") {
+            g.name.clone()
+        } else {
+            format!("depin_{}", g.name)
+        };
         if !is_metric_name(&name) {
-            return Err(MetricsError::Invalid { name, reason: "not a valid metric name".into() });
+            return Err(MetricsError::Invalid {
+                name,
+                reason: "not a valid metric name".into(),
+            });
         }
         let own: Vec<String> = g.labels.iter().map(|(k, _)| k.clone()).collect();
-        if let Some(bad) = own.iter().find(|l| !is_label_name(l) || self.is_fixed_label(l)) {
-            return Err(MetricsError::Invalid { name, reason: format!("label name \"{bad}\" is not allowed") });
+        if let Some(bad) = own
+            .iter()
+            .find(|l| !is_label_name(l) || self.is_fixed_label(l))
+        {
+            return Err(MetricsError::Invalid {
+                name,
+                reason: format!("label name \"{bad}\" is not allowed"),
+            });
         }
         let mut extras = self.extras.lock().unwrap_or_else(|e| e.into_inner());
         if !extras.contains_key(&name) {
@@ -364,24 +469,46 @@ impl Metrics {
             l.extend(self.extra_label_names.iter().cloned());
             l.extend(own.iter().cloned());
             let lr: Vec<&str> = l.iter().map(String::as_str).collect();
-            let help = if g.help.is_empty() { format!("{} as the node reports it.", g.name) } else { g.help.clone() };
-            let gauge = GaugeVec::new(Opts::new(&name, help), &lr)
-                .map_err(|source| MetricsError::Prometheus { name: name.clone(), source })?;
+            let help = if g.help.is_empty() {
+                format!("{} as the node reports it.", g.name)
+            } else {
+                g.help.clone()
+            };
+            let gauge = GaugeVec::new(Opts::new(&name, help), &lr).map_err(|source| {
+                MetricsError::Prometheus {
+                    name: name.clone(),
+                    source,
+                }
+            })?;
             self.registry
                 .register(Box::new(gauge.clone()))
-                .map_err(|source| MetricsError::Prometheus { name: name.clone(), source })?;
-            extras.insert(name.clone(), ExtraFamily { own_labels: own.clone(), gauge });
+                .map_err(|source| MetricsError::Prometheus {
+                    name: name.clone(),
+                    source,
+                })?;
+            extras.insert(
+                name.clone(),
+                ExtraFamily {
+                    own_labels: own.clone(),
+                    gauge,
+                },
+            );
         }
         let fam = &extras[&name];
         if fam.own_labels != own {
             return Err(MetricsError::Invalid {
                 name,
-                reason: format!("labels {:?} differ from the family's {:?}", own, fam.own_labels),
+                reason: format!(
+                    "labels {:?} differ from the family's {:?}",
+                    own, fam.own_labels
+                ),
             });
         }
         let mut values = n.0.clone();
         values.extend(g.labels.iter().map(|(_, v)| v.clone()));
-        fam.gauge.with_label_values(&Self::vals(&values)).set(g.value);
+        fam.gauge
+            .with_label_values(&Self::vals(&values))
+            .set(g.value);
         Ok(ExtraKey { name, values })
     }
 
@@ -466,11 +593,29 @@ mod tests {
         let m = metrics_with_data();
         let c = crate::config::demo();
         let n = m.node_labels(&c.nodes[0]);
-        let other = ExtraGauge { name: "storj_audit_score".into(), help: String::new(), labels: vec![], value: 1.0 };
+        let other = ExtraGauge {
+            name: "storj_audit_score".into(),
+            help: String::new(),
+            labels: vec![],
+            value: 1.0,
+        };
         assert!(m.set_extra(&n, &other).is_err());
-        let clash = ExtraGauge { name: "adapter_up".into(), help: String::new(), labels: vec![], value: 1.0 };
-        assert!(m.set_extra(&n, &clash).is_err(), "must not shadow a fixed family");
-        let bad = ExtraGauge { name: "a-b".into(), help: String::new(), labels: vec![], value: 1.0 };
+        let clash = ExtraGauge {
+            name: "adapter_up".into(),
+            help: String::new(),
+            labels: vec![],
+            value: 1.0,
+        };
+        assert!(
+            m.set_extra(&n, &clash).is_err(),
+            "must not shadow a fixed family"
+        );
+        let bad = ExtraGauge {
+            name: "a-b".into(),
+            help: String::new(),
+            labels: vec![],
+            value: 1.0,
+        };
         assert!(m.set_extra(&n, &bad).is_err());
     }
 
@@ -485,8 +630,14 @@ mod tests {
             m.set_up(&m.node_labels(node), true);
         }
         let out = m.render();
-        assert!(out.contains("depin_adapter_up{disk=\"sda\",node=\"a\",protocol=\"storj\"} 1"), "{out}");
-        assert!(out.contains("depin_adapter_up{disk=\"\",node=\"b\",protocol=\"grass\"} 1"), "{out}");
+        assert!(
+            out.contains("depin_adapter_up{disk=\"sda\",node=\"a\",protocol=\"storj\"} 1"),
+            "{out}"
+        );
+        assert!(
+            out.contains("depin_adapter_up{disk=\"\",node=\"b\",protocol=\"grass\"} 1"),
+            "{out}"
+        );
     }
 
     /// `promtool check metrics` lints the exposition (names, units, help, types). It must find
@@ -494,9 +645,14 @@ mod tests {
     #[test]
     fn promtool_finds_nothing() {
         use std::io::Write;
-        let promtool = ["/usr/bin/promtool", "/usr/local/bin/promtool"].into_iter().find(|p| std::path::Path::new(p).exists());
+        let promtool = ["/usr/bin/promtool", "/usr/local/bin/promtool"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists());
         let Some(promtool) = promtool else {
-            assert!(std::env::var("CI").as_deref() != Ok("true"), "promtool is missing on CI");
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "promtool is missing on CI"
+            );
             eprintln!("skipped: promtool is not installed");
             return;
         };
@@ -508,9 +664,21 @@ mod tests {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
         let out = child.wait_with_output().unwrap();
-        let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(out.status.success() && report.trim().is_empty(), "promtool check metrics:\n{report}\n---\n{text}");
+        let report = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && report.trim().is_empty(),
+            "promtool check metrics:\n{report}\n---\n{text}"
+        );
     }
 }

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use depin_orcha::config;
 
 fn fixtures(sub: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config").join(sub)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/config")
+        .join(sub)
 }
 
 fn yml_files(dir: &Path) -> Vec<PathBuf> {
@@ -22,13 +24,18 @@ fn yml_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn file_name(p: &Path) -> String {
-    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 #[test]
 fn valid_configs_load() {
     let files = yml_files(&fixtures("valid"));
-    assert!(files.len() >= 3, "expected the valid fixtures, found {files:?}");
+    assert!(
+        files.len() >= 3,
+        "expected the valid fixtures, found {files:?}"
+    );
     for f in files {
         let text = std::fs::read_to_string(&f).unwrap();
         if let Err(e) = config::parse_str(&text, &file_name(&f)) {
@@ -43,7 +50,10 @@ fn valid_configs_load() {
 fn invalid_configs_fail_with_the_expected_text() {
     let update = std::env::var("UPDATE_GOLDEN").is_ok_and(|v| v == "1");
     let files = yml_files(&fixtures("invalid"));
-    assert!(files.len() >= 10, "expected the invalid fixtures, found {files:?}");
+    assert!(
+        files.len() >= 10,
+        "expected the invalid fixtures, found {files:?}"
+    );
     let mut mismatches = Vec::new();
     for f in files {
         let text = std::fs::read_to_string(&f).unwrap();
@@ -61,8 +71,13 @@ fn invalid_configs_fail_with_the_expected_text() {
         }
         match std::fs::read_to_string(&golden) {
             Ok(want) if want == got => {}
-            Ok(want) => mismatches.push(format!("{}:\n--- want\n{want}--- got\n{got}", f.display())),
-            Err(e) => mismatches.push(format!("{}: {e} (run with UPDATE_GOLDEN=1 to create it)", golden.display())),
+            Ok(want) => {
+                mismatches.push(format!("{}:\n--- want\n{want}--- got\n{got}", f.display()))
+            }
+            Err(e) => mismatches.push(format!(
+                "{}: {e} (run with UPDATE_GOLDEN=1 to create it)",
+                golden.display()
+            )),
         }
     }
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
@@ -83,5 +98,9 @@ fn every_error_is_reported_at_once() {
 #[test]
 fn missing_file_names_the_path() {
     let err = config::load_file(Path::new("/nonexistent/depin.yml")).unwrap_err();
-    assert!(err.to_string().starts_with("/nonexistent/depin.yml: cannot read the config file"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("/nonexistent/depin.yml: cannot read the config file"),
+        "{err}"
+    );
 }

@@ -45,8 +45,12 @@ pub enum Resource {
 }
 
 impl Resource {
-    pub const ALL: [Resource; 4] =
-        [Resource::CpuCores, Resource::MemoryBytes, Resource::DiskBytes, Resource::BandwidthBytesPerSecond];
+    pub const ALL: [Resource; 4] = [
+        Resource::CpuCores,
+        Resource::MemoryBytes,
+        Resource::DiskBytes,
+        Resource::BandwidthBytesPerSecond,
+    ];
 
     /// The name as it appears in config keys and metric names (`cpu_cores`, …).
     pub fn key(self) -> &'static str {
@@ -93,7 +97,10 @@ impl<T: Copy> Resources<T> {
             cpu_cores: f(Resource::CpuCores, self.cpu_cores),
             memory_bytes: f(Resource::MemoryBytes, self.memory_bytes),
             disk_bytes: f(Resource::DiskBytes, self.disk_bytes),
-            bandwidth_bytes_per_second: f(Resource::BandwidthBytesPerSecond, self.bandwidth_bytes_per_second),
+            bandwidth_bytes_per_second: f(
+                Resource::BandwidthBytesPerSecond,
+                self.bandwidth_bytes_per_second,
+            ),
         }
     }
 }
@@ -175,14 +182,19 @@ impl PollError {
     }
 
     /// All reasons, so the error counters can be shown at 0 before the first error.
-    pub const REASONS: [&'static str; 6] = ["timeout", "refused", "http_status", "parse", "io", "other"];
+    pub const REASONS: [&'static str; 6] =
+        ["timeout", "refused", "http_status", "parse", "io", "other"];
 }
 
 /// Why an allocation could not be applied.
 #[derive(Debug, thiserror::Error)]
 pub enum ActuateError {
     #[error("{resource} = {value} is out of bounds: {detail}")]
-    OutOfBounds { resource: &'static str, value: f64, detail: String },
+    OutOfBounds {
+        resource: &'static str,
+        value: f64,
+        detail: String,
+    },
     #[error("applying the allocation failed: {0}")]
     Failed(String),
 }

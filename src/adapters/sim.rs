@@ -11,7 +11,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_yaml::Value;
 
-use super::{ActuateError, ActuateFuture, Adapter, Allocatable, Allocation, Health, Observation, PollError, PollFuture};
+use super::{
+    ActuateError, ActuateFuture, Adapter, Allocatable, Allocation, Health, Observation, PollError,
+    PollFuture,
+};
 use crate::clock::SharedClock;
 use crate::config::diag::{join_key, Diagnostics};
 use crate::config::{units, RawAllocation};
@@ -102,7 +105,10 @@ pub fn validate(
     d: &mut Diagnostics,
 ) -> Option<SimSpec> {
     let Some(block) = block else {
-        d.error(node_path, "missing required key \"sim\" (the settings of a node of kind sim)");
+        d.error(
+            node_path,
+            "missing required key \"sim\" (the settings of a node of kind sim)",
+        );
         return None;
     };
     let raw: RawSim = d.deserialize(path, block)?;
@@ -118,7 +124,10 @@ pub fn validate(
                 let known: Vec<&str> = Protocol::ALL.iter().map(|p| p.name()).collect();
                 d.error(
                     &join_key(path, "protocol"),
-                    format!("unknown sim protocol \"{p}\"; expected one of {}", known.join(", ")),
+                    format!(
+                        "unknown sim protocol \"{p}\"; expected one of {}",
+                        known.join(", ")
+                    ),
                 );
             }
             parsed
@@ -139,13 +148,28 @@ pub fn validate(
                 if v.is_finite() && (lo..=hi).contains(&v) {
                     *field = v;
                 } else {
-                    d.error(&join_key(&mp, key), format!("must be between {lo} and {hi}, got {v}"));
+                    d.error(
+                        &join_key(&mp, key),
+                        format!("must be between {lo} and {hi}, got {v}"),
+                    );
                     ok = false;
                 }
             }
         };
-        check("rate_per_hour", m.rate_per_hour, 0.0, f64::MAX, &mut params.rate_per_hour);
-        check("daily_amplitude", m.daily_amplitude, 0.0, 1.0, &mut params.daily_amplitude);
+        check(
+            "rate_per_hour",
+            m.rate_per_hour,
+            0.0,
+            f64::MAX,
+            &mut params.rate_per_hour,
+        );
+        check(
+            "daily_amplitude",
+            m.daily_amplitude,
+            0.0,
+            1.0,
+            &mut params.daily_amplitude,
+        );
         check("peak_hour", m.peak_hour, 0.0, 24.0, &mut params.peak_hour);
         check("drift", m.drift, 0.0, 1.0, &mut params.drift);
         check("noise", m.noise, 0.0, 1.0, &mut params.noise);
@@ -161,11 +185,19 @@ pub fn validate(
         Some(f) => validate_fault(f, &join_key(path, "fault"), d).map(Some),
     };
     // From the name, so a node keeps its market when the list is reordered.
-    let seed = raw.seed.unwrap_or_else(|| market::seed_from_name(node_name));
+    let seed = raw
+        .seed
+        .unwrap_or_else(|| market::seed_from_name(node_name));
     if !ok {
         return None;
     }
-    Some(SimSpec { protocol: protocol?, allocation: allocation?, seed, market: params?, fault: fault? })
+    Some(SimSpec {
+        protocol: protocol?,
+        allocation: allocation?,
+        seed,
+        market: params?,
+        fault: fault?,
+    })
 }
 
 fn validate_fault(f: &RawFault, path: &str, d: &mut Diagnostics) -> Option<Fault> {
@@ -179,19 +211,28 @@ fn validate_fault(f: &RawFault, path: &str, d: &mut Diagnostics) -> Option<Fault
         Some("refused") => Some(FaultMode::Refused),
         Some("garbage") => Some(FaultMode::Garbage),
         Some(other) => {
-            d.error(&join_key(path, "mode"), format!("unknown fault mode \"{other}\"; expected one of {FAULT_MODES}"));
+            d.error(
+                &join_key(path, "mode"),
+                format!("unknown fault mode \"{other}\"; expected one of {FAULT_MODES}"),
+            );
             None
         }
     };
     let mut dur = |key: &str, v: &Option<Value>| -> Result<Option<Duration>, ()> {
         match v {
             None => Ok(None),
-            Some(v) => units::duration(v).map(Some).map_err(|e| d.error(&join_key(path, key), e)),
+            Some(v) => units::duration(v)
+                .map(Some)
+                .map_err(|e| d.error(&join_key(path, key), e)),
         }
     };
     let after = dur("after", &f.after);
     let duration = dur("duration", &f.duration);
-    Some(Fault { mode: mode?, after: after.ok()?.unwrap_or(Duration::ZERO), duration: duration.ok()? })
+    Some(Fault {
+        mode: mode?,
+        after: after.ok()?.unwrap_or(Duration::ZERO),
+        duration: duration.ok()?,
+    })
 }
 
 /// The runtime of a simulated node.
@@ -268,7 +309,11 @@ impl SimNode {
     fn observe(&self, now: i64) -> Observation {
         let mut st = self.lock();
         st.advance(now);
-        let reported = if self.protocol.resets_monthly() { st.month_total } else { st.lifetime };
+        let reported = if self.protocol.resets_monthly() {
+            st.month_total
+        } else {
+            st.lifetime
+        };
         let alloc = st.allocation;
         let usage = st.market.usage(now, &alloc);
         let mut obs = Observation {
@@ -277,7 +322,8 @@ impl SimNode {
             health: Health::Healthy,
             ..Observation::default()
         };
-        obs.earnings.insert(self.protocol.token().to_string(), reported);
+        obs.earnings
+            .insert(self.protocol.token().to_string(), reported);
         obs.gauges.push(super::ExtraGauge {
             name: "sim_demand_ratio".into(),
             help: "Demand in the simulated market relative to its average (1 = average).".into(),
@@ -305,9 +351,9 @@ impl Adapter for SimNode {
                 status: 500,
                 detail: "simulated internal server error".into(),
             }))),
-            Some(FaultMode::Refused) => {
-                Box::pin(std::future::ready(Err(PollError::Refused("simulated: nothing listens".into()))))
-            }
+            Some(FaultMode::Refused) => Box::pin(std::future::ready(Err(PollError::Refused(
+                "simulated: nothing listens".into(),
+            )))),
             Some(FaultMode::Garbage) => {
                 // Parse a real garbled body, so the error is the one a broken node would cause.
                 let body = "<html>502 Bad Gateway</html>";
@@ -332,7 +378,9 @@ impl Allocatable for SimNode {
     }
 
     fn set_allocation(&self, to: Allocation) -> ActuateFuture<'_> {
-        let bad = super::Resource::ALL.into_iter().find(|&r| !(to.get(r).is_finite() && to.get(r) >= 0.0));
+        let bad = super::Resource::ALL
+            .into_iter()
+            .find(|&r| !(to.get(r).is_finite() && to.get(r) >= 0.0));
         if let Some(r) = bad {
             return Box::pin(std::future::ready(Err(ActuateError::OutOfBounds {
                 resource: r.key(),
@@ -377,7 +425,10 @@ mod tests {
     }
 
     fn poll_now(n: &SimNode) -> Result<Observation, PollError> {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
         rt.block_on(async { tokio::time::timeout(Duration::from_millis(50), n.poll()).await })
             .unwrap_or(Err(PollError::Timeout(Duration::from_millis(50))))
     }
@@ -401,15 +452,26 @@ mod tests {
         let before = poll_now(&n).unwrap().earnings["STORJ"];
         clock.advance(5 * 3_600_000); // Feb 1, 01:00
         let after = poll_now(&n).unwrap().earnings["STORJ"];
-        assert!(after < before, "the February estimate starts again: {before} → {after}");
+        assert!(
+            after < before,
+            "the February estimate starts again: {before} → {after}"
+        );
         assert!(after > 0.0);
     }
 
     #[test]
     fn faults_start_after_and_end() {
         let clock = ManualClock::new(T0);
-        let fault = Fault { mode: FaultMode::Garbage, after: Duration::from_secs(30), duration: Some(Duration::from_secs(60)) };
-        let n = SimNode::new("x", &spec(Protocol::Grass, Some(fault)), Arc::new(clock.clone()));
+        let fault = Fault {
+            mode: FaultMode::Garbage,
+            after: Duration::from_secs(30),
+            duration: Some(Duration::from_secs(60)),
+        };
+        let n = SimNode::new(
+            "x",
+            &spec(Protocol::Grass, Some(fault)),
+            Arc::new(clock.clone()),
+        );
         assert!(poll_now(&n).is_ok());
         clock.advance(30_000);
         assert_eq!(poll_now(&n).unwrap_err().reason(), "parse");
@@ -420,7 +482,11 @@ mod tests {
     #[test]
     fn hang_never_answers() {
         let clock = ManualClock::new(T0);
-        let fault = Fault { mode: FaultMode::Hang, after: Duration::ZERO, duration: None };
+        let fault = Fault {
+            mode: FaultMode::Hang,
+            after: Duration::ZERO,
+            duration: None,
+        };
         let n = SimNode::new("x", &spec(Protocol::Streamr, Some(fault)), Arc::new(clock));
         assert_eq!(poll_now(&n).unwrap_err().reason(), "timeout");
     }
@@ -430,7 +496,9 @@ mod tests {
         let clock = ManualClock::new(T0);
         let n1 = SimNode::new("a", &spec(Protocol::Streamr, None), Arc::new(clock.clone()));
         let n2 = SimNode::new("b", &spec(Protocol::Streamr, None), Arc::new(clock.clone()));
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let mut more = n2.allocation();
         more.bandwidth_bytes_per_second *= 4.0;
         rt.block_on(n2.set_allocation(more)).unwrap();
@@ -439,7 +507,10 @@ mod tests {
         let e1 = poll_now(&n1).unwrap().earnings["DATA"];
         let e2 = poll_now(&n2).unwrap().earnings["DATA"];
         assert!(e2 > e1, "{e1} {e2}");
-        let bad = Allocation { cpu_cores: -1.0, ..more };
+        let bad = Allocation {
+            cpu_cores: -1.0,
+            ..more
+        };
         assert!(rt.block_on(n2.set_allocation(bad)).is_err());
     }
 }

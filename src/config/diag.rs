@@ -53,7 +53,11 @@ impl PosIndex {
         let pos = |m: saphyr_parser::Marker| (m.line(), m.col() + 1);
         // The path of the value that starts now, given the innermost open container; records
         // sequence items (mapping values were recorded with their key).
-        fn value_path(stack: &mut [Frame], idx: &mut HashMap<String, (usize, usize)>, at: (usize, usize)) -> String {
+        fn value_path(
+            stack: &mut [Frame],
+            idx: &mut HashMap<String, (usize, usize)>,
+            at: (usize, usize),
+        ) -> String {
             match stack.last_mut() {
                 None => {
                     idx.entry(String::new()).or_insert(at);
@@ -90,7 +94,8 @@ impl PosIndex {
                     value_path(&mut stack, &mut idx, at);
                 }
                 Event::MappingStart(..) => {
-                    let in_key_position = matches!(stack.last(), Some(Frame::Map { key: None, .. }));
+                    let in_key_position =
+                        matches!(stack.last(), Some(Frame::Map { key: None, .. }));
                     let path = if in_key_position {
                         // A complex key: give its contents a path nobody asks for.
                         "?complex".to_string()
@@ -105,7 +110,9 @@ impl PosIndex {
                 }
                 Event::MappingEnd | Event::SequenceEnd => {
                     let done = stack.pop();
-                    if let (Some(Frame::Map { path, .. }), Some(Frame::Map { key, .. })) = (&done, stack.last_mut()) {
+                    if let (Some(Frame::Map { path, .. }), Some(Frame::Map { key, .. })) =
+                        (&done, stack.last_mut())
+                    {
                         if path == "?complex" {
                             *key = Some("?".into());
                         }
@@ -158,21 +165,37 @@ pub struct Diagnostics {
 
 impl Diagnostics {
     pub fn new(index: PosIndex) -> Self {
-        Diagnostics { index, errors: Vec::new(), warnings: Vec::new() }
+        Diagnostics {
+            index,
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        }
     }
 
     pub fn error(&mut self, path: &str, message: impl Into<String>) {
         let pos = self.index.find(path);
-        self.errors.push(Diag { pos, path: path.to_string(), message: message.into() });
+        self.errors.push(Diag {
+            pos,
+            path: path.to_string(),
+            message: message.into(),
+        });
     }
 
     pub fn warn(&mut self, path: &str, message: impl Into<String>) {
         let pos = self.index.find(path);
-        self.warnings.push(Diag { pos, path: path.to_string(), message: message.into() });
+        self.warnings.push(Diag {
+            pos,
+            path: path.to_string(),
+            message: message.into(),
+        });
     }
 
     pub fn error_at(&mut self, pos: Option<(usize, usize)>, message: impl Into<String>) {
-        self.errors.push(Diag { pos, path: String::new(), message: message.into() });
+        self.errors.push(Diag {
+            pos,
+            path: String::new(),
+            message: message.into(),
+        });
     }
 
     pub fn has_errors(&self) -> bool {
@@ -197,7 +220,9 @@ impl Diagnostics {
                         .path()
                         .iter()
                         .filter_map(|s| match s {
-                            serde_path_to_error::Segment::Map { key } => Some(Seg::Key(key.clone())),
+                            serde_path_to_error::Segment::Map { key } => {
+                                Some(Seg::Key(key.clone()))
+                            }
                             serde_path_to_error::Segment::Seq { index } => Some(Seg::Index(*index)),
                             _ => None,
                         })
@@ -227,7 +252,10 @@ impl Diagnostics {
                         let mut at = segs.clone();
                         at.push(Seg::Key(name.to_string()));
                         if !dropped.contains(&at) {
-                            self.error(&seg_path(prefix, &segs), format!("missing required key \"{name}\""));
+                            self.error(
+                                &seg_path(prefix, &segs),
+                                format!("missing required key \"{name}\""),
+                            );
                         }
                         return None;
                     }
@@ -265,7 +293,10 @@ fn plain_serde_message(msg: &str) -> String {
     ] {
         out = out.replace(rust, plain);
     }
-    if let Some(i) = out.find("expected struct ").or_else(|| out.find("expected a map")) {
+    if let Some(i) = out
+        .find("expected struct ")
+        .or_else(|| out.find("expected a map"))
+    {
         out.truncate(i);
         out.push_str("expected a mapping");
     }
@@ -291,7 +322,9 @@ fn seg_path(prefix: &str, segs: &[Seg]) -> String {
 
 /// Removes the value at `segs` from `value`; false when it is not there.
 fn remove(value: &mut Value, segs: &[Seg]) -> bool {
-    let Some((last, parents)) = segs.split_last() else { return false };
+    let Some((last, parents)) = segs.split_last() else {
+        return false;
+    };
     let mut cur = value;
     for s in parents {
         cur = match (s, cur) {
@@ -360,8 +393,14 @@ mod tests {
         assert!(r.is_some());
         let (errs, _) = d.render("f.yml");
         assert_eq!(errs.len(), 3, "{errs:?}");
-        assert!(errs[0].starts_with("f.yml:3:3: inner.zz: unknown key \"zz\""), "{errs:?}");
-        assert!(errs[2].starts_with("f.yml:6:1: xx: unknown key \"xx\""), "{errs:?}");
+        assert!(
+            errs[0].starts_with("f.yml:3:3: inner.zz: unknown key \"zz\""),
+            "{errs:?}"
+        );
+        assert!(
+            errs[2].starts_with("f.yml:6:1: xx: unknown key \"xx\""),
+            "{errs:?}"
+        );
     }
 
     #[test]
@@ -374,6 +413,9 @@ mod tests {
         let (errs, _) = d.render("f.yml");
         assert_eq!(errs.len(), 2, "{errs:?}");
         assert!(errs[0].contains("top.inner.b: invalid type"), "{errs:?}");
-        assert!(errs[1].contains("missing required key \"a\"") || errs[1].contains("c: invalid type"), "{errs:?}");
+        assert!(
+            errs[1].contains("missing required key \"a\"") || errs[1].contains("c: invalid type"),
+            "{errs:?}"
+        );
     }
 }

@@ -166,7 +166,11 @@ impl Config {
     /// The names of all nodes' extra labels, sorted: the metric families carry all of them
     /// (a node without one has it empty, which Prometheus treats as absent).
     pub fn extra_label_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.nodes.iter().flat_map(|n| n.labels.keys().cloned()).collect();
+        let mut names: Vec<String> = self
+            .nodes
+            .iter()
+            .flat_map(|n| n.labels.keys().cloned())
+            .collect();
         names.sort();
         names.dedup();
         names
@@ -177,7 +181,10 @@ impl Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{path}: cannot read the config file: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{}", .0.join("\n"))]
     Invalid(Vec<String>),
 }
@@ -195,7 +202,10 @@ impl ConfigError {
 /// Reads and validates a config file; messages name the file as given.
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
     let origin = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: origin.clone(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        path: origin.clone(),
+        source,
+    })?;
     parse_str(&text, &origin)
 }
 
@@ -293,7 +303,12 @@ pub struct RawAllocation {
 impl RawAllocation {
     /// Parses each resource (cores as a number, the rest as sizes); missing ones are `default`.
     /// Negative or non-finite values are errors.
-    pub fn validate(&self, path: &str, default: Allocation, d: &mut Diagnostics) -> Option<Allocation> {
+    pub fn validate(
+        &self,
+        path: &str,
+        default: Allocation,
+        d: &mut Diagnostics,
+    ) -> Option<Allocation> {
         let raw = Resources {
             cpu_cores: &self.cpu_cores,
             memory_bytes: &self.memory_bytes,
@@ -304,7 +319,11 @@ impl RawAllocation {
         let out = raw.map(|r, v| {
             let p = join_key(path, r.key());
             let Some(v) = v else { return default.get(r) };
-            let parsed = if r == Resource::CpuCores { units::cores(v) } else { units::size(v) };
+            let parsed = if r == Resource::CpuCores {
+                units::cores(v)
+            } else {
+                units::size(v)
+            };
             match parsed {
                 Ok(x) if !x.is_finite() => {
                     d.error(&p, "must be a finite number");
@@ -312,7 +331,11 @@ impl RawAllocation {
                     0.0
                 }
                 Ok(x) if x < 0.0 => {
-                    let shown = if r == Resource::CpuCores { units::trim_float(x) } else { units::fmt_bytes(x) };
+                    let shown = if r == Resource::CpuCores {
+                        units::trim_float(x)
+                    } else {
+                        units::fmt_bytes(x)
+                    };
                     d.error(&p, format!("must not be negative, got {shown}"));
                     ok = false;
                     0.0
@@ -357,7 +380,10 @@ pub fn parse_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
 
 fn validate(value: Value, origin: &str, d: &mut Diagnostics) -> Option<Config> {
     if matches!(value, Value::Null) {
-        d.error_at(Some((1, 1)), "the config is empty: expected a mapping with at least host.capacity");
+        d.error_at(
+            Some((1, 1)),
+            "the config is empty: expected a mapping with at least host.capacity",
+        );
         return None;
     }
     let raw: RawConfig = d.deserialize("", value)?;
@@ -411,7 +437,11 @@ fn validate(value: Value, origin: &str, d: &mut Diagnostics) -> Option<Config> {
 }
 
 /// A positive duration at `path`, or `default` when absent.
-fn positive_duration(v: Option<&Value>, path: &str, d: &mut Diagnostics) -> Result<Option<Duration>, ()> {
+fn positive_duration(
+    v: Option<&Value>,
+    path: &str,
+    d: &mut Diagnostics,
+) -> Result<Option<Duration>, ()> {
     let Some(v) = v else { return Ok(None) };
     match units::duration(v) {
         Ok(x) if x.is_zero() => {
@@ -434,7 +464,9 @@ fn validate_global(raw: Option<Value>, d: &mut Diagnostics) -> Option<Global> {
     let interval = positive_duration(raw.poll_interval.as_ref(), "global.poll_interval", d);
     let timeout = positive_duration(raw.poll_timeout.as_ref(), "global.poll_timeout", d);
     let scrape = positive_duration(raw.scrape_interval.as_ref(), "global.scrape_interval", d);
-    let (Ok(interval), Ok(timeout), Ok(scrape)) = (interval, timeout, scrape) else { return None };
+    let (Ok(interval), Ok(timeout), Ok(scrape)) = (interval, timeout, scrape) else {
+        return None;
+    };
     let poll_interval = interval.unwrap_or(Duration::from_secs(5));
     // As Prometheus does with scrape_timeout: an unset timeout never exceeds the interval.
     let poll_timeout = timeout.unwrap_or_else(|| Duration::from_secs(4).min(poll_interval));
@@ -449,7 +481,11 @@ fn validate_global(raw: Option<Value>, d: &mut Diagnostics) -> Option<Global> {
         );
         return None;
     }
-    Some(Global { poll_interval, poll_timeout, scrape_interval: scrape.unwrap_or(poll_interval) })
+    Some(Global {
+        poll_interval,
+        poll_timeout,
+        scrape_interval: scrape.unwrap_or(poll_interval),
+    })
 }
 
 fn validate_host(raw: Value, d: &mut Diagnostics) -> Option<Host> {
@@ -469,21 +505,31 @@ fn validate_host(raw: Value, d: &mut Diagnostics) -> Option<Host> {
     let capacity = raw.map(|r, v| {
         let path = join_key("host.capacity", r.key());
         let Some(v) = v else {
-            d.error("host.capacity", format!("missing required key \"{}\"", r.key()));
+            d.error(
+                "host.capacity",
+                format!("missing required key \"{}\"", r.key()),
+            );
             ok = false;
             return 0.0;
         };
         let parsed = match (r, units::is_auto(v)) {
             (Resource::CpuCores, true) => units::detect_cpu_cores(),
             (Resource::MemoryBytes, true) => units::detect_memory_bytes(),
-            (_, true) => Err(format!("{} cannot be auto: give a number or a size", r.key())),
+            (_, true) => Err(format!(
+                "{} cannot be auto: give a number or a size",
+                r.key()
+            )),
             (Resource::CpuCores, false) => units::cores(v),
             (_, false) => units::size(v),
         };
         match parsed {
             Ok(x) if x.is_finite() && x > 0.0 => x,
             Ok(x) => {
-                let shown = if r == Resource::CpuCores { units::trim_float(x) } else { units::fmt_bytes(x) };
+                let shown = if r == Resource::CpuCores {
+                    units::trim_float(x)
+                } else {
+                    units::fmt_bytes(x)
+                };
                 d.error(&path, format!("must be greater than 0, got {shown}"));
                 ok = false;
                 0.0
@@ -511,7 +557,10 @@ fn validate_prices(raw: Option<Value>, d: &mut Diagnostics) -> Option<BTreeMap<S
             ok = false;
         }
         if !price.is_finite() || *price < 0.0 {
-            d.error(&path, format!("a price must be a number of USD, 0 or more, got {price}"));
+            d.error(
+                &path,
+                format!("a price must be a number of USD, 0 or more, got {price}"),
+            );
             ok = false;
         }
     }
@@ -521,15 +570,22 @@ fn validate_prices(raw: Option<Value>, d: &mut Diagnostics) -> Option<BTreeMap<S
 const RESERVED_LABELS: [&str; 6] = ["node", "protocol", "token", "reason", "le", "quantile"];
 
 fn valid_node_name(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
 fn valid_label_name(s: &str) -> bool {
     let mut cs = s.chars();
-    matches!(cs.next(), Some(c) if c.is_ascii_alphabetic() || c == '_') && cs.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    matches!(cs.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && cs.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-fn validate_nodes(list: Vec<Value>, global: &Global, d: &mut Diagnostics) -> Option<Vec<NodeConfig>> {
+fn validate_nodes(
+    list: Vec<Value>,
+    global: &Global,
+    d: &mut Diagnostics,
+) -> Option<Vec<NodeConfig>> {
     let mut out = Vec::new();
     let mut ok = true;
     let mut seen: HashMap<String, usize> = HashMap::new();
@@ -540,7 +596,10 @@ fn validate_nodes(list: Vec<Value>, global: &Global, d: &mut Diagnostics) -> Opt
                 if let Some(first) = seen.get(&n.name) {
                     d.error(
                         &join_key(&path, "name"),
-                        format!("duplicate node name \"{}\" (also nodes[{first}].name)", n.name),
+                        format!(
+                            "duplicate node name \"{}\" (also nodes[{first}].name)",
+                            n.name
+                        ),
                     );
                     ok = false;
                 } else {
@@ -575,7 +634,9 @@ fn validate_node(v: Value, path: &str, global: &Global, d: &mut Diagnostics) -> 
             Some(key) if kind_word.is_none() && KINDS.contains(&key.as_str()) => {}
             Some(key) => {
                 let expected = match &kind_word {
-                    Some(kw) if KINDS.contains(&kw.as_str()) => format!("{}, {kw}", NODE_COMMON_KEYS.join(", ")),
+                    Some(kw) if KINDS.contains(&kw.as_str()) => {
+                        format!("{}, {kw}", NODE_COMMON_KEYS.join(", "))
+                    }
                     _ => NODE_COMMON_KEYS.join(", "),
                 };
                 let hint = if KINDS.contains(&key.as_str()) {
@@ -583,7 +644,10 @@ fn validate_node(v: Value, path: &str, global: &Global, d: &mut Diagnostics) -> 
                 } else {
                     String::new()
                 };
-                d.error(&join_key(path, &key), format!("unknown key \"{key}\"; expected one of {expected}{hint}"));
+                d.error(
+                    &join_key(path, &key),
+                    format!("unknown key \"{key}\"; expected one of {expected}{hint}"),
+                );
                 ok = false;
             }
             None => {
@@ -614,14 +678,26 @@ fn validate_node(v: Value, path: &str, global: &Global, d: &mut Diagnostics) -> 
             None
         }
     };
-    let interval = positive_duration(raw.poll_interval.as_ref(), &join_key(path, "poll_interval"), d);
-    let timeout = positive_duration(raw.poll_timeout.as_ref(), &join_key(path, "poll_timeout"), d);
+    let interval = positive_duration(
+        raw.poll_interval.as_ref(),
+        &join_key(path, "poll_interval"),
+        d,
+    );
+    let timeout = positive_duration(
+        raw.poll_timeout.as_ref(),
+        &join_key(path, "poll_timeout"),
+        d,
+    );
     let times = match (interval, timeout) {
         (Ok(i), Ok(t)) => {
             let interval = i.unwrap_or(global.poll_interval);
             let timeout = t.unwrap_or_else(|| global.poll_timeout.min(interval));
             if timeout > interval {
-                let at = if t.is_some() { "poll_timeout" } else { "poll_interval" };
+                let at = if t.is_some() {
+                    "poll_timeout"
+                } else {
+                    "poll_interval"
+                };
                 d.error(
                     &join_key(path, at),
                     format!(
@@ -643,7 +719,10 @@ fn validate_node(v: Value, path: &str, global: &Global, d: &mut Diagnostics) -> 
             d.error(&p, format!("invalid label name \"{label}\": use [a-zA-Z_][a-zA-Z0-9_]*, not starting with __"));
             ok = false;
         } else if RESERVED_LABELS.contains(&label.as_str()) {
-            d.error(&p, format!("label \"{label}\" is set by depin-orcha itself"));
+            d.error(
+                &p,
+                format!("label \"{label}\" is set by depin-orcha itself"),
+            );
             ok = false;
         }
     }
@@ -674,11 +753,15 @@ fn validate_kind(
 ) -> Option<NodeKind> {
     let block_path = join_key(node_path, kind);
     match kind {
-        "sim" => crate::adapters::sim::validate(block, &block_path, node_path, node_name, d).map(NodeKind::Sim),
+        "sim" => crate::adapters::sim::validate(block, &block_path, node_path, node_name, d)
+            .map(NodeKind::Sim),
         _ => {
             d.error(
                 &join_key(node_path, "kind"),
-                format!("unknown kind \"{kind}\"; expected one of {}", KINDS.join(", ")),
+                format!(
+                    "unknown kind \"{kind}\"; expected one of {}",
+                    KINDS.join(", ")
+                ),
             );
             None
         }
@@ -688,15 +771,30 @@ fn validate_kind(
 fn check_allocations(host: &Host, nodes: &[NodeConfig], d: &mut Diagnostics) {
     for r in Resource::ALL {
         let cap = host.capacity.get(r);
-        let fmt = |v: f64| if r == Resource::CpuCores { units::trim_float(v) } else { units::fmt_bytes(v) };
+        let fmt = |v: f64| {
+            if r == Resource::CpuCores {
+                units::trim_float(v)
+            } else {
+                units::fmt_bytes(v)
+            }
+        };
         let mut sum = 0.0;
         let mut parts = Vec::new();
         for (i, n) in nodes.iter().enumerate() {
-            let Some((a, at)) = n.kind.allocation() else { continue };
+            let Some((a, at)) = n.kind.allocation() else {
+                continue;
+            };
             let v = a.get(r);
             if v > cap {
                 let p = join_key(&join_key(&join_index("nodes", i), at), r.key());
-                d.error(&p, format!("allocation {} exceeds the host capacity {}", fmt(v), fmt(cap)));
+                d.error(
+                    &p,
+                    format!(
+                        "allocation {} exceeds the host capacity {}",
+                        fmt(v),
+                        fmt(cap)
+                    ),
+                );
             }
             if v > 0.0 {
                 sum += v;
@@ -707,7 +805,12 @@ fn check_allocations(host: &Host, nodes: &[NodeConfig], d: &mut Diagnostics) {
         if sum > cap * (1.0 + 1e-12) && parts.len() > 1 {
             d.error(
                 &join_key("host.capacity", r.key()),
-                format!("the nodes' allocations add up to {} ({}), more than the capacity {}", fmt(sum), parts.join(", "), fmt(cap)),
+                format!(
+                    "the nodes' allocations add up to {} ({}), more than the capacity {}",
+                    fmt(sum),
+                    parts.join(", "),
+                    fmt(cap)
+                ),
             );
         }
     }
@@ -730,7 +833,11 @@ mod tests {
 
     #[test]
     fn defaults() {
-        let c = parse_str("host: {capacity: {disk_bytes: 1TB, bandwidth_bytes_per_second: 1MB}}\n", "t.yml").unwrap();
+        let c = parse_str(
+            "host: {capacity: {disk_bytes: 1TB, bandwidth_bytes_per_second: 1MB}}\n",
+            "t.yml",
+        )
+        .unwrap();
         assert_eq!(c.global.poll_interval, Duration::from_secs(5));
         assert_eq!(c.global.poll_timeout, Duration::from_secs(4));
         assert_eq!(c.global.scrape_interval, Duration::from_secs(5));
@@ -754,6 +861,10 @@ mod tests {
                     nodes:\n  - name: a\n    kind: sim\n    sim: {protocol: grass, allocation: {}}\n";
         let c = parse_str(text, "t.yml").unwrap();
         assert_eq!(c.warnings.len(), 1);
-        assert!(c.warnings[0].starts_with("t.yml:5:5: nodes[0].kind: token GRASS has no price"), "{:?}", c.warnings);
+        assert!(
+            c.warnings[0].starts_with("t.yml:5:5: nodes[0].kind: token GRASS has no price"),
+            "{:?}",
+            c.warnings
+        );
     }
 }

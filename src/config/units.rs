@@ -11,8 +11,13 @@ pub fn duration(v: &Value) -> Result<Duration, String> {
     match v {
         Value::String(s) => humantime::parse_duration(s.trim())
             .map_err(|e| format!("invalid duration \"{s}\": {e}; write e.g. 5s, 1m30s, 2h")),
-        Value::Number(n) => Err(format!("invalid duration {n}: a duration needs a unit (e.g. {n}s)")),
-        other => Err(format!("invalid duration: expected a string like 5s, got {}", kind(other))),
+        Value::Number(n) => Err(format!(
+            "invalid duration {n}: a duration needs a unit (e.g. {n}s)"
+        )),
+        other => Err(format!(
+            "invalid duration: expected a string like 5s, got {}",
+            kind(other)
+        )),
     }
 }
 
@@ -24,22 +29,29 @@ pub fn size(v: &Value) -> Result<f64, String> {
     match v {
         Value::Number(n) => n.as_f64().ok_or_else(|| format!("invalid size {n}")),
         Value::String(s) => parse_size(s),
-        other => Err(format!("invalid size: expected a number of bytes or a string like 16GiB, got {}", kind(other))),
+        other => Err(format!(
+            "invalid size: expected a number of bytes or a string like 16GiB, got {}",
+            kind(other)
+        )),
     }
 }
 
 pub fn parse_size(s: &str) -> Result<f64, String> {
     let t = s.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+' || c == 'e' || c == 'E'));
+    let split = t.find(|c: char| {
+        !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+' || c == 'e' || c == 'E')
+    });
     // An `e` may be an exponent or the start of a unit ("EB" is not supported, so treat a
     // letter `e` followed by a digit or sign as exponent only).
     let (num, unit) = match split {
         Some(i) => (&t[..i], t[i..].trim()),
         None => (t, ""),
     };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid size \"{s}\": expected a number with an optional unit, e.g. 16GiB or 500GB"))?;
+    let n: f64 = num.parse().map_err(|_| {
+        format!(
+            "invalid size \"{s}\": expected a number with an optional unit, e.g. 16GiB or 500GB"
+        )
+    })?;
     let mult = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
         "k" | "kb" => 1e3,
@@ -64,12 +76,16 @@ pub fn parse_size(s: &str) -> Result<f64, String> {
 /// A number of CPU cores (fractions allowed).
 pub fn cores(v: &Value) -> Result<f64, String> {
     match v {
-        Value::Number(n) => n.as_f64().ok_or_else(|| format!("invalid number of cores {n}")),
-        Value::String(s) => s
-            .trim()
-            .parse::<f64>()
-            .map_err(|_| format!("invalid number of cores \"{s}\": expected a number like 4 or 0.5")),
-        other => Err(format!("invalid number of cores: expected a number, got {}", kind(other))),
+        Value::Number(n) => n
+            .as_f64()
+            .ok_or_else(|| format!("invalid number of cores {n}")),
+        Value::String(s) => s.trim().parse::<f64>().map_err(|_| {
+            format!("invalid number of cores \"{s}\": expected a number like 4 or 0.5")
+        }),
+        other => Err(format!(
+            "invalid number of cores: expected a number, got {}",
+            kind(other)
+        )),
     }
 }
 
@@ -124,13 +140,19 @@ pub fn trim_float(v: f64) -> String {
 
 /// Physical memory from /proc/meminfo (`MemTotal`, in kB there).
 pub fn detect_memory_bytes() -> Result<f64, String> {
-    let text = std::fs::read_to_string("/proc/meminfo").map_err(|e| format!("cannot read /proc/meminfo: {e}"))?;
+    let text = std::fs::read_to_string("/proc/meminfo")
+        .map_err(|e| format!("cannot read /proc/meminfo: {e}"))?;
     parse_meminfo(&text).ok_or_else(|| "no MemTotal line in /proc/meminfo".to_string())
 }
 
 fn parse_meminfo(text: &str) -> Option<f64> {
     let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kb: f64 = line.trim_start_matches("MemTotal:").split_whitespace().next()?.parse().ok()?;
+    let kb: f64 = line
+        .trim_start_matches("MemTotal:")
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
     Some(kb * 1024.0)
 }
 
@@ -147,26 +169,39 @@ mod tests {
 
     #[test]
     fn sizes() {
-        assert_eq!(parse_size("16GiB").unwrap(), 16.0 * 1024.0 * 1024.0 * 1024.0);
+        assert_eq!(
+            parse_size("16GiB").unwrap(),
+            16.0 * 1024.0 * 1024.0 * 1024.0
+        );
         assert_eq!(parse_size("500GB").unwrap(), 500e9);
         assert_eq!(parse_size("12.5 MB").unwrap(), 12.5e6);
         assert_eq!(parse_size("2tb").unwrap(), 2e12);
         assert_eq!(parse_size("1024").unwrap(), 1024.0);
-        assert!(parse_size("16 GXB").unwrap_err().contains("unknown unit \"GXB\""));
+        assert!(parse_size("16 GXB")
+            .unwrap_err()
+            .contains("unknown unit \"GXB\""));
         assert!(parse_size("100Mbit").is_err());
         assert!(parse_size("lots").is_err());
     }
 
     #[test]
     fn durations() {
-        assert_eq!(duration(&Value::String("1m30s".into())).unwrap(), Duration::from_secs(90));
-        assert!(duration(&Value::Number(5.into())).unwrap_err().contains("needs a unit"));
+        assert_eq!(
+            duration(&Value::String("1m30s".into())).unwrap(),
+            Duration::from_secs(90)
+        );
+        assert!(duration(&Value::Number(5.into()))
+            .unwrap_err()
+            .contains("needs a unit"));
         assert!(duration(&Value::String("5 parsecs".into())).is_err());
     }
 
     #[test]
     fn meminfo() {
-        assert_eq!(parse_meminfo("MemTotal:       16318464 kB\nMemFree: 1 kB\n"), Some(16318464.0 * 1024.0));
+        assert_eq!(
+            parse_meminfo("MemTotal:       16318464 kB\nMemFree: 1 kB\n"),
+            Some(16318464.0 * 1024.0)
+        );
         assert_eq!(parse_meminfo("nothing"), None);
     }
 

@@ -24,7 +24,12 @@ pub enum Protocol {
 }
 
 impl Protocol {
-    pub const ALL: [Protocol; 4] = [Protocol::Storj, Protocol::Golem, Protocol::Streamr, Protocol::Grass];
+    pub const ALL: [Protocol; 4] = [
+        Protocol::Storj,
+        Protocol::Golem,
+        Protocol::Streamr,
+        Protocol::Grass,
+    ];
 
     pub fn parse(s: &str) -> Option<Protocol> {
         Protocol::ALL.into_iter().find(|p| p.name() == s)
@@ -62,7 +67,10 @@ impl Protocol {
         use Resource::*;
         match self {
             // Storj pays for data at rest (follows the disk, not the hour) and for egress.
-            Protocol::Storj => &[(0.5, &[DiskBytes], false), (0.5, &[BandwidthBytesPerSecond], true)],
+            Protocol::Storj => &[
+                (0.5, &[DiskBytes], false),
+                (0.5, &[BandwidthBytesPerSecond], true),
+            ],
             // Golem work needs CPU and memory together: the scarcer of the two limits it.
             Protocol::Golem => &[(1.0, &[CpuCores, MemoryBytes], true)],
             Protocol::Streamr => &[(1.0, &[BandwidthBytesPerSecond], true)],
@@ -72,7 +80,11 @@ impl Protocol {
 
     /// The resources whose use the node reports.
     pub fn resources(self) -> Vec<Resource> {
-        let mut out: Vec<Resource> = self.components().iter().flat_map(|c| c.1.iter().copied()).collect();
+        let mut out: Vec<Resource> = self
+            .components()
+            .iter()
+            .flat_map(|c| c.1.iter().copied())
+            .collect();
         out.sort();
         out.dedup();
         out
@@ -159,7 +171,13 @@ pub struct Market {
 
 impl Market {
     pub fn new(protocol: Protocol, params: MarketParams, seed: u64) -> Market {
-        Market { protocol, params, seed, walk_hour: None, walk: 0.0 }
+        Market {
+            protocol,
+            params,
+            seed,
+            walk_hour: None,
+            walk: 0.0,
+        }
     }
 
     /// Demand at `t_ms` (1 = average): the time-of-day swing times the drift.
@@ -182,7 +200,8 @@ impl Market {
                     self.walk = 0.0;
                 }
                 for step in (from + 1)..=h {
-                    self.walk = 0.98 * self.walk + self.params.drift * normal(self.seed ^ 0x5741_4c4b, step as u64);
+                    self.walk = 0.98 * self.walk
+                        + self.params.drift * normal(self.seed ^ 0x5741_4c4b, step as u64);
                 }
             }
             _ => self.walk = 0.0,
@@ -223,7 +242,8 @@ impl Market {
         while t < to_ms {
             let minute = t.div_euclid(MS_PER_MINUTE);
             let end = ((minute + 1) * MS_PER_MINUTE).min(to_ms);
-            let noise = (1.0 + self.params.noise * normal(self.seed ^ 0x4e4f_4953, minute as u64)).max(0.0);
+            let noise =
+                (1.0 + self.params.noise * normal(self.seed ^ 0x4e4f_4953, minute as u64)).max(0.0);
             let rate = self.rate_per_hour(minute * MS_PER_MINUTE, alloc);
             total += rate * noise * (end - t) as f64 / MS_PER_HOUR as f64;
             t = end;
@@ -242,7 +262,11 @@ impl Market {
         let used = self.protocol.resources();
         alloc.map(|r, a| {
             used.contains(&r).then(|| {
-                let share = if r == Resource::DiskBytes { 0.5 + 0.3 * busy } else { busy * jitter };
+                let share = if r == Resource::DiskBytes {
+                    0.5 + 0.3 * busy
+                } else {
+                    busy * jitter
+                };
                 a * share.clamp(0.0, 1.0)
             })
         })
@@ -268,7 +292,9 @@ fn splitmix64(x: u64) -> u64 {
 
 /// A stable 64-bit hash of a string (FNV-1a), for default seeds from node names.
 pub fn seed_from_name(name: &str) -> u64 {
-    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3))
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// Milliseconds at 00:00 UTC on the first day of the month that contains `t_ms`.
@@ -313,7 +339,12 @@ mod tests {
     use super::*;
 
     fn alloc(cpu: f64, mem: f64, disk: f64, bw: f64) -> Allocation {
-        Resources { cpu_cores: cpu, memory_bytes: mem, disk_bytes: disk, bandwidth_bytes_per_second: bw }
+        Resources {
+            cpu_cores: cpu,
+            memory_bytes: mem,
+            disk_bytes: disk,
+            bandwidth_bytes_per_second: bw,
+        }
     }
 
     const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
@@ -325,7 +356,10 @@ mod tests {
         assert_eq!(next_month_start_ms(T0), T0 + 31 * MS_PER_DAY);
         assert_eq!(next_month_start_ms(T0 - 1), T0);
         assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(days_from_civil(2024, 3, 1) - days_from_civil(2024, 2, 1), 29);
+        assert_eq!(
+            days_from_civil(2024, 3, 1) - days_from_civil(2024, 2, 1),
+            29
+        );
     }
 
     #[test]
@@ -338,7 +372,10 @@ mod tests {
         let r4 = m.rate_per_hour(T0, &alloc(4.0, 8.0 * gib, 0.0, 0.0));
         assert!(r1 < r2 && r2 < r4, "{r1} {r2} {r4}");
         // The next core earns less than the one before: per core, 1→2 beats 2→4.
-        assert!((r2 - r1) / 1.0 > (r4 - r2) / 2.0, "returns diminish: {r1} {r2} {r4}");
+        assert!(
+            (r2 - r1) / 1.0 > (r4 - r2) / 2.0,
+            "returns diminish: {r1} {r2} {r4}"
+        );
         // Work needs memory too: CPU without memory earns nothing.
         assert_eq!(m.rate_per_hour(T0, &alloc(8.0, 0.0, 0.0, 0.0)), 0.0);
     }
@@ -351,7 +388,10 @@ mod tests {
         let mut m = Market::new(p, params, 1);
         let peak = m.demand(T0 + 15 * MS_PER_HOUR);
         let trough = m.demand(T0 + 3 * MS_PER_HOUR);
-        assert!((peak - 1.5).abs() < 1e-9 && (trough - 0.5).abs() < 1e-9, "{peak} {trough}");
+        assert!(
+            (peak - 1.5).abs() < 1e-9 && (trough - 0.5).abs() < 1e-9,
+            "{peak} {trough}"
+        );
     }
 
     #[test]
@@ -393,6 +433,9 @@ mod tests {
         let xs: Vec<f64> = (0..n).map(|i| normal(9, i)).collect();
         let mean = xs.iter().sum::<f64>() / n as f64;
         let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64;
-        assert!(mean.abs() < 0.05 && (var - 1.0).abs() < 0.05, "{mean} {var}");
+        assert!(
+            mean.abs() < 0.05 && (var - 1.0).abs() < 0.05,
+            "{mean} {var}"
+        );
     }
 }
