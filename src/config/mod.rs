@@ -59,6 +59,9 @@
 //!         duration: 1m     # how long it lasts (duration; default: for ever)
 //! ```
 //!
+//! Top-level keys starting with `x-` are ignored, so they can hold YAML anchors that nodes
+//! merge in (`<<: *storj_defaults`).
+//!
 //! The sum of the nodes' allocations of each resource must fit the host's capacity, and so
 //! must each node's own allocation.
 
@@ -232,7 +235,7 @@ struct RawConfig {
     #[serde(default)]
     prices: Option<Value>,
     #[serde(default)]
-    nodes: Option<Vec<Value>>,
+    nodes: Option<Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -378,7 +381,16 @@ pub fn parse_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
     }
 }
 
-fn validate(value: Value, origin: &str, d: &mut Diagnostics) -> Option<Config> {
+fn validate(mut value: Value, origin: &str, d: &mut Diagnostics) -> Option<Config> {
+    // YAML merge keys (`<<: *defaults`), so node lists can share settings through anchors.
+    if let Err(e) = value.apply_merge() {
+        d.error_at(None, format!("invalid merge key (<<): {e}"));
+        return None;
+    }
+    // Top-level keys starting with `x-` are free for anchors (as in Compose files).
+    if let Value::Mapping(m) = &mut value {
+        m.retain(|k, _| !k.as_str().is_some_and(|k| k.starts_with("x-")));
+    }
     if matches!(value, Value::Null) {
         d.error_at(
             Some((1, 1)),
@@ -397,7 +409,15 @@ fn validate(value: Value, origin: &str, d: &mut Diagnostics) -> Option<Config> {
         }
     };
     let prices = validate_prices(raw.prices, d);
-    let nodes = match (raw.nodes, &global) {
+    let nodes = match raw.nodes {
+        None | Some(Value::Null) => None,
+        Some(Value::Sequence(list)) => Some(list),
+        Some(_) => {
+            d.error("nodes", "expected a list of nodes");
+            return None;
+        }
+    };
+    let nodes = match (nodes, &global) {
         (Some(list), Some(g)) => validate_nodes(list, g, d),
         (Some(list), None) => {
             // Still check the nodes against the defaults, so their errors show too.
