@@ -891,4 +891,61 @@ mod tests {
         tx.send_replace(true);
         task.await.unwrap();
     }
+
+    /// Collects the messages of WARN and INFO events.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<(tracing::Level, String)>>>);
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Captured {
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            struct Msg(String);
+            impl tracing::field::Visit for Msg {
+                fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                    if f.name() == "message" {
+                        self.0 = format!("{v:?}");
+                    }
+                }
+            }
+            let mut m = Msg(String::new());
+            event.record(&mut m);
+            self.0
+                .lock()
+                .unwrap()
+                .push((*event.metadata().level(), m.0));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn state_changes_are_logged_once() {
+        use tracing_subscriber::layer::SubscriberExt;
+        let captured = Captured::default();
+        let _guard =
+            tracing::subscriber::set_default(tracing_subscriber::registry().with(captured.clone()));
+        let t0 = Instant::now();
+        let ok = || Scripted::earning("X", 1.0);
+        let refused = || Err(Some("refused"));
+        // Down for three polls, up for two, down again, then up.
+        let s = Scripted::new(
+            "s",
+            vec![refused(), refused(), refused(), ok(), ok(), refused(), ok()],
+        );
+        let h = start(vec![polled(s)], &[]);
+        at(t0, 300.0).await;
+        let logs = captured.0.lock().unwrap().clone();
+        let down = logs
+            .iter()
+            .filter(|(l, m)| *l == tracing::Level::WARN && m == "node is down")
+            .count();
+        let up = logs
+            .iter()
+            .filter(|(l, m)| *l == tracing::Level::INFO && m == "node is up again")
+            .count();
+        assert_eq!((down, up), (2, 2), "{logs:?}");
+        assert_eq!(h.metrics.poll_errors(&h.labels("s"), "refused"), 4.0);
+        h.stop().await;
+    }
 }

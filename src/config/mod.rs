@@ -94,8 +94,13 @@ pub struct Config {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Global {
+    /// `global.poll_interval`: how often each node is polled (default 5s).
     pub poll_interval: Duration,
+    /// `global.poll_timeout`: a poll taking longer fails with reason `timeout` (default 4s,
+    /// capped at `poll_interval`; a longer value is an error).
     pub poll_timeout: Duration,
+    /// `global.scrape_interval`: how often the registry is written into the tsdb (default =
+    /// `poll_interval`).
     pub scrape_interval: Duration,
 }
 
@@ -107,8 +112,12 @@ pub struct Host {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct NodeConfig {
+    /// Unique per host; the value of the `node` label.
     pub name: String,
+    /// The node's own poll interval (default: `global.poll_interval`).
     pub poll_interval: Duration,
+    /// The node's own poll timeout (default: `global.poll_timeout`, capped at this node's
+    /// `poll_interval`); never longer than `poll_interval`.
     pub poll_timeout: Duration,
     /// Extra labels on every series of this node.
     pub labels: BTreeMap<String, String>,
