@@ -262,7 +262,9 @@ impl Diagnostics {
                     let text = plain_serde_message(msg.split(" at line ").next().unwrap_or(&msg));
                     self.error(&seg_path(prefix, &segs), text);
                     ok = false;
-                    if segs.is_empty() || !remove(&mut value, &segs) {
+                    // A list item is replaced by null rather than removed; if null is wrong
+                    // too, the same path fails again: stop there.
+                    if segs.is_empty() || dropped.contains(&segs) || !remove(&mut value, &segs) {
                         return None;
                     }
                     dropped.push(segs);

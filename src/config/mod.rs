@@ -262,10 +262,10 @@ struct RawGlobal {
 #[serde(deny_unknown_fields)]
 struct RawHost {
     #[serde(default)]
-    capacity: Option<RawCapacity>,
+    capacity: Option<Value>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawCapacity {
     #[serde(default)]
@@ -407,11 +407,14 @@ fn validate(mut value: Value, origin: &str, d: &mut Diagnostics) -> Option<Confi
         );
         return None;
     }
+    // `host:` with nothing under it reads as absent to serde; tell the two apart.
+    let host_written = value.get("host").is_some();
     let raw: RawConfig = d.deserialize("", value)?;
 
     let global = validate_global(raw.global, d);
     let host = match raw.host {
         Some(h) => validate_host(h, d),
+        None if host_written => validate_host(Value::Null, d),
         None => {
             d.error("", "missing required key \"host\"");
             None
@@ -518,10 +521,20 @@ fn validate_global(raw: Option<Value>, d: &mut Diagnostics) -> Option<Global> {
 }
 
 fn validate_host(raw: Value, d: &mut Diagnostics) -> Option<Host> {
-    let raw: RawHost = d.deserialize("host", raw)?;
-    let Some(cap) = raw.capacity else {
+    if raw.is_null() {
         d.error("host", "missing required key \"capacity\"");
         return None;
+    }
+    let host_has_capacity = raw.get("capacity").is_some();
+    let raw: RawHost = d.deserialize("host", raw)?;
+    let cap = match raw.capacity {
+        None if !host_has_capacity => {
+            d.error("host", "missing required key \"capacity\"");
+            return None;
+        }
+        // `capacity:` with nothing under it: report the keys it needs.
+        None | Some(Value::Null) => RawCapacity::default(),
+        Some(v) => d.deserialize::<RawCapacity>("host.capacity", v)?,
     };
     let auto = Value::String("auto".into());
     let raw = Resources {
@@ -895,5 +908,28 @@ mod tests {
             "{:?}",
             c.warnings
         );
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        match parse_str(text, "t.yml") {
+            Ok(c) => panic!("should fail: {c:?}"),
+            Err(e) => e.lines(),
+        }
+    }
+
+    #[test]
+    fn empty_sections() {
+        // Empty global, prices and nodes are their defaults; an empty host is not enough.
+        let e = errors("global:\nprices:\nnodes:\nhost:\n");
+        assert_eq!(e, ["t.yml:4:1: host: missing required key \"capacity\""]);
+        let e = errors("host:\n  capacity:\n");
+        assert_eq!(e.len(), 2, "{e:?}");
+    }
+
+    #[test]
+    fn wrong_item_types_in_lists_are_reported_once() {
+        let e = errors("host: {capacity: {disk_bytes: 1TB, bandwidth_bytes_per_second: 1MB}}\nprices: [1, 2]\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with("t.yml:2:1: prices: invalid type: sequence, expected a mapping"), "{e:?}");
     }
 }
