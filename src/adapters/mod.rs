@@ -1,1 +1,232 @@
-//! SKELETON: adapters.
+//! Adapters: one file per node kind. An adapter asks one node what it earned and what it uses
+//! ([`Adapter::poll`] → [`Observation`]); a node whose resources can be moved also implements
+//! [`Allocatable`]. Each kind's file holds its config block (raw serde struct + validation), its
+//! `build()` and its runtime struct, so a new kind is one file plus one arm in
+//! [`crate::config::NodeKind`].
+//!
+//! Adapters own no metrics, no timeouts and no schedule: the coordinator polls them, cuts slow
+//! polls with its own timeout and turns observations into series.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::clock::SharedClock;
+use crate::config::NodeConfig;
+
+pub mod sim;
+
+/// The four resources a host has and nodes get a share of. Generic so the same shape holds a
+/// full allocation or capacity (`Resources<f64>`) and an observation where a node may not
+/// report every resource (`Resources<Option<f64>>`).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Resources<T> {
+    /// CPU cores (fractions allowed).
+    pub cpu_cores: T,
+    /// Memory in bytes.
+    pub memory_bytes: T,
+    /// Disk space in bytes.
+    pub disk_bytes: T,
+    /// Network bandwidth in bytes per second.
+    pub bandwidth_bytes_per_second: T,
+}
+
+/// A node's share of the host, or the host's capacity. Every field is in base units.
+pub type Allocation = Resources<f64>;
+
+/// One of the four resources, to iterate over them and to name their series.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Resource {
+    CpuCores,
+    MemoryBytes,
+    DiskBytes,
+    BandwidthBytesPerSecond,
+}
+
+impl Resource {
+    pub const ALL: [Resource; 4] = [
+        Resource::CpuCores,
+        Resource::MemoryBytes,
+        Resource::DiskBytes,
+        Resource::BandwidthBytesPerSecond,
+    ];
+
+    /// The name as it appears in config keys and metric names (`cpu_cores`, …).
+    pub fn key(self) -> &'static str {
+        match self {
+            Resource::CpuCores => "cpu_cores",
+            Resource::MemoryBytes => "memory_bytes",
+            Resource::DiskBytes => "disk_bytes",
+            Resource::BandwidthBytesPerSecond => "bandwidth_bytes_per_second",
+        }
+    }
+
+    /// The unit for help texts.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Resource::CpuCores => "CPU cores",
+            Resource::MemoryBytes => "bytes of memory",
+            Resource::DiskBytes => "bytes of disk",
+            Resource::BandwidthBytesPerSecond => "bytes per second of bandwidth",
+        }
+    }
+}
+
+impl<T: Copy> Resources<T> {
+    pub fn get(&self, r: Resource) -> T {
+        match r {
+            Resource::CpuCores => self.cpu_cores,
+            Resource::MemoryBytes => self.memory_bytes,
+            Resource::DiskBytes => self.disk_bytes,
+            Resource::BandwidthBytesPerSecond => self.bandwidth_bytes_per_second,
+        }
+    }
+
+    pub fn set(&mut self, r: Resource, v: T) {
+        match r {
+            Resource::CpuCores => self.cpu_cores = v,
+            Resource::MemoryBytes => self.memory_bytes = v,
+            Resource::DiskBytes => self.disk_bytes = v,
+            Resource::BandwidthBytesPerSecond => self.bandwidth_bytes_per_second = v,
+        }
+    }
+
+    pub fn map<U>(&self, mut f: impl FnMut(Resource, T) -> U) -> Resources<U> {
+        Resources {
+            cpu_cores: f(Resource::CpuCores, self.cpu_cores),
+            memory_bytes: f(Resource::MemoryBytes, self.memory_bytes),
+            disk_bytes: f(Resource::DiskBytes, self.disk_bytes),
+            bandwidth_bytes_per_second: f(
+                Resource::BandwidthBytesPerSecond,
+                self.bandwidth_bytes_per_second,
+            ),
+        }
+    }
+}
+
+/// What a node says about itself at one poll.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Observation {
+    /// Cumulative earnings per token, as the node reports them (token units, not USD). The
+    /// value may drop, e.g. a Storj payout estimate that restarts every month: the coordinator
+    /// turns it into a monotonic counter.
+    pub earnings: BTreeMap<String, f64>,
+    /// What the node uses now; `None` where the node does not tell.
+    pub usage: Resources<Option<f64>>,
+    /// The share the node is configured with now; `None` where the node does not tell (the
+    /// coordinator then falls back to the configured allocation).
+    pub allocation: Resources<Option<f64>>,
+    /// The node's own view of its health.
+    pub health: Health,
+    /// Protocol-specific gauges (Storj audit scores per satellite, Golem activities, …).
+    pub gauges: Vec<ExtraGauge>,
+}
+
+/// The node's own view of its health; a node that answers is `up` even when degraded.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum Health {
+    #[default]
+    Healthy,
+    /// The node answers but says something is wrong (suspended, disqualified, offline…).
+    Degraded(String),
+}
+
+/// A protocol-specific gauge. The coordinator prefixes `depin_` when missing and adds the
+/// `node` and `protocol` labels.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExtraGauge {
+    /// Metric name in the protocol's own words and base units, e.g. `storj_audit_score`.
+    pub name: String,
+    /// Help text with the unit.
+    pub help: String,
+    /// Extra labels, e.g. `satellite`.
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+}
+
+/// Why a poll failed. [`PollError::reason`] is the `reason` label of
+/// `depin_adapter_poll_errors_total`.
+#[derive(Debug, thiserror::Error)]
+pub enum PollError {
+    /// The node did not answer within the poll timeout (set by the coordinator).
+    #[error("no answer within {0:?}")]
+    Timeout(std::time::Duration),
+    /// The connection was refused: the node is not running or not listening there.
+    #[error("connection refused: {0}")]
+    Refused(String),
+    /// The node answered with an HTTP status other than success.
+    #[error("HTTP status {status}: {detail}")]
+    HttpStatus { status: u16, detail: String },
+    /// The node answered something we cannot read.
+    #[error("cannot parse the answer: {0}")]
+    Parse(String),
+    /// A local I/O error (a command that failed to start, a file that cannot be read).
+    #[error("I/O: {0}")]
+    Io(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl PollError {
+    /// The value of the `reason` label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            PollError::Timeout(_) => "timeout",
+            PollError::Refused(_) => "refused",
+            PollError::HttpStatus { .. } => "http_status",
+            PollError::Parse(_) => "parse",
+            PollError::Io(_) => "io",
+            PollError::Other(_) => "other",
+        }
+    }
+
+    /// All reasons, so the error counters can be shown at 0 before the first error.
+    pub const REASONS: [&'static str; 6] =
+        ["timeout", "refused", "http_status", "parse", "io", "other"];
+}
+
+/// Why an allocation could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ActuateError {
+    #[error("{resource} = {value} is out of bounds: {detail}")]
+    OutOfBounds {
+        resource: &'static str,
+        value: f64,
+        detail: String,
+    },
+    #[error("applying the allocation failed: {0}")]
+    Failed(String),
+}
+
+pub type PollFuture<'a> = Pin<Box<dyn Future<Output = Result<Observation, PollError>> + Send + 'a>>;
+pub type ActuateFuture<'a> = Pin<Box<dyn Future<Output = Result<(), ActuateError>> + Send + 'a>>;
+
+/// Reads one node. Object safe, so the coordinator holds `Arc<dyn Adapter>`.
+pub trait Adapter: Send + Sync {
+    /// The node's name from the config (unique per host).
+    fn name(&self) -> &str;
+    /// The protocol the node runs: `storj`, `golem`, `streamr`, `grass`, or a user's word.
+    fn protocol(&self) -> &str;
+    /// Asks the node once. May take arbitrarily long: the caller applies the timeout.
+    fn poll(&self) -> PollFuture<'_>;
+    /// The actuator side of this node, if its resources can be changed.
+    fn allocatable(&self) -> Option<&dyn Allocatable> {
+        None
+    }
+}
+
+/// A node whose share of the host can be changed at run time.
+pub trait Allocatable: Send + Sync {
+    /// The allocation in force now.
+    fn allocation(&self) -> Allocation;
+    /// Applies a new allocation; on error the previous one stays in force.
+    fn set_allocation(&self, to: Allocation) -> ActuateFuture<'_>;
+}
+
+/// Builds the runtime adapter of a configured node.
+pub fn build(node: &NodeConfig, clock: SharedClock) -> Arc<dyn Adapter> {
+    match &node.kind {
+        crate::config::NodeKind::Sim(spec) => sim::build(&node.name, spec, clock),
+    }
+}

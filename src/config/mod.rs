@@ -1,1 +1,935 @@
-//! SKELETON: config.
+//! The config file: its schema, defaults and validation. It owns turning YAML text into a
+//! validated [`Config`] and nothing else: it starts no tasks and touches no node.
+//!
+//! Two steps, as DESIGN.md asks: raw serde structs (`deny_unknown_fields`, every key optional
+//! at the serde level so that a missing key is reported together with the other errors), then
+//! validation into typed values (durations, byte sizes, resolved capacities). Validation
+//! reports every error at once, one per line, as `FILE:LINE:COL: key.path: message`.
+//!
+//! # Reference
+//!
+//! ```yaml
+//! global:
+//!   poll_interval: 5s      # how often each node is polled (duration; default 5s)
+//!   poll_timeout: 4s       # a poll that takes longer fails with reason "timeout" (duration;
+//!                          # default 4s, or poll_interval when that is shorter). Must not be
+//!                          # longer than poll_interval (an error, as in Prometheus' scrape
+//!                          # config); equal is allowed.
+//!   scrape_interval: 5s    # how often /metrics' registry is written into the time series
+//!                          # database (duration; default = poll_interval)
+//! host:
+//!   capacity:              # what the host can give its nodes
+//!     cpu_cores: auto      # CPU cores: `auto` (the cores this process may use) or a number (default auto)
+//!     memory_bytes: auto   # bytes: `auto` (MemTotal of /proc/meminfo), a number or a size
+//!                          # like 16GiB / 500GB (default auto)
+//!     disk_bytes: 2TB      # bytes, required; sizes: B, kB, MB, GB, TB, PB (powers of 1000),
+//!                          # KiB … PiB (powers of 1024); case does not matter; the B may be left out
+//!     bandwidth_bytes_per_second: 12.5MB   # bytes per second, required (100 Mbit/s = 12.5MB)
+//! prices:                  # USD per token, static (default: none). A token without a price
+//!   STORJ: 0.45            # is counted in depin_earnings_total but adds nothing to
+//!   GLM: 0.30              # depin_earnings_usd_total (a warning says so). Grass pays points,
+//!   DATA: 0.03             # which have no market price: give GRASS: 0 or leave it out.
+//!   GRASS: 0.0
+//! nodes:                   # the nodes on this host (default: none)
+//!   - name: golem          # unique; letters, digits, `_`, `-`, `.`; the `node` label
+//!     kind: sim            # the node kind; the block named like the kind holds its settings
+//!     poll_interval: 5s    # overrides global.poll_interval for this node
+//!     poll_timeout: 4s     # overrides global.poll_timeout (default: the global one, capped at
+//!                          # this node's poll_interval)
+//!     labels: {site: home} # extra labels on every series of this node; names as Prometheus
+//!                          # allows, not starting with __, not node/protocol/token/reason/le/quantile
+//!     sim:                 # kind sim: a simulated node earning from a market model
+//!       protocol: golem    # storj | golem | streamr | grass (required)
+//!       allocation:        # this node's share of the host (required; each key default 0)
+//!         cpu_cores: 4     # cores
+//!         memory_bytes: 8GiB
+//!         disk_bytes: 20GB
+//!         bandwidth_bytes_per_second: 2MB
+//!       seed: 7            # random seed of the market model (default: from the node name)
+//!       market:            # overrides of the protocol's market model (each optional)
+//!         rate_per_hour: 0.05    # token units per hour with ample resources and demand 1
+//!         need: {cpu_cores: 4}   # allocation giving 63 % of the rate (same keys as allocation)
+//!         daily_amplitude: 0.5   # relative swing of demand over the day, 0–1
+//!         peak_hour: 15          # UTC hour of peak demand, 0–24
+//!         drift: 0.08            # std. dev. of the hourly step of log-demand
+//!         noise: 0.4             # relative std. dev. of per-minute earnings noise
+//!       fault:             # make the node misbehave, for tests and demos
+//!         mode: hang       # hang (never answers) | error (HTTP 500) | refused | garbage (unparsable answer)
+//!         after: 30s       # from the start (duration; default 0s)
+//!         duration: 1m     # how long it lasts (duration; default: for ever)
+//! ```
+//!
+//! Top-level keys starting with `x-` are ignored, so they can hold YAML anchors that nodes
+//! merge in (`<<: *storj_defaults`).
+//!
+//! The sum of the nodes' allocations of each resource must fit the host's capacity, and so
+//! must each node's own allocation.
+
+pub mod diag;
+pub mod units;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_yaml::Value;
+
+use crate::adapters::{Allocation, Resource, Resources};
+use diag::{join_index, join_key, Diagnostics, PosIndex};
+
+/// The validated configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Where the config came from (file path or a name like `demo.yml`), for messages.
+    pub origin: String,
+    pub global: Global,
+    pub host: Host,
+    /// USD per token unit.
+    pub prices: BTreeMap<String, f64>,
+    pub nodes: Vec<NodeConfig>,
+    /// Findings that do not stop the config from loading, as `FILE:LINE:COL: path: message`.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Global {
+    /// `global.poll_interval`: how often each node is polled (default 5s).
+    pub poll_interval: Duration,
+    /// `global.poll_timeout`: a poll taking longer fails with reason `timeout` (default 4s,
+    /// capped at `poll_interval`; a longer value is an error).
+    pub poll_timeout: Duration,
+    /// `global.scrape_interval`: how often the registry is written into the tsdb (default =
+    /// `poll_interval`).
+    pub scrape_interval: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Host {
+    /// What the host can give its nodes, `auto` values resolved.
+    pub capacity: Allocation,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeConfig {
+    /// Unique per host; the value of the `node` label.
+    pub name: String,
+    /// The node's own poll interval (default: `global.poll_interval`).
+    pub poll_interval: Duration,
+    /// The node's own poll timeout (default: `global.poll_timeout`, capped at this node's
+    /// `poll_interval`); never longer than `poll_interval`.
+    pub poll_timeout: Duration,
+    /// Extra labels on every series of this node.
+    pub labels: BTreeMap<String, String>,
+    pub kind: NodeKind,
+}
+
+/// The node kinds. A new kind: one file in `src/adapters/`, one arm here, one arm in
+/// [`validate_kind`] and one in [`crate::adapters::build`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum NodeKind {
+    Sim(crate::adapters::sim::SimSpec),
+}
+
+/// The names accepted in `kind:`, for the error message.
+pub const KINDS: &[&str] = &["sim"];
+
+impl NodeKind {
+    /// The word in `kind:`, which is also the key of the kind's settings block.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            NodeKind::Sim(_) => "sim",
+        }
+    }
+
+    /// The value of the `protocol` label.
+    pub fn protocol(&self) -> &str {
+        match self {
+            NodeKind::Sim(s) => s.protocol.name(),
+        }
+    }
+
+    /// The configured allocation, for kinds that have one, and its key path in the node.
+    pub fn allocation(&self) -> Option<(Allocation, &'static str)> {
+        match self {
+            NodeKind::Sim(s) => Some((s.allocation, "sim.allocation")),
+        }
+    }
+
+    /// The tokens the node is known to pay in (to warn about missing prices).
+    pub fn tokens(&self) -> Vec<String> {
+        match self {
+            NodeKind::Sim(s) => vec![s.protocol.token().to_string()],
+        }
+    }
+}
+
+impl NodeConfig {
+    pub fn protocol(&self) -> &str {
+        self.kind.protocol()
+    }
+
+    pub fn allocation(&self) -> Option<Allocation> {
+        self.kind.allocation().map(|a| a.0)
+    }
+}
+
+impl Config {
+    /// The names of all nodes' extra labels, sorted: the metric families carry all of them
+    /// (a node without one has it empty, which Prometheus treats as absent).
+    pub fn extra_label_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .nodes
+            .iter()
+            .flat_map(|n| n.labels.keys().cloned())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+}
+
+/// Why a config did not load. `Display` gives one error per line.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read the config file: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{}", .0.join("\n"))]
+    Invalid(Vec<String>),
+}
+
+impl ConfigError {
+    /// The error lines.
+    pub fn lines(&self) -> Vec<String> {
+        match self {
+            ConfigError::Invalid(v) => v.clone(),
+            other => vec![other.to_string()],
+        }
+    }
+}
+
+/// Reads and validates a config file; messages name the file as given.
+pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        path: origin.clone(),
+        source,
+    })?;
+    parse_str(&text, &origin)
+}
+
+/// The demo config embedded in the binary: four simulated nodes (storj, golem, streamr, grass)
+/// on a home host of 8 cores, 16GiB, 2TB of disk and 12.5 MB/s upstream.
+pub const DEMO_YAML: &str = include_str!("demo.yml");
+
+/// Parses [`DEMO_YAML`]. It is part of the program and covered by a test, so a failure here is
+/// a bug in the build, not bad input.
+pub fn demo() -> Config {
+    match parse_str(DEMO_YAML, "demo.yml") {
+        Ok(c) => c,
+        Err(e) => panic!("the embedded demo config is invalid:\n{e}"),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    global: Option<Value>,
+    #[serde(default)]
+    host: Option<Value>,
+    #[serde(default)]
+    prices: Option<Value>,
+    #[serde(default)]
+    nodes: Option<Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawGlobal {
+    #[serde(default)]
+    poll_interval: Option<Value>,
+    #[serde(default)]
+    poll_timeout: Option<Value>,
+    #[serde(default)]
+    scrape_interval: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHost {
+    #[serde(default)]
+    capacity: Option<Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCapacity {
+    #[serde(default)]
+    cpu_cores: Option<Value>,
+    #[serde(default)]
+    memory_bytes: Option<Value>,
+    #[serde(default)]
+    disk_bytes: Option<Value>,
+    #[serde(default)]
+    bandwidth_bytes_per_second: Option<Value>,
+}
+
+/// The keys every node has, whatever its kind; the kind's block is split off before serde
+/// sees the rest.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNodeCommon {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    poll_interval: Option<Value>,
+    #[serde(default)]
+    poll_timeout: Option<Value>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+}
+
+const NODE_COMMON_KEYS: [&str; 5] = ["name", "kind", "poll_interval", "poll_timeout", "labels"];
+
+/// A node's share of the resources as written (each key optional, default 0). Shared by the
+/// node kinds that have an allocation.
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawAllocation {
+    #[serde(default)]
+    pub cpu_cores: Option<Value>,
+    #[serde(default)]
+    pub memory_bytes: Option<Value>,
+    #[serde(default)]
+    pub disk_bytes: Option<Value>,
+    #[serde(default)]
+    pub bandwidth_bytes_per_second: Option<Value>,
+}
+
+impl RawAllocation {
+    /// Parses each resource (cores as a number, the rest as sizes); missing ones are `default`.
+    /// Negative or non-finite values are errors.
+    pub fn validate(
+        &self,
+        path: &str,
+        default: Allocation,
+        d: &mut Diagnostics,
+    ) -> Option<Allocation> {
+        let raw = Resources {
+            cpu_cores: &self.cpu_cores,
+            memory_bytes: &self.memory_bytes,
+            disk_bytes: &self.disk_bytes,
+            bandwidth_bytes_per_second: &self.bandwidth_bytes_per_second,
+        };
+        let mut ok = true;
+        let out = raw.map(|r, v| {
+            let p = join_key(path, r.key());
+            let Some(v) = v else { return default.get(r) };
+            let parsed = if r == Resource::CpuCores {
+                units::cores(v)
+            } else {
+                units::size(v)
+            };
+            match parsed {
+                Ok(x) if !x.is_finite() => {
+                    d.error(&p, "must be a finite number");
+                    ok = false;
+                    0.0
+                }
+                Ok(x) if x < 0.0 => {
+                    let shown = if r == Resource::CpuCores {
+                        units::trim_float(x)
+                    } else {
+                        units::fmt_bytes(x)
+                    };
+                    d.error(&p, format!("must not be negative, got {shown}"));
+                    ok = false;
+                    0.0
+                }
+                Ok(x) => x,
+                Err(e) => {
+                    d.error(&p, e);
+                    ok = false;
+                    0.0
+                }
+            }
+        });
+        ok.then_some(out)
+    }
+}
+
+/// Parses and validates config text. `origin` names it in messages (a file name).
+pub fn parse_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
+    let index = PosIndex::build(text);
+    let value: Value = match serde_yaml::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            let pos = e.location().map(|l| (l.line(), l.column()));
+            let msg = e.to_string();
+            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+            let mut d = Diagnostics::new(index);
+            d.error_at(pos, format!("invalid YAML: {msg}"));
+            return Err(ConfigError::Invalid(d.render(origin).0));
+        }
+    };
+    let mut d = Diagnostics::new(index);
+    let config = validate(value, origin, &mut d);
+    let (errors, warnings) = d.render(origin);
+    match config {
+        Some(mut c) if errors.is_empty() => {
+            c.warnings = warnings;
+            Ok(c)
+        }
+        _ => Err(ConfigError::Invalid(errors)),
+    }
+}
+
+fn validate(mut value: Value, origin: &str, d: &mut Diagnostics) -> Option<Config> {
+    // YAML merge keys (`<<: *defaults`), so node lists can share settings through anchors.
+    if let Err(e) = value.apply_merge() {
+        d.error_at(None, format!("invalid merge key (<<): {e}"));
+        return None;
+    }
+    // Top-level keys starting with `x-` are free for anchors (as in Compose files).
+    if let Value::Mapping(m) = &mut value {
+        m.retain(|k, _| !k.as_str().is_some_and(|k| k.starts_with("x-")));
+    }
+    if matches!(value, Value::Null) {
+        d.error_at(
+            Some((1, 1)),
+            "the config is empty: expected a mapping with at least host.capacity",
+        );
+        return None;
+    }
+    // `host:` with nothing under it reads as absent to serde; tell the two apart.
+    let host_written = value.get("host").is_some();
+    let raw: RawConfig = d.deserialize("", value)?;
+
+    let global = validate_global(raw.global, d);
+    let host = match raw.host {
+        Some(h) => validate_host(h, d),
+        None if host_written => validate_host(Value::Null, d),
+        None => {
+            d.error("", "missing required key \"host\"");
+            None
+        }
+    };
+    let prices = validate_prices(raw.prices, d);
+    let nodes = match raw.nodes {
+        None | Some(Value::Null) => None,
+        Some(Value::Sequence(list)) => Some(list),
+        Some(_) => {
+            d.error("nodes", "expected a list of nodes");
+            return None;
+        }
+    };
+    let nodes = match (nodes, &global) {
+        (Some(list), Some(g)) => validate_nodes(list, g, d),
+        (Some(list), None) => {
+            // Still check the nodes against the defaults, so their errors show too.
+            let g = Global {
+                poll_interval: Duration::from_secs(5),
+                poll_timeout: Duration::from_secs(4),
+                scrape_interval: Duration::from_secs(5),
+            };
+            validate_nodes(list, &g, d)
+        }
+        (None, _) => Some(Vec::new()),
+    };
+
+    if let (Some(host), Some(nodes)) = (&host, &nodes) {
+        check_allocations(host, nodes, d);
+    }
+    if let (Some(prices), Some(nodes)) = (&prices, &nodes) {
+        for (i, n) in nodes.iter().enumerate() {
+            for token in n.kind.tokens() {
+                if !prices.contains_key(&token) {
+                    d.warn(
+                        &join_key(&join_index("nodes", i), "kind"),
+                        format!("token {token} has no price in prices: node \"{}\" adds nothing to depin_earnings_usd_total", n.name),
+                    );
+                }
+            }
+        }
+    }
+    Some(Config {
+        origin: origin.to_string(),
+        global: global?,
+        host: host?,
+        prices: prices?,
+        nodes: nodes?,
+        warnings: Vec::new(),
+    })
+}
+
+/// A positive duration at `path`, or `default` when absent.
+fn positive_duration(
+    v: Option<&Value>,
+    path: &str,
+    d: &mut Diagnostics,
+) -> Result<Option<Duration>, ()> {
+    let Some(v) = v else { return Ok(None) };
+    match units::duration(v) {
+        Ok(x) if x.is_zero() => {
+            d.error(path, "must be greater than 0");
+            Err(())
+        }
+        Ok(x) => Ok(Some(x)),
+        Err(e) => {
+            d.error(path, e);
+            Err(())
+        }
+    }
+}
+
+fn validate_global(raw: Option<Value>, d: &mut Diagnostics) -> Option<Global> {
+    let raw: RawGlobal = match raw {
+        None | Some(Value::Null) => RawGlobal::default(),
+        Some(v) => d.deserialize("global", v)?,
+    };
+    let interval = positive_duration(raw.poll_interval.as_ref(), "global.poll_interval", d);
+    let timeout = positive_duration(raw.poll_timeout.as_ref(), "global.poll_timeout", d);
+    let scrape = positive_duration(raw.scrape_interval.as_ref(), "global.scrape_interval", d);
+    let (Ok(interval), Ok(timeout), Ok(scrape)) = (interval, timeout, scrape) else {
+        return None;
+    };
+    let poll_interval = interval.unwrap_or(Duration::from_secs(5));
+    // As Prometheus does with scrape_timeout: an unset timeout never exceeds the interval.
+    let poll_timeout = timeout.unwrap_or_else(|| Duration::from_secs(4).min(poll_interval));
+    if poll_timeout > poll_interval {
+        d.error(
+            "global.poll_timeout",
+            format!(
+                "poll_timeout {} is longer than poll_interval {}",
+                humantime::format_duration(poll_timeout),
+                humantime::format_duration(poll_interval)
+            ),
+        );
+        return None;
+    }
+    Some(Global {
+        poll_interval,
+        poll_timeout,
+        scrape_interval: scrape.unwrap_or(poll_interval),
+    })
+}
+
+fn validate_host(raw: Value, d: &mut Diagnostics) -> Option<Host> {
+    if raw.is_null() {
+        d.error("host", "missing required key \"capacity\"");
+        return None;
+    }
+    let host_has_capacity = raw.get("capacity").is_some();
+    let raw: RawHost = d.deserialize("host", raw)?;
+    let cap = match raw.capacity {
+        None if !host_has_capacity => {
+            d.error("host", "missing required key \"capacity\"");
+            return None;
+        }
+        // `capacity:` with nothing under it: report the keys it needs.
+        None | Some(Value::Null) => RawCapacity::default(),
+        Some(v) => d.deserialize::<RawCapacity>("host.capacity", v)?,
+    };
+    let auto = Value::String("auto".into());
+    let raw = Resources {
+        cpu_cores: Some(cap.cpu_cores.as_ref().unwrap_or(&auto)),
+        memory_bytes: Some(cap.memory_bytes.as_ref().unwrap_or(&auto)),
+        disk_bytes: cap.disk_bytes.as_ref(),
+        bandwidth_bytes_per_second: cap.bandwidth_bytes_per_second.as_ref(),
+    };
+    let mut ok = true;
+    let capacity = raw.map(|r, v| {
+        let path = join_key("host.capacity", r.key());
+        let Some(v) = v else {
+            d.error(
+                "host.capacity",
+                format!("missing required key \"{}\"", r.key()),
+            );
+            ok = false;
+            return 0.0;
+        };
+        let parsed = match (r, units::is_auto(v)) {
+            (Resource::CpuCores, true) => units::detect_cpu_cores(),
+            (Resource::MemoryBytes, true) => units::detect_memory_bytes(),
+            (_, true) => Err(format!(
+                "{} cannot be auto: give a number or a size",
+                r.key()
+            )),
+            (Resource::CpuCores, false) => units::cores(v),
+            (_, false) => units::size(v),
+        };
+        match parsed {
+            Ok(x) if x.is_finite() && x > 0.0 => x,
+            Ok(x) => {
+                let shown = if r == Resource::CpuCores {
+                    units::trim_float(x)
+                } else {
+                    units::fmt_bytes(x)
+                };
+                d.error(&path, format!("must be greater than 0, got {shown}"));
+                ok = false;
+                0.0
+            }
+            Err(e) => {
+                d.error(&path, e);
+                ok = false;
+                0.0
+            }
+        }
+    });
+    ok.then_some(Host { capacity })
+}
+
+fn validate_prices(raw: Option<Value>, d: &mut Diagnostics) -> Option<BTreeMap<String, f64>> {
+    let prices: BTreeMap<String, f64> = match raw {
+        None | Some(Value::Null) => BTreeMap::new(),
+        Some(v) => d.deserialize("prices", v)?,
+    };
+    let mut ok = true;
+    for (token, price) in &prices {
+        let path = join_key("prices", token);
+        if token.trim().is_empty() {
+            d.error(&path, "a token name must not be empty");
+            ok = false;
+        }
+        if !price.is_finite() || *price < 0.0 {
+            d.error(
+                &path,
+                format!("a price must be a number of USD, 0 or more, got {price}"),
+            );
+            ok = false;
+        }
+    }
+    ok.then_some(prices)
+}
+
+const RESERVED_LABELS: [&str; 6] = ["node", "protocol", "token", "reason", "le", "quantile"];
+
+fn valid_node_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+fn valid_label_name(s: &str) -> bool {
+    let mut cs = s.chars();
+    matches!(cs.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && cs.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn validate_nodes(
+    list: Vec<Value>,
+    global: &Global,
+    d: &mut Diagnostics,
+) -> Option<Vec<NodeConfig>> {
+    let mut out = Vec::new();
+    let mut ok = true;
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (i, v) in list.into_iter().enumerate() {
+        let path = join_index("nodes", i);
+        match validate_node(v, &path, global, d) {
+            Some(n) => {
+                if let Some(first) = seen.get(&n.name) {
+                    d.error(
+                        &join_key(&path, "name"),
+                        format!(
+                            "duplicate node name \"{}\" (also nodes[{first}].name)",
+                            n.name
+                        ),
+                    );
+                    ok = false;
+                } else {
+                    seen.insert(n.name.clone(), i);
+                }
+                out.push(n);
+            }
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+fn validate_node(v: Value, path: &str, global: &Global, d: &mut Diagnostics) -> Option<NodeConfig> {
+    let Value::Mapping(map) = v else {
+        d.error(path, "a node must be a mapping with at least name and kind");
+        return None;
+    };
+    // Split the kind's block (the key named like the kind) from the common keys.
+    let kind_word = map.get("kind").and_then(Value::as_str).map(str::to_string);
+    let mut common = serde_yaml::Mapping::new();
+    let mut block: Option<Value> = None;
+    let mut ok = true;
+    for (k, v) in map {
+        let key = k.as_str().map(str::to_string);
+        match key {
+            Some(key) if NODE_COMMON_KEYS.contains(&key.as_str()) => {
+                common.insert(k, v);
+            }
+            Some(key) if Some(&key) == kind_word.as_ref() => block = Some(v),
+            // Without a kind the block cannot be checked; "missing kind" says enough.
+            Some(key) if kind_word.is_none() && KINDS.contains(&key.as_str()) => {}
+            Some(key) => {
+                let expected = match &kind_word {
+                    Some(kw) if KINDS.contains(&kw.as_str()) => {
+                        format!("{}, {kw}", NODE_COMMON_KEYS.join(", "))
+                    }
+                    _ => NODE_COMMON_KEYS.join(", "),
+                };
+                let hint = if KINDS.contains(&key.as_str()) {
+                    format!("; the block \"{key}\" only goes with kind: {key}")
+                } else {
+                    String::new()
+                };
+                d.error(
+                    &join_key(path, &key),
+                    format!("unknown key \"{key}\"; expected one of {expected}{hint}"),
+                );
+                ok = false;
+            }
+            None => {
+                d.error(path, "node keys must be strings");
+                ok = false;
+            }
+        }
+    }
+    let Some(raw) = d.deserialize::<RawNodeCommon>(path, Value::Mapping(common)) else {
+        // Still check the kind's block, so its errors show in the same run.
+        if let Some(k) = &kind_word {
+            validate_kind(k, block, path, "", d);
+        }
+        return None;
+    };
+
+    let name = match raw.name {
+        Some(n) if valid_node_name(&n) => Some(n),
+        Some(n) => {
+            d.error(
+                &join_key(path, "name"),
+                format!("invalid node name \"{n}\": use letters, digits, _, - and . only"),
+            );
+            None
+        }
+        None => {
+            d.error(path, "missing required key \"name\"");
+            None
+        }
+    };
+    let interval = positive_duration(
+        raw.poll_interval.as_ref(),
+        &join_key(path, "poll_interval"),
+        d,
+    );
+    let timeout = positive_duration(
+        raw.poll_timeout.as_ref(),
+        &join_key(path, "poll_timeout"),
+        d,
+    );
+    let times = match (interval, timeout) {
+        (Ok(i), Ok(t)) => {
+            let interval = i.unwrap_or(global.poll_interval);
+            let timeout = t.unwrap_or_else(|| global.poll_timeout.min(interval));
+            if timeout > interval {
+                let at = if t.is_some() {
+                    "poll_timeout"
+                } else {
+                    "poll_interval"
+                };
+                d.error(
+                    &join_key(path, at),
+                    format!(
+                        "poll_timeout {} is longer than poll_interval {}",
+                        humantime::format_duration(timeout),
+                        humantime::format_duration(interval)
+                    ),
+                );
+                None
+            } else {
+                Some((interval, timeout))
+            }
+        }
+        _ => None,
+    };
+    for label in raw.labels.keys() {
+        let p = join_key(&join_key(path, "labels"), label);
+        if !valid_label_name(label) || label.starts_with("__") {
+            d.error(&p, format!("invalid label name \"{label}\": use [a-zA-Z_][a-zA-Z0-9_]*, not starting with __"));
+            ok = false;
+        } else if RESERVED_LABELS.contains(&label.as_str()) {
+            d.error(
+                &p,
+                format!("label \"{label}\" is set by depin-orcha itself"),
+            );
+            ok = false;
+        }
+    }
+    let kind = match raw.kind {
+        None => {
+            d.error(path, "missing required key \"kind\"");
+            None
+        }
+        Some(k) => validate_kind(&k, block, path, name.as_deref().unwrap_or(""), d),
+    };
+    let (interval, timeout) = times?;
+    ok.then_some(NodeConfig {
+        name: name?,
+        poll_interval: interval,
+        poll_timeout: timeout,
+        labels: raw.labels,
+        kind: kind?,
+    })
+}
+
+/// Dispatches a node's settings block to its kind.
+fn validate_kind(
+    kind: &str,
+    block: Option<Value>,
+    node_path: &str,
+    node_name: &str,
+    d: &mut Diagnostics,
+) -> Option<NodeKind> {
+    let block_path = join_key(node_path, kind);
+    match kind {
+        "sim" => crate::adapters::sim::validate(block, &block_path, node_path, node_name, d)
+            .map(NodeKind::Sim),
+        _ => {
+            d.error(
+                &join_key(node_path, "kind"),
+                format!(
+                    "unknown kind \"{kind}\"; expected one of {}",
+                    KINDS.join(", ")
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn check_allocations(host: &Host, nodes: &[NodeConfig], d: &mut Diagnostics) {
+    for r in Resource::ALL {
+        let cap = host.capacity.get(r);
+        let fmt = |v: f64| {
+            if r == Resource::CpuCores {
+                units::trim_float(v)
+            } else {
+                units::fmt_bytes(v)
+            }
+        };
+        let mut sum = 0.0;
+        let mut parts = Vec::new();
+        for (i, n) in nodes.iter().enumerate() {
+            let Some((a, at)) = n.kind.allocation() else {
+                continue;
+            };
+            let v = a.get(r);
+            if v > cap {
+                let p = join_key(&join_key(&join_index("nodes", i), at), r.key());
+                d.error(
+                    &p,
+                    format!(
+                        "allocation {} exceeds the host capacity {}",
+                        fmt(v),
+                        fmt(cap)
+                    ),
+                );
+            }
+            if v > 0.0 {
+                sum += v;
+                parts.push(format!("{} {}", n.name, fmt(v)));
+            }
+        }
+        // A little slack for sizes that add up through floating point.
+        if sum > cap * (1.0 + 1e-12) && parts.len() > 1 {
+            d.error(
+                &join_key("host.capacity", r.key()),
+                format!(
+                    "the nodes' allocations add up to {} ({}), more than the capacity {}",
+                    fmt(sum),
+                    parts.join(", "),
+                    fmt(cap)
+                ),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_loads_with_four_nodes() {
+        let c = demo();
+        let names: Vec<&str> = c.nodes.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["storj", "golem", "streamr", "grass"]);
+        assert_eq!(c.host.capacity.cpu_cores, 8.0);
+        assert_eq!(c.host.capacity.memory_bytes, 16.0 * 1073741824.0);
+        assert_eq!(c.global.poll_interval, Duration::from_secs(5));
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn defaults() {
+        let c = parse_str(
+            "host: {capacity: {disk_bytes: 1TB, bandwidth_bytes_per_second: 1MB}}\n",
+            "t.yml",
+        )
+        .unwrap();
+        assert_eq!(c.global.poll_interval, Duration::from_secs(5));
+        assert_eq!(c.global.poll_timeout, Duration::from_secs(4));
+        assert_eq!(c.global.scrape_interval, Duration::from_secs(5));
+        assert!(c.host.capacity.cpu_cores >= 1.0);
+        assert!(c.host.capacity.memory_bytes > 0.0);
+        assert!(c.nodes.is_empty());
+    }
+
+    #[test]
+    fn short_interval_caps_the_default_timeout() {
+        let text = "global: {poll_interval: 2s}\nhost: {capacity: {disk_bytes: 1TB, bandwidth_bytes_per_second: 1MB}}\n\
+                    nodes:\n  - name: a\n    kind: sim\n    poll_interval: 1s\n    sim: {protocol: grass, allocation: {}}\n";
+        let c = parse_str(text, "t.yml").unwrap();
+        assert_eq!(c.global.poll_timeout, Duration::from_secs(2));
+        assert_eq!(c.nodes[0].poll_timeout, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn missing_price_warns() {
+        let text = "host: {capacity: {disk_bytes: 1TB, bandwidth_bytes_per_second: 1MB}}\nprices: {GLM: 0.3}\n\
+                    nodes:\n  - name: a\n    kind: sim\n    sim: {protocol: grass, allocation: {}}\n";
+        let c = parse_str(text, "t.yml").unwrap();
+        assert_eq!(c.warnings.len(), 1);
+        assert!(
+            c.warnings[0].starts_with("t.yml:5:5: nodes[0].kind: token GRASS has no price"),
+            "{:?}",
+            c.warnings
+        );
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        match parse_str(text, "t.yml") {
+            Ok(c) => panic!("should fail: {c:?}"),
+            Err(e) => e.lines(),
+        }
+    }
+
+    #[test]
+    fn empty_sections() {
+        // Empty global, prices and nodes are their defaults; an empty host is not enough.
+        let e = errors("global:\nprices:\nnodes:\nhost:\n");
+        assert_eq!(e, ["t.yml:4:1: host: missing required key \"capacity\""]);
+        let e = errors("host:\n  capacity:\n");
+        assert_eq!(e.len(), 2, "{e:?}");
+    }
+
+    #[test]
+    fn wrong_item_types_in_lists_are_reported_once() {
+        let e = errors("host: {capacity: {disk_bytes: 1TB, bandwidth_bytes_per_second: 1MB}}\nprices: [1, 2]\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with("t.yml:2:1: prices: invalid type: sequence, expected a mapping"), "{e:?}");
+    }
+}
