@@ -30,7 +30,10 @@ pub struct ApiSuccess {
 
 impl ApiSuccess {
     pub fn data(d: String) -> Self {
-        ApiSuccess { data: Some(d), ..Default::default() }
+        ApiSuccess {
+            data: Some(d),
+            ..Default::default()
+        }
     }
     pub fn empty() -> Self {
         ApiSuccess::default()
@@ -79,7 +82,10 @@ pub fn dispatch_sync(state: &AppState, path: &str, p: &Params) -> ApiResult {
         "/api/v1/query_range" => prepare_range(state, p).and_then(|q| run_query(state, &q)),
         _ => match label_values_name(path) {
             Some(name) => label_values(state, &name, p),
-            None => Err(ApiError::new(ErrorType::NotFound, format!("unknown API endpoint {path:?}"))),
+            None => Err(ApiError::new(
+                ErrorType::NotFound,
+                format!("unknown API endpoint {path:?}"),
+            )),
         },
     }
 }
@@ -111,24 +117,38 @@ fn parse_query(p: &Params) -> Result<Expr, ApiError> {
 
 /// `/api/v1/query`: checks `limit`, `time` (default: now on the clock), `timeout`, `query`.
 pub fn prepare_instant(state: &AppState, p: &Params) -> Result<PreparedQuery, ApiError> {
-    let limit = params::parse_limit(p.get("limit")).map_err(|e| ApiError::invalid_param("limit", e))?;
-    let time = params::parse_time_param(p, "time", state.clock.now_ms()).map_err(|e| ApiError::invalid_param("time", e))?;
+    let limit =
+        params::parse_limit(p.get("limit")).map_err(|e| ApiError::invalid_param("limit", e))?;
+    let time = params::parse_time_param(p, "time", state.clock.now_ms())
+        .map_err(|e| ApiError::invalid_param("time", e))?;
     let timeout = timeout_param(state, p)?;
     let lookback_delta_ms = lookback_param(p)?;
     let expr = parse_query(p)?;
-    Ok(PreparedQuery { expr, range: QueryRange::Instant { time }, limit, timeout, lookback_delta_ms })
+    Ok(PreparedQuery {
+        expr,
+        range: QueryRange::Instant { time },
+        limit,
+        timeout,
+        lookback_delta_ms,
+    })
 }
 
 /// `/api/v1/query_range`: checks `limit`, `start`, `end`, `step` (positive, at most 11,000
 /// points per series), `timeout`, `query`.
 pub fn prepare_range(state: &AppState, p: &Params) -> Result<PreparedQuery, ApiError> {
-    let limit = params::parse_limit(p.get("limit")).map_err(|e| ApiError::invalid_param("limit", e))?;
-    let start = params::parse_time(p.get("start")).map_err(|e| ApiError::invalid_param("start", e))?;
+    let limit =
+        params::parse_limit(p.get("limit")).map_err(|e| ApiError::invalid_param("limit", e))?;
+    let start =
+        params::parse_time(p.get("start")).map_err(|e| ApiError::invalid_param("start", e))?;
     let end = params::parse_time(p.get("end")).map_err(|e| ApiError::invalid_param("end", e))?;
     if end < start {
-        return Err(ApiError::invalid_param("end", params::ParamError::EndBeforeStart));
+        return Err(ApiError::invalid_param(
+            "end",
+            params::ParamError::EndBeforeStart,
+        ));
     }
-    let step_ns = params::parse_duration(p.get("step")).map_err(|e| ApiError::invalid_param("step", e))?;
+    let step_ns =
+        params::parse_duration(p.get("step")).map_err(|e| ApiError::invalid_param("step", e))?;
     if step_ns <= 0 {
         return Err(ApiError::invalid_param("step", params::ParamError::Step));
     }
@@ -142,7 +162,13 @@ pub fn prepare_range(state: &AppState, p: &Params) -> Result<PreparedQuery, ApiE
     let expr = parse_query(p)?;
     // Timestamps are milliseconds: a sub-millisecond step evaluates every millisecond.
     let step = (step_ns / 1_000_000).max(1);
-    Ok(PreparedQuery { expr, range: QueryRange::Range { start, end, step }, limit, timeout, lookback_delta_ms })
+    Ok(PreparedQuery {
+        expr,
+        range: QueryRange::Range { start, end, step },
+        limit,
+        timeout,
+        lookback_delta_ms,
+    })
 }
 
 /// Evaluates a prepared query and encodes its result. Blocking: call it off the executor.
@@ -180,8 +206,10 @@ pub fn run_query(state: &AppState, q: &PreparedQuery) -> ApiResult {
 
 /// `start` and `end` of the metadata endpoints, both optional.
 fn optional_range(p: &Params) -> Result<(i64, i64), ApiError> {
-    let start = params::parse_time_param(p, "start", MIN_TIME_MS).map_err(|e| ApiError::invalid_param("start", e))?;
-    let end = params::parse_time_param(p, "end", MAX_TIME_MS).map_err(|e| ApiError::invalid_param("end", e))?;
+    let start = params::parse_time_param(p, "start", MIN_TIME_MS)
+        .map_err(|e| ApiError::invalid_param("start", e))?;
+    let end = params::parse_time_param(p, "end", MAX_TIME_MS)
+        .map_err(|e| ApiError::invalid_param("end", e))?;
     Ok((start, end))
 }
 
@@ -191,10 +219,15 @@ pub fn series(state: &AppState, p: &Params) -> ApiResult {
     if matches.is_empty() {
         return Err(ApiError::bad_data("no match[] parameter provided"));
     }
-    let limit = params::parse_limit(p.get("limit")).map_err(|e| ApiError::invalid_param("limit", e))?;
+    let limit =
+        params::parse_limit(p.get("limit")).map_err(|e| ApiError::invalid_param("limit", e))?;
     let (start, end) = optional_range(p)?;
-    let sets = params::parse_match_sets(&matches).map_err(|e| ApiError::invalid_param("match[]", e))?;
-    let mut all: Vec<Labels> = sets.iter().flat_map(|s| state.db.series(s, start, end)).collect();
+    let sets =
+        params::parse_match_sets(&matches).map_err(|e| ApiError::invalid_param("match[]", e))?;
+    let mut all: Vec<Labels> = sets
+        .iter()
+        .flat_map(|s| state.db.series(s, start, end))
+        .collect();
     if sets.len() > 1 {
         all.sort();
         all.dedup();
@@ -208,9 +241,11 @@ pub fn series(state: &AppState, p: &Params) -> ApiResult {
 
 /// `/api/v1/labels`: sorted label names of the matching (or all) series.
 pub fn labels(state: &AppState, p: &Params) -> ApiResult {
-    let limit = params::parse_limit(p.get("limit")).map_err(|e| ApiError::invalid_param("limit", e))?;
+    let limit =
+        params::parse_limit(p.get("limit")).map_err(|e| ApiError::invalid_param("limit", e))?;
     let (start, end) = optional_range(p)?;
-    let sets = params::parse_match_sets(&p.all("match[]")).map_err(|e| ApiError::bad_data(e.to_string()))?;
+    let sets = params::parse_match_sets(&p.all("match[]"))
+        .map_err(|e| ApiError::bad_data(e.to_string()))?;
     let mut names = state.db.label_names(&sets, start, end);
     let truncated = limit > 0 && names.len() > limit;
     if truncated {
@@ -222,7 +257,9 @@ pub fn labels(state: &AppState, p: &Params) -> ApiResult {
 /// The label name of a `/api/v1/label/<name>/values` path, percent-decoded and with
 /// Prometheus' `U__` escaping of UTF-8 names undone.
 pub fn label_values_name(path: &str) -> Option<String> {
-    let raw = path.strip_prefix("/api/v1/label/")?.strip_suffix("/values")?;
+    let raw = path
+        .strip_prefix("/api/v1/label/")?
+        .strip_suffix("/values")?;
     if raw.contains('/') {
         return None;
     }
@@ -285,9 +322,11 @@ pub fn label_values(state: &AppState, name: &str, p: &Params) -> ApiResult {
     if name.is_empty() {
         return Err(ApiError::bad_data(format!("invalid label name: {name:?}")));
     }
-    let limit = params::parse_limit(p.get("limit")).map_err(|e| ApiError::invalid_param("limit", e))?;
+    let limit =
+        params::parse_limit(p.get("limit")).map_err(|e| ApiError::invalid_param("limit", e))?;
     let (start, end) = optional_range(p)?;
-    let sets = params::parse_match_sets(&p.all("match[]")).map_err(|e| ApiError::bad_data(e.to_string()))?;
+    let sets = params::parse_match_sets(&p.all("match[]"))
+        .map_err(|e| ApiError::bad_data(e.to_string()))?;
     let mut values = state.db.label_values(name, &sets, start, end);
     values.sort();
     let truncated = limit > 0 && values.len() > limit;
@@ -311,16 +350,18 @@ pub fn metadata(state: &AppState, p: &Params) -> ApiResult {
     let metric = p.get("metric");
     let mut families = state.registry.gather();
     families.sort_by(|a, b| a.name().cmp(b.name()));
+    // Go's limit is an int where -1 means none; fold that into an optional count.
+    let max = usize::try_from(limit).unwrap_or(usize::MAX);
     let mut out = String::from("{");
-    let mut n: i64 = 0;
-    for fam in families.iter().filter(|f| metric.is_empty() || f.name() == metric) {
-        if limit >= 0 && n >= limit {
-            break;
-        }
+    for (n, fam) in families
+        .iter()
+        .filter(|f| metric.is_empty() || f.name() == metric)
+        .take(max)
+        .enumerate()
+    {
         if n > 0 {
             out.push(',');
         }
-        n += 1;
         let typ = match fam.get_field_type() {
             MetricType::COUNTER => "counter",
             MetricType::GAUGE => "gauge",
@@ -330,7 +371,11 @@ pub fn metadata(state: &AppState, p: &Params) -> ApiResult {
         };
         json::push_str(&mut out, fam.name());
         out.push_str(":[");
-        out.push_str(&json::string_object(&[("type", typ), ("help", fam.help()), ("unit", "")]));
+        out.push_str(&json::string_object(&[
+            ("type", typ),
+            ("help", fam.help()),
+            ("unit", ""),
+        ]));
         out.push(']');
     }
     out.push('}');
@@ -355,9 +400,12 @@ pub fn buildinfo(state: &AppState) -> ApiSuccess {
 pub fn query_exemplars(p: &Params) -> ApiResult {
     let (start, end) = optional_range(p)?;
     if end < start {
-        return Err(ApiError::bad_data("end timestamp must not be before start timestamp"));
+        return Err(ApiError::bad_data(
+            "end timestamp must not be before start timestamp",
+        ));
     }
-    let expr = crate::promql::parse(p.get("query")).map_err(|e| ApiError::bad_data(e.to_string()))?;
+    let expr =
+        crate::promql::parse(p.get("query")).map_err(|e| ApiError::bad_data(e.to_string()))?;
     if !has_selector(&expr) {
         return Ok(ApiSuccess::empty());
     }
@@ -394,11 +442,26 @@ mod tests {
 
     #[test]
     fn label_value_paths() {
-        assert_eq!(label_values_name("/api/v1/label/__name__/values").as_deref(), Some("__name__"));
-        assert_eq!(label_values_name("/api/v1/label/job%5Fx/values").as_deref(), Some("job_x"));
-        assert_eq!(label_values_name("/api/v1/label/U__my_2e_label/values").as_deref(), Some("my.label"));
-        assert_eq!(label_values_name("/api/v1/label/U__a__b/values").as_deref(), Some("a_b"));
-        assert_eq!(label_values_name("/api/v1/label//values").as_deref(), Some(""));
+        assert_eq!(
+            label_values_name("/api/v1/label/__name__/values").as_deref(),
+            Some("__name__")
+        );
+        assert_eq!(
+            label_values_name("/api/v1/label/job%5Fx/values").as_deref(),
+            Some("job_x")
+        );
+        assert_eq!(
+            label_values_name("/api/v1/label/U__my_2e_label/values").as_deref(),
+            Some("my.label")
+        );
+        assert_eq!(
+            label_values_name("/api/v1/label/U__a__b/values").as_deref(),
+            Some("a_b")
+        );
+        assert_eq!(
+            label_values_name("/api/v1/label//values").as_deref(),
+            Some("")
+        );
         assert_eq!(label_values_name("/api/v1/label/a/b/values"), None);
         assert_eq!(label_values_name("/api/v1/labels"), None);
     }

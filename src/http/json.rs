@@ -20,7 +20,9 @@ pub fn push_str(out: &mut String, s: &str) {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => out.push_str(&format!("\\u{:04x}", c as u32)),
+            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
+                out.push_str(&format!("\\u{:04x}", c as u32))
+            }
             c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
             c => out.push(c),
         }
@@ -276,7 +278,10 @@ mod tests {
         assert_eq!(format_sample_value(-0.000001), "-0.000001");
         assert_eq!(format_sample_value(1e-7), "1e-07");
         assert_eq!(format_sample_value(1.5e21), "1.5e+21");
-        assert_eq!(format_sample_value(123456789012345680000.0), "123456789012345680000");
+        assert_eq!(
+            format_sample_value(123456789012345680000.0),
+            "123456789012345680000"
+        );
         assert_eq!(format_sample_value(f64::INFINITY), "+Inf");
         assert_eq!(format_sample_value(f64::NEG_INFINITY), "-Inf");
         assert_eq!(format_sample_value(f64::NAN), "NaN");
@@ -295,34 +300,59 @@ mod tests {
     #[test]
     fn results_of_each_type() {
         let l = Labels::from_pairs([("__name__", "up"), ("job", "a")]);
-        let vec = Value::Vector(vec![InstantSample { labels: l.clone(), t: 1_000_500, v: 1.0 }]);
+        let vec = Value::Vector(vec![InstantSample {
+            labels: l.clone(),
+            t: 1_000_500,
+            v: 1.0,
+        }]);
         assert_eq!(
             query_data(&vec),
             r#"{"resultType":"vector","result":[{"metric":{"__name__":"up","job":"a"},"value":[1000.500,"1"]}]}"#
         );
         let m = Value::Matrix(vec![
-            Series { labels: l, samples: vec![Sample { t: 0, v: 1.0 }, Sample { t: 15_000, v: 2.5 }] },
-            Series { labels: Labels::empty(), samples: vec![] },
+            Series {
+                labels: l,
+                samples: vec![Sample { t: 0, v: 1.0 }, Sample { t: 15_000, v: 2.5 }],
+            },
+            Series {
+                labels: Labels::empty(),
+                samples: vec![],
+            },
         ]);
         assert_eq!(
             query_data(&m),
             r#"{"resultType":"matrix","result":[{"metric":{"__name__":"up","job":"a"},"values":[[0,"1"],[15,"2.5"]]},{"metric":{}}]}"#
         );
-        assert_eq!(query_data(&Value::Scalar { t: 4000, v: 2.0 }), r#"{"resultType":"scalar","result":[4,"2"]}"#);
         assert_eq!(
-            query_data(&Value::String { t: 4000, s: "hi".into() }),
+            query_data(&Value::Scalar { t: 4000, v: 2.0 }),
+            r#"{"resultType":"scalar","result":[4,"2"]}"#
+        );
+        assert_eq!(
+            query_data(&Value::String {
+                t: 4000,
+                s: "hi".into()
+            }),
             r#"{"resultType":"string","result":[4,"hi"]}"#
         );
-        assert_eq!(query_data(&Value::Vector(vec![])), r#"{"resultType":"vector","result":[]}"#);
+        assert_eq!(
+            query_data(&Value::Vector(vec![])),
+            r#"{"resultType":"vector","result":[]}"#
+        );
     }
 
     #[test]
     fn envelopes() {
-        assert_eq!(success(Some("[]"), &[], &[]), r#"{"status":"success","data":[]}"#);
+        assert_eq!(
+            success(Some("[]"), &[], &[]),
+            r#"{"status":"success","data":[]}"#
+        );
         assert_eq!(
             success(Some("1"), &["w".into()], &["i".into()]),
             r#"{"status":"success","data":1,"warnings":["w"],"infos":["i"]}"#
         );
-        assert_eq!(error("bad_data", "x \"y\""), r#"{"status":"error","errorType":"bad_data","error":"x \"y\""}"#);
+        assert_eq!(
+            error("bad_data", "x \"y\""),
+            r#"{"status":"error","errorType":"bad_data","error":"x \"y\""}"#
+        );
     }
 }

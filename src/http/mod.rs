@@ -184,7 +184,10 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(kind: ErrorType, message: impl Into<String>) -> Self {
-        ApiError { kind, message: message.into() }
+        ApiError {
+            kind,
+            message: message.into(),
+        }
     }
     pub fn bad_data(message: impl Into<String>) -> Self {
         ApiError::new(ErrorType::BadData, message)
@@ -195,7 +198,10 @@ impl ApiError {
     }
 
     pub fn into_response(self) -> HttpResponse {
-        json_response(self.kind.status(), json::error(self.kind.as_str(), &self.message))
+        json_response(
+            self.kind.status(),
+            json::error(self.kind.as_str(), &self.message),
+        )
     }
 }
 
@@ -214,14 +220,20 @@ impl From<crate::promql::Error> for ApiError {
 pub(crate) fn json_response(status: StatusCode, body: String) -> HttpResponse {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
-pub(crate) fn text_response(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> HttpResponse {
+pub(crate) fn text_response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> HttpResponse {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
 }
 
@@ -236,7 +248,10 @@ pub fn api_response(result: Result<ApiSuccess, ApiError>) -> HttpResponse {
             *r.status_mut() = StatusCode::NO_CONTENT;
             r
         }
-        Ok(s) => json_response(StatusCode::OK, json::success(s.data.as_deref(), &s.warnings, &s.infos)),
+        Ok(s) => json_response(
+            StatusCode::OK,
+            json::success(s.data.as_deref(), &s.warnings, &s.infos),
+        ),
         Err(e) => e.into_response(),
     }
 }
@@ -260,18 +275,33 @@ where
     let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
         Ok(c) => c.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
-        Err(e) => return text_response(StatusCode::BAD_REQUEST, TEXT, format!("error reading request body: {e}\n")),
+        Err(e) => {
+            return text_response(
+                StatusCode::BAD_REQUEST,
+                TEXT,
+                format!("error reading request body: {e}\n"),
+            )
+        }
     };
     let is_form = parts
         .headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
     // Go's ParseForm reads the body of POST, PUT and PATCH only.
     let reads_body = is_form && matches!(parts.method, Method::POST | Method::PUT | Method::PATCH);
     let params = Params::new(parts.uri.query(), reads_body.then_some(&body[..]));
-    let rr = RouteRequest { method: &parts.method, path: parts.uri.path(), params: &params, headers: &parts.headers, body: &body };
+    let rr = RouteRequest {
+        method: &parts.method,
+        path: parts.uri.path(),
+        params: &params,
+        headers: &parts.headers,
+        body: &body,
+    };
     route(state, &rr).await
 }
 
@@ -319,7 +349,8 @@ fn not_ready() -> HttpResponse {
 
 fn method_not_allowed(allow: &'static str) -> HttpResponse {
     let mut r = text_response(StatusCode::METHOD_NOT_ALLOWED, TEXT, "Method Not Allowed\n");
-    r.headers_mut().insert(ALLOW, HeaderValue::from_static(allow));
+    r.headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
     r
 }
 
@@ -327,7 +358,11 @@ fn metrics(state: &AppState) -> HttpResponse {
     let families = state.registry.gather();
     match prometheus::TextEncoder::new().encode_to_string(&families) {
         Ok(text) => text_response(StatusCode::OK, METRICS_CONTENT_TYPE, text),
-        Err(e) => text_response(StatusCode::INTERNAL_SERVER_ERROR, TEXT, format!("error encoding metrics: {e}\n")),
+        Err(e) => text_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            TEXT,
+            format!("error encoding metrics: {e}\n"),
+        ),
     }
 }
 
@@ -342,7 +377,8 @@ fn allows(path: &str, method: &Method) -> Result<(), &'static str> {
             | "/api/v1/labels"
             | "/api/v1/series"
     );
-    let ok = *method == Method::GET || *method == Method::HEAD || (get_post && *method == Method::POST);
+    let ok =
+        *method == Method::GET || *method == Method::HEAD || (get_post && *method == Method::POST);
     match (ok, get_post) {
         (true, _) => Ok(()),
         (false, true) => Err("GET, HEAD, POST"),
@@ -366,7 +402,11 @@ async fn api_route(state: &AppState, req: &RouteRequest<'_>) -> HttpResponse {
             | "/api/v1/alerts"
     ) || api::label_values_name(path).is_some();
     if !known {
-        return ApiError::new(ErrorType::NotFound, format!("unknown API endpoint {path:?}")).into_response();
+        return ApiError::new(
+            ErrorType::NotFound,
+            format!("unknown API endpoint {path:?}"),
+        )
+        .into_response();
     }
     if *req.method == Method::OPTIONS {
         // CORS preflight: Prometheus answers every API path with 204.
@@ -394,7 +434,12 @@ async fn api_route(state: &AppState, req: &RouteRequest<'_>) -> HttpResponse {
             let path = path.to_string();
             tokio::task::spawn_blocking(move || api::dispatch_sync(&st, &path, &params))
                 .await
-                .unwrap_or_else(|e| Err(ApiError::new(ErrorType::Internal, format!("request handler failed: {e}"))))
+                .unwrap_or_else(|e| {
+                    Err(ApiError::new(
+                        ErrorType::Internal,
+                        format!("request handler failed: {e}"),
+                    ))
+                })
         }
     };
     api_response(result)
@@ -408,7 +453,13 @@ async fn run_blocking(state: &AppState, q: api::PreparedQuery) -> Result<ApiSucc
     let task = tokio::task::spawn_blocking(move || api::run_query(&st, &q));
     match tokio::time::timeout(timeout, task).await {
         Ok(Ok(r)) => r,
-        Ok(Err(e)) => Err(ApiError::new(ErrorType::Internal, format!("query evaluation failed: {e}"))),
-        Err(_) => Err(ApiError::new(ErrorType::Timeout, "query timed out in expression evaluation")),
+        Ok(Err(e)) => Err(ApiError::new(
+            ErrorType::Internal,
+            format!("query evaluation failed: {e}"),
+        )),
+        Err(_) => Err(ApiError::new(
+            ErrorType::Timeout,
+            "query timed out in expression evaluation",
+        )),
     }
 }

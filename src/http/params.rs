@@ -29,7 +29,9 @@ pub enum ParamError {
     NegativeLimit,
     #[error("end timestamp must not be before start time")]
     EndBeforeStart,
-    #[error("zero or negative query resolution step widths are not accepted. Try a positive integer")]
+    #[error(
+        "zero or negative query resolution step widths are not accepted. Try a positive integer"
+    )]
     Step,
     /// A `match[]` value that is not a series selector; the text is the parser's.
     #[error("{0}")]
@@ -59,19 +61,34 @@ impl Params {
         Params { pairs }
     }
 
-    pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Params {
-        Params { pairs: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect() }
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Params {
+        Params {
+            pairs: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        }
     }
 
     /// The first value of `name`, or "" when absent (Go's `FormValue`; Prometheus treats an
     /// empty value as absent everywhere).
     pub fn get(&self, name: &str) -> &str {
-        self.pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or("")
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("")
     }
 
     /// Every value of `name`, in form order (for `match[]`).
     pub fn all(&self, name: &str) -> Vec<&str> {
-        self.pairs.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()
+        self.pairs
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 }
 
@@ -97,19 +114,32 @@ pub fn parse_time(s: &str) -> Result<i64, ParamError> {
 }
 
 /// An optional time parameter: `default` when absent or empty, Prometheus' `parseTimeParam`.
-pub fn parse_time_param(params: &Params, name: &'static str, default: i64) -> Result<i64, ParamError> {
+pub fn parse_time_param(
+    params: &Params,
+    name: &'static str,
+    default: i64,
+) -> Result<i64, ParamError> {
     let v = params.get(name);
     if v.is_empty() {
         return Ok(default);
     }
-    parse_time(v).map_err(|_| ParamError::TimeValue { param: name, value: v.to_string() })
+    parse_time(v).map_err(|_| ParamError::TimeValue {
+        param: name,
+        value: v.to_string(),
+    })
 }
 
 /// RFC 3339 (`2015-07-01T20:10:51.781Z`, `2015-07-01T22:10:51+02:00`) to milliseconds;
 /// the fraction is truncated to the millisecond as Prometheus' `timestamp.FromTime` does.
 fn parse_rfc3339(s: &str) -> Option<i64> {
     let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
@@ -121,7 +151,13 @@ fn parse_rfc3339(s: &str) -> Option<i64> {
     };
     let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (hour, min, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) || hour > 23 || min > 59 || sec > 59 {
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in_month(year, month)
+        || hour > 23
+        || min > 59
+        || sec > 59
+    {
         return None;
     }
     let mut i = 19;
@@ -140,7 +176,10 @@ fn parse_rfc3339(s: &str) -> Option<i64> {
     }
     let offset_s = match &s[i..] {
         "Z" => 0,
-        rest if rest.len() == 6 && (rest.starts_with('+') || rest.starts_with('-')) && rest.as_bytes()[3] == b':' => {
+        rest if rest.len() == 6
+            && (rest.starts_with('+') || rest.starts_with('-'))
+            && rest.as_bytes()[3] == b':' =>
+        {
             let (h, m) = (num(i + 1..i + 3)?, num(i + 4..i + 6)?);
             if h > 23 || m > 59 {
                 return None;
@@ -225,7 +264,9 @@ fn parse_prometheus_duration(s: &str) -> Option<i64> {
         let unit_idx = if rest.starts_with("ms") {
             6
         } else {
-            UNITS.iter().position(|(u, _)| u.len() == 1 && rest.starts_with(u))?
+            UNITS
+                .iter()
+                .position(|(u, _)| u.len() == 1 && rest.starts_with(u))?
         };
         if unit_idx < next_unit {
             return None;
@@ -246,7 +287,9 @@ pub fn parse_limit(s: &str) -> Result<usize, ParamError> {
     if body.is_empty() || !body.bytes().all(|c| c.is_ascii_digit()) {
         return Err(ParamError::LimitSyntax(s.to_string()));
     }
-    let n: i64 = s.parse().map_err(|_| ParamError::LimitRange(s.to_string()))?;
+    let n: i64 = s
+        .parse()
+        .map_err(|_| ParamError::LimitRange(s.to_string()))?;
     if n < 0 {
         return Err(ParamError::NegativeLimit);
     }
@@ -274,7 +317,11 @@ pub fn parse_selector(s: &str) -> Result<Vec<Vec<Matcher>>, ParamError> {
     let expr = promql_parser::parser::parse(s).map_err(ParamError::Selector)?;
     let vs = match expr {
         promql_parser::parser::Expr::VectorSelector(vs) => vs,
-        _ => return Err(ParamError::Selector(format!("invalid series selector {s:?}: not a vector selector"))),
+        _ => {
+            return Err(ParamError::Selector(format!(
+                "invalid series selector {s:?}: not a vector selector"
+            )))
+        }
     };
     let mut base: Vec<Matcher> = Vec::new();
     if let Some(name) = &vs.name {
@@ -305,7 +352,8 @@ fn convert_matchers(ms: &[promql_parser::label::Matcher]) -> Result<Vec<Matcher>
                 P::Re(_) => MatchOp::Regex,
                 P::NotRe(_) => MatchOp::NotRegex,
             };
-            Matcher::new(op, m.name.clone(), m.value.clone()).map_err(|e| ParamError::Selector(e.to_string()))
+            Matcher::new(op, m.name.clone(), m.value.clone())
+                .map_err(|e| ParamError::Selector(e.to_string()))
         })
         .collect()
 }
@@ -325,17 +373,33 @@ mod tests {
 
     #[test]
     fn times_as_rfc3339() {
-        assert_eq!(parse_time("2015-07-01T20:10:51.781Z"), Ok(1_435_781_451_781));
-        assert_eq!(parse_time("2015-07-01T22:10:51.781+02:00"), Ok(1_435_781_451_781));
+        assert_eq!(
+            parse_time("2015-07-01T20:10:51.781Z"),
+            Ok(1_435_781_451_781)
+        );
+        assert_eq!(
+            parse_time("2015-07-01T22:10:51.781+02:00"),
+            Ok(1_435_781_451_781)
+        );
         assert_eq!(parse_time("1970-01-01T00:00:00Z"), Ok(0));
-        assert_eq!(parse_time("1969-12-31T23:59:59.9999Z"), Ok(-1 * 1000 + 999));
+        assert_eq!(parse_time("1969-12-31T23:59:59.9999Z"), Ok(-1000 + 999));
         assert_eq!(parse_time("2024-02-29T00:00:00Z"), Ok(1_709_164_800_000));
     }
 
     #[test]
     fn bad_times_name_the_value() {
-        assert_eq!(parse_time("yesterday").unwrap_err().to_string(), r#"cannot parse "yesterday" to a valid timestamp"#);
-        for bad in ["", "NaN", "inf", "2023-02-30T00:00:00Z", "2015-07-01 20:10:51Z", "2015-07-01T20:10:51"] {
+        assert_eq!(
+            parse_time("yesterday").unwrap_err().to_string(),
+            r#"cannot parse "yesterday" to a valid timestamp"#
+        );
+        for bad in [
+            "",
+            "NaN",
+            "inf",
+            "2023-02-30T00:00:00Z",
+            "2015-07-01 20:10:51Z",
+            "2015-07-01T20:10:51",
+        ] {
             assert!(parse_time(bad).is_err(), "{bad} must not parse");
         }
         let p = Params::from_pairs([("start", "x")]);
@@ -356,7 +420,11 @@ mod tests {
         assert_eq!(parse_duration("1d"), Ok(86_400_000_000_000));
         assert_eq!(parse_duration("0"), Ok(0));
         for bad in ["", "5x", "30m1h", "1.5m", "m", "5mm"] {
-            assert_eq!(parse_duration(bad), Err(ParamError::Duration(bad.to_string())), "{bad}");
+            assert_eq!(
+                parse_duration(bad),
+                Err(ParamError::Duration(bad.to_string())),
+                "{bad}"
+            );
         }
         assert_eq!(
             parse_duration("1e300").unwrap_err().to_string(),
@@ -368,14 +436,26 @@ mod tests {
     fn limits_as_go_atoi() {
         assert_eq!(parse_limit(""), Ok(0));
         assert_eq!(parse_limit("10"), Ok(10));
-        assert_eq!(parse_limit("abc").unwrap_err().to_string(), r#"strconv.Atoi: parsing "abc": invalid syntax"#);
-        assert_eq!(parse_limit("-1").unwrap_err().to_string(), "limit must be non-negative");
-        assert!(matches!(parse_limit("99999999999999999999"), Err(ParamError::LimitRange(_))));
+        assert_eq!(
+            parse_limit("abc").unwrap_err().to_string(),
+            r#"strconv.Atoi: parsing "abc": invalid syntax"#
+        );
+        assert_eq!(
+            parse_limit("-1").unwrap_err().to_string(),
+            "limit must be non-negative"
+        );
+        assert!(matches!(
+            parse_limit("99999999999999999999"),
+            Err(ParamError::LimitRange(_))
+        ));
     }
 
     #[test]
     fn form_body_values_come_before_the_query_string() {
-        let p = Params::new(Some("query=up&match[]=a"), Some(b"query=1%2B1&match%5B%5D=b"));
+        let p = Params::new(
+            Some("query=up&match[]=a"),
+            Some(b"query=1%2B1&match%5B%5D=b"),
+        );
         assert_eq!(p.get("query"), "1+1");
         assert_eq!(p.all("match[]"), vec!["b", "a"]);
         assert_eq!(p.get("absent"), "");
@@ -390,9 +470,17 @@ mod tests {
         let or = parse_match_sets(&[r#"{a="1" or b="2"}"#]).unwrap();
         assert_eq!(or.len(), 2);
         // The parser itself rejects a selector that matches everything, as Prometheus' does.
-        let err = parse_match_sets(&[r#"{job=~".*"}"#]).unwrap_err().to_string();
+        let err = parse_match_sets(&[r#"{job=~".*"}"#])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("at least one non-empty matcher"), "{err}");
-        assert!(matches!(parse_match_sets(&["up +"]), Err(ParamError::Selector(_))));
-        assert!(matches!(parse_match_sets(&["sum(up)"]), Err(ParamError::Selector(_))));
+        assert!(matches!(
+            parse_match_sets(&["up +"]),
+            Err(ParamError::Selector(_))
+        ));
+        assert!(matches!(
+            parse_match_sets(&["sum(up)"]),
+            Err(ParamError::Selector(_))
+        ));
     }
 }

@@ -29,9 +29,15 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("listening on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("serving on {addr}: {source}")]
-    Serve { addr: SocketAddr, source: std::io::Error },
+    Serve {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// A bound server. Bind first (port 0 picks a free port), read the address, then serve.
@@ -44,10 +50,19 @@ pub struct Server {
 impl Server {
     /// Binds the listening socket. Synchronous, so it needs no runtime and fails early.
     pub fn bind(addr: SocketAddr, state: Arc<AppState>) -> Result<Server, Error> {
-        let listener = std::net::TcpListener::bind(addr).map_err(|source| Error::Bind { addr, source })?;
-        listener.set_nonblocking(true).map_err(|source| Error::Bind { addr, source })?;
-        let addr = listener.local_addr().map_err(|source| Error::Bind { addr, source })?;
-        Ok(Server { listener, addr, state })
+        let listener =
+            std::net::TcpListener::bind(addr).map_err(|source| Error::Bind { addr, source })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|source| Error::Bind { addr, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| Error::Bind { addr, source })?;
+        Ok(Server {
+            listener,
+            addr,
+            state,
+        })
     }
 
     /// The address actually bound (with the port chosen for port 0).
@@ -59,7 +74,8 @@ impl Server {
     /// its in-flight request and returns once all are closed.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
         let addr = self.addr;
-        let listener = TcpListener::from_std(self.listener).map_err(|source| Error::Serve { addr, source })?;
+        let listener =
+            TcpListener::from_std(self.listener).map_err(|source| Error::Serve { addr, source })?;
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
@@ -88,7 +104,12 @@ impl Server {
     }
 }
 
-async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    state: Arc<AppState>,
+    mut stop: watch::Receiver<bool>,
+) {
     let _ = stream.set_nodelay(true);
     let svc = service_fn(move |req| {
         let state = state.clone();
