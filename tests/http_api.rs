@@ -264,6 +264,52 @@ async fn metrics_are_the_registry_in_text_format() {
         .body
         .contains("depin_test_requests_total{code=\"200\"} 3\n"));
     assert!(m.body.contains("depin_test_temperature_celsius 21.5\n"));
+    // The server counts what it answered, by route pattern rather than raw path.
+    srv.get("/-/healthy").await;
+    srv.get("/api/v1/label/protocol/values").await;
+    srv.get("/api/v1/label/token/values").await;
+    let m = srv.get("/metrics").await;
+    assert!(
+        m.body
+            .contains("depin_orcha_http_requests_total{code=\"200\",handler=\"/-/healthy\"} 1\n"),
+        "{}",
+        m.body
+    );
+    assert!(m.body.contains(
+        "depin_orcha_http_requests_total{code=\"200\",handler=\"/api/v1/label/:name/values\"} 2\n"
+    ));
+    assert!(m
+        .body
+        .contains("depin_orcha_http_request_duration_seconds_count{handler=\"/-/healthy\"} 1\n"));
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn too_many_headers_are_refused_by_hyper() {
+    let srv = TestServer::start(fixed_state()).await;
+    let names: Vec<String> = (0..depin_orcha::http::server::MAX_HEADERS + 10)
+        .map(|i| format!("x-h{i}"))
+        .collect();
+    let headers: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "v")).collect();
+    let r = send(srv.addr, Method::GET, "/-/healthy", &headers, None).await;
+    assert_eq!(r.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn queries_wait_for_a_slot_within_their_timeout() {
+    let mut state = fixed_state();
+    // No slot at all: every query waits in the queue until its timeout.
+    state.query_slots = Arc::new(tokio::sync::Semaphore::new(0));
+    let srv = TestServer::start(state).await;
+    assert_json(
+        &srv.get("/api/v1/query?query=1&timeout=50ms").await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        r#"{"status":"error","errorType":"timeout","error":"query timed out in query queue"}"#,
+    );
+    // Metadata endpoints do not queue behind queries.
+    assert_eq!(srv.get("/api/v1/labels").await.status, StatusCode::OK);
+    assert_eq!(srv.get("/metrics").await.status, StatusCode::OK);
     srv.shutdown().await;
 }
 

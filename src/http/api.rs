@@ -439,6 +439,85 @@ pub fn format_query(p: &Params) -> ApiResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    fn state(engine_timeout: Duration) -> AppState {
+        let engine = crate::promql::Engine::new(crate::promql::EngineOptions {
+            timeout: engine_timeout,
+            ..Default::default()
+        });
+        let clock = Arc::new(crate::clock::ManualClock::new(1_000_000));
+        AppState::new(
+            Arc::new(crate::tsdb::Db::in_memory()),
+            engine,
+            prometheus::Registry::new(),
+            clock,
+        )
+    }
+
+    #[test]
+    fn the_timeout_parameter_is_capped_by_the_engine() {
+        let st = state(Duration::from_secs(10));
+        let q = |pairs: &[(&str, &str)]| {
+            prepare_instant(&st, &Params::from_pairs(pairs.iter().copied())).unwrap()
+        };
+        assert_eq!(q(&[("query", "1")]).timeout, Duration::from_secs(10));
+        assert_eq!(
+            q(&[("query", "1"), ("timeout", "2.5")]).timeout,
+            Duration::from_millis(2500)
+        );
+        assert_eq!(
+            q(&[("query", "1"), ("timeout", "1m")]).timeout,
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            q(&[("query", "1")]).range,
+            QueryRange::Instant { time: 1_000_000 }
+        );
+        assert_eq!(
+            q(&[("query", "1"), ("lookback_delta", "1m")]).lookback_delta_ms,
+            Some(60_000)
+        );
+    }
+
+    #[test]
+    fn range_steps_and_the_point_limit() {
+        let st = state(Duration::from_secs(10));
+        let q = |s: &str, e: &str, step: &str| {
+            prepare_range(
+                &st,
+                &Params::from_pairs([("query", "1"), ("start", s), ("end", e), ("step", step)]),
+            )
+        };
+        assert_eq!(
+            q("0", "60", "15s").unwrap().range,
+            QueryRange::Range {
+                start: 0,
+                end: 60_000,
+                step: 15_000
+            }
+        );
+        // 10,000 steps of 0.1 ms are within the limit; timestamps being milliseconds, they
+        // evaluate every millisecond. 20,000 are not.
+        assert_eq!(
+            q("0", "1", "0.0001").unwrap().range,
+            QueryRange::Range {
+                start: 0,
+                end: 1000,
+                step: 1
+            }
+        );
+        assert_eq!(q("0", "2", "0.0001").unwrap_err().kind, ErrorType::BadData);
+        assert_eq!(
+            q("0", "11000", "1").unwrap().range,
+            QueryRange::Range {
+                start: 0,
+                end: 11_000_000,
+                step: 1000
+            }
+        );
+        assert_eq!(q("0", "11001", "1").unwrap_err().kind, ErrorType::BadData);
+    }
 
     #[test]
     fn label_value_paths() {

@@ -56,8 +56,76 @@ pub struct AppState {
     /// The default evaluation time of `/api/v1/query`.
     pub clock: crate::clock::SharedClock,
     pub build: BuildInfo,
-    /// Routes other modules add (rules, alerts, control API), tried before the built-in ones.
+    /// Routes other modules add (rules, alerts, control API), tried before the built-in ones
+    /// and before the readiness gate (they decide for themselves).
     pub extra_routes: Vec<Arc<dyn ExtraRoutes>>,
+    /// At most this many queries evaluate at once (`--query.max-concurrency`); the others wait
+    /// for a slot within their timeout.
+    pub query_slots: Arc<tokio::sync::Semaphore>,
+    pub metrics: HttpMetrics,
+}
+
+/// Prometheus' default `--query.max-concurrency`.
+pub const DEFAULT_MAX_CONCURRENT_QUERIES: usize = 20;
+
+/// The server's own metrics, registered in the state's registry.
+#[derive(Clone)]
+pub struct HttpMetrics {
+    /// `depin_orcha_http_requests_total{handler,code}`.
+    pub requests: prometheus::IntCounterVec,
+    /// `depin_orcha_http_request_duration_seconds{handler}`.
+    pub duration: prometheus::HistogramVec,
+}
+
+impl HttpMetrics {
+    /// Creates the metrics and registers them in `registry`. Registering twice in the same
+    /// registry (two states sharing one) keeps the first registration and counts nothing twice.
+    pub fn new(registry: &prometheus::Registry) -> HttpMetrics {
+        let requests = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "depin_orcha_http_requests_total",
+                "HTTP requests answered, by handler and status code.",
+            ),
+            &["handler", "code"],
+        )
+        .expect("static metric definition is valid");
+        let duration = prometheus::HistogramVec::new(
+            prometheus::HistogramOpts::new(
+                "depin_orcha_http_request_duration_seconds",
+                "Time from reading a request to having its response, by handler.",
+            )
+            .buckets(vec![0.001, 0.005, 0.025, 0.1, 0.5, 2.5, 10.0, 60.0]),
+            &["handler"],
+        )
+        .expect("static metric definition is valid");
+        // An AlreadyReg error only means another state registered them first.
+        let _ = registry.register(Box::new(requests.clone()));
+        let _ = registry.register(Box::new(duration.clone()));
+        HttpMetrics { requests, duration }
+    }
+}
+
+/// The route a path belongs to, as a bounded label value (label names in paths would make the
+/// `handler` label unbounded).
+pub fn handler_label(path: &str) -> &'static str {
+    match path {
+        "/metrics" => "/metrics",
+        "/-/healthy" => "/-/healthy",
+        "/-/ready" => "/-/ready",
+        "/api/v1/query" => "/api/v1/query",
+        "/api/v1/query_range" => "/api/v1/query_range",
+        "/api/v1/query_exemplars" => "/api/v1/query_exemplars",
+        "/api/v1/format_query" => "/api/v1/format_query",
+        "/api/v1/series" => "/api/v1/series",
+        "/api/v1/labels" => "/api/v1/labels",
+        "/api/v1/metadata" => "/api/v1/metadata",
+        "/api/v1/status/buildinfo" => "/api/v1/status/buildinfo",
+        "/api/v1/rules" => "/api/v1/rules",
+        "/api/v1/alerts" => "/api/v1/alerts",
+        p if api::label_values_name(p).is_some() => "/api/v1/label/:name/values",
+        p if p.starts_with("/api/") => "/api/other",
+        _ => "other",
+    }
 }
 
 impl AppState {
@@ -68,6 +136,7 @@ impl AppState {
         registry: prometheus::Registry,
         clock: crate::clock::SharedClock,
     ) -> AppState {
+        let metrics = HttpMetrics::new(&registry);
         AppState {
             db,
             engine,
@@ -76,6 +145,8 @@ impl AppState {
             clock,
             build: BuildInfo::default(),
             extra_routes: Vec::new(),
+            query_slots: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_CONCURRENT_QUERIES)),
+            metrics,
         }
     }
 
@@ -259,6 +330,24 @@ pub fn api_response(result: Result<ApiSuccess, ApiError>) -> HttpResponse {
 /// Handles one request. Reads a form-encoded body (at most [`MAX_BODY_BYTES`]), routes, and
 /// answers; never fails (errors become responses).
 pub async fn handle<B>(state: &AppState, req: Request<B>) -> HttpResponse
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let started = std::time::Instant::now();
+    let handler = handler_label(req.uri().path());
+    let resp = read_and_route(state, req).await;
+    let m = &state.metrics;
+    m.requests
+        .with_label_values(&[handler, resp.status().as_str()])
+        .inc();
+    m.duration
+        .with_label_values(&[handler])
+        .observe(started.elapsed().as_secs_f64());
+    resp
+}
+
+async fn read_and_route<B>(state: &AppState, req: Request<B>) -> HttpResponse
 where
     B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -448,18 +537,33 @@ async fn api_route(state: &AppState, req: &RouteRequest<'_>) -> HttpResponse {
 /// Evaluates a query on a blocking thread so a slow query never stalls `/metrics`, and gives up
 /// waiting after the query's timeout (the engine stops on its own budget, the same timeout).
 async fn run_blocking(state: &AppState, q: api::PreparedQuery) -> Result<ApiSuccess, ApiError> {
-    let timeout = q.timeout;
+    let deadline = tokio::time::Instant::now() + q.timeout;
+    let timed_out =
+        |in_what: &str| ApiError::new(ErrorType::Timeout, format!("query timed out in {in_what}"));
+    let permit =
+        match tokio::time::timeout_at(deadline, state.query_slots.clone().acquire_owned()).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(_)) => {
+                return Err(ApiError::new(
+                    ErrorType::Unavailable,
+                    "the query queue is closed",
+                ))
+            }
+            Err(_) => return Err(timed_out("query queue")),
+        };
     let st = state.clone();
-    let task = tokio::task::spawn_blocking(move || api::run_query(&st, &q));
-    match tokio::time::timeout(timeout, task).await {
+    // The permit moves into the evaluation so the slot stays taken until the engine is done,
+    // even when the client has been told about a timeout already.
+    let task = tokio::task::spawn_blocking(move || {
+        let _slot = permit;
+        api::run_query(&st, &q)
+    });
+    match tokio::time::timeout_at(deadline, task).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => Err(ApiError::new(
             ErrorType::Internal,
             format!("query evaluation failed: {e}"),
         )),
-        Err(_) => Err(ApiError::new(
-            ErrorType::Timeout,
-            "query timed out in expression evaluation",
-        )),
+        Err(_) => Err(timed_out("expression evaluation")),
     }
 }
