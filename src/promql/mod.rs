@@ -1,17 +1,23 @@
 //! PromQL evaluation over the `promql-parser` AST with Prometheus 3 semantics.
 //!
 //! - `value`: the values an expression evaluates to (scalar, string, instant vector, matrix).
-//! - `engine`: instant and range queries; selectors, lookback, offset/@, subqueries, binary
-//!   and set operators, aggregations, limits (timeout, max samples).
+//! - `engine`: instant and range queries, the step-wise evaluator and limits (timeout, max
+//!   samples); with `selector` (lookback, staleness, offset/@, matrix selectors, subqueries),
+//!   `call` (function calls), `binary` (arithmetic, comparison and set operators) and
+//!   `aggregate` (aggregation operators).
 //! - `functions`: every float function, called by the engine once per evaluation step.
 //! - `promqltest`: the runner for Prometheus' own `.test` scripts (`depin-orcha test promql`).
 //!
 //! It reads storage only through [`crate::tsdb::Queryable`] and takes time as arguments: it is
 //! synchronous and deterministic, and never looks at the wall clock except for `--query.timeout`.
 
+mod aggregate;
+mod binary;
+mod call;
 pub mod engine;
 pub mod functions;
 pub mod promqltest;
+mod selector;
 pub mod value;
 
 pub use engine::{Engine, EngineOptions, QueryResult};

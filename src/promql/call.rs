@@ -1,0 +1,141 @@
+//! Function calls: the engine evaluates the arguments for the whole range, then calls
+//! [`functions::call`] once per step with that step's arguments (and, for a range-vector
+//! argument, the step's window after `offset` and `@`). What Prometheus does in the engine
+//! rather than in the function bodies is here: `timestamp()` over a selector sees the samples'
+//! own timestamps, and sorting functions warn in range queries.
+
+use promql_parser::parser::value::ValueType;
+use promql_parser::parser::{Call, Expr};
+
+use super::engine::{unwrap_paren, Cursor, Evaluated, Evaluator, Out};
+use super::functions::{self, FnArg, FnCall};
+use super::selector::RangeArg;
+use super::value::{InstantSample, Matrix, Value};
+use super::Error;
+
+/// One evaluated argument, over all steps.
+enum Arg {
+    Scalar(Vec<f64>),
+    String(String),
+    Vector(Matrix, Cursor),
+    Range(RangeArg),
+}
+
+impl Evaluator<'_> {
+    pub(crate) fn eval_call(&mut self, c: &Call) -> Result<Evaluated, Error> {
+        let name = c.func.name;
+        let exprs = &c.args.args;
+        if name == "timestamp" {
+            if let Some(Expr::VectorSelector(vs)) = exprs.first().map(|a| unwrap_paren(a)) {
+                return self.eval_timestamp(c, vs);
+            }
+        }
+        let mut args = Vec::with_capacity(exprs.len());
+        let mut held = 0;
+        for e in exprs {
+            if let Some(r) = self.eval_range_arg(e)? {
+                held += r.series.iter().map(|s| s.samples.len()).sum::<usize>();
+                args.push(Arg::Range(r));
+                continue;
+            }
+            let v = self.eval(e)?;
+            held += v.num_samples();
+            args.push(match v {
+                Evaluated::Scalar(v) => Arg::Scalar(v),
+                Evaluated::String(s) => Arg::String(s),
+                Evaluated::Vector(m) => {
+                    let cur = Cursor::new(&m);
+                    Arg::Vector(m, cur)
+                }
+                Evaluated::Matrix(_) => return Err(Error::Eval(format!("unexpected range vector argument to {name}"))),
+            });
+        }
+        if matches!(name, "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc") && !self.is_instant() {
+            self.st
+                .annotations
+                .warn("PromQL warning: sort is ineffective for range queries since results are always ordered by labels");
+        }
+
+        let steps = self.steps();
+        let mut out = Out::default();
+        let mut scalars = Vec::with_capacity(if c.func.return_type == ValueType::Scalar { steps } else { 0 });
+        let mut buf = Vec::new();
+        for k in 0..steps {
+            self.st.check_timeout()?;
+            let ts = self.step_ts(k);
+            let mut window = None;
+            let mut fn_args = Vec::with_capacity(args.len());
+            for a in args.iter_mut() {
+                fn_args.push(match a {
+                    Arg::Scalar(v) => FnArg::Scalar(v.get(k).copied().unwrap_or(f64::NAN)),
+                    Arg::String(s) => FnArg::String(s.clone()),
+                    Arg::Vector(m, cur) => {
+                        cur.gather(m, ts, &mut buf);
+                        FnArg::Vector(
+                            buf.iter().map(|&(i, v)| InstantSample { labels: m[i].labels.clone(), t: ts, v }).collect(),
+                        )
+                    }
+                    Arg::Range(r) => {
+                        let (m, w) = r.window_matrix(ts);
+                        window = Some(w);
+                        FnArg::Matrix(m)
+                    }
+                });
+            }
+            let call = FnCall { name, args: fn_args, arg_exprs: exprs, ts, window };
+            match functions::call(call, &mut self.st.annotations)? {
+                Value::Scalar { v, .. } => scalars.push(v),
+                Value::Vector(vec) => {
+                    for s in &vec {
+                        out.push(self.st, ts, &s.labels, s.v)?;
+                    }
+                }
+                other => {
+                    return Err(Error::Eval(format!("function {name} returned a {}", other.type_name())));
+                }
+            }
+        }
+        self.st.release(held);
+        if c.func.return_type == ValueType::Scalar {
+            scalars.resize(steps, f64::NAN);
+            Ok(Evaluated::Scalar(scalars))
+        } else {
+            Ok(Evaluated::Vector(out.finish()))
+        }
+    }
+
+    /// `timestamp(selector)`: the function sees each sample's own timestamp, not the step's.
+    fn eval_timestamp(&mut self, c: &Call, vs: &promql_parser::parser::VectorSelector) -> Result<Evaluated, Error> {
+        let (m, origs) = self.eval_vector_selector(vs)?;
+        let held = m.iter().map(|s| s.samples.len()).sum();
+        let mut cur = Cursor::new(&m);
+        let mut pos = vec![0usize; m.len()];
+        let mut buf = Vec::new();
+        let mut out = Out::default();
+        for k in 0..self.steps() {
+            self.st.check_timeout()?;
+            let ts = self.step_ts(k);
+            cur.gather(&m, ts, &mut buf);
+            let vec = buf
+                .iter()
+                .map(|&(i, v)| {
+                    // The cursor and `pos` advance together: the point's index in its series.
+                    let t = origs[i][pos[i]];
+                    pos[i] += 1;
+                    InstantSample { labels: m[i].labels.clone(), t, v }
+                })
+                .collect();
+            let call = FnCall { name: c.func.name, args: vec![FnArg::Vector(vec)], arg_exprs: &c.args.args, ts, window: None };
+            match functions::call(call, &mut self.st.annotations)? {
+                Value::Vector(vec) => {
+                    for s in &vec {
+                        out.push(self.st, ts, &s.labels, s.v)?;
+                    }
+                }
+                other => return Err(Error::Eval(format!("function timestamp returned a {}", other.type_name()))),
+            }
+        }
+        self.st.release(held);
+        Ok(Evaluated::Vector(out.finish()))
+    }
+}

@@ -1,0 +1,229 @@
+//! Reading storage for the engine: instant vector selectors (lookback, staleness), matrix
+//! selectors and subqueries (left-open windows `(t - range, t]`), and the `offset` and `@`
+//! modifiers. Each selector reads storage once for the whole query range; the per-step work is
+//! slicing what was read.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use promql_parser::label::MatchOp as PMatchOp;
+use promql_parser::parser::{AtModifier, Expr, MatrixSelector, Offset, SubqueryExpr, VectorSelector};
+
+use super::engine::{Evaluated, Evaluator, DEFAULT_SUBQUERY_STEP_MS};
+use super::value::{Matrix, Sample, Series};
+use super::Error;
+use crate::labels::{Labels, MatchOp, Matcher, METRIC_NAME};
+use crate::tsdb::is_stale_nan;
+
+/// A range-vector argument: series read (or computed by a subquery) for the whole query range,
+/// and how to find one step's window `(end - range, end]` in them.
+pub(crate) struct RangeArg {
+    pub series: Matrix,
+    pub range: i64,
+    pub offset: i64,
+    pub at: Option<i64>,
+}
+
+impl RangeArg {
+    /// The window `(start, end]` of the step at `ts`, after `offset` and `@`.
+    pub fn window(&self, ts: i64) -> (i64, i64) {
+        let end = self.at.unwrap_or(ts) - self.offset;
+        (end - self.range, end)
+    }
+
+    /// Each series' samples in the window of the step at `ts`; series without any are left out.
+    pub fn window_matrix(&self, ts: i64) -> (Matrix, (i64, i64)) {
+        let (start, end) = self.window(ts);
+        let mut out = Vec::new();
+        for s in &self.series {
+            let lo = s.samples.partition_point(|p| p.t <= start);
+            let hi = s.samples.partition_point(|p| p.t <= end);
+            if lo < hi {
+                out.push(Series { labels: s.labels.clone(), samples: s.samples[lo..hi].to_vec() });
+            }
+        }
+        (out, (start, end))
+    }
+}
+
+/// Milliseconds of an `offset` (negative for `offset -5m`).
+pub(crate) fn offset_ms(o: &Option<Offset>) -> i64 {
+    match o {
+        None => 0,
+        Some(Offset::Pos(d)) => d.as_millis() as i64,
+        Some(Offset::Neg(d)) => -(d.as_millis() as i64),
+    }
+}
+
+fn system_time_ms(t: &SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_millis() as i64,
+        Err(e) => -(e.duration().as_millis() as i64),
+    }
+}
+
+/// The storage matchers of a selector: one set, or several for `{a="1" or b="2"}`.
+pub(crate) fn matcher_sets(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>, Error> {
+    let convert = |ms: &[promql_parser::label::Matcher]| -> Result<Vec<Matcher>, Error> {
+        let mut out = Vec::with_capacity(ms.len() + 1);
+        if let Some(n) = &vs.name {
+            out.push(Matcher::equal(METRIC_NAME, n.clone()));
+        }
+        for m in ms {
+            let built = match &m.op {
+                PMatchOp::Equal => Ok(Matcher::equal(m.name.clone(), m.value.clone())),
+                PMatchOp::NotEqual => Matcher::new(MatchOp::NotEqual, m.name.clone(), m.value.clone()),
+                PMatchOp::Re(re) => Matcher::new(MatchOp::Regex, m.name.clone(), m.value.clone())
+                    .or_else(|_| Matcher::new(MatchOp::Regex, m.name.clone(), re.as_str())),
+                PMatchOp::NotRe(re) => Matcher::new(MatchOp::NotRegex, m.name.clone(), m.value.clone())
+                    .or_else(|_| Matcher::new(MatchOp::NotRegex, m.name.clone(), re.as_str())),
+            };
+            out.push(built.map_err(|e| Error::Eval(format!("invalid regular expression in matcher {}: {e}", m.name)))?);
+        }
+        Ok(out)
+    };
+    if vs.matchers.or_matchers.is_empty() {
+        Ok(vec![convert(&vs.matchers.matchers)?])
+    } else {
+        vs.matchers.or_matchers.iter().map(|g| convert(g)).collect()
+    }
+}
+
+impl Evaluator<'_> {
+    /// Milliseconds of an `@` modifier; `start()` and `end()` are the outermost query's.
+    pub(crate) fn at_ms(&self, at: &Option<AtModifier>) -> Option<i64> {
+        match at {
+            None => None,
+            Some(AtModifier::Start) => Some(self.query_start),
+            Some(AtModifier::End) => Some(self.query_end),
+            Some(AtModifier::At(t)) => Some(system_time_ms(t)),
+        }
+    }
+
+    /// The first and last reference times (evaluation time minus offset, or `@` minus offset)
+    /// of a selector over this evaluator's steps.
+    fn ref_range(&self, at: Option<i64>, offset: i64) -> (i64, i64) {
+        match at {
+            Some(a) => (a - offset, a - offset),
+            None => (self.start - offset, self.last_ts() - offset),
+        }
+    }
+
+    /// The series of a selector with their samples in `[mint, maxt]`, staleness markers kept.
+    fn select(&mut self, vs: &VectorSelector, mint: i64, maxt: i64) -> Result<Matrix, Error> {
+        let sets = matcher_sets(vs)?;
+        let mut out = if sets.len() == 1 {
+            self.q.select(&sets[0], mint, maxt)
+        } else {
+            let mut all: Matrix = sets.iter().flat_map(|ms| self.q.select(ms, mint, maxt)).collect();
+            all.sort_by(|a, b| a.labels.cmp(&b.labels));
+            all.dedup_by(|a, b| a.labels == b.labels);
+            all
+        };
+        out.retain(|s| !s.samples.is_empty());
+        Ok(out)
+    }
+
+    /// An instant vector selector at every step: the latest sample in `(ref - lookback, ref]`
+    /// unless it is a staleness marker. Also returns each point's own sample timestamp, which
+    /// `timestamp()` reports.
+    pub(crate) fn eval_vector_selector(&mut self, vs: &VectorSelector) -> Result<(Matrix, Vec<Vec<i64>>), Error> {
+        let offset = offset_ms(&vs.offset);
+        let at = self.at_ms(&vs.at);
+        let (lo, hi) = self.ref_range(at, offset);
+        let raw = self.select(vs, lo - self.lookback + 1, hi)?;
+        let steps = self.steps();
+        let mut out = Vec::with_capacity(raw.len());
+        let mut origs = Vec::with_capacity(raw.len());
+        for s in raw {
+            self.st.check_timeout()?;
+            let mut pts = Vec::new();
+            let mut orig = Vec::new();
+            let mut j = 0;
+            for k in 0..steps {
+                let ts = self.step_ts(k);
+                let r = at.unwrap_or(ts) - offset;
+                while j < s.samples.len() && s.samples[j].t <= r {
+                    j += 1;
+                }
+                // With `@` the reference time is the same at every step; the cursor stays put.
+                if j == 0 {
+                    continue;
+                }
+                let smp = s.samples[j - 1];
+                if smp.t <= r - self.lookback || is_stale_nan(smp.v) {
+                    continue;
+                }
+                pts.push(Sample { t: ts, v: smp.v });
+                orig.push(smp.t);
+            }
+            if !pts.is_empty() {
+                self.st.hold(pts.len())?;
+                out.push(Series { labels: s.labels, samples: pts });
+                origs.push(orig);
+            }
+        }
+        Ok((out, origs))
+    }
+
+    /// A matrix selector's series for the whole query range, staleness markers removed.
+    pub(crate) fn select_range(&mut self, ms: &MatrixSelector) -> Result<RangeArg, Error> {
+        let offset = offset_ms(&ms.vs.offset);
+        let at = self.at_ms(&ms.vs.at);
+        let range = ms.range.as_millis() as i64;
+        let (lo, hi) = self.ref_range(at, offset);
+        let mut series = self.select(&ms.vs, lo - range + 1, hi)?;
+        for s in &mut series {
+            s.samples.retain(|p| !is_stale_nan(p.v));
+        }
+        series.retain(|s| !s.samples.is_empty());
+        let n = series.iter().map(|s| s.samples.len()).sum();
+        self.st.hold(n)?;
+        Ok(RangeArg { series, range, offset, at })
+    }
+
+    /// Evaluates a subquery's inner expression on its own step grid (aligned to absolute
+    /// multiples of the step, as Prometheus does) covering all windows of this evaluator.
+    pub(crate) fn eval_subquery(&mut self, sq: &SubqueryExpr) -> Result<RangeArg, Error> {
+        let offset = offset_ms(&sq.offset);
+        let at = self.at_ms(&sq.at);
+        let range = sq.range.as_millis() as i64;
+        let step = match sq.step.map(|d| d.as_millis() as i64) {
+            Some(s) if s > 0 => s,
+            _ => DEFAULT_SUBQUERY_STEP_MS,
+        };
+        let (lo, hi) = self.ref_range(at, offset);
+        let mut start = step * ((lo - range) / step);
+        if start <= lo - range {
+            start += step;
+        }
+        let series = if start > hi {
+            Vec::new()
+        } else {
+            let mut child = self.child(start, hi, step);
+            match child.eval(&sq.expr)? {
+                Evaluated::Vector(m) => m,
+                Evaluated::Scalar(v) => {
+                    let samples = v.iter().enumerate().map(|(i, v)| Sample { t: child.step_ts(i), v: *v }).collect();
+                    vec![Series { labels: Labels::empty(), samples }]
+                }
+                other => {
+                    return Err(Error::Eval(format!(
+                        "subquery is only allowed on instant vector or scalar, got {}",
+                        other.type_name()
+                    )))
+                }
+            }
+        };
+        Ok(RangeArg { series, range, offset, at })
+    }
+
+    /// A range-vector argument of a function: a matrix selector or a subquery.
+    pub(crate) fn eval_range_arg(&mut self, e: &Expr) -> Result<Option<RangeArg>, Error> {
+        match e {
+            Expr::MatrixSelector(ms) => Ok(Some(self.select_range(ms)?)),
+            Expr::Subquery(sq) => Ok(Some(self.eval_subquery(sq)?)),
+            Expr::Paren(p) => self.eval_range_arg(&p.expr),
+            _ => Ok(None),
+        }
+    }
+}
