@@ -1,18 +1,43 @@
-//! The in-memory time series database: series with their labels, samples, the label index,
-//! retention, and the write-ahead log and snapshots that let history survive a restart.
+//! The in-memory time series database: series with their labels, samples in compressed chunks,
+//! the inverted label index, retention and a memory cap, and the write-ahead log and snapshots
+//! that let history survive a restart.
 //!
 //! It owns storage only: it never evaluates PromQL (that is `promql`) and never polls nodes
 //! (that is `coordinator`). Readers go through the [`Queryable`] trait.
 //!
-//! SKELETON: the storage below is a plain `Vec` per series so that every other module can be
-//! built against the final API. The tsdb work replaces the internals (compressed chunks, an
-//! inverted index, WAL + snapshots, retention, memory cap) behind the same API.
+//! Files: `chunk.rs` (compression, with `bits.rs` and `xor.rs`), `series.rs` (one series and its
+//! open head), `head.rs` + `index.rs` (the series set and postings), `retention.rs`, `wal.rs`,
+//! `snapshot.rs` (with `codec.rs` for their bytes), `import.rs` (OpenMetrics text import).
+//!
+//! Concurrency: many readers, one appender. Readers hold the series-set lock only to collect
+//! the series they need and each series' lock only to copy chunk handles; commits are
+//! serialized by their own lock, which also orders WAL records and snapshots.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::RwLock;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::labels::{Labels, Matcher};
+
+mod bits;
+pub mod chunk;
+mod codec;
+mod head;
+pub mod import;
+mod index;
+mod recovery;
+mod retention;
+mod series;
+mod snapshot;
+mod wal;
+pub mod xor;
+
+pub use import::{import_openmetrics, ImportError, ImportStats};
+
+use head::Head;
+use series::{admit, Admit, MemSeries, SeriesRef};
+use wal::{BatchRecord, WalWriter};
 
 /// Bit pattern of Prometheus' staleness marker: a NaN that means "this series ended here".
 pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
@@ -48,7 +73,10 @@ pub trait Queryable: Send + Sync {
 
     /// Label sets of the series that pass `matchers` and have a sample in `[mint, maxt]`.
     fn series(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<Labels> {
-        self.select(matchers, mint, maxt).into_iter().map(|s| s.labels).collect()
+        self.select(matchers, mint, maxt)
+            .into_iter()
+            .map(|s| s.labels)
+            .collect()
     }
 
     /// Sorted, unique label names of the series that pass any of the `matcher_sets` (all series
@@ -56,7 +84,13 @@ pub trait Queryable: Send + Sync {
     fn label_names(&self, matcher_sets: &[Vec<Matcher>], mint: i64, maxt: i64) -> Vec<String>;
 
     /// Sorted, unique values of label `name`, with the same selection as `label_names`.
-    fn label_values(&self, name: &str, matcher_sets: &[Vec<Matcher>], mint: i64, maxt: i64) -> Vec<String>;
+    fn label_values(
+        &self,
+        name: &str,
+        matcher_sets: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+    ) -> Vec<String>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,7 +98,20 @@ pub enum Error {
     #[error("out of order sample for {labels} at {t}")]
     OutOfOrder { labels: String, t: i64 },
     #[error("storage I/O at {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Prometheus' "duplicate sample for timestamp": same time as the newest sample, other value.
+    #[error("duplicate sample for timestamp {t} with a different value for {labels}")]
+    DuplicateTimestamp { labels: String, t: i64 },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// How the database is opened.
@@ -80,58 +127,518 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { path: None, retention_ms: 15 * 24 * 3600 * 1000, max_bytes: None }
+        Options {
+            path: None,
+            retention_ms: 15 * 24 * 3600 * 1000,
+            max_bytes: None,
+        }
     }
 }
 
-/// The database. Cheap to share behind an `Arc`; all methods take `&self`.
+/// What the database holds and has dropped, for `/metrics` and benchmarks.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Stats {
+    pub series: u64,
+    /// Samples held, in sealed chunks and open heads.
+    pub samples: u64,
+    pub chunks: u64,
+    /// Samples in sealed chunks.
+    pub chunk_samples: u64,
+    /// Encoded bytes of the sealed chunks.
+    pub chunk_bytes: u64,
+    /// Per-chunk bookkeeping besides the encoded bytes (bounds, count, allocation).
+    pub chunk_meta_bytes: u64,
+    pub head_samples: u64,
+    /// Allocated bytes of the uncompressed open heads.
+    pub head_bytes: u64,
+    /// Labels, postings and per-series bookkeeping.
+    pub index_bytes: u64,
+    /// Everything above; what `Options::max_bytes` limits.
+    pub total_bytes: u64,
+    /// `(chunk_bytes + chunk_meta_bytes + head_bytes) / samples`: sample storage, index excluded.
+    pub bytes_per_sample: f64,
+    /// `chunk_bytes / chunk_samples`: the compression of sealed chunks alone.
+    pub chunk_bytes_per_sample: f64,
+    pub min_time: Option<i64>,
+    pub max_time: Option<i64>,
+    pub retention_dropped_chunks: u64,
+    pub retention_dropped_samples: u64,
+    pub memory_dropped_chunks: u64,
+    pub memory_dropped_samples: u64,
+    pub memory_dropped_bytes: u64,
+    pub out_of_order_samples: u64,
+    pub duplicate_timestamp_samples: u64,
+    pub wal_bytes: u64,
+    pub snapshots: u64,
+    pub last_snapshot_bytes: u64,
+}
+
+/// A file that could not be read to its end when the database was opened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DamagedFile {
+    pub path: PathBuf,
+    /// Where the file was renamed to (`<name>.corrupt-<unix ms>`), if the rename worked.
+    pub moved_to: Option<PathBuf>,
+    /// Byte offset of the first record that could not be used.
+    pub offset: u64,
+    pub reason: String,
+}
+
+/// What `Db::open` found on disk.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OpenReport {
+    pub snapshot_series: usize,
+    pub wal_segments: usize,
+    pub wal_records: usize,
+    pub wal_samples: usize,
+    /// WAL samples that could not be applied (unknown series after damage, out of order).
+    pub wal_samples_skipped: usize,
+    pub damaged: Vec<DamagedFile>,
+}
+
+/// A sample a batch did not store, and why.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rejected {
+    /// Position of the sample in the batch.
+    pub index: usize,
+    pub labels: Labels,
+    pub t: i64,
+    pub out_of_order: bool,
+}
+
+impl Rejected {
+    fn to_error(&self) -> Error {
+        let labels = self.labels.to_string();
+        if self.out_of_order {
+            Error::OutOfOrder { labels, t: self.t }
+        } else {
+            Error::DuplicateTimestamp { labels, t: self.t }
+        }
+    }
+}
+
+/// The outcome of [`Db::append_batch`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AppendReport {
+    pub appended: usize,
+    /// Samples identical to the newest one of their series (same time, same value bits).
+    pub duplicates: usize,
+    pub rejected: Vec<Rejected>,
+}
+
+/// A WAL segment beyond this size makes the next commit write a snapshot, so the log (and the
+/// replay at startup) stays bounded even if nobody calls [`Db::snapshot`].
+const AUTO_SNAPSHOT_WAL_BYTES: u64 = 256 << 20;
+
+struct CommitState {
+    wal: Option<WalWriter>,
+    /// Newest time at which retention last ran.
+    retention_checked_at: i64,
+}
+
 #[derive(Default)]
+struct Counters {
+    retention_dropped_chunks: AtomicU64,
+    retention_dropped_samples: AtomicU64,
+    memory_dropped_chunks: AtomicU64,
+    memory_dropped_samples: AtomicU64,
+    memory_dropped_bytes: AtomicU64,
+    out_of_order: AtomicU64,
+    duplicate_timestamp: AtomicU64,
+    snapshots: AtomicU64,
+    last_snapshot_bytes: AtomicU64,
+}
+
+/// The database. Cheap to share behind an `Arc`; all methods take `&self`.
 pub struct Db {
-    inner: RwLock<HashMap<Labels, Vec<Sample>>>,
+    opts: Options,
+    head: RwLock<Head>,
+    commit: Mutex<CommitState>,
     /// Series written by the previous `ingest_scrape`, to mark the ones that vanish as stale.
-    last_scrape: RwLock<Vec<Labels>>,
+    last_scrape: Mutex<Vec<Labels>>,
+    snapshot_lock: Mutex<()>,
+    /// Bytes held (chunks, heads, index), kept up to date by deltas for the memory cap.
+    mem_bytes: AtomicI64,
+    /// Newest sample time in the database, `i64::MIN` when empty.
+    newest: AtomicI64,
+    counters: Counters,
+    report: OpenReport,
+}
+
+impl Default for Db {
+    fn default() -> Self {
+        Db::with_options(Options::default())
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Db {
-    pub fn open(_opts: Options) -> Result<Db, Error> {
-        Ok(Db::default())
+    fn with_options(opts: Options) -> Db {
+        Db {
+            opts,
+            head: RwLock::new(Head::default()),
+            commit: Mutex::new(CommitState {
+                wal: None,
+                retention_checked_at: i64::MIN,
+            }),
+            last_scrape: Mutex::new(Vec::new()),
+            snapshot_lock: Mutex::new(()),
+            mem_bytes: AtomicI64::new(0),
+            newest: AtomicI64::new(i64::MIN),
+            counters: Counters::default(),
+            report: OpenReport::default(),
+        }
+    }
+
+    /// Opens the database: with `opts.path`, loads the snapshot, replays the WAL after it and
+    /// keeps logging there. Damaged files are moved aside and reported (see
+    /// [`Db::open_report`]); the database opens with everything before the damage.
+    pub fn open(opts: Options) -> Result<Db, Error> {
+        let mut db = Db::with_options(opts);
+        if let Some(dir) = db.opts.path.clone() {
+            db.report = db.recover(&dir)?;
+            if !db.report.damaged.is_empty() {
+                // What was read from the damaged files now lives only in memory: write it out
+                // before anything else, so the next start does not depend on them.
+                db.snapshot()?;
+            }
+        }
+        let mut cs = lock(&db.commit);
+        db.maintain(&mut cs);
+        drop(cs);
+        Ok(db)
     }
 
     pub fn in_memory() -> Db {
         Db::default()
     }
 
-    /// Appends one sample. Samples of a series must come in time order.
+    pub fn options(&self) -> &Options {
+        &self.opts
+    }
+
+    /// What opening found on disk: snapshot, WAL replay, damaged files.
+    pub fn open_report(&self) -> &OpenReport {
+        &self.report
+    }
+
+    fn head_read(&self) -> RwLockReadGuard<'_, Head> {
+        self.head.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn head_write(&self) -> RwLockWriteGuard<'_, Head> {
+        self.head.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Appends one sample (one WAL record when persistent). Samples of a series must come in
+    /// time order; repeating the newest sample exactly is a no-op.
     pub fn append(&self, labels: &Labels, t: i64, v: f64) -> Result<(), Error> {
-        let mut m = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        let s = m.entry(labels.clone()).or_default();
-        if let Some(last) = s.last() {
-            if t < last.t {
-                return Err(Error::OutOfOrder { labels: labels.to_string(), t });
+        let r = self.append_batch(&[(labels.clone(), t, v)])?;
+        match r.rejected.first() {
+            Some(rej) => Err(rej.to_error()),
+            None => Ok(()),
+        }
+    }
+
+    /// Appends a batch as one unit: one WAL record and one fsync. Samples that are out of order
+    /// or clash with a stored timestamp are left out and listed in the report; the others are
+    /// stored. `Err` only for I/O, in which case nothing of the batch is stored.
+    pub fn append_batch(&self, samples: &[(Labels, i64, f64)]) -> Result<AppendReport, Error> {
+        let (report, wants_snapshot) = {
+            let mut cs = lock(&self.commit);
+            let r = self.commit_locked(&mut cs, samples)?;
+            let big = cs
+                .wal
+                .as_ref()
+                .is_some_and(|w| w.bytes() > AUTO_SNAPSHOT_WAL_BYTES);
+            (r, big)
+        };
+        if wants_snapshot {
+            self.snapshot()?;
+        }
+        Ok(report)
+    }
+
+    /// Finds or creates the series of each sample.
+    fn resolve(&self, samples: &[(Labels, i64, f64)]) -> Vec<Arc<MemSeries>> {
+        let mut out: Vec<Option<Arc<MemSeries>>> = Vec::with_capacity(samples.len());
+        let mut missing = Vec::new();
+        {
+            let h = self.head_read();
+            for (i, (l, _, _)) in samples.iter().enumerate() {
+                // Imports send a series' samples together: skip the hash lookup for repeats.
+                let prev = out
+                    .last()
+                    .and_then(|p| p.as_ref())
+                    .filter(|p| p.labels == *l)
+                    .cloned();
+                match prev.or_else(|| h.get(l).cloned()) {
+                    Some(s) => out.push(Some(s)),
+                    None => {
+                        out.push(None);
+                        missing.push(i);
+                    }
+                }
             }
         }
-        s.push(Sample { t, v });
-        Ok(())
+        if !missing.is_empty() {
+            let mut h = self.head_write();
+            for i in missing {
+                let known = h.get(&samples[i].0).is_some();
+                let s = h.get_or_create(&samples[i].0);
+                if !known {
+                    self.mem_bytes
+                        .fetch_add(s.index_bytes() as i64, Ordering::Relaxed);
+                }
+                out[i] = Some(s);
+            }
+        }
+        out.into_iter().flatten().collect()
+    }
+
+    fn commit_locked(
+        &self,
+        cs: &mut CommitState,
+        samples: &[(Labels, i64, f64)],
+    ) -> Result<AppendReport, Error> {
+        let mut report = AppendReport::default();
+        if samples.is_empty() {
+            return Ok(report);
+        }
+        let series = self.resolve(samples);
+
+        // Decide every sample before writing anything, so the WAL holds exactly what is applied.
+        let mut pending: HashMap<SeriesRef, (i64, u64)> = HashMap::new();
+        let mut accepted: Vec<usize> = Vec::with_capacity(samples.len());
+        for (i, ((labels, t, v), s)) in samples.iter().zip(&series).enumerate() {
+            let last = match pending.get(&s.sref) {
+                Some(p) => Some(*p),
+                None => s.lock().last_key(),
+            };
+            match admit(last, *t, *v) {
+                Admit::Append => {
+                    pending.insert(s.sref, (*t, v.to_bits()));
+                    accepted.push(i);
+                }
+                Admit::Duplicate => report.duplicates += 1,
+                Admit::OutOfOrder | Admit::DuplicateTimestamp => {
+                    let out_of_order = *t < last.map_or(i64::MIN, |l| l.0);
+                    let c = if out_of_order {
+                        &self.counters.out_of_order
+                    } else {
+                        &self.counters.duplicate_timestamp
+                    };
+                    c.fetch_add(1, Ordering::Relaxed);
+                    report.rejected.push(Rejected {
+                        index: i,
+                        labels: labels.clone(),
+                        t: *t,
+                        out_of_order,
+                    });
+                }
+            }
+        }
+
+        if let Some(w) = cs.wal.as_mut() {
+            if !accepted.is_empty() {
+                let mut rec = BatchRecord::default();
+                let mut named = HashSet::new();
+                for &i in &accepted {
+                    let s = &series[i];
+                    if !s.is_in_wal() && named.insert(s.sref) {
+                        rec.series.push((s.sref, s.labels.clone()));
+                    }
+                    rec.samples.push((s.sref, samples[i].1, samples[i].2));
+                }
+                w.log(&rec.encode()).map_err(io_err(&w.path()))?;
+                for (r, _) in &rec.series {
+                    if let Some(s) = series.iter().find(|s| s.sref == *r) {
+                        s.set_in_wal();
+                    }
+                }
+            }
+        }
+
+        for &i in &accepted {
+            let (_, t, v) = samples[i];
+            let delta = series[i].lock().push(Sample { t, v });
+            self.mem_bytes.fetch_add(delta, Ordering::Relaxed);
+            self.newest.fetch_max(t, Ordering::Relaxed);
+        }
+        report.appended = accepted.len();
+        self.maintain(cs);
+        Ok(report)
     }
 
     /// Writes what a scrape of the process' own registry returned at time `t`, as Prometheus
     /// would store a scrape: counters and gauges as they are, histograms as `_bucket{le}`,
     /// `_sum` and `_count`, summaries as quantiles, `_sum` and `_count`. Series that were in the
     /// previous scrape and are missing now get a staleness marker.
-    pub fn ingest_scrape(&self, t: i64, families: &[prometheus::proto::MetricFamily]) -> Result<usize, Error> {
+    ///
+    /// The whole scrape is one batch (one WAL record, one fsync). Samples that are out of order
+    /// or clash with a stored timestamp are skipped while the rest is stored; the first such
+    /// sample is then returned as the error.
+    pub fn ingest_scrape(
+        &self,
+        t: i64,
+        families: &[prometheus::proto::MetricFamily],
+    ) -> Result<usize, Error> {
         let samples = scrape_samples(families);
-        let mut now: Vec<Labels> = Vec::with_capacity(samples.len());
-        for (l, v) in &samples {
-            self.append(l, t, *v)?;
-            now.push(l.clone());
-        }
-        let mut last = self.last_scrape.write().unwrap_or_else(|e| e.into_inner());
-        let current: std::collections::HashSet<&Labels> = now.iter().collect();
+        let scraped = samples.len();
+        let mut last = lock(&self.last_scrape);
+        let current: HashSet<&Labels> = samples.iter().map(|(l, _)| l).collect();
+        let mut batch: Vec<(Labels, i64, f64)> =
+            samples.iter().map(|(l, v)| (l.clone(), t, *v)).collect();
         for gone in last.iter().filter(|l| !current.contains(l)) {
-            self.append(gone, t, stale_nan())?;
+            batch.push((gone.clone(), t, stale_nan()));
         }
-        *last = now;
-        Ok(samples.len())
+        let report = self.append_batch(&batch)?;
+        *last = samples.into_iter().map(|(l, _)| l).collect();
+        match report.rejected.first() {
+            Some(r) => Err(r.to_error()),
+            None => Ok(scraped),
+        }
+    }
+
+    /// Writes a snapshot of everything held and drops the WAL segments it covers. Returns the
+    /// snapshot's size in bytes (0 for an in-memory database). Appends wait only while the
+    /// series are being listed, not while the file is written.
+    pub fn snapshot(&self) -> Result<u64, Error> {
+        let Some(dir) = self.opts.path.clone() else {
+            return Ok(0);
+        };
+        let _one = lock(&self.snapshot_lock);
+        let (covered, next_ref, captured) = {
+            let mut cs = lock(&self.commit);
+            let covered = match cs.wal.as_mut() {
+                Some(w) => {
+                    let p = w.path();
+                    w.rotate().map_err(io_err(&p))?
+                }
+                None => 0,
+            };
+            let h = self.head_read();
+            let captured: Vec<snapshot::SnapshotSeries> = h
+                .all()
+                .iter()
+                .map(|s| {
+                    let d = s.lock();
+                    snapshot::SnapshotSeries {
+                        sref: s.sref,
+                        labels: s.labels.clone(),
+                        chunks: d.chunks.iter().cloned().collect(),
+                        head: d.head.clone(),
+                    }
+                })
+                .collect();
+            (covered, h.next_ref(), captured)
+        };
+        let header = snapshot::Header {
+            wal_seq: covered,
+            next_ref,
+        };
+        let size =
+            snapshot::write(&dir, header, captured).map_err(io_err(&snapshot::path(&dir)))?;
+        for (seq, p) in wal::list_segments(&dir).map_err(io_err(&dir))? {
+            if seq <= covered {
+                std::fs::remove_file(&p).map_err(io_err(&p))?;
+            }
+        }
+        self.counters.snapshots.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .last_snapshot_bytes
+            .store(size, Ordering::Relaxed);
+        tracing::debug!(path = %snapshot::path(&dir).display(), bytes = size, wal_seq = covered, "tsdb snapshot written");
+        Ok(size)
+    }
+
+    /// Counts what is held, walking every series.
+    pub fn stats(&self) -> Stats {
+        let all = self.head_read().all();
+        let index_postings = self.head_read().index().bytes() as u64;
+        let mut st = Stats {
+            series: all.len() as u64,
+            index_bytes: index_postings,
+            ..Stats::default()
+        };
+        for s in &all {
+            st.index_bytes += s.index_bytes() as u64;
+            let d = s.lock();
+            st.chunks += d.chunks.len() as u64;
+            for c in &d.chunks {
+                st.chunk_samples += c.count as u64;
+                st.chunk_bytes += c.data_bytes() as u64;
+                st.chunk_meta_bytes += chunk::Chunk::META_BYTES as u64;
+            }
+            st.head_samples += d.head.len() as u64;
+            st.head_bytes += d.head_bytes() as u64;
+            let first = d
+                .chunks
+                .front()
+                .map(|c| c.mint)
+                .or(d.head.first().map(|x| x.t));
+            let last = d.last.map(|x| x.t);
+            st.min_time = match (st.min_time, first) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            st.max_time = st.max_time.max(last);
+        }
+        st.samples = st.chunk_samples + st.head_samples;
+        st.total_bytes = st.chunk_bytes + st.chunk_meta_bytes + st.head_bytes + st.index_bytes;
+        if st.samples > 0 {
+            st.bytes_per_sample =
+                (st.chunk_bytes + st.chunk_meta_bytes + st.head_bytes) as f64 / st.samples as f64;
+        }
+        if st.chunk_samples > 0 {
+            st.chunk_bytes_per_sample = st.chunk_bytes as f64 / st.chunk_samples as f64;
+        }
+        let c = &self.counters;
+        st.retention_dropped_chunks = c.retention_dropped_chunks.load(Ordering::Relaxed);
+        st.retention_dropped_samples = c.retention_dropped_samples.load(Ordering::Relaxed);
+        st.memory_dropped_chunks = c.memory_dropped_chunks.load(Ordering::Relaxed);
+        st.memory_dropped_samples = c.memory_dropped_samples.load(Ordering::Relaxed);
+        st.memory_dropped_bytes = c.memory_dropped_bytes.load(Ordering::Relaxed);
+        st.out_of_order_samples = c.out_of_order.load(Ordering::Relaxed);
+        st.duplicate_timestamp_samples = c.duplicate_timestamp.load(Ordering::Relaxed);
+        st.snapshots = c.snapshots.load(Ordering::Relaxed);
+        st.last_snapshot_bytes = c.last_snapshot_bytes.load(Ordering::Relaxed);
+        st.wal_bytes = lock(&self.commit).wal.as_ref().map_or(0, |w| w.bytes());
+        st
+    }
+
+    /// Seals every open head into a chunk. Benchmarks use it to measure fully compressed data;
+    /// the appender never needs it.
+    pub fn seal_heads(&self) {
+        let _cs = lock(&self.commit);
+        for s in self.head_read().all() {
+            let mut d = s.lock();
+            let before = d.bytes() as i64;
+            d.seal();
+            self.mem_bytes
+                .fetch_add(d.bytes() as i64 - before, Ordering::Relaxed);
+        }
+    }
+
+    /// Series handles passing any of the matcher sets (all when empty), sorted by ref.
+    fn selected(&self, matcher_sets: &[Vec<Matcher>]) -> Vec<Arc<MemSeries>> {
+        let h = self.head_read();
+        if matcher_sets.is_empty() {
+            return h.all();
+        }
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for ms in matcher_sets {
+            for s in h.select(ms) {
+                if seen.insert(s.sref) {
+                    out.push(s);
+                }
+            }
+        }
+        out
     }
 }
 
@@ -142,8 +649,11 @@ pub fn scrape_samples(families: &[prometheus::proto::MetricFamily]) -> Vec<(Labe
     for fam in families {
         let name = fam.name();
         for m in fam.get_metric() {
-            let base: Vec<(String, String)> =
-                m.get_label().iter().map(|l| (l.name().to_string(), l.value().to_string())).collect();
+            let base: Vec<(String, String)> = m
+                .get_label()
+                .iter()
+                .map(|l| (l.name().to_string(), l.value().to_string()))
+                .collect();
             let with = |suffix: &str, extra: Option<(&str, String)>| {
                 let mut p = base.clone();
                 p.push(("__name__".into(), format!("{name}{suffix}")));
@@ -160,16 +670,25 @@ pub fn scrape_samples(families: &[prometheus::proto::MetricFamily]) -> Vec<(Labe
                 MetricType::HISTOGRAM => {
                     let h = m.get_histogram();
                     for b in h.get_bucket() {
-                        out.push((with("_bucket", Some(("le", fmt_float(b.upper_bound())))), b.cumulative_count() as f64));
+                        out.push((
+                            with("_bucket", Some(("le", fmt_float(b.upper_bound())))),
+                            b.cumulative_count() as f64,
+                        ));
                     }
-                    out.push((with("_bucket", Some(("le", "+Inf".into()))), h.get_sample_count() as f64));
+                    out.push((
+                        with("_bucket", Some(("le", "+Inf".into()))),
+                        h.get_sample_count() as f64,
+                    ));
                     out.push((with("_sum", None), h.get_sample_sum()));
                     out.push((with("_count", None), h.get_sample_count() as f64));
                 }
                 MetricType::SUMMARY => {
                     let s = m.get_summary();
                     for q in s.get_quantile() {
-                        out.push((with("", Some(("quantile", fmt_float(q.quantile())))), q.value()));
+                        out.push((
+                            with("", Some(("quantile", fmt_float(q.quantile())))),
+                            q.value(),
+                        ));
                     }
                     out.push((with("_sum", None), s.sample_sum()));
                     out.push((with("_count", None), s.sample_count() as f64));
@@ -193,46 +712,59 @@ fn fmt_float(f: f64) -> String {
 
 impl Queryable for Db {
     fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<Series> {
-        let m = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        let mut out: Vec<Series> = m
+        let candidates = self.head_read().select(matchers);
+        let mut out: Vec<Series> = candidates
             .iter()
-            .filter(|(l, _)| matchers.iter().all(|mt| mt.matches_labels(l)))
-            .filter_map(|(l, s)| {
-                let samples: Vec<Sample> = s.iter().filter(|x| x.t >= mint && x.t <= maxt).copied().collect();
-                (!samples.is_empty()).then(|| Series { labels: l.clone(), samples })
+            .filter_map(|s| {
+                let samples = s.samples_in(mint, maxt);
+                (!samples.is_empty()).then(|| Series {
+                    labels: s.labels.clone(),
+                    samples,
+                })
             })
             .collect();
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
         out
     }
 
-    fn label_names(&self, matcher_sets: &[Vec<Matcher>], mint: i64, maxt: i64) -> Vec<String> {
-        let mut names: Vec<String> = selected(self, matcher_sets, mint, maxt)
+    fn series(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<Labels> {
+        let candidates = self.head_read().select(matchers);
+        let mut out: Vec<Labels> = candidates
             .iter()
-            .flat_map(|l| l.iter().map(|x| x.name.clone()).collect::<Vec<_>>())
+            .filter(|s| s.has_sample_in(mint, maxt))
+            .map(|s| s.labels.clone())
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn label_names(&self, matcher_sets: &[Vec<Matcher>], mint: i64, maxt: i64) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .selected(matcher_sets)
+            .iter()
+            .filter(|s| s.has_sample_in(mint, maxt))
+            .flat_map(|s| s.labels.iter().map(|x| x.name.clone()).collect::<Vec<_>>())
             .collect();
         names.sort();
         names.dedup();
         names
     }
 
-    fn label_values(&self, name: &str, matcher_sets: &[Vec<Matcher>], mint: i64, maxt: i64) -> Vec<String> {
-        let mut vals: Vec<String> = selected(self, matcher_sets, mint, maxt)
+    fn label_values(
+        &self,
+        name: &str,
+        matcher_sets: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+    ) -> Vec<String> {
+        let mut vals: Vec<String> = self
+            .selected(matcher_sets)
             .iter()
-            .filter_map(|l| l.get(name).map(str::to_string))
+            .filter(|s| s.labels.get(name).is_some() && s.has_sample_in(mint, maxt))
+            .filter_map(|s| s.labels.get(name).map(str::to_string))
             .collect();
         vals.sort();
         vals.dedup();
         vals
     }
-}
-
-fn selected(db: &Db, matcher_sets: &[Vec<Matcher>], mint: i64, maxt: i64) -> Vec<Labels> {
-    if matcher_sets.is_empty() {
-        return db.series(&[], mint, maxt);
-    }
-    let mut all: Vec<Labels> = matcher_sets.iter().flat_map(|ms| db.series(ms, mint, maxt)).collect();
-    all.sort();
-    all.dedup();
-    all
 }
