@@ -288,7 +288,7 @@ impl From<crate::promql::Error> for ApiError {
     }
 }
 
-pub(crate) fn json_response(status: StatusCode, body: String) -> HttpResponse {
+pub fn json_response(status: StatusCode, body: String) -> HttpResponse {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
     r.headers_mut()
@@ -296,7 +296,7 @@ pub(crate) fn json_response(status: StatusCode, body: String) -> HttpResponse {
     r
 }
 
-pub(crate) fn text_response(
+pub fn text_response(
     status: StatusCode,
     content_type: &'static str,
     body: impl Into<Bytes>,
@@ -309,6 +309,39 @@ pub(crate) fn text_response(
 }
 
 const TEXT: &str = "text/plain; charset=utf-8";
+
+/// For routes that change state: `None` when the request carries `Authorization: Bearer
+/// <token>` with the configured token, else the 401 to answer. With no token configured, such
+/// routes stay closed, so a missing setting never opens them.
+pub fn unauthorized(headers: &HeaderMap, token: Option<&str>) -> Option<HttpResponse> {
+    let given = headers
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match (token, given) {
+        (Some(t), Some(g))
+            if !t.is_empty() && constant_time_eq(t.as_bytes(), g.trim().as_bytes()) =>
+        {
+            None
+        }
+        _ => {
+            let mut r = text_response(StatusCode::UNAUTHORIZED, TEXT, "Unauthorized\n");
+            r.headers_mut().insert(
+                hyper::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer"),
+            );
+            Some(r)
+        }
+    }
+}
+
+/// Compares without an early exit, so the time taken does not tell how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
 
 /// The success or error of an API endpoint as an HTTP response: 200 with the envelope, 204 when
 /// there is no data (as Prometheus answers `query_exemplars` without selectors).
@@ -341,9 +374,16 @@ where
     m.requests
         .with_label_values(&[handler, resp.status().as_str()])
         .inc();
+    let took = started.elapsed();
     m.duration
         .with_label_values(&[handler])
-        .observe(started.elapsed().as_secs_f64());
+        .observe(took.as_secs_f64());
+    tracing::debug!(
+        handler,
+        status = resp.status().as_u16(),
+        took_ms = took.as_millis() as u64,
+        "http request"
+    );
     resp
 }
 
@@ -565,5 +605,61 @@ async fn run_blocking(state: &AppState, q: api::PreparedQuery) -> Result<ApiSucc
             format!("query evaluation failed: {e}"),
         )),
         Err(_) => Err(timed_out("expression evaluation")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_tokens() {
+        let mut h = HeaderMap::new();
+        let denied = |h: &HeaderMap, t| unauthorized(h, t).map(|r| r.status());
+        assert_eq!(denied(&h, Some("s3cret")), Some(StatusCode::UNAUTHORIZED));
+        h.insert(
+            hyper::header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer s3cret"),
+        );
+        assert_eq!(denied(&h, Some("s3cret")), None);
+        assert!(denied(&h, Some("s3cres")).is_some());
+        assert!(denied(&h, Some("")).is_some());
+        // No token configured: closed.
+        assert!(denied(&h, None).is_some());
+    }
+
+    #[test]
+    fn handlers_are_bounded_route_patterns() {
+        assert_eq!(
+            handler_label("/api/v1/label/job/values"),
+            "/api/v1/label/:name/values"
+        );
+        assert_eq!(handler_label("/api/v1/whatever"), "/api/other");
+        assert_eq!(handler_label("/favicon.ico"), "other");
+    }
+
+    #[test]
+    fn error_types_map_to_prometheus_status_codes() {
+        assert_eq!(ErrorType::BadData.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            ErrorType::Execution.status(),
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        assert_eq!(ErrorType::Timeout.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            ErrorType::Internal.status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(ErrorType::Canceled.status().as_u16(), 499);
+        let e: ApiError = crate::promql::Error::Timeout("expression evaluation").into();
+        assert_eq!(
+            e,
+            ApiError::new(
+                ErrorType::Timeout,
+                "query timed out in expression evaluation"
+            )
+        );
+        let e: ApiError = crate::promql::Error::Parse("1:1: x".into()).into();
+        assert_eq!(e.kind, ErrorType::BadData);
     }
 }
