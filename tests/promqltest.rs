@@ -2,7 +2,8 @@
 //!
 //! The scripts are read from `../shared/promql-testdata/*.test` relative to the crate root
 //! (CARGO_MANIFEST_DIR/../shared/promql-testdata). When that directory is absent the test
-//! prints why and passes, except with `CI=true`, where its absence is a failure.
+//! prints why and passes, except with `CI=true`, where its absence is a failure. The env var
+//! `PROMQL_TESTDATA_DIR` points elsewhere (e.g. from a git worktree that has no `../shared`).
 
 use std::path::PathBuf;
 
@@ -10,11 +11,15 @@ use depin_orcha::promql::promqltest::{run_file, FileReport};
 
 /// Lowest accepted share (percent) of passed cases among the cases that ran (not skipped).
 /// Raise it as the engine improves; the goal is 97.
-const MIN_PASS_PERCENT: f64 = 0.0;
+const MIN_PASS_PERCENT: f64 = 99.5;
 
 #[test]
 fn prometheus_promql_test_scripts() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/promql-testdata");
+    let dir = std::env::var_os("PROMQL_TESTDATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/promql-testdata")
+        });
     let ci = std::env::var("CI").is_ok_and(|v| v == "true");
     let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
         Ok(rd) => rd

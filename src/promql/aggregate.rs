@@ -149,13 +149,18 @@ fn xxhash64(data: &[u8]) -> u64 {
     const P5: u64 = 0x27D4_EB2F_1656_67C5;
     let rd64 = |b: &[u8]| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
     let rd32 = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u64;
-    let round = |acc: u64, input: u64| acc.wrapping_add(input.wrapping_mul(P2)).rotate_left(31).wrapping_mul(P1);
+    let round = |acc: u64, input: u64| {
+        acc.wrapping_add(input.wrapping_mul(P2))
+            .rotate_left(31)
+            .wrapping_mul(P1)
+    };
     let merge = |acc: u64, val: u64| (acc ^ round(0, val)).wrapping_mul(P1).wrapping_add(P4);
     let n = data.len();
     let mut p = 0;
     let mut h: u64;
     if n >= 32 {
-        let (mut v1, mut v2, mut v3, mut v4) = (P1.wrapping_add(P2), P2, 0u64, 0u64.wrapping_sub(P1));
+        let (mut v1, mut v2, mut v3, mut v4) =
+            (P1.wrapping_add(P2), P2, 0u64, 0u64.wrapping_sub(P1));
         while p + 32 <= n {
             v1 = round(v1, rd64(&data[p..]));
             v2 = round(v2, rd64(&data[p + 8..]));
@@ -163,7 +168,11 @@ fn xxhash64(data: &[u8]) -> u64 {
             v4 = round(v4, rd64(&data[p + 24..]));
             p += 32;
         }
-        h = v1.rotate_left(1).wrapping_add(v2.rotate_left(7)).wrapping_add(v3.rotate_left(12)).wrapping_add(v4.rotate_left(18));
+        h = v1
+            .rotate_left(1)
+            .wrapping_add(v2.rotate_left(7))
+            .wrapping_add(v3.rotate_left(12))
+            .wrapping_add(v4.rotate_left(18));
         h = merge(h, v1);
         h = merge(h, v2);
         h = merge(h, v3);
@@ -299,7 +308,14 @@ impl Evaluator<'_> {
         Ok(Evaluated::Vector(out))
     }
 
-    fn aggregate_simple(&mut self, op: &str, input: &Matrix, series_group: &[usize], keys: &[Labels], params: &[f64]) -> Result<Matrix, Error> {
+    fn aggregate_simple(
+        &mut self,
+        op: &str,
+        input: &Matrix,
+        series_group: &[usize],
+        keys: &[Labels],
+        params: &[f64],
+    ) -> Result<Matrix, Error> {
         if op == "quantile" && !params.is_empty() {
             let (mut lo, mut hi, mut nan) = (f64::MAX, -f64::MAX, false);
             for &p in params {
@@ -308,13 +324,21 @@ impl Evaluator<'_> {
                 nan |= p.is_nan();
             }
             if nan {
-                self.st.annotations.warn("PromQL warning: quantile value should be between 0 and 1, got NaN");
+                self.st
+                    .annotations
+                    .warn("PromQL warning: quantile value should be between 0 and 1, got NaN");
             }
             if hi > 1.0 {
-                self.st.annotations.warn(format!("PromQL warning: quantile value should be between 0 and 1, got {}", go_fmt_g(hi)));
+                self.st.annotations.warn(format!(
+                    "PromQL warning: quantile value should be between 0 and 1, got {}",
+                    go_fmt_g(hi)
+                ));
             }
             if lo < 0.0 {
-                self.st.annotations.warn(format!("PromQL warning: quantile value should be between 0 and 1, got {}", go_fmt_g(lo)));
+                self.st.annotations.warn(format!(
+                    "PromQL warning: quantile value should be between 0 and 1, got {}",
+                    go_fmt_g(lo)
+                ));
             }
         }
         let mut groups = vec![Group::default(); keys.len()];
@@ -331,9 +355,21 @@ impl Evaluator<'_> {
             for &(si, f) in &buf {
                 let g = &mut groups[series_group[si]];
                 if !g.seen {
-                    *g = Group { seen: true, value: f, mean: f, count: 1.0, ..Group::default() };
+                    *g = Group {
+                        seen: true,
+                        value: f,
+                        mean: f,
+                        count: 1.0,
+                        ..Group::default()
+                    };
                     match op {
-                        "stddev" | "stdvar" => g.value = if f.is_nan() || f.is_infinite() { f64::NAN } else { 0.0 },
+                        "stddev" | "stdvar" => {
+                            g.value = if f.is_nan() || f.is_infinite() {
+                                f64::NAN
+                            } else {
+                                0.0
+                            }
+                        }
                         "quantile" => g.values.push(f),
                         "group" => g.value = 1.0,
                         _ => {}
@@ -392,7 +428,9 @@ impl Evaluator<'_> {
                     "count" => g.count,
                     "stdvar" => g.value / g.count,
                     "stddev" => (g.value / g.count).sqrt(),
-                    "quantile" => quantile(params.get(k).copied().unwrap_or(f64::NAN), &mut g.values),
+                    "quantile" => {
+                        quantile(params.get(k).copied().unwrap_or(f64::NAN), &mut g.values)
+                    }
                     _ => g.value,
                 };
                 out.push(self.st, ts, &keys[gi], v)?;
@@ -401,7 +439,14 @@ impl Evaluator<'_> {
         Ok(out.finish())
     }
 
-    fn aggregate_k(&mut self, op: &str, input: &Matrix, series_group: &[usize], n_groups: usize, params: &[f64]) -> Result<Matrix, Error> {
+    fn aggregate_k(
+        &mut self,
+        op: &str,
+        input: &Matrix,
+        series_group: &[usize],
+        n_groups: usize,
+        params: &[f64],
+    ) -> Result<Matrix, Error> {
         let (mut lo, mut hi, mut nan) = (f64::MAX, -f64::MAX, false);
         for &p in params {
             lo = go_min(lo, p);
@@ -438,10 +483,16 @@ impl Evaluator<'_> {
             const MIN_INT64: f64 = -9223372036854774784.0;
             const MAX_INT64: f64 = 9223372036854774784.0;
             if lo <= MIN_INT64 {
-                return Err(Error::Eval(format!("Scalar value {} underflows int64", go_fmt_g(lo))));
+                return Err(Error::Eval(format!(
+                    "Scalar value {} underflows int64",
+                    go_fmt_g(lo)
+                )));
             }
             if hi >= MAX_INT64 {
-                return Err(Error::Eval(format!("Scalar value {} overflows int64", go_fmt_g(hi))));
+                return Err(Error::Eval(format!(
+                    "Scalar value {} overflows int64",
+                    go_fmt_g(hi)
+                )));
             }
         }
         let reverse = op == "bottomk";
@@ -525,7 +576,13 @@ impl Evaluator<'_> {
         Ok(out.finish())
     }
 
-    fn count_values(&mut self, input: &Matrix, label: &str, without: bool, grouping: &[String]) -> Result<Evaluated, Error> {
+    fn count_values(
+        &mut self,
+        input: &Matrix,
+        label: &str,
+        without: bool,
+        grouping: &[String],
+    ) -> Result<Evaluated, Error> {
         let mut cur = Cursor::new(input);
         let mut buf = Vec::new();
         let mut out = Out::default();
@@ -591,5 +648,94 @@ mod tests {
             (s, c) = kahan_inc(x, s, c);
         }
         assert_eq!(s + c, 1.0);
+    }
+}
+
+#[cfg(test)]
+mod query_tests {
+    use crate::promql::engine::testutil::{add, instant, instant_full};
+    use crate::tsdb::Db;
+
+    fn db() -> Db {
+        let db = Db::in_memory();
+        for (i, v) in [3.0, 1.0, 3.0, 2.0, f64::NAN].iter().enumerate() {
+            add(
+                &db,
+                "m",
+                &[("i", &i.to_string()), ("g", if i < 2 { "x" } else { "y" })],
+                &[(0, *v)],
+            );
+        }
+        db
+    }
+
+    #[test]
+    fn topk_orders_descending_and_prefers_numbers_to_nan() {
+        let db = db();
+        let r = instant(&db, "topk(2, m)", 0).unwrap();
+        assert_eq!(r.iter().map(|x| x.1).collect::<Vec<_>>(), vec![3.0, 3.0]);
+        let r = instant(&db, "bottomk by (g) (1, m)", 0).unwrap();
+        assert_eq!(r.iter().map(|x| x.1).collect::<Vec<_>>(), vec![1.0, 2.0]);
+        let err = instant(&db, "topk(scalar(nothing), m)", 0).unwrap_err();
+        assert_eq!(err.to_string(), "Parameter value is NaN");
+    }
+
+    #[test]
+    fn count_values_and_group_labels() {
+        let db = db();
+        let mut r = instant(&db, "count_values(\"val\", m)", 0).unwrap();
+        r.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            r,
+            vec![
+                ("{val=\"1\"}".into(), 1.0),
+                ("{val=\"2\"}".into(), 1.0),
+                ("{val=\"3\"}".into(), 2.0),
+                ("{val=\"NaN\"}".into(), 1.0)
+            ]
+        );
+        let r = instant(&db, "group by (g) (m)", 0).unwrap();
+        assert_eq!(
+            r,
+            vec![("{g=\"x\"}".into(), 1.0), ("{g=\"y\"}".into(), 1.0)]
+        );
+    }
+
+    #[test]
+    fn avg_survives_overflowing_sums_and_stddev_is_population() {
+        let db = Db::in_memory();
+        add(&db, "big", &[("i", "1")], &[(0, f64::MAX)]);
+        add(&db, "big", &[("i", "2")], &[(0, f64::MAX)]);
+        assert_eq!(instant(&db, "avg(big)", 0).unwrap()[0].1, f64::MAX);
+        let db = Db::in_memory();
+        for (i, v) in [2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0].iter().enumerate() {
+            add(&db, "s", &[("i", &i.to_string())], &[(0, *v)]);
+        }
+        assert_eq!(instant(&db, "stddev(s)", 0).unwrap()[0].1, 2.0);
+        assert_eq!(instant(&db, "stdvar(s)", 0).unwrap()[0].1, 4.0);
+    }
+
+    #[test]
+    fn invalid_parameters_warn_like_prometheus() {
+        let db = db();
+        let r = instant_full(&db, "quantile(1.5, m)", 0).unwrap();
+        assert_eq!(
+            r.annotations.warnings,
+            vec!["PromQL warning: quantile value should be between 0 and 1, got 1.5"]
+        );
+        let r = instant_full(&db, "limit_ratio(1.1, m)", 0).unwrap();
+        assert_eq!(
+            r.annotations.warnings,
+            vec!["PromQL warning: ratio value should be between -1 and 1, got 1.1, capping to 1"]
+        );
+    }
+
+    #[test]
+    fn limit_ratio_complements_partition_the_series() {
+        let db = db();
+        let a = instant(&db, "limit_ratio(0.3, m)", 0).unwrap();
+        let b = instant(&db, "limit_ratio(-0.7, m)", 0).unwrap();
+        assert_eq!(a.len() + b.len(), 5);
+        assert!(a.iter().all(|x| !b.contains(x)));
     }
 }

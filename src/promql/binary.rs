@@ -44,7 +44,11 @@ fn elem_binop(op: &str, l: f64, r: f64) -> Result<(f64, bool), Error> {
         "<" => (l, l < r),
         ">=" => (l, l >= r),
         "<=" => (l, l <= r),
-        _ => return Err(Error::Eval(format!("operator \"{op}\" not allowed for operations between vectors"))),
+        _ => {
+            return Err(Error::Eval(format!(
+                "operator \"{op}\" not allowed for operations between vectors"
+            )))
+        }
     })
 }
 
@@ -84,7 +88,12 @@ impl Matching {
             Some(VectorMatchCardinality::OneToMany(l)) => (Card::OneToMany, names_of(l)),
             _ => (Card::OneToOne, Vec::new()),
         };
-        Matching { on, names, card, include }
+        Matching {
+            on,
+            names,
+            card,
+            include,
+        }
     }
 
     /// The labels two series must share to match (Prometheus' `MatchLabels`).
@@ -155,7 +164,14 @@ impl Evaluator<'_> {
     }
 
     /// A vector and a scalar; `swap` when the scalar is on the left.
-    fn vector_scalar(&mut self, op: &str, m: Matrix, s: &[f64], swap: bool, return_bool: bool) -> Result<Matrix, Error> {
+    fn vector_scalar(
+        &mut self,
+        op: &str,
+        m: Matrix,
+        s: &[f64],
+        swap: bool,
+        return_bool: bool,
+    ) -> Result<Matrix, Error> {
         let cmp = is_comparison(op);
         let drop_name = changes_metric_schema(op) || return_bool;
         let mut out = Vec::with_capacity(m.len());
@@ -171,13 +187,20 @@ impl Evaluator<'_> {
                     v = r;
                 }
                 if return_bool {
-                    samples.push(Sample { t: p.t, v: btos(keep) });
+                    samples.push(Sample {
+                        t: p.t,
+                        v: btos(keep),
+                    });
                 } else if keep {
                     samples.push(Sample { t: p.t, v });
                 }
             }
             if !samples.is_empty() {
-                let labels = if drop_name { series.labels.without_metric_name() } else { series.labels };
+                let labels = if drop_name {
+                    series.labels.without_metric_name()
+                } else {
+                    series.labels
+                };
                 out.push(Series { labels, samples });
             }
         }
@@ -188,11 +211,22 @@ impl Evaluator<'_> {
         }
     }
 
-    fn vector_binop(&mut self, op: &str, lhs: Matrix, rhs: Matrix, m: &Matching, return_bool: bool) -> Result<Matrix, Error> {
+    fn vector_binop(
+        &mut self,
+        op: &str,
+        lhs: Matrix,
+        rhs: Matrix,
+        m: &Matching,
+        return_bool: bool,
+    ) -> Result<Matrix, Error> {
         let (lsig, rsig) = signatures(m, &lhs, &rhs);
         // Work with the "many" side on the left; group_right swaps the sides.
         let swapped = m.card == Card::OneToMany;
-        let (many, one, msig, osig) = if swapped { (&rhs, &lhs, &rsig, &lsig) } else { (&lhs, &rhs, &lsig, &rsig) };
+        let (many, one, msig, osig) = if swapped {
+            (&rhs, &lhs, &rsig, &lsig)
+        } else {
+            (&lhs, &rhs, &lsig, &rsig)
+        };
         let drop_name = changes_metric_schema(op) || return_bool;
         let n_sigs = lsig.iter().chain(rsig.iter()).max().map_or(0, |m| m + 1);
         // Output slot per (many, one) pair: the result labels depend only on the two series.
@@ -220,7 +254,10 @@ impl Evaluator<'_> {
                 if let Some((prev, _)) = right[osig[oi]] {
                     let side = if swapped { "left" } else { "right" };
                     let group = labels_string(&m.signature(&one[oi].labels));
-                    let mut d = [labels_string(&one[oi].labels), labels_string(&one[prev].labels)];
+                    let mut d = [
+                        labels_string(&one[oi].labels),
+                        labels_string(&one[prev].labels),
+                    ];
                     d.sort();
                     return Err(Error::Eval(format!(
                         "found duplicate series for the match group {group} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
@@ -236,7 +273,9 @@ impl Evaluator<'_> {
             matched_many.clear();
             for &(mi, v) in &mv {
                 let sig = msig[mi];
-                let Some((oi, ovv)) = right[sig] else { continue };
+                let Some((oi, ovv)) = right[sig] else {
+                    continue;
+                };
                 let (fl, fr) = if swapped { (ovv, v) } else { (v, ovv) };
                 let (mut val, keep) = elem_binop(op, fl, fr)?;
                 if return_bool {
@@ -245,7 +284,12 @@ impl Evaluator<'_> {
                 let slot = match slots.get(&(mi, oi)) {
                     Some(&s) => s,
                     None => {
-                        let s = out.slot(&result_metric(&many[mi].labels, &one[oi].labels, m, drop_name));
+                        let s = out.slot(&result_metric(
+                            &many[mi].labels,
+                            &one[oi].labels,
+                            m,
+                            drop_name,
+                        ));
                         slots.insert((mi, oi), s);
                         s
                     }
@@ -258,7 +302,10 @@ impl Evaluator<'_> {
                     }
                     matched_one[sig] = true;
                 } else if !matched_many.entry(sig).or_default().insert(slot) {
-                    return Err(Error::Eval("multiple matches for labels: grouping labels must ensure unique matches".into()));
+                    return Err(Error::Eval(
+                        "multiple matches for labels: grouping labels must ensure unique matches"
+                            .into(),
+                    ));
                 }
                 if !keep && !return_bool {
                     continue;
@@ -269,7 +316,13 @@ impl Evaluator<'_> {
         Ok(out.finish())
     }
 
-    fn set_op(&mut self, op: &str, lhs: Matrix, rhs: Matrix, m: &Matching) -> Result<Matrix, Error> {
+    fn set_op(
+        &mut self,
+        op: &str,
+        lhs: Matrix,
+        rhs: Matrix,
+        m: &Matching,
+    ) -> Result<Matrix, Error> {
         let (lsig, rsig) = signatures(m, &lhs, &rhs);
         let (mut lcur, mut rcur) = (Cursor::new(&lhs), Cursor::new(&rhs));
         let (mut lv, mut rv) = (Vec::new(), Vec::new());
@@ -320,9 +373,17 @@ impl Evaluator<'_> {
 /// without the name after arithmetic or `bool`, reduced to the matching labels for one-to-one,
 /// plus the `group_x(...)` labels copied from the "one" side.
 fn result_metric(many: &Labels, one: &Labels, m: &Matching, drop_name: bool) -> Labels {
-    let mut l = if drop_name { many.without_metric_name() } else { many.clone() };
+    let mut l = if drop_name {
+        many.without_metric_name()
+    } else {
+        many.clone()
+    };
     if m.card == Card::OneToOne {
-        l = if m.on { l.keep(&m.names) } else { l.drop(&m.names) };
+        l = if m.on {
+            l.keep(&m.names)
+        } else {
+            l.drop(&m.names)
+        };
     }
     if m.include.is_empty() {
         return l;
@@ -335,4 +396,110 @@ fn result_metric(many: &Labels, one: &Labels, m: &Matching, drop_name: bool) -> 
         };
     }
     b.build()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::promql::engine::testutil::{add, instant, range};
+    use crate::tsdb::Db;
+
+    fn db() -> Db {
+        let db = Db::in_memory();
+        add(&db, "req", &[("job", "a"), ("code", "200")], &[(0, 10.0)]);
+        add(&db, "req", &[("job", "a"), ("code", "500")], &[(0, 2.0)]);
+        add(&db, "req", &[("job", "b"), ("code", "200")], &[(0, 4.0)]);
+        add(&db, "limit", &[("job", "a"), ("team", "x")], &[(0, 20.0)]);
+        add(&db, "limit", &[("job", "b"), ("team", "y")], &[(0, 8.0)]);
+        db
+    }
+
+    fn sorted(mut v: Vec<(String, f64)>) -> Vec<(String, f64)> {
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    #[test]
+    fn group_left_copies_labels_from_the_one_side() {
+        let db = db();
+        let r = sorted(instant(&db, "req / on(job) group_left(team) limit", 0).unwrap());
+        assert_eq!(
+            r,
+            vec![
+                ("{code=\"200\", job=\"a\", team=\"x\"}".into(), 0.5),
+                ("{code=\"200\", job=\"b\", team=\"y\"}".into(), 0.5),
+                ("{code=\"500\", job=\"a\", team=\"x\"}".into(), 0.1),
+            ]
+        );
+        let err = instant(&db, "req / on(job) limit", 0).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)"
+        );
+    }
+
+    #[test]
+    fn group_right_reports_duplicates_on_the_left() {
+        let db = db();
+        let err = instant(&db, "req / on(job) group_right limit", 0).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("on the left hand-side of the operation"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn comparisons_filter_or_return_bool() {
+        let db = db();
+        let r = sorted(instant(&db, "req > 3", 0).unwrap());
+        assert_eq!(r.len(), 2);
+        assert!(
+            r.iter().all(|(l, _)| l.starts_with("req{")),
+            "comparison keeps the name: {r:?}"
+        );
+        let r = sorted(instant(&db, "5 < bool req", 0).unwrap());
+        assert_eq!(
+            r.iter().map(|x| x.1).collect::<Vec<_>>(),
+            vec![1.0, 0.0, 0.0]
+        );
+        assert!(
+            r.iter().all(|(l, _)| !l.starts_with("req")),
+            "bool drops the name: {r:?}"
+        );
+        // A scalar on the left of a filtering comparison keeps the vector's value.
+        let r = sorted(instant(&db, "5 < req", 0).unwrap());
+        assert_eq!(r.iter().map(|x| x.1).collect::<Vec<_>>(), vec![10.0]);
+    }
+
+    #[test]
+    fn set_operators_match_on_signatures() {
+        let db = db();
+        let r = sorted(instant(&db, "req and on(job) limit{team=\"x\"}", 0).unwrap());
+        assert_eq!(r.len(), 2);
+        let r = sorted(instant(&db, "req unless on(job) limit{team=\"x\"}", 0).unwrap());
+        assert_eq!(r, vec![("req{code=\"200\", job=\"b\"}".into(), 4.0)]);
+        let r = instant(&db, "limit{team=\"x\"} or on(job) req", 0).unwrap();
+        assert_eq!(r.len(), 2, "{r:?}");
+    }
+
+    #[test]
+    fn go_modulo_and_power_semantics() {
+        let db = Db::in_memory();
+        assert_eq!(instant(&db, "-7 % 3", 0).unwrap()[0].1, -1.0);
+        assert!(instant(&db, "1 % 0", 0).unwrap()[0].1.is_nan());
+        assert_eq!(instant(&db, "2 ^ 3 ^ 2", 0).unwrap()[0].1, 512.0);
+        assert_eq!(
+            instant(&db, "(1 atan2 1) * 4", 0).unwrap()[0].1,
+            std::f64::consts::PI
+        );
+    }
+
+    #[test]
+    fn range_matching_follows_series_through_gaps() {
+        let db = Db::in_memory();
+        add(&db, "a", &[("k", "1")], &[(0, 1.0), (60, 2.0), (600, 3.0)]);
+        add(&db, "b", &[("k", "1")], &[(0, 10.0), (600, 30.0)]);
+        let r = range(&db, "a + b", 0, 600, 300).unwrap();
+        assert_eq!(r, vec![("{k=\"1\"}".into(), vec![(0, 11.0), (600, 33.0)])]);
+    }
 }

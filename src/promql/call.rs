@@ -47,10 +47,18 @@ impl Evaluator<'_> {
                     let cur = Cursor::new(&m);
                     Arg::Vector(m, cur)
                 }
-                Evaluated::Matrix(_) => return Err(Error::Eval(format!("unexpected range vector argument to {name}"))),
+                Evaluated::Matrix(_) => {
+                    return Err(Error::Eval(format!(
+                        "unexpected range vector argument to {name}"
+                    )))
+                }
             });
         }
-        if matches!(name, "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc") && !self.is_instant() {
+        if matches!(
+            name,
+            "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc"
+        ) && !self.is_instant()
+        {
             self.st
                 .annotations
                 .warn("PromQL warning: sort is ineffective for range queries since results are always ordered by labels");
@@ -58,7 +66,11 @@ impl Evaluator<'_> {
 
         let steps = self.steps();
         let mut out = Out::default();
-        let mut scalars = Vec::with_capacity(if c.func.return_type == ValueType::Scalar { steps } else { 0 });
+        let mut scalars = Vec::with_capacity(if c.func.return_type == ValueType::Scalar {
+            steps
+        } else {
+            0
+        });
         let mut buf = Vec::new();
         for k in 0..steps {
             self.st.check_timeout()?;
@@ -72,7 +84,13 @@ impl Evaluator<'_> {
                     Arg::Vector(m, cur) => {
                         cur.gather(m, ts, &mut buf);
                         FnArg::Vector(
-                            buf.iter().map(|&(i, v)| InstantSample { labels: m[i].labels.clone(), t: ts, v }).collect(),
+                            buf.iter()
+                                .map(|&(i, v)| InstantSample {
+                                    labels: m[i].labels.clone(),
+                                    t: ts,
+                                    v,
+                                })
+                                .collect(),
                         )
                     }
                     Arg::Range(r) => {
@@ -82,7 +100,13 @@ impl Evaluator<'_> {
                     }
                 });
             }
-            let call = FnCall { name, args: fn_args, arg_exprs: exprs, ts, window };
+            let call = FnCall {
+                name,
+                args: fn_args,
+                arg_exprs: exprs,
+                ts,
+                window,
+            };
             match functions::call(call, &mut self.st.annotations)? {
                 Value::Scalar { v, .. } => scalars.push(v),
                 Value::Vector(vec) => {
@@ -91,7 +115,10 @@ impl Evaluator<'_> {
                     }
                 }
                 other => {
-                    return Err(Error::Eval(format!("function {name} returned a {}", other.type_name())));
+                    return Err(Error::Eval(format!(
+                        "function {name} returned a {}",
+                        other.type_name()
+                    )));
                 }
             }
         }
@@ -105,7 +132,11 @@ impl Evaluator<'_> {
     }
 
     /// `timestamp(selector)`: the function sees each sample's own timestamp, not the step's.
-    fn eval_timestamp(&mut self, c: &Call, vs: &promql_parser::parser::VectorSelector) -> Result<Evaluated, Error> {
+    fn eval_timestamp(
+        &mut self,
+        c: &Call,
+        vs: &promql_parser::parser::VectorSelector,
+    ) -> Result<Evaluated, Error> {
         let (m, origs) = self.eval_vector_selector(vs)?;
         let held = m.iter().map(|s| s.samples.len()).sum();
         let mut cur = Cursor::new(&m);
@@ -122,17 +153,32 @@ impl Evaluator<'_> {
                     // The cursor and `pos` advance together: the point's index in its series.
                     let t = origs[i][pos[i]];
                     pos[i] += 1;
-                    InstantSample { labels: m[i].labels.clone(), t, v }
+                    InstantSample {
+                        labels: m[i].labels.clone(),
+                        t,
+                        v,
+                    }
                 })
                 .collect();
-            let call = FnCall { name: c.func.name, args: vec![FnArg::Vector(vec)], arg_exprs: &c.args.args, ts, window: None };
+            let call = FnCall {
+                name: c.func.name,
+                args: vec![FnArg::Vector(vec)],
+                arg_exprs: &c.args.args,
+                ts,
+                window: None,
+            };
             match functions::call(call, &mut self.st.annotations)? {
                 Value::Vector(vec) => {
                     for s in &vec {
                         out.push(self.st, ts, &s.labels, s.v)?;
                     }
                 }
-                other => return Err(Error::Eval(format!("function timestamp returned a {}", other.type_name()))),
+                other => {
+                    return Err(Error::Eval(format!(
+                        "function timestamp returned a {}",
+                        other.type_name()
+                    )))
+                }
             }
         }
         self.st.release(held);

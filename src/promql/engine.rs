@@ -30,7 +30,11 @@ pub struct EngineOptions {
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { lookback_delta_ms: 5 * 60 * 1000, max_samples: 50_000_000, timeout: Duration::from_secs(120) }
+        EngineOptions {
+            lookback_delta_ms: 5 * 60 * 1000,
+            max_samples: 50_000_000,
+            timeout: Duration::from_secs(120),
+        }
     }
 }
 
@@ -53,16 +57,30 @@ impl Engine {
 
     /// Evaluates `expr` at `ts_ms`. Returns a scalar, string or vector (or a matrix for a bare
     /// range selector), as `/api/v1/query` does.
-    pub fn instant_query(&self, q: &dyn Queryable, expr: &Expr, ts_ms: i64) -> Result<QueryResult, Error> {
+    pub fn instant_query(
+        &self,
+        q: &dyn Queryable,
+        expr: &Expr,
+        ts_ms: i64,
+    ) -> Result<QueryResult, Error> {
         let mut st = QueryState::new(&self.opts);
         let value = {
             let mut ev = Evaluator::new(q, &mut st, ts_ms, ts_ms, 1, self.opts.lookback_delta_ms);
             match ev.eval(expr)? {
-                Evaluated::Scalar(v) => Value::Scalar { t: ts_ms, v: v.first().copied().unwrap_or(f64::NAN) },
+                Evaluated::Scalar(v) => Value::Scalar {
+                    t: ts_ms,
+                    v: v.first().copied().unwrap_or(f64::NAN),
+                },
                 Evaluated::String(s) => Value::String { t: ts_ms, s },
                 Evaluated::Vector(m) => Value::Vector(
                     m.into_iter()
-                        .filter_map(|s| s.samples.first().map(|p| InstantSample { labels: s.labels.clone(), t: ts_ms, v: p.v }))
+                        .filter_map(|s| {
+                            s.samples.first().map(|p| InstantSample {
+                                labels: s.labels.clone(),
+                                t: ts_ms,
+                                v: p.v,
+                            })
+                        })
                         .collect(),
                 ),
                 Evaluated::Matrix(mut m) => {
@@ -71,24 +89,40 @@ impl Engine {
                 }
             }
         };
-        Ok(QueryResult { value, annotations: st.annotations })
+        Ok(QueryResult {
+            value,
+            annotations: st.annotations,
+        })
     }
 
     /// Evaluates `expr` at every step from `start_ms` to `end_ms` inclusive. Returns a matrix,
     /// as `/api/v1/query_range` does (scalars become one series without labels).
-    pub fn range_query(&self, q: &dyn Queryable, expr: &Expr, start_ms: i64, end_ms: i64, step_ms: i64) -> Result<QueryResult, Error> {
+    pub fn range_query(
+        &self,
+        q: &dyn Queryable,
+        expr: &Expr,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+    ) -> Result<QueryResult, Error> {
         if step_ms <= 0 {
             return Err(Error::Eval(
                 "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
             ));
         }
         if end_ms < start_ms {
-            return Err(Error::Eval("end timestamp must not be before start time".into()));
+            return Err(Error::Eval(
+                "end timestamp must not be before start time".into(),
+            ));
         }
         match expr.value_type() {
             ValueType::Vector | ValueType::Scalar => {}
             t => {
-                let name = if t == ValueType::Matrix { "range vector" } else { "string" };
+                let name = if t == ValueType::Matrix {
+                    "range vector"
+                } else {
+                    "string"
+                };
                 return Err(Error::Eval(format!(
                     "invalid expression type \"{name}\" for range query, must be Scalar or instant Vector"
                 )));
@@ -96,23 +130,43 @@ impl Engine {
         }
         let mut st = QueryState::new(&self.opts);
         let value = {
-            let mut ev = Evaluator::new(q, &mut st, start_ms, end_ms, step_ms, self.opts.lookback_delta_ms);
+            let mut ev = Evaluator::new(
+                q,
+                &mut st,
+                start_ms,
+                end_ms,
+                step_ms,
+                self.opts.lookback_delta_ms,
+            );
             let steps = ev.steps();
             match ev.eval(expr)? {
                 Evaluated::Scalar(v) => Value::Matrix(vec![Series {
                     labels: Labels::empty(),
-                    samples: v.iter().enumerate().map(|(i, v)| Sample { t: ev.step_ts(i), v: *v }).take(steps).collect(),
+                    samples: v
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| Sample {
+                            t: ev.step_ts(i),
+                            v: *v,
+                        })
+                        .take(steps)
+                        .collect(),
                 }]),
                 Evaluated::Vector(mut m) => {
                     m.sort_by(|a, b| a.labels.cmp(&b.labels));
                     Value::Matrix(m)
                 }
                 Evaluated::Matrix(_) | Evaluated::String(_) => {
-                    return Err(Error::Eval("invalid expression type for range query".into()));
+                    return Err(Error::Eval(
+                        "invalid expression type for range query".into(),
+                    ));
                 }
             }
         };
-        Ok(QueryResult { value, annotations: st.annotations })
+        Ok(QueryResult {
+            value,
+            annotations: st.annotations,
+        })
     }
 }
 
@@ -142,7 +196,7 @@ impl QueryState {
     /// `--query.timeout`: checked between steps and series.
     pub fn check_timeout(&self) -> Result<(), Error> {
         match self.deadline {
-            Some(d) if Instant::now() > d => Err(Error::Timeout("expression evaluation")),
+            Some(d) if Instant::now() >= d => Err(Error::Timeout("expression evaluation")),
             _ => Ok(()),
         }
     }
@@ -207,8 +261,24 @@ pub(crate) struct Evaluator<'a> {
 }
 
 impl<'a> Evaluator<'a> {
-    pub fn new(q: &'a dyn Queryable, st: &'a mut QueryState, start: i64, end: i64, interval: i64, lookback: i64) -> Self {
-        Evaluator { q, st, start, end, interval: interval.max(1), lookback, query_start: start, query_end: end }
+    pub fn new(
+        q: &'a dyn Queryable,
+        st: &'a mut QueryState,
+        start: i64,
+        end: i64,
+        interval: i64,
+        lookback: i64,
+    ) -> Self {
+        Evaluator {
+            q,
+            st,
+            start,
+            end,
+            interval: interval.max(1),
+            lookback,
+            query_start: start,
+            query_end: end,
+        }
     }
 
     /// An evaluator for a subquery's own steps, sharing this query's state.
@@ -260,14 +330,18 @@ impl<'a> Evaluator<'a> {
             Expr::VectorSelector(vs) => Ok(Evaluated::Vector(self.eval_vector_selector(vs)?.0)),
             Expr::MatrixSelector(ms) => {
                 if !self.is_instant() {
-                    return Err(Error::Eval("cannot do range evaluation of matrix selector".into()));
+                    return Err(Error::Eval(
+                        "cannot do range evaluation of matrix selector".into(),
+                    ));
                 }
                 let arg = self.select_range(ms)?;
                 Ok(Evaluated::Matrix(arg.window_matrix(self.start).0))
             }
             Expr::Subquery(sq) => {
                 if !self.is_instant() {
-                    return Err(Error::Eval("cannot do range evaluation of a subquery".into()));
+                    return Err(Error::Eval(
+                        "cannot do range evaluation of a subquery".into(),
+                    ));
                 }
                 let arg = self.eval_subquery(sq)?;
                 Ok(Evaluated::Matrix(arg.window_matrix(self.start).0))
@@ -283,7 +357,10 @@ impl<'a> Evaluator<'a> {
     pub fn eval_vector(&mut self, e: &Expr) -> Result<Matrix, Error> {
         match self.eval(e)? {
             Evaluated::Vector(m) => Ok(m),
-            other => Err(Error::Eval(format!("expected instant vector, got {}", other.type_name()))),
+            other => Err(Error::Eval(format!(
+                "expected instant vector, got {}",
+                other.type_name()
+            ))),
         }
     }
 
@@ -291,7 +368,10 @@ impl<'a> Evaluator<'a> {
     pub fn eval_scalar(&mut self, e: &Expr) -> Result<Vec<f64>, Error> {
         match self.eval(e)? {
             Evaluated::Scalar(v) => Ok(v),
-            other => Err(Error::Eval(format!("expected scalar, got {}", other.type_name()))),
+            other => Err(Error::Eval(format!(
+                "expected scalar, got {}",
+                other.type_name()
+            ))),
         }
     }
 
@@ -326,7 +406,9 @@ pub(crate) struct Cursor {
 
 impl Cursor {
     pub fn new(m: &Matrix) -> Self {
-        Cursor { pos: vec![0; m.len()] }
+        Cursor {
+            pos: vec![0; m.len()],
+        }
     }
 
     /// The `(series index, value)` pairs that have a point at `ts`, in series order.
@@ -355,7 +437,13 @@ pub(crate) struct Out {
 }
 
 impl Out {
-    pub fn push(&mut self, st: &mut QueryState, ts: i64, labels: &Labels, v: f64) -> Result<(), Error> {
+    pub fn push(
+        &mut self,
+        st: &mut QueryState,
+        ts: i64,
+        labels: &Labels,
+        v: f64,
+    ) -> Result<(), Error> {
         let i = self.slot(labels);
         self.push_at(st, i, ts, v)
     }
@@ -368,14 +456,19 @@ impl Out {
         }
         let i = self.series.len();
         self.index.insert(labels.clone(), i);
-        self.series.push(Series { labels: labels.clone(), samples: Vec::new() });
+        self.series.push(Series {
+            labels: labels.clone(),
+            samples: Vec::new(),
+        });
         self.last.push(i64::MIN);
         i
     }
 
     pub fn push_at(&mut self, st: &mut QueryState, i: usize, ts: i64, v: f64) -> Result<(), Error> {
         if self.last[i] == ts {
-            return Err(Eval("vector cannot contain metrics with the same labelset".into()));
+            return Err(Eval(
+                "vector cannot contain metrics with the same labelset".into(),
+            ));
         }
         self.last[i] = ts;
         self.series[i].samples.push(Sample { t: ts, v });
@@ -384,7 +477,10 @@ impl Out {
 
     pub fn finish(self) -> Matrix {
         // Series whose label set was looked up but never got a point are left out.
-        self.series.into_iter().filter(|s| !s.samples.is_empty()).collect()
+        self.series
+            .into_iter()
+            .filter(|s| !s.samples.is_empty())
+            .collect()
     }
 }
 
@@ -412,7 +508,9 @@ pub(crate) fn merge_same_labels(m: Matrix) -> Result<Matrix, Error> {
         let s = &mut out[i].samples;
         s.sort_by_key(|p| p.t);
         if s.windows(2).any(|w| w[0].t == w[1].t) {
-            return Err(Eval("vector cannot contain metrics with the same labelset".into()));
+            return Err(Eval(
+                "vector cannot contain metrics with the same labelset".into(),
+            ));
         }
     }
     Ok(out)
@@ -420,7 +518,10 @@ pub(crate) fn merge_same_labels(m: Matrix) -> Result<Matrix, Error> {
 
 /// Prometheus' `labels.String()`: `{__name__="up", job="x"}` (the metric name inside braces).
 pub(crate) fn labels_string(l: &Labels) -> String {
-    let parts: Vec<String> = l.iter().map(|x| format!("{}={}", x.name, go_quote(&x.value))).collect();
+    let parts: Vec<String> = l
+        .iter()
+        .map(|x| format!("{}={}", x.name, go_quote(&x.value)))
+        .collect();
     format!("{{{}}}", parts.join(", "))
 }
 
@@ -435,7 +536,9 @@ pub(crate) fn go_quote(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\t' => out.push_str("\\t"),
             '\r' => out.push_str("\\r"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
             c => out.push(c),
         }
     }
@@ -449,10 +552,18 @@ pub(crate) fn go_fmt_g(f: f64) -> String {
         return "NaN".into();
     }
     if f.is_infinite() {
-        return if f > 0.0 { "+Inf".into() } else { "-Inf".into() };
+        return if f > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
     }
     if f == 0.0 {
-        return if f.is_sign_negative() { "-0".into() } else { "0".into() };
+        return if f.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
+        };
     }
     // Shortest round-trip digits via Rust's `{:e}`, then Go's choice between %e and %f.
     let e = format!("{f:e}");
@@ -470,7 +581,11 @@ pub(crate) fn go_fmt_f(f: f64) -> String {
     if f.is_nan() {
         "NaN".into()
     } else if f.is_infinite() {
-        if f > 0.0 { "+Inf".into() } else { "-Inf".into() }
+        if f > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
     } else {
         format!("{f}")
     }
@@ -482,6 +597,65 @@ pub(crate) fn unwrap_paren(mut e: &Expr) -> &Expr {
         e = &p.expr;
     }
     e
+}
+
+/// Helpers for the unit tests of the engine's files.
+#[cfg(test)]
+pub(crate) mod testutil {
+    use crate::labels::Labels;
+    use crate::promql::{parse, Engine, EngineOptions, Error, QueryResult, Value};
+    use crate::tsdb::Db;
+
+    /// Appends a series given as `name{a="1"}`-free pairs: name, labels, `(seconds, value)`.
+    pub fn add(db: &Db, name: &str, labels: &[(&str, &str)], samples: &[(i64, f64)]) {
+        let mut pairs: Vec<(String, String)> = labels
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        pairs.push(("__name__".into(), name.into()));
+        let l = Labels::from_pairs(pairs);
+        for (t, v) in samples {
+            db.append(&l, t * 1000, *v).unwrap();
+        }
+    }
+
+    pub fn instant_full(db: &Db, q: &str, t_secs: i64) -> Result<QueryResult, Error> {
+        Engine::new(EngineOptions::default()).instant_query(db, &parse(q)?, t_secs * 1000)
+    }
+
+    /// An instant query's vector as `(labels, value)` in result order.
+    pub fn instant(db: &Db, q: &str, t_secs: i64) -> Result<Vec<(String, f64)>, Error> {
+        match instant_full(db, q, t_secs)?.value {
+            Value::Vector(v) => Ok(v.into_iter().map(|s| (s.labels.to_string(), s.v)).collect()),
+            Value::Scalar { v, .. } => Ok(vec![("scalar".into(), v)]),
+            other => panic!("expected a vector, got {other:?}"),
+        }
+    }
+
+    /// A range query's matrix as `(labels, [(seconds, value)])`, sorted by labels.
+    pub fn range(
+        db: &Db,
+        q: &str,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> Result<Vec<(String, Vec<(i64, f64)>)>, Error> {
+        match Engine::default()
+            .range_query(db, &parse(q)?, start * 1000, end * 1000, step * 1000)?
+            .value
+        {
+            Value::Matrix(m) => Ok(m
+                .into_iter()
+                .map(|s| {
+                    (
+                        s.labels.to_string(),
+                        s.samples.iter().map(|p| (p.t / 1000, p.v)).collect(),
+                    )
+                })
+                .collect()),
+            other => panic!("expected a matrix, got {other:?}"),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -499,7 +673,11 @@ mod tests {
     fn db() -> Db {
         let db = Db::in_memory();
         for i in 0..2 {
-            let l = lbl(&[("__name__", "http_requests_total"), ("job", "api"), ("instance", &i.to_string())]);
+            let l = lbl(&[
+                ("__name__", "http_requests_total"),
+                ("job", "api"),
+                ("instance", &i.to_string()),
+            ]);
             for m in 0..=10 {
                 db.append(&l, m * 60_000, (m * (i + 1)) as f64).unwrap();
             }
@@ -508,13 +686,16 @@ mod tests {
     }
 
     fn instant(db: &Db, q: &str, t: i64) -> Result<Value, Error> {
-        Engine::default().instant_query(db, &parse(q)?, t).map(|r| r.value)
+        Engine::default()
+            .instant_query(db, &parse(q)?, t)
+            .map(|r| r.value)
     }
 
     fn vector(v: Value) -> Vec<(String, f64)> {
         match v {
             Value::Vector(v) => {
-                let mut out: Vec<(String, f64)> = v.into_iter().map(|s| (s.labels.to_string(), s.v)).collect();
+                let mut out: Vec<(String, f64)> =
+                    v.into_iter().map(|s| (s.labels.to_string(), s.v)).collect();
                 out.sort_by(|a, b| a.0.cmp(&b.0));
                 out
             }
@@ -525,9 +706,18 @@ mod tests {
     #[test]
     fn scalar_arithmetic_and_precedence() {
         let db = Db::in_memory();
-        assert_eq!(instant(&db, "1 + 2 * 3 ^ 2", 0).unwrap(), Value::Scalar { t: 0, v: 19.0 });
-        assert_eq!(instant(&db, "-5 % 3", 0).unwrap(), Value::Scalar { t: 0, v: -2.0 });
-        assert_eq!(instant(&db, "2 > bool 1", 0).unwrap(), Value::Scalar { t: 0, v: 1.0 });
+        assert_eq!(
+            instant(&db, "1 + 2 * 3 ^ 2", 0).unwrap(),
+            Value::Scalar { t: 0, v: 19.0 }
+        );
+        assert_eq!(
+            instant(&db, "-5 % 3", 0).unwrap(),
+            Value::Scalar { t: 0, v: -2.0 }
+        );
+        assert_eq!(
+            instant(&db, "2 > bool 1", 0).unwrap(),
+            Value::Scalar { t: 0, v: 1.0 }
+        );
     }
 
     #[test]
@@ -535,7 +725,10 @@ mod tests {
         let db = Db::in_memory();
         let l = lbl(&[("__name__", "x")]);
         db.append(&l, 0, 1.0).unwrap();
-        assert_eq!(vector(instant(&db, "x", 299_999).unwrap()), vec![("x".into(), 1.0)]);
+        assert_eq!(
+            vector(instant(&db, "x", 299_999).unwrap()),
+            vec![("x".into(), 1.0)]
+        );
         assert!(vector(instant(&db, "x", 300_000).unwrap()).is_empty());
     }
 
@@ -552,11 +745,25 @@ mod tests {
     #[test]
     fn offset_and_at_modifiers() {
         let db = db();
-        let v = vector(instant(&db, "http_requests_total{instance=\"1\"} offset 5m", 600_000).unwrap());
+        let v = vector(
+            instant(
+                &db,
+                "http_requests_total{instance=\"1\"} offset 5m",
+                600_000,
+            )
+            .unwrap(),
+        );
         assert_eq!(v[0].1, 10.0);
         let v = vector(instant(&db, "http_requests_total{instance=\"1\"} @ 120", 600_000).unwrap());
         assert_eq!(v[0].1, 4.0);
-        let v = vector(instant(&db, "http_requests_total{instance=\"1\"} offset -2m", 60_000).unwrap());
+        let v = vector(
+            instant(
+                &db,
+                "http_requests_total{instance=\"1\"} offset -2m",
+                60_000,
+            )
+            .unwrap(),
+        );
         assert_eq!(v[0].1, 6.0);
     }
 
@@ -576,27 +783,63 @@ mod tests {
     #[test]
     fn aggregation_by_and_without() {
         let db = db();
-        assert_eq!(vector(instant(&db, "sum(http_requests_total)", 600_000).unwrap()), vec![("{}".into(), 30.0)]);
+        assert_eq!(
+            vector(instant(&db, "sum(http_requests_total)", 600_000).unwrap()),
+            vec![("{}".into(), 30.0)]
+        );
         assert_eq!(
             vector(instant(&db, "max without (instance) (http_requests_total)", 600_000).unwrap()),
             vec![("{job=\"api\"}".into(), 20.0)]
         );
-        assert_eq!(vector(instant(&db, "count by (job) (http_requests_total)", 600_000).unwrap())[0].1, 2.0);
+        assert_eq!(
+            vector(instant(&db, "count by (job) (http_requests_total)", 600_000).unwrap())[0].1,
+            2.0
+        );
     }
 
     #[test]
     fn vector_matching_drops_name_and_detects_ambiguity() {
         let db = db();
-        let v = vector(instant(&db, "http_requests_total / on(instance) http_requests_total", 600_000).unwrap());
-        assert_eq!(v, vec![("{instance=\"0\"}".into(), 1.0), ("{instance=\"1\"}".into(), 1.0)]);
-        let err = instant(&db, "http_requests_total + on(job) http_requests_total", 600_000).unwrap_err();
-        assert!(err.to_string().contains("found duplicate series for the match group {job=\"api\"}"), "{err}");
+        let v = vector(
+            instant(
+                &db,
+                "http_requests_total / on(instance) http_requests_total",
+                600_000,
+            )
+            .unwrap(),
+        );
+        assert_eq!(
+            v,
+            vec![
+                ("{instance=\"0\"}".into(), 1.0),
+                ("{instance=\"1\"}".into(), 1.0)
+            ]
+        );
+        let err = instant(
+            &db,
+            "http_requests_total + on(job) http_requests_total",
+            600_000,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("found duplicate series for the match group {job=\"api\"}"),
+            "{err}"
+        );
     }
 
     #[test]
     fn range_query_steps_are_inclusive_and_sorted() {
         let db = db();
-        let r = Engine::default().range_query(&db, &parse("http_requests_total").unwrap(), 0, 600_000, 60_000).unwrap();
+        let r = Engine::default()
+            .range_query(
+                &db,
+                &parse("http_requests_total").unwrap(),
+                0,
+                600_000,
+                60_000,
+            )
+            .unwrap();
         match r.value {
             Value::Matrix(m) => {
                 assert_eq!(m.len(), 2);
@@ -610,8 +853,19 @@ mod tests {
     #[test]
     fn too_many_samples_is_an_error() {
         let db = db();
-        let e = Engine::new(EngineOptions { max_samples: 5, ..Default::default() });
-        let err = e.range_query(&db, &parse("http_requests_total").unwrap(), 0, 600_000, 60_000).unwrap_err();
+        let e = Engine::new(EngineOptions {
+            max_samples: 5,
+            ..Default::default()
+        });
+        let err = e
+            .range_query(
+                &db,
+                &parse("http_requests_total").unwrap(),
+                0,
+                600_000,
+                60_000,
+            )
+            .unwrap_err();
         assert!(matches!(err, Error::TooManySamples(_)), "{err:?}");
     }
 
@@ -623,6 +877,64 @@ mod tests {
         assert_eq!(go_fmt_g(123456.0), "123456");
         assert_eq!(go_fmt_g(0.00001), "1e-05");
         assert_eq!(go_fmt_g(-1.0), "-1");
-        assert_eq!(labels_string(&lbl(&[("__name__", "a"), ("b", "c")])), "{__name__=\"a\", b=\"c\"}");
+        assert_eq!(
+            labels_string(&lbl(&[("__name__", "a"), ("b", "c")])),
+            "{__name__=\"a\", b=\"c\"}"
+        );
+    }
+
+    #[test]
+    fn exhausted_timeout_stops_the_query() {
+        let db = db();
+        let e = Engine::new(EngineOptions {
+            timeout: Duration::ZERO,
+            ..Default::default()
+        });
+        let err = e
+            .range_query(
+                &db,
+                &parse("sum(http_requests_total)").unwrap(),
+                0,
+                600_000,
+                60_000,
+            )
+            .unwrap_err();
+        assert_eq!(err, Error::Timeout("expression evaluation"));
+        assert_eq!(err.error_type(), "timeout");
+    }
+
+    #[test]
+    fn range_query_rejects_range_vectors_and_bad_steps() {
+        let db = db();
+        let e = Engine::default();
+        let err = e
+            .range_query(
+                &db,
+                &parse("http_requests_total[5m]").unwrap(),
+                0,
+                60_000,
+                1000,
+            )
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("invalid expression type \"range vector\""),
+            "{err}"
+        );
+        assert!(e
+            .range_query(&db, &parse("1").unwrap(), 0, 60_000, 0)
+            .is_err());
+    }
+
+    #[test]
+    fn unary_minus_drops_the_name_and_detects_collisions() {
+        let db = db();
+        let v = vector(instant(&db, "-http_requests_total{instance=\"1\"}", 600_000).unwrap());
+        assert_eq!(v, vec![("{instance=\"1\", job=\"api\"}".into(), -20.0)]);
+        let db2 = Db::in_memory();
+        testutil::add(&db2, "a", &[("job", "x")], &[(0, 1.0)]);
+        testutil::add(&db2, "b", &[("job", "x")], &[(0, 2.0)]);
+        let err = instant(&db2, "-{job=\"x\"}", 0).unwrap_err();
+        assert!(err.to_string().contains("same labelset"), "{err}");
     }
 }

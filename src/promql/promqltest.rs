@@ -11,8 +11,9 @@
 //! `expect range vector from … to … step …` and `expect string "…"`. An instant case is also run
 //! as a range query from t-1m to t+1m step 1m and its middle step compared ("range mode"), as
 //! Prometheus does, unless it expects a range vector or a string, is ordered, or calls
-//! `start()`/`end()`/`range()`/`step()`. Prometheus' extra `@`-modifier variants of instant
-//! cases are not run.
+//! `start()`/`end()`/`range()`/`step()`. Like test.go, an instant case is then run again with
+//! `@ <t>` on every selector and subquery, at the times -10t, 0, t/5, t and 10t (-1s, 0, 1s when
+//! t is 0), unless it calls a function whose value depends on the evaluation time.
 //!
 //! Annotation positions: `promql-parser` keeps no source positions, so an annotation of ours
 //! without a trailing `(line:col)` is compared with the expected message after removing the
@@ -29,19 +30,21 @@
 //!    histograms (`histogram_count`, `histogram_sum`, `histogram_avg`, `histogram_stddev`,
 //!    `histogram_stdvar`);
 //! 2. experimental functions (marked `Experimental` in Prometheus 3.14 `parser/functions.go`)
-//!    that we do not implement: `info`, `ts_of_first_over_time`, `ts_of_last_over_time`,
-//!    `ts_of_max_over_time`, `ts_of_min_over_time`, `start`, `end`, `range`, `step`,
-//!    `start_timestamp`, `max_of`, `min_of`, `histogram_quantiles`. The experimental features we
-//!    do implement run like any other case: `double_exponential_smoothing`, `mad_over_time`,
-//!    `sort_by_label`, `sort_by_label_desc`, and the `limitk`/`limit_ratio` aggregations;
+//!    that we do not implement: `info` (needs `target_info` joins), `start`, `end`, `range`,
+//!    `step` (need the query's range, which a function call does not see), `start_timestamp`
+//!    (needs stored start timestamps) and `histogram_quantiles`. The experimental features we do
+//!    implement run like any other case: `double_exponential_smoothing`, `mad_over_time`,
+//!    `sort_by_label`, `sort_by_label_desc`, `ts_of_{first,last,min,max}_over_time`, `max_of`,
+//!    `min_of`, and the `limitk`/`limit_ratio` aggregations;
 //! 3. experimental syntax that `promql-parser` cannot parse (the `anchored`/`smoothed` range
 //!    modifiers, `fill…` binary-operator modifiers, duration expressions): a parse failure of an
 //!    expression that uses one of these words is a skip, any other parse failure a failure.
 
 use std::fmt;
 use std::path::Path;
+use std::time::{Duration, UNIX_EPOCH};
 
-use promql_parser::parser::{Expr, VectorSelector};
+use promql_parser::parser::{AtModifier, Expr, VectorSelector};
 use regex::Regex;
 
 use crate::labels::{Labels, METRIC_NAME};
@@ -54,17 +57,11 @@ const EPSILON: f64 = 0.000001;
 /// Experimental functions we do not implement (skip rule 2).
 const SKIPPED_EXPERIMENTAL_FUNCTIONS: &[&str] = &[
     "info",
-    "ts_of_first_over_time",
-    "ts_of_last_over_time",
-    "ts_of_max_over_time",
-    "ts_of_min_over_time",
     "start",
     "end",
     "range",
     "step",
     "start_timestamp",
-    "max_of",
-    "min_of",
     "histogram_quantiles",
 ];
 
@@ -1207,10 +1204,20 @@ impl State {
                     Err(m) => Outcome::Fail(m),
                 }
             }
-            EvalKind::Instant { at } => match self.run_instant(ev, &expr, at) {
-                Ok(()) => Outcome::Pass,
-                Err(m) => Outcome::Fail(m),
-            },
+            EvalKind::Instant { at } => {
+                if let Err(m) = self.run_instant(ev, &expr, at) {
+                    return Outcome::Fail(m);
+                }
+                for (variant, t) in at_modifier_variants(&expr, at) {
+                    if let Err(m) = self.run_instant(ev, &variant, t) {
+                        return Outcome::Fail(format!(
+                            "with every selector pinned by `@ {}` and evaluated at {t}ms: {m}",
+                            at as f64 / 1000.0
+                        ));
+                    }
+                }
+                Outcome::Pass
+            }
         }
     }
 
@@ -1304,6 +1311,94 @@ impl State {
             }
         });
         reason
+    }
+}
+
+/// Functions whose result depends on the evaluation time even when their arguments are pinned
+/// by `@` (`AtModifierUnsafeFunctions`).
+const AT_MODIFIER_UNSAFE_FUNCTIONS: &[&str] = &[
+    "days_in_month",
+    "day_of_month",
+    "day_of_week",
+    "day_of_year",
+    "end",
+    "hour",
+    "minute",
+    "month",
+    "year",
+    "predict_linear",
+    "range",
+    "start",
+    "step",
+    "time",
+    "timestamp",
+];
+
+/// test.go's `atModifierTestCases`: the expression with `@ <at>` on every selector and
+/// subquery that has none (selectors inside subqueries keep theirs), to be evaluated at
+/// other times with the same expected result. Empty when a function makes that unsafe.
+fn at_modifier_variants(expr: &Expr, at: i64) -> Vec<(Expr, i64)> {
+    let mut unsafe_fn = false;
+    walk(expr, &mut |e| {
+        if let Expr::Call(c) = e {
+            unsafe_fn |= AT_MODIFIER_UNSAFE_FUNCTIONS.contains(&c.func.name);
+        }
+    });
+    if unsafe_fn {
+        return Vec::new();
+    }
+    let pinned = {
+        let mut e = expr.clone();
+        pin_at(&mut e, &at_modifier(at));
+        e
+    };
+    let times = if at == 0 {
+        vec![-1000, 0, 1000]
+    } else {
+        vec![-10 * at, 0, at / 5, at, 10 * at]
+    };
+    times.into_iter().map(|t| (pinned.clone(), t)).collect()
+}
+
+fn at_modifier(ms: i64) -> AtModifier {
+    let d = Duration::from_millis(ms.unsigned_abs());
+    AtModifier::At(if ms >= 0 {
+        UNIX_EPOCH + d
+    } else {
+        UNIX_EPOCH - d
+    })
+}
+
+fn pin_at(e: &mut Expr, at: &AtModifier) {
+    match e {
+        Expr::VectorSelector(vs) => {
+            vs.at.get_or_insert_with(|| at.clone());
+        }
+        Expr::MatrixSelector(ms) => {
+            ms.vs.at.get_or_insert_with(|| at.clone());
+        }
+        // The selectors inside a subquery are evaluated relative to it: leave them alone.
+        Expr::Subquery(sq) => {
+            sq.at.get_or_insert_with(|| at.clone());
+        }
+        Expr::Aggregate(a) => {
+            if let Some(p) = a.param.as_mut() {
+                pin_at(p, at);
+            }
+            pin_at(&mut a.expr, at);
+        }
+        Expr::Unary(u) => pin_at(&mut u.expr, at),
+        Expr::Binary(b) => {
+            pin_at(&mut b.lhs, at);
+            pin_at(&mut b.rhs, at);
+        }
+        Expr::Paren(p) => pin_at(&mut p.expr, at),
+        Expr::Call(c) => {
+            for a in c.args.args.iter_mut() {
+                pin_at(a, at);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -1778,6 +1873,37 @@ mod tests {
         let r = run_script("t", script);
         assert_eq!((r.passed, r.failed, r.skipped), (0, 0, 3), "{r}");
         assert!(r.skips[1].reason.contains("info"));
+    }
+
+    #[test]
+    fn at_modifier_variants_pin_selectors_outside_subqueries() {
+        let e =
+            crate::promql::parse("sum(rate(a[5m])) + max_over_time(b[10m:1m]) + c @ 5").unwrap();
+        let v = at_modifier_variants(&e, 60_000);
+        let times: Vec<i64> = v.iter().map(|x| x.1).collect();
+        assert_eq!(times, vec![-600_000, 0, 12_000, 60_000, 600_000]);
+        let mut ats = Vec::new();
+        walk(&v[0].0, &mut |x| match x {
+            Expr::VectorSelector(vs) => ats.push(("vs", vs.at.clone())),
+            Expr::MatrixSelector(ms) => ats.push(("ms", ms.vs.at.clone())),
+            Expr::Subquery(sq) => ats.push(("sq", sq.at.clone())),
+            _ => {}
+        });
+        let pinned = Some(at_modifier(60_000));
+        let kept = Some(at_modifier(5_000));
+        // rate's selector, the subquery (its inner selector untouched), and `c` keeps its own @.
+        assert_eq!(
+            ats,
+            vec![
+                ("ms", pinned.clone()),
+                ("sq", pinned),
+                ("vs", None),
+                ("vs", kept)
+            ]
+        );
+        assert_eq!(at_modifier_variants(&e, 0).len(), 3);
+        let unsafe_expr = crate::promql::parse("time() + a").unwrap();
+        assert!(at_modifier_variants(&unsafe_expr, 60_000).is_empty());
     }
 
     #[test]

@@ -6,7 +6,9 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use promql_parser::label::MatchOp as PMatchOp;
-use promql_parser::parser::{AtModifier, Expr, MatrixSelector, Offset, SubqueryExpr, VectorSelector};
+use promql_parser::parser::{
+    AtModifier, Expr, MatrixSelector, Offset, SubqueryExpr, VectorSelector,
+};
 
 use super::engine::{Evaluated, Evaluator, DEFAULT_SUBQUERY_STEP_MS};
 use super::value::{Matrix, Sample, Series};
@@ -38,7 +40,10 @@ impl RangeArg {
             let lo = s.samples.partition_point(|p| p.t <= start);
             let hi = s.samples.partition_point(|p| p.t <= end);
             if lo < hi {
-                out.push(Series { labels: s.labels.clone(), samples: s.samples[lo..hi].to_vec() });
+                out.push(Series {
+                    labels: s.labels.clone(),
+                    samples: s.samples[lo..hi].to_vec(),
+                });
             }
         }
         (out, (start, end))
@@ -71,13 +76,22 @@ pub(crate) fn matcher_sets(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>, Err
         for m in ms {
             let built = match &m.op {
                 PMatchOp::Equal => Ok(Matcher::equal(m.name.clone(), m.value.clone())),
-                PMatchOp::NotEqual => Matcher::new(MatchOp::NotEqual, m.name.clone(), m.value.clone()),
+                PMatchOp::NotEqual => {
+                    Matcher::new(MatchOp::NotEqual, m.name.clone(), m.value.clone())
+                }
                 PMatchOp::Re(re) => Matcher::new(MatchOp::Regex, m.name.clone(), m.value.clone())
                     .or_else(|_| Matcher::new(MatchOp::Regex, m.name.clone(), re.as_str())),
-                PMatchOp::NotRe(re) => Matcher::new(MatchOp::NotRegex, m.name.clone(), m.value.clone())
-                    .or_else(|_| Matcher::new(MatchOp::NotRegex, m.name.clone(), re.as_str())),
+                PMatchOp::NotRe(re) => {
+                    Matcher::new(MatchOp::NotRegex, m.name.clone(), m.value.clone())
+                        .or_else(|_| Matcher::new(MatchOp::NotRegex, m.name.clone(), re.as_str()))
+                }
             };
-            out.push(built.map_err(|e| Error::Eval(format!("invalid regular expression in matcher {}: {e}", m.name)))?);
+            out.push(built.map_err(|e| {
+                Error::Eval(format!(
+                    "invalid regular expression in matcher {}: {e}",
+                    m.name
+                ))
+            })?);
         }
         Ok(out)
     };
@@ -114,7 +128,10 @@ impl Evaluator<'_> {
         let mut out = if sets.len() == 1 {
             self.q.select(&sets[0], mint, maxt)
         } else {
-            let mut all: Matrix = sets.iter().flat_map(|ms| self.q.select(ms, mint, maxt)).collect();
+            let mut all: Matrix = sets
+                .iter()
+                .flat_map(|ms| self.q.select(ms, mint, maxt))
+                .collect();
             all.sort_by(|a, b| a.labels.cmp(&b.labels));
             all.dedup_by(|a, b| a.labels == b.labels);
             all
@@ -126,7 +143,10 @@ impl Evaluator<'_> {
     /// An instant vector selector at every step: the latest sample in `(ref - lookback, ref]`
     /// unless it is a staleness marker. Also returns each point's own sample timestamp, which
     /// `timestamp()` reports.
-    pub(crate) fn eval_vector_selector(&mut self, vs: &VectorSelector) -> Result<(Matrix, Vec<Vec<i64>>), Error> {
+    pub(crate) fn eval_vector_selector(
+        &mut self,
+        vs: &VectorSelector,
+    ) -> Result<(Matrix, Vec<Vec<i64>>), Error> {
         let offset = offset_ms(&vs.offset);
         let at = self.at_ms(&vs.at);
         let (lo, hi) = self.ref_range(at, offset);
@@ -158,7 +178,10 @@ impl Evaluator<'_> {
             }
             if !pts.is_empty() {
                 self.st.hold(pts.len())?;
-                out.push(Series { labels: s.labels, samples: pts });
+                out.push(Series {
+                    labels: s.labels,
+                    samples: pts,
+                });
                 origs.push(orig);
             }
         }
@@ -178,7 +201,12 @@ impl Evaluator<'_> {
         series.retain(|s| !s.samples.is_empty());
         let n = series.iter().map(|s| s.samples.len()).sum();
         self.st.hold(n)?;
-        Ok(RangeArg { series, range, offset, at })
+        Ok(RangeArg {
+            series,
+            range,
+            offset,
+            at,
+        })
     }
 
     /// Evaluates a subquery's inner expression on its own step grid (aligned to absolute
@@ -203,8 +231,18 @@ impl Evaluator<'_> {
             match child.eval(&sq.expr)? {
                 Evaluated::Vector(m) => m,
                 Evaluated::Scalar(v) => {
-                    let samples = v.iter().enumerate().map(|(i, v)| Sample { t: child.step_ts(i), v: *v }).collect();
-                    vec![Series { labels: Labels::empty(), samples }]
+                    let samples = v
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| Sample {
+                            t: child.step_ts(i),
+                            v: *v,
+                        })
+                        .collect();
+                    vec![Series {
+                        labels: Labels::empty(),
+                        samples,
+                    }]
                 }
                 other => {
                     return Err(Error::Eval(format!(
@@ -214,7 +252,12 @@ impl Evaluator<'_> {
                 }
             }
         };
-        Ok(RangeArg { series, range, offset, at })
+        Ok(RangeArg {
+            series,
+            range,
+            offset,
+            at,
+        })
     }
 
     /// A range-vector argument of a function: a matrix selector or a subquery.
@@ -225,5 +268,94 @@ impl Evaluator<'_> {
             Expr::Paren(p) => self.eval_range_arg(&p.expr),
             _ => Ok(None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::promql::engine::testutil::{add, instant_full, range};
+    use crate::promql::engine::{EngineOptions, QueryState};
+    use crate::promql::{parse, Value};
+    use crate::tsdb::{stale_nan, Db};
+
+    /// `x` with value = minute at every minute from 0 to 20m.
+    fn db() -> Db {
+        let db = Db::in_memory();
+        add(
+            &db,
+            "x",
+            &[],
+            &(0..=20).map(|m| (m * 60, m as f64)).collect::<Vec<_>>(),
+        );
+        db
+    }
+
+    fn matrix_times(db: &Db, q: &str, t: i64) -> Vec<i64> {
+        match instant_full(db, q, t).unwrap().value {
+            Value::Matrix(m) => m
+                .iter()
+                .flat_map(|s| s.samples.iter().map(|p| p.t / 1000))
+                .collect(),
+            other => panic!("expected matrix, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn subquery_steps_are_aligned_to_absolute_multiples() {
+        let db = db();
+        // Window (7m - 5m, 7m] = (120s, 420s]; 2m steps aligned to 0: 240s and 360s.
+        assert_eq!(matrix_times(&db, "x[5m:2m]", 420), vec![240, 360]);
+        // With an offset the window moves back: (60s, 360s] -> 120s, 240s, 360s.
+        assert_eq!(
+            matrix_times(&db, "x[5m:2m] offset 1m", 420),
+            vec![120, 240, 360]
+        );
+        // `@` fixes the window whatever the evaluation time.
+        assert_eq!(matrix_times(&db, "x[4m:2m] @ 600", 100), vec![480, 600]);
+    }
+
+    #[test]
+    fn matrix_selector_drops_stale_markers() {
+        let db = Db::in_memory();
+        add(&db, "y", &[], &[(0, 1.0), (60, stale_nan()), (120, 3.0)]);
+        assert_eq!(matrix_times(&db, "y[5m]", 120), vec![0, 120]);
+    }
+
+    #[test]
+    fn at_start_and_end_refer_to_the_query_range() {
+        let db = db();
+        let r = range(&db, "x @ start() - x @ end()", 60, 600, 60).unwrap();
+        assert_eq!(r.len(), 1);
+        assert!(r[0].1.iter().all(|&(_, v)| v == -9.0), "{r:?}");
+        assert_eq!(r[0].1.len(), 10);
+    }
+
+    #[test]
+    fn subquery_window_feeds_range_arguments_per_step() {
+        let db = db();
+        let q = parse("x[3m:1m] offset 2m").unwrap();
+        let Expr::Subquery(sq) = &q else {
+            panic!("not a subquery")
+        };
+        let mut st = QueryState::new(&EngineOptions::default());
+        let mut ev = Evaluator::new(&db, &mut st, 600_000, 720_000, 60_000, 300_000);
+        let arg = ev.eval_subquery(sq).unwrap();
+        let (m, w) = arg.window_matrix(720_000);
+        assert_eq!(w, (420_000, 600_000));
+        let ts: Vec<i64> = m[0].samples.iter().map(|p| p.t).collect();
+        assert_eq!(ts, vec![480_000, 540_000, 600_000]);
+    }
+
+    #[test]
+    fn regex_matchers_are_anchored_and_or_groups_union() {
+        let db = Db::in_memory();
+        add(&db, "m", &[("a", "foo")], &[(0, 1.0)]);
+        add(&db, "m", &[("a", "foobar")], &[(0, 2.0)]);
+        let r = crate::promql::engine::testutil::instant(&db, "m{a=~\"foo\"}", 0).unwrap();
+        assert_eq!(r.len(), 1);
+        let r = crate::promql::engine::testutil::instant(&db, "m{a=\"foo\" or a=\"foobar\"}", 0)
+            .unwrap();
+        assert_eq!(r.len(), 2);
     }
 }
