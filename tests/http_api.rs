@@ -313,10 +313,11 @@ async fn queries_wait_for_a_slot_within_their_timeout() {
 #[tokio::test]
 async fn unknown_paths_and_methods() {
     let srv = TestServer::start(fixed_state()).await;
-    assert_json(
-        &srv.get("/api/v1/nope").await,
-        StatusCode::NOT_FOUND,
-        r#"{"status":"error","errorType":"not_found","error":"unknown API endpoint \"/api/v1/nope\""}"#,
+    // Prometheus answers unknown paths, API or not, with its router's plain-text 404.
+    let r = srv.get("/api/v1/nope").await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (StatusCode::NOT_FOUND, "404 page not found\n")
     );
     let r = srv.get("/nope").await;
     assert_eq!(
@@ -1059,4 +1060,262 @@ async fn promtool_instant_and_range_queries() {
     assert_eq!(lines.len(), 4, "{out}");
     assert!(lines[1..].iter().all(|l| l.starts_with("0 @[")), "{out}");
     srv.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Side by side with a real Prometheus (2.42, /usr/bin/prometheus) over the same samples
+// ---------------------------------------------------------------------------------------------
+
+const PROMETHEUS: &str = "/usr/bin/prometheus";
+
+/// Stops the Prometheus child process when the test ends, passing or not.
+struct Child(std::process::Child);
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The fixture as OpenMetrics text, for `promtool tsdb create-blocks-from openmetrics`.
+fn fixture_openmetrics(db: &Db) -> String {
+    use depin_orcha::tsdb::Queryable;
+    let mut out = String::new();
+    let all =
+        depin_orcha::labels::Matcher::new(depin_orcha::labels::MatchOp::Regex, "__name__", ".+")
+            .unwrap();
+    for s in db.select(&[all], i64::MIN, i64::MAX) {
+        let name = s.labels.metric_name().unwrap().to_string();
+        let rest: Vec<String> = s
+            .labels
+            .without_metric_name()
+            .iter()
+            .map(|l| format!("{}=\"{}\"", l.name, l.value))
+            .collect();
+        for p in &s.samples {
+            out.push_str(&format!(
+                "{name}{{{}}} {} {}\n",
+                rest.join(","),
+                p.v,
+                p.t as f64 / 1000.0
+            ));
+        }
+    }
+    out.push_str("# EOF\n");
+    out
+}
+
+/// Canonical form of a body for comparison: bytes, except that instant vectors are sorted by
+/// their labels first (Prometheus leaves the order of aggregation groups unspecified).
+fn canonical(body: &str) -> String {
+    let mut v: serde_json::Value = match serde_json::from_str(body) {
+        Ok(v) => v,
+        Err(_) => return body.to_string(),
+    };
+    if v["data"]["resultType"] == "vector" {
+        if let Some(arr) = v["data"]["result"].as_array_mut() {
+            arr.sort_by_key(|s| s["metric"].to_string());
+            return v.to_string();
+        }
+    }
+    body.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_like_a_real_prometheus() {
+    if promtool().is_none() {
+        return;
+    }
+    if !std::path::Path::new(PROMETHEUS).exists() {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "{PROMETHEUS} is missing and CI=true"
+        );
+        eprintln!("skipping: {PROMETHEUS} not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let om = dir.path().join("fixture.om");
+    std::fs::write(&om, fixture_openmetrics(&fixture_db(T0))).unwrap();
+    let data = dir.path().join("data");
+    let (ok, _, err) = run_promtool(&[
+        "tsdb",
+        "create-blocks-from",
+        "openmetrics",
+        om.to_str().unwrap(),
+        data.to_str().unwrap(),
+    ])
+    .await;
+    assert!(ok, "promtool create-blocks-from failed: {err}");
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(&config, "scrape_configs: []\n").unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let prom_addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
+    let _prom = Child(
+        std::process::Command::new(PROMETHEUS)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", data.display()))
+            .arg("--storage.tsdb.retention.time=100y")
+            .arg(format!("--web.listen-address={prom_addr}"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let mut ready = false;
+    for _ in 0..100 {
+        if let Ok(Ok(r)) = tokio::time::timeout(
+            Duration::from_secs(1),
+            tokio::spawn(async move {
+                let s = tokio::net::TcpStream::connect(prom_addr)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                drop(s);
+                Ok::<_, String>(send(prom_addr, Method::GET, "/-/ready", &[], None).await)
+            }),
+        )
+        .await
+        .unwrap_or(Ok(Err("timeout".into())))
+        {
+            if r.status == StatusCode::OK {
+                ready = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let log_text = std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default();
+    assert!(ready, "prometheus did not become ready:\n{log_text}");
+
+    let ours = TestServer::start(fixed_state()).await;
+    let q = |s: &str| enc(s);
+    let requests: Vec<String> = vec![
+        format!(
+            "/api/v1/query?query={}&time=1700000600",
+            q("depin_adapter_up")
+        ),
+        format!(
+            "/api/v1/query?query={}&time=1700000300.5",
+            q("depin_earnings_total")
+        ),
+        format!(
+            "/api/v1/query?query={}&time=1700001000",
+            q("depin_adapter_up")
+        ),
+        format!(
+            "/api/v1/query?query={}&time=1700000607.5",
+            // Off the sample grid: Prometheus 2 includes a sample at the window's left edge,
+            // Prometheus 3 (our engine) does not.
+            q(r#"depin_earnings_total{protocol="storj"}[1m]"#)
+        ),
+        format!(
+            "/api/v1/query?query={}&time=1700000600",
+            q("sum by (protocol) (rate(depin_earnings_total[5m]))")
+        ),
+        format!("/api/v1/query?query={}&time=4", q("1+1")),
+        format!("/api/v1/query?query={}&time=4", q(r#""text""#)),
+        format!(
+            "/api/v1/query?query={}&time=1700000600",
+            q("depin_earnings_total / 3")
+        ),
+        format!(
+            "/api/v1/query?query={}&time=1700000600",
+            q("depin_earnings_total * 1e-9")
+        ),
+        format!(
+            "/api/v1/query?query={}&time=1700000600",
+            q("depin_earnings_total * 1e21")
+        ),
+        format!(
+            "/api/v1/query_range?query={}&start=1700000000&end=1700000600&step=60",
+            q("depin_earnings_total")
+        ),
+        format!(
+            "/api/v1/query_range?query={}&start=1700000000&end=1700000600&step=30",
+            q("increase(depin_earnings_total[2m])")
+        ),
+        format!(
+            "/api/v1/query_range?query={}&start=1699999900&end=1700001000&step=45",
+            q("depin_adapter_up == 1")
+        ),
+        format!(
+            "/api/v1/query_range?query={}&start=1700000000&end=1700000120&step=60",
+            q("scalar(sum(depin_adapter_up))")
+        ),
+        format!(
+            "/api/v1/query_range?query={}&start=1700000000&end=1700000030&step=15",
+            q("depin_adapter_up / 0")
+        ),
+        format!(
+            "/api/v1/query_range?query={}&start=1700000000.123&end=1700000100&step=33.3",
+            q("depin_earnings_total")
+        ),
+        "/api/v1/query_range?query=1&start=0&end=11001&step=1".to_string(),
+        "/api/v1/query_range?query=1&start=10&end=5&step=1".to_string(),
+        "/api/v1/query_range?query=1&start=0&end=5&step=0".to_string(),
+        "/api/v1/series?match[]=depin_adapter_up".to_string(),
+        format!(
+            "/api/v1/series?match[]={}&match[]={}",
+            q(r#"{protocol="golem"}"#),
+            q("depin_adapter_up")
+        ),
+        "/api/v1/series".to_string(),
+        "/api/v1/labels".to_string(),
+        "/api/v1/labels?match[]=depin_adapter_up".to_string(),
+        "/api/v1/label/__name__/values".to_string(),
+        format!(
+            "/api/v1/label/protocol/values?match[]={}",
+            q(r#"depin_earnings_total{token="GLM"}"#)
+        ),
+        "/api/v1/label/nothing/values".to_string(),
+        "/api/v1/nope".to_string(),
+        format!(
+            "/api/v1/query_exemplars?query={}&start=1700000000&end=1700000600",
+            q("depin_adapter_up")
+        ),
+    ];
+    let mut mismatches = Vec::new();
+    for path in &requests {
+        // Each request as a GET and as a form POST (promtool's and Grafana's default; label
+        // values take GET only, and both answer 405 alike).
+        let (route, query) = path.split_once('?').unwrap_or((path, ""));
+        let form = [("content-type", "application/x-www-form-urlencoded")];
+        for as_post in [false, true] {
+            let (theirs, mine) = if as_post {
+                (
+                    send(prom_addr, Method::POST, route, &form, Some(query)).await,
+                    send(ours.addr, Method::POST, route, &form, Some(query)).await,
+                )
+            } else {
+                (
+                    send(prom_addr, Method::GET, path, &[], None).await,
+                    ours.get(path).await,
+                )
+            };
+            if theirs.status != mine.status || canonical(&theirs.body) != canonical(&mine.body) {
+                mismatches.push(format!(
+                    "{} {path}\n  prometheus {}: {}\n  ours       {}: {}",
+                    if as_post { "POST" } else { "GET" },
+                    theirs.status,
+                    theirs.body,
+                    mine.status,
+                    mine.body
+                ));
+            }
+        }
+    }
+    ours.shutdown().await;
+    assert!(
+        mismatches.is_empty(),
+        "{} of {} differ:\n{}",
+        mismatches.len(),
+        requests.len(),
+        mismatches.join("\n")
+    );
 }

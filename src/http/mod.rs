@@ -468,8 +468,12 @@ pub async fn route(state: &AppState, req: &RouteRequest<'_>) -> HttpResponse {
             }
             api_route(state, req).await
         }
-        _ => text_response(StatusCode::NOT_FOUND, TEXT, "404 page not found\n"),
+        _ => not_found(),
     }
+}
+
+fn not_found() -> HttpResponse {
+    text_response(StatusCode::NOT_FOUND, TEXT, "404 page not found\n")
 }
 
 fn not_ready() -> HttpResponse {
@@ -531,11 +535,8 @@ async fn api_route(state: &AppState, req: &RouteRequest<'_>) -> HttpResponse {
             | "/api/v1/alerts"
     ) || api::label_values_name(path).is_some();
     if !known {
-        return ApiError::new(
-            ErrorType::NotFound,
-            format!("unknown API endpoint {path:?}"),
-        )
-        .into_response();
+        // Prometheus' router answers unknown API paths in plain text, not in the API's JSON.
+        return not_found();
     }
     if *req.method == Method::OPTIONS {
         // CORS preflight: Prometheus answers every API path with 204.
