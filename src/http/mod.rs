@@ -1,1 +1,666 @@
-//! SKELETON: http.
+//! The HTTP server: `/metrics`, `/-/healthy`, `/-/ready` and the Prometheus-compatible read API
+//! (`/api/v1/query`, `query_range`, `series`, `labels`, `label/<name>/values`, `metadata`,
+//! `status/buildinfo`, …) that lets promtool and Grafana treat depin-orcha as a Prometheus.
+//!
+//! - `server`: the hyper plumbing (bind, serve, graceful shutdown, connection limits).
+//! - `api`: the query API endpoints, synchronous cores that tests call without sockets.
+//! - `params`: request parameters (times, durations, limits, `match[]`) with Prometheus' errors.
+//! - `json`: the exact JSON encoding of results and envelopes.
+//!
+//! This module owns routing and [`AppState`]. It reads storage only through
+//! [`crate::tsdb::Queryable`], evaluates through [`crate::promql::Engine`] on a blocking thread,
+//! and never changes state itself: routes that do (rules reload, control API) plug in as
+//! [`ExtraRoutes`].
+
+pub mod api;
+pub mod json;
+pub mod params;
+pub mod server;
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Body;
+use hyper::header::{HeaderMap, HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+
+pub use api::ApiSuccess;
+pub use params::Params;
+pub use server::Server;
+
+/// The body type of every response.
+pub type HttpResponse = Response<Full<Bytes>>;
+
+/// Request bodies (form-encoded POSTs) larger than this get 413: a query or a `match[]` list is
+/// never near it, and it bounds what one request can make the server hold.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// `/metrics` content type: the text exposition format 0.0.4, as Prometheus scrapes it.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// What the handlers share. Cheap to clone (every field is a handle), so a clone can move onto
+/// a blocking thread for query evaluation.
+#[derive(Clone)]
+pub struct AppState {
+    /// Read through the `Queryable` trait only.
+    pub db: Arc<crate::tsdb::Db>,
+    pub engine: crate::promql::Engine,
+    /// Rendered at `/metrics` and the source of `/api/v1/metadata`.
+    pub registry: prometheus::Registry,
+    /// `/-/ready` and the whole `/api/v1` answer 503 until this is true (Prometheus gates its
+    /// API the same way while the tsdb loads).
+    pub ready: Arc<AtomicBool>,
+    /// The default evaluation time of `/api/v1/query`.
+    pub clock: crate::clock::SharedClock,
+    pub build: BuildInfo,
+    /// Routes other modules add (rules, alerts, control API), tried before the built-in ones
+    /// and before the readiness gate (they decide for themselves).
+    pub extra_routes: Vec<Arc<dyn ExtraRoutes>>,
+    /// At most this many queries evaluate at once (`--query.max-concurrency`); the others wait
+    /// for a slot within their timeout.
+    pub query_slots: Arc<tokio::sync::Semaphore>,
+    pub metrics: HttpMetrics,
+}
+
+/// Prometheus' default `--query.max-concurrency`.
+pub const DEFAULT_MAX_CONCURRENT_QUERIES: usize = 20;
+
+/// The server's own metrics, registered in the state's registry.
+#[derive(Clone)]
+pub struct HttpMetrics {
+    /// `depin_orcha_http_requests_total{handler,code}`.
+    pub requests: prometheus::IntCounterVec,
+    /// `depin_orcha_http_request_duration_seconds{handler}`.
+    pub duration: prometheus::HistogramVec,
+}
+
+impl HttpMetrics {
+    /// Creates the metrics and registers them in `registry`. Registering twice in the same
+    /// registry (two states sharing one) keeps the first registration and counts nothing twice.
+    pub fn new(registry: &prometheus::Registry) -> HttpMetrics {
+        let requests = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "depin_orcha_http_requests_total",
+                "HTTP requests answered, by handler and status code.",
+            ),
+            &["handler", "code"],
+        )
+        .expect("static metric definition is valid");
+        let duration = prometheus::HistogramVec::new(
+            prometheus::HistogramOpts::new(
+                "depin_orcha_http_request_duration_seconds",
+                "Time from reading a request to having its response, by handler.",
+            )
+            .buckets(vec![0.001, 0.005, 0.025, 0.1, 0.5, 2.5, 10.0, 60.0]),
+            &["handler"],
+        )
+        .expect("static metric definition is valid");
+        // An AlreadyReg error only means another state registered them first.
+        let _ = registry.register(Box::new(requests.clone()));
+        let _ = registry.register(Box::new(duration.clone()));
+        HttpMetrics { requests, duration }
+    }
+}
+
+/// The route a path belongs to, as a bounded label value (label names in paths would make the
+/// `handler` label unbounded).
+pub fn handler_label(path: &str) -> &'static str {
+    match path {
+        "/metrics" => "/metrics",
+        "/-/healthy" => "/-/healthy",
+        "/-/ready" => "/-/ready",
+        "/api/v1/query" => "/api/v1/query",
+        "/api/v1/query_range" => "/api/v1/query_range",
+        "/api/v1/query_exemplars" => "/api/v1/query_exemplars",
+        "/api/v1/format_query" => "/api/v1/format_query",
+        "/api/v1/series" => "/api/v1/series",
+        "/api/v1/labels" => "/api/v1/labels",
+        "/api/v1/metadata" => "/api/v1/metadata",
+        "/api/v1/status/buildinfo" => "/api/v1/status/buildinfo",
+        "/api/v1/rules" => "/api/v1/rules",
+        "/api/v1/alerts" => "/api/v1/alerts",
+        p if api::label_values_name(p).is_some() => "/api/v1/label/:name/values",
+        p if p.starts_with("/api/") => "/api/other",
+        _ => "other",
+    }
+}
+
+impl AppState {
+    /// A state that is not ready yet, with the crate's build information and no extra routes.
+    pub fn new(
+        db: Arc<crate::tsdb::Db>,
+        engine: crate::promql::Engine,
+        registry: prometheus::Registry,
+        clock: crate::clock::SharedClock,
+    ) -> AppState {
+        let metrics = HttpMetrics::new(&registry);
+        AppState {
+            db,
+            engine,
+            registry,
+            ready: Arc::new(AtomicBool::new(false)),
+            clock,
+            build: BuildInfo::default(),
+            extra_routes: Vec::new(),
+            query_slots: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_CONCURRENT_QUERIES)),
+            metrics,
+        }
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+}
+
+/// What `/api/v1/status/buildinfo` reports.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BuildInfo {
+    pub version: String,
+    pub revision: String,
+    pub branch: String,
+    pub build_user: String,
+    pub build_date: String,
+    /// Prometheus reports its Go version here; we report the toolchain we know, if any.
+    pub go_version: String,
+}
+
+impl Default for BuildInfo {
+    fn default() -> Self {
+        BuildInfo {
+            version: crate::build::VERSION.to_string(),
+            revision: crate::build::REVISION.to_string(),
+            branch: String::new(),
+            build_user: String::new(),
+            build_date: String::new(),
+            go_version: String::new(),
+        }
+    }
+}
+
+/// A request as the routes see it: method, path, merged form parameters and headers (for a
+/// bearer token). The body has already been read and, if form-encoded, merged into `params`.
+pub struct RouteRequest<'a> {
+    pub method: &'a Method,
+    pub path: &'a str,
+    pub params: &'a Params,
+    pub headers: &'a HeaderMap,
+    pub body: &'a Bytes,
+}
+
+/// Routes added by other modules. `route` returns `None` for paths it does not own.
+/// It runs on the async executor: anything slow belongs on a blocking thread or a task.
+pub trait ExtraRoutes: Send + Sync {
+    fn route(&self, state: &AppState, req: &RouteRequest<'_>) -> Option<HttpResponse>;
+}
+
+/// The `errorType` of an API error, with its HTTP status as Prometheus maps it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorType {
+    BadData,
+    Execution,
+    Timeout,
+    Canceled,
+    Internal,
+    Unavailable,
+    NotFound,
+}
+
+impl ErrorType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorType::BadData => "bad_data",
+            ErrorType::Execution => "execution",
+            ErrorType::Timeout => "timeout",
+            ErrorType::Canceled => "canceled",
+            ErrorType::Internal => "internal",
+            ErrorType::Unavailable => "unavailable",
+            ErrorType::NotFound => "not_found",
+        }
+    }
+
+    /// Prometheus' `getDefaultErrorCode`.
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorType::BadData => StatusCode::BAD_REQUEST,
+            ErrorType::Execution => StatusCode::UNPROCESSABLE_ENTITY,
+            // 499, nginx' "client closed request", as Prometheus answers a canceled query.
+            ErrorType::Canceled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+            ErrorType::Timeout => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorType::Internal | ErrorType::Unavailable => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorType::NotFound => StatusCode::NOT_FOUND,
+        }
+    }
+}
+
+impl fmt::Display for ErrorType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An API error: rendered as `{"status":"error","errorType":…,"error":…}`.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{kind}: {message}")]
+pub struct ApiError {
+    pub kind: ErrorType,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(kind: ErrorType, message: impl Into<String>) -> Self {
+        ApiError {
+            kind,
+            message: message.into(),
+        }
+    }
+    pub fn bad_data(message: impl Into<String>) -> Self {
+        ApiError::new(ErrorType::BadData, message)
+    }
+    /// Prometheus' `invalidParamError`: `invalid parameter "<name>": <cause>`.
+    pub fn invalid_param(name: &str, cause: impl fmt::Display) -> Self {
+        ApiError::bad_data(format!("invalid parameter {name:?}: {cause}"))
+    }
+
+    pub fn into_response(self) -> HttpResponse {
+        json_response(
+            self.kind.status(),
+            json::error(self.kind.as_str(), &self.message),
+        )
+    }
+}
+
+impl From<crate::promql::Error> for ApiError {
+    fn from(e: crate::promql::Error) -> Self {
+        let kind = match e.error_type() {
+            "bad_data" => ErrorType::BadData,
+            "timeout" => ErrorType::Timeout,
+            "canceled" => ErrorType::Canceled,
+            _ => ErrorType::Execution,
+        };
+        ApiError::new(kind, e.to_string())
+    }
+}
+
+pub fn json_response(status: StatusCode, body: String) -> HttpResponse {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+pub fn text_response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> HttpResponse {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+const TEXT: &str = "text/plain; charset=utf-8";
+
+/// For routes that change state: `None` when the request carries `Authorization: Bearer
+/// <token>` with the configured token, else the 401 to answer. With no token configured, such
+/// routes stay closed, so a missing setting never opens them.
+pub fn unauthorized(headers: &HeaderMap, token: Option<&str>) -> Option<HttpResponse> {
+    let given = headers
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match (token, given) {
+        (Some(t), Some(g))
+            if !t.is_empty() && constant_time_eq(t.as_bytes(), g.trim().as_bytes()) =>
+        {
+            None
+        }
+        _ => {
+            let mut r = text_response(StatusCode::UNAUTHORIZED, TEXT, "Unauthorized\n");
+            r.headers_mut().insert(
+                hyper::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer"),
+            );
+            Some(r)
+        }
+    }
+}
+
+/// Compares without an early exit, so the time taken does not tell how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The success or error of an API endpoint as an HTTP response: 200 with the envelope, 204 when
+/// there is no data (as Prometheus answers `query_exemplars` without selectors).
+pub fn api_response(result: Result<ApiSuccess, ApiError>) -> HttpResponse {
+    match result {
+        Ok(s) if s.data.is_none() && s.warnings.is_empty() && s.infos.is_empty() => {
+            let mut r = Response::new(Full::new(Bytes::new()));
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            r
+        }
+        Ok(s) => json_response(
+            StatusCode::OK,
+            json::success(s.data.as_deref(), &s.warnings, &s.infos),
+        ),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Handles one request. Reads a form-encoded body (at most [`MAX_BODY_BYTES`]), routes, and
+/// answers; never fails (errors become responses).
+pub async fn handle<B>(state: &AppState, req: Request<B>) -> HttpResponse
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let started = std::time::Instant::now();
+    let handler = handler_label(req.uri().path());
+    let resp = read_and_route(state, req).await;
+    let m = &state.metrics;
+    m.requests
+        .with_label_values(&[handler, resp.status().as_str()])
+        .inc();
+    let took = started.elapsed();
+    m.duration
+        .with_label_values(&[handler])
+        .observe(took.as_secs_f64());
+    tracing::debug!(
+        handler,
+        status = resp.status().as_u16(),
+        took_ms = took.as_millis() as u64,
+        "http request"
+    );
+    resp
+}
+
+async fn read_and_route<B>(state: &AppState, req: Request<B>) -> HttpResponse
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (parts, body) = req.into_parts();
+    let declared = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return too_large();
+    }
+    let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
+        Err(e) => {
+            return text_response(
+                StatusCode::BAD_REQUEST,
+                TEXT,
+                format!("error reading request body: {e}\n"),
+            )
+        }
+    };
+    let is_form = parts
+        .headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    // Go's ParseForm reads the body of POST, PUT and PATCH only.
+    let reads_body = is_form && matches!(parts.method, Method::POST | Method::PUT | Method::PATCH);
+    let params = Params::new(parts.uri.query(), reads_body.then_some(&body[..]));
+    let rr = RouteRequest {
+        method: &parts.method,
+        path: parts.uri.path(),
+        params: &params,
+        headers: &parts.headers,
+        body: &body,
+    };
+    route(state, &rr).await
+}
+
+fn too_large() -> HttpResponse {
+    text_response(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        TEXT,
+        format!("request body larger than {MAX_BODY_BYTES} bytes\n"),
+    )
+}
+
+/// Routes a request whose body has been read.
+pub async fn route(state: &AppState, req: &RouteRequest<'_>) -> HttpResponse {
+    for extra in &state.extra_routes {
+        if let Some(r) = extra.route(state, req) {
+            return r;
+        }
+    }
+    let (method, path) = (req.method, req.path);
+    let get = method == Method::GET || method == Method::HEAD;
+    match path {
+        "/metrics" if get => metrics(state),
+        "/-/healthy" if get => text_response(StatusCode::OK, TEXT, "depin-orcha is Healthy.\n"),
+        "/-/ready" if get => {
+            if state.is_ready() {
+                text_response(StatusCode::OK, TEXT, "depin-orcha is Ready.\n")
+            } else {
+                not_ready()
+            }
+        }
+        "/metrics" | "/-/healthy" | "/-/ready" => method_not_allowed("GET, HEAD"),
+        p if p.starts_with("/api/v1/") => {
+            if !state.is_ready() {
+                return not_ready();
+            }
+            api_route(state, req).await
+        }
+        _ => not_found(),
+    }
+}
+
+fn not_found() -> HttpResponse {
+    text_response(StatusCode::NOT_FOUND, TEXT, "404 page not found\n")
+}
+
+fn not_ready() -> HttpResponse {
+    text_response(StatusCode::SERVICE_UNAVAILABLE, TEXT, "Service Unavailable")
+}
+
+fn method_not_allowed(allow: &'static str) -> HttpResponse {
+    let mut r = text_response(StatusCode::METHOD_NOT_ALLOWED, TEXT, "Method Not Allowed\n");
+    r.headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
+    r
+}
+
+fn metrics(state: &AppState) -> HttpResponse {
+    let families = state.registry.gather();
+    match prometheus::TextEncoder::new().encode_to_string(&families) {
+        Ok(text) => text_response(StatusCode::OK, METRICS_CONTENT_TYPE, text),
+        Err(e) => text_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            TEXT,
+            format!("error encoding metrics: {e}\n"),
+        ),
+    }
+}
+
+/// Which endpoints take POST as well as GET (Prometheus' router, `web/api/v1/api.go`).
+fn allows(path: &str, method: &Method) -> Result<(), &'static str> {
+    let get_post = matches!(
+        path,
+        "/api/v1/query"
+            | "/api/v1/query_range"
+            | "/api/v1/query_exemplars"
+            | "/api/v1/format_query"
+            | "/api/v1/labels"
+            | "/api/v1/series"
+    );
+    let ok =
+        *method == Method::GET || *method == Method::HEAD || (get_post && *method == Method::POST);
+    match (ok, get_post) {
+        (true, _) => Ok(()),
+        (false, true) => Err("GET, HEAD, POST"),
+        (false, false) => Err("GET, HEAD"),
+    }
+}
+
+async fn api_route(state: &AppState, req: &RouteRequest<'_>) -> HttpResponse {
+    let path = req.path;
+    let known = matches!(
+        path,
+        "/api/v1/query"
+            | "/api/v1/query_range"
+            | "/api/v1/query_exemplars"
+            | "/api/v1/format_query"
+            | "/api/v1/labels"
+            | "/api/v1/series"
+            | "/api/v1/metadata"
+            | "/api/v1/status/buildinfo"
+            | "/api/v1/rules"
+            | "/api/v1/alerts"
+    ) || api::label_values_name(path).is_some();
+    if !known {
+        // Prometheus' router answers unknown API paths in plain text, not in the API's JSON.
+        return not_found();
+    }
+    if *req.method == Method::OPTIONS {
+        // CORS preflight: Prometheus answers every API path with 204.
+        return api_response(Ok(ApiSuccess::empty()));
+    }
+    if let Err(allow) = allows(path, req.method) {
+        return method_not_allowed(allow);
+    }
+    let params = req.params.clone();
+    let result = match path {
+        "/api/v1/query" | "/api/v1/query_range" => {
+            let prepared = if path == "/api/v1/query" {
+                api::prepare_instant(state, &params)
+            } else {
+                api::prepare_range(state, &params)
+            };
+            match prepared {
+                Ok(q) => run_blocking(state, q).await,
+                Err(e) => Err(e),
+            }
+        }
+        _ => {
+            // Storage reads can be slow on a large tsdb: keep them off the executor too.
+            let st = state.clone();
+            let path = path.to_string();
+            tokio::task::spawn_blocking(move || api::dispatch_sync(&st, &path, &params))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(ApiError::new(
+                        ErrorType::Internal,
+                        format!("request handler failed: {e}"),
+                    ))
+                })
+        }
+    };
+    api_response(result)
+}
+
+/// Evaluates a query on a blocking thread so a slow query never stalls `/metrics`, and gives up
+/// waiting after the query's timeout (the engine stops on its own budget, the same timeout).
+async fn run_blocking(state: &AppState, q: api::PreparedQuery) -> Result<ApiSuccess, ApiError> {
+    let deadline = tokio::time::Instant::now() + q.timeout;
+    let timed_out =
+        |in_what: &str| ApiError::new(ErrorType::Timeout, format!("query timed out in {in_what}"));
+    let permit =
+        match tokio::time::timeout_at(deadline, state.query_slots.clone().acquire_owned()).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(_)) => {
+                return Err(ApiError::new(
+                    ErrorType::Unavailable,
+                    "the query queue is closed",
+                ))
+            }
+            Err(_) => return Err(timed_out("query queue")),
+        };
+    let st = state.clone();
+    // The permit moves into the evaluation so the slot stays taken until the engine is done,
+    // even when the client has been told about a timeout already.
+    let task = tokio::task::spawn_blocking(move || {
+        let _slot = permit;
+        api::run_query(&st, &q)
+    });
+    match tokio::time::timeout_at(deadline, task).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => Err(ApiError::new(
+            ErrorType::Internal,
+            format!("query evaluation failed: {e}"),
+        )),
+        Err(_) => Err(timed_out("expression evaluation")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_tokens() {
+        let mut h = HeaderMap::new();
+        let denied = |h: &HeaderMap, t| unauthorized(h, t).map(|r| r.status());
+        assert_eq!(denied(&h, Some("s3cret")), Some(StatusCode::UNAUTHORIZED));
+        h.insert(
+            hyper::header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer s3cret"),
+        );
+        assert_eq!(denied(&h, Some("s3cret")), None);
+        assert!(denied(&h, Some("s3cres")).is_some());
+        assert!(denied(&h, Some("")).is_some());
+        // No token configured: closed.
+        assert!(denied(&h, None).is_some());
+    }
+
+    #[test]
+    fn handlers_are_bounded_route_patterns() {
+        assert_eq!(
+            handler_label("/api/v1/label/job/values"),
+            "/api/v1/label/:name/values"
+        );
+        assert_eq!(handler_label("/api/v1/whatever"), "/api/other");
+        assert_eq!(handler_label("/favicon.ico"), "other");
+    }
+
+    #[test]
+    fn error_types_map_to_prometheus_status_codes() {
+        assert_eq!(ErrorType::BadData.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            ErrorType::Execution.status(),
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        assert_eq!(ErrorType::Timeout.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            ErrorType::Internal.status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(ErrorType::Canceled.status().as_u16(), 499);
+        let e: ApiError = crate::promql::Error::Timeout("expression evaluation").into();
+        assert_eq!(
+            e,
+            ApiError::new(
+                ErrorType::Timeout,
+                "query timed out in expression evaluation"
+            )
+        );
+        let e: ApiError = crate::promql::Error::Parse("1:1: x".into()).into();
+        assert_eq!(e.kind, ErrorType::BadData);
+    }
+}
