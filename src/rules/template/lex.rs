@@ -702,7 +702,7 @@ mod tests {
     fn lines_are_counted_across_text_and_raw_strings() {
         let items = lex("a\nb{{`x\ny`}}\n{{.}}");
         let dot = items.iter().find(|i| i.typ == ItemType::Dot).map(|i| i.line);
-        assert_eq!(dot, Some(3));
+        assert_eq!(dot, Some(4));
     }
 
     #[test]

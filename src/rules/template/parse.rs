@@ -285,10 +285,10 @@ impl<'f> Parser<'f> {
         }
     }
 
+    /// Like Go: the spaces before the token are consumed, the token itself is not.
     fn peek_non_space(&mut self) -> Item {
-        let save = self.next;
         let i = self.next_non_space();
-        self.next = save;
+        self.backup();
         i
     }
 
