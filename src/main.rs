@@ -17,7 +17,11 @@ use depin_orcha::{clock, config, coordinator, http, metrics, promql, tsdb};
 const DEFAULT_LISTEN: &str = "127.0.0.1:9817";
 
 #[derive(Parser)]
-#[command(name = "depin-orcha", version, about = "Watches DePIN nodes, keeps their time series and serves them to Prometheus")]
+#[command(
+    name = "depin-orcha",
+    version,
+    about = "Watches DePIN nodes, keeps their time series and serves them to Prometheus"
+)]
 #[command(args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
@@ -124,7 +128,9 @@ fn main() -> ExitCode {
         Some(Command::Run(args)) => run(args),
         Some(Command::Check(CheckCommand::Config { files })) => check_config(&files),
         Some(Command::Test(TestCommand::Promql { files })) => test_promql(&files),
-        Some(Command::Tsdb(TsdbCommand::Import { file, storage_path })) => tsdb_import(&file, &storage_path),
+        Some(Command::Tsdb(TsdbCommand::Import { file, storage_path })) => {
+            tsdb_import(&file, &storage_path)
+        }
     };
     match result {
         Ok(code) => code,
@@ -142,7 +148,13 @@ fn init_logging(log: &LogArgs) -> Result<()> {
     let registry = tracing_subscriber::registry().with(filter);
     match log.format {
         LogFormat::Logfmt => registry.with(tracing_logfmt::layer()).init(),
-        LogFormat::Json => registry.with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr)).init(),
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
     }
     Ok(())
 }
@@ -158,7 +170,9 @@ fn run(args: RunArgs) -> Result<ExitCode> {
             }
         },
         None => {
-            tracing::info!("no --config.file given: running the embedded demo config with simulated nodes");
+            tracing::info!(
+                "no --config.file given: running the embedded demo config with simulated nodes"
+            );
             config::demo()
         }
     };
@@ -179,18 +193,38 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
             retention_ms: args.retention.as_millis() as i64,
             max_bytes: (args.max_bytes > 0).then_some(args.max_bytes),
         })
-        .with_context(|| format!("opening the time series storage at {}", args.storage_path.display()))?,
+        .with_context(|| {
+            format!(
+                "opening the time series storage at {}",
+                args.storage_path.display()
+            )
+        })?,
     );
-    let metrics = Arc::new(metrics::Metrics::new(&config).context("registering metrics")?);
-    let coordinator = coordinator::Coordinator::new(&config, metrics.clone(), db.clone(), clock.clone())
-        .context("building the node adapters")?;
+    let metrics = Arc::new(metrics::Metrics::for_config(&config).context("registering metrics")?);
+    let coordinator =
+        coordinator::Coordinator::new(&config, metrics.clone(), db.clone(), clock.clone())
+            .context("building the node adapters")?;
     let engine = promql::Engine::new(promql::EngineOptions {
         lookback_delta_ms: args.lookback_delta.as_millis() as i64,
         max_samples: args.query_max_samples,
         timeout: args.query_timeout,
     });
-    let state = Arc::new(http::AppState::new(db.clone(), engine, metrics.registry().clone(), coordinator.ready(), clock.clone()));
-    let server = http::Server::bind(args.listen, state).await.with_context(|| format!("listening on {}", args.listen))?;
+    let state = Arc::new(http::AppState::new(
+        db.clone(),
+        engine,
+        metrics.registry().clone(),
+        clock.clone(),
+    ));
+    let server = http::Server::bind(args.listen, state.clone())
+        .with_context(|| format!("listening on {}", args.listen))?;
+    // Ready once the stored history is loaded (above) and every node has been polled once, so
+    // a first query never sees an empty database that is about to fill.
+    let health = coordinator.health();
+    tokio::spawn(async move {
+        health.wait_ready().await;
+        state.ready.store(true, std::sync::atomic::Ordering::SeqCst);
+        tracing::info!("ready");
+    });
     tracing::info!(address = %server.local_addr(), "listening");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -231,14 +265,22 @@ fn check_config(files: &[PathBuf]) -> Result<ExitCode> {
     let mut ok = true;
     for f in files {
         match config::load_file(f) {
-            Ok(c) => println!("Checking {}\n  SUCCESS: {} nodes found", f.display(), c.nodes.len()),
+            Ok(c) => println!(
+                "Checking {}\n  SUCCESS: {} nodes found",
+                f.display(),
+                c.nodes.len()
+            ),
             Err(e) => {
                 ok = false;
                 println!("Checking {}\n  FAILED:\n{e}", f.display());
             }
         }
     }
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn test_promql(files: &[PathBuf]) -> Result<ExitCode> {
@@ -253,15 +295,28 @@ fn test_promql(files: &[PathBuf]) -> Result<ExitCode> {
     if files.len() > 1 {
         println!("total: {passed} passed, {failed} failed, {skipped} skipped");
     }
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn tsdb_import(file: &Path, storage_path: &Path) -> Result<ExitCode> {
-    let reader = std::io::BufReader::new(std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?);
-    let db = tsdb::Db::open(tsdb::Options { path: Some(storage_path.to_path_buf()), ..Default::default() })
-        .with_context(|| format!("opening {}", storage_path.display()))?;
-    let stats = tsdb::import_openmetrics(reader, &db).with_context(|| format!("importing {}", file.display()))?;
+    let reader = std::io::BufReader::new(
+        std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?,
+    );
+    let db = tsdb::Db::open(tsdb::Options {
+        path: Some(storage_path.to_path_buf()),
+        ..Default::default()
+    })
+    .with_context(|| format!("opening {}", storage_path.display()))?;
+    let stats = tsdb::import_openmetrics(reader, &db)
+        .with_context(|| format!("importing {}", file.display()))?;
     db.snapshot().context("writing the snapshot")?;
-    println!("imported {stats}");
+    println!(
+        "imported {} samples of {} series from {} lines ({} duplicates skipped)",
+        stats.samples, stats.series, stats.lines, stats.duplicates
+    );
     Ok(ExitCode::SUCCESS)
 }
