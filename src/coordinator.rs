@@ -884,10 +884,17 @@ mod tests {
             );
         }
         let text = metrics.render();
-        assert!(
-            text.contains("depin_sim_demand_ratio{node=\"golem\",protocol=\"golem\"}"),
-            "{text}"
-        );
+        for want in [
+            "depin_sim_demand_ratio{node=\"golem\",protocol=\"golem\"}",
+            "depin_storj_audit_score{node=\"storj\",protocol=\"storj\",satellite=\"us1.storj.io\"} 1",
+            "depin_golem_activities{node=\"golem\",protocol=\"golem\"}",
+            "depin_usage_disk_bytes{node=\"storj\",protocol=\"storj\"}",
+        ] {
+            assert!(text.contains(want), "missing {want} in\n{text}");
+        }
+        if let Some(report) = crate::metrics::tests::promtool_check(&text) {
+            assert!(report.is_empty(), "promtool check metrics:\n{report}");
+        }
         tx.send_replace(true);
         task.await.unwrap();
     }
