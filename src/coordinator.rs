@@ -83,8 +83,16 @@ impl PriceTable {
     }
 }
 
-/// What the coordinator knows about one node's health.
-#[derive(Clone, Debug, PartialEq)]
+/// Why the last poll failed.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct LastError {
+    /// The `reason` label: timeout, refused, http_status, parse, io, other.
+    pub reason: String,
+    pub message: String,
+}
+
+/// What the coordinator knows about one node's health (serializes for a health API).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct NodeHealth {
     pub name: String,
     pub protocol: String,
@@ -95,8 +103,8 @@ pub struct NodeHealth {
     /// Clock time of the last successful poll, milliseconds since the epoch.
     pub last_success_ms: Option<i64>,
     pub consecutive_failures: u32,
-    /// The last error and its reason label, while down.
-    pub last_error: Option<(String, String)>,
+    /// The last error, while down.
+    pub last_error: Option<LastError>,
     /// The node's own complaint while it answers (suspended, disqualified, …).
     pub degraded: Option<String>,
 }
@@ -506,7 +514,10 @@ impl NodeWorker {
         }
         self.up = Some(false);
         let failures = self.failures;
-        let err = (e.to_string(), e.reason().to_string());
+        let err = LastError {
+            reason: e.reason().to_string(),
+            message: e.to_string(),
+        };
         self.health.update(self.labels.node(), |h| {
             h.up = false;
             h.polled = true;
@@ -732,7 +743,7 @@ mod tests {
             Some(1.0)
         );
         let hh = h.health.get("hang").unwrap();
-        assert!(!hh.up && hh.polled && hh.last_error.as_ref().unwrap().1 == "timeout");
+        assert!(!hh.up && hh.polled && hh.last_error.as_ref().unwrap().reason == "timeout");
         h.stop().await;
     }
 
@@ -884,10 +895,17 @@ mod tests {
             );
         }
         let text = metrics.render();
-        assert!(
-            text.contains("depin_sim_demand_ratio{node=\"golem\",protocol=\"golem\"}"),
-            "{text}"
-        );
+        for want in [
+            "depin_sim_demand_ratio{node=\"golem\",protocol=\"golem\"}",
+            "depin_storj_audit_score{node=\"storj\",protocol=\"storj\",satellite=\"us1.storj.io\"} 1",
+            "depin_golem_activities{node=\"golem\",protocol=\"golem\"}",
+            "depin_usage_disk_bytes{node=\"storj\",protocol=\"storj\"}",
+        ] {
+            assert!(text.contains(want), "missing {want} in\n{text}");
+        }
+        if let Some(report) = crate::metrics::tests::promtool_check(&text) {
+            assert!(report.is_empty(), "promtool check metrics:\n{report}");
+        }
         tx.send_replace(true);
         task.await.unwrap();
     }

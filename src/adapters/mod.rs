@@ -20,7 +20,7 @@ pub mod sim;
 /// The four resources a host has and nodes get a share of. Generic so the same shape holds a
 /// full allocation or capacity (`Resources<f64>`) and an observation where a node may not
 /// report every resource (`Resources<Option<f64>>`).
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Resources<T> {
     /// CPU cores (fractions allowed).
     pub cpu_cores: T,

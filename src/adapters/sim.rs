@@ -243,6 +243,7 @@ pub struct SimNode {
     /// When the node was built; faults count from here.
     start_ms: i64,
     fault: Option<Fault>,
+    seed: u64,
     state: Mutex<State>,
 }
 
@@ -283,6 +284,7 @@ impl SimNode {
             clock,
             start_ms: now,
             fault: spec.fault.clone(),
+            seed: spec.seed,
             state: Mutex::new(State {
                 market: Market::new(spec.protocol, spec.market.clone(), spec.seed),
                 allocation: spec.allocation,
@@ -330,6 +332,48 @@ impl SimNode {
             labels: Vec::new(),
             value: st.market.demand(now),
         });
+        // The protocol's own gauges, shaped like what the real nodes expose.
+        match self.protocol {
+            Protocol::Storj => {
+                for (i, sat) in ["us1.storj.io", "eu1.storj.io", "ap1.storj.io"]
+                    .into_iter()
+                    .enumerate()
+                {
+                    let wobble =
+                        market::normal(self.seed ^ i as u64, (now / 3_600_000) as u64).abs();
+                    for (name, help, v) in [
+                        (
+                            "storj_audit_score",
+                            "Audit score per satellite, 0 to 1 (1 = every audit passed).",
+                            1.0,
+                        ),
+                        (
+                            "storj_online_score",
+                            "Online score per satellite, 0 to 1.",
+                            (1.0 - 0.002 * wobble).clamp(0.0, 1.0),
+                        ),
+                    ] {
+                        obs.gauges.push(super::ExtraGauge {
+                            name: name.into(),
+                            help: help.into(),
+                            labels: vec![("satellite".into(), sat.into())],
+                            value: v,
+                        });
+                    }
+                }
+            }
+            Protocol::Golem => {
+                // One activity per ~2 busy cores, as small VM tasks would be.
+                let busy = usage.cpu_cores.unwrap_or(0.0);
+                obs.gauges.push(super::ExtraGauge {
+                    name: "golem_activities".into(),
+                    help: "Activities (tasks) running on the provider now.".into(),
+                    labels: Vec::new(),
+                    value: (busy / 2.0).floor(),
+                });
+            }
+            Protocol::Streamr | Protocol::Grass => {}
+        }
         obs
     }
 }

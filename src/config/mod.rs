@@ -930,6 +930,9 @@ mod tests {
     fn wrong_item_types_in_lists_are_reported_once() {
         let e = errors("host: {capacity: {disk_bytes: 1TB, bandwidth_bytes_per_second: 1MB}}\nprices: [1, 2]\n");
         assert_eq!(e.len(), 1, "{e:?}");
-        assert!(e[0].starts_with("t.yml:2:1: prices: invalid type: sequence, expected a mapping"), "{e:?}");
+        assert!(
+            e[0].starts_with("t.yml:2:1: prices: invalid type: sequence, expected a mapping"),
+            "{e:?}"
+        );
     }
 }
