@@ -147,7 +147,7 @@ fn init_logging(log: &LogArgs) -> Result<()> {
         .with_context(|| format!("invalid --log.level {:?}", log.level))?;
     let registry = tracing_subscriber::registry().with(filter);
     match log.format {
-        LogFormat::Logfmt => registry.with(tracing_logfmt::layer()).init(),
+        LogFormat::Logfmt => registry.with(tracing_logfmt::builder().layer().with_writer(std::io::stderr)).init(),
         LogFormat::Json => registry
             .with(
                 tracing_subscriber::fmt::layer()
@@ -176,6 +176,9 @@ fn run(args: RunArgs) -> Result<ExitCode> {
             config::demo()
         }
     };
+    for w in &config.warnings {
+        tracing::warn!(warning = %w, "config");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
