@@ -290,7 +290,7 @@ fn test_promql(files: &[PathBuf]) -> Result<ExitCode> {
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
     for f in files {
         let report = promql::promqltest::run_file(f);
-        print!("{report}");
+        println!("{report}");
         passed += report.passed;
         failed += report.failed;
         skipped += report.skipped;
