@@ -103,7 +103,11 @@ impl TemplateError {
     pub fn position(&self) -> Option<(usize, usize)> {
         match self {
             TemplateError::Parse { line, column, .. } => Some((*line, *column)),
-            TemplateError::Exec { line: Some(l), column: Some(c), .. } => Some((*l, *c)),
+            TemplateError::Exec {
+                line: Some(l),
+                column: Some(c),
+                ..
+            } => Some((*l, *c)),
             TemplateError::Exec { .. } => None,
         }
     }
@@ -142,10 +146,21 @@ impl Template {
     fn parse_with_prefix(name: &str, prefix: &str, text: &str) -> Result<Template, TemplateError> {
         let full = format!("{prefix}{text}");
         match parse::parse(name, &full, &funcs::exists) {
-            Ok(trees) => Ok(Template { name: name.to_string(), text: full, prefix_len: prefix.len(), trees }),
+            Ok(trees) => Ok(Template {
+                name: name.to_string(),
+                text: full,
+                prefix_len: prefix.len(),
+                trees,
+            }),
             Err(e) => {
                 let (line, column) = line_col(text, e.offset.saturating_sub(prefix.len()));
-                Err(TemplateError::Parse { name: name.to_string(), message: e.message, go_line: e.line, line, column })
+                Err(TemplateError::Parse {
+                    name: name.to_string(),
+                    message: e.message,
+                    go_line: e.line,
+                    line,
+                    column,
+                })
             }
         }
     }
@@ -153,8 +168,16 @@ impl Template {
     /// Runs the template on `data`.
     pub fn execute(&self, data: &Value, env: &Env<'_>) -> Result<String, TemplateError> {
         exec::execute(&self.trees, &self.name, &self.text, &self.name, data, env).map_err(|e| {
-            let pos = e.offset.filter(|o| *o >= self.prefix_len).map(|o| line_col(&self.text[self.prefix_len..], o - self.prefix_len));
-            TemplateError::Exec { name: self.name.clone(), message: e.message, line: pos.map(|p| p.0), column: pos.map(|p| p.1) }
+            let pos = e
+                .offset
+                .filter(|o| *o >= self.prefix_len)
+                .map(|o| line_col(&self.text[self.prefix_len..], o - self.prefix_len));
+            TemplateError::Exec {
+                name: self.name.clone(),
+                message: e.message,
+                line: pos.map(|p| p.0),
+                column: pos.map(|p| p.1),
+            }
         })
     }
 }
@@ -171,7 +194,14 @@ pub struct Expander<'a> {
 
 impl<'a> Expander<'a> {
     pub fn new(name: impl Into<String>, text: impl Into<String>, data: Value) -> Self {
-        Expander { name: name.into(), text: text.into(), data, timestamp_ms: 0, external_url: String::new(), query: None }
+        Expander {
+            name: name.into(),
+            text: text.into(),
+            data,
+            timestamp_ms: 0,
+            external_url: String::new(),
+            query: None,
+        }
     }
 
     /// The evaluation time `now` returns, in milliseconds since the epoch.
@@ -194,7 +224,11 @@ impl<'a> Expander<'a> {
     /// Parses and runs the template (Prometheus' `Expand`).
     pub fn expand(&self) -> Result<String, TemplateError> {
         let t = Template::parse(&self.name, &self.text)?;
-        let env = Env { query: self.query, timestamp_ms: self.timestamp_ms, external_url: &self.external_url };
+        let env = Env {
+            query: self.query,
+            timestamp_ms: self.timestamp_ms,
+            external_url: &self.external_url,
+        };
         t.execute(&self.data, &env)
     }
 }
@@ -248,7 +282,13 @@ impl AlertTemplate {
     /// Parses `text` for the rule named `alert_name` (the template is named `__alert_NAME`, as
     /// in Prometheus' messages). A parse error is kept and reported at each expansion.
     pub fn parse(alert_name: &str, text: &str) -> Self {
-        AlertTemplate { parsed: Template::parse_with_prefix(&format!("__alert_{alert_name}"), ALERT_TEMPLATE_PREFIX, text) }
+        AlertTemplate {
+            parsed: Template::parse_with_prefix(
+                &format!("__alert_{alert_name}"),
+                ALERT_TEMPLATE_PREFIX,
+                text,
+            ),
+        }
     }
 
     /// The parse error, if the template does not parse.
@@ -257,20 +297,38 @@ impl AlertTemplate {
     }
 
     /// Expands the template for one alert at `timestamp_ms`, as Prometheus' alerting rule does.
-    pub fn expand(&self, data: &AlertData, timestamp_ms: i64, query: &dyn QueryFn) -> AlertExpansion {
+    pub fn expand(
+        &self,
+        data: &AlertData,
+        timestamp_ms: i64,
+        query: &dyn QueryFn,
+    ) -> AlertExpansion {
         let result = self.parsed.as_ref().map_err(Clone::clone).and_then(|t| {
-            let env = Env { query: Some(query), timestamp_ms, external_url: &data.external_url };
+            let env = Env {
+                query: Some(query),
+                timestamp_ms,
+                external_url: &data.external_url,
+            };
             t.execute(&data.to_value(), &env)
         });
         match result {
             Ok(text) => AlertExpansion { text, error: None },
-            Err(e) => AlertExpansion { text: format!("<error expanding template: {e}>"), error: Some(e) },
+            Err(e) => AlertExpansion {
+                text: format!("<error expanding template: {e}>"),
+                error: Some(e),
+            },
         }
     }
 }
 
 /// Expands one label or annotation value `text` of alert `alert_name` (see [`AlertTemplate`]).
-pub fn expand_alert(alert_name: &str, text: &str, data: &AlertData, timestamp_ms: i64, query: &dyn QueryFn) -> AlertExpansion {
+pub fn expand_alert(
+    alert_name: &str,
+    text: &str,
+    data: &AlertData,
+    timestamp_ms: i64,
+    query: &dyn QueryFn,
+) -> AlertExpansion {
     AlertTemplate::parse(alert_name, text).expand(data, timestamp_ms, query)
 }
 

@@ -18,21 +18,27 @@ use super::Env;
 pub(crate) fn signature(name: &str) -> Option<Sig> {
     use Ty::*;
     const fn s(params: &'static [Ty]) -> Sig {
-        Sig { params, variadic: None }
+        Sig {
+            params,
+            variadic: None,
+        }
     }
     Some(match name {
         "query" => s(&[String]),
         "first" => s(&[QueryResult]),
         "label" => s(&[String, Sample]),
         "value" | "strvalue" => s(&[Sample]),
-        "args" => Sig { params: &[], variadic: Some(Any) },
+        "args" => Sig {
+            params: &[],
+            variadic: Some(Any),
+        },
         "reReplaceAll" => s(&[String, String, String]),
-        "safeHtml" | "title" | "toUpper" | "toLower" | "graphLink" | "tableLink" | "stripPort" | "stripDomain"
-        | "parseDuration" | "urlQueryEscape" => s(&[String]),
+        "safeHtml" | "title" | "toUpper" | "toLower" | "graphLink" | "tableLink" | "stripPort"
+        | "stripDomain" | "parseDuration" | "urlQueryEscape" => s(&[String]),
         "match" => s(&[String, String]),
         "sortByLabel" => s(&[String, QueryResult]),
-        "humanize" | "humanize1024" | "humanizeDuration" | "humanizePercentage" | "humanizeTimestamp" | "toTime"
-        | "toDuration" => s(&[Any]),
+        "humanize" | "humanize1024" | "humanizeDuration" | "humanizePercentage"
+        | "humanizeTimestamp" | "toTime" | "toDuration" => s(&[Any]),
         "now" | "pathPrefix" | "externalURL" => s(&[]),
         _ => return None,
     })
@@ -51,15 +57,28 @@ fn str_arg(args: &[Value], i: usize) -> &str {
 
 /// Go's `strconv.ParseFloat(s, 64)`, with its error texts.
 pub(crate) fn parse_float(s: &str) -> Result<f64, String> {
-    let syntax = || format!("strconv.ParseFloat: parsing {}: invalid syntax", quote(s, false));
+    let syntax = || {
+        format!(
+            "strconv.ParseFloat: parsing {}: invalid syntax",
+            quote(s, false)
+        )
+    };
     // Rust accepts a few spellings Go does not, and the other way round; keep to Go's grammar.
-    if s.is_empty() || s.contains('_') || s.starts_with("0x") || s.starts_with("-0x") || s.starts_with("+0x") {
+    if s.is_empty()
+        || s.contains('_')
+        || s.starts_with("0x")
+        || s.starts_with("-0x")
+        || s.starts_with("+0x")
+    {
         return Err(syntax());
     }
     let v: f64 = s.parse().map_err(|_| syntax())?;
     let lower = s.trim_start_matches(['+', '-']).to_ascii_lowercase();
     if v.is_infinite() && lower != "inf" && lower != "infinity" {
-        return Err(format!("strconv.ParseFloat: parsing {}: value out of range", quote(s, false)));
+        return Err(format!(
+            "strconv.ParseFloat: parsing {}: value out of range",
+            quote(s, false)
+        ));
     }
     Ok(v)
 }
@@ -172,7 +191,10 @@ fn float_to_time(v: f64) -> Result<i64, String> {
     }
     let ts = v * 1e9;
     if ts > i64::MAX as f64 || ts < i64::MIN as f64 {
-        return Err(format!("{} cannot be represented as a nanoseconds timestamp since it overflows int64", fv(v)));
+        return Err(format!(
+            "{} cannot be represented as a nanoseconds timestamp since it overflows int64",
+            fv(v)
+        ));
     }
     let ms = (ts as i64) / 1_000_000;
     Ok(ms * 1_000_000)
@@ -223,7 +245,13 @@ fn parse_prom_duration_pos(s: &str) -> Result<i64, String> {
             "d" => (3, 86_400_000_000_000),
             "w" => (2, 604_800_000_000_000),
             "y" => (1, 31_536_000_000_000_000),
-            _ => return Err(format!("unknown unit {} in duration {}", quote(unit, false), quote(s, false))),
+            _ => {
+                return Err(format!(
+                    "unknown unit {} in duration {}",
+                    quote(unit, false),
+                    quote(s, false)
+                ))
+            }
         };
         if pos <= last_pos {
             return Err(invalid());
@@ -324,7 +352,11 @@ fn url_path(u: &str) -> String {
         None => return u.split(['?', '#']).next().unwrap_or("").to_string(),
     };
     match after_scheme.find('/') {
-        Some(i) => after_scheme[i..].split(['?', '#']).next().unwrap_or("").to_string(),
+        Some(i) => after_scheme[i..]
+            .split(['?', '#'])
+            .next()
+            .unwrap_or("")
+            .to_string(),
         None => String::new(),
     }
 }
@@ -339,7 +371,12 @@ fn sample_arg(args: &[Value], i: usize) -> Result<&Arc<SampleValue>, String> {
 fn compile(pattern: &str) -> Result<Regex, String> {
     Regex::new(pattern).map_err(|e| {
         let msg = e.to_string();
-        let last = msg.lines().last().unwrap_or("").trim().trim_start_matches("error: ");
+        let last = msg
+            .lines()
+            .last()
+            .unwrap_or("")
+            .trim()
+            .trim_start_matches("error: ");
         format!("error parsing regexp: {last}: `{pattern}`")
     })
 }
@@ -354,7 +391,12 @@ pub(crate) fn call(env: &Env<'_>, name: &str, args: Vec<Value>) -> Result<Value,
             Value::Vector(Arc::new(
                 samples
                     .into_iter()
-                    .map(|s| Arc::new(SampleValue { labels: s.labels, value: s.value }))
+                    .map(|s| {
+                        Arc::new(SampleValue {
+                            labels: s.labels,
+                            value: s.value,
+                        })
+                    })
                     .collect(),
             ))
         }
@@ -367,22 +409,43 @@ pub(crate) fn call(env: &Env<'_>, name: &str, args: Vec<Value>) -> Result<Value,
             Value::String(s.labels.get(str_arg(&args, 0)).cloned().unwrap_or_default())
         }
         "value" => Value::Float(sample_arg(&args, 0)?.value),
-        "strvalue" => Value::String(sample_arg(&args, 0)?.labels.get("__value__").cloned().unwrap_or_default()),
+        "strvalue" => Value::String(
+            sample_arg(&args, 0)?
+                .labels
+                .get("__value__")
+                .cloned()
+                .unwrap_or_default(),
+        ),
         "args" => {
-            let m: BTreeMap<String, Value> = args.into_iter().enumerate().map(|(i, a)| (format!("arg{i}"), a)).collect();
+            let m: BTreeMap<String, Value> = args
+                .into_iter()
+                .enumerate()
+                .map(|(i, a)| (format!("arg{i}"), a))
+                .collect();
             Value::any_map(m)
         }
         "reReplaceAll" => {
-            let re = compile(str_arg(&args, 0)).map_err(|e| format!("regexp: Compile({}): {e}", quote(str_arg(&args, 0), false)))?;
-            Value::String(re.replace_all(str_arg(&args, 2), str_arg(&args, 1)).into_owned())
+            let re = compile(str_arg(&args, 0)).map_err(|e| {
+                format!("regexp: Compile({}): {e}", quote(str_arg(&args, 0), false))
+            })?;
+            Value::String(
+                re.replace_all(str_arg(&args, 2), str_arg(&args, 1))
+                    .into_owned(),
+            )
         }
         "match" => Value::Bool(compile(str_arg(&args, 0))?.is_match(str_arg(&args, 1))),
         "safeHtml" => Value::String(str_arg(&args, 0).to_string()),
         "title" => Value::String(title(str_arg(&args, 0))),
         "toUpper" => Value::String(str_arg(&args, 0).to_uppercase()),
         "toLower" => Value::String(str_arg(&args, 0).to_lowercase()),
-        "graphLink" => Value::String(format!("/graph?g0.expr={}&g0.tab=0", query_escape(str_arg(&args, 0)))),
-        "tableLink" => Value::String(format!("/graph?g0.expr={}&g0.tab=1", query_escape(str_arg(&args, 0)))),
+        "graphLink" => Value::String(format!(
+            "/graph?g0.expr={}&g0.tab=0",
+            query_escape(str_arg(&args, 0))
+        )),
+        "tableLink" => Value::String(format!(
+            "/graph?g0.expr={}&g0.tab=1",
+            query_escape(str_arg(&args, 0))
+        )),
         "urlQueryEscape" => Value::String(query_escape(str_arg(&args, 0))),
         "sortByLabel" => {
             let label = str_arg(&args, 0);
@@ -437,22 +500,37 @@ mod tests {
     fn durations_parse_like_prometheus() {
         assert_eq!(parse_prom_duration("1h2m10ms"), Ok(3_720_010_000_000));
         assert_eq!(parse_prom_duration("-30m"), Ok(-1_800_000_000_000));
-        assert_eq!(parse_prom_duration("1m1h"), Err("not a valid duration string: \"1m1h\"".into()));
-        assert_eq!(parse_prom_duration("5x"), Err("unknown unit \"x\" in duration \"5x\"".into()));
+        assert_eq!(
+            parse_prom_duration("1m1h"),
+            Err("not a valid duration string: \"1m1h\"".into())
+        );
+        assert_eq!(
+            parse_prom_duration("5x"),
+            Err("unknown unit \"x\" in duration \"5x\"".into())
+        );
         assert_eq!(parse_prom_duration(""), Err("empty duration string".into()));
     }
 
     #[test]
     fn title_keeps_the_rest_of_each_word() {
         assert_eq!(title("aa bb CC"), "Aa Bb CC");
-        assert_eq!(title("disk-full on node_exporter"), "Disk-Full On Node_exporter");
+        assert_eq!(
+            title("disk-full on node_exporter"),
+            "Disk-Full On Node_exporter"
+        );
         assert_eq!(title("don't"), "Don't");
     }
 
     #[test]
     fn parse_float_errors_as_go() {
-        assert_eq!(parse_float("one"), Err("strconv.ParseFloat: parsing \"one\": invalid syntax".into()));
-        assert_eq!(parse_float("1e400"), Err("strconv.ParseFloat: parsing \"1e400\": value out of range".into()));
+        assert_eq!(
+            parse_float("one"),
+            Err("strconv.ParseFloat: parsing \"one\": invalid syntax".into())
+        );
+        assert_eq!(
+            parse_float("1e400"),
+            Err("strconv.ParseFloat: parsing \"1e400\": value out of range".into())
+        );
         assert_eq!(parse_float("+Inf"), Ok(f64::INFINITY));
     }
 

@@ -16,7 +16,14 @@ impl QueryFn for FixedQuery {
 }
 
 fn sample(pairs: &[(&str, &str)], v: f64) -> QuerySample {
-    QuerySample { labels: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), value: v, timestamp_ms: 0 }
+    QuerySample {
+        labels: pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        value: v,
+        timestamp_ms: 0,
+    }
 }
 
 /// Expands like Prometheus' test harness: name "test", time 1353755652000 ms, external URL
@@ -53,12 +60,20 @@ fn uints(v: &[u64]) -> Value {
 
 #[track_caller]
 fn ok(text: &str, input: Value, want: &str) {
-    assert_eq!(expand_with(text, input, Vec::new()), Ok(want.to_string()), "template {text:?}");
+    assert_eq!(
+        expand_with(text, input, Vec::new()),
+        Ok(want.to_string()),
+        "template {text:?}"
+    );
 }
 
 #[track_caller]
 fn fails(text: &str, input: Value, want: &str) {
-    assert_eq!(expand_with(text, input, Vec::new()), Err(want.to_string()), "template {text:?}");
+    assert_eq!(
+        expand_with(text, input, Vec::new()),
+        Err(want.to_string()),
+        "template {text:?}"
+    );
 }
 
 // ---- prometheus/prometheus template/template_test.go, TestTemplateExpansion ----
@@ -67,21 +82,55 @@ fn fails(text: &str, input: Value, want: &str) {
 fn prometheus_basics() {
     ok("plain text", Value::Nil, "plain text");
     ok("{{ 1 }}", Value::Nil, "1");
-    fails("{{ \u{a0}}}", Value::Nil, "error parsing template test: template: test:1: unrecognized character in action: U+00A0");
+    fails(
+        "{{ \u{a0}}}",
+        Value::Nil,
+        "error parsing template test: template: test:1: unrecognized character in action: U+00A0",
+    );
     ok("{{ \"<b>\" }}", Value::Nil, "<b>");
-    ok("{{define \"x\"}}{{.arg0}} {{.arg1}}{{end}}{{template \"x\" (args 1 \"2\")}}", Value::Nil, "1 2");
+    ok(
+        "{{define \"x\"}}{{.arg0}} {{.arg1}}{{end}}{{template \"x\" (args 1 \"2\")}}",
+        Value::Nil,
+        "1 2",
+    );
     ok("{{ .Foo }}", Value::Nil, "<no value>");
-    fails("{{", Value::Nil, "error parsing template test: template: test:1: unclosed action");
-    ok("{{ reReplaceAll \"(a)b\" \"x$1\" \"ab\" }}", Value::Nil, "xa");
+    fails(
+        "{{",
+        Value::Nil,
+        "error parsing template test: template: test:1: unclosed action",
+    );
+    ok(
+        "{{ reReplaceAll \"(a)b\" \"x$1\" \"ab\" }}",
+        Value::Nil,
+        "xa",
+    );
 }
 
 #[test]
 fn prometheus_query_functions() {
     let metric_a = || sample(&[("__name__", "metric"), ("instance", "a")], 11.0);
-    assert_eq!(expand_with("{{ query \"1.5\" | first | value }}", Value::Nil, vec![sample(&[], 1.5)]), Ok("1.5".into()));
-    assert_eq!(expand_with("{{ query \"metric{instance='a'}\" | first | value }}", Value::Nil, vec![metric_a()]), Ok("11".into()));
     assert_eq!(
-        expand_with("{{ query \"metric{instance='a'}\" | first | label \"instance\" }}", Value::Nil, vec![metric_a()]),
+        expand_with(
+            "{{ query \"1.5\" | first | value }}",
+            Value::Nil,
+            vec![sample(&[], 1.5)]
+        ),
+        Ok("1.5".into())
+    );
+    assert_eq!(
+        expand_with(
+            "{{ query \"metric{instance='a'}\" | first | value }}",
+            Value::Nil,
+            vec![metric_a()]
+        ),
+        Ok("11".into())
+    );
+    assert_eq!(
+        expand_with(
+            "{{ query \"metric{instance='a'}\" | first | label \"instance\" }}",
+            Value::Nil,
+            vec![metric_a()]
+        ),
         Ok("a".into())
     );
     assert_eq!(
@@ -92,8 +141,22 @@ fn prometheus_query_functions() {
         ),
         Ok("a".into())
     );
-    assert_eq!(expand_with("{{ query \"metric{instance='a'}\" | first | label \"foo\" }}", Value::Nil, vec![metric_a()]), Ok("".into()));
-    assert_eq!(expand_with("{{ $x := query \"metric\" | first }}{{ $x.Labels.foo }}", Value::Nil, vec![metric_a()]), Ok("".into()));
+    assert_eq!(
+        expand_with(
+            "{{ query \"metric{instance='a'}\" | first | label \"foo\" }}",
+            Value::Nil,
+            vec![metric_a()]
+        ),
+        Ok("".into())
+    );
+    assert_eq!(
+        expand_with(
+            "{{ $x := query \"metric\" | first }}{{ $x.Labels.foo }}",
+            Value::Nil,
+            vec![metric_a()]
+        ),
+        Ok("".into())
+    );
     assert_eq!(
         expand_with(
             "{{ range query \"metric\" | sortByLabel \"instance\" }}{{.Labels.instance}}:{{.Value}}: {{end}}",
@@ -120,11 +183,27 @@ fn prometheus_strip_port_and_domain() {
         ("192.0.2.1", "192.0.2.1", "192.0.2.1"),
         ("192.0.2.1:12345", "192.0.2.1", "192.0.2.1:12345"),
         ("2001:0DB8::1", "2001:0DB8::1", "2001:0DB8::1"),
-        ("[2001:0DB8::1]:12345", "2001:0DB8::1", "[2001:0DB8::1]:12345"),
-        ("[2001:0DB8::1]::12345", "[2001:0DB8::1]::12345", "[2001:0DB8::1]::12345"),
+        (
+            "[2001:0DB8::1]:12345",
+            "2001:0DB8::1",
+            "[2001:0DB8::1]:12345",
+        ),
+        (
+            "[2001:0DB8::1]::12345",
+            "[2001:0DB8::1]::12345",
+            "[2001:0DB8::1]::12345",
+        ),
     ] {
-        ok(&format!("{{{{ \"{input}\" | stripPort }}}}"), Value::Nil, port);
-        ok(&format!("{{{{ \"{input}\" | stripDomain }}}}"), Value::Nil, domain);
+        ok(
+            &format!("{{{{ \"{input}\" | stripPort }}}}"),
+            Value::Nil,
+            port,
+        );
+        ok(
+            &format!("{{{{ \"{input}\" | stripDomain }}}}"),
+            Value::Nil,
+            domain,
+        );
     }
 }
 
@@ -132,8 +211,16 @@ fn prometheus_strip_port_and_domain() {
 fn prometheus_humanize() {
     let t = "{{ range . }}{{ humanize . }}:{{ end }}";
     ok(t, floats(&[0.0, 1.0, 1234567.0, 0.12]), "0:1:1.235M:120m:");
-    ok(t, strings(&["0.0", "1.0", "1234567.0", ".12"]), "0:1:1.235M:120m:");
-    ok(t, ints(&[0, -1, 1, 1234567, i64::MAX]), "0:-1:1:1.235M:9.223E:");
+    ok(
+        t,
+        strings(&["0.0", "1.0", "1234567.0", ".12"]),
+        "0:1:1.235M:120m:",
+    );
+    ok(
+        t,
+        ints(&[0, -1, 1, 1234567, i64::MAX]),
+        "0:-1:1:1.235M:9.223E:",
+    );
     ok(t, uints(&[0, 1, 1234567, u64::MAX]), "0:1:1.235M:18.45E:");
     fails(
         "{{ humanize \"one\" }}",
@@ -146,8 +233,16 @@ fn prometheus_humanize() {
 fn prometheus_humanize1024() {
     let t = "{{ range . }}{{ humanize1024 . }}:{{ end }}";
     ok(t, floats(&[0.0, 1.0, 1048576.0, 0.12]), "0:1:1Mi:0.12:");
-    ok(t, strings(&["0.0", "1.0", "1048576.0", ".12"]), "0:1:1Mi:0.12:");
-    ok(t, ints(&[0, -1, 1, 1234567, i64::MAX]), "0:-1:1:1.177Mi:8Ei:");
+    ok(
+        t,
+        strings(&["0.0", "1.0", "1048576.0", ".12"]),
+        "0:1:1Mi:0.12:",
+    );
+    ok(
+        t,
+        ints(&[0, -1, 1, 1234567, i64::MAX]),
+        "0:-1:1:1.177Mi:8Ei:",
+    );
     ok(t, uints(&[0, 1, 1234567, u64::MAX]), "0:1:1.177Mi:16Ei:");
     fails(
         "{{ humanize1024 \"one\" }}",
@@ -161,12 +256,33 @@ fn prometheus_humanize_duration() {
     let t = "{{ range . }}{{ humanizeDuration . }}:{{ end }}";
     ok(
         t,
-        floats(&[0.0, 1.0, 60.0, 3600.0, 86400.0, 86400.0 + 3600.0, -(86400.0 * 2.0 + 3600.0 * 3.0 + 60.0 * 4.0 + 5.0), 899.99]),
+        floats(&[
+            0.0,
+            1.0,
+            60.0,
+            3600.0,
+            86400.0,
+            86400.0 + 3600.0,
+            -(86400.0 * 2.0 + 3600.0 * 3.0 + 60.0 * 4.0 + 5.0),
+            899.99,
+        ]),
         "0s:1s:1m 0s:1h 0m 0s:1d 0h 0m 0s:1d 1h 0m 0s:-2d 3h 4m 5s:14m 59s:",
     );
-    ok(t, strings(&["0", "1", "60", "3600", "86400"]), "0s:1s:1m 0s:1h 0m 0s:1d 0h 0m 0s:");
-    ok(t, floats(&[0.1, 0.0001, 0.12345, 60.1, 60.5, 1.2345, 12.345]), "100ms:100us:123.5ms:1m 0s:1m 0s:1.234s:12.35s:");
-    ok(t, strings(&[".1", ".0001", ".12345", "60.1", "60.5", "1.2345", "12.345"]), "100ms:100us:123.5ms:1m 0s:1m 0s:1.234s:12.35s:");
+    ok(
+        t,
+        strings(&["0", "1", "60", "3600", "86400"]),
+        "0s:1s:1m 0s:1h 0m 0s:1d 0h 0m 0s:",
+    );
+    ok(
+        t,
+        floats(&[0.1, 0.0001, 0.12345, 60.1, 60.5, 1.2345, 12.345]),
+        "100ms:100us:123.5ms:1m 0s:1m 0s:1.234s:12.35s:",
+    );
+    ok(
+        t,
+        strings(&[".1", ".0001", ".12345", "60.1", "60.5", "1.2345", "12.345"]),
+        "100ms:100us:123.5ms:1m 0s:1m 0s:1.234s:12.35s:",
+    );
     ok(t, ints(&[0, -1, 1, 1234567]), "0s:-1s:1s:14d 6h 56m 7s:");
     ok(t, uints(&[0, 1, 1234567]), "0s:1s:14d 6h 56m 7s:");
     fails(
@@ -180,7 +296,11 @@ fn prometheus_humanize_duration() {
 fn prometheus_humanize_inf_nan() {
     let t = "{{ range . }}{{ humanize . }}:{{ humanize1024 . }}:{{ humanizeDuration . }}:{{humanizeTimestamp .}}:{{ end }}";
     let want = "+Inf:+Inf:+Inf:+Inf:-Inf:-Inf:-Inf:-Inf:NaN:NaN:NaN:NaN:";
-    ok(t, floats(&[f64::INFINITY, f64::NEG_INFINITY, f64::NAN]), want);
+    ok(
+        t,
+        floats(&[f64::INFINITY, f64::NEG_INFINITY, f64::NAN]),
+        want,
+    );
     ok(t, strings(&["+Inf", "-Inf", "NaN"]), want);
 }
 
@@ -192,8 +312,16 @@ fn prometheus_humanize_percentage() {
         "-22.22%:0%:12.35%:123.5%",
     );
     let t = "{{ range . }}{{ humanizePercentage . }}:{{ end }}";
-    ok(t, ints(&[0, -1, 1, 1234567, i64::MAX]), "0%:-100%:100%:1.235e+08%:9.223e+20%:");
-    ok(t, uints(&[0, 1, 1234567, u64::MAX]), "0%:100%:1.235e+08%:1.845e+21%:");
+    ok(
+        t,
+        ints(&[0, -1, 1, 1234567, i64::MAX]),
+        "0%:-100%:100%:1.235e+08%:9.223e+20%:",
+    );
+    ok(
+        t,
+        uints(&[0, 1, 1234567, u64::MAX]),
+        "0%:100%:1.235e+08%:1.845e+21%:",
+    );
     ok(
         "{{ \"-0.22222\" | humanizePercentage }}:{{ \"0.0\" | humanizePercentage }}:{{ \"0.1234567\" | humanizePercentage }}:{{ \"1.23456\" | humanizePercentage }}",
         Value::Nil,
@@ -229,21 +357,53 @@ fn prometheus_humanize_timestamp() {
         uints(&[u64::MAX]),
         "error executing template test: template: test:1:16: executing \"test\" at <humanizeTimestamp .>: error calling humanizeTimestamp: 1.8446744073709552e+19 cannot be represented as a nanoseconds timestamp since it overflows int64",
     );
-    ok("{{ 1435065584.128 | humanizeTimestamp }}", Value::Nil, "2015-06-23 13:19:44.128 +0000 UTC");
-    ok("{{ \"1435065584.128\" | humanizeTimestamp }}", Value::Nil, "2015-06-23 13:19:44.128 +0000 UTC");
+    ok(
+        "{{ 1435065584.128 | humanizeTimestamp }}",
+        Value::Nil,
+        "2015-06-23 13:19:44.128 +0000 UTC",
+    );
+    ok(
+        "{{ \"1435065584.128\" | humanizeTimestamp }}",
+        Value::Nil,
+        "2015-06-23 13:19:44.128 +0000 UTC",
+    );
 }
 
 #[test]
 fn prometheus_time_functions() {
-    ok("{{ (1435065584.128 | toTime).Format \"2006\" }}", Value::Nil, "2015");
-    ok("{{ (\"1435065584.128\" | toTime).Format \"2006\" }}", Value::Nil, "2015");
+    ok(
+        "{{ (1435065584.128 | toTime).Format \"2006\" }}",
+        Value::Nil,
+        "2015",
+    );
+    ok(
+        "{{ (\"1435065584.128\" | toTime).Format \"2006\" }}",
+        Value::Nil,
+        "2015",
+    );
     ok("{{ (1800 | toDuration).String }}", Value::Nil, "30m0s");
     ok("{{ (\"1800\" | toDuration).String }}", Value::Nil, "30m0s");
     ok("{{ now }}", Value::Nil, "1.353755652e+09");
-    ok("{{ (now | toTime).Format \"Mon Jan 2 15:04:05 2006\" }}", Value::Nil, "Sat Nov 24 11:14:12 2012");
-    ok("{{ (\"-30m\" | parseDuration | toDuration | (now | toTime).Add).UnixMilli }}", Value::Nil, "1353753852000");
-    ok("{{ printf \"%0.2f\" (parseDuration \"1h2m10ms\") }}", Value::Nil, "3720.01");
-    ok("{{ printf \"%0.2f\" (parseDuration \"-1h2m10ms\") }}", Value::Nil, "-3720.01");
+    ok(
+        "{{ (now | toTime).Format \"Mon Jan 2 15:04:05 2006\" }}",
+        Value::Nil,
+        "Sat Nov 24 11:14:12 2012",
+    );
+    ok(
+        "{{ (\"-30m\" | parseDuration | toDuration | (now | toTime).Add).UnixMilli }}",
+        Value::Nil,
+        "1353753852000",
+    );
+    ok(
+        "{{ printf \"%0.2f\" (parseDuration \"1h2m10ms\") }}",
+        Value::Nil,
+        "3720.01",
+    );
+    ok(
+        "{{ printf \"%0.2f\" (parseDuration \"-1h2m10ms\") }}",
+        Value::Nil,
+        "-3720.01",
+    );
 }
 
 #[test]
@@ -251,11 +411,27 @@ fn prometheus_string_functions() {
     ok("{{ \"aa bb CC\" | title }}", Value::Nil, "Aa Bb CC");
     ok("{{ \"aa bb CC\" | toUpper }}", Value::Nil, "AA BB CC");
     ok("{{ \"aA bB CC\" | toLower }}", Value::Nil, "aa bb cc");
-    ok("{{ match \"a+\" \"aa\" }} {{ match \"a+\" \"b\" }}", Value::Nil, "true false");
-    ok("{{ graphLink \"up\" }}", Value::Nil, "/graph?g0.expr=up&g0.tab=0");
-    ok("{{ tableLink \"up\" }}", Value::Nil, "/graph?g0.expr=up&g0.tab=1");
+    ok(
+        "{{ match \"a+\" \"aa\" }} {{ match \"a+\" \"b\" }}",
+        Value::Nil,
+        "true false",
+    );
+    ok(
+        "{{ graphLink \"up\" }}",
+        Value::Nil,
+        "/graph?g0.expr=up&g0.tab=0",
+    );
+    ok(
+        "{{ tableLink \"up\" }}",
+        Value::Nil,
+        "/graph?g0.expr=up&g0.tab=1",
+    );
     ok("{{ pathPrefix }}", Value::Nil, "/path/prefix");
-    ok("{{ externalURL }}", Value::Nil, "http://testhost:9090/path/prefix");
+    ok(
+        "{{ externalURL }}",
+        Value::Nil,
+        "http://testhost:9090/path/prefix",
+    );
 }
 
 // ---- Go text/template semantics ----
@@ -274,23 +450,56 @@ fn if_else_if_with() {
     ok(t, Value::Int(1), "one");
     ok(t, Value::Int(2), "two");
     ok(t, Value::Int(3), "many");
-    ok("{{with .}}[{{.}}]{{else}}empty{{end}}", Value::str("x"), "[x]");
-    ok("{{with .}}[{{.}}]{{else}}empty{{end}}", Value::str(""), "empty");
+    ok(
+        "{{with .}}[{{.}}]{{else}}empty{{end}}",
+        Value::str("x"),
+        "[x]",
+    );
+    ok(
+        "{{with .}}[{{.}}]{{else}}empty{{end}}",
+        Value::str(""),
+        "empty",
+    );
     ok("{{with $x := 5}}{{$x}}{{end}}", Value::Nil, "5");
-    ok("{{with .A}}a{{else with .B}}b={{.}}{{end}}", Value::string_map([("B".to_string(), "2".to_string())].into()), "b=2");
+    ok(
+        "{{with .A}}a{{else with .B}}b={{.}}{{end}}",
+        Value::string_map([("B".to_string(), "2".to_string())].into()),
+        "b=2",
+    );
 }
 
 #[test]
 fn range_over_lists_maps_and_ints() {
-    let m = Value::string_map([("b", "2"), ("a", "1"), ("c", "3")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+    let m = Value::string_map(
+        [("b", "2"), ("a", "1"), ("c", "3")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    );
     // Go ranges over maps in key order.
-    ok("{{range $k, $v := .}}{{$k}}={{$v}};{{end}}", m.clone(), "a=1;b=2;c=3;");
+    ok(
+        "{{range $k, $v := .}}{{$k}}={{$v}};{{end}}",
+        m.clone(),
+        "a=1;b=2;c=3;",
+    );
     ok("{{range .}}{{.}}{{end}}", m, "123");
-    ok("{{range $i, $e := .}}{{$i}}:{{$e}} {{end}}", strings(&["x", "y"]), "0:x 1:y ");
-    ok("{{range .}}x{{else}}none{{end}}", Value::list(vec![]), "none");
+    ok(
+        "{{range $i, $e := .}}{{$i}}:{{$e}} {{end}}",
+        strings(&["x", "y"]),
+        "0:x 1:y ",
+    );
+    ok(
+        "{{range .}}x{{else}}none{{end}}",
+        Value::list(vec![]),
+        "none",
+    );
     ok("{{range .}}x{{else}}none{{end}}", Value::Nil, "none");
     ok("{{range 3}}{{.}}{{end}}", Value::Nil, "012");
-    ok("{{range .}}{{if eq . 2}}{{continue}}{{end}}{{if eq . 4}}{{break}}{{end}}{{.}}{{end}}", ints(&[1, 2, 3, 4, 5]), "13");
+    ok(
+        "{{range .}}{{if eq . 2}}{{continue}}{{end}}{{if eq . 4}}{{break}}{{end}}{{.}}{{end}}",
+        ints(&[1, 2, 3, 4, 5]),
+        "13",
+    );
     fails(
         "{{range .}}{{end}}",
         Value::Bool(true),
@@ -300,45 +509,118 @@ fn range_over_lists_maps_and_ints() {
 
 #[test]
 fn variables_scope_and_assignment() {
-    ok("{{$x := 1}}{{if true}}{{$x = 2}}{{end}}{{$x}}", Value::Nil, "2");
-    ok("{{$x := 1}}{{if true}}{{$x := 2}}{{$x}}{{end}}{{$x}}", Value::Nil, "21");
-    ok("{{$x := 0}}{{range .}}{{$x = .}}{{end}}{{$x}}", ints(&[1, 2, 3]), "3");
-    ok("{{with $.A}}{{$.B}}{{end}}", Value::string_map([("A", "a"), ("B", "b")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()), "b");
-    fails("{{if true}}{{$y := 1}}{{end}}{{$y}}", Value::Nil, "error parsing template test: template: test:1: undefined variable \"$y\"");
+    ok(
+        "{{$x := 1}}{{if true}}{{$x = 2}}{{end}}{{$x}}",
+        Value::Nil,
+        "2",
+    );
+    ok(
+        "{{$x := 1}}{{if true}}{{$x := 2}}{{$x}}{{end}}{{$x}}",
+        Value::Nil,
+        "21",
+    );
+    ok(
+        "{{$x := 0}}{{range .}}{{$x = .}}{{end}}{{$x}}",
+        ints(&[1, 2, 3]),
+        "3",
+    );
+    ok(
+        "{{with $.A}}{{$.B}}{{end}}",
+        Value::string_map(
+            [("A", "a"), ("B", "b")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ),
+        "b",
+    );
+    fails(
+        "{{if true}}{{$y := 1}}{{end}}{{$y}}",
+        Value::Nil,
+        "error parsing template test: template: test:1: undefined variable \"$y\"",
+    );
 }
 
 #[test]
 fn define_template_block() {
-    ok("{{define \"t\"}}<{{.}}>{{end}}{{template \"t\" \"x\"}}{{template \"t\"}}", Value::Nil, "<x><<no value>>");
-    ok("{{block \"b\" .}}default {{.}}{{end}}", Value::Int(7), "default 7");
+    ok(
+        "{{define \"t\"}}<{{.}}>{{end}}{{template \"t\" \"x\"}}{{template \"t\"}}",
+        Value::Nil,
+        "<x><<no value>>",
+    );
+    ok(
+        "{{block \"b\" .}}default {{.}}{{end}}",
+        Value::Int(7),
+        "default 7",
+    );
     // Templates see only their own $.
-    fails("{{define \"t\"}}{{$x}}{{end}}{{$x := 1}}", Value::Nil, "error parsing template test: template: test:1: undefined variable \"$x\"");
+    fails(
+        "{{define \"t\"}}{{$x}}{{end}}{{$x := 1}}",
+        Value::Nil,
+        "error parsing template test: template: test:1: undefined variable \"$x\"",
+    );
     fails("{{template \"nope\"}}", Value::Nil, "error executing template test: template: test:1:11: executing \"test\" at <{{template \"nope\"}}>: template \"nope\" not defined");
 }
 
 #[test]
 fn literals_and_pipelines() {
-    ok("{{\"a\\tb\\u00e9\"}}|{{`raw\\n`}}|{{'a'}}|{{0x10}}|{{1e3}}|{{1.50}}|{{true}}|{{-2}}", Value::Nil, "a\tbé|raw\\n|97|16|1000|1.5|true|-2");
+    ok(
+        "{{\"a\\tb\\u00e9\"}}|{{`raw\\n`}}|{{'a'}}|{{0x10}}|{{1e3}}|{{1.50}}|{{true}}|{{-2}}",
+        Value::Nil,
+        "a\tbé|raw\\n|97|16|1000|1.5|true|-2",
+    );
     ok("{{ \"x\" | printf \"%s-%s\" \"y\" }}", Value::Nil, "y-x");
     ok("{{ (printf \"%d\" 3) | len }}", Value::Nil, "1");
-    ok("{{ 3 | printf \"%d\" | printf \"[%s]\" }}", Value::Nil, "[3]");
+    ok(
+        "{{ 3 | printf \"%d\" | printf \"[%s]\" }}",
+        Value::Nil,
+        "[3]",
+    );
 }
 
 #[test]
 fn builtin_functions() {
-    ok("{{and 1 0 2}} {{and 1 2}} {{or 0 \"\" \"x\"}} {{or 0 \"\"}} {{not 0}}", Value::Nil, "0 2 x  true");
+    ok(
+        "{{and 1 0 2}} {{and 1 2}} {{or 0 \"\" \"x\"}} {{or 0 \"\"}} {{not 0}}",
+        Value::Nil,
+        "0 2 x  true",
+    );
     // and/or stop at the first decisive argument: the failing call after it is never made.
     ok("{{or 1 (index . 5)}}", Value::list(vec![]), "1");
-    ok("{{len .}} {{index . 1}} {{slice . 1 2}}", strings(&["a", "b", "c"]), "3 b [b]");
-    ok("{{print 1 2 \"a\" \"b\" 3}}|{{println 1 \"a\"}}|", Value::Nil, "1 2ab3|1 a\n|");
-    ok("{{html \"<a href='x'>\"}} {{js \"it's\"}} {{urlquery \"a b&c\"}}", Value::Nil, "&lt;a href=&#39;x&#39;&gt; it\\'s a+b%26c");
-    ok("{{eq 1 2 3 1}} {{ne \"a\" \"b\"}} {{lt 1.5 2.5}} {{le 2 2}} {{gt \"b\" \"a\"}} {{ge 1 2}}", Value::Nil, "true true true true true false");
+    ok(
+        "{{len .}} {{index . 1}} {{slice . 1 2}}",
+        strings(&["a", "b", "c"]),
+        "3 b [b]",
+    );
+    ok(
+        "{{print 1 2 \"a\" \"b\" 3}}|{{println 1 \"a\"}}|",
+        Value::Nil,
+        "1 2ab3|1 a\n|",
+    );
+    ok(
+        "{{html \"<a href='x'>\"}} {{js \"it's\"}} {{urlquery \"a b&c\"}}",
+        Value::Nil,
+        "&lt;a href=&#39;x&#39;&gt; it\\'s a+b%26c",
+    );
+    ok(
+        "{{eq 1 2 3 1}} {{ne \"a\" \"b\"}} {{lt 1.5 2.5}} {{le 2 2}} {{gt \"b\" \"a\"}} {{ge 1 2}}",
+        Value::Nil,
+        "true true true true true false",
+    );
     fails(
         "{{ gt .Value 5 }}",
         AlertData { value: 7.0, ..Default::default() }.to_value(),
         "error executing template test: template: test:1:3: executing \"test\" at <gt .Value 5>: error calling gt: incompatible types for comparison: float64 and int",
     );
-    ok("{{ gt .Value 5.0 }}", AlertData { value: 7.0, ..Default::default() }.to_value(), "true");
+    ok(
+        "{{ gt .Value 5.0 }}",
+        AlertData {
+            value: 7.0,
+            ..Default::default()
+        }
+        .to_value(),
+        "true",
+    );
     fails(
         "{{len 3}}",
         Value::Nil,
@@ -348,7 +630,11 @@ fn builtin_functions() {
 
 #[test]
 fn printf_in_templates() {
-    let d = AlertData { value: 0.98765, ..Default::default() }.to_value();
+    let d = AlertData {
+        value: 0.98765,
+        ..Default::default()
+    }
+    .to_value();
     ok("{{ printf \"%.2f\" .Value }}", d.clone(), "0.99");
     ok("{{ .Value | printf \"%.1f%%\" }}", d.clone(), "1.0%");
     ok("{{ printf \"%5.1f|%-6s|%03d|%x|%q|%v|%g|%e\" 3.14159 \"ab\" 7 255 \"q\" .Value 1e-7 123456.0 }}", d, "  3.1|ab    |007|ff|\"q\"|0.98765|1e-07|1.234560e+05");
@@ -356,8 +642,16 @@ fn printf_in_templates() {
 
 #[test]
 fn field_access_errors_and_missing_keys() {
-    let d = AlertData { labels: [("job".to_string(), "node".to_string())].into(), ..Default::default() }.to_value();
-    ok("{{ .Labels.job }}|{{ .Labels.missing }}|", d.clone(), "node||");
+    let d = AlertData {
+        labels: [("job".to_string(), "node".to_string())].into(),
+        ..Default::default()
+    }
+    .to_value();
+    ok(
+        "{{ .Labels.job }}|{{ .Labels.missing }}|",
+        d.clone(),
+        "node||",
+    );
     fails(
         "{{ .Nope }}",
         d.clone(),
@@ -391,16 +685,32 @@ fn field_access_errors_and_missing_keys() {
 #[test]
 fn parse_errors() {
     for (text, want) in [
-        ("{{ foo }}", "template: test:1: function \"foo\" not defined"),
+        (
+            "{{ foo }}",
+            "template: test:1: function \"foo\" not defined",
+        ),
         ("{{ if }}", "template: test:1: missing value for if"),
         ("{{ end }}", "template: test:1: unexpected {{end}}"),
         ("{{ range . }}", "template: test:1: unexpected EOF"),
-        ("a\nb\n{{ ( ) }}", "template: test:3: missing value for parenthesized pipeline"),
-        ("{{ \"unterminated }}", "template: test:1: unterminated quoted string"),
+        (
+            "a\nb\n{{ ( ) }}",
+            "template: test:3: missing value for parenthesized pipeline",
+        ),
+        (
+            "{{ \"unterminated }}",
+            "template: test:1: unterminated quoted string",
+        ),
         ("{{/* unclosed", "template: test:1: unclosed comment"),
-        ("{{ 1 2 | 3 }}", "template: test:1: non executable command in pipeline stage 2"),
+        (
+            "{{ 1 2 | 3 }}",
+            "template: test:1: non executable command in pipeline stage 2",
+        ),
     ] {
-        assert_eq!(expand(text), Err(format!("error parsing template test: {want}")), "template {text:?}");
+        assert_eq!(
+            expand(text),
+            Err(format!("error parsing template test: {want}")),
+            "template {text:?}"
+        );
     }
 }
 
@@ -408,7 +718,14 @@ fn parse_errors() {
 
 fn alert_data() -> AlertData {
     AlertData {
-        labels: [("instance", "node-1:9100"), ("job", "storj"), ("severity", "page")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        labels: [
+            ("instance", "node-1:9100"),
+            ("job", "storj"),
+            ("severity", "page"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
         external_labels: [("cluster".to_string(), "home".to_string())].into(),
         external_url: "http://prom.example:9090".into(),
         value: 0.9312,
@@ -426,12 +743,21 @@ fn alert_variables_are_defined() {
         &q,
     );
     assert_eq!(e.error, None);
-    assert_eq!(e.text, "node-1 (storj) in home: 93.12% see http://prom.example:9090/graph?g0.expr=up&g0.tab=0");
+    assert_eq!(
+        e.text,
+        "node-1 (storj) in home: 93.12% see http://prom.example:9090/graph?g0.expr=up&g0.tab=0"
+    );
 }
 
 #[test]
 fn alert_range_over_labels_is_sorted() {
-    let e = expand_alert("A", "{{ range $k, $v := $labels }}{{ $k }}={{ $v }} {{ end }}", &alert_data(), 0, &NoQueries);
+    let e = expand_alert(
+        "A",
+        "{{ range $k, $v := $labels }}{{ $k }}={{ $v }} {{ end }}",
+        &alert_data(),
+        0,
+        &NoQueries,
+    );
     assert_eq!(e.text, "instance=node-1:9100 job=storj severity=page ");
 }
 
@@ -439,7 +765,10 @@ fn alert_range_over_labels_is_sorted() {
 fn alert_value_prints_like_go() {
     let mut d = alert_data();
     d.value = 1234567.0;
-    assert_eq!(expand_alert("A", "{{ $value }} {{ .Value }}", &d, 0, &NoQueries).text, "1.234567e+06 1.234567e+06");
+    assert_eq!(
+        expand_alert("A", "{{ $value }} {{ .Value }}", &d, 0, &NoQueries).text,
+        "1.234567e+06 1.234567e+06"
+    );
 }
 
 #[test]
@@ -448,7 +777,10 @@ fn alert_query_uses_the_callback() {
     impl QueryFn for Q {
         fn query(&self, expr: &str) -> Result<Vec<QuerySample>, String> {
             if expr == "depin_earnings_usd_total" {
-                Ok(vec![sample(&[("protocol", "golem")], 2.5), sample(&[("protocol", "grass")], 1.25)])
+                Ok(vec![
+                    sample(&[("protocol", "golem")], 2.5),
+                    sample(&[("protocol", "grass")], 1.25),
+                ])
             } else {
                 Err(format!("unknown metric in {expr}"))
             }
@@ -467,12 +799,25 @@ fn alert_query_uses_the_callback() {
         e.text,
         "<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing \"__alert_A\" at <query \"nope\">: error calling query: unknown metric in nope>"
     );
-    assert!(matches!(e.error, Some(TemplateError::Exec { line: Some(1), column: Some(4), .. })));
+    assert!(matches!(
+        e.error,
+        Some(TemplateError::Exec {
+            line: Some(1),
+            column: Some(4),
+            ..
+        })
+    ));
 }
 
 #[test]
 fn alert_errors_become_text_and_are_reported() {
-    let e = expand_alert("HighLoad", "{{ $labels.instance | nosuchfunc }}", &alert_data(), 0, &NoQueries);
+    let e = expand_alert(
+        "HighLoad",
+        "{{ $labels.instance | nosuchfunc }}",
+        &alert_data(),
+        0,
+        &NoQueries,
+    );
     assert_eq!(
         e.text,
         "<error expanding template: error parsing template __alert_HighLoad: template: __alert_HighLoad:1: function \"nosuchfunc\" not defined>"
@@ -482,10 +827,18 @@ fn alert_errors_become_text_and_are_reported() {
 
 #[test]
 fn check_reports_position_in_the_users_text() {
-    assert_eq!(check("{{ $labels.job }} is {{ $value | humanize }}"), Ok(()));
+    assert_eq!(
+        check("{{ $labels.job }} is {{ $value | humanize }}"),
+        Ok(())
+    );
     let err = check("Instance {{ $labels.instance }}\n is {{ $value | humanise }}");
     match err {
-        Err(TemplateError::Parse { ref message, line, column, .. }) => {
+        Err(TemplateError::Parse {
+            ref message,
+            line,
+            column,
+            ..
+        }) => {
             assert_eq!(message, "function \"humanise\" not defined");
             assert_eq!((line, column), (2, 17));
         }
