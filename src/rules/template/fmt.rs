@@ -627,7 +627,11 @@ pub(crate) fn sprintf(format: &str, args: &[Value]) -> String {
             while i < b.len() && b[i] != b']' {
                 i += 1;
             }
-            i += 1;
+            // Skip the `]` and the verb after it.
+            i = (i + 1).min(b.len());
+            if let Some(c) = format[i..].chars().next() {
+                i += c.len_utf8();
+            }
             out.push_str("%!(BADINDEX)");
             continue;
         }

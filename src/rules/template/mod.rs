@@ -71,6 +71,14 @@ pub struct Env<'a> {
     pub(crate) external_url: &'a str,
 }
 
+impl<'a> Env<'a> {
+    /// The outside world of one execution: queries (none when `query` is `None`: `query` then
+    /// fails), the evaluation time in milliseconds, and the external URL.
+    pub fn new(query: Option<&'a dyn QueryFn>, timestamp_ms: i64, external_url: &'a str) -> Self {
+        Env { query, timestamp_ms, external_url }
+    }
+}
+
 /// A template that failed to parse or to execute. `Display` gives Prometheus' text
 /// (`error parsing template NAME: template: NAME:LINE: ...`).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

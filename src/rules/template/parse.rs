@@ -242,6 +242,9 @@ impl fmt::Display for Node {
     }
 }
 
+/// How deeply blocks and parenthesized pipelines may nest.
+const MAX_NESTING: usize = 100;
+
 /// Where an `{{else}}` or `{{end}}` closed a list.
 enum ListEnd {
     End,
@@ -263,6 +266,7 @@ pub(crate) fn parse(
         vars: vec!["$".into()],
         range_depth: 0,
         has_function,
+        depth: 0,
         last_line: 1,
         last_pos: 0,
         tree_set: BTreeMap::new(),
@@ -278,6 +282,8 @@ struct Parser<'f> {
     vars: Vec<String>,
     range_depth: usize,
     has_function: &'f dyn Fn(&str) -> bool,
+    /// Current nesting of blocks and parenthesized pipelines.
+    depth: usize,
     /// Line and offset of the most recently consumed token, for error messages (Go reports the
     /// line of `token[0]`).
     last_line: usize,
@@ -512,10 +518,22 @@ impl<'f> Parser<'f> {
     }
 
     fn control(&mut self, context: &str) -> PResult<Branch> {
+        self.enter()?;
         let vars_mark = self.vars.len();
         let result = self.control_inner(context);
         self.vars.truncate(vars_mark);
+        self.depth -= 1;
         result
+    }
+
+    /// Bounds the nesting of blocks and parentheses, so a hostile template cannot exhaust the
+    /// stack (Go bounds parentheses at 10000 on its growable stacks).
+    fn enter(&mut self) -> PResult<()> {
+        if self.depth >= MAX_NESTING {
+            return self.errorf("max expression depth exceeded".into());
+        }
+        self.depth += 1;
+        Ok(())
     }
 
     fn control_inner(&mut self, context: &str) -> PResult<Branch> {
@@ -572,11 +590,13 @@ impl<'f> Parser<'f> {
         let token = self.next_non_space();
         let name = self.template_name(&token, CONTEXT)?;
         let pipe = self.pipeline(CONTEXT, ItemType::RightDelim)?;
+        self.enter()?;
         let saved_vars = std::mem::replace(&mut self.vars, vec!["$".into()]);
         let saved_depth = std::mem::replace(&mut self.range_depth, 0);
         let r = self.item_list();
         self.vars = saved_vars;
         self.range_depth = saved_depth;
+        self.depth -= 1;
         let (list, end) = r?;
         if !matches!(end, ListEnd::End) {
             return self.errorf(format!("unexpected {{{{else}}}} in {CONTEXT}"));
@@ -814,9 +834,12 @@ impl<'f> Parser<'f> {
                     token.val
                 ))
             }
-            ItemType::LeftParen => Arg::Pipe(Box::new(
-                self.pipeline("parenthesized pipeline", ItemType::RightParen)?,
-            )),
+            ItemType::LeftParen => {
+                self.enter()?;
+                let pipe = self.pipeline("parenthesized pipeline", ItemType::RightParen);
+                self.depth -= 1;
+                Arg::Pipe(Box::new(pipe?))
+            }
             ItemType::String | ItemType::RawString => {
                 let text = self.unquote(&token)?;
                 Arg::String {

@@ -714,6 +714,28 @@ fn parse_errors() {
     }
 }
 
+#[test]
+fn runaway_templates_fail_cleanly() {
+    let r = expand("{{define \"r\"}}x{{template \"r\" .}}{{end}}{{template \"r\"}}");
+    assert!(
+        matches!(&r, Err(e) if e.ends_with("exceeded maximum template depth (256)")),
+        "{r:?}"
+    );
+    let deep = format!("{{{{{}1{}}}}}", "(".repeat(500), ")".repeat(500));
+    assert_eq!(
+        expand(&deep),
+        Err("error parsing template test: template: test:1: max expression depth exceeded".into())
+    );
+    let nested = "{{if true}}".repeat(500);
+    assert!(matches!(expand(&nested), Err(e) if e.ends_with("max expression depth exceeded")));
+}
+
+#[test]
+fn printf_argument_indexes_are_reported_not_supported() {
+    ok("{{ printf \"%[1]d|\" 5 }}", Value::Nil, "%!(BADINDEX)|");
+    ok("{{ printf \"%[\" 5 }}", Value::Nil, "%!(BADINDEX)");
+}
+
 // ---- alert expansion as rules/alerting.go does it ----
 
 fn alert_data() -> AlertData {
