@@ -75,7 +75,11 @@ impl<'a> Env<'a> {
     /// The outside world of one execution: queries (none when `query` is `None`: `query` then
     /// fails), the evaluation time in milliseconds, and the external URL.
     pub fn new(query: Option<&'a dyn QueryFn>, timestamp_ms: i64, external_url: &'a str) -> Self {
-        Env { query, timestamp_ms, external_url }
+        Env {
+            query,
+            timestamp_ms,
+            external_url,
+        }
     }
 }
 

@@ -267,6 +267,8 @@ pub(crate) fn parse(
         range_depth: 0,
         has_function,
         depth: 0,
+        action_line: 0,
+        name,
         last_line: 1,
         last_pos: 0,
         tree_set: BTreeMap::new(),
@@ -284,6 +286,10 @@ struct Parser<'f> {
     has_function: &'f dyn Fn(&str) -> bool,
     /// Current nesting of blocks and parenthesized pipelines.
     depth: usize,
+    /// Line of the `{{` of the action being parsed (0 outside actions).
+    action_line: usize,
+    /// The template's name, for messages.
+    name: &'f str,
     /// Line and offset of the most recently consumed token, for error messages (Go reports the
     /// line of `token[0]`).
     last_line: usize,
@@ -358,8 +364,21 @@ impl<'f> Parser<'f> {
 
     fn unexpected<T>(&self, token: &Item, context: &str) -> PResult<T> {
         if token.typ == ItemType::Error {
+            // Go names the line an unfinished action started on, if it is another one.
+            let mut message = token.val.clone();
+            if self.action_line != 0 && self.action_line != token.line {
+                let sep = if message.ends_with(" action") {
+                    ""
+                } else {
+                    " in action"
+                };
+                message.push_str(&format!(
+                    "{sep} started at {}:{}",
+                    self.name, self.action_line
+                ));
+            }
             return Err(ParseError {
-                message: token.val.clone(),
+                message,
                 line: token.line,
                 offset: token.pos,
             });
@@ -460,7 +479,12 @@ impl<'f> Parser<'f> {
         let token = self.next_non_space();
         match token.typ {
             ItemType::Text => Ok(Ok(Node::Text { text: token.val })),
-            ItemType::LeftDelim => self.action(),
+            ItemType::LeftDelim => {
+                let saved = std::mem::replace(&mut self.action_line, token.line);
+                let r = self.action();
+                self.action_line = saved;
+                r
+            }
             _ => self.unexpected(&token, "input"),
         }
     }

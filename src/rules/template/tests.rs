@@ -705,6 +705,14 @@ fn parse_errors() {
             "{{ 1 2 | 3 }}",
             "template: test:1: non executable command in pipeline stage 2",
         ),
+        (
+            "a {{ if\n  .x",
+            "template: test:2: unclosed action started at test:1",
+        ),
+        (
+            "{{ .x\n \"y }}",
+            "template: test:2: unterminated quoted string in action started at test:1",
+        ),
     ] {
         assert_eq!(
             expand(text),
