@@ -13,6 +13,15 @@ pub(crate) fn is_print(c: char) -> bool {
     if c.is_control() || c.is_whitespace() {
         return false;
     }
+    let u = c as u32;
+    // Private use and noncharacters are not printable in Go either.
+    if (0xe000..=0xf8ff).contains(&u)
+        || u >= 0xf0000
+        || (0xfdd0..=0xfdef).contains(&u)
+        || u & 0xfffe == 0xfffe
+    {
+        return false;
+    }
     // Format characters (category Cf) are not printable in Go.
     !matches!(c, '\u{ad}' | '\u{600}'..='\u{605}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{feff}' | '\u{fff9}'..='\u{fffb}')
 }

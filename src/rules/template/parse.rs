@@ -979,18 +979,18 @@ fn parse_go_int(text: &str) -> Option<(bool, u64)> {
         _ => (false, text),
     };
     let lower = rest.to_ascii_lowercase();
-    let (radix, digits, prefixed) = if let Some(d) = lower.strip_prefix("0x") {
-        (16, d.to_string(), true)
+    let (radix, digits) = if let Some(d) = lower.strip_prefix("0x") {
+        (16, d.to_string())
     } else if let Some(d) = lower.strip_prefix("0o") {
-        (8, d.to_string(), true)
+        (8, d.to_string())
     } else if let Some(d) = lower.strip_prefix("0b") {
-        (2, d.to_string(), true)
+        (2, d.to_string())
     } else if lower.len() > 1 && lower.starts_with('0') {
-        (8, lower[1..].to_string(), true)
+        (8, lower[1..].to_string())
     } else {
-        (10, lower.clone(), false)
+        (10, lower.clone())
     };
-    if digits.contains('_') && !prefixed {
+    if digits.contains('_') && !underscore_ok(text) {
         return None;
     }
     let clean: String = digits.chars().filter(|c| *c != '_').collect();
@@ -1043,10 +1043,13 @@ pub(crate) fn parse_number(text: &str, typ: ItemType) -> Result<Number, String> 
         let lower = text.to_ascii_lowercase();
         let f = if lower.starts_with("0x") || lower.starts_with("+0x") || lower.starts_with("-0x") {
             parse_hex_float(&lower)
-        } else if text.contains('_') {
+        } else if text.contains('_') && !underscore_ok(text) {
             None
         } else {
-            text.parse::<f64>().ok().filter(|f| f.is_finite())
+            text.replace('_', "")
+                .parse::<f64>()
+                .ok()
+                .filter(|f| f.is_finite())
         };
         if let Some(f) = f {
             if !text.contains(['.', 'e', 'E', 'p', 'P']) {
@@ -1071,6 +1074,43 @@ pub(crate) fn parse_number(text: &str, typ: ItemType) -> Result<Number, String> 
         ));
     }
     Ok(n)
+}
+
+/// Go's `strconv.underscoreOK`: underscores only between digits, or between a base prefix
+/// and a digit.
+fn underscore_ok(s: &str) -> bool {
+    let b = s.as_bytes();
+    let b = match b.first() {
+        Some(b'-' | b'+') => &b[1..],
+        _ => b,
+    };
+    // '^' start, '0' digit or base prefix, '_' underscore, '!' anything else.
+    let mut saw = b'^';
+    let mut i = 0;
+    let mut hex = false;
+    if b.len() >= 2 && b[0] == b'0' && matches!(b[1] | 0x20, b'b' | b'o' | b'x') {
+        i = 2;
+        saw = b'0';
+        hex = b[1] | 0x20 == b'x';
+    }
+    while i < b.len() {
+        let c = b[i];
+        if c.is_ascii_digit() || (hex && (c | 0x20).is_ascii_hexdigit()) {
+            saw = b'0';
+        } else if c == b'_' {
+            if saw != b'0' {
+                return false;
+            }
+            saw = b'_';
+        } else {
+            if saw == b'_' {
+                return false;
+            }
+            saw = b'!';
+        }
+        i += 1;
+    }
+    saw != b'_'
 }
 
 /// A hexadecimal float such as `0x1.8p3`.
