@@ -759,16 +759,16 @@ mod tests {
 
     #[test]
     fn printf_verbs() {
-        let f = Value::Float(3.14159);
-        assert_eq!(pf("%.2f", &[f.clone()]), "3.14");
+        let f = Value::Float(7.25159);
+        assert_eq!(pf("%.2f", std::slice::from_ref(&f)), "7.25");
         assert_eq!(pf("%0.2f", &[Value::Float(3720.01)]), "3720.01");
-        assert_eq!(pf("%f", &[f.clone()]), "3.141590");
+        assert_eq!(pf("%f", std::slice::from_ref(&f)), "7.251590");
         assert_eq!(
             pf(
                 "%8.3f|%-8.3f|%08.3f",
-                &[f.clone(), f.clone(), Value::Float(-3.14159)]
+                &[f.clone(), f.clone(), Value::Float(-7.25159)]
             ),
-            "   3.142|3.142   |-003.142"
+            "   7.252|7.252   |-007.252"
         );
         assert_eq!(pf("%e", &[Value::Float(1234.5678)]), "1.234568e+03");
         assert_eq!(pf("%g", &[Value::Float(1e21)]), "1e+21");
@@ -839,7 +839,7 @@ mod tests {
     #[test]
     fn containers_and_sprint() {
         let list = Value::list(vec![Value::Int(1), Value::str("a")]);
-        assert_eq!(pf("%v", &[list.clone()]), "[1 a]");
+        assert_eq!(pf("%v", std::slice::from_ref(&list)), "[1 a]");
         let m = Value::string_map(
             [
                 ("b".to_string(), "2".to_string()),

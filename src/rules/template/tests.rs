@@ -956,11 +956,20 @@ fn t_val() -> Value {
     }))
 }
 
+/// Name, template, expected output, data, whether it should succeed.
+type GoCase = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn() -> Value,
+    bool,
+);
+
 #[test]
 fn go_exec_tests() {
     let t = t_val;
     let none = || Value::Nil;
-    let cases: &[(&str, &str, &str, fn() -> Value, bool)] = &[
+    let cases: &[GoCase] = &[
         ("empty nil", "{{.Empty0}}", "<no value>", t, true),
         ("empty with slice", "{{.Empty3}}", "[7 8]", t, true),
         ("field on interface", "{{.foo}}", "<no value>", none, true),
