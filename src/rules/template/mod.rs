@@ -47,6 +47,25 @@ pub struct QuerySample {
     pub timestamp_ms: i64,
 }
 
+impl QuerySample {
+    /// A sample from a label set of the crate's own [`crate::labels::Labels`].
+    pub fn new(labels: &crate::labels::Labels, value: f64, timestamp_ms: i64) -> Self {
+        QuerySample {
+            labels: labels_to_map(labels),
+            value,
+            timestamp_ms,
+        }
+    }
+}
+
+/// A label set as the `map[string]string` templates see.
+pub fn labels_to_map(labels: &crate::labels::Labels) -> BTreeMap<String, String> {
+    labels
+        .iter()
+        .map(|l| (l.name.clone(), l.value.clone()))
+        .collect()
+}
+
 /// Runs a PromQL instant query for a template's `query` function, at the time the template is
 /// expanded for. The error text ends up in the template error.
 pub trait QueryFn {

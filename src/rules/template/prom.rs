@@ -368,8 +368,90 @@ fn sample_arg(args: &[Value], i: usize) -> Result<&Arc<SampleValue>, String> {
     }
 }
 
+/// Go's `strings.ToUpper`: rune by rune with the simple case mapping (`ß` stays `ß`, where
+/// Rust's full mapping would give `SS`).
+fn go_to_upper(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            let mut up = c.to_uppercase();
+            match (up.next(), up.next()) {
+                (Some(u), None) => u,
+                _ => c,
+            }
+        })
+        .collect()
+}
+
+/// Go's `strings.ToLower`, rune by rune (`İ` becomes `i`).
+fn go_to_lower(s: &str) -> String {
+    s.chars()
+        .map(|c| c.to_lowercase().next().unwrap_or(c))
+        .collect()
+}
+
+/// Rewrites Go (RE2) Perl classes into Rust's ASCII forms: in Go `\d`, `\w`, `\s` and `\b`
+/// are ASCII-only, in Rust they are Unicode-aware by default.
+fn go_regex_syntax(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len() + 16);
+    let mut chars = pattern.chars().peekable();
+    let mut in_class = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                let Some(n) = chars.next() else {
+                    out.push(c);
+                    break;
+                };
+                match (in_class, n) {
+                    (false, 'd' | 'D' | 'w' | 'W' | 's' | 'S' | 'b' | 'B') => {
+                        out.push_str("(?-u:\\");
+                        out.push(n);
+                        out.push(')');
+                    }
+                    (true, 'd') => out.push_str("0-9"),
+                    (true, 'w') => out.push_str("0-9A-Za-z_"),
+                    (true, 's') => out.push_str("\\t\\n\\x0C\\r "),
+                    _ => {
+                        out.push(c);
+                        out.push(n);
+                    }
+                }
+            }
+            '[' if !in_class => {
+                in_class = true;
+                out.push(c);
+                // A `]` right after `[` or `[^` is a literal.
+                if chars.peek() == Some(&'^') {
+                    out.push('^');
+                    chars.next();
+                }
+                if chars.peek() == Some(&']') {
+                    out.push_str("\\]");
+                    chars.next();
+                }
+            }
+            '[' if in_class && chars.peek() == Some(&':') => {
+                // An ASCII class such as [:alpha:] inside a bracket expression.
+                out.push(c);
+                for d in chars.by_ref() {
+                    out.push(d);
+                    if d == ']' {
+                        break;
+                    }
+                }
+            }
+            ']' if in_class => {
+                in_class = false;
+                out.push(c);
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
 fn compile(pattern: &str) -> Result<Regex, String> {
-    Regex::new(pattern).map_err(|e| {
+    Regex::new(&go_regex_syntax(pattern)).map_err(|e| {
         let msg = e.to_string();
         let last = msg
             .lines()
@@ -436,8 +518,8 @@ pub(crate) fn call(env: &Env<'_>, name: &str, args: Vec<Value>) -> Result<Value,
         "match" => Value::Bool(compile(str_arg(&args, 0))?.is_match(str_arg(&args, 1))),
         "safeHtml" => Value::String(str_arg(&args, 0).to_string()),
         "title" => Value::String(title(str_arg(&args, 0))),
-        "toUpper" => Value::String(str_arg(&args, 0).to_uppercase()),
-        "toLower" => Value::String(str_arg(&args, 0).to_lowercase()),
+        "toUpper" => Value::String(go_to_upper(str_arg(&args, 0))),
+        "toLower" => Value::String(go_to_lower(str_arg(&args, 0))),
         "graphLink" => Value::String(format!(
             "/graph?g0.expr={}&g0.tab=0",
             query_escape(str_arg(&args, 0))
@@ -532,6 +614,28 @@ mod tests {
             Err("strconv.ParseFloat: parsing \"1e400\": value out of range".into())
         );
         assert_eq!(parse_float("+Inf"), Ok(f64::INFINITY));
+    }
+
+    #[test]
+    fn regexes_use_go_ascii_classes() {
+        let re = |p: &str| compile(p).map(|r| r.is_match("٣")).unwrap_or(true);
+        // An Arabic-Indic digit is \d in Rust's Unicode mode, not in Go.
+        assert!(!re(r"^\d$"));
+        assert!(!re(r"^[\d]$"));
+        assert!(re(r"^.$"));
+        assert!(compile(r"^[]a]+$")
+            .map(|r| r.is_match("a]a"))
+            .unwrap_or(false));
+        assert!(compile(r"^[[:alpha:]\s]+$")
+            .map(|r| r.is_match("ab c"))
+            .unwrap_or(false));
+        assert!(compile("(").is_err());
+    }
+
+    #[test]
+    fn case_mapping_is_rune_by_rune() {
+        assert_eq!(go_to_upper("straße"), "STRAßE");
+        assert_eq!(go_to_lower("İSTANBUL"), "istanbul");
     }
 
     #[test]
