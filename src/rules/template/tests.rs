@@ -1671,3 +1671,125 @@ fn go_js_escaping() {
         assert_eq!(funcs::js_escape(input), want);
     }
 }
+
+// ---- prometheus/prometheus rules/alerting_test.go and model/rulefmt/rulefmt_test.go ----
+
+fn alert_with(value: f64, external: &[(&str, &str)], url: &str) -> AlertData {
+    AlertData {
+        labels: [("instance", "0"), ("job", "app-server")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        external_labels: external
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        external_url: url.into(),
+        value,
+    }
+}
+
+/// TestAlertingRuleLabelsUpdate: a label templated from `$value`.
+#[test]
+fn prometheus_label_from_value() {
+    let t = AlertTemplate::parse(
+        "HTTPRequestRateLow",
+        "{{ if lt $value 80.0 }}critical{{ else }}warning{{ end }}",
+    );
+    let sev = |v| t.expand(&alert_with(v, &[], ""), 0, &NoQueries).text;
+    assert_eq!(sev(75.0), "critical");
+    assert_eq!(sev(85.0), "warning");
+}
+
+/// TestAlertingRuleExternalLabelsInTemplate and TestAlertingRuleExternalURLInTemplate.
+#[test]
+fn prometheus_external_labels_and_url() {
+    let text = "There are {{ len $externalLabels }} external Labels, of which foo is {{ $externalLabels.foo }}.";
+    let e = expand_alert("A", text, &alert_with(75.0, &[], ""), 0, &NoQueries);
+    assert_eq!(e.text, "There are 0 external Labels, of which foo is .");
+    let d = alert_with(75.0, &[("foo", "bar"), ("dings", "bums")], "");
+    assert_eq!(
+        expand_alert("A", text, &d, 0, &NoQueries).text,
+        "There are 2 external Labels, of which foo is bar."
+    );
+    let text = "The external URL is {{ $externalURL }}.";
+    assert_eq!(
+        expand_alert("A", text, &alert_with(75.0, &[], ""), 0, &NoQueries).text,
+        "The external URL is ."
+    );
+    let d = alert_with(75.0, &[], "http://localhost:1234");
+    assert_eq!(
+        expand_alert("A", text, &d, 0, &NoQueries).text,
+        "The external URL is http://localhost:1234."
+    );
+}
+
+/// TestAlertingRuleQueryInTemplate's template, with its query answered directly.
+#[test]
+fn prometheus_query_in_template() {
+    let text = "{{- with \"sort(sum(http_requests) by (instance))\" | query -}}\n{{- range $i,$v := . -}}\ninstance: {{ $v.Labels.instance }}, value: {{ printf \"%.0f\" $v.Value }};\n{{- end -}}\n{{- end -}}\n";
+    let q = FixedQuery(vec![
+        sample(&[("instance", "0")], 70.0),
+        sample(&[("instance", "1")], 85.4),
+    ]);
+    let e = expand_alert(
+        "ruleWithQueryInTemplate",
+        text,
+        &alert_with(70.0, &[], ""),
+        0,
+        &q,
+    );
+    assert_eq!(e.error, None);
+    assert_eq!(e.text, "instance: 0, value: 70;instance: 1, value: 85;");
+}
+
+/// TestTemplateParsing: what `promtool check rules` rejects.
+#[test]
+fn prometheus_template_parsing() {
+    assert!(check_alert("InstanceDown", "Instance {{ $labels.instance }} down").is_ok());
+    assert_eq!(
+        check_alert("InstanceDown", "Instance {{ $label.instance }} down").map_err(|e| e.to_string()),
+        Err("error parsing template __alert_InstanceDown: template: __alert_InstanceDown:1: undefined variable \"$label\"".into())
+    );
+    assert!(check_alert("InstanceDown", "{{$this_is_wrong}}").is_err());
+    assert_eq!(
+        check_alert("InstanceDown", "{{$labels.quantile * 100}}").map_err(|e| e.to_string()),
+        Err("error parsing template __alert_InstanceDown: template: __alert_InstanceDown:1: unexpected \"*\" in operand".into())
+    );
+}
+
+/// docs/configuration/template_examples.md.
+#[test]
+fn prometheus_doc_examples() {
+    let q = FixedQuery(vec![
+        sample(&[("instance", "a:9100")], 1.0),
+        sample(&[("instance", "b:9100")], 0.0),
+    ]);
+    let d = alert_with(1.0, &[], "");
+    let run = |text: &str| expand_alert("A", text, &d, 0, &q);
+    assert_eq!(
+        run("{{ range query \"up\" }}\n  {{ .Labels.instance }} {{ .Value }}\n{{ end }}").text,
+        "\n  a:9100 1\n\n  b:9100 0\n"
+    );
+    let q2 = FixedQuery(vec![sample(&[], 1234567.0)]);
+    assert_eq!(
+        expand_alert(
+            "A",
+            "{{ with query \"some_metric{instance='someinstance'}\" }}\n  {{ . | first | value | humanize }}\n{{ end }}",
+            &d,
+            0,
+            &q2
+        )
+        .text,
+        "\n  1.235M\n"
+    );
+    assert_eq!(
+        run("{{define \"myMultiArgTemplate\"}}\n  First argument: {{.arg0}}\n  Second argument: {{.arg1}}\n{{end}}\n{{template \"myMultiArgTemplate\" (args 1 2)}}").text,
+        "\n\n  First argument: 1\n  Second argument: 2\n"
+    );
+    assert_eq!(
+        run("{{/* Define the template */}}\n{{define \"myTemplate\"}}\n  do something\n{{end}}\n\n{{/* Use the template */}}\n{{template \"myTemplate\"}}").text,
+        // The newlines around the comments and the definition stay in the output.
+        "\n\n\n\n\n  do something\n"
+    );
+}
