@@ -15,6 +15,18 @@
 //!   report where it is wrong.
 //! - [`Expander`] and [`Template`]: the general engine, for any data [`Value`].
 //!
+//! Not supported (none of it reachable from a Prometheus alert template, except where said):
+//! HTML mode and `tmpl` (Prometheus offers them to consoles only), native-histogram sample
+//! values, complex numbers, custom delimiters, `missingkey` other than Prometheus' `zero`;
+//! `printf` argument indexes (`%[1]d` prints `%!(BADINDEX)`), `%#v`/`%+v` (printed as `%v`),
+//! `%x`/`%b` of floats; `Time` methods beyond `Format String Add Sub Truncate Round Before
+//! After Equal Unix UnixMilli UnixMicro UnixNano UTC Local Year Day Hour Minute Second
+//! Nanosecond YearDay IsZero`. Differences: a query result printed inside a list shows
+//! `&{...}` where Go prints a pointer address; `title` approximates Unicode word breaks;
+//! regexps run on the `regex` crate (RE2 syntax, Go's ASCII `\d \w \s \b`, other error
+//! texts); `.x` on a missing `map[string]interface{}` entry is `<no value>` where Go errors;
+//! `{{template}}` nests at most 256 deep and blocks/parentheses 100 deep.
+//!
 //! Why not the `gtmpl` crate: its last release is from 2021, it lacks `html`/`js`, its `printf`
 //! is partial, and its JSON-like value model cannot tell Go's int from float64 or
 //! `map[string]string` from `map[string]interface{}`, which decide `eq`/`printf` results and
