@@ -1793,3 +1793,41 @@ fn prometheus_doc_examples() {
         "\n\n\n\n\n  do something\n"
     );
 }
+
+/// Annotation styles common in published alert rule collections.
+#[test]
+fn common_annotation_styles() {
+    let q = FixedQuery(vec![sample(&[("instance", "node-1:9100")], 3.14159)]);
+    let d = alert_data();
+    let run = |text: &str| {
+        let e = expand_alert("A", text, &d, 1_700_000_000_000, &q);
+        assert_eq!(e.error, None, "{text}");
+        e.text
+    };
+    assert_eq!(
+        run("Host out of memory (instance {{ $labels.instance }})\n  VALUE = {{ $value }}\n  LABELS = {{ $labels }}"),
+        "Host out of memory (instance node-1:9100)\n  VALUE = 0.9312\n  LABELS = map[instance:node-1:9100 job:storj severity:page]"
+    );
+    assert_eq!(run("{{ $value | printf \"%.2f\" }}%"), "0.93%");
+    assert_eq!(run("{{ humanizeDuration 3725 }}"), "1h 2m 5s");
+    assert_eq!(
+        run("{{ with printf \"node_load1{instance='%s'}\" $labels.instance | query }}{{ . | first | value | printf \"%.2f\" }}{{ end }}"),
+        "3.14"
+    );
+    assert_eq!(
+        run("{{ $labels.job | title }} on {{ $labels.instance | stripPort }}"),
+        "Storj on node-1"
+    );
+    assert_eq!(
+        run("{{ $labels.instance | reReplaceAll \":[0-9]+$\" \"\" }}"),
+        "node-1"
+    );
+    assert_eq!(
+        run("{{ if eq $labels.severity \"page\" }}PAGE{{ else }}ticket{{ end }}"),
+        "PAGE"
+    );
+    assert_eq!(
+        run("since {{ now | humanizeTimestamp }}"),
+        "since 2023-11-14 22:13:20 +0000 UTC"
+    );
+}
