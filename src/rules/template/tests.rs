@@ -1797,7 +1797,7 @@ fn prometheus_doc_examples() {
 /// Annotation styles common in published alert rule collections.
 #[test]
 fn common_annotation_styles() {
-    let q = FixedQuery(vec![sample(&[("instance", "node-1:9100")], 3.14159)]);
+    let q = FixedQuery(vec![sample(&[("instance", "node-1:9100")], 2.71649)]);
     let d = alert_data();
     let run = |text: &str| {
         let e = expand_alert("A", text, &d, 1_700_000_000_000, &q);
