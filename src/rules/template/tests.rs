@@ -1812,7 +1812,7 @@ fn common_annotation_styles() {
     assert_eq!(run("{{ humanizeDuration 3725 }}"), "1h 2m 5s");
     assert_eq!(
         run("{{ with printf \"node_load1{instance='%s'}\" $labels.instance | query }}{{ . | first | value | printf \"%.2f\" }}{{ end }}"),
-        "3.14"
+        "2.72"
     );
     assert_eq!(
         run("{{ $labels.job | title }} on {{ $labels.instance | stripPort }}"),
