@@ -1831,3 +1831,91 @@ fn common_annotation_styles() {
         "since 2023-11-14 22:13:20 +0000 UTC"
     );
 }
+
+/// Random token soups must give an output or an error, never a panic: rule files come from
+/// users, and a template must not take the rules engine down.
+#[test]
+fn random_templates_never_panic() {
+    const PIECES: &[&str] = &[
+        "{{",
+        "}}",
+        "{{- ",
+        " -}}",
+        " ",
+        "\n",
+        ".",
+        ".Labels",
+        ".x",
+        "$",
+        "$labels",
+        "$x",
+        ":=",
+        "=",
+        "|",
+        "(",
+        ")",
+        "\"s\"",
+        "`r`",
+        "'c'",
+        "1",
+        "-2.5e3",
+        "0x1p3",
+        "if",
+        "else",
+        "end",
+        "range",
+        "with",
+        "define",
+        "template",
+        "block",
+        "break",
+        "continue",
+        "nil",
+        "true",
+        "printf",
+        "\"%d %s %v %.2f %\"",
+        "len",
+        "index",
+        "slice",
+        "eq",
+        "lt",
+        "and",
+        "or",
+        "not",
+        "humanize",
+        "query",
+        "first",
+        "value",
+        "toTime",
+        ".Format",
+        "args",
+        "/*",
+        "*/",
+        ",",
+        "%",
+        "é",
+        "\u{a0}",
+        "reReplaceAll",
+        "\"(\"",
+    ];
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let q = FixedQuery(vec![sample(&[("a", "b")], 1.0)]);
+    for _ in 0..3000 {
+        let n = (next() % 24) as usize;
+        let text: String = (0..n)
+            .map(|_| PIECES[(next() % PIECES.len() as u64) as usize])
+            .collect();
+        let e = expand_alert("Fuzz", &text, &alert_data(), 0, &q);
+        // Either the expansion worked or the text says why.
+        assert!(
+            e.error.is_none() || e.text.starts_with("<error expanding template: "),
+            "{text:?}"
+        );
+    }
+}
