@@ -142,6 +142,22 @@ pub enum TemplateError {
 }
 
 impl TemplateError {
+    /// Go's own error text, without Prometheus' `error parsing template NAME: ` wrapper: what
+    /// `promtool check rules` prints after `annotation "summary": `.
+    pub fn go_text(&self) -> String {
+        match self {
+            TemplateError::Parse {
+                name,
+                message,
+                go_line,
+                ..
+            } => {
+                format!("template: {name}:{go_line}: {message}")
+            }
+            TemplateError::Exec { message, .. } => message.clone(),
+        }
+    }
+
     /// Line and column (1-based) in the caller's text, when known.
     pub fn position(&self) -> Option<(usize, usize)> {
         match self {

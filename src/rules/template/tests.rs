@@ -1751,7 +1751,10 @@ fn prometheus_template_parsing() {
         check_alert("InstanceDown", "Instance {{ $label.instance }} down").map_err(|e| e.to_string()),
         Err("error parsing template __alert_InstanceDown: template: __alert_InstanceDown:1: undefined variable \"$label\"".into())
     );
-    assert!(check_alert("InstanceDown", "{{$this_is_wrong}}").is_err());
+    assert_eq!(
+        check_alert("InstanceDown", "{{$this_is_wrong}}").map_err(|e| e.go_text()),
+        Err("template: __alert_InstanceDown:1: undefined variable \"$this_is_wrong\"".into())
+    );
     assert_eq!(
         check_alert("InstanceDown", "{{$labels.quantile * 100}}").map_err(|e| e.to_string()),
         Err("error parsing template __alert_InstanceDown: template: __alert_InstanceDown:1: unexpected \"*\" in operand".into())
