@@ -86,7 +86,10 @@ pub(crate) fn execute(
         out: String::new(),
     };
     let Some(root) = trees.get(name) else {
-        return Err(s.errorf(format!("{} is an incomplete or empty template", super::fmt::quote(name, false))));
+        return Err(s.errorf(format!(
+            "{} is an incomplete or empty template",
+            super::fmt::quote(name, false)
+        )));
     };
     match s.walk_list(data, root) {
         Ok(()) => Ok(s.out),
@@ -119,7 +122,10 @@ impl<'t, 'e> State<'t, 'e> {
     fn errorf(&self, msg: String) -> ExecError {
         let name = &self.tmpl_name;
         match &self.at {
-            None => ExecError { message: format!("template: {name}: {msg}"), offset: None },
+            None => ExecError {
+                message: format!("template: {name}: {msg}"),
+                offset: None,
+            },
             Some(a) => {
                 let pos = a.pos().min(self.text.len());
                 let before = &self.text[..pos];
@@ -206,17 +212,27 @@ impl<'t, 'e> State<'t, 'e> {
             Node::Template { pos, name, pipe } => {
                 self.at(At::Node(node, *pos));
                 let Some(tree) = self.trees.get(name) else {
-                    return Err(self.errorf(format!("template {} not defined", super::fmt::quote(name, false))).into());
+                    return Err(self
+                        .errorf(format!(
+                            "template {} not defined",
+                            super::fmt::quote(name, false)
+                        ))
+                        .into());
                 };
                 if self.depth >= MAX_EXEC_DEPTH {
-                    return Err(self.errorf(format!("exceeded maximum template depth ({MAX_EXEC_DEPTH})")).into());
+                    return Err(self
+                        .errorf(format!(
+                            "exceeded maximum template depth ({MAX_EXEC_DEPTH})"
+                        ))
+                        .into());
                 }
                 let new_dot = match pipe {
                     Some(p) => self.eval_pipeline(dot, p)?,
                     None => Value::Nil,
                 };
                 // No dynamic scoping: the called template sees only `$`.
-                let saved_vars = std::mem::replace(&mut self.vars, vec![("$".to_string(), new_dot.clone())]);
+                let saved_vars =
+                    std::mem::replace(&mut self.vars, vec![("$".to_string(), new_dot.clone())]);
                 let saved_name = std::mem::replace(&mut self.tmpl_name, name.clone());
                 self.depth += 1;
                 let r = self.walk_list(&new_dot, tree);
@@ -252,19 +268,37 @@ impl<'t, 'e> State<'t, 'e> {
         let val = self.eval_pipeline(dot, &r.pipe)?;
         let mark = self.mark();
         let items: Vec<(Value, Value)> = match &val {
-            Value::List(l) => l.iter().enumerate().map(|(i, v)| (Value::Int(i as i64), v.clone())).collect(),
-            Value::Vector(v) => v.iter().enumerate().map(|(i, s)| (Value::Int(i as i64), Value::Sample(s.clone()))).collect(),
-            Value::Map(m) => m.entries.iter().map(|(k, v)| (Value::String(k.clone()), v.clone())).collect(),
+            Value::List(l) => l
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (Value::Int(i as i64), v.clone()))
+                .collect(),
+            Value::Vector(v) => v
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (Value::Int(i as i64), Value::Sample(s.clone())))
+                .collect(),
+            Value::Map(m) => m
+                .entries
+                .iter()
+                .map(|(k, v)| (Value::String(k.clone()), v.clone()))
+                .collect(),
             Value::Int(n) => {
                 if r.pipe.decl.len() > 1 {
-                    return Err(self.errorf(format!("can't use {n} to iterate over more than one variable")).into());
+                    return Err(self
+                        .errorf(format!(
+                            "can't use {n} to iterate over more than one variable"
+                        ))
+                        .into());
                 }
                 (0..*n).map(|i| (Value::Int(i), Value::Int(i))).collect()
             }
             Value::Nil => Vec::new(),
             other => {
                 let shown = super::fmt::sprint(std::slice::from_ref(other));
-                return Err(self.errorf(format!("range can't iterate over {shown}")).into());
+                return Err(self
+                    .errorf(format!("range can't iterate over {shown}"))
+                    .into());
             }
         };
         let ran = !items.is_empty();
@@ -344,7 +378,9 @@ impl<'t, 'e> State<'t, 'e> {
                 return self.eval_field_chain(dot, dot.clone(), first, ident, &cmd.args, fin);
             }
             Arg::Chain { .. } => return self.eval_chain(dot, first, &cmd.args, fin),
-            Arg::Identifier { name, .. } => return self.eval_function(dot, first, name, At::Cmd(cmd), &cmd.args, fin),
+            Arg::Identifier { name, .. } => {
+                return self.eval_function(dot, first, name, At::Cmd(cmd), &cmd.args, fin)
+            }
             Arg::Pipe(p) => {
                 self.not_a_function(&cmd.args, &fin)?;
                 return self.eval_pipeline(dot, p);
@@ -360,7 +396,10 @@ impl<'t, 'e> State<'t, 'e> {
             Arg::Nil { .. } => Err(self.errorf("nil is not a command".into())),
             Arg::Number { number, .. } => self.ideal_constant(first, number),
             Arg::String { text, .. } => Ok(Value::String(text.clone())),
-            other => Err(self.errorf(format!("can't evaluate command {}", super::fmt::quote(&other.to_string(), false)))),
+            other => Err(self.errorf(format!(
+                "can't evaluate command {}",
+                super::fmt::quote(&other.to_string(), false)
+            ))),
         }
     }
 
@@ -368,7 +407,10 @@ impl<'t, 'e> State<'t, 'e> {
     fn ideal_constant(&mut self, node: &'t Arg, n: &Number) -> EResult<Value> {
         self.at(At::Arg(node));
         let t = &n.text;
-        let is_hex_int = t.len() > 2 && t.starts_with('0') && (t.as_bytes()[1] | 0x20) == b'x' && !t.contains(['p', 'P']);
+        let is_hex_int = t.len() > 2
+            && t.starts_with('0')
+            && (t.as_bytes()[1] | 0x20) == b'x'
+            && !t.contains(['p', 'P']);
         let is_rune = t.starts_with('\'');
         if let Some(f) = n.float {
             if !is_hex_int && !is_rune && t.contains(['.', 'e', 'E', 'p', 'P']) {
@@ -384,7 +426,13 @@ impl<'t, 'e> State<'t, 'e> {
         Ok(Value::Nil)
     }
 
-    fn eval_chain(&mut self, dot: &Value, chain: &'t Arg, args: &'t [Arg], fin: Final) -> EResult<Value> {
+    fn eval_chain(
+        &mut self,
+        dot: &Value,
+        chain: &'t Arg,
+        args: &'t [Arg],
+        fin: Final,
+    ) -> EResult<Value> {
         self.at(At::Arg(chain));
         let Arg::Chain { node, field, .. } = chain else {
             return Err(self.errorf("internal error: not a chain".into()));
@@ -396,7 +444,13 @@ impl<'t, 'e> State<'t, 'e> {
         self.eval_field_chain(dot, receiver, chain, field, args, fin)
     }
 
-    fn eval_variable(&mut self, dot: &Value, var: &'t Arg, args: &'t [Arg], fin: Final) -> EResult<Value> {
+    fn eval_variable(
+        &mut self,
+        dot: &Value,
+        var: &'t Arg,
+        args: &'t [Arg],
+        fin: Final,
+    ) -> EResult<Value> {
         self.at(At::Arg(var));
         let Arg::Variable { ident, .. } = var else {
             return Err(self.errorf("internal error: not a variable".into()));
@@ -429,7 +483,15 @@ impl<'t, 'e> State<'t, 'e> {
     }
 
     /// `.Name` on `receiver`: a method call, a struct field or a map key.
-    fn eval_field(&mut self, dot: &Value, name: &str, node: &'t Arg, args: &'t [Arg], fin: Final, receiver: Value) -> EResult<Value> {
+    fn eval_field(
+        &mut self,
+        dot: &Value,
+        name: &str,
+        node: &'t Arg,
+        args: &'t [Arg],
+        fin: Final,
+        receiver: Value,
+    ) -> EResult<Value> {
         if let Value::Nil = receiver {
             // missingkey=zero: a field of nothing is nothing.
             return Ok(Value::Nil);
@@ -437,14 +499,23 @@ impl<'t, 'e> State<'t, 'e> {
         if let Some(sig) = funcs::method_sig(&receiver, name) {
             let recv = receiver.clone();
             let name_owned = name.to_string();
-            return self.eval_call(dot, Callee::Method(recv, sig), At::Arg(node), &name_owned, args, fin);
+            return self.eval_call(
+                dot,
+                Callee::Method(recv, sig),
+                At::Arg(node),
+                &name_owned,
+                args,
+                fin,
+            );
         }
         let has_args = args.len() > 1 || fin.is_some();
         let found = match &receiver {
             Value::Struct(s) => match s.field(name) {
                 Some(v) => {
                     if has_args {
-                        return Err(self.errorf(format!("{name} has arguments but cannot be invoked as function")));
+                        return Err(self.errorf(format!(
+                            "{name} has arguments but cannot be invoked as function"
+                        )));
                     }
                     Some(v.clone())
                 }
@@ -457,7 +528,9 @@ impl<'t, 'e> State<'t, 'e> {
                     _ => None,
                 };
                 if v.is_some() && has_args {
-                    return Err(self.errorf(format!("{name} has arguments but cannot be invoked as function")));
+                    return Err(self.errorf(format!(
+                        "{name} has arguments but cannot be invoked as function"
+                    )));
                 }
                 v
             }
@@ -471,33 +544,73 @@ impl<'t, 'e> State<'t, 'e> {
         };
         match found {
             Some(v) => Ok(v),
-            None => Err(self.errorf(format!("can't evaluate field {name} in type {}", receiver.go_type()))),
+            None => Err(self.errorf(format!(
+                "can't evaluate field {name} in type {}",
+                receiver.go_type()
+            ))),
         }
     }
 
-    fn eval_function(&mut self, dot: &Value, ident: &'t Arg, name: &str, node: At<'t>, args: &'t [Arg], fin: Final) -> EResult<Value> {
+    fn eval_function(
+        &mut self,
+        dot: &Value,
+        ident: &'t Arg,
+        name: &str,
+        node: At<'t>,
+        args: &'t [Arg],
+        fin: Final,
+    ) -> EResult<Value> {
         self.at(At::Arg(ident));
         let Some(sig) = funcs::signature(name) else {
-            return Err(self.errorf(format!("{} is not a defined function", super::fmt::quote(name, false))));
+            return Err(self.errorf(format!(
+                "{} is not a defined function",
+                super::fmt::quote(name, false)
+            )));
         };
-        self.eval_call(dot, Callee::Func(name.to_string(), sig), node, name, args, fin)
+        self.eval_call(
+            dot,
+            Callee::Func(name.to_string(), sig),
+            node,
+            name,
+            args,
+            fin,
+        )
     }
 
     /// Checks the argument count, evaluates the arguments against the parameter types and
     /// calls. `args[0]` is the function's own node, as in Go.
-    fn eval_call(&mut self, dot: &Value, callee: Callee, node: At<'t>, name: &str, args: &'t [Arg], fin: Final) -> EResult<Value> {
+    fn eval_call(
+        &mut self,
+        dot: &Value,
+        callee: Callee,
+        node: At<'t>,
+        name: &str,
+        args: &'t [Arg],
+        fin: Final,
+    ) -> EResult<Value> {
         let args = if args.is_empty() { args } else { &args[1..] };
         let sig = match &callee {
             Callee::Func(_, s) | Callee::Method(_, s) => *s,
         };
         let num_in = args.len() + usize::from(fin.is_some());
-        let num_fixed = if sig.variadic.is_some() { sig.params.len() } else { args.len() };
+        let num_fixed = if sig.variadic.is_some() {
+            sig.params.len()
+        } else {
+            args.len()
+        };
         if sig.variadic.is_some() {
             if num_in < num_fixed {
-                return Err(self.errorf(format!("wrong number of args for {name}: want at least {} got {}", num_fixed, args.len())));
+                return Err(self.errorf(format!(
+                    "wrong number of args for {name}: want at least {} got {}",
+                    num_fixed,
+                    args.len()
+                )));
             }
         } else if num_in != sig.params.len() {
-            return Err(self.errorf(format!("wrong number of args for {name}: want {} got {num_in}", sig.params.len())));
+            return Err(self.errorf(format!(
+                "wrong number of args for {name}: want {} got {num_in}",
+                sig.params.len()
+            )));
         }
         let builtin = matches!(&callee, Callee::Func(n, _) if funcs::exists(n) && super::prom::signature(n).is_none());
         if builtin && (name == "and" || name == "or") {
@@ -527,7 +640,7 @@ impl<'t, 'e> State<'t, 'e> {
         }
         if let Some(f) = fin {
             let t = match sig.variadic {
-                Some(tail) if num_in - 1 >= num_fixed => tail,
+                Some(tail) if num_in > num_fixed => tail,
                 _ => sig.params.get(num_in - 1).copied().unwrap_or(Ty::Any),
             };
             argv.push(self.validate_type(f, t)?);
@@ -571,7 +684,11 @@ impl<'t, 'e> State<'t, 'e> {
         if ok {
             Ok(v)
         } else {
-            Err(self.errorf(format!("wrong type for value; expected {}; got {}", t.go_name(), v.go_type())))
+            Err(self.errorf(format!(
+                "wrong type for value; expected {}; got {}",
+                t.go_name(),
+                v.go_type()
+            )))
         }
     }
 
@@ -587,7 +704,14 @@ impl<'t, 'e> State<'t, 'e> {
                 return Err(self.errorf(format!("cannot assign nil to {}", t.go_name())));
             }
             Arg::Field { ident, .. } => {
-                let v = self.eval_field_chain(dot, dot.clone(), n, ident, std::slice::from_ref(n), None)?;
+                let v = self.eval_field_chain(
+                    dot,
+                    dot.clone(),
+                    n,
+                    ident,
+                    std::slice::from_ref(n),
+                    None,
+                )?;
                 return self.validate_type(v, t);
             }
             Arg::Variable { .. } => {
@@ -614,7 +738,13 @@ impl<'t, 'e> State<'t, 'e> {
             (Ty::Any, Arg::String { text, .. }) => Ok(Value::String(text.clone())),
             (Ty::String, Arg::String { text, .. }) => Ok(Value::String(text.clone())),
             (Ty::String, _) => Err(self.errorf(format!("expected string; found {n}"))),
-            (Ty::Duration, Arg::Number { number: Number { int: Some(i), .. }, .. }) => Ok(Value::Duration(*i)),
+            (
+                Ty::Duration,
+                Arg::Number {
+                    number: Number { int: Some(i), .. },
+                    ..
+                },
+            ) => Ok(Value::Duration(*i)),
             (Ty::Duration, _) => Err(self.errorf(format!("expected integer; found {n}"))),
             _ => Err(self.errorf(format!("can't handle {n} for arg of type {}", t.go_name()))),
         }

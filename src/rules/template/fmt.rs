@@ -13,6 +13,15 @@ pub(crate) fn is_print(c: char) -> bool {
     if c.is_control() || c.is_whitespace() {
         return false;
     }
+    let u = c as u32;
+    // Private use and noncharacters are not printable in Go either.
+    if (0xe000..=0xf8ff).contains(&u)
+        || u >= 0xf0000
+        || (0xfdd0..=0xfdef).contains(&u)
+        || u & 0xfffe == 0xfffe
+    {
+        return false;
+    }
     // Format characters (category Cf) are not printable in Go.
     !matches!(c, '\u{ad}' | '\u{600}'..='\u{605}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{feff}' | '\u{fff9}'..='\u{fffb}')
 }
@@ -78,7 +87,10 @@ struct Digits {
 fn digits(v: f64, sig: Option<usize>) -> Digits {
     let v = v.abs();
     if v == 0.0 {
-        return Digits { d: Vec::new(), dp: 0 };
+        return Digits {
+            d: Vec::new(),
+            dp: 0,
+        };
     }
     let s = match sig {
         None => format!("{v:e}"),
@@ -86,7 +98,11 @@ fn digits(v: f64, sig: Option<usize>) -> Digits {
     };
     let (mant, exp) = s.split_once('e').unwrap_or((&s, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
-    let mut d: Vec<u8> = mant.bytes().filter(u8::is_ascii_digit).map(|b| b - b'0').collect();
+    let mut d: Vec<u8> = mant
+        .bytes()
+        .filter(u8::is_ascii_digit)
+        .map(|b| b - b'0')
+        .collect();
     while d.last() == Some(&0) {
         d.pop();
     }
@@ -135,7 +151,11 @@ fn fmt_f(neg: bool, digs: &Digits, prec: usize) -> String {
         out.push('.');
         for i in 1..=prec as i32 {
             let j = digs.dp + i - 1;
-            let c = if j >= 0 { digs.d.get(j as usize).copied().unwrap_or(0) } else { 0 };
+            let c = if j >= 0 {
+                digs.d.get(j as usize).copied().unwrap_or(0)
+            } else {
+                0
+            };
             out.push(char::from(b'0' + c));
         }
     }
@@ -149,7 +169,11 @@ pub(crate) fn format_float(v: f64, verb: char, prec: i32) -> String {
         return "NaN".into();
     }
     if v.is_infinite() {
-        return if v > 0.0 { "+Inf".into() } else { "-Inf".into() };
+        return if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
     }
     let neg = v.is_sign_negative();
     let shortest = prec < 0;
@@ -170,8 +194,16 @@ pub(crate) fn format_float(v: f64, verb: char, prec: i32) -> String {
             }
         }
         'e' | 'E' => {
-            let digs = if shortest { digits(v, None) } else { digits(v, Some(prec as usize + 1)) };
-            let p = if shortest { digs.d.len().saturating_sub(1) } else { prec as usize };
+            let digs = if shortest {
+                digits(v, None)
+            } else {
+                digits(v, Some(prec as usize + 1))
+            };
+            let p = if shortest {
+                digs.d.len().saturating_sub(1)
+            } else {
+                prec as usize
+            };
             fmt_e(neg, &digs, p, verb)
         }
         _ => {
@@ -226,7 +258,9 @@ impl Flags {
     }
 
     fn pad_with(&self, s: &str, zero: bool) -> String {
-        let Some(w) = self.wid else { return s.to_string() };
+        let Some(w) = self.wid else {
+            return s.to_string();
+        };
         let n = s.chars().count();
         if n >= w {
             return s.to_string();
@@ -345,12 +379,16 @@ fn fmt_integer(out: &mut String, neg: bool, u: u64, verb: char, f: &Flags, v: &V
         'x' => (16, false),
         'X' => (16, true),
         'c' => {
-            let c = char::from_u32(u as u32).filter(|_| !neg && u <= u32::MAX as u64).unwrap_or('\u{fffd}');
+            let c = char::from_u32(u as u32)
+                .filter(|_| !neg && u <= u32::MAX as u64)
+                .unwrap_or('\u{fffd}');
             out.push_str(&f.pad_with(&c.to_string(), false));
             return;
         }
         'q' => {
-            let c = char::from_u32(u as u32).filter(|_| !neg && u <= u32::MAX as u64).unwrap_or('\u{fffd}');
+            let c = char::from_u32(u as u32)
+                .filter(|_| !neg && u <= u32::MAX as u64)
+                .unwrap_or('\u{fffd}');
             let q = quote_with(&c.to_string(), '\'', f.plus);
             out.push_str(&f.pad_with(&q, false));
             return;
@@ -467,7 +505,10 @@ fn fmt_string(out: &mut String, s: &str, verb: char, f: &Flags, v: &Value) {
     match verb {
         'v' | 's' => out.push_str(&f.pad(&truncated)),
         'q' => {
-            let q = if f.sharp && !truncated.contains('`') && truncated.chars().all(|c| c == '\t' || !c.is_control()) {
+            let q = if f.sharp
+                && !truncated.contains('`')
+                && truncated.chars().all(|c| c == '\t' || !c.is_control())
+            {
                 format!("`{truncated}`")
             } else {
                 quote(&truncated, f.plus)
@@ -595,7 +636,11 @@ pub(crate) fn sprintf(format: &str, args: &[Value]) -> String {
             while i < b.len() && b[i] != b']' {
                 i += 1;
             }
-            i += 1;
+            // Skip the `]` and the verb after it.
+            i = (i + 1).min(b.len());
+            if let Some(c) = format[i..].chars().next() {
+                i += c.len_utf8();
+            }
             out.push_str("%!(BADINDEX)");
             continue;
         }
@@ -614,7 +659,7 @@ pub(crate) fn sprintf(format: &str, args: &[Value]) -> String {
         } else {
             f.wid = parse_num(b, &mut i);
         }
-        if i + 1 <= b.len() && i < b.len() && b[i] == b'.' {
+        if i < b.len() && b[i] == b'.' {
             i += 1;
             if i < b.len() && b[i] == b'*' {
                 i += 1;
@@ -646,7 +691,6 @@ pub(crate) fn sprintf(format: &str, args: &[Value]) -> String {
             out.push_str(&f.pad(&arg.go_type()));
             continue;
         }
-        let mut f = f;
         if verb == 'v' {
             // %#v and %+v are Go-syntax and field-name forms; print them as %v.
             f.sharp = false;
@@ -715,25 +759,67 @@ mod tests {
 
     #[test]
     fn printf_verbs() {
-        let f = Value::Float(3.14159);
-        assert_eq!(pf("%.2f", &[f.clone()]), "3.14");
+        let f = Value::Float(7.25159);
+        assert_eq!(pf("%.2f", std::slice::from_ref(&f)), "7.25");
         assert_eq!(pf("%0.2f", &[Value::Float(3720.01)]), "3720.01");
-        assert_eq!(pf("%f", &[f.clone()]), "3.141590");
-        assert_eq!(pf("%8.3f|%-8.3f|%08.3f", &[f.clone(), f.clone(), Value::Float(-3.14159)]), "   3.142|3.142   |-003.142");
+        assert_eq!(pf("%f", std::slice::from_ref(&f)), "7.251590");
+        assert_eq!(
+            pf(
+                "%8.3f|%-8.3f|%08.3f",
+                &[f.clone(), f.clone(), Value::Float(-7.25159)]
+            ),
+            "   7.252|7.252   |-007.252"
+        );
         assert_eq!(pf("%e", &[Value::Float(1234.5678)]), "1.234568e+03");
         assert_eq!(pf("%g", &[Value::Float(1e21)]), "1e+21");
         assert_eq!(pf("%+.1f", &[Value::Float(2.0)]), "+2.0");
         assert_eq!(pf("%d items", &[Value::Int(3)]), "3 items");
-        assert_eq!(pf("%5d|%-5d|%05d", &[Value::Int(42), Value::Int(42), Value::Int(-42)]), "   42|42   |-0042");
-        assert_eq!(pf("%x %X %#x %o %b", &[Value::Int(255), Value::Int(255), Value::Int(255), Value::Int(8), Value::Int(5)]), "ff FF 0xff 10 101");
-        assert_eq!(pf("%s is %q", &[Value::str("job"), Value::str("a\"b\n")]), "job is \"a\\\"b\\n\"");
+        assert_eq!(
+            pf(
+                "%5d|%-5d|%05d",
+                &[Value::Int(42), Value::Int(42), Value::Int(-42)]
+            ),
+            "   42|42   |-0042"
+        );
+        assert_eq!(
+            pf(
+                "%x %X %#x %o %b",
+                &[
+                    Value::Int(255),
+                    Value::Int(255),
+                    Value::Int(255),
+                    Value::Int(8),
+                    Value::Int(5)
+                ]
+            ),
+            "ff FF 0xff 10 101"
+        );
+        assert_eq!(
+            pf("%s is %q", &[Value::str("job"), Value::str("a\"b\n")]),
+            "job is \"a\\\"b\\n\""
+        );
         assert_eq!(pf("%x", &[Value::str("hi")]), "6869");
-        assert_eq!(pf("%10s|%-10s|%.2s", &[Value::str("abc"), Value::str("abc"), Value::str("abc")]), "       abc|abc       |ab");
-        assert_eq!(pf("%v %v %t", &[Value::Bool(true), Value::Nil, Value::Bool(false)]), "true <nil> false");
+        assert_eq!(
+            pf(
+                "%10s|%-10s|%.2s",
+                &[Value::str("abc"), Value::str("abc"), Value::str("abc")]
+            ),
+            "       abc|abc       |ab"
+        );
+        assert_eq!(
+            pf(
+                "%v %v %t",
+                &[Value::Bool(true), Value::Nil, Value::Bool(false)]
+            ),
+            "true <nil> false"
+        );
         assert_eq!(pf("100%%", &[]), "100%");
         assert_eq!(pf("%c%c", &[Value::Int(72), Value::Int(105)]), "Hi");
         assert_eq!(pf("%*d", &[Value::Int(4), Value::Int(7)]), "   7");
-        assert_eq!(pf("%T %T", &[Value::Float(1.0), Value::str("")]), "float64 string");
+        assert_eq!(
+            pf("%T %T", &[Value::Float(1.0), Value::str("")]),
+            "float64 string"
+        );
     }
 
     #[test]
@@ -741,7 +827,10 @@ mod tests {
         assert_eq!(pf("%d", &[Value::Float(1.5)]), "%!d(float64=1.5)");
         assert_eq!(pf("%s", &[Value::Int(1)]), "%!s(int=1)");
         assert_eq!(pf("%d %d", &[Value::Int(1)]), "1 %!d(MISSING)");
-        assert_eq!(pf("%d", &[Value::Int(1), Value::str("x")]), "1%!(EXTRA string=x)");
+        assert_eq!(
+            pf("%d", &[Value::Int(1), Value::str("x")]),
+            "1%!(EXTRA string=x)"
+        );
         assert_eq!(pf("%", &[]), "%!(NOVERB)");
         assert_eq!(pf("%s", &[Value::Nil]), "%!s(<nil>)");
         assert_eq!(pf("%z", &[Value::Int(1)]), "%!z(int=1)");
@@ -750,10 +839,19 @@ mod tests {
     #[test]
     fn containers_and_sprint() {
         let list = Value::list(vec![Value::Int(1), Value::str("a")]);
-        assert_eq!(pf("%v", &[list.clone()]), "[1 a]");
-        let m = Value::string_map([("b".to_string(), "2".to_string()), ("a".to_string(), "1".to_string())].into());
+        assert_eq!(pf("%v", std::slice::from_ref(&list)), "[1 a]");
+        let m = Value::string_map(
+            [
+                ("b".to_string(), "2".to_string()),
+                ("a".to_string(), "1".to_string()),
+            ]
+            .into(),
+        );
         assert_eq!(print_action(&m), "map[a:1 b:2]");
-        assert_eq!(sprint(&[Value::Int(1), Value::Int(2), Value::str("x"), Value::Int(3)]), "1 2x3");
+        assert_eq!(
+            sprint(&[Value::Int(1), Value::Int(2), Value::str("x"), Value::Int(3)]),
+            "1 2x3"
+        );
         assert_eq!(sprintln(&[Value::Int(1), Value::str("x")]), "1 x\n");
     }
 

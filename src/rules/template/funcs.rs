@@ -53,11 +53,17 @@ pub(crate) struct Sig {
 }
 
 const fn sig(params: &'static [Ty]) -> Sig {
-    Sig { params, variadic: None }
+    Sig {
+        params,
+        variadic: None,
+    }
 }
 
 const fn var(params: &'static [Ty], tail: Ty) -> Sig {
-    Sig { params, variadic: Some(tail) }
+    Sig {
+        params,
+        variadic: Some(tail),
+    }
 }
 
 /// Go's builtin functions.
@@ -118,7 +124,10 @@ pub(crate) fn call(env: &Env<'_>, name: &str, args: Vec<Value>) -> Result<Value,
         "le" => le(first(&args), second(&args)).map(Value::Bool),
         "gt" => le(first(&args), second(&args)).map(|b| Value::Bool(!b)),
         "ge" => lt(first(&args), second(&args)).map(|b| Value::Bool(!b)),
-        _ => Err(format!("{} is not a defined function", super::fmt::quote(name, false))),
+        _ => Err(format!(
+            "{} is not a defined function",
+            super::fmt::quote(name, false)
+        )),
     }
 }
 
@@ -139,7 +148,9 @@ fn eval_args(args: &[Value]) -> String {
     let printable: Vec<Value> = args
         .iter()
         .map(|a| match a {
-            Value::Nil | Value::Sample(_) | Value::Time(_) | Value::Duration(_) => Value::String(super::exec::print_action(a)),
+            Value::Nil | Value::Sample(_) | Value::Time(_) | Value::Duration(_) => {
+                Value::String(super::exec::print_action(a))
+            }
             other => other.clone(),
         })
         .collect();
@@ -152,7 +163,9 @@ fn length(v: &Value) -> Result<usize, String> {
         Value::Sample(_) => Err("len of type template.sample".into()),
         Value::Time(_) => Err("len of type time.Time".into()),
         Value::Duration(_) => Err("len of type time.Duration".into()),
-        v => v.len().ok_or_else(|| format!("len of type {}", v.go_type())),
+        v => v
+            .go_len()
+            .ok_or_else(|| format!("len of type {}", v.go_type())),
     }
 }
 
@@ -161,7 +174,12 @@ fn index_arg(index: &Value, cap: usize) -> Result<usize, String> {
         Value::Int(i) => *i as i128,
         Value::Uint(u) => *u as i128,
         Value::Nil => return Err("cannot index slice/array with nil".into()),
-        v => return Err(format!("cannot index slice/array with type {}", v.go_type())),
+        v => {
+            return Err(format!(
+                "cannot index slice/array with type {}",
+                v.go_type()
+            ))
+        }
     };
     if x < 0 || x > cap as i128 {
         return Err(format!("index out of range: {x}"));
@@ -178,21 +196,34 @@ fn index(args: &[Value]) -> Result<Value, String> {
         item = match &item {
             Value::List(l) => {
                 let x = index_arg(idx, l.len())?;
-                l.get(x).cloned().ok_or("reflect: slice index out of range")?
+                l.get(x)
+                    .cloned()
+                    .ok_or("reflect: slice index out of range")?
             }
             Value::Vector(v) => {
                 let x = index_arg(idx, v.len())?;
-                v.get(x).cloned().map(Value::Sample).ok_or("reflect: slice index out of range")?
+                v.get(x)
+                    .cloned()
+                    .map(Value::Sample)
+                    .ok_or("reflect: slice index out of range")?
             }
             Value::String(s) => {
                 let x = index_arg(idx, s.len())?;
                 // Indexing a Go string yields a byte (uint8).
-                s.as_bytes().get(x).map(|b| Value::Uint(*b as u64)).ok_or("reflect: string index out of range")?
+                s.as_bytes()
+                    .get(x)
+                    .map(|b| Value::Uint(*b as u64))
+                    .ok_or("reflect: string index out of range")?
             }
             Value::Map(m) => match idx {
                 Value::String(k) => m.entries.get(k).cloned().unwrap_or_else(|| m.zero()),
                 Value::Nil => return Err("value is nil; should be of type string".into()),
-                other => return Err(format!("value has type {}; should be string", other.go_type())),
+                other => {
+                    return Err(format!(
+                        "value has type {}; should be string",
+                        other.go_type()
+                    ))
+                }
             },
             Value::Nil => return Err("index of nil pointer".into()),
             Value::Sample(_) => return Err("can't index item of type template.sample".into()),
@@ -233,7 +264,9 @@ fn slice(args: &[Value]) -> Result<Value, String> {
         return Err(format!("invalid slice index: {} > {}", idx[1], idx[2]));
     }
     Ok(match item {
-        Value::String(s) => Value::String(String::from_utf8_lossy(&s.as_bytes()[idx[0]..idx[1]]).into_owned()),
+        Value::String(s) => {
+            Value::String(String::from_utf8_lossy(&s.as_bytes()[idx[0]..idx[1]]).into_owned())
+        }
         Value::List(l) => Value::list(l[idx[0]..idx[1]].to_vec()),
         Value::Vector(v) => Value::Vector(std::sync::Arc::new(v[idx[0]..idx[1]].to_vec())),
         _ => Value::Nil,
@@ -262,7 +295,11 @@ fn basic_kind(v: &Value) -> Kind {
 }
 
 fn incompatible(a: &Value, b: &Value) -> String {
-    format!("incompatible types for comparison: {} and {}", a.go_type(), b.go_type())
+    format!(
+        "incompatible types for comparison: {} and {}",
+        a.go_type(),
+        b.go_type()
+    )
 }
 
 /// Go's `eq`: true when the first argument equals any of the others. Basic kinds compare by
@@ -277,7 +314,9 @@ fn eq(args: &[Value]) -> Result<bool, String> {
         let k2 = basic_kind(b);
         let truth = if k1 != k2 {
             match (a, b) {
-                (Value::Int(i), Value::Uint(u)) | (Value::Uint(u), Value::Int(i)) => *i >= 0 && *i as u64 == *u,
+                (Value::Int(i), Value::Uint(u)) | (Value::Uint(u), Value::Int(i)) => {
+                    *i >= 0 && *i as u64 == *u
+                }
                 (Value::Nil, _) | (_, Value::Nil) => false,
                 _ => return Err(incompatible(a, b)),
             }
@@ -291,9 +330,17 @@ fn eq(args: &[Value]) -> Result<bool, String> {
                 (Value::Nil, Value::Nil) => true,
                 (Value::Nil, _) | (_, Value::Nil) => false,
                 (Value::Sample(x), Value::Sample(y)) => std::sync::Arc::ptr_eq(x, y),
-                (Value::Time(x), Value::Time(y)) | (Value::Duration(x), Value::Duration(y)) => x == y,
-                (Value::Map(_) | Value::List(_) | Value::Vector(_), _) if std::mem::discriminant(a) == std::mem::discriminant(b) => {
-                    return Err(format!("non-comparable type {}: {}", sprintf("%s", std::slice::from_ref(b)), b.go_type()));
+                (Value::Time(x), Value::Time(y)) | (Value::Duration(x), Value::Duration(y)) => {
+                    x == y
+                }
+                (Value::Map(_) | Value::List(_) | Value::Vector(_), _)
+                    if std::mem::discriminant(a) == std::mem::discriminant(b) =>
+                {
+                    return Err(format!(
+                        "non-comparable type {}: {}",
+                        sprintf("%s", std::slice::from_ref(b)),
+                        b.go_type()
+                    ));
                 }
                 _ => {
                     return Err(format!(
@@ -384,7 +431,9 @@ pub(crate) fn query_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             b' ' => out.push('+'),
             b => out.push_str(&format!("%{b:02X}")),
         }
@@ -401,12 +450,14 @@ pub(crate) fn method_sig(receiver: &Value, name: &str) -> Option<Sig> {
             "Add" | "Truncate" | "Round" => sig(&[Duration]),
             "Sub" => sig(&[Time]),
             "Before" | "After" | "Equal" => sig(&[Time]),
-            "String" | "Unix" | "UnixMilli" | "UnixMicro" | "UnixNano" | "UTC" | "Local" | "Year" | "Day" | "Hour" | "Minute"
-            | "Second" | "Nanosecond" | "YearDay" | "IsZero" => sig(&[]),
+            "String" | "Unix" | "UnixMilli" | "UnixMicro" | "UnixNano" | "UTC" | "Local"
+            | "Year" | "Day" | "Hour" | "Minute" | "Second" | "Nanosecond" | "YearDay"
+            | "IsZero" => sig(&[]),
             _ => return None,
         }),
         Value::Duration(_) => Some(match name {
-            "String" | "Seconds" | "Minutes" | "Hours" | "Milliseconds" | "Microseconds" | "Nanoseconds" | "Abs" => sig(&[]),
+            "String" | "Seconds" | "Minutes" | "Hours" | "Milliseconds" | "Microseconds"
+            | "Nanoseconds" | "Abs" => sig(&[]),
             "Round" | "Truncate" => sig(&[Duration]),
             _ => return None,
         }),
@@ -442,7 +493,14 @@ pub(crate) fn call_method(receiver: &Value, name: &str, args: &[Value]) -> Resul
         Value::Time(ns) => {
             let ns = *ns;
             Ok(match name {
-                "Format" => Value::String(super::time::format(ns, if let Value::String(s) = first(args) { s } else { "" })),
+                "Format" => Value::String(super::time::format(
+                    ns,
+                    if let Value::String(s) = first(args) {
+                        s
+                    } else {
+                        ""
+                    },
+                )),
                 "String" => Value::String(super::time::time_string(ns)),
                 "Add" => Value::Time(ns.saturating_add(dur_arg(args))),
                 "Truncate" => {
@@ -455,7 +513,11 @@ pub(crate) fn call_method(receiver: &Value, name: &str, args: &[Value]) -> Resul
                     _ => Value::Duration(0),
                 },
                 "Before" | "After" | "Equal" => {
-                    let o = if let Value::Time(o) = first(args) { *o } else { 0 };
+                    let o = if let Value::Time(o) = first(args) {
+                        *o
+                    } else {
+                        0
+                    };
                     Value::Bool(match name {
                         "Before" => ns < o,
                         "After" => ns > o,
@@ -499,15 +561,26 @@ pub(crate) fn call_method(receiver: &Value, name: &str, args: &[Value]) -> Resul
                 "Microseconds" => Value::Int(d / 1_000),
                 "Nanoseconds" => Value::Int(d),
                 "Abs" => Value::Duration(d.saturating_abs()),
-                "Round" => Value::Duration(if d < 0 { -round_to(-d, dur_arg(args)) } else { round_to(d, dur_arg(args)) }),
+                "Round" => Value::Duration(if d < 0 {
+                    -round_to(-d, dur_arg(args))
+                } else {
+                    round_to(d, dur_arg(args))
+                }),
                 "Truncate" => {
                     let m = dur_arg(args);
                     Value::Duration(if m <= 0 { d } else { d - d % m })
                 }
-                _ => return Err(format!("can't evaluate field {name} in type *time.Duration")),
+                _ => {
+                    return Err(format!(
+                        "can't evaluate field {name} in type *time.Duration"
+                    ))
+                }
             })
         }
-        _ => Err(format!("can't evaluate field {name} in type {}", receiver.go_type())),
+        _ => Err(format!(
+            "can't evaluate field {name} in type {}",
+            receiver.go_type()
+        )),
     }
 }
 
@@ -519,14 +592,23 @@ mod tests {
     fn comparisons_follow_go_kinds() {
         assert_eq!(eq(&[Value::Int(1), Value::Int(2), Value::Int(1)]), Ok(true));
         assert_eq!(eq(&[Value::str("a"), Value::str("b")]), Ok(false));
-        assert_eq!(eq(&[Value::Float(1.0), Value::Int(1)]), Err("incompatible types for comparison: float64 and int".into()));
+        assert_eq!(
+            eq(&[Value::Float(1.0), Value::Int(1)]),
+            Err("incompatible types for comparison: float64 and int".into())
+        );
         assert_eq!(eq(&[Value::Int(1), Value::Uint(1)]), Ok(true));
         assert_eq!(eq(&[Value::Nil, Value::Nil]), Ok(true));
         assert_eq!(eq(&[Value::Nil, Value::str("")]), Ok(false));
-        assert_eq!(eq(&[Value::Int(1)]), Err("missing argument for comparison".into()));
+        assert_eq!(
+            eq(&[Value::Int(1)]),
+            Err("missing argument for comparison".into())
+        );
         assert_eq!(lt(&Value::Float(1.0), &Value::Float(2.0)), Ok(true));
         assert_eq!(lt(&Value::str("b"), &Value::str("a")), Ok(false));
-        assert_eq!(lt(&Value::Bool(true), &Value::Bool(false)), Err("invalid type for comparison".into()));
+        assert_eq!(
+            lt(&Value::Bool(true), &Value::Bool(false)),
+            Err("invalid type for comparison".into())
+        );
         assert_eq!(lt(&Value::Int(-1), &Value::Uint(0)), Ok(true));
         assert_eq!(le(&Value::Int(2), &Value::Int(2)), Ok(true));
     }
@@ -535,20 +617,44 @@ mod tests {
     fn index_and_slice() {
         let l = Value::list(vec![Value::Int(10), Value::Int(20), Value::Int(30)]);
         assert_eq!(index(&[l.clone(), Value::Int(1)]), Ok(Value::Int(20)));
-        assert_eq!(index(&[l.clone(), Value::Int(5)]), Err("index out of range: 5".into()));
-        assert_eq!(index(&[Value::str("abc"), Value::Int(0)]), Ok(Value::Uint(97)));
+        assert_eq!(
+            index(&[l.clone(), Value::Int(5)]),
+            Err("index out of range: 5".into())
+        );
+        assert_eq!(
+            index(&[Value::str("abc"), Value::Int(0)]),
+            Ok(Value::Uint(97))
+        );
         let m = Value::string_map([("a".to_string(), "x".to_string())].into());
         assert_eq!(index(&[m.clone(), Value::str("a")]), Ok(Value::str("x")));
         assert_eq!(index(&[m, Value::str("b")]), Ok(Value::str("")));
-        assert_eq!(slice(&[Value::str("hello"), Value::Int(1), Value::Int(3)]), Ok(Value::str("el")));
-        assert_eq!(slice(&[l, Value::Int(2)]), Ok(Value::list(vec![Value::Int(30)])));
-        assert_eq!(slice(&[Value::str("ab"), Value::Int(2), Value::Int(1)]), Err("invalid slice index: 2 > 1".into()));
+        assert_eq!(
+            slice(&[Value::str("hello"), Value::Int(1), Value::Int(3)]),
+            Ok(Value::str("el"))
+        );
+        assert_eq!(
+            slice(&[l, Value::Int(2)]),
+            Ok(Value::list(vec![Value::Int(30)]))
+        );
+        assert_eq!(
+            slice(&[Value::str("ab"), Value::Int(2), Value::Int(1)]),
+            Err("invalid slice index: 2 > 1".into())
+        );
     }
 
     #[test]
     fn escapers() {
-        assert_eq!(html_escape("<a href=\"x\">'&'</a>"), "&lt;a href=&#34;x&#34;&gt;&#39;&amp;&#39;&lt;/a&gt;");
-        assert_eq!(js_escape("a'b\"<=>\n"), "a\\'b\\\"\\u003C\\u003D\\u003E\\u000A");
-        assert_eq!(query_escape("up{job=\"a b\"}~*"), "up%7Bjob%3D%22a+b%22%7D~%2A");
+        assert_eq!(
+            html_escape("<a href=\"x\">'&'</a>"),
+            "&lt;a href=&#34;x&#34;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+        assert_eq!(
+            js_escape("a'b\"<=>\n"),
+            "a\\'b\\\"\\u003C\\u003D\\u003E\\u000A"
+        );
+        assert_eq!(
+            query_escape("up{job=\"a b\"}~*"),
+            "up%7Bjob%3D%22a+b%22%7D~%2A"
+        );
     }
 }

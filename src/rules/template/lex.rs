@@ -225,7 +225,12 @@ impl<'a> Lexer<'a> {
     }
 
     fn this_item(&mut self, t: ItemType) -> Item {
-        let i = Item { typ: t, pos: self.start, val: self.input[self.start..self.pos].to_string(), line: self.start_line };
+        let i = Item {
+            typ: t,
+            pos: self.start,
+            val: self.input[self.start..self.pos].to_string(),
+            line: self.start_line,
+        };
         self.start = self.pos;
         self.start_line = self.line;
         i
@@ -263,7 +268,12 @@ impl<'a> Lexer<'a> {
     }
 
     fn errorf(&mut self, msg: String) -> Option<State> {
-        self.items.push(Item { typ: ItemType::Error, pos: self.start, val: msg, line: self.start_line });
+        self.items.push(Item {
+            typ: ItemType::Error,
+            pos: self.start,
+            val: msg,
+            line: self.start_line,
+        });
         None
     }
 
@@ -301,7 +311,11 @@ impl<'a> Lexer<'a> {
                 }
                 self.lex_field_or_variable(ItemType::Variable)
             }
-            State::Char => self.lex_quoted('\'', ItemType::CharConstant, "unterminated character constant"),
+            State::Char => self.lex_quoted(
+                '\'',
+                ItemType::CharConstant,
+                "unterminated character constant",
+            ),
             State::Number => self.lex_number(),
             State::Quote => self.lex_quoted('"', ItemType::String, "unterminated quoted string"),
             State::RawQuote => self.lex_raw_quote(),
@@ -465,7 +479,10 @@ impl<'a> Lexer<'a> {
                 self.emit(ItemType::Char);
                 Some(State::InsideAction)
             }
-            r => self.errorf(format!("unrecognized character in action: {}", super::fmt::unicode_u_sharp(r))),
+            r => self.errorf(format!(
+                "unrecognized character in action: {}",
+                super::fmt::unicode_u_sharp(r)
+            )),
         }
     }
 
@@ -527,7 +544,11 @@ impl<'a> Lexer<'a> {
 
     fn lex_field_or_variable(&mut self, typ: ItemType) -> Option<State> {
         if self.at_terminator() {
-            self.emit(if typ == ItemType::Variable { ItemType::Variable } else { ItemType::Dot });
+            self.emit(if typ == ItemType::Variable {
+                ItemType::Variable
+            } else {
+                ItemType::Dot
+            });
             return Some(State::InsideAction);
         }
         let last;
@@ -583,13 +604,19 @@ impl<'a> Lexer<'a> {
     fn lex_number(&mut self) -> Option<State> {
         if !self.scan_number() {
             let text = self.input[self.start..self.pos].to_string();
-            return self.errorf(format!("bad number syntax: {}", super::fmt::quote(&text, false)));
+            return self.errorf(format!(
+                "bad number syntax: {}",
+                super::fmt::quote(&text, false)
+            ));
         }
         if let Some('+' | '-') = self.peek() {
             // Complex: 1+2i. No spaces, must end in 'i'.
             if !self.scan_number() || !self.input[..self.pos].ends_with('i') {
                 let text = self.input[self.start..self.pos].to_string();
-                return self.errorf(format!("bad number syntax: {}", super::fmt::quote(&text, false)));
+                return self.errorf(format!(
+                    "bad number syntax: {}",
+                    super::fmt::quote(&text, false)
+                ));
             }
             self.emit(ItemType::Complex);
         } else {
@@ -662,14 +689,22 @@ mod tests {
         use ItemType::*;
         assert_eq!(
             kinds("{{-3}}"),
-            vec![(LeftDelim, "{{".into()), (Number, "-3".into()), (RightDelim, "}}".into()), (Eof, "".into())]
+            vec![
+                (LeftDelim, "{{".into()),
+                (Number, "-3".into()),
+                (RightDelim, "}}".into()),
+                (Eof, "".into())
+            ]
         );
     }
 
     #[test]
     fn comments_are_dropped_and_may_trim() {
         use ItemType::*;
-        assert_eq!(kinds("x {{- /* c\n */ -}} y"), vec![(Text, "x".into()), (Text, "y".into()), (Eof, "".into())]);
+        assert_eq!(
+            kinds("x {{- /* c\n */ -}} y"),
+            vec![(Text, "x".into()), (Text, "y".into()), (Eof, "".into())]
+        );
         assert_eq!(kinds("{{/* open"), vec![(Error, "unclosed comment".into())]);
     }
 
@@ -701,16 +736,31 @@ mod tests {
     #[test]
     fn lines_are_counted_across_text_and_raw_strings() {
         let items = lex("a\nb{{`x\ny`}}\n{{.}}");
-        let dot = items.iter().find(|i| i.typ == ItemType::Dot).map(|i| i.line);
+        let dot = items
+            .iter()
+            .find(|i| i.typ == ItemType::Dot)
+            .map(|i| i.line);
         assert_eq!(dot, Some(4));
     }
 
     #[test]
     fn errors() {
-        assert_eq!(lex("{{").last().map(|i| i.val.clone()), Some("unclosed action".into()));
-        assert_eq!(lex("{{ \"a }}").last().map(|i| i.val.clone()), Some("unterminated quoted string".into()));
-        assert_eq!(lex("{{ (1 }}").last().map(|i| i.val.clone()), Some("unclosed left paren".into()));
-        assert_eq!(lex("{{ 3x }}").last().map(|i| i.val.clone()), Some("bad number syntax: \"3x\"".into()));
+        assert_eq!(
+            lex("{{").last().map(|i| i.val.clone()),
+            Some("unclosed action".into())
+        );
+        assert_eq!(
+            lex("{{ \"a }}").last().map(|i| i.val.clone()),
+            Some("unterminated quoted string".into())
+        );
+        assert_eq!(
+            lex("{{ (1 }}").last().map(|i| i.val.clone()),
+            Some("unclosed left paren".into())
+        );
+        assert_eq!(
+            lex("{{ 3x }}").last().map(|i| i.val.clone()),
+            Some("bad number syntax: \"3x\"".into())
+        );
         assert_eq!(
             lex("{{\u{a0}}}").last().map(|i| i.val.clone()),
             Some("unrecognized character in action: U+00A0".into())

@@ -15,6 +15,18 @@
 //!   report where it is wrong.
 //! - [`Expander`] and [`Template`]: the general engine, for any data [`Value`].
 //!
+//! Not supported (none of it reachable from a Prometheus alert template, except where said):
+//! HTML mode and `tmpl` (Prometheus offers them to consoles only), native-histogram sample
+//! values, complex numbers, custom delimiters, `missingkey` other than Prometheus' `zero`;
+//! `printf` argument indexes (`%[1]d` prints `%!(BADINDEX)`), `%#v`/`%+v` (printed as `%v`),
+//! `%x`/`%b` of floats; `Time` methods beyond `Format String Add Sub Truncate Round Before
+//! After Equal Unix UnixMilli UnixMicro UnixNano UTC Local Year Day Hour Minute Second
+//! Nanosecond YearDay IsZero`. Differences: a query result printed inside a list shows
+//! `&{...}` where Go prints a pointer address; `title` approximates Unicode word breaks;
+//! regexps run on the `regex` crate (RE2 syntax, Go's ASCII `\d \w \s \b`, other error
+//! texts); `.x` on a missing `map[string]interface{}` entry is `<no value>` where Go errors;
+//! `{{template}}` nests at most 256 deep and blocks/parentheses 100 deep.
+//!
 //! Why not the `gtmpl` crate: its last release is from 2021, it lacks `html`/`js`, its `printf`
 //! is partial, and its JSON-like value model cannot tell Go's int from float64 or
 //! `map[string]string` from `map[string]interface{}`, which decide `eq`/`printf` results and
@@ -47,6 +59,25 @@ pub struct QuerySample {
     pub timestamp_ms: i64,
 }
 
+impl QuerySample {
+    /// A sample from a label set of the crate's own [`crate::labels::Labels`].
+    pub fn new(labels: &crate::labels::Labels, value: f64, timestamp_ms: i64) -> Self {
+        QuerySample {
+            labels: labels_to_map(labels),
+            value,
+            timestamp_ms,
+        }
+    }
+}
+
+/// A label set as the `map[string]string` templates see.
+pub fn labels_to_map(labels: &crate::labels::Labels) -> BTreeMap<String, String> {
+    labels
+        .iter()
+        .map(|l| (l.name.clone(), l.value.clone()))
+        .collect()
+}
+
 /// Runs a PromQL instant query for a template's `query` function, at the time the template is
 /// expanded for. The error text ends up in the template error.
 pub trait QueryFn {
@@ -69,6 +100,18 @@ pub struct Env<'a> {
     pub(crate) timestamp_ms: i64,
     /// `externalURL`; `pathPrefix` is its path.
     pub(crate) external_url: &'a str,
+}
+
+impl<'a> Env<'a> {
+    /// The outside world of one execution: queries (none when `query` is `None`: `query` then
+    /// fails), the evaluation time in milliseconds, and the external URL.
+    pub fn new(query: Option<&'a dyn QueryFn>, timestamp_ms: i64, external_url: &'a str) -> Self {
+        Env {
+            query,
+            timestamp_ms,
+            external_url,
+        }
+    }
 }
 
 /// A template that failed to parse or to execute. `Display` gives Prometheus' text
@@ -99,11 +142,31 @@ pub enum TemplateError {
 }
 
 impl TemplateError {
+    /// Go's own error text, without Prometheus' `error parsing template NAME: ` wrapper: what
+    /// `promtool check rules` prints after `annotation "summary": `.
+    pub fn go_text(&self) -> String {
+        match self {
+            TemplateError::Parse {
+                name,
+                message,
+                go_line,
+                ..
+            } => {
+                format!("template: {name}:{go_line}: {message}")
+            }
+            TemplateError::Exec { message, .. } => message.clone(),
+        }
+    }
+
     /// Line and column (1-based) in the caller's text, when known.
     pub fn position(&self) -> Option<(usize, usize)> {
         match self {
             TemplateError::Parse { line, column, .. } => Some((*line, *column)),
-            TemplateError::Exec { line: Some(l), column: Some(c), .. } => Some((*l, *c)),
+            TemplateError::Exec {
+                line: Some(l),
+                column: Some(c),
+                ..
+            } => Some((*l, *c)),
             TemplateError::Exec { .. } => None,
         }
     }
@@ -142,10 +205,21 @@ impl Template {
     fn parse_with_prefix(name: &str, prefix: &str, text: &str) -> Result<Template, TemplateError> {
         let full = format!("{prefix}{text}");
         match parse::parse(name, &full, &funcs::exists) {
-            Ok(trees) => Ok(Template { name: name.to_string(), text: full, prefix_len: prefix.len(), trees }),
+            Ok(trees) => Ok(Template {
+                name: name.to_string(),
+                text: full,
+                prefix_len: prefix.len(),
+                trees,
+            }),
             Err(e) => {
                 let (line, column) = line_col(text, e.offset.saturating_sub(prefix.len()));
-                Err(TemplateError::Parse { name: name.to_string(), message: e.message, go_line: e.line, line, column })
+                Err(TemplateError::Parse {
+                    name: name.to_string(),
+                    message: e.message,
+                    go_line: e.line,
+                    line,
+                    column,
+                })
             }
         }
     }
@@ -153,8 +227,16 @@ impl Template {
     /// Runs the template on `data`.
     pub fn execute(&self, data: &Value, env: &Env<'_>) -> Result<String, TemplateError> {
         exec::execute(&self.trees, &self.name, &self.text, &self.name, data, env).map_err(|e| {
-            let pos = e.offset.filter(|o| *o >= self.prefix_len).map(|o| line_col(&self.text[self.prefix_len..], o - self.prefix_len));
-            TemplateError::Exec { name: self.name.clone(), message: e.message, line: pos.map(|p| p.0), column: pos.map(|p| p.1) }
+            let pos = e
+                .offset
+                .filter(|o| *o >= self.prefix_len)
+                .map(|o| line_col(&self.text[self.prefix_len..], o - self.prefix_len));
+            TemplateError::Exec {
+                name: self.name.clone(),
+                message: e.message,
+                line: pos.map(|p| p.0),
+                column: pos.map(|p| p.1),
+            }
         })
     }
 }
@@ -171,7 +253,14 @@ pub struct Expander<'a> {
 
 impl<'a> Expander<'a> {
     pub fn new(name: impl Into<String>, text: impl Into<String>, data: Value) -> Self {
-        Expander { name: name.into(), text: text.into(), data, timestamp_ms: 0, external_url: String::new(), query: None }
+        Expander {
+            name: name.into(),
+            text: text.into(),
+            data,
+            timestamp_ms: 0,
+            external_url: String::new(),
+            query: None,
+        }
     }
 
     /// The evaluation time `now` returns, in milliseconds since the epoch.
@@ -194,7 +283,11 @@ impl<'a> Expander<'a> {
     /// Parses and runs the template (Prometheus' `Expand`).
     pub fn expand(&self) -> Result<String, TemplateError> {
         let t = Template::parse(&self.name, &self.text)?;
-        let env = Env { query: self.query, timestamp_ms: self.timestamp_ms, external_url: &self.external_url };
+        let env = Env {
+            query: self.query,
+            timestamp_ms: self.timestamp_ms,
+            external_url: &self.external_url,
+        };
         t.execute(&self.data, &env)
     }
 }
@@ -248,7 +341,13 @@ impl AlertTemplate {
     /// Parses `text` for the rule named `alert_name` (the template is named `__alert_NAME`, as
     /// in Prometheus' messages). A parse error is kept and reported at each expansion.
     pub fn parse(alert_name: &str, text: &str) -> Self {
-        AlertTemplate { parsed: Template::parse_with_prefix(&format!("__alert_{alert_name}"), ALERT_TEMPLATE_PREFIX, text) }
+        AlertTemplate {
+            parsed: Template::parse_with_prefix(
+                &format!("__alert_{alert_name}"),
+                ALERT_TEMPLATE_PREFIX,
+                text,
+            ),
+        }
     }
 
     /// The parse error, if the template does not parse.
@@ -257,20 +356,38 @@ impl AlertTemplate {
     }
 
     /// Expands the template for one alert at `timestamp_ms`, as Prometheus' alerting rule does.
-    pub fn expand(&self, data: &AlertData, timestamp_ms: i64, query: &dyn QueryFn) -> AlertExpansion {
+    pub fn expand(
+        &self,
+        data: &AlertData,
+        timestamp_ms: i64,
+        query: &dyn QueryFn,
+    ) -> AlertExpansion {
         let result = self.parsed.as_ref().map_err(Clone::clone).and_then(|t| {
-            let env = Env { query: Some(query), timestamp_ms, external_url: &data.external_url };
+            let env = Env {
+                query: Some(query),
+                timestamp_ms,
+                external_url: &data.external_url,
+            };
             t.execute(&data.to_value(), &env)
         });
         match result {
             Ok(text) => AlertExpansion { text, error: None },
-            Err(e) => AlertExpansion { text: format!("<error expanding template: {e}>"), error: Some(e) },
+            Err(e) => AlertExpansion {
+                text: format!("<error expanding template: {e}>"),
+                error: Some(e),
+            },
         }
     }
 }
 
 /// Expands one label or annotation value `text` of alert `alert_name` (see [`AlertTemplate`]).
-pub fn expand_alert(alert_name: &str, text: &str, data: &AlertData, timestamp_ms: i64, query: &dyn QueryFn) -> AlertExpansion {
+pub fn expand_alert(
+    alert_name: &str,
+    text: &str,
+    data: &AlertData,
+    timestamp_ms: i64,
+    query: &dyn QueryFn,
+) -> AlertExpansion {
     AlertTemplate::parse(alert_name, text).expand(data, timestamp_ms, query)
 }
 

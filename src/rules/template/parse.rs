@@ -32,18 +32,45 @@ pub(crate) struct Number {
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Arg {
     /// `.A.B`
-    Field { pos: usize, ident: Vec<String> },
+    Field {
+        pos: usize,
+        ident: Vec<String>,
+    },
     /// `$x.A.B` (ident[0] is the variable)
-    Variable { pos: usize, ident: Vec<String> },
+    Variable {
+        pos: usize,
+        ident: Vec<String>,
+    },
     /// A function name.
-    Identifier { pos: usize, name: String },
+    Identifier {
+        pos: usize,
+        name: String,
+    },
     /// `(pipeline).A.B` or another term followed by fields.
-    Chain { pos: usize, node: Box<Arg>, field: Vec<String> },
-    Dot { pos: usize },
-    Nil { pos: usize },
-    Bool { pos: usize, value: bool },
-    Number { pos: usize, number: Number },
-    String { pos: usize, quoted: String, text: String },
+    Chain {
+        pos: usize,
+        node: Box<Arg>,
+        field: Vec<String>,
+    },
+    Dot {
+        pos: usize,
+    },
+    Nil {
+        pos: usize,
+    },
+    Bool {
+        pos: usize,
+        value: bool,
+    },
+    Number {
+        pos: usize,
+        number: Number,
+    },
+    String {
+        pos: usize,
+        quoted: String,
+        text: String,
+    },
     Pipe(Box<Pipe>),
 }
 
@@ -149,14 +176,27 @@ impl fmt::Display for Pipe {
 /// A node of a template body.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Node {
-    Text { text: String },
-    Action { pos: usize, pipe: Pipe },
+    Text {
+        text: String,
+    },
+    Action {
+        pos: usize,
+        pipe: Pipe,
+    },
     If(Branch),
     Range(Branch),
     With(Branch),
-    Template { pos: usize, name: String, pipe: Option<Pipe> },
-    Break { pos: usize },
-    Continue { pos: usize },
+    Template {
+        pos: usize,
+        name: String,
+        pipe: Option<Pipe>,
+    },
+    Break {
+        pos: usize,
+    },
+    Continue {
+        pos: usize,
+    },
 }
 
 /// The common shape of `if`, `range` and `with`.
@@ -202,6 +242,9 @@ impl fmt::Display for Node {
     }
 }
 
+/// How deeply blocks and parenthesized pipelines may nest.
+const MAX_NESTING: usize = 100;
+
 /// Where an `{{else}}` or `{{end}}` closed a list.
 enum ListEnd {
     End,
@@ -212,13 +255,20 @@ enum ListEnd {
 pub(crate) type TreeSet = BTreeMap<String, Vec<Node>>;
 
 /// Parses `text` as template `name`. `has_function` says which function names exist.
-pub(crate) fn parse(name: &str, text: &str, has_function: &dyn Fn(&str) -> bool) -> Result<TreeSet, ParseError> {
+pub(crate) fn parse(
+    name: &str,
+    text: &str,
+    has_function: &dyn Fn(&str) -> bool,
+) -> Result<TreeSet, ParseError> {
     let mut p = Parser {
         items: lex(text),
         next: 0,
         vars: vec!["$".into()],
         range_depth: 0,
         has_function,
+        depth: 0,
+        action_line: 0,
+        name,
         last_line: 1,
         last_pos: 0,
         tree_set: BTreeMap::new(),
@@ -234,6 +284,12 @@ struct Parser<'f> {
     vars: Vec<String>,
     range_depth: usize,
     has_function: &'f dyn Fn(&str) -> bool,
+    /// Current nesting of blocks and parenthesized pipelines.
+    depth: usize,
+    /// Line of the `{{` of the action being parsed (0 outside actions).
+    action_line: usize,
+    /// The template's name, for messages.
+    name: &'f str,
     /// Line and offset of the most recently consumed token, for error messages (Go reports the
     /// line of `token[0]`).
     last_line: usize,
@@ -245,17 +301,23 @@ type PResult<T> = Result<T, ParseError>;
 
 /// Whether a tree holds nothing but space (Go's `IsEmptyTree`).
 fn is_empty_tree(list: &[Node]) -> bool {
-    list.iter().all(|n| matches!(n, Node::Text { text } if text.trim().is_empty()))
+    list.iter()
+        .all(|n| matches!(n, Node::Text { text } if text.trim().is_empty()))
 }
 
 impl<'f> Parser<'f> {
     fn next(&mut self) -> Item {
-        let i = self.items.get(self.next).or_else(|| self.items.last()).cloned().unwrap_or(Item {
-            typ: ItemType::Eof,
-            pos: 0,
-            val: String::new(),
-            line: 1,
-        });
+        let i = self
+            .items
+            .get(self.next)
+            .or_else(|| self.items.last())
+            .cloned()
+            .unwrap_or(Item {
+                typ: ItemType::Eof,
+                pos: 0,
+                val: String::new(),
+                line: 1,
+            });
         if self.next < self.items.len() {
             self.next += 1;
         }
@@ -293,14 +355,39 @@ impl<'f> Parser<'f> {
     }
 
     fn errorf<T>(&self, message: String) -> PResult<T> {
-        Err(ParseError { message, line: self.last_line, offset: self.last_pos })
+        Err(ParseError {
+            message,
+            line: self.last_line,
+            offset: self.last_pos,
+        })
     }
 
     fn unexpected<T>(&self, token: &Item, context: &str) -> PResult<T> {
         if token.typ == ItemType::Error {
-            return Err(ParseError { message: token.val.clone(), line: token.line, offset: token.pos });
+            // Go names the line an unfinished action started on, if it is another one.
+            let mut message = token.val.clone();
+            if self.action_line != 0 && self.action_line != token.line {
+                let sep = if message.ends_with(" action") {
+                    ""
+                } else {
+                    " in action"
+                };
+                message.push_str(&format!(
+                    "{sep} started at {}:{}",
+                    self.name, self.action_line
+                ));
+            }
+            return Err(ParseError {
+                message,
+                line: token.line,
+                offset: token.pos,
+            });
         }
-        Err(ParseError { message: format!("unexpected {token} in {context}"), line: token.line, offset: token.pos })
+        Err(ParseError {
+            message: format!("unexpected {token} in {context}"),
+            line: token.line,
+            offset: token.pos,
+        })
     }
 
     fn expect(&mut self, expected: ItemType, context: &str) -> PResult<Item> {
@@ -315,7 +402,10 @@ impl<'f> Parser<'f> {
         match self.tree_set.get(name) {
             Some(existing) if !is_empty_tree(existing) => {
                 if !is_empty_tree(&root) {
-                    return self.errorf(format!("template: multiple definition of template {}", super::fmt::quote(name, false)));
+                    return self.errorf(format!(
+                        "template: multiple definition of template {}",
+                        super::fmt::quote(name, false)
+                    ));
                 }
             }
             _ => {
@@ -389,7 +479,12 @@ impl<'f> Parser<'f> {
         let token = self.next_non_space();
         match token.typ {
             ItemType::Text => Ok(Ok(Node::Text { text: token.val })),
-            ItemType::LeftDelim => self.action(),
+            ItemType::LeftDelim => {
+                let saved = std::mem::replace(&mut self.action_line, token.line);
+                let r = self.action();
+                self.action_line = saved;
+                r
+            }
             _ => self.unexpected(&token, "input"),
         }
     }
@@ -399,7 +494,11 @@ impl<'f> Parser<'f> {
         match token.typ {
             ItemType::Block => return self.block_control().map(Ok),
             ItemType::Break | ItemType::Continue => {
-                let what = if token.typ == ItemType::Break { "{{break}}" } else { "{{continue}}" };
+                let what = if token.typ == ItemType::Break {
+                    "{{break}}"
+                } else {
+                    "{{continue}}"
+                };
                 let t = self.next_non_space();
                 if t.typ != ItemType::RightDelim {
                     return self.unexpected(&t, what);
@@ -436,14 +535,29 @@ impl<'f> Parser<'f> {
         let token = self.peek();
         // Variables declared here persist until the enclosing {{end}}.
         let pipe = self.pipeline("command", ItemType::RightDelim)?;
-        Ok(Ok(Node::Action { pos: token.pos, pipe }))
+        Ok(Ok(Node::Action {
+            pos: token.pos,
+            pipe,
+        }))
     }
 
     fn control(&mut self, context: &str) -> PResult<Branch> {
+        self.enter()?;
         let vars_mark = self.vars.len();
         let result = self.control_inner(context);
         self.vars.truncate(vars_mark);
+        self.depth -= 1;
         result
+    }
+
+    /// Bounds the nesting of blocks and parentheses, so a hostile template cannot exhaust the
+    /// stack (Go bounds parentheses at 10000 on its growable stacks).
+    fn enter(&mut self) -> PResult<()> {
+        if self.depth >= MAX_NESTING {
+            return self.errorf("max expression depth exceeded".into());
+        }
+        self.depth += 1;
+        Ok(())
     }
 
     fn control_inner(&mut self, context: &str) -> PResult<Branch> {
@@ -472,11 +586,20 @@ impl<'f> Parser<'f> {
                 else_list = Some(l);
             }
         }
-        Ok(Branch { pos: pipe.pos, pipe, list, else_list })
+        Ok(Branch {
+            pos: pipe.pos,
+            pipe,
+            list,
+            else_list,
+        })
     }
 
     fn unquote(&self, token: &Item) -> PResult<String> {
-        unquote(&token.val).map_err(|_| ParseError { message: "invalid syntax".into(), line: token.line, offset: token.pos })
+        unquote(&token.val).map_err(|_| ParseError {
+            message: "invalid syntax".into(),
+            line: token.line,
+            offset: token.pos,
+        })
     }
 
     fn template_name(&mut self, token: &Item, context: &str) -> PResult<String> {
@@ -491,17 +614,23 @@ impl<'f> Parser<'f> {
         let token = self.next_non_space();
         let name = self.template_name(&token, CONTEXT)?;
         let pipe = self.pipeline(CONTEXT, ItemType::RightDelim)?;
+        self.enter()?;
         let saved_vars = std::mem::replace(&mut self.vars, vec!["$".into()]);
         let saved_depth = std::mem::replace(&mut self.range_depth, 0);
         let r = self.item_list();
         self.vars = saved_vars;
         self.range_depth = saved_depth;
+        self.depth -= 1;
         let (list, end) = r?;
         if !matches!(end, ListEnd::End) {
             return self.errorf(format!("unexpected {{{{else}}}} in {CONTEXT}"));
         }
         self.add(&name, list)?;
-        Ok(Node::Template { pos: token.pos, name, pipe: Some(pipe) })
+        Ok(Node::Template {
+            pos: token.pos,
+            name,
+            pipe: Some(pipe),
+        })
     }
 
     fn template_control(&mut self) -> PResult<Node> {
@@ -513,12 +642,21 @@ impl<'f> Parser<'f> {
             self.backup();
             pipe = Some(self.pipeline(CONTEXT, ItemType::RightDelim)?);
         }
-        Ok(Node::Template { pos: token.pos, name, pipe })
+        Ok(Node::Template {
+            pos: token.pos,
+            name,
+            pipe,
+        })
     }
 
     fn pipeline(&mut self, context: &str, end: ItemType) -> PResult<Pipe> {
         let token = self.peek_non_space();
-        let mut pipe = Pipe { pos: token.pos, is_assign: false, decl: Vec::new(), cmds: Vec::new() };
+        let mut pipe = Pipe {
+            pos: token.pos,
+            is_assign: false,
+            decl: Vec::new(),
+            cmds: Vec::new(),
+        };
         // Declarations or assignments?
         loop {
             let v = self.peek_non_space();
@@ -540,7 +678,9 @@ impl<'f> Parser<'f> {
                 self.vars.push(v.val);
                 if context == "range" && pipe.decl.len() < 2 {
                     match self.peek_non_space().typ {
-                        ItemType::Variable | ItemType::RightDelim | ItemType::RightParen => continue,
+                        ItemType::Variable | ItemType::RightDelim | ItemType::RightParen => {
+                            continue
+                        }
                         _ => return self.errorf("range can only initialize variables".into()),
                     }
                 }
@@ -585,16 +725,28 @@ impl<'f> Parser<'f> {
         for (i, c) in pipe.cmds.iter().enumerate().skip(1) {
             if matches!(
                 c.args.first(),
-                Some(Arg::Bool { .. } | Arg::Dot { .. } | Arg::Nil { .. } | Arg::Number { .. } | Arg::String { .. })
+                Some(
+                    Arg::Bool { .. }
+                        | Arg::Dot { .. }
+                        | Arg::Nil { .. }
+                        | Arg::Number { .. }
+                        | Arg::String { .. }
+                )
             ) {
-                return self.errorf(format!("non executable command in pipeline stage {}", i + 1));
+                return self.errorf(format!(
+                    "non executable command in pipeline stage {}",
+                    i + 1
+                ));
             }
         }
         Ok(())
     }
 
     fn command(&mut self) -> PResult<Command> {
-        let mut cmd = Command { pos: self.peek_non_space().pos, args: Vec::new() };
+        let mut cmd = Command {
+            pos: self.peek_non_space().pos,
+            args: Vec::new(),
+        };
         loop {
             self.peek_non_space();
             if let Some(operand) = self.operand()? {
@@ -639,11 +791,22 @@ impl<'f> Parser<'f> {
                 ident.extend(fields);
                 Arg::Variable { pos, ident }
             }
-            Arg::Bool { .. } | Arg::String { .. } | Arg::Number { .. } | Arg::Nil { .. } | Arg::Dot { .. } => {
+            Arg::Bool { .. }
+            | Arg::String { .. }
+            | Arg::Number { .. }
+            | Arg::Nil { .. }
+            | Arg::Dot { .. } => {
                 let shown = node.to_string();
-                return self.errorf(format!("unexpected . after term {}", super::fmt::quote(&shown, false)));
+                return self.errorf(format!(
+                    "unexpected . after term {}",
+                    super::fmt::quote(&shown, false)
+                ));
             }
-            other => Arg::Chain { pos, node: Box::new(other), field: fields },
+            other => Arg::Chain {
+                pos,
+                node: Box::new(other),
+                field: fields,
+            },
         }))
     }
 
@@ -653,30 +816,61 @@ impl<'f> Parser<'f> {
         Ok(Some(match token.typ {
             ItemType::Identifier => {
                 if !(self.has_function)(&token.val) {
-                    return self.errorf(format!("function {} not defined", super::fmt::quote(&token.val, false)));
+                    return self.errorf(format!(
+                        "function {} not defined",
+                        super::fmt::quote(&token.val, false)
+                    ));
                 }
-                Arg::Identifier { pos, name: token.val }
+                Arg::Identifier {
+                    pos,
+                    name: token.val,
+                }
             }
             ItemType::Dot => Arg::Dot { pos },
             ItemType::Nil => Arg::Nil { pos },
             ItemType::Variable => {
                 let ident: Vec<String> = token.val.split('.').map(str::to_string).collect();
                 if !self.vars.iter().any(|v| *v == ident[0]) {
-                    return self.errorf(format!("undefined variable {}", super::fmt::quote(&ident[0], false)));
+                    return self.errorf(format!(
+                        "undefined variable {}",
+                        super::fmt::quote(&ident[0], false)
+                    ));
                 }
                 Arg::Variable { pos, ident }
             }
-            ItemType::Field => Arg::Field { pos, ident: vec![token.val[1..].to_string()] },
-            ItemType::Bool => Arg::Bool { pos, value: token.val == "true" },
-            ItemType::CharConstant | ItemType::Number => match parse_number(&token.val, token.typ) {
-                Ok(number) => Arg::Number { pos, number },
-                Err(e) => return self.errorf(e),
+            ItemType::Field => Arg::Field {
+                pos,
+                ident: vec![token.val[1..].to_string()],
             },
-            ItemType::Complex => return self.errorf(format!("complex constants are not supported: {}", token.val)),
-            ItemType::LeftParen => Arg::Pipe(Box::new(self.pipeline("parenthesized pipeline", ItemType::RightParen)?)),
+            ItemType::Bool => Arg::Bool {
+                pos,
+                value: token.val == "true",
+            },
+            ItemType::CharConstant | ItemType::Number => {
+                match parse_number(&token.val, token.typ) {
+                    Ok(number) => Arg::Number { pos, number },
+                    Err(e) => return self.errorf(e),
+                }
+            }
+            ItemType::Complex => {
+                return self.errorf(format!(
+                    "complex constants are not supported: {}",
+                    token.val
+                ))
+            }
+            ItemType::LeftParen => {
+                self.enter()?;
+                let pipe = self.pipeline("parenthesized pipeline", ItemType::RightParen);
+                self.depth -= 1;
+                Arg::Pipe(Box::new(pipe?))
+            }
             ItemType::String | ItemType::RawString => {
                 let text = self.unquote(&token)?;
-                Arg::String { pos, quoted: token.val, text }
+                Arg::String {
+                    pos,
+                    quoted: token.val,
+                    text,
+                }
             }
             _ => {
                 self.backup();
@@ -785,18 +979,18 @@ fn parse_go_int(text: &str) -> Option<(bool, u64)> {
         _ => (false, text),
     };
     let lower = rest.to_ascii_lowercase();
-    let (radix, digits, prefixed) = if let Some(d) = lower.strip_prefix("0x") {
-        (16, d.to_string(), true)
+    let (radix, digits) = if let Some(d) = lower.strip_prefix("0x") {
+        (16, d.to_string())
     } else if let Some(d) = lower.strip_prefix("0o") {
-        (8, d.to_string(), true)
+        (8, d.to_string())
     } else if let Some(d) = lower.strip_prefix("0b") {
-        (2, d.to_string(), true)
+        (2, d.to_string())
     } else if lower.len() > 1 && lower.starts_with('0') {
-        (8, lower[1..].to_string(), true)
+        (8, lower[1..].to_string())
     } else {
-        (10, lower.clone(), false)
+        (10, lower.clone())
     };
-    if digits.contains('_') && !prefixed {
+    if digits.contains('_') && !underscore_ok(text) {
         return None;
     }
     let clean: String = digits.chars().filter(|c| *c != '_').collect();
@@ -808,7 +1002,12 @@ fn parse_go_int(text: &str) -> Option<(bool, u64)> {
 
 /// Go's `parse.newNumber` minus complex numbers: which of int, uint, float the literal is.
 pub(crate) fn parse_number(text: &str, typ: ItemType) -> Result<Number, String> {
-    let mut n = Number { text: text.to_string(), int: None, uint: None, float: None };
+    let mut n = Number {
+        text: text.to_string(),
+        int: None,
+        uint: None,
+        float: None,
+    };
     if typ == ItemType::CharConstant {
         let s = unquote(text).map_err(|_| format!("malformed character constant: {text}"))?;
         let mut cs = s.chars();
@@ -844,14 +1043,20 @@ pub(crate) fn parse_number(text: &str, typ: ItemType) -> Result<Number, String> 
         let lower = text.to_ascii_lowercase();
         let f = if lower.starts_with("0x") || lower.starts_with("+0x") || lower.starts_with("-0x") {
             parse_hex_float(&lower)
-        } else if text.contains('_') {
+        } else if text.contains('_') && !underscore_ok(text) {
             None
         } else {
-            text.parse::<f64>().ok().filter(|f| f.is_finite())
+            text.replace('_', "")
+                .parse::<f64>()
+                .ok()
+                .filter(|f| f.is_finite())
         };
         if let Some(f) = f {
             if !text.contains(['.', 'e', 'E', 'p', 'P']) {
-                return Err(format!("integer overflow: {}", super::fmt::quote(text, false)));
+                return Err(format!(
+                    "integer overflow: {}",
+                    super::fmt::quote(text, false)
+                ));
             }
             n.float = Some(f);
             if f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64 {
@@ -863,9 +1068,49 @@ pub(crate) fn parse_number(text: &str, typ: ItemType) -> Result<Number, String> 
         }
     }
     if n.int.is_none() && n.uint.is_none() && n.float.is_none() {
-        return Err(format!("illegal number syntax: {}", super::fmt::quote(text, false)));
+        return Err(format!(
+            "illegal number syntax: {}",
+            super::fmt::quote(text, false)
+        ));
     }
     Ok(n)
+}
+
+/// Go's `strconv.underscoreOK`: underscores only between digits, or between a base prefix
+/// and a digit.
+fn underscore_ok(s: &str) -> bool {
+    let b = s.as_bytes();
+    let b = match b.first() {
+        Some(b'-' | b'+') => &b[1..],
+        _ => b,
+    };
+    // '^' start, '0' digit or base prefix, '_' underscore, '!' anything else.
+    let mut saw = b'^';
+    let mut i = 0;
+    let mut hex = false;
+    if b.len() >= 2 && b[0] == b'0' && matches!(b[1] | 0x20, b'b' | b'o' | b'x') {
+        i = 2;
+        saw = b'0';
+        hex = b[1] | 0x20 == b'x';
+    }
+    while i < b.len() {
+        let c = b[i];
+        if c.is_ascii_digit() || (hex && (c | 0x20).is_ascii_hexdigit()) {
+            saw = b'0';
+        } else if c == b'_' {
+            if saw != b'0' {
+                return false;
+            }
+            saw = b'_';
+        } else {
+            if saw == b'_' {
+                return false;
+            }
+            saw = b'!';
+        }
+        i += 1;
+    }
+    saw != b'_'
 }
 
 /// A hexadecimal float such as `0x1.8p3`.
@@ -897,7 +1142,9 @@ mod tests {
     use super::*;
 
     fn p(text: &str) -> Result<TreeSet, ParseError> {
-        parse("t", text, &|name: &str| matches!(name, "printf" | "len" | "eq"))
+        parse("t", text, &|name: &str| {
+            matches!(name, "printf" | "len" | "eq")
+        })
     }
 
     fn round_trip(text: &str) -> String {
@@ -909,9 +1156,18 @@ mod tests {
     fn node_strings_match_go() {
         assert_eq!(round_trip("{{.A.B}}"), "{{.A.B}}");
         assert_eq!(round_trip("{{$x := 1}}{{$x}}"), "{{$x := 1}}{{$x}}");
-        assert_eq!(round_trip("{{ printf \"%d\" (len .) | printf }}"), "{{printf \"%d\" (len .) | printf}}");
-        assert_eq!(round_trip("{{if .}}a{{else if .B}}b{{end}}"), "{{if .}}a{{else}}{{if .B}}b{{end}}{{end}}");
-        assert_eq!(round_trip("{{range $i, $e := .}}{{$e}}{{end}}"), "{{range $i, $e := .}}{{$e}}{{end}}");
+        assert_eq!(
+            round_trip("{{ printf \"%d\" (len .) | printf }}"),
+            "{{printf \"%d\" (len .) | printf}}"
+        );
+        assert_eq!(
+            round_trip("{{if .}}a{{else if .B}}b{{end}}"),
+            "{{if .}}a{{else}}{{if .B}}b{{end}}{{end}}"
+        );
+        assert_eq!(
+            round_trip("{{range $i, $e := .}}{{$e}}{{end}}"),
+            "{{range $i, $e := .}}{{$e}}{{end}}"
+        );
         assert_eq!(round_trip("{{(len .).X}}"), "{{(len .).X}}");
     }
 
@@ -926,17 +1182,41 @@ mod tests {
     fn parse_errors_match_go() {
         let err = |t: &str| p(t).err().map(|e| (e.line, e.message));
         assert_eq!(err("{{"), Some((1, "unclosed action".into())));
-        assert_eq!(err("{{foo}}"), Some((1, "function \"foo\" not defined".into())));
-        assert_eq!(err("a\n{{$x}}"), Some((2, "undefined variable \"$x\"".into())));
+        assert_eq!(
+            err("{{foo}}"),
+            Some((1, "function \"foo\" not defined".into()))
+        );
+        assert_eq!(
+            err("a\n{{$x}}"),
+            Some((2, "undefined variable \"$x\"".into()))
+        );
         assert_eq!(err("{{if .}}"), Some((1, "unexpected EOF".into())));
         assert_eq!(err("{{end}}"), Some((1, "unexpected {{end}}".into())));
-        assert_eq!(err("{{break}}"), Some((1, "{{break}} outside {{range}}".into())));
-        assert_eq!(err("{{if .}}{{$y := 1}}{{end}}{{$y}}"), Some((1, "undefined variable \"$y\"".into())));
-        assert_eq!(err("{{. | 1}}"), Some((1, "non executable command in pipeline stage 2".into())));
-        assert_eq!(err("{{1.X}}"), Some((1, "bad number syntax: \"1.X\"".into())));
-        assert_eq!(err("{{\"a\".X}}"), Some((1, "unexpected . after term \"\\\"a\\\"\"".into())));
+        assert_eq!(
+            err("{{break}}"),
+            Some((1, "{{break}} outside {{range}}".into()))
+        );
+        assert_eq!(
+            err("{{if .}}{{$y := 1}}{{end}}{{$y}}"),
+            Some((1, "undefined variable \"$y\"".into()))
+        );
+        assert_eq!(
+            err("{{. | 1}}"),
+            Some((1, "non executable command in pipeline stage 2".into()))
+        );
+        assert_eq!(
+            err("{{1.X}}"),
+            Some((1, "bad number syntax: \"1.X\"".into()))
+        );
+        assert_eq!(
+            err("{{\"a\".X}}"),
+            Some((1, "unexpected . after term \"\\\"a\\\"\"".into()))
+        );
         assert_eq!(err("{{ }}"), Some((1, "missing value for command".into())));
-        assert_eq!(err("{{define \"a\"}}x{{end}}{{define \"a\"}}y{{end}}"), Some((1, "template: multiple definition of template \"a\"".into())));
+        assert_eq!(
+            err("{{define \"a\"}}x{{end}}{{define \"a\"}}y{{end}}"),
+            Some((1, "template: multiple definition of template \"a\"".into()))
+        );
     }
 
     #[test]
@@ -946,7 +1226,10 @@ mod tests {
         let n = parse_number("1.5", ItemType::Number).ok();
         assert_eq!(n.map(|n| (n.int, n.float)), Some((None, Some(1.5))));
         let n = parse_number("1e3", ItemType::Number).ok();
-        assert_eq!(n.map(|n| (n.int, n.float)), Some((Some(1000), Some(1000.0))));
+        assert_eq!(
+            n.map(|n| (n.int, n.float)),
+            Some((Some(1000), Some(1000.0)))
+        );
         let n = parse_number("'a'", ItemType::CharConstant).ok();
         assert_eq!(n.map(|n| n.int), Some(Some(97)));
         assert!(parse_number("99999999999999999999", ItemType::Number).is_err());
@@ -954,7 +1237,10 @@ mod tests {
 
     #[test]
     fn unquote_handles_go_escapes() {
-        assert_eq!(unquote(r#""a\tb\x41\u00e9\101""#), Ok("a\tbAéA".to_string()));
+        assert_eq!(
+            unquote(r#""a\tb\x41\u00e9\101""#),
+            Ok("a\tbAéA".to_string())
+        );
         assert_eq!(unquote("`raw\\n`"), Ok("raw\\n".to_string()));
         assert!(unquote(r#""\q""#).is_err());
     }

@@ -18,21 +18,27 @@ use super::Env;
 pub(crate) fn signature(name: &str) -> Option<Sig> {
     use Ty::*;
     const fn s(params: &'static [Ty]) -> Sig {
-        Sig { params, variadic: None }
+        Sig {
+            params,
+            variadic: None,
+        }
     }
     Some(match name {
         "query" => s(&[String]),
         "first" => s(&[QueryResult]),
         "label" => s(&[String, Sample]),
         "value" | "strvalue" => s(&[Sample]),
-        "args" => Sig { params: &[], variadic: Some(Any) },
+        "args" => Sig {
+            params: &[],
+            variadic: Some(Any),
+        },
         "reReplaceAll" => s(&[String, String, String]),
-        "safeHtml" | "title" | "toUpper" | "toLower" | "graphLink" | "tableLink" | "stripPort" | "stripDomain"
-        | "parseDuration" | "urlQueryEscape" => s(&[String]),
+        "safeHtml" | "title" | "toUpper" | "toLower" | "graphLink" | "tableLink" | "stripPort"
+        | "stripDomain" | "parseDuration" | "urlQueryEscape" => s(&[String]),
         "match" => s(&[String, String]),
         "sortByLabel" => s(&[String, QueryResult]),
-        "humanize" | "humanize1024" | "humanizeDuration" | "humanizePercentage" | "humanizeTimestamp" | "toTime"
-        | "toDuration" => s(&[Any]),
+        "humanize" | "humanize1024" | "humanizeDuration" | "humanizePercentage"
+        | "humanizeTimestamp" | "toTime" | "toDuration" => s(&[Any]),
         "now" | "pathPrefix" | "externalURL" => s(&[]),
         _ => return None,
     })
@@ -51,15 +57,28 @@ fn str_arg(args: &[Value], i: usize) -> &str {
 
 /// Go's `strconv.ParseFloat(s, 64)`, with its error texts.
 pub(crate) fn parse_float(s: &str) -> Result<f64, String> {
-    let syntax = || format!("strconv.ParseFloat: parsing {}: invalid syntax", quote(s, false));
+    let syntax = || {
+        format!(
+            "strconv.ParseFloat: parsing {}: invalid syntax",
+            quote(s, false)
+        )
+    };
     // Rust accepts a few spellings Go does not, and the other way round; keep to Go's grammar.
-    if s.is_empty() || s.contains('_') || s.starts_with("0x") || s.starts_with("-0x") || s.starts_with("+0x") {
+    if s.is_empty()
+        || s.contains('_')
+        || s.starts_with("0x")
+        || s.starts_with("-0x")
+        || s.starts_with("+0x")
+    {
         return Err(syntax());
     }
     let v: f64 = s.parse().map_err(|_| syntax())?;
     let lower = s.trim_start_matches(['+', '-']).to_ascii_lowercase();
     if v.is_infinite() && lower != "inf" && lower != "infinity" {
-        return Err(format!("strconv.ParseFloat: parsing {}: value out of range", quote(s, false)));
+        return Err(format!(
+            "strconv.ParseFloat: parsing {}: value out of range",
+            quote(s, false)
+        ));
     }
     Ok(v)
 }
@@ -172,7 +191,10 @@ fn float_to_time(v: f64) -> Result<i64, String> {
     }
     let ts = v * 1e9;
     if ts > i64::MAX as f64 || ts < i64::MIN as f64 {
-        return Err(format!("{} cannot be represented as a nanoseconds timestamp since it overflows int64", fv(v)));
+        return Err(format!(
+            "{} cannot be represented as a nanoseconds timestamp since it overflows int64",
+            fv(v)
+        ));
     }
     let ms = (ts as i64) / 1_000_000;
     Ok(ms * 1_000_000)
@@ -223,7 +245,13 @@ fn parse_prom_duration_pos(s: &str) -> Result<i64, String> {
             "d" => (3, 86_400_000_000_000),
             "w" => (2, 604_800_000_000_000),
             "y" => (1, 31_536_000_000_000_000),
-            _ => return Err(format!("unknown unit {} in duration {}", quote(unit, false), quote(s, false))),
+            _ => {
+                return Err(format!(
+                    "unknown unit {} in duration {}",
+                    quote(unit, false),
+                    quote(s, false)
+                ))
+            }
         };
         if pos <= last_pos {
             return Err(invalid());
@@ -324,7 +352,11 @@ fn url_path(u: &str) -> String {
         None => return u.split(['?', '#']).next().unwrap_or("").to_string(),
     };
     match after_scheme.find('/') {
-        Some(i) => after_scheme[i..].split(['?', '#']).next().unwrap_or("").to_string(),
+        Some(i) => after_scheme[i..]
+            .split(['?', '#'])
+            .next()
+            .unwrap_or("")
+            .to_string(),
         None => String::new(),
     }
 }
@@ -336,10 +368,97 @@ fn sample_arg(args: &[Value], i: usize) -> Result<&Arc<SampleValue>, String> {
     }
 }
 
+/// Go's `strings.ToUpper`: rune by rune with the simple case mapping (`ß` stays `ß`, where
+/// Rust's full mapping would give `SS`).
+fn go_to_upper(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            let mut up = c.to_uppercase();
+            match (up.next(), up.next()) {
+                (Some(u), None) => u,
+                _ => c,
+            }
+        })
+        .collect()
+}
+
+/// Go's `strings.ToLower`, rune by rune (`İ` becomes `i`).
+fn go_to_lower(s: &str) -> String {
+    s.chars()
+        .map(|c| c.to_lowercase().next().unwrap_or(c))
+        .collect()
+}
+
+/// Rewrites Go (RE2) Perl classes into Rust's ASCII forms: in Go `\d`, `\w`, `\s` and `\b`
+/// are ASCII-only, in Rust they are Unicode-aware by default.
+fn go_regex_syntax(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len() + 16);
+    let mut chars = pattern.chars().peekable();
+    let mut in_class = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                let Some(n) = chars.next() else {
+                    out.push(c);
+                    break;
+                };
+                match (in_class, n) {
+                    (false, 'd' | 'D' | 'w' | 'W' | 's' | 'S' | 'b' | 'B') => {
+                        out.push_str("(?-u:\\");
+                        out.push(n);
+                        out.push(')');
+                    }
+                    (true, 'd') => out.push_str("0-9"),
+                    (true, 'w') => out.push_str("0-9A-Za-z_"),
+                    (true, 's') => out.push_str("\\t\\n\\x0C\\r "),
+                    _ => {
+                        out.push(c);
+                        out.push(n);
+                    }
+                }
+            }
+            '[' if !in_class => {
+                in_class = true;
+                out.push(c);
+                // A `]` right after `[` or `[^` is a literal.
+                if chars.peek() == Some(&'^') {
+                    out.push('^');
+                    chars.next();
+                }
+                if chars.peek() == Some(&']') {
+                    out.push_str("\\]");
+                    chars.next();
+                }
+            }
+            '[' if in_class && chars.peek() == Some(&':') => {
+                // An ASCII class such as [:alpha:] inside a bracket expression.
+                out.push(c);
+                for d in chars.by_ref() {
+                    out.push(d);
+                    if d == ']' {
+                        break;
+                    }
+                }
+            }
+            ']' if in_class => {
+                in_class = false;
+                out.push(c);
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
 fn compile(pattern: &str) -> Result<Regex, String> {
-    Regex::new(pattern).map_err(|e| {
+    Regex::new(&go_regex_syntax(pattern)).map_err(|e| {
         let msg = e.to_string();
-        let last = msg.lines().last().unwrap_or("").trim().trim_start_matches("error: ");
+        let last = msg
+            .lines()
+            .last()
+            .unwrap_or("")
+            .trim()
+            .trim_start_matches("error: ");
         format!("error parsing regexp: {last}: `{pattern}`")
     })
 }
@@ -354,7 +473,12 @@ pub(crate) fn call(env: &Env<'_>, name: &str, args: Vec<Value>) -> Result<Value,
             Value::Vector(Arc::new(
                 samples
                     .into_iter()
-                    .map(|s| Arc::new(SampleValue { labels: s.labels, value: s.value }))
+                    .map(|s| {
+                        Arc::new(SampleValue {
+                            labels: s.labels,
+                            value: s.value,
+                        })
+                    })
                     .collect(),
             ))
         }
@@ -367,22 +491,43 @@ pub(crate) fn call(env: &Env<'_>, name: &str, args: Vec<Value>) -> Result<Value,
             Value::String(s.labels.get(str_arg(&args, 0)).cloned().unwrap_or_default())
         }
         "value" => Value::Float(sample_arg(&args, 0)?.value),
-        "strvalue" => Value::String(sample_arg(&args, 0)?.labels.get("__value__").cloned().unwrap_or_default()),
+        "strvalue" => Value::String(
+            sample_arg(&args, 0)?
+                .labels
+                .get("__value__")
+                .cloned()
+                .unwrap_or_default(),
+        ),
         "args" => {
-            let m: BTreeMap<String, Value> = args.into_iter().enumerate().map(|(i, a)| (format!("arg{i}"), a)).collect();
+            let m: BTreeMap<String, Value> = args
+                .into_iter()
+                .enumerate()
+                .map(|(i, a)| (format!("arg{i}"), a))
+                .collect();
             Value::any_map(m)
         }
         "reReplaceAll" => {
-            let re = compile(str_arg(&args, 0)).map_err(|e| format!("regexp: Compile({}): {e}", quote(str_arg(&args, 0), false)))?;
-            Value::String(re.replace_all(str_arg(&args, 2), str_arg(&args, 1)).into_owned())
+            let re = compile(str_arg(&args, 0)).map_err(|e| {
+                format!("regexp: Compile({}): {e}", quote(str_arg(&args, 0), false))
+            })?;
+            Value::String(
+                re.replace_all(str_arg(&args, 2), str_arg(&args, 1))
+                    .into_owned(),
+            )
         }
         "match" => Value::Bool(compile(str_arg(&args, 0))?.is_match(str_arg(&args, 1))),
         "safeHtml" => Value::String(str_arg(&args, 0).to_string()),
         "title" => Value::String(title(str_arg(&args, 0))),
-        "toUpper" => Value::String(str_arg(&args, 0).to_uppercase()),
-        "toLower" => Value::String(str_arg(&args, 0).to_lowercase()),
-        "graphLink" => Value::String(format!("/graph?g0.expr={}&g0.tab=0", query_escape(str_arg(&args, 0)))),
-        "tableLink" => Value::String(format!("/graph?g0.expr={}&g0.tab=1", query_escape(str_arg(&args, 0)))),
+        "toUpper" => Value::String(go_to_upper(str_arg(&args, 0))),
+        "toLower" => Value::String(go_to_lower(str_arg(&args, 0))),
+        "graphLink" => Value::String(format!(
+            "/graph?g0.expr={}&g0.tab=0",
+            query_escape(str_arg(&args, 0))
+        )),
+        "tableLink" => Value::String(format!(
+            "/graph?g0.expr={}&g0.tab=1",
+            query_escape(str_arg(&args, 0))
+        )),
         "urlQueryEscape" => Value::String(query_escape(str_arg(&args, 0))),
         "sortByLabel" => {
             let label = str_arg(&args, 0);
@@ -437,23 +582,60 @@ mod tests {
     fn durations_parse_like_prometheus() {
         assert_eq!(parse_prom_duration("1h2m10ms"), Ok(3_720_010_000_000));
         assert_eq!(parse_prom_duration("-30m"), Ok(-1_800_000_000_000));
-        assert_eq!(parse_prom_duration("1m1h"), Err("not a valid duration string: \"1m1h\"".into()));
-        assert_eq!(parse_prom_duration("5x"), Err("unknown unit \"x\" in duration \"5x\"".into()));
+        assert_eq!(
+            parse_prom_duration("1m1h"),
+            Err("not a valid duration string: \"1m1h\"".into())
+        );
+        assert_eq!(
+            parse_prom_duration("5x"),
+            Err("unknown unit \"x\" in duration \"5x\"".into())
+        );
         assert_eq!(parse_prom_duration(""), Err("empty duration string".into()));
     }
 
     #[test]
     fn title_keeps_the_rest_of_each_word() {
         assert_eq!(title("aa bb CC"), "Aa Bb CC");
-        assert_eq!(title("disk-full on node_exporter"), "Disk-Full On Node_exporter");
+        assert_eq!(
+            title("disk-full on node_exporter"),
+            "Disk-Full On Node_exporter"
+        );
         assert_eq!(title("don't"), "Don't");
     }
 
     #[test]
     fn parse_float_errors_as_go() {
-        assert_eq!(parse_float("one"), Err("strconv.ParseFloat: parsing \"one\": invalid syntax".into()));
-        assert_eq!(parse_float("1e400"), Err("strconv.ParseFloat: parsing \"1e400\": value out of range".into()));
+        assert_eq!(
+            parse_float("one"),
+            Err("strconv.ParseFloat: parsing \"one\": invalid syntax".into())
+        );
+        assert_eq!(
+            parse_float("1e400"),
+            Err("strconv.ParseFloat: parsing \"1e400\": value out of range".into())
+        );
         assert_eq!(parse_float("+Inf"), Ok(f64::INFINITY));
+    }
+
+    #[test]
+    fn regexes_use_go_ascii_classes() {
+        let re = |p: &str| compile(p).map(|r| r.is_match("٣")).unwrap_or(true);
+        // An Arabic-Indic digit is \d in Rust's Unicode mode, not in Go.
+        assert!(!re(r"^\d$"));
+        assert!(!re(r"^[\d]$"));
+        assert!(re(r"^.$"));
+        assert!(compile(r"^[]a]+$")
+            .map(|r| r.is_match("a]a"))
+            .unwrap_or(false));
+        assert!(compile(r"^[[:alpha:]\s]+$")
+            .map(|r| r.is_match("ab c"))
+            .unwrap_or(false));
+        assert!(compile("(").is_err());
+    }
+
+    #[test]
+    fn case_mapping_is_rune_by_rune() {
+        assert_eq!(go_to_upper("straße"), "STRAßE");
+        assert_eq!(go_to_lower("İSTANBUL"), "istanbul");
     }
 
     #[test]

@@ -62,9 +62,29 @@ fn civil(ns: i64) -> Civil {
     }
 }
 
-const LONG_MONTHS: [&str; 12] =
-    ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
-const LONG_DAYS: [&str; 7] = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
+const LONG_MONTHS: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+const LONG_DAYS: [&str; 7] = [
+    "Sunday",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+];
 
 /// Go's `Time.String()` for a UTC time: `2006-01-02 15:04:05.999999999 -0700 MST`.
 pub(crate) fn time_string(ns: i64) -> String {
@@ -356,16 +376,31 @@ mod tests {
         assert_eq!(time_string(T), "2015-06-23 13:19:44.128 +0000 UTC");
         assert_eq!(time_string(0), "1970-01-01 00:00:00 +0000 UTC");
         assert_eq!(time_string(-NANOS_PER_SEC), "1969-12-31 23:59:59 +0000 UTC");
-        assert_eq!(time_string(9_223_372_036 * NANOS_PER_SEC), "2262-04-11 23:47:16 +0000 UTC");
+        assert_eq!(
+            time_string(9_223_372_036 * NANOS_PER_SEC),
+            "2262-04-11 23:47:16 +0000 UTC"
+        );
     }
 
     #[test]
     fn layouts() {
         assert_eq!(format(T, "2006"), "2015");
-        assert_eq!(format(T, "Mon Jan 2 15:04:05 2006"), "Tue Jun 23 13:19:44 2015");
-        assert_eq!(format(T, "Monday, 02-Jan-06 3:04PM MST"), "Tuesday, 23-Jun-15 1:19PM UTC");
-        assert_eq!(format(T, "2006-01-02T15:04:05.000Z07:00"), "2015-06-23T13:19:44.128Z");
-        assert_eq!(format(T, "January _2 002 .999999 -07:00"), "June 23 174 .128 +00:00");
+        assert_eq!(
+            format(T, "Mon Jan 2 15:04:05 2006"),
+            "Tue Jun 23 13:19:44 2015"
+        );
+        assert_eq!(
+            format(T, "Monday, 02-Jan-06 3:04PM MST"),
+            "Tuesday, 23-Jun-15 1:19PM UTC"
+        );
+        assert_eq!(
+            format(T, "2006-01-02T15:04:05.000Z07:00"),
+            "2015-06-23T13:19:44.128Z"
+        );
+        assert_eq!(
+            format(T, "January _2 002 .999999 -07:00"),
+            "June 23 174 .128 +00:00"
+        );
     }
 
     #[test]

@@ -109,7 +109,10 @@ impl Value {
 
     /// A `map[string]interface {}` value.
     pub fn any_map(m: BTreeMap<String, Value>) -> Value {
-        Value::Map(Arc::new(MapValue { kind: MapKind::Any, entries: m }))
+        Value::Map(Arc::new(MapValue {
+            kind: MapKind::Any,
+            entries: m,
+        }))
     }
 
     pub fn list(items: Vec<Value>) -> Value {
@@ -157,7 +160,7 @@ impl Value {
     }
 
     /// Go's `len`, where the value has one.
-    pub fn len(&self) -> Option<usize> {
+    pub fn go_len(&self) -> Option<usize> {
         match self {
             Value::String(s) => Some(s.len()),
             Value::List(l) => Some(l.len()),
@@ -215,9 +218,15 @@ mod tests {
 
     #[test]
     fn missing_keys_depend_on_the_map_type() {
-        let labels = MapValue { kind: MapKind::Strings, entries: BTreeMap::new() };
+        let labels = MapValue {
+            kind: MapKind::Strings,
+            entries: BTreeMap::new(),
+        };
         assert_eq!(labels.zero(), Value::str(""));
-        let args = MapValue { kind: MapKind::Any, entries: BTreeMap::new() };
+        let args = MapValue {
+            kind: MapKind::Any,
+            entries: BTreeMap::new(),
+        };
         assert_eq!(args.zero(), Value::Nil);
     }
 }
