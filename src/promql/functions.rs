@@ -243,6 +243,10 @@ pub fn call(c: FnCall<'_>, annotations: &mut Annotations) -> Result<Value, Error
         "double_exponential_smoothing" | "holt_winters" => {
             let sf = scalar_arg(&c, 1)?;
             let tf = scalar_arg(&c, 2)?;
+            // Prometheus validates the factors only when it has a series to smooth.
+            if matrix_arg(&c, 0)?.iter().all(|s| s.samples.is_empty()) {
+                return Ok(Value::Vector(Vec::new()));
+            }
             if sf <= 0.0 || sf >= 1.0 {
                 return Err(Error::Eval(format!(
                     "invalid smoothing factor. Expected: 0 < sf < 1, got: {sf:.6}"
