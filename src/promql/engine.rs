@@ -434,6 +434,12 @@ pub(crate) struct Out {
     series: Matrix,
     index: HashMap<Labels, usize>,
     last: Vec<i64>,
+    /// Slots pushed at the current and the previous step, in push order: steps mostly repeat
+    /// the previous step's label sets in the same order, and comparing labels is cheaper than
+    /// hashing them.
+    cur_ts: Option<i64>,
+    order: Vec<usize>,
+    prev: Vec<usize>,
 }
 
 impl Out {
@@ -444,7 +450,16 @@ impl Out {
         labels: &Labels,
         v: f64,
     ) -> Result<(), Error> {
-        let i = self.slot(labels);
+        if self.cur_ts != Some(ts) {
+            self.cur_ts = Some(ts);
+            std::mem::swap(&mut self.order, &mut self.prev);
+            self.order.clear();
+        }
+        let i = match self.prev.get(self.order.len()) {
+            Some(&c) if self.series[c].labels == *labels => c,
+            _ => self.slot(labels),
+        };
+        self.order.push(i);
         self.push_at(st, i, ts, v)
     }
 
