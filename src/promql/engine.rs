@@ -258,6 +258,8 @@ pub(crate) struct Evaluator<'a> {
     /// inside subqueries.
     pub query_start: i64,
     pub query_end: i64,
+    /// The outermost query's step (0 for an instant query), for `step()`.
+    pub query_step: i64,
 }
 
 impl<'a> Evaluator<'a> {
@@ -278,6 +280,7 @@ impl<'a> Evaluator<'a> {
             lookback,
             query_start: start,
             query_end: end,
+            query_step: if start == end { 0 } else { interval },
         }
     }
 
@@ -292,6 +295,7 @@ impl<'a> Evaluator<'a> {
             lookback: self.lookback,
             query_start: self.query_start,
             query_end: self.query_end,
+            query_step: self.query_step,
         }
     }
 
