@@ -17,6 +17,7 @@ use super::value::{InstantSample, Matrix, Sample, Series, Value};
 use super::{Annotations, Error};
 use crate::labels::Labels;
 use crate::tsdb::Queryable;
+use Error::Eval;
 
 #[derive(Clone, Debug)]
 pub struct EngineOptions {
@@ -399,8 +400,6 @@ impl<'a> Evaluator<'a> {
         }
     }
 }
-
-use Error::Eval;
 
 /// Walks the series of an instant-vector result step by step: the points of each series are
 /// on the step grid in time order, so one cursor per series suffices.
