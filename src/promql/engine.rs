@@ -76,10 +76,11 @@ impl Engine {
                 Evaluated::Vector(m) => Value::Vector(
                     m.into_iter()
                         .filter_map(|s| {
-                            s.samples.first().map(|p| InstantSample {
-                                labels: s.labels.clone(),
+                            let v = s.samples.first()?.v;
+                            Some(InstantSample {
+                                labels: s.labels,
                                 t: ts_ms,
-                                v: p.v,
+                                v,
                             })
                         })
                         .collect(),
