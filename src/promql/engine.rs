@@ -32,7 +32,7 @@ pub struct EngineOptions {
 impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
-            lookback_delta_ms: 5 * 60 * 1000,
+            lookback_delta_ms: DEFAULT_LOOKBACK_MS,
             max_samples: 50_000_000,
             timeout: Duration::from_secs(120),
         }
@@ -172,6 +172,9 @@ impl Engine {
     }
 }
 
+/// Prometheus' default lookback delta, used when the options leave it at zero.
+pub(crate) const DEFAULT_LOOKBACK_MS: i64 = 5 * 60 * 1000;
+
 /// The default step of a subquery without one (`[5m:]`): Prometheus uses the global evaluation
 /// interval, whose default is one minute.
 pub(crate) const DEFAULT_SUBQUERY_STEP_MS: i64 = 60_000;
@@ -279,7 +282,12 @@ impl<'a> Evaluator<'a> {
             start,
             end,
             interval: interval.max(1),
-            lookback,
+            // As Prometheus: a zero (unset) lookback delta means the default five minutes.
+            lookback: if lookback > 0 {
+                lookback
+            } else {
+                DEFAULT_LOOKBACK_MS
+            },
             query_start: start,
             query_end: end,
             query_step: if start == end { 0 } else { interval },
