@@ -30,6 +30,21 @@ impl Evaluator<'_> {
                 return self.eval_timestamp(c, vs);
             }
         }
+        // The query-context functions are constants of the outermost query (Prometheus folds
+        // them into number literals before evaluation).
+        if exprs.is_empty() {
+            let secs = |ms: i64| ms as f64 / 1000.0;
+            let v = match name {
+                "start" => Some(secs(self.query_start)),
+                "end" => Some(secs(self.query_end)),
+                "range" => Some(secs(self.query_end - self.query_start)),
+                "step" => Some(secs(self.query_step)),
+                _ => None,
+            };
+            if let Some(v) = v {
+                return Ok(Evaluated::Scalar(vec![v; self.steps()]));
+            }
+        }
         let mut args = Vec::with_capacity(exprs.len());
         let mut held = 0;
         for e in exprs {
@@ -247,5 +262,17 @@ mod tests {
             r.annotations.warnings,
             vec!["PromQL warning: sort is ineffective for range queries since results are always ordered by labels"]
         );
+    }
+
+    #[test]
+    fn query_context_functions_are_constants_of_the_outer_query() {
+        let db = Db::in_memory();
+        let r = range(&db, "step() + range() + start() + end()", 100, 130, 10).unwrap();
+        assert_eq!(
+            r[0].1,
+            vec![(100, 270.0), (110, 270.0), (120, 270.0), (130, 270.0)]
+        );
+        let r = crate::promql::engine::testutil::instant(&db, "step() + range()", 100).unwrap();
+        assert_eq!(r[0].1, 0.0);
     }
 }

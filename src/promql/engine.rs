@@ -17,6 +17,7 @@ use super::value::{InstantSample, Matrix, Sample, Series, Value};
 use super::{Annotations, Error};
 use crate::labels::Labels;
 use crate::tsdb::Queryable;
+use Error::Eval;
 
 #[derive(Clone, Debug)]
 pub struct EngineOptions {
@@ -31,7 +32,7 @@ pub struct EngineOptions {
 impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
-            lookback_delta_ms: 5 * 60 * 1000,
+            lookback_delta_ms: DEFAULT_LOOKBACK_MS,
             max_samples: 50_000_000,
             timeout: Duration::from_secs(120),
         }
@@ -75,10 +76,11 @@ impl Engine {
                 Evaluated::Vector(m) => Value::Vector(
                     m.into_iter()
                         .filter_map(|s| {
-                            s.samples.first().map(|p| InstantSample {
-                                labels: s.labels.clone(),
+                            let v = s.samples.first()?.v;
+                            Some(InstantSample {
+                                labels: s.labels,
                                 t: ts_ms,
-                                v: p.v,
+                                v,
                             })
                         })
                         .collect(),
@@ -170,6 +172,9 @@ impl Engine {
     }
 }
 
+/// Prometheus' default lookback delta, used when the options leave it at zero.
+pub(crate) const DEFAULT_LOOKBACK_MS: i64 = 5 * 60 * 1000;
+
 /// The default step of a subquery without one (`[5m:]`): Prometheus uses the global evaluation
 /// interval, whose default is one minute.
 pub(crate) const DEFAULT_SUBQUERY_STEP_MS: i64 = 60_000;
@@ -258,6 +263,8 @@ pub(crate) struct Evaluator<'a> {
     /// inside subqueries.
     pub query_start: i64,
     pub query_end: i64,
+    /// The outermost query's step (0 for an instant query), for `step()`.
+    pub query_step: i64,
 }
 
 impl<'a> Evaluator<'a> {
@@ -275,9 +282,15 @@ impl<'a> Evaluator<'a> {
             start,
             end,
             interval: interval.max(1),
-            lookback,
+            // As Prometheus: a zero (unset) lookback delta means the default five minutes.
+            lookback: if lookback > 0 {
+                lookback
+            } else {
+                DEFAULT_LOOKBACK_MS
+            },
             query_start: start,
             query_end: end,
+            query_step: if start == end { 0 } else { interval },
         }
     }
 
@@ -292,6 +305,7 @@ impl<'a> Evaluator<'a> {
             lookback: self.lookback,
             query_start: self.query_start,
             query_end: self.query_end,
+            query_step: self.query_step,
         }
     }
 
@@ -396,8 +410,6 @@ impl<'a> Evaluator<'a> {
     }
 }
 
-use Error::Eval;
-
 /// Walks the series of an instant-vector result step by step: the points of each series are
 /// on the step grid in time order, so one cursor per series suffices.
 pub(crate) struct Cursor {
@@ -434,6 +446,12 @@ pub(crate) struct Out {
     series: Matrix,
     index: HashMap<Labels, usize>,
     last: Vec<i64>,
+    /// Slots pushed at the current and the previous step, in push order: steps mostly repeat
+    /// the previous step's label sets in the same order, and comparing labels is cheaper than
+    /// hashing them.
+    cur_ts: Option<i64>,
+    order: Vec<usize>,
+    prev: Vec<usize>,
 }
 
 impl Out {
@@ -444,7 +462,16 @@ impl Out {
         labels: &Labels,
         v: f64,
     ) -> Result<(), Error> {
-        let i = self.slot(labels);
+        if self.cur_ts != Some(ts) {
+            self.cur_ts = Some(ts);
+            std::mem::swap(&mut self.order, &mut self.prev);
+            self.order.clear();
+        }
+        let i = match self.prev.get(self.order.len()) {
+            Some(&c) if self.series[c].labels == *labels => c,
+            _ => self.slot(labels),
+        };
+        self.order.push(i);
         self.push_at(st, i, ts, v)
     }
 

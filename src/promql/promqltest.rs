@@ -1718,6 +1718,8 @@ fn compare_result(ev: &EvalCmd, v: &Value, start: i64, end: i64, step: i64) -> R
                 }
                 let want = match exp.vals.first() {
                     Some(SeqValue::Float(f)) => *f,
+                    // test.go compares an omitted (`_`) expectation as the value 0.
+                    Some(SeqValue::Omitted) => 0.0,
                     _ => {
                         return Err(format!(
                             "expected no value for {} but got {}",
@@ -1897,8 +1899,47 @@ mod tests {
     }
 
     #[test]
+    fn deprecated_forms_ordering_and_staleness_against_the_engine() {
+        let script = r#"
+load 1m
+  m{a="1"} 1 2 stale
+  m{a="2"} 5 _ 7
+
+eval_ordered instant at 0 sort_desc(m)
+  m{a="2"} 5
+  m{a="1"} 1
+
+eval_ordered instant at 0 sort(m)
+  m{a="2"} 5
+  m{a="1"} 1
+
+eval_fail instant at 0 m / on() m
+  expected_fail_regexp many-to-many
+
+eval range from 0 to 3m step 1m m
+  m{a="1"} 1 2 _ _
+  m{a="2"} 5 5 7 7
+
+eval range from 0 to 3m step 1m m
+  m{a="1"} 1 2 2 2
+  m{a="2"} 5 5 7 7
+"#;
+        let r = run_script("t", script);
+        assert_eq!((r.passed, r.failed, r.skipped), (3, 2, 0), "{r}");
+        // The second ordered case and the last range case (the stale marker ends `a="1"`).
+        assert_eq!(
+            r.failures.iter().map(|f| f.line).collect::<Vec<_>>(),
+            vec![10, 21],
+            "{r}"
+        );
+    }
+
+    #[test]
     fn unparsable_expressions_fail_unless_failure_is_expected() {
-        let r = run_script("t", "eval instant at 0 sum(\n  expect fail\n\neval instant at 0 sum(\n  {} 1\n");
+        let r = run_script(
+            "t",
+            "eval instant at 0 sum(\n  expect fail\n\neval instant at 0 sum(\n  {} 1\n",
+        );
         assert_eq!((r.passed, r.failed), (1, 1), "{r}");
         assert!(r.failures[0].message.starts_with("parse error"), "{r}");
     }
