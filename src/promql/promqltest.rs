@@ -56,7 +56,7 @@ const EPSILON: f64 = 0.000001;
 
 /// Experimental functions we do not implement (skip rule 2).
 const SKIPPED_EXPERIMENTAL_FUNCTIONS: &[&str] =
-    &["info", "start", "end", "range", "step", "start_timestamp"];
+    &["info", "start_timestamp"];
 
 /// Functions that only read native histograms (skip rule 1).
 const NATIVE_HISTOGRAM_FUNCTIONS: &[&str] = &[
