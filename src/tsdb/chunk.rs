@@ -128,7 +128,11 @@ pub fn encode(samples: &[Sample]) -> Vec<u8> {
     let ts: Vec<i64> = samples.iter().map(|s| s.t.wrapping_sub(mint)).collect();
     // Evenly spaced scrapes, the common case, are just the step.
     let step = ts.get(1).copied().unwrap_or(0);
-    let regular = step >= 0 && ts.iter().enumerate().all(|(i, &t)| Some(t) == step.checked_mul(i as i64));
+    let regular = step >= 0
+        && ts
+            .iter()
+            .enumerate()
+            .all(|(i, &t)| Some(t) == step.checked_mul(i as i64));
     w.bit(regular);
     if regular {
         w.uvarint(step as u64);
@@ -204,9 +208,14 @@ pub fn decode(data: &[u8], mint: i64) -> Result<Vec<Sample>, ChunkError> {
     }
     let ts: Vec<i64> = if r.bit()? {
         let step = r.uvarint()? as i64;
-        (0..n as i64).map(|i| mint.wrapping_add(step.wrapping_mul(i))).collect()
+        (0..n as i64)
+            .map(|i| mint.wrapping_add(step.wrapping_mul(i)))
+            .collect()
     } else {
-        intseq::read(&mut r, n)?.into_iter().map(|t| t.wrapping_add(mint)).collect()
+        intseq::read(&mut r, n)?
+            .into_iter()
+            .map(|t| t.wrapping_add(mint))
+            .collect()
     };
     let nvals = n - nstale;
     let mut values = Vec::with_capacity(nvals);
