@@ -237,6 +237,10 @@ struct CommitState {
     wal: Option<WalWriter>,
     /// Newest time at which retention last ran.
     retention_checked_at: i64,
+    /// The series of the previous batch, by position: a scrape lists the same series in the
+    /// same order every time, so comparing labels with these spares most hash lookups.
+    /// Cleared whenever series are removed, so it never holds a series no longer in the head.
+    last_batch: Vec<Arc<MemSeries>>,
 }
 
 #[derive(Default)]
@@ -284,6 +288,7 @@ impl Db {
             opts,
             head: RwLock::new(Head::default()),
             commit: Mutex::new(CommitState {
+                last_batch: Vec::new(),
                 wal: None,
                 retention_checked_at: i64::MIN,
             }),
@@ -366,19 +371,25 @@ impl Db {
     }
 
     /// Finds or creates the series of each sample.
-    fn resolve(&self, samples: &[(Labels, i64, f64)]) -> Vec<Arc<MemSeries>> {
+    fn resolve(&self, cs: &mut CommitState, samples: &[(Labels, i64, f64)]) -> Vec<Arc<MemSeries>> {
         let mut out: Vec<Option<Arc<MemSeries>>> = Vec::with_capacity(samples.len());
         let mut missing = Vec::new();
         {
             let h = self.head_read();
             for (i, (l, _, _)) in samples.iter().enumerate() {
-                // Imports send a series' samples together: skip the hash lookup for repeats.
-                let prev = out
-                    .last()
-                    .and_then(|p| p.as_ref())
+                // Same position in the previous batch (scrapes), or the previous sample
+                // (imports send a series' samples together), before the hash lookup.
+                let known = cs
+                    .last_batch
+                    .get(i)
                     .filter(|p| p.labels == *l)
+                    .or_else(|| {
+                        out.last()
+                            .and_then(|p| p.as_ref())
+                            .filter(|p| p.labels == *l)
+                    })
                     .cloned();
-                match prev.or_else(|| h.get(l).cloned()) {
+                match known.or_else(|| h.get(l).cloned()) {
                     Some(s) => out.push(Some(s)),
                     None => {
                         out.push(None);
@@ -399,7 +410,9 @@ impl Db {
                 out[i] = Some(s);
             }
         }
-        out.into_iter().flatten().collect()
+        let series: Vec<Arc<MemSeries>> = out.into_iter().flatten().collect();
+        cs.last_batch.clone_from(&series);
+        series
     }
 
     fn commit_locked(
@@ -411,7 +424,7 @@ impl Db {
         if samples.is_empty() {
             return Ok(report);
         }
-        let series = self.resolve(samples);
+        let series = self.resolve(cs, samples);
 
         // Decide every sample before writing anything, so the WAL holds exactly what is applied.
         // A series may occur more than once in a batch: `pending` holds its newest accepted
