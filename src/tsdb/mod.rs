@@ -5,12 +5,13 @@
 //! It owns storage only: it never evaluates PromQL (that is `promql`) and never polls nodes
 //! (that is `coordinator`). Readers go through the [`Queryable`] trait.
 //!
-//! Files: `chunk.rs` (compression, with `bits.rs` and `xor.rs`), `series.rs` (one series and its
-//! open head), `head.rs` + `index.rs` (the series set and postings), `retention.rs`, `wal.rs`,
-//! `snapshot.rs` (with `codec.rs` for their bytes), `import.rs` (OpenMetrics text import).
+//! Files: `chunk.rs` (compression, with `intseq.rs`, `bits.rs` and `xor.rs`), `series.rs` (one
+//! series and its open head), `head.rs` + `index.rs` (the series set and postings),
+//! `retention.rs`, `wal.rs`, `snapshot.rs` and `recovery.rs` (with `codec.rs` for their bytes),
+//! `import.rs` (OpenMetrics text import); `tests.rs` tests the whole.
 //!
 //! Concurrency: many readers, one appender. Readers hold the series-set lock only to collect
-//! the series they need and each series' lock only to copy chunk handles; commits are
+//! the series they need and each series' lock only to copy the chunks they overlap; commits are
 //! serialized by their own lock, which also orders WAL records and snapshots.
 
 use std::collections::HashSet;
