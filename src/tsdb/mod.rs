@@ -5,15 +5,16 @@
 //! It owns storage only: it never evaluates PromQL (that is `promql`) and never polls nodes
 //! (that is `coordinator`). Readers go through the [`Queryable`] trait.
 //!
-//! Files: `chunk.rs` (compression, with `bits.rs` and `xor.rs`), `series.rs` (one series and its
-//! open head), `head.rs` + `index.rs` (the series set and postings), `retention.rs`, `wal.rs`,
-//! `snapshot.rs` (with `codec.rs` for their bytes), `import.rs` (OpenMetrics text import).
+//! Files: `chunk.rs` (compression, with `intseq.rs`, `bits.rs` and `xor.rs`), `series.rs` (one
+//! series and its open head), `head.rs` + `index.rs` (the series set and postings),
+//! `retention.rs`, `wal.rs`, `snapshot.rs` and `recovery.rs` (with `codec.rs` for their bytes),
+//! `import.rs` (OpenMetrics text import); `tests.rs` tests the whole.
 //!
 //! Concurrency: many readers, one appender. Readers hold the series-set lock only to collect
-//! the series they need and each series' lock only to copy chunk handles; commits are
+//! the series they need and each series' lock only to copy the chunks they overlap; commits are
 //! serialized by their own lock, which also orders WAL records and snapshots.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -39,7 +40,7 @@ pub mod xor;
 pub use import::{import_openmetrics, ImportError, ImportStats};
 
 use head::Head;
-use series::{admit, Admit, MemSeries, SeriesRef};
+use series::{admit, Admit, MemSeries};
 use wal::{BatchRecord, WalWriter};
 
 /// Bit pattern of Prometheus' staleness marker: a NaN that means "this series ended here".
@@ -237,6 +238,10 @@ struct CommitState {
     wal: Option<WalWriter>,
     /// Newest time at which retention last ran.
     retention_checked_at: i64,
+    /// The series of the previous batch, by position: a scrape lists the same series in the
+    /// same order every time, so comparing labels with these spares most hash lookups.
+    /// Cleared whenever series are removed, so it never holds a series no longer in the head.
+    last_batch: Vec<Arc<MemSeries>>,
 }
 
 #[derive(Default)]
@@ -284,6 +289,7 @@ impl Db {
             opts,
             head: RwLock::new(Head::default()),
             commit: Mutex::new(CommitState {
+                last_batch: Vec::new(),
                 wal: None,
                 retention_checked_at: i64::MIN,
             }),
@@ -366,19 +372,25 @@ impl Db {
     }
 
     /// Finds or creates the series of each sample.
-    fn resolve(&self, samples: &[(Labels, i64, f64)]) -> Vec<Arc<MemSeries>> {
+    fn resolve(&self, cs: &mut CommitState, samples: &[(Labels, i64, f64)]) -> Vec<Arc<MemSeries>> {
         let mut out: Vec<Option<Arc<MemSeries>>> = Vec::with_capacity(samples.len());
         let mut missing = Vec::new();
         {
             let h = self.head_read();
             for (i, (l, _, _)) in samples.iter().enumerate() {
-                // Imports send a series' samples together: skip the hash lookup for repeats.
-                let prev = out
-                    .last()
-                    .and_then(|p| p.as_ref())
+                // Same position in the previous batch (scrapes), or the previous sample
+                // (imports send a series' samples together), before the hash lookup.
+                let known = cs
+                    .last_batch
+                    .get(i)
                     .filter(|p| p.labels == *l)
+                    .or_else(|| {
+                        out.last()
+                            .and_then(|p| p.as_ref())
+                            .filter(|p| p.labels == *l)
+                    })
                     .cloned();
-                match prev.or_else(|| h.get(l).cloned()) {
+                match known.or_else(|| h.get(l).cloned()) {
                     Some(s) => out.push(Some(s)),
                     None => {
                         out.push(None);
@@ -399,7 +411,9 @@ impl Db {
                 out[i] = Some(s);
             }
         }
-        out.into_iter().flatten().collect()
+        let series: Vec<Arc<MemSeries>> = out.into_iter().flatten().collect();
+        cs.last_batch.clone_from(&series);
+        series
     }
 
     fn commit_locked(
@@ -411,19 +425,18 @@ impl Db {
         if samples.is_empty() {
             return Ok(report);
         }
-        let series = self.resolve(samples);
+        let series = self.resolve(cs, samples);
 
         // Decide every sample before writing anything, so the WAL holds exactly what is applied.
-        let mut pending: HashMap<SeriesRef, (i64, u64)> = HashMap::new();
+        // A series may occur more than once in a batch: `pending` holds its newest accepted
+        // sample until the batch is applied (only the committer, under the commit lock, uses it).
         let mut accepted: Vec<usize> = Vec::with_capacity(samples.len());
         for (i, ((labels, t, v), s)) in samples.iter().zip(&series).enumerate() {
-            let last = match pending.get(&s.sref) {
-                Some(p) => Some(*p),
-                None => s.lock().last_key(),
-            };
+            let mut d = s.lock();
+            let last = d.pending.or_else(|| d.last_key());
             match admit(last, *t, *v) {
                 Admit::Append => {
-                    pending.insert(s.sref, (*t, v.to_bits()));
+                    d.pending = Some((*t, v.to_bits()));
                     accepted.push(i);
                 }
                 Admit::Duplicate => report.duplicates += 1,
@@ -456,11 +469,17 @@ impl Db {
                     }
                     rec.samples.push((s.sref, samples[i].1, samples[i].2));
                 }
-                w.log(&rec.encode()).map_err(io_err(&w.path()))?;
-                for (r, _) in &rec.series {
-                    if let Some(s) = series.iter().find(|s| s.sref == *r) {
-                        s.set_in_wal();
+                if let Err(e) = w.log(&rec.encode()) {
+                    for &i in &accepted {
+                        series[i].lock().pending = None;
                     }
+                    return Err(Error::Io {
+                        path: w.path(),
+                        source: e,
+                    });
+                }
+                for &i in &accepted {
+                    series[i].set_in_wal();
                 }
             }
         }
@@ -533,7 +552,7 @@ impl Db {
                         sref: s.sref,
                         labels: s.labels.clone(),
                         chunks: d.chunks.iter().cloned().collect(),
-                        head: d.head.clone(),
+                        head: d.head.samples(),
                     }
                 })
                 .collect();
@@ -578,11 +597,7 @@ impl Db {
             }
             st.head_samples += d.head.len() as u64;
             st.head_bytes += d.head_bytes() as u64;
-            let first = d
-                .chunks
-                .front()
-                .map(|c| c.mint)
-                .or(d.head.first().map(|x| x.t));
+            let first = d.chunks.front().map(|c| c.mint).or(d.head.first_t());
             let last = d.last.map(|x| x.t);
             st.min_time = match (st.min_time, first) {
                 (Some(a), Some(b)) => Some(a.min(b)),

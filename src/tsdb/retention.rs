@@ -26,16 +26,16 @@ impl Db {
             || newest - cs.retention_checked_at >= RETENTION_CHECK_MS
         {
             cs.retention_checked_at = newest;
-            self.apply_retention(newest.saturating_sub(self.opts.retention_ms));
+            self.apply_retention(cs, newest.saturating_sub(self.opts.retention_ms));
         }
         if let Some(cap) = self.opts.max_bytes {
             if self.mem_bytes.load(Ordering::Relaxed) > cap as i64 {
-                self.apply_memory_cap(cap as i64);
+                self.apply_memory_cap(cs, cap as i64);
             }
         }
     }
 
-    fn apply_retention(&self, cutoff: i64) {
+    fn apply_retention(&self, cs: &mut CommitState, cutoff: i64) {
         let all = self.head_read().all();
         let (mut chunks, mut samples) = (0, 0);
         let mut empty = Vec::new();
@@ -55,10 +55,10 @@ impl Db {
         self.counters
             .retention_dropped_samples
             .fetch_add(samples, Ordering::Relaxed);
-        self.remove_series(&empty);
+        self.remove_series(cs, &empty);
     }
 
-    fn apply_memory_cap(&self, cap: i64) {
+    fn apply_memory_cap(&self, cs: &mut CommitState, cap: i64) {
         let all = self.head_read().all();
         // Oldest chunk first across all series: a min-heap on each series' oldest chunk end.
         let mut heap: BinaryHeap<Reverse<(i64, usize)>> = all
@@ -72,7 +72,7 @@ impl Db {
                 break;
             };
             let mut d = all[i].lock();
-            let Some(c) = d.chunks.pop_front() else {
+            let Some(c) = d.pop_chunk() else {
                 continue;
             };
             let freed = (c.data_bytes() + Chunk::META_BYTES) as u64;
@@ -92,13 +92,14 @@ impl Db {
                 None => {}
             }
         }
-        self.remove_series(&empty);
+        self.remove_series(cs, &empty);
     }
 
-    fn remove_series(&self, empty: &[Arc<MemSeries>]) {
+    fn remove_series(&self, cs: &mut CommitState, empty: &[Arc<MemSeries>]) {
         if empty.is_empty() {
             return;
         }
+        cs.last_batch.clear();
         let mut h = self.head_write();
         for s in empty {
             if s.lock().is_empty() {

@@ -296,3 +296,27 @@ fn readers_run_while_one_appender_writes() {
         15_000
     );
 }
+
+#[test]
+fn a_series_removed_by_retention_comes_back_when_scraped_again() {
+    let db = Db::open(Options {
+        retention_ms: 3_600_000,
+        ..Options::default()
+    })
+    .unwrap();
+    let a = l(&[("__name__", "a")]);
+    let b = l(&[("__name__", "b")]);
+    let h10 = 10 * 3_600_000;
+    // `a` is older than the retention allows and goes in the very commit that wrote it.
+    db.append_batch(&[(a.clone(), 0, 1.0), (b.clone(), h10, 1.0)])
+        .unwrap();
+    assert!(db
+        .select(&[Matcher::equal("__name__", "a")], 0, i64::MAX)
+        .is_empty());
+    // Same batch layout again: `a` must land in a live series, not in the removed one.
+    db.append_batch(&[(a.clone(), h10, 2.0), (b.clone(), h10 + 5000, 1.0)])
+        .unwrap();
+    let got = db.select(&[Matcher::equal("__name__", "a")], 0, i64::MAX);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].samples, vec![Sample { t: h10, v: 2.0 }]);
+}
