@@ -138,10 +138,9 @@ fn input_file(tmp: &Path) -> Option<(PathBuf, String)> {
         return Some((PathBuf::from(&f), format!("{f} (TSDB_BENCH_FILE)")));
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    // `../shared` from the crate root; `../../shared` when the crate is a worktree under wt/.
+    // `../shared` beside the crate root, as CI lays it out.
     let script = [
         "../shared/bench/gen-samples.py",
-        "../../shared/bench/gen-samples.py",
     ]
     .iter()
     .map(|p| root.join(p))

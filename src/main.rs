@@ -235,17 +235,37 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
     let server_task = tokio::spawn(server.serve(async move {
         let _ = server_stop.wait_for(|s| *s).await;
     }));
-    let coordinator_task = tokio::spawn(coordinator.run(stop_rx));
+    let coordinator_task = tokio::spawn(coordinator.run(stop_rx.clone()));
+    let snapshot_task = tokio::spawn(snapshot_periodically(db.clone(), stop_rx));
 
     shutdown_signal().await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = coordinator_task.await;
+    let _ = snapshot_task.await;
     let _ = server_task.await;
     if let Err(e) = db.snapshot() {
         tracing::warn!(error = %e, "final snapshot failed; the write-ahead log still holds the data");
     }
     Ok(())
+}
+
+/// Every 30 minutes, a snapshot of the time series, so that a restart replays at most half an
+/// hour of write-ahead log (the tsdb also snapshots by itself when the log passes 256 MiB).
+async fn snapshot_periodically(db: Arc<tsdb::Db>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    const EVERY: Duration = Duration::from_secs(30 * 60);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(EVERY) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let db = db.clone();
+        match tokio::task::spawn_blocking(move || db.snapshot()).await {
+            Ok(Ok(_)) => tracing::debug!("snapshot written"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "snapshot failed; the write-ahead log still holds the data"),
+            Err(e) => tracing::warn!(error = %e, "snapshot task failed"),
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -316,7 +336,6 @@ fn tsdb_import(file: &Path, storage_path: &Path) -> Result<ExitCode> {
     .with_context(|| format!("opening {}", storage_path.display()))?;
     let stats = tsdb::import_openmetrics(reader, &db)
         .with_context(|| format!("importing {}", file.display()))?;
-    db.snapshot().context("writing the snapshot")?;
     println!(
         "imported {} samples of {} series from {} lines ({} duplicates skipped)",
         stats.samples, stats.series, stats.lines, stats.duplicates

@@ -10,10 +10,9 @@ use depin_orcha::tsdb::{import_openmetrics, xor, Db, Options, Queryable};
 
 fn script() -> Option<PathBuf> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    // `../shared` from the crate root; `../../shared` when the crate is a git worktree in wt/.
+    // `../shared` beside the crate root, as CI lays it out.
     let found = [
         "../shared/bench/gen-samples.py",
-        "../../shared/bench/gen-samples.py",
     ]
     .iter()
     .map(|p| root.join(p))
