@@ -39,8 +39,10 @@ pub mod api;
 pub mod file;
 pub mod group;
 pub mod manager;
+pub mod notifier;
 pub mod recording;
 pub mod template;
+pub mod unittest;
 
 use std::fmt;
 
