@@ -42,7 +42,6 @@ pub mod manager;
 pub mod notifier;
 pub mod recording;
 pub mod template;
-pub mod unittest;
 
 use std::fmt;
 
