@@ -474,3 +474,358 @@ pub(crate) fn query_vector(
         _ => Err("rule result is not a vector or scalar".into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::promql::engine::testutil::{add, instant};
+    use crate::rules::alerting::AlertState;
+    use crate::rules::parse_rule_file;
+    use crate::tsdb::is_stale_nan;
+
+    const MIN: i64 = 60_000;
+
+    fn group(text: &str) -> Group {
+        let mut g = parse_rule_file("t.yml", text).unwrap_or_else(|e| panic!("{e}"));
+        g.remove(0)
+    }
+
+    fn ctx() -> EvalContext {
+        EvalContext {
+            external_labels: Labels::from_pairs([("site", "home")]),
+            external_url: "http://orcha:9464".into(),
+            resend_delay_ms: MIN,
+            default_interval_ms: MIN,
+            default_query_offset_ms: 0,
+        }
+    }
+
+    fn alert(g: &Group) -> Option<ActiveAlertView> {
+        let a = g.alerting_rules().next()?.alerts().next()?.clone();
+        Some(ActiveAlertView {
+            state: a.state,
+            active_at: a.active_at,
+            fired_at: a.fired_at,
+            resolved_at: a.resolved_at,
+        })
+    }
+
+    #[derive(Debug, PartialEq)]
+    struct ActiveAlertView {
+        state: AlertState,
+        active_at: i64,
+        fired_at: Option<i64>,
+        resolved_at: Option<i64>,
+    }
+
+    fn view(
+        state: AlertState,
+        active_at: i64,
+        fired_at: Option<i64>,
+        resolved_at: Option<i64>,
+    ) -> Option<ActiveAlertView> {
+        Some(ActiveAlertView {
+            state,
+            active_at,
+            fired_at,
+            resolved_at,
+        })
+    }
+
+    /// x{job="a"} each minute from 0 to `until_min`: 5 while `high(minute)`, else 0.
+    fn series(db: &Db, until_min: i64, high: impl Fn(i64) -> bool) {
+        let pts: Vec<(i64, f64)> = (0..=until_min)
+            .map(|m| (m * 60, if high(m) { 5.0 } else { 0.0 }))
+            .collect();
+        add(db, "x", &[("job", "a")], &pts);
+    }
+
+    const HIGH_FOR_2M: &str = r#"
+groups:
+  - name: g
+    rules:
+      - alert: High
+        expr: x > 1
+        for: 2m
+        labels: {severity: page}
+        annotations:
+          summary: "{{ $labels.job }} at {{ $value }} on {{ $externalLabels.site }} see {{ $externalURL }}"
+          count: '{{ with query "count(x)" }}{{ . | first | value }}{{ end }}'
+          broken: "{{ .Nope.Deeper }}"
+"#;
+
+    #[test]
+    fn pending_then_firing_after_for_then_resolved_and_kept_15m() {
+        let db = Db::in_memory();
+        series(&db, 40, |m| m < 4);
+        let (engine, ctx) = (Engine::default(), ctx());
+        let mut g = group(HIGH_FOR_2M);
+
+        let r = g.eval(0, &db, &engine, &ctx);
+        assert!(r.failures.is_empty(), "{:?}", r.failures);
+        assert_eq!(alert(&g), view(AlertState::Pending, 0, None, None));
+        assert!(r.alerts.is_empty(), "pending alerts are not sent");
+        assert_eq!(
+            instant(&db, "ALERTS", 0).unwrap(),
+            vec![(
+                r#"ALERTS{alertname="High", alertstate="pending", job="a", severity="page"}"#
+                    .into(),
+                1.0
+            )]
+        );
+        assert_eq!(instant(&db, "ALERTS_FOR_STATE", 0).unwrap()[0].1, 0.0);
+
+        g.eval(MIN, &db, &engine, &ctx);
+        assert_eq!(alert(&g).unwrap().state, AlertState::Pending);
+        let r = g.eval(2 * MIN, &db, &engine, &ctx);
+        assert_eq!(alert(&g), view(AlertState::Firing, 0, Some(2 * MIN), None));
+        assert_eq!(r.alerts.len(), 1);
+        let sent = &r.alerts[0];
+        assert_eq!(sent.starts_at, 2 * MIN);
+        assert_eq!(
+            sent.ends_at,
+            2 * MIN + 4 * MIN,
+            "ValidUntil = now + 4 × max(resend delay, interval)"
+        );
+        assert_eq!(
+            sent.generator_url,
+            "http://orcha:9464/graph?g0.expr=x+%3E+1&g0.tab=1"
+        );
+        assert_eq!(
+            sent.labels.to_string(),
+            r#"{alertname="High", job="a", severity="page"}"#
+        );
+        assert_eq!(
+            sent.annotations.get("summary"),
+            Some("a at 5 on home see http://orcha:9464")
+        );
+        assert_eq!(sent.annotations.get("count"), Some("1"));
+        let broken = sent.annotations.get("broken").unwrap();
+        assert!(
+            broken.starts_with("<error expanding template: "),
+            "{broken}"
+        );
+        // The pending series ended when the alert fired.
+        assert_eq!(
+            instant(&db, "ALERTS", 120).unwrap(),
+            vec![(
+                r#"ALERTS{alertname="High", alertstate="firing", job="a", severity="page"}"#.into(),
+                1.0
+            )]
+        );
+
+        // Resent only after the resend delay.
+        assert!(g.eval(3 * MIN, &db, &engine, &ctx).alerts.is_empty());
+        assert_eq!(g.eval(3 * MIN + 1, &db, &engine, &ctx).alerts.len(), 1);
+
+        // x drops at minute 4: resolved, sent once with endsAt = ResolvedAt.
+        let r = g.eval(4 * MIN, &db, &engine, &ctx);
+        assert_eq!(
+            alert(&g),
+            view(AlertState::Inactive, 0, Some(2 * MIN), Some(4 * MIN))
+        );
+        assert_eq!(r.alerts.len(), 1);
+        assert_eq!(r.alerts[0].ends_at, 4 * MIN);
+        assert!(
+            instant(&db, "ALERTS", 240).unwrap().is_empty(),
+            "ALERTS is marked stale"
+        );
+        assert!(instant(&db, "ALERTS_FOR_STATE", 240).unwrap().is_empty());
+        // Kept (and resent) for 15 minutes, then dropped.
+        assert!(g.eval(19 * MIN, &db, &engine, &ctx).alerts.len() == 1);
+        assert!(alert(&g).is_some());
+        g.eval(19 * MIN + 1, &db, &engine, &ctx);
+        assert!(alert(&g).is_none());
+    }
+
+    #[test]
+    fn pending_alert_that_goes_away_is_dropped() {
+        let db = Db::in_memory();
+        series(&db, 10, |m| m < 1);
+        let (engine, ctx) = (Engine::default(), ctx());
+        let mut g = group(HIGH_FOR_2M);
+        g.eval(0, &db, &engine, &ctx);
+        let r = g.eval(MIN, &db, &engine, &ctx);
+        assert!(alert(&g).is_none());
+        assert!(r.alerts.is_empty());
+    }
+
+    #[test]
+    fn keep_firing_for_holds_a_firing_alert() {
+        let db = Db::in_memory();
+        series(&db, 10, |m| m < 1);
+        let (engine, ctx) = (Engine::default(), ctx());
+        let mut g =
+            group("groups: [{name: g, rules: [{alert: High, expr: x > 1, keep_firing_for: 2m}]}]");
+        g.eval(0, &db, &engine, &ctx);
+        assert_eq!(alert(&g), view(AlertState::Firing, 0, Some(0), None));
+        g.eval(MIN, &db, &engine, &ctx);
+        let a = g
+            .alerting_rules()
+            .next()
+            .unwrap()
+            .alerts()
+            .next()
+            .unwrap()
+            .clone();
+        assert_eq!(
+            (a.state, a.keep_firing_since),
+            (AlertState::Firing, Some(MIN))
+        );
+        g.eval(2 * MIN, &db, &engine, &ctx);
+        assert_eq!(alert(&g).unwrap().state, AlertState::Firing);
+        g.eval(3 * MIN, &db, &engine, &ctx);
+        assert_eq!(
+            alert(&g),
+            view(AlertState::Inactive, 0, Some(0), Some(3 * MIN))
+        );
+    }
+
+    /// Runs HIGH_FOR_30M from minute 0 to `down_min` (ALERTS_FOR_STATE is written), then a
+    /// fresh group "after a restart" from `up_min`: evaluates twice, restores, and returns the
+    /// restored ActiveAt.
+    fn restart(down_min: i64, up_min: i64) -> i64 {
+        let text = "groups: [{name: g, rules: [{alert: High, expr: x > 1, for: 30m}]}]";
+        let db = Db::in_memory();
+        series(&db, 120, |_| true);
+        let (engine, ctx) = (Engine::default(), ctx());
+        let mut before = group(text);
+        for m in 0..=down_min {
+            before.eval(m * MIN, &db, &engine, &ctx);
+        }
+        let mut after = group(text);
+        after.set_should_restore();
+        after.eval(up_min * MIN, &db, &engine, &ctx);
+        after.eval((up_min + 1) * MIN, &db, &engine, &ctx);
+        assert!(
+            instant(&db, "ALERTS_FOR_STATE", (up_min + 1) * 60)
+                .unwrap()
+                .is_empty(),
+            "nothing is written before the restore"
+        );
+        after.restore_for_state((up_min + 1) * MIN, &db, 60 * MIN, 10 * MIN);
+        assert!(!after.should_restore);
+        after.eval((up_min + 2) * MIN, &db, &engine, &ctx);
+        assert_eq!(
+            instant(&db, "ALERTS_FOR_STATE", (up_min + 2) * 60)
+                .unwrap()
+                .len(),
+            1
+        );
+        alert(&after).unwrap().active_at
+    }
+
+    #[test]
+    fn restore_moves_active_at_by_the_downtime() {
+        // Pending 10m when it went down at 10m, back at 20m, restored at 21m: it still needs
+        // 20m, counted from the restore.
+        assert_eq!(restart(10, 20), 11 * MIN);
+    }
+
+    #[test]
+    fn restore_keeps_the_grace_period() {
+        // Pending 25m at 25m; 5m left is under the 10m grace: fires 10m after the restore.
+        assert_eq!(restart(25, 30), 31 * MIN + 10 * MIN - 30 * MIN);
+    }
+
+    #[test]
+    fn restore_of_an_alert_that_was_firing_keeps_its_active_at() {
+        assert_eq!(restart(40, 45), 0);
+    }
+
+    #[test]
+    fn restore_beyond_the_outage_tolerance_starts_over() {
+        // Down at 10m, back at 80m: the last sample is older than 1h, so nothing is restored.
+        assert_eq!(restart(10, 80), 80 * MIN);
+    }
+
+    #[test]
+    fn recording_rules_chain_and_mark_vanished_series_stale() {
+        let db = Db::in_memory();
+        add(&db, "x", &[("job", "a")], &[(0, 5.0), (60, 5.0)]);
+        add(&db, "x", &[("job", "b")], &[(0, 5.0), (60, 0.0)]);
+        let (engine, ctx) = (Engine::default(), ctx());
+        let mut g = group(
+            r#"
+groups:
+  - name: g
+    labels: {src: rules}
+    rules:
+      - record: job:x:double
+        expr: x * 2 > 1
+      - record: job:x:plus
+        expr: job:x:double + 1
+        labels: {src: mine}
+"#,
+        );
+        let r = g.eval(0, &db, &engine, &ctx);
+        assert_eq!(r.samples, 4);
+        assert_eq!(
+            instant(&db, "job:x:plus", 0).unwrap(),
+            vec![
+                (r#"job:x:plus{job="a", src="mine"}"#.into(), 11.0),
+                (r#"job:x:plus{job="b", src="mine"}"#.into(), 11.0)
+            ],
+            "the second rule saw the first one's output of the same evaluation"
+        );
+        g.eval(MIN, &db, &engine, &ctx);
+        let s = db.select(
+            &[
+                Matcher::equal("__name__", "job:x:double"),
+                Matcher::equal("job", "b"),
+            ],
+            0,
+            MIN,
+        );
+        let last = s[0].samples.last().unwrap();
+        assert_eq!(last.t, MIN);
+        assert!(
+            is_stale_nan(last.v),
+            "job b no longer produced: stale marker"
+        );
+        assert_eq!(instant(&db, "job:x:double", 60).unwrap().len(), 1);
+    }
+
+    use crate::labels::Matcher;
+
+    #[test]
+    fn query_offset_limit_and_failures() {
+        let db = Db::in_memory();
+        add(&db, "x", &[("job", "a")], &[(0, 1.0), (60, 2.0)]);
+        add(&db, "x", &[("job", "b")], &[(0, 1.0), (60, 2.0)]);
+        let (engine, ctx) = (Engine::default(), ctx());
+        let mut g = group("groups: [{name: g, query_offset: 1m, rules: [{record: y, expr: 'x'}]}]");
+        g.eval(2 * MIN, &db, &engine, &ctx);
+        let s = db.select(&[Matcher::equal("__name__", "y")], 0, 10 * MIN);
+        assert_eq!(
+            s[0].samples,
+            vec![crate::tsdb::Sample { t: MIN, v: 2.0 }],
+            "queried and written at ts - offset"
+        );
+
+        let mut g = group(
+            "groups: [{name: g, limit: 1, rules: [{record: y, expr: 'x'}, {alert: A, expr: 'x'}]}]",
+        );
+        let r = g.eval(MIN, &db, &engine, &ctx);
+        assert_eq!(
+            r.failures,
+            vec![
+                RuleFailure {
+                    rule: "y".into(),
+                    error: "exceeded limit of 1 with 2 series".into()
+                },
+                RuleFailure {
+                    rule: "A".into(),
+                    error: "exceeded limit of 1 with 2 alerts".into()
+                },
+            ]
+        );
+        assert_eq!(g.rules()[0].status().health, RuleHealth::Bad);
+        assert_eq!(g.alerting_rules().next().unwrap().alerts().count(), 0);
+
+        let mut g = group("groups: [{name: g, rules: [{record: y, expr: '\"s\"'}, {record: z, expr: 'x * on() group_left x'}]}]");
+        let r = g.eval(MIN, &db, &engine, &ctx);
+        assert_eq!(r.failures[0].error, "rule result is not a vector or scalar");
+        assert_eq!(r.failures.len(), 2);
+    }
+}
