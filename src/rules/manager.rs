@@ -593,3 +593,259 @@ impl RuleManager {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::promql::engine::testutil::add;
+    use crate::rules::AlertState;
+
+    const MIN: i64 = 60_000;
+
+    const ALERT: &str = "groups:\n  - name: g\n    interval: 1m\n    rules:\n      - alert: High\n        expr: x > 1\n        for: 2m\n";
+
+    pub(crate) struct Fixture {
+        pub dir: tempfile::TempDir,
+        pub clock: ManualClock,
+        pub registry: prometheus::Registry,
+        pub manager: Arc<RuleManager>,
+        pub db: Arc<Db>,
+    }
+
+    pub(crate) fn fixture(text: &str) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.yml"), text).unwrap();
+        let db = Arc::new(Db::in_memory());
+        add(
+            &db,
+            "x",
+            &[("job", "a")],
+            &(0..=60).map(|m| (m * 60, 5.0)).collect::<Vec<_>>(),
+        );
+        let clock = ManualClock::new(0);
+        let registry = prometheus::Registry::new();
+        let opts = ManagerOptions {
+            registry: registry.clone(),
+            ..Default::default()
+        };
+        let manager = Arc::new(RuleManager::new(
+            opts,
+            db.clone(),
+            Engine::default(),
+            Arc::new(clock.clone()),
+            Labels::empty(),
+            "http://x".into(),
+        ));
+        manager.load(&[dir.path().join("*.yml")]).unwrap();
+        Fixture {
+            dir,
+            clock,
+            registry,
+            manager,
+            db,
+        }
+    }
+
+    fn gauge(reg: &prometheus::Registry, name: &str) -> f64 {
+        reg.gather()
+            .iter()
+            .find(|f| f.name() == name)
+            .map(|f| f.get_metric()[0].get_gauge().value())
+            .unwrap_or(f64::NAN)
+    }
+
+    fn first_alert(m: &RuleManager) -> Option<crate::rules::ActiveAlert> {
+        let g = m.groups();
+        let g = lock(&g[0]);
+        let a = g.group.alerting_rules().next()?.alerts().next().cloned();
+        a
+    }
+
+    #[test]
+    fn eval_timestamps_are_aligned_per_group() {
+        let t = eval_timestamp("f", "g", MIN, 10 * MIN + 5);
+        assert!(t <= 10 * MIN + 5 && t > 9 * MIN + 5);
+        assert_eq!(
+            eval_timestamp("f", "g", MIN, t + MIN),
+            t + MIN,
+            "stable slots"
+        );
+        assert_ne!(
+            eval_timestamp("f", "g", MIN, 0).rem_euclid(MIN),
+            eval_timestamp("f", "other", MIN, 0).rem_euclid(MIN),
+            "groups are spread over the interval"
+        );
+    }
+
+    #[test]
+    fn groups_run_on_their_slots_and_restore_after_the_second() {
+        let f = fixture(ALERT);
+        let m = &f.manager;
+        assert!(m.tick(0).is_empty());
+        let first = lock(&m.groups()[0]).next_eval.unwrap();
+        assert!(first > 0 && first <= MIN);
+        assert!(first_alert(m).is_none(), "nothing before the first slot");
+        m.tick(first);
+        assert_eq!(first_alert(m).unwrap().active_at, first);
+        assert!(
+            lock(&m.groups()[0]).group.should_restore,
+            "restore waits for the second evaluation"
+        );
+        // Three slots later, two of them missed: evaluated once, at the latest slot.
+        m.tick(first + 3 * MIN + 7);
+        let groups = m.groups();
+        let g = lock(&groups[0]);
+        assert_eq!(g.group.last_evaluation(), Some(first + 3 * MIN));
+        assert!(!g.group.should_restore);
+        drop(g);
+        assert_eq!(first_alert(m).unwrap().state, AlertState::Firing);
+        let missed = f
+            .registry
+            .gather()
+            .iter()
+            .find(|f| f.name() == "depin_rule_group_iterations_missed_total")
+            .map(|f| f.get_metric()[0].get_counter().value());
+        assert_eq!(missed, Some(2.0));
+    }
+
+    #[test]
+    fn reload_keeps_alert_state_and_unchanged_groups() {
+        let f = fixture(&format!(
+            "{ALERT}  - name: other\n    rules: [{{record: r, expr: x}}]\n"
+        ));
+        let m = &f.manager;
+        let first = {
+            m.tick(0);
+            lock(&m.groups()[0]).next_eval.unwrap()
+        };
+        for i in 0..4 {
+            m.tick(first + i * MIN);
+        }
+        let before = first_alert(m).unwrap();
+        assert_eq!(before.state, AlertState::Firing);
+        let other = m.groups()[1].clone();
+        // Change group g (a label on another rule), keep group "other" as it was.
+        let text = format!(
+            "{ALERT}      - record: y\n        expr: x\n  - name: other\n    rules: [{{record: r, expr: x}}]\n"
+        );
+        std::fs::write(f.dir.path().join("a.yml"), text).unwrap();
+        assert!(m.files_changed());
+        m.reload().unwrap();
+        assert!(!m.files_changed());
+        assert_eq!(lock(&m.groups()[0]).group.rules().len(), 2);
+        assert_eq!(first_alert(m).unwrap(), before, "the alert carried over");
+        assert!(
+            Arc::ptr_eq(&m.groups()[1], &other),
+            "an unchanged group keeps running as is"
+        );
+        m.tick(first + 4 * MIN);
+        let a = first_alert(m).unwrap();
+        assert_eq!(
+            (a.state, a.active_at),
+            (AlertState::Firing, before.active_at)
+        );
+    }
+
+    #[test]
+    fn failed_reload_keeps_the_old_rules_and_sets_the_gauge() {
+        let f = fixture(ALERT);
+        let m = &f.manager;
+        assert_eq!(
+            gauge(&f.registry, "depin_rules_last_reload_successful"),
+            1.0
+        );
+        std::fs::write(
+            f.dir.path().join("a.yml"),
+            "groups:\n  - name: g\n    rules:\n      - alert: High\n        expr: x >\n",
+        )
+        .unwrap();
+        let e = m.reload().unwrap_err().to_string();
+        let file = f.dir.path().join("a.yml").display().to_string();
+        assert!(
+            e.starts_with(&format!(
+                "{file}:5:9: group \"g\", rule 1, \"High\": could not parse expression"
+            )),
+            "{e}"
+        );
+        assert_eq!(
+            gauge(&f.registry, "depin_rules_last_reload_successful"),
+            0.0
+        );
+        assert_eq!(m.last_reload_error().as_deref(), Some(e.as_str()));
+        let g = m.groups();
+        assert_eq!(g.len(), 1);
+        assert_eq!(
+            lock(&g[0]).group.rules()[0].name(),
+            "High",
+            "old rules still there"
+        );
+        std::fs::write(f.dir.path().join("a.yml"), ALERT).unwrap();
+        f.clock.set(1_000_000);
+        m.reload().unwrap();
+        assert_eq!(
+            gauge(&f.registry, "depin_rules_last_reload_successful"),
+            1.0
+        );
+        assert_eq!(
+            gauge(
+                &f.registry,
+                "depin_rules_last_reload_success_timestamp_seconds"
+            ),
+            1000.0
+        );
+    }
+
+    #[test]
+    fn removed_groups_have_their_series_marked_stale_two_intervals_later() {
+        let f = fixture("groups: [{name: g, interval: 1m, rules: [{record: r, expr: x}]}]");
+        let m = &f.manager;
+        m.tick(0);
+        let first = lock(&m.groups()[0]).next_eval.unwrap();
+        m.tick(first);
+        std::fs::write(f.dir.path().join("a.yml"), "groups: []\n").unwrap();
+        f.clock.set(first + 1);
+        m.reload().unwrap();
+        assert!(m.groups().is_empty());
+        m.tick(first + MIN);
+        let sel = |t| {
+            crate::tsdb::Queryable::select(
+                f.db.as_ref(),
+                &[crate::labels::Matcher::equal("__name__", "r")],
+                0,
+                t,
+            )
+        };
+        assert!(!crate::tsdb::is_stale_nan(
+            sel(first + 3 * MIN)[0].samples.last().unwrap().v
+        ));
+        m.tick(first + 1 + 2 * MIN);
+        let last = *sel(first + 3 * MIN)[0].samples.last().unwrap();
+        assert!(crate::tsdb::is_stale_nan(last.v));
+        assert_eq!(last.t, first + 1 + 2 * MIN);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn run_evaluates_on_the_clock_and_notifies() {
+        let f = fixture("groups: [{name: g, interval: 1m, rules: [{alert: High, expr: x > 1}]}]");
+        let (tx, rx) = watch::channel(false);
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let sink = got.clone();
+        let task = tokio::spawn(f.manager.clone().run(rx, move |a| lock(&sink).extend(a)));
+        let mut waited = 0;
+        while lock(&got).is_empty() && waited < 50 {
+            // The loop sleeps at most 1s between looks at the clock.
+            f.clock.advance(MIN);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            waited += 1;
+        }
+        let alerts = lock(&got).clone();
+        assert!(!alerts.is_empty(), "the firing alert was sent");
+        assert_eq!(alerts[0].labels.get("alertname"), Some("High"));
+        tx.send_replace(true);
+        tokio::time::timeout(Duration::from_secs(3), task)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}
