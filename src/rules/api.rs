@@ -348,3 +348,211 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::Params;
+    use crate::rules::manager::tests::fixture;
+    use http_body_util::BodyExt;
+
+    const MIN: i64 = 60_000;
+
+    const RULES: &str = r#"groups:
+  - name: g
+    interval: 1m
+    labels: {team: ops}
+    rules:
+      - record: job:x:sum
+        expr: sum by (job) (x)
+      - alert: High
+        expr: x > 1
+        for: 2m
+        keep_firing_for: 30s
+        labels: {severity: page}
+        annotations: {summary: "{{ $labels.job }} is {{ $value }}"}
+"#;
+
+    /// The evaluation durations are wall time: blank them out.
+    fn stable(json: &str) -> String {
+        let re = regex::Regex::new(r#""evaluationTime":[0-9.e+-]+"#).unwrap();
+        re.replace_all(json, r#""evaluationTime":0"#).into_owned()
+    }
+
+    fn data(r: Result<ApiSuccess, ApiError>) -> String {
+        stable(&r.unwrap().data.unwrap())
+    }
+
+    #[test]
+    fn rules_and_alerts_in_prometheus_shapes() {
+        let f = fixture(RULES);
+        let m = &f.manager;
+        // Never evaluated: health unknown, state unknown, Go's zero time.
+        let fresh = data(rules(m, &Params::default()));
+        assert!(fresh.contains(r#""state":"unknown""#), "{fresh}");
+        assert!(
+            fresh.contains(
+                r#""health":"unknown","evaluationTime":0,"lastEvaluation":"0001-01-01T00:00:00Z""#
+            ),
+            "{fresh}"
+        );
+
+        m.tick(0);
+        let first = m.groups()[0].lock().unwrap().group.last_evaluation();
+        assert!(first.is_none());
+        let slot = {
+            let g = m.groups();
+            let g = g[0].lock().unwrap();
+            g.group.effective_interval_ms(m.eval_context())
+        };
+        assert_eq!(slot, MIN);
+        // The fixture's x runs from 0 to 60m.
+        let base = 10 * MIN;
+        let mut t = base;
+        while m.groups()[0]
+            .lock()
+            .unwrap()
+            .group
+            .last_evaluation()
+            .is_none()
+        {
+            m.tick(t);
+            t += 1000;
+        }
+        let at = m.groups()[0]
+            .lock()
+            .unwrap()
+            .group
+            .last_evaluation()
+            .unwrap();
+        let at_s = rfc3339(Some(at));
+        let got = data(rules(m, &Params::default()));
+        let want = format!(
+            concat!(
+                r#"{{"groups":[{{"name":"g","file":"{file}","rules":["#,
+                r#"{{"name":"job:x:sum","query":"sum by (job) (x)","labels":{{"team":"ops"}},"health":"ok","evaluationTime":0,"lastEvaluation":"{at}","type":"recording"}},"#,
+                r#"{{"state":"pending","name":"High","query":"x \u003e 1","duration":120,"keepFiringFor":30,"labels":{{"severity":"page","team":"ops"}},"#,
+                r#""annotations":{{"summary":"{{{{ $labels.job }}}} is {{{{ $value }}}}"}},"#,
+                r#""alerts":[{{"labels":{{"alertname":"High","job":"a","severity":"page","team":"ops"}},"annotations":{{"summary":"a is 5"}},"state":"pending","activeAt":"{at}","value":"5e+00"}}],"#,
+                r#""health":"ok","evaluationTime":0,"lastEvaluation":"{at}","type":"alerting"}}],"#,
+                r#""interval":60,"limit":0,"evaluationTime":0,"lastEvaluation":"{at}"}}]}}"#
+            ),
+            file = f
+                .dir
+                .path()
+                .join("*.yml")
+                .parent()
+                .unwrap()
+                .join("a.yml")
+                .display(),
+            at = at_s
+        );
+        assert_eq!(got, want);
+
+        let alerts_json = alerts(m).data.unwrap();
+        assert_eq!(
+            alerts_json,
+            format!(
+                r#"{{"alerts":[{{"labels":{{"alertname":"High","job":"a","severity":"page","team":"ops"}},"annotations":{{"summary":"a is 5"}},"state":"pending","activeAt":"{at_s}","value":"5e+00"}}]}}"#
+            )
+        );
+
+        // Filters.
+        let only =
+            |pairs: &[(&str, &str)]| data(rules(m, &Params::from_pairs(pairs.iter().copied())));
+        assert!(!only(&[("type", "record")]).contains("High"));
+        assert!(!only(&[("type", "alert")]).contains("job:x:sum"));
+        assert_eq!(only(&[("rule_group[]", "nope")]), r#"{"groups":[]}"#);
+        assert_eq!(only(&[("file[]", "nope.yml")]), r#"{"groups":[]}"#);
+        assert!(only(&[("rule_name[]", "High")]).contains(r#""rules":[{"state""#));
+        assert!(only(&[("match[]", r#"{severity="page"}"#)]).contains(r#""rules":[{"state""#));
+        assert!(only(&[("exclude_alerts", "true")]).contains(r#""alerts":null"#));
+        let e = rules(m, &Params::from_pairs([("type", "foo")])).unwrap_err();
+        assert_eq!(
+            e.message,
+            r#"invalid parameter "type": not supported value "foo""#
+        );
+    }
+
+    #[test]
+    fn formats_match_go() {
+        assert_eq!(go_e_format(1.0), "1e+00");
+        assert_eq!(go_e_format(123.456), "1.23456e+02");
+        assert_eq!(go_e_format(1.5e-7), "1.5e-07");
+        assert_eq!(go_e_format(f64::INFINITY), "+Inf");
+        assert_eq!(rfc3339(Some(1_700_000_000_120)), "2023-11-14T22:13:20.12Z");
+        assert_eq!(rfc3339(Some(0)), "1970-01-01T00:00:00Z");
+    }
+
+    async fn call(
+        api: &RulesApi,
+        state: &AppState,
+        method: Method,
+        path: &str,
+    ) -> (StatusCode, String) {
+        let params = Params::default();
+        let headers = hyper::HeaderMap::new();
+        let body = bytes::Bytes::new();
+        let req = RouteRequest {
+            method: &method,
+            path,
+            params: &params,
+            headers: &headers,
+            body: &body,
+        };
+        let resp = api.route(state, &req).expect("route owns the path");
+        let status = resp.status();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn reload_route_answers_200_or_500_with_the_error() {
+        let f = fixture(RULES);
+        let state = AppState::new(
+            f.db.clone(),
+            crate::promql::Engine::default(),
+            prometheus::Registry::new(),
+            Arc::new(f.clock.clone()),
+        );
+        state.set_ready(true);
+        let api = RulesApi::new(f.manager.clone());
+        assert_eq!(
+            call(&api, &state, Method::POST, "/-/reload").await,
+            (StatusCode::OK, String::new())
+        );
+        std::fs::write(
+            f.dir.path().join("a.yml"),
+            "groups: [{name: g, rules: [{record: 'a b', expr: x}]}]\n",
+        )
+        .unwrap();
+        let (status, body) = call(&api, &state, Method::PUT, "/-/reload").await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(body.starts_with("failed to reload config: "), "{body}");
+        assert!(
+            body.contains(
+                "a.yml:1:29: group \"g\", rule 1, \"a b\": invalid recording rule name: a b"
+            ),
+            "{body}"
+        );
+        assert_eq!(
+            call(&api, &state, Method::GET, "/-/reload").await.0,
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        let (status, body) = call(&api, &state, Method::GET, "/api/v1/rules").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            body.starts_with(r#"{"status":"success","data":{"groups":[{"name":"g""#),
+            "{body}"
+        );
+        assert_eq!(
+            call(&api, &state, Method::POST, "/api/v1/alerts").await.0,
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        state.set_ready(false);
+        assert_eq!(
+            call(&api, &state, Method::GET, "/api/v1/alerts").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+}

@@ -595,7 +595,7 @@ impl RuleManager {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use crate::promql::engine::testutil::add;
