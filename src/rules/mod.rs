@@ -42,6 +42,7 @@ pub mod manager;
 pub mod notifier;
 pub mod recording;
 pub mod template;
+pub mod unittest;
 
 use std::fmt;
 
