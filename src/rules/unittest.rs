@@ -729,6 +729,11 @@ fn run_group(tg: &TestGroup, file: &TestFile, mut groups: Vec<Group>) -> Vec<Str
         };
         let mut exp = Vec::new();
         for (l, v) in &case.exp_samples {
+            // Go's parser.ParseMetric reads "" as the empty label set (a scalar's sample).
+            if l.trim().is_empty() {
+                exp.push((Labels::empty(), *v));
+                continue;
+            }
             match parse_series(l) {
                 Ok((labels, vals)) if vals.is_empty() => exp.push((labels, *v)),
                 Ok(_) => {
