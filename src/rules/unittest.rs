@@ -938,6 +938,63 @@ fn samples_string(v: &[(Labels, f64)]) -> String {
 mod tests {
     use super::*;
 
+    /// Writes `rules.yml` and `test.yml` into a temp dir and runs the test file.
+    fn run(rules: &str, test: &str) -> FileReport {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("rules.yml"), rules).unwrap();
+        let p = dir.path().join("test.yml");
+        std::fs::write(&p, test).unwrap();
+        run_test_file(&p)
+    }
+
+    const DOWN: &str = "groups:\n  - name: g\n    rules:\n      - alert: Down\n        expr: up == 0\n        for: 2m\n        annotations:\n          summary: '{{ $labels.job }} down'\n";
+
+    fn alert_test(eval_time: &str, exp: &str) -> String {
+        format!(
+            "rule_files: [rules.yml]\ntests:\n  - interval: 1m\n    input_series:\n      - series: 'up{{job=\"a\"}}'\n        values: '0x10'\n    alert_rule_test:\n      - eval_time: {eval_time}\n        alertname: Down\n        exp_alerts: {exp}\n"
+        )
+    }
+
+    #[test]
+    fn pending_alerts_are_not_reported_firing_ones_are() {
+        // Pending at 0m and 1m, firing from 2m.
+        assert!(run(DOWN, &alert_test("1m", "[]")).passed());
+        let firing = "[{exp_labels: {job: a}, exp_annotations: {summary: a down}}]";
+        let r = run(DOWN, &alert_test("2m", firing));
+        assert!(r.passed(), "{r}");
+        // Between evaluations the previous one counts: 2m59s compares with the 2m evaluation.
+        assert!(run(DOWN, &alert_test("2m59s", firing)).passed());
+        let r = run(DOWN, &alert_test("1m", firing));
+        assert!(!r.passed());
+        assert_eq!(
+            r.errors(),
+            vec![
+                "    alertname: Down, time: 1m, \n        exp:[\n            0:\n              Labels:{alertname=\"Down\", job=\"a\"}\n              Annotations:{summary=\"a down\"}\n            ], \n        got:[]"
+            ]
+        );
+    }
+
+    #[test]
+    fn wrong_samples_are_reported_like_promtool() {
+        let test = "rule_files: [rules.yml]\ntests:\n  - interval: 1m\n    input_series:\n      - series: 'up{job=\"a\"}'\n        values: '0 1'\n    promql_expr_test:\n      - expr: up\n        eval_time: 1m\n        exp_samples:\n          - labels: 'up{job=\"a\"}'\n            value: 0\n";
+        let r = run(DOWN, test);
+        assert_eq!(
+            r.errors(),
+            vec![
+                "    expr: \"up\", time: 1m,\n        exp: {__name__=\"up\", job=\"a\"} 0E+00\n        got: {__name__=\"up\", job=\"a\"} 1E+00"
+            ]
+        );
+    }
+
+    #[test]
+    fn file_errors_name_the_file_and_key() {
+        let r = run(DOWN, "tests:\n  - interval: 1x\n");
+        let e = r.file_error.unwrap_or_default();
+        assert!(e.contains("test.yml: tests[0].interval:"), "{e}");
+        let r = run(DOWN, "rule_files: [rules.yml]\nbogus: 1\n");
+        assert!(r.file_error.unwrap_or_default().contains("bogus"));
+    }
+
     #[test]
     fn go_text_forms() {
         assert_eq!(go_float_e(3600.0), "3.6E+03");
