@@ -22,7 +22,9 @@
 //!   from the first attempt, whichever ends first. Other 4xx answers are not retried: the
 //!   Alertmanager rejected the alerts themselves. While a batch is retried the next one waits,
 //!   and the queue keeps filling up to its bound, so the worst delay a dead Alertmanager adds
-//!   to a batch is `retry.max_elapsed`.
+//!   to a batch is `retry.max_elapsed`. An Alertmanager whose last batch failed after all its
+//!   attempts gets a single attempt per batch until one succeeds, so that a dead one among
+//!   several does not hold every batch for its retries (the rules resend firing alerts anyway).
 //! - A batch counts as delivered when at least one Alertmanager accepted it (as Prometheus);
 //!   otherwise its alerts are counted as dropped.
 //! - On shutdown the batch in flight may finish and the queue is drained, together for at most
@@ -37,8 +39,28 @@
 //! `…_latency_seconds{alertmanager}` (a histogram of each request's duration: the Rust
 //! `prometheus` crate has no summary with quantiles) and `…_alertmanagers_discovered`. The
 //! `alertmanager` label is the full URL alerts are posted to, as in Prometheus.
+//!
+//! # What `main` calls
+//!
+//! ```ignore
+//! let notifier = Notifier::new(NotifierOptions {
+//!     alertmanager_urls: args.alertmanager_urls.clone(),        // --alertmanager.url (repeatable)
+//!     external_labels: external_labels.clone(),                 // global.external_labels
+//!     queue_capacity: args.notification_queue_capacity,         // default DEFAULT_QUEUE_CAPACITY
+//!     timeout: args.alertmanager_timeout,                       // default DEFAULT_TIMEOUT
+//!     ..Default::default()
+//! }, metrics.registry())?;
+//! // Its own stop signal, sent after the rule manager has returned, so that the alerts of
+//! // the last evaluation are still sent (and drained for up to 5s).
+//! let (notifier_stop, notifier_stop_rx) = tokio::sync::watch::channel(false);
+//! let notifier_task = tokio::spawn(notifier.clone().run(notifier_stop_rx));
+//! let rules_task = tokio::spawn(manager.run(stop_rx.clone(), move |a| notifier.send(a)));
+//! // on shutdown: stop_tx.send(true); rules_task.await; notifier_stop.send(true);
+//! // notifier_task.await;
+//! ```
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -181,10 +203,13 @@ impl SendError {
 }
 
 /// One Alertmanager: where alerts are posted, and that URL as the metrics' label.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 struct Alertmanager {
     uri: Uri,
     label: String,
+    /// Its last batch failed even after retries: the next batches get one attempt each until
+    /// one succeeds, so a dead Alertmanager does not slow the delivery to the others.
+    down: AtomicBool,
 }
 
 struct NotifierMetrics {
@@ -259,7 +284,11 @@ fn alerts_url(raw: &str) -> Result<Alertmanager, NotifierError> {
     let uri = label
         .parse::<Uri>()
         .map_err(|e| invalid(format!("not a valid request URI {label:?}: {e}")))?;
-    Ok(Alertmanager { uri, label })
+    Ok(Alertmanager {
+        uri,
+        label,
+        down: AtomicBool::new(false),
+    })
 }
 
 fn register<C: Collector + Clone + 'static>(
@@ -632,6 +661,11 @@ impl Inner {
             end = end.min(d);
         }
         let mut backoff = retry.initial_backoff;
+        let max_attempts = if am.down.load(Ordering::Relaxed) {
+            1
+        } else {
+            retry.max_attempts
+        };
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -652,7 +686,9 @@ impl Inner {
                         .sent
                         .with_label_values(&[&am.label])
                         .inc_by(count as f64);
-                    if attempt > 1 {
+                    if am.down.swap(false, Ordering::Relaxed) {
+                        tracing::info!(alertmanager = %am.label, "Alertmanager accepts alerts again");
+                    } else if attempt > 1 {
                         tracing::info!(alertmanager = %am.label, count, attempt, "alerts sent after retrying");
                     }
                     return true;
@@ -664,8 +700,11 @@ impl Inner {
                 .with_label_values(&[&am.label])
                 .inc_by(count as f64);
             let retry_at = Instant::now() + backoff;
-            let give_up = !err.retryable() || attempt >= retry.max_attempts || retry_at >= end;
+            let give_up = !err.retryable() || attempt >= max_attempts || retry_at >= end;
             if give_up {
+                if err.retryable() {
+                    am.down.store(true, Ordering::Relaxed);
+                }
                 tracing::error!(
                     alertmanager = %am.label,
                     count,

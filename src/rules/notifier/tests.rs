@@ -425,6 +425,36 @@ async fn gives_up_after_max_attempts_counts_the_batch_dropped_and_goes_on() {
 }
 
 #[tokio::test]
+async fn after_failing_all_attempts_an_alertmanager_gets_one_attempt_until_it_recovers() {
+    // batch 1: 3 × 503 (gives up, marked down); batch 2: one 503, no retry; batch 3: 200
+    // (up again); batch 4: 503 then 200, retried again.
+    let am = FakeAlertmanager::start(Script::Statuses(vec![503, 503, 503, 503, 200, 503])).await;
+    let mut r = Running::new(opts(vec![am.url()]));
+    let mut expected_requests = 0;
+    for (batch, attempts) in [(1, 3), (2, 1), (3, 1), (4, 2)] {
+        r.notifier.send(vec![alert("Batch", batch)]);
+        expected_requests += attempts;
+        let got = am.wait_requests(expected_requests).await;
+        assert_eq!(got.len(), expected_requests, "batch {batch}");
+        // Let the batch finish before the next: the notifier handles one at a time anyway.
+        for _ in 0..100 {
+            let done = r.notifier.queue_len() == 0
+                && r.metric(
+                    "depin_notifications_latency_seconds",
+                    Some(&format!("{}/api/v2/alerts", am.url())),
+                ) == expected_requests as f64;
+            if done {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    r.shutdown().await;
+    assert_eq!(am.requests().len(), 7);
+    assert_eq!(r.metric("depin_notifications_dropped_total", None), 2.0);
+}
+
+#[tokio::test]
 async fn a_400_is_not_retried() {
     let am = FakeAlertmanager::start(Script::Statuses(vec![400])).await;
     let mut r = Running::new(opts(vec![am.url()]));
