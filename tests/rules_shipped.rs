@@ -176,8 +176,8 @@ fn assert_every_alert_tested(test_files: &[PathBuf]) {
     );
 }
 
-/// (a) promtool accepts the rule files and passes the tests; (b) our runner gives the same
-/// verdict for every test group (each group run alone through promtool).
+/// (a) promtool accepts the rule files and the example config and passes the tests; (b) our
+/// runner gives the same verdict for every test group (each group run alone through promtool).
 #[test]
 fn promtool_and_ours_agree_on_the_shipped_files() {
     let Some(promtool) = common::promtool() else {
@@ -188,6 +188,20 @@ fn promtool_and_ours_agree_on_the_shipped_files() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let r = run(&promtool, &args, &root());
     assert!(r.ok, "promtool check rules:\n{}{}", r.stdout, r.stderr);
+
+    // The example Prometheus config loads exactly these rule files.
+    let r = run(
+        &promtool,
+        &["check", "config", "examples/prometheus.yml"],
+        &root(),
+    );
+    assert!(r.ok, "promtool check config:\n{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout
+            .contains(&format!("SUCCESS: {} rule files found", rule_files().len())),
+        "{}",
+        r.stdout
+    );
 
     let mut args = vec!["test".to_string(), "rules".to_string()];
     args.extend(test_files().iter().map(|p| rel(p)));
