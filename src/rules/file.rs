@@ -742,10 +742,26 @@ groups:
             vec!["a", "b"]
         );
         let missing = dir.path().join("nope.yml");
-        let e = load_files(&[missing.clone()]).unwrap_err().to_string();
+        let e = load_files(std::slice::from_ref(&missing))
+            .unwrap_err()
+            .to_string();
         assert!(
             e.starts_with(&format!("{}: cannot read the rule file", missing.display())),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_shipped_rule_files_load() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+        for f in ["alerts.yml", "recording.yml"] {
+            let p = root.join(f);
+            if !p.exists() {
+                eprintln!("skipping {}: not there", p.display());
+                continue;
+            }
+            let g = load_files(&[p.clone()]).unwrap_or_else(|e| panic!("{e}"));
+            assert!(!g.is_empty(), "{} has groups", p.display());
+        }
     }
 }

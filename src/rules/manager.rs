@@ -848,4 +848,72 @@ pub(crate) mod tests {
             .unwrap()
             .unwrap();
     }
+
+    #[test]
+    fn for_state_survives_a_restart_through_the_persisted_db() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("a.yml"),
+            "groups: [{name: g, interval: 1m, rules: [{alert: High, expr: x > 1, for: 30m}]}]\n",
+        )
+        .unwrap();
+        let files = [dir.path().join("a.yml")];
+        let open = || {
+            Arc::new(
+                Db::open(crate::tsdb::Options {
+                    path: Some(dir.path().join("data")),
+                    ..Default::default()
+                })
+                .unwrap(),
+            )
+        };
+        let start = |db: Arc<Db>| {
+            let m = RuleManager::new(
+                ManagerOptions::default(),
+                db,
+                Engine::default(),
+                Arc::new(ManualClock::new(0)),
+                Labels::empty(),
+                String::new(),
+            );
+            m.load(&files).unwrap();
+            m
+        };
+        let db = open();
+        add(
+            &db,
+            "x",
+            &[("job", "a")],
+            &(0..=120).map(|m| (m * 60, 5.0)).collect::<Vec<_>>(),
+        );
+        let m = start(db.clone());
+        m.tick(0);
+        let first = lock(&m.groups()[0]).next_eval.unwrap();
+        // Running 15 minutes, then "killed".
+        for i in 0..=15 {
+            m.tick(first + i * MIN);
+        }
+        assert_eq!(first_alert(&m).unwrap().active_at, first);
+        drop(m);
+        drop(db);
+
+        // Back 5 minutes later with the same files: the alert was pending 15m of its 30m.
+        let m = start(open());
+        let back = first + 20 * MIN;
+        m.tick(back);
+        let slot = lock(&m.groups()[0]).next_eval.unwrap();
+        m.tick(slot);
+        assert_eq!(
+            first_alert(&m).unwrap().active_at,
+            slot,
+            "a fresh alert before the restore"
+        );
+        m.tick(slot + MIN);
+        // Restored at slot + 1m: ActiveAt moved forward by the downtime (down at the last
+        // ALERTS_FOR_STATE sample, first + 15m).
+        let down_at = first + 15 * MIN;
+        let want = (first.div_euclid(1000) * 1000) + (slot + MIN - down_at.div_euclid(1000) * 1000);
+        assert_eq!(first_alert(&m).unwrap().active_at, want);
+        assert_eq!(first_alert(&m).unwrap().state, AlertState::Pending);
+    }
 }
