@@ -4,7 +4,7 @@
 //!
 //! It owns the test-file schema and the test driver only: rule files are loaded and groups
 //! evaluated through the rules engine ([`super::load_files`], [`Group::eval`]), queries go to
-//! the PromQL engine, samples to a [`Db::in_memory`]. Nothing here schedules or touches the
+//! the PromQL engine, samples to an in-memory [`Db`] without retention. Nothing here schedules or touches the
 //! clock: evaluation timestamps are explicit, from 0 (the Unix epoch) up to the largest
 //! `eval_time` of a test group, every `evaluation_interval`, as promtool does.
 //!
@@ -65,28 +65,40 @@ pub enum UnitTestError {
 // ---------------------------------------------------------------------------------------------
 // The file format (raw), as promtool's structs with `yaml.UnmarshalStrict`.
 
-/// A YAML scalar read as text, as yaml.v2 does for a Go `string` (so `values: 1` or
-/// `exp_labels: {code: 500}` work).
+/// A YAML scalar read as its text, as yaml.v2 does for a Go `string`: `values: 0x10` stays
+/// `0x10` (not the number 16), `exp_labels: {code: 500}` gives `"500"`.
 #[derive(Clone, Debug, Default, PartialEq)]
 struct Text(String);
 
 impl<'de> Deserialize<'de> for Text {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use serde::de::Error;
-        match serde_yaml::Value::deserialize(d)? {
-            serde_yaml::Value::String(s) => Ok(Text(s)),
-            serde_yaml::Value::Number(n) => Ok(Text(n.to_string())),
-            serde_yaml::Value::Bool(b) => Ok(Text(b.to_string())),
-            serde_yaml::Value::Null => Ok(Text(String::new())),
-            other => Err(D::Error::custom(format!(
-                "expected a string, found {}",
-                match other {
-                    serde_yaml::Value::Sequence(_) => "a list",
-                    serde_yaml::Value::Mapping(_) => "a map",
-                    _ => "a tagged value",
-                }
-            ))),
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Text;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Text, E> {
+                Ok(Text(String::new()))
+            }
         }
+        // serde_yaml hands a plain scalar's source text to `deserialize_str`.
+        d.deserialize_str(V)
     }
 }
 
@@ -568,7 +580,13 @@ fn run_group(tg: &TestGroup, file: &TestFile, mut groups: Vec<Group>) -> Vec<Str
         }
     }
     samples.sort_by_key(|s| s.0);
-    let db = Db::in_memory();
+    // No retention: a test may span centuries (promtool's long-period test goes to 2262).
+    let db = Db::open(crate::tsdb::Options {
+        path: None,
+        retention_ms: i64::MAX,
+        max_bytes: None,
+    })
+    .unwrap_or_default();
     let engine = Engine::new(EngineOptions::default());
     let ctx = EvalContext {
         external_labels: tg.external_labels.clone(),
@@ -984,6 +1002,16 @@ mod tests {
                 "    expr: \"up\", time: 1m,\n        exp: {__name__=\"up\", job=\"a\"} 0E+00\n        got: {__name__=\"up\", job=\"a\"} 1E+00"
             ]
         );
+    }
+
+    #[test]
+    fn scalars_keep_their_text() {
+        let t: RawSeries = serde_yaml::from_str("series: up\nvalues: 0x10\n").unwrap();
+        assert_eq!(t.values.0, "0x10");
+        let t: RawSeries = serde_yaml::from_str("series: up\nvalues: 1e3\n").unwrap();
+        assert_eq!(t.values.0, "1e3");
+        let e: RawExpAlert = serde_yaml::from_str("exp_labels: {code: 500}\n").unwrap();
+        assert_eq!(e.exp_labels.unwrap()["code"].0, "500");
     }
 
     #[test]
