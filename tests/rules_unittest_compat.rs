@@ -302,6 +302,52 @@ tests:
         same_text: false,
     },
     Case {
+        name: "unquoted values keep their text: 0x10 is ten zeros, not the number 16",
+        rules: RULES,
+        test: r#"
+rule_files: [rules.yml]
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'x{job="a"}'
+        values: 0x10
+    promql_expr_test:
+      - expr: count_over_time(x[30m])
+        eval_time: 20m
+        exp_samples:
+          - labels: '{job="a"}'
+            value: 11
+"#,
+        passes: true,
+        same_text: true,
+    },
+    Case {
+        name: "samples a year apart are all kept",
+        rules: RULES,
+        test: r#"
+rule_files: [rules.yml]
+evaluation_interval: 100d
+tests:
+  - interval: 100d
+    input_series:
+      - series: 'x{job="a"}'
+        values: '0+1x10'
+    promql_expr_test:
+      - expr: x
+        eval_time: 0m
+        exp_samples:
+          - labels: 'x{job="a"}'
+            value: 0
+      - expr: x
+        eval_time: 1000d
+        exp_samples:
+          - labels: 'x{job="a"}'
+            value: 10
+"#,
+        passes: true,
+        same_text: true,
+    },
+    Case {
         name: "a rule file pattern that matches nothing only warns",
         rules: RULES,
         test: r#"
