@@ -257,8 +257,12 @@ fn rule_json(r: &Rule, exclude_alerts: bool) -> String {
             push_str(&mut out, rr.name());
             out.push_str(",\"query\":");
             push_str(&mut out, &rr.expr().to_string());
-            out.push_str(",\"labels\":");
-            push_labels(&mut out, rr.labels());
+            // `omitempty` in Prometheus 2.x (the version we compare against); alerting
+            // rules always have the key.
+            if !rr.labels().is_empty() {
+                out.push_str(",\"labels\":");
+                push_labels(&mut out, rr.labels());
+            }
             push_status(&mut out, rr.status());
             out.push_str(",\"type\":\"recording\"}");
         }
