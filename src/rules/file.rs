@@ -195,7 +195,7 @@ impl FileParser<'_> {
     }
 
     fn parse(&mut self, text: &str) -> Vec<Group> {
-        let value: Value = match serde_yaml::from_str(text) {
+        let mut value: Value = match serde_yaml::from_str(text) {
             Ok(v) => v,
             Err(e) => {
                 let pos = e.location().map(|l| (l.line(), l.column()));
@@ -209,6 +209,11 @@ impl FileParser<'_> {
                 return Vec::new();
             }
         };
+        // YAML merge keys (`<<: *defaults`), which Prometheus' YAML library also applies.
+        if let Err(e) = value.apply_merge() {
+            self.err("", format!("invalid merge key (<<): {e}"));
+            return Vec::new();
+        }
         let top = match value {
             // An empty file has no groups (Prometheus accepts it).
             Value::Null => return Vec::new(),
@@ -712,6 +717,31 @@ groups:
             .map(|l| l.split(':').nth(1).unwrap().parse().unwrap())
             .collect();
         assert!(lines.windows(2).all(|w| w[0] <= w[1]), "{joined}");
+    }
+
+    #[test]
+    fn anchors_and_merge_keys() {
+        let g = parse_rule_file(
+            "m.yml",
+            "x-common: &c {for: 5m, labels: {team: ops}}\ngroups:\n  - name: g\n    rules:\n      - <<: *c\n        alert: A\n        expr: up == 0\n",
+        );
+        // `x-common` is not a rule file key: only `groups` is.
+        assert!(g
+            .unwrap_err()
+            .to_string()
+            .starts_with("m.yml:1:1: field x-common not found"));
+        let g = parse_rule_file(
+            "m.yml",
+            "groups:\n  - name: g\n    rules:\n      - &a {alert: A, expr: up == 0, for: 5m, labels: {team: ops}}\n      - <<: *a\n        alert: B\n",
+        )
+        .unwrap();
+        let Rule::Alerting(b) = &g[0].rules()[1] else {
+            panic!("an alert")
+        };
+        assert_eq!(
+            (b.name(), b.hold_ms(), b.labels().get("team")),
+            ("B", 300_000, Some("ops"))
+        );
     }
 
     #[test]
