@@ -51,6 +51,34 @@ pub fn load_files(paths: &[PathBuf]) -> Result<Vec<Group>, RuleErrors> {
     }
 }
 
+/// What `promtool check rules` prints for `paths` (files or globs), and whether all passed:
+/// `Checking FILE` then `  SUCCESS: N rules found` or `  FAILED:` and the errors, one
+/// `FILE:LINE:COL: message` per line. For `depin-orcha check rules`.
+pub fn check_rules_report(paths: &[PathBuf]) -> (String, bool) {
+    let mut out = String::new();
+    let mut ok = true;
+    let mut glob_errors = Vec::new();
+    let files = expand_globs(paths, &mut glob_errors);
+    for e in glob_errors {
+        out.push_str(&format!("{e}\n"));
+        ok = false;
+    }
+    for f in files {
+        out.push_str(&format!("Checking {}\n", f.display()));
+        match load_files(std::slice::from_ref(&f)) {
+            Ok(groups) => {
+                let n: usize = groups.iter().map(|g| g.rules().len()).sum();
+                out.push_str(&format!("  SUCCESS: {n} rules found\n\n"));
+            }
+            Err(e) => {
+                ok = false;
+                out.push_str(&format!("  FAILED:\n{e}\n\n"));
+            }
+        }
+    }
+    (out, ok)
+}
+
 /// Expands glob patterns into files, keeping the order given and dropping repeats. A path
 /// without glob characters is kept as is (so reading it reports a missing file).
 pub fn expand_globs(paths: &[PathBuf], errors: &mut Vec<RuleError>) -> Vec<PathBuf> {
@@ -717,6 +745,32 @@ groups:
             .map(|l| l.split(':').nth(1).unwrap().parse().unwrap())
             .collect();
         assert!(lines.windows(2).all(|w| w[0] <= w[1]), "{joined}");
+    }
+
+    #[test]
+    fn check_report_reads_like_promtool() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good.yml");
+        let bad = dir.path().join("bad.yml");
+        std::fs::write(
+            &good,
+            "groups: [{name: a, rules: [{record: x, expr: '1'}, {alert: A, expr: up == 0}]}]\n",
+        )
+        .unwrap();
+        std::fs::write(
+            &bad,
+            "groups: [{name: a, rules: [{record: x, expr: 'sum('}]}]\n",
+        )
+        .unwrap();
+        let (text, ok) = check_rules_report(&[good.clone()]);
+        assert!(ok);
+        assert_eq!(
+            text,
+            format!("Checking {}\n  SUCCESS: 2 rules found\n\n", good.display())
+        );
+        let (text, ok) = check_rules_report(&[good.clone(), bad.clone()]);
+        assert!(!ok);
+        assert!(text.contains(&format!("Checking {}\n  FAILED:\n{}:1:40: group \"a\", rule 1, \"x\": could not parse expression", bad.display(), bad.display())), "{text}");
     }
 
     #[test]
