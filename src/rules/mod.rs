@@ -32,7 +32,10 @@
 //!   what `alert_rule_test` compares against.
 //! - [`Group::restore_for_state`]: Prometheus' `RestoreForState` from `ALERTS_FOR_STATE`.
 //!
-//! Running: [`manager::RuleManager`] (see its docs for what `main` calls).
+//! Running: [`manager::RuleManager`] (see its docs for what `main` calls): `new`, `load`
+//! (atomic; failure keeps the old rules), `reload`, `run(shutdown, notify)` on the wall clock,
+//! or `tick(now_ms)` driven by a virtual clock. HTTP: [`api::RulesApi`] as an
+//! [`crate::http::ExtraRoutes`]. `check rules`: [`file::check_rules_report`].
 
 pub mod alerting;
 pub mod api;
