@@ -160,7 +160,7 @@ fn rules_and_alerts_json_match_prometheus() {
         Labels::empty(),
         String::new(),
     );
-    m.load(&[rules.clone()]).unwrap();
+    m.load(std::slice::from_ref(&rules)).unwrap();
     for i in 0..4 {
         m.tick(now + i * 1000);
     }

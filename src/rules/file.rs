@@ -762,7 +762,7 @@ groups:
             "groups: [{name: a, rules: [{record: x, expr: 'sum('}]}]\n",
         )
         .unwrap();
-        let (text, ok) = check_rules_report(&[good.clone()]);
+        let (text, ok) = check_rules_report(std::slice::from_ref(&good));
         assert!(ok);
         assert_eq!(
             text,
@@ -844,7 +844,7 @@ groups:
                 eprintln!("skipping {}: not there", p.display());
                 continue;
             }
-            let g = load_files(&[p.clone()]).unwrap_or_else(|e| panic!("{e}"));
+            let g = load_files(std::slice::from_ref(&p)).unwrap_or_else(|e| panic!("{e}"));
             assert!(!g.is_empty(), "{} has groups", p.display());
         }
     }
