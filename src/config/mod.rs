@@ -17,6 +17,14 @@
 //!                          # config); equal is allowed.
 //!   scrape_interval: 5s    # how often /metrics' registry is written into the time series
 //!                          # database (duration; default = poll_interval)
+//!   evaluation_interval: 15s  # how often rule groups without their own `interval` are
+//!                          # evaluated (duration; default 15s: Prometheus' default is 1m, but
+//!                          # our series move every 5s)
+//!   external_labels:       # labels of this depin-orcha towards Alertmanager and in alert
+//!     host: home-1         # templates ($externalLabels); names as Prometheus allows, not
+//!                          # starting with __ (default: none)
+//! rule_files:              # Prometheus rule files (recording and alerting rules); paths or
+//!   - rules/*.yml          # globs, relative to this file's directory (default: none)
 //! host:
 //!   capacity:              # what the host can give its nodes
 //!     cpu_cores: auto      # CPU cores: `auto` (the cores this process may use) or a number (default auto)
@@ -88,6 +96,8 @@ pub struct Config {
     /// USD per token unit.
     pub prices: BTreeMap<String, f64>,
     pub nodes: Vec<NodeConfig>,
+    /// `rule_files`: paths or glob patterns, resolved against the config file's directory.
+    pub rule_files: Vec<std::path::PathBuf>,
     /// Findings that do not stop the config from loading, as `FILE:LINE:COL: path: message`.
     pub warnings: Vec<String>,
 }
@@ -102,6 +112,10 @@ pub struct Global {
     /// `global.scrape_interval`: how often the registry is written into the tsdb (default =
     /// `poll_interval`).
     pub scrape_interval: Duration,
+    /// `global.evaluation_interval`: interval of rule groups without their own (default 15s).
+    pub evaluation_interval: Duration,
+    /// `global.external_labels`.
+    pub external_labels: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -245,6 +259,8 @@ struct RawConfig {
     prices: Option<Value>,
     #[serde(default)]
     nodes: Option<Value>,
+    #[serde(default)]
+    rule_files: Option<Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -256,6 +272,10 @@ struct RawGlobal {
     poll_timeout: Option<Value>,
     #[serde(default)]
     scrape_interval: Option<Value>,
+    #[serde(default)]
+    evaluation_interval: Option<Value>,
+    #[serde(default)]
+    external_labels: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -437,6 +457,8 @@ fn validate(mut value: Value, origin: &str, d: &mut Diagnostics) -> Option<Confi
                 poll_interval: Duration::from_secs(5),
                 poll_timeout: Duration::from_secs(4),
                 scrape_interval: Duration::from_secs(5),
+                evaluation_interval: Duration::from_secs(15),
+                external_labels: BTreeMap::new(),
             };
             validate_nodes(list, &g, d)
         }
@@ -458,8 +480,10 @@ fn validate(mut value: Value, origin: &str, d: &mut Diagnostics) -> Option<Confi
             }
         }
     }
+    let rule_files = validate_rule_files(raw.rule_files, origin, d);
     Some(Config {
         origin: origin.to_string(),
+        rule_files: rule_files?,
         global: global?,
         host: host?,
         prices: prices?,
@@ -496,7 +520,15 @@ fn validate_global(raw: Option<Value>, d: &mut Diagnostics) -> Option<Global> {
     let interval = positive_duration(raw.poll_interval.as_ref(), "global.poll_interval", d);
     let timeout = positive_duration(raw.poll_timeout.as_ref(), "global.poll_timeout", d);
     let scrape = positive_duration(raw.scrape_interval.as_ref(), "global.scrape_interval", d);
-    let (Ok(interval), Ok(timeout), Ok(scrape)) = (interval, timeout, scrape) else {
+    let evaluation = positive_duration(
+        raw.evaluation_interval.as_ref(),
+        "global.evaluation_interval",
+        d,
+    );
+    let external_labels = validate_external_labels(raw.external_labels, d);
+    let (Ok(interval), Ok(timeout), Ok(scrape), Ok(evaluation), Some(external_labels)) =
+        (interval, timeout, scrape, evaluation, external_labels)
+    else {
         return None;
     };
     let poll_interval = interval.unwrap_or(Duration::from_secs(5));
@@ -517,7 +549,103 @@ fn validate_global(raw: Option<Value>, d: &mut Diagnostics) -> Option<Global> {
         poll_interval,
         poll_timeout,
         scrape_interval: scrape.unwrap_or(poll_interval),
+        evaluation_interval: evaluation.unwrap_or(Duration::from_secs(15)),
+        external_labels,
     })
+}
+
+/// `global.external_labels`: a mapping of valid label names (not starting with `__`) to
+/// non-empty strings.
+fn validate_external_labels(
+    raw: Option<Value>,
+    d: &mut Diagnostics,
+) -> Option<BTreeMap<String, String>> {
+    let map = match raw {
+        None | Some(Value::Null) => return Some(BTreeMap::new()),
+        Some(Value::Mapping(m)) => m,
+        Some(_) => {
+            d.error(
+                "global.external_labels",
+                "expected a mapping of label names to values",
+            );
+            return None;
+        }
+    };
+    let mut out = BTreeMap::new();
+    let mut ok = true;
+    for (k, v) in map {
+        let Some(name) = k.as_str().map(str::to_string) else {
+            d.error("global.external_labels", "label names must be strings");
+            ok = false;
+            continue;
+        };
+        let path = join_key("global.external_labels", &name);
+        if !valid_label_name(&name) || name.starts_with("__") {
+            d.error(
+                &path,
+                format!(
+                    "invalid label name {name:?}: use [a-zA-Z_][a-zA-Z0-9_]*, not starting with __"
+                ),
+            );
+            ok = false;
+        }
+        let value = match v {
+            Value::String(s) => s,
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            _ => {
+                d.error(&path, "expected a string");
+                ok = false;
+                continue;
+            }
+        };
+        if value.is_empty() {
+            d.error(&path, "must not be empty");
+            ok = false;
+        }
+        out.insert(name, value);
+    }
+    ok.then_some(out)
+}
+
+/// `rule_files`: a list of paths or glob patterns, resolved against the directory of the
+/// config file as Prometheus resolves them.
+fn validate_rule_files(
+    raw: Option<Value>,
+    origin: &str,
+    d: &mut Diagnostics,
+) -> Option<Vec<std::path::PathBuf>> {
+    let list = match raw {
+        None | Some(Value::Null) => return Some(Vec::new()),
+        Some(Value::Sequence(l)) => l,
+        Some(_) => {
+            d.error("rule_files", "expected a list of paths or glob patterns");
+            return None;
+        }
+    };
+    let dir = Path::new(origin).parent().unwrap_or(Path::new(""));
+    let mut out = Vec::new();
+    let mut ok = true;
+    for (i, v) in list.into_iter().enumerate() {
+        let path = join_index("rule_files", i);
+        let Value::String(p) = v else {
+            d.error(&path, "expected a path or glob pattern");
+            ok = false;
+            continue;
+        };
+        if p.is_empty() {
+            d.error(&path, "must not be empty");
+            ok = false;
+            continue;
+        }
+        if let Err(e) = glob::Pattern::new(&p) {
+            d.error(&path, format!("invalid rule file path {p:?}: {e}"));
+            ok = false;
+            continue;
+        }
+        out.push(crate::rules::file::resolve_relative(dir, &p));
+    }
+    ok.then_some(out)
 }
 
 fn validate_host(raw: Value, d: &mut Diagnostics) -> Option<Host> {
@@ -886,6 +1014,28 @@ mod tests {
         assert!(c.host.capacity.cpu_cores >= 1.0);
         assert!(c.host.capacity.memory_bytes > 0.0);
         assert!(c.nodes.is_empty());
+        assert_eq!(c.global.evaluation_interval, Duration::from_secs(15));
+        assert!(c.global.external_labels.is_empty());
+        assert!(c.rule_files.is_empty());
+    }
+
+    #[test]
+    fn rule_files_are_relative_to_the_config_directory() {
+        let text = "host: {capacity: {disk_bytes: 1TB, bandwidth_bytes_per_second: 1MB}}\nrule_files: [rules/*.yml, /abs/x.yml]\nglobal: {external_labels: {host: a}}\n";
+        let c = parse_str(text, "/etc/depin/config.yml").unwrap();
+        assert_eq!(
+            c.rule_files,
+            vec![
+                std::path::PathBuf::from("/etc/depin/rules/*.yml"),
+                std::path::PathBuf::from("/abs/x.yml")
+            ]
+        );
+        assert_eq!(
+            c.global.external_labels.get("host").map(String::as_str),
+            Some("a")
+        );
+        let c = parse_str(text, "config.yml").unwrap();
+        assert_eq!(c.rule_files[0], std::path::PathBuf::from("rules/*.yml"));
     }
 
     #[test]
