@@ -10,6 +10,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use depin_orcha::labels::Labels;
+use depin_orcha::rules::notifier::{self, Notifier, NotifierOptions};
+use depin_orcha::rules::{self, ManagerOptions, RuleManager};
 use depin_orcha::{clock, config, coordinator, http, metrics, promql, tsdb};
 
 /// The port we listen on by default: 9817, unused by the exporters in Prometheus' default port
@@ -53,12 +56,22 @@ enum CheckCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Validate rule files, as `promtool check rules` does; exit 0 when all are valid.
+    Rules {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
 enum TestCommand {
     /// Run PromQL test scripts in Prometheus' promqltest format.
     Promql {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Run rule unit tests in the `promtool test rules` format.
+    Rules {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -102,6 +115,35 @@ struct RunArgs {
     /// How far back an instant selector looks for the latest sample.
     #[arg(long = "query.lookback-delta", default_value = "5m", value_parser = humantime::parse_duration)]
     lookback_delta: Duration,
+    /// The URL under which depin-orcha is reached, for alert generator links. Default:
+    /// `http://<listen address>/`.
+    #[arg(long = "web.external-url")]
+    external_url: Option<String>,
+    /// File holding the bearer token that state-changing endpoints require (`/-/reload`).
+    #[arg(long = "web.auth-token-file")]
+    auth_token_file: Option<PathBuf>,
+    /// Rule file (Prometheus format; globs allowed); repeatable, added to the config's
+    /// `rule_files`.
+    #[arg(long = "rules.file")]
+    rule_files: Vec<PathBuf>,
+    /// Least time between two notifications of the same firing alert.
+    #[arg(long = "rules.alert.resend-delay", default_value = "1m", value_parser = humantime::parse_duration)]
+    resend_delay: Duration,
+    /// How long an outage may last for alert `for` state to be restored after a restart.
+    #[arg(long = "rules.alert.for-outage-tolerance", default_value = "1h", value_parser = humantime::parse_duration)]
+    for_outage_tolerance: Duration,
+    /// Least time between a restart and a restored alert firing.
+    #[arg(long = "rules.alert.for-grace-period", default_value = "10m", value_parser = humantime::parse_duration)]
+    for_grace_period: Duration,
+    /// Alertmanager base URL to send alerts to (API v2); repeatable.
+    #[arg(long = "alertmanager.url")]
+    alertmanager_urls: Vec<String>,
+    /// Alerts held for Alertmanager at most; the oldest are dropped beyond.
+    #[arg(long = "alertmanager.notification-queue-capacity", default_value_t = notifier::DEFAULT_QUEUE_CAPACITY)]
+    notification_queue_capacity: usize,
+    /// Timeout of one request to an Alertmanager.
+    #[arg(long = "alertmanager.timeout", default_value = "10s", value_parser = humantime::parse_duration)]
+    alertmanager_timeout: Duration,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -127,7 +169,9 @@ fn main() -> ExitCode {
         None => run(cli.run),
         Some(Command::Run(args)) => run(args),
         Some(Command::Check(CheckCommand::Config { files })) => check_config(&files),
+        Some(Command::Check(CheckCommand::Rules { files })) => check_rules(&files),
         Some(Command::Test(TestCommand::Promql { files })) => test_promql(&files),
+        Some(Command::Test(TestCommand::Rules { files })) => test_rules(&files),
         Some(Command::Tsdb(TsdbCommand::Import { file, storage_path })) => {
             tsdb_import(&file, &storage_path)
         }
@@ -212,23 +256,64 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
         max_samples: args.query_max_samples,
         timeout: args.query_timeout,
     });
-    let state = Arc::new(http::AppState::new(
+    let auth_token = match &args.auth_token_file {
+        Some(p) => Some(read_token(p)?),
+        None => None,
+    };
+    let external_url = args
+        .external_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}/", args.listen));
+    let external_labels = Labels::from_pairs(config.global.external_labels.clone());
+    let notifier = Notifier::new(
+        NotifierOptions {
+            alertmanager_urls: args.alertmanager_urls.clone(),
+            external_labels: external_labels.clone(),
+            queue_capacity: args.notification_queue_capacity,
+            timeout: args.alertmanager_timeout,
+            ..Default::default()
+        },
+        metrics.registry(),
+    )
+    .context("--alertmanager.url")?;
+    let rule_manager = Arc::new(RuleManager::new(
+        ManagerOptions {
+            evaluation_interval: config.global.evaluation_interval,
+            resend_delay: args.resend_delay,
+            outage_tolerance: args.for_outage_tolerance,
+            for_grace_period: args.for_grace_period,
+            registry: metrics.registry().clone(),
+            ..Default::default()
+        },
         db.clone(),
-        engine,
-        metrics.registry().clone(),
+        engine.clone(),
         clock.clone(),
+        external_labels,
+        external_url,
     ));
+    let mut rule_files = config.rule_files.clone();
+    rule_files.extend(args.rule_files.iter().cloned());
+    if let Err(e) = rule_manager.load(&rule_files) {
+        // As Prometheus: rules that do not load at start stop the start.
+        anyhow::bail!("loading rule files:\n{e}");
+    }
+
+    let mut state = http::AppState::new(db.clone(), engine, metrics.registry().clone(), clock.clone());
+    state
+        .extra_routes
+        .push(Arc::new(rules::api::RulesApi::new(rule_manager.clone()).with_reload_token(auth_token)));
+    let state = Arc::new(state);
     let server = http::Server::bind(args.listen, state.clone())
         .with_context(|| format!("listening on {}", args.listen))?;
+    tracing::info!(address = %server.local_addr(), "listening");
     // Ready once the stored history is loaded (above) and every node has been polled once, so
     // a first query never sees an empty database that is about to fill.
     let health = coordinator.health();
     tokio::spawn(async move {
         health.wait_ready().await;
-        state.ready.store(true, std::sync::atomic::Ordering::SeqCst);
+        state.set_ready(true);
         tracing::info!("ready");
     });
-    tracing::info!(address = %server.local_addr(), "listening");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut server_stop = stop_rx.clone();
@@ -236,13 +321,22 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
         let _ = server_stop.wait_for(|s| *s).await;
     }));
     let coordinator_task = tokio::spawn(coordinator.run(stop_rx.clone()));
-    let snapshot_task = tokio::spawn(snapshot_periodically(db.clone(), stop_rx));
+    let snapshot_task = tokio::spawn(snapshot_periodically(db.clone(), stop_rx.clone()));
+    // The notifier stops after the rules, so the last round of alerts still goes out.
+    let (notifier_stop, notifier_rx) = tokio::sync::watch::channel(false);
+    let notifier_task = tokio::spawn(notifier.clone().run(notifier_rx));
+    let rules_task = tokio::spawn(rule_manager.clone().run(stop_rx.clone(), move |alerts| notifier.send(alerts)));
+    let reload_task = tokio::spawn(reload_on_sighup(rule_manager, stop_rx));
 
     shutdown_signal().await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = coordinator_task.await;
     let _ = snapshot_task.await;
+    let _ = reload_task.await;
+    let _ = rules_task.await;
+    let _ = notifier_stop.send(true);
+    let _ = notifier_task.await;
     let _ = server_task.await;
     if let Err(e) = db.snapshot() {
         tracing::warn!(error = %e, "final snapshot failed; the write-ahead log still holds the data");
@@ -266,6 +360,35 @@ async fn snapshot_periodically(db: Arc<tsdb::Db>, mut stop: tokio::sync::watch::
             Err(e) => tracing::warn!(error = %e, "snapshot task failed"),
         }
     }
+}
+
+/// SIGHUP re-reads the rule files, as Prometheus does; a failed reload keeps the old rules
+/// (the manager logs it and sets `depin_rules_last_reload_successful` to 0).
+async fn reload_on_sighup(manager: Arc<RuleManager>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; reload with POST /-/reload");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading rule files");
+                let m = manager.clone();
+                let _ = tokio::task::spawn_blocking(move || m.reload()).await;
+            }
+            _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
+        }
+    }
+}
+
+/// The bearer token from `--web.auth-token-file`: the file's content without surrounding
+/// whitespace; an empty file is an error rather than an empty token anyone could send.
+fn read_token(path: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("--web.auth-token-file {}", path.display()))?;
+    let token = text.trim().to_string();
+    anyhow::ensure!(!token.is_empty(), "--web.auth-token-file {} is empty", path.display());
+    Ok(token)
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -304,6 +427,18 @@ fn check_config(files: &[PathBuf]) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+fn check_rules(files: &[PathBuf]) -> Result<ExitCode> {
+    let (report, ok) = rules::file::check_rules_report(files);
+    print!("{report}");
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn test_rules(files: &[PathBuf]) -> Result<ExitCode> {
+    let report = rules::unittest::run_test_files(files);
+    print!("{report}");
+    Ok(if report.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 fn test_promql(files: &[PathBuf]) -> Result<ExitCode> {

@@ -362,7 +362,6 @@ impl Drop for Orcha {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs main.rs to wire --rules.file and --alertmanager.url into `run` (lead)"]
 async fn the_binary_sends_a_node_down_alert_and_its_resolution() {
     let Some(am) = RealAlertmanager::start().await else {
         return;
