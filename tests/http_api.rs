@@ -418,7 +418,7 @@ async fn instant_query_of_a_literal() {
     assert_json(
         &srv.get("/api/v1/query?query=2&time=1700000000.5").await,
         StatusCode::OK,
-        r#"{"status":"success","data":{"resultType":"scalar","result":[1700000000.500,"2"]}}"#,
+        r#"{"status":"success","data":{"resultType":"scalar","result":[1700000000.5,"2"]}}"#,
     );
     // Without `time`, the query runs at the clock's now.
     assert_json(
@@ -1259,6 +1259,32 @@ async fn answers_like_a_real_prometheus() {
         "/api/v1/query_range?query=1&start=0&end=11001&step=1".to_string(),
         "/api/v1/query_range?query=1&start=10&end=5&step=1".to_string(),
         "/api/v1/query_range?query=1&start=0&end=5&step=0".to_string(),
+        "/api/v1/query?query=1&timeout=abc".to_string(),
+        "/api/v1/query_range?query=1&start=x&end=1&step=1".to_string(),
+        "/api/v1/query_range?query=1&start=0&end=1&step=1x".to_string(),
+        // Evaluation times off the 15 s sample grid, where Prometheus 2's closed range windows
+        // and Prometheus 3's left-open ones hold the same samples.
+        format!("/api/v1/query?query={}&time=1700000607.5", q("topk(1, depin_earnings_total)")),
+        format!("/api/v1/query?query={}&time=1700000607.5", q("count_values(\"v\", depin_adapter_up)")),
+        format!(
+            "/api/v1/query?query={}&time=1700000607.5",
+            q("label_replace(depin_adapter_up, \"x\", \"$1\", \"protocol\", \"(.*)\")")
+        ),
+        format!("/api/v1/query?query={}&time=1700000607.5", q("absent(nothing{job=\"a\"})")),
+        format!("/api/v1/query?query={}&time=1700000607.5", q("time()")),
+        format!("/api/v1/query?query={}&time=1700000607.5", q("depin_adapter_up offset 5m")),
+        format!("/api/v1/query?query={}&time=1700000607.5", q("deriv(depin_earnings_total[5m])")),
+        format!("/api/v1/query?query={}&time=1700000607.5", q("quantile_over_time(0.9, depin_earnings_total[5m])")),
+        format!("/api/v1/query?query={}&time=1700000607.5", q("max_over_time(rate(depin_earnings_total[1m])[5m:30s])")),
+        format!("/api/v1/query?query={}&time=1700000607.5", q("depin_adapter_up[1m]")),
+        format!(
+            "/api/v1/query_range?query={}&start=1700000007.5&end=1700000607.5&step=60",
+            q("predict_linear(depin_earnings_total[5m], 3600)")
+        ),
+        format!(
+            "/api/v1/query_range?query={}&start=1700000007.5&end=1700000607.5&step=60",
+            q("avg_over_time(depin_earnings_total[3m]) - on(protocol) group_left sum by (protocol) (depin_adapter_up)")
+        ),
         "/api/v1/series?match[]=depin_adapter_up".to_string(),
         format!(
             "/api/v1/series?match[]={}&match[]={}",

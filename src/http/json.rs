@@ -129,16 +129,18 @@ fn push_series(out: &mut String, labels: &Labels, samples: &[Sample]) {
 /// strings.
 pub fn push_result(out: &mut String, v: &Value) {
     match v {
+        // Prometheus marshals scalars and strings with encoding/json as `float64(t)/1000`:
+        // shortest form (`1700000607.5`), unlike the fixed three digits of vector samples.
         Value::Scalar { t, v } => {
             out.push('[');
-            push_timestamp(out, *t);
+            out.push_str(&format_float(*t as f64 / 1000.0));
             out.push(',');
             push_str(out, &format_float(*v));
             out.push(']');
         }
         Value::String { t, s } => {
             out.push('[');
-            push_timestamp(out, *t);
+            out.push_str(&format_float(*t as f64 / 1000.0));
             out.push(',');
             push_str(out, s);
             out.push(']');
@@ -337,6 +339,24 @@ mod tests {
         assert_eq!(
             query_data(&Value::Vector(vec![])),
             r#"{"resultType":"vector","result":[]}"#
+        );
+    }
+
+    #[test]
+    fn scalar_times_are_shortest_floats() {
+        assert_eq!(
+            query_data(&Value::Scalar {
+                t: 1_700_000_607_500,
+                v: 1.0
+            }),
+            r#"{"resultType":"scalar","result":[1700000607.5,"1"]}"#
+        );
+        assert_eq!(
+            query_data(&Value::String {
+                t: -1500,
+                s: "x".into()
+            }),
+            r#"{"resultType":"string","result":[-1.5,"x"]}"#
         );
     }
 
