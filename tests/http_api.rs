@@ -1077,6 +1077,113 @@ impl Drop for Child {
     }
 }
 
+/// `None` (and a message) when Prometheus is absent and CI is not set; absence fails under CI.
+fn prometheus() -> Option<&'static str> {
+    if std::path::Path::new(PROMETHEUS).exists() {
+        return Some(PROMETHEUS);
+    }
+    assert_ne!(
+        std::env::var("CI").as_deref(),
+        Ok("true"),
+        "{PROMETHEUS} is missing and CI=true"
+    );
+    eprintln!("skipping: {PROMETHEUS} not installed");
+    None
+}
+
+/// Starts Prometheus on a free loopback port with `config`, its tsdb in `dir/data`, and waits
+/// until it is ready.
+async fn start_prometheus(dir: &std::path::Path, config: &str) -> (Child, SocketAddr) {
+    let config_file = dir.join("prometheus.yml");
+    std::fs::write(&config_file, config).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let log_path = dir.join("prometheus.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let child = Child(
+        std::process::Command::new(PROMETHEUS)
+            .arg(format!("--config.file={}", config_file.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            // The fixture's blocks are from 2023: keep them.
+            .arg("--storage.tsdb.retention.time=100y")
+            .arg(format!("--web.listen-address={addr}"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    for _ in 0..150 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok()
+            && send(addr, Method::GET, "/-/ready", &[], None).await.status == StatusCode::OK
+        {
+            return (child, addr);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "prometheus did not become ready:\n{}",
+        std::fs::read_to_string(&log_path).unwrap_or_default()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_metrics_and_reports_the_same_metadata() {
+    if prometheus().is_none() {
+        return;
+    }
+    let ours = TestServer::start(fixed_state()).await;
+    // A request first, so the server's own request metrics have a series to expose.
+    assert_eq!(ours.get("/-/healthy").await.status, StatusCode::OK);
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: orcha\n    static_configs: [{{targets: ['{}']}}]\n",
+        ours.addr
+    );
+    let (_prom, prom_addr) = start_prometheus(dir.path(), &config).await;
+    // Wait for a scrape to land: the scraped value is queryable.
+    let mut scraped = String::new();
+    for _ in 0..100 {
+        let r = send(
+            prom_addr,
+            Method::GET,
+            "/api/v1/query?query=depin_test_temperature_celsius",
+            &[],
+            None,
+        )
+        .await;
+        if r.body.contains(r#""21.5""#) {
+            scraped = r.body;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!scraped.is_empty(), "prometheus never scraped /metrics");
+    let up = send(prom_addr, Method::GET, "/api/v1/query?query=up", &[], None).await;
+    assert!(up.body.contains(r#""1"]"#), "target not up: {}", up.body);
+    for path in [
+        "/api/v1/metadata?metric=depin_test_requests_total",
+        "/api/v1/metadata?metric=depin_test_temperature_celsius",
+        "/api/v1/metadata?metric=depin_orcha_http_request_duration_seconds",
+        "/api/v1/metadata",
+    ] {
+        let theirs = send(prom_addr, Method::GET, path, &[], None).await;
+        let mine = ours.get(path).await;
+        assert_eq!(
+            (mine.status, &mine.body),
+            (theirs.status, &theirs.body),
+            "{path}"
+        );
+    }
+    ours.shutdown().await;
+}
+
 /// The fixture as OpenMetrics text, for `promtool tsdb create-blocks-from openmetrics`.
 fn fixture_openmetrics(db: &Db) -> String {
     use depin_orcha::tsdb::Queryable;
@@ -1123,16 +1230,7 @@ fn canonical(body: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_like_a_real_prometheus() {
-    if promtool().is_none() {
-        return;
-    }
-    if !std::path::Path::new(PROMETHEUS).exists() {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "{PROMETHEUS} is missing and CI=true"
-        );
-        eprintln!("skipping: {PROMETHEUS} not installed");
+    if promtool().is_none() || prometheus().is_none() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -1148,50 +1246,7 @@ async fn answers_like_a_real_prometheus() {
     ])
     .await;
     assert!(ok, "promtool create-blocks-from failed: {err}");
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(&config, "scrape_configs: []\n").unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let prom_addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
-    let _prom = Child(
-        std::process::Command::new(PROMETHEUS)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", data.display()))
-            .arg("--storage.tsdb.retention.time=100y")
-            .arg(format!("--web.listen-address={prom_addr}"))
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
-    let mut ready = false;
-    for _ in 0..100 {
-        if let Ok(Ok(r)) = tokio::time::timeout(
-            Duration::from_secs(1),
-            tokio::spawn(async move {
-                let s = tokio::net::TcpStream::connect(prom_addr)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                drop(s);
-                Ok::<_, String>(send(prom_addr, Method::GET, "/-/ready", &[], None).await)
-            }),
-        )
-        .await
-        .unwrap_or(Ok(Err("timeout".into())))
-        {
-            if r.status == StatusCode::OK {
-                ready = true;
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let log_text = std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default();
-    assert!(ready, "prometheus did not become ready:\n{log_text}");
+    let (_prom, prom_addr) = start_prometheus(dir.path(), "scrape_configs: []\n").await;
 
     let ours = TestServer::start(fixed_state()).await;
     let q = |s: &str| enc(s);
