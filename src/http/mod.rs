@@ -613,6 +613,64 @@ async fn run_blocking(state: &AppState, q: api::PreparedQuery) -> Result<ApiSucc
 mod tests {
     use super::*;
 
+    fn state() -> AppState {
+        let clock = Arc::new(crate::clock::ManualClock::new(4000));
+        let s = AppState::new(
+            Arc::new(crate::tsdb::Db::in_memory()),
+            crate::promql::Engine::default(),
+            prometheus::Registry::new(),
+            clock,
+        );
+        s.set_ready(true);
+        s
+    }
+
+    async fn call(st: &AppState, req: Request<Full<Bytes>>) -> (StatusCode, String) {
+        let r = handle(st, req).await;
+        let status = r.status();
+        let body = r
+            .into_body()
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn handlers_run_without_sockets() {
+        let st = state();
+        let get = Request::get("/api/v1/query?query=1%2B1")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        assert_eq!(
+            call(&st, get).await,
+            (
+                StatusCode::OK,
+                r#"{"status":"success","data":{"resultType":"scalar","result":[4,"2"]}}"#.into()
+            )
+        );
+        let post = Request::post("/api/v1/query")
+            .header(
+                CONTENT_TYPE,
+                "application/x-www-form-urlencoded; charset=UTF-8",
+            )
+            .body(Full::new(Bytes::from_static(b"query=3&time=1")))
+            .unwrap();
+        assert_eq!(
+            call(&st, post).await,
+            (
+                StatusCode::OK,
+                r#"{"status":"success","data":{"resultType":"scalar","result":[1,"3"]}}"#.into()
+            )
+        );
+        let big = Request::post("/api/v1/query")
+            .header(CONTENT_LENGTH, (MAX_BODY_BYTES + 1).to_string())
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        assert_eq!(call(&st, big).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
     #[test]
     fn bearer_tokens() {
         let mut h = HeaderMap::new();
