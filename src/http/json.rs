@@ -33,14 +33,28 @@ pub fn push_str(out: &mut String, s: &str) {
 /// A millisecond timestamp as seconds: `1435781451.781`, `4`, `-0.5` (Prometheus'
 /// `jsonutil.MarshalTimestamp`).
 pub fn push_timestamp(out: &mut String, t: i64) {
+    use std::fmt::Write;
     let (neg, abs) = (t < 0, t.unsigned_abs());
     if neg {
         out.push('-');
     }
-    out.push_str(&(abs / 1000).to_string());
+    // Writing into the String cannot fail; `write!` avoids a temporary String per point.
+    let _ = write!(out, "{}", abs / 1000);
     let frac = abs % 1000;
     if frac != 0 {
-        out.push_str(&format!(".{frac:03}"));
+        let _ = write!(out, ".{frac:03}");
+    }
+}
+
+/// Appends a sample value as [`format_sample_value`] formats it, without allocating for the
+/// common (finite, plain decimal) case.
+pub fn push_sample_value(out: &mut String, v: f64) {
+    use std::fmt::Write;
+    let abs = v.abs();
+    if v.is_finite() && (abs == 0.0 || (1e-6..1e21).contains(&abs)) {
+        let _ = write!(out, "{v}");
+    } else {
+        out.push_str(&format_sample_value(v));
     }
 }
 
@@ -104,7 +118,7 @@ fn push_point(out: &mut String, t: i64, v: f64) {
     out.push('[');
     push_timestamp(out, t);
     out.push_str(",\"");
-    out.push_str(&format_sample_value(v));
+    push_sample_value(out, v);
     out.push_str("\"]");
 }
 
@@ -288,6 +302,23 @@ mod tests {
         assert_eq!(format_sample_value(f64::NEG_INFINITY), "-Inf");
         assert_eq!(format_sample_value(f64::NAN), "NaN");
         assert_eq!(format_sample_value(1e300), "1e+300");
+        for v in [
+            0.0,
+            -0.0,
+            2.0,
+            0.1,
+            1e-7,
+            1e-6,
+            1.5e21,
+            1e21 - 1e5,
+            f64::NAN,
+            f64::INFINITY,
+            -3.25e-9,
+        ] {
+            let mut s = String::new();
+            push_sample_value(&mut s, v);
+            assert_eq!(s, format_sample_value(v), "{v}");
+        }
         // Scalars use 'f' throughout.
         assert_eq!(format_float(1e-7), "0.0000001");
     }
