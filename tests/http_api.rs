@@ -1356,6 +1356,10 @@ async fn answers_like_a_real_prometheus() {
         ),
         "/api/v1/label/nothing/values".to_string(),
         "/api/v1/nope".to_string(),
+        "/api/v1/rules".to_string(),
+        "/api/v1/alerts".to_string(),
+        format!("/api/v1/format_query?query={}", q("sum(rate(foo[5m]))by(job)")),
+        format!("/api/v1/query_exemplars?query={}", q("1+1")),
         format!(
             "/api/v1/query_exemplars?query={}&start=1700000000&end=1700000600",
             q("depin_adapter_up")
