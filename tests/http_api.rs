@@ -1404,3 +1404,43 @@ async fn answers_like_a_real_prometheus() {
         mismatches.join("\n")
     );
 }
+
+#[tokio::test]
+async fn annotations_become_warnings_and_infos() {
+    let srv = TestServer::start(fixed_state()).await;
+    let r = srv
+        .get(&format!(
+            "/api/v1/query?query={}&time=1700000600",
+            enc("rate(depin_adapter_up[5m])")
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    let infos = v["infos"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no infos in {}", r.body));
+    assert!(
+        infos[0].as_str().unwrap().starts_with(
+            "PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"depin_adapter_up\""
+        ),
+        "{}",
+        r.body
+    );
+    assert!(v.get("warnings").is_none(), "{}", r.body);
+    let r = srv
+        .get(&format!(
+            "/api/v1/query?query={}&time=1700000600",
+            enc("histogram_quantile(0.9, depin_adapter_up)")
+        ))
+        .await;
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert!(
+        v["warnings"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("PromQL warning: bucket label \"le\" is missing"),
+        "{}",
+        r.body
+    );
+    srv.shutdown().await;
+}

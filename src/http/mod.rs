@@ -352,12 +352,29 @@ pub fn api_response(result: Result<ApiSuccess, ApiError>) -> HttpResponse {
             *r.status_mut() = StatusCode::NO_CONTENT;
             r
         }
-        Ok(s) => json_response(
-            StatusCode::OK,
-            json::success(s.data.as_deref(), &s.warnings, &s.infos),
-        ),
+        Ok(s) => {
+            let warnings = cap_annotations(s.warnings, "warning");
+            let infos = cap_annotations(s.infos, "info");
+            json_response(
+                StatusCode::OK,
+                json::success(s.data.as_deref(), &warnings, &infos),
+            )
+        }
         Err(e) => e.into_response(),
     }
+}
+
+/// Most warnings (and, separately, infos) a response lists, as Prometheus' API.
+pub const MAX_ANNOTATIONS: usize = 10;
+
+/// Keeps the first [`MAX_ANNOTATIONS`] and says how many more there were, in Prometheus' words.
+fn cap_annotations(mut list: Vec<String>, kind: &str) -> Vec<String> {
+    if list.len() > MAX_ANNOTATIONS {
+        let skipped = list.len() - MAX_ANNOTATIONS;
+        list.truncate(MAX_ANNOTATIONS);
+        list.push(format!("{skipped} more {kind} annotations omitted"));
+    }
+    list
 }
 
 /// Handles one request. Reads a form-encoded body (at most [`MAX_BODY_BYTES`]), routes, and
@@ -669,6 +686,19 @@ mod tests {
             .body(Full::new(Bytes::new()))
             .unwrap();
         assert_eq!(call(&st, big).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[test]
+    fn annotations_are_capped_like_prometheus() {
+        let many: Vec<String> = (0..13).map(|i| format!("w{i}")).collect();
+        let capped = cap_annotations(many, "warning");
+        assert_eq!(capped.len(), 11);
+        assert_eq!(capped[9], "w9");
+        assert_eq!(capped[10], "3 more warning annotations omitted");
+        assert_eq!(
+            cap_annotations(vec!["i".into()], "info"),
+            vec!["i".to_string()]
+        );
     }
 
     #[test]
