@@ -138,6 +138,7 @@ impl TestServer {
 #[derive(Debug)]
 struct Reply {
     status: StatusCode,
+    headers: hyper::HeaderMap,
     content_type: String,
     body: String,
 }
@@ -166,6 +167,7 @@ async fn send(
         .unwrap();
     let resp = sender.send_request(req).await.unwrap();
     let status = resp.status();
+    let headers = resp.headers().clone();
     let content_type = resp
         .headers()
         .get("content-type")
@@ -182,6 +184,7 @@ async fn send(
     .unwrap();
     Reply {
         status,
+        headers,
         content_type,
         body,
     }
@@ -1442,5 +1445,79 @@ async fn annotations_become_warnings_and_infos() {
         "{}",
         r.body
     );
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_read_api_allows_cross_origin_calls_like_prometheus() {
+    let mut state = fixed_state();
+    let srv = TestServer::start(state.clone()).await;
+    let r = send(
+        srv.addr,
+        Method::GET,
+        "/api/v1/labels",
+        &[("origin", "http://dash.example")],
+        None,
+    )
+    .await;
+    assert_eq!(r.headers["access-control-allow-origin"], "*");
+    assert_eq!(
+        r.headers["access-control-allow-methods"],
+        "GET, POST, OPTIONS"
+    );
+    assert_eq!(r.headers["vary"], "Origin");
+    let pre = send(
+        srv.addr,
+        Method::OPTIONS,
+        "/api/v1/query",
+        &[("origin", "http://dash.example")],
+        None,
+    )
+    .await;
+    assert_eq!(
+        (pre.status, &pre.headers["access-control-allow-origin"]),
+        (StatusCode::NO_CONTENT, &"*".parse().unwrap())
+    );
+    // No Origin, no CORS headers; /metrics never has them.
+    assert!(srv
+        .get("/api/v1/labels")
+        .await
+        .headers
+        .get("access-control-allow-origin")
+        .is_none());
+    let m = send(
+        srv.addr,
+        Method::GET,
+        "/metrics",
+        &[("origin", "http://dash.example")],
+        None,
+    )
+    .await;
+    assert!(m.headers.get("access-control-allow-origin").is_none());
+    srv.shutdown().await;
+    // A configured origin pattern echoes matching origins only.
+    state.cors_origin = Some(regex::Regex::new("^(?:https://grafana\\.lan)$").unwrap());
+    let srv = TestServer::start(state).await;
+    let ok = send(
+        srv.addr,
+        Method::GET,
+        "/api/v1/labels",
+        &[("origin", "https://grafana.lan")],
+        None,
+    )
+    .await;
+    assert_eq!(
+        ok.headers["access-control-allow-origin"],
+        "https://grafana.lan"
+    );
+    let no = send(
+        srv.addr,
+        Method::GET,
+        "/api/v1/labels",
+        &[("origin", "https://evil.example")],
+        None,
+    )
+    .await;
+    assert!(no.headers.get("access-control-allow-origin").is_none());
     srv.shutdown().await;
 }

@@ -63,6 +63,9 @@ pub struct AppState {
     /// for a slot within their timeout.
     pub query_slots: Arc<tokio::sync::Semaphore>,
     pub metrics: HttpMetrics,
+    /// Origins allowed to call the read API from a browser (`--web.cors.origin`, anchored by
+    /// whoever builds it); `None` allows any, Prometheus' default `.*`.
+    pub cors_origin: Option<regex::Regex>,
 }
 
 /// Prometheus' default `--query.max-concurrency`.
@@ -147,6 +150,7 @@ impl AppState {
             extra_routes: Vec::new(),
             query_slots: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_CONCURRENT_QUERIES)),
             metrics,
+            cors_origin: None,
         }
     }
 
@@ -555,12 +559,56 @@ async fn api_route(state: &AppState, req: &RouteRequest<'_>) -> HttpResponse {
         // Prometheus' router answers unknown API paths in plain text, not in the API's JSON.
         return not_found();
     }
+    if let Err(allow) = allows(path, req.method) {
+        if *req.method != Method::OPTIONS {
+            return method_not_allowed(allow);
+        }
+    }
+    let mut resp = api_call(state, req).await;
+    set_cors(state, req.headers, &mut resp);
+    resp
+}
+
+/// Prometheus' `SetCORS`: the read API may be called from scripts on other origins (a
+/// dashboard in a browser); `Vary: Origin` keeps caches honest.
+fn set_cors(state: &AppState, req_headers: &HeaderMap, resp: &mut HttpResponse) {
+    let h = resp.headers_mut();
+    h.append(hyper::header::VARY, HeaderValue::from_static("Origin"));
+    let Some(origin) = req_headers.get(hyper::header::ORIGIN) else {
+        return;
+    };
+    h.insert(
+        hyper::header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("Accept, Authorization, Content-Type, Origin"),
+    );
+    h.insert(
+        hyper::header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST, OPTIONS"),
+    );
+    h.insert(
+        hyper::header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("Date"),
+    );
+    match &state.cors_origin {
+        None => {
+            h.insert(
+                hyper::header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                HeaderValue::from_static("*"),
+            );
+        }
+        Some(re) => {
+            if origin.to_str().is_ok_and(|o| re.is_match(o)) {
+                h.insert(hyper::header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+            }
+        }
+    }
+}
+
+async fn api_call(state: &AppState, req: &RouteRequest<'_>) -> HttpResponse {
+    let path = req.path;
     if *req.method == Method::OPTIONS {
         // CORS preflight: Prometheus answers every API path with 204.
         return api_response(Ok(ApiSuccess::empty()));
-    }
-    if let Err(allow) = allows(path, req.method) {
-        return method_not_allowed(allow);
     }
     let params = req.params.clone();
     let result = match path {
