@@ -76,6 +76,7 @@ impl Server {
         let addr = self.addr;
         let listener =
             TcpListener::from_std(self.listener).map_err(|source| Error::Serve { addr, source })?;
+        tracing::info!(%addr, "serving HTTP");
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
@@ -101,6 +102,35 @@ impl Server {
         let _ = stop_tx.send(true);
         stop_tx.closed().await;
         Ok(())
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM: the usual `shutdown` argument of [`Server::serve`]
+/// for the binary. If a handler cannot be installed, only the other signal ends the wait.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("Ctrl-C received, shutting down"),
+        _ = term => tracing::info!("SIGTERM received, shutting down"),
     }
 }
 
