@@ -1351,6 +1351,8 @@ async fn answers_like_a_real_prometheus() {
         ),
         "/api/v1/series".to_string(),
         "/api/v1/labels".to_string(),
+        "/api/v1/labels?start=-292273086-05-16T16:47:06Z&end=292277025-08-18T07:12:54.999999999Z".to_string(),
+        "/api/v1/series?match[]=depin_adapter_up&start=2023-11-14T23:23:20.5%2B01:00&end=1700000610".to_string(),
         "/api/v1/labels?match[]=depin_adapter_up".to_string(),
         "/api/v1/label/__name__/values".to_string(),
         format!(
