@@ -229,6 +229,9 @@ async fn health_and_readiness() {
         (r.status, r.body.as_str()),
         (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable")
     );
+    // HEAD answers the status without a body (load balancer probes).
+    let head = send(srv.addr, Method::HEAD, "/-/healthy", &[], None).await;
+    assert_eq!((head.status, head.body.as_str()), (StatusCode::OK, ""));
     // The API waits for readiness too, as Prometheus' does while its tsdb loads.
     let q = srv.get("/api/v1/query?query=1").await;
     assert_eq!(q.status, StatusCode::SERVICE_UNAVAILABLE);
