@@ -14,42 +14,87 @@ use super::value::{Matrix, Sample, Series};
 use super::Error;
 use crate::labels::{Labels, METRIC_NAME};
 
-fn is_comparison(op: &str) -> bool {
-    matches!(op, "==" | "!=" | ">" | "<" | ">=" | "<=")
+/// A binary operator, parsed once per expression rather than matched as text per sample.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Op {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Pow,
+    Mod,
+    Atan2,
+    Eq,
+    Ne,
+    Gt,
+    Lt,
+    Ge,
+    Le,
+    And,
+    Or,
+    Unless,
 }
 
-fn is_set_op(op: &str) -> bool {
-    matches!(op, "and" | "or" | "unless")
+impl Op {
+    fn parse(s: &str) -> Result<Op, Error> {
+        Ok(match s {
+            "+" => Op::Add,
+            "-" => Op::Sub,
+            "*" => Op::Mul,
+            "/" => Op::Div,
+            "^" => Op::Pow,
+            "%" => Op::Mod,
+            "atan2" => Op::Atan2,
+            "==" => Op::Eq,
+            "!=" => Op::Ne,
+            ">" => Op::Gt,
+            "<" => Op::Lt,
+            ">=" => Op::Ge,
+            "<=" => Op::Le,
+            "and" => Op::And,
+            "or" => Op::Or,
+            "unless" => Op::Unless,
+            _ => return Err(Error::Eval(format!("unknown binary operator \"{s}\""))),
+        })
+    }
+}
+
+fn is_comparison(op: Op) -> bool {
+    matches!(op, Op::Eq | Op::Ne | Op::Gt | Op::Lt | Op::Ge | Op::Le)
+}
+
+fn is_set_op(op: Op) -> bool {
+    matches!(op, Op::And | Op::Or | Op::Unless)
 }
 
 /// Arithmetic drops the metric name: the result is no longer the same quantity.
-fn changes_metric_schema(op: &str) -> bool {
-    matches!(op, "+" | "-" | "*" | "/" | "^" | "%" | "atan2")
+fn changes_metric_schema(op: Op) -> bool {
+    matches!(
+        op,
+        Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Pow | Op::Mod | Op::Atan2
+    )
 }
 
 /// One element operation: the value, and whether a comparison holds (true for arithmetic).
-fn elem_binop(op: &str, l: f64, r: f64) -> Result<(f64, bool), Error> {
-    Ok(match op {
-        "+" => (l + r, true),
-        "-" => (l - r, true),
-        "*" => (l * r, true),
-        "/" => (l / r, true),
-        "^" => (l.powf(r), true),
+fn elem_binop(op: Op, l: f64, r: f64) -> (f64, bool) {
+    match op {
+        Op::Add => (l + r, true),
+        Op::Sub => (l - r, true),
+        Op::Mul => (l * r, true),
+        Op::Div => (l / r, true),
+        Op::Pow => (l.powf(r), true),
         // Rust's `%` on floats is C's fmod, the same as Go's math.Mod.
-        "%" => (l % r, true),
-        "atan2" => (l.atan2(r), true),
-        "==" => (l, l == r),
-        "!=" => (l, l != r),
-        ">" => (l, l > r),
-        "<" => (l, l < r),
-        ">=" => (l, l >= r),
-        "<=" => (l, l <= r),
-        _ => {
-            return Err(Error::Eval(format!(
-                "operator \"{op}\" not allowed for operations between vectors"
-            )))
-        }
-    })
+        Op::Mod => (l % r, true),
+        Op::Atan2 => (l.atan2(r), true),
+        Op::Eq => (l, l == r),
+        Op::Ne => (l, l != r),
+        Op::Gt => (l, l > r),
+        Op::Lt => (l, l < r),
+        Op::Ge => (l, l >= r),
+        Op::Le => (l, l <= r),
+        // Set operators never reach element arithmetic.
+        Op::And | Op::Or | Op::Unless => (f64::NAN, false),
+    }
 }
 
 fn btos(b: bool) -> f64 {
@@ -123,7 +168,8 @@ fn signatures(m: &Matching, lhs: &Matrix, rhs: &Matrix) -> (Vec<usize>, Vec<usiz
 
 impl Evaluator<'_> {
     pub(crate) fn eval_binary(&mut self, b: &BinaryExpr) -> Result<Evaluated, Error> {
-        let op = b.op.to_string();
+        let op_name = b.op.to_string();
+        let op = Op::parse(&op_name)?;
         let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
         let lhs = self.eval(&b.lhs)?;
         let rhs = self.eval(&b.rhs)?;
@@ -132,28 +178,28 @@ impl Evaluator<'_> {
             (Evaluated::Scalar(a), Evaluated::Scalar(c)) => {
                 let mut v = Vec::with_capacity(a.len());
                 for (x, y) in a.iter().zip(&c) {
-                    let (r, keep) = elem_binop(&op, *x, *y)?;
-                    v.push(if is_comparison(&op) { btos(keep) } else { r });
+                    let (r, keep) = elem_binop(op, *x, *y);
+                    v.push(if is_comparison(op) { btos(keep) } else { r });
                 }
                 Evaluated::Scalar(v)
             }
             (Evaluated::Vector(m), Evaluated::Scalar(s)) => {
-                Evaluated::Vector(self.vector_scalar(&op, m, &s, false, return_bool)?)
+                Evaluated::Vector(self.vector_scalar(op, m, &s, false, return_bool)?)
             }
             (Evaluated::Scalar(s), Evaluated::Vector(m)) => {
-                Evaluated::Vector(self.vector_scalar(&op, m, &s, true, return_bool)?)
+                Evaluated::Vector(self.vector_scalar(op, m, &s, true, return_bool)?)
             }
             (Evaluated::Vector(l), Evaluated::Vector(r)) => {
                 let matching = Matching::new(&b.modifier);
-                if is_set_op(&op) {
-                    Evaluated::Vector(self.set_op(&op, l, r, &matching)?)
+                if is_set_op(op) {
+                    Evaluated::Vector(self.set_op(op, l, r, &matching)?)
                 } else {
-                    Evaluated::Vector(self.vector_binop(&op, l, r, &matching, return_bool)?)
+                    Evaluated::Vector(self.vector_binop(op, l, r, &matching, return_bool)?)
                 }
             }
             (l, r) => {
                 return Err(Error::Eval(format!(
-                    "binary operator \"{op}\" not allowed between {} and {}",
+                    "binary operator \"{op_name}\" not allowed between {} and {}",
                     l.type_name(),
                     r.type_name()
                 )))
@@ -166,7 +212,7 @@ impl Evaluator<'_> {
     /// A vector and a scalar; `swap` when the scalar is on the left.
     fn vector_scalar(
         &mut self,
-        op: &str,
+        op: Op,
         m: Matrix,
         s: &[f64],
         swap: bool,
@@ -181,7 +227,7 @@ impl Evaluator<'_> {
             for p in series.samples {
                 let sv = s.get(self.step_index(p.t)).copied().unwrap_or(f64::NAN);
                 let (l, r) = if swap { (sv, p.v) } else { (p.v, sv) };
-                let (mut v, keep) = elem_binop(op, l, r)?;
+                let (mut v, keep) = elem_binop(op, l, r);
                 // A comparison keeps the vector element's value, whichever side it is on.
                 if cmp && swap {
                     v = r;
@@ -213,7 +259,7 @@ impl Evaluator<'_> {
 
     fn vector_binop(
         &mut self,
-        op: &str,
+        op: Op,
         lhs: Matrix,
         rhs: Matrix,
         m: &Matching,
@@ -231,12 +277,16 @@ impl Evaluator<'_> {
         let n_sigs = lsig.iter().chain(rsig.iter()).max().map_or(0, |m| m + 1);
         // Output slot per (many, one) pair: the result labels depend only on the two series.
         let mut slots: HashMap<(usize, usize), usize> = HashMap::new();
+        // The last (one-side series, slot) of each many-side series: usually the same pair
+        // matches at every step.
+        let mut last_slot: Vec<Option<(usize, usize)>> = vec![None; many.len()];
         let (mut mcur, mut ocur) = (Cursor::new(many), Cursor::new(one));
         let (mut mv, mut ov) = (Vec::new(), Vec::new());
         let mut right: Vec<Option<(usize, f64)>> = vec![None; n_sigs];
         let mut touched: Vec<usize> = Vec::new();
         let mut matched_one = vec![false; n_sigs];
-        let mut matched_many: HashMap<usize, HashSet<usize>> = HashMap::new();
+        // (signature, result slot) pairs seen at this step, for many-to-one matching.
+        let mut matched_many: HashSet<(usize, usize)> = HashSet::new();
         let mut out = Out::default();
         for k in 0..self.steps() {
             self.st.check_timeout()?;
@@ -277,23 +327,27 @@ impl Evaluator<'_> {
                     continue;
                 };
                 let (fl, fr) = if swapped { (ovv, v) } else { (v, ovv) };
-                let (mut val, keep) = elem_binop(op, fl, fr)?;
+                let (mut val, keep) = elem_binop(op, fl, fr);
                 if return_bool {
                     val = btos(keep);
                 }
-                let slot = match slots.get(&(mi, oi)) {
-                    Some(&s) => s,
-                    None => {
-                        let s = out.slot(&result_metric(
-                            &many[mi].labels,
-                            &one[oi].labels,
-                            m,
-                            drop_name,
-                        ));
-                        slots.insert((mi, oi), s);
-                        s
-                    }
+                let slot = match last_slot[mi] {
+                    Some((o, s)) if o == oi => s,
+                    _ => match slots.get(&(mi, oi)) {
+                        Some(&s) => s,
+                        None => {
+                            let s = out.slot(&result_metric(
+                                &many[mi].labels,
+                                &one[oi].labels,
+                                m,
+                                drop_name,
+                            ));
+                            slots.insert((mi, oi), s);
+                            s
+                        }
+                    },
                 };
+                last_slot[mi] = Some((oi, slot));
                 if m.card == Card::OneToOne {
                     if matched_one[sig] {
                         return Err(Error::Eval(
@@ -301,7 +355,7 @@ impl Evaluator<'_> {
                         ));
                     }
                     matched_one[sig] = true;
-                } else if !matched_many.entry(sig).or_default().insert(slot) {
+                } else if !matched_many.insert((sig, slot)) {
                     return Err(Error::Eval(
                         "multiple matches for labels: grouping labels must ensure unique matches"
                             .into(),
@@ -316,13 +370,7 @@ impl Evaluator<'_> {
         Ok(out.finish())
     }
 
-    fn set_op(
-        &mut self,
-        op: &str,
-        lhs: Matrix,
-        rhs: Matrix,
-        m: &Matching,
-    ) -> Result<Matrix, Error> {
+    fn set_op(&mut self, op: Op, lhs: Matrix, rhs: Matrix, m: &Matching) -> Result<Matrix, Error> {
         let (lsig, rsig) = signatures(m, &lhs, &rhs);
         let (mut lcur, mut rcur) = (Cursor::new(&lhs), Cursor::new(&rhs));
         let (mut lv, mut rv) = (Vec::new(), Vec::new());
@@ -333,7 +381,7 @@ impl Evaluator<'_> {
             lcur.gather(&lhs, ts, &mut lv);
             rcur.gather(&rhs, ts, &mut rv);
             match op {
-                "and" => {
+                Op::And => {
                     if lv.is_empty() || rv.is_empty() {
                         continue;
                     }
@@ -344,7 +392,7 @@ impl Evaluator<'_> {
                         }
                     }
                 }
-                "or" => {
+                Op::Or => {
                     let present: HashSet<usize> = lv.iter().map(|&(i, _)| lsig[i]).collect();
                     for &(i, v) in &lv {
                         out.push(self.st, ts, &lhs[i].labels, v)?;

@@ -30,11 +30,26 @@ impl Evaluator<'_> {
                 return self.eval_timestamp(c, vs);
             }
         }
+        // The query-context functions are constants of the outermost query (Prometheus folds
+        // them into number literals before evaluation).
+        if exprs.is_empty() {
+            let secs = |ms: i64| ms as f64 / 1000.0;
+            let v = match name {
+                "start" => Some(secs(self.query_start)),
+                "end" => Some(secs(self.query_end)),
+                "range" => Some(secs(self.query_end - self.query_start)),
+                "step" => Some(secs(self.query_step)),
+                _ => None,
+            };
+            if let Some(v) = v {
+                return Ok(Evaluated::Scalar(vec![v; self.steps()]));
+            }
+        }
         let mut args = Vec::with_capacity(exprs.len());
         let mut held = 0;
         for e in exprs {
             if let Some(r) = self.eval_range_arg(e)? {
-                held += r.series.iter().map(|s| s.samples.len()).sum::<usize>();
+                held += r.held;
                 args.push(Arg::Range(r));
                 continue;
             }
@@ -76,6 +91,7 @@ impl Evaluator<'_> {
             self.st.check_timeout()?;
             let ts = self.step_ts(k);
             let mut window = None;
+            let mut step_held = 0;
             let mut fn_args = Vec::with_capacity(args.len());
             for a in args.iter_mut() {
                 fn_args.push(match a {
@@ -96,6 +112,9 @@ impl Evaluator<'_> {
                     Arg::Range(r) => {
                         let (m, w) = r.window_matrix(ts);
                         window = Some(w);
+                        let n: usize = m.iter().map(|s| s.samples.len()).sum();
+                        step_held += n;
+                        self.st.hold(n)?;
                         FnArg::Matrix(m)
                     }
                 });
@@ -107,7 +126,9 @@ impl Evaluator<'_> {
                 ts,
                 window,
             };
-            match functions::call(call, &mut self.st.annotations)? {
+            let result = functions::call(call, &mut self.st.annotations)?;
+            self.st.release(step_held);
+            match result {
                 Value::Scalar { v, .. } => scalars.push(v),
                 Value::Vector(vec) => {
                     for s in &vec {
@@ -183,5 +204,75 @@ impl Evaluator<'_> {
         }
         self.st.release(held);
         Ok(Evaluated::Vector(out.finish()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::promql::engine::testutil::{add, range};
+    use crate::promql::{parse, Engine, EngineOptions, Error};
+    use crate::tsdb::Db;
+
+    #[test]
+    fn max_samples_counts_windows_not_the_whole_selection() {
+        // 1001 raw samples, but each step's function sees at most 10 of them.
+        let db = Db::in_memory();
+        add(
+            &db,
+            "x",
+            &[],
+            &(0..=1000).map(|t| (t, t as f64)).collect::<Vec<_>>(),
+        );
+        let e = Engine::new(EngineOptions {
+            max_samples: 50,
+            ..Default::default()
+        });
+        let q = parse("count_over_time(x[10s])").unwrap();
+        let r = e.range_query(&db, &q, 0, 1_000_000, 100_000);
+        assert!(r.is_ok(), "{r:?}");
+        let q = parse("count_over_time(x[100s])").unwrap();
+        assert_eq!(
+            e.range_query(&db, &q, 0, 1_000_000, 100_000).unwrap_err(),
+            Error::TooManySamples("query execution")
+        );
+    }
+
+    #[test]
+    fn timestamp_of_a_selector_is_the_sample_time() {
+        let db = Db::in_memory();
+        add(&db, "x", &[], &[(10, 1.0), (70, 2.0)]);
+        let r = range(&db, "timestamp(x)", 0, 120, 30).unwrap();
+        assert_eq!(
+            r[0].1,
+            vec![(30, 10.0), (60, 10.0), (90, 70.0), (120, 70.0)]
+        );
+        // Anything but a bare selector reports the evaluation time.
+        let r = range(&db, "timestamp(-x)", 60, 120, 60).unwrap();
+        assert_eq!(r[0].1, vec![(60, 60.0), (120, 120.0)]);
+    }
+
+    #[test]
+    fn sort_warns_in_range_queries() {
+        let db = Db::in_memory();
+        add(&db, "x", &[], &[(0, 1.0)]);
+        let r = Engine::default()
+            .range_query(&db, &parse("sort(x)").unwrap(), 0, 60_000, 30_000)
+            .unwrap();
+        assert_eq!(
+            r.annotations.warnings,
+            vec!["PromQL warning: sort is ineffective for range queries since results are always ordered by labels"]
+        );
+    }
+
+    #[test]
+    fn query_context_functions_are_constants_of_the_outer_query() {
+        let db = Db::in_memory();
+        let r = range(&db, "step() + range() + start() + end()", 100, 130, 10).unwrap();
+        assert_eq!(
+            r[0].1,
+            vec![(100, 270.0), (110, 270.0), (120, 270.0), (130, 270.0)]
+        );
+        let r = crate::promql::engine::testutil::instant(&db, "step() + range()", 100).unwrap();
+        assert_eq!(r[0].1, 0.0);
     }
 }

@@ -17,6 +17,7 @@ use super::value::{InstantSample, Matrix, Sample, Series, Value};
 use super::{Annotations, Error};
 use crate::labels::Labels;
 use crate::tsdb::Queryable;
+use Error::Eval;
 
 #[derive(Clone, Debug)]
 pub struct EngineOptions {
@@ -258,6 +259,8 @@ pub(crate) struct Evaluator<'a> {
     /// inside subqueries.
     pub query_start: i64,
     pub query_end: i64,
+    /// The outermost query's step (0 for an instant query), for `step()`.
+    pub query_step: i64,
 }
 
 impl<'a> Evaluator<'a> {
@@ -278,6 +281,7 @@ impl<'a> Evaluator<'a> {
             lookback,
             query_start: start,
             query_end: end,
+            query_step: if start == end { 0 } else { interval },
         }
     }
 
@@ -292,6 +296,7 @@ impl<'a> Evaluator<'a> {
             lookback: self.lookback,
             query_start: self.query_start,
             query_end: self.query_end,
+            query_step: self.query_step,
         }
     }
 
@@ -396,8 +401,6 @@ impl<'a> Evaluator<'a> {
     }
 }
 
-use Error::Eval;
-
 /// Walks the series of an instant-vector result step by step: the points of each series are
 /// on the step grid in time order, so one cursor per series suffices.
 pub(crate) struct Cursor {
@@ -434,6 +437,12 @@ pub(crate) struct Out {
     series: Matrix,
     index: HashMap<Labels, usize>,
     last: Vec<i64>,
+    /// Slots pushed at the current and the previous step, in push order: steps mostly repeat
+    /// the previous step's label sets in the same order, and comparing labels is cheaper than
+    /// hashing them.
+    cur_ts: Option<i64>,
+    order: Vec<usize>,
+    prev: Vec<usize>,
 }
 
 impl Out {
@@ -444,7 +453,16 @@ impl Out {
         labels: &Labels,
         v: f64,
     ) -> Result<(), Error> {
-        let i = self.slot(labels);
+        if self.cur_ts != Some(ts) {
+            self.cur_ts = Some(ts);
+            std::mem::swap(&mut self.order, &mut self.prev);
+            self.order.clear();
+        }
+        let i = match self.prev.get(self.order.len()) {
+            Some(&c) if self.series[c].labels == *labels => c,
+            _ => self.slot(labels),
+        };
+        self.order.push(i);
         self.push_at(st, i, ts, v)
     }
 
@@ -632,6 +650,9 @@ pub(crate) mod testutil {
         }
     }
 
+    /// One series of a range result: labels and `(seconds, value)` points.
+    pub type RangeSeries = (String, Vec<(i64, f64)>);
+
     /// A range query's matrix as `(labels, [(seconds, value)])`, sorted by labels.
     pub fn range(
         db: &Db,
@@ -639,7 +660,7 @@ pub(crate) mod testutil {
         start: i64,
         end: i64,
         step: i64,
-    ) -> Result<Vec<(String, Vec<(i64, f64)>)>, Error> {
+    ) -> Result<Vec<RangeSeries>, Error> {
         match Engine::default()
             .range_query(db, &parse(q)?, start * 1000, end * 1000, step * 1000)?
             .value

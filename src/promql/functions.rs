@@ -165,6 +165,7 @@ pub fn call(c: FnCall<'_>, annotations: &mut Annotations) -> Result<Value, Error
         // --- histograms (classic buckets) ------------------------------------------------------
         "histogram_quantile" => histogram_quantile(&c, annotations),
         "histogram_fraction" => histogram_fraction(&c, annotations),
+        "histogram_quantiles" => histogram_quantiles(&c, annotations),
         // Only native histograms have these; float series give no output.
         "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
         | "histogram_stdvar" => {
@@ -242,6 +243,10 @@ pub fn call(c: FnCall<'_>, annotations: &mut Annotations) -> Result<Value, Error
         "double_exponential_smoothing" | "holt_winters" => {
             let sf = scalar_arg(&c, 1)?;
             let tf = scalar_arg(&c, 2)?;
+            // Prometheus validates the factors only when it has a series to smooth.
+            if matrix_arg(&c, 0)?.iter().all(|s| s.samples.is_empty()) {
+                return Ok(Value::Vector(Vec::new()));
+            }
             if sf <= 0.0 || sf >= 1.0 {
                 return Err(Error::Eval(format!(
                     "invalid smoothing factor. Expected: 0 < sf < 1, got: {sf:.6}"
@@ -1179,6 +1184,45 @@ fn histogram_quantile(c: &FnCall<'_>, annotations: &mut Annotations) -> Result<V
     finish(out)
 }
 
+/// `histogram_quantiles(v, "label", q1, q2, …)`: one output per group and quantile, the quantile
+/// in `label` (as OpenMetrics formats floats).
+fn histogram_quantiles(c: &FnCall<'_>, annotations: &mut Annotations) -> Result<Value, Error> {
+    let v = vector_arg(c, 0)?;
+    let label = string_arg(c, 1)?;
+    let qs: Vec<f64> = (2..c.args.len())
+        .map(|i| scalar_arg(c, i))
+        .collect::<Result<_, _>>()?;
+    for &q in &qs {
+        if q.is_nan() || !(0.0..=1.0).contains(&q) {
+            annotations.warn(format!(
+                "PromQL warning: quantile value should be between 0 and 1, got {}",
+                fmt_g(q)
+            ));
+        }
+    }
+    let groups = bucket_groups(v, annotations);
+    let mut out = Vec::new();
+    for &q in &qs {
+        for (key, labels, buckets) in &groups {
+            let (value, forced) = bucket_quantile(q, buckets.clone());
+            if forced {
+                annotations.info(format!(
+                    "PromQL info: input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {:?}",
+                    key.metric_name().unwrap_or("")
+                ));
+            }
+            let mut b = labels.builder();
+            b.set(label, fmt_openmetrics(q));
+            out.push(InstantSample {
+                labels: b.build(),
+                t: c.ts,
+                v: value,
+            });
+        }
+    }
+    finish(out)
+}
+
 /// Prometheus' `BucketFraction`.
 fn bucket_fraction(lower: f64, upper: f64, mut b: Vec<Bucket>) -> f64 {
     sort_buckets(&mut b);
@@ -1260,31 +1304,37 @@ fn histogram_fraction(c: &FnCall<'_>, annotations: &mut Annotations) -> Result<V
     finish(out)
 }
 
-/// Go's `%g` for the numbers annotations print.
+/// Go's `strconv.FormatFloat(v, 'g', -1, 64)` (`%g`), as annotations print numbers: the
+/// shortest representation, in exponent form when the exponent is below -4 or at least 6
+/// (Go uses precision 6 for this decision in the shortest mode).
 fn fmt_g(v: f64) -> String {
     if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        let exp = if v == 0.0 {
-            0
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 {
+            "+Inf".into()
         } else {
-            v.abs().log10().floor() as i32
+            "-Inf".into()
         };
-        if (-4..21).contains(&exp) {
-            format!("{v}")
-        } else {
-            let s = format!("{v:e}");
-            // Rust prints `1e21`, Go `1e+21`.
-            match s.split_once('e') {
-                Some((m, e)) if !e.starts_with('-') => format!("{m}e+{e:0>2}"),
-                Some((m, e)) => format!("{m}e-{:0>2}", &e[1..]),
-                None => s,
-            }
-        }
+    }
+    let e = format!("{v:e}");
+    let (mantissa, exp) = e.split_once('e').unwrap_or((e.as_str(), "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if (-4..6).contains(&exp) {
+        return format!("{v}");
+    }
+    let sign = if exp < 0 { '-' } else { '+' };
+    format!("{mantissa}e{sign}{:02}", exp.abs())
+}
+
+/// `labels.FormatOpenMetricsFloat`: `%g`, with `.0` added to integral values.
+fn fmt_openmetrics(v: f64) -> String {
+    let s = fmt_g(v);
+    if v.is_finite() && !s.contains(['.', 'e']) {
+        format!("{s}.0")
+    } else {
+        s
     }
 }
 
@@ -1463,6 +1513,145 @@ mod tests {
             None,
         );
         assert_eq!(single(&v), 1.0);
+    }
+
+    fn vec_of(vals: &[(&str, f64)]) -> Vector {
+        vals.iter()
+            .map(|&(i, v)| InstantSample {
+                labels: Labels::from_pairs([("__name__", "m"), ("i", i)]),
+                t: 0,
+                v,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sort_puts_nan_last_both_ways() {
+        let v = vec_of(&[("a", 2.0), ("b", f64::NAN), ("c", 1.0)]);
+        let order = |name| {
+            let (r, _) = run(name, vec![FnArg::Vector(v.clone())], 0, None);
+            let Value::Vector(r) = r else { panic!() };
+            r.iter()
+                .map(|s| s.labels.get("i").unwrap_or("").to_string())
+                .collect::<Vec<_>>()
+                .join("")
+        };
+        assert_eq!(order("sort"), "cab");
+        assert_eq!(order("sort_desc"), "acb");
+    }
+
+    #[test]
+    fn absent_takes_labels_from_equality_matchers() {
+        let e = crate::promql::parse(r#"absent(nope{job="a", instance=~"x", env="p", env="q"})"#)
+            .unwrap();
+        let Expr::Call(call_expr) = &e else { panic!() };
+        let mut a = Annotations::default();
+        let c = FnCall {
+            name: "absent",
+            args: vec![FnArg::Vector(vec![])],
+            arg_exprs: &call_expr.args.args,
+            ts: 5,
+            window: None,
+        };
+        let Ok(Value::Vector(r)) = super::call(c, &mut a) else {
+            panic!()
+        };
+        assert_eq!(r[0].labels.to_string(), r#"{job="a"}"#);
+        assert_eq!(r[0].v, 1.0);
+    }
+
+    #[test]
+    fn clamp_with_min_above_max_is_empty_and_names_are_dropped() {
+        let v = vec_of(&[("a", 5.0)]);
+        let (r, _) = run(
+            "clamp",
+            vec![
+                FnArg::Vector(v.clone()),
+                FnArg::Scalar(2.0),
+                FnArg::Scalar(1.0),
+            ],
+            0,
+            None,
+        );
+        assert_eq!(r, Value::Vector(vec![]));
+        let (r, _) = run(
+            "clamp_max",
+            vec![FnArg::Vector(v), FnArg::Scalar(3.0)],
+            0,
+            None,
+        );
+        let Value::Vector(r) = r else { panic!() };
+        assert_eq!((r[0].v, r[0].labels.metric_name()), (3.0, None));
+    }
+
+    #[test]
+    fn irate_treats_a_drop_as_a_reset_and_idelta_does_not() {
+        let s = series("c_total", &[(0, 10.0), (10_000, 30.0), (20_000, 5.0)]);
+        let (r, _) = run(
+            "irate",
+            vec![FnArg::Matrix(vec![s.clone()])],
+            20_000,
+            Some((-40_000, 20_000)),
+        );
+        assert_eq!(single(&r), 0.5);
+        let (r, _) = run(
+            "idelta",
+            vec![FnArg::Matrix(vec![s])],
+            20_000,
+            Some((-40_000, 20_000)),
+        );
+        assert_eq!(single(&r), -25.0);
+    }
+
+    #[test]
+    fn predict_linear_and_deriv_follow_the_least_squares_line() {
+        let s = series("g", &[(0, 1.0), (60_000, 3.0), (120_000, 5.0)]);
+        let (r, _) = run(
+            "deriv",
+            vec![FnArg::Matrix(vec![s.clone()])],
+            120_000,
+            Some((0, 120_000)),
+        );
+        assert!((single(&r) - 2.0 / 60.0).abs() < 1e-12);
+        let (r, _) = run(
+            "predict_linear",
+            vec![FnArg::Matrix(vec![s]), FnArg::Scalar(60.0)],
+            120_000,
+            Some((0, 120_000)),
+        );
+        assert!((single(&r) - 7.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn quantile_over_time_warns_on_bad_quantile() {
+        let s = series("g", &[(0, 1.0), (1, 2.0), (2, 4.0)]);
+        let (r, a) = run(
+            "quantile_over_time",
+            vec![FnArg::Scalar(0.5), FnArg::Matrix(vec![s.clone()])],
+            2,
+            Some((0, 2)),
+        );
+        assert_eq!((single(&r), a.warnings.len()), (2.0, 0));
+        let (r, a) = run(
+            "quantile_over_time",
+            vec![FnArg::Scalar(1.5), FnArg::Matrix(vec![s])],
+            2,
+            Some((0, 2)),
+        );
+        assert_eq!(single(&r), f64::INFINITY);
+        assert_eq!(
+            a.warnings,
+            vec!["PromQL warning: quantile value should be between 0 and 1, got 1.5".to_string()]
+        );
+    }
+
+    #[test]
+    fn go_float_formatting() {
+        assert_eq!(fmt_g(1e6), "1e+06");
+        assert_eq!(fmt_g(123456.0), "123456");
+        assert_eq!(fmt_g(0.00001), "1e-05");
+        assert_eq!(fmt_openmetrics(0.25), "0.25");
+        assert_eq!(fmt_openmetrics(2.0), "2.0");
     }
 
     #[test]

@@ -23,6 +23,10 @@ pub(crate) struct RangeArg {
     pub range: i64,
     pub offset: i64,
     pub at: Option<i64>,
+    /// Samples of `series` counted against `--query.max-samples` while this argument lives:
+    /// a subquery's points; not a matrix selector's raw samples, which (as in Prometheus)
+    /// count only per step, for the window a function sees.
+    pub held: usize,
 }
 
 impl RangeArg {
@@ -199,13 +203,12 @@ impl Evaluator<'_> {
             s.samples.retain(|p| !is_stale_nan(p.v));
         }
         series.retain(|s| !s.samples.is_empty());
-        let n = series.iter().map(|s| s.samples.len()).sum();
-        self.st.hold(n)?;
         Ok(RangeArg {
             series,
             range,
             offset,
             at,
+            held: 0,
         })
     }
 
@@ -252,11 +255,13 @@ impl Evaluator<'_> {
                 }
             }
         };
+        let held = series.iter().map(|s| s.samples.len()).sum();
         Ok(RangeArg {
             series,
             range,
             offset,
             at,
+            held,
         })
     }
 
