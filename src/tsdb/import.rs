@@ -71,10 +71,8 @@ pub fn import_openmetrics(mut reader: impl BufRead, db: &Db) -> Result<ImportSta
             let mut words = comment.split_whitespace();
             match words.next() {
                 Some("EOF") if comment.trim() == "EOF" => eof_at = Some(lineno),
-                Some(kw @ ("TYPE" | "HELP" | "UNIT")) => {
-                    if words.next().is_none() {
-                        return Err(perr(lineno, format!("`# {kw}` without a metric name")));
-                    }
+                Some(kw @ ("TYPE" | "HELP" | "UNIT")) if words.next().is_none() => {
+                    return Err(perr(lineno, format!("`# {kw}` without a metric name")));
                 }
                 // Any other comment is allowed by the Prometheus text format.
                 _ => {}

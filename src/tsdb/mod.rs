@@ -26,10 +26,13 @@ mod codec;
 mod head;
 pub mod import;
 mod index;
+mod intseq;
 mod recovery;
 mod retention;
 mod series;
 mod snapshot;
+#[cfg(test)]
+mod tests;
 mod wal;
 pub mod xor;
 
@@ -569,7 +572,7 @@ impl Db {
             let d = s.lock();
             st.chunks += d.chunks.len() as u64;
             for c in &d.chunks {
-                st.chunk_samples += c.count as u64;
+                st.chunk_samples += c.count() as u64;
                 st.chunk_bytes += c.data_bytes() as u64;
                 st.chunk_meta_bytes += chunk::Chunk::META_BYTES as u64;
             }

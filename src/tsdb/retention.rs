@@ -82,7 +82,7 @@ impl Db {
                 .fetch_add(1, Ordering::Relaxed);
             self.counters
                 .memory_dropped_samples
-                .fetch_add(c.count as u64, Ordering::Relaxed);
+                .fetch_add(c.count() as u64, Ordering::Relaxed);
             self.counters
                 .memory_dropped_bytes
                 .fetch_add(freed, Ordering::Relaxed);

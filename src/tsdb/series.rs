@@ -195,7 +195,7 @@ impl SeriesData {
 
     #[cfg(test)]
     pub fn samples(&self) -> usize {
-        self.chunks.iter().map(|c| c.count as usize).sum::<usize>() + self.head.len()
+        self.chunks.iter().map(|c| c.count()).sum::<usize>() + self.head.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -210,7 +210,7 @@ impl SeriesData {
         while self.chunks.front().is_some_and(|c| c.maxt < cutoff) {
             if let Some(c) = self.chunks.pop_front() {
                 chunks += 1;
-                samples += c.count as u64;
+                samples += c.count() as u64;
             }
         }
         if self.chunks.is_empty() {

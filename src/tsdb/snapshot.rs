@@ -73,6 +73,7 @@ pub fn write(
         codec::put_labels(&mut b, &s.labels);
         codec::put_uvarint(&mut b, s.chunks.len() as u64);
         for c in &s.chunks {
+            codec::put_varint(&mut b, c.mint);
             codec::put_bytes(&mut b, &c.data);
         }
         codec::put_uvarint(&mut b, s.head.len() as u64);
@@ -176,8 +177,11 @@ fn parse(f: &[u8], want_header: bool) -> Result<Rec, String> {
             let n = r.uvarint().map_err(m)? as usize;
             let mut chunks = Vec::with_capacity(n.min(f.len()));
             for _ in 0..n {
+                let mint = r.varint().map_err(m)?;
                 let data = r.bytes().map_err(m)?.to_vec();
-                chunks.push(Chunk::from_data(data).map_err(|e: chunk::ChunkError| e.to_string())?);
+                chunks.push(
+                    Chunk::from_data(mint, data).map_err(|e: chunk::ChunkError| e.to_string())?,
+                );
             }
             let n = r.uvarint().map_err(m)? as usize;
             let mut head = Vec::with_capacity(n.min(f.len()));
