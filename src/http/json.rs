@@ -33,17 +33,34 @@ pub fn push_str(out: &mut String, s: &str) {
 /// A millisecond timestamp as seconds: `1435781451.781`, `4`, `-0.5` (Prometheus'
 /// `jsonutil.MarshalTimestamp`).
 pub fn push_timestamp(out: &mut String, t: i64) {
-    use std::fmt::Write;
     let (neg, abs) = (t < 0, t.unsigned_abs());
     if neg {
         out.push('-');
     }
-    // Writing into the String cannot fail; `write!` avoids a temporary String per point.
-    let _ = write!(out, "{}", abs / 1000);
+    push_u64(out, abs / 1000);
     let frac = abs % 1000;
     if frac != 0 {
-        let _ = write!(out, ".{frac:03}");
+        out.push('.');
+        for d in [frac / 100, frac / 10 % 10, frac % 10] {
+            out.push(char::from(b'0' + d as u8));
+        }
     }
+}
+
+/// Decimal digits of `n` without going through `fmt` (the hot path of large matrices).
+fn push_u64(out: &mut String, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
 }
 
 /// Appends a sample value as [`format_sample_value`] formats it, without allocating for the
@@ -51,7 +68,14 @@ pub fn push_timestamp(out: &mut String, t: i64) {
 pub fn push_sample_value(out: &mut String, v: f64) {
     use std::fmt::Write;
     let abs = v.abs();
-    if v.is_finite() && (abs == 0.0 || (1e-6..1e21).contains(&abs)) {
+    // Whole numbers below 2^53 print as their integer digits in Go's 'f' format; integer
+    // formatting is several times faster than float formatting. -0 keeps its sign below.
+    if abs < 9_007_199_254_740_992.0 && v.fract() == 0.0 && !(v == 0.0 && v.is_sign_negative()) {
+        if v < 0.0 {
+            out.push('-');
+        }
+        push_u64(out, abs as u64);
+    } else if v.is_finite() && (abs == 0.0 || (1e-6..1e21).contains(&abs)) {
         let _ = write!(out, "{v}");
     } else {
         out.push_str(&format_sample_value(v));
@@ -302,19 +326,29 @@ mod tests {
         assert_eq!(format_sample_value(f64::NEG_INFINITY), "-Inf");
         assert_eq!(format_sample_value(f64::NAN), "NaN");
         assert_eq!(format_sample_value(1e300), "1e+300");
-        for v in [
+        let mut values = vec![
             0.0,
             -0.0,
             2.0,
+            -7.0,
             0.1,
             1e-7,
             1e-6,
             1.5e21,
             1e21 - 1e5,
-            f64::NAN,
-            f64::INFINITY,
-            -3.25e-9,
-        ] {
+            9.007_199_254_740_992e15,
+        ];
+        values.extend([f64::NAN, f64::INFINITY, -3.25e-9, 1e15, 123456.0, -1e20]);
+        // And many bit patterns, against the straightforward formatter.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            values.push(f64::from_bits(x));
+            values.push((x % 100_000) as f64 / [1.0, 10.0, 1000.0][(x % 3) as usize]);
+        }
+        for v in values {
             let mut s = String::new();
             push_sample_value(&mut s, v);
             assert_eq!(s, format_sample_value(v), "{v}");
