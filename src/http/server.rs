@@ -170,3 +170,46 @@ async fn serve_connection(
         tracing::debug!(error = %e, %peer, "connection ended with an error during shutdown");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> Arc<AppState> {
+        Arc::new(AppState::new(
+            Arc::new(crate::tsdb::Db::in_memory()),
+            crate::promql::Engine::default(),
+            prometheus::Registry::new(),
+            Arc::new(crate::clock::ManualClock::new(0)),
+        ))
+    }
+
+    #[test]
+    fn binding_a_taken_port_names_the_address() {
+        let first = Server::bind("127.0.0.1:0".parse().unwrap(), state()).unwrap();
+        let addr = first.local_addr();
+        assert_ne!(addr.port(), 0);
+        let err = Server::bind(addr, state())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.starts_with(&format!("listening on {addr}: ")), "{err}");
+    }
+
+    #[tokio::test]
+    async fn serve_returns_when_shutdown_completes() {
+        let s = Server::bind("127.0.0.1:0".parse().unwrap(), state()).unwrap();
+        let addr = s.local_addr();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(s.serve(async {
+            let _ = rx.await;
+        }));
+        // An idle keep-alive connection must not hold the shutdown up.
+        let idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let _ = tx.send(());
+        let res = tokio::time::timeout(Duration::from_secs(5), task).await;
+        assert!(matches!(res, Ok(Ok(Ok(())))), "{res:?}");
+        drop(idle);
+    }
+}
