@@ -1526,3 +1526,32 @@ async fn the_read_api_allows_cross_origin_calls_like_prometheus() {
     assert!(no.headers.get("access-control-allow-origin").is_none());
     srv.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_pass_promtool_check_metrics() {
+    if promtool().is_none() {
+        return;
+    }
+    let srv = TestServer::start(fixed_state()).await;
+    srv.get("/-/healthy").await; // so the server's own request metrics have series
+    let text = srv.get("/metrics").await.body;
+    let mut child = tokio::process::Command::new(PROMTOOL)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use tokio::io::AsyncWriteExt;
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(text.as_bytes()).await.unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    srv.shutdown().await;
+}
