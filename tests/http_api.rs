@@ -1555,3 +1555,28 @@ async fn metrics_pass_promtool_check_metrics() {
     );
     srv.shutdown().await;
 }
+
+#[tokio::test]
+async fn lookback_delta_parameter() {
+    let srv = TestServer::start(fixed_state()).await;
+    // 200 s after the last sample: inside the default 5 m lookback, outside 1 m.
+    let base = "/api/v1/query?query=depin_adapter_up%7Bprotocol%3D%22storj%22%7D&time=1700000800";
+    assert_json(
+        &srv.get(base).await,
+        StatusCode::OK,
+        r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"__name__":"depin_adapter_up","protocol":"storj"},"value":[1700000800,"1"]}]}}"#,
+    );
+    assert_json(
+        &srv.get(&format!("{base}&lookback_delta=1m")).await,
+        StatusCode::OK,
+        r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#,
+    );
+    assert_json(
+        &srv.get(&format!("{base}&lookback_delta=soon")).await,
+        StatusCode::BAD_REQUEST,
+        &bad_data(
+            r#"error parsing lookback delta duration: cannot parse "soon" to a valid duration"#,
+        ),
+    );
+    srv.shutdown().await;
+}
