@@ -1,6 +1,6 @@
 //! The Prometheus query API (`web/api/v1/api.go`): parameter checks in Prometheus' order and
 //! wording, evaluation through the PromQL engine, and storage lookups through
-//! [`Queryable`](crate::tsdb::Queryable). Every endpoint is a synchronous function of the state
+//! [`Queryable`]. Every endpoint is a synchronous function of the state
 //! and the parameters; `mod.rs` runs them on blocking threads and turns results into responses.
 
 use std::time::Duration;

@@ -8,9 +8,15 @@
 //! - `json`: the exact JSON encoding of results and envelopes.
 //!
 //! This module owns routing and [`AppState`]. It reads storage only through
-//! [`crate::tsdb::Queryable`], evaluates through [`crate::promql::Engine`] on a blocking thread,
-//! and never changes state itself: routes that do (rules reload, control API) plug in as
-//! [`ExtraRoutes`].
+//! [`crate::tsdb::Queryable`], evaluates through [`crate::promql::Engine`] on blocking threads
+//! (at most [`DEFAULT_MAX_CONCURRENT_QUERIES`] at once, each within its timeout), and never
+//! changes state itself: routes that do (rules, reload, control API) plug in as
+//! [`ExtraRoutes`] and check [`unauthorized`] for the bearer token.
+//!
+//! Behaviour follows Prometheus' `web/api/v1`: the API answers 503 until ready, CORS on the read
+//! API, plain-text 404/405 from the router, at most 10 warnings and 10 infos per response.
+//! The server counts its requests in `depin_orcha_http_requests_total{handler,code}` and
+//! `depin_orcha_http_request_duration_seconds{handler}`.
 
 pub mod api;
 pub mod json;
