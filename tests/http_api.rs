@@ -1403,6 +1403,29 @@ async fn answers_like_a_real_prometheus() {
             }
         }
     }
+    // Form body and query string together: the body wins for single values, both count for
+    // `match[]`.
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    for (path, body) in [
+        ("/api/v1/query?query=7&time=1", "query=8"),
+        (
+            "/api/v1/series?match[]=depin_adapter_up",
+            "match%5B%5D=depin_earnings_total",
+        ),
+        (
+            "/api/v1/labels?match[]=depin_adapter_up",
+            "start=1700000000",
+        ),
+    ] {
+        let theirs = send(prom_addr, Method::POST, path, &form, Some(body)).await;
+        let mine = send(ours.addr, Method::POST, path, &form, Some(body)).await;
+        if (theirs.status, &theirs.body) != (mine.status, &mine.body) {
+            mismatches.push(format!(
+                "POST {path} + body {body}\n  prometheus {}: {}\n  ours       {}: {}",
+                theirs.status, theirs.body, mine.status, mine.body
+            ));
+        }
+    }
     ours.shutdown().await;
     assert!(
         mismatches.is_empty(),
