@@ -32,7 +32,7 @@ pub struct EngineOptions {
 impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
-            lookback_delta_ms: 5 * 60 * 1000,
+            lookback_delta_ms: DEFAULT_LOOKBACK_MS,
             max_samples: 50_000_000,
             timeout: Duration::from_secs(120),
         }
@@ -76,10 +76,11 @@ impl Engine {
                 Evaluated::Vector(m) => Value::Vector(
                     m.into_iter()
                         .filter_map(|s| {
-                            s.samples.first().map(|p| InstantSample {
-                                labels: s.labels.clone(),
+                            let v = s.samples.first()?.v;
+                            Some(InstantSample {
+                                labels: s.labels,
                                 t: ts_ms,
-                                v: p.v,
+                                v,
                             })
                         })
                         .collect(),
@@ -170,6 +171,9 @@ impl Engine {
         })
     }
 }
+
+/// Prometheus' default lookback delta, used when the options leave it at zero.
+pub(crate) const DEFAULT_LOOKBACK_MS: i64 = 5 * 60 * 1000;
 
 /// The default step of a subquery without one (`[5m:]`): Prometheus uses the global evaluation
 /// interval, whose default is one minute.
@@ -278,7 +282,12 @@ impl<'a> Evaluator<'a> {
             start,
             end,
             interval: interval.max(1),
-            lookback,
+            // As Prometheus: a zero (unset) lookback delta means the default five minutes.
+            lookback: if lookback > 0 {
+                lookback
+            } else {
+                DEFAULT_LOOKBACK_MS
+            },
             query_start: start,
             query_end: end,
             query_step: if start == end { 0 } else { interval },
