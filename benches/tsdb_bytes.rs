@@ -92,6 +92,17 @@ fn main() {
         }
         e.2 += s.samples.len();
     }
+    // What Prometheus-size chunks cost against twice as long ones, on the same samples.
+    let mut at240 = 0usize;
+    for s in db.select(&[], i64::MIN, i64::MAX) {
+        for c in s.samples.chunks(240) {
+            at240 += depin_orcha::tsdb::chunk::encode(c).len();
+        }
+    }
+    println!(
+        "  (with 240-sample chunks ours would be {:.3} B/sample)",
+        at240 as f64 / samples
+    );
     for (kind, (ours, gorilla, n)) in &kinds {
         println!(
             "  {kind:<10} ours {:.3} B/sample, Gorilla XOR {:.3} B/sample ({n} samples)",
@@ -100,7 +111,7 @@ fn main() {
         );
     }
     rows.push(prometheus(&file, tmp.path(), samples));
-    rows.push(victoria_metrics(&file, tmp.path(), samples));
+    rows.push(victoria_metrics(&file, tmp.path(), samples, &db));
 
     let ours = rows[0].1.unwrap_or(f64::NAN);
     println!();
@@ -221,7 +232,12 @@ impl Drop for Kill {
     }
 }
 
-fn victoria_metrics(file: &Path, tmp: &Path, samples: f64) -> (String, Option<f64>, String) {
+fn victoria_metrics(
+    file: &Path,
+    tmp: &Path,
+    samples: f64,
+    db: &Db,
+) -> (String, Option<f64>, String) {
     let name = "VictoriaMetrics storage (vm_data_size_bytes)".to_string();
     if !on_path("victoria-metrics") {
         return (
@@ -324,17 +340,62 @@ fn victoria_metrics(file: &Path, tmp: &Path, samples: f64) -> (String, Option<f6
     }
     let data = metric(&text, "vm_data_size_bytes{", "storage/");
     let index = metric(&text, "vm_data_size_bytes{", "indexdb");
-    let version = text
-        .lines()
-        .find(|l| l.starts_with("vm_app_version{"))
-        .and_then(|l| l.split("short_version=\"").nth(1))
-        .and_then(|s| s.split('"').next())
-        .unwrap_or("?")
-        .to_string();
+    let exact = exactness(&addr, db);
     (
         name,
         Some(data / samples),
-        format!("{data} B storage for {rows} rows, indexdb {index} B; {version}"),
+        format!("{data} B storage for {rows} rows, indexdb {index} B; {exact}"),
+    )
+}
+
+/// Reads a few series back from VictoriaMetrics and counts values that differ, bit for bit,
+/// from what the file holds (our database returns them exactly, see tests/tsdb_import.rs).
+fn exactness(addr: &str, db: &Db) -> String {
+    let (mut same, mut differ, mut example) = (0usize, 0usize, String::new());
+    for name in ["counter_m_0", "gauge3_m_0", "const_m_0"] {
+        let Some(body) = http(
+            addr,
+            "GET",
+            &format!("/api/v1/export?match%5B%5D={name}"),
+            &[],
+        ) else {
+            return "export failed".into();
+        };
+        let want = db.select(
+            &[depin_orcha::labels::Matcher::equal("__name__", name)],
+            i64::MIN,
+            i64::MAX,
+        );
+        let Some(want) = want.first() else { continue };
+        let exact: std::collections::HashMap<i64, f64> =
+            want.samples.iter().map(|s| (s.t, s.v)).collect();
+        for line in body.lines() {
+            let Ok(j) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            let (Some(vs), Some(ts)) = (j["values"].as_array(), j["timestamps"].as_array()) else {
+                continue;
+            };
+            for (v, t) in vs.iter().zip(ts) {
+                let (Some(v), Some(t)) = (v.as_f64(), t.as_i64()) else {
+                    continue;
+                };
+                match exact.get(&t) {
+                    Some(w) if w.to_bits() == v.to_bits() => same += 1,
+                    Some(w) => {
+                        differ += 1;
+                        if example.is_empty() {
+                            example = format!(", e.g. {name} {w:?} came back as {v:?}");
+                        }
+                    }
+                    None => {}
+                }
+            }
+        }
+    }
+    format!(
+        "read back: {differ} of {} values differ{example}",
+        same + differ
     )
 }
 

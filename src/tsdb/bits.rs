@@ -65,6 +65,15 @@ impl BitWriter {
     pub fn into_bytes(self) -> Vec<u8> {
         self.bytes
     }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Bytes allocated for the stream.
+    pub fn capacity(&self) -> usize {
+        self.bytes.capacity()
+    }
 }
 
 pub struct BitReader<'a> {

@@ -29,7 +29,7 @@ pub const CHUNK_SAMPLES: usize = 120;
 const MAX_SAMPLES: usize = 1 << 16;
 
 /// Format version written in the first four bits of every chunk.
-const FORMAT: u64 = 2;
+const FORMAT: u64 = 3;
 
 /// Largest decimal exponent tried: `10^15` keeps typical magnitudes below 2^53.
 const MAX_DECIMAL_EXP: u32 = 15;
@@ -113,16 +113,32 @@ pub fn encode(samples: &[Sample]) -> Vec<u8> {
         .filter(|(_, s)| is_stale_nan(s.v))
         .map(|(i, _)| i)
         .collect();
-    w.uvarint(stale.len() as u64);
-    let mut prev = 0;
-    for &i in &stale {
-        w.uvarint((i - prev) as u64);
-        prev = i;
+    // One bit when there are none, which is nearly always.
+    w.bit(!stale.is_empty());
+    if !stale.is_empty() {
+        w.uvarint(stale.len() as u64);
+        let mut prev = 0;
+        for &i in &stale {
+            w.uvarint((i - prev) as u64);
+            prev = i;
+        }
     }
 
     let mint = samples.first().map_or(0, |s| s.t);
     let ts: Vec<i64> = samples.iter().map(|s| s.t.wrapping_sub(mint)).collect();
-    intseq::write(&mut w, &ts);
+    // Evenly spaced scrapes, the common case, are just the step.
+    let step = ts.get(1).copied().unwrap_or(0);
+    let regular = step >= 0
+        && ts
+            .iter()
+            .enumerate()
+            .all(|(i, &t)| Some(t) == step.checked_mul(i as i64));
+    w.bit(regular);
+    if regular {
+        w.uvarint(step as u64);
+    } else {
+        intseq::write(&mut w, &ts);
+    }
 
     let values: Vec<f64> = samples
         .iter()
@@ -176,7 +192,7 @@ pub fn decode(data: &[u8], mint: i64) -> Result<Vec<Sample>, ChunkError> {
     if n > MAX_SAMPLES {
         return Err(ChunkError::Damaged("sample count over the limit"));
     }
-    let nstale = r.uvarint()? as usize;
+    let nstale = if r.bit()? { r.uvarint()? as usize } else { 0 };
     if nstale > n {
         return Err(ChunkError::Damaged("more staleness markers than samples"));
     }
@@ -190,10 +206,17 @@ pub fn decode(data: &[u8], mint: i64) -> Result<Vec<Sample>, ChunkError> {
             .get_mut(pos)
             .ok_or(ChunkError::Damaged("stale position beyond the chunk"))? = true;
     }
-    let ts: Vec<i64> = intseq::read(&mut r, n)?
-        .into_iter()
-        .map(|t| t.wrapping_add(mint))
-        .collect();
+    let ts: Vec<i64> = if r.bit()? {
+        let step = r.uvarint()? as i64;
+        (0..n as i64)
+            .map(|i| mint.wrapping_add(step.wrapping_mul(i)))
+            .collect()
+    } else {
+        intseq::read(&mut r, n)?
+            .into_iter()
+            .map(|t| t.wrapping_add(mint))
+            .collect()
+    };
     let nvals = n - nstale;
     let mut values = Vec::with_capacity(nvals);
     match r.bits(2)? {

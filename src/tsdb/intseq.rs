@@ -237,14 +237,14 @@ pub fn write(w: &mut BitWriter, xs: &[i64]) {
         if max > 0 {
             let mean = zs.iter().map(|&z| z as f64).sum::<f64>() / zs.len() as f64;
             let k0 = if mean < 1.0 { 0 } else { mean.log2() as i32 };
-            for k in (k0 - 2).max(0)..=(k0 + 2).min(63) {
+            for k in (k0 - 1).max(0)..=(k0 + 1).min(63) {
                 let cost: usize = zs.iter().map(|&z| rice_cost(z, k as u32)).sum::<usize>() + 6;
                 if cost < cand.0 {
                     cand = (cost, Coder::Rice, k as u64);
                 }
             }
             // Exp-Golomb pays off when most residuals are tiny, so only small orders matter.
-            for k in 0..=(k0.clamp(0, 8) as u32) {
+            for k in 0..=(k0.clamp(0, 2) as u32) {
                 let cost: usize = zs.iter().map(|&z| exp_golomb_cost(z, k)).sum::<usize>() + 6;
                 if cost < cand.0 {
                     cand = (cost, Coder::ExpGolomb, k as u64);

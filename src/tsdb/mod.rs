@@ -13,7 +13,7 @@
 //! the series they need and each series' lock only to copy chunk handles; commits are
 //! serialized by their own lock, which also orders WAL records and snapshots.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -39,7 +39,7 @@ pub mod xor;
 pub use import::{import_openmetrics, ImportError, ImportStats};
 
 use head::Head;
-use series::{admit, Admit, MemSeries, SeriesRef};
+use series::{admit, Admit, MemSeries};
 use wal::{BatchRecord, WalWriter};
 
 /// Bit pattern of Prometheus' staleness marker: a NaN that means "this series ended here".
@@ -414,16 +414,15 @@ impl Db {
         let series = self.resolve(samples);
 
         // Decide every sample before writing anything, so the WAL holds exactly what is applied.
-        let mut pending: HashMap<SeriesRef, (i64, u64)> = HashMap::new();
+        // A series may occur more than once in a batch: `pending` holds its newest accepted
+        // sample until the batch is applied (only the committer, under the commit lock, uses it).
         let mut accepted: Vec<usize> = Vec::with_capacity(samples.len());
         for (i, ((labels, t, v), s)) in samples.iter().zip(&series).enumerate() {
-            let last = match pending.get(&s.sref) {
-                Some(p) => Some(*p),
-                None => s.lock().last_key(),
-            };
+            let mut d = s.lock();
+            let last = d.pending.or_else(|| d.last_key());
             match admit(last, *t, *v) {
                 Admit::Append => {
-                    pending.insert(s.sref, (*t, v.to_bits()));
+                    d.pending = Some((*t, v.to_bits()));
                     accepted.push(i);
                 }
                 Admit::Duplicate => report.duplicates += 1,
@@ -456,11 +455,17 @@ impl Db {
                     }
                     rec.samples.push((s.sref, samples[i].1, samples[i].2));
                 }
-                w.log(&rec.encode()).map_err(io_err(&w.path()))?;
-                for (r, _) in &rec.series {
-                    if let Some(s) = series.iter().find(|s| s.sref == *r) {
-                        s.set_in_wal();
+                if let Err(e) = w.log(&rec.encode()) {
+                    for &i in &accepted {
+                        series[i].lock().pending = None;
                     }
+                    return Err(Error::Io {
+                        path: w.path(),
+                        source: e,
+                    });
+                }
+                for &i in &accepted {
+                    series[i].set_in_wal();
                 }
             }
         }
@@ -533,7 +538,7 @@ impl Db {
                         sref: s.sref,
                         labels: s.labels.clone(),
                         chunks: d.chunks.iter().cloned().collect(),
-                        head: d.head.clone(),
+                        head: d.head.samples(),
                     }
                 })
                 .collect();
@@ -578,11 +583,7 @@ impl Db {
             }
             st.head_samples += d.head.len() as u64;
             st.head_bytes += d.head_bytes() as u64;
-            let first = d
-                .chunks
-                .front()
-                .map(|c| c.mint)
-                .or(d.head.first().map(|x| x.t));
+            let first = d.chunks.front().map(|c| c.mint).or(d.head.first_t());
             let last = d.last.map(|x| x.t);
             st.min_time = match (st.min_time, first) {
                 (Some(a), Some(b)) => Some(a.min(b)),

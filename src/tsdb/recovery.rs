@@ -39,8 +39,10 @@ impl Db {
                                 .and_then(|c| c.samples().ok())
                                 .and_then(|v| v.last().copied())
                         });
-                        d.chunks = s.chunks.into();
-                        d.head = s.head;
+                        for c in s.chunks {
+                            d.push_chunk(c);
+                        }
+                        d.set_head(&s.head);
                     }
                 }
                 if let Some(d) = loaded.damage {

@@ -72,7 +72,7 @@ impl Db {
                 break;
             };
             let mut d = all[i].lock();
-            let Some(c) = d.chunks.pop_front() else {
+            let Some(c) = d.pop_chunk() else {
                 continue;
             };
             let freed = (c.data_bytes() + Chunk::META_BYTES) as u64;

@@ -2,14 +2,16 @@
 //! that collects samples until [`CHUNK_SAMPLES`] of them (or [`CHUNK_SPAN_MS`] of time) can be
 //! sealed into a compressed chunk.
 //!
-//! The head keeps its samples uncompressed so that the chunk encoder sees a whole chunk at once
-//! and can choose the best encoding; its bytes are counted separately in the stats.
+//! The head collects samples in Prometheus' streaming XOR format (a few bytes per sample instead
+//! of 16); when it is cut, its samples are re-encoded as a whole by `chunk.rs`, which can then
+//! pick the best encoding. Head bytes are counted separately in the stats.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use super::chunk::{Chunk, CHUNK_SAMPLES};
+use super::xor::XorAppender;
 use super::Sample;
 use crate::labels::Labels;
 
@@ -19,8 +21,6 @@ pub const CHUNK_SPAN_MS: i64 = 2 * 3600 * 1000;
 
 /// Identity of a series inside the database, stable across WAL and snapshot.
 pub type SeriesRef = u64;
-
-const SAMPLE_BYTES: usize = std::mem::size_of::<Sample>();
 
 pub struct MemSeries {
     pub sref: SeriesRef,
@@ -34,9 +34,13 @@ pub struct MemSeries {
 #[derive(Default, Clone)]
 pub struct SeriesData {
     pub chunks: VecDeque<Chunk>,
-    pub head: Vec<Sample>,
+    /// `data_bytes + META_BYTES` of `chunks`, kept as chunks come and go.
+    pub chunk_bytes: usize,
+    pub head: XorAppender,
     /// The newest sample, also when the head was just sealed and is empty.
     pub last: Option<Sample>,
+    /// The newest sample of the batch being committed, accepted but not yet applied.
+    pub pending: Option<(i64, u64)>,
 }
 
 /// What an append would do with a sample, decided before anything is written.
@@ -96,21 +100,21 @@ impl MemSeries {
 
     /// Samples in `[mint, maxt]`, in time order.
     pub fn samples_in(&self, mint: i64, maxt: i64) -> Vec<Sample> {
-        // Copy the chunk handles out and decode without the lock, so the appender waits only
-        // for the copy.
-        let (chunks, head): (Vec<Chunk>, Vec<Sample>) = {
+        // Copy the overlapping chunks out and decode without the lock, so the appender waits
+        // only for the copy.
+        let (chunks, head): (Vec<Chunk>, Option<XorAppender>) = {
             let d = self.lock();
+            let overlaps = |lo: i64, hi: i64| hi >= mint && lo <= maxt;
             (
                 d.chunks
                     .iter()
-                    .filter(|c| c.maxt >= mint && c.mint <= maxt)
+                    .filter(|c| overlaps(c.mint, c.maxt))
                     .cloned()
                     .collect(),
-                d.head
-                    .iter()
-                    .filter(|s| s.t >= mint && s.t <= maxt)
-                    .copied()
-                    .collect(),
+                match (d.head.first_t(), d.head.last_t()) {
+                    (Some(lo), Some(hi)) if overlaps(lo, hi) => Some(d.head.clone()),
+                    _ => None,
+                },
             )
         };
         let mut out = Vec::new();
@@ -122,23 +126,36 @@ impl MemSeries {
                 }
             }
         }
-        out.extend(head);
+        if let Some(h) = head {
+            out.extend(
+                h.samples()
+                    .into_iter()
+                    .filter(|s| s.t >= mint && s.t <= maxt),
+            );
+        }
         out
     }
 
-    /// Whether any sample lies in `[mint, maxt]`, decoding only when chunk bounds cannot tell.
+    /// Whether any sample lies in `[mint, maxt]`, decoding only when bounds cannot tell.
     pub fn has_sample_in(&self, mint: i64, maxt: i64) -> bool {
         let d = self.lock();
-        if d.head.iter().any(|s| s.t >= mint && s.t <= maxt) {
-            return true;
-        }
-        for c in d.chunks.iter().filter(|c| c.maxt >= mint && c.mint <= maxt) {
-            if (c.mint >= mint) || (c.maxt <= maxt) {
+        let bounded = |lo: i64, hi: i64| hi >= mint && lo <= maxt;
+        if let (Some(lo), Some(hi)) = (d.head.first_t(), d.head.last_t()) {
+            if bounded(lo, hi)
+                && (lo >= mint
+                    || hi <= maxt
+                    || d.head.samples().iter().any(|s| s.t >= mint && s.t <= maxt))
+            {
                 return true;
             }
-            // The chunk straddles the whole range: only its samples can say.
-            if c.samples()
-                .is_ok_and(|s| s.iter().any(|s| s.t >= mint && s.t <= maxt))
+        }
+        for c in d.chunks.iter().filter(|c| bounded(c.mint, c.maxt)) {
+            // An end inside the range is a sample inside it; a chunk straddling the whole range
+            // must be decoded to tell.
+            if c.mint >= mint
+                || c.maxt <= maxt
+                || c.samples()
+                    .is_ok_and(|s| s.iter().any(|s| s.t >= mint && s.t <= maxt))
             {
                 return true;
             }
@@ -157,40 +174,57 @@ impl SeriesData {
         let before = self.bytes();
         if self
             .head
-            .first()
-            .is_some_and(|f| s.t - f.t >= CHUNK_SPAN_MS)
+            .first_t()
+            .is_some_and(|f| s.t.saturating_sub(f) >= CHUNK_SPAN_MS)
         {
             self.seal();
         }
-        self.head.push(s);
+        self.head.append(s);
         self.last = Some(s);
+        self.pending = None;
         if self.head.len() >= CHUNK_SAMPLES {
             self.seal();
         }
         self.bytes() as i64 - before as i64
     }
 
-    /// Turns the head buffer into a compressed chunk.
+    /// Turns the open head into a compressed chunk.
     pub fn seal(&mut self) {
         if self.head.is_empty() {
             return;
         }
-        self.chunks.push_back(Chunk::encode(&self.head));
-        // Let the next head grow from nothing: most series hold one partial head, and a full
-        // 120-sample buffer for each would cost more than the reallocations.
-        self.head = Vec::new();
+        let c = Chunk::encode(&self.head.samples());
+        self.chunk_bytes += c.data_bytes() + Chunk::META_BYTES;
+        self.chunks.push_back(c);
+        self.head = XorAppender::default();
+    }
+
+    /// Replaces the open head with these samples (from a snapshot).
+    pub fn set_head(&mut self, samples: &[Sample]) {
+        self.head = XorAppender::default();
+        for s in samples {
+            self.head.append(*s);
+        }
+    }
+
+    pub fn push_chunk(&mut self, c: Chunk) {
+        self.chunk_bytes += c.data_bytes() + Chunk::META_BYTES;
+        self.chunks.push_back(c);
+    }
+
+    pub fn pop_chunk(&mut self) -> Option<Chunk> {
+        let c = self.chunks.pop_front()?;
+        self.chunk_bytes -= c.data_bytes() + Chunk::META_BYTES;
+        Some(c)
     }
 
     pub fn head_bytes(&self) -> usize {
-        self.head.capacity() * SAMPLE_BYTES
+        self.head.allocated_bytes()
     }
 
+    /// Bytes held for samples: chunks with their bookkeeping, and the open head.
     pub fn bytes(&self) -> usize {
-        self.chunks
-            .iter()
-            .map(|c| c.data_bytes() + Chunk::META_BYTES)
-            .sum::<usize>()
-            + self.head_bytes()
+        self.chunk_bytes + self.head_bytes()
     }
 
     #[cfg(test)]
@@ -202,23 +236,22 @@ impl SeriesData {
         self.chunks.is_empty() && self.head.is_empty()
     }
 
-    /// Drops whole chunks that end before `cutoff` and head samples older than it. Returns
-    /// (chunks dropped, samples dropped, bytes freed).
+    /// Drops whole chunks that end before `cutoff`, and head samples older than it once no
+    /// chunk is left. Returns (chunks dropped, samples dropped, bytes freed).
     pub fn truncate_before(&mut self, cutoff: i64) -> (u64, u64, i64) {
         let before = self.bytes();
         let (mut chunks, mut samples) = (0u64, 0u64);
         while self.chunks.front().is_some_and(|c| c.maxt < cutoff) {
-            if let Some(c) = self.chunks.pop_front() {
+            if let Some(c) = self.pop_chunk() {
                 chunks += 1;
                 samples += c.count() as u64;
             }
         }
-        if self.chunks.is_empty() {
-            let old = self.head.partition_point(|s| s.t < cutoff);
-            if old > 0 {
-                self.head.drain(..old);
-                samples += old as u64;
-            }
+        if self.chunks.is_empty() && self.head.first_t().is_some_and(|t| t < cutoff) {
+            let all = self.head.samples();
+            let keep: Vec<Sample> = all.iter().filter(|s| s.t >= cutoff).copied().collect();
+            samples += (all.len() - keep.len()) as u64;
+            self.set_head(&keep);
         }
         (chunks, samples, before as i64 - self.bytes() as i64)
     }

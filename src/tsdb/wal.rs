@@ -78,8 +78,15 @@ impl WalWriter {
     /// Appends one record and waits until it is on disk.
     pub fn log(&mut self, payload: &[u8]) -> std::io::Result<()> {
         let rec = codec::frame(payload);
-        self.file.write_all(&rec)?;
-        self.file.sync_data()?;
+        let written = self
+            .file
+            .write_all(&rec)
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = written {
+            // Cut off a partly written record, or every later record would sit behind damage.
+            let _ = self.file.set_len(self.bytes);
+            return Err(e);
+        }
         self.bytes += rec.len() as u64;
         Ok(())
     }

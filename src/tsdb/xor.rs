@@ -2,9 +2,11 @@
 //! XORed with the previous one and only the bits between the leading and trailing zeros are
 //! kept, reusing the previous window when the new one fits inside it.
 //!
-//! Used two ways: as the fallback value stream inside our chunks (see `chunk.rs`) when values
-//! are neither small decimals nor well served by integer deltas, and, through
-//! [`encode_prometheus_chunk`], as the baseline that benchmarks compare our chunks against.
+//! Used three ways: as the fallback value stream inside our chunks (see `chunk.rs`) when values
+//! are neither small decimals nor well served by integer deltas; as the open head of a series
+//! ([`XorAppender`], Prometheus' streaming format, so the samples waiting for their chunk to be
+//! cut are not held at 16 bytes each); and, through [`encode_prometheus_chunk`], as the
+//! baseline that benchmarks compare our chunks against.
 
 use super::bits::{BitReader, BitWriter, EndOfData};
 use super::Sample;
@@ -43,6 +45,7 @@ pub fn read_values(r: &mut BitReader, n: usize, out: &mut Vec<f64>) -> Result<()
     Ok(())
 }
 
+#[derive(Clone, Debug)]
 struct XorState {
     prev: u64,
     /// `u8::MAX` until the first non-zero XOR has set a window.
@@ -101,36 +104,55 @@ impl XorState {
     }
 }
 
-/// The chunk Prometheus' head would build for these samples (XOR encoding, version 2 dod
-/// buckets of 14/17/20/64 bits): a 2-byte sample count, the first timestamp as a varint, the
-/// second as a uvarint delta, then delta-of-delta timestamps interleaved with XOR values.
-/// Only the benchmark baseline uses it.
-pub fn encode_prometheus_chunk(samples: &[Sample]) -> Vec<u8> {
-    let mut w = BitWriter::new();
-    w.bits(samples.len() as u64, 16);
-    let mut prev_t = 0i64;
-    let mut prev_delta = 0i64;
-    let mut st = XorState {
-        prev: 0,
-        leading: u8::MAX,
-        trailing: 0,
-    };
-    for (i, s) in samples.iter().enumerate() {
-        match i {
+/// Prometheus' head chunk, built one sample at a time: the first timestamp as a varint and the
+/// first value raw, then the second timestamp as a uvarint delta, then delta-of-delta timestamps
+/// in 14/17/20/64-bit buckets; values XORed as above.
+#[derive(Clone, Debug)]
+pub struct XorAppender {
+    w: BitWriter,
+    n: usize,
+    first_t: i64,
+    t: i64,
+    delta: i64,
+    st: XorState,
+}
+
+impl Default for XorAppender {
+    fn default() -> Self {
+        XorAppender {
+            w: BitWriter::new(),
+            n: 0,
+            first_t: 0,
+            t: 0,
+            delta: 0,
+            st: XorState {
+                prev: 0,
+                leading: u8::MAX,
+                trailing: 0,
+            },
+        }
+    }
+}
+
+impl XorAppender {
+    pub fn append(&mut self, s: Sample) {
+        let w = &mut self.w;
+        match self.n {
             0 => {
-                byte_varint(&mut w, super::bits::zigzag(s.t));
+                byte_varint(w, super::bits::zigzag(s.t));
                 w.bits(s.v.to_bits(), 64);
-                st.prev = s.v.to_bits();
+                self.st.prev = s.v.to_bits();
+                self.first_t = s.t;
             }
             1 => {
-                prev_delta = s.t - prev_t;
-                byte_varint(&mut w, prev_delta as u64);
-                st.write(&mut w, s.v.to_bits());
+                self.delta = s.t.wrapping_sub(self.t);
+                byte_varint(w, self.delta as u64);
+                self.st.write(w, s.v.to_bits());
             }
             _ => {
-                let delta = s.t - prev_t;
-                let dod = delta - prev_delta;
-                prev_delta = delta;
+                let delta = s.t.wrapping_sub(self.t);
+                let dod = delta.wrapping_sub(self.delta);
+                self.delta = delta;
                 let fits = |n: u32| -((1i64 << (n - 1)) - 1) <= dod && dod <= 1i64 << (n - 1);
                 if dod == 0 {
                     w.bit(false);
@@ -147,12 +169,120 @@ pub fn encode_prometheus_chunk(samples: &[Sample]) -> Vec<u8> {
                     w.bits(0b1111, 4);
                     w.bits(dod as u64, 64);
                 }
-                st.write(&mut w, s.v.to_bits());
+                self.st.write(w, s.v.to_bits());
             }
         }
-        prev_t = s.t;
+        self.t = s.t;
+        self.n += 1;
     }
-    w.into_bytes()
+
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    pub fn first_t(&self) -> Option<i64> {
+        (self.n > 0).then_some(self.first_t)
+    }
+
+    pub fn last_t(&self) -> Option<i64> {
+        (self.n > 0).then_some(self.t)
+    }
+
+    /// Heap bytes held.
+    pub fn allocated_bytes(&self) -> usize {
+        self.w.capacity()
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        self.w.as_bytes()
+    }
+
+    /// The samples appended so far.
+    pub fn samples(&self) -> Vec<Sample> {
+        // Written by this process, so it decodes; a failure would be a bug, and returning what
+        // decoded beats a panic in a reader.
+        decode_stream(self.w.as_bytes(), self.n).unwrap_or_else(|(partial, e)| {
+            tracing::error!(error = %e, "open head failed to decode");
+            partial
+        })
+    }
+}
+
+/// Decodes `n` samples of an [`XorAppender`] stream.
+pub fn decode_stream(bytes: &[u8], n: usize) -> Result<Vec<Sample>, (Vec<Sample>, EndOfData)> {
+    let mut out = Vec::with_capacity(n);
+    let mut r = BitReader::new(bytes);
+    let mut go = || -> Result<(), EndOfData> {
+        let (mut t, mut delta) = (0i64, 0i64);
+        let mut st = XorState {
+            prev: 0,
+            leading: u8::MAX,
+            trailing: 0,
+        };
+        for i in 0..n {
+            match i {
+                0 => {
+                    t = super::bits::unzigzag(read_byte_varint(&mut r)?);
+                    st.prev = r.bits(64)?;
+                    out.push(Sample {
+                        t,
+                        v: f64::from_bits(st.prev),
+                    });
+                    continue;
+                }
+                1 => delta = read_byte_varint(&mut r)? as i64,
+                _ => {
+                    let mut ones = 0;
+                    while ones < 4 && r.bit()? {
+                        ones += 1;
+                    }
+                    let dod = match ones {
+                        0 => 0,
+                        1 => signed(r.bits(14)?, 14),
+                        2 => signed(r.bits(17)?, 17),
+                        3 => signed(r.bits(20)?, 20),
+                        _ => r.bits(64)? as i64,
+                    };
+                    delta = delta.wrapping_add(dod);
+                }
+            }
+            t = t.wrapping_add(delta);
+            out.push(Sample {
+                t,
+                v: f64::from_bits(st.read(&mut r)?),
+            });
+        }
+        Ok(())
+    };
+    match go() {
+        Ok(()) => Ok(out),
+        Err(e) => Err((out, e)),
+    }
+}
+
+/// An `n`-bit two's complement value, as Prometheus writes dod buckets.
+fn signed(u: u64, n: u32) -> i64 {
+    if u > 1 << (n - 1) {
+        u as i64 - (1i64 << n)
+    } else {
+        u as i64
+    }
+}
+
+/// The chunk Prometheus' head would build for these samples (XOR encoding): a 2-byte sample
+/// count, then the [`XorAppender`] stream. Only the benchmark baseline uses it.
+pub fn encode_prometheus_chunk(samples: &[Sample]) -> Vec<u8> {
+    let mut a = XorAppender::default();
+    for s in samples {
+        a.append(*s);
+    }
+    let mut out = (samples.len() as u16).to_be_bytes().to_vec();
+    out.extend_from_slice(a.bytes());
+    out
 }
 
 /// A Go-style byte varint written into the bit stream (Prometheus writes these byte-aligned
@@ -166,6 +296,18 @@ fn byte_varint(w: &mut BitWriter, mut v: u64) {
             break;
         }
     }
+}
+
+fn read_byte_varint(r: &mut BitReader) -> Result<u64, EndOfData> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = r.bits(8)?;
+        v |= (b & 0x7f) << shift;
+        if b < 0x80 {
+            return Ok(v);
+        }
+    }
+    Ok(v)
 }
 
 #[cfg(test)]
@@ -195,6 +337,37 @@ mod tests {
         let a: Vec<u64> = vals.iter().map(|v| v.to_bits()).collect();
         let b: Vec<u64> = out.iter().map(|v| v.to_bits()).collect();
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn appender_stream_round_trips_every_dod_bucket() {
+        let mut a = XorAppender::default();
+        let mut t = -3i64;
+        let mut want = Vec::new();
+        for (i, step) in [
+            5000i64,
+            5000,
+            5001,
+            9000,
+            70_000,
+            600_000,
+            5_000_000_000,
+            1,
+            1,
+        ]
+        .iter()
+        .enumerate()
+        {
+            t += step;
+            let s = Sample {
+                t,
+                v: (i as f64 * 0.37).sin(),
+            };
+            a.append(s);
+            want.push(s);
+        }
+        assert_eq!(a.samples(), want);
+        assert_eq!((a.first_t(), a.last_t(), a.len()), (Some(4997), Some(t), 9));
     }
 
     #[test]
