@@ -455,8 +455,8 @@ async fn instant_query_of_a_literal() {
 async fn a_slow_query_does_not_stall_metrics() {
     let srv = TestServer::start(fixed_state()).await;
     let addr = srv.addr;
-    // Nested subqueries: well over a second of evaluation, stopped by the 1 s timeout.
-    let q = enc("count_over_time(count_over_time(depin_adapter_up[10m:1ms])[1h:1s])");
+    // Nested subqueries: about a minute of evaluation, stopped by the 1 s timeout.
+    let q = enc("count_over_time(count_over_time(count_over_time(depin_adapter_up[10m:1ms])[1h:1s])[1h:1m])");
     let slow = tokio::spawn(async move {
         let r = send(
             addr,
