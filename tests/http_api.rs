@@ -453,31 +453,35 @@ async fn instant_query_of_a_literal() {
 /// answered before the query ends.
 #[tokio::test(flavor = "current_thread")]
 async fn a_slow_query_does_not_stall_metrics() {
-    let srv = TestServer::start(fixed_state()).await;
+    let state = fixed_state();
+    let slots = state.query_slots.clone();
+    let free = slots.available_permits();
+    let srv = TestServer::start(state).await;
     let addr = srv.addr;
-    // Nested subqueries: about a minute of evaluation, stopped by the 1 s timeout.
+    // Nested subqueries: around a second of evaluation or more (the engine skips steps without
+    // data, so how long varies), cut at 2 s.
     let q = enc("count_over_time(count_over_time(count_over_time(depin_adapter_up[10m:1ms])[1h:1s])[1h:1m])");
     let slow = tokio::spawn(async move {
-        let r = send(
-            addr,
-            Method::GET,
-            &format!("/api/v1/query?query={q}&time=1700000600&timeout=1s"),
-            &[],
-            None,
-        )
-        .await;
+        let path = format!("/api/v1/query?query={q}&time=1700000600&timeout=2s");
+        let r = send(addr, Method::GET, &path, &[], None).await;
         (r, std::time::Instant::now())
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The query holds a slot while it evaluates: from then on, ask for /metrics.
+    // (If evaluation blocked this thread, the query is over before the loop sees a slot taken.)
+    while slots.available_permits() == free && !slow.is_finished() {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     let m = srv.get("/metrics").await;
     let metrics_done = std::time::Instant::now();
     let (r, query_done) = slow.await.unwrap();
     assert_eq!(m.status, StatusCode::OK);
     assert!(metrics_done < query_done, "/metrics waited for the query");
-    assert_json(
-        &r,
-        StatusCode::SERVICE_UNAVAILABLE,
-        r#"{"status":"error","errorType":"timeout","error":"query timed out in expression evaluation"}"#,
+    // Finished or cut at its timeout, the query itself was answered properly.
+    let timed_out = r#"{"status":"error","errorType":"timeout","error":"query timed out in expression evaluation"}"#;
+    assert!(
+        r.status == StatusCode::OK
+            || (r.status, r.body.as_str()) == (StatusCode::SERVICE_UNAVAILABLE, timed_out),
+        "{r:?}"
     );
     srv.shutdown().await;
 }
