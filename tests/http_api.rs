@@ -384,8 +384,11 @@ async fn keep_alive_serves_several_requests_on_one_connection() {
     srv.shutdown().await;
 }
 
-/// A route that takes a while, to see shutdown wait for it.
-struct SlowRoute;
+/// A route that takes a while, to see shutdown wait for it. `started` turns true when a
+/// request is inside it.
+struct SlowRoute {
+    started: Arc<std::sync::atomic::AtomicBool>,
+}
 impl depin_orcha::http::ExtraRoutes for SlowRoute {
     fn route(
         &self,
@@ -393,6 +396,8 @@ impl depin_orcha::http::ExtraRoutes for SlowRoute {
         req: &depin_orcha::http::RouteRequest<'_>,
     ) -> Option<depin_orcha::http::HttpResponse> {
         (req.path == "/slow").then(|| {
+            self.started
+                .store(true, std::sync::atomic::Ordering::SeqCst);
             std::thread::sleep(Duration::from_millis(500));
             hyper::Response::new(Full::new(Bytes::from_static(b"done")))
         })
@@ -402,11 +407,16 @@ impl depin_orcha::http::ExtraRoutes for SlowRoute {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_finishes_in_flight_requests() {
     let mut state = fixed_state();
-    state.extra_routes.push(Arc::new(SlowRoute));
+    let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    state.extra_routes.push(Arc::new(SlowRoute {
+        started: started.clone(),
+    }));
     let srv = TestServer::start(state).await;
     let addr = srv.addr;
     let inflight = tokio::spawn(async move { send(addr, Method::GET, "/slow", &[], None).await });
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    while !started.load(std::sync::atomic::Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
     srv.shutdown().await;
     let r = inflight.await.unwrap();
     assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "done"));
