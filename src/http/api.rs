@@ -1,6 +1,6 @@
 //! The Prometheus query API (`web/api/v1/api.go`): parameter checks in Prometheus' order and
 //! wording, evaluation through the PromQL engine, and storage lookups through
-//! [`Queryable`](crate::tsdb::Queryable). Every endpoint is a synchronous function of the state
+//! [`Queryable`]. Every endpoint is a synchronous function of the state
 //! and the parameters; `mod.rs` runs them on blocking threads and turns results into responses.
 
 use std::time::Duration;
@@ -67,7 +67,10 @@ pub enum QueryRange {
     Range { start: i64, end: i64, step: i64 },
 }
 
-/// The endpoints that need no evaluation, by path.
+/// Every API endpoint by path, synchronously: the server calls it for all but the two query
+/// endpoints, which it runs through the query slots and timeout instead; tests may call it for
+/// any. `/api/v1/rules` and `/api/v1/alerts` answer empty until the rules module registers
+/// its own routes (extra routes are tried first), since Grafana asks for them.
 pub fn dispatch_sync(state: &AppState, path: &str, p: &Params) -> ApiResult {
     match path {
         "/api/v1/series" => series(state, p),

@@ -37,10 +37,48 @@ pub fn push_timestamp(out: &mut String, t: i64) {
     if neg {
         out.push('-');
     }
-    out.push_str(&(abs / 1000).to_string());
+    push_u64(out, abs / 1000);
     let frac = abs % 1000;
     if frac != 0 {
-        out.push_str(&format!(".{frac:03}"));
+        out.push('.');
+        for d in [frac / 100, frac / 10 % 10, frac % 10] {
+            out.push(char::from(b'0' + d as u8));
+        }
+    }
+}
+
+/// Decimal digits of `n` without going through `fmt` (the hot path of large matrices).
+fn push_u64(out: &mut String, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
+}
+
+/// Appends a sample value as [`format_sample_value`] formats it, without allocating for the
+/// common (finite, plain decimal) case.
+pub fn push_sample_value(out: &mut String, v: f64) {
+    use std::fmt::Write;
+    let abs = v.abs();
+    // Whole numbers below 2^53 print as their integer digits in Go's 'f' format; integer
+    // formatting is several times faster than float formatting. -0 keeps its sign below.
+    if abs < 9_007_199_254_740_992.0 && v.fract() == 0.0 && !(v == 0.0 && v.is_sign_negative()) {
+        if v < 0.0 {
+            out.push('-');
+        }
+        push_u64(out, abs as u64);
+    } else if v.is_finite() && (abs == 0.0 || (1e-6..1e21).contains(&abs)) {
+        let _ = write!(out, "{v}");
+    } else {
+        out.push_str(&format_sample_value(v));
     }
 }
 
@@ -104,7 +142,7 @@ fn push_point(out: &mut String, t: i64, v: f64) {
     out.push('[');
     push_timestamp(out, t);
     out.push_str(",\"");
-    out.push_str(&format_sample_value(v));
+    push_sample_value(out, v);
     out.push_str("\"]");
 }
 
@@ -129,16 +167,18 @@ fn push_series(out: &mut String, labels: &Labels, samples: &[Sample]) {
 /// strings.
 pub fn push_result(out: &mut String, v: &Value) {
     match v {
+        // Prometheus marshals scalars and strings with encoding/json as `float64(t)/1000`:
+        // shortest form (`1700000607.5`), unlike the fixed three digits of vector samples.
         Value::Scalar { t, v } => {
             out.push('[');
-            push_timestamp(out, *t);
+            out.push_str(&format_float(*t as f64 / 1000.0));
             out.push(',');
             push_str(out, &format_float(*v));
             out.push(']');
         }
         Value::String { t, s } => {
             out.push('[');
-            push_timestamp(out, *t);
+            out.push_str(&format_float(*t as f64 / 1000.0));
             out.push(',');
             push_str(out, s);
             out.push(']');
@@ -286,6 +326,33 @@ mod tests {
         assert_eq!(format_sample_value(f64::NEG_INFINITY), "-Inf");
         assert_eq!(format_sample_value(f64::NAN), "NaN");
         assert_eq!(format_sample_value(1e300), "1e+300");
+        let mut values = vec![
+            0.0,
+            -0.0,
+            2.0,
+            -7.0,
+            0.1,
+            1e-7,
+            1e-6,
+            1.5e21,
+            1e21 - 1e5,
+            9.007_199_254_740_992e15,
+        ];
+        values.extend([f64::NAN, f64::INFINITY, -3.25e-9, 1e15, 123456.0, -1e20]);
+        // And many bit patterns, against the straightforward formatter.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            values.push(f64::from_bits(x));
+            values.push((x % 100_000) as f64 / [1.0, 10.0, 1000.0][(x % 3) as usize]);
+        }
+        for v in values {
+            let mut s = String::new();
+            push_sample_value(&mut s, v);
+            assert_eq!(s, format_sample_value(v), "{v}");
+        }
         // Scalars use 'f' throughout.
         assert_eq!(format_float(1e-7), "0.0000001");
     }
@@ -337,6 +404,24 @@ mod tests {
         assert_eq!(
             query_data(&Value::Vector(vec![])),
             r#"{"resultType":"vector","result":[]}"#
+        );
+    }
+
+    #[test]
+    fn scalar_times_are_shortest_floats() {
+        assert_eq!(
+            query_data(&Value::Scalar {
+                t: 1_700_000_607_500,
+                v: 1.0
+            }),
+            r#"{"resultType":"scalar","result":[1700000607.5,"1"]}"#
+        );
+        assert_eq!(
+            query_data(&Value::String {
+                t: -1500,
+                s: "x".into()
+            }),
+            r#"{"resultType":"string","result":[-1.5,"x"]}"#
         );
     }
 

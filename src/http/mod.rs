@@ -8,9 +8,15 @@
 //! - `json`: the exact JSON encoding of results and envelopes.
 //!
 //! This module owns routing and [`AppState`]. It reads storage only through
-//! [`crate::tsdb::Queryable`], evaluates through [`crate::promql::Engine`] on a blocking thread,
-//! and never changes state itself: routes that do (rules reload, control API) plug in as
-//! [`ExtraRoutes`].
+//! [`crate::tsdb::Queryable`], evaluates through [`crate::promql::Engine`] on blocking threads
+//! (at most [`DEFAULT_MAX_CONCURRENT_QUERIES`] at once, each within its timeout), and never
+//! changes state itself: routes that do (rules, reload, control API) plug in as
+//! [`ExtraRoutes`] and check [`unauthorized`] for the bearer token.
+//!
+//! Behaviour follows Prometheus' `web/api/v1`: the API answers 503 until ready, CORS on the read
+//! API, plain-text 404/405 from the router, at most 10 warnings and 10 infos per response.
+//! The server counts its requests in `depin_orcha_http_requests_total{handler,code}` and
+//! `depin_orcha_http_request_duration_seconds{handler}`.
 
 pub mod api;
 pub mod json;
@@ -63,6 +69,9 @@ pub struct AppState {
     /// for a slot within their timeout.
     pub query_slots: Arc<tokio::sync::Semaphore>,
     pub metrics: HttpMetrics,
+    /// Origins allowed to call the read API from a browser (`--web.cors.origin`, anchored by
+    /// whoever builds it); `None` allows any, Prometheus' default `.*`.
+    pub cors_origin: Option<regex::Regex>,
 }
 
 /// Prometheus' default `--query.max-concurrency`.
@@ -147,6 +156,7 @@ impl AppState {
             extra_routes: Vec::new(),
             query_slots: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_CONCURRENT_QUERIES)),
             metrics,
+            cors_origin: None,
         }
     }
 
@@ -352,12 +362,29 @@ pub fn api_response(result: Result<ApiSuccess, ApiError>) -> HttpResponse {
             *r.status_mut() = StatusCode::NO_CONTENT;
             r
         }
-        Ok(s) => json_response(
-            StatusCode::OK,
-            json::success(s.data.as_deref(), &s.warnings, &s.infos),
-        ),
+        Ok(s) => {
+            let warnings = cap_annotations(s.warnings, "warning");
+            let infos = cap_annotations(s.infos, "info");
+            json_response(
+                StatusCode::OK,
+                json::success(s.data.as_deref(), &warnings, &infos),
+            )
+        }
         Err(e) => e.into_response(),
     }
+}
+
+/// Most warnings (and, separately, infos) a response lists, as Prometheus' API.
+pub const MAX_ANNOTATIONS: usize = 10;
+
+/// Keeps the first [`MAX_ANNOTATIONS`] and says how many more there were, in Prometheus' words.
+fn cap_annotations(mut list: Vec<String>, kind: &str) -> Vec<String> {
+    if list.len() > MAX_ANNOTATIONS {
+        let skipped = list.len() - MAX_ANNOTATIONS;
+        list.truncate(MAX_ANNOTATIONS);
+        list.push(format!("{skipped} more {kind} annotations omitted"));
+    }
+    list
 }
 
 /// Handles one request. Reads a form-encoded body (at most [`MAX_BODY_BYTES`]), routes, and
@@ -538,12 +565,56 @@ async fn api_route(state: &AppState, req: &RouteRequest<'_>) -> HttpResponse {
         // Prometheus' router answers unknown API paths in plain text, not in the API's JSON.
         return not_found();
     }
+    if let Err(allow) = allows(path, req.method) {
+        if *req.method != Method::OPTIONS {
+            return method_not_allowed(allow);
+        }
+    }
+    let mut resp = api_call(state, req).await;
+    set_cors(state, req.headers, &mut resp);
+    resp
+}
+
+/// Prometheus' `SetCORS`: the read API may be called from scripts on other origins (a
+/// dashboard in a browser); `Vary: Origin` keeps caches honest.
+fn set_cors(state: &AppState, req_headers: &HeaderMap, resp: &mut HttpResponse) {
+    let h = resp.headers_mut();
+    h.append(hyper::header::VARY, HeaderValue::from_static("Origin"));
+    let Some(origin) = req_headers.get(hyper::header::ORIGIN) else {
+        return;
+    };
+    h.insert(
+        hyper::header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("Accept, Authorization, Content-Type, Origin"),
+    );
+    h.insert(
+        hyper::header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST, OPTIONS"),
+    );
+    h.insert(
+        hyper::header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("Date"),
+    );
+    match &state.cors_origin {
+        None => {
+            h.insert(
+                hyper::header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                HeaderValue::from_static("*"),
+            );
+        }
+        Some(re) => {
+            if origin.to_str().is_ok_and(|o| re.is_match(o)) {
+                h.insert(hyper::header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+            }
+        }
+    }
+}
+
+async fn api_call(state: &AppState, req: &RouteRequest<'_>) -> HttpResponse {
+    let path = req.path;
     if *req.method == Method::OPTIONS {
         // CORS preflight: Prometheus answers every API path with 204.
         return api_response(Ok(ApiSuccess::empty()));
-    }
-    if let Err(allow) = allows(path, req.method) {
-        return method_not_allowed(allow);
     }
     let params = req.params.clone();
     let result = match path {
@@ -612,6 +683,77 @@ async fn run_blocking(state: &AppState, q: api::PreparedQuery) -> Result<ApiSucc
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn state() -> AppState {
+        let clock = Arc::new(crate::clock::ManualClock::new(4000));
+        let s = AppState::new(
+            Arc::new(crate::tsdb::Db::in_memory()),
+            crate::promql::Engine::default(),
+            prometheus::Registry::new(),
+            clock,
+        );
+        s.set_ready(true);
+        s
+    }
+
+    async fn call(st: &AppState, req: Request<Full<Bytes>>) -> (StatusCode, String) {
+        let r = handle(st, req).await;
+        let status = r.status();
+        let body = r
+            .into_body()
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn handlers_run_without_sockets() {
+        let st = state();
+        let get = Request::get("/api/v1/query?query=1%2B1")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        assert_eq!(
+            call(&st, get).await,
+            (
+                StatusCode::OK,
+                r#"{"status":"success","data":{"resultType":"scalar","result":[4,"2"]}}"#.into()
+            )
+        );
+        let post = Request::post("/api/v1/query")
+            .header(
+                CONTENT_TYPE,
+                "application/x-www-form-urlencoded; charset=UTF-8",
+            )
+            .body(Full::new(Bytes::from_static(b"query=3&time=1")))
+            .unwrap();
+        assert_eq!(
+            call(&st, post).await,
+            (
+                StatusCode::OK,
+                r#"{"status":"success","data":{"resultType":"scalar","result":[1,"3"]}}"#.into()
+            )
+        );
+        let big = Request::post("/api/v1/query")
+            .header(CONTENT_LENGTH, (MAX_BODY_BYTES + 1).to_string())
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        assert_eq!(call(&st, big).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[test]
+    fn annotations_are_capped_like_prometheus() {
+        let many: Vec<String> = (0..13).map(|i| format!("w{i}")).collect();
+        let capped = cap_annotations(many, "warning");
+        assert_eq!(capped.len(), 11);
+        assert_eq!(capped[9], "w9");
+        assert_eq!(capped[10], "3 more warning annotations omitted");
+        assert_eq!(
+            cap_annotations(vec!["i".into()], "info"),
+            vec!["i".to_string()]
+        );
+    }
 
     #[test]
     fn bearer_tokens() {

@@ -110,6 +110,13 @@ pub fn parse_time(s: &str) -> Result<i64, ParamError> {
             }
         }
     }
+    // Prometheus' own MinTime and MaxTime as clients format them (Go's RFC 3339 parser cannot
+    // read years beyond four digits, so Prometheus matches these strings; so do we).
+    match s {
+        "-292273086-05-16T16:47:06Z" => return Ok(MIN_TIME_MS),
+        "292277025-08-18T07:12:54.999999999Z" => return Ok(MAX_TIME_MS),
+        _ => {}
+    }
     parse_rfc3339(s).ok_or_else(|| ParamError::Time(s.to_string()))
 }
 
@@ -384,6 +391,15 @@ mod tests {
         assert_eq!(parse_time("1970-01-01T00:00:00Z"), Ok(0));
         assert_eq!(parse_time("1969-12-31T23:59:59.9999Z"), Ok(-1000 + 999));
         assert_eq!(parse_time("2024-02-29T00:00:00Z"), Ok(1_709_164_800_000));
+    }
+
+    #[test]
+    fn prometheus_min_and_max_time_strings() {
+        assert_eq!(parse_time("-292273086-05-16T16:47:06Z"), Ok(MIN_TIME_MS));
+        assert_eq!(
+            parse_time("292277025-08-18T07:12:54.999999999Z"),
+            Ok(MAX_TIME_MS)
+        );
     }
 
     #[test]

@@ -76,6 +76,7 @@ impl Server {
         let addr = self.addr;
         let listener =
             TcpListener::from_std(self.listener).map_err(|source| Error::Serve { addr, source })?;
+        tracing::info!(%addr, "serving HTTP");
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
@@ -101,6 +102,35 @@ impl Server {
         let _ = stop_tx.send(true);
         stop_tx.closed().await;
         Ok(())
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM: the usual `shutdown` argument of [`Server::serve`]
+/// for the binary. If a handler cannot be installed, only the other signal ends the wait.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("Ctrl-C received, shutting down"),
+        _ = term => tracing::info!("SIGTERM received, shutting down"),
     }
 }
 
@@ -138,5 +168,48 @@ async fn serve_connection(
     conn.as_mut().graceful_shutdown();
     if let Err(e) = conn.await {
         tracing::debug!(error = %e, %peer, "connection ended with an error during shutdown");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> Arc<AppState> {
+        Arc::new(AppState::new(
+            Arc::new(crate::tsdb::Db::in_memory()),
+            crate::promql::Engine::default(),
+            prometheus::Registry::new(),
+            Arc::new(crate::clock::ManualClock::new(0)),
+        ))
+    }
+
+    #[test]
+    fn binding_a_taken_port_names_the_address() {
+        let first = Server::bind("127.0.0.1:0".parse().unwrap(), state()).unwrap();
+        let addr = first.local_addr();
+        assert_ne!(addr.port(), 0);
+        let err = Server::bind(addr, state())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.starts_with(&format!("listening on {addr}: ")), "{err}");
+    }
+
+    #[tokio::test]
+    async fn serve_returns_when_shutdown_completes() {
+        let s = Server::bind("127.0.0.1:0".parse().unwrap(), state()).unwrap();
+        let addr = s.local_addr();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(s.serve(async {
+            let _ = rx.await;
+        }));
+        // An idle keep-alive connection must not hold the shutdown up.
+        let idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let _ = tx.send(());
+        let res = tokio::time::timeout(Duration::from_secs(5), task).await;
+        assert!(matches!(res, Ok(Ok(Ok(())))), "{res:?}");
+        drop(idle);
     }
 }
