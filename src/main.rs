@@ -19,6 +19,9 @@ use depin_orcha::{clock, config, coordinator, http, metrics, promql, tsdb};
 /// allocation list that DePIN hosts run (Storj-Exporter takes 9651).
 const DEFAULT_LISTEN: &str = "127.0.0.1:9817";
 
+/// The shipped rule files the demo loads when it runs from a checkout.
+const DEMO_RULE_FILES: [&str; 2] = ["rules/recording.yml", "rules/alerts.yml"];
+
 #[derive(Parser)]
 #[command(
     name = "depin-orcha",
@@ -217,7 +220,15 @@ fn run(args: RunArgs) -> Result<ExitCode> {
             tracing::info!(
                 "no --config.file given: running the embedded demo config with simulated nodes"
             );
-            config::demo()
+            let mut demo = config::demo();
+            // From a checkout (`cargo run --release`), the demo also evaluates the shipped rules.
+            for f in DEMO_RULE_FILES {
+                if Path::new(f).exists() && args.rule_files.is_empty() {
+                    tracing::info!(file = f, "demo: loading the shipped rule file");
+                    demo.rule_files.push(PathBuf::from(f));
+                }
+            }
+            demo
         }
     };
     for w in &config.warnings {
