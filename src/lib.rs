@@ -8,6 +8,7 @@ pub mod coordinator;
 pub mod http;
 pub mod labels;
 pub mod metrics;
+pub mod optimizer;
 pub mod promql;
 pub mod rules;
 pub mod sim;
