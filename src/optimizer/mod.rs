@@ -368,7 +368,10 @@ impl OptimizationRules {
             (None, Some(p)) => Some(p.clone()),
             (Some(n), Some(p)) => Some(NodeRule {
                 path: n.path.clone(),
-                value_per_hour: n.value_per_hour.clone().or_else(|| p.value_per_hour.clone()),
+                value_per_hour: n
+                    .value_per_hour
+                    .clone()
+                    .or_else(|| p.value_per_hour.clone()),
                 demand: n.demand.clone().or_else(|| p.demand.clone()),
                 usage: if n.usage.is_empty() {
                     p.usage.clone()
