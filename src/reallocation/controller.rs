@@ -736,6 +736,22 @@ impl Controller {
         let report =
             execute::execute(id, steps, &self.actuators, &journal, self.clock.as_ref()).await;
         self.finish(id, &report)?;
+        // What the nodes hold now, verified, for `GET /api/v1/allocations` until the next read.
+        let mut known = lock(&self.last_known);
+        match report.outcome {
+            Outcome::Applied => {
+                for s in steps {
+                    known.insert(s.node.clone(), s.to);
+                }
+            }
+            Outcome::RolledBack => {
+                for s in steps.iter().rev() {
+                    known.insert(s.node.clone(), s.from);
+                }
+            }
+            _ => {}
+        }
+        drop(known);
         match report.outcome {
             Outcome::Applied => tracing::info!(id, steps = %summary, "reallocation applied"),
             Outcome::RolledBack => {
