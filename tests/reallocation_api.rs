@@ -13,11 +13,12 @@ use depin_orcha::adapters::{Allocatable, Allocation};
 use depin_orcha::clock::{Clock, ManualClock, SharedClock};
 use depin_orcha::coordinator::NodeHealth;
 use depin_orcha::http::{self, AppState, Params, RouteRequest};
-use depin_orcha::optimizer::{ConfidenceRule, CurrentNode, Gates, OptimizationRules, Plan};
+use depin_orcha::optimizer::{ConfidenceRule, Gates, OptimizationRules, Plan};
 use depin_orcha::promql::Engine;
 use depin_orcha::reallocation::controller::ControllerParts;
 use depin_orcha::reallocation::{
-    ControlApi, ControlledNode, Controller, ControllerOptions, HealthSource, History, Planner,
+    ControlApi, ControlledNode, Controller, ControllerOptions, HealthSource, History, PlanInput,
+    Planner,
 };
 use depin_orcha::sim::market::{MarketParams, Protocol};
 use depin_orcha::tsdb::Db;
@@ -49,16 +50,8 @@ impl HealthSource for Up {
 /// Plans no change.
 struct Still;
 impl Planner for Still {
-    fn plan(
-        &self,
-        _: &OptimizationRules,
-        _: &Db,
-        _: &Engine,
-        now_ms: i64,
-        current: &[CurrentNode],
-        _: &Allocation,
-        _: &BTreeMap<String, String>,
-    ) -> Result<Plan, String> {
+    fn plan(&self, i: &PlanInput<'_>) -> Result<Plan, String> {
+        let (now_ms, current) = (i.now_ms, i.current);
         let cur: BTreeMap<String, Allocation> = current
             .iter()
             .map(|c| (c.node.clone(), c.allocation))

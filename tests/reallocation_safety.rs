@@ -16,13 +16,13 @@ use depin_orcha::adapters::{Allocatable, Allocation, Resource, Resources};
 use depin_orcha::clock::{Clock, ManualClock, SharedClock};
 use depin_orcha::coordinator::NodeHealth;
 use depin_orcha::labels::Labels;
-use depin_orcha::optimizer::{ConfidenceRule, CurrentNode, Gates, Move, OptimizationRules, Plan};
+use depin_orcha::optimizer::{ConfidenceRule, Gates, Move, OptimizationRules, Plan};
 use depin_orcha::promql::Engine;
 use depin_orcha::reallocation::controller::ControllerParts;
 use depin_orcha::reallocation::execute;
 use depin_orcha::reallocation::{
     ApplyRequest, ControlledNode, Controller, ControllerOptions, HealthSource, History, Outcome,
-    Planner, Record, Source, Step,
+    PlanInput, Planner, Record, Source, Step,
 };
 use depin_orcha::sim::market::{MarketParams, Protocol};
 use depin_orcha::tsdb::Db;
@@ -275,16 +275,8 @@ struct FixedPlanner {
 }
 
 impl Planner for FixedPlanner {
-    fn plan(
-        &self,
-        rules: &OptimizationRules,
-        _db: &Db,
-        _engine: &Engine,
-        now_ms: i64,
-        current: &[CurrentNode],
-        _cap: &Allocation,
-        frozen: &BTreeMap<String, String>,
-    ) -> Result<Plan, String> {
+    fn plan(&self, i: &PlanInput<'_>) -> Result<Plan, String> {
+        let (rules, now_ms, current, frozen) = (i.rules, i.now_ms, i.current, i.frozen);
         *self.frozen_seen.lock().unwrap() = frozen.clone();
         let want = self.target.lock().unwrap().clone();
         let cur: BTreeMap<String, Allocation> = current
@@ -353,18 +345,8 @@ struct Setup {
 
 struct PlannerRef(Arc<FixedPlanner>);
 impl Planner for PlannerRef {
-    #[allow(clippy::too_many_arguments)]
-    fn plan(
-        &self,
-        rules: &OptimizationRules,
-        db: &Db,
-        engine: &Engine,
-        now_ms: i64,
-        current: &[CurrentNode],
-        cap: &Allocation,
-        frozen: &BTreeMap<String, String>,
-    ) -> Result<Plan, String> {
-        self.0.plan(rules, db, engine, now_ms, current, cap, frozen)
+    fn plan(&self, i: &PlanInput<'_>) -> Result<Plan, String> {
+        self.0.plan(i)
     }
 }
 

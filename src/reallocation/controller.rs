@@ -60,19 +60,22 @@ impl HealthSource for HealthBoard {
     }
 }
 
-/// Plans from the allocations in force. `frozen` are nodes that must keep their allocation,
-/// with the reason; a planner must leave them as they are (and count what they hold).
+/// What a planner gets: the allocations in force and the nodes that must keep theirs.
+pub struct PlanInput<'a> {
+    pub rules: &'a OptimizationRules,
+    pub db: &'a Db,
+    pub engine: &'a Engine,
+    pub now_ms: i64,
+    pub current: &'a [CurrentNode],
+    pub host_capacity: &'a Allocation,
+    /// Nodes that must keep their allocation, with the reason; a planner must leave them as
+    /// they are (and count what they hold).
+    pub frozen: &'a BTreeMap<String, String>,
+}
+
+/// Plans from the allocations in force.
 pub trait Planner: Send + Sync {
-    fn plan(
-        &self,
-        rules: &OptimizationRules,
-        db: &Db,
-        engine: &Engine,
-        now_ms: i64,
-        current: &[CurrentNode],
-        host_capacity: &Allocation,
-        frozen: &BTreeMap<String, String>,
-    ) -> Result<Plan, String>;
+    fn plan(&self, input: &PlanInput<'_>) -> Result<Plan, String>;
 }
 
 /// The optimizer: [`optimizer::gather_inputs`], frozen nodes moved to `left_out`, then
@@ -80,32 +83,29 @@ pub trait Planner: Send + Sync {
 pub struct OptimizerPlanner;
 
 impl Planner for OptimizerPlanner {
-    fn plan(
-        &self,
-        rules: &OptimizationRules,
-        db: &Db,
-        engine: &Engine,
-        now_ms: i64,
-        current: &[CurrentNode],
-        host_capacity: &Allocation,
-        frozen: &BTreeMap<String, String>,
-    ) -> Result<Plan, String> {
-        let mut inputs =
-            optimizer::gather_inputs(rules, db, engine, now_ms, current, host_capacity)
-                .map_err(|e| e.to_string())?;
+    fn plan(&self, i: &PlanInput<'_>) -> Result<Plan, String> {
+        let mut inputs = optimizer::gather_inputs(
+            i.rules,
+            i.db,
+            i.engine,
+            i.now_ms,
+            i.current,
+            i.host_capacity,
+        )
+        .map_err(|e| e.to_string())?;
         let (keep, out): (Vec<_>, Vec<_>) = inputs
             .nodes
             .into_iter()
-            .partition(|n| !frozen.contains_key(&n.node));
+            .partition(|n| !i.frozen.contains_key(&n.node));
         inputs.nodes = keep;
         for n in out {
             inputs.left_out.push(optimizer::LeftOut {
-                reason: frozen.get(&n.node).cloned().unwrap_or_default(),
+                reason: i.frozen.get(&n.node).cloned().unwrap_or_default(),
                 node: n.node,
                 allocation: n.current,
             });
         }
-        Ok(optimizer::plan(rules, &inputs))
+        Ok(optimizer::plan(i.rules, &inputs))
     }
 }
 
@@ -583,15 +583,15 @@ impl Controller {
         let frozen = self.frozen(now, &health);
         let plan = self
             .planner
-            .plan(
-                &self.rules,
-                &self.db,
-                &self.engine,
-                now,
-                &current,
-                &self.opts.host_capacity,
-                &frozen,
-            )
+            .plan(&PlanInput {
+                rules: &self.rules,
+                db: &self.db,
+                engine: &self.engine,
+                now_ms: now,
+                current: &current,
+                host_capacity: &self.opts.host_capacity,
+                frozen: &frozen,
+            })
             .map_err(ControllerError::Plan)?;
         let e = self.judge(plan, source, Mode::Plan, frozen);
         for v in &e.gates.verdicts {
@@ -838,15 +838,16 @@ impl Controller {
         let due: Vec<_> = lock(&self.history)
             .unmeasured()
             .into_iter()
-            .filter(|(_, t, hold, _, _)| now >= t + hold)
+            .filter(|u| now >= u.applied_ms + u.hold_ms)
             .collect();
-        for (id, t, hold, expected, steps) in &due {
+        for u in &due {
+            let (id, steps) = (&u.id, &u.steps);
             let m = realized::measure(
                 &self.engine,
                 self.db.as_ref(),
-                *t,
-                *hold,
-                *expected,
+                u.applied_ms,
+                u.hold_ms,
+                u.expected_gain_usd_per_hour,
                 self.opts.rollback_margin,
             );
             if let Some(g) = m.realized_gain_usd_per_hour {
@@ -949,9 +950,11 @@ impl Controller {
         let mut e = self.evaluate(Source::Controller).await?;
         if self.is_paused() {
             e.decision = format!("paused: {}", e.decision);
-        } else if !e.steps.is_empty() && !(e.gates.pass && e.preflight.pass) {
+        } else if e.steps.is_empty() || self.opts.dry_run {
+            // Nothing to do, or the decision already says what a dry run would do.
+        } else if !(e.gates.pass && e.preflight.pass) {
             self.reject(None, &e)?;
-        } else if !e.steps.is_empty() && !self.opts.dry_run {
+        } else {
             match self.exec_lock.clone().try_lock_owned() {
                 Err(_) => e.decision = "skipped: a reallocation is in progress".into(),
                 Ok(_guard) => {

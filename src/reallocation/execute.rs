@@ -246,9 +246,9 @@ pub async fn recover(
     if started.is_empty() {
         return ExecReport {
             outcome: Outcome::RolledBack,
-            reason: format!(
+            reason:
                 "found unfinished after a restart; no step had started, so nothing needed undoing"
-            ),
+                    .to_string(),
             undo_errors: Vec::new(),
             steps_done: 0,
         };

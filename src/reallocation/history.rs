@@ -199,6 +199,16 @@ pub struct Pending {
     pub done: Vec<usize>,
 }
 
+/// An applied reallocation whose realized gain is still to be measured.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Unmeasured {
+    pub id: u64,
+    pub applied_ms: i64,
+    pub hold_ms: i64,
+    pub expected_gain_usd_per_hour: Option<f64>,
+    pub steps: Vec<Step>,
+}
+
 /// One reallocation as `GET /api/v1/reallocations` shows it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Summary {
@@ -455,9 +465,8 @@ impl History {
         })
     }
 
-    /// Applied reallocations whose realized gain has not been measured yet:
-    /// `(id, applied at, hold, expected gain, steps)`.
-    pub fn unmeasured(&self) -> Vec<(u64, i64, i64, Option<f64>, Vec<Step>)> {
+    /// Applied reallocations whose realized gain has not been measured yet.
+    pub fn unmeasured(&self) -> Vec<Unmeasured> {
         let measured: Vec<u64> = self
             .records
             .iter()
@@ -488,13 +497,13 @@ impl History {
                 {
                     // An automatic rollback is not judged again: that could swing for ever.
                     if *source != Source::RealizedRollback {
-                        out.push((
-                            *id,
-                            *t_ms,
-                            *hold_ms,
-                            *expected_gain_usd_per_hour,
-                            steps.clone(),
-                        ));
+                        out.push(Unmeasured {
+                            id: *id,
+                            applied_ms: *t_ms,
+                            hold_ms: *hold_ms,
+                            expected_gain_usd_per_hour: *expected_gain_usd_per_hour,
+                            steps: steps.clone(),
+                        });
                     }
                 }
             }

@@ -27,7 +27,7 @@ pub mod realized;
 pub use api::{load_token, ControlApi};
 pub use controller::{
     plan_once, ApplyRequest, ControlledNode, Controller, ControllerError, ControllerMetrics,
-    ControllerOptions, Evaluation, HealthSource, OptimizerPlanner, PlanReport, Planner,
+    ControllerOptions, Evaluation, HealthSource, OptimizerPlanner, PlanInput, PlanReport, Planner,
 };
 pub use gates::{Gate, GateReport, Verdict};
 pub use history::{History, HistoryError, Outcome, Record, Source, Step};
