@@ -260,6 +260,22 @@ pub fn validate(block: Value, path: &str, d: &mut Diagnostics) -> Option<ExecSpe
     })
 }
 
+impl ExecSpec {
+    /// From the optimization rules' `actuator: {kind: exec, command: [...]}`: the command is
+    /// the apply template (placeholders allowed, the values are in the environment as well)
+    /// and, filled with the previous allocation, the undo.
+    pub fn from_command(command: &[String]) -> Result<ExecSpec, String> {
+        let apply =
+            ArgvTemplate::parse(command).map_err(|(i, e)| format!("actuator.command[{i}]: {e}"))?;
+        Ok(ExecSpec {
+            apply,
+            undo: None,
+            check: None,
+            timeout: DEFAULT_TIMEOUT,
+        })
+    }
+}
+
 pub struct ExecActuator {
     spec: ExecSpec,
     adapter: Arc<dyn Adapter>,
@@ -280,6 +296,7 @@ impl ExecActuator {
         node: &str,
         action: &'static str,
         argv: Vec<String>,
+        allocation: Option<&Allocation>,
     ) -> Result<(), ActuatorError> {
         let fail = |detail: String| ActuatorError::Failed {
             node: node.to_string(),
@@ -289,8 +306,27 @@ impl ExecActuator {
         let Some((program, args)) = argv.split_first() else {
             return Err(fail("empty command".into()));
         };
-        let child = tokio::process::Command::new(program)
-            .args(args)
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args)
+            .env("DEPIN_NODE", node)
+            .env("DEPIN_ACTION", action);
+        // The same values in the environment, for scripts that prefer it to placeholders.
+        if let Some(a) = allocation {
+            for (name, ph) in [
+                ("DEPIN_CPU_CORES", Placeholder::CpuCores),
+                ("DEPIN_MEMORY_BYTES", Placeholder::MemoryBytes),
+                ("DEPIN_MEMORY_GIB", Placeholder::MemoryGib),
+                ("DEPIN_DISK_BYTES", Placeholder::DiskBytes),
+                ("DEPIN_DISK_GIB", Placeholder::DiskGib),
+                (
+                    "DEPIN_BANDWIDTH_BYTES_PER_SECOND",
+                    Placeholder::BandwidthBytesPerSecond,
+                ),
+            ] {
+                cmd.env(name, ph.value(node, a));
+            }
+        }
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -376,7 +412,7 @@ impl Actuator for ExecActuator {
             }
             if let Some(c) = &self.spec.check {
                 let argv = c.render(node, &Allocation::default());
-                self.run(node, "check", argv)
+                self.run(node, "check", argv, None)
                     .await
                     .map_err(|e| unreachable(e.to_string()))?;
             }
@@ -385,7 +421,7 @@ impl Actuator for ExecActuator {
     }
 
     fn apply<'a>(&'a self, node: &'a str, to: &'a Allocation) -> ActFuture<'a> {
-        Box::pin(self.run(node, "apply", self.spec.apply.render(node, to)))
+        Box::pin(self.run(node, "apply", self.spec.apply.render(node, to), Some(to)))
     }
 
     fn verify<'a>(&'a self, node: &'a str, expected: &'a Allocation) -> ActFuture<'a> {
@@ -399,7 +435,7 @@ impl Actuator for ExecActuator {
 
     fn undo<'a>(&'a self, node: &'a str, previous: &'a Allocation) -> ActFuture<'a> {
         let t = self.spec.undo.as_ref().unwrap_or(&self.spec.apply);
-        Box::pin(self.run(node, "undo", t.render(node, previous)))
+        Box::pin(self.run(node, "undo", t.render(node, previous), Some(previous)))
     }
 }
 
@@ -522,6 +558,11 @@ mod tests {
         assert!(e.contains("exit status 3"), "{e}");
         assert!(e.contains("stdout: \"told 2.5\""), "{e}");
         assert!(e.contains("stderr: \"bad\""), "{e}");
+        let env = actuator(
+            &["sh", "-c", "test \"$DEPIN_NODE $DEPIN_ACTION $DEPIN_CPU_CORES $DEPIN_MEMORY_GIB\" = \"n apply 2.5 6\""],
+            DEFAULT_TIMEOUT,
+        );
+        env.apply("n", &A).await.unwrap();
         let ok = actuator(&["true"], DEFAULT_TIMEOUT);
         ok.apply("n", &A).await.unwrap();
         ok.verify("n", &A).await.unwrap();

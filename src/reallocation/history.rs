@@ -252,6 +252,36 @@ fn parse_line(line: &[u8]) -> Option<Record> {
     serde_json::from_str(json).ok()
 }
 
+/// Every good record of a log's bytes and what was wrong with the rest.
+fn parse_all(bytes: &[u8]) -> (Vec<Record>, OpenReport) {
+    let mut report = OpenReport::default();
+    let mut records = Vec::new();
+    let mut pos = 0usize;
+    let mut line_no = 0usize;
+    while pos < bytes.len() {
+        line_no += 1;
+        let Some(len) = bytes[pos..].iter().position(|&b| b == b'\n') else {
+            // No newline: the write of the last record was cut.
+            report.torn_tail_bytes = Some(bytes.len() - pos);
+            break;
+        };
+        let line = &bytes[pos..pos + len];
+        let next = pos + len + 1;
+        match parse_line(line) {
+            Some(r) => records.push(r),
+            None if next >= bytes.len() => {
+                report.torn_tail_bytes = Some(bytes.len() - pos);
+                break;
+            }
+            None if line.is_empty() => {}
+            None => report.damaged_lines.push(line_no),
+        }
+        pos = next;
+    }
+    report.records = records.len();
+    (records, report)
+}
+
 impl History {
     /// A history that lives in memory only (tests, `plan`, dry runs without storage).
     pub fn in_memory() -> History {
@@ -287,43 +317,39 @@ impl History {
         }
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io)?;
-        let mut report = OpenReport::default();
-        let mut records = Vec::new();
-        let mut good_end = 0usize;
-        let mut pos = 0usize;
-        let mut line_no = 0usize;
-        while pos < bytes.len() {
-            line_no += 1;
-            let end = bytes[pos..].iter().position(|&b| b == b'\n');
-            let Some(len) = end else {
-                // No newline: the write of the last record was cut.
-                report.torn_tail_bytes = Some(bytes.len() - pos);
-                break;
-            };
-            let line = &bytes[pos..pos + len];
-            let next = pos + len + 1;
-            match parse_line(line) {
-                Some(r) => records.push(r),
-                None if next >= bytes.len() => {
-                    report.torn_tail_bytes = Some(bytes.len() - pos);
-                    break;
-                }
-                None if line.is_empty() => {}
-                None => report.damaged_lines.push(line_no),
-            }
-            pos = next;
-            good_end = pos;
-        }
+        let (records, report) = parse_all(&bytes);
+        let good_end = bytes.len() - report.torn_tail_bytes.unwrap_or(0);
         if report.torn_tail_bytes.is_some() {
             file.set_len(good_end as u64).map_err(io)?;
             file.sync_all().map_err(io)?;
             file.seek(SeekFrom::End(0)).map_err(io)?;
         }
-        report.records = records.len();
         let next_id = records.iter().filter_map(Record::id).max().unwrap_or(0) + 1;
         Ok(History {
             path: Some(path),
             file: Some(file),
+            records,
+            next_id,
+            report,
+        })
+    }
+
+    /// Reads `dir/reallocations.jsonl` without opening it for writing (`depin-orcha plan` next
+    /// to a running instance): appends stay in memory. A missing file is an empty history.
+    pub fn load(dir: &Path) -> Result<History, HistoryError> {
+        let path = dir.join(FILE_NAME);
+        if !path.exists() {
+            return Ok(History::in_memory());
+        }
+        let bytes = std::fs::read(&path).map_err(|source| HistoryError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let (records, report) = parse_all(&bytes);
+        let next_id = records.iter().filter_map(Record::id).max().unwrap_or(0) + 1;
+        Ok(History {
+            path: Some(path),
+            file: None,
             records,
             next_id,
             report,
@@ -736,6 +762,16 @@ mod tests {
             let mut h = History::open(dir.path()).unwrap();
             assert_eq!(h.open_report().torn_tail_bytes, Some(tail.len()));
             assert_eq!(h.records().len(), 2);
+            h.append(outcome(9, 3_000, Outcome::Rejected)).unwrap();
+        }
+        // Reading without writing (the plan command) leaves a torn file as it is.
+        std::fs::write(&path, &torn).unwrap();
+        let mut ro = History::load(dir.path()).unwrap();
+        assert_eq!(ro.records().len(), 2);
+        ro.append(outcome(8, 3_000, Outcome::Rejected)).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), torn);
+        {
+            let mut h = History::open(dir.path()).unwrap();
             h.append(outcome(9, 3_000, Outcome::Rejected)).unwrap();
         }
         // The new record starts on a clean line and the file reads whole again.
