@@ -822,3 +822,42 @@ async fn the_loop_applies_a_plan_that_passes_and_rejects_one_that_does_not() {
         .count();
     assert_eq!(rejected, 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_loop_resolves_first_then_plans_every_interval_unless_paused() {
+    let w = world();
+    let steps = execute::steps_for(&w.start, &mixed_target());
+    let mut h = History::in_memory();
+    for r in pending_intent(1, &steps, 0, 0) {
+        h.append(r).unwrap();
+    }
+    let s = controller(&w, h, Gates::default(), false, sim_actuators(&w));
+    *s.planner.target.lock().unwrap() = [("golem".to_string(), alloc(3.0, 8.0))].into();
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(s.controller.clone().run(rx));
+    // Before the first interval: the interrupted reallocation is resolved, nothing planned.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let h = s.controller.history_summaries();
+    assert_eq!(h.len(), 1);
+    assert_eq!(h[0].outcome, Some(Outcome::RolledBack));
+    assert_eq!(w.allocations(), w.start);
+    // One interval in: the plan is applied.
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    assert_eq!(w.nodes["golem"].allocation().cpu_cores, 3.0);
+    // Paused: the next rounds change nothing.
+    s.controller.pause("test").unwrap();
+    *s.planner.target.lock().unwrap() = [("streamr".to_string(), alloc(1.0, 4.0))].into();
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert_eq!(w.nodes["streamr"].allocation(), w.start["streamr"]);
+    assert!(s
+        .controller
+        .last_evaluation()
+        .unwrap()
+        .decision
+        .starts_with("paused: apply streamr"));
+    s.controller.resume("test").unwrap();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(w.nodes["streamr"].allocation().cpu_cores, 1.0);
+    stop.send_replace(true);
+    task.await.unwrap();
+}

@@ -946,7 +946,12 @@ impl Controller {
 
     /// One round of the loop.
     pub async fn tick(&self) -> Result<Evaluation, ControllerError> {
-        self.measure_realized().await?;
+        // Paused means no automatic change at all, rollbacks of worse moves included: their
+        // measurement waits for the resume (it reads the windows around the change, so it
+        // loses nothing by waiting).
+        if !self.is_paused() {
+            self.measure_realized().await?;
+        }
         let mut e = self.evaluate(Source::Controller).await?;
         if self.is_paused() {
             e.decision = format!("paused: {}", e.decision);
