@@ -73,7 +73,8 @@
 //! The node's confidence is `c = 1 / (1 + CV / cv_half)`, with `cv_half` =
 //! `confidence.cv_half` (default 0.25): a steady estimate gives 1, one that swings by a
 //! quarter of its mean gives 0.5. Fewer than `confidence.min_samples` (default 3) points, or a
-//! mean of 0, give 0. The plan's confidence is the lowest confidence of the nodes it changes
+//! mean of 0 with values that move, give 0; a series that is 0 throughout (a node that earns
+//! nothing in USD) has CV 0. The plan's confidence is the lowest confidence of the nodes it changes
 //! (of all planned nodes when it changes none).
 //!
 //! # Gain, switching cost, ROI
@@ -594,15 +595,43 @@ pub fn resource_from_key(s: &str) -> Option<Resource> {
     Resource::ALL.into_iter().find(|r| r.key() == s)
 }
 
-/// An amount of `r` in words: `2.5 cores`, `4 GiB`, `1.5 MB/s`.
+/// An amount of `r` in words, to three significant digits: `2.5 cores`, `9.5GiB` (memory in
+/// binary units), `1.79TB`, `5.06MB/s` (disk and bandwidth in decimal units, as sold).
 pub fn fmt_amount(r: Resource, v: f64) -> String {
+    let trim = crate::config::units::trim_float;
+    let scaled = |units: &[(&str, f64)]| -> String {
+        let sign = if v < 0.0 { "-" } else { "" };
+        let a = v.abs();
+        for (u, m) in units {
+            if a >= *m {
+                return format!("{sign}{}{u}", trim(sig3(a / m)));
+            }
+        }
+        format!("{sign}{}B", trim(sig3(a)))
+    };
     match r {
-        Resource::CpuCores => format!("{} cores", crate::config::units::trim_float(round3(v))),
-        Resource::MemoryBytes | Resource::DiskBytes => crate::config::units::fmt_bytes(v),
+        Resource::CpuCores => format!("{} cores", trim(round3(v))),
+        Resource::MemoryBytes => scaled(&[
+            ("TiB", 1099511627776.0),
+            ("GiB", 1073741824.0),
+            ("MiB", 1048576.0),
+            ("KiB", 1024.0),
+        ]),
+        Resource::DiskBytes => scaled(&[("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)]),
         Resource::BandwidthBytesPerSecond => {
-            format!("{}/s", crate::config::units::fmt_bytes(v))
+            format!("{}/s", scaled(&[("GB", 1e9), ("MB", 1e6), ("kB", 1e3)]))
         }
     }
+}
+
+/// `v` rounded to three significant digits.
+fn sig3(v: f64) -> f64 {
+    if v == 0.0 || !v.is_finite() {
+        return v;
+    }
+    let digits = 2 - v.abs().log10().floor() as i32;
+    let f = 10f64.powi(digits);
+    (v * f).round() / f
 }
 
 fn round3(v: f64) -> f64 {
