@@ -1,6 +1,7 @@
 //! depin-orcha: polls the DePIN nodes on a host, keeps their time series, serves them to
 //! Prometheus and evaluates rules over them. See DESIGN.md for the map of modules.
 
+pub mod actuators;
 pub mod adapters;
 pub mod clock;
 pub mod config;
@@ -8,7 +9,9 @@ pub mod coordinator;
 pub mod http;
 pub mod labels;
 pub mod metrics;
+pub mod optimizer;
 pub mod promql;
+pub mod reallocation;
 pub mod rules;
 pub mod sim;
 pub mod tsdb;

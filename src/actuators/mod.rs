@@ -1,0 +1,392 @@
+//! Actuators: how one node's allocation is applied, verified and undone. An actuator is built
+//! for one node (it holds that node's adapter to verify by polling) and is driven by the
+//! reallocation engine, which owns the order of steps, the journal and the rollback; an
+//! actuator never decides anything and never touches another node.
+//!
+//! Each kind is one file with its config block (raw serde struct + validation), its `build()`
+//! and its runtime struct: `sim` (through the sim adapter's [`Allocatable`]) and `exec` (an
+//! argv template, no shell). Docker, Golem profile, Storj config and systemd actuators are one
+//! more file and one more arm of [`ActuatorSpec`] each.
+//!
+//! Verification is shared: [`verify_by_polling`] polls the node's adapter until the allocation
+//! it reports matches what was applied (within a relative tolerance, since nodes round: Golem
+//! keeps GiB with one decimal), or gives up after a number of attempts.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_yaml::Value;
+
+use crate::adapters::{Adapter, Allocation, Resource, Resources};
+use crate::config::diag::{join_key, Diagnostics};
+use crate::config::units;
+
+pub mod exec;
+pub mod sim;
+
+/// Why an actuator could not do what it was asked.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ActuatorError {
+    /// `check()` found the actuator unusable (program missing, node not allocatable…).
+    #[error("node {node}: actuator {kind} is not reachable: {detail}")]
+    Unreachable {
+        node: String,
+        kind: &'static str,
+        detail: String,
+    },
+    /// Applying (or undoing) failed; the detail carries the command's output where there is one.
+    #[error("node {node}: {action} failed: {detail}")]
+    Failed {
+        node: String,
+        action: &'static str,
+        detail: String,
+    },
+    /// The command or call did not finish in time.
+    #[error("node {node}: {action} did not finish within {timeout:?}")]
+    Timeout {
+        node: String,
+        action: &'static str,
+        timeout: Duration,
+    },
+    /// The node does not report the allocation that was applied.
+    #[error("node {node}: verification failed after {attempts} polls: {detail}")]
+    Verify {
+        node: String,
+        attempts: u32,
+        detail: String,
+    },
+}
+
+pub type ActFuture<'a, T = ()> =
+    Pin<Box<dyn Future<Output = Result<T, ActuatorError>> + Send + 'a>>;
+
+/// Applies, verifies and undoes one node's allocation. Object safe: the engine holds
+/// `Arc<dyn Actuator>` per node.
+pub trait Actuator: Send + Sync {
+    /// The kind's word in the config (`sim`, `exec`).
+    fn kind(&self) -> &'static str;
+    /// Whether the actuator can act now (pre-flight): the program exists, the node is
+    /// allocatable… Never changes anything.
+    fn check<'a>(&'a self, node: &'a str) -> ActFuture<'a>;
+    /// Puts `to` in force. On error the engine undoes this step too, so an actuator that
+    /// may have half-applied need not clean up itself.
+    fn apply<'a>(&'a self, node: &'a str, to: &'a Allocation) -> ActFuture<'a>;
+    /// Polls the node until it reports `expected`.
+    fn verify<'a>(&'a self, node: &'a str, expected: &'a Allocation) -> ActFuture<'a>;
+    /// Puts `previous` back in force (after a failed step, or a move that made things worse).
+    fn undo<'a>(&'a self, node: &'a str, previous: &'a Allocation) -> ActFuture<'a>;
+}
+
+/// How verification polls: `attempts` polls `interval` apart, each cut at `poll_timeout`; a
+/// reported value within `tolerance` (relative, at least an absolute 1e-6) of the applied one
+/// matches.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VerifySpec {
+    pub attempts: u32,
+    pub interval: Duration,
+    pub poll_timeout: Duration,
+    pub tolerance: f64,
+}
+
+impl Default for VerifySpec {
+    fn default() -> Self {
+        VerifySpec {
+            attempts: 5,
+            interval: Duration::from_secs(2),
+            poll_timeout: Duration::from_secs(4),
+            tolerance: 0.01,
+        }
+    }
+}
+
+/// The validated `actuator:` block of a node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ActuatorSpec {
+    pub kind: ActuatorKind,
+    pub verify: VerifySpec,
+}
+
+/// The actuator kinds. A new kind: one file here, one arm in this enum, in
+/// [`ActuatorSpec::validate`] and in [`build`]. Docker, Golem (`ya-provider profile`), Storj
+/// (config + restart) and systemd come later.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ActuatorKind {
+    Sim,
+    Exec(exec::ExecSpec),
+}
+
+/// The words accepted in `actuator.kind`.
+pub const KINDS: &[&str] = &["sim", "exec"];
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawActuator {
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    exec: Option<Value>,
+    #[serde(default)]
+    verify: Option<RawVerify>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVerify {
+    #[serde(default)]
+    attempts: Option<u32>,
+    #[serde(default)]
+    interval: Option<Value>,
+    #[serde(default)]
+    poll_timeout: Option<Value>,
+    #[serde(default)]
+    tolerance: Option<f64>,
+}
+
+impl ActuatorSpec {
+    /// Validates a node's `actuator:` block at `path` (`nodes[i].actuator`), reporting every
+    /// error into `d`.
+    pub fn validate(block: Value, path: &str, d: &mut Diagnostics) -> Option<ActuatorSpec> {
+        let raw: RawActuator = d.deserialize(path, block)?;
+        let verify = match raw.verify {
+            None => Some(VerifySpec::default()),
+            Some(v) => validate_verify(&v, &join_key(path, "verify"), d),
+        };
+        let kind = match raw.kind.as_deref() {
+            None => {
+                d.error(path, "missing required key \"kind\"");
+                None
+            }
+            Some("sim") => {
+                if raw.exec.is_some() {
+                    d.error(
+                        &join_key(path, "exec"),
+                        "an \"exec\" block belongs to kind exec, not sim",
+                    );
+                }
+                Some(ActuatorKind::Sim)
+            }
+            Some("exec") => match raw.exec {
+                None => {
+                    d.error(
+                        path,
+                        "missing required key \"exec\" (the commands of an exec actuator)",
+                    );
+                    None
+                }
+                Some(b) => exec::validate(b, &join_key(path, "exec"), d).map(ActuatorKind::Exec),
+            },
+            Some(other) => {
+                d.error(
+                    &join_key(path, "kind"),
+                    format!(
+                        "unknown actuator kind \"{other}\"; expected one of {}",
+                        KINDS.join(", ")
+                    ),
+                );
+                None
+            }
+        };
+        Some(ActuatorSpec {
+            kind: kind?,
+            verify: verify?,
+        })
+    }
+}
+
+fn validate_verify(v: &RawVerify, path: &str, d: &mut Diagnostics) -> Option<VerifySpec> {
+    let def = VerifySpec::default();
+    let mut ok = true;
+    let mut dur = |key: &str, v: &Option<Value>, default: Duration| match v {
+        None => default,
+        Some(v) => match units::duration(v) {
+            Ok(x) => x,
+            Err(e) => {
+                d.error(&join_key(path, key), e);
+                ok = false;
+                default
+            }
+        },
+    };
+    let interval = dur("interval", &v.interval, def.interval);
+    let poll_timeout = dur("poll_timeout", &v.poll_timeout, def.poll_timeout);
+    let attempts = v.attempts.unwrap_or(def.attempts);
+    if attempts == 0 {
+        d.error(
+            &join_key(path, "attempts"),
+            "must be at least 1: an allocation is verified by polling the node",
+        );
+        ok = false;
+    }
+    let tolerance = v.tolerance.unwrap_or(def.tolerance);
+    if !(tolerance.is_finite() && (0.0..1.0).contains(&tolerance)) {
+        d.error(
+            &join_key(path, "tolerance"),
+            format!("must be a fraction from 0 to below 1 (0.01 = 1%), got {tolerance}"),
+        );
+        ok = false;
+    }
+    ok.then_some(VerifySpec {
+        attempts,
+        interval,
+        poll_timeout,
+        tolerance,
+    })
+}
+
+/// Builds the runtime actuator of a node from its spec and its adapter.
+pub fn build(
+    spec: &ActuatorSpec,
+    adapter: Arc<dyn Adapter>,
+) -> Result<Arc<dyn Actuator>, ActuatorError> {
+    Ok(match &spec.kind {
+        ActuatorKind::Sim => Arc::new(sim::SimActuator::new(adapter, spec.verify.clone())?),
+        ActuatorKind::Exec(e) => Arc::new(exec::ExecActuator::new(
+            e.clone(),
+            adapter,
+            spec.verify.clone(),
+        )),
+    })
+}
+
+/// Whether `reported` matches `expected` within the relative `tolerance`.
+pub fn matches(reported: f64, expected: f64, tolerance: f64) -> bool {
+    (reported - expected).abs() <= (tolerance * expected.abs()).max(1e-6)
+}
+
+/// The resources a node reports that differ from `expected`, as a message; `Ok` when every
+/// reported resource matches. A node that reports none of them cannot be verified: an error,
+/// because an unverifiable step is not a safe step.
+pub fn compare(
+    reported: &Resources<Option<f64>>,
+    expected: &Allocation,
+    tolerance: f64,
+) -> Result<(), String> {
+    let mut seen = 0;
+    let mut wrong = Vec::new();
+    for r in Resource::ALL {
+        if let Some(v) = reported.get(r) {
+            seen += 1;
+            if !matches(v, expected.get(r), tolerance) {
+                wrong.push(format!(
+                    "{} is {} (expected {})",
+                    r.key(),
+                    show(r, v),
+                    show(r, expected.get(r))
+                ));
+            }
+        }
+    }
+    if seen == 0 {
+        return Err("the node reports no allocation, so it cannot be verified".into());
+    }
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(wrong.join(", "))
+    }
+}
+
+/// A resource value for messages: cores as a number, the rest in byte units.
+pub fn show(r: Resource, v: f64) -> String {
+    match r {
+        Resource::CpuCores => units::trim_float(v),
+        Resource::BandwidthBytesPerSecond => format!("{}/s", units::fmt_bytes(v)),
+        _ => units::fmt_bytes(v),
+    }
+}
+
+/// Polls `adapter` until the allocation it reports matches `expected` (see [`VerifySpec`]).
+pub async fn verify_by_polling(
+    adapter: &dyn Adapter,
+    node: &str,
+    expected: &Allocation,
+    spec: &VerifySpec,
+) -> Result<(), ActuatorError> {
+    let attempts = spec.attempts.max(1);
+    let mut last = String::new();
+    for i in 0..attempts {
+        if i > 0 {
+            tokio::time::sleep(spec.interval).await;
+        }
+        match tokio::time::timeout(spec.poll_timeout, adapter.poll()).await {
+            Err(_) => last = format!("poll timed out after {:?}", spec.poll_timeout),
+            Ok(Err(e)) => last = format!("poll failed: {e}"),
+            Ok(Ok(obs)) => match compare(&obs.allocation, expected, spec.tolerance) {
+                Ok(()) => return Ok(()),
+                Err(e) => last = e,
+            },
+        }
+    }
+    Err(ActuatorError::Verify {
+        node: node.to_string(),
+        attempts,
+        detail: last,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::diag::PosIndex;
+
+    fn validate(yaml: &str) -> (Option<ActuatorSpec>, Vec<String>) {
+        let mut d = Diagnostics::new(PosIndex::build(yaml));
+        let v: Value = serde_yaml::from_str(yaml).unwrap();
+        let spec = ActuatorSpec::validate(v, "nodes[0].actuator", &mut d);
+        let errs = d
+            .errors
+            .iter()
+            .map(|e| format!("{}: {}", e.path, e.message));
+        (spec, errs.collect())
+    }
+
+    #[test]
+    fn sim_with_defaults() {
+        let (spec, errs) = validate("kind: sim\n");
+        assert!(errs.is_empty(), "{errs:?}");
+        assert_eq!(spec.unwrap().verify, VerifySpec::default());
+    }
+
+    #[test]
+    fn every_error_is_reported_with_its_path() {
+        let (spec, errs) = validate(
+            "kind: docker\nverify: {attempts: 0, tolerance: 2, interval: 5, colour: red}\n",
+        );
+        assert!(spec.is_none());
+        let joined = errs.join("\n");
+        for want in [
+            "nodes[0].actuator.verify.colour: unknown key",
+            "nodes[0].actuator.kind: unknown actuator kind \"docker\"; expected one of sim, exec",
+            "nodes[0].actuator.verify.attempts: must be at least 1",
+            "nodes[0].actuator.verify.tolerance: must be a fraction",
+            "nodes[0].actuator.verify.interval: invalid duration 5: a duration needs a unit",
+        ] {
+            assert!(joined.contains(want), "missing {want:?} in\n{joined}");
+        }
+    }
+
+    #[test]
+    fn compare_names_what_differs() {
+        let exp = Allocation {
+            cpu_cores: 4.0,
+            memory_bytes: 8.0 * 1073741824.0,
+            disk_bytes: 0.0,
+            bandwidth_bytes_per_second: 0.0,
+        };
+        let mut rep = exp.map(|_, v| Some(v));
+        assert_eq!(compare(&rep, &exp, 0.01), Ok(()));
+        // Golem keeps one decimal of GiB: 8.04 GiB for 8 GiB is within 1%.
+        rep.memory_bytes = Some(8.04 * 1073741824.0);
+        assert_eq!(compare(&rep, &exp, 0.01), Ok(()));
+        rep.cpu_cores = Some(3.0);
+        assert_eq!(
+            compare(&rep, &exp, 0.01),
+            Err("cpu_cores is 3 (expected 4)".into())
+        );
+        assert!(compare(&Resources::default(), &exp, 0.01)
+            .unwrap_err()
+            .contains("cannot be verified"));
+    }
+}

@@ -1,0 +1,487 @@
+//! The gates a plan must pass before anything is touched. Each gate is a pure function of the
+//! plan, the `gates` section of the optimization rules and facts from the durable history, and
+//! returns a [`Verdict`] whose reason a person can read. A plan passes only when every gate
+//! passes.
+//!
+//! Moves that would break the minimum hold or the maximum step are never dropped or clipped
+//! here: the controller keeps held nodes out of the optimizer's inputs (they join
+//! `Inputs::left_out`, so the solver finds the best split among the others and the plan's gain
+//! is the gain of what will really be done) and the optimizer bounds every move by `max_step`.
+//! A plan that still breaks either one (a manual allocation, an optimizer bug) is blocked whole,
+//! since an edited plan would carry a gain nobody computed.
+//!
+//! Manual allocations (`POST /api/v1/reallocations` with a body) have no expected gain, so the
+//! economic gates (improvement, confidence, payback) do not apply to them and say so; the
+//! safety gates (rate limit, hold, step) do, unless the request says `force`.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::adapters::Allocation;
+use crate::optimizer::{fmt_amount, Gates, Plan};
+
+/// The gates, in the order they are evaluated and shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Gate {
+    MinImprovement,
+    MinConfidence,
+    MaxReallocationsPerHour,
+    MinHold,
+    MaxStep,
+    PaybackWithinHold,
+}
+
+impl Gate {
+    pub const ALL: [Gate; 6] = [
+        Gate::MinImprovement,
+        Gate::MinConfidence,
+        Gate::MaxReallocationsPerHour,
+        Gate::MinHold,
+        Gate::MaxStep,
+        Gate::PaybackWithinHold,
+    ];
+
+    /// The `gate` label value and the key in `gates:`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Gate::MinImprovement => "min_improvement",
+            Gate::MinConfidence => "min_confidence",
+            Gate::MaxReallocationsPerHour => "max_reallocations_per_hour",
+            Gate::MinHold => "min_hold",
+            Gate::MaxStep => "max_step",
+            Gate::PaybackWithinHold => "payback_within_hold",
+        }
+    }
+}
+
+/// One gate's decision.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Verdict {
+    pub gate: Gate,
+    pub pass: bool,
+    pub reason: String,
+}
+
+impl Verdict {
+    fn new(gate: Gate, pass: bool, reason: impl Into<String>) -> Verdict {
+        Verdict {
+            gate,
+            pass,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Every gate's verdict on one plan.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct GateReport {
+    pub pass: bool,
+    pub verdicts: Vec<Verdict>,
+}
+
+impl GateReport {
+    /// `gate: reason` of each gate that blocked.
+    pub fn blocking(&self) -> Vec<String> {
+        self.verdicts
+            .iter()
+            .filter(|v| !v.pass)
+            .map(|v| format!("{}: {}", v.gate.as_str(), v.reason))
+            .collect()
+    }
+}
+
+/// Which gates apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// The optimizer's plan: every gate.
+    Plan,
+    /// An allocation an operator asked for: the safety gates only.
+    Manual,
+    /// An operator's allocation with `force`: no gate (pre-flight still runs).
+    Forced,
+}
+
+/// What the gates know besides the plan, from the history and the rules.
+#[derive(Clone, Debug)]
+pub struct Context<'a> {
+    pub now_ms: i64,
+    pub gates: &'a Gates,
+    /// Per resource: the capacity, for a `max_step` written as a fraction.
+    pub capacity: &'a Allocation,
+    /// Reallocations that touched nodes in the last hour ([`super::History::reallocations_since`]).
+    pub reallocations_last_hour: usize,
+    /// When each node's allocation last changed ([`super::History::last_change`]).
+    pub last_change: &'a BTreeMap<String, i64>,
+    pub mode: Mode,
+}
+
+/// A time for messages: `2026-01-01T10:00:00Z`.
+pub fn fmt_time(ms: i64) -> String {
+    let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+fn fmt_duration(ms: i64) -> String {
+    // Whole seconds: "59m 12s" reads better than milliseconds.
+    humantime::format_duration(Duration::from_secs((ms.max(0) as u64).div_ceil(1000))).to_string()
+}
+
+fn not_applicable(gate: Gate, mode: Mode) -> Option<Verdict> {
+    match mode {
+        Mode::Plan => None,
+        Mode::Manual => Some(Verdict::new(
+            gate,
+            true,
+            "not applied to a manual allocation (it has no expected gain)",
+        )),
+        Mode::Forced => Some(Verdict::new(gate, true, "skipped: the request says force")),
+    }
+}
+
+/// `min_improvement`: the expected gain, as a fraction of the current earnings rate.
+pub fn min_improvement(plan: &Plan, gates: &Gates, mode: Mode) -> Verdict {
+    let g = Gate::MinImprovement;
+    if let Some(v) = not_applicable(g, mode) {
+        return v;
+    }
+    let want = gates.min_improvement * 100.0;
+    if plan.moves.is_empty() {
+        return Verdict::new(g, false, "the plan changes nothing");
+    }
+    if plan.current_usd_per_hour <= 0.0 {
+        let pass = plan.expected_gain_usd_per_hour > 0.0;
+        return Verdict::new(
+            g,
+            pass,
+            format!(
+                "nothing is earned now, so the gain is not a percentage; expected gain {:+.4} USD/h {}",
+                plan.expected_gain_usd_per_hour,
+                if pass { "is positive" } else { "is not positive" }
+            ),
+        );
+    }
+    let got = plan.expected_gain_usd_per_hour / plan.current_usd_per_hour * 100.0;
+    let pass = got >= want;
+    Verdict::new(
+        g,
+        pass,
+        format!(
+            "expected gain {:+.4} USD/h is {got:.1} % of the {:.4} USD/h earned now; the minimum is {want:.1} %",
+            plan.expected_gain_usd_per_hour, plan.current_usd_per_hour
+        ),
+    )
+}
+
+/// `min_confidence`: the plan's confidence (its least sure node).
+pub fn min_confidence(plan: &Plan, gates: &Gates, mode: Mode) -> Verdict {
+    let g = Gate::MinConfidence;
+    if let Some(v) = not_applicable(g, mode) {
+        return v;
+    }
+    let pass = plan.confidence >= gates.min_confidence;
+    Verdict::new(
+        g,
+        pass,
+        format!(
+            "confidence {:.2} {} the minimum {:.2}",
+            plan.confidence,
+            if pass { "meets" } else { "is below" },
+            gates.min_confidence
+        ),
+    )
+}
+
+/// `max_reallocations_per_hour`: reallocations that touched nodes in the last hour, from the
+/// durable history (a restart does not reset it).
+pub fn max_reallocations_per_hour(done_last_hour: usize, gates: &Gates, mode: Mode) -> Verdict {
+    let g = Gate::MaxReallocationsPerHour;
+    if mode == Mode::Forced {
+        return Verdict::new(g, true, "skipped: the request says force");
+    }
+    let max = gates.max_reallocations_per_hour as usize;
+    let pass = done_last_hour < max;
+    Verdict::new(
+        g,
+        pass,
+        format!(
+            "{done_last_hour} reallocation(s) in the last hour; at most {max} per hour{}",
+            if pass { "" } else { ": wait" }
+        ),
+    )
+}
+
+/// `min_hold`: no node the plan changes may have changed less than `min_hold` ago.
+pub fn min_hold(
+    plan: &Plan,
+    last_change: &BTreeMap<String, i64>,
+    now_ms: i64,
+    gates: &Gates,
+    mode: Mode,
+) -> Verdict {
+    let g = Gate::MinHold;
+    if mode == Mode::Forced {
+        return Verdict::new(g, true, "skipped: the request says force");
+    }
+    let hold_ms = gates.min_hold.as_millis() as i64;
+    let mut held = Vec::new();
+    let mut nodes: Vec<&str> = plan.moves.iter().map(|m| m.node.as_str()).collect();
+    nodes.dedup();
+    for n in nodes {
+        if let Some(&t) = last_change.get(n) {
+            if now_ms < t + hold_ms {
+                held.push(format!(
+                    "{n} changed at {} and is held until {} ({} left)",
+                    fmt_time(t),
+                    fmt_time(t + hold_ms),
+                    fmt_duration(t + hold_ms - now_ms)
+                ));
+            }
+        }
+    }
+    if held.is_empty() {
+        Verdict::new(
+            g,
+            true,
+            format!(
+                "no node in the plan changed within the last {}",
+                fmt_duration(hold_ms)
+            ),
+        )
+    } else {
+        Verdict::new(g, false, held.join("; "))
+    }
+}
+
+/// `max_step`: no move changes one resource of one node by more than the limit.
+pub fn max_step(plan: &Plan, capacity: &Allocation, gates: &Gates, mode: Mode) -> Verdict {
+    let g = Gate::MaxStep;
+    if mode == Mode::Forced {
+        return Verdict::new(g, true, "skipped: the request says force");
+    }
+    let mut over = Vec::new();
+    let mut any_limit = false;
+    for m in &plan.moves {
+        let Some(step) = gates.max_step.get(m.resource) else {
+            continue;
+        };
+        any_limit = true;
+        let limit = step.limit(capacity.get(m.resource));
+        let size = (m.to - m.from).abs();
+        // A hair over from float rounding in the solver is not a violation.
+        if size > limit * (1.0 + 1e-9) + 1e-9 {
+            over.push(format!(
+                "{} {} moves {} (limit {})",
+                m.node,
+                m.resource.key(),
+                fmt_amount(m.resource, size),
+                fmt_amount(m.resource, limit)
+            ));
+        }
+    }
+    if !over.is_empty() {
+        Verdict::new(g, false, over.join("; "))
+    } else if any_limit {
+        Verdict::new(g, true, "every move is within its limit")
+    } else {
+        Verdict::new(g, true, "no max_step is set")
+    }
+}
+
+/// `payback_within_hold`: the gain over the hold period pays the switching cost back.
+pub fn payback_within_hold(plan: &Plan, gates: &Gates, mode: Mode) -> Verdict {
+    let g = Gate::PaybackWithinHold;
+    if let Some(v) = not_applicable(g, mode) {
+        return v;
+    }
+    let Some(factor) = gates.payback_within_hold else {
+        return Verdict::new(g, true, "not checked (payback_within_hold: false)");
+    };
+    let returned = plan.expected_gain_usd_per_hour * plan.hold_hours;
+    let pass = plan.pays_back(factor);
+    Verdict::new(
+        g,
+        pass,
+        format!(
+            "over the {:.2} h hold the gain returns {:.4} USD against {:.4} USD of switching cost × {factor}",
+            plan.hold_hours, returned, plan.switching_cost_usd
+        ),
+    )
+}
+
+/// Every gate on `plan`.
+pub fn evaluate(plan: &Plan, ctx: &Context<'_>) -> GateReport {
+    let verdicts = vec![
+        min_improvement(plan, ctx.gates, ctx.mode),
+        min_confidence(plan, ctx.gates, ctx.mode),
+        max_reallocations_per_hour(ctx.reallocations_last_hour, ctx.gates, ctx.mode),
+        min_hold(plan, ctx.last_change, ctx.now_ms, ctx.gates, ctx.mode),
+        max_step(plan, ctx.capacity, ctx.gates, ctx.mode),
+        payback_within_hold(plan, ctx.gates, ctx.mode),
+    ];
+    GateReport {
+        pass: verdicts.iter().all(|v| v.pass),
+        verdicts,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::Resource;
+    use crate::optimizer::{Move, Step};
+
+    const T0: i64 = 1_767_225_600_000;
+
+    fn plan(gain: f64, now: f64, confidence: f64) -> Plan {
+        let a = |c: f64| Allocation {
+            cpu_cores: c,
+            ..Default::default()
+        };
+        Plan {
+            ts_ms: T0,
+            current: [("storj".into(), a(4.0)), ("golem".into(), a(2.0))].into(),
+            target: [("storj".into(), a(2.0)), ("golem".into(), a(4.0))].into(),
+            moves: vec![
+                Move {
+                    node: "storj".into(),
+                    resource: Resource::CpuCores,
+                    from: 4.0,
+                    to: 2.0,
+                    expected_gain_usd_per_hour: -0.01,
+                    confidence,
+                },
+                Move {
+                    node: "golem".into(),
+                    resource: Resource::CpuCores,
+                    from: 2.0,
+                    to: 4.0,
+                    expected_gain_usd_per_hour: gain + 0.01,
+                    confidence,
+                },
+            ],
+            current_usd_per_hour: now,
+            target_usd_per_hour: now + gain,
+            expected_gain_usd_per_hour: gain,
+            improvement: if now > 0.0 { gain / now } else { 0.0 },
+            confidence,
+            switching_cost_usd: 0.05,
+            hold_hours: 1.0,
+            roi: Some((gain - 0.05) / 0.05),
+            left_out: Vec::new(),
+            explanation: Vec::new(),
+        }
+    }
+
+    fn ctx<'a>(
+        gates: &'a Gates,
+        cap: &'a Allocation,
+        last: &'a BTreeMap<String, i64>,
+        n: usize,
+    ) -> Context<'a> {
+        Context {
+            now_ms: T0,
+            gates,
+            capacity: cap,
+            reallocations_last_hour: n,
+            last_change: last,
+            mode: Mode::Plan,
+        }
+    }
+
+    const CAP: Allocation = Allocation {
+        cpu_cores: 8.0,
+        memory_bytes: 16e9,
+        disk_bytes: 4e12,
+        bandwidth_bytes_per_second: 1e8,
+    };
+
+    #[test]
+    fn a_good_plan_passes_every_gate() {
+        let g = Gates::default();
+        let last = BTreeMap::new();
+        let r = evaluate(&plan(0.1, 1.0, 0.9), &ctx(&g, &CAP, &last, 0));
+        assert!(r.pass, "{:?}", r.blocking());
+        assert_eq!(r.verdicts.len(), 6);
+    }
+
+    #[test]
+    fn each_gate_blocks_on_its_own_and_says_why() {
+        let g = Gates {
+            max_step: crate::adapters::Resources {
+                cpu_cores: Some(Step::Fraction(0.125)),
+                ..Default::default()
+            },
+            ..Gates::default()
+        };
+        let last: BTreeMap<String, i64> = [("golem".to_string(), T0 - 20 * 60_000)].into();
+        // 4 % improvement, confidence 0.5, 4 done this hour, golem changed 20 min ago, a
+        // 2-core move against a 1-core limit, and 0.04 USD back for 0.05 USD of cost.
+        let r = evaluate(&plan(0.04, 1.0, 0.5), &ctx(&g, &CAP, &last, 4));
+        assert!(!r.pass);
+        let b = r.blocking();
+        assert_eq!(b.len(), 6, "{b:#?}");
+        assert_eq!(
+            b[0],
+            "min_improvement: expected gain +0.0400 USD/h is 4.0 % of the 1.0000 USD/h earned now; the minimum is 5.0 %"
+        );
+        assert_eq!(
+            b[1],
+            "min_confidence: confidence 0.50 is below the minimum 0.70"
+        );
+        assert_eq!(
+            b[2],
+            "max_reallocations_per_hour: 4 reallocation(s) in the last hour; at most 4 per hour: wait"
+        );
+        assert_eq!(
+            b[3],
+            "min_hold: golem changed at 2025-12-31T23:40:00Z and is held until 2026-01-01T00:40:00Z (40m left)"
+        );
+        assert_eq!(
+            b[4],
+            "max_step: storj cpu_cores moves 2 cores (limit 1 cores); golem cpu_cores moves 2 cores (limit 1 cores)"
+        );
+        assert!(b[5].starts_with("payback_within_hold: over the 1.00 h hold the gain returns 0.0400 USD against 0.0500 USD"));
+    }
+
+    #[test]
+    fn the_hold_ends_exactly_after_min_hold() {
+        let g = Gates::default();
+        let p = plan(0.1, 1.0, 0.9);
+        let last: BTreeMap<String, i64> = [("storj".to_string(), T0 - 3_600_000 + 1)].into();
+        assert!(!min_hold(&p, &last, T0, &g, Mode::Plan).pass);
+        let last: BTreeMap<String, i64> = [("storj".to_string(), T0 - 3_600_000)].into();
+        assert!(min_hold(&p, &last, T0, &g, Mode::Plan).pass);
+    }
+
+    #[test]
+    fn manual_and_forced_modes() {
+        let g = Gates::default();
+        let last: BTreeMap<String, i64> = [("golem".to_string(), T0 - 60_000)].into();
+        let p = plan(0.0, 1.0, 0.0);
+        let mut c = ctx(&g, &CAP, &last, 0);
+        c.mode = Mode::Manual;
+        let r = evaluate(&p, &c);
+        // Only the hold blocks a manual allocation here.
+        assert_eq!(r.blocking().len(), 1, "{:?}", r.blocking());
+        assert!(r.blocking()[0].starts_with("min_hold: golem"));
+        c.mode = Mode::Forced;
+        assert!(evaluate(&p, &c).pass);
+    }
+
+    #[test]
+    fn nothing_earned_now() {
+        let g = Gates::default();
+        assert!(min_improvement(&plan(0.1, 0.0, 1.0), &g, Mode::Plan).pass);
+        assert!(!min_improvement(&plan(0.0, 0.0, 1.0), &g, Mode::Plan).pass);
+        let mut empty = plan(0.0, 1.0, 1.0);
+        empty.moves.clear();
+        assert_eq!(
+            min_improvement(&empty, &g, Mode::Plan).reason,
+            "the plan changes nothing"
+        );
+    }
+}

@@ -1,0 +1,261 @@
+//! Assembly for `main.rs`: the controlled nodes from the config, the optimization rules and
+//! the coordinator's adapters (actuators from the rules' `actuator` per node or protocol);
+//! the controller with its durable history under `--storage.path`; and [`plan_command`], the
+//! body of `depin-orcha plan` (one poll cycle, one plan, never applied).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::api::ControlApi;
+use super::controller::{
+    plan_once, ControlledNode, Controller, ControllerError, ControllerOptions, ControllerParts,
+    HealthSource, OptimizerPlanner, PlanReport,
+};
+use super::history::History;
+use crate::actuators::{self, exec::ExecSpec, ActuatorKind, ActuatorSpec, VerifySpec};
+use crate::adapters::Adapter;
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::coordinator::Coordinator;
+use crate::metrics::Metrics;
+use crate::optimizer::{self, OptimizationRules};
+use crate::promql::Engine;
+use crate::tsdb::Db;
+
+/// The nodes of `config` as the controller drives them. A node gets an actuator from the
+/// rules' `actuator` (its own block over its protocol's); kinds not implemented yet (docker,
+/// golem_profile, storj_config, systemd) leave it observed only, with a warning in the result.
+pub fn controlled_nodes(
+    config: &Config,
+    rules: &OptimizationRules,
+    adapters: &[Arc<dyn Adapter>],
+) -> (Vec<ControlledNode>, Vec<String>) {
+    let mut warnings = Vec::new();
+    let mut out = Vec::new();
+    for n in &config.nodes {
+        let Some(adapter) = adapters.iter().find(|a| a.name() == n.name).cloned() else {
+            warnings.push(format!("node {}: no adapter was built for it", n.name));
+            continue;
+        };
+        let rule = rules
+            .for_node(&n.name, n.protocol())
+            .and_then(|r| r.actuator.map(|a| (r.path, a)));
+        let verify = VerifySpec {
+            poll_timeout: n.poll_timeout,
+            ..VerifySpec::default()
+        };
+        let spec = match rule {
+            None => None,
+            Some((path, a)) => match a.kind {
+                optimizer::ActuatorKind::Sim => Some(ActuatorSpec {
+                    kind: ActuatorKind::Sim,
+                    verify,
+                }),
+                optimizer::ActuatorKind::Exec => match a.command.as_deref() {
+                    None => {
+                        warnings.push(format!(
+                            "{path}.actuator: kind exec needs a command; node {} is not moved",
+                            n.name
+                        ));
+                        None
+                    }
+                    Some(c) => match ExecSpec::from_command(c) {
+                        Ok(e) => Some(ActuatorSpec {
+                            kind: ActuatorKind::Exec(e),
+                            verify,
+                        }),
+                        Err(e) => {
+                            warnings.push(format!("{path}.{e}; node {} is not moved", n.name));
+                            None
+                        }
+                    },
+                },
+                other => {
+                    warnings.push(format!(
+                        "{path}.actuator: kind {} is not implemented yet; node {} is observed but not moved",
+                        other.name(),
+                        n.name
+                    ));
+                    None
+                }
+            },
+        };
+        let actuator = match spec.map(|s| actuators::build(&s, adapter.clone())) {
+            None => None,
+            Some(Ok(a)) => Some(a),
+            Some(Err(e)) => {
+                warnings.push(format!("{e}; it is not moved"));
+                None
+            }
+        };
+        out.push(ControlledNode {
+            name: n.name.clone(),
+            protocol: n.protocol().to_string(),
+            adapter,
+            actuator,
+            poll_interval: n.poll_interval,
+            poll_timeout: n.poll_timeout,
+            configured: n.allocation(),
+        });
+    }
+    (out, warnings)
+}
+
+/// Everything `run` needs to start the controller.
+pub struct ControllerSetup<'a> {
+    pub config: &'a Config,
+    pub rules: OptimizationRules,
+    /// From [`Coordinator::adapters`], so the controller reads the same node objects.
+    pub adapters: Vec<Arc<dyn Adapter>>,
+    pub health: Arc<dyn HealthSource>,
+    pub db: Arc<Db>,
+    pub engine: Engine,
+    pub clock: SharedClock,
+    pub registry: prometheus::Registry,
+    /// `--storage.path`: the history goes to `<path>/reallocations.jsonl`. None: in memory.
+    pub storage_path: Option<&'a Path>,
+    /// `--controller.dry-run`.
+    pub dry_run: bool,
+    /// The token from `--web.auth-token-file` ([`super::load_token`]).
+    pub token: Option<String>,
+    pub rollback_margin: f64,
+}
+
+/// Builds the controller and its API routes; logs the actuator warnings.
+pub fn build_controller(
+    s: ControllerSetup<'_>,
+) -> Result<(Arc<Controller>, Arc<ControlApi>), ControllerError> {
+    let (nodes, warnings) = controlled_nodes(s.config, &s.rules, &s.adapters);
+    for w in &warnings {
+        tracing::warn!(warning = %w, "reallocation");
+    }
+    let history = match s.storage_path {
+        Some(p) => History::open(p)?,
+        None => History::in_memory(),
+    };
+    let controller = Controller::new(ControllerParts {
+        rules: s.rules,
+        options: ControllerOptions {
+            dry_run: s.dry_run,
+            rollback_margin: s.rollback_margin,
+            host_capacity: s.config.host.capacity,
+        },
+        nodes,
+        planner: Box::new(OptimizerPlanner),
+        health: s.health,
+        db: s.db,
+        engine: s.engine,
+        clock: s.clock,
+        history,
+        registry: s.registry,
+    })?;
+    let api = Arc::new(ControlApi {
+        controller: controller.clone(),
+        token: s.token,
+    });
+    Ok((controller, api))
+}
+
+/// `depin-orcha plan`: polls every node once (the coordinator's own code, into `db`), writes
+/// one scrape, plans, gates and pre-flights, and returns the report; nothing is applied and
+/// nothing is written to the history (it is read with [`History::load`] when `storage_path`
+/// is given, so the hold and the rate limit show as the running instance sees them).
+/// `db` may hold history already (opened from `--storage.path` by the caller).
+pub async fn plan_command(
+    config: &Config,
+    rules: OptimizationRules,
+    db: Arc<Db>,
+    clock: SharedClock,
+    storage_path: Option<&Path>,
+) -> Result<PlanReport, ControllerError> {
+    let metrics =
+        Arc::new(Metrics::for_config(config).map_err(|e| ControllerError::Plan(e.to_string()))?);
+    let coordinator = Coordinator::new(config, metrics.clone(), db.clone(), clock.clone())
+        .map_err(|e| ControllerError::Plan(e.to_string()))?;
+    let health = coordinator.health();
+    let adapters = coordinator.adapters();
+    let (stop, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(coordinator.run(stop_rx));
+    // Every node's first poll ends within its timeout; a little slack for the scheduler.
+    let longest = config
+        .nodes
+        .iter()
+        .map(|n| n.poll_timeout)
+        .max()
+        .unwrap_or_default();
+    let _ = tokio::time::timeout(longest + Duration::from_secs(1), health.wait_ready()).await;
+    if let Err(e) = db.ingest_scrape(clock.now_ms(), &metrics.gather()) {
+        tracing::warn!(error = %e, "cannot write the poll into the tsdb");
+    }
+    stop.send_replace(true);
+    let _ = task.await;
+    let history = match storage_path {
+        Some(p) => History::load(p)?,
+        None => History::in_memory(),
+    };
+    let (nodes, warnings) = controlled_nodes(config, &rules, &adapters);
+    for w in &warnings {
+        tracing::warn!(warning = %w, "reallocation");
+    }
+    let controller = Controller::new(ControllerParts {
+        rules,
+        options: ControllerOptions {
+            dry_run: true,
+            rollback_margin: super::DEFAULT_ROLLBACK_MARGIN,
+            host_capacity: config.host.capacity,
+        },
+        nodes,
+        planner: Box::new(OptimizerPlanner),
+        health,
+        db,
+        engine: Engine::default(),
+        clock,
+        history,
+        registry: prometheus::Registry::new(),
+    })?;
+    plan_once(&controller).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::WallClock;
+    use crate::tsdb::Queryable;
+
+    #[tokio::test]
+    async fn plan_command_polls_the_demo_nodes_and_applies_nothing() {
+        let config = crate::config::demo();
+        let rules = OptimizationRules {
+            origin: "test".into(),
+            interval: Duration::from_secs(60),
+            gates: Default::default(),
+            confidence: Default::default(),
+            resources: Default::default(),
+            protocols: Default::default(),
+            nodes: Default::default(),
+            warnings: Vec::new(),
+        };
+        let db = Arc::new(Db::in_memory());
+        let r = plan_command(&config, rules, db.clone(), Arc::new(WallClock), None)
+            .await
+            .unwrap();
+        // Without rules for them, no node is planned; but the poll landed in the tsdb.
+        assert!(r.evaluation.steps.is_empty());
+        assert_eq!(r.evaluation.gates.verdicts.len(), 6);
+        let up = db.select(
+            &[crate::labels::Matcher::equal(
+                "__name__",
+                "depin_adapter_up",
+            )],
+            0,
+            i64::MAX,
+        );
+        assert_eq!(up.len(), config.nodes.len());
+        let text = r.to_string();
+        assert!(text.contains("Gates:"), "{text}");
+        assert!(text.contains("Decision: nothing to do"), "{text}");
+    }
+}
