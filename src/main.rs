@@ -13,11 +13,14 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use depin_orcha::labels::Labels;
 use depin_orcha::rules::notifier::{self, Notifier, NotifierOptions};
 use depin_orcha::rules::{self, ManagerOptions, RuleManager};
-use depin_orcha::{clock, config, coordinator, http, metrics, promql, tsdb};
+use depin_orcha::{clock, config, coordinator, http, metrics, optimizer, promql, reallocation, tsdb};
 
 /// The port we listen on by default: 9817, unused by the exporters in Prometheus' default port
 /// allocation list that DePIN hosts run (Storj-Exporter takes 9651).
 const DEFAULT_LISTEN: &str = "127.0.0.1:9817";
+
+/// Where the optimization rules are looked for when no flag names them.
+const DEFAULT_OPTIMIZATION_RULES: &str = "rules/optimization.yml";
 
 /// The shipped rule files the demo loads when it runs from a checkout.
 const DEMO_RULE_FILES: [&str; 2] = ["rules/recording.yml", "rules/alerts.yml"];
@@ -50,6 +53,31 @@ enum Command {
     /// Work on the time series storage.
     #[command(subcommand)]
     Tsdb(TsdbCommand),
+    /// Poll every node once and print the plan the controller would make, with its
+    /// explanation and gate verdicts; never applies anything.
+    Plan(PlanArgs),
+}
+
+#[derive(Args)]
+struct PlanArgs {
+    /// Config file; without it, the embedded demo config.
+    #[arg(long = "config.file")]
+    config_file: Option<PathBuf>,
+    /// Optimization rules; default `rules/optimization.yml`.
+    #[arg(long = "optimization.rules-file", default_value = DEFAULT_OPTIMIZATION_RULES)]
+    optimization_rules_file: PathBuf,
+    /// The storage of a `run` (history of earnings, reallocations); read from a private copy,
+    /// never written. Absent: only this one poll is known.
+    #[arg(long = "storage.path", default_value = "./data")]
+    storage_path: PathBuf,
+    #[arg(long = "output", value_enum, default_value_t = Output::Text)]
+    output: Output,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Output {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -122,7 +150,15 @@ struct RunArgs {
     /// `http://<listen address>/`.
     #[arg(long = "web.external-url")]
     external_url: Option<String>,
-    /// File holding the bearer token that state-changing endpoints require (`/-/reload`).
+    /// Optimization rules (our own schema). Without the flag, `rules/optimization.yml` when it
+    /// exists in the working directory; with neither, no controller runs.
+    #[arg(long = "optimization.rules-file")]
+    optimization_rules_file: Option<PathBuf>,
+    /// Plan and log every interval, never apply.
+    #[arg(long = "controller.dry-run")]
+    controller_dry_run: bool,
+    /// File holding the bearer token that state-changing endpoints require (the control API,
+    /// `/-/reload`).
     #[arg(long = "web.auth-token-file")]
     auth_token_file: Option<PathBuf>,
     /// Rule file (Prometheus format; globs allowed); repeatable, added to the config's
@@ -175,6 +211,7 @@ fn main() -> ExitCode {
         Some(Command::Check(CheckCommand::Rules { files })) => check_rules(&files),
         Some(Command::Test(TestCommand::Promql { files })) => test_promql(&files),
         Some(Command::Test(TestCommand::Rules { files })) => test_rules(&files),
+        Some(Command::Plan(args)) => plan(args),
         Some(Command::Tsdb(TsdbCommand::Import { file, storage_path })) => {
             tsdb_import(&file, &storage_path)
         }
@@ -268,7 +305,7 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
         timeout: args.query_timeout,
     });
     let auth_token = match &args.auth_token_file {
-        Some(p) => Some(read_token(p)?),
+        Some(p) => Some(reallocation::load_token(p)?),
         None => None,
     };
     let external_url = args
@@ -309,10 +346,32 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
         anyhow::bail!("loading rule files:\n{e}");
     }
 
-    let mut state = http::AppState::new(db.clone(), engine, metrics.registry().clone(), clock.clone());
+    let mut state = http::AppState::new(db.clone(), engine.clone(), metrics.registry().clone(), clock.clone());
     state
         .extra_routes
-        .push(Arc::new(rules::api::RulesApi::new(rule_manager.clone()).with_reload_token(auth_token)));
+        .push(Arc::new(rules::api::RulesApi::new(rule_manager.clone()).with_reload_token(auth_token.clone())));
+    let controller = match optimization_rules(args.optimization_rules_file.as_deref())? {
+        Some(rules) => {
+            let (controller, api) = reallocation::build_controller(reallocation::ControllerSetup {
+                config: &config,
+                rules,
+                adapters: coordinator.adapters(),
+                health: coordinator.health(),
+                db: db.clone(),
+                engine: engine.clone(),
+                clock: clock.clone(),
+                registry: metrics.registry().clone(),
+                storage_path: Some(&args.storage_path),
+                dry_run: args.controller_dry_run,
+                token: auth_token.clone(),
+                rollback_margin: reallocation::DEFAULT_ROLLBACK_MARGIN,
+            })
+            .context("starting the controller")?;
+            state.extra_routes.push(api);
+            Some(controller)
+        }
+        None => None,
+    };
     let state = Arc::new(state);
     let server = http::Server::bind(args.listen, state.clone())
         .with_context(|| format!("listening on {}", args.listen))?;
@@ -337,6 +396,7 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
     let (notifier_stop, notifier_rx) = tokio::sync::watch::channel(false);
     let notifier_task = tokio::spawn(notifier.clone().run(notifier_rx));
     let rules_task = tokio::spawn(rule_manager.clone().run(stop_rx.clone(), move |alerts| notifier.send(alerts)));
+    let controller_task = controller.map(|c| tokio::spawn(c.run(stop_rx.clone())));
     let reload_task = tokio::spawn(reload_on_sighup(rule_manager, stop_rx));
 
     shutdown_signal().await;
@@ -345,6 +405,9 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
     let _ = coordinator_task.await;
     let _ = snapshot_task.await;
     let _ = reload_task.await;
+    if let Some(t) = controller_task {
+        let _ = t.await;
+    }
     let _ = rules_task.await;
     let _ = notifier_stop.send(true);
     let _ = notifier_task.await;
@@ -393,13 +456,24 @@ async fn reload_on_sighup(manager: Arc<RuleManager>, mut stop: tokio::sync::watc
     }
 }
 
-/// The bearer token from `--web.auth-token-file`: the file's content without surrounding
-/// whitespace; an empty file is an error rather than an empty token anyone could send.
-fn read_token(path: &Path) -> Result<String> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("--web.auth-token-file {}", path.display()))?;
-    let token = text.trim().to_string();
-    anyhow::ensure!(!token.is_empty(), "--web.auth-token-file {} is empty", path.display());
-    Ok(token)
+/// The optimization rules named by the flag (an error when they do not load), else the default
+/// file when it exists, else none (no controller, said in the log).
+fn optimization_rules(flag: Option<&Path>) -> Result<Option<optimizer::OptimizationRules>> {
+    let path = match flag {
+        Some(p) => p.to_path_buf(),
+        None if Path::new(DEFAULT_OPTIMIZATION_RULES).exists() => PathBuf::from(DEFAULT_OPTIMIZATION_RULES),
+        None => {
+            tracing::info!("no optimization rules (--optimization.rules-file): the controller is off");
+            return Ok(None);
+        }
+    };
+    match optimizer::load_file(&path) {
+        Ok(r) => {
+            tracing::info!(file = %path.display(), "optimization rules loaded");
+            Ok(Some(r))
+        }
+        Err(e) => anyhow::bail!("loading optimization rules:\n{e}"),
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -440,10 +514,88 @@ fn check_config(files: &[PathBuf]) -> Result<ExitCode> {
     })
 }
 
+/// Prometheus rule files go through the rules loader; a file whose top level has no `groups`
+/// but the optimization keys (`gates`, `protocols`, `nodes`) is checked as optimization rules.
 fn check_rules(files: &[PathBuf]) -> Result<ExitCode> {
-    let (report, ok) = rules::file::check_rules_report(files);
-    print!("{report}");
+    let mut ok = true;
+    let mut prometheus_files = Vec::new();
+    for f in files {
+        if is_optimization_file(f) {
+            match optimizer::load_file(f) {
+                Ok(r) => println!("Checking {}\n  SUCCESS: optimization rules for {} protocols, {} nodes", f.display(), r.protocols.len(), r.nodes.len()),
+                Err(e) => {
+                    ok = false;
+                    println!("Checking {}\n  FAILED:\n{e}", f.display());
+                }
+            }
+        } else {
+            prometheus_files.push(f.clone());
+        }
+    }
+    if !prometheus_files.is_empty() {
+        let (report, rules_ok) = rules::file::check_rules_report(&prometheus_files);
+        print!("{report}");
+        ok &= rules_ok;
+    }
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn is_optimization_file(path: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(path) else { return false };
+    let Ok(serde_yaml::Value::Mapping(top)) = serde_yaml::from_str::<serde_yaml::Value>(&text) else { return false };
+    let has = |k: &str| top.contains_key(serde_yaml::Value::String(k.into()));
+    !has("groups") && (has("gates") || has("protocols") || has("nodes"))
+}
+
+fn plan(args: PlanArgs) -> Result<ExitCode> {
+    let config = match &args.config_file {
+        Some(p) => match config::load_file(p) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("{e}");
+                return Ok(ExitCode::FAILURE);
+            }
+        },
+        None => config::demo(),
+    };
+    let rules = optimizer::load_file(&args.optimization_rules_file)
+        .map_err(|e| anyhow::anyhow!("loading optimization rules:\n{e}"))?;
+    // A running `run` owns --storage.path: read a private copy, so nothing there changes.
+    let copy = std::env::temp_dir().join(format!("depin-orcha-plan-{}", std::process::id()));
+    let (db, history) = if args.storage_path.is_dir() {
+        copy_dir(&args.storage_path, &copy).with_context(|| format!("copying {}", args.storage_path.display()))?;
+        let db = tsdb::Db::open(tsdb::Options { path: Some(copy.clone()), ..Default::default() })
+            .with_context(|| format!("opening a copy of {}", args.storage_path.display()))?;
+        (db, Some(copy.clone()))
+    } else {
+        (tsdb::Db::in_memory(), None)
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let report = runtime.block_on(reallocation::plan_command(
+        &config,
+        rules,
+        Arc::new(db),
+        Arc::new(clock::WallClock),
+        history.as_deref(),
+    ));
+    let _ = std::fs::remove_dir_all(&copy);
+    let report = report.context("planning")?;
+    match args.output {
+        Output::Text => print!("{report}"),
+        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name()))?;
+        }
+    }
+    Ok(())
 }
 
 fn test_rules(files: &[PathBuf]) -> Result<ExitCode> {
