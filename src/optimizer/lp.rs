@@ -1,4 +1,5 @@
-//! The exact solver: the linear program of the module doc (hypograph of each concave curve,
+//! The exact solver: the linear program of the module doc (each concave curve as its
+//! segments filled in order, the minimum over a together group as one bound per member,
 //! capacity per resource, ranges per node), solved with `microlp`. Amounts are scaled to
 //! fractions of capacity and earnings to the problem's total ceiling so that every coefficient
 //! stays near 1, as the solver asks.
@@ -65,64 +66,85 @@ pub fn solve(problem: &Problem) -> Result<BTreeMap<String, Allocation>, SolveErr
     }
 
     let mut lp = Lp::new(OptimizationDirection::Maximize);
-    // Per node and resource: (grant, release) in capacity fractions, when the resource moves.
-    let mut vars: Vec<[Option<(Variable, Variable)>; 4]> = Vec::with_capacity(problem.models.len());
+    // Per node and resource that moves: (grant p, release q) in capacity fractions.
+    let mut moves: Vec<[Option<(Variable, Variable)>; 4]> =
+        Vec::with_capacity(problem.models.len());
+    // Per resource: the capacity row's terms.
+    let mut cap_terms: [Vec<(Variable, f64)>; 4] = Default::default();
     for m in &problem.models {
         let mut per = [None; 4];
         for (i, r) in Resource::ALL.into_iter().enumerate() {
             if !m.moves(r) {
                 continue;
             }
-            let u = unit.get(r);
-            let cur = m.current.get(r);
-            let (lo, hi) = (m.lower.get(r), m.upper.get(r));
-            // a = cur + p − q must land in [lo, hi]; a current value outside the range forces
-            // a grant (below lo) or a release (above hi).
-            let up = ((hi - cur) / u).max(0.0);
-            let down = ((cur - lo) / u).max(0.0);
-            let must_up = ((lo - cur) / u).max(0.0);
-            let must_down = ((cur - hi) / u).max(0.0);
-            let p = lp.add_var(-MOVE_PENALTY, (must_up, up));
-            let q = lp.add_var(-MOVE_PENALTY, (must_down, down));
+            let (u, cur) = (unit.get(r), m.current.get(r));
+            let p = lp.add_var(-MOVE_PENALTY, (0.0, (m.upper.get(r) - cur).max(0.0) / u));
+            let q = lp.add_var(-MOVE_PENALTY, (0.0, (cur - m.lower.get(r)).max(0.0) / u));
+            cap_terms[i].push((p, 1.0));
+            cap_terms[i].push((q, -1.0));
             per[i] = Some((p, q));
         }
-        vars.push(per);
+        moves.push(per);
     }
-    for (m, per) in problem.models.iter().zip(&vars) {
+    for (m, per) in problem.models.iter().zip(&moves) {
+        let value_coef = m.scale / ceiling;
         for g in &m.groups {
-            let e = lp.add_var(m.scale * g.weight / ceiling, (0.0, f64::INFINITY));
+            // A group of one resource earns its curve directly; a group of several earns e,
+            // bounded by each member's curve (e ≤ min_r h_r).
+            let together = g.curves.len() > 1;
+            let e = together.then(|| lp.add_var(value_coef * g.weight, (0.0, f64::INFINITY)));
             for c in &g.curves {
                 let r = c.resource;
                 let idx = Resource::ALL.iter().position(|x| *x == r).unwrap_or(0);
-                let cur = m.current.get(r);
-                let u = unit.get(r);
-                // e ≤ α + β·(cur + u·(p − q))  ⇔  e − β·u·p + β·u·q ≤ α + β·cur
-                for (alpha, beta) in c.curve.lines_within(m.lower.get(r), m.upper.get(r)) {
-                    let rhs = alpha + beta * cur;
-                    match per[idx] {
-                        Some((p, q)) if beta != 0.0 => lp.add_constraint(
-                            [(e, 1.0), (p, -beta * u), (q, beta * u)],
+                let (lo, hi) = (m.lower.get(r), m.upper.get(r));
+                let base = c.curve.value(lo);
+                let Some((p, q)) = per[idx] else {
+                    // Fixed: the curve is a constant; it bounds e in a group.
+                    if let Some(e) = e {
+                        lp.add_constraint(
+                            [(e, 1.0)],
                             ComparisonOp::Le,
-                            rhs,
-                        ),
-                        _ => lp.add_constraint([(e, 1.0)], ComparisonOp::Le, rhs),
+                            c.curve.value(m.current.get(r)),
+                        );
                     }
+                    continue;
+                };
+                let u = unit.get(r);
+                // a = lo + Σ δ = current + u·(p − q)  ⇔  Σ δ/u − p + q = (current − lo)/u
+                let mut link: Vec<(Variable, f64)> = vec![(p, -1.0), (q, 1.0)];
+                let mut rise: Vec<(Variable, f64)> = Vec::new();
+                for (len, slope) in c.curve.segments_within(lo, hi) {
+                    let obj = if together {
+                        0.0
+                    } else {
+                        value_coef * g.weight * slope * u
+                    };
+                    let d = lp.add_var(obj, (0.0, len / u));
+                    link.push((d, 1.0));
+                    if slope != 0.0 {
+                        rise.push((d, -slope * u));
+                    }
+                }
+                lp.add_constraint(
+                    link.as_slice(),
+                    ComparisonOp::Eq,
+                    (m.current.get(r) - lo) / u,
+                );
+                if let Some(e) = e {
+                    // e ≤ h(lo) + Σ slope·δ
+                    rise.push((e, 1.0));
+                    lp.add_constraint(rise.as_slice(), ComparisonOp::Le, base);
                 }
             }
         }
     }
     for (i, r) in Resource::ALL.into_iter().enumerate() {
-        let held: f64 = problem.models.iter().map(|m| m.current.get(r)).sum();
-        let terms: Vec<(Variable, f64)> = vars
-            .iter()
-            .filter_map(|per| per[i])
-            .flat_map(|(p, q)| [(p, 1.0), (q, -1.0)])
-            .collect();
-        if terms.is_empty() {
+        if cap_terms[i].is_empty() {
             continue;
         }
+        let held: f64 = problem.models.iter().map(|m| m.current.get(r)).sum();
         let rhs = (problem.available.get(r) - held) / unit.get(r);
-        lp.add_constraint(terms.as_slice(), ComparisonOp::Le, rhs);
+        lp.add_constraint(cap_terms[i].as_slice(), ComparisonOp::Le, rhs);
     }
     let outcome = lp.solve().map_err(|e| match e {
         microlp::Error::Infeasible => SolveError::Infeasible(
@@ -134,7 +156,7 @@ pub fn solve(problem: &Problem) -> Result<BTreeMap<String, Allocation>, SolveErr
         .into_solution()
         .map_err(|_| SolveError::Solver("the solve was interrupted".into()))?;
     let mut out = BTreeMap::new();
-    for (m, per) in problem.models.iter().zip(&vars) {
+    for (m, per) in problem.models.iter().zip(&moves) {
         let mut a = m.current;
         for (i, r) in Resource::ALL.into_iter().enumerate() {
             if let Some((p, q)) = per[i] {

@@ -127,6 +127,27 @@ impl Curve {
         out
     }
 
+    /// The pieces of the curve between `lo` and `hi` as `(length, slope)`, in order, with the
+    /// flat part after the last point when `hi` reaches past it: `value(lo) + Σ slope·δ` with
+    /// each `δ ∈ [0, length]` filled in order is the curve on `[lo, hi]`. Concavity (falling
+    /// slopes) is what makes a maximiser fill them in order.
+    pub fn segments_within(&self, lo: f64, hi: f64) -> Vec<(f64, f64)> {
+        let mut out = Vec::new();
+        for w in self.points.windows(2) {
+            let ((x0, y0), (x1, y1)) = (w[0], w[1]);
+            let (a, b) = (x0.max(lo), x1.min(hi));
+            if b > a {
+                out.push((b - a, (y1 - y0) / (x1 - x0)));
+            }
+        }
+        let xl = self.points[self.points.len() - 1].0;
+        let start = xl.max(lo);
+        if hi > start {
+            out.push((hi - start, 0.0));
+        }
+        out
+    }
+
     /// The curve's value at `x`: linear between points, flat after the last, the first
     /// segment's line before 0.
     pub fn value(&self, x: f64) -> f64 {
@@ -641,6 +662,22 @@ mod tests {
                 .map(|(a, b)| a + b * x)
                 .fold(f64::INFINITY, f64::min);
             assert!((v - c.value(x)).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn segments_within_a_range_add_up_to_the_curve() {
+        let c = Curve::marginal(1.0, &[]);
+        for (lo, hi) in [(0.0, 10.0), (0.3, 1.7), (2.0, 2.0), (5.0, 9.0)] {
+            let segs = c.segments_within(lo, hi);
+            let len: f64 = segs.iter().map(|s| s.0).sum();
+            let rise: f64 = segs.iter().map(|s| s.0 * s.1).sum();
+            assert!((len - (hi - lo)).abs() < 1e-12, "{lo} {hi}");
+            assert!(
+                (c.value(lo) + rise - c.value(hi)).abs() < 1e-12,
+                "{lo} {hi}"
+            );
+            assert!(segs.windows(2).all(|w| w[0].1 >= w[1].1), "slopes fall");
         }
     }
 
