@@ -66,28 +66,14 @@ pub fn solve(problem: &Problem) -> Result<BTreeMap<String, Allocation>, SolveErr
     }
 
     let mut lp = Lp::new(OptimizationDirection::Maximize);
-    // Per node and resource that moves: (grant p, release q) in capacity fractions.
-    let mut moves: Vec<[Option<(Variable, Variable)>; 4]> =
-        Vec::with_capacity(problem.models.len());
-    // Per resource: the capacity row's terms.
+    // Per node and moving resource: the δ variables whose sum (in capacity fractions) is the
+    // allocation above the lower bound. The first curve of a resource defines them; another
+    // curve of the same resource (a hand-built problem may have one) is linked to them.
+    let mut primary: Vec<[Option<Vec<Variable>>; 4]> = Vec::with_capacity(problem.models.len());
     let mut cap_terms: [Vec<(Variable, f64)>; 4] = Default::default();
     for m in &problem.models {
-        let mut per = [None; 4];
-        for (i, r) in Resource::ALL.into_iter().enumerate() {
-            if !m.moves(r) {
-                continue;
-            }
-            let (u, cur) = (unit.get(r), m.current.get(r));
-            let p = lp.add_var(-MOVE_PENALTY, (0.0, (m.upper.get(r) - cur).max(0.0) / u));
-            let q = lp.add_var(-MOVE_PENALTY, (0.0, (cur - m.lower.get(r)).max(0.0) / u));
-            cap_terms[i].push((p, 1.0));
-            cap_terms[i].push((q, -1.0));
-            per[i] = Some((p, q));
-        }
-        moves.push(per);
-    }
-    for (m, per) in problem.models.iter().zip(&moves) {
         let value_coef = m.scale / ceiling;
+        let mut own: [Option<Vec<Variable>>; 4] = Default::default();
         for g in &m.groups {
             // A group of one resource earns its curve directly; a group of several earns e,
             // bounded by each member's curve (e ≤ min_r h_r).
@@ -95,10 +81,8 @@ pub fn solve(problem: &Problem) -> Result<BTreeMap<String, Allocation>, SolveErr
             let e = together.then(|| lp.add_var(value_coef * g.weight, (0.0, f64::INFINITY)));
             for c in &g.curves {
                 let r = c.resource;
-                let idx = Resource::ALL.iter().position(|x| *x == r).unwrap_or(0);
-                let (lo, hi) = (m.lower.get(r), m.upper.get(r));
-                let base = c.curve.value(lo);
-                let Some((p, q)) = per[idx] else {
+                let idx = index(r);
+                if !m.moves(r) {
                     // Fixed: the curve is a constant; it bounds e in a group.
                     if let Some(e) = e {
                         lp.add_constraint(
@@ -108,43 +92,92 @@ pub fn solve(problem: &Problem) -> Result<BTreeMap<String, Allocation>, SolveErr
                         );
                     }
                     continue;
-                };
-                let u = unit.get(r);
-                // a = lo + Σ δ = current + u·(p − q)  ⇔  Σ δ/u − p + q = (current − lo)/u
-                let mut link: Vec<(Variable, f64)> = vec![(p, -1.0), (q, 1.0)];
+                }
+                let (lo, hi, u) = (m.lower.get(r), m.upper.get(r), unit.get(r));
+                let is_primary = own[idx].is_none();
+                let cur = m.current.get(r).clamp(lo, hi);
+                let mut vars = Vec::new();
                 let mut rise: Vec<(Variable, f64)> = Vec::new();
-                for (len, slope) in c.curve.segments_within(lo, hi) {
-                    let obj = if together {
+                let below = c
+                    .curve
+                    .segments_within(lo, cur)
+                    .into_iter()
+                    .map(|s| (s, 1.0));
+                let above = c
+                    .curve
+                    .segments_within(cur, hi)
+                    .into_iter()
+                    .map(|s| (s, -1.0));
+                for ((len, slope), side) in below.chain(above) {
+                    let earn = if together {
                         0.0
                     } else {
                         value_coef * g.weight * slope * u
                     };
-                    let d = lp.add_var(obj, (0.0, len / u));
-                    link.push((d, 1.0));
+                    // The tie-break −λ·|a − a⁰| as slopes: +λ for filling up to a⁰, −λ after.
+                    let tie = if is_primary { side * MOVE_PENALTY } else { 0.0 };
+                    let d = lp.add_var(earn + tie, (0.0, len / u));
+                    vars.push(d);
                     if slope != 0.0 {
                         rise.push((d, -slope * u));
                     }
                 }
-                lp.add_constraint(
-                    link.as_slice(),
-                    ComparisonOp::Eq,
-                    (m.current.get(r) - lo) / u,
-                );
                 if let Some(e) = e {
                     // e ≤ h(lo) + Σ slope·δ
                     rise.push((e, 1.0));
-                    lp.add_constraint(rise.as_slice(), ComparisonOp::Le, base);
+                    lp.add_constraint(rise.as_slice(), ComparisonOp::Le, c.curve.value(lo));
+                }
+                match &own[idx] {
+                    None => {
+                        cap_terms[idx].extend(vars.iter().map(|d| (*d, 1.0)));
+                        own[idx] = Some(vars);
+                    }
+                    Some(first) => {
+                        let link: Vec<(Variable, f64)> = vars
+                            .iter()
+                            .map(|d| (*d, 1.0))
+                            .chain(first.iter().map(|d| (*d, -1.0)))
+                            .collect();
+                        lp.add_constraint(link.as_slice(), ComparisonOp::Eq, 0.0);
+                    }
                 }
             }
         }
+        // A resource that may move but earns nothing for this node: only the tie-break.
+        for r in Resource::ALL {
+            let idx = index(r);
+            if own[idx].is_some() || !m.moves(r) {
+                continue;
+            }
+            let (lo, hi, u) = (m.lower.get(r), m.upper.get(r), unit.get(r));
+            let cur = m.current.get(r).clamp(lo, hi);
+            let d0 = lp.add_var(MOVE_PENALTY, (0.0, (cur - lo) / u));
+            let d1 = lp.add_var(-MOVE_PENALTY, (0.0, (hi - cur) / u));
+            cap_terms[idx].extend([(d0, 1.0), (d1, 1.0)]);
+            own[idx] = Some(vec![d0, d1]);
+        }
+        primary.push(own);
     }
-    for (i, r) in Resource::ALL.into_iter().enumerate() {
-        if cap_terms[i].is_empty() {
+    for r in Resource::ALL {
+        let idx = index(r);
+        if cap_terms[idx].is_empty() {
             continue;
         }
-        let held: f64 = problem.models.iter().map(|m| m.current.get(r)).sum();
-        let rhs = (problem.available.get(r) - held) / unit.get(r);
-        lp.add_constraint(cap_terms[i].as_slice(), ComparisonOp::Le, rhs);
+        // What the nodes hold without the δs: the lower bound of a moving resource, the
+        // current amount of a fixed one.
+        let base: f64 = problem
+            .models
+            .iter()
+            .map(|m| {
+                if m.moves(r) {
+                    m.lower.get(r)
+                } else {
+                    m.current.get(r)
+                }
+            })
+            .sum();
+        let rhs = (problem.available.get(r) - base) / unit.get(r);
+        lp.add_constraint(cap_terms[idx].as_slice(), ComparisonOp::Le, rhs);
     }
     let outcome = lp.solve().map_err(|e| match e {
         microlp::Error::Infeasible => SolveError::Infeasible(
@@ -156,15 +189,26 @@ pub fn solve(problem: &Problem) -> Result<BTreeMap<String, Allocation>, SolveErr
         .into_solution()
         .map_err(|_| SolveError::Solver("the solve was interrupted".into()))?;
     let mut out = BTreeMap::new();
-    for (m, per) in problem.models.iter().zip(&moves) {
+    for (m, own) in problem.models.iter().zip(&primary) {
         let mut a = m.current;
-        for (i, r) in Resource::ALL.into_iter().enumerate() {
-            if let Some((p, q)) = per[i] {
-                let v = m.current.get(r) + unit.get(r) * (sol.var_value(p) - sol.var_value(q));
+        for r in Resource::ALL {
+            if let Some(vars) = &own[index(r)] {
+                let filled: f64 = vars.iter().map(|d| sol.var_value(*d)).sum();
+                let v = m.lower.get(r) + unit.get(r) * filled;
                 a.set(r, v.clamp(m.lower.get(r), m.upper.get(r)));
             }
         }
         out.insert(m.node.clone(), a);
     }
     Ok(out)
+}
+
+/// The position of `r` in [`Resource::ALL`].
+fn index(r: Resource) -> usize {
+    match r {
+        Resource::CpuCores => 0,
+        Resource::MemoryBytes => 1,
+        Resource::DiskBytes => 2,
+        Resource::BandwidthBytesPerSecond => 3,
+    }
 }
