@@ -135,7 +135,7 @@ fn demo_plan_moves_unpriced_bandwidth_and_the_market_agrees() {
     // Grass earns no USD: it gives bandwidth away, down to its bound at most.
     let grass = plan.target["grass"].bandwidth_bytes_per_second;
     assert!(
-        grass < 2e6 && grass >= 0.5e6 - 1.0,
+        (0.5e6 - 1.0..2e6).contains(&grass),
         "grass keeps {grass}\n{text}"
     );
     // Releases come before grants.

@@ -2,6 +2,8 @@
 //! confidence of each node's `value_per_hour` from its recent history (the formula is in the
 //! `optimizer` module doc).
 
+use std::collections::HashMap;
+
 use super::{CurrentNode, Inputs, LeftOut, NodeInputs, OptimizationRules, Query};
 use crate::adapters::{Allocation, Resource, Resources};
 use crate::labels::Labels;
@@ -38,13 +40,15 @@ pub fn gather_inputs(
         }
     }
     let mut seen = std::collections::BTreeSet::new();
+    // A protocol's expression serves all its nodes: evaluate it once per plan.
+    let mut cache = Cache::default();
     let mut nodes = Vec::new();
     let mut left_out = Vec::new();
     for c in current {
         if !seen.insert(c.node.as_str()) {
             return Err(GatherError::DuplicateNode(c.node.clone()));
         }
-        match gather_node(rules, db, engine, ts_ms, c) {
+        match gather_node(rules, db, engine, ts_ms, c, &mut cache) {
             Ok(n) => nodes.push(n),
             Err(reason) => left_out.push(LeftOut {
                 node: c.node.clone(),
@@ -61,12 +65,34 @@ pub fn gather_inputs(
     })
 }
 
+/// Results by (key path, history?): the same key path is the same expression.
+type Cache = HashMap<(String, bool), Result<Value, String>>;
+
+/// Evaluates `expr` (the query at `path`, or its history) once per plan.
+fn cached<'a>(
+    cache: &'a mut Cache,
+    engine: &Engine,
+    db: &dyn Queryable,
+    path: &str,
+    history: bool,
+    expr: &crate::promql::Expr,
+    ts_ms: i64,
+) -> &'a Result<Value, String> {
+    cache.entry((path.to_string(), history)).or_insert_with(|| {
+        engine
+            .instant_query(db, expr, ts_ms)
+            .map(|r| r.value)
+            .map_err(|e| format!("{path}: the query failed: {e}"))
+    })
+}
+
 fn gather_node(
     rules: &OptimizationRules,
     db: &dyn Queryable,
     engine: &Engine,
     ts_ms: i64,
     c: &CurrentNode,
+    cache: &mut Cache,
 ) -> Result<NodeInputs, String> {
     let rule = rules.for_node(&c.node, &c.protocol).ok_or_else(|| {
         format!(
@@ -80,24 +106,29 @@ fn gather_node(
             c.node, c.protocol
         )
     })?;
-    let value_per_hour = required(engine, db, vq, ts_ms, &c.node)?;
+    let value_per_hour = required(cache, engine, db, vq, ts_ms, &c.node)?;
     let demand = match &rule.demand {
-        Some(q) => required(engine, db, q, ts_ms, &c.node)?,
+        Some(q) => required(cache, engine, db, q, ts_ms, &c.node)?,
         None => 1.0,
     };
     let mut usage: Resources<Option<f64>> = Resources::default();
     for (r, q) in &rule.usage {
         // Usage only shapes the knee; without it the model assumes a saturation.
-        usage.set(*r, evaluate(engine, db, q, ts_ms, &c.node).ok().flatten());
+        usage.set(
+            *r,
+            evaluate(cache, engine, db, q, ts_ms, &c.node)
+                .ok()
+                .flatten(),
+        );
     }
     let mut demand_cap: Resources<Option<f64>> = Resources::default();
     for (r, resp) in &rule.response {
         if let Some(q) = &resp.demand_cap {
-            demand_cap.set(*r, Some(required(engine, db, q, ts_ms, &c.node)?));
+            demand_cap.set(*r, Some(required(cache, engine, db, q, ts_ms, &c.node)?));
         }
     }
     let (cv, samples) = match &vq.history {
-        Some(h) => history_cv(engine, db, h, ts_ms, &c.node),
+        Some(h) => history_cv(cache, engine, db, &vq.path, h, ts_ms, &c.node),
         None => (None, 0),
     };
     let conf = &rules.confidence;
@@ -130,13 +161,14 @@ pub fn confidence_from_cv(cv: f64, cv_half: f64) -> f64 {
 
 /// The estimator's value for `node`, or why there is none.
 fn required(
+    cache: &mut Cache,
     engine: &Engine,
     db: &dyn Queryable,
     q: &Query,
     ts_ms: i64,
     node: &str,
 ) -> Result<f64, String> {
-    match evaluate(engine, db, q, ts_ms, node)? {
+    match evaluate(cache, engine, db, q, ts_ms, node)? {
         Some(v) => Ok(v),
         None => Err(format!(
             "{} returned nothing for this node at this time (no data yet?)",
@@ -158,19 +190,18 @@ fn pick<'a, T>(items: &'a [T], labels: impl Fn(&T) -> &Labels, node: &str) -> Op
 }
 
 fn evaluate(
+    cache: &mut Cache,
     engine: &Engine,
     db: &dyn Queryable,
     q: &Query,
     ts_ms: i64,
     node: &str,
 ) -> Result<Option<f64>, String> {
-    let res = engine
-        .instant_query(db, &q.expr, ts_ms)
-        .map_err(|e| format!("{}: the query failed: {e}", q.path))?;
-    let v = match &res.value {
-        Value::Scalar { v, .. } => Some(*v),
-        Value::Vector(vec) => pick(vec, |s| &s.labels, node).map(|s| s.v),
-        _ => None,
+    let v = match cached(cache, engine, db, &q.path, false, &q.expr, ts_ms) {
+        Err(e) => return Err(e.clone()),
+        Ok(Value::Scalar { v, .. }) => Some(*v),
+        Ok(Value::Vector(vec)) => pick(vec, |s| &s.labels, node).map(|s| s.v),
+        Ok(_) => None,
     };
     Ok(v.filter(|x| x.is_finite()))
 }
@@ -178,19 +209,18 @@ fn evaluate(
 /// Coefficient of variation and number of points of the history subquery for `node`; None
 /// when there are no points or the mean is 0 while the values move.
 fn history_cv(
+    cache: &mut Cache,
     engine: &Engine,
     db: &dyn Queryable,
+    path: &str,
     h: &crate::promql::Expr,
     ts_ms: i64,
     node: &str,
 ) -> (Option<f64>, usize) {
-    let Ok(res) = engine.instant_query(db, h, ts_ms) else {
+    let Ok(Value::Matrix(m)) = cached(cache, engine, db, path, true, h, ts_ms) else {
         return (None, 0);
     };
-    let Value::Matrix(m) = res.value else {
-        return (None, 0);
-    };
-    let Some(series) = pick(&m, |s| &s.labels, node) else {
+    let Some(series) = pick(m, |s| &s.labels, node) else {
         return (None, 0);
     };
     let xs: Vec<f64> = series

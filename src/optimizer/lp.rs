@@ -1,4 +1,5 @@
-//! The exact solver: the linear program of the module doc (hypograph of each concave curve,
+//! The exact solver: the linear program of the module doc (each concave curve as its
+//! segments filled in order, the minimum over a together group as one bound per member,
 //! capacity per resource, ranges per node), solved with `microlp`. Amounts are scaled to
 //! fractions of capacity and earnings to the problem's total ceiling so that every coefficient
 //! stays near 1, as the solver asks.
@@ -65,64 +66,118 @@ pub fn solve(problem: &Problem) -> Result<BTreeMap<String, Allocation>, SolveErr
     }
 
     let mut lp = Lp::new(OptimizationDirection::Maximize);
-    // Per node and resource: (grant, release) in capacity fractions, when the resource moves.
-    let mut vars: Vec<[Option<(Variable, Variable)>; 4]> = Vec::with_capacity(problem.models.len());
+    // Per node and moving resource: the δ variables whose sum (in capacity fractions) is the
+    // allocation above the lower bound. The first curve of a resource defines them; another
+    // curve of the same resource (a hand-built problem may have one) is linked to them.
+    let mut primary: Vec<[Option<Vec<Variable>>; 4]> = Vec::with_capacity(problem.models.len());
+    let mut cap_terms: [Vec<(Variable, f64)>; 4] = Default::default();
     for m in &problem.models {
-        let mut per = [None; 4];
-        for (i, r) in Resource::ALL.into_iter().enumerate() {
-            if !m.moves(r) {
-                continue;
-            }
-            let u = unit.get(r);
-            let cur = m.current.get(r);
-            let (lo, hi) = (m.lower.get(r), m.upper.get(r));
-            // a = cur + p − q must land in [lo, hi]; a current value outside the range forces
-            // a grant (below lo) or a release (above hi).
-            let up = ((hi - cur) / u).max(0.0);
-            let down = ((cur - lo) / u).max(0.0);
-            let must_up = ((lo - cur) / u).max(0.0);
-            let must_down = ((cur - hi) / u).max(0.0);
-            let p = lp.add_var(-MOVE_PENALTY, (must_up, up));
-            let q = lp.add_var(-MOVE_PENALTY, (must_down, down));
-            per[i] = Some((p, q));
-        }
-        vars.push(per);
-    }
-    for (m, per) in problem.models.iter().zip(&vars) {
+        let value_coef = m.scale / ceiling;
+        let mut own: [Option<Vec<Variable>>; 4] = Default::default();
         for g in &m.groups {
-            let e = lp.add_var(m.scale * g.weight / ceiling, (0.0, f64::INFINITY));
+            // A group of one resource earns its curve directly; a group of several earns e,
+            // bounded by each member's curve (e ≤ min_r h_r).
+            let together = g.curves.len() > 1;
+            let e = together.then(|| lp.add_var(value_coef * g.weight, (0.0, f64::INFINITY)));
             for c in &g.curves {
                 let r = c.resource;
-                let idx = Resource::ALL.iter().position(|x| *x == r).unwrap_or(0);
-                let cur = m.current.get(r);
-                let u = unit.get(r);
-                // e ≤ α + β·(cur + u·(p − q))  ⇔  e − β·u·p + β·u·q ≤ α + β·cur
-                for (alpha, beta) in c.curve.lines_within(m.lower.get(r), m.upper.get(r)) {
-                    let rhs = alpha + beta * cur;
-                    match per[idx] {
-                        Some((p, q)) if beta != 0.0 => lp.add_constraint(
-                            [(e, 1.0), (p, -beta * u), (q, beta * u)],
+                let idx = index(r);
+                if !m.moves(r) {
+                    // Fixed: the curve is a constant; it bounds e in a group.
+                    if let Some(e) = e {
+                        lp.add_constraint(
+                            [(e, 1.0)],
                             ComparisonOp::Le,
-                            rhs,
-                        ),
-                        _ => lp.add_constraint([(e, 1.0)], ComparisonOp::Le, rhs),
+                            c.curve.value(m.current.get(r)),
+                        );
+                    }
+                    continue;
+                }
+                let (lo, hi, u) = (m.lower.get(r), m.upper.get(r), unit.get(r));
+                let is_primary = own[idx].is_none();
+                let cur = m.current.get(r).clamp(lo, hi);
+                let mut vars = Vec::new();
+                let mut rise: Vec<(Variable, f64)> = Vec::new();
+                let below = c
+                    .curve
+                    .segments_within(lo, cur)
+                    .into_iter()
+                    .map(|s| (s, 1.0));
+                let above = c
+                    .curve
+                    .segments_within(cur, hi)
+                    .into_iter()
+                    .map(|s| (s, -1.0));
+                for ((len, slope), side) in below.chain(above) {
+                    let earn = if together {
+                        0.0
+                    } else {
+                        value_coef * g.weight * slope * u
+                    };
+                    // The tie-break −λ·|a − a⁰| as slopes: +λ for filling up to a⁰, −λ after.
+                    let tie = if is_primary { side * MOVE_PENALTY } else { 0.0 };
+                    let d = lp.add_var(earn + tie, (0.0, len / u));
+                    vars.push(d);
+                    if slope != 0.0 {
+                        rise.push((d, -slope * u));
+                    }
+                }
+                if let Some(e) = e {
+                    // e ≤ h(lo) + Σ slope·δ
+                    rise.push((e, 1.0));
+                    lp.add_constraint(rise.as_slice(), ComparisonOp::Le, c.curve.value(lo));
+                }
+                match &own[idx] {
+                    None => {
+                        cap_terms[idx].extend(vars.iter().map(|d| (*d, 1.0)));
+                        own[idx] = Some(vars);
+                    }
+                    Some(first) => {
+                        let link: Vec<(Variable, f64)> = vars
+                            .iter()
+                            .map(|d| (*d, 1.0))
+                            .chain(first.iter().map(|d| (*d, -1.0)))
+                            .collect();
+                        lp.add_constraint(link.as_slice(), ComparisonOp::Eq, 0.0);
                     }
                 }
             }
         }
+        // A resource that may move but earns nothing for this node: only the tie-break.
+        for r in Resource::ALL {
+            let idx = index(r);
+            if own[idx].is_some() || !m.moves(r) {
+                continue;
+            }
+            let (lo, hi, u) = (m.lower.get(r), m.upper.get(r), unit.get(r));
+            let cur = m.current.get(r).clamp(lo, hi);
+            let d0 = lp.add_var(MOVE_PENALTY, (0.0, (cur - lo) / u));
+            let d1 = lp.add_var(-MOVE_PENALTY, (0.0, (hi - cur) / u));
+            cap_terms[idx].extend([(d0, 1.0), (d1, 1.0)]);
+            own[idx] = Some(vec![d0, d1]);
+        }
+        primary.push(own);
     }
-    for (i, r) in Resource::ALL.into_iter().enumerate() {
-        let held: f64 = problem.models.iter().map(|m| m.current.get(r)).sum();
-        let terms: Vec<(Variable, f64)> = vars
-            .iter()
-            .filter_map(|per| per[i])
-            .flat_map(|(p, q)| [(p, 1.0), (q, -1.0)])
-            .collect();
-        if terms.is_empty() {
+    for r in Resource::ALL {
+        let idx = index(r);
+        if cap_terms[idx].is_empty() {
             continue;
         }
-        let rhs = (problem.available.get(r) - held) / unit.get(r);
-        lp.add_constraint(terms.as_slice(), ComparisonOp::Le, rhs);
+        // What the nodes hold without the δs: the lower bound of a moving resource, the
+        // current amount of a fixed one.
+        let base: f64 = problem
+            .models
+            .iter()
+            .map(|m| {
+                if m.moves(r) {
+                    m.lower.get(r)
+                } else {
+                    m.current.get(r)
+                }
+            })
+            .sum();
+        let rhs = (problem.available.get(r) - base) / unit.get(r);
+        lp.add_constraint(cap_terms[idx].as_slice(), ComparisonOp::Le, rhs);
     }
     let outcome = lp.solve().map_err(|e| match e {
         microlp::Error::Infeasible => SolveError::Infeasible(
@@ -134,15 +189,26 @@ pub fn solve(problem: &Problem) -> Result<BTreeMap<String, Allocation>, SolveErr
         .into_solution()
         .map_err(|_| SolveError::Solver("the solve was interrupted".into()))?;
     let mut out = BTreeMap::new();
-    for (m, per) in problem.models.iter().zip(&vars) {
+    for (m, own) in problem.models.iter().zip(&primary) {
         let mut a = m.current;
-        for (i, r) in Resource::ALL.into_iter().enumerate() {
-            if let Some((p, q)) = per[i] {
-                let v = m.current.get(r) + unit.get(r) * (sol.var_value(p) - sol.var_value(q));
+        for r in Resource::ALL {
+            if let Some(vars) = &own[index(r)] {
+                let filled: f64 = vars.iter().map(|d| sol.var_value(*d)).sum();
+                let v = m.lower.get(r) + unit.get(r) * filled;
                 a.set(r, v.clamp(m.lower.get(r), m.upper.get(r)));
             }
         }
         out.insert(m.node.clone(), a);
     }
     Ok(out)
+}
+
+/// The position of `r` in [`Resource::ALL`].
+fn index(r: Resource) -> usize {
+    match r {
+        Resource::CpuCores => 0,
+        Resource::MemoryBytes => 1,
+        Resource::DiskBytes => 2,
+        Resource::BandwidthBytesPerSecond => 3,
+    }
 }

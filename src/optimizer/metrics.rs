@@ -52,3 +52,48 @@ impl OptimizerMetrics {
         self.plan_duration.observe(seconds);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus::{Encoder, TextEncoder};
+
+    #[test]
+    fn the_latest_plan_shows_on_metrics() {
+        let registry = Registry::new();
+        let m = OptimizerMetrics::register(&registry).expect("fresh registry");
+        let plan = Plan {
+            ts_ms: 0,
+            current: Default::default(),
+            target: Default::default(),
+            moves: Vec::new(),
+            current_usd_per_hour: 1.0,
+            target_usd_per_hour: 1.25,
+            expected_gain_usd_per_hour: 0.25,
+            improvement: 0.25,
+            confidence: 0.8,
+            switching_cost_usd: 0.0,
+            hold_hours: 1.0,
+            roi: None,
+            left_out: Vec::new(),
+            explanation: Vec::new(),
+        };
+        m.observe(&plan, 0.0004);
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&registry.gather(), &mut out)
+            .expect("encodes");
+        let text = String::from_utf8(out).expect("utf-8");
+        assert!(
+            text.contains("depin_optimizer_expected_gain_usd_per_hour 0.25"),
+            "{text}"
+        );
+        assert!(text.contains("depin_optimizer_confidence 0.8"), "{text}");
+        assert!(
+            text.contains("depin_optimizer_plan_duration_seconds_bucket{le=\"0.0005\"} 1"),
+            "{text}"
+        );
+        // A second registration in the same registry is refused, not silently doubled.
+        assert!(OptimizerMetrics::register(&registry).is_err());
+    }
+}

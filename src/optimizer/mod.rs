@@ -48,21 +48,27 @@
 //!
 //! The sum of concave functions and the minimum of concave functions are concave, so *E_i* is
 //! concave and the best split is a linear program (exact on this model, not an approximation
-//! of it):
+//! of it). Each curve on the node's range `[lo, hi]` is cut into its segments `k` (length
+//! `ℓ_k`, slope `s_k`; also cut at the current allocation *a⁰*), each filled by a variable
+//! `δ_k ∈ [0, ℓ_k]`, so that `a = lo + Σ_k δ_k`:
 //!
 //! ```text
-//! maximise   Σ_i C_i Σ_g w_g e_ig  −  λ Σ_ir (p_ir + m_ir) / cap_r
-//! subject to e_ig ≤ α_rk + β_rk · (a⁰_ir + p_ir − m_ir)     for every r ∈ g, every segment k
-//!            Σ_i (a⁰_ir + p_ir − m_ir) ≤ cap_r − reserve_r − fixed_r       for every r
-//!            lo_ir ≤ a⁰_ir + p_ir − m_ir ≤ hi_ir,  p, m ≥ 0
+//! maximise   Σ_i C_i [ Σ_{g single} w_g Σ_k s_k δ_ik + Σ_{g together} w_g e_ig ]
+//!              + λ Σ_ik ±δ_ik                      (+ below a⁰, − above: the tie-break)
+//! subject to e_ig ≤ h_r(lo_ir) + Σ_k s_rk δ_irk              for every r of a together group g
+//!            Σ_i (lo_ir + Σ_k δ_irk) ≤ cap_r − reserve_r − fixed_r          for every r
+//!            0 ≤ δ_irk ≤ ℓ_rk
 //! ```
 //!
-//! where *α + β·x* are the lines through each segment of *h_r* (a concave curve is the minimum
-//! of its segments' lines, so `e ≤` every line is `e ≤ h`), *p*/*m* the amount granted/released,
-//! `[lo, hi]` the node's `bounds` intersected with `a⁰ ± max_step`, and *fixed_r* what the
-//! nodes outside the plan hold. The small λ (10⁻⁶ of the current earnings per whole capacity
-//! moved) picks, among equally good splits, the one that moves least. Variables are scaled to
-//! fractions of capacity and earnings to the current total, so the solver sees numbers near 1.
+//! Slopes fall because the curve is concave, so a maximiser fills the segments in order and
+//! `h(lo) + Σ s·δ` is the curve at the allocation; the minimum over a group becomes one bound
+//! on *e* per member. `[lo, hi]` is the node's `bounds` intersected with `a⁰ ± max_step`, and
+//! *fixed_r* what the nodes outside the plan hold. The tie-break `−λ·|a − a⁰|` (λ = 10⁻⁶ of
+//! the total ceiling of earnings per whole capacity moved) becomes `+λ` on the segments up to
+//! *a⁰* and `−λ` after: among equally good splits, the one that moves least wins. Amounts are
+//! scaled to fractions of capacity and earnings to that ceiling, so the solver sees numbers
+//! near 1. With one row per together member and one per resource, 100 nodes make a few
+//! hundred rows.
 //!
 //! # Confidence
 //!

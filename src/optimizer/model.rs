@@ -127,6 +127,27 @@ impl Curve {
         out
     }
 
+    /// The pieces of the curve between `lo` and `hi` as `(length, slope)`, in order, with the
+    /// flat part after the last point when `hi` reaches past it: `value(lo) + Σ slope·δ` with
+    /// each `δ ∈ [0, length]` filled in order is the curve on `[lo, hi]`. Concavity (falling
+    /// slopes) is what makes a maximiser fill them in order.
+    pub fn segments_within(&self, lo: f64, hi: f64) -> Vec<(f64, f64)> {
+        let mut out = Vec::new();
+        for w in self.points.windows(2) {
+            let ((x0, y0), (x1, y1)) = (w[0], w[1]);
+            let (a, b) = (x0.max(lo), x1.min(hi));
+            if b > a {
+                out.push((b - a, (y1 - y0) / (x1 - x0)));
+            }
+        }
+        let xl = self.points[self.points.len() - 1].0;
+        let start = xl.max(lo);
+        if hi > start {
+            out.push((hi - start, 0.0));
+        }
+        out
+    }
+
     /// The curve's value at `x`: linear between points, flat after the last, the first
     /// segment's line before 0.
     pub fn value(&self, x: f64) -> f64 {
@@ -645,6 +666,22 @@ mod tests {
     }
 
     #[test]
+    fn segments_within_a_range_add_up_to_the_curve() {
+        let c = Curve::marginal(1.0, &[]);
+        for (lo, hi) in [(0.0, 10.0), (0.3, 1.7), (2.0, 2.0), (5.0, 9.0)] {
+            let segs = c.segments_within(lo, hi);
+            let len: f64 = segs.iter().map(|s| s.0).sum();
+            let rise: f64 = segs.iter().map(|s| s.0 * s.1).sum();
+            assert!((len - (hi - lo)).abs() < 1e-12, "{lo} {hi}");
+            assert!(
+                (c.value(lo) + rise - c.value(hi)).abs() < 1e-12,
+                "{lo} {hi}"
+            );
+            assert!(segs.windows(2).all(|w| w[0].1 >= w[1].1), "slopes fall");
+        }
+    }
+
+    #[test]
     fn cap_flattens() {
         let c = Curve::marginal(1.0, &[]).capped(0.6);
         assert_eq!(c.value(5.0), c.value(0.6));
@@ -660,5 +697,118 @@ mod tests {
         assert!(starved < 0.2 && idle > 3.0, "{starved} {idle}");
         let z = knee_ratio_for_saturation(0.5);
         assert!((elasticity(z) - 0.5).abs() < 1e-9);
+    }
+
+    fn rules(text: &str) -> OptimizationRules {
+        crate::optimizer::parse_str(text, "t.yml").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn golem_inputs(cpu: f64, mem: f64, usage_cpu: Option<f64>) -> Inputs {
+        let gib = 1073741824.0;
+        Inputs {
+            ts_ms: 0,
+            host_capacity: Resources {
+                cpu_cores: 8.0,
+                memory_bytes: 16.0 * gib,
+                disk_bytes: 1e12,
+                bandwidth_bytes_per_second: 1e7,
+            },
+            nodes: vec![NodeInputs {
+                node: "golem".into(),
+                protocol: "golem".into(),
+                current: Resources {
+                    cpu_cores: cpu,
+                    memory_bytes: mem * gib,
+                    disk_bytes: 0.0,
+                    bandwidth_bytes_per_second: 0.0,
+                },
+                value_per_hour: 0.02,
+                demand: 1.5,
+                usage: Resources {
+                    cpu_cores: usage_cpu,
+                    ..Resources::default()
+                },
+                demand_cap: Resources::default(),
+                cv: Some(0.1),
+                history_samples: 12,
+                confidence: 0.7,
+            }],
+            left_out: Vec::new(),
+        }
+    }
+
+    const GOLEM: &str = "gates: {max_step: {cpu_cores: 1}}\nnodes:\n  golem:\n    value_per_hour: '1'\n    response: {cpu_cores: marginal}\n    needs_together: [cpu_cores, memory_bytes]\n    bounds: {cpu_cores: [1, 6]}\n";
+
+    #[test]
+    fn fit_matches_current_earnings_and_ranges() {
+        let r = rules(GOLEM);
+        let (p, out) = build_problem(&r, &golem_inputs(5.0, 10.0, Some(2.5)));
+        assert!(out.is_empty(), "{out:?}");
+        let m = &p.models[0];
+        // The model earns value_per_hour × demand at the current allocation.
+        assert!((m.value(&m.current) - 0.03).abs() < 1e-12);
+        // bounds [1, 6] ∩ 5 ± 1 core; memory has no step limit and no bound: 0 … capacity.
+        assert_eq!((m.lower.cpu_cores, m.upper.cpu_cores), (4.0, 6.0));
+        assert_eq!(m.upper.memory_bytes, 16.0 * 1073741824.0);
+        // Disk is not modelled for golem: it stays where it is.
+        assert_eq!(m.lower.disk_bytes, m.upper.disk_bytes);
+        // The current mix (5 cores : 10 GiB) is the ratio: more cores alone earn nothing.
+        let mut more_cpu = m.current;
+        more_cpu.cpu_cores = 6.0;
+        assert_eq!(m.value(&more_cpu), m.value(&m.current));
+        let mut both = more_cpu;
+        both.memory_bytes = 12.0 * 1073741824.0;
+        assert!(m.value(&both) > m.value(&m.current));
+        assert!(
+            m.notes.iter().any(|n| n.contains("saturation 0.50")),
+            "{:?}",
+            m.notes
+        );
+    }
+
+    #[test]
+    fn a_starved_node_gains_more_from_the_next_core_than_an_idle_one() {
+        let r = rules(GOLEM);
+        let gain = |usage: f64| {
+            let (p, _) = build_problem(&r, &golem_inputs(4.0, 8.0, Some(usage)));
+            let m = &p.models[0];
+            let mut a = m.current;
+            a.cpu_cores = 5.0;
+            a.memory_bytes = 10.0 * 1073741824.0;
+            m.value(&a) / m.value(&m.current) - 1.0
+        };
+        let (starved, idle) = (gain(3.9), gain(0.5));
+        assert!(starved > 2.0 * idle && idle > 0.0, "{starved} {idle}");
+    }
+
+    #[test]
+    fn a_node_outside_its_bounds_moves_towards_them_one_step() {
+        let r = rules(GOLEM);
+        let (p, _) = build_problem(&r, &golem_inputs(8.0, 16.0, None));
+        let m = &p.models[0];
+        assert_eq!((m.lower.cpu_cores, m.upper.cpu_cores), (7.0, 7.0));
+        assert!(
+            m.notes.iter().any(|n| n.contains("saturation assumed")),
+            "{:?}",
+            m.notes
+        );
+    }
+
+    #[test]
+    fn a_node_without_the_resources_of_its_group_is_left_out_with_the_reason() {
+        let r = rules(GOLEM);
+        let (p, out) = build_problem(&r, &golem_inputs(0.0, 8.0, None));
+        assert!(p.models.is_empty());
+        assert!(
+            out[0].reason.contains("give needs_together a ratio"),
+            "{out:?}"
+        );
+        // With a ratio the mix is known, but a knee cannot be fitted from zero cores.
+        let r = rules(&GOLEM.replace(
+            "needs_together: [cpu_cores, memory_bytes]",
+            "needs_together: {resources: [cpu_cores, memory_bytes], ratio: [1, 2GiB]}",
+        ));
+        let (_, out) = build_problem(&r, &golem_inputs(0.0, 8.0, None));
+        assert!(out[0].reason.contains("knee"), "{out:?}");
     }
 }
