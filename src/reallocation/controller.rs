@@ -79,11 +79,24 @@ pub trait Planner: Send + Sync {
 }
 
 /// The optimizer: [`optimizer::gather_inputs`], frozen nodes moved to `left_out`, then
-/// [`optimizer::plan`].
-pub struct OptimizerPlanner;
+/// [`optimizer::plan`]; each plan feeds the `depin_optimizer_*` metrics when they are
+/// registered.
+#[derive(Default)]
+pub struct OptimizerPlanner {
+    metrics: Option<optimizer::OptimizerMetrics>,
+}
+
+impl OptimizerPlanner {
+    /// A planner whose plans show in `registry` (expected gain, confidence, plan duration).
+    pub fn with_metrics(registry: &prometheus::Registry) -> Result<OptimizerPlanner, prometheus::Error> {
+        Ok(OptimizerPlanner { metrics: Some(optimizer::OptimizerMetrics::register(registry)?) })
+    }
+}
 
 impl Planner for OptimizerPlanner {
     fn plan(&self, i: &PlanInput<'_>) -> Result<Plan, String> {
+        // Wall time on purpose: the duration metric measures our own work, not market time.
+        let started = std::time::Instant::now();
         let mut inputs = optimizer::gather_inputs(
             i.rules,
             i.db,
@@ -105,7 +118,11 @@ impl Planner for OptimizerPlanner {
                 allocation: n.current,
             });
         }
-        Ok(optimizer::plan(i.rules, &inputs))
+        let plan = optimizer::plan(i.rules, &inputs);
+        if let Some(m) = &self.metrics {
+            m.observe(&plan, started.elapsed().as_secs_f64());
+        }
+        Ok(plan)
     }
 }
 

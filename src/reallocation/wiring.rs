@@ -144,7 +144,10 @@ pub fn build_controller(
             host_capacity: s.config.host.capacity,
         },
         nodes,
-        planner: Box::new(OptimizerPlanner),
+        planner: Box::new(
+            OptimizerPlanner::with_metrics(&s.registry)
+                .map_err(|e| ControllerError::Plan(format!("registering the optimizer metrics: {e}")))?,
+        ),
         health: s.health,
         db: s.db,
         engine: s.engine,
@@ -208,7 +211,7 @@ pub async fn plan_command(
             host_capacity: config.host.capacity,
         },
         nodes,
-        planner: Box::new(OptimizerPlanner),
+        planner: Box::new(OptimizerPlanner::default()),
         health,
         db,
         engine: Engine::default(),
