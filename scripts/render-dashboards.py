@@ -52,7 +52,9 @@ def fmt(v, unit, decimals=None):
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
     if unit == "currencyUSD":
-        d = 2 if decimals is None else decimals
+        # Grafana picks decimals from the magnitude when the panel sets none.
+        d = decimals if decimals is not None else (
+            2 if v == 0 or abs(v) >= 1 else min(6, max(2, 1 - math.floor(math.log10(abs(v))))))
         return f"${v:,.{d}f}"
     if unit == "percentunit":
         return f"{v * 100:.{0 if decimals is None else decimals}f}%" if decimals is not None else f"{v * 100:.3g}%"
@@ -163,6 +165,11 @@ def threshold_color(p, v):
     return COLORS.get(c, c)
 
 
+def no_data(p):
+    nv = p.get("fieldConfig", {}).get("defaults", {}).get("noValue")
+    return f'<div class="nodata">No data{html.escape(f" (shows: {nv})") if nv else ""}</div>'
+
+
 def draw_timeseries(p, results, w, h):
     d = p["fieldConfig"]["defaults"]
     unit = d.get("unit", "")
@@ -174,7 +181,7 @@ def draw_timeseries(p, results, w, h):
         for name, _, pts in series:
             lines.append((name, pts))
     if not lines:
-        return '<div class="nodata">No data</div>'
+        return no_data(p)
     stacked, cum = [], {}
     for name, pts in lines:
         ov = override_props(p, name)
@@ -213,6 +220,11 @@ def draw_timeseries(p, results, w, h):
         t_ = t0 + (t1 - t0) * i / 3
         svg.append(f'<text x="{X(t_):.1f}" y="{ph + 24}" text-anchor="middle">'
                    f'{time.strftime("%H:%M", time.gmtime(t_))}</text>')
+    if "line" in custom.get("thresholdsStyle", {}).get("mode", ""):
+        for st in d.get("thresholds", {}).get("steps", []):
+            v, col = st.get("value"), COLORS.get(st.get("color"), st.get("color"))
+            if v is not None and lo <= v <= hi and col != "transparent":
+                svg.append(f'<line x1="70" x2="{70 + pw}" y1="{Y(v):.1f}" y2="{Y(v):.1f}" stroke="{col}" stroke-dasharray="4 4"/>')
     legend_html = []
     for k, (name, pts, ov, stack) in enumerate(stacked):
         col = ov.get("color", {}).get("fixedColor")
@@ -247,7 +259,7 @@ def draw_stat(p, results, w, h):
     d = p["fieldConfig"]["defaults"]
     vals = [(name, pts[-1][1]) for _, series in results for name, _, pts in series if pts]
     if not vals:
-        return '<div class="nodata">No data</div>'
+        return no_data(p)
     bg = p.get("options", {}).get("colorMode") == "background"
     size = max(14, min(48, int(h / (len(vals) + 0.5) * 0.55), int(w / 7)))
     out = []
@@ -265,13 +277,14 @@ def draw_bargauge(p, results, w, h):
     d = p["fieldConfig"]["defaults"]
     vals = [(name, pts[-1][1]) for _, series in results for name, _, pts in series if pts]
     if not vals:
-        return '<div class="nodata">No data</div>'
+        return no_data(p)
     hi = d.get("max", max(v for _, v in vals) or 1)
     rows = []
     bh = max(10, min(28, int((h - 40) / len(vals)) - 6))
     for name, v in vals:
         frac = max(0.0, min(1.0, v / hi if hi else 0))
-        col = threshold_color(p, v)
+        fixed = override_props(p, name).get("color", {}).get("fixedColor")
+        col = COLORS.get(fixed, fixed) or threshold_color(p, v)
         rows.append(f'<div class="bg" style="height:{bh}px"><span class="bgname">{html.escape(name)}</span>'
                     f'<span class="bgbar"><i style="width:{frac * 100:.1f}%;background:{col}"></i></span>'
                     f'<span class="bgval" style="color:{col}">{html.escape(fmt(v, d.get("unit", ""), d.get("decimals")))}</span></div>')
@@ -281,7 +294,7 @@ def draw_bargauge(p, results, w, h):
 def draw_state_timeline(p, results, w, h):
     series = [(name, pts) for _, ss in results for name, _, pts in ss]
     if not series:
-        return '<div class="nodata">No data</div>'
+        return no_data(p)
     t0 = min(t for _, pts in series for t, _ in pts)
     t1 = max(t for _, pts in series for t, _ in pts)
     pw = w - 160
@@ -323,7 +336,7 @@ def draw_table(p, results, w, h):
             if k not in cols and not exclude.get(k):
                 cols.append(k)
     if not rows:
-        return '<div class="nodata">No data</div>'
+        return no_data(p)
     vcols = [c for c in cols if c.startswith("Value")]
     cols = [c for c in cols if not c.startswith("Value")] + vcols
     out = ['<table><tr>' + "".join(f"<th>{html.escape(rename.get(c, c))}</th>" for c in cols) + "</tr>"]
