@@ -65,16 +65,24 @@ fn dashboards() -> Vec<(String, Value)> {
         .map(|e| e.expect("dir entry").path())
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .map(|p| {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("?").to_string();
+            let name = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("?")
+                .to_string();
             let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{name}: {e}"));
-            let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: not JSON: {e}"));
+            let json =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: not JSON: {e}"));
             (name, json)
         })
         .collect();
     v.sort_by(|a, b| a.0.cmp(&b.0));
     let names: Vec<&str> = v.iter().map(|(n, _)| n.as_str()).collect();
     for want in ["controller.json", "node.json", "overview.json"] {
-        assert!(names.contains(&want), "grafana/dashboards/{want} is missing: {names:?}");
+        assert!(
+            names.contains(&want),
+            "grafana/dashboards/{want} is missing: {names:?}"
+        );
     }
     v
 }
@@ -106,7 +114,10 @@ struct Query {
 
 impl Query {
     fn what(&self) -> String {
-        format!("{} / {} / {}: {}", self.dashboard, self.owner, self.ref_id, self.expr)
+        format!(
+            "{} / {} / {}: {}",
+            self.dashboard, self.owner, self.ref_id, self.expr
+        )
     }
     fn known_empty(&self) -> Option<&'static str> {
         KNOWN_EMPTY
@@ -128,19 +139,29 @@ fn queries(name: &str, d: &Value) -> Vec<Query> {
     for p in panels(d) {
         let title = p["title"].as_str().unwrap_or("").to_string();
         for t in p["targets"].as_array().into_iter().flatten() {
-            let expr = t["expr"].as_str().unwrap_or_else(|| panic!("{name} / {title}: a target without expr"));
+            let expr = t["expr"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name} / {title}: a target without expr"));
             out.push(Query {
                 dashboard: name.into(),
                 owner: title.clone(),
                 ref_id: t["refId"].as_str().unwrap_or("").into(),
                 expr: expr.into(),
-                instant: t["instant"].as_bool().unwrap_or(false) && !t["range"].as_bool().unwrap_or(false),
+                instant: t["instant"].as_bool().unwrap_or(false)
+                    && !t["range"].as_bool().unwrap_or(false),
                 label: None,
             });
         }
     }
     for a in d["annotations"]["list"].as_array().into_iter().flatten() {
         if let Some(expr) = a["expr"].as_str() {
+            if let Some(t) = a["target"]["expr"].as_str() {
+                assert_eq!(
+                    t, expr,
+                    "{name}: annotation {}: target.expr differs from expr",
+                    a["name"]
+                );
+            }
             out.push(Query {
                 dashboard: name.into(),
                 owner: format!("annotation: {}", a["name"].as_str().unwrap_or("")),
@@ -155,8 +176,16 @@ fn queries(name: &str, d: &Value) -> Vec<Query> {
         if v["type"] != "query" {
             continue;
         }
-        let q = v["query"]["query"].as_str().or(v["query"].as_str()).unwrap_or("");
-        let (sel, label) = label_values(q).unwrap_or_else(|| panic!("{name}: variable {}: not label_values(selector, label): {q}", v["name"]));
+        let q = v["query"]["query"]
+            .as_str()
+            .or(v["query"].as_str())
+            .unwrap_or("");
+        let (sel, label) = label_values(q).unwrap_or_else(|| {
+            panic!(
+                "{name}: variable {}: not label_values(selector, label): {q}",
+                v["name"]
+            )
+        });
         out.push(Query {
             dashboard: name.into(),
             owner: format!("variable: {}", v["name"].as_str().unwrap_or("")),
@@ -216,8 +245,16 @@ fn dashboards_are_valid_grafana_json_models() {
     for (name, d) in dashboards() {
         let schema = d["schemaVersion"].as_u64().unwrap_or(0);
         assert!(schema >= 39, "{name}: schemaVersion {schema} < 39");
-        assert!(d["uid"].as_str().is_some_and(|u| !u.is_empty() && u.len() <= 40), "{name}: uid");
-        assert!(d["title"].as_str().is_some_and(|t| !t.is_empty()), "{name}: title");
+        assert!(
+            d["uid"]
+                .as_str()
+                .is_some_and(|u| !u.is_empty() && u.len() <= 40),
+            "{name}: uid"
+        );
+        assert!(
+            d["title"].as_str().is_some_and(|t| !t.is_empty()),
+            "{name}: title"
+        );
 
         // Variables: $datasource lists Prometheus data sources, $instance is a multi-value
         // query variable whose All matches series without an instance label too.
@@ -227,19 +264,35 @@ fn dashboards_are_valid_grafana_json_models() {
             .flatten()
             .map(|v| (v["name"].as_str().unwrap_or(""), v))
             .collect();
-        let ds = vars.get("datasource").unwrap_or_else(|| panic!("{name}: no $datasource variable"));
+        let ds = vars
+            .get("datasource")
+            .unwrap_or_else(|| panic!("{name}: no $datasource variable"));
         assert_eq!(ds["type"], "datasource", "{name}: $datasource");
-        assert_eq!(ds["query"], "prometheus", "{name}: $datasource lists Prometheus data sources");
-        let inst = vars.get("instance").unwrap_or_else(|| panic!("{name}: no $instance variable"));
+        assert_eq!(
+            ds["query"], "prometheus",
+            "{name}: $datasource lists Prometheus data sources"
+        );
+        let inst = vars
+            .get("instance")
+            .unwrap_or_else(|| panic!("{name}: no $instance variable"));
         assert_eq!(inst["type"], "query", "{name}: $instance");
         assert_eq!(inst["includeAll"], true, "{name}: $instance has All");
-        assert_eq!(inst["allValue"], ".*", "{name}: $instance's All must be .* (matches the absent label)");
+        assert_eq!(
+            inst["allValue"], ".*",
+            "{name}: $instance's All must be .* (matches the absent label)"
+        );
         if name == "node.json" {
-            assert!(vars.contains_key("node") && vars.contains_key("protocol"), "{name}: $node and $protocol");
+            assert!(
+                vars.contains_key("node") && vars.contains_key("protocol"),
+                "{name}: $node and $protocol"
+            );
         }
         for (vn, v) in &vars {
             if v["type"] == "query" {
-                assert_eq!(v["datasource"]["uid"], "${datasource}", "{name}: variable {vn} uses $datasource");
+                assert_eq!(
+                    v["datasource"]["uid"], "${datasource}",
+                    "{name}: variable {vn} uses $datasource"
+                );
             }
         }
 
@@ -249,13 +302,27 @@ fn dashboards_are_valid_grafana_json_models() {
         let mut boxes: Vec<(String, [i64; 4])> = Vec::new();
         for p in &ps {
             let title = p["title"].as_str().unwrap_or("").to_string();
-            let id = p["id"].as_i64().unwrap_or_else(|| panic!("{name} / {title}: no id"));
-            assert!(ids.insert(id), "{name}: panel id {id} is used twice ({title})");
+            let id = p["id"]
+                .as_i64()
+                .unwrap_or_else(|| panic!("{name} / {title}: no id"));
+            assert!(
+                ids.insert(id),
+                "{name}: panel id {id} is used twice ({title})"
+            );
             let g = &p["gridPos"];
-            let b = ["x", "y", "w", "h"].map(|k| g[k].as_i64().unwrap_or_else(|| panic!("{name} / {title}: gridPos.{k}")));
-            assert!(b[0] >= 0 && b[1] >= 0 && b[2] > 0 && b[3] > 0 && b[0] + b[2] <= 24, "{name} / {title}: gridPos {b:?} outside 24 columns");
+            let b = ["x", "y", "w", "h"].map(|k| {
+                g[k].as_i64()
+                    .unwrap_or_else(|| panic!("{name} / {title}: gridPos.{k}"))
+            });
+            assert!(
+                b[0] >= 0 && b[1] >= 0 && b[2] > 0 && b[3] > 0 && b[0] + b[2] <= 24,
+                "{name} / {title}: gridPos {b:?} outside 24 columns"
+            );
             for (other, o) in &boxes {
-                let overlap = b[0] < o[0] + o[2] && o[0] < b[0] + b[2] && b[1] < o[1] + o[3] && o[1] < b[1] + b[3];
+                let overlap = b[0] < o[0] + o[2]
+                    && o[0] < b[0] + b[2]
+                    && b[1] < o[1] + o[3]
+                    && o[1] < b[1] + b[3];
                 assert!(!overlap, "{name}: {title} {b:?} overlaps {other} {o:?}");
             }
             boxes.push((title.clone(), b));
@@ -263,11 +330,20 @@ fn dashboards_are_valid_grafana_json_models() {
             if !targets.is_empty() {
                 let unit = p["fieldConfig"]["defaults"]["unit"].as_str().unwrap_or("");
                 assert!(!unit.is_empty(), "{name} / {title}: no unit");
-                assert_eq!(p["datasource"]["uid"], "${datasource}", "{name} / {title}: panel data source");
+                assert_eq!(
+                    p["datasource"]["uid"], "${datasource}",
+                    "{name} / {title}: panel data source"
+                );
                 let mut refs = BTreeSet::new();
                 for t in &targets {
-                    assert_eq!(t["datasource"]["uid"], "${datasource}", "{name} / {title}: target data source");
-                    assert!(refs.insert(t["refId"].as_str().unwrap_or("").to_string()), "{name} / {title}: refId twice");
+                    assert_eq!(
+                        t["datasource"]["uid"], "${datasource}",
+                        "{name} / {title}: target data source"
+                    );
+                    assert!(
+                        refs.insert(t["refId"].as_str().unwrap_or("").to_string()),
+                        "{name} / {title}: refId twice"
+                    );
                 }
             }
         }
@@ -283,28 +359,44 @@ fn every_query_parses_and_filters_by_instance() {
     for (name, d) in dashboards() {
         for q in queries(&name, &d) {
             let text = substitute(&q.expr, SENTINEL, "storj");
-            let e = depin_orcha::promql::parse(&text).unwrap_or_else(|e| panic!("{}: does not parse: {e}", q.what()));
+            let e = depin_orcha::promql::parse(&text)
+                .unwrap_or_else(|e| panic!("{}: does not parse: {e}", q.what()));
             let mut sels = Vec::new();
             selectors(&e, &mut sels);
             if q.label.as_deref() == Some("instance") {
                 // The variable that lists the instances cannot filter by itself.
                 continue;
             }
-            assert!(!sels.is_empty() || q.expr.contains("vector("), "{}: no selector", q.what());
+            assert!(
+                !sels.is_empty() || q.expr.contains("vector("),
+                "{}: no selector",
+                q.what()
+            );
             for s in sels {
                 let ok = s.matchers.matchers.iter().any(|m| {
                     m.name == "instance" && matches!(m.op, MatchOp::Re(_)) && m.value == SENTINEL
                 });
-                assert!(ok, "{}: selector {s} does not filter by instance=~\"$instance\"", q.what());
+                assert!(
+                    ok,
+                    "{}: selector {s} does not filter by instance=~\"$instance\"",
+                    q.what()
+                );
             }
             n += 1;
         }
     }
     assert!(n >= 60, "only {n} queries");
     // The allowlist names only queries that exist.
-    let all: Vec<Query> = dashboards().iter().flat_map(|(n, d)| queries(n, d)).collect();
+    let all: Vec<Query> = dashboards()
+        .iter()
+        .flat_map(|(n, d)| queries(n, d))
+        .collect();
     for (d, o, r, _) in KNOWN_EMPTY {
-        assert!(all.iter().any(|q| q.dashboard == *d && q.owner == *o && q.ref_id == *r), "KNOWN_EMPTY names no query: {d} / {o} / {r}");
+        assert!(
+            all.iter()
+                .any(|q| q.dashboard == *d && q.owner == *o && q.ref_id == *r),
+            "KNOWN_EMPTY names no query: {d} / {o} / {r}"
+        );
     }
 }
 
@@ -330,13 +422,19 @@ fn prometheus_bin() -> Option<PathBuf> {
     if p.exists() {
         return Some(p);
     }
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true but /usr/bin/prometheus is missing (Debian package prometheus)");
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true but /usr/bin/prometheus is missing (Debian package prometheus)"
+    );
     eprintln!("skipping the Prometheus half: /usr/bin/prometheus is not installed");
     None
 }
 
 fn now_s() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 fn enc(s: &str) -> String {
@@ -349,10 +447,15 @@ fn query(addr: SocketAddr, expr: &str, instant: bool) -> Result<Vec<Value>, Stri
     let path = if instant {
         format!("/api/v1/query?query={}&time={now:.3}", enc(expr))
     } else {
-        format!("/api/v1/query_range?query={}&start={:.3}&end={now:.3}&step=2", enc(expr), now - 30.0)
+        format!(
+            "/api/v1/query_range?query={}&start={:.3}&end={now:.3}&step=2",
+            enc(expr),
+            now - 30.0
+        )
     };
     let r = common::try_http(addr, "GET", &path, None).map_err(|e| e.to_string())?;
-    let j: Value = serde_json::from_str(&r.body).map_err(|e| format!("HTTP {}: {e}: {}", r.status, r.body))?;
+    let j: Value =
+        serde_json::from_str(&r.body).map_err(|e| format!("HTTP {}: {e}: {}", r.status, r.body))?;
     if j["status"] != "success" {
         return Err(format!("HTTP {}: {}", r.status, r.body));
     }
@@ -361,10 +464,17 @@ fn query(addr: SocketAddr, expr: &str, instant: bool) -> Result<Vec<Value>, Stri
 
 /// Whether `expr` shows anything on one backend; for a variable (`label`), whether its series
 /// carry the label.
-fn has_data(addr: SocketAddr, expr: &str, instant: bool, label: Option<&str>) -> Result<bool, String> {
+fn has_data(
+    addr: SocketAddr,
+    expr: &str,
+    instant: bool,
+    label: Option<&str>,
+) -> Result<bool, String> {
     let res = query(addr, expr, instant)?;
     Ok(match label {
-        Some(l) => res.iter().any(|s| s["metric"][l].as_str().is_some_and(|v| !v.is_empty())),
+        Some(l) => res
+            .iter()
+            .any(|s| s["metric"][l].as_str().is_some_and(|v| !v.is_empty())),
         None => !res.is_empty(),
     })
 }
@@ -373,8 +483,14 @@ fn has_data(addr: SocketAddr, expr: &str, instant: bool, label: Option<&str>) ->
 /// node (the Storj ones for the Storj node only), the others once.
 fn variants(q: &Query, instance: &str, nodes: &[&str]) -> Vec<String> {
     if q.dashboard == "node.json" && q.expr.contains("$node") {
-        let ns: Vec<&str> = if q.expr.contains("depin_storj_") { vec!["storj"] } else { nodes.to_vec() };
-        ns.iter().map(|n| substitute(&q.expr, instance, n)).collect()
+        let ns: Vec<&str> = if q.expr.contains("depin_storj_") {
+            vec!["storj"]
+        } else {
+            nodes.to_vec()
+        };
+        ns.iter()
+            .map(|n| substitute(&q.expr, instance, n))
+            .collect()
     } else {
         vec![substitute(&q.expr, instance, "storj")]
     }
@@ -389,7 +505,10 @@ fn every_panel_shows_data_from_depin_orcha_and_from_prometheus() {
         "global:\n  poll_interval: 5s\n  poll_timeout: 4s\n  scrape_interval: 5s\n",
         "global:\n  poll_interval: 1s\n  poll_timeout: 1s\n  scrape_interval: 1s\n  evaluation_interval: 1s\n",
     );
-    assert!(demo.contains("evaluation_interval: 1s"), "the demo's global block changed; adapt this test");
+    assert!(
+        demo.contains("evaluation_interval: 1s"),
+        "the demo's global block changed; adapt this test"
+    );
     let config = tmp.path().join("demo.yml");
     std::fs::write(&config, demo).expect("write config");
     let recording = root().join("rules/recording.yml").display().to_string();
@@ -430,15 +549,24 @@ fn every_panel_shows_data_from_depin_orcha_and_from_prometheus() {
         (Killed(child), addr)
     });
 
-    let all: Vec<Query> = dashboards().iter().flat_map(|(n, d)| queries(n, d)).collect();
+    let all: Vec<Query> = dashboards()
+        .iter()
+        .flat_map(|(n, d)| queries(n, d))
+        .collect();
     let nodes = ["storj", "golem", "streamr", "grass"];
     // (backend name, address, $instance, whether its series carry `instance`): depin-orcha's
     // own store has no instance label, so only All (.*) applies there; Prometheus adds it, so
     // its real value is checked as well.
-    let mut backends: Vec<(String, SocketAddr, String, bool)> = vec![("depin-orcha".into(), orcha.addr, ".*".into(), false)];
+    let mut backends: Vec<(String, SocketAddr, String, bool)> =
+        vec![("depin-orcha".into(), orcha.addr, ".*".into(), false)];
     if let Some((_, addr)) = &prom {
         backends.push(("prometheus".into(), *addr, ".*".into(), true));
-        backends.push((format!("prometheus, instance {}", orcha.addr), *addr, orcha.addr.to_string(), true));
+        backends.push((
+            format!("prometheus, instance {}", orcha.addr),
+            *addr,
+            orcha.addr.to_string(),
+            true,
+        ));
     }
 
     // Every (backend, query, variant) once; those still empty are asked again until every
@@ -448,7 +576,13 @@ fn every_panel_shows_data_from_depin_orcha_and_from_prometheus() {
     for (b, (_, _, inst, _)) in backends.iter().enumerate() {
         for (i, q) in all.iter().enumerate() {
             for (v, expr) in variants(q, inst, &nodes).into_iter().enumerate() {
-                cells.push(Cell { backend: b, query: i, variant: v, expr, data: false });
+                cells.push(Cell {
+                    backend: b,
+                    query: i,
+                    variant: v,
+                    expr,
+                    data: false,
+                });
             }
         }
     }
@@ -462,7 +596,11 @@ fn every_panel_shows_data_from_depin_orcha_and_from_prometheus() {
             let with_instance = backends[c.backend].3;
             // The $instance variable lists instance label values; depin-orcha has none, and
             // its All (.*) still works: there its selector only has to return series.
-            let label = if !with_instance && q.label.as_deref() == Some("instance") { None } else { q.label.as_deref() };
+            let label = if !with_instance && q.label.as_deref() == Some("instance") {
+                None
+            } else {
+                q.label.as_deref()
+            };
             match has_data(backends[c.backend].1, &c.expr, q.instant, label) {
                 Ok(d) => c.data = d,
                 Err(e) => errors.push(format!("{} on {}: {e}", q.what(), backends[c.backend].0)),
@@ -479,7 +617,11 @@ fn every_panel_shows_data_from_depin_orcha_and_from_prometheus() {
     for c in cells.iter().filter(|c| c.data) {
         let q = &all[c.query];
         if q.known_empty().is_some() {
-            errors.push(format!("{} returns data on {} now: remove it from KNOWN_EMPTY", q.what(), backends[c.backend].0));
+            errors.push(format!(
+                "{} returns data on {} now: remove it from KNOWN_EMPTY",
+                q.what(),
+                backends[c.backend].0
+            ));
         }
     }
     let listed: BTreeSet<(String, String, String)> = all
@@ -488,7 +630,10 @@ fn every_panel_shows_data_from_depin_orcha_and_from_prometheus() {
         .map(|q| (q.dashboard.clone(), q.owner.clone(), q.ref_id.clone()))
         .collect();
     for (d, o, r) in &listed {
-        let why = KNOWN_EMPTY.iter().find(|k| k.0 == d && k.1 == o && k.2 == r).map_or("", |k| k.3);
+        let why = KNOWN_EMPTY
+            .iter()
+            .find(|k| k.0 == d && k.1 == o && k.2 == r)
+            .map_or("", |k| k.3);
         eprintln!("known empty: {d} / {o} / {r}: {why}");
     }
     eprintln!(
@@ -500,7 +645,11 @@ fn every_panel_shows_data_from_depin_orcha_and_from_prometheus() {
         started.elapsed().as_secs_f64()
     );
     assert!(errors.is_empty(), "{}", errors.join("\n"));
-    assert!(unmet.is_empty(), "panels that show nothing:\n{}", unmet.join("\n"));
+    assert!(
+        unmet.is_empty(),
+        "panels that show nothing:\n{}",
+        unmet.join("\n")
+    );
 }
 
 /// One query, substituted for one variant, asked of one backend.
@@ -515,7 +664,11 @@ struct Cell {
 /// What still shows nothing: every query not listed in [`KNOWN_EMPTY`] must show data on every
 /// backend for at least one variant (a node may lack a series, e.g. Golem reports no disk
 /// usage), and every panel must show something for every variant (every node).
-fn unmet_requirements(all: &[Query], cells: &[Cell], backends: &[(String, SocketAddr, String, bool)]) -> Vec<String> {
+fn unmet_requirements(
+    all: &[Query],
+    cells: &[Cell],
+    backends: &[(String, SocketAddr, String, bool)],
+) -> Vec<String> {
     let mut unmet = Vec::new();
     let mut by_query: BTreeMap<(usize, usize), bool> = BTreeMap::new();
     // (backend, dashboard, owner, variant) → any data
@@ -523,7 +676,9 @@ fn unmet_requirements(all: &[Query], cells: &[Cell], backends: &[(String, Socket
     for c in cells {
         let q = &all[c.query];
         *by_query.entry((c.backend, c.query)).or_default() |= c.data;
-        *by_panel.entry((c.backend, q.dashboard.clone(), q.owner.clone(), c.variant)).or_default() |= c.data;
+        *by_panel
+            .entry((c.backend, q.dashboard.clone(), q.owner.clone(), c.variant))
+            .or_default() |= c.data;
     }
     for ((b, i), data) in &by_query {
         let q = &all[*i];
@@ -534,7 +689,10 @@ fn unmet_requirements(all: &[Query], cells: &[Cell], backends: &[(String, Socket
     for ((b, d, o, v), data) in &by_panel {
         let listed = KNOWN_EMPTY.iter().any(|k| k.0 == d && k.1 == o);
         if !data && !listed {
-            unmet.push(format!("{d} / {o}: no query shows data on {} for variant {v} ($node)", backends[*b].0));
+            unmet.push(format!(
+                "{d} / {o}: no query shows data on {} for variant {v} ($node)",
+                backends[*b].0
+            ));
         }
     }
     unmet
@@ -560,7 +718,8 @@ fn mounts(service: &serde_yaml::Value) -> Vec<(String, String)> {
             let mut parts = v.split(':');
             let host = parts.next()?;
             let container = parts.next()?;
-            host.starts_with("./").then(|| (host.to_string(), container.to_string()))
+            host.starts_with("./")
+                .then(|| (host.to_string(), container.to_string()))
         })
         .collect()
 }
@@ -585,9 +744,15 @@ fn provisioning_and_compose_fit_together() {
     let compose = yaml("docker-compose.yml");
     let services = &compose["services"];
     for s in ["depin-orcha", "prometheus", "alertmanager", "grafana"] {
-        assert!(services[s].is_mapping(), "docker-compose.yml: no service {s}");
+        assert!(
+            services[s].is_mapping(),
+            "docker-compose.yml: no service {s}"
+        );
         for (host, _) in mounts(&services[s]) {
-            assert!(root().join(host.trim_start_matches("./")).exists(), "docker-compose.yml: {s} mounts {host}, which does not exist");
+            assert!(
+                root().join(host.trim_start_matches("./")).exists(),
+                "docker-compose.yml: {s} mounts {host}, which does not exist"
+            );
         }
     }
     let grafana = &services["grafana"];
@@ -595,47 +760,112 @@ fn provisioning_and_compose_fit_together() {
     // Data sources: a Prometheus and depin-orcha itself, both type prometheus, at the compose
     // service names and ports.
     let ds = yaml("grafana/provisioning/datasources/depin-orcha.yml");
-    let list = ds["datasources"].as_sequence().expect("datasources: a list");
-    let urls: BTreeMap<&str, &str> = list.iter().map(|d| (d["uid"].as_str().unwrap_or(""), d["url"].as_str().unwrap_or(""))).collect();
-    assert!(list.iter().all(|d| d["type"].as_str() == Some("prometheus")), "every data source is type prometheus");
+    let list = ds["datasources"]
+        .as_sequence()
+        .expect("datasources: a list");
+    let urls: BTreeMap<&str, &str> = list
+        .iter()
+        .map(|d| {
+            (
+                d["uid"].as_str().unwrap_or(""),
+                d["url"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert!(
+        list.iter()
+            .all(|d| d["type"].as_str() == Some("prometheus")),
+        "every data source is type prometheus"
+    );
     assert_eq!(urls.get("prometheus"), Some(&"http://prometheus:9090"));
     assert_eq!(urls.get("depin-orcha"), Some(&"http://depin-orcha:9817"));
-    assert_eq!(list.iter().filter(|d| d["isDefault"].as_bool() == Some(true)).count(), 1, "one default data source");
+    assert_eq!(
+        list.iter()
+            .filter(|d| d["isDefault"].as_bool() == Some(true))
+            .count(),
+        1,
+        "one default data source"
+    );
 
     // The dashboard provider's path is where compose mounts grafana/dashboards.
     let prov = yaml("grafana/provisioning/dashboards/depin-orcha.yml");
-    let path = prov["providers"][0]["options"]["path"].as_str().expect("providers[0].options.path");
-    let host = host_path_of(grafana, path).unwrap_or_else(|| panic!("grafana does not mount {path}"));
-    assert_eq!(host, root().join("grafana/dashboards"), "the provider reads {path}");
-    let prov_dir = host_path_of(grafana, "/etc/grafana/provisioning").expect("grafana mounts /etc/grafana/provisioning");
+    let path = prov["providers"][0]["options"]["path"]
+        .as_str()
+        .expect("providers[0].options.path");
+    let host =
+        host_path_of(grafana, path).unwrap_or_else(|| panic!("grafana does not mount {path}"));
+    assert_eq!(
+        host,
+        root().join("grafana/dashboards"),
+        "the provider reads {path}"
+    );
+    let prov_dir = host_path_of(grafana, "/etc/grafana/provisioning")
+        .expect("grafana mounts /etc/grafana/provisioning");
     assert_eq!(prov_dir, root().join("grafana/provisioning"));
 
     // Prometheus' config inside the container: its rule_files resolve to rules/*.yml through
     // the mounts, and promtool accepts it.
     let prom = &services["prometheus"];
-    let cmd: Vec<String> = prom["command"].as_sequence().expect("prometheus command: a list").iter().filter_map(|v| v.as_str().map(String::from)).collect();
-    let cfg = cmd.iter().find_map(|c| c.strip_prefix("--config.file=")).expect("--config.file");
-    let cfg_host = host_path_of(prom, cfg).unwrap_or_else(|| panic!("prometheus does not mount {cfg}"));
-    let cfg_yaml: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(&cfg_host).expect("read prometheus config")).expect("YAML");
+    let cmd: Vec<String> = prom["command"]
+        .as_sequence()
+        .expect("prometheus command: a list")
+        .iter()
+        .filter_map(|v| v.as_str().map(String::from))
+        .collect();
+    let cfg = cmd
+        .iter()
+        .find_map(|c| c.strip_prefix("--config.file="))
+        .expect("--config.file");
+    let cfg_host =
+        host_path_of(prom, cfg).unwrap_or_else(|| panic!("prometheus does not mount {cfg}"));
+    let cfg_yaml: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&cfg_host).expect("read prometheus config"))
+            .expect("YAML");
     let cfg_dir = Path::new(cfg).parent().expect("config dir");
     for rf in cfg_yaml["rule_files"].as_sequence().expect("rule_files") {
         let rf = rf.as_str().expect("rule file");
         let in_container = normalize(&cfg_dir.join(rf));
-        let dir = in_container.parent().expect("rules dir").to_str().expect("utf-8");
-        let host_dir = host_path_of(prom, dir).unwrap_or_else(|| panic!("prometheus does not mount {dir}"));
-        assert_eq!(host_dir, root().join("rules"), "rule_files {rf} resolves to {}", in_container.display());
+        let dir = in_container
+            .parent()
+            .expect("rules dir")
+            .to_str()
+            .expect("utf-8");
+        let host_dir =
+            host_path_of(prom, dir).unwrap_or_else(|| panic!("prometheus does not mount {dir}"));
+        assert_eq!(
+            host_dir,
+            root().join("rules"),
+            "rule_files {rf} resolves to {}",
+            in_container.display()
+        );
     }
     if let Some(promtool) = common::promtool() {
-        let out = Command::new(promtool).args(["check", "config"]).arg(&cfg_host).output().expect("promtool");
-        let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "promtool check config {}:\n{text}", cfg_host.display());
+        let out = Command::new(promtool)
+            .args(["check", "config"])
+            .arg(&cfg_host)
+            .output()
+            .expect("promtool");
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "promtool check config {}:\n{text}",
+            cfg_host.display()
+        );
         assert!(text.contains("2 rule files found"), "{text}");
     }
-    let am_cfg = host_path_of(&services["alertmanager"], "/etc/alertmanager/alertmanager.yml").expect("alertmanager config mounted");
+    let am_cfg = host_path_of(
+        &services["alertmanager"],
+        "/etc/alertmanager/alertmanager.yml",
+    )
+    .expect("alertmanager config mounted");
     assert!(am_cfg.exists());
     // depin-orcha listens on all interfaces inside its container (the default is loopback).
     let orcha_cmd = format!("{:?}", services["depin-orcha"]["command"]);
-    assert!(orcha_cmd.contains("0.0.0.0:9817"), "depin-orcha must listen on 0.0.0.0:9817: {orcha_cmd}");
+    assert!(
+        orcha_cmd.contains("0.0.0.0:9817"),
+        "depin-orcha must listen on 0.0.0.0:9817: {orcha_cmd}"
+    );
 }
 
 /// `a/b/../c` → `a/c` without touching the file system.
