@@ -471,12 +471,35 @@ fn has_data(
     label: Option<&str>,
 ) -> Result<bool, String> {
     let res = query(addr, expr, instant)?;
-    Ok(match label {
-        Some(l) => res
-            .iter()
-            .any(|s| s["metric"][l].as_str().is_some_and(|v| !v.is_empty())),
-        None => !res.is_empty(),
-    })
+    let Some(l) = label else {
+        return Ok(!res.is_empty());
+    };
+    let in_series = res
+        .iter()
+        .any(|s| s["metric"][l].as_str().is_some_and(|v| !v.is_empty()));
+    // What Grafana asks for label_values(selector, label): the label values endpoint with
+    // match[]; it must agree with the series.
+    let now = now_s();
+    let path = format!(
+        "/api/v1/label/{l}/values?match[]={}&start={:.3}&end={now:.3}",
+        enc(expr),
+        now - 300.0
+    );
+    let r = common::try_http(addr, "GET", &path, None).map_err(|e| e.to_string())?;
+    let j: Value = serde_json::from_str(&r.body)
+        .map_err(|e| format!("{path}: HTTP {}: {e}: {}", r.status, r.body))?;
+    if j["status"] != "success" {
+        return Err(format!("{path}: HTTP {}: {}", r.status, r.body));
+    }
+    let listed = j["data"].as_array().is_some_and(|v| !v.is_empty());
+    if listed != in_series {
+        return Err(format!(
+            "{path} lists {} but the series {} the label",
+            j["data"],
+            if in_series { "carry" } else { "lack" }
+        ));
+    }
+    Ok(listed)
 }
 
 /// The substituted forms of `q` that must each show data: node.json's queries once per demo
