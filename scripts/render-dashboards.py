@@ -381,6 +381,7 @@ svg text{fill:#9fa7b3;font-size:10px}
 .bgval{width:70px;text-align:right;font-weight:bold}
 table{border-collapse:collapse;width:100%%}th,td{border-bottom:1px solid #2c3235;padding:3px 6px;text-align:left}
 .err{color:#f2495c}
+.row{position:absolute;font-size:14px;font-weight:bold;padding:4px 2px}
 """ % WIDTH
 
 
@@ -393,6 +394,10 @@ def render(path, args, now):
         g = p["gridPos"]
         x, y, w, h = g["x"] * col_w, g["y"] * ROW_PX, g["w"] * col_w - 6, g["h"] * ROW_PX - 6
         bottom = max(bottom, y + h)
+        if p["type"] == "row":
+            parts.append(f'<div class="row" style="left:{x:.0f}px;top:{y}px;width:{w:.0f}px">'
+                         f'{"▸" if p.get("collapsed") else "▾"} {html.escape(p["title"])}</div>')
+            continue
         results = run_panel(p, args, now)
         errs = [t["error"] for t, _ in results if "error" in t]
         if not any(s for _, s in results):
