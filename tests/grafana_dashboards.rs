@@ -1,0 +1,907 @@
+//! The Grafana dashboards (`grafana/dashboards/*.json`), provisioning and compose files, checked
+//! without Grafana (none is installed where the tests run):
+//!
+//! - the JSON model: schemaVersion ≥ 39, unique panel ids, gridPos inside 24 columns and not
+//!   overlapping, a unit on every panel that queries, the `$datasource` (type prometheus) and
+//!   `$instance` variables, and every selector of every query filtered by
+//!   `instance=~"$instance"`;
+//! - every query (panels, annotations, variables), with Grafana's variables substituted, parses
+//!   with depin-orcha's PromQL parser and returns data from the real binary (embedded demo
+//!   nodes, shipped rules loaded) AND from a real Prometheus 2.42 scraping that binary and
+//!   loading the same rules. A query that shows nothing fails, unless it is listed in
+//!   [`KNOWN_EMPTY`] with the reason; a listed query that returns data fails too, so the list
+//!   only shrinks;
+//! - the provisioning files point at the paths docker-compose.yml mounts, and the Prometheus
+//!   config the compose file uses passes `promtool check config`.
+//!
+//! Without /usr/bin/prometheus or promtool those comparisons are skipped with a note; with
+//! `CI=true` their absence fails.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use promql_parser::label::MatchOp;
+use promql_parser::parser::Expr;
+use serde_json::Value;
+
+/// Queries that return nothing on today's demo, each with the reason. The lead removes an entry
+/// once the series it needs exist (the test fails while a listed query returns data).
+/// (dashboard file, panel title or annotation/variable name, refId, reason)
+const KNOWN_EMPTY: &[(&str, &str, &str, &str)] = &[
+    ("overview.json", "Firing alerts", "A", "no alert fires in the demo within the test's minute (every shipped alert has a `for` of minutes or needs a failing node)"),
+    ("node.json", "Storj suspension score", "A", "the sim adapter exposes audit and online scores only; depin_storj_suspension_score comes with the real Storj adapter"),
+    ("controller.json", "Controller", "A", "depin_controller_paused: the controller is not wired into `run` yet"),
+    ("controller.json", "Expected gain", "A", "depin_optimizer_expected_gain_usd_per_hour: the optimizer is not wired into `run` yet"),
+    ("controller.json", "Confidence", "A", "depin_optimizer_confidence: the optimizer is not wired into `run` yet"),
+    ("controller.json", "Realized gain", "A", "depin_reallocation_realized_gain_usd_per_hour: the reallocation engine is not wired into `run` yet"),
+    ("controller.json", "Reallocations applied", "A", "depin_reallocations_total: the reallocation engine is not wired into `run` yet"),
+    ("controller.json", "Last reallocation", "A", "depin_reallocation_last_timestamp_seconds: the reallocation engine is not wired into `run` yet"),
+    ("controller.json", "Expected vs realized gain (USD/h)", "A", "depin_optimizer_expected_gain_usd_per_hour: the optimizer is not wired into `run` yet"),
+    ("controller.json", "Expected vs realized gain (USD/h)", "B", "depin_reallocation_realized_gain_usd_per_hour: the reallocation engine is not wired into `run` yet"),
+    ("controller.json", "Optimizer confidence", "A", "depin_optimizer_confidence: the optimizer is not wired into `run` yet"),
+    ("controller.json", "CPU: current vs planned", "B", "depin_planned_allocation_cpu_cores: the optimizer is not wired into `run` yet"),
+    ("controller.json", "Memory: current vs planned", "B", "depin_planned_allocation_memory_bytes: the optimizer is not wired into `run` yet"),
+    ("controller.json", "Disk: current vs planned", "B", "depin_planned_allocation_disk_bytes: the optimizer is not wired into `run` yet"),
+    ("controller.json", "Bandwidth: current vs planned", "B", "depin_planned_allocation_bandwidth_bytes_per_second: the optimizer is not wired into `run` yet"),
+    ("controller.json", "Reallocations by outcome", "A", "depin_reallocations_total: the reallocation engine is not wired into `run` yet"),
+    ("controller.json", "Gate verdicts", "A", "depin_gate_verdict: the reallocation gates are not wired into `run` yet"),
+    ("controller.json", "annotation: Reallocations applied", "", "depin_reallocations_total: no reallocation happens before the engine is wired"),
+    ("controller.json", "annotation: Reallocations undone", "", "depin_reallocations_total: no reallocation happens before the engine is wired"),
+];
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn dashboards() -> Vec<(String, Value)> {
+    let dir = root().join("grafana/dashboards");
+    let mut v: Vec<(String, Value)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .map(|p| {
+            let name = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("?")
+                .to_string();
+            let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let json =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: not JSON: {e}"));
+            (name, json)
+        })
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    let names: Vec<&str> = v.iter().map(|(n, _)| n.as_str()).collect();
+    for want in ["controller.json", "node.json", "overview.json"] {
+        assert!(
+            names.contains(&want),
+            "grafana/dashboards/{want} is missing: {names:?}"
+        );
+    }
+    v
+}
+
+/// Every panel, those inside collapsed rows included.
+fn panels(d: &Value) -> Vec<&Value> {
+    let mut out = Vec::new();
+    for p in d["panels"].as_array().into_iter().flatten() {
+        out.push(p);
+        for inner in p["panels"].as_array().into_iter().flatten() {
+            out.push(inner);
+        }
+    }
+    out
+}
+
+/// One query of a dashboard: a panel target, an annotation or a variable's selector.
+#[derive(Clone, Debug)]
+struct Query {
+    dashboard: String,
+    /// Panel title, `annotation: <name>` or `variable: <name>`.
+    owner: String,
+    ref_id: String,
+    expr: String,
+    instant: bool,
+    /// For variables: the label whose values Grafana lists.
+    label: Option<String>,
+}
+
+impl Query {
+    fn what(&self) -> String {
+        format!(
+            "{} / {} / {}: {}",
+            self.dashboard, self.owner, self.ref_id, self.expr
+        )
+    }
+    fn known_empty(&self) -> Option<&'static str> {
+        KNOWN_EMPTY
+            .iter()
+            .find(|(d, o, r, _)| *d == self.dashboard && *o == self.owner && *r == self.ref_id)
+            .map(|(_, _, _, why)| *why)
+    }
+}
+
+/// `label_values(<selector>, <label>)` → (selector, label).
+fn label_values(q: &str) -> Option<(String, String)> {
+    let inner = q.trim().strip_prefix("label_values(")?.strip_suffix(')')?;
+    let (sel, label) = inner.rsplit_once(',')?;
+    Some((sel.trim().to_string(), label.trim().to_string()))
+}
+
+fn queries(name: &str, d: &Value) -> Vec<Query> {
+    let mut out = Vec::new();
+    for p in panels(d) {
+        let title = p["title"].as_str().unwrap_or("").to_string();
+        for t in p["targets"].as_array().into_iter().flatten() {
+            let expr = t["expr"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name} / {title}: a target without expr"));
+            out.push(Query {
+                dashboard: name.into(),
+                owner: title.clone(),
+                ref_id: t["refId"].as_str().unwrap_or("").into(),
+                expr: expr.into(),
+                instant: t["instant"].as_bool().unwrap_or(false)
+                    && !t["range"].as_bool().unwrap_or(false),
+                label: None,
+            });
+        }
+    }
+    for a in d["annotations"]["list"].as_array().into_iter().flatten() {
+        if let Some(expr) = a["expr"].as_str() {
+            if let Some(t) = a["target"]["expr"].as_str() {
+                assert_eq!(
+                    t, expr,
+                    "{name}: annotation {}: target.expr differs from expr",
+                    a["name"]
+                );
+            }
+            out.push(Query {
+                dashboard: name.into(),
+                owner: format!("annotation: {}", a["name"].as_str().unwrap_or("")),
+                ref_id: String::new(),
+                expr: expr.into(),
+                instant: false,
+                label: None,
+            });
+        }
+    }
+    for v in d["templating"]["list"].as_array().into_iter().flatten() {
+        if v["type"] != "query" {
+            continue;
+        }
+        let q = v["query"]["query"]
+            .as_str()
+            .or(v["query"].as_str())
+            .unwrap_or("");
+        let (sel, label) = label_values(q).unwrap_or_else(|| {
+            panic!(
+                "{name}: variable {}: not label_values(selector, label): {q}",
+                v["name"]
+            )
+        });
+        out.push(Query {
+            dashboard: name.into(),
+            owner: format!("variable: {}", v["name"].as_str().unwrap_or("")),
+            ref_id: String::new(),
+            expr: sel,
+            instant: true,
+            label: Some(label),
+        });
+    }
+    out
+}
+
+/// Grafana's variables replaced as Grafana would for one choice: `$instance` by `instance`,
+/// `$node` by `node`, `$protocol` by `.*` (All), the interval variables by durations that
+/// suit a data source scraped every second and a test that runs for a minute.
+fn substitute(expr: &str, instance: &str, node: &str) -> String {
+    let s = expr
+        .replace("$__rate_interval", "1m")
+        .replace("$__interval", "15s")
+        .replace("$__range", "1h")
+        .replace("$instance", instance)
+        .replace("$node", node)
+        .replace("$protocol", ".*");
+    assert!(!s.contains('$'), "a variable is left unsubstituted in {s}");
+    s
+}
+
+/// Every vector selector in `e`.
+fn selectors(e: &Expr, out: &mut Vec<promql_parser::parser::VectorSelector>) {
+    match e {
+        Expr::Aggregate(a) => {
+            selectors(&a.expr, out);
+            if let Some(p) = &a.param {
+                selectors(p, out);
+            }
+        }
+        Expr::Unary(u) => selectors(&u.expr, out),
+        Expr::Binary(b) => {
+            selectors(&b.lhs, out);
+            selectors(&b.rhs, out);
+        }
+        Expr::Paren(p) => selectors(&p.expr, out),
+        Expr::Subquery(s) => selectors(&s.expr, out),
+        Expr::VectorSelector(v) => out.push(v.clone()),
+        Expr::MatrixSelector(m) => out.push(m.vs.clone()),
+        Expr::Call(c) => {
+            for a in &c.args.args {
+                selectors(a, out);
+            }
+        }
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+    }
+}
+
+#[test]
+fn dashboards_are_valid_grafana_json_models() {
+    for (name, d) in dashboards() {
+        let schema = d["schemaVersion"].as_u64().unwrap_or(0);
+        assert!(schema >= 39, "{name}: schemaVersion {schema} < 39");
+        assert!(
+            d["uid"]
+                .as_str()
+                .is_some_and(|u| !u.is_empty() && u.len() <= 40),
+            "{name}: uid"
+        );
+        assert!(
+            d["title"].as_str().is_some_and(|t| !t.is_empty()),
+            "{name}: title"
+        );
+
+        // Variables: $datasource lists Prometheus data sources, $instance is a multi-value
+        // query variable whose All matches series without an instance label too.
+        let vars: BTreeMap<&str, &Value> = d["templating"]["list"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| (v["name"].as_str().unwrap_or(""), v))
+            .collect();
+        let ds = vars
+            .get("datasource")
+            .unwrap_or_else(|| panic!("{name}: no $datasource variable"));
+        assert_eq!(ds["type"], "datasource", "{name}: $datasource");
+        assert_eq!(
+            ds["query"], "prometheus",
+            "{name}: $datasource lists Prometheus data sources"
+        );
+        let inst = vars
+            .get("instance")
+            .unwrap_or_else(|| panic!("{name}: no $instance variable"));
+        assert_eq!(inst["type"], "query", "{name}: $instance");
+        assert_eq!(inst["includeAll"], true, "{name}: $instance has All");
+        assert_eq!(
+            inst["allValue"], ".*",
+            "{name}: $instance's All must be .* (matches the absent label)"
+        );
+        if name == "node.json" {
+            assert!(
+                vars.contains_key("node") && vars.contains_key("protocol"),
+                "{name}: $node and $protocol"
+            );
+        }
+        for (vn, v) in &vars {
+            if v["type"] == "query" {
+                assert_eq!(
+                    v["datasource"]["uid"], "${datasource}",
+                    "{name}: variable {vn} uses $datasource"
+                );
+            }
+        }
+
+        let ps = panels(&d);
+        assert!(ps.len() >= 8, "{name}: only {} panels", ps.len());
+        let mut ids = BTreeSet::new();
+        let mut boxes: Vec<(String, [i64; 4])> = Vec::new();
+        for p in &ps {
+            let title = p["title"].as_str().unwrap_or("").to_string();
+            let id = p["id"]
+                .as_i64()
+                .unwrap_or_else(|| panic!("{name} / {title}: no id"));
+            assert!(
+                ids.insert(id),
+                "{name}: panel id {id} is used twice ({title})"
+            );
+            let g = &p["gridPos"];
+            let b = ["x", "y", "w", "h"].map(|k| {
+                g[k].as_i64()
+                    .unwrap_or_else(|| panic!("{name} / {title}: gridPos.{k}"))
+            });
+            assert!(
+                b[0] >= 0 && b[1] >= 0 && b[2] > 0 && b[3] > 0 && b[0] + b[2] <= 24,
+                "{name} / {title}: gridPos {b:?} outside 24 columns"
+            );
+            for (other, o) in &boxes {
+                let overlap = b[0] < o[0] + o[2]
+                    && o[0] < b[0] + b[2]
+                    && b[1] < o[1] + o[3]
+                    && o[1] < b[1] + b[3];
+                assert!(!overlap, "{name}: {title} {b:?} overlaps {other} {o:?}");
+            }
+            boxes.push((title.clone(), b));
+            let targets = p["targets"].as_array().cloned().unwrap_or_default();
+            if !targets.is_empty() {
+                let unit = p["fieldConfig"]["defaults"]["unit"].as_str().unwrap_or("");
+                assert!(!unit.is_empty(), "{name} / {title}: no unit");
+                assert_eq!(
+                    p["datasource"]["uid"], "${datasource}",
+                    "{name} / {title}: panel data source"
+                );
+                let mut refs = BTreeSet::new();
+                for t in &targets {
+                    assert_eq!(
+                        t["datasource"]["uid"], "${datasource}",
+                        "{name} / {title}: target data source"
+                    );
+                    assert!(
+                        refs.insert(t["refId"].as_str().unwrap_or("").to_string()),
+                        "{name} / {title}: refId twice"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Every query parses with depin-orcha's parser, and every selector in it carries
+/// `instance=~"$instance"` (so one Grafana shows one host of a fleet).
+#[test]
+fn every_query_parses_and_filters_by_instance() {
+    const SENTINEL: &str = "__instance_variable__";
+    let mut n = 0;
+    for (name, d) in dashboards() {
+        for q in queries(&name, &d) {
+            let text = substitute(&q.expr, SENTINEL, "storj");
+            let e = depin_orcha::promql::parse(&text)
+                .unwrap_or_else(|e| panic!("{}: does not parse: {e}", q.what()));
+            let mut sels = Vec::new();
+            selectors(&e, &mut sels);
+            if q.label.as_deref() == Some("instance") {
+                // The variable that lists the instances cannot filter by itself.
+                continue;
+            }
+            assert!(
+                !sels.is_empty() || q.expr.contains("vector("),
+                "{}: no selector",
+                q.what()
+            );
+            for s in sels {
+                let ok = s.matchers.matchers.iter().any(|m| {
+                    m.name == "instance" && matches!(m.op, MatchOp::Re(_)) && m.value == SENTINEL
+                });
+                assert!(
+                    ok,
+                    "{}: selector {s} does not filter by instance=~\"$instance\"",
+                    q.what()
+                );
+            }
+            n += 1;
+        }
+    }
+    assert!(n >= 60, "only {n} queries");
+    // The allowlist names only queries that exist.
+    let all: Vec<Query> = dashboards()
+        .iter()
+        .flat_map(|(n, d)| queries(n, d))
+        .collect();
+    for (d, o, r, _) in KNOWN_EMPTY {
+        assert!(
+            all.iter()
+                .any(|q| q.dashboard == *d && q.owner == *o && q.ref_id == *r),
+            "KNOWN_EMPTY names no query: {d} / {o} / {r}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Live: the real binary and a real Prometheus.
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+fn prometheus_bin() -> Option<PathBuf> {
+    let p = PathBuf::from("/usr/bin/prometheus");
+    if p.exists() {
+        return Some(p);
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true but /usr/bin/prometheus is missing (Debian package prometheus)"
+    );
+    eprintln!("skipping the Prometheus half: /usr/bin/prometheus is not installed");
+    None
+}
+
+fn now_s() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+fn enc(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// The result of `expr` (an instant query, or a range query over the last 30 s), or the error.
+fn query(addr: SocketAddr, expr: &str, instant: bool) -> Result<Vec<Value>, String> {
+    let now = now_s();
+    let path = if instant {
+        format!("/api/v1/query?query={}&time={now:.3}", enc(expr))
+    } else {
+        format!(
+            "/api/v1/query_range?query={}&start={:.3}&end={now:.3}&step=2",
+            enc(expr),
+            now - 30.0
+        )
+    };
+    let r = common::try_http(addr, "GET", &path, None).map_err(|e| e.to_string())?;
+    let j: Value =
+        serde_json::from_str(&r.body).map_err(|e| format!("HTTP {}: {e}: {}", r.status, r.body))?;
+    if j["status"] != "success" {
+        return Err(format!("HTTP {}: {}", r.status, r.body));
+    }
+    Ok(j["data"]["result"].as_array().cloned().unwrap_or_default())
+}
+
+/// Whether `expr` shows anything on one backend; for a variable (`label`), whether its series
+/// carry the label.
+fn has_data(
+    addr: SocketAddr,
+    expr: &str,
+    instant: bool,
+    label: Option<&str>,
+) -> Result<bool, String> {
+    let res = query(addr, expr, instant)?;
+    let Some(l) = label else {
+        return Ok(!res.is_empty());
+    };
+    let in_series = res
+        .iter()
+        .any(|s| s["metric"][l].as_str().is_some_and(|v| !v.is_empty()));
+    // What Grafana asks for label_values(selector, label): the label values endpoint with
+    // match[]; it must agree with the series.
+    let now = now_s();
+    let path = format!(
+        "/api/v1/label/{l}/values?match[]={}&start={:.3}&end={now:.3}",
+        enc(expr),
+        now - 300.0
+    );
+    let r = common::try_http(addr, "GET", &path, None).map_err(|e| e.to_string())?;
+    let j: Value = serde_json::from_str(&r.body)
+        .map_err(|e| format!("{path}: HTTP {}: {e}: {}", r.status, r.body))?;
+    if j["status"] != "success" {
+        return Err(format!("{path}: HTTP {}: {}", r.status, r.body));
+    }
+    let listed = j["data"].as_array().is_some_and(|v| !v.is_empty());
+    if listed != in_series {
+        return Err(format!(
+            "{path} lists {} but the series {} the label",
+            j["data"],
+            if in_series { "carry" } else { "lack" }
+        ));
+    }
+    Ok(listed)
+}
+
+/// The substituted forms of `q` that must each show data: node.json's queries once per demo
+/// node (the Storj ones for the Storj node only), the others once.
+fn variants(q: &Query, instance: &str, nodes: &[&str]) -> Vec<String> {
+    if q.dashboard == "node.json" && q.expr.contains("$node") {
+        let ns: Vec<&str> = if q.expr.contains("depin_storj_") {
+            vec!["storj"]
+        } else {
+            nodes.to_vec()
+        };
+        ns.iter()
+            .map(|n| substitute(&q.expr, instance, n))
+            .collect()
+    } else {
+        vec![substitute(&q.expr, instance, "storj")]
+    }
+}
+
+#[test]
+fn every_panel_shows_data_from_depin_orcha_and_from_prometheus() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // The embedded demo, polled, scraped and evaluated every second so the test needs seconds
+    // of history rather than minutes.
+    let demo = depin_orcha::config::DEMO_YAML.replace(
+        "global:\n  poll_interval: 5s\n  poll_timeout: 4s\n  scrape_interval: 5s\n",
+        "global:\n  poll_interval: 1s\n  poll_timeout: 1s\n  scrape_interval: 1s\n  evaluation_interval: 1s\n",
+    );
+    assert!(
+        demo.contains("evaluation_interval: 1s"),
+        "the demo's global block changed; adapt this test"
+    );
+    let config = tmp.path().join("demo.yml");
+    std::fs::write(&config, demo).expect("write config");
+    let recording = root().join("rules/recording.yml").display().to_string();
+    let alerts = root().join("rules/alerts.yml").display().to_string();
+    let orcha = common::Orcha::start(&[
+        "--config.file",
+        &config.display().to_string(),
+        "--storage.path",
+        &tmp.path().join("orcha").display().to_string(),
+        "--rules.file",
+        &recording,
+        "--rules.file",
+        &alerts,
+    ]);
+    orcha.wait_ready();
+
+    let prom = prometheus_bin().map(|bin| {
+        let cfg = tmp.path().join("prometheus.yml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+                 rule_files:\n  - {recording}\n  - {alerts}\n\
+                 scrape_configs:\n  - job_name: depin-orcha\n    static_configs:\n      - targets: ['{}']\n",
+                orcha.addr
+            ),
+        )
+        .expect("write prometheus.yml");
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let child = Command::new(bin)
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!("--storage.tsdb.path={}", tmp.path().join("prom").display()))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start prometheus");
+        (Killed(child), addr)
+    });
+
+    let all: Vec<Query> = dashboards()
+        .iter()
+        .flat_map(|(n, d)| queries(n, d))
+        .collect();
+    let nodes = ["storj", "golem", "streamr", "grass"];
+    // (backend name, address, $instance, whether its series carry `instance`): depin-orcha's
+    // own store has no instance label, so only All (.*) applies there; Prometheus adds it, so
+    // its real value is checked as well.
+    let mut backends: Vec<(String, SocketAddr, String, bool)> =
+        vec![("depin-orcha".into(), orcha.addr, ".*".into(), false)];
+    if let Some((_, addr)) = &prom {
+        backends.push(("prometheus".into(), *addr, ".*".into(), true));
+        backends.push((
+            format!("prometheus, instance {}", orcha.addr),
+            *addr,
+            orcha.addr.to_string(),
+            true,
+        ));
+    }
+
+    // Every (backend, query, variant) once; those still empty are asked again until every
+    // requirement holds or the time is up: rates need two samples, recorded series one rule
+    // evaluation after those.
+    let mut cells: Vec<Cell> = Vec::new();
+    for (b, (_, _, inst, _)) in backends.iter().enumerate() {
+        for (i, q) in all.iter().enumerate() {
+            for (v, expr) in variants(q, inst, &nodes).into_iter().enumerate() {
+                cells.push(Cell {
+                    backend: b,
+                    query: i,
+                    variant: v,
+                    expr,
+                    data: false,
+                });
+            }
+        }
+    }
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(45);
+    let mut errors: Vec<String> = Vec::new();
+    let mut unmet;
+    loop {
+        for c in cells.iter_mut().filter(|c| !c.data) {
+            let q = &all[c.query];
+            let with_instance = backends[c.backend].3;
+            // The $instance variable lists instance label values; depin-orcha has none, and
+            // its All (.*) still works: there its selector only has to return series.
+            let label = if !with_instance && q.label.as_deref() == Some("instance") {
+                None
+            } else {
+                q.label.as_deref()
+            };
+            match has_data(backends[c.backend].1, &c.expr, q.instant, label) {
+                Ok(d) => c.data = d,
+                Err(e) => errors.push(format!("{} on {}: {e}", q.what(), backends[c.backend].0)),
+            }
+        }
+        assert!(errors.is_empty(), "{}", errors.join("\n"));
+        unmet = unmet_requirements(&all, &cells, &backends);
+        if unmet.is_empty() || Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    // A listed query that shows data now must leave the list.
+    for c in cells.iter().filter(|c| c.data) {
+        let q = &all[c.query];
+        if q.known_empty().is_some() {
+            errors.push(format!(
+                "{} returns data on {} now: remove it from KNOWN_EMPTY",
+                q.what(),
+                backends[c.backend].0
+            ));
+        }
+    }
+    let listed: BTreeSet<(String, String, String)> = all
+        .iter()
+        .filter(|q| q.known_empty().is_some())
+        .map(|q| (q.dashboard.clone(), q.owner.clone(), q.ref_id.clone()))
+        .collect();
+    for (d, o, r) in &listed {
+        let why = KNOWN_EMPTY
+            .iter()
+            .find(|k| k.0 == d && k.1 == o && k.2 == r)
+            .map_or("", |k| k.3);
+        eprintln!("known empty: {d} / {o} / {r}: {why}");
+    }
+    eprintln!(
+        "{} queries ({} listed as known empty), {} evaluations on {} backends, in {:.1}s",
+        all.len(),
+        listed.len(),
+        cells.len(),
+        backends.len(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
+    assert!(
+        unmet.is_empty(),
+        "panels that show nothing:\n{}",
+        unmet.join("\n")
+    );
+}
+
+/// One query, substituted for one variant, asked of one backend.
+struct Cell {
+    backend: usize,
+    query: usize,
+    variant: usize,
+    expr: String,
+    data: bool,
+}
+
+/// What still shows nothing: every query not listed in [`KNOWN_EMPTY`] must show data on every
+/// backend for at least one variant (a node may lack a series, e.g. Golem reports no disk
+/// usage), and every panel must show something for every variant (every node).
+fn unmet_requirements(
+    all: &[Query],
+    cells: &[Cell],
+    backends: &[(String, SocketAddr, String, bool)],
+) -> Vec<String> {
+    let mut unmet = Vec::new();
+    let mut by_query: BTreeMap<(usize, usize), bool> = BTreeMap::new();
+    // (backend, dashboard, owner, variant) → any data
+    let mut by_panel: BTreeMap<(usize, String, String, usize), bool> = BTreeMap::new();
+    for c in cells {
+        let q = &all[c.query];
+        *by_query.entry((c.backend, c.query)).or_default() |= c.data;
+        *by_panel
+            .entry((c.backend, q.dashboard.clone(), q.owner.clone(), c.variant))
+            .or_default() |= c.data;
+    }
+    for ((b, i), data) in &by_query {
+        let q = &all[*i];
+        if !data && q.known_empty().is_none() {
+            unmet.push(format!("{} on {}", q.what(), backends[*b].0));
+        }
+    }
+    for ((b, d, o, v), data) in &by_panel {
+        let listed = KNOWN_EMPTY.iter().any(|k| k.0 == d && k.1 == o);
+        if !data && !listed {
+            unmet.push(format!(
+                "{d} / {o}: no query shows data on {} for variant {v} ($node)",
+                backends[*b].0
+            ));
+        }
+    }
+    unmet
+}
+
+// ---------------------------------------------------------------------------------------------
+// Provisioning and compose.
+
+fn yaml(rel: &str) -> serde_yaml::Value {
+    let p = root().join(rel);
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{rel}: {e}"));
+    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{rel}: not YAML: {e}"))
+}
+
+/// `./host:/container[:ro]` volume strings of a compose service → (host, container).
+fn mounts(service: &serde_yaml::Value) -> Vec<(String, String)> {
+    service["volumes"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str())
+        .filter_map(|v| {
+            let mut parts = v.split(':');
+            let host = parts.next()?;
+            let container = parts.next()?;
+            host.starts_with("./")
+                .then(|| (host.to_string(), container.to_string()))
+        })
+        .collect()
+}
+
+/// The host path that `container_path` comes from in `service`, by the longest mount prefix.
+fn host_path_of(service: &serde_yaml::Value, container_path: &str) -> Option<PathBuf> {
+    mounts(service)
+        .into_iter()
+        .filter(|(_, c)| container_path == c || container_path.starts_with(&format!("{c}/")))
+        .max_by_key(|(_, c)| c.len())
+        .map(|(h, c)| {
+            let host = root().join(h.trim_start_matches("./"));
+            match container_path[c.len()..].trim_start_matches('/') {
+                "" => host,
+                rest => host.join(rest),
+            }
+        })
+}
+
+#[test]
+fn provisioning_and_compose_fit_together() {
+    let compose = yaml("docker-compose.yml");
+    let services = &compose["services"];
+    for s in ["depin-orcha", "prometheus", "alertmanager", "grafana"] {
+        assert!(
+            services[s].is_mapping(),
+            "docker-compose.yml: no service {s}"
+        );
+        for (host, _) in mounts(&services[s]) {
+            assert!(
+                root().join(host.trim_start_matches("./")).exists(),
+                "docker-compose.yml: {s} mounts {host}, which does not exist"
+            );
+        }
+    }
+    let grafana = &services["grafana"];
+
+    // Data sources: a Prometheus and depin-orcha itself, both type prometheus, at the compose
+    // service names and ports.
+    let ds = yaml("grafana/provisioning/datasources/depin-orcha.yml");
+    let list = ds["datasources"]
+        .as_sequence()
+        .expect("datasources: a list");
+    let urls: BTreeMap<&str, &str> = list
+        .iter()
+        .map(|d| {
+            (
+                d["uid"].as_str().unwrap_or(""),
+                d["url"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert!(
+        list.iter()
+            .all(|d| d["type"].as_str() == Some("prometheus")),
+        "every data source is type prometheus"
+    );
+    assert_eq!(urls.get("prometheus"), Some(&"http://prometheus:9090"));
+    assert_eq!(urls.get("depin-orcha"), Some(&"http://depin-orcha:9817"));
+    assert_eq!(
+        list.iter()
+            .filter(|d| d["isDefault"].as_bool() == Some(true))
+            .count(),
+        1,
+        "one default data source"
+    );
+
+    // The dashboard provider's path is where compose mounts grafana/dashboards.
+    let prov = yaml("grafana/provisioning/dashboards/depin-orcha.yml");
+    let path = prov["providers"][0]["options"]["path"]
+        .as_str()
+        .expect("providers[0].options.path");
+    let host =
+        host_path_of(grafana, path).unwrap_or_else(|| panic!("grafana does not mount {path}"));
+    assert_eq!(
+        host,
+        root().join("grafana/dashboards"),
+        "the provider reads {path}"
+    );
+    let prov_dir = host_path_of(grafana, "/etc/grafana/provisioning")
+        .expect("grafana mounts /etc/grafana/provisioning");
+    assert_eq!(prov_dir, root().join("grafana/provisioning"));
+
+    // Prometheus' config inside the container: its rule_files resolve to rules/*.yml through
+    // the mounts, and promtool accepts it.
+    let prom = &services["prometheus"];
+    let cmd: Vec<String> = prom["command"]
+        .as_sequence()
+        .expect("prometheus command: a list")
+        .iter()
+        .filter_map(|v| v.as_str().map(String::from))
+        .collect();
+    let cfg = cmd
+        .iter()
+        .find_map(|c| c.strip_prefix("--config.file="))
+        .expect("--config.file");
+    let cfg_host =
+        host_path_of(prom, cfg).unwrap_or_else(|| panic!("prometheus does not mount {cfg}"));
+    let cfg_yaml: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&cfg_host).expect("read prometheus config"))
+            .expect("YAML");
+    let cfg_dir = Path::new(cfg).parent().expect("config dir");
+    for rf in cfg_yaml["rule_files"].as_sequence().expect("rule_files") {
+        let rf = rf.as_str().expect("rule file");
+        let in_container = normalize(&cfg_dir.join(rf));
+        let dir = in_container
+            .parent()
+            .expect("rules dir")
+            .to_str()
+            .expect("utf-8");
+        let host_dir =
+            host_path_of(prom, dir).unwrap_or_else(|| panic!("prometheus does not mount {dir}"));
+        assert_eq!(
+            host_dir,
+            root().join("rules"),
+            "rule_files {rf} resolves to {}",
+            in_container.display()
+        );
+    }
+    if let Some(promtool) = common::promtool() {
+        let out = Command::new(promtool)
+            .args(["check", "config"])
+            .arg(&cfg_host)
+            .output()
+            .expect("promtool");
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "promtool check config {}:\n{text}",
+            cfg_host.display()
+        );
+        assert!(text.contains("2 rule files found"), "{text}");
+    }
+    let am_cfg = host_path_of(
+        &services["alertmanager"],
+        "/etc/alertmanager/alertmanager.yml",
+    )
+    .expect("alertmanager config mounted");
+    assert!(am_cfg.exists());
+    // depin-orcha listens on all interfaces inside its container (the default is loopback).
+    let orcha_cmd = format!("{:?}", services["depin-orcha"]["command"]);
+    assert!(
+        orcha_cmd.contains("0.0.0.0:9817"),
+        "depin-orcha must listen on 0.0.0.0:9817: {orcha_cmd}"
+    );
+}
+
+/// `a/b/../c` → `a/c` without touching the file system.
+fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
