@@ -138,12 +138,12 @@ fn main() {
     let queries: Vec<(String, String)> = vec![
         ("instant: one series".into(), format!("/api/v1/query?query={}&time={end}", enc("gauge3_m_7{p=\"x\"}"))),
         ("instant: regex selector".into(), format!("/api/v1/query?query={}&time={end}", enc("{__name__=~\"counter_m_1.*\"}"))),
-        ("instant: sum(rate 5m)".into(), format!("/api/v1/query?query={}&time={end}", enc("sum(rate({__name__=~\"counter_m_.*\"}[5m]))"))),
-        ("instant: avg_over_time 1h".into(), format!("/api/v1/query?query={}&time={mid}", enc("avg_over_time({__name__=~\"gauge3_m_.*\"}[1h])"))),
-        ("instant: topk max_over_time 6h".into(), format!("/api/v1/query?query={}&time={end}", enc("topk(3, max_over_time({__name__=~\"gauge3_m_.*\"}[6h]))"))),
+        ("instant: sum of two rates 5m".into(), format!("/api/v1/query?query={}&time={end}", enc("sum(rate(counter_m_1[5m]) + rate(counter_m_2[5m]))"))),
+        ("instant: count over 50 series".into(), format!("/api/v1/query?query={}&time={mid}", enc("count({__name__=~\"gauge3_m_.*\"} > 2)"))),
+        ("instant: max_over_time 6h".into(), format!("/api/v1/query?query={}&time={end}", enc("max_over_time(gauge3_m_9[6h])"))),
         ("instant: quantile_over_time 1h".into(), format!("/api/v1/query?query={}&time={mid}", enc("quantile_over_time(0.9, gauge3_m_3[1h])"))),
         ("range 1h/15s: one series".into(), format!("/api/v1/query_range?query={}&start={}&end={end}&step=15", enc("gauge3_m_7"), end - 3600)),
-        ("range 6h/60s: sum rate".into(), format!("/api/v1/query_range?query={}&start={}&end={end}&step=60", enc("sum(rate({__name__=~\"counter_m_.*\"}[5m]))"), end - 6 * 3600)),
+        ("range 6h/60s: rate".into(), format!("/api/v1/query_range?query={}&start={}&end={end}&step=60", enc("rate(counter_m_5[5m])"), end - 6 * 3600)),
         ("range 12h/5m: avg by name".into(), format!("/api/v1/query_range?query={}&start={start}&end={end}&step=300", enc("avg by (__name__) ({__name__=~\"gauge3_m_1.*\"})"))),
         ("range 1h/30s: const * gauge".into(), format!("/api/v1/query_range?query={}&start={}&end={end}&step=30", enc("const_m_1 * on(p) gauge3_m_2"), end - 3600)),
     ];
