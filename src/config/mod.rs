@@ -93,8 +93,11 @@ pub struct Config {
     pub origin: String,
     pub global: Global,
     pub host: Host,
-    /// USD per token unit.
+    /// USD per token unit: the static prices (`prices:` as a plain map, or `prices.static`),
+    /// plus `USD: 1` when a node earns USD and no price was given.
     pub prices: BTreeMap<String, f64>,
+    /// `prices.http`: a price source refreshed at run time.
+    pub price_source: Option<crate::adapters::prices::HttpPriceSpec>,
     pub nodes: Vec<NodeConfig>,
     /// `rule_files`: paths or glob patterns, resolved against the config file's directory.
     pub rule_files: Vec<std::path::PathBuf>,
@@ -143,16 +146,39 @@ pub struct NodeConfig {
 #[derive(Clone, Debug, PartialEq)]
 pub enum NodeKind {
     Sim(crate::adapters::sim::SimSpec),
+    Storj(crate::adapters::storj::StorjSpec),
+    Golem(crate::adapters::golem::GolemSpec),
+    Streamr(crate::adapters::streamr::StreamrSpec),
+    Grass(crate::adapters::grass::GrassSpec),
+    HttpJson(crate::adapters::http_json::HttpJsonSpec),
+    Prometheus(crate::adapters::prometheus::PrometheusSpec),
+    Exec(crate::adapters::exec::ExecSpec),
 }
 
 /// The names accepted in `kind:`, for the error message.
-pub const KINDS: &[&str] = &["sim"];
+pub const KINDS: &[&str] = &[
+    "sim",
+    "storj",
+    "golem",
+    "streamr",
+    "grass",
+    "http_json",
+    "prometheus",
+    "exec",
+];
 
 impl NodeKind {
     /// The word in `kind:`, which is also the key of the kind's settings block.
     pub fn kind_name(&self) -> &'static str {
         match self {
             NodeKind::Sim(_) => "sim",
+            NodeKind::Storj(_) => "storj",
+            NodeKind::Golem(_) => "golem",
+            NodeKind::Streamr(_) => "streamr",
+            NodeKind::Grass(_) => "grass",
+            NodeKind::HttpJson(_) => "http_json",
+            NodeKind::Prometheus(_) => "prometheus",
+            NodeKind::Exec(_) => "exec",
         }
     }
 
@@ -160,6 +186,13 @@ impl NodeKind {
     pub fn protocol(&self) -> &str {
         match self {
             NodeKind::Sim(s) => s.protocol.name(),
+            NodeKind::Storj(_) => "storj",
+            NodeKind::Golem(_) => "golem",
+            NodeKind::Streamr(_) => "streamr",
+            NodeKind::Grass(_) => "grass",
+            NodeKind::HttpJson(s) => &s.protocol,
+            NodeKind::Prometheus(s) => &s.protocol,
+            NodeKind::Exec(s) => &s.protocol,
         }
     }
 
@@ -167,6 +200,13 @@ impl NodeKind {
     pub fn allocation(&self) -> Option<(Allocation, &'static str)> {
         match self {
             NodeKind::Sim(s) => Some((s.allocation, "sim.allocation")),
+            NodeKind::Storj(s) => s.allocation.map(|a| (a, "storj.allocation")),
+            NodeKind::Golem(s) => s.allocation.map(|a| (a, "golem.allocation")),
+            NodeKind::Streamr(s) => s.allocation.map(|a| (a, "streamr.allocation")),
+            NodeKind::Grass(s) => s.allocation.map(|a| (a, "grass.allocation")),
+            NodeKind::HttpJson(s) => s.allocation.map(|a| (a, "http_json.allocation")),
+            NodeKind::Prometheus(s) => s.allocation.map(|a| (a, "prometheus.allocation")),
+            NodeKind::Exec(s) => s.allocation.map(|a| (a, "exec.allocation")),
         }
     }
 
@@ -174,6 +214,22 @@ impl NodeKind {
     pub fn tokens(&self) -> Vec<String> {
         match self {
             NodeKind::Sim(s) => vec![s.protocol.token().to_string()],
+            NodeKind::Storj(_) => vec![crate::adapters::storj::TOKEN.to_string()],
+            NodeKind::Golem(_) => vec![crate::adapters::golem::TOKEN.to_string()],
+            NodeKind::Streamr(s) => s
+                .earnings
+                .iter()
+                .map(|_| crate::adapters::streamr::TOKEN.to_string())
+                .collect(),
+            NodeKind::Grass(s) => s
+                .points
+                .iter()
+                .map(|_| crate::adapters::grass::TOKEN.to_string())
+                .collect(),
+            NodeKind::HttpJson(s) => s.earnings.keys().cloned().collect(),
+            NodeKind::Prometheus(s) => s.earnings.keys().cloned().collect(),
+            // What a program prints is only known when it runs.
+            NodeKind::Exec(_) => Vec::new(),
         }
     }
 }
@@ -440,7 +496,7 @@ fn validate(mut value: Value, origin: &str, d: &mut Diagnostics) -> Option<Confi
             None
         }
     };
-    let prices = validate_prices(raw.prices, d);
+    let prices = crate::adapters::prices::validate(raw.prices, d);
     let nodes = match raw.nodes {
         None | Some(Value::Null) => None,
         Some(Value::Sequence(list)) => Some(list),
@@ -468,10 +524,18 @@ fn validate(mut value: Value, origin: &str, d: &mut Diagnostics) -> Option<Confi
     if let (Some(host), Some(nodes)) = (&host, &nodes) {
         check_allocations(host, nodes, d);
     }
-    if let (Some(prices), Some(nodes)) = (&prices, &nodes) {
+    let mut prices = prices;
+    if let (Some(p), Some(nodes)) = (&mut prices, &nodes) {
+        // USD is priced 1 unless the config says otherwise (Storj earnings are in USD).
+        if nodes.iter().any(|n| n.kind.tokens().iter().any(|t| t == "USD")) {
+            p.static_prices.entry("USD".to_string()).or_insert(1.0);
+        }
+    }
+    if let (Some(p), Some(nodes)) = (&prices, &nodes) {
+        let fetched: Vec<&String> = p.http.iter().flat_map(|h| h.tokens.keys()).collect();
         for (i, n) in nodes.iter().enumerate() {
             for token in n.kind.tokens() {
-                if !prices.contains_key(&token) {
+                if !p.static_prices.contains_key(&token) && !fetched.contains(&&token) {
                     d.warn(
                         &join_key(&join_index("nodes", i), "kind"),
                         format!("token {token} has no price in prices: node \"{}\" adds nothing to depin_earnings_usd_total", n.name),
@@ -486,7 +550,8 @@ fn validate(mut value: Value, origin: &str, d: &mut Diagnostics) -> Option<Confi
         rule_files: rule_files?,
         global: global?,
         host: host?,
-        prices: prices?,
+        price_source: prices.as_ref().and_then(|p| p.http.clone()),
+        prices: prices?.static_prices,
         nodes: nodes?,
         warnings: Vec::new(),
     })
@@ -714,30 +779,9 @@ fn validate_host(raw: Value, d: &mut Diagnostics) -> Option<Host> {
     ok.then_some(Host { capacity })
 }
 
-fn validate_prices(raw: Option<Value>, d: &mut Diagnostics) -> Option<BTreeMap<String, f64>> {
-    let prices: BTreeMap<String, f64> = match raw {
-        None | Some(Value::Null) => BTreeMap::new(),
-        Some(v) => d.deserialize("prices", v)?,
-    };
-    let mut ok = true;
-    for (token, price) in &prices {
-        let path = join_key("prices", token);
-        if token.trim().is_empty() {
-            d.error(&path, "a token name must not be empty");
-            ok = false;
-        }
-        if !price.is_finite() || *price < 0.0 {
-            d.error(
-                &path,
-                format!("a price must be a number of USD, 0 or more, got {price}"),
-            );
-            ok = false;
-        }
-    }
-    ok.then_some(prices)
-}
-
-const RESERVED_LABELS: [&str; 6] = ["node", "protocol", "token", "reason", "le", "quantile"];
+const RESERVED_LABELS: [&str; 7] = [
+    "node", "protocol", "token", "reason", "field", "le", "quantile",
+];
 
 fn valid_node_name(s: &str) -> bool {
     !s.is_empty()
@@ -925,6 +969,24 @@ fn validate_kind(
     match kind {
         "sim" => crate::adapters::sim::validate(block, &block_path, node_path, node_name, d)
             .map(NodeKind::Sim),
+        "storj" => crate::adapters::storj::validate(block, &block_path, d).map(NodeKind::Storj),
+        "golem" => crate::adapters::golem::validate(block, &block_path, node_name, d)
+            .map(NodeKind::Golem),
+        "streamr" => crate::adapters::streamr::validate(block, &block_path, node_name, d)
+            .map(NodeKind::Streamr),
+        "grass" => crate::adapters::grass::validate(block, &block_path, node_path, node_name, d)
+            .map(NodeKind::Grass),
+        "http_json" => {
+            crate::adapters::http_json::validate(block, &block_path, node_path, node_name, d)
+                .map(NodeKind::HttpJson)
+        }
+        "prometheus" => {
+            crate::adapters::prometheus::validate(block, &block_path, node_path, node_name, d)
+                .map(NodeKind::Prometheus)
+        }
+        "exec" => {
+            crate::adapters::exec::validate(block, &block_path, node_path, d).map(NodeKind::Exec)
+        }
         _ => {
             d.error(
                 &join_key(node_path, "kind"),
