@@ -26,7 +26,8 @@ pub fn http_url(
     d: &mut Diagnostics,
 ) -> Option<url::Url> {
     let Some(s) = v.or(default) else {
-        d.error(path, "missing required URL");
+        let (parent, key) = path.rsplit_once('.').unwrap_or(("", path));
+        d.error(parent, format!("missing required key \"{key}\""));
         return None;
     };
     match url::Url::parse(s) {
