@@ -199,7 +199,10 @@ pub struct Coordinator {
     prices: Arc<PriceTable>,
     health: Arc<HealthBoard>,
     /// `prices.http`, refreshed while the coordinator runs.
-    price_source: Option<(crate::adapters::prices::HttpPriceSpec, BTreeMap<String, f64>)>,
+    price_source: Option<(
+        crate::adapters::prices::HttpPriceSpec,
+        BTreeMap<String, f64>,
+    )>,
 }
 
 impl Coordinator {

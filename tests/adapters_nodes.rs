@@ -21,7 +21,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 const T0: i64 = 1_767_225_600_000 + 10 * 86_400_000; // 2026-01-11T00:00:00Z
 
 fn fixture(p: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/nodes").join(p);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/nodes")
+        .join(p);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -105,7 +107,9 @@ impl Fake {
         let mut buf = Vec::new();
         let mut chunk = [0u8; 4096];
         let head_end = loop {
-            let Ok(n) = s.read(&mut chunk).await else { return };
+            let Ok(n) = s.read(&mut chunk).await else {
+                return;
+            };
             if n == 0 {
                 return;
             }
@@ -134,17 +138,16 @@ impl Fake {
             }
         }
         while buf.len() < head_end + len {
-            let Ok(n) = s.read(&mut chunk).await else { return };
+            let Ok(n) = s.read(&mut chunk).await else {
+                return;
+            };
             if n == 0 {
                 break;
             }
             buf.extend_from_slice(&chunk[..n]);
         }
         let body = String::from_utf8_lossy(&buf[head_end..]).to_string();
-        self.seen
-            .lock()
-            .unwrap()
-            .push((target.clone(), auth, body));
+        self.seen.lock().unwrap().push((target.clone(), auth, body));
         let path = target.split('?').next().unwrap_or("/").to_string();
         let reply = self.routes.lock().unwrap().get(&path).cloned();
         let reply = reply.unwrap_or(Reply::Json(404, r#"{"error":"not found"}"#.into()));
@@ -156,7 +159,9 @@ impl Fake {
         };
         match reply {
             Reply::Json(st, b) => {
-                let _ = s.write_all(write(st, "application/json", &b).as_bytes()).await;
+                let _ = s
+                    .write_all(write(st, "application/json", &b).as_bytes())
+                    .await;
             }
             Reply::Text(b) => {
                 let _ = s
@@ -213,7 +218,9 @@ fn load(text: &str) -> config::Config {
 }
 
 fn node(block: &str) -> NodeConfig {
-    load(&format!("nodes:\n  - name: n\n{block}")).nodes.remove(0)
+    load(&format!("nodes:\n  - name: n\n{block}"))
+        .nodes
+        .remove(0)
 }
 
 fn clock() -> SharedClock {
@@ -241,7 +248,10 @@ async fn storj_fake() -> (Fake, String) {
     let f = Fake::default();
     f.json("/api/sno/", &fixture("storj/sno.json"));
     f.json("/api/sno/satellites", &fixture("storj/satellites.json"));
-    f.json("/api/sno/estimated-payout", &fixture("storj/estimated-payout.json"));
+    f.json(
+        "/api/sno/estimated-payout",
+        &fixture("storj/estimated-payout.json"),
+    );
     let url = f.serve_tcp().await;
     (f, url)
 }
@@ -259,16 +269,34 @@ async fn storj_reads_dashboard_scores_and_payout() {
     assert_eq!(o.earnings.get("USD"), Some(&1.6449));
     assert_eq!(o.allocation.disk_bytes, Some(3.5e12));
     assert_eq!(o.usage.disk_bytes, Some(3381577296000.0 + 117961155200.0));
-    assert_eq!(gauge(&o, "storj_audit_score", Some("us1.storj.io")), Some(1.0));
+    assert_eq!(
+        gauge(&o, "storj_audit_score", Some("us1.storj.io")),
+        Some(1.0)
+    );
     assert_eq!(
         gauge(&o, "storj_suspension_score", Some("eu1.storj.io")),
         Some(0.55)
     );
-    assert_eq!(gauge(&o, "storj_online_score", Some("eu1.storj.io")), Some(0.97));
-    assert_eq!(gauge(&o, "storj_suspended", Some("eu1.storj.io")), Some(1.0));
-    assert_eq!(gauge(&o, "storj_suspended", Some("us1.storj.io")), Some(0.0));
-    assert_eq!(gauge(&o, "storj_disqualified", Some("eu1.storj.io")), Some(0.0));
-    assert_eq!(gauge(&o, "storj_disk_trash_bytes", None), Some(117961155200.0));
+    assert_eq!(
+        gauge(&o, "storj_online_score", Some("eu1.storj.io")),
+        Some(0.97)
+    );
+    assert_eq!(
+        gauge(&o, "storj_suspended", Some("eu1.storj.io")),
+        Some(1.0)
+    );
+    assert_eq!(
+        gauge(&o, "storj_suspended", Some("us1.storj.io")),
+        Some(0.0)
+    );
+    assert_eq!(
+        gauge(&o, "storj_disqualified", Some("eu1.storj.io")),
+        Some(0.0)
+    );
+    assert_eq!(
+        gauge(&o, "storj_disk_trash_bytes", None),
+        Some(117961155200.0)
+    );
     assert!(matches!(&o.health, Health::Degraded(w) if w.contains("suspended on eu1.storj.io")));
     assert!(o.skipped.is_empty(), "{:?}", o.skipped);
     // The expensive satellites call is made once a minute, its scores repeated meanwhile.
@@ -286,11 +314,20 @@ async fn storj_faults_end_down_with_a_reason() {
     let (f, url) = storj_fake().await;
     let a = storj_node(&url, clock());
     let cases: Vec<(Reply, &str)> = vec![
-        (Reply::Json(500, r#"{"error":"internal"}"#.into()), "http_status"),
+        (
+            Reply::Json(500, r#"{"error":"internal"}"#.into()),
+            "http_status",
+        ),
         (Reply::Hang, "timeout"),
         (Reply::CutShort(r#"{"diskSpace":{"used":1"#.into()), "io"),
-        (Reply::Json(200, r#"{"diskSpace":{"used":1"#.into()), "parse"),
-        (Reply::Json(200, "<html>502 Bad Gateway</html>".into()), "parse"),
+        (
+            Reply::Json(200, r#"{"diskSpace":{"used":1"#.into()),
+            "parse",
+        ),
+        (
+            Reply::Json(200, "<html>502 Bad Gateway</html>".into()),
+            "parse",
+        ),
         (Reply::Huge(50 << 20), "too_large"),
         (Reply::Json(200, "[1,2]".into()), "parse"),
     ];
@@ -368,7 +405,8 @@ async fn storj_through_the_coordinator_on_metrics() {
     ] {
         assert!(text.contains(want), "missing {want} in\n{text}");
     }
-    let refused = "depin_adapter_poll_errors_total{node=\"dead\",protocol=\"storj\",reason=\"refused\"} ";
+    let refused =
+        "depin_adapter_poll_errors_total{node=\"dead\",protocol=\"storj\",reason=\"refused\"} ";
     let count: f64 = text
         .lines()
         .find_map(|l| l.strip_prefix(refused))
@@ -403,10 +441,12 @@ async fn golem_invoices_count_settled_once_with_the_app_key() {
     assert_eq!(o.allocation.memory_bytes, Some(22.4 * 1073741824.0));
     // The first call reads 30 days back.
     let first = f.seen.lock().unwrap()[0].0.clone();
-    assert!(first.contains("afterTimestamp=2025-12-12T00%3A00%3A00Z"), "{first}");
+    assert!(
+        first.contains("afterTimestamp=2025-12-12T00%3A00%3A00Z"),
+        "{first}"
+    );
     // Same invoices again: nothing counted twice; the accepted one settles.
-    let mut inv: serde_json::Value =
-        serde_json::from_str(&fixture("golem/invoices.json")).unwrap();
+    let mut inv: serde_json::Value = serde_json::from_str(&fixture("golem/invoices.json")).unwrap();
     inv[1]["status"] = "SETTLED".into();
     f.json("/payment-api/v1/invoices", &inv.to_string());
     let o = poll(a.as_ref()).await.unwrap();
@@ -414,11 +454,17 @@ async fn golem_invoices_count_settled_once_with_the_app_key() {
     // That call started just before the pending invoice; the next one starts at the newest
     // invoice, as none is pending any more.
     let last = f.seen.lock().unwrap().last().unwrap().0.clone();
-    assert!(last.contains("afterTimestamp=2026-01-01T10%3A59%3A59Z"), "{last}");
+    assert!(
+        last.contains("afterTimestamp=2026-01-01T10%3A59%3A59Z"),
+        "{last}"
+    );
     let o = poll(a.as_ref()).await.unwrap();
     assert_eq!(o.earnings["GLM"], 0.112345);
     let last = f.seen.lock().unwrap().last().unwrap().0.clone();
-    assert!(last.contains("afterTimestamp=2026-01-01T11%3A59%3A59Z"), "{last}");
+    assert!(
+        last.contains("afterTimestamp=2026-01-01T11%3A59%3A59Z"),
+        "{last}"
+    );
 
     // count_accepted counts ACCEPTED at once.
     let n = node(&format!(
@@ -522,11 +568,25 @@ async fn streamr_info_and_operator_earnings_in_exact_wei() {
     ));
     let a = adapters::build(&n, clock());
     let o = poll(a.as_ref()).await.unwrap();
-    assert_eq!(o.earnings["DATA"], 3.250000000000000001);
+    assert_eq!(
+        o.earnings["DATA"],
+        "3.250000000000000001".parse::<f64>().unwrap()
+    );
     assert_eq!(f.auth_of("/info").as_deref(), Some("Bearer streamr-key"));
-    let call = f.seen.lock().unwrap().iter().find(|s| s.0 == "/rpc").unwrap().2.clone();
+    let call = f
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|s| s.0 == "/rpc")
+        .unwrap()
+        .2
+        .clone();
     assert!(call.contains("\"data\":\"0x2ebd89d1\""), "{call}");
-    assert!(call.contains("0x00000000000000000000000000000000000000ab"), "{call}");
+    assert!(
+        call.contains("0x00000000000000000000000000000000000000ab"),
+        "{call}"
+    );
 
     // 401 from the node: down. A broken RPC answer: up, earnings skipped.
     f.set("/info", Reply::Json(401, "{}".into()));
@@ -541,7 +601,10 @@ async fn streamr_info_and_operator_earnings_in_exact_wei() {
     assert_eq!(o.skipped, ["getSponsorshipsAndEarnings"]);
     f.set("/info", Reply::Huge(50 << 20));
     assert_eq!(
-        poll(adapters::build(&n, clock()).as_ref()).await.unwrap_err().reason(),
+        poll(adapters::build(&n, clock()).as_ref())
+            .await
+            .unwrap_err()
+            .reason(),
         "too_large"
     );
 }
@@ -551,7 +614,10 @@ async fn grass_health_from_a_fake_docker_socket_and_opt_in_points() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("docker.sock");
     let docker = Fake::default();
-    docker.json("/containers/grass/json", &fixture("grass/container_running.json"));
+    docker.json(
+        "/containers/grass/json",
+        &fixture("grass/container_running.json"),
+    );
     docker.serve_unix(&sock).await;
     let api = Fake::default();
     api.json("/retrieveUser", &fixture("grass/retrieveUser.json"));
@@ -572,11 +638,17 @@ async fn grass_health_from_a_fake_docker_socket_and_opt_in_points() {
     poll(a.as_ref()).await.unwrap();
     assert_eq!(api.hits("/retrieveUser"), 1);
 
-    docker.json("/containers/grass/json", &fixture("grass/container_exited.json"));
+    docker.json(
+        "/containers/grass/json",
+        &fixture("grass/container_exited.json"),
+    );
     let e = poll(a.as_ref()).await.unwrap_err();
     assert_eq!(e.reason(), "refused");
     assert!(e.to_string().contains("not running (status exited)"), "{e}");
-    docker.set("/containers/grass/json", Reply::Json(404, r#"{"message":"No such container: grass"}"#.into()));
+    docker.set(
+        "/containers/grass/json",
+        Reply::Json(404, r#"{"message":"No such container: grass"}"#.into()),
+    );
     assert_eq!(poll(a.as_ref()).await.unwrap_err().reason(), "http_status");
     docker.json("/containers/grass/json", r#"{"State":{"Running":"yes"}}"#);
     assert_eq!(poll(a.as_ref()).await.unwrap_err().reason(), "parse");
@@ -588,7 +660,10 @@ async fn grass_health_from_a_fake_docker_socket_and_opt_in_points() {
         dir.path().display()
     ));
     assert_eq!(
-        poll(adapters::build(&n, clock()).as_ref()).await.unwrap_err().reason(),
+        poll(adapters::build(&n, clock()).as_ref())
+            .await
+            .unwrap_err()
+            .reason(),
         "refused"
     );
 }
@@ -621,7 +696,10 @@ async fn http_json_maps_pointers_with_scales_and_skips_wrong_types() {
 #[tokio::test]
 async fn prometheus_kind_reads_a_storj_exporter() {
     let f = Fake::default();
-    f.set("/metrics", Reply::Text(fixture("storj_exporter/metrics.txt")));
+    f.set(
+        "/metrics",
+        Reply::Text(fixture("storj_exporter/metrics.txt")),
+    );
     let url = f.serve_tcp().await;
     let n = node(&format!(
         "    kind: prometheus\n    prometheus:\n      protocol: storj\n      url: \"{url}/metrics\"\n      earnings:\n        USD: {{metric: storj_payout_currentMonth, labels: {{type: payout}}, scale: 0.01}}\n      usage:\n        disk_bytes: {{metric: storj_total_diskspace, labels: {{type: used}}}}\n      allocation_fields:\n        disk_bytes: {{metric: storj_total_diskspace, labels: {{type: available}}}}\n        cpu_cores: {{metric: nonexistent}}\n"
@@ -632,7 +710,10 @@ async fn prometheus_kind_reads_a_storj_exporter() {
     assert_eq!(o.usage.disk_bytes, Some(3.381577296e12));
     assert_eq!(o.allocation.disk_bytes, Some(3.5e12));
     assert_eq!(o.skipped, ["nonexistent"]);
-    f.set("/metrics", Reply::Text("storj_total_diskspace{type=\"used\" 1\n".into()));
+    f.set(
+        "/metrics",
+        Reply::Text("storj_total_diskspace{type=\"used\" 1\n".into()),
+    );
     assert_eq!(poll(a.as_ref()).await.unwrap_err().reason(), "parse");
     f.set("/metrics", Reply::Huge(50 << 20));
     assert_eq!(poll(a.as_ref()).await.unwrap_err().reason(), "too_large");
@@ -652,7 +733,10 @@ async fn exec_kind_runs_argv_without_a_shell() {
 async fn http_price_source_updates_prices_and_expires_them() {
     use depin_orcha::adapters::prices::HttpPriceSource;
     let f = Fake::default();
-    f.json("/prices", r#"{"storj":{"usd":0.45},"golem":{"usd":"0.3"},"data":{"usd":null}}"#);
+    f.json(
+        "/prices",
+        r#"{"storj":{"usd":0.45},"golem":{"usd":"0.3"},"data":{"usd":null}}"#,
+    );
     let url = f.serve_tcp().await;
     let cfg = load(&format!(
         "prices:\n  static: {{GLM: 0.25}}\n  http:\n    url: \"{url}/prices\"\n    interval: 1m\n    max_age: 1h\n    tokens: {{STORJ: /storj/usd, GLM: /golem/usd, DATA: /data/usd}}\n"
@@ -685,14 +769,20 @@ async fn http_price_source_updates_prices_and_expires_them() {
     // The source fails; after max_age GLM falls back to its static price, STORJ to none.
     f.set("/prices", Reply::Json(500, "{}".into()));
     mc.advance(30 * 60_000);
-    assert_eq!(src.refresh(&mut last).await.unwrap_err().reason(), "http_status");
+    assert_eq!(
+        src.refresh(&mut last).await.unwrap_err().reason(),
+        "http_status"
+    );
     assert_eq!(table.get("STORJ"), Some(0.45), "still fresh enough");
     mc.advance(31 * 60_000);
     assert!(src.refresh(&mut last).await.is_err());
     assert_eq!(table.get("STORJ"), None);
     assert_eq!(table.get("GLM"), Some(0.25));
     let text = metrics.render();
-    assert!(!text.contains("depin_token_price_usd{token=\"STORJ\"}"), "{text}");
+    assert!(
+        !text.contains("depin_token_price_usd{token=\"STORJ\"}"),
+        "{text}"
+    );
     assert!(
         text.contains(&format!(
             "depin_token_price_last_update_timestamp_seconds{{token=\"STORJ\"}} {t}"
@@ -719,8 +809,14 @@ fn errors(text: &str) -> Vec<String> {
 fn config_errors_name_the_node_and_key() {
     let e = errors("nodes:\n  - name: s\n    kind: storj\n    storj: {url: \"https://x:14002\", satellites_interval: 10s}\n");
     assert_eq!(e.len(), 2, "{e:?}");
-    assert!(e[0].contains("nodes[0].storj.url: \"https://x:14002\": https is not supported"), "{e:?}");
-    assert!(e[1].contains("nodes[0].storj.satellites_interval: must be at least 60s"), "{e:?}");
+    assert!(
+        e[0].contains("nodes[0].storj.url: \"https://x:14002\": https is not supported"),
+        "{e:?}"
+    );
+    assert!(
+        e[1].contains("nodes[0].storj.satellites_interval: must be at least 60s"),
+        "{e:?}"
+    );
     let e = errors("nodes:\n  - name: st\n    kind: streamr\n    streamr: {api_key_env: DEPIN_TEST_SURELY_UNSET_VAR}\n");
     assert_eq!(
         e,
@@ -728,16 +824,26 @@ fn config_errors_name_the_node_and_key() {
     );
     let e = errors("nodes:\n  - name: g\n    kind: grass\n    grass: {points: {url: \"http://x/\", token_env: DEPIN_TEST_SURELY_UNSET_VAR}}\n");
     assert_eq!(e.len(), 2, "{e:?}");
-    assert!(e.iter().any(|l| l.contains("missing required key \"container\"")), "{e:?}");
-    assert!(e.iter().any(|l| l.contains("node \"g\" has no credential")), "{e:?}");
+    assert!(
+        e.iter()
+            .any(|l| l.contains("missing required key \"container\"")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter().any(|l| l.contains("node \"g\" has no credential")),
+        "{e:?}"
+    );
 }
 
 #[test]
 fn an_unreadable_key_file_is_a_warning_not_an_error() {
-    let c = load("nodes:\n  - name: golem\n    kind: golem\n    golem: {app_key_file: /nonexistent/key}\n");
+    let c = load(
+        "nodes:\n  - name: golem\n    kind: golem\n    golem: {app_key_file: /nonexistent/key}\n",
+    );
     assert_eq!(c.nodes.len(), 1);
     assert!(
-        c.warnings.iter().any(|w| w.contains("nodes[0].golem.app_key_file: node \"golem\": cannot read /nonexistent/key")),
+        c.warnings.iter().any(|w| w
+            .contains("nodes[0].golem.app_key_file: node \"golem\": cannot read /nonexistent/key")),
         "{:?}",
         c.warnings
     );
@@ -758,5 +864,8 @@ fn examples_load() {
         assert!(!c.nodes.is_empty(), "{name}");
         n += 1;
     }
-    assert!(n >= 3, "expected docker-host, systemd-host and storj-exporter examples");
+    assert!(
+        n >= 3,
+        "expected docker-host, systemd-host and storj-exporter examples"
+    );
 }

@@ -172,9 +172,7 @@ impl Credential {
 }
 
 /// Reads the `http_json`/`prometheus` style `headers:` map, refusing non-string values.
-pub fn headers(
-    v: Option<&std::collections::BTreeMap<String, String>>,
-) -> Vec<(String, String)> {
+pub fn headers(v: Option<&std::collections::BTreeMap<String, String>>) -> Vec<(String, String)> {
     v.map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
         .unwrap_or_default()
 }

@@ -40,10 +40,7 @@ impl Decimal {
             None => (false, t.strip_prefix('+').unwrap_or(t)),
         };
         let (num, exp) = match t.find(['e', 'E']) {
-            Some(i) => (
-                &t[..i],
-                t[i + 1..].parse::<i32>().map_err(|_| bad())?,
-            ),
+            Some(i) => (&t[..i], t[i + 1..].parse::<i32>().map_err(|_| bad())?),
             None => (t, 0),
         };
         let (int, frac) = num.split_once('.').unwrap_or((num, ""));
@@ -158,7 +155,10 @@ mod tests {
         let wei: u128 = 1_234_567_890_123_456_789_012;
         let d = Decimal::from_units(wei, 18).unwrap();
         assert_eq!(d.to_string(), "1234.567890123456789012");
-        assert_eq!(d.to_f64(), 1234.567890123456789012);
+        assert_eq!(
+            d.to_f64(),
+            "1234.567890123456789012".parse::<f64>().unwrap()
+        );
         let one = Decimal::from_units(1, 18).unwrap();
         assert_eq!(one.to_string(), "0.000000000000000001");
     }

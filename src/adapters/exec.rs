@@ -26,7 +26,9 @@ use tokio::io::AsyncReadExt;
 use super::conf;
 use super::fields::number_or_string;
 use super::http::DEFAULT_BODY_LIMIT;
-use super::{Adapter, Allocation, ExtraGauge, Health, Observation, PollError, PollFuture, Resource};
+use super::{
+    Adapter, Allocation, ExtraGauge, Health, Observation, PollError, PollFuture, Resource,
+};
 use crate::config::diag::{join_key, Diagnostics};
 use crate::config::RawAllocation;
 
@@ -154,7 +156,9 @@ pub async fn run_json(argv: &[String], timeout: Duration) -> Result<Json, PollEr
             .map_err(|e| PollError::Io(format!("{prog}: {e}")))?;
         if !status.success() {
             let tail = String::from_utf8_lossy(&err).trim().to_string();
-            return Err(PollError::Io(format!("{prog} exited with {status}: {tail}")));
+            return Err(PollError::Io(format!(
+                "{prog} exited with {status}: {tail}"
+            )));
         }
         serde_json::from_slice::<Json>(&out)
             .map_err(|e| PollError::Parse(format!("output of {prog}: {e}")))
@@ -186,7 +190,10 @@ pub fn read_output(v: &Json) -> Result<Observation, PollError> {
             _ => obs.skipped.push("/earnings".into()),
         }
     }
-    for (key, target) in [("usage", &mut obs.usage), ("allocation", &mut obs.allocation)] {
+    for (key, target) in [
+        ("usage", &mut obs.usage),
+        ("allocation", &mut obs.allocation),
+    ] {
         let Some(m) = top.get(key) else { continue };
         let Json::Object(m) = m else {
             obs.skipped.push(format!("/{key}"));
@@ -304,7 +311,9 @@ mod tests {
         assert_eq!(r(run_json(&sh("exit 3"), t).await.unwrap_err()), "io");
         assert_eq!(r(run_json(&sh("echo '{'"), t).await.unwrap_err()), "parse");
         assert_eq!(
-            r(run_json(&["/nonexistent/prog".to_string()], t).await.unwrap_err()),
+            r(run_json(&["/nonexistent/prog".to_string()], t)
+                .await
+                .unwrap_err()),
             "io"
         );
         let slow = run_json(&sh("sleep 5"), Duration::from_millis(200)).await;

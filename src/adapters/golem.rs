@@ -250,10 +250,7 @@ pub fn status_earned(v: &Json, count_accepted: bool) -> Result<Decimal, String> 
 
 /// The active profile of a `hardware.json`.
 pub fn hardware_allocation(v: &Json) -> Result<(f64, f64, f64), String> {
-    let active = v
-        .get("active")
-        .and_then(Json::as_str)
-        .ok_or("/active")?;
+    let active = v.get("active").and_then(Json::as_str).ok_or("/active")?;
     let p = v
         .get("profiles")
         .and_then(|p| p.get(active))
@@ -397,7 +394,8 @@ mod tests {
             "accepted":{"totalAmount":"1.4","agreementsCount":28},"confirmed":{"totalAmount":"1.2","agreementsCount":25},"overdue":null}});
         assert_eq!(status_earned(&new, false).unwrap().to_f64(), 1.2);
         assert_eq!(status_earned(&new, true).unwrap().to_f64(), 1.4);
-        let old = json!({"amount":"3","incoming":{"requested":"1.5","accepted":"1.4","confirmed":"1.2"}});
+        let old =
+            json!({"amount":"3","incoming":{"requested":"1.5","accepted":"1.4","confirmed":"1.2"}});
         assert_eq!(status_earned(&old, false).unwrap().to_f64(), 1.2);
         let wrong = json!({"incoming":{"confirmed":{"totalAmount":[1]}}});
         assert_eq!(

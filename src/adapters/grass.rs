@@ -74,8 +74,7 @@ struct RawPoints {
 
 fn valid_container(s: &str) -> bool {
     !s.is_empty()
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
@@ -175,7 +174,8 @@ impl GrassNode {
 
     async fn call_points(&self, p: &Points) -> Result<f64, PollError> {
         let token = p.token.read()?;
-        let v = fetch_json(&HttpRequest::get(p.url.clone()).header("authorization", &token)).await?;
+        let v =
+            fetch_json(&HttpRequest::get(p.url.clone()).header("authorization", &token)).await?;
         v.pointer("/result/data/totalPoints")
             .and_then(number_or_string)
             .filter(|x| *x >= 0.0)

@@ -137,7 +137,10 @@ pub fn resource_map<R, F: Clone>(
             let names: Vec<&str> = Resource::ALL.iter().map(|r| r.key()).collect();
             d.error(
                 &p,
-                format!("unknown resource \"{key}\"; expected one of {}", names.join(", ")),
+                format!(
+                    "unknown resource \"{key}\"; expected one of {}",
+                    names.join(", ")
+                ),
             );
             ok = false;
             continue;
@@ -286,7 +289,11 @@ impl Adapter for HttpJsonNode {
 
     fn poll(&self) -> PollFuture<'_> {
         Box::pin(async move {
-            let req = request(&self.spec.url, &self.spec.headers, self.spec.bearer.as_ref())?;
+            let req = request(
+                &self.spec.url,
+                &self.spec.headers,
+                self.spec.bearer.as_ref(),
+            )?;
             let v = fetch_json(&req).await?;
             Ok(read(&self.spec, &v))
         })

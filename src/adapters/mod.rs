@@ -263,9 +263,7 @@ pub fn build(node: &NodeConfig, clock: SharedClock) -> Arc<dyn Adapter> {
         NodeKind::Streamr(spec) => Arc::new(streamr::StreamrNode::new(name, spec.clone())),
         NodeKind::Grass(spec) => Arc::new(grass::GrassNode::new(name, spec.clone())),
         NodeKind::HttpJson(spec) => Arc::new(http_json::HttpJsonNode::new(name, spec.clone())),
-        NodeKind::Prometheus(spec) => {
-            Arc::new(prometheus::PrometheusNode::new(name, spec.clone()))
-        }
+        NodeKind::Prometheus(spec) => Arc::new(prometheus::PrometheusNode::new(name, spec.clone())),
         NodeKind::Exec(spec) => Arc::new(exec::ExecNode::new(name, spec.clone())),
     }
 }

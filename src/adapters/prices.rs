@@ -78,7 +78,11 @@ struct RawHttp {
     tokens: Option<BTreeMap<String, String>>,
 }
 
-fn static_map(raw: Option<Value>, path: &str, d: &mut Diagnostics) -> Option<BTreeMap<String, f64>> {
+fn static_map(
+    raw: Option<Value>,
+    path: &str,
+    d: &mut Diagnostics,
+) -> Option<BTreeMap<String, f64>> {
     let prices: BTreeMap<String, f64> = match raw {
         None | Some(Value::Null) => BTreeMap::new(),
         Some(v) => d.deserialize(path, v)?,
@@ -139,7 +143,10 @@ pub fn validate(raw: Option<Value>, d: &mut Diagnostics) -> Option<PricesConfig>
             let mut ok = true;
             let tokens = h.tokens.unwrap_or_default();
             if tokens.is_empty() {
-                d.error(p, "missing required key \"tokens\" (token: JSON pointer of its USD price)");
+                d.error(
+                    p,
+                    "missing required key \"tokens\" (token: JSON pointer of its USD price)",
+                );
                 ok = false;
             }
             for (t, ptr) in &tokens {
@@ -259,7 +266,10 @@ impl HttpPriceSource {
                     }
                 }
                 last_ok.remove(token);
-                tracing::warn!(token, "price expired (max_age): falling back to the static price, if any");
+                tracing::warn!(
+                    token,
+                    "price expired (max_age): falling back to the static price, if any"
+                );
             }
         }
         out

@@ -134,7 +134,9 @@ fn parse_line(line: &str) -> Result<TextSample, String> {
         "NaN" => f64::NAN,
         "+Inf" | "Inf" => f64::INFINITY,
         "-Inf" => f64::NEG_INFINITY,
-        v => v.parse::<f64>().map_err(|_| format!("invalid value {v:?}"))?,
+        v => v
+            .parse::<f64>()
+            .map_err(|_| format!("invalid value {v:?}"))?,
     };
     if let Some(ts) = parts.next() {
         ts.parse::<i64>()
@@ -375,13 +377,16 @@ impl Adapter for PrometheusNode {
 
     fn poll(&self) -> PollFuture<'_> {
         Box::pin(async move {
-            let req: HttpRequest =
-                request(&self.spec.url, &self.spec.headers, self.spec.bearer.as_ref())?;
+            let req: HttpRequest = request(
+                &self.spec.url,
+                &self.spec.headers,
+                self.spec.bearer.as_ref(),
+            )?;
             let body = fetch(&req).await?;
             let text = std::str::from_utf8(&body)
                 .map_err(|e| PollError::Parse(format!("{}: not UTF-8: {e}", self.spec.url)))?;
-            let samples =
-                parse_text(text).map_err(|e| PollError::Parse(format!("{}: {e}", self.spec.url)))?;
+            let samples = parse_text(text)
+                .map_err(|e| PollError::Parse(format!("{}: {e}", self.spec.url)))?;
             Ok(read(&self.spec, &samples))
         })
     }
@@ -407,18 +412,30 @@ x_inf{} +Inf\n";
         assert_eq!(s[2].labels[0].1, "x\"y\\z\n");
         assert!(s[2].value.is_nan());
         assert_eq!(s[4].value, f64::INFINITY);
-        for bad in ["x{a=\"b} 1", "x{a=b} 1", "x 1 2 3", "x abc", "{a=\"b\"} 1", "x{a=\"b\" 1"] {
+        for bad in [
+            "x{a=\"b} 1",
+            "x{a=b} 1",
+            "x 1 2 3",
+            "x abc",
+            "{a=\"b\"} 1",
+            "x{a=\"b\" 1",
+        ] {
             assert!(parse_text(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn selectors_sum_matches_and_skip_bad_values() {
-        let s = parse_text("a{sat=\"1\",type=\"x\"} 1\na{sat=\"2\",type=\"x\"} 2\na{type=\"y\"} 5\nb NaN\n")
-            .unwrap();
+        let s = parse_text(
+            "a{sat=\"1\",type=\"x\"} 1\na{sat=\"2\",type=\"x\"} 2\na{type=\"y\"} 5\nb NaN\n",
+        )
+        .unwrap();
         let sel = |m: &str, l: &[(&str, &str)]| Selector {
             metric: m.into(),
-            labels: l.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            labels: l
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             scale: 0.5,
         };
         assert_eq!(sel("a", &[("type", "x")]).pick(&s), Some(1.5));

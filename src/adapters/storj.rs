@@ -171,9 +171,8 @@ impl StorjNode {
 
         let due = {
             let st = self.lock();
-            st.satellites_at_ms.is_none_or(|t| {
-                now - t >= self.spec.satellites_interval.as_millis() as i64
-            })
+            st.satellites_at_ms
+                .is_none_or(|t| now - t >= self.spec.satellites_interval.as_millis() as i64)
         };
         if due {
             let got = fetch_json(&HttpRequest::get(self.url("api/sno/satellites")?)).await;
@@ -194,7 +193,8 @@ impl StorjNode {
                 }
             }
         }
-        obs.gauges.extend(self.lock().satellite_gauges.iter().cloned());
+        obs.gauges
+            .extend(self.lock().satellite_gauges.iter().cloned());
 
         let payout = fetch_json(&HttpRequest::get(self.url("api/sno/estimated-payout")?)).await?;
         match number(&payout, "/currentMonth/payout") {
@@ -315,8 +315,12 @@ fn read_dashboard(dash: &Json, obs: &mut Observation) {
                         continue;
                     }
                 };
-                obs.gauges
-                    .push(gauge(name, help, vec![("satellite".into(), sat.clone())], v));
+                obs.gauges.push(gauge(
+                    name,
+                    help,
+                    vec![("satellite".into(), sat.clone())],
+                    v,
+                ));
             }
         }
     }

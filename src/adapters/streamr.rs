@@ -290,7 +290,11 @@ mod tests {
 
     #[test]
     fn sums_wei_exactly() {
-        let hex = encode(2, &[1_500_000_000_000_000_001, 2_500_000_000_000_000_000], 9);
+        let hex = encode(
+            2,
+            &[1_500_000_000_000_000_001, 2_500_000_000_000_000_000],
+            9,
+        );
         let d = decode_earnings(&hex).unwrap();
         assert_eq!(d.to_string(), "4.000000000000000001");
         assert_eq!(decode_earnings(&encode(0, &[], 0)).unwrap().to_f64(), 0.0);

@@ -37,7 +37,21 @@
 //!   STORJ: 0.45            # is counted in depin_earnings_total but adds nothing to
 //!   GLM: 0.30              # depin_earnings_usd_total (a warning says so). Grass pays points,
 //!   DATA: 0.03             # which have no market price: give GRASS: 0 or leave it out.
-//!   GRASS: 0.0
+//!   GRASS: 0.0             # USD (Storj earnings) is 1 unless given.
+//! # … or, with a price source (the plain map above is the same as `static:` alone):
+//! prices:
+//!   static: {STORJ: 0.45}  # USD per token; used until the source answers, and again when a
+//!                          # fetched price is older than max_age
+//!   http:                  # a JSON document of prices, fetched every interval
+//!     url: http://127.0.0.1:8090/prices.json   # required; http:// only (no TLS client)
+//!     headers: {Accept: application/json}      # extra request headers (default: none)
+//!     interval: 5m         # duration between fetches (default 5m)
+//!     timeout: 10s         # duration one fetch may take (default 10s)
+//!     max_age: 1h          # a fetched price is dropped (static fallback, else no price) when
+//!                          # the source has failed for this long (default 1h; >= interval)
+//!     tokens:              # required: token → JSON pointer of its USD price (a number or a
+//!       GLM: /glm/usd      # string holding one). Sets depin_token_price_usd and
+//!       DATA: /data/usd    # depin_token_price_last_update_timestamp_seconds{token}.
 //! nodes:                   # the nodes on this host (default: none)
 //!   - name: golem          # unique; letters, digits, `_`, `-`, `.`; the `node` label
 //!     kind: sim            # the node kind; the block named like the kind holds its settings
@@ -65,6 +79,97 @@
 //!         mode: hang       # hang (never answers) | error (HTTP 500) | refused | garbage (unparsable answer)
 //!         after: 30s       # from the start (duration; default 0s)
 //!         duration: 1m     # how long it lasts (duration; default: for ever)
+//! ```
+//!
+//! ## Real node kinds
+//!
+//! Every real kind takes an optional `allocation:` (same keys as `sim.allocation`): the share
+//! the operator gave the node (container limits, the Storj allocation). It is shown as
+//! `depin_allocation_*` where the node does not report its own, and is checked against the
+//! host capacity. URLs are `http://` only: this build has no TLS client. Credentials come from
+//! a file (read at every poll, surrounding whitespace trimmed) or an environment variable: a
+//! node with neither is a config error naming the node; a file that cannot be read is a
+//! warning, and that node is down with reason `io` until it can be read, while the others run.
+//! A value of a node's answer with a wrong type or missing is left out and counted in
+//! `depin_adapter_values_skipped_total{field}`; answers are read up to 4 MiB (reason
+//! `too_large` beyond).
+//!
+//! ```yaml
+//!   - name: storj-disk1
+//!     kind: storj          # a Storj storage node's dashboard API (no auth)
+//!     storj:               # the block may be left empty: {}
+//!       url: http://127.0.0.1:14002   # default; /api/sno/, /api/sno/satellites,
+//!                                     # /api/sno/estimated-payout are read
+//!       satellites_interval: 60s      # duration between /api/sno/satellites calls (default
+//!                                     # and minimum 60s: expensive on the node)
+//!       # Earnings: currentMonth.payout (US cents) as token USD (price 1); the monthly
+//!       # restart is a counter reset; a drop within a month is skipped unless it persists for
+//!       # 3 polls. Allocation disk_bytes = diskSpace.available (the allocated space).
+//!   - name: golem
+//!     kind: golem          # a Golem provider (yagna REST API)
+//!     golem:
+//!       url: http://127.0.0.1:7465    # default
+//!       app_key_file: /etc/depin-orcha/golem.appkey  # the app key (yagna app-key list)
+//!       app_key_env: YAGNA_APPKEY     # variable used when no file is given (default
+//!                                     # YAGNA_APPKEY); one of them is required for invoices
+//!       earnings: invoices            # invoices (default): SETTLED invoices, GLM, summed
+//!                                     # exactly, each once | status: a command's JSON
+//!       lookback: 30d                 # invoices: how far back the first poll reads (default 30d)
+//!       count_accepted: false         # also count ACCEPTED invoices / the accepted amount
+//!                                     # (default false: only what was paid)
+//!       status_command: [yagna, payment, status, --json]  # status: argv, no shell (default)
+//!       hardware_file: /home/golem/.local/share/ya-provider/hardware.json
+//!                                     # ya-provider's profiles: the active one gives the
+//!                                     # allocation (cpu_threads, mem_gib, storage_gib; GiB =
+//!                                     # 2^30 bytes). Default: not read
+//!   - name: streamr
+//!     kind: streamr        # a Streamr node's HTTP server with the info plugin
+//!     streamr:
+//!       url: http://127.0.0.1:7171/info   # default; any JSON answer is healthy
+//!       api_key_file: /etc/depin-orcha/streamr.apikey  # Bearer key (default: none)
+//!       api_key_env: STREAMR_API_KEY      # or a variable (then required to be set)
+//!       earnings:                         # off by default: on-chain DATA earnings
+//!         rpc_url: http://127.0.0.1:8545  # a JSON-RPC endpoint (required)
+//!         operator_contract: "0x…"        # the Operator contract (required, 40 hex digits)
+//!         interval: 5m                    # duration between eth_calls (default 5m)
+//!   - name: grass
+//!     kind: grass          # a Grass container: health from Docker, points opt-in
+//!     grass:
+//!       container: grass              # container name or id (required)
+//!       docker_socket: /var/run/docker.sock   # default
+//!       points:                       # off by default; UNOFFICIAL account API
+//!         url: http://127.0.0.1:8091/retrieveUser  # required, http:// only: a local TLS
+//!                                     # proxy for https://api.grass.io/retrieveUser
+//!         token_file: /etc/depin-orcha/grass.token # or token_env (default GRASS_TOKEN)
+//!         interval: 15m               # duration between calls (default 15m)
+//!   - name: custom
+//!     kind: http_json      # any JSON status endpoint
+//!     http_json:
+//!       url: http://127.0.0.1:9000/status   # required
+//!       protocol: mynode                    # the protocol label (default http_json)
+//!       headers: {X-Api-Key: abc}           # extra request headers (default: none)
+//!       bearer_token_file: /path            # or bearer_token_env (default: no token)
+//!       earnings:                           # token → JSON pointer, cumulative token units
+//!         GLM: /wallet/earned               # a number or a decimal string
+//!         USD: {pointer: /cents, scale: 0.01}   # scale: factor to the base unit (default 1)
+//!       usage: {cpu_cores: /cpu, memory_bytes: {pointer: /mem_mib, scale: 1048576}}
+//!       allocation_fields: {disk_bytes: /quota}   # the node's own allocation, same form
+//!   - name: exporter
+//!     kind: prometheus     # any Prometheus exporter's /metrics (text format)
+//!     prometheus:
+//!       url: http://127.0.0.1:9651/metrics  # required
+//!       protocol: storj                     # the protocol label (default prometheus)
+//!       headers: {}                         # and bearer_token_file / bearer_token_env
+//!       earnings:                           # token → series; matching series are summed
+//!         USD: {metric: storj_payout_currentMonth, labels: {type: payout}, scale: 0.01}
+//!       usage: {disk_bytes: {metric: storj_total_diskspace, labels: {type: used}}}
+//!       allocation_fields: {disk_bytes: {metric: storj_total_diskspace, labels: {type: available}}}
+//!   - name: script
+//!     kind: exec           # a program printing JSON (schema in src/adapters/exec.rs)
+//!     exec:
+//!       command: [/usr/local/bin/node-status, --json]   # argv, no shell (required)
+//!       protocol: custom   # the protocol label (default exec)
+//!       timeout: 10s       # the program is killed after this duration (default 10s)
 //! ```
 //!
 //! Top-level keys starting with `x-` are ignored, so they can hold YAML anchors that nodes
@@ -527,7 +632,10 @@ fn validate(mut value: Value, origin: &str, d: &mut Diagnostics) -> Option<Confi
     let mut prices = prices;
     if let (Some(p), Some(nodes)) = (&mut prices, &nodes) {
         // USD is priced 1 unless the config says otherwise (Storj earnings are in USD).
-        if nodes.iter().any(|n| n.kind.tokens().iter().any(|t| t == "USD")) {
+        if nodes
+            .iter()
+            .any(|n| n.kind.tokens().iter().any(|t| t == "USD"))
+        {
             p.static_prices.entry("USD".to_string()).or_insert(1.0);
         }
     }
@@ -970,8 +1078,9 @@ fn validate_kind(
         "sim" => crate::adapters::sim::validate(block, &block_path, node_path, node_name, d)
             .map(NodeKind::Sim),
         "storj" => crate::adapters::storj::validate(block, &block_path, d).map(NodeKind::Storj),
-        "golem" => crate::adapters::golem::validate(block, &block_path, node_name, d)
-            .map(NodeKind::Golem),
+        "golem" => {
+            crate::adapters::golem::validate(block, &block_path, node_name, d).map(NodeKind::Golem)
+        }
         "streamr" => crate::adapters::streamr::validate(block, &block_path, node_name, d)
             .map(NodeKind::Streamr),
         "grass" => crate::adapters::grass::validate(block, &block_path, node_path, node_name, d)
