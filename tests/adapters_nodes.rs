@@ -869,3 +869,81 @@ fn examples_load() {
         "expected docker-host, systemd-host and storj-exporter examples"
     );
 }
+
+#[tokio::test]
+async fn every_kind_through_the_coordinator_on_metrics() {
+    let f = Fake::default();
+    f.json("/payment-api/v1/invoices", &fixture("golem/invoices.json"));
+    f.json("/info", &fixture("streamr/info.json"));
+    f.json(
+        "/rpc",
+        &format!(
+            r#"{{"jsonrpc":"2.0","id":1,"result":"{}"}}"#,
+            abi_earnings(&[2_500_000_000_000_000_000])
+        ),
+    );
+    f.set(
+        "/metrics",
+        Reply::Text(fixture("storj_exporter/metrics.txt")),
+    );
+    f.json("/retrieveUser", &fixture("grass/retrieveUser.json"));
+    let url = f.serve_tcp().await;
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("docker.sock");
+    let docker = Fake::default();
+    docker.json(
+        "/containers/grass/json",
+        &fixture("grass/container_running.json"),
+    );
+    docker.serve_unix(&sock).await;
+    let key = key_file(dir.path(), "k");
+    let hw = fixture_path("golem/hardware.json");
+    let cfg = load(&format!(
+        r#"global: {{poll_interval: 1s, poll_timeout: 1s}}
+prices: {{GLM: 0.5, DATA: 0.02, GRASS: 0}}
+nodes:
+  - name: golem
+    kind: golem
+    golem: {{url: "{url}", app_key_file: "{k}", hardware_file: "{hw}"}}
+  - name: streamr
+    kind: streamr
+    streamr: {{url: "{url}/info", earnings: {{rpc_url: "{url}/rpc", operator_contract: "0x00000000000000000000000000000000000000ab"}}}}
+  - name: grass
+    kind: grass
+    grass: {{docker_socket: "{s}", container: grass, points: {{url: "{url}/retrieveUser", token_file: "{k}"}}}}
+  - name: exporter
+    kind: prometheus
+    prometheus:
+      protocol: storj
+      url: "{url}/metrics"
+      earnings: {{USD: {{metric: storj_payout_currentMonth, labels: {{type: payout}}, scale: 0.01}}}}
+"#,
+        k = key.display(),
+        s = sock.display()
+    ));
+    let metrics = Arc::new(Metrics::for_config(&cfg).unwrap());
+    let clock: SharedClock = Arc::new(TokioClock::new(T0));
+    let c = Coordinator::new(&cfg, metrics.clone(), Arc::new(Db::in_memory()), clock).unwrap();
+    let health = c.health();
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(c.run(rx));
+    tokio::time::timeout(Duration::from_secs(5), health.wait_ready())
+        .await
+        .unwrap();
+    let text = metrics.render();
+    tx.send_replace(true);
+    task.await.unwrap();
+    for want in [
+        "depin_earnings_total{node=\"golem\",protocol=\"golem\",token=\"GLM\"} 0.012345",
+        "depin_earnings_usd_total{node=\"golem\",protocol=\"golem\"} 0.0061725",
+        "depin_allocation_cpu_cores{node=\"golem\",protocol=\"golem\"} 7",
+        "depin_earnings_total{node=\"streamr\",protocol=\"streamr\",token=\"DATA\"} 2.5",
+        "depin_earnings_usd_total{node=\"streamr\",protocol=\"streamr\"} 0.05",
+        "depin_earnings_total{node=\"grass\",protocol=\"grass\",token=\"GRASS\"} 123456.5",
+        "depin_grass_container_restarts{node=\"grass\",protocol=\"grass\"} 2",
+        "depin_earnings_total{node=\"exporter\",protocol=\"storj\",token=\"USD\"} 1.6449",
+        "depin_adapter_up{node=\"grass\",protocol=\"grass\"} 1",
+    ] {
+        assert!(text.contains(want), "missing {want} in\n{text}");
+    }
+}
