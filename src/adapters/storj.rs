@@ -18,7 +18,7 @@
 //! [`DROP_CONFIRMATIONS`] polls (a reinstalled node), after which the lower value is taken.
 //! `payout` is the gross estimate; the part held back (`held`) is included.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -388,11 +388,6 @@ impl Adapter for StorjNode {
     fn poll(&self) -> PollFuture<'_> {
         Box::pin(self.poll_once())
     }
-}
-
-/// For tests: a node with a shared clock.
-pub fn build(name: &str, spec: &StorjSpec, clock: SharedClock) -> Arc<StorjNode> {
-    Arc::new(StorjNode::new(name, spec.clone(), clock))
 }
 
 #[cfg(test)]
