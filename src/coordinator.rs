@@ -78,6 +78,14 @@ impl PriceTable {
             .insert(token.to_string(), usd);
     }
 
+    /// Forgets a token's price (it expired and there is no static one).
+    pub fn remove(&self, token: &str) {
+        self.0
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(token);
+    }
+
     pub fn snapshot(&self) -> BTreeMap<String, f64> {
         self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -190,6 +198,11 @@ pub struct Coordinator {
     scrape_interval: Duration,
     prices: Arc<PriceTable>,
     health: Arc<HealthBoard>,
+    /// `prices.http`, refreshed while the coordinator runs.
+    price_source: Option<(
+        crate::adapters::prices::HttpPriceSpec,
+        BTreeMap<String, f64>,
+    )>,
 }
 
 impl Coordinator {
@@ -212,14 +225,19 @@ impl Coordinator {
             })
             .collect();
         let prices = Arc::new(PriceTable::new(config.prices.clone()));
-        Coordinator::with_nodes(
+        let mut c = Coordinator::with_nodes(
             nodes,
             config.global.scrape_interval,
             prices,
             metrics,
             db,
             clock,
-        )
+        )?;
+        c.price_source = config
+            .price_source
+            .clone()
+            .map(|s| (s, config.prices.clone()));
+        Ok(c)
     }
 
     /// Drives the given nodes (tests, and callers that build adapters themselves).
@@ -248,6 +266,7 @@ impl Coordinator {
             scrape_interval,
             prices,
             health,
+            price_source: None,
         })
     }
 
@@ -285,8 +304,19 @@ impl Coordinator {
                 up: None,
                 extras: HashSet::new(),
                 refused_extras: HashSet::new(),
+                skipped_logged: HashSet::new(),
             };
             tasks.spawn(worker.run(shutdown.clone()));
+        }
+        if let Some((spec, static_prices)) = self.price_source {
+            let source = crate::adapters::prices::HttpPriceSource {
+                spec,
+                static_prices,
+                table: self.prices.clone(),
+                metrics: self.metrics.clone(),
+                clock: self.clock.clone(),
+            };
+            tasks.spawn(source.run(shutdown.clone()));
         }
         tasks.spawn(scrape_loop(
             self.metrics,
@@ -380,6 +410,8 @@ struct NodeWorker {
     extras: HashSet<ExtraKey>,
     /// Protocol gauges the registry refused, logged once each.
     refused_extras: HashSet<String>,
+    /// Skipped fields already logged (each is logged once; the counter counts them all).
+    skipped_logged: HashSet<String>,
 }
 
 impl NodeWorker {
@@ -438,6 +470,16 @@ impl NodeWorker {
                 m.set_allocation(&self.labels, r, a);
             }
             m.set_usage(&self.labels, r, obs.usage.get(r));
+        }
+        for field in &obs.skipped {
+            m.count_skipped(&self.labels, field);
+            if self.skipped_logged.insert(field.clone()) {
+                tracing::warn!(
+                    node = self.labels.node(),
+                    field = field.as_str(),
+                    "skipping a value the node sent (wrong type, missing, or a counter that went backwards); counted in depin_adapter_values_skipped_total"
+                );
+            }
         }
         let mut now_extras = HashSet::new();
         for g in &obs.gauges {
@@ -527,16 +569,18 @@ impl NodeWorker {
     }
 }
 
-/// Refuses observations a counter cannot take (negative or non-finite earnings).
-fn check_observation(obs: Observation) -> Result<Observation, PollError> {
-    if let Some((token, v)) = obs
+/// Leaves out earnings a counter cannot take (negative or non-finite) and counts them as
+/// skipped (`field="earnings/<token>"`): the node answered, so the rest of the observation holds.
+fn check_observation(mut obs: Observation) -> Result<Observation, PollError> {
+    let bad: Vec<String> = obs
         .earnings
         .iter()
-        .find(|(_, v)| !v.is_finite() || **v < 0.0)
-    {
-        return Err(PollError::Parse(format!(
-            "earnings of {token} are {v}, not a number of 0 or more"
-        )));
+        .filter(|(_, v)| !v.is_finite() || **v < 0.0)
+        .map(|(t, _)| t.clone())
+        .collect();
+    for token in bad {
+        obs.earnings.remove(&token);
+        obs.skipped.push(format!("earnings/{token}"));
     }
     Ok(obs)
 }

@@ -75,6 +75,8 @@ pub struct Metrics {
     earnings_total: CounterVec,
     earnings_usd_total: CounterVec,
     token_price_usd: GaugeVec,
+    token_price_updated: GaugeVec,
+    values_skipped: CounterVec,
     allocation: [GaugeVec; 4],
     usage: [GaugeVec; 4],
     capacity: [Gauge; 4],
@@ -194,6 +196,21 @@ impl Metrics {
             })?;
             reg(r, "depin_token_price_usd", g)?
         };
+        let token_price_updated = {
+            let name = "depin_token_price_last_update_timestamp_seconds";
+            let g = GaugeVec::new(
+                Opts::new(
+                    name,
+                    "When the token's price was last fetched from the price source, in seconds since the Unix epoch (only prices from prices.http; static prices have none).",
+                ),
+                &["token"],
+            )
+            .map_err(|source| MetricsError::Prometheus {
+                name: name.into(),
+                source,
+            })?;
+            reg(r, name, g)?
+        };
         let poll_duration = {
             let l = names(&[]);
             let l: Vec<&str> = l.iter().map(String::as_str).collect();
@@ -245,6 +262,12 @@ impl Metrics {
                 &[],
             )?,
             token_price_usd,
+            token_price_updated,
+            values_skipped: counter(
+                "depin_adapter_values_skipped_total",
+                "Values in the node's answers that were left out instead of shown wrong (a wrong type, a missing field, a counter that went backwards), by field.",
+                &["field"],
+            )?,
             allocation: per_resource("depin_allocation", "The node's share of the host")?,
             usage: per_resource("depin_usage", "What the node uses now")?,
             capacity: [
@@ -257,7 +280,7 @@ impl Metrics {
             poll_duration,
             poll_errors: counter(
                 "depin_adapter_poll_errors_total",
-                "Failed polls of the node, by reason (timeout, refused, http_status, parse, io, other).",
+                "Failed polls of the node, by reason (timeout, refused, http_status, parse, too_large, io, other).",
                 &["reason"],
             )?,
             last_success: gauge(
@@ -329,6 +352,34 @@ impl Metrics {
 
     pub fn set_token_price(&self, token: &str, usd: f64) {
         self.token_price_usd.with_label_values(&[token]).set(usd);
+    }
+
+    /// Records that the token's price was fetched at `unix_seconds`.
+    pub fn set_token_price_updated(&self, token: &str, unix_seconds: f64) {
+        self.token_price_updated
+            .with_label_values(&[token])
+            .set(unix_seconds);
+    }
+
+    /// Ends a token's price series (its price expired and there is no static one).
+    pub fn remove_token_price(&self, token: &str) {
+        let _ = self.token_price_usd.remove_label_values(&[token]);
+    }
+
+    /// Counts a value of the node's answer that was left out (`field`: a JSON pointer or a
+    /// series selector).
+    pub fn count_skipped(&self, n: &NodeLabels, field: &str) {
+        self.values_skipped
+            .with_label_values(&Self::vals(&n.with(&[field])))
+            .inc();
+    }
+
+    /// How many values of `field` were skipped for a node (0 when none).
+    pub fn skipped(&self, n: &NodeLabels, field: &str) -> f64 {
+        self.values_skipped
+            .get_metric_with_label_values(&Self::vals(&n.with(&[field])))
+            .map(|c| c.get())
+            .unwrap_or(0.0)
     }
 
     /// Adds earned token units (must be ≥ 0) and their USD value.

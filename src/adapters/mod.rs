@@ -15,7 +15,19 @@ use std::sync::Arc;
 use crate::clock::SharedClock;
 use crate::config::NodeConfig;
 
+pub mod conf;
+pub mod decimal;
+pub mod exec;
+pub mod fields;
+pub mod golem;
+pub mod grass;
+pub mod http;
+pub mod http_json;
+pub mod prices;
+pub mod prometheus;
 pub mod sim;
+pub mod storj;
+pub mod streamr;
 
 /// The four resources a host has and nodes get a share of. Generic so the same shape holds a
 /// full allocation or capacity (`Resources<f64>`) and an observation where a node may not
@@ -121,6 +133,11 @@ pub struct Observation {
     pub health: Health,
     /// Protocol-specific gauges (Storj audit scores per satellite, Golem activities, …).
     pub gauges: Vec<ExtraGauge>,
+    /// Values the node sent that could not be used (a wrong type, a counter that went
+    /// backwards, a missing field), by the field's name (a JSON pointer or key path). The rest
+    /// of the observation holds; the coordinator counts these in
+    /// `depin_adapter_values_skipped_total{field}` instead of showing a wrong number.
+    pub skipped: Vec<String>,
 }
 
 /// The node's own view of its health; a node that answers is `up` even when degraded.
@@ -161,6 +178,9 @@ pub enum PollError {
     /// The node answered something we cannot read.
     #[error("cannot parse the answer: {0}")]
     Parse(String),
+    /// The answer was longer than the body size limit; it was not read to the end.
+    #[error("the answer is larger than the limit of {limit} bytes: {detail}")]
+    TooLarge { limit: usize, detail: String },
     /// A local I/O error (a command that failed to start, a file that cannot be read).
     #[error("I/O: {0}")]
     Io(String),
@@ -176,14 +196,22 @@ impl PollError {
             PollError::Refused(_) => "refused",
             PollError::HttpStatus { .. } => "http_status",
             PollError::Parse(_) => "parse",
+            PollError::TooLarge { .. } => "too_large",
             PollError::Io(_) => "io",
             PollError::Other(_) => "other",
         }
     }
 
     /// All reasons, so the error counters can be shown at 0 before the first error.
-    pub const REASONS: [&'static str; 6] =
-        ["timeout", "refused", "http_status", "parse", "io", "other"];
+    pub const REASONS: [&'static str; 7] = [
+        "timeout",
+        "refused",
+        "http_status",
+        "parse",
+        "too_large",
+        "io",
+        "other",
+    ];
 }
 
 /// Why an allocation could not be applied.
@@ -226,7 +254,16 @@ pub trait Allocatable: Send + Sync {
 
 /// Builds the runtime adapter of a configured node.
 pub fn build(node: &NodeConfig, clock: SharedClock) -> Arc<dyn Adapter> {
+    use crate::config::NodeKind;
+    let name = node.name.as_str();
     match &node.kind {
-        crate::config::NodeKind::Sim(spec) => sim::build(&node.name, spec, clock),
+        NodeKind::Sim(spec) => sim::build(name, spec, clock),
+        NodeKind::Storj(spec) => Arc::new(storj::StorjNode::new(name, spec.clone(), clock)),
+        NodeKind::Golem(spec) => Arc::new(golem::GolemNode::new(name, spec.clone(), clock)),
+        NodeKind::Streamr(spec) => Arc::new(streamr::StreamrNode::new(name, spec.clone())),
+        NodeKind::Grass(spec) => Arc::new(grass::GrassNode::new(name, spec.clone())),
+        NodeKind::HttpJson(spec) => Arc::new(http_json::HttpJsonNode::new(name, spec.clone())),
+        NodeKind::Prometheus(spec) => Arc::new(prometheus::PrometheusNode::new(name, spec.clone())),
+        NodeKind::Exec(spec) => Arc::new(exec::ExecNode::new(name, spec.clone())),
     }
 }

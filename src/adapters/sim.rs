@@ -348,6 +348,11 @@ impl SimNode {
                             1.0,
                         ),
                         (
+                            "storj_suspension_score",
+                            "Suspension (unknown audit) score per satellite, 0 to 1 (suspension below 0.6).",
+                            1.0,
+                        ),
+                        (
                             "storj_online_score",
                             "Online score per satellite, 0 to 1.",
                             (1.0 - 0.002 * wobble).clamp(0.0, 1.0),
@@ -501,6 +506,30 @@ mod tests {
             "the February estimate starts again: {before} → {after}"
         );
         assert!(after > 0.0);
+    }
+
+    #[test]
+    fn storj_reports_audit_suspension_and_online_scores_per_satellite() {
+        let clock = ManualClock::new(T0);
+        let n = SimNode::new("s", &spec(Protocol::Storj, None), Arc::new(clock));
+        let o = poll_now(&n).unwrap();
+        for name in [
+            "storj_audit_score",
+            "storj_suspension_score",
+            "storj_online_score",
+        ] {
+            let sats: Vec<&str> = o
+                .gauges
+                .iter()
+                .filter(|g| g.name == name)
+                .map(|g| g.labels[0].1.as_str())
+                .collect();
+            assert_eq!(
+                sats,
+                ["us1.storj.io", "eu1.storj.io", "ap1.storj.io"],
+                "{name}"
+            );
+        }
     }
 
     #[test]

@@ -37,7 +37,21 @@
 //!   STORJ: 0.45            # is counted in depin_earnings_total but adds nothing to
 //!   GLM: 0.30              # depin_earnings_usd_total (a warning says so). Grass pays points,
 //!   DATA: 0.03             # which have no market price: give GRASS: 0 or leave it out.
-//!   GRASS: 0.0
+//!   GRASS: 0.0             # USD (Storj earnings) is 1 unless given.
+//! # … or, with a price source (the plain map above is the same as `static:` alone):
+//! prices:
+//!   static: {STORJ: 0.45}  # USD per token; used until the source answers, and again when a
+//!                          # fetched price is older than max_age
+//!   http:                  # a JSON document of prices, fetched every interval
+//!     url: http://127.0.0.1:8090/prices.json   # required; http:// only (no TLS client)
+//!     headers: {Accept: application/json}      # extra request headers (default: none)
+//!     interval: 5m         # duration between fetches (default 5m)
+//!     timeout: 10s         # duration one fetch may take (default 10s)
+//!     max_age: 1h          # a fetched price is dropped (static fallback, else no price) when
+//!                          # the source has failed for this long (default 1h; >= interval)
+//!     tokens:              # required: token → JSON pointer of its USD price (a number or a
+//!       GLM: /glm/usd      # string holding one). Sets depin_token_price_usd and
+//!       DATA: /data/usd    # depin_token_price_last_update_timestamp_seconds{token}.
 //! nodes:                   # the nodes on this host (default: none)
 //!   - name: golem          # unique; letters, digits, `_`, `-`, `.`; the `node` label
 //!     kind: sim            # the node kind; the block named like the kind holds its settings
@@ -67,6 +81,97 @@
 //!         duration: 1m     # how long it lasts (duration; default: for ever)
 //! ```
 //!
+//! ## Real node kinds
+//!
+//! Every real kind takes an optional `allocation:` (same keys as `sim.allocation`): the share
+//! the operator gave the node (container limits, the Storj allocation). It is shown as
+//! `depin_allocation_*` where the node does not report its own, and is checked against the
+//! host capacity. URLs are `http://` only: this build has no TLS client. Credentials come from
+//! a file (read at every poll, surrounding whitespace trimmed) or an environment variable: a
+//! node with neither is a config error naming the node; a file that cannot be read is a
+//! warning, and that node is down with reason `io` until it can be read, while the others run.
+//! A value of a node's answer with a wrong type or missing is left out and counted in
+//! `depin_adapter_values_skipped_total{field}`; answers are read up to 4 MiB (reason
+//! `too_large` beyond).
+//!
+//! ```yaml
+//!   - name: storj-disk1
+//!     kind: storj          # a Storj storage node's dashboard API (no auth)
+//!     storj:               # the block may be left empty: {}
+//!       url: http://127.0.0.1:14002   # default; /api/sno/, /api/sno/satellites,
+//!                                     # /api/sno/estimated-payout are read
+//!       satellites_interval: 60s      # duration between /api/sno/satellites calls (default
+//!                                     # and minimum 60s: expensive on the node)
+//!       # Earnings: currentMonth.payout (US cents) as token USD (price 1); the monthly
+//!       # restart is a counter reset; a drop within a month is skipped unless it persists for
+//!       # 3 polls. Allocation disk_bytes = diskSpace.available (the allocated space).
+//!   - name: golem
+//!     kind: golem          # a Golem provider (yagna REST API)
+//!     golem:
+//!       url: http://127.0.0.1:7465    # default
+//!       app_key_file: /etc/depin-orcha/golem.appkey  # the app key (yagna app-key list)
+//!       app_key_env: YAGNA_APPKEY     # variable used when no file is given (default
+//!                                     # YAGNA_APPKEY); one of them is required for invoices
+//!       earnings: invoices            # invoices (default): SETTLED invoices, GLM, summed
+//!                                     # exactly, each once | status: a command's JSON
+//!       lookback: 30d                 # invoices: how far back the first poll reads (default 30d)
+//!       count_accepted: false         # also count ACCEPTED invoices / the accepted amount
+//!                                     # (default false: only what was paid)
+//!       status_command: [yagna, payment, status, --json]  # status: argv, no shell (default)
+//!       hardware_file: /home/golem/.local/share/ya-provider/hardware.json
+//!                                     # ya-provider's profiles: the active one gives the
+//!                                     # allocation (cpu_threads, mem_gib, storage_gib; GiB =
+//!                                     # 2^30 bytes). Default: not read
+//!   - name: streamr
+//!     kind: streamr        # a Streamr node's HTTP server with the info plugin
+//!     streamr:
+//!       url: http://127.0.0.1:7171/info   # default; any JSON answer is healthy
+//!       api_key_file: /etc/depin-orcha/streamr.apikey  # Bearer key (default: none)
+//!       api_key_env: STREAMR_API_KEY      # or a variable (then required to be set)
+//!       earnings:                         # off by default: on-chain DATA earnings
+//!         rpc_url: http://127.0.0.1:8545  # a JSON-RPC endpoint (required)
+//!         operator_contract: "0x…"        # the Operator contract (required, 40 hex digits)
+//!         interval: 5m                    # duration between eth_calls (default 5m)
+//!   - name: grass
+//!     kind: grass          # a Grass container: health from Docker, points opt-in
+//!     grass:
+//!       container: grass              # container name or id (required)
+//!       docker_socket: /var/run/docker.sock   # default
+//!       points:                       # off by default; UNOFFICIAL account API
+//!         url: http://127.0.0.1:8091/retrieveUser  # required, http:// only: a local TLS
+//!                                     # proxy for https://api.grass.io/retrieveUser
+//!         token_file: /etc/depin-orcha/grass.token # or token_env (default GRASS_TOKEN)
+//!         interval: 15m               # duration between calls (default 15m)
+//!   - name: custom
+//!     kind: http_json      # any JSON status endpoint
+//!     http_json:
+//!       url: http://127.0.0.1:9000/status   # required
+//!       protocol: mynode                    # the protocol label (default http_json)
+//!       headers: {X-Api-Key: abc}           # extra request headers (default: none)
+//!       bearer_token_file: /path            # or bearer_token_env (default: no token)
+//!       earnings:                           # token → JSON pointer, cumulative token units
+//!         GLM: /wallet/earned               # a number or a decimal string
+//!         USD: {pointer: /cents, scale: 0.01}   # scale: factor to the base unit (default 1)
+//!       usage: {cpu_cores: /cpu, memory_bytes: {pointer: /mem_mib, scale: 1048576}}
+//!       allocation_fields: {disk_bytes: /quota}   # the node's own allocation, same form
+//!   - name: exporter
+//!     kind: prometheus     # any Prometheus exporter's /metrics (text format)
+//!     prometheus:
+//!       url: http://127.0.0.1:9651/metrics  # required
+//!       protocol: storj                     # the protocol label (default prometheus)
+//!       headers: {}                         # and bearer_token_file / bearer_token_env
+//!       earnings:                           # token → series; matching series are summed
+//!         USD: {metric: storj_payout_currentMonth, labels: {type: payout}, scale: 0.01}
+//!       usage: {disk_bytes: {metric: storj_total_diskspace, labels: {type: used}}}
+//!       allocation_fields: {disk_bytes: {metric: storj_total_diskspace, labels: {type: available}}}
+//!   - name: script
+//!     kind: exec           # a program printing JSON (schema in src/adapters/exec.rs)
+//!     exec:
+//!       command: [/usr/local/bin/node-status, --json]   # argv, no shell (required)
+//!       protocol: custom   # the protocol label (default exec)
+//!       timeout: 10s       # the program is killed after this duration (default 10s)
+//! ```
+//!
 //! Top-level keys starting with `x-` are ignored, so they can hold YAML anchors that nodes
 //! merge in (`<<: *storj_defaults`).
 //!
@@ -93,8 +198,11 @@ pub struct Config {
     pub origin: String,
     pub global: Global,
     pub host: Host,
-    /// USD per token unit.
+    /// USD per token unit: the static prices (`prices:` as a plain map, or `prices.static`),
+    /// plus `USD: 1` when a node earns USD and no price was given.
     pub prices: BTreeMap<String, f64>,
+    /// `prices.http`: a price source refreshed at run time.
+    pub price_source: Option<crate::adapters::prices::HttpPriceSpec>,
     pub nodes: Vec<NodeConfig>,
     /// `rule_files`: paths or glob patterns, resolved against the config file's directory.
     pub rule_files: Vec<std::path::PathBuf>,
@@ -143,16 +251,39 @@ pub struct NodeConfig {
 #[derive(Clone, Debug, PartialEq)]
 pub enum NodeKind {
     Sim(crate::adapters::sim::SimSpec),
+    Storj(crate::adapters::storj::StorjSpec),
+    Golem(crate::adapters::golem::GolemSpec),
+    Streamr(crate::adapters::streamr::StreamrSpec),
+    Grass(crate::adapters::grass::GrassSpec),
+    HttpJson(crate::adapters::http_json::HttpJsonSpec),
+    Prometheus(crate::adapters::prometheus::PrometheusSpec),
+    Exec(crate::adapters::exec::ExecSpec),
 }
 
 /// The names accepted in `kind:`, for the error message.
-pub const KINDS: &[&str] = &["sim"];
+pub const KINDS: &[&str] = &[
+    "sim",
+    "storj",
+    "golem",
+    "streamr",
+    "grass",
+    "http_json",
+    "prometheus",
+    "exec",
+];
 
 impl NodeKind {
     /// The word in `kind:`, which is also the key of the kind's settings block.
     pub fn kind_name(&self) -> &'static str {
         match self {
             NodeKind::Sim(_) => "sim",
+            NodeKind::Storj(_) => "storj",
+            NodeKind::Golem(_) => "golem",
+            NodeKind::Streamr(_) => "streamr",
+            NodeKind::Grass(_) => "grass",
+            NodeKind::HttpJson(_) => "http_json",
+            NodeKind::Prometheus(_) => "prometheus",
+            NodeKind::Exec(_) => "exec",
         }
     }
 
@@ -160,6 +291,13 @@ impl NodeKind {
     pub fn protocol(&self) -> &str {
         match self {
             NodeKind::Sim(s) => s.protocol.name(),
+            NodeKind::Storj(_) => "storj",
+            NodeKind::Golem(_) => "golem",
+            NodeKind::Streamr(_) => "streamr",
+            NodeKind::Grass(_) => "grass",
+            NodeKind::HttpJson(s) => &s.protocol,
+            NodeKind::Prometheus(s) => &s.protocol,
+            NodeKind::Exec(s) => &s.protocol,
         }
     }
 
@@ -167,6 +305,13 @@ impl NodeKind {
     pub fn allocation(&self) -> Option<(Allocation, &'static str)> {
         match self {
             NodeKind::Sim(s) => Some((s.allocation, "sim.allocation")),
+            NodeKind::Storj(s) => s.allocation.map(|a| (a, "storj.allocation")),
+            NodeKind::Golem(s) => s.allocation.map(|a| (a, "golem.allocation")),
+            NodeKind::Streamr(s) => s.allocation.map(|a| (a, "streamr.allocation")),
+            NodeKind::Grass(s) => s.allocation.map(|a| (a, "grass.allocation")),
+            NodeKind::HttpJson(s) => s.allocation.map(|a| (a, "http_json.allocation")),
+            NodeKind::Prometheus(s) => s.allocation.map(|a| (a, "prometheus.allocation")),
+            NodeKind::Exec(s) => s.allocation.map(|a| (a, "exec.allocation")),
         }
     }
 
@@ -174,6 +319,22 @@ impl NodeKind {
     pub fn tokens(&self) -> Vec<String> {
         match self {
             NodeKind::Sim(s) => vec![s.protocol.token().to_string()],
+            NodeKind::Storj(_) => vec![crate::adapters::storj::TOKEN.to_string()],
+            NodeKind::Golem(_) => vec![crate::adapters::golem::TOKEN.to_string()],
+            NodeKind::Streamr(s) => s
+                .earnings
+                .iter()
+                .map(|_| crate::adapters::streamr::TOKEN.to_string())
+                .collect(),
+            NodeKind::Grass(s) => s
+                .points
+                .iter()
+                .map(|_| crate::adapters::grass::TOKEN.to_string())
+                .collect(),
+            NodeKind::HttpJson(s) => s.earnings.keys().cloned().collect(),
+            NodeKind::Prometheus(s) => s.earnings.keys().cloned().collect(),
+            // What a program prints is only known when it runs.
+            NodeKind::Exec(_) => Vec::new(),
         }
     }
 }
@@ -440,7 +601,7 @@ fn validate(mut value: Value, origin: &str, d: &mut Diagnostics) -> Option<Confi
             None
         }
     };
-    let prices = validate_prices(raw.prices, d);
+    let prices = crate::adapters::prices::validate(raw.prices, d);
     let nodes = match raw.nodes {
         None | Some(Value::Null) => None,
         Some(Value::Sequence(list)) => Some(list),
@@ -468,10 +629,21 @@ fn validate(mut value: Value, origin: &str, d: &mut Diagnostics) -> Option<Confi
     if let (Some(host), Some(nodes)) = (&host, &nodes) {
         check_allocations(host, nodes, d);
     }
-    if let (Some(prices), Some(nodes)) = (&prices, &nodes) {
+    let mut prices = prices;
+    if let (Some(p), Some(nodes)) = (&mut prices, &nodes) {
+        // USD is priced 1 unless the config says otherwise (Storj earnings are in USD).
+        if nodes
+            .iter()
+            .any(|n| n.kind.tokens().iter().any(|t| t == "USD"))
+        {
+            p.static_prices.entry("USD".to_string()).or_insert(1.0);
+        }
+    }
+    if let (Some(p), Some(nodes)) = (&prices, &nodes) {
+        let fetched: Vec<&String> = p.http.iter().flat_map(|h| h.tokens.keys()).collect();
         for (i, n) in nodes.iter().enumerate() {
             for token in n.kind.tokens() {
-                if !prices.contains_key(&token) {
+                if !p.static_prices.contains_key(&token) && !fetched.contains(&&token) {
                     d.warn(
                         &join_key(&join_index("nodes", i), "kind"),
                         format!("token {token} has no price in prices: node \"{}\" adds nothing to depin_earnings_usd_total", n.name),
@@ -486,7 +658,8 @@ fn validate(mut value: Value, origin: &str, d: &mut Diagnostics) -> Option<Confi
         rule_files: rule_files?,
         global: global?,
         host: host?,
-        prices: prices?,
+        price_source: prices.as_ref().and_then(|p| p.http.clone()),
+        prices: prices?.static_prices,
         nodes: nodes?,
         warnings: Vec::new(),
     })
@@ -714,30 +887,9 @@ fn validate_host(raw: Value, d: &mut Diagnostics) -> Option<Host> {
     ok.then_some(Host { capacity })
 }
 
-fn validate_prices(raw: Option<Value>, d: &mut Diagnostics) -> Option<BTreeMap<String, f64>> {
-    let prices: BTreeMap<String, f64> = match raw {
-        None | Some(Value::Null) => BTreeMap::new(),
-        Some(v) => d.deserialize("prices", v)?,
-    };
-    let mut ok = true;
-    for (token, price) in &prices {
-        let path = join_key("prices", token);
-        if token.trim().is_empty() {
-            d.error(&path, "a token name must not be empty");
-            ok = false;
-        }
-        if !price.is_finite() || *price < 0.0 {
-            d.error(
-                &path,
-                format!("a price must be a number of USD, 0 or more, got {price}"),
-            );
-            ok = false;
-        }
-    }
-    ok.then_some(prices)
-}
-
-const RESERVED_LABELS: [&str; 6] = ["node", "protocol", "token", "reason", "le", "quantile"];
+const RESERVED_LABELS: [&str; 7] = [
+    "node", "protocol", "token", "reason", "field", "le", "quantile",
+];
 
 fn valid_node_name(s: &str) -> bool {
     !s.is_empty()
@@ -925,6 +1077,25 @@ fn validate_kind(
     match kind {
         "sim" => crate::adapters::sim::validate(block, &block_path, node_path, node_name, d)
             .map(NodeKind::Sim),
+        "storj" => crate::adapters::storj::validate(block, &block_path, d).map(NodeKind::Storj),
+        "golem" => {
+            crate::adapters::golem::validate(block, &block_path, node_name, d).map(NodeKind::Golem)
+        }
+        "streamr" => crate::adapters::streamr::validate(block, &block_path, node_name, d)
+            .map(NodeKind::Streamr),
+        "grass" => crate::adapters::grass::validate(block, &block_path, node_path, node_name, d)
+            .map(NodeKind::Grass),
+        "http_json" => {
+            crate::adapters::http_json::validate(block, &block_path, node_path, node_name, d)
+                .map(NodeKind::HttpJson)
+        }
+        "prometheus" => {
+            crate::adapters::prometheus::validate(block, &block_path, node_path, node_name, d)
+                .map(NodeKind::Prometheus)
+        }
+        "exec" => {
+            crate::adapters::exec::validate(block, &block_path, node_path, d).map(NodeKind::Exec)
+        }
         _ => {
             d.error(
                 &join_key(node_path, "kind"),
