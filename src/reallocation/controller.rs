@@ -161,6 +161,9 @@ pub struct ControllerMetrics {
     pub paused: Gauge,
     pub dry_run: Gauge,
     pub gate_verdict: GaugeVec,
+    /// `depin_planned_allocation_<resource>{node,protocol}`: the last plan's target, one
+    /// family per resource like `depin_allocation_*`, so dashboards set them side by side.
+    pub planned: Vec<(crate::adapters::Resource, GaugeVec)>,
 }
 
 impl ControllerMetrics {
@@ -195,6 +198,18 @@ impl ControllerMetrics {
             ),
             &["gate"],
         )?;
+        let mut planned = Vec::new();
+        for r in crate::adapters::Resource::ALL {
+            let g = GaugeVec::new(
+                Opts::new(
+                    format!("depin_planned_allocation_{}", r.key()),
+                    format!("The node's share of the host in the last plan, in {}.", r.unit()),
+                ),
+                &["node", "protocol"],
+            )?;
+            registry.register(Box::new(g.clone()))?;
+            planned.push((r, g));
+        }
         for o in Outcome::ALL {
             reallocations.with_label_values(&[o.as_str()]);
         }
@@ -211,6 +226,7 @@ impl ControllerMetrics {
             paused,
             dry_run,
             gate_verdict,
+            planned,
         })
     }
 }
@@ -610,6 +626,12 @@ impl Controller {
                 frozen: &frozen,
             })
             .map_err(ControllerError::Plan)?;
+        for (node, target) in &plan.target {
+            let protocol = self.nodes.get(node).map(|n| n.protocol.as_str()).unwrap_or("");
+            for (r, g) in &self.metrics.planned {
+                g.with_label_values(&[node.as_str(), protocol]).set(target.get(*r));
+            }
+        }
         let e = self.judge(plan, source, Mode::Plan, frozen);
         for v in &e.gates.verdicts {
             self.metrics
