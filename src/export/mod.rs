@@ -364,7 +364,7 @@ mod tests {
         assert!(text.ends_with("# EOF\n"));
         let back = Db::in_memory();
         crate::tsdb::import_openmetrics(text.as_bytes(), &back).unwrap();
-        let all = [Matcher::new(crate::labels::MatchOp::Re, "__name__", ".+").unwrap()];
+        let all = [Matcher::new(crate::labels::MatchOp::Regex, "__name__", ".+").unwrap()];
         assert_eq!(back.select(&all, 0, 10_000), src.select(&all, 0, 10_000));
     }
 
