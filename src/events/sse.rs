@@ -212,4 +212,42 @@ mod tests {
         bus.publish("node_down", 9, serde_json::json!({"node": "a"}));
         assert!(next_text(&mut b).await.starts_with("id: 5\nevent: node_down\n"));
     }
+
+    #[tokio::test]
+    async fn a_client_that_does_not_read_is_dropped_and_the_publisher_never_waits() {
+        let bus = Bus::new(100_000, 16);
+        let api = EventsApi::new(bus.clone());
+        let params = crate::http::Params::new(None, None);
+        let (headers, body) = (hyper::HeaderMap::new(), Bytes::new());
+        let req = RouteRequest {
+            method: &Method::GET,
+            path: PATH,
+            params: &params,
+            headers: &headers,
+            body: &body,
+        };
+        let st = state();
+        let mut b = api.route(&st, &req).expect("owns the path").into_body();
+        tokio::task::yield_now().await;
+        let t = std::time::Instant::now();
+        for i in 0..20_000 {
+            bus.publish("poll", i, serde_json::json!({"i": i}));
+            if i % 1000 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        assert!(t.elapsed() < Duration::from_secs(2), "publishing waited for a client");
+        // The client finally reads: what was queued, then the end of the stream (it lagged).
+        let mut frames = 0;
+        let ended = tokio::time::timeout(Duration::from_secs(15), async {
+            while let Some(f) = b.frame().await {
+                if f.is_ok() {
+                    frames += 1;
+                }
+            }
+        })
+        .await;
+        assert!(ended.is_ok(), "the stream of a lagging client did not end");
+        assert!(frames < 20_000, "{frames} frames: the client was not dropped");
+    }
 }
