@@ -10,7 +10,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 const MIN_MS: i64 = 60_000;
 
 fn write_fixture(path: &std::path::Path) -> i64 {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
     let end = now / MIN_MS * MIN_MS;
     let start = end - 14 * 24 * 60 * MIN_MS;
     let mut usd = String::from("# TYPE depin_earnings_usd_total unknown\n");
@@ -18,8 +21,14 @@ fn write_fixture(path: &std::path::Path) -> i64 {
     let mut t = start;
     while t <= end {
         let hours = (t - start) as f64 / 3_600_000.0;
-        usd.push_str(&format!("depin_earnings_usd_total{{node=\"n1\",protocol=\"golem\"}} {hours} {}\n", t / 1000));
-        up.push_str(&format!("depin_adapter_up{{node=\"n1\",protocol=\"golem\"}} 1 {}\n", t / 1000));
+        usd.push_str(&format!(
+            "depin_earnings_usd_total{{node=\"n1\",protocol=\"golem\"}} {hours} {}\n",
+            t / 1000
+        ));
+        up.push_str(&format!(
+            "depin_adapter_up{{node=\"n1\",protocol=\"golem\"}} 1 {}\n",
+            t / 1000
+        ));
         t += MIN_MS;
     }
     std::fs::write(path, format!("{usd}{up}# EOF\n")).unwrap();
@@ -27,8 +36,16 @@ fn write_fixture(path: &std::path::Path) -> i64 {
 }
 
 fn report(args: &[&str]) -> String {
-    let out = Command::new(common::bin()).arg("report").args(args).output().unwrap();
-    assert!(out.status.success(), "report {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(common::bin())
+        .arg("report")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "report {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -54,12 +71,30 @@ fn report_over_storage_and_over_the_api() {
     write_fixture(&file);
     let data = dir.path().join("data");
     let out = Command::new(common::bin())
-        .args(["tsdb", "import", file.to_str().unwrap(), "--storage.path", data.to_str().unwrap()])
+        .args([
+            "tsdb",
+            "import",
+            file.to_str().unwrap(),
+            "--storage.path",
+            data.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let d = data.to_str().unwrap();
-    let json: serde_json::Value = serde_json::from_str(&report(&["--since", "7d", "--output", "json", "--storage.path", d])).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&report(&[
+        "--since",
+        "7d",
+        "--output",
+        "json",
+        "--storage.path",
+        d,
+    ]))
+    .unwrap();
     check(&json);
     let text = report(&["--since", "7d", "--storage.path", d]);
     assert!(text.contains("Earnings per node"), "{text}");
@@ -79,7 +114,12 @@ fn report_over_storage_and_over_the_api() {
     let o = common::Orcha::start(&["--storage.path", d, "--config.file", cfg.to_str().unwrap()]);
     o.wait_ready();
     let json: serde_json::Value = serde_json::from_str(&report(&[
-        "--since", "7d", "--output", "json", "--url", &format!("http://{}", o.addr),
+        "--since",
+        "7d",
+        "--output",
+        "json",
+        "--url",
+        &format!("http://{}", o.addr),
     ]))
     .unwrap();
     check(&json);

@@ -128,10 +128,17 @@ impl Bus {
         let (gap, backlog) = match last_event_id {
             None => (None, Vec::new()),
             // An id from the future is from an earlier life of the process: all may be missed.
-            Some(last) if last > newest => (Some((last, oldest)), ring.events.iter().cloned().collect()),
+            Some(last) if last > newest => {
+                (Some((last, oldest)), ring.events.iter().cloned().collect())
+            }
             Some(last) => {
                 let gap = (last + 1 < oldest).then_some((last, oldest));
-                let backlog = ring.events.iter().filter(|e| e.id > last).cloned().collect();
+                let backlog = ring
+                    .events
+                    .iter()
+                    .filter(|e| e.id > last)
+                    .cloned()
+                    .collect();
                 (gap, backlog)
             }
         };
@@ -168,11 +175,17 @@ mod tests {
         assert_eq!(bus.last_id(), 5);
         let s = bus.subscribe(Some(3));
         assert_eq!(s.gap, None);
-        assert_eq!(s.backlog.iter().map(|e| e.id).collect::<Vec<_>>(), vec![4, 5]);
+        assert_eq!(
+            s.backlog.iter().map(|e| e.id).collect::<Vec<_>>(),
+            vec![4, 5]
+        );
         // Ids 2 (and 1) have left the ring: a gap, then everything held.
         let s = bus.subscribe(Some(1));
         assert_eq!(s.gap, Some((1, 3)));
-        assert_eq!(s.backlog.iter().map(|e| e.id).collect::<Vec<_>>(), vec![3, 4, 5]);
+        assert_eq!(
+            s.backlog.iter().map(|e| e.id).collect::<Vec<_>>(),
+            vec![3, 4, 5]
+        );
         // No Last-Event-ID: live events only.
         assert!(bus.subscribe(None).backlog.is_empty());
         // An id from an earlier process.

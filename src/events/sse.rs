@@ -68,9 +68,7 @@ fn last_event_id(req: &RouteRequest<'_>) -> Result<Option<u64>, String> {
 }
 
 fn gap_frame(last: u64, oldest: u64) -> String {
-    format!(
-        "event: gap\ndata: {{\"last_event_id\":{last},\"oldest_available_id\":{oldest}}}\n\n"
-    )
+    format!("event: gap\ndata: {{\"last_event_id\":{last},\"oldest_available_id\":{oldest}}}\n\n")
 }
 
 impl StreamRoutes for EventsApi {
@@ -210,7 +208,9 @@ mod tests {
         assert!(next_text(&mut b).await.starts_with("id: 3\nevent: poll\n"));
         assert!(next_text(&mut b).await.starts_with("id: 4\n"));
         bus.publish("node_down", 9, serde_json::json!({"node": "a"}));
-        assert!(next_text(&mut b).await.starts_with("id: 5\nevent: node_down\n"));
+        assert!(next_text(&mut b)
+            .await
+            .starts_with("id: 5\nevent: node_down\n"));
     }
 
     #[tokio::test]
@@ -236,7 +236,10 @@ mod tests {
                 tokio::task::yield_now().await;
             }
         }
-        assert!(t.elapsed() < Duration::from_secs(2), "publishing waited for a client");
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "publishing waited for a client"
+        );
         // The client finally reads: what was queued, then the end of the stream (it lagged).
         let mut frames = 0;
         let ended = tokio::time::timeout(Duration::from_secs(15), async {
@@ -248,6 +251,9 @@ mod tests {
         })
         .await;
         assert!(ended.is_ok(), "the stream of a lagging client did not end");
-        assert!(frames < 20_000, "{frames} frames: the client was not dropped");
+        assert!(
+            frames < 20_000,
+            "{frames} frames: the client was not dropped"
+        );
     }
 }

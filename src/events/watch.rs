@@ -109,7 +109,9 @@ impl Watcher {
     }
 
     fn health(&mut self, now: i64) {
-        let Some(board) = &self.src.health else { return };
+        let Some(board) = &self.src.health else {
+            return;
+        };
         let poll_every = self.opts.poll_every.as_millis() as i64;
         for h in board.snapshot() {
             if !h.polled {
@@ -198,7 +200,10 @@ impl Watcher {
                         "value": if a.value.is_finite() { json!(a.value) } else { json!(a.value.to_string()) },
                         "active_at_ms": a.active_at,
                     });
-                    current.insert((rule.name().to_string(), a.labels.to_string()), (a.state, info));
+                    current.insert(
+                        (rule.name().to_string(), a.labels.to_string()),
+                        (a.state, info),
+                    );
                 }
             }
         }
@@ -224,8 +229,12 @@ impl Watcher {
     }
 
     fn history(&mut self, now: i64) {
-        let Some(path) = &self.src.history_file else { return };
-        let Ok(mut f) = std::fs::File::open(path) else { return };
+        let Some(path) = &self.src.history_file else {
+            return;
+        };
+        let Ok(mut f) = std::fs::File::open(path) else {
+            return;
+        };
         let len = f.metadata().map(|m| m.len()).unwrap_or(0);
         let offset = match self.history_offset {
             // What was there at start is history, not news.
@@ -291,20 +300,40 @@ mod tests {
             let j = serde_json::to_string(r).unwrap();
             format!("{:08x} {j}\n", crc32fast::hash(j.as_bytes()))
         };
-        let old = Record::Control { t_ms: 1, paused: true, reason: "old".into() };
+        let old = Record::Control {
+            t_ms: 1,
+            paused: true,
+            reason: "old".into(),
+        };
         std::fs::write(&path, line(&old)).unwrap();
         let bus = Bus::new(100, 16);
         let clock: SharedClock = Arc::new(crate::clock::ManualClock::new(10));
         let mut w = Watcher::new(
             bus.clone(),
-            Sources { health: None, rules: None, history_file: Some(path.clone()), clock },
+            Sources {
+                health: None,
+                rules: None,
+                history_file: Some(path.clone()),
+                clock,
+            },
             WatchOptions::default(),
         );
         w.step();
-        assert_eq!(bus.last_id(), 0, "records from before the start are not news");
-        let rec = Record::StepDone { id: 4, index: 0, t_ms: 20 };
+        assert_eq!(
+            bus.last_id(),
+            0,
+            "records from before the start are not news"
+        );
+        let rec = Record::StepDone {
+            id: 4,
+            index: 0,
+            t_ms: 20,
+        };
         let text = line(&rec);
-        let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
         // Half a line first, as a reader may see an append in progress.
         f.write_all(&text.as_bytes()[..10]).unwrap();
         w.step();

@@ -37,9 +37,9 @@ impl ChannelWriter {
             &mut self.buf,
             Vec::with_capacity(CHUNK_BYTES),
         ));
-        self.tx.blocking_send(chunk).map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away")
-        })
+        self.tx
+            .blocking_send(chunk)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away"))
     }
 }
 
@@ -70,10 +70,16 @@ impl StreamRoutes for ExportApi {
             return None;
         }
         if *req.method != Method::GET {
-            return Some(plain(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n"));
+            return Some(plain(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Method Not Allowed\n",
+            ));
         }
         if !state.is_ready() {
-            return Some(plain(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable"));
+            return Some(plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service Unavailable",
+            ));
         }
         let p = req.params;
         let matches = p.all("match[]");

@@ -309,7 +309,10 @@ mod tests {
 
     fn db() -> Db {
         let db = Db::in_memory();
-        let a = Labels::from_pairs([("__name__", "depin_earnings_usd_total"), ("protocol", "storj")]);
+        let a = Labels::from_pairs([
+            ("__name__", "depin_earnings_usd_total"),
+            ("protocol", "storj"),
+        ]);
         let b = Labels::from_pairs([
             ("__name__", "depin_earnings_usd_total"),
             ("protocol", "golem"),
@@ -360,7 +363,12 @@ mod tests {
     fn openmetrics_round_trips_through_our_import() {
         let src = db();
         let text = export(&src, "{__name__=~\".+\"}", Format::OpenMetrics);
-        assert!(text.starts_with("# TYPE depin_adapter_up unknown\ndepin_adapter_up{protocol=\"storj\"} 1 1\n"), "{text}");
+        assert!(
+            text.starts_with(
+                "# TYPE depin_adapter_up unknown\ndepin_adapter_up{protocol=\"storj\"} 1 1\n"
+            ),
+            "{text}"
+        );
         assert!(text.ends_with("# EOF\n"));
         let back = Db::in_memory();
         crate::tsdb::import_openmetrics(text.as_bytes(), &back).unwrap();
@@ -379,9 +387,19 @@ mod tests {
         let sets = vec![vec![Matcher::equal("__name__", "x")]];
         let mut out = Vec::new();
         let st = write_export(&db, &sets, 0, 29 * step, Format::Csv, &mut out).unwrap();
-        assert_eq!(st, ExportStats { series: 1, samples: 30 });
+        assert_eq!(
+            st,
+            ExportStats {
+                series: 1,
+                samples: 30
+            }
+        );
         let text = String::from_utf8(out).unwrap();
-        let ts: Vec<i64> = text.lines().skip(1).map(|r| r.split(',').next().unwrap().parse().unwrap()).collect();
+        let ts: Vec<i64> = text
+            .lines()
+            .skip(1)
+            .map(|r| r.split(',').next().unwrap().parse().unwrap())
+            .collect();
         assert_eq!(ts, (0..30).map(|i| i * step).collect::<Vec<_>>());
     }
 

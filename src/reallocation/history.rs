@@ -755,18 +755,49 @@ mod compact_tests {
                 reason: String::new(),
                 undo_errors: vec![],
             };
-            h.append(Record::Control { t_ms: 0, paused: true, reason: "old".into() }).unwrap();
-            h.append(Record::StepDone { id: 1, index: 0, t_ms: day }).unwrap();
+            h.append(Record::Control {
+                t_ms: 0,
+                paused: true,
+                reason: "old".into(),
+            })
+            .unwrap();
+            h.append(Record::StepDone {
+                id: 1,
+                index: 0,
+                t_ms: day,
+            })
+            .unwrap();
             h.append(outcome(1, day)).unwrap();
             // Never finished: a crash to resolve, kept whatever its age.
-            h.append(Record::StepStarted { id: 2, index: 0, t_ms: 2 * day }).unwrap();
-            h.append(Record::StepDone { id: 3, index: 0, t_ms: 3 * day }).unwrap();
+            h.append(Record::StepStarted {
+                id: 2,
+                index: 0,
+                t_ms: 2 * day,
+            })
+            .unwrap();
+            h.append(Record::StepDone {
+                id: 3,
+                index: 0,
+                t_ms: 3 * day,
+            })
+            .unwrap();
             h.append(outcome(3, 3 * day)).unwrap();
-            h.append(Record::StepDone { id: 4, index: 0, t_ms: 100 * day }).unwrap();
+            h.append(Record::StepDone {
+                id: 4,
+                index: 0,
+                t_ms: 100 * day,
+            })
+            .unwrap();
             h.append(outcome(4, 100 * day)).unwrap();
         }
         let c = compact(dir.path(), 90 * day, 101 * day).unwrap();
-        assert_eq!(c, Compaction { kept: 4, dropped: 4 });
+        assert_eq!(
+            c,
+            Compaction {
+                kept: 4,
+                dropped: 4
+            }
+        );
         let h = History::open(dir.path()).unwrap();
         let ids: Vec<Option<u64>> = h.records().iter().map(Record::id).collect();
         assert_eq!(ids, vec![None, Some(2), Some(4), Some(4)]);

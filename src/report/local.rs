@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use super::{Reallocation, ReportError, Row, RawSeries, Source};
-use crate::promql::{Engine, value::Value};
+use super::{RawSeries, Reallocation, ReportError, Row, Source};
+use crate::promql::{value::Value, Engine};
 use crate::reallocation::History;
 use crate::tsdb::{Db, Queryable};
 
@@ -15,7 +15,9 @@ pub struct LocalSource<'a> {
 }
 
 fn map(l: &crate::labels::Labels) -> BTreeMap<String, String> {
-    l.iter().map(|x| (x.name.clone(), x.value.clone())).collect()
+    l.iter()
+        .map(|x| (x.name.clone(), x.value.clone()))
+        .collect()
 }
 
 impl Source for LocalSource<'_> {
@@ -37,12 +39,11 @@ impl Source for LocalSource<'_> {
     }
 
     fn raw(&self, selector: &str, t_ms: i64, range_ms: i64) -> Result<Vec<RawSeries>, ReportError> {
-        let sets = crate::http::params::parse_match_sets(&[selector]).map_err(|e| {
-            ReportError::Query {
+        let sets =
+            crate::http::params::parse_match_sets(&[selector]).map_err(|e| ReportError::Query {
                 query: selector.to_string(),
                 message: e.to_string(),
-            }
-        })?;
+            })?;
         let mut out = Vec::new();
         for ms in sets {
             for s in self.db.select(&ms, t_ms - range_ms + 1, t_ms) {

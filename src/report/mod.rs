@@ -125,7 +125,11 @@ fn node_key(l: &BTreeMap<String, String>) -> (String, String) {
 /// Counts firing episodes: a run of samples ends at a NaN (staleness marker) or at a gap longer
 /// than three times the series' usual interval (a remote source does not return markers).
 pub fn count_episodes(samples: &[(i64, f64)]) -> usize {
-    let live: Vec<i64> = samples.iter().filter(|s| !s.1.is_nan()).map(|s| s.0).collect();
+    let live: Vec<i64> = samples
+        .iter()
+        .filter(|s| !s.1.is_nan())
+        .map(|s| s.0)
+        .collect();
     let mut gaps: Vec<i64> = live.windows(2).map(|w| w[1] - w[0]).collect();
     gaps.sort_unstable();
     let usual = gaps.get(gaps.len() / 2).copied().unwrap_or(i64::MAX / 4);
@@ -163,7 +167,10 @@ pub fn build(src: &dyn Source, end_ms: i64, period_ms: i64) -> Result<Report, Re
             .clone()
     };
     let by = "sum by (node, protocol)";
-    for (l, v) in src.instant(&format!("{by} (increase(depin_earnings_usd_total[{p}]))"), end_ms)? {
+    for (l, v) in src.instant(
+        &format!("{by} (increase(depin_earnings_usd_total[{p}]))"),
+        end_ms,
+    )? {
         let k = node_key(&l);
         entry(&mut nodes, k.clone());
         if let Some(n) = nodes.get_mut(&k) {
@@ -182,9 +189,14 @@ pub fn build(src: &dyn Source, end_ms: i64, period_ms: i64) -> Result<Report, Re
         }
     }
     for (q, prev) in [
-        (format!("sum by (node, protocol, token) (increase(depin_earnings_total[{p}]))"), false),
         (
-            format!("sum by (node, protocol, token) (increase(depin_earnings_total[{p}] offset {p}))"),
+            format!("sum by (node, protocol, token) (increase(depin_earnings_total[{p}]))"),
+            false,
+        ),
+        (
+            format!(
+                "sum by (node, protocol, token) (increase(depin_earnings_total[{p}] offset {p}))"
+            ),
             true,
         ),
     ] {
@@ -213,15 +225,16 @@ pub fn build(src: &dyn Source, end_ms: i64, period_ms: i64) -> Result<Report, Re
         }
     }
     // The hourly rate, sampled hourly over the period; its regression slope is the trend.
-    let trend = format!(
-        "deriv(({by} (rate(depin_earnings_usd_total[1h])))[{p}:1h]) * 86400"
-    );
+    let trend = format!("deriv(({by} (rate(depin_earnings_usd_total[1h])))[{p}:1h]) * 86400");
     for (l, v) in src.instant(&trend, end_ms).unwrap_or_default() {
         if let Some(n) = nodes.get_mut(&node_key(&l)) {
             n.trend_usd_per_hour_per_day = v.is_finite().then_some(v);
         }
     }
-    for (l, v) in src.instant(&format!("avg by (node, protocol) (avg_over_time(depin_adapter_up[{p}]))"), end_ms)? {
+    for (l, v) in src.instant(
+        &format!("avg by (node, protocol) (avg_over_time(depin_adapter_up[{p}]))"),
+        end_ms,
+    )? {
         let k = node_key(&l);
         entry(&mut nodes, k.clone());
         if let Some(n) = nodes.get_mut(&k) {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{Reallocation, ReportError, Row, RawSeries, Source};
+use super::{RawSeries, Reallocation, ReportError, Row, Source};
 
 pub struct RemoteSource {
     /// `http://host:port`, without a trailing slash.
@@ -38,13 +38,15 @@ impl RemoteSource {
         let host = url.host_str().ok_or_else(|| err("no host".into()))?;
         let port = url.port_or_known_default().unwrap_or(80);
         let mut s = TcpStream::connect((host, port)).map_err(|e| err(e.to_string()))?;
-        s.set_read_timeout(Some(self.timeout)).map_err(|e| err(e.to_string()))?;
+        s.set_read_timeout(Some(self.timeout))
+            .map_err(|e| err(e.to_string()))?;
         let target = match url.query() {
             Some(q) => format!("{}?{q}", url.path()),
             None => url.path().to_string(),
         };
         let req = format!("GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: application/json\r\nConnection: close\r\n\r\n");
-        s.write_all(req.as_bytes()).map_err(|e| err(e.to_string()))?;
+        s.write_all(req.as_bytes())
+            .map_err(|e| err(e.to_string()))?;
         let mut raw = Vec::new();
         s.read_to_end(&mut raw).map_err(|e| err(e.to_string()))?;
         let text = String::from_utf8_lossy(&raw);
@@ -56,9 +58,17 @@ impl RemoteSource {
             let l = l.to_ascii_lowercase();
             l.starts_with("transfer-encoding:") && l.contains("chunked")
         });
-        let body = if chunked { dechunk(body) } else { body.to_string() };
-        let v: Value = serde_json::from_str(&body)
-            .map_err(|e| err(format!("status {status}, not JSON ({e}): {}", body.chars().take(200).collect::<String>())))?;
+        let body = if chunked {
+            dechunk(body)
+        } else {
+            body.to_string()
+        };
+        let v: Value = serde_json::from_str(&body).map_err(|e| {
+            err(format!(
+                "status {status}, not JSON ({e}): {}",
+                body.chars().take(200).collect::<String>()
+            ))
+        })?;
         if v["status"] != "success" {
             return Err(err(format!("status {status}: {}", v["error"])));
         }
@@ -112,7 +122,11 @@ fn secs(ms: i64) -> String {
 
 impl Source for RemoteSource {
     fn instant(&self, query: &str, t_ms: i64) -> Result<Vec<Row>, ReportError> {
-        let d = self.get(&format!("/api/v1/query?query={}&time={}", enc(query), secs(t_ms)))?;
+        let d = self.get(&format!(
+            "/api/v1/query?query={}&time={}",
+            enc(query),
+            secs(t_ms)
+        ))?;
         let result = &d["result"];
         Ok(match d["resultType"].as_str() {
             Some("vector") => result
@@ -123,14 +137,20 @@ impl Source for RemoteSource {
                         .collect()
                 })
                 .unwrap_or_default(),
-            Some("scalar") => point(result).map(|p| vec![(BTreeMap::new(), p.1)]).unwrap_or_default(),
+            Some("scalar") => point(result)
+                .map(|p| vec![(BTreeMap::new(), p.1)])
+                .unwrap_or_default(),
             _ => Vec::new(),
         })
     }
 
     fn raw(&self, selector: &str, t_ms: i64, range_ms: i64) -> Result<Vec<RawSeries>, ReportError> {
         let q = format!("{selector}[{}s]", (range_ms / 1000).max(1));
-        let d = self.get(&format!("/api/v1/query?query={}&time={}", enc(&q), secs(t_ms)))?;
+        let d = self.get(&format!(
+            "/api/v1/query?query={}&time={}",
+            enc(&q),
+            secs(t_ms)
+        ))?;
         Ok(d["result"]
             .as_array()
             .map(|a| {
@@ -151,14 +171,20 @@ impl Source for RemoteSource {
         // Without a controller the route does not exist: no reallocations to report.
         let d = match self.get("/api/v1/reallocations?limit=1000000") {
             Ok(d) => d,
-            Err(ReportError::Http { message, .. }) if message.contains("404") => return Ok(Vec::new()),
+            Err(ReportError::Http { message, .. }) if message.contains("404") => {
+                return Ok(Vec::new())
+            }
             Err(e) => return Err(e),
         };
         let mut out = Vec::new();
         for r in d["reallocations"].as_array().cloned().unwrap_or_default() {
             let nodes = r["steps"]
                 .as_array()
-                .map(|s| s.iter().filter_map(|x| x["node"].as_str().map(String::from)).collect())
+                .map(|s| {
+                    s.iter()
+                        .filter_map(|x| x["node"].as_str().map(String::from))
+                        .collect()
+                })
                 .unwrap_or_default();
             let mut row: Reallocation = serde_json::from_value(r)
                 .map_err(|e| ReportError::History(format!("/api/v1/reallocations: {e}")))?;

@@ -36,7 +36,11 @@ fn table(style: Style, header: &[&str], rows: &[Vec<String>]) -> String {
     match style {
         Style::Markdown => {
             let _ = writeln!(out, "| {} |", header.join(" | "));
-            let _ = writeln!(out, "|{}", header.iter().map(|_| "---|").collect::<String>());
+            let _ = writeln!(
+                out,
+                "|{}",
+                header.iter().map(|_| "---|").collect::<String>()
+            );
             for r in rows {
                 let _ = writeln!(out, "| {} |", r.join(" | "));
             }
@@ -66,7 +70,11 @@ fn table(style: Style, header: &[&str], rows: &[Vec<String>]) -> String {
                     .trim_end()
                     .to_string()
             };
-            let _ = writeln!(out, "{}", line(header.iter().map(|h| h.to_string()).collect()));
+            let _ = writeln!(
+                out,
+                "{}",
+                line(header.iter().map(|h| h.to_string()).collect())
+            );
             for r in rows {
                 let _ = writeln!(out, "{}", line(r.clone()));
             }
@@ -117,7 +125,16 @@ pub fn render(r: &Report, style: Style) -> String {
         .collect();
     o.push_str(&table(
         style,
-        &["node", "protocol", "USD", "USD before", "change", "USD/h", "trend USD/h per day", "uptime"],
+        &[
+            "node",
+            "protocol",
+            "USD",
+            "USD before",
+            "change",
+            "USD/h",
+            "trend USD/h per day",
+            "uptime",
+        ],
         &rows,
     ));
     h(&mut o, "Token earnings");
@@ -132,7 +149,11 @@ pub fn render(r: &Report, style: Style) -> String {
             ]);
         }
     }
-    o.push_str(&table(style, &["node", "token", "tokens", "tokens before"], &rows));
+    o.push_str(&table(
+        style,
+        &["node", "token", "tokens", "tokens before"],
+        &rows,
+    ));
     h(&mut o, "USD/h per unit of resource allocated");
     let units: Vec<&str> = RESOURCES.iter().map(|r| r.1).collect();
     let mut header = vec!["node"];
@@ -144,7 +165,9 @@ pub fn render(r: &Report, style: Style) -> String {
         .map(|n| {
             let mut row = vec![n.node.clone()];
             for u in &units {
-                row.push(opt(n.usd_per_hour_per_unit.get(*u).copied(), |v| format!("{v:.4}")));
+                row.push(opt(n.usd_per_hour_per_unit.get(*u).copied(), |v| {
+                    format!("{v:.4}")
+                }));
             }
             row
         })
@@ -183,7 +206,16 @@ pub fn render(r: &Report, style: Style) -> String {
             .collect();
         o.push_str(&table(
             style,
-            &["id", "started", "outcome", "nodes", "expected USD/h", "realized USD/h", "hours held", "gain USD"],
+            &[
+                "id",
+                "started",
+                "outcome",
+                "nodes",
+                "expected USD/h",
+                "realized USD/h",
+                "hours held",
+                "gain USD",
+            ],
             &rows,
         ));
     }
