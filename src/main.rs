@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use depin_orcha::labels::Labels;
 use depin_orcha::rules::notifier::{self, Notifier, NotifierOptions};
 use depin_orcha::rules::{self, ManagerOptions, RuleManager};
-use depin_orcha::{clock, config, coordinator, http, metrics, optimizer, promql, reallocation, tsdb};
+use depin_orcha::{clock, config, coordinator, events, export, http, metrics, optimizer, promql, reallocation, report, tsdb};
 
 /// The port we listen on by default: 9817, unused by the exporters in Prometheus' default port
 /// allocation list that DePIN hosts run (Storj-Exporter takes 9651).
@@ -56,6 +56,61 @@ enum Command {
     /// Poll every node once and print the plan the controller would make, with its
     /// explanation and gate verdicts; never applies anything.
     Plan(PlanArgs),
+    /// Earnings, uptime, alerts and reallocations over a period, against the period before.
+    Report(ReportArgs),
+    /// Write stored samples as CSV, JSON lines or OpenMetrics text.
+    Export(ExportArgs),
+}
+
+// ---- report and export (the reports branch) ----
+
+#[derive(Args)]
+struct ReportArgs {
+    /// The period reported, ending now; compared with the period of the same length before it.
+    #[arg(long = "since", default_value = "7d", value_parser = humantime::parse_duration)]
+    since: Duration,
+    #[arg(long = "output", value_enum, default_value_t = ReportOutput::Text)]
+    output: ReportOutput,
+    /// A running instance to ask (its query API and /api/v1/reallocations); else --storage.path.
+    #[arg(long = "url")]
+    url: Option<String>,
+    /// The storage of a `run`, read from a private copy.
+    #[arg(long = "storage.path", default_value = "./data")]
+    storage_path: PathBuf,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReportOutput {
+    Text,
+    Json,
+    Markdown,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// Series selector; repeatable.
+    #[arg(long = "match", required = true)]
+    matches: Vec<String>,
+    /// Start: Unix seconds or RFC 3339. Default: the oldest sample.
+    #[arg(long = "start")]
+    start: Option<String>,
+    /// End: Unix seconds or RFC 3339. Default: the newest sample.
+    #[arg(long = "end")]
+    end: Option<String>,
+    #[arg(long = "format", value_enum, default_value_t = ExportFormat::Csv)]
+    format: ExportFormat,
+    /// A running instance to export from (GET /api/v1/export); else --storage.path.
+    #[arg(long = "url")]
+    url: Option<String>,
+    #[arg(long = "storage.path", default_value = "./data")]
+    storage_path: PathBuf,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ExportFormat {
+    Csv,
+    Json,
+    Openmetrics,
 }
 
 #[derive(Args)]
@@ -180,6 +235,9 @@ struct RunArgs {
     /// Alerts held for Alertmanager at most; the oldest are dropped beyond.
     #[arg(long = "alertmanager.notification-queue-capacity", default_value_t = notifier::DEFAULT_QUEUE_CAPACITY)]
     notification_queue_capacity: usize,
+    /// How long reallocation records are kept: older ones are compacted away at start.
+    #[arg(long = "history.retention", default_value = "90d", value_parser = humantime::parse_duration)]
+    history_retention: Duration,
     /// Timeout of one request to an Alertmanager.
     #[arg(long = "alertmanager.timeout", default_value = "10s", value_parser = humantime::parse_duration)]
     alertmanager_timeout: Duration,
@@ -212,6 +270,8 @@ fn main() -> ExitCode {
         Some(Command::Test(TestCommand::Promql { files })) => test_promql(&files),
         Some(Command::Test(TestCommand::Rules { files })) => test_rules(&files),
         Some(Command::Plan(args)) => plan(args),
+        Some(Command::Report(args)) => report_cmd(args),
+        Some(Command::Export(args)) => export_cmd(args),
         Some(Command::Tsdb(TsdbCommand::Import { file, storage_path })) => {
             tsdb_import(&file, &storage_path)
         }
@@ -350,6 +410,12 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
     state
         .extra_routes
         .push(Arc::new(rules::api::RulesApi::new(rule_manager.clone()).with_reload_token(auth_token.clone())));
+    // Retention of the controller's own history (the reports branch).
+    match reallocation::history::compact(&args.storage_path, args.history_retention.as_millis() as i64, clock.now_ms()) {
+        Ok(c) if c.dropped > 0 => tracing::info!(dropped = c.dropped, kept = c.kept, "reallocation history compacted"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "compacting the reallocation history failed; it is kept whole"),
+    }
     let controller = match optimization_rules(args.optimization_rules_file.as_deref())? {
         Some(rules) => {
             let (controller, api) = reallocation::build_controller(reallocation::ControllerSetup {
@@ -372,6 +438,21 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
         }
         None => None,
     };
+    // ---- live events (the reports branch): a bus, its SSE route, export, and the watcher ----
+    let bus = events::Bus::default();
+    state.stream_routes.push(Arc::new(events::EventsApi::new(bus.clone())));
+    state.stream_routes.push(Arc::new(export::ExportApi));
+    let watcher = events::watch::Watcher::new(
+        bus,
+        events::watch::Sources {
+            health: Some(coordinator.health()),
+            rules: Some(rule_manager.clone()),
+            history_file: Some(args.storage_path.join(reallocation::history::FILE_NAME)),
+            clock: clock.clone(),
+        },
+        events::watch::WatchOptions::default(),
+    );
+    // ---- end of live events ----
     let state = Arc::new(state);
     let server = http::Server::bind(args.listen, state.clone())
         .with_context(|| format!("listening on {}", args.listen))?;
@@ -397,6 +478,7 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
     let notifier_task = tokio::spawn(notifier.clone().run(notifier_rx));
     let rules_task = tokio::spawn(rule_manager.clone().run(stop_rx.clone(), move |alerts| notifier.send(alerts)));
     let controller_task = controller.map(|c| tokio::spawn(c.run(stop_rx.clone())));
+    let events_task = tokio::spawn(watcher.run(stop_rx.clone()));
     let reload_task = tokio::spawn(reload_on_sighup(rule_manager, stop_rx));
 
     shutdown_signal().await;
@@ -405,6 +487,7 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
     let _ = coordinator_task.await;
     let _ = snapshot_task.await;
     let _ = reload_task.await;
+    let _ = events_task.await;
     if let Some(t) = controller_task {
         let _ = t.await;
     }
@@ -638,5 +721,131 @@ fn tsdb_import(file: &Path, storage_path: &Path) -> Result<ExitCode> {
         "imported {} samples of {} series from {} lines ({} duplicates skipped)",
         stats.samples, stats.series, stats.lines, stats.duplicates
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---- report and export (the reports branch) ----
+
+/// Copies `--storage.path` aside (a running `run` owns it) and opens the copy; the guard
+/// removes the copy.
+struct PrivateCopy(PathBuf);
+
+impl Drop for PrivateCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn open_private_copy(storage: &Path, what: &str) -> Result<(tsdb::Db, PrivateCopy)> {
+    anyhow::ensure!(storage.is_dir(), "--storage.path {} is not a directory", storage.display());
+    let copy = PrivateCopy(std::env::temp_dir().join(format!("depin-orcha-{what}-{}", std::process::id())));
+    copy_dir(storage, &copy.0).with_context(|| format!("copying {}", storage.display()))?;
+    let db = tsdb::Db::open(tsdb::Options { path: Some(copy.0.clone()), retention_ms: i64::MAX / 4, max_bytes: None })
+        .with_context(|| format!("opening a copy of {}", storage.display()))?;
+    Ok((db, copy))
+}
+
+fn report_cmd(args: ReportArgs) -> Result<ExitCode> {
+    let period_ms = args.since.as_millis() as i64;
+    anyhow::ensure!(period_ms >= 1000, "--since must be at least 1s");
+    let now = clock::Clock::now_ms(&clock::WallClock);
+    let built = match &args.url {
+        Some(url) => report::build(&report::remote::RemoteSource::new(url), now, period_ms)?,
+        None => {
+            let (db, copy) = open_private_copy(&args.storage_path, "report")?;
+            let history = reallocation::History::load(&copy.0).context("reading the reallocation history")?;
+            let src = report::local::LocalSource { db: &db, engine: promql::Engine::default(), history: &history };
+            report::build(&src, now, period_ms)?
+        }
+    };
+    match args.output {
+        ReportOutput::Text => print!("{}", report::render::render(&built, report::render::Style::Text)),
+        ReportOutput::Markdown => print!("{}", report::render::render(&built, report::render::Style::Markdown)),
+        ReportOutput::Json => println!("{}", serde_json::to_string_pretty(&built)?),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn export_cmd(args: ExportArgs) -> Result<ExitCode> {
+    let format = match args.format {
+        ExportFormat::Csv => export::Format::Csv,
+        ExportFormat::Json => export::Format::Json,
+        ExportFormat::Openmetrics => export::Format::OpenMetrics,
+    };
+    let time = |flag: &str, v: &Option<String>, default: i64| -> Result<i64> {
+        match v {
+            None => Ok(default),
+            Some(s) => http::params::parse_time(s).map_err(|e| anyhow::anyhow!("--{flag} {s:?}: {e}")),
+        }
+    };
+    let start = time("start", &args.start, i64::MIN)?;
+    let end = time("end", &args.end, i64::MAX)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
+    if let Some(url) = &args.url {
+        return export_remote(url, &args, start, end, &mut out);
+    }
+    let sets = http::params::parse_match_sets(&args.matches.iter().map(String::as_str).collect::<Vec<_>>())
+        .map_err(|e| anyhow::anyhow!("--match: {e}"))?;
+    let (db, _copy) = open_private_copy(&args.storage_path, "export")?;
+    let stats = match export::clamp_range(&db, start, end) {
+        Some((a, b)) => export::write_export(&db, &sets, a, b, format, &mut out),
+        None => export::write_export(&db, &[], 0, 0, format, &mut out),
+    }
+    .context("writing the export")?;
+    eprintln!("exported {} samples of {} series", stats.samples, stats.series);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Streams `GET /api/v1/export` of a running instance to `out` as it arrives.
+fn export_remote(url: &str, args: &ExportArgs, start: i64, end: i64, out: &mut dyn std::io::Write) -> Result<ExitCode> {
+    use std::io::{BufRead, Read, Write};
+    let base = url::Url::parse(url).with_context(|| format!("--url {url:?}"))?;
+    let host = base.host_str().context("--url has no host")?.to_string();
+    let port = base.port_or_known_default().unwrap_or(80);
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    for m in &args.matches {
+        q.append_pair("match[]", m);
+    }
+    if start != i64::MIN {
+        q.append_pair("start", &export::fmt_seconds(start));
+    }
+    if end != i64::MAX {
+        q.append_pair("end", &export::fmt_seconds(end));
+    }
+    q.append_pair("format", match args.format { ExportFormat::Csv => "csv", ExportFormat::Json => "json", ExportFormat::Openmetrics => "openmetrics" });
+    let mut s = std::net::TcpStream::connect((host.as_str(), port)).with_context(|| format!("connecting to {url}"))?;
+    write!(s, "GET {}api/v1/export?{} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n",
+        if base.path().ends_with('/') { base.path().to_string() } else { format!("{}/", base.path()) }, q.finish())?;
+    let mut r = std::io::BufReader::new(s);
+    let mut status = String::new();
+    r.read_line(&mut status)?;
+    let mut chunked = false;
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h)?;
+        if h.trim().is_empty() { break; }
+        let h = h.to_ascii_lowercase();
+        chunked |= h.starts_with("transfer-encoding:") && h.contains("chunked");
+    }
+    if status.split_whitespace().nth(1) != Some("200") {
+        let mut body = String::new();
+        let _ = r.read_to_string(&mut body);
+        anyhow::bail!("{url}: {} {}", status.trim(), body.trim());
+    }
+    if !chunked {
+        std::io::copy(&mut r, out)?;
+    } else {
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size)?;
+            let n = usize::from_str_radix(size.trim(), 16).with_context(|| format!("bad chunk size {size:?}"))?;
+            if n == 0 { break; }
+            std::io::copy(&mut (&mut r).take(n as u64), out)?;
+            let mut crlf = String::new();
+            r.read_line(&mut crlf)?;
+        }
+    }
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }

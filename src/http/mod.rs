@@ -22,6 +22,7 @@ pub mod api;
 pub mod json;
 pub mod params;
 pub mod server;
+pub mod stream;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -72,6 +73,8 @@ pub struct AppState {
     /// Origins allowed to call the read API from a browser (`--web.cors.origin`, anchored by
     /// whoever builds it); `None` allows any, Prometheus' default `.*`.
     pub cors_origin: Option<regex::Regex>,
+    /// Routes whose bodies stream (export, events); see [`stream`]. Tried before everything.
+    pub stream_routes: stream::StreamRouteList,
 }
 
 /// Prometheus' default `--query.max-concurrency`.
@@ -131,6 +134,8 @@ pub fn handler_label(path: &str) -> &'static str {
         "/api/v1/status/buildinfo" => "/api/v1/status/buildinfo",
         "/api/v1/rules" => "/api/v1/rules",
         "/api/v1/alerts" => "/api/v1/alerts",
+        "/api/v1/export" => "/api/v1/export",
+        "/api/v1/events" => "/api/v1/events",
         p if api::label_values_name(p).is_some() => "/api/v1/label/:name/values",
         p if p.starts_with("/api/") => "/api/other",
         _ => "other",
@@ -157,6 +162,7 @@ impl AppState {
             query_slots: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_CONCURRENT_QUERIES)),
             metrics,
             cors_origin: None,
+            stream_routes: Vec::new(),
         }
     }
 

@@ -143,7 +143,7 @@ async fn serve_connection(
     let _ = stream.set_nodelay(true);
     let svc = service_fn(move |req| {
         let state = state.clone();
-        async move { Ok::<_, Infallible>(super::handle(&state, req).await) }
+        async move { Ok::<_, Infallible>(super::stream::handle_any(&state, req).await) }
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())

@@ -633,6 +633,180 @@ impl History {
     }
 }
 
+// ---- retention (added by the reports branch) ----
+
+/// What [`compact`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Compaction {
+    pub kept: usize,
+    pub dropped: usize,
+}
+
+impl Record {
+    /// When the record was written.
+    pub fn t_ms(&self) -> i64 {
+        match self {
+            Record::Intent { t_ms, .. }
+            | Record::StepStarted { t_ms, .. }
+            | Record::StepDone { t_ms, .. }
+            | Record::Outcome { t_ms, .. }
+            | Record::Rejected { t_ms, .. }
+            | Record::Realized { t_ms, .. }
+            | Record::Control { t_ms, .. } => *t_ms,
+        }
+    }
+}
+
+/// Drops from `dir/reallocations.jsonl` the reallocations whose newest record is older than
+/// `retention_ms` before `now_ms`, and pause/resume records as old, keeping always: every
+/// record of a reallocation without an outcome (a crash to resolve), the newest reallocation
+/// (so ids never repeat) and the newest pause/resume (the controller's paused state). The file
+/// is rewritten to a temporary file, fsynced and renamed over the old one, so a crash leaves
+/// either the old or the new log. Call before [`History::open`]; a missing file is no error.
+pub fn compact(dir: &Path, retention_ms: i64, now_ms: i64) -> Result<Compaction, HistoryError> {
+    let path = dir.join(FILE_NAME);
+    let io = |source| HistoryError::Io {
+        path: path.clone(),
+        source,
+    };
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Compaction::default()),
+        Err(e) => return Err(io(e)),
+    };
+    let (records, _) = parse_all(&bytes);
+    let cutoff = now_ms.saturating_sub(retention_ms);
+    let mut newest: BTreeMap<u64, i64> = BTreeMap::new();
+    let mut finished: std::collections::BTreeSet<u64> = std::collections::BTreeSet::new();
+    for r in &records {
+        if let Some(id) = r.id() {
+            let t = newest.entry(id).or_insert(i64::MIN);
+            *t = (*t).max(r.t_ms());
+            if matches!(r, Record::Outcome { .. } | Record::Rejected { .. }) {
+                finished.insert(id);
+            }
+        }
+    }
+    let max_id = newest.keys().next_back().copied();
+    let last_control = records
+        .iter()
+        .rposition(|r| matches!(r, Record::Control { .. }));
+    let keep = |i: usize, r: &Record| match r.id() {
+        Some(id) => {
+            newest.get(&id).is_some_and(|t| *t >= cutoff)
+                || !finished.contains(&id)
+                || Some(id) == max_id
+        }
+        None => r.t_ms() >= cutoff || Some(i) == last_control,
+    };
+    let kept: Vec<&Record> = records
+        .iter()
+        .enumerate()
+        .filter(|(i, r)| keep(*i, r))
+        .map(|(_, r)| r)
+        .collect();
+    let dropped = records.len() - kept.len();
+    if dropped == 0 {
+        return Ok(Compaction {
+            kept: kept.len(),
+            dropped,
+        });
+    }
+    let tmp = dir.join(format!("{FILE_NAME}.compact"));
+    let mut text = String::new();
+    for r in &kept {
+        let json = serde_json::to_string(r).map_err(|source| HistoryError::Encode {
+            path: path.clone(),
+            source,
+        })?;
+        text.push_str(&crc_line(&json));
+    }
+    let tmp_io = |source| HistoryError::Io {
+        path: tmp.clone(),
+        source,
+    };
+    let mut f = File::create(&tmp).map_err(tmp_io)?;
+    f.write_all(text.as_bytes()).map_err(tmp_io)?;
+    f.sync_all().map_err(tmp_io)?;
+    std::fs::rename(&tmp, &path).map_err(io)?;
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(Compaction {
+        kept: kept.len(),
+        dropped,
+    })
+}
+
+#[cfg(test)]
+mod compact_tests {
+    use super::*;
+
+    #[test]
+    fn old_finished_reallocations_go_and_what_still_matters_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let day = 86_400_000i64;
+        {
+            let mut h = History::open(dir.path()).unwrap();
+            let outcome = |id, t| Record::Outcome {
+                id,
+                t_ms: t,
+                outcome: Outcome::Applied,
+                reason: String::new(),
+                undo_errors: vec![],
+            };
+            h.append(Record::Control {
+                t_ms: 0,
+                paused: true,
+                reason: "old".into(),
+            })
+            .unwrap();
+            h.append(Record::StepDone {
+                id: 1,
+                index: 0,
+                t_ms: day,
+            })
+            .unwrap();
+            h.append(outcome(1, day)).unwrap();
+            // Never finished: a crash to resolve, kept whatever its age.
+            h.append(Record::StepStarted {
+                id: 2,
+                index: 0,
+                t_ms: 2 * day,
+            })
+            .unwrap();
+            h.append(Record::StepDone {
+                id: 3,
+                index: 0,
+                t_ms: 3 * day,
+            })
+            .unwrap();
+            h.append(outcome(3, 3 * day)).unwrap();
+            h.append(Record::StepDone {
+                id: 4,
+                index: 0,
+                t_ms: 100 * day,
+            })
+            .unwrap();
+            h.append(outcome(4, 100 * day)).unwrap();
+        }
+        let c = compact(dir.path(), 90 * day, 101 * day).unwrap();
+        assert_eq!(
+            c,
+            Compaction {
+                kept: 4,
+                dropped: 4
+            }
+        );
+        let h = History::open(dir.path()).unwrap();
+        let ids: Vec<Option<u64>> = h.records().iter().map(Record::id).collect();
+        assert_eq!(ids, vec![None, Some(2), Some(4), Some(4)]);
+        assert_eq!(h.paused(), Some(true));
+        // Nothing more to drop: the file is left alone.
+        assert_eq!(compact(dir.path(), 90 * day, 101 * day).unwrap().dropped, 0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
