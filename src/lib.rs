@@ -9,6 +9,7 @@ pub mod http;
 pub mod labels;
 pub mod metrics;
 pub mod promql;
+pub mod remote_write;
 pub mod rules;
 pub mod sim;
 pub mod tsdb;
