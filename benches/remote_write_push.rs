@@ -46,7 +46,10 @@ fn series(n: usize) -> Vec<Labels> {
             Labels::from_pairs([
                 ("__name__", format!("depin_metric_{}_total", i % 50)),
                 ("node", format!("node-{}", i / 50 % 40)),
-                ("protocol", ["storj", "golem", "streamr", "grass"][i % 4].to_string()),
+                (
+                    "protocol",
+                    ["storj", "golem", "streamr", "grass"][i % 4].to_string(),
+                ),
                 ("instance", format!("i{}", i / 2000)),
             ])
         })
@@ -55,7 +58,9 @@ fn series(n: usize) -> Vec<Labels> {
 
 /// Counters with small random increments, as earnings and byte counters move.
 fn value(i: usize, k: usize) -> f64 {
-    let x = (i as u64).wrapping_mul(6364136223846793005).wrapping_add((k as u64).wrapping_mul(1442695040888963407));
+    let x = (i as u64)
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add((k as u64).wrapping_mul(1442695040888963407));
     (k as f64) * 10.0 + ((x >> 33) % 1000) as f64 / 1000.0
 }
 
@@ -68,7 +73,9 @@ fn sink() -> SocketAddr {
             .build()
             .expect("runtime");
         rt.block_on(async move {
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
             tx.send(l.local_addr().expect("addr")).expect("send addr");
             loop {
                 let Ok((s, _)) = l.accept().await else { return };
@@ -113,7 +120,12 @@ fn encode_bench(labels: &[Labels]) {
                 timeseries: ls
                     .iter()
                     .enumerate()
-                    .map(|(j, l)| proto::time_series(l, [(1_700_000_000_000 + k as i64 * 5000, value(c * 2000 + j, k))]))
+                    .map(|(j, l)| {
+                        proto::time_series(
+                            l,
+                            [(1_700_000_000_000 + k as i64 * 5000, value(c * 2000 + j, k))],
+                        )
+                    })
                     .collect(),
             };
             let raw = proto::encode(&req);
@@ -124,7 +136,10 @@ fn encode_bench(labels: &[Labels]) {
         }
     }
     let secs = start.elapsed().as_secs_f64();
-    println!("encode+compress (one core):   {:>12.0} samples/s", samples as f64 / secs);
+    println!(
+        "encode+compress (one core):   {:>12.0} samples/s",
+        samples as f64 / secs
+    );
     println!(
         "bytes per sample:             {:>12.1} uncompressed protobuf (baseline), {:.1} snappy on the wire: ratio {:.3}",
         raw_bytes as f64 / samples as f64,
