@@ -527,3 +527,35 @@ fn three_hosts_appear_as_three_hosts_in_one_central_store() {
     drop(hosts);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// depin-orcha crashes (SIGKILL) while the central store is away and starts again: what was
+/// queued, and what was stored but not yet queued at the crash, still arrives.
+#[test]
+fn a_crash_of_the_host_during_an_outage_loses_no_sample() {
+    let Some((_, vm)) = receivers() else { return };
+    let dir = common::temp_dir("rw-crash");
+    let mut v = Receiver::new(Kind::Victoria, &vm, &dir.join("vm"));
+    let remotes = [("vm", v.write_url())];
+    let o = start_orcha(&dir, "a", &remotes);
+    let from = now_ms();
+    wait_drained(&o, &["vm"], Duration::from_secs(20));
+    v.stop();
+    std::thread::sleep(Duration::from_secs(5));
+    let m = o.get("/metrics").body;
+    assert!(
+        metric_value(&m, "depin_remote_write_queue_samples", &["remote=\"vm\""]).unwrap_or(0.0) > 0.0,
+        "nothing queued while the store was away"
+    );
+    o.kill9();
+    let o = start_orcha(&dir, "a", &remotes);
+    std::thread::sleep(Duration::from_secs(2));
+    v.start();
+    wait_drained(&o, &["vm"], Duration::from_secs(60));
+    let to = now_ms() - 2000;
+    std::thread::sleep(Duration::from_secs(3));
+    wait_drained(&o, &["vm"], Duration::from_secs(20));
+    let n = assert_same_samples(&o, &v, "a", from, to);
+    assert!(n >= 3 * 8, "compared only {n} samples");
+    drop(o);
+    let _ = std::fs::remove_dir_all(&dir);
+}
