@@ -690,3 +690,69 @@ fn validate_relabel(r: RawRelabel, path: &str, d: &mut Diagnostics) -> Option<Re
         action,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::parse_str;
+
+    use super::*;
+
+    fn load(rw: &str) -> Vec<RemoteWriteConfig> {
+        let text = format!(
+            "host: {{capacity: {{disk_bytes: 1TB, bandwidth_bytes_per_second: 1MB}}}}\nremote_write:\n{rw}"
+        );
+        parse_str(&text, "/etc/depin/c.yml")
+            .unwrap_or_else(|e| panic!("{e}"))
+            .remote_write
+    }
+
+    #[test]
+    fn defaults_as_documented() {
+        let r = &load("  - url: http://c:9090/api/v1/write\n")[0];
+        assert_eq!(r.name, default_name("http://c:9090/api/v1/write"));
+        assert!(
+            r.name.starts_with("rw-") && r.name.len() == 11,
+            "{}",
+            r.name
+        );
+        assert_eq!(r.remote_timeout, Duration::from_secs(30));
+        assert_eq!(r.queue, QueueConfig::default());
+        assert_eq!(r.auth, None);
+        assert!(r.write_relabel_configs.is_empty());
+    }
+
+    #[test]
+    fn capacity_in_samples_or_bytes_and_secret_files_beside_the_config() {
+        let r = load(
+            "  - {url: 'http://a:1/w', queue_config: {capacity: 5000}, basic_auth: {username: u, password_file: p.txt}}\n  - {url: 'http://b:1/w', queue_config: {capacity: 1MiB}, bearer_token_file: /run/t}\n",
+        );
+        assert_eq!(r[0].queue.capacity, Capacity::Samples(5000));
+        assert_eq!(r[1].queue.capacity, Capacity::Bytes(1 << 20));
+        assert_eq!(
+            r[0].auth,
+            Some(Auth::Basic {
+                username: "u".into(),
+                password: Secret::File(PathBuf::from("/etc/depin/p.txt"))
+            })
+        );
+        assert_eq!(
+            r[1].auth,
+            Some(Auth::Bearer(Secret::File(PathBuf::from("/run/t"))))
+        );
+    }
+
+    #[test]
+    fn two_remotes_with_the_same_url_need_names() {
+        let e = parse_str(
+            "host: {capacity: {disk_bytes: 1TB, bandwidth_bytes_per_second: 1MB}}\nremote_write:\n  - url: http://a:1/w\n  - url: http://a:1/w\n",
+            "t.yml",
+        )
+        .unwrap_err()
+        .lines();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("t.yml:4:5: remote_write[1].url: duplicate remote write name"),
+            "{e:?}"
+        );
+    }
+}
