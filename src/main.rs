@@ -324,7 +324,9 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
         &args.storage_path,
         metrics.registry(),
     )
-    .context("remote_write")?;
+    .context("remote_write")?
+    // Looking for new samples more often than they are scraped only costs reads.
+    .with_read_interval(config.global.scrape_interval);
     // Its own stop signal, sent after the coordinator's last scrape is stored, so that goes out.
     let (remote_write_stop, remote_write_rx) = tokio::sync::watch::channel(false);
     let remote_write_task = tokio::spawn(remote_writer.run(remote_write_rx));

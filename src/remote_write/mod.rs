@@ -282,7 +282,12 @@ impl RemoteWriter {
                 continue;
             };
             read += new.len();
-            cur.series.insert(s.labels.clone(), last);
+            match cur.series.get_mut(&s.labels) {
+                Some(t) => *t = last,
+                None => {
+                    cur.series.insert(s.labels.clone(), last);
+                }
+            }
             cur.newest = Some(cur.newest.map_or(last, |n| n.max(last)));
             fresh.push((self.with_external(&s.labels), new));
         }
