@@ -520,7 +520,20 @@ async fn send_loop(w: Arc<RemoteWriter>, r: Arc<Remote>, mut flush: watch::Recei
             }
         };
         let size = body.len() as u64;
-        match r.sender.send(body).await {
+        // A shutdown gives a send in flight SHUTDOWN_FLUSH more, not the whole remote_timeout;
+        // a batch cut off stays queued and goes out after the next start.
+        let send = r.sender.send(body);
+        tokio::pin!(send);
+        let outcome = tokio::select! {
+            o = &mut send => o,
+            _ = async { let _ = flush.wait_for(|f| *f).await; } => {
+                match tokio::time::timeout(SHUTDOWN_FLUSH, &mut send).await {
+                    Ok(o) => o,
+                    Err(_) => return,
+                }
+            }
+        };
+        match outcome {
             Outcome::Sent => {
                 if failing {
                     tracing::info!(remote = %name, "remote write: sending works again");

@@ -320,3 +320,34 @@ fn no_remotes_no_files() {
     assert_eq!(w.read_once().unwrap(), 0);
     assert!(!dir.path().join("remote_write").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_does_not_wait_for_a_hanging_remote() {
+    // Accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let db = Arc::new(Db::in_memory());
+    let reg = Registry::new();
+    let cfg = configs(addr, "    remote_timeout: 10m\n");
+    let w = RemoteWriter::new(&cfg, &Labels::empty(), db.clone(), dir.path(), &reg)
+        .unwrap()
+        .with_read_interval(Duration::from_millis(20));
+    db.append(&l("m", "a"), now_ms() + 1000, 1.0).unwrap();
+    let (stop, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(w.run(stop_rx));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t = Instant::now();
+    let _ = stop.send(true);
+    task.await.unwrap();
+    assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+    // Still queued for the next start.
+    let w = RemoteWriter::new(&cfg, &Labels::empty(), db, dir.path(), &Registry::new()).unwrap();
+    assert_eq!(w.pending_samples(), 1);
+}
