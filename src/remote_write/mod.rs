@@ -228,10 +228,21 @@ impl RemoteWriter {
                 appended: Arc::new(Notify::new()),
             }));
         }
-        let cursors = load_cursors(&w.cursor_path).unwrap_or_else(|| Cursors {
-            start: now_ms(),
-            ..Cursors::default()
-        });
+        let cursors = match load_cursors(&w.cursor_path) {
+            Some(c) => c,
+            None => {
+                // Written at once, so a crash before the first pass still starts from here.
+                let c = Cursors {
+                    start: now_ms(),
+                    ..Cursors::default()
+                };
+                save_cursors(&w.cursor_path, &c).map_err(|source| RemoteWriteError::Io {
+                    path: w.cursor_path.clone(),
+                    source,
+                })?;
+                c
+            }
+        };
         w.cursors = Mutex::new(cursors);
         Ok(w)
     }
