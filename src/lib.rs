@@ -15,6 +15,7 @@ pub mod optimizer;
 pub mod promql;
 pub mod reallocation;
 pub mod report;
+pub mod remote_write;
 pub mod rules;
 pub mod sim;
 pub mod tsdb;

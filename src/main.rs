@@ -467,6 +467,21 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
     });
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // --- remote write (branch remotewrite): push every stored sample to config.remote_write ---
+    let remote_writer = depin_orcha::remote_write::RemoteWriter::new(
+        &config.remote_write,
+        &Labels::from_pairs(config.global.external_labels.clone()),
+        db.clone(),
+        &args.storage_path,
+        metrics.registry(),
+    )
+    .context("remote_write")?
+    // Looking for new samples more often than they are scraped only costs reads.
+    .with_read_interval(config.global.scrape_interval);
+    // Its own stop signal, sent after the coordinator's last scrape is stored, so that goes out.
+    let (remote_write_stop, remote_write_rx) = tokio::sync::watch::channel(false);
+    let remote_write_task = tokio::spawn(remote_writer.run(remote_write_rx));
+    // --- end remote write ---
     let mut server_stop = stop_rx.clone();
     let server_task = tokio::spawn(server.serve(async move {
         let _ = server_stop.wait_for(|s| *s).await;
@@ -485,6 +500,8 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = coordinator_task.await;
+    let _ = remote_write_stop.send(true); // remote write: read the last scrape, flush, stop
+    let _ = remote_write_task.await;
     let _ = snapshot_task.await;
     let _ = reload_task.await;
     let _ = events_task.await;

@@ -79,6 +79,9 @@
 //!         mode: hang       # hang (never answers) | error (HTTP 500) | refused | garbage (unparsable answer)
 //!         after: 30s       # from the start (duration; default 0s)
 //!         duration: 1m     # how long it lasts (duration; default: for ever)
+//! remote_write:            # push every stored sample to central Prometheus-compatible
+//!   - url: http://central:9090/api/v1/write   # stores (default: none); the keys are in
+//!                          # `remote_write.rs`; global.external_labels are added to each sample
 //! ```
 //!
 //! ## Real node kinds
@@ -179,6 +182,7 @@
 //! must each node's own allocation.
 
 pub mod diag;
+pub mod remote_write;
 pub mod units;
 
 use std::collections::{BTreeMap, HashMap};
@@ -206,6 +210,8 @@ pub struct Config {
     pub nodes: Vec<NodeConfig>,
     /// `rule_files`: paths or glob patterns, resolved against the config file's directory.
     pub rule_files: Vec<std::path::PathBuf>,
+    /// `remote_write`: where samples are pushed (see [`remote_write`]).
+    pub remote_write: Vec<remote_write::RemoteWriteConfig>,
     /// Findings that do not stop the config from loading, as `FILE:LINE:COL: path: message`.
     pub warnings: Vec<String>,
 }
@@ -422,6 +428,8 @@ struct RawConfig {
     nodes: Option<Value>,
     #[serde(default)]
     rule_files: Option<Value>,
+    #[serde(default)]
+    remote_write: Option<Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -653,7 +661,9 @@ fn validate(mut value: Value, origin: &str, d: &mut Diagnostics) -> Option<Confi
         }
     }
     let rule_files = validate_rule_files(raw.rule_files, origin, d);
+    let remote_write = remote_write::validate(raw.remote_write, origin, d);
     Some(Config {
+        remote_write: remote_write?,
         origin: origin.to_string(),
         rule_files: rule_files?,
         global: global?,
