@@ -13,7 +13,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use depin_orcha::labels::Labels;
 use depin_orcha::rules::notifier::{self, Notifier, NotifierOptions};
 use depin_orcha::rules::{self, ManagerOptions, RuleManager};
-use depin_orcha::{clock, config, coordinator, http, metrics, optimizer, promql, reallocation, tsdb};
+use depin_orcha::{
+    clock, config, coordinator, http, metrics, optimizer, promql, reallocation, tsdb,
+};
 
 /// The port we listen on by default: 9817, unused by the exporters in Prometheus' default port
 /// allocation list that DePIN hosts run (Storj-Exporter takes 9651).
@@ -183,6 +185,13 @@ struct RunArgs {
     /// Timeout of one request to an Alertmanager.
     #[arg(long = "alertmanager.timeout", default_value = "10s", value_parser = humantime::parse_duration)]
     alertmanager_timeout: Duration,
+    /// TLS and basic auth for the server: a web config file in the Prometheus exporter
+    /// toolkit's format (tls_server_config, basic_auth_users, http_server_config.headers).
+    #[arg(long = "web.config.file")]
+    web_config_file: Option<PathBuf>,
+    /// Most connections served at once; more wait to be accepted. 0: no limit.
+    #[arg(long = "web.max-connections", default_value_t = http::server::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -231,7 +240,13 @@ fn init_logging(log: &LogArgs) -> Result<()> {
         .with_context(|| format!("invalid --log.level {:?}", log.level))?;
     let registry = tracing_subscriber::registry().with(filter);
     match log.format {
-        LogFormat::Logfmt => registry.with(tracing_logfmt::builder().layer().with_writer(std::io::stderr)).init(),
+        LogFormat::Logfmt => registry
+            .with(
+                tracing_logfmt::builder()
+                    .layer()
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
         LogFormat::Json => registry
             .with(
                 tracing_subscriber::fmt::layer()
@@ -346,10 +361,15 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
         anyhow::bail!("loading rule files:\n{e}");
     }
 
-    let mut state = http::AppState::new(db.clone(), engine.clone(), metrics.registry().clone(), clock.clone());
-    state
-        .extra_routes
-        .push(Arc::new(rules::api::RulesApi::new(rule_manager.clone()).with_reload_token(auth_token.clone())));
+    let mut state = http::AppState::new(
+        db.clone(),
+        engine.clone(),
+        metrics.registry().clone(),
+        clock.clone(),
+    );
+    state.extra_routes.push(Arc::new(
+        rules::api::RulesApi::new(rule_manager.clone()).with_reload_token(auth_token.clone()),
+    ));
     let controller = match optimization_rules(args.optimization_rules_file.as_deref())? {
         Some(rules) => {
             let (controller, api) = reallocation::build_controller(reallocation::ControllerSetup {
@@ -373,8 +393,11 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
         None => None,
     };
     let state = Arc::new(state);
+    let web_config = web_config(&args)?;
     let server = http::Server::bind(args.listen, state.clone())
-        .with_context(|| format!("listening on {}", args.listen))?;
+        .with_context(|| format!("listening on {}", args.listen))?
+        .with_web_config(web_config)
+        .with_max_connections(args.max_connections);
     tracing::info!(address = %server.local_addr(), "listening");
     // Ready once the stored history is loaded (above) and every node has been polled once, so
     // a first query never sees an empty database that is about to fill.
@@ -395,7 +418,11 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
     // The notifier stops after the rules, so the last round of alerts still goes out.
     let (notifier_stop, notifier_rx) = tokio::sync::watch::channel(false);
     let notifier_task = tokio::spawn(notifier.clone().run(notifier_rx));
-    let rules_task = tokio::spawn(rule_manager.clone().run(stop_rx.clone(), move |alerts| notifier.send(alerts)));
+    let rules_task = tokio::spawn(
+        rule_manager
+            .clone()
+            .run(stop_rx.clone(), move |alerts| notifier.send(alerts)),
+    );
     let controller_task = controller.map(|c| tokio::spawn(c.run(stop_rx.clone())));
     let reload_task = tokio::spawn(reload_on_sighup(rule_manager, stop_rx));
 
@@ -418,6 +445,31 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
     Ok(())
 }
 
+/// `--web.config.file`, read and checked before anything listens; and a warning when the
+/// server is reachable from other hosts without TLS or basic auth.
+fn web_config(args: &RunArgs) -> Result<Option<Arc<http::webconfig::WebConfig>>> {
+    let web = match &args.web_config_file {
+        Some(p) => {
+            let w = http::webconfig::load_file(p).context("--web.config.file")?;
+            tracing::info!(file = %p.display(), tls = w.has_tls(), basic_auth = w.has_basic_auth(), "web config loaded");
+            Some(Arc::new(w))
+        }
+        None => None,
+    };
+    let (tls, auth) = web
+        .as_ref()
+        .map_or((false, false), |w| (w.has_tls(), w.has_basic_auth()));
+    if !args.listen.ip().is_loopback() && !(tls && auth) {
+        tracing::warn!(
+            address = %args.listen,
+            tls,
+            basic_auth = auth,
+            "listening beyond loopback without TLS and basic auth: anyone who reaches this address reads the node data; set --web.config.file"
+        );
+    }
+    Ok(web)
+}
+
 /// Every 30 minutes, a snapshot of the time series, so that a restart replays at most half an
 /// hour of write-ahead log (the tsdb also snapshots by itself when the log passes 256 MiB).
 async fn snapshot_periodically(db: Arc<tsdb::Db>, mut stop: tokio::sync::watch::Receiver<bool>) {
@@ -430,7 +482,9 @@ async fn snapshot_periodically(db: Arc<tsdb::Db>, mut stop: tokio::sync::watch::
         let db = db.clone();
         match tokio::task::spawn_blocking(move || db.snapshot()).await {
             Ok(Ok(_)) => tracing::debug!("snapshot written"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "snapshot failed; the write-ahead log still holds the data"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "snapshot failed; the write-ahead log still holds the data")
+            }
             Err(e) => tracing::warn!(error = %e, "snapshot task failed"),
         }
     }
@@ -461,9 +515,13 @@ async fn reload_on_sighup(manager: Arc<RuleManager>, mut stop: tokio::sync::watc
 fn optimization_rules(flag: Option<&Path>) -> Result<Option<optimizer::OptimizationRules>> {
     let path = match flag {
         Some(p) => p.to_path_buf(),
-        None if Path::new(DEFAULT_OPTIMIZATION_RULES).exists() => PathBuf::from(DEFAULT_OPTIMIZATION_RULES),
+        None if Path::new(DEFAULT_OPTIMIZATION_RULES).exists() => {
+            PathBuf::from(DEFAULT_OPTIMIZATION_RULES)
+        }
         None => {
-            tracing::info!("no optimization rules (--optimization.rules-file): the controller is off");
+            tracing::info!(
+                "no optimization rules (--optimization.rules-file): the controller is off"
+            );
             return Ok(None);
         }
     };
@@ -522,7 +580,12 @@ fn check_rules(files: &[PathBuf]) -> Result<ExitCode> {
     for f in files {
         if is_optimization_file(f) {
             match optimizer::load_file(f) {
-                Ok(r) => println!("Checking {}\n  SUCCESS: optimization rules for {} protocols, {} nodes", f.display(), r.protocols.len(), r.nodes.len()),
+                Ok(r) => println!(
+                    "Checking {}\n  SUCCESS: optimization rules for {} protocols, {} nodes",
+                    f.display(),
+                    r.protocols.len(),
+                    r.nodes.len()
+                ),
                 Err(e) => {
                     ok = false;
                     println!("Checking {}\n  FAILED:\n{e}", f.display());
@@ -537,12 +600,21 @@ fn check_rules(files: &[PathBuf]) -> Result<ExitCode> {
         print!("{report}");
         ok &= rules_ok;
     }
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn is_optimization_file(path: &Path) -> bool {
-    let Ok(text) = std::fs::read_to_string(path) else { return false };
-    let Ok(serde_yaml::Value::Mapping(top)) = serde_yaml::from_str::<serde_yaml::Value>(&text) else { return false };
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return false;
+    };
+    let Ok(serde_yaml::Value::Mapping(top)) = serde_yaml::from_str::<serde_yaml::Value>(&text)
+    else {
+        return false;
+    };
     let has = |k: &str| top.contains_key(serde_yaml::Value::String(k.into()));
     !has("groups") && (has("gates") || has("protocols") || has("nodes"))
 }
@@ -563,14 +635,20 @@ fn plan(args: PlanArgs) -> Result<ExitCode> {
     // A running `run` owns --storage.path: read a private copy, so nothing there changes.
     let copy = std::env::temp_dir().join(format!("depin-orcha-plan-{}", std::process::id()));
     let (db, history) = if args.storage_path.is_dir() {
-        copy_dir(&args.storage_path, &copy).with_context(|| format!("copying {}", args.storage_path.display()))?;
-        let db = tsdb::Db::open(tsdb::Options { path: Some(copy.clone()), ..Default::default() })
-            .with_context(|| format!("opening a copy of {}", args.storage_path.display()))?;
+        copy_dir(&args.storage_path, &copy)
+            .with_context(|| format!("copying {}", args.storage_path.display()))?;
+        let db = tsdb::Db::open(tsdb::Options {
+            path: Some(copy.clone()),
+            ..Default::default()
+        })
+        .with_context(|| format!("opening a copy of {}", args.storage_path.display()))?;
         (db, Some(copy.clone()))
     } else {
         (tsdb::Db::in_memory(), None)
     };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let report = runtime.block_on(reallocation::plan_command(
         &config,
         rules,
@@ -601,7 +679,11 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
 fn test_rules(files: &[PathBuf]) -> Result<ExitCode> {
     let report = rules::unittest::run_test_files(files);
     print!("{report}");
-    Ok(if report.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if report.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn test_promql(files: &[PathBuf]) -> Result<ExitCode> {

@@ -22,6 +22,7 @@ pub mod api;
 pub mod json;
 pub mod params;
 pub mod server;
+pub mod webconfig;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};

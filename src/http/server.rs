@@ -3,7 +3,10 @@
 //! request it is serving, then return.
 //!
 //! Limits that protect the process: hyper's header count and size caps, a header read timeout
-//! against slow clients, and the body limit in `handle`.
+//! and a body read timeout against slow clients, the body limit in `handle`, and at most
+//! `max_connections` open connections (more wait in the kernel's accept queue, as Prometheus'
+//! `--web.max-connections` does). With a [`WebConfig`] it also speaks TLS (the handshake has
+//! [`TLS_HANDSHAKE_TIMEOUT`]) and checks basic auth on every request before routing.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -17,6 +20,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use super::webconfig::WebConfig;
 use super::AppState;
 
 /// Most request headers hyper accepts before answering 431.
@@ -25,6 +29,12 @@ pub const MAX_HEADERS: usize = 100;
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// A client has this long to send its request headers.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// A client has this long to send a request body once its headers are in.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// A client has this long to finish the TLS handshake.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default of `--web.max-connections` (Prometheus' is 512 too).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -45,6 +55,8 @@ pub struct Server {
     listener: std::net::TcpListener,
     addr: SocketAddr,
     state: Arc<AppState>,
+    web: Option<Arc<WebConfig>>,
+    max_connections: usize,
 }
 
 impl Server {
@@ -62,7 +74,21 @@ impl Server {
             listener,
             addr,
             state,
+            web: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         })
+    }
+
+    /// Serves with TLS and/or basic auth and extra headers, as the web config says.
+    pub fn with_web_config(mut self, web: Option<Arc<WebConfig>>) -> Server {
+        self.web = web;
+        self
+    }
+
+    /// At most `n` connections open at once (0: no limit).
+    pub fn with_max_connections(mut self, n: usize) -> Server {
+        self.max_connections = n;
+        self
     }
 
     /// The address actually bound (with the port chosen for port 0).
@@ -76,10 +102,28 @@ impl Server {
         let addr = self.addr;
         let listener =
             TcpListener::from_std(self.listener).map_err(|source| Error::Serve { addr, source })?;
-        tracing::info!(%addr, "serving HTTP");
+        let tls = self
+            .web
+            .as_ref()
+            .and_then(|w| w.tls())
+            .map(tokio_rustls::TlsAcceptor::from);
+        tracing::info!(%addr, tls = tls.is_some(), "serving HTTP");
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut shutdown = std::pin::pin!(shutdown);
+        let slots = Arc::new(tokio::sync::Semaphore::new(if self.max_connections == 0 {
+            tokio::sync::Semaphore::MAX_PERMITS
+        } else {
+            self.max_connections
+        }));
         loop {
+            // A slot first, then accept: beyond the limit, clients wait in the accept queue.
+            let permit = tokio::select! {
+                _ = &mut shutdown => break,
+                p = slots.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+            };
             tokio::select! {
                 _ = &mut shutdown => break,
                 accepted = listener.accept() => {
@@ -92,7 +136,27 @@ impl Server {
                             continue;
                         }
                     };
-                    tokio::spawn(serve_connection(stream, peer, self.state.clone(), stop_rx.clone()));
+                    let (state, web, stop) = (self.state.clone(), self.web.clone(), stop_rx.clone());
+                    match tls.clone() {
+                        None => {
+                            tokio::spawn(async move {
+                                let _ = stream.set_nodelay(true);
+                                serve_connection(stream, peer, state, web, stop).await;
+                                drop(permit);
+                            });
+                        }
+                        Some(acceptor) => {
+                            tokio::spawn(async move {
+                                let _ = stream.set_nodelay(true);
+                                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                                    Ok(Ok(tls)) => serve_connection(tls, peer, state, web, stop).await,
+                                    Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
+                                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                                }
+                                drop(permit);
+                            });
+                        }
+                    }
                 }
             }
         }
@@ -134,16 +198,19 @@ pub async fn shutdown_signal() {
     }
 }
 
-async fn serve_connection(
-    stream: tokio::net::TcpStream,
+async fn serve_connection<S>(
+    stream: S,
     peer: SocketAddr,
     state: Arc<AppState>,
+    web: Option<Arc<WebConfig>>,
     mut stop: watch::Receiver<bool>,
-) {
-    let _ = stream.set_nodelay(true);
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let svc = service_fn(move |req| {
         let state = state.clone();
-        async move { Ok::<_, Infallible>(super::handle(&state, req).await) }
+        let web = web.clone();
+        async move { Ok::<_, Infallible>(guarded(&state, web.as_deref(), req).await) }
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -169,6 +236,61 @@ async fn serve_connection(
     if let Err(e) = conn.await {
         tracing::debug!(error = %e, %peer, "connection ended with an error during shutdown");
     }
+}
+
+/// Basic auth before anything else (a 401 reads no body), the body within
+/// [`BODY_READ_TIMEOUT`], then [`super::handle`]; the web config's headers on every answer.
+async fn guarded(
+    state: &AppState,
+    web: Option<&WebConfig>,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> super::HttpResponse {
+    use http_body_util::BodyExt;
+    let mut resp = match web.and_then(|w| w.check_basic_auth(req.headers())) {
+        Some(denied) => {
+            let handler = super::handler_label(req.uri().path());
+            state
+                .metrics
+                .requests
+                .with_label_values(&[handler, "401"])
+                .inc();
+            denied
+        }
+        None => {
+            let (parts, body) = req.into_parts();
+            // One byte over the limit is enough for `handle` to answer 413.
+            let limited = http_body_util::Limited::new(body, super::MAX_BODY_BYTES + 1);
+            match tokio::time::timeout(BODY_READ_TIMEOUT, limited.collect()).await {
+                Ok(Ok(b)) => {
+                    let req =
+                        hyper::Request::from_parts(parts, http_body_util::Full::new(b.to_bytes()));
+                    super::handle(state, req).await
+                }
+                Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => super::text_response(
+                    hyper::StatusCode::PAYLOAD_TOO_LARGE,
+                    "text/plain; charset=utf-8",
+                    format!("request body larger than {} bytes\n", super::MAX_BODY_BYTES),
+                ),
+                Ok(Err(e)) => super::text_response(
+                    hyper::StatusCode::BAD_REQUEST,
+                    "text/plain; charset=utf-8",
+                    format!("error reading request body: {e}\n"),
+                ),
+                Err(_) => super::text_response(
+                    hyper::StatusCode::REQUEST_TIMEOUT,
+                    "text/plain; charset=utf-8",
+                    format!(
+                        "request body not received within {}s\n",
+                        BODY_READ_TIMEOUT.as_secs()
+                    ),
+                ),
+            }
+        }
+    };
+    if let Some(w) = web {
+        w.apply_headers(resp.headers_mut());
+    }
+    resp
 }
 
 #[cfg(test)]
