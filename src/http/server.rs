@@ -57,6 +57,7 @@ pub struct Server {
     state: Arc<AppState>,
     web: Option<Arc<WebConfig>>,
     max_connections: usize,
+    body_read_timeout: Duration,
 }
 
 impl Server {
@@ -76,12 +77,19 @@ impl Server {
             state,
             web: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            body_read_timeout: BODY_READ_TIMEOUT,
         })
     }
 
     /// Serves with TLS and/or basic auth and extra headers, as the web config says.
     pub fn with_web_config(mut self, web: Option<Arc<WebConfig>>) -> Server {
         self.web = web;
+        self
+    }
+
+    /// How long a client may take to send a request body (default [`BODY_READ_TIMEOUT`]).
+    pub fn with_body_read_timeout(mut self, t: Duration) -> Server {
+        self.body_read_timeout = t;
         self
     }
 
@@ -137,11 +145,12 @@ impl Server {
                         }
                     };
                     let (state, web, stop) = (self.state.clone(), self.web.clone(), stop_rx.clone());
+                    let body_timeout = self.body_read_timeout;
                     match tls.clone() {
                         None => {
                             tokio::spawn(async move {
                                 let _ = stream.set_nodelay(true);
-                                serve_connection(stream, peer, state, web, stop).await;
+                                serve_connection(stream, peer, state, web, body_timeout, stop).await;
                                 drop(permit);
                             });
                         }
@@ -149,7 +158,7 @@ impl Server {
                             tokio::spawn(async move {
                                 let _ = stream.set_nodelay(true);
                                 match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                                    Ok(Ok(tls)) => serve_connection(tls, peer, state, web, stop).await,
+                                    Ok(Ok(tls)) => serve_connection(tls, peer, state, web, body_timeout, stop).await,
                                     Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
                                     Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                                 }
@@ -203,6 +212,7 @@ async fn serve_connection<S>(
     peer: SocketAddr,
     state: Arc<AppState>,
     web: Option<Arc<WebConfig>>,
+    body_timeout: Duration,
     mut stop: watch::Receiver<bool>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -210,7 +220,7 @@ async fn serve_connection<S>(
     let svc = service_fn(move |req| {
         let state = state.clone();
         let web = web.clone();
-        async move { Ok::<_, Infallible>(guarded(&state, web.as_deref(), req).await) }
+        async move { Ok::<_, Infallible>(guarded(&state, web.as_deref(), body_timeout, req).await) }
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -243,6 +253,7 @@ async fn serve_connection<S>(
 async fn guarded(
     state: &AppState,
     web: Option<&WebConfig>,
+    body_timeout: Duration,
     req: hyper::Request<hyper::body::Incoming>,
 ) -> super::HttpResponse {
     use http_body_util::BodyExt;
@@ -260,7 +271,7 @@ async fn guarded(
             let (parts, body) = req.into_parts();
             // One byte over the limit is enough for `handle` to answer 413.
             let limited = http_body_util::Limited::new(body, super::MAX_BODY_BYTES + 1);
-            match tokio::time::timeout(BODY_READ_TIMEOUT, limited.collect()).await {
+            match tokio::time::timeout(body_timeout, limited.collect()).await {
                 Ok(Ok(b)) => {
                     let req =
                         hyper::Request::from_parts(parts, http_body_util::Full::new(b.to_bytes()));
@@ -333,5 +344,191 @@ mod tests {
         let res = tokio::time::timeout(Duration::from_secs(5), task).await;
         assert!(matches!(res, Ok(Ok(Ok(())))), "{res:?}");
         drop(idle);
+    }
+
+    /// A self-signed certificate for `localhost` and 127.0.0.1, written beside a web config with
+    /// basic auth for alice; returns the directory.
+    fn tls_web_config(name: &str, extra: &str) -> (tempfile::TempDir, Arc<WebConfig>) {
+        let dir = tempfile::Builder::new().prefix(name).tempdir().unwrap();
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+            .unwrap();
+        std::fs::write(dir.path().join("cert.pem"), ck.cert.pem()).unwrap();
+        std::fs::write(dir.path().join("key.pem"), ck.signing_key.serialize_pem()).unwrap();
+        let hash = bcrypt::hash("s3cret", 4).unwrap();
+        let text = format!(
+            "tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\nbasic_auth_users:\n  alice: '{hash}'\n{extra}"
+        );
+        std::fs::write(dir.path().join("web.yml"), text).unwrap();
+        let web = super::super::webconfig::load_file(&dir.path().join("web.yml")).unwrap();
+        (dir, Arc::new(web))
+    }
+
+    fn curl(args: &[&str]) -> Option<(String, String)> {
+        if std::process::Command::new("curl")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            eprintln!("skipping: curl is not installed");
+            return None;
+        }
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-D", "-", "--max-time", "10"])
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        Some((head.to_string(), body.to_string()))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tls_and_basic_auth_guard_every_request() {
+        let (dir, web) = tls_web_config(
+            "orcha-tls",
+            "http_server_config:\n  headers:\n    X-Frame-Options: deny\n",
+        );
+        let st = state();
+        st.set_ready(true);
+        let s = Server::bind("127.0.0.1:0".parse().unwrap(), st)
+            .unwrap()
+            .with_web_config(Some(web));
+        let addr = s.local_addr();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(s.serve(async {
+            let _ = rx.await;
+        }));
+        let ca = dir.path().join("cert.pem");
+        let ca = ca.to_str().unwrap().to_string();
+        let url = format!("https://localhost:{}/metrics", addr.port());
+        let resolve = format!("localhost:{}:127.0.0.1", addr.port());
+        let run = |extra: Vec<String>| {
+            let mut a: Vec<String> = vec!["--resolve".into(), resolve.clone()];
+            a.extend(extra);
+            tokio::task::spawn_blocking(move || {
+                let refs: Vec<&str> = a.iter().map(|s| s.as_str()).collect();
+                curl(&refs)
+            })
+        };
+        // The right password over verified TLS: the metrics, with the configured header.
+        let Some((head, body)) = run(vec![
+            "--cacert".into(),
+            ca.clone(),
+            "-u".into(),
+            "alice:s3cret".into(),
+            url.clone(),
+        ])
+        .await
+        .unwrap() else {
+            return;
+        };
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(
+            head.to_ascii_lowercase().contains("x-frame-options: deny"),
+            "{head}"
+        );
+        assert!(
+            body.contains("depin_orcha_http_requests_total")
+                || body.is_empty()
+                || body.contains('#'),
+            "{body}"
+        );
+        // A wrong password and no password: 401 asking for Basic.
+        for creds in [vec!["-u".to_string(), "alice:nope".to_string()], vec![]] {
+            let mut a = vec!["--cacert".to_string(), ca.clone()];
+            a.extend(creds);
+            a.push(url.clone());
+            let (head, _) = run(a).await.unwrap().unwrap();
+            assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+            assert!(
+                head.contains("WWW-Authenticate: Basic")
+                    || head.contains("www-authenticate: Basic"),
+                "{head}"
+            );
+        }
+        // Without the CA the certificate is refused; plain HTTP to the TLS port gets no answer.
+        let (head, _) = run(vec!["-u".into(), "alice:s3cret".into(), url.clone()])
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            head.is_empty(),
+            "an unverified certificate was accepted: {head}"
+        );
+        let (head, _) = run(vec![format!("http://localhost:{}/metrics", addr.port())])
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!head.starts_with("HTTP/1.1 200"), "{head}");
+        let _ = tx.send(());
+        let res = tokio::time::timeout(Duration::from_secs(5), task).await;
+        assert!(matches!(res, Ok(Ok(Ok(())))), "{res:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connections_beyond_the_limit_wait_to_be_accepted() {
+        let st = state();
+        st.set_ready(true);
+        let s = Server::bind("127.0.0.1:0".parse().unwrap(), st)
+            .unwrap()
+            .with_max_connections(2);
+        let addr = s.local_addr();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(s.serve(async {
+            let _ = rx.await;
+        }));
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // Two idle connections hold both slots.
+        let a = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let b = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        c.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        let early = tokio::time::timeout(Duration::from_millis(300), c.read_to_end(&mut buf)).await;
+        assert!(
+            early.is_err(),
+            "a third connection was served while two held the limit: {buf:?}"
+        );
+        drop(a);
+        let late = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut buf)).await;
+        assert!(matches!(late, Ok(Ok(_))), "{late:?}");
+        assert!(
+            String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"),
+            "{buf:?}"
+        );
+        drop(b);
+        let _ = tx.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_body_that_never_arrives_gets_408_after_the_body_timeout() {
+        let st = state();
+        st.set_ready(true);
+        let s = Server::bind("127.0.0.1:0".parse().unwrap(), st)
+            .unwrap()
+            .with_body_read_timeout(Duration::from_millis(300));
+        let addr = s.local_addr();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(s.serve(async {
+            let _ = rx.await;
+        }));
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        // 100 bytes declared, 7 sent, the connection kept open: a slow-loris body.
+        c.write_all(b"POST /api/v1/query HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nquery=1").await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf)).await;
+        let n = match n {
+            Ok(Ok(n)) => n,
+            other => panic!("no answer to a stalled body: {other:?}"),
+        };
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+        let _ = tx.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     }
 }
