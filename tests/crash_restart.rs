@@ -20,11 +20,17 @@ use common::*;
 use rand::{Rng, SeedableRng};
 
 fn repo(rel: &str) -> String {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(rel).display().to_string()
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(rel)
+        .display()
+        .to_string()
 }
 
 fn cycles() -> usize {
-    std::env::var("CRASH_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(5)
+    std::env::var("CRASH_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5)
 }
 
 fn query(addr: SocketAddr, q: &str) -> Vec<(serde_json::Value, f64)> {
@@ -38,7 +44,10 @@ fn query(addr: SocketAddr, q: &str) -> Vec<(serde_json::Value, f64)> {
         .unwrap_or_default()
         .into_iter()
         .map(|s| {
-            let v = s["value"][1].as_str().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
+            let v = s["value"][1]
+                .as_str()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(f64::NAN);
             (s["metric"].clone(), v)
         })
         .collect()
@@ -55,8 +64,17 @@ fn post_json(addr: SocketAddr, path: &str, token: &str, body: &str) -> (u16, Str
     .unwrap();
     let mut raw = String::new();
     let _ = s.read_to_string(&mut raw);
-    let status = raw.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (status, raw.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default())
+    let status = raw
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (
+        status,
+        raw.split_once("\r\n\r\n")
+            .map(|x| x.1.to_string())
+            .unwrap_or_default(),
+    )
 }
 
 /// Samples reach the tsdb once per scrape interval (5 s) and the alert is evaluated every
@@ -65,8 +83,14 @@ fn post_json(addr: SocketAddr, path: &str, token: &str, body: &str) -> (u16, Str
 fn wait_for_data(orcha: &Orcha) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while std::time::Instant::now() < deadline {
-        let n = query(orcha.addr, SAMPLES).first().map(|s| s.1).unwrap_or(0.0);
-        let a = query(orcha.addr, FOR_STATE).first().map(|s| s.1).unwrap_or(f64::NAN);
+        let n = query(orcha.addr, SAMPLES)
+            .first()
+            .map(|s| s.1)
+            .unwrap_or(0.0);
+        let a = query(orcha.addr, FOR_STATE)
+            .first()
+            .map(|s| s.1)
+            .unwrap_or(f64::NAN);
         if n > 0.0 && a.is_finite() {
             return;
         }
@@ -76,7 +100,10 @@ fn wait_for_data(orcha: &Orcha) {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Every reallocation started before this process did must get an outcome from the recovery
@@ -90,7 +117,9 @@ fn wait_resolved(orcha: &Orcha, life_started: i64, cycle: usize) {
             .cloned()
             .unwrap_or_default()
             .into_iter()
-            .filter(|r| r["outcome"].is_null() && r["started_ms"].as_i64().unwrap_or(0) < life_started)
+            .filter(|r| {
+                r["outcome"].is_null() && r["started_ms"].as_i64().unwrap_or(0) < life_started
+            })
             .collect();
         if open.is_empty() {
             return;
@@ -123,11 +152,21 @@ fn kill_9_at_random_moments_loses_no_acknowledged_state() {
     // a kill can land in the middle of a reallocation.
     let shipped = std::fs::read_to_string(repo("rules/optimization.yml")).unwrap();
     let marker = "      cpu_cores: { model: marginal, knee: 4 }   # the sim's market: 63 % of the rate at 4 cores\n    actuator: sim\n";
-    assert!(shipped.contains(marker), "the shipped golem block changed; update this test");
+    assert!(
+        shipped.contains(marker),
+        "the shipped golem block changed; update this test"
+    );
     let opt = dir.join("optimization.yml");
     std::fs::write(
         &opt,
-        shipped.replacen(marker, &marker.replace("actuator: sim", "actuator: {kind: exec, command: [/bin/sleep, \"1\"]}"), 1),
+        shipped.replacen(
+            marker,
+            &marker.replace(
+                "actuator: sim",
+                "actuator: {kind: exec, command: [/bin/sleep, \"1\"]}",
+            ),
+            1,
+        ),
     )
     .unwrap();
     let args: Vec<String> = vec![
@@ -144,7 +183,10 @@ fn kill_9_at_random_moments_loses_no_acknowledged_state() {
     ];
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
 
-    let seed: u64 = std::env::var("CRASH_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(rand::random);
+    let seed: u64 = std::env::var("CRASH_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(rand::random);
     println!("crash_restart: seed {seed} (CRASH_SEED to replay)");
     let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
     let mut before: Option<(f64, f64)> = None;
@@ -158,10 +200,16 @@ fn kill_9_at_random_moments_loses_no_acknowledged_state() {
         if let Some((count, active_at)) = before {
             let after = query(orcha.addr, SAMPLES);
             let n = after.first().map(|s| s.1).unwrap_or(0.0);
-            assert!(n >= count, "cycle {cycle}: {count} samples before the kill, {n} after the restart");
+            assert!(
+                n >= count,
+                "cycle {cycle}: {count} samples before the kill, {n} after the restart"
+            );
             let st = query(orcha.addr, FOR_STATE);
             let restored = st.first().map(|s| s.1).unwrap_or(f64::NAN);
-            assert_eq!(restored, active_at, "cycle {cycle}: the pending alert's activeAt was not restored");
+            assert_eq!(
+                restored, active_at,
+                "cycle {cycle}: the pending alert's activeAt was not restored"
+            );
             wait_resolved(&orcha, life_started, cycle);
         }
         // Let it poll and evaluate a while, maybe start a reallocation, then kill at a random
@@ -175,15 +223,27 @@ fn kill_9_at_random_moments_loses_no_acknowledged_state() {
                 "crash-token",
                 &format!(r#"{{"allocations":{{"golem":{{"cpu_cores":{cores}}}}},"force":true}}"#),
             );
-            assert!(status == 202 || status == 409, "POST /api/v1/reallocations: {status} {body}");
+            assert!(
+                status == 202 || status == 409,
+                "POST /api/v1/reallocations: {status} {body}"
+            );
             if status == 202 {
                 intents_killed += 1;
             }
             std::thread::sleep(Duration::from_millis(rng.random_range(0..1500)));
         }
-        let count = query(orcha.addr, SAMPLES).first().map(|s| s.1).unwrap_or(0.0);
-        let active_at = query(orcha.addr, FOR_STATE).first().map(|s| s.1).unwrap_or(f64::NAN);
-        assert!(count > 0.0 && active_at.is_finite(), "cycle {cycle}: nothing to compare ({count}, {active_at})");
+        let count = query(orcha.addr, SAMPLES)
+            .first()
+            .map(|s| s.1)
+            .unwrap_or(0.0);
+        let active_at = query(orcha.addr, FOR_STATE)
+            .first()
+            .map(|s| s.1)
+            .unwrap_or(f64::NAN);
+        assert!(
+            count > 0.0 && active_at.is_finite(),
+            "cycle {cycle}: nothing to compare ({count}, {active_at})"
+        );
         before = Some((count, active_at));
         orcha.kill9();
         survived += 1;
@@ -195,15 +255,29 @@ fn kill_9_at_random_moments_loses_no_acknowledged_state() {
     wait_for_data(&orcha);
     wait_resolved(&orcha, life_started, cycles());
     let (count, _) = before.unwrap();
-    let n = query(orcha.addr, SAMPLES).first().map(|s| s.1).unwrap_or(0.0);
-    assert!(n >= count, "final: {count} samples before the kill, {n} after");
+    let n = query(orcha.addr, SAMPLES)
+        .first()
+        .map(|s| s.1)
+        .unwrap_or(0.0);
+    assert!(
+        n >= count,
+        "final: {count} samples before the kill, {n} after"
+    );
     let h = orcha.get("/api/v1/reallocations").json();
-    let list = h["data"]["reallocations"].as_array().cloned().unwrap_or_default();
+    let list = h["data"]["reallocations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
     for r in &list {
-        *outcomes.entry(r["outcome"].as_str().unwrap_or("none").to_string()).or_default() += 1;
+        *outcomes
+            .entry(r["outcome"].as_str().unwrap_or("none").to_string())
+            .or_default() += 1;
     }
-    assert!(!outcomes.contains_key("none"), "intents left without an outcome: {outcomes:?}");
+    assert!(
+        !outcomes.contains_key("none"),
+        "intents left without an outcome: {outcomes:?}"
+    );
     println!(
         "crash_restart: {survived} kill -9 cycles survived; {intents_killed} reallocations requested before a kill; outcomes {outcomes:?}; {n} samples of golem's depin_adapter_up kept"
     );

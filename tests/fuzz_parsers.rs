@@ -38,18 +38,26 @@ fn cases() -> u32 {
 /// Failures found are written to `tests/fuzz/regressions/<target>.txt` and replayed first.
 fn config(target: &str) -> Config {
     let file: &'static str = Box::leak(
-        format!("{}/tests/fuzz/regressions/{target}.txt", env!("CARGO_MANIFEST_DIR")).into_boxed_str(),
+        format!(
+            "{}/tests/fuzz/regressions/{target}.txt",
+            env!("CARGO_MANIFEST_DIR")
+        )
+        .into_boxed_str(),
     );
     Config {
         cases: cases(),
         max_shrink_iters: 200,
-        failure_persistence: Some(Box::new(proptest::test_runner::FileFailurePersistence::Direct(file))),
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::Direct(file),
+        )),
         ..Config::default()
     }
 }
 
 fn corpus(target: &str) -> Vec<String> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz/corpus").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fuzz/corpus")
+        .join(target);
     let mut out = Vec::new();
     let mut entries: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
@@ -61,7 +69,11 @@ fn corpus(target: &str) -> Vec<String> {
         let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
         if p.extension().is_some_and(|e| e == "txt") {
             // One seed a line.
-            out.extend(text.lines().filter(|l| !l.trim().is_empty()).map(String::from));
+            out.extend(
+                text.lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(String::from),
+            );
         } else {
             out.push(text);
         }
@@ -73,7 +85,11 @@ fn corpus(target: &str) -> Vec<String> {
 fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+        })
         .map(|pages| pages * 4096)
         .unwrap_or(0)
 }
@@ -98,10 +114,14 @@ where
         Ok(()) => {}
         Err(mpsc::RecvTimeoutError::Timeout) => {
             // The thread is left behind: the case has failed and the run ends with it.
-            return Err(TestCaseError::fail(format!("{target}: no answer within {CASE_LIMIT:?} for input {input:?}")));
+            return Err(TestCaseError::fail(format!(
+                "{target}: no answer within {CASE_LIMIT:?} for input {input:?}"
+            )));
         }
         Err(mpsc::RecvTimeoutError::Disconnected) => {
-            return Err(TestCaseError::fail(format!("{target}: panicked on input {input:?}")));
+            return Err(TestCaseError::fail(format!(
+                "{target}: panicked on input {input:?}"
+            )));
         }
     }
     let rss = rss_bytes();
@@ -171,21 +191,123 @@ fn apply(seed: &str, muts: &[Mutation], dict: &[&str]) -> String {
 }
 
 const YAML_DICT: &[&str] = &[
-    "\n", ": ", "- ", "  ", "{", "}", "[", "]", "&a ", "*a", "<<: *a\n", "'", "\"", "~", "null", "1e308",
-    "-1", "99999999999999999999", "5s", "0s", "1h30m", "NaN", "!!binary ", "\t", "{{", "}}",
-    "{{ $labels.x }}", "{{ range . }}", "expr: ", "for: ", "record: ", "alert: ", "labels:\n    a: b\n",
-    "groups:\n", "- name: g\n  rules:\n", "nodes:\n", "kind: sim\n", "interval: ", "%", "GiB", "1e-9",
-    "protocols:\n", "bounds: ", "[1, 0]", "---\n", "? ", "|\n", ">\n", "#", "\u{feff}", "\u{0}", "é",
-    "sum(rate(x[5m]))", "x{", "[5m:1m]", "@ end()", "/ 0",
+    "\n",
+    ": ",
+    "- ",
+    "  ",
+    "{",
+    "}",
+    "[",
+    "]",
+    "&a ",
+    "*a",
+    "<<: *a\n",
+    "'",
+    "\"",
+    "~",
+    "null",
+    "1e308",
+    "-1",
+    "99999999999999999999",
+    "5s",
+    "0s",
+    "1h30m",
+    "NaN",
+    "!!binary ",
+    "\t",
+    "{{",
+    "}}",
+    "{{ $labels.x }}",
+    "{{ range . }}",
+    "expr: ",
+    "for: ",
+    "record: ",
+    "alert: ",
+    "labels:\n    a: b\n",
+    "groups:\n",
+    "- name: g\n  rules:\n",
+    "nodes:\n",
+    "kind: sim\n",
+    "interval: ",
+    "%",
+    "GiB",
+    "1e-9",
+    "protocols:\n",
+    "bounds: ",
+    "[1, 0]",
+    "---\n",
+    "? ",
+    "|\n",
+    ">\n",
+    "#",
+    "\u{feff}",
+    "\u{0}",
+    "é",
+    "sum(rate(x[5m]))",
+    "x{",
+    "[5m:1m]",
+    "@ end()",
+    "/ 0",
 ];
 
 const PROMQL_DICT: &[&str] = &[
-    "(", ")", "{", "}", "[", "]", ",", " ", "=~", "!~", "!=", "\"", "'", "`", "5m", "1s", "0s", "1y",
-    "offset -5m", "@ start()", "@ 1e12", "by (a)", "without (a)", "on(a)", "ignoring(b)",
-    "group_left", "group_right(c)", "bool", "and", "or", "unless", "+", "-", "*", "/", "%", "^",
-    "atan2", "==", ">=", "sum", "count_values(\"v\",", "quantile(2,", "topk(1e9,", "rate(",
-    "histogram_quantile(0.5,", "label_replace(x,\"a\",\"$1\",\"b\",\"(.*\")", "absent_over_time(",
-    "predict_linear(", "[1000000d:1ms]", "1e308", "NaN", "Inf", "-Inf", "0x1f", "__name__", "\\",
+    "(",
+    ")",
+    "{",
+    "}",
+    "[",
+    "]",
+    ",",
+    " ",
+    "=~",
+    "!~",
+    "!=",
+    "\"",
+    "'",
+    "`",
+    "5m",
+    "1s",
+    "0s",
+    "1y",
+    "offset -5m",
+    "@ start()",
+    "@ 1e12",
+    "by (a)",
+    "without (a)",
+    "on(a)",
+    "ignoring(b)",
+    "group_left",
+    "group_right(c)",
+    "bool",
+    "and",
+    "or",
+    "unless",
+    "+",
+    "-",
+    "*",
+    "/",
+    "%",
+    "^",
+    "atan2",
+    "==",
+    ">=",
+    "sum",
+    "count_values(\"v\",",
+    "quantile(2,",
+    "topk(1e9,",
+    "rate(",
+    "histogram_quantile(0.5,",
+    "label_replace(x,\"a\",\"$1\",\"b\",\"(.*\")",
+    "absent_over_time(",
+    "predict_linear(",
+    "[1000000d:1ms]",
+    "1e308",
+    "NaN",
+    "Inf",
+    "-Inf",
+    "0x1f",
+    "__name__",
+    "\\",
 ];
 
 /// Runs one target: a seed from its corpus under random mutations.
@@ -207,7 +329,11 @@ fn fuzz_corpus(target: &'static str, dict: &'static [&'static str], f: fn(String
         "fuzz {target}: {} executions in {:.1}s, {}",
         executed.load(Ordering::Relaxed),
         started.elapsed().as_secs_f64(),
-        if result.is_ok() { "no failure" } else { "FAILED" }
+        if result.is_ok() {
+            "no failure"
+        } else {
+            "FAILED"
+        }
     );
     if let Err(e) = result {
         panic!("{target}: {e}");
@@ -232,13 +358,20 @@ fn small_db() -> Db {
         ] {
             let l = Labels::from_pairs([("__name__", name), ("protocol", proto)]);
             for i in 0..120i64 {
-                let v = if name == "depin_adapter_up" { (i % 7 != 0) as i64 as f64 } else { i as f64 * f * scale };
+                let v = if name == "depin_adapter_up" {
+                    (i % 7 != 0) as i64 as f64
+                } else {
+                    i as f64 * f * scale
+                };
                 let _ = db.append(&l, i * 15_000, v);
             }
         }
     }
     for le in ["0.1", "1", "+Inf"] {
-        let l = Labels::from_pairs([("__name__", "depin_adapter_poll_duration_seconds_bucket"), ("le", le)]);
+        let l = Labels::from_pairs([
+            ("__name__", "depin_adapter_poll_duration_seconds_bucket"),
+            ("le", le),
+        ]);
         for i in 0..120i64 {
             let _ = db.append(&l, i * 15_000, i as f64 * le.len() as f64);
         }
@@ -311,8 +444,21 @@ fn expr() -> impl Strategy<Value = String> {
         Just("nope".to_string()),
         Just("{protocol=~\"g.*\"}".to_string()),
     ];
-    let selector = (metric, prop_oneof![Just(""), Just("{protocol=\"golem\"}"), Just("{protocol!~\"s.*\"}")])
-        .prop_map(|(m, l)| if m.starts_with('{') { m } else { format!("{m}{l}") });
+    let selector = (
+        metric,
+        prop_oneof![
+            Just(""),
+            Just("{protocol=\"golem\"}"),
+            Just("{protocol!~\"s.*\"}")
+        ],
+    )
+        .prop_map(|(m, l)| {
+            if m.starts_with('{') {
+                m
+            } else {
+                format!("{m}{l}")
+            }
+        });
     let number = prop_oneof![
         Just("0".to_string()),
         Just("1".to_string()),
@@ -322,33 +468,124 @@ fn expr() -> impl Strategy<Value = String> {
         Just("Inf".to_string()),
         (-1000i64..1000).prop_map(|n| n.to_string()),
     ];
-    let range = prop_oneof![Just("[1m]"), Just("[5m]"), Just("[30m:1m]"), Just("[1h]"), Just("[10s]")];
+    let range = prop_oneof![
+        Just("[1m]"),
+        Just("[5m]"),
+        Just("[30m:1m]"),
+        Just("[1h]"),
+        Just("[10s]")
+    ];
     let leaf = prop_oneof![selector.clone(), number.clone()];
     leaf.prop_recursive(5, 48, 3, move |inner| {
         let sel = selector.clone();
         let range = range.clone();
         prop_oneof![
-            (prop_oneof![Just("rate"), Just("increase"), Just("delta"), Just("deriv"), Just("max_over_time"),
-                Just("avg_over_time"), Just("changes"), Just("resets"), Just("absent_over_time"), Just("stddev_over_time"),
-                Just("last_over_time"), Just("irate"), Just("count_over_time")], sel.clone(), range.clone())
+            (
+                prop_oneof![
+                    Just("rate"),
+                    Just("increase"),
+                    Just("delta"),
+                    Just("deriv"),
+                    Just("max_over_time"),
+                    Just("avg_over_time"),
+                    Just("changes"),
+                    Just("resets"),
+                    Just("absent_over_time"),
+                    Just("stddev_over_time"),
+                    Just("last_over_time"),
+                    Just("irate"),
+                    Just("count_over_time")
+                ],
+                sel.clone(),
+                range.clone()
+            )
                 .prop_map(|(f, s, r)| format!("{f}({s}{r})")),
-            (prop_oneof![Just("sum"), Just("avg"), Just("max"), Just("min"), Just("count"), Just("stddev"), Just("group")],
-                prop_oneof![Just(""), Just(" by (protocol)"), Just(" without (protocol)"), Just(" by (le)")], inner.clone())
+            (
+                prop_oneof![
+                    Just("sum"),
+                    Just("avg"),
+                    Just("max"),
+                    Just("min"),
+                    Just("count"),
+                    Just("stddev"),
+                    Just("group")
+                ],
+                prop_oneof![
+                    Just(""),
+                    Just(" by (protocol)"),
+                    Just(" without (protocol)"),
+                    Just(" by (le)")
+                ],
+                inner.clone()
+            )
                 .prop_map(|(a, g, e)| format!("{a}{g} ({e})")),
-            (prop_oneof![Just("+"), Just("-"), Just("*"), Just("/"), Just("%"), Just("^"), Just(">"), Just("== bool"),
-                Just("and"), Just("or"), Just("unless"), Just("/ on(protocol)"), Just("* ignoring(le) group_left"), Just("atan2")],
-                inner.clone(), inner.clone())
+            (
+                prop_oneof![
+                    Just("+"),
+                    Just("-"),
+                    Just("*"),
+                    Just("/"),
+                    Just("%"),
+                    Just("^"),
+                    Just(">"),
+                    Just("== bool"),
+                    Just("and"),
+                    Just("or"),
+                    Just("unless"),
+                    Just("/ on(protocol)"),
+                    Just("* ignoring(le) group_left"),
+                    Just("atan2")
+                ],
+                inner.clone(),
+                inner.clone()
+            )
                 .prop_map(|(op, a, b)| format!("({a}) {op} ({b})")),
-            (prop_oneof![Just("abs"), Just("ceil"), Just("sort_desc"), Just("timestamp"), Just("exp"), Just("ln"),
-                Just("sqrt"), Just("scalar"), Just("vector"), Just("absent"), Just("-")], inner.clone())
+            (
+                prop_oneof![
+                    Just("abs"),
+                    Just("ceil"),
+                    Just("sort_desc"),
+                    Just("timestamp"),
+                    Just("exp"),
+                    Just("ln"),
+                    Just("sqrt"),
+                    Just("scalar"),
+                    Just("vector"),
+                    Just("absent"),
+                    Just("-")
+                ],
+                inner.clone()
+            )
                 .prop_map(|(f, e)| format!("{f}({e})")),
-            (prop_oneof![Just("topk"), Just("bottomk"), Just("quantile"), Just("limitk")], number.clone(), inner.clone())
+            (
+                prop_oneof![
+                    Just("topk"),
+                    Just("bottomk"),
+                    Just("quantile"),
+                    Just("limitk")
+                ],
+                number.clone(),
+                inner.clone()
+            )
                 .prop_map(|(f, k, e)| format!("{f}({k}, {e})")),
-            (number.clone(), inner.clone()).prop_map(|(q, e)| format!("histogram_quantile({q}, {e})")),
-            (inner.clone(), prop_oneof![Just("[5m:1m]"), Just("[1h:]"), Just("[2m:10s]")], prop_oneof![Just(""), Just(" offset 5m"), Just(" @ 100"), Just(" offset -1h")])
+            (number.clone(), inner.clone())
+                .prop_map(|(q, e)| format!("histogram_quantile({q}, {e})")),
+            (
+                inner.clone(),
+                prop_oneof![Just("[5m:1m]"), Just("[1h:]"), Just("[2m:10s]")],
+                prop_oneof![
+                    Just(""),
+                    Just(" offset 5m"),
+                    Just(" @ 100"),
+                    Just(" offset -1h")
+                ]
+            )
                 .prop_map(|(e, r, o)| format!("max_over_time(({e}){r}{o})")),
-            (inner.clone(), number.clone()).prop_map(|(e, t)| format!("predict_linear(({e})[10m:1m], {t})")),
-            inner.clone().prop_map(|e| format!("label_replace({e}, \"x\", \"$1\", \"protocol\", \"(.)\")")),
+            (inner.clone(), number.clone())
+                .prop_map(|(e, t)| format!("predict_linear(({e})[10m:1m], {t})")),
+            inner
+                .clone()
+                .prop_map(|e| format!("label_replace({e}, \"x\", \"$1\", \"protocol\", \"(.)\")")),
             inner.prop_map(|e| format!("count_values(\"v\", {e})")),
         ]
     })
@@ -375,7 +612,11 @@ fn fuzz_promql_generated() {
         executed.load(Ordering::Relaxed),
         parsed.load(Ordering::Relaxed),
         started.elapsed().as_secs_f64(),
-        if result.is_ok() { "no failure" } else { "FAILED" }
+        if result.is_ok() {
+            "no failure"
+        } else {
+            "FAILED"
+        }
     );
     if let Err(e) = result {
         panic!("{e}");

@@ -16,7 +16,10 @@ use std::time::{Duration, Instant};
 use common::*;
 
 fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 const PATHS: [&str; 3] = [
@@ -35,15 +38,24 @@ impl Client {
         let s = TcpStream::connect(addr)?;
         s.set_read_timeout(Some(Duration::from_secs(30)))?;
         s.set_nodelay(true)?;
-        Ok(Client { r: BufReader::new(s) })
+        Ok(Client {
+            r: BufReader::new(s),
+        })
     }
 
     /// Status of one GET, reading the whole body.
     fn get(&mut self, path: &str) -> std::io::Result<u16> {
-        write!(self.r.get_mut(), "GET {path} HTTP/1.1\r\nHost: load\r\n\r\n")?;
+        write!(
+            self.r.get_mut(),
+            "GET {path} HTTP/1.1\r\nHost: load\r\n\r\n"
+        )?;
         let mut line = String::new();
         self.r.read_line(&mut line)?;
-        let status = line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let status = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
         let mut len = 0usize;
         loop {
             line.clear();
@@ -68,7 +80,12 @@ impl Client {
 
 fn polls(addr: SocketAddr) -> f64 {
     let m = http(addr, "GET", "/metrics", None).body;
-    metric_value(&m, "depin_adapter_poll_duration_seconds_count", &["node=\"golem\""]).unwrap_or(0.0)
+    metric_value(
+        &m,
+        "depin_adapter_poll_duration_seconds_count",
+        &["node=\"golem\""],
+    )
+    .unwrap_or(0.0)
 }
 
 #[test]
@@ -79,11 +96,17 @@ fn many_clients_get_answers_and_polling_keeps_its_cadence() {
     let orcha = Orcha::start(&["--storage.path", dir.join("data").to_str().unwrap()]);
     orcha.wait_ready();
     // Range queries relative to now.
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
     let paths: Arc<Vec<String>> = Arc::new(
         PATHS
             .iter()
-            .map(|p| p.replace("start=-600", &format!("start={}", now - 600)).replace("end=0", &format!("end={}", now + 3600)))
+            .map(|p| {
+                p.replace("start=-600", &format!("start={}", now - 600))
+                    .replace("end=0", &format!("end={}", now + 3600))
+            })
             .collect(),
     );
     let addr = orcha.addr;
@@ -133,7 +156,11 @@ fn many_clients_get_answers_and_polling_keeps_its_cadence() {
     let elapsed = started.elapsed().as_secs_f64();
     let polls_after = polls(addr);
     lat.sort();
-    let pct = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or_default();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
     println!(
         "load: {clients} clients for {elapsed:.1}s: {} requests, {:.0} req/s, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {} errors; golem polled {} times (5 s cadence)",
         lat.len(),
@@ -144,8 +171,17 @@ fn many_clients_get_answers_and_polling_keeps_its_cadence() {
         errors.len(),
         polls_after - polls_before,
     );
-    assert!(errors.is_empty(), "{} failed requests, first: {:?}", errors.len(), &errors[..errors.len().min(5)]);
+    assert!(
+        errors.is_empty(),
+        "{} failed requests, first: {:?}",
+        errors.len(),
+        &errors[..errors.len().min(5)]
+    );
     assert!(!lat.is_empty(), "no request answered");
     let expected = (elapsed / 5.0).floor() - 1.0;
-    assert!(polls_after - polls_before >= expected, "polls fell behind under load: {} in {elapsed:.1}s", polls_after - polls_before);
+    assert!(
+        polls_after - polls_before >= expected,
+        "polls fell behind under load: {} in {elapsed:.1}s",
+        polls_after - polls_before
+    );
 }
