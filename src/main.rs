@@ -241,6 +241,13 @@ struct RunArgs {
     /// Timeout of one request to an Alertmanager.
     #[arg(long = "alertmanager.timeout", default_value = "10s", value_parser = humantime::parse_duration)]
     alertmanager_timeout: Duration,
+    /// TLS and basic auth for the server: a web config file in the Prometheus exporter
+    /// toolkit's format (tls_server_config, basic_auth_users, http_server_config.headers).
+    #[arg(long = "web.config.file")]
+    web_config_file: Option<PathBuf>,
+    /// Most connections served at once; more wait to be accepted. 0: no limit.
+    #[arg(long = "web.max-connections", default_value_t = http::server::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -454,8 +461,11 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
     );
     // ---- end of live events ----
     let state = Arc::new(state);
+    let web_config = web_config(&args)?;
     let server = http::Server::bind(args.listen, state.clone())
-        .with_context(|| format!("listening on {}", args.listen))?;
+        .with_context(|| format!("listening on {}", args.listen))?
+        .with_web_config(web_config)
+        .with_max_connections(args.max_connections);
     tracing::info!(address = %server.local_addr(), "listening");
     // Ready once the stored history is loaded (above) and every node has been polled once, so
     // a first query never sees an empty database that is about to fill.
@@ -516,6 +526,29 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
         tracing::warn!(error = %e, "final snapshot failed; the write-ahead log still holds the data");
     }
     Ok(())
+}
+
+/// `--web.config.file`, read and checked before anything listens; and a warning when the
+/// server is reachable from other hosts without TLS or basic auth.
+fn web_config(args: &RunArgs) -> Result<Option<Arc<http::webconfig::WebConfig>>> {
+    let web = match &args.web_config_file {
+        Some(p) => {
+            let w = http::webconfig::load_file(p).context("--web.config.file")?;
+            tracing::info!(file = %p.display(), tls = w.has_tls(), basic_auth = w.has_basic_auth(), "web config loaded");
+            Some(Arc::new(w))
+        }
+        None => None,
+    };
+    let (tls, auth) = web.as_ref().map_or((false, false), |w| (w.has_tls(), w.has_basic_auth()));
+    if !args.listen.ip().is_loopback() && !(tls && auth) {
+        tracing::warn!(
+            address = %args.listen,
+            tls,
+            basic_auth = auth,
+            "listening beyond loopback without TLS and basic auth: anyone who reaches this address reads the node data; set --web.config.file"
+        );
+    }
+    Ok(web)
 }
 
 /// Every 30 minutes, a snapshot of the time series, so that a restart replays at most half an

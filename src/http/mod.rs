@@ -23,6 +23,7 @@ pub mod json;
 pub mod params;
 pub mod server;
 pub mod stream;
+pub mod webconfig;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};

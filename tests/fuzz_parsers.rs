@@ -1,0 +1,652 @@
+//! Fuzzing of everything that reads outside input, with proptest (cargo-fuzz needs nightly):
+//! the config parser, the rule loader, the optimization-rule loader, the PromQL parser and
+//! evaluator, the promqltest script parser, the web config and the HTTP API parameters.
+//!
+//! Inputs are seeds from `tests/fuzz/corpus/<target>/` bent by random mutations (flips,
+//! dictionary tokens, deletions, duplications, truncation), plus generated PromQL over a small
+//! Db. Every case must return (no panic) within a per-case time bound and without the process
+//! growing past a memory bound. Failures proptest finds are kept in
+//! `tests/fuzz/regressions/<target>.txt` and replayed first on every run.
+//!
+//! `FUZZ_CASES` sets the cases per target (default 200: the whole file runs in well under 30 s
+//! in debug); each target prints how many inputs it executed.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+
+use depin_orcha::labels::Labels;
+use depin_orcha::promql::{Engine, EngineOptions};
+use depin_orcha::tsdb::Db;
+
+/// Longest one case may take (debug build, a loaded 2-core machine).
+const CASE_LIMIT: Duration = Duration::from_secs(10);
+/// The process must stay below this resident size.
+const RSS_LIMIT_BYTES: u64 = 2 << 30;
+
+fn cases() -> u32 {
+    std::env::var("FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200)
+}
+
+/// Failures found are written to `tests/fuzz/regressions/<target>.txt` and replayed first.
+fn config(target: &str) -> Config {
+    let file: &'static str = Box::leak(
+        format!(
+            "{}/tests/fuzz/regressions/{target}.txt",
+            env!("CARGO_MANIFEST_DIR")
+        )
+        .into_boxed_str(),
+    );
+    Config {
+        cases: cases(),
+        max_shrink_iters: 200,
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::Direct(file),
+        )),
+        ..Config::default()
+    }
+}
+
+fn corpus(target: &str) -> Vec<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fuzz/corpus")
+        .join(target);
+    let mut out = Vec::new();
+    let mut entries: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    for p in entries {
+        let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        if p.extension().is_some_and(|e| e == "txt") {
+            // One seed a line.
+            out.extend(
+                text.lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(String::from),
+            );
+        } else {
+            out.push(text);
+        }
+    }
+    assert!(!out.is_empty(), "no seeds in {}", dir.display());
+    out
+}
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .map(|pages| pages * 4096)
+        .unwrap_or(0)
+}
+
+/// Runs `f(input)` on its own thread: a panic, a case slower than [`CASE_LIMIT`] or a process
+/// above [`RSS_LIMIT_BYTES`] fails the case with the input in the message.
+fn bounded<F>(target: &str, input: &str, f: F) -> Result<(), TestCaseError>
+where
+    F: FnOnce(String) + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel();
+    let owned = input.to_string();
+    let started = Instant::now();
+    std::thread::Builder::new()
+        .name(format!("fuzz-{target}"))
+        .spawn(move || {
+            f(owned);
+            let _ = tx.send(());
+        })
+        .map_err(|e| TestCaseError::fail(format!("spawn: {e}")))?;
+    match rx.recv_timeout(CASE_LIMIT) {
+        Ok(()) => {}
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            // The thread is left behind: the case has failed and the run ends with it.
+            return Err(TestCaseError::fail(format!(
+                "{target}: no answer within {CASE_LIMIT:?} for input {input:?}"
+            )));
+        }
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            return Err(TestCaseError::fail(format!(
+                "{target}: panicked on input {input:?}"
+            )));
+        }
+    }
+    let rss = rss_bytes();
+    if rss > RSS_LIMIT_BYTES {
+        return Err(TestCaseError::fail(format!(
+            "{target}: process at {rss} bytes after {:?} on input {input:?}",
+            started.elapsed()
+        )));
+    }
+    Ok(())
+}
+
+#[derive(Clone, Debug)]
+enum Mutation {
+    Flip(usize, u8),
+    Insert(usize, usize),
+    Delete(usize, usize),
+    Duplicate(usize, usize),
+    Truncate(usize),
+}
+
+fn mutation(dict_len: usize) -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        (any::<usize>(), any::<u8>()).prop_map(|(p, b)| Mutation::Flip(p, b)),
+        (any::<usize>(), 0..dict_len).prop_map(|(p, t)| Mutation::Insert(p, t)),
+        (any::<usize>(), 1usize..40).prop_map(|(p, n)| Mutation::Delete(p, n)),
+        (any::<usize>(), 1usize..200).prop_map(|(p, n)| Mutation::Duplicate(p, n)),
+        any::<usize>().prop_map(Mutation::Truncate),
+    ]
+}
+
+fn apply(seed: &str, muts: &[Mutation], dict: &[&str]) -> String {
+    let mut b = seed.as_bytes().to_vec();
+    for m in muts {
+        let len = b.len().max(1);
+        match *m {
+            Mutation::Flip(p, x) => {
+                if !b.is_empty() {
+                    let i = p % b.len();
+                    // Mostly printable, so the parsers get past their UTF-8 check.
+                    b[i] = if x < 200 { 0x20 + x % 0x5f } else { x };
+                }
+            }
+            Mutation::Insert(p, t) => {
+                let i = p % len.min(b.len() + 1);
+                b.splice(i..i, dict[t].bytes());
+            }
+            Mutation::Delete(p, n) => {
+                if !b.is_empty() {
+                    let i = p % b.len();
+                    let j = (i + n).min(b.len());
+                    b.drain(i..j);
+                }
+            }
+            Mutation::Duplicate(p, n) => {
+                if !b.is_empty() {
+                    let i = p % b.len();
+                    let j = (i + n).min(b.len());
+                    let piece = b[i..j].to_vec();
+                    b.splice(j..j, piece);
+                }
+            }
+            Mutation::Truncate(p) => b.truncate(p % len),
+        }
+    }
+    String::from_utf8_lossy(&b).into_owned()
+}
+
+const YAML_DICT: &[&str] = &[
+    "\n",
+    ": ",
+    "- ",
+    "  ",
+    "{",
+    "}",
+    "[",
+    "]",
+    "&a ",
+    "*a",
+    "<<: *a\n",
+    "'",
+    "\"",
+    "~",
+    "null",
+    "1e308",
+    "-1",
+    "99999999999999999999",
+    "5s",
+    "0s",
+    "1h30m",
+    "NaN",
+    "!!binary ",
+    "\t",
+    "{{",
+    "}}",
+    "{{ $labels.x }}",
+    "{{ range . }}",
+    "expr: ",
+    "for: ",
+    "record: ",
+    "alert: ",
+    "labels:\n    a: b\n",
+    "groups:\n",
+    "- name: g\n  rules:\n",
+    "nodes:\n",
+    "kind: sim\n",
+    "interval: ",
+    "%",
+    "GiB",
+    "1e-9",
+    "protocols:\n",
+    "bounds: ",
+    "[1, 0]",
+    "---\n",
+    "? ",
+    "|\n",
+    ">\n",
+    "#",
+    "\u{feff}",
+    "\u{0}",
+    "é",
+    "sum(rate(x[5m]))",
+    "x{",
+    "[5m:1m]",
+    "@ end()",
+    "/ 0",
+];
+
+const PROMQL_DICT: &[&str] = &[
+    "(",
+    ")",
+    "{",
+    "}",
+    "[",
+    "]",
+    ",",
+    " ",
+    "=~",
+    "!~",
+    "!=",
+    "\"",
+    "'",
+    "`",
+    "5m",
+    "1s",
+    "0s",
+    "1y",
+    "offset -5m",
+    "@ start()",
+    "@ 1e12",
+    "by (a)",
+    "without (a)",
+    "on(a)",
+    "ignoring(b)",
+    "group_left",
+    "group_right(c)",
+    "bool",
+    "and",
+    "or",
+    "unless",
+    "+",
+    "-",
+    "*",
+    "/",
+    "%",
+    "^",
+    "atan2",
+    "==",
+    ">=",
+    "sum",
+    "count_values(\"v\",",
+    "quantile(2,",
+    "topk(1e9,",
+    "rate(",
+    "histogram_quantile(0.5,",
+    "label_replace(x,\"a\",\"$1\",\"b\",\"(.*\")",
+    "absent_over_time(",
+    "predict_linear(",
+    "[1000000d:1ms]",
+    "1e308",
+    "NaN",
+    "Inf",
+    "-Inf",
+    "0x1f",
+    "__name__",
+    "\\",
+];
+
+/// Runs one target: a seed from its corpus under random mutations.
+fn fuzz_corpus(target: &'static str, dict: &'static [&'static str], f: fn(String)) {
+    let seeds = Arc::new(corpus(target));
+    let executed = Arc::new(AtomicUsize::new(0));
+    let mut runner = TestRunner::new(config(target));
+    let n = seeds.len();
+    let strat = (0..n, proptest::collection::vec(mutation(dict.len()), 0..12));
+    let started = Instant::now();
+    let seeds2 = seeds.clone();
+    let ex = executed.clone();
+    let result = runner.run(&strat, move |(i, muts)| {
+        let input = apply(&seeds2[i], &muts, dict);
+        ex.fetch_add(1, Ordering::Relaxed);
+        bounded(target, &input, f)
+    });
+    println!(
+        "fuzz {target}: {} executions in {:.1}s, {}",
+        executed.load(Ordering::Relaxed),
+        started.elapsed().as_secs_f64(),
+        if result.is_ok() {
+            "no failure"
+        } else {
+            "FAILED"
+        }
+    );
+    if let Err(e) = result {
+        panic!("{target}: {e}");
+    }
+}
+
+fn engine() -> Engine {
+    Engine::new(EngineOptions {
+        lookback_delta_ms: 5 * 60_000,
+        max_samples: 2_000_000,
+        timeout: Duration::from_secs(2),
+    })
+}
+
+fn small_db() -> Db {
+    let db = Db::in_memory();
+    for (proto, scale) in [("golem", 1.0), ("storj", 2.5), ("grass", 0.0)] {
+        for (name, f) in [
+            ("depin_earnings_usd_total", 1.0),
+            ("depin_usage_cpu_cores", 0.1),
+            ("depin_adapter_up", 0.0),
+        ] {
+            let l = Labels::from_pairs([("__name__", name), ("protocol", proto)]);
+            for i in 0..120i64 {
+                let v = if name == "depin_adapter_up" {
+                    (i % 7 != 0) as i64 as f64
+                } else {
+                    i as f64 * f * scale
+                };
+                let _ = db.append(&l, i * 15_000, v);
+            }
+        }
+    }
+    for le in ["0.1", "1", "+Inf"] {
+        let l = Labels::from_pairs([
+            ("__name__", "depin_adapter_poll_duration_seconds_bucket"),
+            ("le", le),
+        ]);
+        for i in 0..120i64 {
+            let _ = db.append(&l, i * 15_000, i as f64 * le.len() as f64);
+        }
+    }
+    db
+}
+
+#[test]
+fn fuzz_config_parser() {
+    fuzz_corpus("config", YAML_DICT, |s| {
+        let _ = depin_orcha::config::parse_str(&s, "fuzz.yml");
+    });
+}
+
+#[test]
+fn fuzz_rule_loader() {
+    fuzz_corpus("rules", YAML_DICT, |s| {
+        let _ = depin_orcha::rules::file::parse_rule_file("fuzz.yml", &s);
+    });
+}
+
+#[test]
+fn fuzz_optimization_rules() {
+    fuzz_corpus("optimization", YAML_DICT, |s| {
+        let _ = depin_orcha::optimizer::parse_str(&s, "fuzz.yml");
+    });
+}
+
+#[test]
+fn fuzz_promqltest_scripts() {
+    fuzz_corpus("promqltest", PROMQL_DICT, |s| {
+        let _ = depin_orcha::promql::promqltest::run_script("fuzz.test", &s);
+    });
+}
+
+#[test]
+fn fuzz_web_config() {
+    fuzz_corpus("webconfig", YAML_DICT, |s| {
+        let _ = depin_orcha::http::webconfig::parse_str(&s, "web.yml", Path::new("/nonexistent"));
+    });
+}
+
+/// Mutated expressions from the corpus, parsed and evaluated (instant and range) over the
+/// small Db within the engine's timeout.
+#[test]
+fn fuzz_promql_mutated() {
+    static DB: std::sync::OnceLock<Arc<Db>> = std::sync::OnceLock::new();
+    DB.get_or_init(|| Arc::new(small_db()));
+    fuzz_corpus("promql", PROMQL_DICT, |s| {
+        let db = DB.get().expect("initialised above");
+        eval_both(db, &s);
+    });
+}
+
+fn eval_both(db: &Db, q: &str) {
+    if let Ok(expr) = depin_orcha::promql::parse(q) {
+        let e = engine();
+        let _ = e.instant_query(db, &expr, 1_800_000);
+        let _ = e.range_query(db, &expr, 0, 1_800_000, 60_000);
+    }
+}
+
+/// Expressions built from PromQL's grammar, so most of them parse and reach the evaluator.
+fn expr() -> impl Strategy<Value = String> {
+    let metric = prop_oneof![
+        Just("depin_earnings_usd_total".to_string()),
+        Just("depin_usage_cpu_cores".to_string()),
+        Just("depin_adapter_up".to_string()),
+        Just("depin_adapter_poll_duration_seconds_bucket".to_string()),
+        Just("nope".to_string()),
+        Just("{protocol=~\"g.*\"}".to_string()),
+    ];
+    let selector = (
+        metric,
+        prop_oneof![
+            Just(""),
+            Just("{protocol=\"golem\"}"),
+            Just("{protocol!~\"s.*\"}")
+        ],
+    )
+        .prop_map(|(m, l)| {
+            if m.starts_with('{') {
+                m
+            } else {
+                format!("{m}{l}")
+            }
+        });
+    let number = prop_oneof![
+        Just("0".to_string()),
+        Just("1".to_string()),
+        Just("-2.5".to_string()),
+        Just("1e308".to_string()),
+        Just("NaN".to_string()),
+        Just("Inf".to_string()),
+        (-1000i64..1000).prop_map(|n| n.to_string()),
+    ];
+    let range = prop_oneof![
+        Just("[1m]"),
+        Just("[5m]"),
+        Just("[30m:1m]"),
+        Just("[1h]"),
+        Just("[10s]")
+    ];
+    let leaf = prop_oneof![selector.clone(), number.clone()];
+    leaf.prop_recursive(5, 48, 3, move |inner| {
+        let sel = selector.clone();
+        let range = range.clone();
+        prop_oneof![
+            (
+                prop_oneof![
+                    Just("rate"),
+                    Just("increase"),
+                    Just("delta"),
+                    Just("deriv"),
+                    Just("max_over_time"),
+                    Just("avg_over_time"),
+                    Just("changes"),
+                    Just("resets"),
+                    Just("absent_over_time"),
+                    Just("stddev_over_time"),
+                    Just("last_over_time"),
+                    Just("irate"),
+                    Just("count_over_time")
+                ],
+                sel.clone(),
+                range.clone()
+            )
+                .prop_map(|(f, s, r)| format!("{f}({s}{r})")),
+            (
+                prop_oneof![
+                    Just("sum"),
+                    Just("avg"),
+                    Just("max"),
+                    Just("min"),
+                    Just("count"),
+                    Just("stddev"),
+                    Just("group")
+                ],
+                prop_oneof![
+                    Just(""),
+                    Just(" by (protocol)"),
+                    Just(" without (protocol)"),
+                    Just(" by (le)")
+                ],
+                inner.clone()
+            )
+                .prop_map(|(a, g, e)| format!("{a}{g} ({e})")),
+            (
+                prop_oneof![
+                    Just("+"),
+                    Just("-"),
+                    Just("*"),
+                    Just("/"),
+                    Just("%"),
+                    Just("^"),
+                    Just(">"),
+                    Just("== bool"),
+                    Just("and"),
+                    Just("or"),
+                    Just("unless"),
+                    Just("/ on(protocol)"),
+                    Just("* ignoring(le) group_left"),
+                    Just("atan2")
+                ],
+                inner.clone(),
+                inner.clone()
+            )
+                .prop_map(|(op, a, b)| format!("({a}) {op} ({b})")),
+            (
+                prop_oneof![
+                    Just("abs"),
+                    Just("ceil"),
+                    Just("sort_desc"),
+                    Just("timestamp"),
+                    Just("exp"),
+                    Just("ln"),
+                    Just("sqrt"),
+                    Just("scalar"),
+                    Just("vector"),
+                    Just("absent"),
+                    Just("-")
+                ],
+                inner.clone()
+            )
+                .prop_map(|(f, e)| format!("{f}({e})")),
+            (
+                prop_oneof![
+                    Just("topk"),
+                    Just("bottomk"),
+                    Just("quantile"),
+                    Just("limitk")
+                ],
+                number.clone(),
+                inner.clone()
+            )
+                .prop_map(|(f, k, e)| format!("{f}({k}, {e})")),
+            (number.clone(), inner.clone())
+                .prop_map(|(q, e)| format!("histogram_quantile({q}, {e})")),
+            (
+                inner.clone(),
+                prop_oneof![Just("[5m:1m]"), Just("[1h:]"), Just("[2m:10s]")],
+                prop_oneof![
+                    Just(""),
+                    Just(" offset 5m"),
+                    Just(" @ 100"),
+                    Just(" offset -1h")
+                ]
+            )
+                .prop_map(|(e, r, o)| format!("max_over_time(({e}){r}{o})")),
+            (inner.clone(), number.clone())
+                .prop_map(|(e, t)| format!("predict_linear(({e})[10m:1m], {t})")),
+            inner
+                .clone()
+                .prop_map(|e| format!("label_replace({e}, \"x\", \"$1\", \"protocol\", \"(.)\")")),
+            inner.prop_map(|e| format!("count_values(\"v\", {e})")),
+        ]
+    })
+}
+
+#[test]
+fn fuzz_promql_generated() {
+    let db = Arc::new(small_db());
+    let executed = Arc::new(AtomicUsize::new(0));
+    let parsed = Arc::new(AtomicUsize::new(0));
+    let mut runner = TestRunner::new(config("promql_generated"));
+    let started = Instant::now();
+    let (ex, pa) = (executed.clone(), parsed.clone());
+    let result = runner.run(&expr(), move |q| {
+        ex.fetch_add(1, Ordering::Relaxed);
+        if depin_orcha::promql::parse(&q).is_ok() {
+            pa.fetch_add(1, Ordering::Relaxed);
+        }
+        let db = db.clone();
+        bounded("promql_generated", &q, move |q| eval_both(&db, &q))
+    });
+    println!(
+        "fuzz promql_generated: {} executions ({} parsed and evaluated) in {:.1}s, {}",
+        executed.load(Ordering::Relaxed),
+        parsed.load(Ordering::Relaxed),
+        started.elapsed().as_secs_f64(),
+        if result.is_ok() {
+            "no failure"
+        } else {
+            "FAILED"
+        }
+    );
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
+/// The query API with mutated parameters, through the synchronous dispatcher the server uses.
+#[test]
+fn fuzz_http_params() {
+    use depin_orcha::http::{api, AppState, Params};
+    static STATE: std::sync::OnceLock<AppState> = std::sync::OnceLock::new();
+    STATE.get_or_init(|| {
+        let mut engine = engine();
+        engine.opts.timeout = Duration::from_secs(2);
+        let st = AppState::new(
+            Arc::new(small_db()),
+            engine,
+            prometheus::Registry::new(),
+            Arc::new(depin_orcha::clock::ManualClock::new(1_800_000)),
+        );
+        st.set_ready(true);
+        st
+    });
+    fuzz_corpus("http_params", PROMQL_DICT, |line| {
+        let st = STATE.get().expect("initialised above");
+        let (path, query) = line.split_once('?').unwrap_or((&line, ""));
+        let p = Params::new(Some(query), None);
+        let _ = api::dispatch_sync(st, path, &p);
+        // The same parameters as a form body.
+        let p = Params::new(None, Some(query.as_bytes()));
+        let _ = api::dispatch_sync(st, path, &p);
+    });
+}
