@@ -36,7 +36,8 @@ fn shipped_scenarios_load() {
         "node-outage",
         "price-crash",
     ] {
-        let s = load_file(&dir.join(format!("{name}.yml"))).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let s =
+            load_file(&dir.join(format!("{name}.yml"))).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(s.name, name);
         assert_eq!(s.days, 30.0);
         assert_eq!(s.poll_interval.as_secs(), 5);
@@ -53,7 +54,11 @@ fn a_good_scenario_parses_with_defaults() {
     assert_eq!(s.seed, 1);
     assert_eq!(s.nodes[0].allocation.cpu_cores, 4.0);
     assert_eq!(s.price("GLM", s.start_ms + 1), 0.3);
-    assert_eq!(s.price("STORJ", s.start_ms), 0.0, "a token without a price earns 0 USD");
+    assert_eq!(
+        s.price("STORJ", s.start_ms),
+        0.0,
+        "a token without a price earns 0 USD"
+    );
 }
 
 #[test]
@@ -78,7 +83,10 @@ fn outage_of_a_missing_node() {
 
 #[test]
 fn allocations_over_capacity() {
-    let text = GOOD.replace("cpu_cores: 4, memory_bytes: 8GiB", "cpu_cores: 12, memory_bytes: 8GiB");
+    let text = GOOD.replace(
+        "cpu_cores: 4, memory_bytes: 8GiB",
+        "cpu_cores: 12, memory_bytes: 8GiB",
+    );
     assert_eq!(
         errors(&text),
         vec!["bad.yml:3:15: host.capacity.cpu_cores: the starting allocations of the nodes need 12 CPU cores together, more than the host's capacity 8"]
@@ -87,7 +95,10 @@ fn allocations_over_capacity() {
 
 #[test]
 fn negative_price() {
-    let text = GOOD.replace("  GLM: 0.3\n", "  GLM: [{at: 0s, usd: 0.3}, {at: 5d, usd: -0.1}]\n");
+    let text = GOOD.replace(
+        "  GLM: 0.3\n",
+        "  GLM: [{at: 0s, usd: 0.3}, {at: 5d, usd: -0.1}]\n",
+    );
     assert_eq!(
         errors(&text),
         vec!["bad.yml:5:38: prices.GLM[1].usd: must be a number, 0 or more; got -0.1"]
@@ -102,11 +113,23 @@ fn negative_price() {
 #[test]
 fn every_error_at_once() {
     let text = GOOD
-        .replace("protocol: golem", "protocol: golem\n    market: { noise: 2, shocks: [{at: 1x, demand: 1}] }")
+        .replace(
+            "protocol: golem",
+            "protocol: golem\n    market: { noise: 2, shocks: [{at: 1x, demand: 1}] }",
+        )
         .replace("days: 2", "days: 2\ncolour: blue");
     let e = errors(&text);
     assert_eq!(e.len(), 3, "{e:#?}");
-    assert!(e[0].starts_with("bad.yml:2:1: colour: unknown key \"colour\""), "{e:#?}");
-    assert!(e[1].starts_with("bad.yml:10:15: nodes[0].market.noise: must be between 0 and 1, got 2"), "{e:#?}");
-    assert!(e[2].contains("nodes[0].market.shocks[0].at: invalid duration \"1x\""), "{e:#?}");
+    assert!(
+        e[0].starts_with("bad.yml:2:1: colour: unknown key \"colour\""),
+        "{e:#?}"
+    );
+    assert!(
+        e[1].starts_with("bad.yml:10:15: nodes[0].market.noise: must be between 0 and 1, got 2"),
+        "{e:#?}"
+    );
+    assert!(
+        e[2].contains("nodes[0].market.shocks[0].at: invalid duration \"1x\""),
+        "{e:#?}"
+    );
 }

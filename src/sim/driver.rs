@@ -499,7 +499,7 @@ fn run_controller(
         }
         ledger.step(&nodes, sc, t);
         if t >= next_scrape {
-            for (token, _) in &sc.prices {
+            for token in sc.prices.keys() {
                 metrics.set_token_price(token, sc.price(token, t));
             }
             if let Err(e) = db.ingest_scrape(t, &metrics.gather()) {
@@ -590,14 +590,16 @@ pub fn check_gates(
     let mut last: BTreeMap<&str, i64> = BTreeMap::new();
     let mut shortest: Option<i64> = None;
     for h in &applied {
-        for st in &h.steps {
-            if let Some(&prev) = last.get(st.node.as_str()) {
+        // A reallocation may have several steps for one node (a release, then an acquire).
+        let touched: BTreeSet<&str> = h.steps.iter().map(|s| s.node.as_str()).collect();
+        for node in touched {
+            if let Some(&prev) = last.get(node) {
                 let held = h.started_ms - prev;
                 shortest = Some(shortest.map_or(held, |s: i64| s.min(held)));
                 if held < hold_ms {
                     violations.push(format!(
                         "node {} changed again after {}s (reallocation {}, source {:?}), less than min_hold {}s",
-                        st.node,
+                        node,
                         held / 1000,
                         h.id,
                         h.source,
@@ -605,7 +607,7 @@ pub fn check_gates(
                     ));
                 }
             }
-            last.insert(st.node.as_str(), h.finished_ms.unwrap_or(h.started_ms));
+            last.insert(node, h.finished_ms.unwrap_or(h.started_ms));
         }
     }
     GateCheck {
