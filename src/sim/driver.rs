@@ -954,3 +954,37 @@ impl Report {
         s
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::water_fill;
+
+    #[test]
+    fn water_fill_equalises_marginal_values_within_bounds() {
+        // Two equal nodes share equally; a node with no value stays at its lower bound.
+        let a = water_fill(
+            &[
+                (1.0, 1.0, 0.0, 10.0),
+                (1.0, 1.0, 0.0, 10.0),
+                (0.0, 1.0, 0.5, 10.0),
+            ],
+            4.5,
+        );
+        assert!(
+            (a[0] - 2.0).abs() < 1e-6 && (a[1] - 2.0).abs() < 1e-6,
+            "{a:?}"
+        );
+        assert_eq!(a[2], 0.5);
+        // The richer node gets more; marginal values w/need·e^(−a/need) are equal.
+        let a = water_fill(&[(4.0, 1.0, 0.0, 10.0), (1.0, 1.0, 0.0, 10.0)], 3.0);
+        let m0 = 4.0 * (-a[0]).exp();
+        let m1 = (-a[1]).exp();
+        assert!(a[0] > a[1] && (m0 - m1).abs() < 1e-6, "{a:?}");
+        // An upper bound caps, the rest goes to the other.
+        let a = water_fill(&[(4.0, 1.0, 0.0, 1.0), (1.0, 1.0, 0.0, 10.0)], 3.0);
+        assert!(
+            (a[0] - 1.0).abs() < 1e-9 && (a[1] - 2.0).abs() < 1e-6,
+            "{a:?}"
+        );
+    }
+}

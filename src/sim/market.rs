@@ -2,6 +2,9 @@
 //! a given time. Demand follows the time of day (a sinusoid) and drifts (a mean-reverting random
 //! walk per hour); more allocation earns more with diminishing returns
 //! (`rate = price × demand × (1 − exp(−alloc / need))`); earnings carry per-minute noise.
+//! Scenarios add a weekly cycle, demand shocks (lasting steps from a given time) and down
+//! times (outages, restarts after a switch) in which the node earns nothing; all default to
+//! off, so the `sim` nodes of `run` keep their config keys and behaviour.
 //!
 //! Everything is a pure function of the seed, the allocation and the timestamps it is given
 //! (milliseconds from a [`crate::clock::Clock`]): the random numbers come from a hash of
@@ -508,6 +511,30 @@ mod tests {
             assert!((0.0..=4.0).contains(&cpu), "{cpu}");
             assert_eq!(u.disk_bytes, None, "golem does not report disk");
         }
+    }
+
+    #[test]
+    fn shocks_and_down_times() {
+        let p = Protocol::Streamr;
+        let mut params = MarketParams::defaults(p);
+        params.drift = 0.0;
+        params.shocks.push(Shock {
+            at_ms: T0 + 10 * MS_PER_HOUR,
+            factor: 0.2,
+        });
+        params
+            .down
+            .push((T0 + 20 * MS_PER_HOUR, T0 + 21 * MS_PER_HOUR));
+        let mut m = Market::new(p, params, 5);
+        let before = m.demand(T0 + 9 * MS_PER_HOUR);
+        let after = m.demand(T0 + 9 * MS_PER_HOUR + MS_PER_DAY);
+        assert!((after / before - 0.2).abs() < 1e-9, "{before} {after}");
+        let a = alloc(1.0, 1e9, 1e9, 4e6);
+        assert_eq!(
+            m.earned(T0 + 20 * MS_PER_HOUR, T0 + 21 * MS_PER_HOUR, &a),
+            0.0
+        );
+        assert!(m.earned(T0 + 21 * MS_PER_HOUR, T0 + 22 * MS_PER_HOUR, &a) > 0.0);
     }
 
     #[test]
