@@ -3,7 +3,7 @@
 //! ceiling, the static baseline never moves, the same seed gives the same report; and the
 //! binary's `simulate --output json` has the documented shape.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use depin_orcha::sim::driver::{simulate, Options, Report};
@@ -104,6 +104,8 @@ fn same_seed_same_report() {
 
 #[test]
 fn binary_prints_the_json_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("plot.svg");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_depin-orcha"))
         .current_dir(root())
         .args([
@@ -115,6 +117,8 @@ fn binary_prints_the_json_report() {
             "60s",
             "--output",
             "json",
+            "--plot",
+            svg.to_str().unwrap(),
         ])
         .output()
         .expect("binary runs");
@@ -131,8 +135,12 @@ fn binary_prints_the_json_report() {
     }
     assert!(v["reallocations"].is_u64());
     assert!(v["gates"]["ok"].is_boolean());
+    let drawn = std::fs::read_to_string(&svg).expect("the plot is written");
+    assert!(
+        drawn.starts_with("<svg") && drawn.contains("depin_orcha"),
+        "an SVG with the legend"
+    );
     // A bad scenario: exit 1 with file, line and key on stderr.
-    let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.yml");
     std::fs::write(
         &bad,
@@ -150,5 +158,4 @@ fn binary_prints_the_json_report() {
         err.contains("bad.yml:2:15: host.capacity.cpu_cores: the starting allocations of the nodes need 3 CPU cores together"),
         "{err}"
     );
-    let _ = Path::new("");
 }
