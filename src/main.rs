@@ -60,6 +60,9 @@ enum Command {
     Report(ReportArgs),
     /// Write stored samples as CSV, JSON lines or OpenMetrics text.
     Export(ExportArgs),
+    /// Run a scenario on a virtual clock (thirty simulated days in seconds) through the same
+    /// polling, rules, optimizer, gates and reallocation as `run`, against the baselines.
+    Simulate(SimulateArgs),
 }
 
 // ---- report and export (the reports branch) ----
@@ -111,6 +114,32 @@ enum ExportFormat {
     Csv,
     Json,
     Openmetrics,
+}
+
+#[derive(Args)]
+struct SimulateArgs {
+    /// Scenario file (see scenarios/README.md).
+    scenario: PathBuf,
+    /// Simulated days (default: the scenario's `days`).
+    #[arg(long = "days")]
+    days: Option<f64>,
+    /// Seed of the market's randomness (default: the scenario's `seed`).
+    #[arg(long = "seed")]
+    seed: Option<u64>,
+    /// Poll interval (default: the scenario's `poll_interval`).
+    #[arg(long = "poll-interval", value_parser = humantime::parse_duration)]
+    poll_interval: Option<Duration>,
+    #[arg(long = "output", value_enum, default_value_t = Output::Text)]
+    output: Output,
+    /// Draw allocation and earnings over time of the four strategies into this SVG file.
+    #[arg(long = "plot")]
+    plot: Option<PathBuf>,
+    /// Optimization rules; default `rules/optimization.yml`.
+    #[arg(long = "optimization.rules-file", default_value = DEFAULT_OPTIMIZATION_RULES)]
+    optimization_rules_file: PathBuf,
+    /// Recording/alerting rule files; default the shipped rules/recording.yml, rules/alerts.yml.
+    #[arg(long = "rules.file")]
+    rule_files: Vec<PathBuf>,
 }
 
 #[derive(Args)]
@@ -279,6 +308,7 @@ fn main() -> ExitCode {
         Some(Command::Plan(args)) => plan(args),
         Some(Command::Report(args)) => report_cmd(args),
         Some(Command::Export(args)) => export_cmd(args),
+        Some(Command::Simulate(args)) => simulate(args),
         Some(Command::Tsdb(TsdbCommand::Import { file, storage_path })) => {
             tsdb_import(&file, &storage_path)
         }
@@ -897,5 +927,45 @@ fn export_remote(url: &str, args: &ExportArgs, start: i64, end: i64, out: &mut d
         }
     }
     out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `depin-orcha simulate`: loads the scenario and the rules, runs `sim::driver`, prints the
+/// report (and draws the plot).
+fn simulate(args: SimulateArgs) -> Result<ExitCode> {
+    use depin_orcha::sim;
+    use std::io::IsTerminal;
+    let scenario = sim::scenario::load_file(&args.scenario).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let rules =
+        optimizer::load_file(&args.optimization_rules_file).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let rule_files = if args.rule_files.is_empty() {
+        DEMO_RULE_FILES.iter().map(PathBuf::from).collect()
+    } else {
+        args.rule_files.clone()
+    };
+    let progress: Option<Arc<dyn Fn(f64) + Send + Sync>> = if std::io::stderr().is_terminal() {
+        Some(Arc::new(sim::progress::bar()))
+    } else {
+        None
+    };
+    let report = sim::driver::simulate(
+        &scenario,
+        &sim::driver::Options {
+            days: args.days,
+            seed: args.seed,
+            poll_interval: args.poll_interval,
+            rules,
+            rule_files,
+            progress,
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(p) = &args.plot {
+        sim::plot::draw(&report, p).with_context(|| format!("--plot {}", p.display()))?;
+    }
+    match args.output {
+        Output::Text => print!("{}", report.render_text()),
+        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+    }
     Ok(ExitCode::SUCCESS)
 }

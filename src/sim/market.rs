@@ -2,6 +2,9 @@
 //! a given time. Demand follows the time of day (a sinusoid) and drifts (a mean-reverting random
 //! walk per hour); more allocation earns more with diminishing returns
 //! (`rate = price × demand × (1 − exp(−alloc / need))`); earnings carry per-minute noise.
+//! Scenarios add a weekly cycle, demand shocks (lasting steps from a given time) and down
+//! times (outages, restarts after a switch) in which the node earns nothing; all default to
+//! off, so the `sim` nodes of `run` keep their config keys and behaviour.
 //!
 //! Everything is a pure function of the seed, the allocation and the timestamps it is given
 //! (milliseconds from a [`crate::clock::Clock`]): the random numbers come from a hash of
@@ -107,6 +110,21 @@ pub struct MarketParams {
     pub drift: f64,
     /// Relative standard deviation of the per-minute earnings noise.
     pub noise: f64,
+    /// Relative swing of demand over the week (0 = flat); peaks on `peak_weekday`.
+    pub weekly_amplitude: f64,
+    /// Day of the week (0 = Monday … 6 = Sunday, fractions allowed) at which demand peaks.
+    pub peak_weekday: f64,
+    /// Demand steps: from `at_ms` on, demand is multiplied by `factor` (they compound).
+    pub shocks: Vec<Shock>,
+    /// Times `[from_ms, to_ms)` in which the node earns nothing (outages, restarts).
+    pub down: Vec<(i64, i64)>,
+}
+
+/// A lasting change of demand from `at_ms` on (a protocol losing or winning customers).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Shock {
+    pub at_ms: i64,
+    pub factor: f64,
 }
 
 impl MarketParams {
@@ -120,6 +138,18 @@ impl MarketParams {
             disk_bytes: disk,
             bandwidth_bytes_per_second: bw,
         };
+        let flat = MarketParams {
+            rate_per_hour: 0.0,
+            need: Resources::default(),
+            daily_amplitude: 0.0,
+            peak_hour: 0.0,
+            drift: 0.0,
+            noise: 0.0,
+            weekly_amplitude: 0.0,
+            peak_weekday: 0.0,
+            shocks: Vec::new(),
+            down: Vec::new(),
+        };
         match p {
             // ~0.03 STORJ/h ≈ 10 USD/month at 0.45 USD: a well-filled multi-TB node.
             Protocol::Storj => MarketParams {
@@ -129,6 +159,7 @@ impl MarketParams {
                 peak_hour: 20.0,
                 drift: 0.03,
                 noise: 0.2,
+                ..flat
             },
             Protocol::Golem => MarketParams {
                 rate_per_hour: 0.05,
@@ -137,6 +168,7 @@ impl MarketParams {
                 peak_hour: 15.0,
                 drift: 0.08,
                 noise: 0.4,
+                ..flat
             },
             Protocol::Streamr => MarketParams {
                 rate_per_hour: 0.6,
@@ -145,6 +177,7 @@ impl MarketParams {
                 peak_hour: 18.0,
                 drift: 0.02,
                 noise: 0.1,
+                ..flat
             },
             Protocol::Grass => MarketParams {
                 rate_per_hour: 40.0,
@@ -153,6 +186,7 @@ impl MarketParams {
                 peak_hour: 14.0,
                 drift: 0.05,
                 noise: 0.3,
+                ..flat
             },
         }
     }
@@ -185,7 +219,58 @@ impl Market {
         let hour_of_day = t_ms.rem_euclid(MS_PER_DAY) as f64 / MS_PER_HOUR as f64;
         let phase = 2.0 * std::f64::consts::PI * (hour_of_day - self.params.peak_hour) / 24.0;
         let daily = (1.0 + self.params.daily_amplitude * phase.cos()).max(0.0);
-        daily * self.walk_at(t_ms.div_euclid(MS_PER_HOUR)).exp()
+        // 1970-01-01 was a Thursday (weekday 3 counting from Monday = 0).
+        let weekday = (t_ms as f64 / MS_PER_DAY as f64 + 3.0).rem_euclid(7.0);
+        let wphase = 2.0 * std::f64::consts::PI * (weekday - self.params.peak_weekday) / 7.0;
+        let weekly = (1.0 + self.params.weekly_amplitude * wphase.cos()).max(0.0);
+        let shocks: f64 = self
+            .params
+            .shocks
+            .iter()
+            .filter(|s| s.at_ms <= t_ms)
+            .map(|s| s.factor)
+            .product();
+        daily * weekly * shocks * self.walk_at(t_ms.div_euclid(MS_PER_HOUR)).exp()
+    }
+
+    /// Whether the node earns nothing at `t_ms` (an outage or a restart).
+    pub fn is_down(&self, t_ms: i64) -> bool {
+        self.params
+            .down
+            .iter()
+            .any(|&(from, to)| from <= t_ms && t_ms < to)
+    }
+
+    /// Marks `[from_ms, to_ms)` as down (a restart after a switch).
+    pub fn add_down(&mut self, from_ms: i64, to_ms: i64) {
+        if to_ms > from_ms {
+            self.params.down.push((from_ms, to_ms));
+        }
+    }
+
+    /// The multiplicative noise of the minute that contains `t_ms` (mean 1, never below 0).
+    pub fn noise_at(&self, t_ms: i64) -> f64 {
+        let minute = t_ms.div_euclid(MS_PER_MINUTE);
+        (1.0 + self.params.noise * normal(self.seed ^ 0x4e4f_4953, minute as u64)).max(0.0)
+    }
+
+    /// The expected rate (token units per hour) of each earning component at `t_ms` with
+    /// ample resources, and the resources each needs (for the hindsight oracle).
+    pub fn component_rates(&mut self, t_ms: i64) -> Vec<(f64, &'static [Resource])> {
+        let demand = self.demand(t_ms);
+        self.protocol
+            .components()
+            .iter()
+            .map(|(share, res, follows)| {
+                let d = if *follows { demand } else { 1.0 };
+                (self.params.rate_per_hour * share * d, *res)
+            })
+            .collect()
+    }
+
+    /// 0–1: how much of a component's rate `alloc` unlocks.
+    pub fn saturation_of(&self, alloc: &Allocation, resources: &[Resource]) -> f64 {
+        self.saturation(alloc, resources)
     }
 
     /// The mean-reverting random walk at hour `h`. It starts at 0 at the first hour asked for;
@@ -242,10 +327,11 @@ impl Market {
         while t < to_ms {
             let minute = t.div_euclid(MS_PER_MINUTE);
             let end = ((minute + 1) * MS_PER_MINUTE).min(to_ms);
-            let noise =
-                (1.0 + self.params.noise * normal(self.seed ^ 0x4e4f_4953, minute as u64)).max(0.0);
-            let rate = self.rate_per_hour(minute * MS_PER_MINUTE, alloc);
-            total += rate * noise * (end - t) as f64 / MS_PER_HOUR as f64;
+            if !self.is_down(t) {
+                let noise = self.noise_at(t);
+                let rate = self.rate_per_hour(minute * MS_PER_MINUTE, alloc);
+                total += rate * noise * (end - t) as f64 / MS_PER_HOUR as f64;
+            }
             t = end;
         }
         total
@@ -425,6 +511,30 @@ mod tests {
             assert!((0.0..=4.0).contains(&cpu), "{cpu}");
             assert_eq!(u.disk_bytes, None, "golem does not report disk");
         }
+    }
+
+    #[test]
+    fn shocks_and_down_times() {
+        let p = Protocol::Streamr;
+        let mut params = MarketParams::defaults(p);
+        params.drift = 0.0;
+        params.shocks.push(Shock {
+            at_ms: T0 + 10 * MS_PER_HOUR,
+            factor: 0.2,
+        });
+        params
+            .down
+            .push((T0 + 20 * MS_PER_HOUR, T0 + 21 * MS_PER_HOUR));
+        let mut m = Market::new(p, params, 5);
+        let before = m.demand(T0 + 9 * MS_PER_HOUR);
+        let after = m.demand(T0 + 9 * MS_PER_HOUR + MS_PER_DAY);
+        assert!((after / before - 0.2).abs() < 1e-9, "{before} {after}");
+        let a = alloc(1.0, 1e9, 1e9, 4e6);
+        assert_eq!(
+            m.earned(T0 + 20 * MS_PER_HOUR, T0 + 21 * MS_PER_HOUR, &a),
+            0.0
+        );
+        assert!(m.earned(T0 + 21 * MS_PER_HOUR, T0 + 22 * MS_PER_HOUR, &a) > 0.0);
     }
 
     #[test]

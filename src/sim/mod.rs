@@ -1,5 +1,12 @@
-//! The simulator: the market model that simulated nodes earn from (`market`). Scenarios, the
-//! virtual-clock driver and the baselines come later; everything here takes its time from the
-//! caller (a [`crate::clock::Clock`]), so a simulated month runs in seconds.
+//! The simulator: the market model that simulated nodes earn from (`market`), scenario files
+//! (`scenario`), the simulated node a scenario runs (`node`), and the virtual-clock driver with
+//! its baselines (static, greedy, hindsight oracle) and report (`driver`). Everything takes its
+//! time from the caller (a [`crate::clock::Clock`]), so a simulated month runs in seconds. It
+//! never edits the optimizer or the reallocation code: it drives them.
 
+pub mod driver;
 pub mod market;
+pub mod node;
+pub mod plot;
+pub mod progress;
+pub mod scenario;
