@@ -19,12 +19,22 @@ fn cpu_and_rss(pid: u32) -> Option<(f64, u64)> {
     let f: Vec<&str> = after.split_whitespace().collect();
     let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss_kb: u64 = status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    let rss_kb: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
     Some((ticks / clk_tck(), rss_kb * 1024))
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Kill(Child);
@@ -36,14 +46,23 @@ impl Drop for Kill {
 }
 
 fn main() {
-    let secs: u64 = std::env::var("FOOTPRINT_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
+    let secs: u64 = std::env::var("FOOTPRINT_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
     let dir = std::env::temp_dir().join(format!("depin-orcha-footprint-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let port = free_port();
     let orcha = Kill(
         Command::new(env!("CARGO_BIN_EXE_depin-orcha"))
-            .args(["run", "--web.listen-address", &format!("127.0.0.1:{port}"), "--log.level", "warn"])
+            .args([
+                "run",
+                "--web.listen-address",
+                &format!("127.0.0.1:{port}"),
+                "--log.level",
+                "warn",
+            ])
             .arg("--storage.path")
             .arg(dir.join("data"))
             .stderr(Stdio::null())
@@ -89,23 +108,47 @@ fn main() {
     // A check that it really worked during the window: it answers with the four nodes up.
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     use std::io::Write;
-    s.write_all(b"GET /api/v1/query?query=sum(depin_adapter_up) HTTP/1.0\r\n\r\n").unwrap();
+    s.write_all(b"GET /api/v1/query?query=sum(depin_adapter_up) HTTP/1.0\r\n\r\n")
+        .unwrap();
     let mut body = String::new();
     let _ = s.read_to_string(&mut body);
-    assert!(body.contains("\"4\""), "depin-orcha did not report 4 nodes up: {body}");
+    assert!(
+        body.contains("\"4\""),
+        "depin-orcha did not report 4 nodes up: {body}"
+    );
 
     println!("footprint over {wall:.0} s, demo config (4 simulated nodes, 5 s polls)");
-    println!("{:<28} {:>12} {:>14}", "process", "peak RSS MB", "CPU % of core");
-    println!("{:<28} {:>12.1} {:>14.2}", "depin-orcha run", o_peak as f64 / 1e6, o_cpu);
+    println!(
+        "{:<28} {:>12} {:>14}",
+        "process", "peak RSS MB", "CPU % of core"
+    );
+    println!(
+        "{:<28} {:>12.1} {:>14.2}",
+        "depin-orcha run",
+        o_peak as f64 / 1e6,
+        o_cpu
+    );
     if let (Some(p), Some(p0)) = (prom.as_ref(), p0) {
         if let Some(p1) = cpu_and_rss(p.0.id()) {
             let p_cpu = (p1.0 - p0.0) / wall * 100.0;
-            println!("{:<28} {:>12.1} {:>14.2}", "prometheus 2.42 (baseline)", p_peak as f64 / 1e6, p_cpu);
-            println!("ratio depin-orcha / prometheus: RSS {:.2}, CPU {:.2}", o_peak as f64 / p_peak as f64, o_cpu / p_cpu.max(1e-9));
+            println!(
+                "{:<28} {:>12.1} {:>14.2}",
+                "prometheus 2.42 (baseline)",
+                p_peak as f64 / 1e6,
+                p_cpu
+            );
+            println!(
+                "ratio depin-orcha / prometheus: RSS {:.2}, CPU {:.2}",
+                o_peak as f64 / p_peak as f64,
+                o_cpu / p_cpu.max(1e-9)
+            );
         }
     } else {
         println!("(no /usr/bin/prometheus: baseline skipped)");
     }
     let goal_ok = o_peak < 20_000_000 && o_cpu < 1.0;
-    println!("goal (< 20 MB, < 1 % of one core): {}", if goal_ok { "met" } else { "NOT met" });
+    println!(
+        "goal (< 20 MB, < 1 % of one core): {}",
+        if goal_ok { "met" } else { "NOT met" }
+    );
 }

@@ -54,7 +54,15 @@ fn main() {
     let base = t.elapsed().as_secs_f64() / iters as f64;
     assert!(total > 0 && base_total > 0);
     println!("/metrics render with {series} series");
-    println!("{:<40} {:>10.1} µs", "depin-orcha (gather + TextEncoder)", ours * 1e6);
-    println!("{:<40} {:>10.1} µs", "baseline: write! of the same lines", base * 1e6);
+    println!(
+        "{:<40} {:>10.1} µs",
+        "depin-orcha (gather + TextEncoder)",
+        ours * 1e6
+    );
+    println!(
+        "{:<40} {:>10.1} µs",
+        "baseline: write! of the same lines",
+        base * 1e6
+    );
     println!("ratio: {:.2}", ours / base);
 }

@@ -22,17 +22,29 @@ impl Drop for Kill {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// One GET over a fresh connection; returns the status and body length.
 fn get(addr: SocketAddr, path: &str) -> (u16, usize) {
     let mut s = TcpStream::connect(addr).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).unwrap();
     let text = String::from_utf8_lossy(&raw);
-    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     (status, raw.len())
 }
 
@@ -68,13 +80,26 @@ fn main() {
         println!("SKIP: needs ../shared/bench/gen-samples.py and /usr/bin/prometheus (Debian package prometheus)");
         return;
     }
-    let days: f64 = std::env::var("QUERY_BENCH_DAYS").ok().and_then(|s| s.parse().ok()).unwrap_or(0.5);
-    let reps: usize = std::env::var("QUERY_BENCH_REPS").ok().and_then(|s| s.parse().ok()).unwrap_or(30);
-    let dir: PathBuf = std::env::temp_dir().join(format!("depin-orcha-qbench-{}", std::process::id()));
+    let days: f64 = std::env::var("QUERY_BENCH_DAYS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0.5);
+    let reps: usize = std::env::var("QUERY_BENCH_REPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("depin-orcha-qbench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let om = dir.join("samples.om");
-    assert!(Command::new("python3").arg(&script).arg(&om).args(["--days", &days.to_string()]).status().unwrap().success());
+    assert!(Command::new("python3")
+        .arg(&script)
+        .arg(&om)
+        .args(["--days", &days.to_string()])
+        .status()
+        .unwrap()
+        .success());
 
     let prom_data = dir.join("prom");
     let st = Command::new("promtool")
@@ -116,7 +141,13 @@ fn main() {
     let oport = free_port();
     let _orcha = Kill(
         Command::new(env!("CARGO_BIN_EXE_depin-orcha"))
-            .args(["run", "--log.level", "warn", "--storage.retention.time", "36500d"])
+            .args([
+                "run",
+                "--log.level",
+                "warn",
+                "--storage.retention.time",
+                "36500d",
+            ])
             .arg("--config.file")
             .arg(&empty)
             .arg("--storage.path")
@@ -136,26 +167,95 @@ fn main() {
     let end = start + (days * 86400.0) as i64 - 5;
     let mid = (start + end) / 2;
     let queries: Vec<(String, String)> = vec![
-        ("instant: one series".into(), format!("/api/v1/query?query={}&time={end}", enc("gauge3_m_7{p=\"x\"}"))),
-        ("instant: regex selector".into(), format!("/api/v1/query?query={}&time={end}", enc("{__name__=~\"counter_m_1.*\"}"))),
-        ("instant: sum of two rates 5m".into(), format!("/api/v1/query?query={}&time={end}", enc("sum(rate(counter_m_1[5m]) + rate(counter_m_2[5m]))"))),
-        ("instant: count over 50 series".into(), format!("/api/v1/query?query={}&time={mid}", enc("count({__name__=~\"gauge3_m_.*\"} > 2)"))),
-        ("instant: max_over_time 6h".into(), format!("/api/v1/query?query={}&time={end}", enc("max_over_time(gauge3_m_9[6h])"))),
-        ("instant: quantile_over_time 1h".into(), format!("/api/v1/query?query={}&time={mid}", enc("quantile_over_time(0.9, gauge3_m_3[1h])"))),
-        ("range 1h/15s: one series".into(), format!("/api/v1/query_range?query={}&start={}&end={end}&step=15", enc("gauge3_m_7"), end - 3600)),
-        ("range 6h/60s: rate".into(), format!("/api/v1/query_range?query={}&start={}&end={end}&step=60", enc("rate(counter_m_5[5m])"), end - 6 * 3600)),
-        ("range 12h/5m: avg by name".into(), format!("/api/v1/query_range?query={}&start={start}&end={end}&step=300", enc("avg by (__name__) ({__name__=~\"gauge3_m_1.*\"})"))),
-        ("range 1h/30s: const * gauge".into(), format!("/api/v1/query_range?query={}&start={}&end={end}&step=30", enc("const_m_1 * on(p) gauge3_m_2"), end - 3600)),
+        (
+            "instant: one series".into(),
+            format!(
+                "/api/v1/query?query={}&time={end}",
+                enc("gauge3_m_7{p=\"x\"}")
+            ),
+        ),
+        (
+            "instant: regex selector".into(),
+            format!(
+                "/api/v1/query?query={}&time={end}",
+                enc("{__name__=~\"counter_m_1.*\"}")
+            ),
+        ),
+        (
+            "instant: sum of two rates 5m".into(),
+            format!(
+                "/api/v1/query?query={}&time={end}",
+                enc("sum(rate(counter_m_1[5m]) + rate(counter_m_2[5m]))")
+            ),
+        ),
+        (
+            "instant: count over 50 series".into(),
+            format!(
+                "/api/v1/query?query={}&time={mid}",
+                enc("count({__name__=~\"gauge3_m_.*\"} > 2)")
+            ),
+        ),
+        (
+            "instant: max_over_time 6h".into(),
+            format!(
+                "/api/v1/query?query={}&time={end}",
+                enc("max_over_time(gauge3_m_9[6h])")
+            ),
+        ),
+        (
+            "instant: quantile_over_time 1h".into(),
+            format!(
+                "/api/v1/query?query={}&time={mid}",
+                enc("quantile_over_time(0.9, gauge3_m_3[1h])")
+            ),
+        ),
+        (
+            "range 1h/15s: one series".into(),
+            format!(
+                "/api/v1/query_range?query={}&start={}&end={end}&step=15",
+                enc("gauge3_m_7"),
+                end - 3600
+            ),
+        ),
+        (
+            "range 6h/60s: rate".into(),
+            format!(
+                "/api/v1/query_range?query={}&start={}&end={end}&step=60",
+                enc("rate(counter_m_5[5m])"),
+                end - 6 * 3600
+            ),
+        ),
+        (
+            "range 12h/5m: avg by name".into(),
+            format!(
+                "/api/v1/query_range?query={}&start={start}&end={end}&step=300",
+                enc("avg by (__name__) ({__name__=~\"gauge3_m_1.*\"})")
+            ),
+        ),
+        (
+            "range 1h/30s: const * gauge".into(),
+            format!(
+                "/api/v1/query_range?query={}&start={}&end={end}&step=30",
+                enc("const_m_1 * on(p) gauge3_m_2"),
+                end - 3600
+            ),
+        ),
     ];
     println!("query latency, {days} day(s) of gen-samples data (150 series, 5 s apart), {reps} reps, medians");
-    println!("{:<34} {:>12} {:>12} {:>8}", "query", "depin-orcha", "prometheus", "ratio");
+    println!(
+        "{:<34} {:>12} {:>12} {:>8}",
+        "query", "depin-orcha", "prometheus", "ratio"
+    );
     let mut ratios = Vec::new();
     for (name, path) in &queries {
         // Warm both, and check that they answer with data of similar size.
         let (os, olen) = get(oaddr, path);
         let (ps, plen) = get(paddr, path);
         assert!(os == 200 && ps == 200, "{name}: status {os} vs {ps}");
-        assert!(olen > 150 && plen > 150, "{name}: empty answer ({olen} vs {plen} bytes)");
+        assert!(
+            olen > 150 && plen > 150,
+            "{name}: empty answer ({olen} vs {plen} bytes)"
+        );
         let mut o = Vec::new();
         let mut p = Vec::new();
         for _ in 0..reps {
@@ -168,9 +268,18 @@ fn main() {
         }
         let (om, pm) = (median(o), median(p));
         ratios.push(om / pm);
-        println!("{:<34} {:>10.2}ms {:>10.2}ms {:>8.2}", name, om * 1e3, pm * 1e3, om / pm);
+        println!(
+            "{:<34} {:>10.2}ms {:>10.2}ms {:>8.2}",
+            name,
+            om * 1e3,
+            pm * 1e3,
+            om / pm
+        );
     }
     let overall = median(ratios);
-    println!("median of the ratios: {overall:.2} (goal ≤ 1.0: {})", if overall <= 1.0 { "met" } else { "NOT met" });
+    println!(
+        "median of the ratios: {overall:.2} (goal ≤ 1.0: {})",
+        if overall <= 1.0 { "met" } else { "NOT met" }
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -19,7 +19,12 @@ const T0: i64 = 1_700_000_000_000;
 
 fn demo_db() -> (Db, i64) {
     let db = Db::in_memory();
-    let nodes = [("storj", "storj", "STORJ"), ("golem", "golem", "GLM"), ("streamr", "streamr", "DATA"), ("grass", "grass", "GRASS")];
+    let nodes = [
+        ("storj", "storj", "STORJ"),
+        ("golem", "golem", "GLM"),
+        ("streamr", "streamr", "DATA"),
+        ("grass", "grass", "GRASS"),
+    ];
     let steps = 24 * 720; // a day at 5 s
     let mut batch = Vec::new();
     for i in 0..steps {
@@ -33,17 +38,43 @@ fn demo_db() -> (Db, i64) {
             };
             let earned = (i as f64) * 0.0001 * (k as f64 + 1.0);
             batch.push((l("depin_earnings_usd_total", &[]), t, earned));
-            batch.push((l("depin_earnings_total", &[("token", token)]), t, earned * 3.0));
+            batch.push((
+                l("depin_earnings_total", &[("token", token)]),
+                t,
+                earned * 3.0,
+            ));
             batch.push((l("depin_adapter_up", &[]), t, 1.0));
             batch.push((l("depin_adapter_consecutive_failures", &[]), t, 0.0));
-            for (r, alloc, usage) in [("cpu_cores", 2.0, 1.3), ("memory_bytes", 4e9, 2.5e9), ("disk_bytes", 5e11, 3e11), ("bandwidth_bytes_per_second", 2e6, 1.1e6)] {
+            for (r, alloc, usage) in [
+                ("cpu_cores", 2.0, 1.3),
+                ("memory_bytes", 4e9, 2.5e9),
+                ("disk_bytes", 5e11, 3e11),
+                ("bandwidth_bytes_per_second", 2e6, 1.1e6),
+            ] {
                 batch.push((l(&format!("depin_allocation_{r}"), &[]), t, alloc));
-                batch.push((l(&format!("depin_usage_{r}"), &[]), t, usage * (1.0 + 0.1 * ((i % 50) as f64 / 50.0))));
+                batch.push((
+                    l(&format!("depin_usage_{r}"), &[]),
+                    t,
+                    usage * (1.0 + 0.1 * ((i % 50) as f64 / 50.0)),
+                ));
             }
-            batch.push((l("depin_adapter_poll_errors_total", &[("reason", "timeout")]), t, 0.0));
+            batch.push((
+                l("depin_adapter_poll_errors_total", &[("reason", "timeout")]),
+                t,
+                0.0,
+            ));
         }
-        for r in ["cpu_cores", "memory_bytes", "disk_bytes", "bandwidth_bytes_per_second"] {
-            batch.push((Labels::from_pairs([("__name__", format!("depin_host_capacity_{r}"))]), t, 1e12));
+        for r in [
+            "cpu_cores",
+            "memory_bytes",
+            "disk_bytes",
+            "bandwidth_bytes_per_second",
+        ] {
+            batch.push((
+                Labels::from_pairs([("__name__", format!("depin_host_capacity_{r}"))]),
+                t,
+                1e12,
+            ));
         }
         db.append_batch(&batch).expect("append");
     }
@@ -94,7 +125,10 @@ fn time_bare(exprs: &[promql::Expr], db: &Db, engine: &Engine, ts: i64, cycles: 
 }
 
 fn exprs_of(groups: &[rules::Group]) -> Vec<promql::Expr> {
-    groups.iter().flat_map(|g| g.rules().iter().map(|r| r.expr().clone())).collect()
+    groups
+        .iter()
+        .flat_map(|g| g.rules().iter().map(|r| r.expr().clone()))
+        .collect()
 }
 
 fn main() {
@@ -102,14 +136,22 @@ fn main() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
 
     let (db, end) = demo_db();
-    let files = [root.join("rules/recording.yml"), root.join("rules/alerts.yml")];
+    let files = [
+        root.join("rules/recording.yml"),
+        root.join("rules/alerts.yml"),
+    ];
     let mut groups = rules::load_files(&files).expect("shipped rules load");
     let n_rules: usize = groups.iter().map(|g| g.rules().len()).sum();
     let exprs = exprs_of(&groups);
     let bare = time_bare(&exprs, &db, &engine, end, 5);
     let ours = time_rules(&mut groups, &db, &engine, end, 5);
     println!("shipped rules ({n_rules} rules) over a day of 4 demo nodes");
-    println!("  per cycle: {:.2} ms (bare instant queries: {:.2} ms, ratio {:.2})", ours * 1e3, bare * 1e3, ours / bare);
+    println!(
+        "  per cycle: {:.2} ms (bare instant queries: {:.2} ms, ratio {:.2})",
+        ours * 1e3,
+        bare * 1e3,
+        ours / bare
+    );
 
     let (db, end) = many_db(10_000);
     let mut text = String::from("groups:\n  - name: many\n    rules:\n");

@@ -139,12 +139,10 @@ fn input_file(tmp: &Path) -> Option<(PathBuf, String)> {
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     // `../shared` beside the crate root, as CI lays it out.
-    let script = [
-        "../shared/bench/gen-samples.py",
-    ]
-    .iter()
-    .map(|p| root.join(p))
-    .find(|p| p.exists());
+    let script = ["../shared/bench/gen-samples.py"]
+        .iter()
+        .map(|p| root.join(p))
+        .find(|p| p.exists());
     let Some(script) = script else {
         println!("SKIP: ../shared/bench/gen-samples.py not found and TSDB_BENCH_FILE not set");
         return None;

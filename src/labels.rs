@@ -27,7 +27,9 @@ impl Labels {
 
     /// Builds a set from pairs in any order. A later pair wins over an earlier one with the same
     /// name; pairs with an empty value are dropped (in Prometheus an empty value means "absent").
-    pub fn from_pairs<N: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (N, V)>) -> Self {
+    pub fn from_pairs<N: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (N, V)>,
+    ) -> Self {
         let mut b = LabelsBuilder::new(&Labels::empty());
         for (n, v) in pairs {
             b.set(n, v);
@@ -60,17 +62,35 @@ impl Labels {
 
     /// The same set without `__name__`.
     pub fn without_metric_name(&self) -> Labels {
-        Labels(self.0.iter().filter(|l| l.name != METRIC_NAME).cloned().collect())
+        Labels(
+            self.0
+                .iter()
+                .filter(|l| l.name != METRIC_NAME)
+                .cloned()
+                .collect(),
+        )
     }
 
     /// Only the labels named in `names` (as `by (...)` / `on (...)` keep them).
     pub fn keep(&self, names: &[String]) -> Labels {
-        Labels(self.0.iter().filter(|l| names.iter().any(|n| *n == l.name)).cloned().collect())
+        Labels(
+            self.0
+                .iter()
+                .filter(|l| names.iter().any(|n| *n == l.name))
+                .cloned()
+                .collect(),
+        )
     }
 
     /// All labels except those named in `names` (as `without (...)` / `ignoring (...)`).
     pub fn drop(&self, names: &[String]) -> Labels {
-        Labels(self.0.iter().filter(|l| !names.iter().any(|n| *n == l.name)).cloned().collect())
+        Labels(
+            self.0
+                .iter()
+                .filter(|l| !names.iter().any(|n| *n == l.name))
+                .cloned()
+                .collect(),
+        )
     }
 
     pub fn builder(&self) -> LabelsBuilder {
@@ -107,7 +127,9 @@ pub struct LabelsBuilder {
 
 impl LabelsBuilder {
     pub fn new(base: &Labels) -> Self {
-        LabelsBuilder { labels: base.0.clone() }
+        LabelsBuilder {
+            labels: base.0.clone(),
+        }
     }
 
     /// Sets `name` to `value`; an empty value deletes the label.
@@ -153,18 +175,34 @@ pub struct Matcher {
 }
 
 impl Matcher {
-    pub fn new(op: MatchOp, name: impl Into<String>, value: impl Into<String>) -> Result<Self, regex::Error> {
+    pub fn new(
+        op: MatchOp,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<Self, regex::Error> {
         let (name, value) = (name.into(), value.into());
         let re = match op {
-            MatchOp::Regex | MatchOp::NotRegex => Some(regex::Regex::new(&format!("^(?s:{value})$"))?),
+            MatchOp::Regex | MatchOp::NotRegex => {
+                Some(regex::Regex::new(&format!("^(?s:{value})$"))?)
+            }
             _ => None,
         };
-        Ok(Matcher { op, name, value, re })
+        Ok(Matcher {
+            op,
+            name,
+            value,
+            re,
+        })
     }
 
     /// A `name="value"` matcher (cannot fail).
     pub fn equal(name: impl Into<String>, value: impl Into<String>) -> Self {
-        Matcher { op: MatchOp::Equal, name: name.into(), value: value.into(), re: None }
+        Matcher {
+            op: MatchOp::Equal,
+            name: name.into(),
+            value: value.into(),
+            re: None,
+        }
     }
 
     pub fn matches(&self, v: &str) -> bool {

@@ -13,7 +13,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use depin_orcha::labels::Labels;
 use depin_orcha::rules::notifier::{self, Notifier, NotifierOptions};
 use depin_orcha::rules::{self, ManagerOptions, RuleManager};
-use depin_orcha::{clock, config, coordinator, events, export, http, metrics, optimizer, promql, reallocation, report, tsdb};
+use depin_orcha::{
+    clock, config, coordinator, events, export, http, metrics, optimizer, promql, reallocation,
+    report, tsdb,
+};
 
 /// The port we listen on by default: 9817, unused by the exporters in Prometheus' default port
 /// allocation list that DePIN hosts run (Storj-Exporter takes 9651).
@@ -328,7 +331,13 @@ fn init_logging(log: &LogArgs) -> Result<()> {
         .with_context(|| format!("invalid --log.level {:?}", log.level))?;
     let registry = tracing_subscriber::registry().with(filter);
     match log.format {
-        LogFormat::Logfmt => registry.with(tracing_logfmt::builder().layer().with_writer(std::io::stderr)).init(),
+        LogFormat::Logfmt => registry
+            .with(
+                tracing_logfmt::builder()
+                    .layer()
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
         LogFormat::Json => registry
             .with(
                 tracing_subscriber::fmt::layer()
@@ -443,15 +452,30 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
         anyhow::bail!("loading rule files:\n{e}");
     }
 
-    let mut state = http::AppState::new(db.clone(), engine.clone(), metrics.registry().clone(), clock.clone());
-    state
-        .extra_routes
-        .push(Arc::new(rules::api::RulesApi::new(rule_manager.clone()).with_reload_token(auth_token.clone())));
+    let mut state = http::AppState::new(
+        db.clone(),
+        engine.clone(),
+        metrics.registry().clone(),
+        clock.clone(),
+    );
+    state.extra_routes.push(Arc::new(
+        rules::api::RulesApi::new(rule_manager.clone()).with_reload_token(auth_token.clone()),
+    ));
     // Retention of the controller's own history (the reports branch).
-    match reallocation::history::compact(&args.storage_path, args.history_retention.as_millis() as i64, clock.now_ms()) {
-        Ok(c) if c.dropped > 0 => tracing::info!(dropped = c.dropped, kept = c.kept, "reallocation history compacted"),
+    match reallocation::history::compact(
+        &args.storage_path,
+        args.history_retention.as_millis() as i64,
+        clock.now_ms(),
+    ) {
+        Ok(c) if c.dropped > 0 => tracing::info!(
+            dropped = c.dropped,
+            kept = c.kept,
+            "reallocation history compacted"
+        ),
         Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "compacting the reallocation history failed; it is kept whole"),
+        Err(e) => {
+            tracing::warn!(error = %e, "compacting the reallocation history failed; it is kept whole")
+        }
     }
     let controller = match optimization_rules(args.optimization_rules_file.as_deref())? {
         Some(rules) => {
@@ -477,7 +501,9 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
     };
     // ---- live events (the reports branch): a bus, its SSE route, export, and the watcher ----
     let bus = events::Bus::default();
-    state.stream_routes.push(Arc::new(events::EventsApi::new(bus.clone())));
+    state
+        .stream_routes
+        .push(Arc::new(events::EventsApi::new(bus.clone())));
     state.stream_routes.push(Arc::new(export::ExportApi));
     let watcher = events::watch::Watcher::new(
         bus,
@@ -531,7 +557,11 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
     // The notifier stops after the rules, so the last round of alerts still goes out.
     let (notifier_stop, notifier_rx) = tokio::sync::watch::channel(false);
     let notifier_task = tokio::spawn(notifier.clone().run(notifier_rx));
-    let rules_task = tokio::spawn(rule_manager.clone().run(stop_rx.clone(), move |alerts| notifier.send(alerts)));
+    let rules_task = tokio::spawn(
+        rule_manager
+            .clone()
+            .run(stop_rx.clone(), move |alerts| notifier.send(alerts)),
+    );
     let controller_task = controller.map(|c| tokio::spawn(c.run(stop_rx.clone())));
     let events_task = tokio::spawn(watcher.run(stop_rx.clone()));
     let reload_task = tokio::spawn(reload_on_sighup(rule_manager, stop_rx));
@@ -569,7 +599,9 @@ fn web_config(args: &RunArgs) -> Result<Option<Arc<http::webconfig::WebConfig>>>
         }
         None => None,
     };
-    let (tls, auth) = web.as_ref().map_or((false, false), |w| (w.has_tls(), w.has_basic_auth()));
+    let (tls, auth) = web
+        .as_ref()
+        .map_or((false, false), |w| (w.has_tls(), w.has_basic_auth()));
     if !args.listen.ip().is_loopback() && !(tls && auth) {
         tracing::warn!(
             address = %args.listen,
@@ -593,7 +625,9 @@ async fn snapshot_periodically(db: Arc<tsdb::Db>, mut stop: tokio::sync::watch::
         let db = db.clone();
         match tokio::task::spawn_blocking(move || db.snapshot()).await {
             Ok(Ok(_)) => tracing::debug!("snapshot written"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "snapshot failed; the write-ahead log still holds the data"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "snapshot failed; the write-ahead log still holds the data")
+            }
             Err(e) => tracing::warn!(error = %e, "snapshot task failed"),
         }
     }
@@ -624,9 +658,13 @@ async fn reload_on_sighup(manager: Arc<RuleManager>, mut stop: tokio::sync::watc
 fn optimization_rules(flag: Option<&Path>) -> Result<Option<optimizer::OptimizationRules>> {
     let path = match flag {
         Some(p) => p.to_path_buf(),
-        None if Path::new(DEFAULT_OPTIMIZATION_RULES).exists() => PathBuf::from(DEFAULT_OPTIMIZATION_RULES),
+        None if Path::new(DEFAULT_OPTIMIZATION_RULES).exists() => {
+            PathBuf::from(DEFAULT_OPTIMIZATION_RULES)
+        }
         None => {
-            tracing::info!("no optimization rules (--optimization.rules-file): the controller is off");
+            tracing::info!(
+                "no optimization rules (--optimization.rules-file): the controller is off"
+            );
             return Ok(None);
         }
     };
@@ -685,7 +723,12 @@ fn check_rules(files: &[PathBuf]) -> Result<ExitCode> {
     for f in files {
         if is_optimization_file(f) {
             match optimizer::load_file(f) {
-                Ok(r) => println!("Checking {}\n  SUCCESS: optimization rules for {} protocols, {} nodes", f.display(), r.protocols.len(), r.nodes.len()),
+                Ok(r) => println!(
+                    "Checking {}\n  SUCCESS: optimization rules for {} protocols, {} nodes",
+                    f.display(),
+                    r.protocols.len(),
+                    r.nodes.len()
+                ),
                 Err(e) => {
                     ok = false;
                     println!("Checking {}\n  FAILED:\n{e}", f.display());
@@ -700,12 +743,21 @@ fn check_rules(files: &[PathBuf]) -> Result<ExitCode> {
         print!("{report}");
         ok &= rules_ok;
     }
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn is_optimization_file(path: &Path) -> bool {
-    let Ok(text) = std::fs::read_to_string(path) else { return false };
-    let Ok(serde_yaml::Value::Mapping(top)) = serde_yaml::from_str::<serde_yaml::Value>(&text) else { return false };
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return false;
+    };
+    let Ok(serde_yaml::Value::Mapping(top)) = serde_yaml::from_str::<serde_yaml::Value>(&text)
+    else {
+        return false;
+    };
     let has = |k: &str| top.contains_key(serde_yaml::Value::String(k.into()));
     !has("groups") && (has("gates") || has("protocols") || has("nodes"))
 }
@@ -726,14 +778,20 @@ fn plan(args: PlanArgs) -> Result<ExitCode> {
     // A running `run` owns --storage.path: read a private copy, so nothing there changes.
     let copy = std::env::temp_dir().join(format!("depin-orcha-plan-{}", std::process::id()));
     let (db, history) = if args.storage_path.is_dir() {
-        copy_dir(&args.storage_path, &copy).with_context(|| format!("copying {}", args.storage_path.display()))?;
-        let db = tsdb::Db::open(tsdb::Options { path: Some(copy.clone()), ..Default::default() })
-            .with_context(|| format!("opening a copy of {}", args.storage_path.display()))?;
+        copy_dir(&args.storage_path, &copy)
+            .with_context(|| format!("copying {}", args.storage_path.display()))?;
+        let db = tsdb::Db::open(tsdb::Options {
+            path: Some(copy.clone()),
+            ..Default::default()
+        })
+        .with_context(|| format!("opening a copy of {}", args.storage_path.display()))?;
         (db, Some(copy.clone()))
     } else {
         (tsdb::Db::in_memory(), None)
     };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let report = runtime.block_on(reallocation::plan_command(
         &config,
         rules,
@@ -764,7 +822,11 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
 fn test_rules(files: &[PathBuf]) -> Result<ExitCode> {
     let report = rules::unittest::run_test_files(files);
     print!("{report}");
-    Ok(if report.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if report.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn test_promql(files: &[PathBuf]) -> Result<ExitCode> {
@@ -817,11 +879,21 @@ impl Drop for PrivateCopy {
 }
 
 fn open_private_copy(storage: &Path, what: &str) -> Result<(tsdb::Db, PrivateCopy)> {
-    anyhow::ensure!(storage.is_dir(), "--storage.path {} is not a directory", storage.display());
-    let copy = PrivateCopy(std::env::temp_dir().join(format!("depin-orcha-{what}-{}", std::process::id())));
+    anyhow::ensure!(
+        storage.is_dir(),
+        "--storage.path {} is not a directory",
+        storage.display()
+    );
+    let copy = PrivateCopy(
+        std::env::temp_dir().join(format!("depin-orcha-{what}-{}", std::process::id())),
+    );
     copy_dir(storage, &copy.0).with_context(|| format!("copying {}", storage.display()))?;
-    let db = tsdb::Db::open(tsdb::Options { path: Some(copy.0.clone()), retention_ms: i64::MAX / 4, max_bytes: None })
-        .with_context(|| format!("opening a copy of {}", storage.display()))?;
+    let db = tsdb::Db::open(tsdb::Options {
+        path: Some(copy.0.clone()),
+        retention_ms: i64::MAX / 4,
+        max_bytes: None,
+    })
+    .with_context(|| format!("opening a copy of {}", storage.display()))?;
     Ok((db, copy))
 }
 
@@ -833,14 +905,25 @@ fn report_cmd(args: ReportArgs) -> Result<ExitCode> {
         Some(url) => report::build(&report::remote::RemoteSource::new(url), now, period_ms)?,
         None => {
             let (db, copy) = open_private_copy(&args.storage_path, "report")?;
-            let history = reallocation::History::load(&copy.0).context("reading the reallocation history")?;
-            let src = report::local::LocalSource { db: &db, engine: promql::Engine::default(), history: &history };
+            let history =
+                reallocation::History::load(&copy.0).context("reading the reallocation history")?;
+            let src = report::local::LocalSource {
+                db: &db,
+                engine: promql::Engine::default(),
+                history: &history,
+            };
             report::build(&src, now, period_ms)?
         }
     };
     match args.output {
-        ReportOutput::Text => print!("{}", report::render::render(&built, report::render::Style::Text)),
-        ReportOutput::Markdown => print!("{}", report::render::render(&built, report::render::Style::Markdown)),
+        ReportOutput::Text => print!(
+            "{}",
+            report::render::render(&built, report::render::Style::Text)
+        ),
+        ReportOutput::Markdown => print!(
+            "{}",
+            report::render::render(&built, report::render::Style::Markdown)
+        ),
         ReportOutput::Json => println!("{}", serde_json::to_string_pretty(&built)?),
     }
     Ok(ExitCode::SUCCESS)
@@ -855,7 +938,9 @@ fn export_cmd(args: ExportArgs) -> Result<ExitCode> {
     let time = |flag: &str, v: &Option<String>, default: i64| -> Result<i64> {
         match v {
             None => Ok(default),
-            Some(s) => http::params::parse_time(s).map_err(|e| anyhow::anyhow!("--{flag} {s:?}: {e}")),
+            Some(s) => {
+                http::params::parse_time(s).map_err(|e| anyhow::anyhow!("--{flag} {s:?}: {e}"))
+            }
         }
     };
     let start = time("start", &args.start, i64::MIN)?;
@@ -865,20 +950,31 @@ fn export_cmd(args: ExportArgs) -> Result<ExitCode> {
     if let Some(url) = &args.url {
         return export_remote(url, &args, start, end, &mut out);
     }
-    let sets = http::params::parse_match_sets(&args.matches.iter().map(String::as_str).collect::<Vec<_>>())
-        .map_err(|e| anyhow::anyhow!("--match: {e}"))?;
+    let sets = http::params::parse_match_sets(
+        &args.matches.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .map_err(|e| anyhow::anyhow!("--match: {e}"))?;
     let (db, _copy) = open_private_copy(&args.storage_path, "export")?;
     let stats = match export::clamp_range(&db, start, end) {
         Some((a, b)) => export::write_export(&db, &sets, a, b, format, &mut out),
         None => export::write_export(&db, &[], 0, 0, format, &mut out),
     }
     .context("writing the export")?;
-    eprintln!("exported {} samples of {} series", stats.samples, stats.series);
+    eprintln!(
+        "exported {} samples of {} series",
+        stats.samples, stats.series
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 /// Streams `GET /api/v1/export` of a running instance to `out` as it arrives.
-fn export_remote(url: &str, args: &ExportArgs, start: i64, end: i64, out: &mut dyn std::io::Write) -> Result<ExitCode> {
+fn export_remote(
+    url: &str,
+    args: &ExportArgs,
+    start: i64,
+    end: i64,
+    out: &mut dyn std::io::Write,
+) -> Result<ExitCode> {
     use std::io::{BufRead, Read, Write};
     let base = url::Url::parse(url).with_context(|| format!("--url {url:?}"))?;
     let host = base.host_str().context("--url has no host")?.to_string();
@@ -893,10 +989,26 @@ fn export_remote(url: &str, args: &ExportArgs, start: i64, end: i64, out: &mut d
     if end != i64::MAX {
         q.append_pair("end", &export::fmt_seconds(end));
     }
-    q.append_pair("format", match args.format { ExportFormat::Csv => "csv", ExportFormat::Json => "json", ExportFormat::Openmetrics => "openmetrics" });
-    let mut s = std::net::TcpStream::connect((host.as_str(), port)).with_context(|| format!("connecting to {url}"))?;
-    write!(s, "GET {}api/v1/export?{} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n",
-        if base.path().ends_with('/') { base.path().to_string() } else { format!("{}/", base.path()) }, q.finish())?;
+    q.append_pair(
+        "format",
+        match args.format {
+            ExportFormat::Csv => "csv",
+            ExportFormat::Json => "json",
+            ExportFormat::Openmetrics => "openmetrics",
+        },
+    );
+    let mut s = std::net::TcpStream::connect((host.as_str(), port))
+        .with_context(|| format!("connecting to {url}"))?;
+    write!(
+        s,
+        "GET {}api/v1/export?{} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n",
+        if base.path().ends_with('/') {
+            base.path().to_string()
+        } else {
+            format!("{}/", base.path())
+        },
+        q.finish()
+    )?;
     let mut r = std::io::BufReader::new(s);
     let mut status = String::new();
     r.read_line(&mut status)?;
@@ -904,7 +1016,9 @@ fn export_remote(url: &str, args: &ExportArgs, start: i64, end: i64, out: &mut d
     loop {
         let mut h = String::new();
         r.read_line(&mut h)?;
-        if h.trim().is_empty() { break; }
+        if h.trim().is_empty() {
+            break;
+        }
         let h = h.to_ascii_lowercase();
         chunked |= h.starts_with("transfer-encoding:") && h.contains("chunked");
     }
@@ -919,8 +1033,11 @@ fn export_remote(url: &str, args: &ExportArgs, start: i64, end: i64, out: &mut d
         loop {
             let mut size = String::new();
             r.read_line(&mut size)?;
-            let n = usize::from_str_radix(size.trim(), 16).with_context(|| format!("bad chunk size {size:?}"))?;
-            if n == 0 { break; }
+            let n = usize::from_str_radix(size.trim(), 16)
+                .with_context(|| format!("bad chunk size {size:?}"))?;
+            if n == 0 {
+                break;
+            }
             std::io::copy(&mut (&mut r).take(n as u64), out)?;
             let mut crlf = String::new();
             r.read_line(&mut crlf)?;

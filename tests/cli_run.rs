@@ -18,11 +18,21 @@ fn demo_serves_four_nodes_and_promtool_accepts_metrics() {
     orcha.wait_ready();
     let r = orcha.get("/metrics");
     assert_eq!(r.status, 200);
-    assert!(r.header("content-type").unwrap_or("").starts_with("text/plain; version=0.0.4"));
+    assert!(r
+        .header("content-type")
+        .unwrap_or("")
+        .starts_with("text/plain; version=0.0.4"));
     for node in ["storj", "golem", "streamr", "grass"] {
         let node_label = format!("node=\"{node}\"");
-        assert_eq!(metric_value(&r.body, "depin_adapter_up", &[&node_label]), Some(1.0), "{node} up");
-        assert!(metric_value(&r.body, "depin_earnings_total", &[&node_label]).is_some(), "{node} earnings");
+        assert_eq!(
+            metric_value(&r.body, "depin_adapter_up", &[&node_label]),
+            Some(1.0),
+            "{node} up"
+        );
+        assert!(
+            metric_value(&r.body, "depin_earnings_total", &[&node_label]).is_some(),
+            "{node} earnings"
+        );
     }
     for fam in [
         "depin_earnings_usd_total",
@@ -34,7 +44,10 @@ fn demo_serves_four_nodes_and_promtool_accepts_metrics() {
         "depin_orcha_build_info",
         "process_resident_memory_bytes",
     ] {
-        assert!(metric_value(&r.body, fam, &[]).is_some(), "{fam} missing from /metrics");
+        assert!(
+            metric_value(&r.body, fam, &[]).is_some(),
+            "{fam} missing from /metrics"
+        );
     }
     let Some(promtool) = promtool() else { return };
     let mut child = Command::new(promtool)
@@ -44,10 +57,22 @@ fn demo_serves_four_nodes_and_promtool_accepts_metrics() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(r.body.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(r.body.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && text.trim().is_empty(), "promtool check metrics complained:\n{text}");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.trim().is_empty(),
+        "promtool check metrics complained:\n{text}"
+    );
 }
 
 /// One node hangs for ever; the other three keep polling every 5 s (the default interval).
@@ -68,21 +93,48 @@ nodes:
 "#,
     )
     .unwrap();
-    let orcha = Orcha::start(&["--config.file", cfg.to_str().unwrap(), "--storage.path", dir.join("data").to_str().unwrap()]);
+    let orcha = Orcha::start(&[
+        "--config.file",
+        cfg.to_str().unwrap(),
+        "--storage.path",
+        dir.join("data").to_str().unwrap(),
+    ]);
     let start = Instant::now();
     std::thread::sleep(Duration::from_millis(16_500));
     let elapsed = start.elapsed().as_secs_f64();
     let m = orcha.get("/metrics").body;
     for node in ["a", "b"] {
-        let polls = metric_value(&m, "depin_adapter_poll_duration_seconds_count", &[&format!("node=\"{node}\"")]).unwrap();
+        let polls = metric_value(
+            &m,
+            "depin_adapter_poll_duration_seconds_count",
+            &[&format!("node=\"{node}\"")],
+        )
+        .unwrap();
         // Polls at 0, 5, 10, 15 s: four in 16.5 s. A node delayed by the 4 s timeout of the
         // stuck one would manage three at most.
         let expected = (elapsed / 5.0).floor() + 1.0;
-        assert!(polls >= expected, "node {node}: {polls} polls in {elapsed:.1} s, expected {expected}");
-        assert_eq!(metric_value(&m, "depin_adapter_up", &[&format!("node=\"{node}\"")]), Some(1.0));
+        assert!(
+            polls >= expected,
+            "node {node}: {polls} polls in {elapsed:.1} s, expected {expected}"
+        );
+        assert_eq!(
+            metric_value(&m, "depin_adapter_up", &[&format!("node=\"{node}\"")]),
+            Some(1.0)
+        );
     }
-    assert_eq!(metric_value(&m, "depin_adapter_up", &["node=\"stuck\""]), Some(0.0));
-    assert!(metric_value(&m, "depin_adapter_poll_errors_total", &["node=\"stuck\"", "reason=\"timeout\""]).unwrap_or(0.0) >= 1.0);
+    assert_eq!(
+        metric_value(&m, "depin_adapter_up", &["node=\"stuck\""]),
+        Some(0.0)
+    );
+    assert!(
+        metric_value(
+            &m,
+            "depin_adapter_poll_errors_total",
+            &["node=\"stuck\"", "reason=\"timeout\""]
+        )
+        .unwrap_or(0.0)
+            >= 1.0
+    );
 }
 
 #[test]
@@ -95,26 +147,55 @@ fn an_invalid_config_stops_the_start_with_file_line_and_key() {
     )
     .unwrap();
     let out = Command::new(bin())
-        .args(["run", "--web.listen-address", "127.0.0.1:0", "--config.file", cfg.to_str().unwrap()])
+        .args([
+            "run",
+            "--web.listen-address",
+            "127.0.0.1:0",
+            "--config.file",
+            cfg.to_str().unwrap(),
+        ])
         .args(["--storage.path", dir.join("data").to_str().unwrap()])
         .output()
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    for needle in ["bad.yml:2:", "host.capacity.cpu_cores", "bad.yml:4:", "global.poll_interval", "bad.yml:7:", "duplicate node name"] {
-        assert!(err.contains(needle), "error output lacks {needle:?}:\n{err}");
+    for needle in [
+        "bad.yml:2:",
+        "host.capacity.cpu_cores",
+        "bad.yml:4:",
+        "global.poll_interval",
+        "bad.yml:7:",
+        "duplicate node name",
+    ] {
+        assert!(
+            err.contains(needle),
+            "error output lacks {needle:?}:\n{err}"
+        );
     }
     assert!(!err.contains("listening"), "it started serving:\n{err}");
-    assert!(!dir.join("data").exists(), "storage was created for an invalid config");
+    assert!(
+        !dir.join("data").exists(),
+        "storage was created for an invalid config"
+    );
 
-    let check = Command::new(bin()).args(["check", "config", cfg.to_str().unwrap()]).output().unwrap();
+    let check = Command::new(bin())
+        .args(["check", "config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(!check.status.success());
     let ok = Command::new(bin())
         .args(["check", "config"])
-        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config/valid/full.yml"))
+        .arg(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/config/valid/full.yml"),
+        )
         .output()
         .unwrap();
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stdout));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
 }
 
 #[test]
@@ -126,14 +207,25 @@ fn sigterm_exits_cleanly_and_history_survives_kill_9() {
     orcha.wait_ready();
     std::thread::sleep(Duration::from_millis(10_500)); // the first scrape is 5 s after the start: two or three by now
     let q = "/api/v1/query?query=count_over_time(depin_adapter_up%7Bnode%3D%22golem%22%7D%5B1h%5D)";
-    let before = orcha.get(q).json()["data"]["result"][0]["value"][1].as_str().unwrap().parse::<f64>().unwrap();
+    let before = orcha.get(q).json()["data"]["result"][0]["value"][1]
+        .as_str()
+        .unwrap()
+        .parse::<f64>()
+        .unwrap();
     assert!(before >= 2.0, "only {before} samples after 10.5 s");
     orcha.kill9();
 
     let orcha = Orcha::start(&args);
     orcha.wait_ready();
-    let after = orcha.get(q).json()["data"]["result"][0]["value"][1].as_str().unwrap().parse::<f64>().unwrap();
-    assert!(after >= before, "kill -9 lost history: {before} samples before, {after} after the restart");
+    let after = orcha.get(q).json()["data"]["result"][0]["value"][1]
+        .as_str()
+        .unwrap()
+        .parse::<f64>()
+        .unwrap();
+    assert!(
+        after >= before,
+        "kill -9 lost history: {before} samples before, {after} after the restart"
+    );
     let status = orcha.terminate();
     assert!(status.success(), "exit status after SIGTERM: {status}");
 }

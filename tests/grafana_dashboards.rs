@@ -523,9 +523,13 @@ fn every_panel_shows_data_from_depin_orcha_and_from_prometheus() {
     // The shipped optimization rules plan every minute; plan every second so the controller's
     // series (plans, gate verdicts) exist within the test.
     let optimization = tmp.path().join("optimization.yml");
-    let shipped = std::fs::read_to_string(root().join("rules/optimization.yml")).expect("read rules/optimization.yml");
+    let shipped = std::fs::read_to_string(root().join("rules/optimization.yml"))
+        .expect("read rules/optimization.yml");
     let fast = shipped.replacen("interval: 60s", "interval: 1s", 1);
-    assert_ne!(shipped, fast, "rules/optimization.yml no longer starts with `interval: 60s`: adapt this test");
+    assert_ne!(
+        shipped, fast,
+        "rules/optimization.yml no longer starts with `interval: 60s`: adapt this test"
+    );
     std::fs::write(&optimization, fast).expect("write optimization rules");
     let orcha = common::Orcha::start(&[
         "--optimization.rules-file",

@@ -11,12 +11,10 @@ use depin_orcha::tsdb::{import_openmetrics, xor, Db, Options, Queryable};
 fn script() -> Option<PathBuf> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     // `../shared` beside the crate root, as CI lays it out.
-    let found = [
-        "../shared/bench/gen-samples.py",
-    ]
-    .iter()
-    .map(|p| root.join(p))
-    .find(|p| p.exists());
+    let found = ["../shared/bench/gen-samples.py"]
+        .iter()
+        .map(|p| root.join(p))
+        .find(|p| p.exists());
     if found.is_none() {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),

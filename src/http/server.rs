@@ -279,11 +279,13 @@ async fn guarded(
                     // Streaming routes (export, events) first, then the ordinary ones.
                     super::stream::handle_any(state, req).await
                 }
-                Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => whole(super::text_response(
-                    hyper::StatusCode::PAYLOAD_TOO_LARGE,
-                    "text/plain; charset=utf-8",
-                    format!("request body larger than {} bytes\n", super::MAX_BODY_BYTES),
-                )),
+                Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+                    whole(super::text_response(
+                        hyper::StatusCode::PAYLOAD_TOO_LARGE,
+                        "text/plain; charset=utf-8",
+                        format!("request body larger than {} bytes\n", super::MAX_BODY_BYTES),
+                    ))
+                }
                 Ok(Err(e)) => whole(super::text_response(
                     hyper::StatusCode::BAD_REQUEST,
                     "text/plain; charset=utf-8",

@@ -55,8 +55,7 @@ use crate::tsdb::{is_stale_nan, stale_nan, Db};
 const EPSILON: f64 = 0.000001;
 
 /// Experimental functions we do not implement (skip rule 2).
-const SKIPPED_EXPERIMENTAL_FUNCTIONS: &[&str] =
-    &["info", "start_timestamp"];
+const SKIPPED_EXPERIMENTAL_FUNCTIONS: &[&str] = &["info", "start_timestamp"];
 
 /// Functions that only read native histograms (skip rule 1).
 const NATIVE_HISTOGRAM_FUNCTIONS: &[&str] = &[

@@ -88,8 +88,12 @@ pub struct OptimizerPlanner {
 
 impl OptimizerPlanner {
     /// A planner whose plans show in `registry` (expected gain, confidence, plan duration).
-    pub fn with_metrics(registry: &prometheus::Registry) -> Result<OptimizerPlanner, prometheus::Error> {
-        Ok(OptimizerPlanner { metrics: Some(optimizer::OptimizerMetrics::register(registry)?) })
+    pub fn with_metrics(
+        registry: &prometheus::Registry,
+    ) -> Result<OptimizerPlanner, prometheus::Error> {
+        Ok(OptimizerPlanner {
+            metrics: Some(optimizer::OptimizerMetrics::register(registry)?),
+        })
     }
 }
 
@@ -203,7 +207,10 @@ impl ControllerMetrics {
             let g = GaugeVec::new(
                 Opts::new(
                     format!("depin_planned_allocation_{}", r.key()),
-                    format!("The node's share of the host in the last plan, in {}.", r.unit()),
+                    format!(
+                        "The node's share of the host in the last plan, in {}.",
+                        r.unit()
+                    ),
                 ),
                 &["node", "protocol"],
             )?;
@@ -627,9 +634,14 @@ impl Controller {
             })
             .map_err(ControllerError::Plan)?;
         for (node, target) in &plan.target {
-            let protocol = self.nodes.get(node).map(|n| n.protocol.as_str()).unwrap_or("");
+            let protocol = self
+                .nodes
+                .get(node)
+                .map(|n| n.protocol.as_str())
+                .unwrap_or("");
             for (r, g) in &self.metrics.planned {
-                g.with_label_values(&[node.as_str(), protocol]).set(target.get(*r));
+                g.with_label_values(&[node.as_str(), protocol])
+                    .set(target.get(*r));
             }
         }
         let e = self.judge(plan, source, Mode::Plan, frozen);

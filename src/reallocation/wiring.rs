@@ -144,10 +144,9 @@ pub fn build_controller(
             host_capacity: s.config.host.capacity,
         },
         nodes,
-        planner: Box::new(
-            OptimizerPlanner::with_metrics(&s.registry)
-                .map_err(|e| ControllerError::Plan(format!("registering the optimizer metrics: {e}")))?,
-        ),
+        planner: Box::new(OptimizerPlanner::with_metrics(&s.registry).map_err(|e| {
+            ControllerError::Plan(format!("registering the optimizer metrics: {e}"))
+        })?),
         health: s.health,
         db: s.db,
         engine: s.engine,

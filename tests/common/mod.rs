@@ -16,14 +16,20 @@ pub fn bin() -> PathBuf {
 /// Path of `../shared/<rel>` beside the crate, or `None` (with a note) when a clone elsewhere
 /// has no shared directory. With `CI=true` its absence fails the test.
 pub fn shared(rel: &str) -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("shared").join(rel);
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("shared")
+        .join(rel);
     if p.exists() {
         return Some(p);
     }
     if std::env::var("CI").as_deref() == Ok("true") {
         panic!("{} is missing, and CI=true requires it", p.display());
     }
-    eprintln!("skipping: {} is absent (a clone without ../shared)", p.display());
+    eprintln!(
+        "skipping: {} is absent (a clone without ../shared)",
+        p.display()
+    );
     None
 }
 
@@ -54,7 +60,12 @@ impl Orcha {
     pub fn start(args: &[&str]) -> Orcha {
         let mut child = Command::new(bin())
             .arg("run")
-            .args(["--web.listen-address", "127.0.0.1:0", "--log.format", "logfmt"])
+            .args([
+                "--web.listen-address",
+                "127.0.0.1:0",
+                "--log.format",
+                "logfmt",
+            ])
             .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -75,9 +86,17 @@ impl Orcha {
             match rx.recv_timeout(Duration::from_millis(200)) {
                 Ok(line) => {
                     if let Some(addr) = line.split("address=").nth(1) {
-                        let addr = addr.split_whitespace().next().unwrap_or("").trim_matches('"');
+                        let addr = addr
+                            .split_whitespace()
+                            .next()
+                            .unwrap_or("")
+                            .trim_matches('"');
                         if let Ok(addr) = addr.parse() {
-                            return Orcha { child, addr, log: rx };
+                            return Orcha {
+                                child,
+                                addr,
+                                log: rx,
+                            };
                         }
                     }
                     seen.push(line);
@@ -87,7 +106,10 @@ impl Orcha {
             }
         }
         let _ = child.kill();
-        panic!("depin-orcha did not report its address; it logged:\n{}", seen.join("\n"));
+        panic!(
+            "depin-orcha did not report its address; it logged:\n{}",
+            seen.join("\n")
+        );
     }
 
     pub fn get(&self, path_and_query: &str) -> Response {
@@ -116,7 +138,10 @@ impl Orcha {
             if let Some(st) = self.child.try_wait().expect("wait") {
                 return st;
             }
-            assert!(Instant::now() < deadline, "depin-orcha did not exit within 20 s of SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "depin-orcha did not exit within 20 s of SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -147,7 +172,10 @@ impl Response {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -156,12 +184,20 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, body: Option<(&str, &str
 }
 
 /// One request with `Connection: close`; `body` is `(content type, body)`.
-pub fn try_http(addr: SocketAddr, method: &str, path: &str, body: Option<(&str, &str)>) -> std::io::Result<Response> {
+pub fn try_http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<(&str, &str)>,
+) -> std::io::Result<Response> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     if let Some((ct, b)) = body {
-        req.push_str(&format!("Content-Type: {ct}\r\nContent-Length: {}\r\n", b.len()));
+        req.push_str(&format!(
+            "Content-Type: {ct}\r\nContent-Length: {}\r\n",
+            b.len()
+        ));
     }
     req.push_str("\r\n");
     if let Some((_, b)) = body {
@@ -179,11 +215,24 @@ pub fn try_http(addr: SocketAddr, method: &str, path: &str, body: Option<(&str, 
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
     let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        })
         .collect();
-    let chunked = headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
-    let body = if chunked { dechunk(rest) } else { rest.to_string() };
-    Ok(Response { status, headers, body })
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    let body = if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_string()
+    };
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
 }
 
 fn dechunk(mut s: &str) -> String {
