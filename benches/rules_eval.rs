@@ -2,6 +2,7 @@
 //! - the shipped `rules/recording.yml` and `rules/alerts.yml` over a day of demo-shaped series
 //!   (4 nodes, 5 s apart);
 //! - 1,000 alerting rules over 10,000 series (goal: well under the 5 s cycle on two cores).
+//!
 //! The baseline, measured in the same run, is the same expressions evaluated as bare instant
 //! queries with the engine: the ratio is what the rule machinery (state, ALERTS series,
 //! templates, staleness) adds.

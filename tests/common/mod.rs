@@ -106,6 +106,7 @@ impl Orcha {
             }
         }
         let _ = child.kill();
+        let _ = child.wait();
         panic!(
             "depin-orcha did not report its address; it logged:\n{}",
             seen.join("\n")
