@@ -198,6 +198,8 @@ pub struct Coordinator {
     scrape_interval: Duration,
     prices: Arc<PriceTable>,
     health: Arc<HealthBoard>,
+    /// Turns true once the first scrape was written to the tsdb (what `/-/ready` waits for).
+    scraped: watch::Sender<bool>,
     /// `prices.http`, refreshed while the coordinator runs.
     price_source: Option<(
         crate::adapters::prices::HttpPriceSpec,
@@ -266,8 +268,15 @@ impl Coordinator {
             scrape_interval,
             prices,
             health,
+            scraped: watch::channel(false).0,
             price_source: None,
         })
+    }
+
+    /// Turns true once every node has been polled (or a scrape interval has passed) and that
+    /// first scrape is in the tsdb: from then on queries see data.
+    pub fn scraped(&self) -> watch::Receiver<bool> {
+        self.scraped.subscribe()
     }
 
     /// Health per node and readiness; stays valid after `run` consumed the coordinator.
@@ -319,10 +328,14 @@ impl Coordinator {
             tasks.spawn(source.run(shutdown.clone()));
         }
         tasks.spawn(scrape_loop(
-            self.metrics,
-            self.db,
-            self.clock,
-            self.prices,
+            ScrapeParts {
+                metrics: self.metrics,
+                db: self.db,
+                clock: self.clock,
+                prices: self.prices,
+                health: self.health,
+                scraped: self.scraped,
+            },
             self.scrape_interval,
             shutdown,
         ));
@@ -339,16 +352,33 @@ async fn shutdown_requested(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
-async fn scrape_loop(
+/// What the scrape task writes from and to.
+struct ScrapeParts {
     metrics: Arc<Metrics>,
     db: Arc<Db>,
     clock: SharedClock,
     prices: Arc<PriceTable>,
-    every: Duration,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    // The first scrape comes one interval in: at the start no node has answered yet.
-    let mut tick = tokio::time::interval_at(Instant::now() + every, every);
+    health: Arc<HealthBoard>,
+    scraped: watch::Sender<bool>,
+}
+
+async fn scrape_loop(parts: ScrapeParts, every: Duration, mut shutdown: watch::Receiver<bool>) {
+    let ScrapeParts {
+        metrics,
+        db,
+        clock,
+        prices,
+        health,
+        scraped,
+    } = parts;
+    // The first scrape comes as soon as every node has answered once (at the start none has),
+    // or one interval in when a node is slow; then every interval.
+    tokio::select! {
+        _ = health.wait_ready() => {}
+        _ = tokio::time::sleep(every) => {}
+        _ = shutdown_requested(&mut shutdown) => return,
+    }
+    let mut tick = tokio::time::interval_at(Instant::now(), every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
     loop {
@@ -371,6 +401,9 @@ async fn scrape_loop(
             }
             Err(_) => {}
         }
+        // After the first attempt, failed or not: a storage that cannot be written must not
+        // keep the API unready for ever (the error above says what is wrong).
+        scraped.send_if_modified(|s| !std::mem::replace(s, true));
     }
 }
 
@@ -899,9 +932,9 @@ mod tests {
         let m = [Matcher::equal("__name__", "depin_adapter_up")];
         let series = h.db.select(&m, 0, i64::MAX);
         assert_eq!(series.len(), 1, "{series:?}");
-        // Scrapes every 5 s from 5 s on.
+        // The first scrape as soon as the node has answered (at once here), then every 5 s.
         let ts: Vec<i64> = series[0].samples.iter().map(|s| s.t - T0).collect();
-        assert_eq!(ts, [5_000, 10_000, 15_000, 20_000]);
+        assert_eq!(ts, [0, 5_000, 10_000, 15_000, 20_000]);
         let price = h.db.select(
             &[Matcher::equal("__name__", "depin_token_price_usd")],
             0,

@@ -525,11 +525,11 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
         .with_web_config(web_config)
         .with_max_connections(args.max_connections);
     tracing::info!(address = %server.local_addr(), "listening");
-    // Ready once the stored history is loaded (above) and every node has been polled once, so
-    // a first query never sees an empty database that is about to fill.
-    let health = coordinator.health();
+    // Ready once the stored history is loaded (above) and the first poll of every node is in
+    // the tsdb, so a first query never sees an empty database that is about to fill.
+    let mut scraped = coordinator.scraped();
     tokio::spawn(async move {
-        health.wait_ready().await;
+        let _ = scraped.wait_for(|s| *s).await;
         state.set_ready(true);
         tracing::info!("ready");
     });
