@@ -104,7 +104,14 @@ fn tsdb_import_then_promtool_queries_the_running_binary() {
         String::from_utf8_lossy(&out.stdout)
     );
 
-    let orcha = Orcha::start(&["--storage.path", data.to_str().unwrap()]);
+    // The imported samples are from 2023: a retention long enough to keep them beside the
+    // demo's own fresh samples (retention counts back from the newest sample).
+    let orcha = Orcha::start(&[
+        "--storage.path",
+        data.to_str().unwrap(),
+        "--storage.retention.time",
+        "100000d",
+    ]);
     orcha.wait_ready();
     let end = 1_700_000_000 + 39 * 15;
     let r = orcha.get(&format!(
