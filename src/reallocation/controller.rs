@@ -73,6 +73,35 @@ pub struct PlanInput<'a> {
     pub frozen: &'a BTreeMap<String, String>,
 }
 
+impl PlanInput<'_> {
+    /// The optimizer's inputs: every estimator evaluated now, and the frozen nodes (held, down,
+    /// stale, without actuator) moved to `left_out` with their reason, so no planner moves them.
+    pub fn gather(&self) -> Result<optimizer::Inputs, String> {
+        let mut inputs = optimizer::gather_inputs(
+            self.rules,
+            self.db,
+            self.engine,
+            self.now_ms,
+            self.current,
+            self.host_capacity,
+        )
+        .map_err(|e| e.to_string())?;
+        let (keep, out): (Vec<_>, Vec<_>) = inputs
+            .nodes
+            .into_iter()
+            .partition(|n| !self.frozen.contains_key(&n.node));
+        inputs.nodes = keep;
+        for n in out {
+            inputs.left_out.push(optimizer::LeftOut {
+                reason: self.frozen.get(&n.node).cloned().unwrap_or_default(),
+                node: n.node,
+                allocation: n.current,
+            });
+        }
+        Ok(inputs)
+    }
+}
+
 /// Plans from the allocations in force.
 pub trait Planner: Send + Sync {
     fn plan(&self, input: &PlanInput<'_>) -> Result<Plan, String>;
@@ -101,27 +130,7 @@ impl Planner for OptimizerPlanner {
     fn plan(&self, i: &PlanInput<'_>) -> Result<Plan, String> {
         // Wall time on purpose: the duration metric measures our own work, not market time.
         let started = std::time::Instant::now();
-        let mut inputs = optimizer::gather_inputs(
-            i.rules,
-            i.db,
-            i.engine,
-            i.now_ms,
-            i.current,
-            i.host_capacity,
-        )
-        .map_err(|e| e.to_string())?;
-        let (keep, out): (Vec<_>, Vec<_>) = inputs
-            .nodes
-            .into_iter()
-            .partition(|n| !i.frozen.contains_key(&n.node));
-        inputs.nodes = keep;
-        for n in out {
-            inputs.left_out.push(optimizer::LeftOut {
-                reason: i.frozen.get(&n.node).cloned().unwrap_or_default(),
-                node: n.node,
-                allocation: n.current,
-            });
-        }
+        let inputs = i.gather()?;
         let plan = optimizer::plan(i.rules, &inputs);
         if let Some(m) = &self.metrics {
             m.observe(&plan, started.elapsed().as_secs_f64());

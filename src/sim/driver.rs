@@ -133,28 +133,7 @@ pub struct GreedyPlanner;
 
 impl Planner for GreedyPlanner {
     fn plan(&self, i: &PlanInput<'_>) -> Result<Plan, String> {
-        let mut inputs = optimizer::gather_inputs(
-            i.rules,
-            i.db,
-            i.engine,
-            i.now_ms,
-            i.current,
-            i.host_capacity,
-        )
-        .map_err(|e| e.to_string())?;
-        let (keep, out): (Vec<_>, Vec<_>) = inputs
-            .nodes
-            .into_iter()
-            .partition(|n| !i.frozen.contains_key(&n.node));
-        inputs.nodes = keep;
-        for n in out {
-            inputs.left_out.push(optimizer::LeftOut {
-                reason: i.frozen.get(&n.node).cloned().unwrap_or_default(),
-                node: n.node,
-                allocation: n.current,
-            });
-        }
-        Ok(optimizer::plan_greedy(i.rules, &inputs))
+        Ok(optimizer::plan_greedy(i.rules, &i.gather()?))
     }
 }
 
