@@ -10,22 +10,10 @@ use std::collections::HashMap;
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 
 use super::engine::{go_fmt_f, go_fmt_g, Cursor, Evaluated, Evaluator, Out};
+use super::numeric::{go_max, go_min, kahan_inc};
 use super::value::Matrix;
 use super::Error;
 use crate::labels::{Labels, METRIC_NAME};
-
-/// Prometheus' `kahansum.Inc`: Neumaier's variant of Kahan summation.
-pub(crate) fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
-    let t = sum + inc;
-    let c = if t.is_infinite() {
-        0.0
-    } else if sum.abs() >= inc.abs() {
-        c + ((sum - t) + inc)
-    } else {
-        c + ((inc - t) + sum)
-    };
-    (t, c)
-}
 
 /// Prometheus' `quantile` over the values of one group (`phi`-quantile, linear interpolation).
 pub(crate) fn quantile(q: f64, values: &mut [f64]) -> f64 {
@@ -228,23 +216,6 @@ pub(crate) fn labels_hash(l: &Labels) -> u64 {
 fn ratio_keeps(r: f64, l: &Labels) -> bool {
     let offset = labels_hash(l) as f64 / u64::MAX as f64;
     (r >= 0.0 && offset < r) || (r < 0.0 && offset >= 1.0 + r)
-}
-
-/// Go's `math.Max` / `math.Min` (NaN wins).
-fn go_max(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() {
-        f64::NAN
-    } else {
-        a.max(b)
-    }
-}
-
-fn go_min(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() {
-        f64::NAN
-    } else {
-        a.min(b)
-    }
 }
 
 impl Evaluator<'_> {

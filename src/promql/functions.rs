@@ -17,6 +17,7 @@ use std::cmp::Ordering;
 use promql_parser::label::MatchOp;
 use promql_parser::parser::Expr;
 
+use super::numeric::{go_max, go_min, kahan_inc};
 use super::value::{InstantSample, Matrix, Value, Vector};
 use super::{Annotations, Error};
 use crate::labels::{Labels, METRIC_NAME};
@@ -364,22 +365,6 @@ fn clamp(c: &FnCall<'_>, min: f64, max: f64) -> Result<Value, Error> {
     finish(out)
 }
 
-fn go_max(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() {
-        f64::NAN
-    } else {
-        a.max(b)
-    }
-}
-
-fn go_min(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() {
-        f64::NAN
-    } else {
-        a.min(b)
-    }
-}
-
 /// A civil date-time in UTC, from Unix seconds.
 struct Civil {
     year: i64,
@@ -697,19 +682,6 @@ fn over_time_keep_name(c: &FnCall<'_>, f: impl Fn(&[Sample]) -> f64) -> Result<V
         })
         .collect();
     finish(out)
-}
-
-/// `kahansum.Inc`: Kahan–Neumaier compensated addition.
-fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
-    let t = sum + inc;
-    let c = if t.is_infinite() {
-        0.0
-    } else if sum.abs() >= inc.abs() {
-        c + ((sum - t) + inc)
-    } else {
-        c + ((inc - t) + sum)
-    };
-    (t, c)
 }
 
 fn sum_over_time(s: &[Sample]) -> f64 {

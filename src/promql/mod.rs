@@ -16,6 +16,7 @@ mod binary;
 mod call;
 pub mod engine;
 pub mod functions;
+mod numeric;
 pub mod promqltest;
 mod selector;
 pub mod value;
