@@ -460,9 +460,6 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
         metrics.registry().clone(),
         clock.clone(),
     );
-    state.extra_routes.push(Arc::new(
-        rules::api::RulesApi::new(rule_manager.clone()).with_reload_token(auth_token.clone()),
-    ));
     // Retention of the controller's own history (the reports branch).
     match reallocation::history::compact(
         &args.storage_path,
@@ -480,7 +477,7 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
         }
     }
     let controller = match optimization_rules(args.optimization_rules_file.as_deref())? {
-        Some(rules) => {
+        Some((rules_path, rules)) => {
             let (controller, api) = reallocation::build_controller(reallocation::ControllerSetup {
                 config: &config,
                 rules,
@@ -497,10 +494,31 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
             })
             .context("starting the controller")?;
             state.extra_routes.push(api);
-            Some(controller)
+            let reloader = Arc::new(
+                reallocation::OptimizationReloader::new(
+                    rules_path,
+                    config.clone(),
+                    coordinator.adapters(),
+                    controller.clone(),
+                    clock.clone(),
+                    metrics.registry(),
+                )
+                .context("optimization rules reload metrics")?,
+            );
+            Some((controller, reloader))
         }
         None => None,
     };
+    let optimization_reloader = controller.as_ref().map(|(_, r)| r.clone());
+    let controller = controller.map(|(c, _)| c);
+    // `/-/reload` re-reads the rule files and the optimization rules, as SIGHUP does.
+    let mut rules_api =
+        rules::api::RulesApi::new(rule_manager.clone()).with_reload_token(auth_token.clone());
+    if let Some(r) = &optimization_reloader {
+        let r = r.clone();
+        rules_api = rules_api.with_also_reload(Arc::new(move || r.reload()));
+    }
+    state.extra_routes.push(Arc::new(rules_api));
     // ---- live events (the reports branch): a bus, its SSE route, export, and the watcher ----
     let bus = events::Bus::default();
     state
@@ -566,7 +584,15 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
     );
     let controller_task = controller.map(|c| tokio::spawn(c.run(stop_rx.clone())));
     let events_task = tokio::spawn(watcher.run(stop_rx.clone()));
-    let reload_task = tokio::spawn(reload_on_sighup(rule_manager, stop_rx));
+    // A change of the optimization rules file is picked up like a change of a rule file.
+    let optimization_watch_task = optimization_reloader
+        .clone()
+        .map(|r| tokio::spawn(r.watch(config.global.evaluation_interval, stop_rx.clone())));
+    let reload_task = tokio::spawn(reload_on_sighup(
+        rule_manager,
+        optimization_reloader,
+        stop_rx,
+    ));
 
     shutdown_signal().await;
     tracing::info!("shutting down");
@@ -576,6 +602,9 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
     let _ = remote_write_task.await;
     let _ = snapshot_task.await;
     let _ = reload_task.await;
+    if let Some(t) = optimization_watch_task {
+        let _ = t.await;
+    }
     let _ = events_task.await;
     if let Some(t) = controller_task {
         let _ = t.await;
@@ -635,9 +664,14 @@ async fn snapshot_periodically(db: Arc<tsdb::Db>, mut stop: tokio::sync::watch::
     }
 }
 
-/// SIGHUP re-reads the rule files, as Prometheus does; a failed reload keeps the old rules
-/// (the manager logs it and sets `depin_rules_last_reload_successful` to 0).
-async fn reload_on_sighup(manager: Arc<RuleManager>, mut stop: tokio::sync::watch::Receiver<bool>) {
+/// SIGHUP re-reads the rule files, as Prometheus does, and the optimization rules; a failed
+/// reload keeps the old rules (logged; `depin_rules_last_reload_successful` or
+/// `depin_optimization_rules_last_reload_successful` goes to 0).
+async fn reload_on_sighup(
+    manager: Arc<RuleManager>,
+    optimization: Option<Arc<reallocation::OptimizationReloader>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         tracing::warn!("cannot listen for SIGHUP; reload with POST /-/reload");
@@ -648,7 +682,14 @@ async fn reload_on_sighup(manager: Arc<RuleManager>, mut stop: tokio::sync::watc
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading rule files");
                 let m = manager.clone();
-                let _ = tokio::task::spawn_blocking(move || m.reload()).await;
+                let o = optimization.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    let _ = m.reload();
+                    if let Some(o) = o {
+                        let _ = o.reload();
+                    }
+                })
+                .await;
             }
             _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
         }
@@ -657,7 +698,9 @@ async fn reload_on_sighup(manager: Arc<RuleManager>, mut stop: tokio::sync::watc
 
 /// The optimization rules named by the flag (an error when they do not load), else the default
 /// file when it exists, else none (no controller, said in the log).
-fn optimization_rules(flag: Option<&Path>) -> Result<Option<optimizer::OptimizationRules>> {
+fn optimization_rules(
+    flag: Option<&Path>,
+) -> Result<Option<(PathBuf, optimizer::OptimizationRules)>> {
     let path = match flag {
         Some(p) => p.to_path_buf(),
         None if Path::new(DEFAULT_OPTIMIZATION_RULES).exists() => {
@@ -673,7 +716,7 @@ fn optimization_rules(flag: Option<&Path>) -> Result<Option<optimizer::Optimizat
     match optimizer::load_file(&path) {
         Ok(r) => {
             tracing::info!(file = %path.display(), "optimization rules loaded");
-            Ok(Some(r))
+            Ok(Some((path, r)))
         }
         Err(e) => anyhow::bail!("loading optimization rules:\n{e}"),
     }

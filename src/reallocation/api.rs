@@ -165,7 +165,8 @@ impl ControlApi {
         let known = c.known_allocations();
         let health = c.health();
         let frozen = c.last_evaluation().map(|e| e.frozen).unwrap_or_default();
-        let views: Vec<NodeView> = c
+        let model = c.model();
+        let views: Vec<NodeView> = model
             .nodes()
             .map(|n| {
                 let h = health.iter().find(|h| h.name == n.name);
@@ -199,7 +200,7 @@ impl ControlApi {
                 "evaluation": null,
                 "message": format!(
                     "no plan yet: the controller plans every {} (the first one interval after start)",
-                    humantime::format_duration(self.controller.rules().interval)
+                    humantime::format_duration(self.controller.model().rules.interval)
                 ),
                 "paused": self.controller.is_paused(),
                 "dry_run": self.controller.is_dry_run(),

@@ -319,12 +319,59 @@ pub struct ApplyRequest {
     pub force: bool,
 }
 
-pub struct Controller {
-    rules: OptimizationRules,
-    opts: ControllerOptions,
+/// What the optimization rules decide, swapped whole on a reload: the rules, the nodes with
+/// the actuators built from them, and the pre-flight facts (bounds, actuator). A round takes
+/// one [`Model`] at its start and keeps it to its end, so a reload never mixes two rule sets
+/// in one decision.
+pub struct Model {
+    pub rules: OptimizationRules,
     nodes: BTreeMap<String, ControlledNode>,
     facts: BTreeMap<String, NodeFacts>,
     actuators: BTreeMap<String, Arc<dyn Actuator>>,
+}
+
+impl Model {
+    fn new(rules: OptimizationRules, list: Vec<ControlledNode>) -> Model {
+        let mut facts = BTreeMap::new();
+        let mut actuators = BTreeMap::new();
+        let mut nodes = BTreeMap::new();
+        for n in list {
+            let bounds = rules
+                .for_node(&n.name, &n.protocol)
+                .map(|r| r.bounds)
+                .unwrap_or_default();
+            facts.insert(
+                n.name.clone(),
+                NodeFacts {
+                    poll_interval: n.poll_interval,
+                    bounds,
+                    actuator: n.actuator.clone(),
+                },
+            );
+            if let Some(a) = &n.actuator {
+                actuators.insert(n.name.clone(), a.clone());
+            }
+            nodes.insert(n.name.clone(), n);
+        }
+        Model {
+            rules,
+            nodes,
+            facts,
+            actuators,
+        }
+    }
+
+    /// The nodes, sorted by name.
+    pub fn nodes(&self) -> impl Iterator<Item = &ControlledNode> {
+        self.nodes.values()
+    }
+}
+
+pub struct Controller {
+    model: std::sync::RwLock<Arc<Model>>,
+    /// Counts rule replacements, so the loop restarts its timer when the interval changes.
+    generation: watch::Sender<u64>,
+    opts: ControllerOptions,
     planner: Box<dyn Planner>,
     health: Arc<dyn HealthSource>,
     db: Arc<Db>,
@@ -363,28 +410,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Controller {
     pub fn new(parts: ControllerParts) -> Result<Arc<Controller>, ControllerError> {
         let metrics = ControllerMetrics::register(&parts.registry)?;
-        let mut facts = BTreeMap::new();
-        let mut actuators = BTreeMap::new();
-        let mut nodes = BTreeMap::new();
-        for n in parts.nodes {
-            let bounds = parts
-                .rules
-                .for_node(&n.name, &n.protocol)
-                .map(|r| r.bounds)
-                .unwrap_or_default();
-            facts.insert(
-                n.name.clone(),
-                NodeFacts {
-                    poll_interval: n.poll_interval,
-                    bounds,
-                    actuator: n.actuator.clone(),
-                },
-            );
-            if let Some(a) = &n.actuator {
-                actuators.insert(n.name.clone(), a.clone());
-            }
-            nodes.insert(n.name.clone(), n);
-        }
+        let model = Model::new(parts.rules, parts.nodes);
         let paused = parts.history.paused().unwrap_or(false);
         metrics.paused.set(if paused { 1.0 } else { 0.0 });
         metrics
@@ -402,11 +428,9 @@ impl Controller {
             tracing::warn!(lines = ?report.damaged_lines, path = ?parts.history.path(), "damaged records in the reallocation history were skipped");
         }
         Ok(Arc::new(Controller {
-            rules: parts.rules,
+            model: std::sync::RwLock::new(Arc::new(model)),
+            generation: watch::Sender::new(0),
             opts: parts.options,
-            nodes,
-            facts,
-            actuators,
             planner: parts.planner,
             health: parts.health,
             db: parts.db,
@@ -422,13 +446,17 @@ impl Controller {
         }))
     }
 
-    pub fn rules(&self) -> &OptimizationRules {
-        &self.rules
+    /// The rules and nodes in force now (a reload swaps them; this copy stays whole).
+    pub fn model(&self) -> Arc<Model> {
+        self.model.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// The nodes, sorted by name.
-    pub fn nodes(&self) -> impl Iterator<Item = &ControlledNode> {
-        self.nodes.values()
+    /// Puts new optimization rules in force, with the nodes (and actuators) built from them.
+    /// A round already running finishes with the rules it started with.
+    pub fn replace_rules(&self, rules: OptimizationRules, nodes: Vec<ControlledNode>) {
+        let m = Arc::new(Model::new(rules, nodes));
+        *self.model.write().unwrap_or_else(|e| e.into_inner()) = m;
+        self.generation.send_modify(|g| *g += 1);
     }
 
     pub fn is_paused(&self) -> bool {
@@ -483,8 +511,12 @@ impl Controller {
     /// does not report come from the configuration; a node that does not answer keeps the last
     /// allocation read (or the configured one).
     pub async fn read_current(&self) -> Vec<CurrentNode> {
-        let mut out = Vec::with_capacity(self.nodes.len());
-        for n in self.nodes.values() {
+        self.read_current_in(&self.model()).await
+    }
+
+    async fn read_current_in(&self, m: &Model) -> Vec<CurrentNode> {
+        let mut out = Vec::with_capacity(m.nodes.len());
+        for n in m.nodes.values() {
             let base = lock(&self.last_known)
                 .get(&n.name)
                 .copied()
@@ -509,11 +541,11 @@ impl Controller {
     }
 
     /// Nodes that must keep their allocation now, with the reason.
-    fn frozen(&self, now_ms: i64, health: &[NodeHealth]) -> BTreeMap<String, String> {
+    fn frozen(&self, m: &Model, now_ms: i64, health: &[NodeHealth]) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
         let last_change = lock(&self.history).last_change();
-        let hold_ms = self.rules.gates.min_hold.as_millis() as i64;
-        for (name, n) in &self.nodes {
+        let hold_ms = m.rules.gates.min_hold.as_millis() as i64;
+        for (name, n) in &m.nodes {
             if n.actuator.is_none() {
                 out.insert(name.clone(), "no actuator is configured".to_string());
                 continue;
@@ -526,7 +558,7 @@ impl Controller {
                             "held until {} (changed at {}, min_hold {})",
                             gates::fmt_time(t + hold_ms),
                             gates::fmt_time(t),
-                            humantime::format_duration(self.rules.gates.min_hold)
+                            humantime::format_duration(m.rules.gates.min_hold)
                         ),
                     );
                     continue;
@@ -559,6 +591,7 @@ impl Controller {
 
     fn gate_context<'a>(
         &'a self,
+        m: &'a Model,
         now_ms: i64,
         mode: Mode,
         last_change: &'a BTreeMap<String, i64>,
@@ -566,7 +599,7 @@ impl Controller {
     ) -> gates::Context<'a> {
         gates::Context {
             now_ms,
-            gates: &self.rules.gates,
+            gates: &m.rules.gates,
             capacity: &self.opts.host_capacity,
             reallocations_last_hour: done,
             last_change,
@@ -576,6 +609,7 @@ impl Controller {
 
     fn judge(
         &self,
+        m: &Model,
         plan: Plan,
         source: Source,
         mode: Mode,
@@ -586,16 +620,16 @@ impl Controller {
             let h = lock(&self.history);
             (h.last_change(), h.reallocations_since(now - 3_600_000))
         };
-        let ctx = self.gate_context(now, mode, &last_change, done);
+        let ctx = self.gate_context(m, now, mode, &last_change, done);
         let gates = gates::evaluate(&plan, &ctx);
         let health = self.health.snapshot();
-        let available = self.rules.available(&self.opts.host_capacity);
+        let available = m.rules.available(&self.opts.host_capacity);
         let preflight = preflight::check_plan(
             now,
             &plan.current,
             &plan.target,
             &available,
-            &self.facts,
+            &m.facts,
             &health,
         );
         let steps = steps_for(&plan.current, &plan.target);
@@ -626,14 +660,18 @@ impl Controller {
     /// Reads the nodes, plans with the frozen nodes kept out, gates and pre-flights (the pure
     /// part). Changes nothing.
     pub async fn evaluate(&self, source: Source) -> Result<Evaluation, ControllerError> {
-        let current = self.read_current().await;
+        self.evaluate_in(&self.model(), source).await
+    }
+
+    async fn evaluate_in(&self, m: &Model, source: Source) -> Result<Evaluation, ControllerError> {
+        let current = self.read_current_in(m).await;
         let now = self.clock.now_ms();
         let health = self.health.snapshot();
-        let frozen = self.frozen(now, &health);
+        let frozen = self.frozen(m, now, &health);
         let plan = self
             .planner
             .plan(&PlanInput {
-                rules: &self.rules,
+                rules: &m.rules,
                 db: &self.db,
                 engine: &self.engine,
                 now_ms: now,
@@ -643,17 +681,13 @@ impl Controller {
             })
             .map_err(ControllerError::Plan)?;
         for (node, target) in &plan.target {
-            let protocol = self
-                .nodes
-                .get(node)
-                .map(|n| n.protocol.as_str())
-                .unwrap_or("");
+            let protocol = m.nodes.get(node).map(|n| n.protocol.as_str()).unwrap_or("");
             for (r, g) in &self.metrics.planned {
                 g.with_label_values(&[node.as_str(), protocol])
                     .set(target.get(*r));
             }
         }
-        let e = self.judge(plan, source, Mode::Plan, frozen);
+        let e = self.judge(m, plan, source, Mode::Plan, frozen);
         for v in &e.gates.verdicts {
             self.metrics
                 .gate_verdict
@@ -666,18 +700,19 @@ impl Controller {
     /// A plan for allocations an operator gave: moves from the differences, no expected gain.
     async fn manual_plan(
         &self,
+        m: &Model,
         wanted: &BTreeMap<String, crate::adapters::Resources<Option<f64>>>,
     ) -> Result<Plan, ControllerError> {
         for n in wanted.keys() {
-            if !self.nodes.contains_key(n) {
+            if !m.nodes.contains_key(n) {
                 return Err(ControllerError::BadRequest(format!(
                     "allocations.{n}: no such node; known nodes: {}",
-                    self.nodes.keys().cloned().collect::<Vec<_>>().join(", ")
+                    m.nodes.keys().cloned().collect::<Vec<_>>().join(", ")
                 )));
             }
         }
         let current: BTreeMap<String, Allocation> = self
-            .read_current()
+            .read_current_in(m)
             .await
             .into_iter()
             .map(|c| (c.node, c.allocation))
@@ -721,7 +756,7 @@ impl Controller {
             improvement: 0.0,
             confidence: 1.0,
             switching_cost_usd: 0.0,
-            hold_hours: self.rules.gates.min_hold.as_secs_f64() / 3600.0,
+            hold_hours: m.rules.gates.min_hold.as_secs_f64() / 3600.0,
             roi: None,
             left_out: Vec::new(),
             explanation: vec!["an allocation given through the control API".into()],
@@ -775,6 +810,7 @@ impl Controller {
     /// Intent, steps, outcome: the whole durable life of one reallocation.
     async fn carry_out(
         &self,
+        m: &Model,
         id: u64,
         source: Source,
         steps: &[Step],
@@ -789,12 +825,11 @@ impl Controller {
             steps: steps.to_vec(),
             expected_gain_usd_per_hour: expected,
             current_usd_per_hour: current_rate,
-            hold_ms: self.rules.gates.min_hold.as_millis() as i64,
+            hold_ms: m.rules.gates.min_hold.as_millis() as i64,
             summary: summary.clone(),
         })?;
         let journal = |r: Record| lock(&self.history).append(r);
-        let report =
-            execute::execute(id, steps, &self.actuators, &journal, self.clock.as_ref()).await;
+        let report = execute::execute(id, steps, &m.actuators, &journal, self.clock.as_ref()).await;
         self.finish(id, &report)?;
         // What the nodes hold now, verified, for `GET /api/v1/allocations` until the next read.
         let mut known = lock(&self.last_known);
@@ -844,6 +879,7 @@ impl Controller {
     /// Pre-flight with the actuators, then execution; a rejection is recorded.
     async fn run_evaluation(
         &self,
+        m: &Model,
         id: u64,
         mut e: Evaluation,
     ) -> Result<Evaluation, ControllerError> {
@@ -855,7 +891,7 @@ impl Controller {
             e.preflight = e
                 .preflight
                 .clone()
-                .merge(preflight::check_actuators(&changed, &self.facts).await);
+                .merge(preflight::check_actuators(&changed, &m.facts).await);
             if !e.preflight.pass {
                 e.decision = format!(
                     "rejected by pre-flight: {}",
@@ -870,7 +906,7 @@ impl Controller {
         let expected = (e.mode == Mode::Plan).then_some(e.plan.expected_gain_usd_per_hour);
         let rate = (e.mode == Mode::Plan).then_some(e.plan.current_usd_per_hour);
         let r = self
-            .carry_out(id, e.source, &e.steps, expected, rate)
+            .carry_out(m, id, e.source, &e.steps, expected, rate)
             .await?;
         e.decision = format!("{}: {}", r.outcome.as_str(), r.reason);
         Ok(e)
@@ -885,7 +921,7 @@ impl Controller {
             id = p.id,
             "a reallocation was interrupted (crash or kill); resolving it"
         );
-        let report = execute::recover(&p, &self.actuators).await;
+        let report = execute::recover(&p, &self.model().actuators).await;
         self.finish(p.id, &report)?;
         tracing::info!(id = p.id, outcome = report.outcome.as_str(), reason = %report.reason, "interrupted reallocation resolved");
         Ok(Some(report))
@@ -894,6 +930,7 @@ impl Controller {
     /// Measures the reallocations whose hold has ended; undoes one that made things worse
     /// (not in dry run). Returns how many were measured.
     pub async fn measure_realized(&self) -> Result<usize, ControllerError> {
+        let model = self.model();
         let now = self.clock.now_ms();
         let due: Vec<_> = lock(&self.history)
             .unmeasured()
@@ -919,7 +956,7 @@ impl Controller {
                 if self.opts.dry_run {
                     note.push_str(" (dry run: not rolled back)");
                 } else {
-                    match self.rollback_realized(*id, steps).await {
+                    match self.rollback_realized(&model, *id, steps).await {
                         Ok((rid, what)) => {
                             rollback_id = rid;
                             note.push_str(&format!(" ({what})"));
@@ -947,6 +984,7 @@ impl Controller {
     /// it gave them. Bypasses the gates (it is the safety net) but not pre-flight.
     async fn rollback_realized(
         &self,
+        m: &Model,
         of: u64,
         steps: &[Step],
     ) -> Result<(Option<u64>, String), ControllerError> {
@@ -958,7 +996,7 @@ impl Controller {
             after.insert(s.node.clone(), s.to);
         }
         let current: BTreeMap<String, Allocation> = self
-            .read_current()
+            .read_current_in(m)
             .await
             .into_iter()
             .map(|c| (c.node, c.allocation))
@@ -974,17 +1012,17 @@ impl Controller {
         let mut target = current.clone();
         target.extend(before);
         let health = self.health.snapshot();
-        let available = self.rules.available(&self.opts.host_capacity);
+        let available = m.rules.available(&self.opts.host_capacity);
         let changed = preflight::changed_nodes(&current, &target);
         let pf = preflight::check_plan(
             self.clock.now_ms(),
             &current,
             &target,
             &available,
-            &self.facts,
+            &m.facts,
             &health,
         )
-        .merge(preflight::check_actuators(&changed, &self.facts).await);
+        .merge(preflight::check_actuators(&changed, &m.facts).await);
         let steps = steps_for(&current, &target);
         let id = lock(&self.history).next_id();
         if !pf.pass {
@@ -999,7 +1037,7 @@ impl Controller {
             return Ok((Some(id), format!("rollback {id} rejected by pre-flight")));
         }
         let r = self
-            .carry_out(id, Source::RealizedRollback, &steps, None, None)
+            .carry_out(m, id, Source::RealizedRollback, &steps, None, None)
             .await?;
         Ok((Some(id), format!("rollback {id}: {}", r.outcome.as_str())))
     }
@@ -1012,7 +1050,8 @@ impl Controller {
         if !self.is_paused() {
             self.measure_realized().await?;
         }
-        let mut e = self.evaluate(Source::Controller).await?;
+        let m = self.model();
+        let mut e = self.evaluate_in(&m, Source::Controller).await?;
         if self.is_paused() {
             e.decision = format!("paused: {}", e.decision);
         } else if e.steps.is_empty() || self.opts.dry_run {
@@ -1024,7 +1063,7 @@ impl Controller {
                 Err(_) => e.decision = "skipped: a reallocation is in progress".into(),
                 Ok(_guard) => {
                     let id = lock(&self.history).next_id();
-                    e = self.run_evaluation(id, e).await?;
+                    e = self.run_evaluation(&m, id, e).await?;
                 }
             }
         }
@@ -1061,28 +1100,29 @@ impl Controller {
         id: u64,
         req: ApplyRequest,
     ) -> Result<Evaluation, ControllerError> {
+        let m = self.model();
         let e = match &req.allocations {
             None => {
-                let mut e = self.evaluate(Source::ApiPlan).await?;
+                let mut e = self.evaluate_in(&m, Source::ApiPlan).await?;
                 if req.force {
                     let last_change = lock(&self.history).last_change();
-                    let ctx = self.gate_context(e.ts_ms, Mode::Forced, &last_change, 0);
+                    let ctx = self.gate_context(&m, e.ts_ms, Mode::Forced, &last_change, 0);
                     e.gates = gates::evaluate(&e.plan, &ctx);
                     e.mode = Mode::Forced;
                 }
                 e
             }
             Some(a) => {
-                let plan = self.manual_plan(a).await?;
+                let plan = self.manual_plan(&m, a).await?;
                 let mode = if req.force {
                     Mode::Forced
                 } else {
                     Mode::Manual
                 };
-                self.judge(plan, Source::ApiManual, mode, BTreeMap::new())
+                self.judge(&m, plan, Source::ApiManual, mode, BTreeMap::new())
             }
         };
-        let e = self.run_evaluation(id, e).await?;
+        let e = self.run_evaluation(&m, id, e).await?;
         *lock(&self.last) = Some(e.clone());
         Ok(e)
     }
@@ -1094,16 +1134,34 @@ impl Controller {
         if let Err(e) = self.recover().await {
             tracing::error!(error = %e, "resolving an interrupted reallocation failed");
         }
-        let every = self.rules.interval.max(Duration::from_millis(10));
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let interval = |c: &Controller| c.model().rules.interval.max(Duration::from_millis(10));
+        let timer = |every: Duration| {
+            let mut t = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            t
+        };
+        let mut every = interval(&self);
+        let mut tick = timer(every);
+        let mut reloaded = self.generation.subscribe();
         loop {
-            tokio::select! {
-                _ = tick.tick() => {}
+            let round = tokio::select! {
+                _ = tick.tick() => true,
+                // A reload: the round after it waits for the new interval.
+                Ok(()) = reloaded.changed() => false,
                 _ = shutdown.wait_for(|s| *s) => return,
-            }
-            if let Err(e) = self.tick().await {
-                tracing::error!(error = %e, "reallocation controller round failed");
+            };
+            if round {
+                if let Err(e) = self.tick().await {
+                    tracing::error!(error = %e, "reallocation controller round failed");
+                }
+            } else {
+                // Another interval: the next round comes one new interval on (not at the end
+                // of an old interval of, say, an hour).
+                let now_every = interval(&self);
+                if now_every != every {
+                    every = now_every;
+                    tick = timer(every);
+                }
             }
         }
     }
@@ -1119,7 +1177,7 @@ pub async fn plan_once(controller: &Controller) -> Result<PlanReport, Controller
         e.preflight = e
             .preflight
             .clone()
-            .merge(preflight::check_actuators(&changed, &controller.facts).await);
+            .merge(preflight::check_actuators(&changed, &controller.model().facts).await);
         e.decision = if e.preflight.pass {
             format!(
                 "would apply {} (the plan command never applies)",

@@ -13,6 +13,7 @@
 //! - `realized`: the realized gain from the tsdb through PromQL.
 //! - `controller`: the loop (`interval` of the optimization rules), dry run, pause/resume,
 //!   metrics, and [`plan_once`] for `depin-orcha plan`.
+//! - `reload`: re-reading the optimization rules file (SIGHUP, `/-/reload`, a change).
 //! - `wiring`: assembly for `main.rs` ([`build_controller`], [`plan_command`]).
 //! - `api`: `GET /api/v1/allocations`, `/plan`, `/reallocations`; `POST /api/v1/reallocations`,
 //!   `/controller/pause`, `/controller/resume` (bearer token).
@@ -24,6 +25,7 @@ pub mod gates;
 pub mod history;
 pub mod preflight;
 pub mod realized;
+pub mod reload;
 pub mod wiring;
 
 pub use api::{load_token, ControlApi};
@@ -34,6 +36,7 @@ pub use controller::{
 pub use gates::{Gate, GateReport, Verdict};
 pub use history::{History, HistoryError, Outcome, Record, Source, Step};
 pub use preflight::Preflight;
+pub use reload::OptimizationReloader;
 pub use wiring::{build_controller, controlled_nodes, plan_command, ControllerSetup};
 
 /// The default `rollback_margin`: a reallocation whose realized gain is a loss of more than

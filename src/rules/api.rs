@@ -30,13 +30,19 @@ pub struct RulesApi {
     manager: Arc<RuleManager>,
     /// When set, `/-/reload` needs `Authorization: Bearer <token>`.
     reload_token: Option<String>,
+    /// Other files `/-/reload` re-reads after the rule files (the optimization rules).
+    also_reload: Vec<ReloadHook>,
 }
+
+/// A reload of another file, run by `/-/reload`; its error text goes into the response.
+pub type ReloadHook = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 impl RulesApi {
     pub fn new(manager: Arc<RuleManager>) -> RulesApi {
         RulesApi {
             manager,
             reload_token: None,
+            also_reload: Vec::new(),
         }
     }
 
@@ -44,6 +50,31 @@ impl RulesApi {
     pub fn with_reload_token(mut self, token: Option<String>) -> RulesApi {
         self.reload_token = token;
         self
+    }
+
+    /// `/-/reload` also runs `hook`; the reload succeeds only if every file loads.
+    pub fn with_also_reload(mut self, hook: ReloadHook) -> RulesApi {
+        self.also_reload.push(hook);
+        self
+    }
+
+    /// The rule files, then every other file; each is tried even when one before failed (a
+    /// file that loads is put in force), and every error is returned.
+    fn reload_all(&self) -> Result<(), String> {
+        let mut errors = Vec::new();
+        if let Err(e) = self.manager.reload() {
+            errors.push(e.to_string());
+        }
+        for hook in &self.also_reload {
+            if let Err(e) = hook() {
+                errors.push(e);
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("\n"))
+        }
     }
 }
 
@@ -75,7 +106,7 @@ impl ExtraRoutes for RulesApi {
                         return Some(r);
                     }
                 }
-                Some(match self.manager.reload() {
+                Some(match self.reload_all() {
                     Ok(()) => text_response(StatusCode::OK, TEXT, ""),
                     Err(e) => text_response(
                         StatusCode::INTERNAL_SERVER_ERROR,
