@@ -191,9 +191,36 @@ pub fn try_http(
     path: &str,
     body: Option<(&str, &str)>,
 ) -> std::io::Result<Response> {
+    try_http_with(addr, method, path, &[], body)
+}
+
+/// A POST of JSON with `Authorization: Bearer <token>` (the control API).
+pub fn post_json_with_token(addr: SocketAddr, path: &str, token: &str, json: &str) -> Response {
+    let auth = format!("Bearer {token}");
+    try_http_with(
+        addr,
+        "POST",
+        path,
+        &[("Authorization", &auth)],
+        Some(("application/json", json)),
+    )
+    .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+}
+
+/// [`try_http`] with extra request headers.
+pub fn try_http_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<(&str, &str)>,
+) -> std::io::Result<Response> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
     if let Some((ct, b)) = body {
         req.push_str(&format!(
             "Content-Type: {ct}\r\nContent-Length: {}\r\n",
