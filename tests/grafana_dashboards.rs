@@ -181,12 +181,13 @@ fn queries(name: &str, d: &Value) -> Vec<Query> {
 /// Grafana's variables replaced as Grafana would for one choice: `$instance` by `instance`,
 /// `$node` by `node`, `$protocol` by `.*` (All), the interval variables by durations that
 /// suit a data source scraped every second and a test that runs for a minute.
-fn substitute(expr: &str, instance: &str, node: &str) -> String {
+fn substitute(expr: &str, instance: &str, host: &str, node: &str) -> String {
     let s = expr
         .replace("$__rate_interval", "1m")
         .replace("$__interval", "15s")
         .replace("$__range", "1h")
         .replace("$instance", instance)
+        .replace("$host", host)
         .replace("$node", node)
         .replace("$protocol", ".*");
     assert!(!s.contains('$'), "a variable is left unsubstituted in {s}");
@@ -335,16 +336,17 @@ fn dashboards_are_valid_grafana_json_models() {
 #[test]
 fn every_query_parses_and_filters_by_instance() {
     const SENTINEL: &str = "__instance_variable__";
+    const HOST: &str = "__host_variable__";
     let mut n = 0;
     for (name, d) in dashboards() {
         for q in queries(&name, &d) {
-            let text = substitute(&q.expr, SENTINEL, "storj");
+            let text = substitute(&q.expr, SENTINEL, HOST, "storj");
             let e = depin_orcha::promql::parse(&text)
                 .unwrap_or_else(|e| panic!("{}: does not parse: {e}", q.what()));
             let mut sels = Vec::new();
             selectors(&e, &mut sels);
-            if q.label.as_deref() == Some("instance") {
-                // The variable that lists the instances cannot filter by itself.
+            if matches!(q.label.as_deref(), Some("instance" | "host")) {
+                // The variables that list the hosts cannot filter by themselves.
                 continue;
             }
             assert!(
@@ -353,14 +355,16 @@ fn every_query_parses_and_filters_by_instance() {
                 q.what()
             );
             for s in sels {
-                let ok = s.matchers.matchers.iter().any(|m| {
-                    m.name == "instance" && matches!(m.op, MatchOp::Re(_)) && m.value == SENTINEL
-                });
-                assert!(
-                    ok,
-                    "{}: selector {s} does not filter by instance=~\"$instance\"",
-                    q.what()
-                );
+                for (label, value) in [("instance", SENTINEL), ("host", HOST)] {
+                    let ok = s.matchers.matchers.iter().any(|m| {
+                        m.name == label && matches!(m.op, MatchOp::Re(_)) && m.value == value
+                    });
+                    assert!(
+                        ok,
+                        "{}: selector {s} does not filter by {label}=~\"${label}\"",
+                        q.what()
+                    );
+                }
             }
             n += 1;
         }
@@ -484,7 +488,7 @@ fn has_data(
 
 /// The substituted forms of `q` that must each show data: node.json's queries once per demo
 /// node (the Storj ones for the Storj node only), the others once.
-fn variants(q: &Query, instance: &str, nodes: &[&str]) -> Vec<String> {
+fn variants(q: &Query, instance: &str, host: &str, nodes: &[&str]) -> Vec<String> {
     if q.dashboard == "node.json" && q.expr.contains("$node") {
         let ns: Vec<&str> = if q.expr.contains("depin_storj_") {
             vec!["storj"]
@@ -492,10 +496,10 @@ fn variants(q: &Query, instance: &str, nodes: &[&str]) -> Vec<String> {
             nodes.to_vec()
         };
         ns.iter()
-            .map(|n| substitute(&q.expr, instance, n))
+            .map(|n| substitute(&q.expr, instance, host, n))
             .collect()
     } else {
-        vec![substitute(&q.expr, instance, "storj")]
+        vec![substitute(&q.expr, instance, host, "storj")]
     }
 }
 
@@ -511,6 +515,17 @@ fn every_panel_shows_data_from_depin_orcha_and_from_prometheus() {
     assert!(
         demo.contains("evaluation_interval: 1s"),
         "the demo's global block changed; adapt this test"
+    );
+    // A fleet host as well: every stored sample is pushed with remote write, labelled
+    // host="grafana-test", to a central Prometheus (started below) that evaluates no rules.
+    let central_port = free_port();
+    let demo = demo.replacen(
+        "global:\n",
+        "global:\n  external_labels:\n    host: grafana-test\n",
+        1,
+    ) + &format!(
+        "remote_write:\n  - url: http://127.0.0.1:{central_port}/api/v1/write\n    \
+         queue_config:\n      batch_send_deadline: 1s\n      max_backoff: 1s\n"
     );
     let config = tmp.path().join("demo.yml");
     std::fs::write(&config, demo).expect("write config");
@@ -582,12 +597,29 @@ fn every_panel_shows_data_from_depin_orcha_and_from_prometheus() {
         (Killed(child), addr)
     });
 
+    let central = prometheus_bin().map(|bin| {
+        let cfg = tmp.path().join("central.yml");
+        std::fs::write(&cfg, "global:\n  scrape_interval: 1s\n").expect("write central.yml");
+        let addr: SocketAddr = format!("127.0.0.1:{central_port}").parse().expect("addr");
+        let child = Command::new(bin)
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!("--storage.tsdb.path={}", tmp.path().join("central").display()))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--web.enable-remote-write-receiver")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the central prometheus");
+        (Killed(child), addr)
+    });
+
     // What an operator does through the control API: one move that applies (Storj's disk, a
     // sim actuator) and one that is rolled back (Grass, the do-nothing exec actuator). The
     // controller's own plans need an hour of history before the gates let them through.
     // Prometheus must have scraped the counters at 0 first, or it never sees them increase.
-    if let Some((_, addr)) = &prom {
-        wait_until("Prometheus' first scrape of depin-orcha", || {
+    // The same for the central store and the first push.
+    for (_, addr) in prom.iter().chain(central.iter()) {
+        wait_until("Prometheus' first sample of depin_reallocations_total", || {
             query(*addr, "depin_reallocations_total", true).is_ok_and(|r| !r.is_empty())
         });
     }
@@ -614,18 +646,28 @@ fn every_panel_shows_data_from_depin_orcha_and_from_prometheus() {
         .flat_map(|(n, d)| queries(n, d))
         .collect();
     let nodes = ["storj", "golem", "streamr", "grass"];
-    // (backend name, address, $instance, whether its series carry `instance`): depin-orcha's
-    // own store has no instance label, so only All (.*) applies there; Prometheus adds it, so
-    // its real value is checked as well.
-    let mut backends: Vec<(String, SocketAddr, String, bool)> =
-        vec![("depin-orcha".into(), orcha.addr, ".*".into(), false)];
+    // depin-orcha's own store has neither label, so only All (.*) applies there; a scraping
+    // Prometheus adds `instance`, a central store fed by remote write has `host` (the
+    // external label): their real values are checked as well.
+    let mut backends = vec![Backend::new("depin-orcha", orcha.addr, None, ".*", ".*")];
     if let Some((_, addr)) = &prom {
-        backends.push(("prometheus".into(), *addr, ".*".into(), true));
-        backends.push((
-            format!("prometheus, instance {}", orcha.addr),
+        backends.push(Backend::new("prometheus", *addr, Some("instance"), ".*", ".*"));
+        let inst = orcha.addr.to_string();
+        backends.push(Backend::new(
+            &format!("prometheus, instance {inst}"),
             *addr,
-            orcha.addr.to_string(),
-            true,
+            Some("instance"),
+            &inst,
+            ".*",
+        ));
+    }
+    if let Some((_, addr)) = &central {
+        backends.push(Backend::new(
+            "central Prometheus fed by remote write, host grafana-test",
+            *addr,
+            Some("host"),
+            ".*",
+            "grafana-test",
         ));
     }
 
@@ -633,9 +675,12 @@ fn every_panel_shows_data_from_depin_orcha_and_from_prometheus() {
     // requirement holds or the time is up: rates need two samples, recorded series one rule
     // evaluation after those.
     let mut cells: Vec<Cell> = Vec::new();
-    for (b, (_, _, inst, _)) in backends.iter().enumerate() {
+    for (b, be) in backends.iter().enumerate() {
         for (i, q) in all.iter().enumerate() {
-            for (v, expr) in variants(q, inst, &nodes).into_iter().enumerate() {
+            for (v, expr) in variants(q, &be.instance, &be.host, &nodes)
+                .into_iter()
+                .enumerate()
+            {
                 cells.push(Cell {
                     backend: b,
                     query: i,
@@ -653,17 +698,17 @@ fn every_panel_shows_data_from_depin_orcha_and_from_prometheus() {
     loop {
         for c in cells.iter_mut().filter(|c| !c.data) {
             let q = &all[c.query];
-            let with_instance = backends[c.backend].3;
-            // The $instance variable lists instance label values; depin-orcha has none, and
-            // its All (.*) still works: there its selector only has to return series.
-            let label = if !with_instance && q.label.as_deref() == Some("instance") {
-                None
-            } else {
-                q.label.as_deref()
+            let be = &backends[c.backend];
+            // The $instance and $host variables list label values a backend may not have
+            // (depin-orcha has neither); their All (.*) still works: there the selector only
+            // has to return series.
+            let label = match q.label.as_deref() {
+                Some(l @ ("instance" | "host")) if be.fleet_label != Some(l) => None,
+                l => l,
             };
-            match has_data(backends[c.backend].1, &c.expr, q.instant, label) {
+            match has_data(be.addr, &c.expr, q.instant, label) {
                 Ok(d) => c.data = d,
-                Err(e) => errors.push(format!("{} on {}: {e}", q.what(), backends[c.backend].0)),
+                Err(e) => errors.push(format!("{} on {}: {e}", q.what(), be.name)),
             }
         }
         assert!(errors.is_empty(), "{}", errors.join("\n"));
@@ -680,7 +725,7 @@ fn every_panel_shows_data_from_depin_orcha_and_from_prometheus() {
             errors.push(format!(
                 "{} returns data on {} now: remove it from KNOWN_EMPTY",
                 q.what(),
-                backends[c.backend].0
+                backends[c.backend].name
             ));
         }
     }
@@ -735,6 +780,34 @@ fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
+/// A store the dashboards are checked against, and the variable values used there.
+struct Backend {
+    name: String,
+    addr: SocketAddr,
+    /// The fleet label its series carry: `instance` (scraped), `host` (pushed), or none.
+    fleet_label: Option<&'static str>,
+    instance: String,
+    host: String,
+}
+
+impl Backend {
+    fn new(
+        name: &str,
+        addr: SocketAddr,
+        fleet_label: Option<&'static str>,
+        instance: &str,
+        host: &str,
+    ) -> Backend {
+        Backend {
+            name: name.to_string(),
+            addr,
+            fleet_label,
+            instance: instance.to_string(),
+            host: host.to_string(),
+        }
+    }
+}
+
 /// One query, substituted for one variant, asked of one backend.
 struct Cell {
     backend: usize,
@@ -750,7 +823,7 @@ struct Cell {
 fn unmet_requirements(
     all: &[Query],
     cells: &[Cell],
-    backends: &[(String, SocketAddr, String, bool)],
+    backends: &[Backend],
 ) -> Vec<String> {
     let mut unmet = Vec::new();
     let mut by_query: BTreeMap<(usize, usize), bool> = BTreeMap::new();
@@ -766,7 +839,7 @@ fn unmet_requirements(
     for ((b, i), data) in &by_query {
         let q = &all[*i];
         if !data && q.known_empty().is_none() {
-            unmet.push(format!("{} on {}", q.what(), backends[*b].0));
+            unmet.push(format!("{} on {}", q.what(), backends[*b].name));
         }
     }
     for ((b, d, o, v), data) in &by_panel {
@@ -774,7 +847,7 @@ fn unmet_requirements(
         if !data && !listed {
             unmet.push(format!(
                 "{d} / {o}: no query shows data on {} for variant {v} ($node)",
-                backends[*b].0
+                backends[*b].name
             ));
         }
     }
