@@ -93,16 +93,6 @@ fn main() {
         e.2 += s.samples.len();
     }
     // What Prometheus-size chunks cost against twice as long ones, on the same samples.
-    let mut at240 = 0usize;
-    for s in db.select(&[], i64::MIN, i64::MAX) {
-        for c in s.samples.chunks(240) {
-            at240 += depin_orcha::tsdb::chunk::encode(c).len();
-        }
-    }
-    println!(
-        "  (with 240-sample chunks ours would be {:.3} B/sample)",
-        at240 as f64 / samples
-    );
     for (kind, (ours, gorilla, n)) in &kinds {
         println!(
             "  {kind:<10} ours {:.3} B/sample, Gorilla XOR {:.3} B/sample ({n} samples)",

@@ -552,7 +552,10 @@ fn every_panel_shows_data_from_depin_orcha_and_from_prometheus() {
         "    actuator: { kind: exec, command: [\"true\"] }\n",
         1,
     );
-    assert!(grass.contains("kind: exec"), "grass block has no `actuator: sim`");
+    assert!(
+        grass.contains("kind: exec"),
+        "grass block has no `actuator: sim`"
+    );
     std::fs::write(&optimization, format!("{head}\n  grass:\n{grass}"))
         .expect("write optimization rules");
     let token_file = tmp.path().join("token");
@@ -603,7 +606,10 @@ fn every_panel_shows_data_from_depin_orcha_and_from_prometheus() {
         let addr: SocketAddr = format!("127.0.0.1:{central_port}").parse().expect("addr");
         let child = Command::new(bin)
             .arg(format!("--config.file={}", cfg.display()))
-            .arg(format!("--storage.tsdb.path={}", tmp.path().join("central").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                tmp.path().join("central").display()
+            ))
             .arg(format!("--web.listen-address={addr}"))
             .arg("--web.enable-remote-write-receiver")
             .stdout(Stdio::null())
@@ -619,9 +625,10 @@ fn every_panel_shows_data_from_depin_orcha_and_from_prometheus() {
     // Prometheus must have scraped the counters at 0 first, or it never sees them increase.
     // The same for the central store and the first push.
     for (_, addr) in prom.iter().chain(central.iter()) {
-        wait_until("Prometheus' first sample of depin_reallocations_total", || {
-            query(*addr, "depin_reallocations_total", true).is_ok_and(|r| !r.is_empty())
-        });
+        wait_until(
+            "Prometheus' first sample of depin_reallocations_total",
+            || query(*addr, "depin_reallocations_total", true).is_ok_and(|r| !r.is_empty()),
+        );
     }
     let applied = common::post_json_with_token(
         orcha.addr,
@@ -651,7 +658,13 @@ fn every_panel_shows_data_from_depin_orcha_and_from_prometheus() {
     // external label): their real values are checked as well.
     let mut backends = vec![Backend::new("depin-orcha", orcha.addr, None, ".*", ".*")];
     if let Some((_, addr)) = &prom {
-        backends.push(Backend::new("prometheus", *addr, Some("instance"), ".*", ".*"));
+        backends.push(Backend::new(
+            "prometheus",
+            *addr,
+            Some("instance"),
+            ".*",
+            ".*",
+        ));
         let inst = orcha.addr.to_string();
         backends.push(Backend::new(
             &format!("prometheus, instance {inst}"),
@@ -820,11 +833,7 @@ struct Cell {
 /// What still shows nothing: every query not listed in [`KNOWN_EMPTY`] must show data on every
 /// backend for at least one variant (a node may lack a series, e.g. Golem reports no disk
 /// usage), and every panel must show something for every variant (every node).
-fn unmet_requirements(
-    all: &[Query],
-    cells: &[Cell],
-    backends: &[Backend],
-) -> Vec<String> {
+fn unmet_requirements(all: &[Query], cells: &[Cell], backends: &[Backend]) -> Vec<String> {
     let mut unmet = Vec::new();
     let mut by_query: BTreeMap<(usize, usize), bool> = BTreeMap::new();
     // (backend, dashboard, owner, variant) → any data

@@ -541,11 +541,32 @@ async fn query_parameter_errors_are_prometheus_errors() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(
         r.body.starts_with(
-            r#"{"status":"error","errorType":"bad_data","error":"invalid parameter \"query\": "#
+            r#"{"status":"error","errorType":"bad_data","error":"invalid parameter \"query\": 1:6: parse error: unclosed left parenthesis"#
         ),
         "{}",
         r.body
     );
+    // A syntax error says where, as Prometheus does (`LINE:COL: parse error: unexpected ...`).
+    for (q, want) in [
+        (
+            "rate(x[5m]) +",
+            "1:14: parse error: unexpected end of input",
+        ),
+        ("foo bar", "1:5: parse error: unexpected \\\"bar\\\""),
+        (
+            "sum(x)\n  by (a b)",
+            "2:9: parse error: unexpected \\\"b\\\"",
+        ),
+    ] {
+        let r = srv.get(&format!("/api/v1/query?query={}", enc(q))).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        assert!(
+            r.body
+                .contains(&format!("invalid parameter \\\"query\\\": {want}")),
+            "{q}: {}",
+            r.body
+        );
+    }
     // A POST whose body is not a form is not read for parameters (as in Prometheus).
     let r = send(
         srv.addr,

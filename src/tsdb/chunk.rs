@@ -22,8 +22,12 @@ use super::bits::{BitReader, BitWriter, EndOfData};
 use super::intseq::{self, IntSeqError};
 use super::{is_stale_nan, stale_nan, xor, Sample};
 
-/// Samples per chunk, as Prometheus' head chunks.
-pub const CHUNK_SAMPLES: usize = 120;
+/// Samples per chunk: twice Prometheus' 120. Each chunk pays a header (format, the encodings
+/// chosen, first values), and our encoder sees the whole chunk at once, so longer chunks cost
+/// fewer bytes per sample (2.000 instead of 2.040 on the benchmark's data, under
+/// VictoriaMetrics' 2.013); the price is a longer open head per series (at most 240 × 16 bytes
+/// before it is sealed) and more to decode for a query that needs one sample of a sealed chunk.
+pub const CHUNK_SAMPLES: usize = 240;
 
 /// No chunk is ever cut larger; a count above this is damage, not a reason to allocate.
 const MAX_SAMPLES: usize = 1 << 16;

@@ -29,8 +29,13 @@ impl Db {
             self.apply_retention(cs, newest.saturating_sub(self.opts.retention_ms));
         }
         if let Some(cap) = self.opts.max_bytes {
-            if self.mem_bytes.load(Ordering::Relaxed) > cap as i64 {
-                self.apply_memory_cap(cs, cap as i64);
+            // `mem_bytes` counts chunks, heads and each series' labels; the postings of the
+            // label index count too (as in `stats().total_bytes`), so what is left for the
+            // rest is the cap minus them.
+            let postings = self.head_read().index().bytes() as i64;
+            let cap = cap as i64 - postings;
+            if self.mem_bytes.load(Ordering::Relaxed) > cap {
+                self.apply_memory_cap(cs, cap);
             }
         }
     }

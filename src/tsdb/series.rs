@@ -262,9 +262,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn head_is_sealed_every_120_samples_and_after_the_span() {
+    fn head_is_sealed_every_chunk_samples_and_after_the_span() {
+        let n = 2 * CHUNK_SAMPLES as i64 + 10;
         let mut d = SeriesData::default();
-        for i in 0..250 {
+        for i in 0..n {
             d.push(Sample {
                 t: i * 5000,
                 v: i as f64,
@@ -273,12 +274,12 @@ mod tests {
         assert_eq!(d.chunks.len(), 2);
         assert_eq!(d.head.len(), 10);
         d.push(Sample {
-            t: 250 * 5000 + CHUNK_SPAN_MS,
+            t: n * 5000 + CHUNK_SPAN_MS,
             v: 0.0,
         });
         assert_eq!(d.chunks.len(), 3);
         assert_eq!(d.head.len(), 1);
-        assert_eq!(d.samples(), 251);
+        assert_eq!(d.samples(), n as usize + 1);
     }
 
     #[test]
@@ -294,12 +295,14 @@ mod tests {
     #[test]
     fn truncation_drops_whole_chunks_only() {
         let mut d = SeriesData::default();
-        for i in 0..300 {
+        let c = CHUNK_SAMPLES as i64;
+        for i in 0..(2 * c + 60) {
             d.push(Sample { t: i, v: 1.0 });
         }
-        let (chunks, samples, freed) = d.truncate_before(125);
-        assert_eq!((chunks, samples), (1, 120));
+        // Samples before c + 5 are asked to go: only the first chunk (0..c) goes whole.
+        let (chunks, samples, freed) = d.truncate_before(c + 5);
+        assert_eq!((chunks, samples), (1, CHUNK_SAMPLES as u64));
         assert!(freed > 0);
-        assert_eq!(d.samples(), 180);
+        assert_eq!(d.samples(), CHUNK_SAMPLES + 60);
     }
 }
