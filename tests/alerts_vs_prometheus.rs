@@ -5,32 +5,10 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn prometheus() -> Option<PathBuf> {
-    let p = PathBuf::from("/usr/bin/prometheus");
-    if p.exists() {
-        return Some(p);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "/usr/bin/prometheus is missing (Debian package prometheus)"
-    );
-    eprintln!("skipping: /usr/bin/prometheus is not installed");
-    None
-}
 
 /// The firing `DepinNodeDown` alerts of an `/api/v1/alerts` answer, as (labels, annotations)
 /// without the scrape's `job`/`instance`.
@@ -53,7 +31,9 @@ fn firing(body: &serde_json::Value) -> Vec<(serde_json::Value, serde_json::Value
 
 #[test]
 fn prometheus_and_depin_orcha_fire_the_same_node_down_alert() {
-    let Some(prom_bin) = prometheus() else { return };
+    let Some(prom_bin) = common::prometheus_bin() else {
+        return;
+    };
     let dir = temp_dir("alerts-vs-prom");
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let shipped = std::fs::read_to_string(root.join("rules/alerts.yml")).unwrap();
@@ -107,7 +87,7 @@ nodes:
         ),
     )
     .unwrap();
-    let _prom = Kill(
+    let _prom = common::KillOnDrop(
         Command::new(prom_bin)
             .arg(format!("--config.file={}", prom_cfg.display()))
             .arg(format!(

@@ -20,9 +20,9 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use promql_parser::label::MatchOp;
@@ -387,33 +387,6 @@ fn every_query_parses_and_filters_by_instance() {
 // ---------------------------------------------------------------------------------------------
 // Live: the real binary and a real Prometheus.
 
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
-fn prometheus_bin() -> Option<PathBuf> {
-    let p = PathBuf::from("/usr/bin/prometheus");
-    if p.exists() {
-        return Some(p);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "CI=true but /usr/bin/prometheus is missing (Debian package prometheus)"
-    );
-    eprintln!("skipping the Prometheus half: /usr/bin/prometheus is not installed");
-    None
-}
-
 fn now_s() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -518,7 +491,7 @@ fn every_panel_shows_data_from_depin_orcha_and_from_prometheus() {
     );
     // A fleet host as well: every stored sample is pushed with remote write, labelled
     // host="grafana-test", to a central Prometheus (started below) that evaluates no rules.
-    let central_port = free_port();
+    let central_port = common::free_port();
     let demo = demo.replacen(
         "global:\n",
         "global:\n  external_labels:\n    host: grafana-test\n",
@@ -576,7 +549,7 @@ fn every_panel_shows_data_from_depin_orcha_and_from_prometheus() {
     ]);
     orcha.wait_ready();
 
-    let prom = prometheus_bin().map(|bin| {
+    let prom = common::prometheus_bin().map(|bin| {
         let cfg = tmp.path().join("prometheus.yml");
         std::fs::write(
             &cfg,
@@ -588,7 +561,7 @@ fn every_panel_shows_data_from_depin_orcha_and_from_prometheus() {
             ),
         )
         .expect("write prometheus.yml");
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let addr: SocketAddr = format!("127.0.0.1:{}", common::free_port()).parse().expect("addr");
         let child = Command::new(bin)
             .arg(format!("--config.file={}", cfg.display()))
             .arg(format!("--storage.tsdb.path={}", tmp.path().join("prom").display()))
@@ -597,10 +570,10 @@ fn every_panel_shows_data_from_depin_orcha_and_from_prometheus() {
             .stderr(Stdio::null())
             .spawn()
             .expect("start prometheus");
-        (Killed(child), addr)
+        (common::KillOnDrop(child), addr)
     });
 
-    let central = prometheus_bin().map(|bin| {
+    let central = common::prometheus_bin().map(|bin| {
         let cfg = tmp.path().join("central.yml");
         std::fs::write(&cfg, "global:\n  scrape_interval: 1s\n").expect("write central.yml");
         let addr: SocketAddr = format!("127.0.0.1:{central_port}").parse().expect("addr");
@@ -616,7 +589,7 @@ fn every_panel_shows_data_from_depin_orcha_and_from_prometheus() {
             .stderr(Stdio::null())
             .spawn()
             .expect("start the central prometheus");
-        (Killed(child), addr)
+        (common::KillOnDrop(child), addr)
     });
 
     // What an operator does through the control API: one move that applies (Storj's disk, a
@@ -625,7 +598,8 @@ fn every_panel_shows_data_from_depin_orcha_and_from_prometheus() {
     // Prometheus must have scraped the counters at 0 first, or it never sees them increase.
     // The same for the central store and the first push.
     for (_, addr) in prom.iter().chain(central.iter()) {
-        wait_until(
+        common::wait_until(
+            Duration::from_secs(20),
             "Prometheus' first sample of depin_reallocations_total",
             || query(*addr, "depin_reallocations_total", true).is_ok_and(|r| !r.is_empty()),
         );
@@ -637,9 +611,11 @@ fn every_panel_shows_data_from_depin_orcha_and_from_prometheus() {
         r#"{"allocations":{"storj":{"disk_bytes":1.4e12}}}"#,
     );
     assert_eq!(applied.status, 202, "{}", applied.body);
-    wait_until("the Storj move to be applied", || {
-        reallocation_outcomes(orcha.addr).contains(&"applied".to_string())
-    });
+    common::wait_until(
+        Duration::from_secs(20),
+        "the Storj move to be applied",
+        || reallocation_outcomes(orcha.addr).contains(&"applied".to_string()),
+    );
     let undone = common::post_json_with_token(
         orcha.addr,
         "/api/v1/reallocations",
@@ -780,17 +756,6 @@ fn reallocation_outcomes(addr: SocketAddr) -> Vec<String> {
         .flatten()
         .filter_map(|x| x["outcome"].as_str().map(str::to_string))
         .collect()
-}
-
-fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("timed out waiting for {what}");
 }
 
 /// A store the dashboards are checked against, and the variable values used there.

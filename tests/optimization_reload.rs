@@ -7,20 +7,9 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
-
-fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("timed out waiting for {what}");
-}
 
 fn reload_ok(o: &Orcha) -> Option<f64> {
     metric_value(
@@ -99,9 +88,11 @@ fn optimization_rules_reload_on_change_reload_endpoint_and_sighup() {
 
     // 1. The file changes: the new interval is in force without any signal.
     std::fs::write(&rules, &every_second).unwrap();
-    wait_for("a round at the reloaded 1 s interval", || {
-        last_plan(&orcha).is_some()
-    });
+    wait_until(
+        Duration::from_secs(20),
+        "a round at the reloaded 1 s interval",
+        || last_plan(&orcha).is_some(),
+    );
     let (first, text) = last_plan(&orcha).unwrap();
     assert!(text.contains("the minimum 0.70"), "{text}");
 
@@ -112,9 +103,11 @@ fn optimization_rules_reload_on_change_reload_endpoint_and_sighup() {
     assert!(r.body.contains("optimization.yml:"), "{}", r.body);
     assert!(r.body.contains("min_confidence"), "{}", r.body);
     assert_eq!(reload_ok(&orcha), Some(0.0));
-    wait_for("the old 1 s rules to keep planning", || {
-        last_plan(&orcha).is_some_and(|(t, _)| t > first + 1500)
-    });
+    wait_until(
+        Duration::from_secs(20),
+        "the old 1 s rules to keep planning",
+        || last_plan(&orcha).is_some_and(|(t, _)| t > first + 1500),
+    );
     let (_, text) = last_plan(&orcha).unwrap();
     assert!(
         text.contains("the minimum 0.70"),
@@ -124,8 +117,12 @@ fn optimization_rules_reload_on_change_reload_endpoint_and_sighup() {
     // 3. Fixed, and SIGHUP: the new threshold is in the verdicts.
     std::fs::write(&rules, &fixed).unwrap();
     unsafe { libc::kill(orcha.child.id() as i32, libc::SIGHUP) };
-    wait_for("the fixed rules after SIGHUP", || {
-        reload_ok(&orcha) == Some(1.0)
-            && last_plan(&orcha).is_some_and(|(_, t)| t.contains("the minimum 0.95"))
-    });
+    wait_until(
+        Duration::from_secs(20),
+        "the fixed rules after SIGHUP",
+        || {
+            reload_ok(&orcha) == Some(1.0)
+                && last_plan(&orcha).is_some_and(|(_, t)| t.contains("the minimum 0.95"))
+        },
+    );
 }

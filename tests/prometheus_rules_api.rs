@@ -8,7 +8,6 @@
 mod common;
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,18 +44,6 @@ const RULES: &str = r#"groups:
         expr: 'sum(rate(nothing{a=~"b|c"}[5m])) by (a)'
 "#;
 
-fn prometheus() -> Option<PathBuf> {
-    let p = PathBuf::from("/usr/bin/prometheus");
-    if p.exists() {
-        return Some(p);
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("prometheus is missing; scripts/test installs the Debian package prometheus");
-    }
-    eprintln!("skipping: prometheus is not installed (Debian package prometheus)");
-    None
-}
-
 fn free_addr() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap()
@@ -87,7 +74,9 @@ fn sorted_alerts(body: &str) -> Vec<String> {
 
 #[test]
 fn rules_and_alerts_json_match_prometheus() {
-    let Some(prom) = prometheus() else { return };
+    let Some(prom) = common::prometheus_bin() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules.yml");
     std::fs::write(&rules, RULES).unwrap();

@@ -16,7 +16,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -39,14 +39,6 @@ fn receivers() -> Option<(PathBuf, PathBuf)> {
     let p = need("/usr/bin/prometheus", "prometheus");
     let v = need("/usr/bin/victoria-metrics", "victoria-metrics");
     Some((p?, v?))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 fn now_ms() -> i64 {
@@ -78,7 +70,9 @@ struct Receiver {
 
 impl Receiver {
     fn new(kind: Kind, bin: &Path, dir: &Path) -> Receiver {
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let addr: SocketAddr = format!("127.0.0.1:{}", common::free_port())
+            .parse()
+            .expect("addr");
         std::fs::create_dir_all(dir).expect("mkdir");
         let mut r = Receiver {
             kind,

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -25,17 +25,6 @@ fn rule_names(o: &Orcha) -> Vec<String> {
     v
 }
 
-fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("timed out waiting for {what}");
-}
-
 #[test]
 fn sighup_and_reload_endpoint_keep_old_rules_on_failure() {
     let dir = temp_dir("reload");
@@ -52,13 +41,13 @@ fn sighup_and_reload_endpoint_keep_old_rules_on_failure() {
 
     std::fs::write(&rules, TWO).unwrap();
     unsafe { libc::kill(orcha.child.id() as i32, libc::SIGHUP) };
-    wait_for("the new rule after SIGHUP", || {
+    wait_until(Duration::from_secs(15), "the new rule after SIGHUP", || {
         rule_names(&orcha) == ["job:one:sum", "job:two:sum"]
     });
 
     std::fs::write(&rules, BROKEN).unwrap();
     unsafe { libc::kill(orcha.child.id() as i32, libc::SIGHUP) };
-    wait_for("the failed reload to show", || {
+    wait_until(Duration::from_secs(15), "the failed reload to show", || {
         metric_value(
             &orcha.get("/metrics").body,
             "depin_rules_last_reload_successful",

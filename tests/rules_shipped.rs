@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use depin_orcha::labels::Labels;
@@ -390,33 +390,6 @@ fn node_down_rule_file(dir: &Path, hold: &str) -> PathBuf {
     p
 }
 
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
-fn prometheus_bin() -> Option<PathBuf> {
-    let p = PathBuf::from("/usr/bin/prometheus");
-    if p.exists() {
-        return Some(p);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "CI=true but /usr/bin/prometheus is missing (Debian package prometheus)"
-    );
-    eprintln!("skipping: /usr/bin/prometheus is not installed");
-    None
-}
-
 /// A firing alert as (labels, annotations), both sorted.
 type AlertLA = (BTreeMap<String, String>, BTreeMap<String, String>);
 
@@ -438,7 +411,7 @@ fn labels_map(l: &Labels) -> BTreeMap<String, String> {
 
 #[test]
 fn real_prometheus_and_ours_fire_the_same_node_down_alert() {
-    let Some(prom) = prometheus_bin() else {
+    let Some(prom) = common::prometheus_bin() else {
         return;
     };
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -455,9 +428,9 @@ fn real_prometheus_and_ours_fire_the_same_node_down_alert() {
         ),
     )
     .expect("write config");
-    let port = free_port();
+    let port = common::free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    let _prom = Killed(
+    let _prom = common::KillOnDrop(
         Command::new(prom)
             .arg(format!("--config.file={}", config.display()))
             .arg(format!(

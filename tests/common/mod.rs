@@ -33,17 +33,64 @@ pub fn shared(rel: &str) -> Option<PathBuf> {
     None
 }
 
-/// `promtool`, or `None` (with a note) when it is not installed; with `CI=true` that fails.
-pub fn promtool() -> Option<PathBuf> {
-    let p = PathBuf::from("/usr/bin/promtool");
+/// `/usr/bin/<name>` from the Debian package `package`, or `None` (with a note) when it is not
+/// installed; with `CI=true` its absence fails (scripts/test installs it).
+pub fn system_bin(name: &str, package: &str) -> Option<PathBuf> {
+    let p = Path::new("/usr/bin").join(name);
     if p.exists() {
         return Some(p);
     }
     if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("promtool is missing; scripts/test installs the Debian package prometheus");
+        panic!(
+            "{} is missing; scripts/test installs the Debian package {package}",
+            p.display()
+        );
     }
-    eprintln!("skipping: promtool is not installed (Debian package prometheus)");
+    eprintln!(
+        "skipping: {} is not installed (Debian package {package})",
+        p.display()
+    );
     None
+}
+
+/// `promtool` (Debian package prometheus); see [`system_bin`].
+pub fn promtool() -> Option<PathBuf> {
+    system_bin("promtool", "prometheus")
+}
+
+/// The Prometheus server (Debian package prometheus); see [`system_bin`].
+pub fn prometheus_bin() -> Option<PathBuf> {
+    system_bin("prometheus", "prometheus")
+}
+
+/// A child process (a Prometheus, an Alertmanager…) killed and reaped when dropped.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A loopback port free at the time of asking.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// Polls `ok` every 200 ms until it holds; panics naming `what` after `timeout`.
+pub fn wait_until(timeout: Duration, what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
 }
 
 /// A running `depin-orcha run`. Killed (SIGKILL) when dropped.
