@@ -3,14 +3,20 @@
 //! reallocation engine, which owns the order of steps, the journal and the rollback; an
 //! actuator never decides anything and never touches another node.
 //!
-//! Each kind is one file with its config block (raw serde struct + validation), its `build()`
-//! and its runtime struct: `sim` (through the sim adapter's [`Allocatable`]) and `exec` (an
-//! argv template, no shell). Docker, Golem profile, Storj config and systemd actuators are one
-//! more file and one more arm of [`ActuatorSpec`] each.
+//! Each kind is one file with its validated spec, its runtime struct and its tests: `sim`
+//! (through the sim adapter's [`Allocatable`](crate::adapters::Allocatable)), `exec` (an argv
+//! template, no shell), `docker` (the Docker Engine API over its unix socket: CPUs and memory
+//! of a container), `golem_profile` (`ya-provider profile update`), `storj_config` (the
+//! allocated disk space in config.yaml, then a restart: disruptive) and `systemd`
+//! (`systemctl set-property`). Command-driven kinds share [`process`]'s runner. The
+//! optimization rules' `actuator:` (parsed in `optimizer::rules`) becomes a kind here through
+//! [`ActuatorKind::from_rule`], which fills in the defaults.
 //!
 //! Verification is shared: [`verify_by_polling`] polls the node's adapter until the allocation
 //! it reports matches what was applied (within a relative tolerance, since nodes round: Golem
-//! keeps GiB with one decimal), or gives up after a number of attempts.
+//! keeps GiB with one decimal), or gives up after a number of attempts; [`verify_reported`]
+//! does the same for only the resources a kind changed, and passes when the node reports none
+//! of them (the kind has then read its own setting back already).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,9 +28,15 @@ use serde_yaml::Value;
 use crate::adapters::{Adapter, Allocation, Resource, Resources};
 use crate::config::diag::{join_key, Diagnostics};
 use crate::config::units;
+use crate::optimizer;
 
+pub mod docker;
 pub mod exec;
+pub mod golem_profile;
+pub mod process;
 pub mod sim;
+pub mod storj_config;
+pub mod systemd;
 
 /// Why an actuator could not do what it was asked.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -109,12 +121,92 @@ pub struct ActuatorSpec {
 }
 
 /// The actuator kinds. A new kind: one file here, one arm in this enum, in
-/// [`ActuatorSpec::validate`] and in [`build`]. Docker, Golem (`ya-provider profile`), Storj
-/// (config + restart) and systemd come later.
+/// [`ActuatorKind::from_rule`] and in [`build`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum ActuatorKind {
     Sim,
     Exec(exec::ExecSpec),
+    Docker(docker::DockerSpec),
+    GolemProfile(golem_profile::GolemProfileSpec),
+    StorjConfig(storj_config::StorjConfigSpec),
+    Systemd(systemd::SystemdSpec),
+}
+
+impl ActuatorKind {
+    /// The kind of `node` from its optimization rule, with the defaults filled in. The error
+    /// says what is missing or wrong (the parser has checked each key already); the caller
+    /// names the rule's path and leaves the node unmoved, while the others run.
+    pub fn from_rule(rule: &optimizer::ActuatorRule, node: &str) -> Result<ActuatorKind, String> {
+        use optimizer::ActuatorKind as K;
+        let p = &rule.params;
+        let name = rule.kind.name();
+        Ok(match rule.kind {
+            K::Sim => ActuatorKind::Sim,
+            K::Exec => {
+                let c = rule.command.as_deref().ok_or("kind exec needs a command")?;
+                let mut e = exec::ExecSpec::from_command(c)?;
+                if let Some(t) = p.timeout {
+                    e.timeout = t;
+                }
+                ActuatorKind::Exec(e)
+            }
+            K::Docker => ActuatorKind::Docker(docker::DockerSpec {
+                container: p.container.clone().unwrap_or_else(|| node.to_string()),
+                socket: p
+                    .socket
+                    .as_deref()
+                    .unwrap_or(docker::DEFAULT_SOCKET)
+                    .trim_start_matches("unix://")
+                    .into(),
+                timeout: p.timeout.unwrap_or(docker::DEFAULT_TIMEOUT),
+            }),
+            K::GolemProfile => ActuatorKind::GolemProfile(golem_profile::GolemProfileSpec {
+                program: p
+                    .program
+                    .clone()
+                    .unwrap_or_else(|| golem_profile::DEFAULT_PROGRAM.into()),
+                profile: p
+                    .profile
+                    .clone()
+                    .unwrap_or_else(|| golem_profile::DEFAULT_PROFILE.into()),
+                data_dir: p.data_dir.as_ref().map(Into::into),
+                timeout: p.timeout.unwrap_or(golem_profile::DEFAULT_TIMEOUT),
+            }),
+            K::StorjConfig => {
+                let missing = |key: &str, what: &str| {
+                    format!("{name} needs {key} ({what}); there is no default")
+                };
+                ActuatorKind::StorjConfig(storj_config::StorjConfigSpec {
+                    config_file: p
+                        .config_file
+                        .as_ref()
+                        .ok_or_else(|| missing("config_file", "the node's config.yaml"))?
+                        .into(),
+                    restart: p.restart.clone().ok_or_else(|| {
+                        missing(
+                            "restart",
+                            "the argv that restarts the node, e.g. [docker, restart, storagenode]",
+                        )
+                    })?,
+                    timeout: p.timeout.unwrap_or(storj_config::DEFAULT_TIMEOUT),
+                })
+            }
+            K::Systemd => ActuatorKind::Systemd(systemd::SystemdSpec {
+                unit: p.unit.clone().unwrap_or_else(|| node.to_string()),
+                program: p
+                    .program
+                    .clone()
+                    .unwrap_or_else(|| systemd::DEFAULT_PROGRAM.into()),
+                runtime: p.runtime.unwrap_or(false),
+                timeout: p.timeout.unwrap_or(systemd::DEFAULT_TIMEOUT),
+            }),
+        })
+    }
+
+    /// Whether applying restarts the node (its switching cost must cover the downtime).
+    pub fn disruptive(&self) -> bool {
+        matches!(self, ActuatorKind::StorjConfig(_))
+    }
 }
 
 /// The words accepted in `actuator.kind`.
@@ -247,6 +339,37 @@ pub fn build(
             adapter,
             spec.verify.clone(),
         )),
+        ActuatorKind::Docker(d) => Arc::new(docker::DockerActuator::new(
+            d.clone(),
+            adapter,
+            spec.verify.clone(),
+        )),
+        ActuatorKind::GolemProfile(g) => Arc::new(golem_profile::GolemProfileActuator::new(
+            g.clone(),
+            adapter,
+            spec.verify.clone(),
+        )),
+        ActuatorKind::StorjConfig(c) => {
+            // The file must be there with its key now: a wrong path is a config error to
+            // report at start, not at the first move hours later.
+            storj_config::read_allocation(&c.config_file).map_err(|e| {
+                ActuatorError::Unreachable {
+                    node: adapter.name().to_string(),
+                    kind: "storj_config",
+                    detail: e.to_string(),
+                }
+            })?;
+            Arc::new(storj_config::StorjConfigActuator::new(
+                c.clone(),
+                adapter,
+                spec.verify.clone(),
+            ))
+        }
+        ActuatorKind::Systemd(u) => Arc::new(systemd::SystemdActuator::new(
+            u.clone(),
+            adapter,
+            spec.verify.clone(),
+        )),
     })
 }
 
@@ -317,6 +440,47 @@ pub async fn verify_by_polling(
                 Ok(()) => return Ok(()),
                 Err(e) => last = e,
             },
+        }
+    }
+    Err(ActuatorError::Verify {
+        node: node.to_string(),
+        attempts,
+        detail: last,
+    })
+}
+
+/// Like [`verify_by_polling`], for only the resources in `changed`: passes at once when the
+/// node reports none of them (the actuator has read its own setting back already), and
+/// otherwise polls until those it reports match.
+pub async fn verify_reported(
+    adapter: &dyn Adapter,
+    node: &str,
+    expected: &Allocation,
+    spec: &VerifySpec,
+    changed: &[Resource],
+) -> Result<(), ActuatorError> {
+    let attempts = spec.attempts.max(1);
+    let mut last = String::new();
+    for i in 0..attempts {
+        if i > 0 {
+            tokio::time::sleep(spec.interval).await;
+        }
+        match tokio::time::timeout(spec.poll_timeout, adapter.poll()).await {
+            Err(_) => last = format!("poll timed out after {:?}", spec.poll_timeout),
+            Ok(Err(e)) => last = format!("poll failed: {e}"),
+            Ok(Ok(obs)) => {
+                let mut masked = Resources::<Option<f64>>::default();
+                for r in changed {
+                    masked.set(*r, obs.allocation.get(*r));
+                }
+                if Resource::ALL.iter().all(|r| masked.get(*r).is_none()) {
+                    return Ok(());
+                }
+                match compare(&masked, expected, spec.tolerance) {
+                    Ok(()) => return Ok(()),
+                    Err(e) => last = e,
+                }
+            }
         }
     }
     Err(ActuatorError::Verify {
