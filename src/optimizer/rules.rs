@@ -1454,6 +1454,76 @@ nodes:
         }
     }
 
+    /// Rules with one node whose actuator is `actuator` (YAML, indented for the node block).
+    fn with_actuator(actuator: &str) -> String {
+        format!(
+            "nodes:\n  n:\n    value_per_hour: 'vector(1)'\n    response:\n      cpu_cores: {{model: marginal, knee: 1}}\n    actuator: {actuator}\n"
+        )
+    }
+
+    #[test]
+    fn actuator_mappings_carry_their_kinds_keys() {
+        let r = parse_str(
+            &with_actuator(
+                "{kind: docker, container: golem, socket: /run/docker.sock, timeout: 5s}",
+            ),
+            "opt.yml",
+        )
+        .unwrap();
+        let a = r.for_node("n", "x").and_then(|n| n.actuator).unwrap();
+        assert_eq!(a.kind, ActuatorKind::Docker);
+        assert_eq!(a.params.container.as_deref(), Some("golem"));
+        assert_eq!(a.params.socket.as_deref(), Some("/run/docker.sock"));
+        assert_eq!(a.params.timeout, Some(Duration::from_secs(5)));
+        let r = parse_str(
+            &with_actuator(
+                "{kind: storj_config, config_file: /srv/storj/config.yaml, restart: [docker, restart, storagenode]}",
+            ),
+            "opt.yml",
+        )
+        .unwrap();
+        let a = r.for_node("n", "x").and_then(|n| n.actuator).unwrap();
+        assert_eq!(
+            a.params.restart.map(|r| r.join(" ")).as_deref(),
+            Some("docker restart storagenode")
+        );
+        // The string form keeps working, with every key left to the defaults.
+        for kind in ["golem_profile", "systemd", "storj_config", "docker"] {
+            let r = parse_str(&with_actuator(kind), "opt.yml").unwrap();
+            let a = r.for_node("n", "x").and_then(|n| n.actuator).unwrap();
+            assert_eq!(a.kind.name(), kind);
+            assert!(a.params.is_empty());
+        }
+    }
+
+    #[test]
+    fn actuator_keys_of_another_kind_or_malformed_are_errors_with_line_and_key() {
+        let text = with_actuator(
+            "\n      kind: golem_profile\n      container: golem\n      profile: ''\n      timeout: 0s\n      colour: red",
+        );
+        let e = parse_str(&text, "opt.yml").expect_err("invalid").0;
+        let joined = e.join("\n");
+        for w in ["opt.yml:11:7: nodes.n.actuator.colour: unknown key \"colour\""] {
+            assert!(
+                e.iter().any(|l| l.starts_with(w)),
+                "missing {w:?} in\n{joined}"
+            );
+        }
+        let text = with_actuator(
+            "\n      kind: golem_profile\n      container: golem\n      profile: ''\n      timeout: 0s\n      restart: []",
+        );
+        let e = parse_str(&text, "opt.yml").expect_err("invalid").0;
+        let joined = e.join("\n");
+        for w in [
+            "opt.yml:8:7: nodes.n.actuator.container: actuator golem_profile does not take \"container\" (it takes program, profile, data_dir, timeout)",
+            "opt.yml:9:7: nodes.n.actuator.profile: must not be empty",
+            "opt.yml:10:7: nodes.n.actuator.timeout: must be longer than 0s",
+            "opt.yml:11:7: nodes.n.actuator.restart: actuator golem_profile does not take \"restart\"",
+        ] {
+            assert!(e.iter().any(|l| l.starts_with(w)), "missing {w:?} in\n{joined}");
+        }
+    }
+
     #[test]
     fn range_vector_estimator_is_refused() {
         let text = "nodes:\n  a:\n    value_per_hour: 'depin_earnings_usd_total[1h]'\n";
