@@ -74,8 +74,9 @@ struct HostConfig {
 #[derive(Default)]
 struct Engine {
     containers: HashMap<String, HostConfig>,
-    /// Answer every update with 500 (the Engine's answer to e.g. a cgroup write error).
-    fail_update: bool,
+    /// Answer this many of the next updates with 500 (the Engine's answer to e.g. a cgroup
+    /// write error).
+    fail_updates: u32,
     /// Delay every inspect by this much.
     slow: Duration,
     /// The JSON bodies of the updates received.
@@ -140,7 +141,8 @@ async fn handle(engine: Shared, req: Request<hyper::body::Incoming>) -> Response
         ("POST", "update") => {
             let u: Value = serde_json::from_slice(&body).unwrap();
             e.updates.push(u.clone());
-            if e.fail_update {
+            if e.fail_updates > 0 {
+                e.fail_updates -= 1;
                 return reply(
                     500,
                     json!({"message": "Cannot update container: failed to write to cpu.max: device or resource busy"}),
@@ -372,7 +374,7 @@ async fn docker_faults_name_the_node_the_socket_and_the_cause() {
             .unwrap_err(),
     );
     assert!(e.contains("no such container \"gollem\""), "{e}");
-    engine.lock().unwrap().fail_update = true;
+    engine.lock().unwrap().fail_updates = u32::MAX;
     let a = docker(&sock, "golem", reports_nothing());
     let e = err_text(a.apply("golem", &cpu_mem(1.0, 1.0)).await.unwrap_err());
     assert!(e.contains("answered 500: Cannot update container"), "{e}");
@@ -773,4 +775,195 @@ async fn storj_config_faults() {
     );
     let e = gone.check("storj").await.unwrap_err().to_string();
     assert!(e.contains("missing.yaml: "), "{e}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Through the controller: rules name the actuators, wiring builds them, the engine executes.
+
+const CONTROLLER_CONFIG: &str = r#"
+host:
+  capacity: {cpu_cores: 8, memory_bytes: 16GiB, disk_bytes: 2TB, bandwidth_bytes_per_second: 100MB}
+prices: {GLM: 0.3, STORJ: 0.4}
+nodes:
+  - name: golem
+    kind: sim
+    sim: {protocol: golem, allocation: {cpu_cores: 2, memory_bytes: 4GiB, disk_bytes: 100GB, bandwidth_bytes_per_second: 1MB}}
+  - name: storj
+    kind: sim
+    sim: {protocol: storj, allocation: {cpu_cores: 4, memory_bytes: 4GiB, disk_bytes: 1TB, bandwidth_bytes_per_second: 1MB}}
+  - name: grass
+    kind: sim
+    sim: {protocol: grass, allocation: {cpu_cores: 1, memory_bytes: 1GiB, disk_bytes: 10GB, bandwidth_bytes_per_second: 1MB}}
+"#;
+
+fn controller_rules(socket: &Path) -> String {
+    format!(
+        r#"
+nodes:
+  golem:
+    value_per_hour: 'vector(1)'
+    response: {{cpu_cores: {{model: marginal, knee: 2}}}}
+    bounds: {{cpu_cores: [1, 6]}}
+    actuator: {{kind: docker, container: golem-provider, socket: "{}", timeout: 2s}}
+  storj:
+    value_per_hour: 'vector(1)'
+    response: {{cpu_cores: {{model: marginal, knee: 2}}}}
+    bounds: {{cpu_cores: [1, 6]}}
+    actuator: sim
+  grass:
+    value_per_hour: 'vector(1)'
+    response: {{cpu_cores: {{model: marginal, knee: 2}}}}
+    actuator: storj_config      # no config_file: this node is not moved, the others are
+"#,
+        socket.display()
+    )
+}
+
+struct AllUp(depin_orcha::clock::ManualClock, Vec<&'static str>);
+
+impl depin_orcha::reallocation::HealthSource for AllUp {
+    fn snapshot(&self) -> Vec<depin_orcha::coordinator::NodeHealth> {
+        use depin_orcha::clock::Clock;
+        self.1
+            .iter()
+            .map(|n| depin_orcha::coordinator::NodeHealth {
+                name: n.to_string(),
+                protocol: n.to_string(),
+                up: true,
+                polled: true,
+                last_success_ms: Some(self.0.now_ms()),
+                consecutive_failures: 0,
+                last_error: None,
+                degraded: None,
+            })
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn the_controller_moves_cores_through_the_docker_engine_and_rolls_back_a_failed_step() {
+    use depin_orcha::adapters::sim::SimNode;
+    use depin_orcha::adapters::Allocatable;
+    use depin_orcha::reallocation::controller::{ApplyRequest, ControllerParts};
+    use depin_orcha::reallocation::{controlled_nodes, Controller, ControllerOptions, History};
+    use std::collections::BTreeMap;
+
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("docker.sock");
+    let engine = engine_with(
+        "golem-provider",
+        HostConfig {
+            nano_cpus: 2_000_000_000,
+            ..Default::default()
+        },
+    );
+    serve(&sock, engine.clone());
+    let config = depin_orcha::config::parse_str(CONTROLLER_CONFIG, "test.yml")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let rules = depin_orcha::optimizer::parse_str(&controller_rules(&sock), "opt.yml")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let clock = depin_orcha::clock::ManualClock::new(1_767_225_600_000);
+    let shared: depin_orcha::clock::SharedClock = Arc::new(clock.clone());
+    let sim = |name: &str| {
+        let n = config.nodes.iter().find(|n| n.name == name).unwrap();
+        let depin_orcha::config::NodeKind::Sim(spec) = &n.kind else {
+            panic!("sim nodes only")
+        };
+        Arc::new(SimNode::new(name, spec, shared.clone()))
+    };
+    let storj = sim("storj");
+    // golem's adapter reports the container's CPUs, as a node in a container would.
+    struct Golem(Shared);
+    impl Adapter for Golem {
+        fn name(&self) -> &str {
+            "golem"
+        }
+        fn protocol(&self) -> &str {
+            "golem"
+        }
+        fn poll(&self) -> PollFuture<'_> {
+            let hc = self.0.lock().unwrap().containers["golem-provider"].clone();
+            let o = Observation {
+                allocation: Resources {
+                    cpu_cores: Some(hc.nano_cpus as f64 / 1e9),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            Box::pin(std::future::ready(Ok(o)))
+        }
+    }
+    let adapters: Vec<Arc<dyn Adapter>> =
+        vec![Arc::new(Golem(engine.clone())), storj.clone(), sim("grass")];
+    let (nodes, warnings) = controlled_nodes(&config, &rules, &adapters);
+    assert_eq!(
+        warnings,
+        ["nodes.grass.actuator: storj_config needs config_file (the node's config.yaml); there is no default; node grass is observed but not moved"]
+    );
+    let kinds: BTreeMap<&str, Option<&str>> = nodes
+        .iter()
+        .map(|n| (n.name.as_str(), n.actuator.as_ref().map(|a| a.kind())))
+        .collect();
+    assert_eq!(
+        kinds,
+        BTreeMap::from([
+            ("golem", Some("docker")),
+            ("grass", None),
+            ("storj", Some("sim"))
+        ])
+    );
+    let controller = Controller::new(ControllerParts {
+        rules,
+        options: ControllerOptions {
+            dry_run: false,
+            rollback_margin: 0.1,
+            host_capacity: config.host.capacity,
+        },
+        nodes,
+        planner: Box::new(depin_orcha::reallocation::OptimizerPlanner::default()),
+        health: Arc::new(AllUp(clock.clone(), vec!["golem", "storj", "grass"])),
+        db: Arc::new(depin_orcha::tsdb::Db::in_memory()),
+        engine: depin_orcha::promql::Engine::default(),
+        clock: shared,
+        history: History::in_memory(),
+        registry: prometheus::Registry::new(),
+    })
+    .unwrap();
+    let cores = |golem: f64, storj: f64| ApplyRequest {
+        allocations: Some(BTreeMap::from([
+            (
+                "golem".to_string(),
+                Resources {
+                    cpu_cores: Some(golem),
+                    ..Default::default()
+                },
+            ),
+            (
+                "storj".to_string(),
+                Resources {
+                    cpu_cores: Some(storj),
+                    ..Default::default()
+                },
+            ),
+        ])),
+        force: true,
+    };
+    // storj releases two cores (sim), then golem's container gets them (Engine API).
+    let e = controller.handle_request(1, cores(4.0, 2.0)).await.unwrap();
+    assert!(e.decision.starts_with("applied"), "{}", e.decision);
+    assert_eq!(
+        engine.lock().unwrap().containers["golem-provider"].nano_cpus,
+        4_000_000_000
+    );
+    assert_eq!(storj.allocation().cpu_cores, 2.0);
+    // The Engine refuses the next update: storj's release is undone, golem keeps 4 CPUs.
+    engine.lock().unwrap().fail_updates = 1;
+    let e = controller.handle_request(2, cores(5.0, 1.0)).await.unwrap();
+    assert!(e.decision.starts_with("rolled_back"), "{}", e.decision);
+    assert!(e.decision.contains("answered 500"), "{}", e.decision);
+    assert_eq!(storj.allocation().cpu_cores, 2.0);
+    assert_eq!(
+        engine.lock().unwrap().containers["golem-provider"].nano_cpus,
+        4_000_000_000
+    );
 }
