@@ -383,23 +383,65 @@ async fn docker_faults_name_the_node_the_socket_and_the_cause() {
     let e = a.apply("golem", &cpu_mem(1.0, 1.0)).await.unwrap_err();
     assert!(matches!(e, ActuatorError::Timeout { .. }), "{e}");
     assert!(t.elapsed() < Duration::from_secs(2));
+}
 
-    // A socket without permission. Root ignores file modes, so this part only runs as
-    // another user.
-    if unsafe { libc::geteuid() } == 0 {
-        eprintln!("skipping the permission case: running as root, which ignores chmod 000");
-        return;
+/// Set in the child run of [`docker_socket_without_permission`]: the locked socket's path.
+const LOCKED_SOCKET_VAR: &str = "DEPIN_TEST_LOCKED_DOCKER_SOCKET";
+
+#[tokio::test]
+async fn docker_socket_without_permission() {
+    let check_locked = |sock: PathBuf| async move {
+        let e = err_text(
+            docker(&sock, "golem", reports_nothing())
+                .check("golem")
+                .await
+                .unwrap_err(),
+        );
+        assert!(
+            e.contains(&format!(
+                "permission denied on Docker socket {}",
+                sock.display()
+            )),
+            "{e}"
+        );
+    };
+    if let Ok(sock) = std::env::var(LOCKED_SOCKET_VAR) {
+        // The child: an unprivileged user, for whom the socket's mode applies.
+        return check_locked(PathBuf::from(sock)).await;
     }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let locked = dir.path().join("locked.sock");
     serve(&locked, engine_with("golem", HostConfig::default()));
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
-    let e = err_text(
-        docker(&locked, "golem", reports_nothing())
-            .check("golem")
-            .await
-            .unwrap_err(),
-    );
-    assert!(e.contains("permission denied on Docker socket"), "{e}");
+    if unsafe { libc::geteuid() } != 0 {
+        return check_locked(locked).await;
+    }
+    // Root ignores file modes (CI runs as root): run this test again as user nobody (65534),
+    // which must meet the locked socket.
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(exe)
+            .args(["docker_socket_without_permission", "--exact", "--nocapture"])
+            .env(LOCKED_SOCKET_VAR, &locked)
+            .uid(65534)
+            .gid(65534)
+            .output()
+    })
+    .await
+    .unwrap();
+    match out {
+        Ok(o) => assert!(
+            o.status.success() && String::from_utf8_lossy(&o.stdout).contains("1 passed"),
+            "the run as nobody failed:\n{}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        // The test binary may sit where nobody cannot reach it; say so rather than pass
+        // silently or fail on the machine's layout.
+        Err(e) => eprintln!("skipping the permission case: cannot run the test as nobody: {e}"),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

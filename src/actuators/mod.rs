@@ -531,6 +531,103 @@ mod tests {
         }
     }
 
+    fn rule(
+        kind: optimizer::ActuatorKind,
+        params: optimizer::ActuatorParams,
+    ) -> optimizer::ActuatorRule {
+        optimizer::ActuatorRule {
+            kind,
+            command: None,
+            params,
+        }
+    }
+
+    #[test]
+    fn rules_become_kinds_with_defaults() {
+        use optimizer::{ActuatorKind as K, ActuatorParams as P};
+        let d = ActuatorKind::from_rule(&rule(K::Docker, P::default()), "grass").unwrap();
+        assert_eq!(
+            d,
+            ActuatorKind::Docker(docker::DockerSpec {
+                container: "grass".into(),
+                socket: "/var/run/docker.sock".into(),
+                timeout: docker::DEFAULT_TIMEOUT,
+            })
+        );
+        // DOCKER_HOST style `unix://` paths are accepted.
+        let d = ActuatorKind::from_rule(
+            &rule(
+                K::Docker,
+                P {
+                    socket: Some("unix:///run/user/1000/docker.sock".into()),
+                    ..P::default()
+                },
+            ),
+            "grass",
+        )
+        .unwrap();
+        assert!(
+            matches!(d, ActuatorKind::Docker(s) if s.socket == std::path::Path::new("/run/user/1000/docker.sock"))
+        );
+        let g = ActuatorKind::from_rule(&rule(K::GolemProfile, P::default()), "golem").unwrap();
+        assert!(matches!(&g, ActuatorKind::GolemProfile(s)
+            if s.program == "ya-provider" && s.profile == "default" && s.data_dir.is_none()));
+        let u = ActuatorKind::from_rule(
+            &rule(
+                K::Systemd,
+                P {
+                    runtime: Some(true),
+                    timeout: Some(Duration::from_secs(3)),
+                    ..P::default()
+                },
+            ),
+            "storagenode",
+        )
+        .unwrap();
+        assert_eq!(
+            u,
+            ActuatorKind::Systemd(systemd::SystemdSpec {
+                unit: "storagenode".into(),
+                program: "systemctl".into(),
+                runtime: true,
+                timeout: Duration::from_secs(3),
+            })
+        );
+        assert!(!u.disruptive());
+        // storj_config has no defaults for the file and the restart: the message says which.
+        let e = ActuatorKind::from_rule(&rule(K::StorjConfig, P::default()), "storj").unwrap_err();
+        assert!(e.starts_with("storj_config needs config_file"), "{e}");
+        let e = ActuatorKind::from_rule(
+            &rule(
+                K::StorjConfig,
+                P {
+                    config_file: Some("/srv/storj/config.yaml".into()),
+                    ..P::default()
+                },
+            ),
+            "storj",
+        )
+        .unwrap_err();
+        assert!(e.starts_with("storj_config needs restart"), "{e}");
+        let s = ActuatorKind::from_rule(
+            &rule(
+                K::StorjConfig,
+                P {
+                    config_file: Some("/srv/storj/config.yaml".into()),
+                    restart: Some(vec![
+                        "docker".into(),
+                        "restart".into(),
+                        "storagenode".into(),
+                    ]),
+                    ..P::default()
+                },
+            ),
+            "storj",
+        )
+        .unwrap();
+        assert!(s.disruptive());
+    }
+
     #[test]
     fn compare_names_what_differs() {
         let exp = Allocation {
