@@ -81,6 +81,8 @@ struct Engine {
     slow: Duration,
     /// The JSON bodies of the updates received.
     updates: Vec<Value>,
+    /// The paths of every request, as sent (with the API version prefix).
+    paths: Vec<String>,
 }
 
 type Shared = Arc<Mutex<Engine>>;
@@ -99,14 +101,29 @@ async fn handle(engine: Shared, req: Request<hyper::body::Incoming>) -> Response
     let method = req.method().clone();
     // bollard prefixes the API version: /v1.47/containers/...
     let path = req.uri().path().to_string();
-    let path = match path.strip_prefix("/v") {
+    let path = match path
+        .strip_prefix("/v")
+        .filter(|r| r.starts_with(|c: char| c.is_ascii_digit()))
+    {
         Some(rest) => rest
             .find('/')
             .map(|i| rest[i..].to_string())
             .unwrap_or_default(),
         None => path,
     };
+    engine
+        .lock()
+        .unwrap()
+        .paths
+        .push(req.uri().path().to_string());
     let body = req.into_body().collect().await.unwrap().to_bytes();
+    if path == "/version" {
+        // An Engine older than bollard: the client must come down to its API version.
+        return reply(
+            200,
+            json!({"Version": "27.3.1", "ApiVersion": "1.47", "MinAPIVersion": "1.24", "Os": "linux"}),
+        );
+    }
     if path == "/_ping" {
         let mut r = Response::new(Full::new(Bytes::from_static(b"OK")));
         r.headers_mut()
@@ -276,6 +293,16 @@ async fn docker_apply_verify_undo_through_the_engine_api() {
         assert_eq!(hc.nano_cpus, 2_500_000_000);
         assert_eq!(hc.memory, 6 << 30);
         assert_eq!(hc.memory_swap, 6 << 30);
+        // The version was agreed first; no call asks for an API newer than the Engine's
+        // (bollard 0.21 sends unversioned paths, which the Engine serves at its own version).
+        assert_eq!(e.paths[0], "/version");
+        assert!(
+            e.paths[1..]
+                .iter()
+                .all(|p| p.starts_with("/v1.47/") || !p.starts_with("/v1")),
+            "{:?}",
+            e.paths
+        );
         assert_eq!(
             e.updates[0],
             json!({"NanoCpus": 2_500_000_000i64, "Memory": 6i64 << 30, "MemorySwap": 6i64 << 30})

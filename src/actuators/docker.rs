@@ -11,6 +11,9 @@
 //! - A resource whose new amount is 0 is left as it is (0 is "unlimited" to Docker, never what
 //!   a plan means); disk and bandwidth are not Docker limits and are ignored here.
 //!
+//! The API version is agreed with the Engine at the first call (`GET /version`), so old and
+//! new Engines both answer.
+//!
 //! `verify` inspects the container (`HostConfig.NanoCpus` or `CpuQuota/CpuPeriod`, `Memory`)
 //! and then polls the node's adapter for whichever of CPU and memory it reports itself. `undo`
 //! is `apply` with the previous allocation. `check` connects to the socket (a missing socket,
@@ -58,6 +61,8 @@ pub struct DockerActuator {
     spec: DockerSpec,
     adapter: Arc<dyn Adapter>,
     verify: VerifySpec,
+    /// The client, once its API version is agreed with the Engine.
+    client: tokio::sync::Mutex<Option<Docker>>,
 }
 
 /// The limits a container has now, as the Engine reports them.
@@ -93,6 +98,7 @@ impl DockerActuator {
             spec,
             adapter,
             verify,
+            client: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -104,16 +110,33 @@ impl DockerActuator {
         }
     }
 
-    /// A client for the socket. bollard checks only that the path exists; the connection is
-    /// made per request.
-    fn client(&self) -> Result<Docker, String> {
+    /// The client for the socket (bollard connects per request). Its API version is agreed
+    /// with the Engine once (`GET /version`): an Engine refuses a client version newer than
+    /// its own ("client version too new"), and a newer Engine no longer serves very old ones,
+    /// so no fixed version suits every host. (bollard 0.21 happens to send unversioned paths,
+    /// which every Engine serves at its own version; the agreement keeps that true if it
+    /// starts sending its version.)
+    async fn client(&self, node: &str, action: &'static str) -> Result<Docker, ActuatorError> {
+        let mut held = self.client.lock().await;
+        if let Some(d) = held.as_ref() {
+            return Ok(d.clone());
+        }
         let path = self.spec.socket.to_string_lossy();
-        Docker::connect_with_unix(
+        let d = Docker::connect_with_unix(
             &path,
             self.spec.timeout.as_secs().max(1),
             bollard::API_DEFAULT_VERSION,
         )
-        .map_err(|e| describe(&self.spec.socket, &self.spec.container, e))
+        .map_err(|e| {
+            self.failed(
+                node,
+                action,
+                describe(&self.spec.socket, &self.spec.container, e),
+            )
+        })?;
+        let d = self.call(node, action, d.negotiate_version()).await?;
+        *held = Some(d.clone());
+        Ok(d)
     }
 
     /// Runs one Engine call under the timeout; errors are described for the operator.
@@ -139,7 +162,7 @@ impl DockerActuator {
     }
 
     async fn limits(&self, node: &str, action: &'static str) -> Result<Limits, ActuatorError> {
-        let docker = self.client().map_err(|e| self.failed(node, action, e))?;
+        let docker = self.client(node, action).await?;
         let info = self
             .call(
                 node,
@@ -164,7 +187,7 @@ impl DockerActuator {
     ) -> Result<(), ActuatorError> {
         let now = self.limits(node, action).await?;
         let body = update_body(&now, to).map_err(|e| self.failed(node, action, e))?;
-        let docker = self.client().map_err(|e| self.failed(node, action, e))?;
+        let docker = self.client(node, action).await?;
         self.call(
             node,
             action,
@@ -217,7 +240,9 @@ fn describe(socket: &Path, container: &str, e: bollard::errors::Error) -> String
         E::DockerResponseServerError {
             status_code: 404,
             message,
-        } => format!("no such container {container:?} on {s}: {message}"),
+        } if message.starts_with("No such container") => {
+            format!("no such container {container:?} on {s}: {message}")
+        }
         E::DockerResponseServerError {
             status_code,
             message,
@@ -284,11 +309,11 @@ impl Actuator for DockerActuator {
                     ))
                 })?
                 .map_err(unreachable)?;
-            let docker = self.client().map_err(unreachable)?;
             let strip = |e: ActuatorError| match e {
                 ActuatorError::Failed { detail, .. } => unreachable(detail),
                 other => unreachable(other.to_string()),
             };
+            let docker = self.client(node, "check").await.map_err(strip)?;
             self.call(node, "check", docker.ping())
                 .await
                 .map_err(strip)?;
