@@ -327,8 +327,43 @@ fn validate_verify(v: &RawVerify, path: &str, d: &mut Diagnostics) -> Option<Ver
     })
 }
 
-/// Builds the runtime actuator of a node from its spec and its adapter.
+/// Builds the runtime actuator of a node from its spec and its adapter. A kind that talks to
+/// something outside (all but `sim`) is asked [`Actuator::check`] once in the background
+/// when a tokio runtime is running: an unreachable Docker socket, a missing program or a
+/// unit that is not loaded is logged at start, naming the node, without holding the start up
+/// or keeping the other nodes from running. Pre-flight asks again before every move.
 pub fn build(
+    spec: &ActuatorSpec,
+    adapter: Arc<dyn Adapter>,
+) -> Result<Arc<dyn Actuator>, ActuatorError> {
+    let node = adapter.name().to_string();
+    let a = build_kind(spec, adapter)?;
+    if !matches!(spec.kind, ActuatorKind::Sim) {
+        check_at_start(a.clone(), node);
+    }
+    Ok(a)
+}
+
+/// Logs the outcome of `a.check()` for `node`, in a task of the current runtime (none: no
+/// check, as in synchronous tools).
+fn check_at_start(a: Arc<dyn Actuator>, node: String) {
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    rt.spawn(async move {
+        match a.check(&node).await {
+            Ok(()) => tracing::info!(node = %node, kind = a.kind(), "actuator is reachable"),
+            Err(e) => tracing::warn!(
+                node = %node,
+                kind = a.kind(),
+                error = %e,
+                "actuator is not usable now; this node is not moved until pre-flight passes"
+            ),
+        }
+    });
+}
+
+fn build_kind(
     spec: &ActuatorSpec,
     adapter: Arc<dyn Adapter>,
 ) -> Result<Arc<dyn Actuator>, ActuatorError> {
@@ -626,6 +661,67 @@ mod tests {
         )
         .unwrap();
         assert!(s.disruptive());
+    }
+
+    /// A log sink for one test.
+    #[derive(Clone, Default)]
+    struct Log(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Log {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    struct Quiet;
+    impl Adapter for Quiet {
+        fn name(&self) -> &str {
+            "grass"
+        }
+        fn protocol(&self) -> &str {
+            "grass"
+        }
+        fn poll(&self) -> crate::adapters::PollFuture<'_> {
+            Box::pin(std::future::ready(Ok(Default::default())))
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unusable_actuator_is_logged_at_start_naming_the_node() {
+        let log = Log::default();
+        let sink = log.clone();
+        let sub = tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(sub);
+        let spec = ActuatorSpec {
+            kind: ActuatorKind::Docker(docker::DockerSpec {
+                container: "grass".into(),
+                socket: "/nonexistent/docker.sock".into(),
+                timeout: Duration::from_secs(1),
+            }),
+            verify: VerifySpec::default(),
+        };
+        // Building succeeds (the Engine may come up later); the check runs in the background.
+        let _a = build(&spec, Arc::new(Quiet)).unwrap();
+        let mut text = String::new();
+        for _ in 0..200 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            text = String::from_utf8_lossy(&log.0.lock().unwrap()).into_owned();
+            if !text.is_empty() {
+                break;
+            }
+        }
+        assert!(text.contains("WARN"), "{text}");
+        assert!(text.contains("node=grass"), "{text}");
+        assert!(
+            text.contains("Docker socket /nonexistent/docker.sock does not exist"),
+            "{text}"
+        );
     }
 
     #[test]
