@@ -514,7 +514,7 @@ esac
 fn golem(program: &Path, profile: &str, adapter: Arc<dyn Adapter>) -> GolemProfileActuator {
     GolemProfileActuator::new(
         GolemProfileSpec {
-            program: program.to_string_lossy().into_owned(),
+            program: vec![program.to_string_lossy().into_owned()],
             profile: profile.into(),
             data_dir: Some("/srv/golem/ya-provider".into()),
             timeout: Duration::from_secs(5),
@@ -616,7 +616,7 @@ async fn golem_profile_faults() {
     assert!(e.contains("is not an executable file"), "{e}");
     let hang = script(&d, "hang", "sleep 10\n");
     let mut a = GolemProfileSpec {
-        program: hang.to_string_lossy().into_owned(),
+        program: vec![hang.to_string_lossy().into_owned()],
         profile: "default".into(),
         data_dir: None,
         timeout: Duration::from_millis(200),
@@ -628,7 +628,7 @@ async fn golem_profile_faults() {
         .unwrap_err();
     assert!(matches!(e, ActuatorError::Timeout { .. }), "{e}");
     assert!(t.elapsed() < Duration::from_secs(3));
-    a.program = "/bin/false".into();
+    a.program = vec!["/bin/false".into()];
     assert!(
         GolemProfileActuator::new(a, reports_nothing(), fast_verify())
             .check("golem")
@@ -669,7 +669,7 @@ fn systemd(program: &Path, unit: &str, runtime: bool) -> SystemdActuator {
     SystemdActuator::new(
         SystemdSpec {
             unit: unit.into(),
-            program: program.to_string_lossy().into_owned(),
+            program: vec![program.to_string_lossy().into_owned()],
             runtime,
             timeout: Duration::from_secs(5),
         },

@@ -14,6 +14,7 @@
 //!
 //! ```yaml
 //! actuator: {kind: golem_profile, program: ya-provider, profile: default, data_dir: /srv/golem/ya-provider, timeout: 30s}
+//! actuator: {kind: golem_profile, program: [docker, exec, golem, ya-provider]}   # in its container
 //! ```
 
 use std::path::PathBuf;
@@ -37,7 +38,8 @@ const GIB: f64 = 1073741824.0;
 /// The validated parameters of a golem_profile actuator.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GolemProfileSpec {
-    pub program: String,
+    /// The program, or an argv prefix (`[docker, exec, golem, ya-provider]`).
+    pub program: Vec<String>,
     pub profile: String,
     /// ya-provider's `--data-dir` (where `hardware.json` lives); None: ya-provider's default
     /// (or its `DATA_DIR` variable, which the child inherits).
@@ -85,7 +87,7 @@ impl GolemProfileActuator {
 
     /// `program [--data-dir DIR] profile <args>`.
     fn argv(&self, args: &[String]) -> Vec<String> {
-        let mut v = vec![self.spec.program.clone()];
+        let mut v = self.spec.program.clone();
         if let Some(d) = &self.spec.data_dir {
             v.push("--data-dir".into());
             v.push(d.to_string_lossy().into_owned());
@@ -213,7 +215,8 @@ impl Actuator for GolemProfileActuator {
                 kind: "golem_profile",
                 detail,
             };
-            find_program(&self.spec.program).map_err(unreachable)?;
+            let program = self.spec.program.first().map(String::as_str).unwrap_or("");
+            find_program(program).map_err(unreachable)?;
             self.read_profile(node, "check")
                 .await
                 .map_err(|e| match e {
@@ -290,7 +293,7 @@ mod tests {
     fn actuator(data_dir: Option<&str>) -> GolemProfileActuator {
         GolemProfileActuator::new(
             GolemProfileSpec {
-                program: DEFAULT_PROGRAM.into(),
+                program: vec![DEFAULT_PROGRAM.into()],
                 profile: "work".into(),
                 data_dir: data_dir.map(PathBuf::from),
                 timeout: DEFAULT_TIMEOUT,
@@ -327,5 +330,20 @@ mod tests {
             "ya-provider profile update --name work --cpu-threads 1 --storage-gib 93.132"
         );
         assert!(actuator(None).update_argv(&Allocation::default()).is_err());
+        // In its container: the argv prefix comes first.
+        let mut a = actuator(None);
+        a.spec.program = ["docker", "exec", "golem", "ya-provider"]
+            .map(String::from)
+            .to_vec();
+        let argv = a
+            .update_argv(&Allocation {
+                cpu_cores: 2.0,
+                ..Allocation::default()
+            })
+            .unwrap();
+        assert_eq!(
+            argv.join(" "),
+            "docker exec golem ya-provider profile update --name work --cpu-threads 2"
+        );
     }
 }

@@ -164,7 +164,7 @@ impl ActuatorKind {
                 program: p
                     .program
                     .clone()
-                    .unwrap_or_else(|| golem_profile::DEFAULT_PROGRAM.into()),
+                    .unwrap_or_else(|| vec![golem_profile::DEFAULT_PROGRAM.into()]),
                 profile: p
                     .profile
                     .clone()
@@ -196,7 +196,7 @@ impl ActuatorKind {
                 program: p
                     .program
                     .clone()
-                    .unwrap_or_else(|| systemd::DEFAULT_PROGRAM.into()),
+                    .unwrap_or_else(|| vec![systemd::DEFAULT_PROGRAM.into()]),
                 runtime: p.runtime.unwrap_or(false),
                 timeout: p.timeout.unwrap_or(systemd::DEFAULT_TIMEOUT),
             }),
@@ -606,7 +606,7 @@ mod tests {
         );
         let g = ActuatorKind::from_rule(&rule(K::GolemProfile, P::default()), "golem").unwrap();
         assert!(matches!(&g, ActuatorKind::GolemProfile(s)
-            if s.program == "ya-provider" && s.profile == "default" && s.data_dir.is_none()));
+            if s.program == ["ya-provider"] && s.profile == "default" && s.data_dir.is_none()));
         let u = ActuatorKind::from_rule(
             &rule(
                 K::Systemd,
@@ -623,7 +623,7 @@ mod tests {
             u,
             ActuatorKind::Systemd(systemd::SystemdSpec {
                 unit: "storagenode".into(),
-                program: "systemctl".into(),
+                program: vec!["systemctl".into()],
                 runtime: true,
                 timeout: Duration::from_secs(3),
             })

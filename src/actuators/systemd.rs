@@ -35,7 +35,8 @@ const RESOURCES: [Resource; 2] = [Resource::CpuCores, Resource::MemoryBytes];
 #[derive(Clone, Debug, PartialEq)]
 pub struct SystemdSpec {
     pub unit: String,
-    pub program: String,
+    /// The program, or an argv prefix (`[sudo, -n, systemctl]`).
+    pub program: Vec<String>,
     /// `--runtime`: the change is lost at reboot.
     pub runtime: bool,
     pub timeout: Duration,
@@ -151,7 +152,8 @@ impl SystemdActuator {
                 return Err(format!("{} must be a finite amount >= 0, got {v}", r.key()));
             }
         }
-        let mut v = vec![self.spec.program.clone(), "set-property".into()];
+        let mut v = self.spec.program.clone();
+        v.push("set-property".into());
         if self.spec.runtime {
             v.push("--runtime".into());
         }
@@ -205,19 +207,21 @@ impl SystemdActuator {
     }
 
     async fn show(&self, node: &str, action: &'static str) -> Result<UnitLimits, ActuatorError> {
-        let argv = [
-            self.spec.program.as_str(),
-            "show",
-            self.spec.unit.as_str(),
-            "-p",
-            "LoadState",
-            "-p",
-            "CPUQuotaPerSecUSec",
-            "-p",
-            "MemoryMax",
-        ]
-        .map(String::from);
-        let out = self.run(node, action, argv.to_vec()).await?;
+        let mut argv = self.spec.program.clone();
+        argv.extend(
+            [
+                "show",
+                self.spec.unit.as_str(),
+                "-p",
+                "LoadState",
+                "-p",
+                "CPUQuotaPerSecUSec",
+                "-p",
+                "MemoryMax",
+            ]
+            .map(String::from),
+        );
+        let out = self.run(node, action, argv).await?;
         let fail = |detail: String| ActuatorError::Failed {
             node: node.to_string(),
             action,
@@ -250,7 +254,8 @@ impl Actuator for SystemdActuator {
                 kind: "systemd",
                 detail,
             };
-            find_program(&self.spec.program).map_err(unreachable)?;
+            let program = self.spec.program.first().map(String::as_str).unwrap_or("");
+            find_program(program).map_err(unreachable)?;
             self.show(node, "check").await.map_err(|e| match e {
                 ActuatorError::Failed { detail, .. } => unreachable(detail),
                 other => unreachable(other.to_string()),

@@ -329,9 +329,10 @@ pub struct ActuatorParams {
     /// `socket` (docker): the Engine's unix socket. Default `/var/run/docker.sock`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub socket: Option<String>,
-    /// `program` (golem_profile, systemd): the tool to run. Default `ya-provider`, `systemctl`.
+    /// `program` (golem_profile, systemd): the tool to run, a name or path or an argv prefix
+    /// (`[docker, exec, golem, ya-provider]`). Default `ya-provider`, `systemctl`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub program: Option<String>,
+    pub program: Option<Vec<String>>,
     /// `profile` (golem_profile): the hardware profile to update. Default `default`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,

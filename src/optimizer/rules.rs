@@ -252,7 +252,7 @@ struct RawActuator {
     #[serde(default)]
     socket: Option<String>,
     #[serde(default)]
-    program: Option<String>,
+    program: Option<Value>,
     #[serde(default)]
     profile: Option<String>,
     #[serde(default)]
@@ -1278,6 +1278,34 @@ fn validate_actuator(v: Value, path: &str, d: &mut Diagnostics) -> Option<Actuat
             ok = false;
         }
     }
+    // `program`: one name or path, or an argv prefix (a tool run through `docker exec`).
+    let program_list: Option<Vec<String>> = match &raw.program {
+        None => None,
+        Some(Value::String(s)) => Some(vec![s.clone()]),
+        Some(Value::Sequence(items)) => {
+            let list: Option<Vec<String>> =
+                items.iter().map(|v| v.as_str().map(String::from)).collect();
+            if list.is_none() {
+                d.error(
+                    &join_key(path, "program"),
+                    "every element of the argv must be a string",
+                );
+                ok = false;
+            }
+            list
+        }
+        Some(other) => {
+            d.error(
+                &join_key(path, "program"),
+                format!(
+                    "expected a program name or an argv list like [docker, exec, golem, ya-provider], got {}",
+                    show(other)
+                ),
+            );
+            ok = false;
+            None
+        }
+    };
     let mut text = |key: &str, v: &Option<String>| -> Option<String> {
         let s = v.as_ref()?;
         if s.trim().is_empty() {
@@ -1289,7 +1317,6 @@ fn validate_actuator(v: Value, path: &str, d: &mut Diagnostics) -> Option<Actuat
     };
     let container = text("container", &raw.container);
     let socket = text("socket", &raw.socket);
-    let program = text("program", &raw.program);
     let profile = text("profile", &raw.profile);
     let data_dir = text("data_dir", &raw.data_dir);
     let config_file = text("config_file", &raw.config_file);
@@ -1312,6 +1339,7 @@ fn validate_actuator(v: Value, path: &str, d: &mut Diagnostics) -> Option<Actuat
         Some(a.clone())
     };
     let command = argv("command", &raw.command);
+    let program = argv("program", &program_list);
     let restart = argv("restart", &raw.restart);
     if k == ActuatorKind::Exec && raw.command.is_none() {
         d.error(path, "actuator exec needs command: [program, args...]");
@@ -1486,6 +1514,29 @@ nodes:
         assert_eq!(
             a.params.restart.map(|r| r.join(" ")).as_deref(),
             Some("docker restart storagenode")
+        );
+        // `program` is a name or an argv prefix.
+        let r = parse_str(
+            &with_actuator("{kind: golem_profile, program: [docker, exec, golem, ya-provider]}"),
+            "opt.yml",
+        )
+        .unwrap();
+        let a = r.for_node("n", "x").and_then(|n| n.actuator).unwrap();
+        assert_eq!(
+            a.params.program.map(|p| p.join(" ")).as_deref(),
+            Some("docker exec golem ya-provider")
+        );
+        let e = parse_str(
+            &with_actuator("{kind: systemd, program: {a: 1}}"),
+            "opt.yml",
+        )
+        .expect_err("invalid")
+        .0;
+        assert!(
+            e.iter()
+                .any(|l| l
+                    .contains("nodes.n.actuator.program: expected a program name or an argv list")),
+            "{e:?}"
         );
         // The string form keeps working, with every key left to the defaults.
         for kind in ["golem_profile", "systemd", "storj_config", "docker"] {
