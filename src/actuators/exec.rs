@@ -18,13 +18,12 @@
 //!     timeout: 30s
 //! ```
 
-use std::path::Path;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_yaml::Value;
 
+use super::process::{self, find_program};
 use super::{verify_by_polling, ActFuture, Actuator, ActuatorError, VerifySpec};
 use crate::adapters::{Adapter, Allocation};
 use crate::config::diag::{join_index, join_key, Diagnostics};
@@ -34,7 +33,7 @@ use crate::config::units;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Bytes of stdout and of stderr kept for the error message (the end, where tools say why).
-pub const OUTPUT_TAIL_BYTES: usize = 2048;
+pub use super::process::OUTPUT_TAIL_BYTES;
 
 /// One placeholder of an argv template.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -298,18 +297,10 @@ impl ExecActuator {
         argv: Vec<String>,
         allocation: Option<&Allocation>,
     ) -> Result<(), ActuatorError> {
-        let fail = |detail: String| ActuatorError::Failed {
-            node: node.to_string(),
-            action,
-            detail,
-        };
-        let Some((program, args)) = argv.split_first() else {
-            return Err(fail("empty command".into()));
-        };
-        let mut cmd = tokio::process::Command::new(program);
-        cmd.args(args)
-            .env("DEPIN_NODE", node)
-            .env("DEPIN_ACTION", action);
+        let mut env = vec![
+            ("DEPIN_NODE", node.to_string()),
+            ("DEPIN_ACTION", action.to_string()),
+        ];
         // The same values in the environment, for scripts that prefer it to placeholders.
         if let Some(a) = allocation {
             for (name, ph) in [
@@ -323,72 +314,15 @@ impl ExecActuator {
                     Placeholder::BandwidthBytesPerSecond,
                 ),
             ] {
-                cmd.env(name, ph.value(node, a));
+                env.push((name, ph.value(node, a)));
             }
         }
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // The timeout drops the future: the child must not outlive it.
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| fail(format!("cannot start {program:?}: {e}")))?;
-        let out = match tokio::time::timeout(self.spec.timeout, child.wait_with_output()).await {
-            Err(_) => {
-                return Err(ActuatorError::Timeout {
-                    node: node.to_string(),
-                    action,
-                    timeout: self.spec.timeout,
-                })
-            }
-            Ok(Err(e)) => return Err(fail(format!("waiting for {program:?}: {e}"))),
-            Ok(Ok(o)) => o,
+        let cmd = process::Command {
+            argv: &argv,
+            env,
+            timeout: self.spec.timeout,
         };
-        if out.status.success() {
-            return Ok(());
-        }
-        let status = match out.status.code() {
-            Some(c) => format!("exit status {c}"),
-            None => "killed by a signal".to_string(),
-        };
-        Err(fail(format!(
-            "{} {}: {status}; stdout: {:?}; stderr: {:?}",
-            program,
-            args.join(" "),
-            tail(&out.stdout),
-            tail(&out.stderr)
-        )))
-    }
-}
-
-/// The last [`OUTPUT_TAIL_BYTES`] of a command's output, trimmed, as text.
-fn tail(bytes: &[u8]) -> String {
-    let start = bytes.len().saturating_sub(OUTPUT_TAIL_BYTES);
-    String::from_utf8_lossy(&bytes[start..]).trim().to_string()
-}
-
-/// Whether `program` can be started: a path that is an executable file, or a name found in
-/// `PATH`.
-fn find_program(program: &str) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
-    let executable = |p: &Path| {
-        p.metadata()
-            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-            .unwrap_or(false)
-    };
-    if program.contains('/') {
-        return if executable(Path::new(program)) {
-            Ok(())
-        } else {
-            Err(format!("{program} is not an executable file"))
-        };
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    if std::env::split_paths(&path).any(|d| executable(&d.join(program))) {
-        Ok(())
-    } else {
-        Err(format!("{program} is not found in PATH"))
+        process::run(node, action, cmd).await.map(|_| ())
     }
 }
 

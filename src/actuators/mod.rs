@@ -3,14 +3,20 @@
 //! reallocation engine, which owns the order of steps, the journal and the rollback; an
 //! actuator never decides anything and never touches another node.
 //!
-//! Each kind is one file with its config block (raw serde struct + validation), its `build()`
-//! and its runtime struct: `sim` (through the sim adapter's [`Allocatable`]) and `exec` (an
-//! argv template, no shell). Docker, Golem profile, Storj config and systemd actuators are one
-//! more file and one more arm of [`ActuatorSpec`] each.
+//! Each kind is one file with its validated spec, its runtime struct and its tests: `sim`
+//! (through the sim adapter's [`Allocatable`](crate::adapters::Allocatable)), `exec` (an argv
+//! template, no shell), `docker` (the Docker Engine API over its unix socket: CPUs and memory
+//! of a container), `golem_profile` (`ya-provider profile update`), `storj_config` (the
+//! allocated disk space in config.yaml, then a restart: disruptive) and `systemd`
+//! (`systemctl set-property`). Command-driven kinds share [`process`]'s runner. The
+//! optimization rules' `actuator:` (parsed in `optimizer::rules`) becomes a kind here through
+//! [`ActuatorKind::from_rule`], which fills in the defaults.
 //!
 //! Verification is shared: [`verify_by_polling`] polls the node's adapter until the allocation
 //! it reports matches what was applied (within a relative tolerance, since nodes round: Golem
-//! keeps GiB with one decimal), or gives up after a number of attempts.
+//! keeps GiB with one decimal), or gives up after a number of attempts; [`verify_reported`]
+//! does the same for only the resources a kind changed, and passes when the node reports none
+//! of them (the kind has then read its own setting back already).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,9 +28,15 @@ use serde_yaml::Value;
 use crate::adapters::{Adapter, Allocation, Resource, Resources};
 use crate::config::diag::{join_key, Diagnostics};
 use crate::config::units;
+use crate::optimizer;
 
+pub mod docker;
 pub mod exec;
+pub mod golem_profile;
+pub mod process;
 pub mod sim;
+pub mod storj_config;
+pub mod systemd;
 
 /// Why an actuator could not do what it was asked.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -109,12 +121,92 @@ pub struct ActuatorSpec {
 }
 
 /// The actuator kinds. A new kind: one file here, one arm in this enum, in
-/// [`ActuatorSpec::validate`] and in [`build`]. Docker, Golem (`ya-provider profile`), Storj
-/// (config + restart) and systemd come later.
+/// [`ActuatorKind::from_rule`] and in [`build`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum ActuatorKind {
     Sim,
     Exec(exec::ExecSpec),
+    Docker(docker::DockerSpec),
+    GolemProfile(golem_profile::GolemProfileSpec),
+    StorjConfig(storj_config::StorjConfigSpec),
+    Systemd(systemd::SystemdSpec),
+}
+
+impl ActuatorKind {
+    /// The kind of `node` from its optimization rule, with the defaults filled in. The error
+    /// says what is missing or wrong (the parser has checked each key already); the caller
+    /// names the rule's path and leaves the node unmoved, while the others run.
+    pub fn from_rule(rule: &optimizer::ActuatorRule, node: &str) -> Result<ActuatorKind, String> {
+        use optimizer::ActuatorKind as K;
+        let p = &rule.params;
+        let name = rule.kind.name();
+        Ok(match rule.kind {
+            K::Sim => ActuatorKind::Sim,
+            K::Exec => {
+                let c = rule.command.as_deref().ok_or("kind exec needs a command")?;
+                let mut e = exec::ExecSpec::from_command(c)?;
+                if let Some(t) = p.timeout {
+                    e.timeout = t;
+                }
+                ActuatorKind::Exec(e)
+            }
+            K::Docker => ActuatorKind::Docker(docker::DockerSpec {
+                container: p.container.clone().unwrap_or_else(|| node.to_string()),
+                socket: p
+                    .socket
+                    .as_deref()
+                    .unwrap_or(docker::DEFAULT_SOCKET)
+                    .trim_start_matches("unix://")
+                    .into(),
+                timeout: p.timeout.unwrap_or(docker::DEFAULT_TIMEOUT),
+            }),
+            K::GolemProfile => ActuatorKind::GolemProfile(golem_profile::GolemProfileSpec {
+                program: p
+                    .program
+                    .clone()
+                    .unwrap_or_else(|| vec![golem_profile::DEFAULT_PROGRAM.into()]),
+                profile: p
+                    .profile
+                    .clone()
+                    .unwrap_or_else(|| golem_profile::DEFAULT_PROFILE.into()),
+                data_dir: p.data_dir.as_ref().map(Into::into),
+                timeout: p.timeout.unwrap_or(golem_profile::DEFAULT_TIMEOUT),
+            }),
+            K::StorjConfig => {
+                let missing = |key: &str, what: &str| {
+                    format!("{name} needs {key} ({what}); there is no default")
+                };
+                ActuatorKind::StorjConfig(storj_config::StorjConfigSpec {
+                    config_file: p
+                        .config_file
+                        .as_ref()
+                        .ok_or_else(|| missing("config_file", "the node's config.yaml"))?
+                        .into(),
+                    restart: p.restart.clone().ok_or_else(|| {
+                        missing(
+                            "restart",
+                            "the argv that restarts the node, e.g. [docker, restart, storagenode]",
+                        )
+                    })?,
+                    timeout: p.timeout.unwrap_or(storj_config::DEFAULT_TIMEOUT),
+                })
+            }
+            K::Systemd => ActuatorKind::Systemd(systemd::SystemdSpec {
+                unit: p.unit.clone().unwrap_or_else(|| node.to_string()),
+                program: p
+                    .program
+                    .clone()
+                    .unwrap_or_else(|| vec![systemd::DEFAULT_PROGRAM.into()]),
+                runtime: p.runtime.unwrap_or(false),
+                timeout: p.timeout.unwrap_or(systemd::DEFAULT_TIMEOUT),
+            }),
+        })
+    }
+
+    /// Whether applying restarts the node (its switching cost must cover the downtime).
+    pub fn disruptive(&self) -> bool {
+        matches!(self, ActuatorKind::StorjConfig(_))
+    }
 }
 
 /// The words accepted in `actuator.kind`.
@@ -235,8 +327,43 @@ fn validate_verify(v: &RawVerify, path: &str, d: &mut Diagnostics) -> Option<Ver
     })
 }
 
-/// Builds the runtime actuator of a node from its spec and its adapter.
+/// Builds the runtime actuator of a node from its spec and its adapter. A kind that talks to
+/// something outside (all but `sim`) is asked [`Actuator::check`] once in the background
+/// when a tokio runtime is running: an unreachable Docker socket, a missing program or a
+/// unit that is not loaded is logged at start, naming the node, without holding the start up
+/// or keeping the other nodes from running. Pre-flight asks again before every move.
 pub fn build(
+    spec: &ActuatorSpec,
+    adapter: Arc<dyn Adapter>,
+) -> Result<Arc<dyn Actuator>, ActuatorError> {
+    let node = adapter.name().to_string();
+    let a = build_kind(spec, adapter)?;
+    if !matches!(spec.kind, ActuatorKind::Sim) {
+        check_at_start(a.clone(), node);
+    }
+    Ok(a)
+}
+
+/// Logs the outcome of `a.check()` for `node`, in a task of the current runtime (none: no
+/// check, as in synchronous tools).
+fn check_at_start(a: Arc<dyn Actuator>, node: String) {
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    rt.spawn(async move {
+        match a.check(&node).await {
+            Ok(()) => tracing::info!(node = %node, kind = a.kind(), "actuator is reachable"),
+            Err(e) => tracing::warn!(
+                node = %node,
+                kind = a.kind(),
+                error = %e,
+                "actuator is not usable now; this node is not moved until pre-flight passes"
+            ),
+        }
+    });
+}
+
+fn build_kind(
     spec: &ActuatorSpec,
     adapter: Arc<dyn Adapter>,
 ) -> Result<Arc<dyn Actuator>, ActuatorError> {
@@ -244,6 +371,37 @@ pub fn build(
         ActuatorKind::Sim => Arc::new(sim::SimActuator::new(adapter, spec.verify.clone())?),
         ActuatorKind::Exec(e) => Arc::new(exec::ExecActuator::new(
             e.clone(),
+            adapter,
+            spec.verify.clone(),
+        )),
+        ActuatorKind::Docker(d) => Arc::new(docker::DockerActuator::new(
+            d.clone(),
+            adapter,
+            spec.verify.clone(),
+        )),
+        ActuatorKind::GolemProfile(g) => Arc::new(golem_profile::GolemProfileActuator::new(
+            g.clone(),
+            adapter,
+            spec.verify.clone(),
+        )),
+        ActuatorKind::StorjConfig(c) => {
+            // The file must be there with its key now: a wrong path is a config error to
+            // report at start, not at the first move hours later.
+            storj_config::read_allocation(&c.config_file).map_err(|e| {
+                ActuatorError::Unreachable {
+                    node: adapter.name().to_string(),
+                    kind: "storj_config",
+                    detail: e.to_string(),
+                }
+            })?;
+            Arc::new(storj_config::StorjConfigActuator::new(
+                c.clone(),
+                adapter,
+                spec.verify.clone(),
+            ))
+        }
+        ActuatorKind::Systemd(u) => Arc::new(systemd::SystemdActuator::new(
+            u.clone(),
             adapter,
             spec.verify.clone(),
         )),
@@ -326,6 +484,47 @@ pub async fn verify_by_polling(
     })
 }
 
+/// Like [`verify_by_polling`], for only the resources in `changed`: passes at once when the
+/// node reports none of them (the actuator has read its own setting back already), and
+/// otherwise polls until those it reports match.
+pub async fn verify_reported(
+    adapter: &dyn Adapter,
+    node: &str,
+    expected: &Allocation,
+    spec: &VerifySpec,
+    changed: &[Resource],
+) -> Result<(), ActuatorError> {
+    let attempts = spec.attempts.max(1);
+    let mut last = String::new();
+    for i in 0..attempts {
+        if i > 0 {
+            tokio::time::sleep(spec.interval).await;
+        }
+        match tokio::time::timeout(spec.poll_timeout, adapter.poll()).await {
+            Err(_) => last = format!("poll timed out after {:?}", spec.poll_timeout),
+            Ok(Err(e)) => last = format!("poll failed: {e}"),
+            Ok(Ok(obs)) => {
+                let mut masked = Resources::<Option<f64>>::default();
+                for r in changed {
+                    masked.set(*r, obs.allocation.get(*r));
+                }
+                if Resource::ALL.iter().all(|r| masked.get(*r).is_none()) {
+                    return Ok(());
+                }
+                match compare(&masked, expected, spec.tolerance) {
+                    Ok(()) => return Ok(()),
+                    Err(e) => last = e,
+                }
+            }
+        }
+    }
+    Err(ActuatorError::Verify {
+        node: node.to_string(),
+        attempts,
+        detail: last,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,6 +564,164 @@ mod tests {
         ] {
             assert!(joined.contains(want), "missing {want:?} in\n{joined}");
         }
+    }
+
+    fn rule(
+        kind: optimizer::ActuatorKind,
+        params: optimizer::ActuatorParams,
+    ) -> optimizer::ActuatorRule {
+        optimizer::ActuatorRule {
+            kind,
+            command: None,
+            params,
+        }
+    }
+
+    #[test]
+    fn rules_become_kinds_with_defaults() {
+        use optimizer::{ActuatorKind as K, ActuatorParams as P};
+        let d = ActuatorKind::from_rule(&rule(K::Docker, P::default()), "grass").unwrap();
+        assert_eq!(
+            d,
+            ActuatorKind::Docker(docker::DockerSpec {
+                container: "grass".into(),
+                socket: "/var/run/docker.sock".into(),
+                timeout: docker::DEFAULT_TIMEOUT,
+            })
+        );
+        // DOCKER_HOST style `unix://` paths are accepted.
+        let d = ActuatorKind::from_rule(
+            &rule(
+                K::Docker,
+                P {
+                    socket: Some("unix:///run/user/1000/docker.sock".into()),
+                    ..P::default()
+                },
+            ),
+            "grass",
+        )
+        .unwrap();
+        assert!(
+            matches!(d, ActuatorKind::Docker(s) if s.socket == std::path::Path::new("/run/user/1000/docker.sock"))
+        );
+        let g = ActuatorKind::from_rule(&rule(K::GolemProfile, P::default()), "golem").unwrap();
+        assert!(matches!(&g, ActuatorKind::GolemProfile(s)
+            if s.program == ["ya-provider"] && s.profile == "default" && s.data_dir.is_none()));
+        let u = ActuatorKind::from_rule(
+            &rule(
+                K::Systemd,
+                P {
+                    runtime: Some(true),
+                    timeout: Some(Duration::from_secs(3)),
+                    ..P::default()
+                },
+            ),
+            "storagenode",
+        )
+        .unwrap();
+        assert_eq!(
+            u,
+            ActuatorKind::Systemd(systemd::SystemdSpec {
+                unit: "storagenode".into(),
+                program: vec!["systemctl".into()],
+                runtime: true,
+                timeout: Duration::from_secs(3),
+            })
+        );
+        assert!(!u.disruptive());
+        // storj_config has no defaults for the file and the restart: the message says which.
+        let e = ActuatorKind::from_rule(&rule(K::StorjConfig, P::default()), "storj").unwrap_err();
+        assert!(e.starts_with("storj_config needs config_file"), "{e}");
+        let e = ActuatorKind::from_rule(
+            &rule(
+                K::StorjConfig,
+                P {
+                    config_file: Some("/srv/storj/config.yaml".into()),
+                    ..P::default()
+                },
+            ),
+            "storj",
+        )
+        .unwrap_err();
+        assert!(e.starts_with("storj_config needs restart"), "{e}");
+        let s = ActuatorKind::from_rule(
+            &rule(
+                K::StorjConfig,
+                P {
+                    config_file: Some("/srv/storj/config.yaml".into()),
+                    restart: Some(vec![
+                        "docker".into(),
+                        "restart".into(),
+                        "storagenode".into(),
+                    ]),
+                    ..P::default()
+                },
+            ),
+            "storj",
+        )
+        .unwrap();
+        assert!(s.disruptive());
+    }
+
+    /// A log sink for one test.
+    #[derive(Clone, Default)]
+    struct Log(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Log {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    struct Quiet;
+    impl Adapter for Quiet {
+        fn name(&self) -> &str {
+            "grass"
+        }
+        fn protocol(&self) -> &str {
+            "grass"
+        }
+        fn poll(&self) -> crate::adapters::PollFuture<'_> {
+            Box::pin(std::future::ready(Ok(Default::default())))
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unusable_actuator_is_logged_at_start_naming_the_node() {
+        let log = Log::default();
+        let sink = log.clone();
+        let sub = tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(sub);
+        let spec = ActuatorSpec {
+            kind: ActuatorKind::Docker(docker::DockerSpec {
+                container: "grass".into(),
+                socket: "/nonexistent/docker.sock".into(),
+                timeout: Duration::from_secs(1),
+            }),
+            verify: VerifySpec::default(),
+        };
+        // Building succeeds (the Engine may come up later); the check runs in the background.
+        let _a = build(&spec, Arc::new(Quiet)).unwrap();
+        let mut text = String::new();
+        for _ in 0..200 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            text = String::from_utf8_lossy(&log.0.lock().unwrap()).into_owned();
+            if !text.is_empty() {
+                break;
+            }
+        }
+        assert!(text.contains("WARN"), "{text}");
+        assert!(text.contains("node=grass"), "{text}");
+        assert!(
+            text.contains("Docker socket /nonexistent/docker.sock does not exist"),
+            "{text}"
+        );
     }
 
     #[test]

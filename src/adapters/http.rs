@@ -1,14 +1,17 @@
-//! The HTTP client every node kind shares: one request over plain HTTP/1.1 (TCP, or a unix
-//! socket for the Docker Engine API), with a timeout, a body size limit that stops reading at
-//! the limit, a status check and JSON parsing. Failures map onto [`PollError`] reasons
-//! (`timeout`, `refused`, `http_status`, `too_large`, `parse`, `io`) so that
-//! `depin_adapter_poll_errors_total{reason}` says what went wrong.
+//! The HTTP client every node kind shares: one request over HTTP/1.1 (TCP, TLS over TCP for
+//! `https://`, or a unix socket for the Docker Engine API), with a timeout, a body size limit
+//! that stops reading at the limit, a status check and JSON parsing. Failures map onto
+//! [`PollError`] reasons (`timeout`, `refused`, `http_status`, `too_large`, `parse`, `io`) so
+//! that `depin_adapter_poll_errors_total{reason}` says what went wrong.
 //!
-//! There is no TLS: the crate's HTTP stack is hyper without a TLS connector. Nodes answer on
-//! loopback over plain HTTP; an `https://` URL is refused at config validation (see
-//! [`crate::adapters::conf::http_url`]).
+//! TLS is rustls (the `ring` provider, TLS 1.2 and 1.3, ALPN `http/1.1`). The server's
+//! certificate is verified against the Mozilla roots compiled in (`webpki-roots`, so no OS
+//! store is needed in a container) plus, when the request names one, the certificates of a
+//! PEM `ca_file` (a private CA or a self-signed node certificate). There is no switch to skip
+//! verification. A handshake or certificate failure is reason `io`, with rustls' words.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -39,6 +42,9 @@ pub struct HttpRequest {
     pub timeout: Duration,
     /// The most body bytes read; a longer answer fails with reason `too_large`.
     pub limit: usize,
+    /// `https://`: PEM certificates trusted besides the built-in roots. Read at each request,
+    /// so a renewed file is picked up.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl HttpRequest {
@@ -50,7 +56,14 @@ impl HttpRequest {
             body: None,
             timeout: DEFAULT_TIMEOUT,
             limit: DEFAULT_BODY_LIMIT,
+            ca_file: None,
         }
+    }
+
+    /// Trusts the certificates in the PEM file `path` as well (for `https://`).
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> HttpRequest {
+        self.ca_file = Some(path.into());
+        self
     }
 
     pub fn bearer(mut self, token: &str) -> HttpRequest {
@@ -94,11 +107,15 @@ impl Drop for AbortOnDrop {
 pub async fn send(req: &HttpRequest) -> Result<(u16, Bytes), PollError> {
     let shown = req.shown();
     let fut = async {
-        if req.url.scheme() != "http" {
-            return Err(PollError::Other(format!(
-                "{shown}: only http:// URLs are supported (no TLS in this build)"
-            )));
-        }
+        let tls = match req.url.scheme() {
+            "http" => false,
+            "https" => true,
+            other => {
+                return Err(PollError::Other(format!(
+                    "{shown}: unsupported scheme {other:?}; use http:// or https://"
+                )))
+            }
+        };
         let host = req
             .url
             .host_str()
@@ -118,11 +135,60 @@ pub async fn send(req: &HttpRequest) -> Result<(u16, Bytes), PollError> {
             path.push('?');
             path.push_str(q);
         }
+        if !tls {
+            return exchange(stream, req, &host_header, &path, &shown).await;
+        }
+        let config = client_config(req.ca_file.as_deref())
+            .map_err(|e| PollError::Io(format!("{shown}: {e}")))?;
+        let name = rustls::pki_types::ServerName::try_from(connect_host.to_string())
+            .map_err(|e| PollError::Other(format!("{shown}: TLS server name: {e}")))?;
+        let stream = tokio_rustls::TlsConnector::from(config)
+            .connect(name, stream)
+            .await
+            .map_err(|e| PollError::Io(format!("{shown}: TLS handshake: {e}")))?;
         exchange(stream, req, &host_header, &path, &shown).await
     };
     tokio::time::timeout(req.timeout, fut)
         .await
         .unwrap_or(Err(PollError::Timeout(req.timeout)))
+}
+
+/// The TLS client config: the built-in roots (built once), plus `ca_file`'s certificates.
+fn client_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String> {
+    static DEFAULT: OnceLock<Result<Arc<rustls::ClientConfig>, String>> = OnceLock::new();
+    let build = |extra: Option<&Path>| -> Result<Arc<rustls::ClientConfig>, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        if let Some(p) = extra {
+            let pem = std::fs::read(p).map_err(|e| format!("ca_file {}: {e}", p.display()))?;
+            let mut n = 0;
+            for c in rustls_pemfile::certs(&mut &pem[..]) {
+                let c = c.map_err(|e| format!("ca_file {}: {e}", p.display()))?;
+                roots
+                    .add(c)
+                    .map_err(|e| format!("ca_file {}: {e}", p.display()))?;
+                n += 1;
+            }
+            if n == 0 {
+                return Err(format!(
+                    "ca_file {}: no PEM certificate in the file",
+                    p.display()
+                ));
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS setup: {e}"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(cfg))
+    };
+    match ca_file {
+        None => DEFAULT.get_or_init(|| build(None)).clone(),
+        Some(p) => build(Some(p)),
+    }
 }
 
 /// Sends `req` over the unix socket at `socket`; the URL's path and query are used, its host
@@ -259,4 +325,106 @@ pub async fn fetch_json(req: &HttpRequest) -> Result<serde_json::Value, PollErro
 
 pub fn parse_json(body: &[u8], shown: &str) -> Result<serde_json::Value, PollError> {
     serde_json::from_slice(body).map_err(|e| PollError::Parse(format!("{shown}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
+
+    /// A TLS server on 127.0.0.1 with a fresh self-signed certificate for `names`, answering
+    /// every request with `{"ok": true}`; returns its port and the certificate's PEM file.
+    async fn tls_server(names: &[&str], dir: &Path) -> (u16, PathBuf) {
+        let ck = rcgen::generate_simple_self_signed(
+            names.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let pem = dir.join("node.pem");
+        std::fs::write(&pem, ck.cert.pem()).unwrap();
+        let cert: CertificateDer<'static> = ck.cert.der().clone();
+        let key = PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der());
+        let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key.into())
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    // A client that refuses our certificate ends the handshake: not an error here.
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let svc = hyper::service::service_fn(|_req| async {
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                            Bytes::from_static(br#"{"ok": true}"#),
+                        )))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), svc)
+                        .await;
+                });
+            }
+        });
+        (port, pem)
+    }
+
+    fn get(url: &str) -> HttpRequest {
+        let mut r = HttpRequest::get(url::Url::parse(url).unwrap());
+        r.timeout = Duration::from_secs(5);
+        r
+    }
+
+    #[tokio::test]
+    async fn https_works_with_the_nodes_certificate_as_ca_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (port, pem) = tls_server(&["127.0.0.1", "localhost"], dir.path()).await;
+        let url = format!("https://127.0.0.1:{port}/api/sno/");
+        let v = fetch_json(&get(&url).ca_file(&pem)).await.unwrap();
+        assert_eq!(v["ok"], true);
+    }
+
+    #[tokio::test]
+    async fn https_refuses_an_unknown_or_misnamed_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let (port, pem) = tls_server(&["localhost"], dir.path()).await;
+        // Self-signed and not in ca_file: the built-in roots do not know it.
+        let url = format!("https://127.0.0.1:{port}/");
+        let e = fetch(&get(&url)).await.unwrap_err();
+        assert_eq!(e.reason(), "io");
+        assert!(
+            e.to_string()
+                .contains("TLS handshake: invalid peer certificate: UnknownIssuer"),
+            "{e}"
+        );
+        // Trusted, but issued for `localhost`, not 127.0.0.1.
+        let e = fetch(&get(&url).ca_file(&pem)).await.unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("certificate not valid for name \"127.0.0.1\""),
+            "{e}"
+        );
+        // A ca_file that is not there, or holds no certificate, is named.
+        let e = fetch(&get(&url).ca_file(dir.path().join("nope.pem")))
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("ca_file ") && e.to_string().contains("nope.pem"),
+            "{e}"
+        );
+        std::fs::write(dir.path().join("empty.pem"), "hello\n").unwrap();
+        let e = fetch(&get(&url).ca_file(dir.path().join("empty.pem")))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("no PEM certificate"), "{e}");
+        let e = fetch(&get("ftp://127.0.0.1/")).await.unwrap_err();
+        assert!(e.to_string().contains("unsupported scheme \"ftp\""), "{e}");
+    }
 }

@@ -70,8 +70,9 @@ use serde::Deserialize;
 use serde_yaml::Value;
 
 use super::{
-    resource_from_key, ActuatorKind, ActuatorRule, Capacity, ConfidenceRule, Gates, NodeRule,
-    OptimizationRules, Query, ResourceRule, Response, ResponseModel, Step, SwitchingCost, Together,
+    resource_from_key, ActuatorKind, ActuatorParams, ActuatorRule, Capacity, ConfidenceRule, Gates,
+    NodeRule, OptimizationRules, Query, ResourceRule, Response, ResponseModel, Step, SwitchingCost,
+    Together,
 };
 use crate::adapters::{Resource, Resources};
 use crate::config::diag::{join_index, join_key, Diagnostics, PosIndex};
@@ -246,6 +247,26 @@ struct RawActuator {
     kind: Option<String>,
     #[serde(default)]
     command: Option<Vec<String>>,
+    #[serde(default)]
+    container: Option<String>,
+    #[serde(default)]
+    socket: Option<String>,
+    #[serde(default)]
+    program: Option<Value>,
+    #[serde(default)]
+    profile: Option<String>,
+    #[serde(default)]
+    data_dir: Option<String>,
+    #[serde(default)]
+    config_file: Option<String>,
+    #[serde(default)]
+    restart: Option<Vec<String>>,
+    #[serde(default)]
+    unit: Option<String>,
+    #[serde(default)]
+    runtime: Option<bool>,
+    #[serde(default)]
+    timeout: Option<Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1182,17 +1203,17 @@ fn validate_together_items(
 }
 
 fn validate_actuator(v: Value, path: &str, d: &mut Diagnostics) -> Option<ActuatorRule> {
-    let (kind, command, kind_path) = match v {
+    let (kind, raw, kind_path) = match v {
         Value::String(s) => (Some(s), None, path.to_string()),
         Value::Mapping(_) => {
             let raw: RawActuator = d.deserialize(path, v)?;
-            (raw.kind, raw.command, join_key(path, "kind"))
+            (raw.kind.clone(), Some(raw), join_key(path, "kind"))
         }
         other => {
             d.error(
                 path,
                 format!(
-                    "expected an actuator name or {{kind: ..., command: [...]}}, got {}",
+                    "expected an actuator name or {{kind: ..., <its keys>}}, got {}",
                     show(&other)
                 ),
             );
@@ -1213,25 +1234,149 @@ fn validate_actuator(v: Value, path: &str, d: &mut Diagnostics) -> Option<Actuat
         );
         return None;
     };
-    match (&command, k) {
-        (None, ActuatorKind::Exec) => {
+    let Some(raw) = raw else {
+        if k == ActuatorKind::Exec {
             d.error(path, "actuator exec needs command: [program, args...]");
             return None;
         }
-        (Some(c), ActuatorKind::Exec) if c.is_empty() => {
-            d.error(&join_key(path, "command"), "must name a program");
-            return None;
-        }
-        (Some(_), k) if k != ActuatorKind::Exec => {
+        return Some(ActuatorRule {
+            kind: k,
+            command: None,
+            params: ActuatorParams::default(),
+        });
+    };
+    let mut ok = true;
+    // Every key given must belong to the kind: a `container` under golem_profile is a typo or
+    // a wrong kind, and silently ignoring it would act on the wrong thing.
+    let given: [(&str, bool); 11] = [
+        ("command", raw.command.is_some()),
+        ("container", raw.container.is_some()),
+        ("socket", raw.socket.is_some()),
+        ("program", raw.program.is_some()),
+        ("profile", raw.profile.is_some()),
+        ("data_dir", raw.data_dir.is_some()),
+        ("config_file", raw.config_file.is_some()),
+        ("restart", raw.restart.is_some()),
+        ("unit", raw.unit.is_some()),
+        ("runtime", raw.runtime.is_some()),
+        ("timeout", raw.timeout.is_some()),
+    ];
+    for (key, present) in given {
+        if present && !k.keys().contains(&key) {
+            let takes = if k.keys().is_empty() {
+                "no other keys".to_string()
+            } else {
+                k.keys().join(", ")
+            };
             d.error(
-                &join_key(path, "command"),
-                format!("only actuator exec takes a command, not {}", k.name()),
+                &join_key(path, key),
+                format!(
+                    "actuator {} does not take \"{key}\" (it takes {takes})",
+                    k.name()
+                ),
             );
+            ok = false;
+        }
+    }
+    // `program`: one name or path, or an argv prefix (a tool run through `docker exec`).
+    let program_list: Option<Vec<String>> = match &raw.program {
+        None => None,
+        Some(Value::String(s)) => Some(vec![s.clone()]),
+        Some(Value::Sequence(items)) => {
+            let list: Option<Vec<String>> =
+                items.iter().map(|v| v.as_str().map(String::from)).collect();
+            if list.is_none() {
+                d.error(
+                    &join_key(path, "program"),
+                    "every element of the argv must be a string",
+                );
+                ok = false;
+            }
+            list
+        }
+        Some(other) => {
+            d.error(
+                &join_key(path, "program"),
+                format!(
+                    "expected a program name or an argv list like [docker, exec, golem, ya-provider], got {}",
+                    show(other)
+                ),
+            );
+            ok = false;
+            None
+        }
+    };
+    let mut text = |key: &str, v: &Option<String>| -> Option<String> {
+        let s = v.as_ref()?;
+        if s.trim().is_empty() {
+            d.error(&join_key(path, key), "must not be empty");
+            ok = false;
             return None;
         }
-        _ => {}
+        Some(s.clone())
+    };
+    let container = text("container", &raw.container);
+    let socket = text("socket", &raw.socket);
+    let profile = text("profile", &raw.profile);
+    let data_dir = text("data_dir", &raw.data_dir);
+    let config_file = text("config_file", &raw.config_file);
+    let unit = text("unit", &raw.unit);
+    let mut argv = |key: &str, v: &Option<Vec<String>>| -> Option<Vec<String>> {
+        let a = v.as_ref()?;
+        if a.is_empty() {
+            d.error(&join_key(path, key), "must name a program");
+            ok = false;
+            return None;
+        }
+        if a[0].trim().is_empty() {
+            d.error(
+                &join_index(&join_key(path, key), 0),
+                "the program must not be empty",
+            );
+            ok = false;
+            return None;
+        }
+        Some(a.clone())
+    };
+    let command = argv("command", &raw.command);
+    let program = argv("program", &program_list);
+    let restart = argv("restart", &raw.restart);
+    if k == ActuatorKind::Exec && raw.command.is_none() {
+        d.error(path, "actuator exec needs command: [program, args...]");
+        ok = false;
     }
-    Some(ActuatorRule { kind: k, command })
+    let timeout = match &raw.timeout {
+        None => None,
+        Some(v) => match units::duration(v) {
+            Ok(t) if t > Duration::ZERO => Some(t),
+            Ok(_) => {
+                d.error(&join_key(path, "timeout"), "must be longer than 0s");
+                ok = false;
+                None
+            }
+            Err(e) => {
+                d.error(&join_key(path, "timeout"), e);
+                ok = false;
+                None
+            }
+        },
+    };
+    ok.then_some(ActuatorRule {
+        kind: k,
+        command,
+        params: ActuatorParams {
+            container,
+            socket,
+            program,
+            profile,
+            data_dir,
+            config_file,
+            restart,
+            unit,
+            runtime: raw.runtime,
+            timeout,
+        },
+    })
 }
 
 #[cfg(test)]
@@ -1334,6 +1479,98 @@ nodes:
                 "missing {w:?} in\n{}",
                 e.join("\n")
             );
+        }
+    }
+
+    /// Rules with one node whose actuator is `actuator` (YAML, indented for the node block).
+    fn with_actuator(actuator: &str) -> String {
+        format!(
+            "nodes:\n  n:\n    value_per_hour: 'vector(1)'\n    response:\n      cpu_cores: {{model: marginal, knee: 1}}\n    actuator: {actuator}\n"
+        )
+    }
+
+    #[test]
+    fn actuator_mappings_carry_their_kinds_keys() {
+        let r = parse_str(
+            &with_actuator(
+                "{kind: docker, container: golem, socket: /run/docker.sock, timeout: 5s}",
+            ),
+            "opt.yml",
+        )
+        .unwrap();
+        let a = r.for_node("n", "x").and_then(|n| n.actuator).unwrap();
+        assert_eq!(a.kind, ActuatorKind::Docker);
+        assert_eq!(a.params.container.as_deref(), Some("golem"));
+        assert_eq!(a.params.socket.as_deref(), Some("/run/docker.sock"));
+        assert_eq!(a.params.timeout, Some(Duration::from_secs(5)));
+        let r = parse_str(
+            &with_actuator(
+                "{kind: storj_config, config_file: /srv/storj/config.yaml, restart: [docker, restart, storagenode]}",
+            ),
+            "opt.yml",
+        )
+        .unwrap();
+        let a = r.for_node("n", "x").and_then(|n| n.actuator).unwrap();
+        assert_eq!(
+            a.params.restart.map(|r| r.join(" ")).as_deref(),
+            Some("docker restart storagenode")
+        );
+        // `program` is a name or an argv prefix.
+        let r = parse_str(
+            &with_actuator("{kind: golem_profile, program: [docker, exec, golem, ya-provider]}"),
+            "opt.yml",
+        )
+        .unwrap();
+        let a = r.for_node("n", "x").and_then(|n| n.actuator).unwrap();
+        assert_eq!(
+            a.params.program.map(|p| p.join(" ")).as_deref(),
+            Some("docker exec golem ya-provider")
+        );
+        let e = parse_str(
+            &with_actuator("{kind: systemd, program: {a: 1}}"),
+            "opt.yml",
+        )
+        .expect_err("invalid")
+        .0;
+        assert!(
+            e.iter()
+                .any(|l| l
+                    .contains("nodes.n.actuator.program: expected a program name or an argv list")),
+            "{e:?}"
+        );
+        // The string form keeps working, with every key left to the defaults.
+        for kind in ["golem_profile", "systemd", "storj_config", "docker"] {
+            let r = parse_str(&with_actuator(kind), "opt.yml").unwrap();
+            let a = r.for_node("n", "x").and_then(|n| n.actuator).unwrap();
+            assert_eq!(a.kind.name(), kind);
+            assert!(a.params.is_empty());
+        }
+    }
+
+    #[test]
+    fn actuator_keys_of_another_kind_or_malformed_are_errors_with_line_and_key() {
+        let text = with_actuator(
+            "\n      kind: golem_profile\n      container: golem\n      profile: ''\n      timeout: 0s\n      colour: red",
+        );
+        let e = parse_str(&text, "opt.yml").expect_err("invalid").0;
+        let joined = e.join("\n");
+        let w = "opt.yml:11:7: nodes.n.actuator.colour: unknown key \"colour\"";
+        assert!(
+            e.iter().any(|l| l.starts_with(w)),
+            "missing {w:?} in\n{joined}"
+        );
+        let text = with_actuator(
+            "\n      kind: golem_profile\n      container: golem\n      profile: ''\n      timeout: 0s\n      restart: []",
+        );
+        let e = parse_str(&text, "opt.yml").expect_err("invalid").0;
+        let joined = e.join("\n");
+        for w in [
+            "opt.yml:8:7: nodes.n.actuator.container: actuator golem_profile does not take \"container\" (it takes program, profile, data_dir, timeout)",
+            "opt.yml:9:7: nodes.n.actuator.profile: must not be empty",
+            "opt.yml:10:7: nodes.n.actuator.timeout: must be longer than 0s",
+            "opt.yml:11:7: nodes.n.actuator.restart: actuator golem_profile does not take \"restart\"",
+        ] {
+            assert!(e.iter().any(|l| l.starts_with(w)), "missing {w:?} in\n{joined}");
         }
     }
 

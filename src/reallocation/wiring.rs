@@ -15,19 +15,20 @@ use super::controller::{
     HealthSource, OptimizerPlanner, PlanReport,
 };
 use super::history::History;
-use crate::actuators::{self, exec::ExecSpec, ActuatorKind, ActuatorSpec, VerifySpec};
+use crate::actuators::{self, ActuatorKind, ActuatorSpec, VerifySpec};
 use crate::adapters::Adapter;
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::coordinator::Coordinator;
 use crate::metrics::Metrics;
-use crate::optimizer::{self, OptimizationRules};
+use crate::optimizer::OptimizationRules;
 use crate::promql::Engine;
 use crate::tsdb::Db;
 
 /// The nodes of `config` as the controller drives them. A node gets an actuator from the
-/// rules' `actuator` (its own block over its protocol's); kinds not implemented yet (docker,
-/// golem_profile, storj_config, systemd) leave it observed only, with a warning in the result.
+/// rules' `actuator` (its own block over its protocol's); an actuator that cannot be built
+/// (a storj_config without config_file, a config file without the key…) leaves that node
+/// observed only, with a warning in the result, and the others run.
 pub fn controlled_nodes(
     config: &Config,
     rules: &OptimizationRules,
@@ -49,34 +50,24 @@ pub fn controlled_nodes(
         };
         let spec = match rule {
             None => None,
-            Some((path, a)) => match a.kind {
-                optimizer::ActuatorKind::Sim => Some(ActuatorSpec {
-                    kind: ActuatorKind::Sim,
-                    verify,
-                }),
-                optimizer::ActuatorKind::Exec => match a.command.as_deref() {
-                    None => {
-                        warnings.push(format!(
-                            "{path}.actuator: kind exec needs a command; node {} is not moved",
-                            n.name
-                        ));
-                        None
-                    }
-                    Some(c) => match ExecSpec::from_command(c) {
-                        Ok(e) => Some(ActuatorSpec {
-                            kind: ActuatorKind::Exec(e),
-                            verify,
-                        }),
-                        Err(e) => {
-                            warnings.push(format!("{path}.{e}; node {} is not moved", n.name));
-                            None
+            Some((path, a)) => match ActuatorKind::from_rule(&a, &n.name) {
+                Ok(kind) => {
+                    // A restart takes longer than a live change: wait up to 5 minutes for
+                    // the node to come back and report the new allocation.
+                    let verify = if kind.disruptive() {
+                        VerifySpec {
+                            attempts: 30,
+                            interval: Duration::from_secs(10),
+                            ..verify
                         }
-                    },
-                },
-                other => {
+                    } else {
+                        verify
+                    };
+                    Some(ActuatorSpec { kind, verify })
+                }
+                Err(e) => {
                     warnings.push(format!(
-                        "{path}.actuator: kind {} is not implemented yet; node {} is observed but not moved",
-                        other.name(),
+                        "{path}.actuator: {e}; node {} is observed but not moved",
                         n.name
                     ));
                     None
