@@ -807,10 +807,12 @@ fn errors(text: &str) -> Vec<String> {
 
 #[test]
 fn config_errors_name_the_node_and_key() {
-    let e = errors("nodes:\n  - name: s\n    kind: storj\n    storj: {url: \"https://x:14002\", satellites_interval: 10s}\n");
+    let e = errors("nodes:\n  - name: s\n    kind: storj\n    storj: {url: \"ftp://x:14002\", satellites_interval: 10s}\n");
     assert_eq!(e.len(), 2, "{e:?}");
     assert!(
-        e[0].contains("nodes[0].storj.url: \"https://x:14002\": https is not supported"),
+        e[0].contains(
+            "nodes[0].storj.url: \"ftp://x:14002\": expected an http:// or https:// URL with a host"
+        ),
         "{e:?}"
     );
     assert!(

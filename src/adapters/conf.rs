@@ -1,4 +1,4 @@
-//! Config helpers the real node kinds share: URLs (plain `http://` only), durations with a
+//! Config helpers the real node kinds share: URLs (`http://` or `https://`), durations with a
 //! default, and credentials (a file or an environment variable) that are read again at every
 //! poll. Each helper reports into [`Diagnostics`] with the key path, like the rest of the
 //! config.
@@ -18,7 +18,7 @@ use super::PollError;
 use crate::config::diag::{join_key, Diagnostics};
 use crate::config::units;
 
-/// An `http://` URL at `path`, or `default` when absent.
+/// An `http://` or `https://` URL at `path`, or `default` when absent.
 pub fn http_url(
     v: Option<&str>,
     default: Option<&str>,
@@ -31,16 +31,14 @@ pub fn http_url(
         return None;
     };
     match url::Url::parse(s) {
-        Ok(u) if u.scheme() == "http" && u.host_str().is_some() => Some(u),
-        Ok(u) if u.scheme() == "https" => {
+        // https: rustls with Mozilla's roots (`adapters::http`), for public APIs (prices,
+        // JSON-RPC, Grass' account API) and nodes behind a TLS proxy.
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => Some(u),
+        Ok(_) => {
             d.error(
                 path,
-                format!("{s:?}: https is not supported (this build has no TLS client); use http:// to a local node or a local TLS-terminating proxy"),
+                format!("{s:?}: expected an http:// or https:// URL with a host"),
             );
-            None
-        }
-        Ok(_) => {
-            d.error(path, format!("{s:?}: expected an http:// URL with a host"));
             None
         }
         Err(e) => {

@@ -6,9 +6,8 @@
 //! Points, only when the operator opts in with `points:`: the account API that third-party
 //! scripts use (`GET https://api.grass.io/retrieveUser`, header `authorization: <token>`,
 //! `result.data.totalPoints`). It is **unofficial and undocumented**: it may change, break, or
-//! be against Grass' terms. This build has no TLS client, so `points.url` must be `http://`:
-//! point it at a local TLS-terminating proxy for api.grass.io (or a tool that mirrors the
-//! answer). Points are reported as token `GRASS`; they have no market price (give
+//! be against Grass' terms. `points.url` is usually `https://api.grass.io/retrieveUser` (or a
+//! tool that mirrors the answer). Points are reported as token `GRASS`; they have no market price (give
 //! `GRASS: 0` in prices). Polled at most once per `points.interval` (default 15m); a failed
 //! call leaves the node up and skips the value (`field="/result/data/totalPoints"`).
 

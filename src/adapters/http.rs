@@ -153,6 +153,28 @@ pub async fn send(req: &HttpRequest) -> Result<(u16, Bytes), PollError> {
         .unwrap_or(Err(PollError::Timeout(req.timeout)))
 }
 
+/// A connector for hyper-util's pooled client (remote write, Alertmanager) that speaks
+/// `http://` and `https://`, with the same TLS config as [`send`] (Mozilla's roots plus
+/// `ca_file`'s certificates).
+pub fn pooled_connector(
+    connect_timeout: Duration,
+    ca_file: Option<&Path>,
+) -> Result<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, String>
+{
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(connect_timeout));
+    let mut tls = (*client_config(ca_file)?).clone();
+    // hyper-rustls sets ALPN itself (`enable_http1`) and refuses a config that has it.
+    tls.alpn_protocols.clear();
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http))
+}
+
 /// The TLS client config: the built-in roots (built once), plus `ca_file`'s certificates.
 fn client_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String> {
     static DEFAULT: OnceLock<Result<Arc<rustls::ClientConfig>, String>> = OnceLock::new();

@@ -11,8 +11,8 @@
 //! keeps counting (what was earned between the last call and the withdrawal is missed). The
 //! call is made at most once per `earnings.interval` (default 5m); between calls the last sum
 //! is repeated. A failed call leaves the node up and skips the value
-//! (`field="getSponsorshipsAndEarnings"`). The RPC URL must be `http://` (no TLS in this
-//! build): a local Polygon node or a local TLS-terminating proxy.
+//! (`field="getSponsorshipsAndEarnings"`). The RPC URL is a local Polygon node or a public
+//! `https://` endpoint.
 
 use std::sync::Mutex;
 use std::time::Duration;

@@ -43,7 +43,7 @@
 //!   static: {STORJ: 0.45}  # USD per token; used until the source answers, and again when a
 //!                          # fetched price is older than max_age
 //!   http:                  # a JSON document of prices, fetched every interval
-//!     url: http://127.0.0.1:8090/prices.json   # required; http:// only (no TLS client)
+//!     url: http://127.0.0.1:8090/prices.json   # required; http:// or https://
 //!     headers: {Accept: application/json}      # extra request headers (default: none)
 //!     interval: 5m         # duration between fetches (default 5m)
 //!     timeout: 10s         # duration one fetch may take (default 10s)
@@ -89,7 +89,7 @@
 //! Every real kind takes an optional `allocation:` (same keys as `sim.allocation`): the share
 //! the operator gave the node (container limits, the Storj allocation). It is shown as
 //! `depin_allocation_*` where the node does not report its own, and is checked against the
-//! host capacity. URLs are `http://` only: this build has no TLS client. Credentials come from
+//! host capacity. URLs are `http://` or `https://` (Mozilla's root certificates). Credentials from
 //! a file (read at every poll, surrounding whitespace trimmed) or an environment variable: a
 //! node with neither is a config error naming the node; a file that cannot be read is a
 //! warning, and that node is down with reason `io` until it can be read, while the others run.
@@ -141,8 +141,7 @@
 //!       container: grass              # container name or id (required)
 //!       docker_socket: /var/run/docker.sock   # default
 //!       points:                       # off by default; UNOFFICIAL account API
-//!         url: http://127.0.0.1:8091/retrieveUser  # required, http:// only: a local TLS
-//!                                     # proxy for https://api.grass.io/retrieveUser
+//!         url: https://api.grass.io/retrieveUser  # required
 //!         token_file: /etc/depin-orcha/grass.token # or token_env (default GRASS_TOKEN)
 //!         interval: 15m               # duration between calls (default 15m)
 //!   - name: custom

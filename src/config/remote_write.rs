@@ -5,8 +5,11 @@
 //!
 //! ```yaml
 //! remote_write:
-//!   - url: http://central:9090/api/v1/write   # required; http only (https is not supported:
-//!                                             # put a TLS proxy such as stunnel on loopback)
+//!   - url: https://central:9090/api/v1/write  # required; http:// or https://
+//!     tls_config:
+//!       ca_file: /etc/depin-orcha/central-ca.pem   # also trust this CA (PEM; relative to
+//!                                                  # this file); Mozilla's roots always
+
 //!     name: central        # unique; letters, digits, _ - . (default: rw-<crc32 of the url>);
 //!                          # the `remote` label of depin_remote_write_* and the queue's
 //!                          # directory <storage.path>/remote_write/<name>/
@@ -49,6 +52,8 @@ pub struct RemoteWriteConfig {
     pub remote_timeout: Duration,
     pub write_relabel_configs: Vec<RelabelConfig>,
     pub queue: QueueConfig,
+    /// `tls_config.ca_file`: a CA to trust besides Mozilla's roots (https only).
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 /// A secret given inline or in a file (read at each request, so it may be rotated).
@@ -157,6 +162,16 @@ struct RawRemote {
     write_relabel_configs: Vec<RawRelabel>,
     #[serde(default)]
     queue_config: Option<RawQueue>,
+    #[serde(default)]
+    tls_config: Option<RawTls>,
+}
+
+/// Prometheus' `tls_config`, of which depin-orcha takes `ca_file`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    #[serde(default)]
+    ca_file: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -326,18 +341,11 @@ fn validate_one(
             None
         }
         Some(u) => match url::Url::parse(u) {
-            Ok(u) if u.scheme() == "http" && u.host_str().is_some() => Some(u),
-            Ok(u) if u.scheme() == "https" => {
-                d.error(
-                    &join_key(path, "url"),
-                    "https is not supported; use http:// (for TLS, run a local TLS proxy such as stunnel and point the url at it)",
-                );
-                None
-            }
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => Some(u),
             Ok(u) => {
                 d.error(
                     &join_key(path, "url"),
-                    format!("expected an http:// URL with a host, got \"{u}\""),
+                    format!("expected an http:// or https:// URL with a host, got \"{u}\""),
                 );
                 None
             }
@@ -468,6 +476,19 @@ fn validate_one(
     if !ok {
         return None;
     }
+    let tls_ca_file = raw
+        .tls_config
+        .and_then(|t| t.ca_file)
+        .map(|f| resolve(dir, &f));
+    if let Some(f) = &tls_ca_file {
+        if !f.is_file() {
+            d.error(
+                &join_key(&join_key(path, "tls_config"), "ca_file"),
+                format!("{}: no such file", f.display()),
+            );
+            return None;
+        }
+    }
     Some(RemoteWriteConfig {
         url: url?,
         name: name?,
@@ -476,6 +497,7 @@ fn validate_one(
         remote_timeout,
         write_relabel_configs: relabels,
         queue,
+        tls_ca_file,
     })
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{HeaderName, HeaderValue};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 
@@ -24,7 +25,7 @@ pub enum Outcome {
 }
 
 pub struct Sender {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     url: hyper::Uri,
     headers: Vec<(HeaderName, HeaderValue)>,
     auth: Option<Auth>,
@@ -64,9 +65,13 @@ impl Sender {
                 ))
             })
             .collect();
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(cfg.remote_timeout));
+        let connector =
+            crate::adapters::http::pooled_connector(cfg.remote_timeout, cfg.tls_ca_file.as_deref())
+                .map_err(|reason| ClientError::Url {
+                    name: cfg.name.clone(),
+                    url: cfg.url.to_string(),
+                    reason,
+                })?;
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);

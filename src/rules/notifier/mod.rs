@@ -220,7 +220,7 @@ struct NotifierMetrics {
     latency: HistogramVec,
 }
 
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
+type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 struct Inner {
     opts: NotifierOptions,
@@ -256,13 +256,8 @@ fn alerts_url(raw: &str) -> Result<Alertmanager, NotifierError> {
     };
     let url = url::Url::parse(raw).map_err(|e| invalid(e.to_string()))?;
     match url.scheme() {
-        "http" => {}
-        "https" => {
-            return Err(invalid(
-                "https is not supported yet; use http:// (e.g. through a local TLS proxy)".into(),
-            ))
-        }
-        s => return Err(invalid(format!("scheme {s:?} is not http"))),
+        "http" | "https" => {}
+        s => return Err(invalid(format!("scheme {s:?} is not http or https"))),
     }
     let Some(host) = url.host_str() else {
         return Err(invalid("no host".into()));
@@ -280,7 +275,7 @@ fn alerts_url(raw: &str) -> Result<Alertmanager, NotifierError> {
     let port = url.port_or_known_default().unwrap_or(80);
     let prefix = url.path().trim_end_matches('/');
     // `url` keeps IPv6 hosts in brackets in host_str, as a URI authority needs them.
-    let label = format!("http://{host}:{port}{prefix}{ALERTS_PATH}");
+    let label = format!("{}://{host}:{port}{prefix}{ALERTS_PATH}", url.scheme());
     let uri = label
         .parse::<Uri>()
         .map_err(|e| invalid(format!("not a valid request URI {label:?}: {e}")))?;
@@ -426,9 +421,14 @@ impl Notifier {
             alertmanagers.push(am);
         }
         let metrics = NotifierMetrics::new(registry, opts.queue_capacity, &alertmanagers)?;
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(opts.timeout));
-        connector.set_nodelay(true);
+        // https with Mozilla's roots, as the node client.
+        let connector =
+            crate::adapters::http::pooled_connector(opts.timeout, None).map_err(|reason| {
+                NotifierError::InvalidUrl {
+                    url: opts.alertmanager_urls.join(", "),
+                    reason,
+                }
+            })?;
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(30))

@@ -603,9 +603,12 @@ fn alertmanager_urls() {
         ok("http://[::1]:9093/a/b").unwrap(),
         "http://[::1]:9093/a/b/api/v2/alerts"
     );
+    assert_eq!(
+        ok("https://am.example:9093").unwrap(),
+        "https://am.example:9093/api/v2/alerts"
+    );
     for (bad, why) in [
-        ("https://am:9093", "https is not supported"),
-        ("ftp://am", "not http"),
+        ("ftp://am", "not http or https"),
         ("http://user:pw@am:9093", "credentials"),
         ("http://am:9093/?x=1", "query"),
         ("127.0.0.1:9093", "127.0.0.1:9093"),
