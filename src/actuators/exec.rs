@@ -21,12 +21,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_yaml::Value;
-
 use super::process::{self, find_program};
 use super::{verify_by_polling, ActFuture, Actuator, ActuatorError, VerifySpec};
 use crate::adapters::{Adapter, Allocation};
-use crate::config::diag::{join_index, join_key, Diagnostics};
 use crate::config::units;
 
 /// The default time a command may take.
@@ -192,73 +189,6 @@ pub struct ExecSpec {
     pub timeout: Duration,
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawExec {
-    #[serde(default)]
-    apply: Option<Vec<String>>,
-    #[serde(default)]
-    undo: Option<Vec<String>>,
-    #[serde(default)]
-    check: Option<Vec<String>>,
-    #[serde(default)]
-    timeout: Option<Value>,
-}
-
-/// Validates an `exec:` block at `path`.
-pub fn validate(block: Value, path: &str, d: &mut Diagnostics) -> Option<ExecSpec> {
-    let raw: RawExec = d.deserialize(path, block)?;
-    let mut ok = true;
-    let mut template = |key: &str, v: &Option<Vec<String>>| -> Option<ArgvTemplate> {
-        let v = v.as_ref()?;
-        match ArgvTemplate::parse(v) {
-            Ok(t) => Some(t),
-            Err((i, e)) => {
-                let p = join_key(path, key);
-                let p = if v.is_empty() { p } else { join_index(&p, i) };
-                d.error(&p, e);
-                ok = false;
-                None
-            }
-        }
-    };
-    let apply = template("apply", &raw.apply);
-    let undo = template("undo", &raw.undo);
-    let check = template("check", &raw.check);
-    if raw.apply.is_none() {
-        d.error(
-            path,
-            "missing required key \"apply\" (the argv that applies an allocation)",
-        );
-        ok = false;
-    }
-    let timeout = match &raw.timeout {
-        None => DEFAULT_TIMEOUT,
-        Some(v) => match units::duration(v) {
-            Ok(t) if t > Duration::ZERO => t,
-            Ok(_) => {
-                d.error(&join_key(path, "timeout"), "must be longer than 0s");
-                ok = false;
-                DEFAULT_TIMEOUT
-            }
-            Err(e) => {
-                d.error(&join_key(path, "timeout"), e);
-                ok = false;
-                DEFAULT_TIMEOUT
-            }
-        },
-    };
-    if !ok {
-        return None;
-    }
-    Some(ExecSpec {
-        apply: apply?,
-        undo,
-        check,
-        timeout,
-    })
-}
-
 impl ExecSpec {
     /// From the optimization rules' `actuator: {kind: exec, command: [...]}`: the command is
     /// the apply template (placeholders allowed, the values are in the environment as well)
@@ -377,7 +307,6 @@ impl Actuator for ExecActuator {
 mod tests {
     use super::*;
     use crate::adapters::{Observation, PollFuture};
-    use crate::config::diag::PosIndex;
 
     fn argv(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
@@ -433,22 +362,6 @@ mod tests {
         assert!(ArgvTemplate::parse(&argv(&["{node}"])).is_err());
         assert!(ArgvTemplate::parse(&[]).is_err());
         assert!(ArgvTemplate::parse(&argv(&["x", "{node"])).is_err());
-    }
-
-    #[test]
-    fn config_errors_carry_paths() {
-        let yaml = "apply: [tc, \"{bw}\"]\ntimeout: 0s\n";
-        let mut d = Diagnostics::new(PosIndex::build(yaml));
-        let v: Value = serde_yaml::from_str(yaml).unwrap();
-        assert!(validate(v, "nodes[1].actuator.exec", &mut d).is_none());
-        let got: Vec<String> = d.errors.iter().map(|e| e.path.clone()).collect();
-        assert_eq!(
-            got,
-            [
-                "nodes[1].actuator.exec.apply[1]",
-                "nodes[1].actuator.exec.timeout"
-            ]
-        );
     }
 
     /// An adapter that reports a fixed allocation.

@@ -23,10 +23,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_yaml::Value;
-
 use crate::adapters::{Adapter, Allocation, Resource, Resources};
-use crate::config::diag::{join_key, Diagnostics};
 use crate::config::units;
 use crate::optimizer;
 
@@ -145,6 +142,14 @@ impl ActuatorKind {
             K::Exec => {
                 let c = rule.command.as_deref().ok_or("kind exec needs a command")?;
                 let mut e = exec::ExecSpec::from_command(c)?;
+                let template = |key: &str, v: &Option<Vec<String>>| {
+                    v.as_deref()
+                        .map(exec::ArgvTemplate::parse)
+                        .transpose()
+                        .map_err(|(i, e)| format!("actuator.{key}[{i}]: {e}"))
+                };
+                e.undo = template("undo", &p.undo)?;
+                e.check = template("check", &p.check)?;
                 if let Some(t) = p.timeout {
                     e.timeout = t;
                 }
@@ -207,124 +212,6 @@ impl ActuatorKind {
     pub fn disruptive(&self) -> bool {
         matches!(self, ActuatorKind::StorjConfig(_))
     }
-}
-
-/// The words accepted in `actuator.kind`.
-pub const KINDS: &[&str] = &["sim", "exec"];
-
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawActuator {
-    #[serde(default)]
-    kind: Option<String>,
-    #[serde(default)]
-    exec: Option<Value>,
-    #[serde(default)]
-    verify: Option<RawVerify>,
-}
-
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawVerify {
-    #[serde(default)]
-    attempts: Option<u32>,
-    #[serde(default)]
-    interval: Option<Value>,
-    #[serde(default)]
-    poll_timeout: Option<Value>,
-    #[serde(default)]
-    tolerance: Option<f64>,
-}
-
-impl ActuatorSpec {
-    /// Validates a node's `actuator:` block at `path` (`nodes[i].actuator`), reporting every
-    /// error into `d`.
-    pub fn validate(block: Value, path: &str, d: &mut Diagnostics) -> Option<ActuatorSpec> {
-        let raw: RawActuator = d.deserialize(path, block)?;
-        let verify = match raw.verify {
-            None => Some(VerifySpec::default()),
-            Some(v) => validate_verify(&v, &join_key(path, "verify"), d),
-        };
-        let kind = match raw.kind.as_deref() {
-            None => {
-                d.error(path, "missing required key \"kind\"");
-                None
-            }
-            Some("sim") => {
-                if raw.exec.is_some() {
-                    d.error(
-                        &join_key(path, "exec"),
-                        "an \"exec\" block belongs to kind exec, not sim",
-                    );
-                }
-                Some(ActuatorKind::Sim)
-            }
-            Some("exec") => match raw.exec {
-                None => {
-                    d.error(
-                        path,
-                        "missing required key \"exec\" (the commands of an exec actuator)",
-                    );
-                    None
-                }
-                Some(b) => exec::validate(b, &join_key(path, "exec"), d).map(ActuatorKind::Exec),
-            },
-            Some(other) => {
-                d.error(
-                    &join_key(path, "kind"),
-                    format!(
-                        "unknown actuator kind \"{other}\"; expected one of {}",
-                        KINDS.join(", ")
-                    ),
-                );
-                None
-            }
-        };
-        Some(ActuatorSpec {
-            kind: kind?,
-            verify: verify?,
-        })
-    }
-}
-
-fn validate_verify(v: &RawVerify, path: &str, d: &mut Diagnostics) -> Option<VerifySpec> {
-    let def = VerifySpec::default();
-    let mut ok = true;
-    let mut dur = |key: &str, v: &Option<Value>, default: Duration| match v {
-        None => default,
-        Some(v) => match units::duration(v) {
-            Ok(x) => x,
-            Err(e) => {
-                d.error(&join_key(path, key), e);
-                ok = false;
-                default
-            }
-        },
-    };
-    let interval = dur("interval", &v.interval, def.interval);
-    let poll_timeout = dur("poll_timeout", &v.poll_timeout, def.poll_timeout);
-    let attempts = v.attempts.unwrap_or(def.attempts);
-    if attempts == 0 {
-        d.error(
-            &join_key(path, "attempts"),
-            "must be at least 1: an allocation is verified by polling the node",
-        );
-        ok = false;
-    }
-    let tolerance = v.tolerance.unwrap_or(def.tolerance);
-    if !(tolerance.is_finite() && (0.0..1.0).contains(&tolerance)) {
-        d.error(
-            &join_key(path, "tolerance"),
-            format!("must be a fraction from 0 to below 1 (0.01 = 1%), got {tolerance}"),
-        );
-        ok = false;
-    }
-    ok.then_some(VerifySpec {
-        attempts,
-        interval,
-        poll_timeout,
-        tolerance,
-    })
 }
 
 /// Builds the runtime actuator of a node from its spec and its adapter. A kind that talks to
@@ -528,43 +415,6 @@ pub async fn verify_reported(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::diag::PosIndex;
-
-    fn validate(yaml: &str) -> (Option<ActuatorSpec>, Vec<String>) {
-        let mut d = Diagnostics::new(PosIndex::build(yaml));
-        let v: Value = serde_yaml::from_str(yaml).unwrap();
-        let spec = ActuatorSpec::validate(v, "nodes[0].actuator", &mut d);
-        let errs = d
-            .errors
-            .iter()
-            .map(|e| format!("{}: {}", e.path, e.message));
-        (spec, errs.collect())
-    }
-
-    #[test]
-    fn sim_with_defaults() {
-        let (spec, errs) = validate("kind: sim\n");
-        assert!(errs.is_empty(), "{errs:?}");
-        assert_eq!(spec.unwrap().verify, VerifySpec::default());
-    }
-
-    #[test]
-    fn every_error_is_reported_with_its_path() {
-        let (spec, errs) = validate(
-            "kind: docker\nverify: {attempts: 0, tolerance: 2, interval: 5, colour: red}\n",
-        );
-        assert!(spec.is_none());
-        let joined = errs.join("\n");
-        for want in [
-            "nodes[0].actuator.verify.colour: unknown key",
-            "nodes[0].actuator.kind: unknown actuator kind \"docker\"; expected one of sim, exec",
-            "nodes[0].actuator.verify.attempts: must be at least 1",
-            "nodes[0].actuator.verify.tolerance: must be a fraction",
-            "nodes[0].actuator.verify.interval: invalid duration 5: a duration needs a unit",
-        ] {
-            assert!(joined.contains(want), "missing {want:?} in\n{joined}");
-        }
-    }
 
     fn rule(
         kind: optimizer::ActuatorKind,
@@ -575,6 +425,26 @@ mod tests {
             command: None,
             params,
         }
+    }
+
+    #[test]
+    fn exec_rule_carries_undo_and_check_templates() {
+        use optimizer::{ActuatorKind as K, ActuatorParams as P};
+        let argv = |a: &[&str]| Some(a.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let mut r = rule(
+            K::Exec,
+            P {
+                undo: argv(&["undo-it", "{node}"]),
+                check: argv(&["can-i", "{node}"]),
+                ..P::default()
+            },
+        );
+        r.command = argv(&["do-it", "{node}", "{cpu_cores}"]);
+        let ActuatorKind::Exec(e) = ActuatorKind::from_rule(&r, "golem").unwrap() else {
+            panic!("not exec");
+        };
+        assert!(e.undo.is_some() && e.check.is_some());
+        assert_eq!(e.timeout, exec::DEFAULT_TIMEOUT);
     }
 
     #[test]

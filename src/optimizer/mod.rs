@@ -323,6 +323,14 @@ pub struct ActuatorRule {
 /// [`ActuatorKind::keys`].
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct ActuatorParams {
+    /// `undo` (exec): argv template run with the previous allocation to undo a step. Default:
+    /// `command` with the previous allocation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub undo: Option<Vec<String>>,
+    /// `check` (exec): argv template run in pre-flight; must exit 0. Default: `command`'s
+    /// program must be found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check: Option<Vec<String>>,
     /// `container` (docker): container name or id. Default: the node's name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
@@ -398,7 +406,7 @@ impl ActuatorKind {
     pub fn keys(self) -> &'static [&'static str] {
         match self {
             ActuatorKind::Sim => &[],
-            ActuatorKind::Exec => &["command", "timeout"],
+            ActuatorKind::Exec => &["command", "undo", "check", "timeout"],
             ActuatorKind::Docker => &["container", "socket", "timeout"],
             ActuatorKind::GolemProfile => &["program", "profile", "data_dir", "timeout"],
             ActuatorKind::StorjConfig => &["config_file", "restart", "timeout"],

@@ -50,7 +50,10 @@
 //!     bounds:                    # [min, max] per resource, resource units
 //!       cpu_cores: [1, 6]
 //!     actuator: sim              # sim | exec | docker | golem_profile | storj_config | systemd,
-//!                                # or {kind: exec, command: [argv...]}
+//!                                # or {kind: exec, command: [argv...], undo: [argv...],
+//!                                # check: [argv...], timeout: 30s} (templates with {node},
+//!                                # {cpu_cores}, …; undo defaults to command), or a mapping
+//!                                # with the keys of docker, golem_profile, … (README)
 //!     switching_cost:            # per change of this node
 //!       downtime: 5m             # earnings lost while it restarts (duration; default 0s)
 //!       usd: 0                   # a fixed cost, USD (default 0)
@@ -247,6 +250,10 @@ struct RawActuator {
     kind: Option<String>,
     #[serde(default)]
     command: Option<Vec<String>>,
+    #[serde(default)]
+    undo: Option<Vec<String>>,
+    #[serde(default)]
+    check: Option<Vec<String>>,
     #[serde(default)]
     container: Option<String>,
     #[serde(default)]
@@ -1248,8 +1255,10 @@ fn validate_actuator(v: Value, path: &str, d: &mut Diagnostics) -> Option<Actuat
     let mut ok = true;
     // Every key given must belong to the kind: a `container` under golem_profile is a typo or
     // a wrong kind, and silently ignoring it would act on the wrong thing.
-    let given: [(&str, bool); 11] = [
+    let given: [(&str, bool); 13] = [
         ("command", raw.command.is_some()),
+        ("undo", raw.undo.is_some()),
+        ("check", raw.check.is_some()),
         ("container", raw.container.is_some()),
         ("socket", raw.socket.is_some()),
         ("program", raw.program.is_some()),
@@ -1339,8 +1348,19 @@ fn validate_actuator(v: Value, path: &str, d: &mut Diagnostics) -> Option<Actuat
         Some(a.clone())
     };
     let command = argv("command", &raw.command);
+    let undo = argv("undo", &raw.undo);
+    let check = argv("check", &raw.check);
     let program = argv("program", &program_list);
     let restart = argv("restart", &raw.restart);
+    // exec's argv templates: an unknown `{placeholder}` is an error here, not at the first move.
+    for (key, t) in [("command", &command), ("undo", &undo), ("check", &check)] {
+        if let Some(t) = t {
+            if let Err((i, e)) = crate::actuators::exec::ArgvTemplate::parse(t) {
+                d.error(&join_index(&join_key(path, key), i), e);
+                ok = false;
+            }
+        }
+    }
     if k == ActuatorKind::Exec && raw.command.is_none() {
         d.error(path, "actuator exec needs command: [program, args...]");
         ok = false;
@@ -1365,6 +1385,8 @@ fn validate_actuator(v: Value, path: &str, d: &mut Diagnostics) -> Option<Actuat
         kind: k,
         command,
         params: ActuatorParams {
+            undo,
+            check,
             container,
             socket,
             program,
@@ -1572,6 +1594,45 @@ nodes:
         ] {
             assert!(e.iter().any(|l| l.starts_with(w)), "missing {w:?} in\n{joined}");
         }
+    }
+
+    #[test]
+    fn exec_takes_undo_and_check_templates_checked_for_placeholders() {
+        let r = parse_str(
+            &with_actuator(
+                "{kind: exec, command: [tc-set, '{node}', '{bandwidth_bytes_per_second}'], undo: [tc-set, '{node}', '{bandwidth_bytes_per_second}', --undo], check: [tc-check, '{node}']}",
+            ),
+            "opt.yml",
+        )
+        .unwrap();
+        let a = r.for_node("n", "x").and_then(|n| n.actuator).unwrap();
+        assert_eq!(a.params.undo.map(|u| u.len()), Some(4));
+        assert_eq!(
+            a.params.check.map(|c| c.join(" ")).as_deref(),
+            Some("tc-check {node}")
+        );
+        let e = parse_str(
+            &with_actuator(
+                "{kind: exec, command: [tc-set, '{bw}'], undo: [tc-undo, '{node}', '{cpu}']}",
+            ),
+            "opt.yml",
+        )
+        .expect_err("invalid")
+        .0;
+        for w in [
+            "nodes.n.actuator.command[1]: unknown placeholder \"{bw}\"",
+            "nodes.n.actuator.undo[2]: unknown placeholder \"{cpu}\"",
+        ] {
+            assert!(e.iter().any(|l| l.contains(w)), "missing {w:?} in {e:?}");
+        }
+        let e = parse_str(&with_actuator("{kind: docker, undo: [x]}"), "opt.yml")
+            .expect_err("invalid")
+            .0;
+        assert!(
+            e.iter()
+                .any(|l| l.contains("actuator docker does not take \"undo\"")),
+            "{e:?}"
+        );
     }
 
     #[test]
