@@ -342,6 +342,7 @@ fn cpu_now() -> Duration {
 /// CPU time spent in each part of a controller run.
 #[derive(Default, Debug, Clone, Copy)]
 struct Phases {
+    /// Polls, the ledger and the loop itself: the rest.
     poll: Duration,
     gather: Duration,
     scrape: Duration,
@@ -499,15 +500,14 @@ fn run_controller(
     let total = (s.end - s.start).max(1) as f64;
     let mut next_progress = s.start;
     let mut phases = Phases::default();
+    let run_started = cpu_now();
     while t < s.end {
         t = (t + s.poll_ms).min(s.end);
         clock.set(t);
-        let t0 = cpu_now();
         for w in &mut workers {
             w.poll(&metrics, &health, sc, t);
         }
         ledger.step(&nodes, sc, t);
-        phases.poll += cpu_now() - t0;
         if t >= next_scrape {
             let t0 = cpu_now();
             for token in sc.prices.keys() {
@@ -560,6 +560,9 @@ fn run_controller(
         controller_cpu_s = phases.controller.as_secs_f64(),
         "simulate: where a controller run spent its CPU time"
     );
+    phases.poll = cpu_now()
+        .saturating_sub(run_started)
+        .saturating_sub(phases.scrape + phases.rules + phases.controller);
     eprintln!("PHASES {phases:?}");
     let (mut switches, mut cost) = (0, 0.0);
     for n in &nodes {
