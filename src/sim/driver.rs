@@ -126,6 +126,11 @@ pub struct Report {
     pub alerts_fired: BTreeMap<String, u64>,
     pub strategies: BTreeMap<String, StrategyResult>,
     pub wall_seconds: f64,
+    /// CPU seconds of the depin-orcha run by part: `poll` (polls, metric updates, the
+    /// ledger), `scrape` (registry gather and tsdb ingest; `scrape_gather` is the gather
+    /// alone), `rules` (recording and alerting rules), `controller` (optimizer, gates,
+    /// reallocation).
+    pub cpu_seconds: BTreeMap<String, f64>,
 }
 
 /// The greedy baseline: the optimizer's inputs, the prototype's greedy solver.
@@ -358,13 +363,18 @@ struct Setup {
 }
 
 /// The strategies of the controller: the full pipeline of `run`.
+/// What a controller run returns: its result, the gate check, rejected plans, alerts fired and
+/// where its CPU time went.
+type ControllerRun = (StrategyResult, GateCheck, u64, BTreeMap<String, u64>, Phases);
+
 fn run_controller(
     sc: &Scenario,
     s: &Setup,
     opts: &Options,
     planner: Box<dyn Planner>,
     progress: Option<&(dyn Fn(f64) + Send + Sync)>,
-) -> Result<(StrategyResult, GateCheck, u64, BTreeMap<String, u64>), SimError> {
+    pipeline: Pipeline,
+) -> Result<ControllerRun, SimError> {
     let clock = ManualClock::new(s.start);
     let shared: SharedClock = Arc::new(clock.clone());
     let nodes: Vec<Arc<ScenarioNode>> = sc
@@ -521,7 +531,10 @@ fn run_controller(
             }
             let t1 = cpu_now();
             phases.scrape += t1 - t0;
-            let ticked = rules_mgr.tick(t);
+            let ticked = match pipeline {
+                Pipeline::Full => rules_mgr.tick(t),
+                Pipeline::MetricsOnly => Vec::new(),
+            };
             phases.rules += cpu_now() - t1;
             for a in ticked {
                 if a.ends_at > t {
@@ -533,7 +546,7 @@ fn run_controller(
             }
             next_scrape += scrape_ms;
         }
-        if t >= next_plan {
+        if t >= next_plan && pipeline == Pipeline::Full {
             let t0 = cpu_now();
             if let Err(e) = rt.block_on(controller.tick()) {
                 tracing::debug!(error = %e, "simulate: controller round failed");
@@ -563,7 +576,6 @@ fn run_controller(
     phases.poll = cpu_now()
         .saturating_sub(run_started)
         .saturating_sub(phases.scrape + phases.rules + phases.controller);
-    eprintln!("PHASES {phases:?}");
     let (mut switches, mut cost) = (0, 0.0);
     for n in &nodes {
         let (k, c) = n.switches();
@@ -589,7 +601,45 @@ fn run_controller(
         path,
         earned_curve: ledger.curve,
     };
-    Ok((result, gates, rejected, alerts_fired))
+    Ok((result, gates, rejected, alerts_fired, phases))
+}
+
+/// How much of `run`'s pipeline a controller run drives.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pipeline {
+    /// Polls, metrics, scrapes into the tsdb, rules, optimizer, gates and reallocation.
+    Full,
+    /// Only polls, metrics and scrapes into the tsdb (the allocation never changes): the
+    /// baseline that benchmarks compare the full run against.
+    MetricsOnly,
+}
+
+/// Runs the scenario's polls and scrapes as `run` does, without rules and controller (the
+/// starting allocation stays); returns the wall seconds it took. The baseline of
+/// `benches/simulate_30d.rs`.
+pub fn run_metrics_only(sc: &Scenario, opts: &Options) -> Result<f64, SimError> {
+    let started = Instant::now();
+    let s = setup(sc, opts);
+    run_controller(
+        sc,
+        &s,
+        opts,
+        Box::new(GreedyPlanner),
+        None,
+        Pipeline::MetricsOnly,
+    )?;
+    Ok(started.elapsed().as_secs_f64())
+}
+
+fn setup(sc: &Scenario, opts: &Options) -> Setup {
+    let days = opts.days.unwrap_or(sc.days);
+    let poll = opts.poll_interval.unwrap_or(sc.poll_interval);
+    Setup {
+        start: sc.start_ms,
+        end: sc.start_ms + (days * 86_400_000.0) as i64,
+        seed: opts.seed.unwrap_or(sc.seed),
+        poll_ms: (poll.as_millis() as i64).max(1),
+    }
 }
 
 /// Verifies from the history that the applied reallocations kept to the gates.
@@ -824,31 +874,36 @@ pub fn water_fill(items: &[(f64, f64, f64, f64)], cap: f64) -> Vec<f64> {
 pub fn simulate(sc: &Scenario, opts: &Options) -> Result<Report, SimError> {
     let started = Instant::now();
     let days = opts.days.unwrap_or(sc.days);
-    let seed = opts.seed.unwrap_or(sc.seed);
     let poll = opts.poll_interval.unwrap_or(sc.poll_interval);
-    let s = Setup {
-        start: sc.start_ms,
-        end: sc.start_ms + (days * 86_400_000.0) as i64,
-        seed,
-        poll_ms: (poll.as_millis() as i64).max(1),
-    };
+    let s = setup(sc, opts);
+    let seed = s.seed;
     // The two controller runs are independent: one thread each (two cores).
     let (orcha, greedy) = std::thread::scope(|scope| {
-        let g = scope.spawn(|| run_controller(sc, &s, opts, Box::new(GreedyPlanner), None));
+        let g = scope.spawn(|| {
+            run_controller(
+                sc,
+                &s,
+                opts,
+                Box::new(GreedyPlanner),
+                None,
+                Pipeline::Full,
+            )
+        });
         let o = run_controller(
             sc,
             &s,
             opts,
             Box::new(OptimizerPlanner::default()),
             opts.progress.as_deref(),
+            Pipeline::Full,
         );
         let g = g
             .join()
             .unwrap_or_else(|_| Err(SimError::Controller("the greedy run panicked".into())));
         (o, g)
     });
-    let (orcha, gates, rejected, alerts) = orcha?;
-    let (greedy, gates_greedy, _, _) = greedy?;
+    let (orcha, gates, rejected, alerts, phases) = orcha?;
+    let (greedy, gates_greedy, _, _, _) = greedy?;
     let stat = run_plain(sc, &s, false, |_| None);
     let mut markets: Vec<Market> = sc
         .nodes
@@ -901,6 +956,16 @@ pub fn simulate(sc: &Scenario, opts: &Options) -> Result<Report, SimError> {
         .map(|(k, v)| (k.to_string(), v))
         .collect(),
         wall_seconds: started.elapsed().as_secs_f64(),
+        cpu_seconds: [
+            ("poll", phases.poll),
+            ("scrape", phases.scrape),
+            ("scrape_gather", phases.gather),
+            ("rules", phases.rules),
+            ("controller", phases.controller),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.as_secs_f64()))
+        .collect(),
     };
     Ok(report)
 }
