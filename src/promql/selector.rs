@@ -73,9 +73,10 @@ fn system_time_ms(t: &SystemTime) -> i64 {
 /// Regex matchers compiled so far, by (op, label name, value): rules and the optimizer evaluate
 /// the same selectors every interval, and compiling the regex was a visible part of each query.
 /// Bounded: emptied when it reaches [`REGEX_CACHE_ENTRIES`] (ad-hoc API queries can be many).
-static REGEX_CACHE: std::sync::LazyLock<
-    std::sync::Mutex<std::collections::HashMap<(MatchOp, String, String), Matcher>>,
-> = std::sync::LazyLock::new(Default::default);
+static REGEX_CACHE: std::sync::LazyLock<std::sync::Mutex<RegexCache>> =
+    std::sync::LazyLock::new(Default::default);
+
+type RegexCache = std::collections::HashMap<(MatchOp, String, String), Matcher>;
 
 const REGEX_CACHE_ENTRIES: usize = 1024;
 

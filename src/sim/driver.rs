@@ -365,7 +365,13 @@ struct Setup {
 /// The strategies of the controller: the full pipeline of `run`.
 /// What a controller run returns: its result, the gate check, rejected plans, alerts fired and
 /// where its CPU time went.
-type ControllerRun = (StrategyResult, GateCheck, u64, BTreeMap<String, u64>, Phases);
+type ControllerRun = (
+    StrategyResult,
+    GateCheck,
+    u64,
+    BTreeMap<String, u64>,
+    Phases,
+);
 
 fn run_controller(
     sc: &Scenario,
@@ -879,16 +885,8 @@ pub fn simulate(sc: &Scenario, opts: &Options) -> Result<Report, SimError> {
     let seed = s.seed;
     // The two controller runs are independent: one thread each (two cores).
     let (orcha, greedy) = std::thread::scope(|scope| {
-        let g = scope.spawn(|| {
-            run_controller(
-                sc,
-                &s,
-                opts,
-                Box::new(GreedyPlanner),
-                None,
-                Pipeline::Full,
-            )
-        });
+        let g = scope
+            .spawn(|| run_controller(sc, &s, opts, Box::new(GreedyPlanner), None, Pipeline::Full));
         let o = run_controller(
             sc,
             &s,

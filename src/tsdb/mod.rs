@@ -267,7 +267,8 @@ struct ScrapeEntry {
 
 impl ScrapeCache {
     fn forget(&mut self, removed: &HashSet<series::SeriesRef>) {
-        self.entries.retain(|_, e| !removed.contains(&e.series.sref));
+        self.entries
+            .retain(|_, e| !removed.contains(&e.series.sref));
     }
 }
 
@@ -831,11 +832,7 @@ fn for_each_scrape_sample(
                 MetricType::SUMMARY => {
                     let s = m.get_summary();
                     for q in s.get_quantile() {
-                        emit(
-                            "",
-                            Some(("quantile", fmt_float(q.quantile()))),
-                            q.value(),
-                        );
+                        emit("", Some(("quantile", fmt_float(q.quantile()))), q.value());
                     }
                     emit("_sum", None, s.sample_sum());
                     emit("_count", None, s.sample_count() as f64);

@@ -123,7 +123,10 @@ impl MemSeries {
                 .iter()
                 .filter(|ch| overlaps(ch.mint, ch.maxt))
                 .map(|ch| {
-                    match c.as_mut().and_then(|c| c.get(self.sref, ch.mint, ch.count())) {
+                    match c
+                        .as_mut()
+                        .and_then(|c| c.get(self.sref, ch.mint, ch.count()))
+                    {
                         Some(s) => Part::Decoded(s),
                         None => Part::Chunk(ch.clone()),
                     }
