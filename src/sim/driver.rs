@@ -129,7 +129,8 @@ pub struct Report {
     /// CPU seconds of the depin-orcha run by part: `poll` (polls, metric updates, the
     /// ledger), `scrape` (registry gather and tsdb ingest; `scrape_gather` is the gather
     /// alone), `rules` (recording and alerting rules), `controller` (optimizer, gates,
-    /// reallocation).
+    /// reallocation). Left out of the JSON: it differs from run to run.
+    #[serde(skip)]
     pub cpu_seconds: BTreeMap<String, f64>,
 }
 
