@@ -62,26 +62,9 @@ struct RawSim {
     #[serde(default)]
     seed: Option<u64>,
     #[serde(default)]
-    market: Option<RawMarket>,
+    market: Option<market::RawMarket>,
     #[serde(default)]
     fault: Option<RawFault>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawMarket {
-    #[serde(default)]
-    rate_per_hour: Option<f64>,
-    #[serde(default)]
-    need: Option<RawAllocation>,
-    #[serde(default)]
-    daily_amplitude: Option<f64>,
-    #[serde(default)]
-    peak_hour: Option<f64>,
-    #[serde(default)]
-    drift: Option<f64>,
-    #[serde(default)]
-    noise: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -142,43 +125,10 @@ pub fn validate(
     };
     let mut params = protocol.map(MarketParams::defaults);
     if let (Some(m), Some(params)) = (&raw.market, params.as_mut()) {
-        let mp = join_key(path, "market");
-        let mut check = |key: &str, v: Option<f64>, lo: f64, hi: f64, field: &mut f64| {
-            if let Some(v) = v {
-                if v.is_finite() && (lo..=hi).contains(&v) {
-                    *field = v;
-                } else {
-                    d.error(
-                        &join_key(&mp, key),
-                        format!("must be between {lo} and {hi}, got {v}"),
-                    );
-                    ok = false;
-                }
-            }
-        };
-        check(
-            "rate_per_hour",
-            m.rate_per_hour,
-            0.0,
-            f64::MAX,
-            &mut params.rate_per_hour,
-        );
-        check(
-            "daily_amplitude",
-            m.daily_amplitude,
-            0.0,
-            1.0,
-            &mut params.daily_amplitude,
-        );
-        check("peak_hour", m.peak_hour, 0.0, 24.0, &mut params.peak_hour);
-        check("drift", m.drift, 0.0, 1.0, &mut params.drift);
-        check("noise", m.noise, 0.0, 1.0, &mut params.noise);
-        if let Some(need) = &m.need {
-            match need.validate(&join_key(&mp, "need"), params.need, d) {
-                Some(n) => params.need = n,
-                None => ok = false,
-            }
-        }
+        // Shock times are offsets from when the node is built (see `SimNode::new`).
+        let errors = d.errors.len();
+        params.switching = market::validate_market(m, &join_key(path, "market"), 0, params, d);
+        ok &= d.errors.len() == errors;
     }
     let fault = match &raw.fault {
         None => Some(None),
@@ -244,6 +194,8 @@ pub struct SimNode {
     start_ms: i64,
     fault: Option<Fault>,
     seed: u64,
+    /// Time without earnings after a change of allocation (a restart), ms.
+    switch_downtime_ms: i64,
     state: Mutex<State>,
 }
 
@@ -285,8 +237,9 @@ impl SimNode {
             start_ms: now,
             fault: spec.fault.clone(),
             seed: spec.seed,
+            switch_downtime_ms: spec.market.switching.downtime_ms,
             state: Mutex::new(State {
-                market: Market::new(spec.protocol, spec.market.clone(), spec.seed),
+                market: Market::new(spec.protocol, spec.market.shifted(now), spec.seed),
                 allocation: spec.allocation,
                 accounted_ms: now,
                 month_total: 0.0,
@@ -441,6 +394,9 @@ impl Allocatable for SimNode {
         let mut st = self.lock();
         // Earnings up to now were made with the old allocation.
         st.advance(now);
+        if st.allocation != to && self.switch_downtime_ms > 0 {
+            st.market.add_down(now, now + self.switch_downtime_ms);
+        }
         st.allocation = to;
         Box::pin(std::future::ready(Ok(())))
     }
@@ -480,6 +436,66 @@ mod tests {
             .unwrap();
         rt.block_on(async { tokio::time::timeout(Duration::from_millis(50), n.poll()).await })
             .unwrap_or(Err(PollError::Timeout(Duration::from_millis(50))))
+    }
+
+    #[test]
+    fn the_config_reaches_every_market_key_of_the_scenarios() {
+        // One set of keys: weekly cycle, shocks and switching in `nodes[i].sim.market` of
+        // `run` mean what they mean in a scenario; shock times count from the node's start.
+        let text = r#"
+protocol: streamr
+allocation: {bandwidth_bytes_per_second: 3MB}
+market:
+  rate_per_hour: 10
+  weekly_amplitude: 0.3
+  peak_weekday: 5
+  noise: 0
+  drift: 0
+  daily_amplitude: 0
+  shocks: [{at: 2h, demand: 0.2}]
+  switching: {downtime: 30m}
+"#;
+        let mut d = Diagnostics::new(crate::config::diag::PosIndex::build(text));
+        let v: Value = serde_yaml::from_str(text).unwrap();
+        let spec = validate(Some(v), "nodes[0].sim", "nodes[0]", "s", &mut d).unwrap();
+        assert!(d.errors.is_empty(), "{:?}", d.errors.len());
+        assert_eq!(spec.market.weekly_amplitude, 0.3);
+        assert_eq!(spec.market.peak_weekday, 5.0);
+        assert_eq!(spec.market.switching.downtime_ms, 1_800_000);
+        let clock = ManualClock::new(T0);
+        let n = SimNode::new("s", &spec, Arc::new(clock.clone()));
+        let earned = |n: &SimNode| poll_now(n).unwrap().earnings["DATA"];
+        clock.advance(3_600_000);
+        let first_hour = earned(&n);
+        clock.advance(2 * 3_600_000);
+        // Hour 2 earned as hour 1 (flat market); hour 3, after the shock at 2h, a fifth of it,
+        // give or take the weekly cycle.
+        let third_hour = earned(&n) - 2.0 * first_hour;
+        assert!(
+            (third_hour / first_hour - 0.2).abs() < 0.05,
+            "{first_hour} then {third_hour}"
+        );
+        // A change of allocation costs 30 minutes without earnings.
+        let before = earned(&n);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut to = spec.allocation;
+        to.bandwidth_bytes_per_second = 4e6;
+        rt.block_on(crate::adapters::Allocatable::set_allocation(&n, to))
+            .unwrap();
+        clock.advance(1_800_000);
+        assert_eq!(earned(&n), before, "earned during the switching downtime");
+        clock.advance(600_000);
+        assert!(earned(&n) > before);
+        // Errors name the key path.
+        let bad: Value = serde_yaml::from_str(
+            "protocol: golem\nallocation: {cpu_cores: 1}\nmarket: {peak_weekday: 9, shocks: [{at: soon, demand: 1}]}",
+        )
+        .unwrap();
+        let mut d = Diagnostics::new(Default::default());
+        assert!(validate(Some(bad), "nodes[0].sim", "nodes[0]", "g", &mut d).is_none());
+        assert_eq!(d.errors.len(), 2);
     }
 
     #[test]

@@ -68,13 +68,19 @@
 //!         disk_bytes: 20GB
 //!         bandwidth_bytes_per_second: 2MB
 //!       seed: 7            # random seed of the market model (default: from the node name)
-//!       market:            # overrides of the protocol's market model (each optional)
-//!         rate_per_hour: 0.05    # token units per hour with ample resources and demand 1
+//!       market:            # the market model, the same keys as a scenario's nodes[i].market
+//!         rate_per_hour: 0.05    # token units per hour with ample resources and demand 1 (or
+//!                                # price_per_unit × work_per_hour, as scenarios write it)
 //!         need: {cpu_cores: 4}   # allocation giving 63 % of the rate (same keys as allocation)
 //!         daily_amplitude: 0.5   # relative swing of demand over the day, 0–1
 //!         peak_hour: 15          # UTC hour of peak demand, 0–24
+//!         weekly_amplitude: 0.1  # relative swing of demand over the week, 0–1
+//!         peak_weekday: 2        # day of the weekly peak, 0 = Monday … 6 = Sunday
 //!         drift: 0.08            # std. dev. of the hourly step of log-demand
 //!         noise: 0.4             # relative std. dev. of per-minute earnings noise
+//!         shocks: [{at: 10d, demand: 0.3}]  # from `at` after the node starts, demand × `demand`
+//!         switching: {downtime: 5m}  # no earnings for this long after a change of allocation
+//!                                # (cost_usd: counted by `simulate` only)
 //!       fault:             # make the node misbehave, for tests and demos
 //!         mode: hang       # hang (never answers) | error (HTTP 500) | refused | garbage (unparsable answer)
 //!         after: 30s       # from the start (duration; default 0s)

@@ -70,6 +70,37 @@ fn system_time_ms(t: &SystemTime) -> i64 {
     }
 }
 
+/// Regex matchers compiled so far, by (op, label name, value): rules and the optimizer evaluate
+/// the same selectors every interval, and compiling the regex was a visible part of each query.
+/// Bounded: emptied when it reaches [`REGEX_CACHE_ENTRIES`] (ad-hoc API queries can be many).
+static REGEX_CACHE: std::sync::LazyLock<std::sync::Mutex<RegexCache>> =
+    std::sync::LazyLock::new(Default::default);
+
+type RegexCache = std::collections::HashMap<(MatchOp, String, String), Matcher>;
+
+const REGEX_CACHE_ENTRIES: usize = 1024;
+
+/// A regex matcher, from the cache when this one was compiled before. `fallback` is the
+/// parser's own (already valid) form of the pattern, tried when `value` does not compile.
+fn regex_matcher(
+    op: MatchOp,
+    name: &str,
+    value: &str,
+    fallback: &str,
+) -> Result<Matcher, regex::Error> {
+    let key = (op, name.to_string(), value.to_string());
+    let mut cache = REGEX_CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(m) = cache.get(&key) {
+        return Ok(m.clone());
+    }
+    let m = Matcher::new(op, name, value).or_else(|_| Matcher::new(op, name, fallback))?;
+    if cache.len() >= REGEX_CACHE_ENTRIES {
+        cache.clear();
+    }
+    cache.insert(key, m.clone());
+    Ok(m)
+}
+
 /// The storage matchers of a selector: one set, or several for `{a="1" or b="2"}`.
 pub(crate) fn matcher_sets(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>, Error> {
     let convert = |ms: &[promql_parser::label::Matcher]| -> Result<Vec<Matcher>, Error> {
@@ -83,11 +114,9 @@ pub(crate) fn matcher_sets(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>, Err
                 PMatchOp::NotEqual => {
                     Matcher::new(MatchOp::NotEqual, m.name.clone(), m.value.clone())
                 }
-                PMatchOp::Re(re) => Matcher::new(MatchOp::Regex, m.name.clone(), m.value.clone())
-                    .or_else(|_| Matcher::new(MatchOp::Regex, m.name.clone(), re.as_str())),
+                PMatchOp::Re(re) => regex_matcher(MatchOp::Regex, &m.name, &m.value, re.as_str()),
                 PMatchOp::NotRe(re) => {
-                    Matcher::new(MatchOp::NotRegex, m.name.clone(), m.value.clone())
-                        .or_else(|_| Matcher::new(MatchOp::NotRegex, m.name.clone(), re.as_str()))
+                    regex_matcher(MatchOp::NotRegex, &m.name, &m.value, re.as_str())
                 }
             };
             out.push(built.map_err(|e| {

@@ -126,6 +126,12 @@ pub struct Report {
     pub alerts_fired: BTreeMap<String, u64>,
     pub strategies: BTreeMap<String, StrategyResult>,
     pub wall_seconds: f64,
+    /// CPU seconds of the depin-orcha run by part: `poll` (polls, metric updates, the
+    /// ledger), `scrape` (registry gather and tsdb ingest; `scrape_gather` is the gather
+    /// alone), `rules` (recording and alerting rules), `controller` (optimizer, gates,
+    /// reallocation). Left out of the JSON: it differs from run to run.
+    #[serde(skip)]
+    pub cpu_seconds: BTreeMap<String, f64>,
 }
 
 /// The greedy baseline: the optimizer's inputs, the prototype's greedy solver.
@@ -328,6 +334,28 @@ fn time_in_allocation(
     out
 }
 
+/// CPU time of the calling thread (not wall time: the build machine is shared).
+fn cpu_now() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// CPU time spent in each part of a controller run.
+#[derive(Default, Debug, Clone, Copy)]
+struct Phases {
+    /// Polls, the ledger and the loop itself: the rest.
+    poll: Duration,
+    gather: Duration,
+    scrape: Duration,
+    rules: Duration,
+    controller: Duration,
+}
+
 struct Setup {
     start: i64,
     end: i64,
@@ -336,13 +364,24 @@ struct Setup {
 }
 
 /// The strategies of the controller: the full pipeline of `run`.
+/// What a controller run returns: its result, the gate check, rejected plans, alerts fired and
+/// where its CPU time went.
+type ControllerRun = (
+    StrategyResult,
+    GateCheck,
+    u64,
+    BTreeMap<String, u64>,
+    Phases,
+);
+
 fn run_controller(
     sc: &Scenario,
     s: &Setup,
     opts: &Options,
     planner: Box<dyn Planner>,
     progress: Option<&(dyn Fn(f64) + Send + Sync)>,
-) -> Result<(StrategyResult, GateCheck, u64, BTreeMap<String, u64>), SimError> {
+    pipeline: Pipeline,
+) -> Result<ControllerRun, SimError> {
     let clock = ManualClock::new(s.start);
     let shared: SharedClock = Arc::new(clock.clone());
     let nodes: Vec<Arc<ScenarioNode>> = sc
@@ -351,6 +390,13 @@ fn run_controller(
         .map(|n| ScenarioNode::new(n, s.seed, shared.clone()))
         .collect();
     let metrics = Metrics::new(&[]).map_err(|e| SimError::Controller(e.to_string()))?;
+    // The process_* metrics would describe the simulator process at virtual timestamps, which
+    // no rule reads and which mean nothing in simulated time; reading /proc for them was a
+    // third of each scrape. (The collector is matched by its descriptors.)
+    #[cfg(target_os = "linux")]
+    let _ = metrics.registry().unregister(Box::new(
+        prometheus::process_collector::ProcessCollector::for_self(),
+    ));
     metrics.set_capacity(&sc.capacity);
     let db = Arc::new(Db::in_memory());
     let engine = Engine::new(EngineOptions::default());
@@ -470,6 +516,8 @@ fn run_controller(
     let mut t = s.start;
     let total = (s.end - s.start).max(1) as f64;
     let mut next_progress = s.start;
+    let mut phases = Phases::default();
+    let run_started = cpu_now();
     while t < s.end {
         t = (t + s.poll_ms).min(s.end);
         clock.set(t);
@@ -478,13 +526,24 @@ fn run_controller(
         }
         ledger.step(&nodes, sc, t);
         if t >= next_scrape {
+            let t0 = cpu_now();
             for token in sc.prices.keys() {
                 metrics.set_token_price(token, sc.price(token, t));
             }
-            if let Err(e) = db.ingest_scrape(t, &metrics.gather()) {
+            let fams = metrics.gather();
+            let tg = cpu_now();
+            phases.gather += tg - t0;
+            if let Err(e) = db.ingest_scrape(t, &fams) {
                 tracing::warn!(error = %e, "simulate: writing a scrape failed");
             }
-            for a in rules_mgr.tick(t) {
+            let t1 = cpu_now();
+            phases.scrape += t1 - t0;
+            let ticked = match pipeline {
+                Pipeline::Full => rules_mgr.tick(t),
+                Pipeline::MetricsOnly => Vec::new(),
+            };
+            phases.rules += cpu_now() - t1;
+            for a in ticked {
                 if a.ends_at > t {
                     let name = a.labels.get("alertname").unwrap_or_default().to_string();
                     if fired.insert((format!("{:?}", a.labels), a.starts_at)) {
@@ -494,10 +553,12 @@ fn run_controller(
             }
             next_scrape += scrape_ms;
         }
-        if t >= next_plan {
+        if t >= next_plan && pipeline == Pipeline::Full {
+            let t0 = cpu_now();
             if let Err(e) = rt.block_on(controller.tick()) {
                 tracing::debug!(error = %e, "simulate: controller round failed");
             }
+            phases.controller += cpu_now() - t0;
             let now = current(&nodes);
             if path.last().map(|p| &p.1) != Some(&now) {
                 path.push((t, now));
@@ -511,6 +572,17 @@ fn run_controller(
             }
         }
     }
+    tracing::debug!(
+        poll_cpu_s = phases.poll.as_secs_f64(),
+        gather_cpu_s = phases.gather.as_secs_f64(),
+        scrape_cpu_s = phases.scrape.as_secs_f64(),
+        rules_cpu_s = phases.rules.as_secs_f64(),
+        controller_cpu_s = phases.controller.as_secs_f64(),
+        "simulate: where a controller run spent its CPU time"
+    );
+    phases.poll = cpu_now()
+        .saturating_sub(run_started)
+        .saturating_sub(phases.scrape + phases.rules + phases.controller);
     let (mut switches, mut cost) = (0, 0.0);
     for n in &nodes {
         let (k, c) = n.switches();
@@ -536,7 +608,45 @@ fn run_controller(
         path,
         earned_curve: ledger.curve,
     };
-    Ok((result, gates, rejected, alerts_fired))
+    Ok((result, gates, rejected, alerts_fired, phases))
+}
+
+/// How much of `run`'s pipeline a controller run drives.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pipeline {
+    /// Polls, metrics, scrapes into the tsdb, rules, optimizer, gates and reallocation.
+    Full,
+    /// Only polls, metrics and scrapes into the tsdb (the allocation never changes): the
+    /// baseline that benchmarks compare the full run against.
+    MetricsOnly,
+}
+
+/// Runs the scenario's polls and scrapes as `run` does, without rules and controller (the
+/// starting allocation stays); returns the wall seconds it took. The baseline of
+/// `benches/simulate_30d.rs`.
+pub fn run_metrics_only(sc: &Scenario, opts: &Options) -> Result<f64, SimError> {
+    let started = Instant::now();
+    let s = setup(sc, opts);
+    run_controller(
+        sc,
+        &s,
+        opts,
+        Box::new(GreedyPlanner),
+        None,
+        Pipeline::MetricsOnly,
+    )?;
+    Ok(started.elapsed().as_secs_f64())
+}
+
+fn setup(sc: &Scenario, opts: &Options) -> Setup {
+    let days = opts.days.unwrap_or(sc.days);
+    let poll = opts.poll_interval.unwrap_or(sc.poll_interval);
+    Setup {
+        start: sc.start_ms,
+        end: sc.start_ms + (days * 86_400_000.0) as i64,
+        seed: opts.seed.unwrap_or(sc.seed),
+        poll_ms: (poll.as_millis() as i64).max(1),
+    }
 }
 
 /// Verifies from the history that the applied reallocations kept to the gates.
@@ -771,31 +881,28 @@ pub fn water_fill(items: &[(f64, f64, f64, f64)], cap: f64) -> Vec<f64> {
 pub fn simulate(sc: &Scenario, opts: &Options) -> Result<Report, SimError> {
     let started = Instant::now();
     let days = opts.days.unwrap_or(sc.days);
-    let seed = opts.seed.unwrap_or(sc.seed);
     let poll = opts.poll_interval.unwrap_or(sc.poll_interval);
-    let s = Setup {
-        start: sc.start_ms,
-        end: sc.start_ms + (days * 86_400_000.0) as i64,
-        seed,
-        poll_ms: (poll.as_millis() as i64).max(1),
-    };
+    let s = setup(sc, opts);
+    let seed = s.seed;
     // The two controller runs are independent: one thread each (two cores).
     let (orcha, greedy) = std::thread::scope(|scope| {
-        let g = scope.spawn(|| run_controller(sc, &s, opts, Box::new(GreedyPlanner), None));
+        let g = scope
+            .spawn(|| run_controller(sc, &s, opts, Box::new(GreedyPlanner), None, Pipeline::Full));
         let o = run_controller(
             sc,
             &s,
             opts,
             Box::new(OptimizerPlanner::default()),
             opts.progress.as_deref(),
+            Pipeline::Full,
         );
         let g = g
             .join()
             .unwrap_or_else(|_| Err(SimError::Controller("the greedy run panicked".into())));
         (o, g)
     });
-    let (orcha, gates, rejected, alerts) = orcha?;
-    let (greedy, gates_greedy, _, _) = greedy?;
+    let (orcha, gates, rejected, alerts, phases) = orcha?;
+    let (greedy, gates_greedy, _, _, _) = greedy?;
     let stat = run_plain(sc, &s, false, |_| None);
     let mut markets: Vec<Market> = sc
         .nodes
@@ -848,6 +955,16 @@ pub fn simulate(sc: &Scenario, opts: &Options) -> Result<Report, SimError> {
         .map(|(k, v)| (k.to_string(), v))
         .collect(),
         wall_seconds: started.elapsed().as_secs_f64(),
+        cpu_seconds: [
+            ("poll", phases.poll),
+            ("scrape", phases.scrape),
+            ("scrape_gather", phases.gather),
+            ("rules", phases.rules),
+            ("controller", phases.controller),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.as_secs_f64()))
+        .collect(),
     };
     Ok(report)
 }

@@ -11,7 +11,12 @@
 //! (seed, hour) and (seed, minute), never from the order of calls, so the earnings between two
 //! times do not depend on how often the node was polled in between.
 
+use serde::Deserialize;
+use serde_yaml::Value;
+
 use crate::adapters::{Allocation, Resource, Resources};
+use crate::config::diag::{join_index, join_key, Diagnostics};
+use crate::config::{units, RawAllocation};
 
 const MS_PER_MINUTE: i64 = 60_000;
 const MS_PER_HOUR: i64 = 3_600_000;
@@ -118,6 +123,10 @@ pub struct MarketParams {
     pub shocks: Vec<Shock>,
     /// Times `[from_ms, to_ms)` in which the node earns nothing (outages, restarts).
     pub down: Vec<(i64, i64)>,
+    /// What a change of allocation costs. The downtime applies wherever the node runs;
+    /// `cost_usd` is counted only by `simulate`'s ledger (in `run` a node's earnings counters
+    /// never go down).
+    pub switching: Switching,
 }
 
 /// A lasting change of demand from `at_ms` on (a protocol losing or winning customers).
@@ -149,6 +158,7 @@ impl MarketParams {
             peak_weekday: 0.0,
             shocks: Vec::new(),
             down: Vec::new(),
+            switching: Switching::default(),
         };
         match p {
             // ~0.03 STORJ/h ≈ 10 USD/month at 0.45 USD: a well-filled multi-TB node.
@@ -547,5 +557,218 @@ mod tests {
             mean.abs() < 0.05 && (var - 1.0).abs() < 0.05,
             "{mean} {var}"
         );
+    }
+}
+
+/// The `market:` block of a simulated node: the same keys in a scenario's `nodes[i].market`
+/// and in the config's `nodes[i].sim.market` of `run`, validated by [`validate_market`], so the
+/// demo shows the behaviour a simulation measured. Every key is optional; the defaults are the
+/// protocol's ([`MarketParams::defaults`]).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawMarket {
+    /// Token units per hour with ample resources and demand 1 (alternative to
+    /// `price_per_unit` × `work_per_hour`).
+    #[serde(default)]
+    rate_per_hour: Option<f64>,
+    #[serde(default)]
+    price_per_unit: Option<f64>,
+    #[serde(default)]
+    work_per_hour: Option<f64>,
+    #[serde(default)]
+    need: Option<RawAllocation>,
+    #[serde(default)]
+    daily_amplitude: Option<f64>,
+    #[serde(default)]
+    peak_hour: Option<f64>,
+    #[serde(default)]
+    weekly_amplitude: Option<f64>,
+    #[serde(default)]
+    peak_weekday: Option<f64>,
+    #[serde(default)]
+    drift: Option<f64>,
+    #[serde(default)]
+    noise: Option<f64>,
+    #[serde(default)]
+    shocks: Vec<RawShock>,
+    #[serde(default)]
+    switching: Option<RawSwitching>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawShock {
+    at: Value,
+    demand: f64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSwitching {
+    #[serde(default)]
+    cost_usd: Option<f64>,
+    #[serde(default)]
+    downtime: Option<Value>,
+}
+
+/// What one change of allocation costs a simulated node.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Switching {
+    /// USD lost per change.
+    pub cost_usd: f64,
+    /// Time without earnings after a change (a restart), in milliseconds.
+    pub downtime_ms: i64,
+}
+
+fn in_range(v: Option<f64>, lo: f64, hi: f64, path: &str, field: &mut f64, d: &mut Diagnostics) {
+    if let Some(v) = v {
+        if v.is_finite() && (lo..=hi).contains(&v) {
+            *field = v;
+        } else if hi == f64::MAX {
+            d.error(path, format!("must be a number, {lo} or more; got {v}"));
+        } else {
+            d.error(path, format!("must be between {lo} and {hi}, got {v}"));
+        }
+    }
+}
+
+/// Applies a `market:` block at `path` to `params` (the protocol's defaults). Shock times are
+/// offsets (durations) added to `start_ms`: the scenario's start, or 0 in the config, where
+/// [`MarketParams::shifted`] moves them to when the node is built. Reports every error to `d`.
+pub fn validate_market(
+    m: &RawMarket,
+    path: &str,
+    start_ms: i64,
+    params: &mut MarketParams,
+    d: &mut Diagnostics,
+) -> Switching {
+    let k = |key: &str| join_key(path, key);
+    match (m.rate_per_hour, m.price_per_unit.or(m.work_per_hour)) {
+        (Some(_), Some(_)) => d.error(
+            &k("rate_per_hour"),
+            "set either rate_per_hour or price_per_unit/work_per_hour, not both",
+        ),
+        (Some(_), None) => in_range(
+            m.rate_per_hour,
+            0.0,
+            f64::MAX,
+            &k("rate_per_hour"),
+            &mut params.rate_per_hour,
+            d,
+        ),
+        (None, _) => {
+            let mut price = params.rate_per_hour;
+            in_range(
+                m.price_per_unit,
+                0.0,
+                f64::MAX,
+                &k("price_per_unit"),
+                &mut price,
+                d,
+            );
+            let mut work = 1.0;
+            in_range(
+                m.work_per_hour,
+                0.0,
+                f64::MAX,
+                &k("work_per_hour"),
+                &mut work,
+                d,
+            );
+            params.rate_per_hour = price * work;
+        }
+    }
+    in_range(
+        m.daily_amplitude,
+        0.0,
+        1.0,
+        &k("daily_amplitude"),
+        &mut params.daily_amplitude,
+        d,
+    );
+    in_range(
+        m.peak_hour,
+        0.0,
+        24.0,
+        &k("peak_hour"),
+        &mut params.peak_hour,
+        d,
+    );
+    in_range(
+        m.weekly_amplitude,
+        0.0,
+        1.0,
+        &k("weekly_amplitude"),
+        &mut params.weekly_amplitude,
+        d,
+    );
+    in_range(
+        m.peak_weekday,
+        0.0,
+        7.0,
+        &k("peak_weekday"),
+        &mut params.peak_weekday,
+        d,
+    );
+    in_range(m.drift, 0.0, 1.0, &k("drift"), &mut params.drift, d);
+    in_range(m.noise, 0.0, 1.0, &k("noise"), &mut params.noise, d);
+    if let Some(need) = &m.need {
+        if let Some(x) = need.validate(&k("need"), params.need, d) {
+            params.need = x;
+        }
+    }
+    for (j, s) in m.shocks.iter().enumerate() {
+        let sp = join_index(&k("shocks"), j);
+        let at = units::duration(&s.at).map_err(|e| d.error(&join_key(&sp, "at"), e));
+        let mut f = 1.0;
+        in_range(
+            Some(s.demand),
+            0.0,
+            f64::MAX,
+            &join_key(&sp, "demand"),
+            &mut f,
+            d,
+        );
+        if let Ok(at) = at {
+            params.shocks.push(Shock {
+                at_ms: start_ms + at.as_millis() as i64,
+                factor: f,
+            });
+        }
+    }
+    let mut sw = Switching::default();
+    if let Some(raw) = &m.switching {
+        let sp = k("switching");
+        in_range(
+            raw.cost_usd,
+            0.0,
+            f64::MAX,
+            &join_key(&sp, "cost_usd"),
+            &mut sw.cost_usd,
+            d,
+        );
+        if let Some(v) = &raw.downtime {
+            match units::duration(v) {
+                Ok(x) => sw.downtime_ms = x.as_millis() as i64,
+                Err(e) => d.error(&join_key(&sp, "downtime"), e),
+            }
+        }
+    }
+    sw
+}
+
+impl MarketParams {
+    /// The same market with shock and down times moved by `by_ms` (config offsets → the time
+    /// the node was built).
+    pub fn shifted(&self, by_ms: i64) -> MarketParams {
+        let mut m = self.clone();
+        for s in &mut m.shocks {
+            s.at_ms += by_ms;
+        }
+        for d in &mut m.down {
+            d.0 += by_ms;
+            d.1 += by_ms;
+        }
+        m
     }
 }

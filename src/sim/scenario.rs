@@ -21,7 +21,7 @@
 //!     protocol: golem           # storj, golem, streamr or grass
 //!     allocation: {cpu_cores: 4, memory_bytes: 8GiB}   # the starting allocation (units as above)
 //!     market:                   # every key optional; defaults per protocol (sim::market)
-//!       price_per_unit: 0.05    # tokens per unit of work
+//!       price_per_unit: 0.05    # tokens per unit of work (or rate_per_hour: tokens per hour)
 //!       work_per_hour: 1        # units of work per hour at demand 1 with ample resources
 //!       need: {cpu_cores: 4, memory_bytes: 8GiB}   # resources at which a unit of work runs at
 //!                               # 63 % (1 − 1/e) of its rate: diminishing returns above
@@ -48,7 +48,7 @@ use serde_yaml::Value;
 use crate::adapters::{Allocation, Resource};
 use crate::config::diag::{join_index, join_key, Diagnostics, PosIndex};
 use crate::config::{units, RawAllocation};
-use crate::sim::market::{MarketParams, Protocol, Shock};
+use crate::sim::market::{validate_market, MarketParams, Protocol, RawMarket};
 
 /// 2026-01-05T00:00:00Z, a Monday.
 pub const DEFAULT_START_MS: i64 = 1_767_571_200_000;
@@ -136,49 +136,6 @@ struct RawNode {
     allocation: RawAllocation,
     #[serde(default)]
     market: Option<RawMarket>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawMarket {
-    #[serde(default)]
-    price_per_unit: Option<f64>,
-    #[serde(default)]
-    work_per_hour: Option<f64>,
-    #[serde(default)]
-    need: Option<RawAllocation>,
-    #[serde(default)]
-    daily_amplitude: Option<f64>,
-    #[serde(default)]
-    peak_hour: Option<f64>,
-    #[serde(default)]
-    weekly_amplitude: Option<f64>,
-    #[serde(default)]
-    peak_weekday: Option<f64>,
-    #[serde(default)]
-    drift: Option<f64>,
-    #[serde(default)]
-    noise: Option<f64>,
-    #[serde(default)]
-    shocks: Vec<RawShock>,
-    #[serde(default)]
-    switching: Option<RawSwitching>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawShock {
-    at: Value,
-    demand: f64,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSwitching {
-    #[serde(default)]
-    cost_usd: Option<f64>,
-    #[serde(default)]
-    downtime: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -363,101 +320,9 @@ fn validate(value: Value, name: &str, d: &mut Diagnostics) -> Option<Scenario> {
         let mut switch_cost_usd = 0.0;
         let mut switch_downtime_ms = 0;
         if let Some(m) = &n.market {
-            let mp = join_key(&path, "market");
-            let k = |key: &str| join_key(&mp, key);
-            let mut price = market.rate_per_hour;
-            in_range(
-                m.price_per_unit,
-                0.0,
-                f64::MAX,
-                &k("price_per_unit"),
-                &mut price,
-                d,
-            );
-            let mut work = 1.0;
-            in_range(
-                m.work_per_hour,
-                0.0,
-                f64::MAX,
-                &k("work_per_hour"),
-                &mut work,
-                d,
-            );
-            market.rate_per_hour = price * work;
-            in_range(
-                m.daily_amplitude,
-                0.0,
-                1.0,
-                &k("daily_amplitude"),
-                &mut market.daily_amplitude,
-                d,
-            );
-            in_range(
-                m.peak_hour,
-                0.0,
-                24.0,
-                &k("peak_hour"),
-                &mut market.peak_hour,
-                d,
-            );
-            in_range(
-                m.weekly_amplitude,
-                0.0,
-                1.0,
-                &k("weekly_amplitude"),
-                &mut market.weekly_amplitude,
-                d,
-            );
-            in_range(
-                m.peak_weekday,
-                0.0,
-                7.0,
-                &k("peak_weekday"),
-                &mut market.peak_weekday,
-                d,
-            );
-            in_range(m.drift, 0.0, 1.0, &k("drift"), &mut market.drift, d);
-            in_range(m.noise, 0.0, 1.0, &k("noise"), &mut market.noise, d);
-            if let Some(need) = &m.need {
-                if let Some(x) = need.validate(&k("need"), market.need, d) {
-                    market.need = x;
-                }
-            }
-            for (j, s) in m.shocks.iter().enumerate() {
-                let sp = join_index(&k("shocks"), j);
-                let at = dur(&s.at, &join_key(&sp, "at"), d);
-                let mut f = 1.0;
-                in_range(
-                    Some(s.demand),
-                    0.0,
-                    f64::MAX,
-                    &join_key(&sp, "demand"),
-                    &mut f,
-                    d,
-                );
-                if let Some(at) = at {
-                    market.shocks.push(Shock {
-                        at_ms: start_ms + at.as_millis() as i64,
-                        factor: f,
-                    });
-                }
-            }
-            if let Some(sw) = &m.switching {
-                let sp = k("switching");
-                in_range(
-                    sw.cost_usd,
-                    0.0,
-                    f64::MAX,
-                    &join_key(&sp, "cost_usd"),
-                    &mut switch_cost_usd,
-                    d,
-                );
-                if let Some(v) = &sw.downtime {
-                    if let Some(x) = dur(v, &join_key(&sp, "downtime"), d) {
-                        switch_downtime_ms = x.as_millis() as i64;
-                    }
-                }
-            }
+            let sw = validate_market(m, &join_key(&path, "market"), start_ms, &mut market, d);
+            switch_cost_usd = sw.cost_usd;
+            switch_downtime_ms = sw.downtime_ms;
         }
         nodes.push(NodeSpec {
             name: n.name,

@@ -24,6 +24,7 @@ use crate::labels::{Labels, Matcher};
 mod bits;
 pub mod chunk;
 mod codec;
+mod decoded;
 mod head;
 pub mod import;
 mod index;
@@ -242,6 +243,39 @@ struct CommitState {
     /// same order every time, so comparing labels with these spares most hash lookups.
     /// Cleared whenever series are removed, so it never holds a series no longer in the head.
     last_batch: Vec<Arc<MemSeries>>,
+    /// What the samples of earlier `ingest_scrape` calls resolved to (see [`ScrapeCache`]).
+    scrape_cache: ScrapeCache,
+}
+
+/// Prometheus' scrape cache: the series each sample of the previous scrape went to, keyed by
+/// the sample's identity as the registry lists it (family name, suffix, label pairs in the
+/// registry's order). A scrape that repeats the previous one then builds no label sets and
+/// looks up no series by labels; only new samples do. Entries whose series retention removed
+/// are dropped with it, so the cache never holds a series no longer in the head.
+#[derive(Default)]
+struct ScrapeCache {
+    entries: std::collections::HashMap<Vec<u8>, ScrapeEntry>,
+    /// Number of the current scrape; an entry seen in the previous one but not in this one
+    /// gets a staleness marker.
+    generation: u64,
+}
+
+struct ScrapeEntry {
+    series: Arc<MemSeries>,
+    seen: u64,
+}
+
+impl ScrapeCache {
+    fn forget(&mut self, removed: &HashSet<series::SeriesRef>) {
+        self.entries
+            .retain(|_, e| !removed.contains(&e.series.sref));
+    }
+}
+
+/// Appends a length-prefixed string to a scrape-cache key, so no two label sets share a key.
+fn key_push(key: &mut Vec<u8>, s: &str) {
+    key.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    key.extend_from_slice(s.as_bytes());
 }
 
 #[derive(Default)]
@@ -262,8 +296,8 @@ pub struct Db {
     opts: Options,
     head: RwLock<Head>,
     commit: Mutex<CommitState>,
-    /// Series written by the previous `ingest_scrape`, to mark the ones that vanish as stale.
-    last_scrape: Mutex<Vec<Labels>>,
+    /// Decoded chunks that queries read again (see `decoded.rs`).
+    decoded: Mutex<decoded::DecodedCache>,
     snapshot_lock: Mutex<()>,
     /// Bytes held (chunks, heads, index), kept up to date by deltas for the memory cap.
     mem_bytes: AtomicI64,
@@ -292,8 +326,9 @@ impl Db {
                 last_batch: Vec::new(),
                 wal: None,
                 retention_checked_at: i64::MIN,
+                scrape_cache: ScrapeCache::default(),
             }),
-            last_scrape: Mutex::new(Vec::new()),
+            decoded: Mutex::new(decoded::DecodedCache::new(decoded::DEFAULT_CAPACITY)),
             snapshot_lock: Mutex::new(()),
             mem_bytes: AtomicI64::new(0),
             newest: AtomicI64::new(i64::MIN),
@@ -356,9 +391,25 @@ impl Db {
     /// or clash with a stored timestamp are left out and listed in the report; the others are
     /// stored. `Err` only for I/O, in which case nothing of the batch is stored.
     pub fn append_batch(&self, samples: &[(Labels, i64, f64)]) -> Result<AppendReport, Error> {
+        self.commit_with(|db, cs| {
+            let series = db.resolve(cs, samples);
+            let batch: Vec<(&Arc<MemSeries>, i64, f64)> = series
+                .iter()
+                .zip(samples)
+                .map(|(s, (_, t, v))| (s, *t, *v))
+                .collect();
+            db.commit_locked(cs, &batch)
+        })
+    }
+
+    /// Runs one commit under the commit lock, then writes a snapshot if the WAL grew too big.
+    fn commit_with(
+        &self,
+        f: impl FnOnce(&Db, &mut CommitState) -> Result<AppendReport, Error>,
+    ) -> Result<AppendReport, Error> {
         let (report, wants_snapshot) = {
             let mut cs = lock(&self.commit);
-            let r = self.commit_locked(&mut cs, samples)?;
+            let r = f(self, &mut cs)?;
             let big = cs
                 .wal
                 .as_ref()
@@ -416,22 +467,24 @@ impl Db {
         series
     }
 
+    /// Commits samples whose series are already resolved (`series`, time, value).
     fn commit_locked(
         &self,
         cs: &mut CommitState,
-        samples: &[(Labels, i64, f64)],
+        batch: &[(&Arc<MemSeries>, i64, f64)],
     ) -> Result<AppendReport, Error> {
         let mut report = AppendReport::default();
-        if samples.is_empty() {
+        if batch.is_empty() {
             return Ok(report);
         }
-        let series = self.resolve(cs, samples);
+        let series: Vec<&Arc<MemSeries>> = batch.iter().map(|b| b.0).collect();
+        let samples = batch;
 
         // Decide every sample before writing anything, so the WAL holds exactly what is applied.
         // A series may occur more than once in a batch: `pending` holds its newest accepted
         // sample until the batch is applied (only the committer, under the commit lock, uses it).
         let mut accepted: Vec<usize> = Vec::with_capacity(samples.len());
-        for (i, ((labels, t, v), s)) in samples.iter().zip(&series).enumerate() {
+        for (i, (s, t, v)) in samples.iter().enumerate() {
             let mut d = s.lock();
             let last = d.pending.or_else(|| d.last_key());
             match admit(last, *t, *v) {
@@ -450,7 +503,7 @@ impl Db {
                     c.fetch_add(1, Ordering::Relaxed);
                     report.rejected.push(Rejected {
                         index: i,
-                        labels: labels.clone(),
+                        labels: s.labels.clone(),
                         t: *t,
                         out_of_order,
                     });
@@ -508,21 +561,64 @@ impl Db {
         t: i64,
         families: &[prometheus::proto::MetricFamily],
     ) -> Result<usize, Error> {
-        let samples = scrape_samples(families);
-        let scraped = samples.len();
-        let mut last = lock(&self.last_scrape);
-        let current: HashSet<&Labels> = samples.iter().map(|(l, _)| l).collect();
-        let mut batch: Vec<(Labels, i64, f64)> =
-            samples.iter().map(|(l, v)| (l.clone(), t, *v)).collect();
-        for gone in last.iter().filter(|l| !current.contains(l)) {
-            batch.push((gone.clone(), t, stale_nan()));
-        }
-        let report = self.append_batch(&batch)?;
-        *last = samples.into_iter().map(|(l, _)| l).collect();
+        let mut scraped = 0;
+        let report = self.commit_with(|db, cs| {
+            let mut cache = std::mem::take(&mut cs.scrape_cache);
+            cache.generation += 1;
+            let generation = cache.generation;
+            let mut batch: Vec<(Arc<MemSeries>, i64, f64)> = Vec::new();
+            let mut key = Vec::new();
+            for_each_scrape_sample(families, &mut key, |key, labels, v| {
+                let entry = match cache.entries.get_mut(key) {
+                    Some(e) => e,
+                    None => {
+                        let series = db.series_for(&labels());
+                        cache
+                            .entries
+                            .entry(key.to_vec())
+                            .or_insert(ScrapeEntry { series, seen: 0 })
+                    }
+                };
+                entry.seen = generation;
+                batch.push((entry.series.clone(), t, v));
+            });
+            scraped = batch.len();
+            // Series of the previous scrape that are missing now end with a staleness marker
+            // (once: their entries go), unless another entry wrote to the same series.
+            let written: HashSet<series::SeriesRef> = batch.iter().map(|b| b.0.sref).collect();
+            cache.entries.retain(|_, e| {
+                if e.seen == generation {
+                    return true;
+                }
+                if e.seen + 1 == generation && !written.contains(&e.series.sref) {
+                    batch.push((e.series.clone(), t, stale_nan()));
+                }
+                false
+            });
+            cs.scrape_cache = cache;
+            let refs: Vec<(&Arc<MemSeries>, i64, f64)> =
+                batch.iter().map(|(s, t, v)| (s, *t, *v)).collect();
+            db.commit_locked(cs, &refs)
+        })?;
         match report.rejected.first() {
             Some(r) => Err(r.to_error()),
             None => Ok(scraped),
         }
+    }
+
+    /// The series with these labels, created if missing (the appender's side, commit lock held).
+    fn series_for(&self, labels: &Labels) -> Arc<MemSeries> {
+        if let Some(s) = self.head_read().get(labels) {
+            return s.clone();
+        }
+        let mut h = self.head_write();
+        let known = h.get(labels).is_some();
+        let s = h.get_or_create(labels);
+        if !known {
+            self.mem_bytes
+                .fetch_add(s.index_bytes() as i64, Ordering::Relaxed);
+        }
+        s
     }
 
     /// Writes a snapshot of everything held and drops the WAL segments it covers. Returns the
@@ -662,59 +758,88 @@ impl Db {
 
 /// Flattens metric families into `(labels, value)` pairs the way the exposition format does.
 pub fn scrape_samples(families: &[prometheus::proto::MetricFamily]) -> Vec<(Labels, f64)> {
-    use prometheus::proto::MetricType;
     let mut out = Vec::new();
+    let mut key = Vec::new();
+    for_each_scrape_sample(families, &mut key, |_, labels, v| out.push((labels(), v)));
+    out
+}
+
+/// Calls `f(key, labels, value)` for every sample of the families, in exposition order:
+/// counters and gauges as they are, histograms as `_bucket{le}`, `_sum` and `_count`,
+/// summaries as quantiles, `_sum` and `_count`. `key` identifies the sample's series by what
+/// the registry lists (name, suffix, label pairs in its order) without building its label set;
+/// `labels()` builds the set, for the samples that need it.
+fn for_each_scrape_sample(
+    families: &[prometheus::proto::MetricFamily],
+    key: &mut Vec<u8>,
+    mut f: impl FnMut(&[u8], &dyn Fn() -> Labels, f64),
+) {
+    use prometheus::proto::MetricType;
     for fam in families {
         let name = fam.name();
         for m in fam.get_metric() {
-            let base: Vec<(String, String)> = m
-                .get_label()
-                .iter()
-                .map(|l| (l.name().to_string(), l.value().to_string()))
-                .collect();
-            let with = |suffix: &str, extra: Option<(&str, String)>| {
-                let mut p = base.clone();
-                p.push(("__name__".into(), format!("{name}{suffix}")));
-                if let Some((k, v)) = extra {
-                    p.push((k.into(), v));
+            key.clear();
+            key_push(key, name);
+            for l in m.get_label() {
+                key_push(key, l.name());
+                key_push(key, l.value());
+            }
+            let base_len = key.len();
+            let mut emit = |suffix: &str, extra: Option<(&str, String)>, v: f64| {
+                key.truncate(base_len);
+                key.push(0xff);
+                key_push(key, suffix);
+                if let Some((k, val)) = &extra {
+                    key_push(key, k);
+                    key_push(key, val);
                 }
-                Labels::from_pairs(p)
+                let build = || {
+                    let mut p: Vec<(String, String)> = m
+                        .get_label()
+                        .iter()
+                        .map(|l| (l.name().to_string(), l.value().to_string()))
+                        .collect();
+                    p.push(("__name__".into(), format!("{name}{suffix}")));
+                    if let Some((k, val)) = &extra {
+                        p.push((k.to_string(), val.clone()));
+                    }
+                    Labels::from_pairs(p)
+                };
+                f(key, &build, v);
             };
             match fam.get_field_type() {
-                MetricType::COUNTER => out.push((with("", None), m.get_counter().value())),
-                MetricType::GAUGE => out.push((with("", None), m.get_gauge().value())),
+                MetricType::COUNTER => emit("", None, m.get_counter().value()),
+                MetricType::GAUGE => emit("", None, m.get_gauge().value()),
                 // The crate's registry never produces untyped metrics.
                 MetricType::UNTYPED => {}
                 MetricType::HISTOGRAM => {
                     let h = m.get_histogram();
                     for b in h.get_bucket() {
-                        out.push((
-                            with("_bucket", Some(("le", fmt_float(b.upper_bound())))),
+                        emit(
+                            "_bucket",
+                            Some(("le", fmt_float(b.upper_bound()))),
                             b.cumulative_count() as f64,
-                        ));
+                        );
                     }
-                    out.push((
-                        with("_bucket", Some(("le", "+Inf".into()))),
+                    emit(
+                        "_bucket",
+                        Some(("le", "+Inf".into())),
                         h.get_sample_count() as f64,
-                    ));
-                    out.push((with("_sum", None), h.get_sample_sum()));
-                    out.push((with("_count", None), h.get_sample_count() as f64));
+                    );
+                    emit("_sum", None, h.get_sample_sum());
+                    emit("_count", None, h.get_sample_count() as f64);
                 }
                 MetricType::SUMMARY => {
                     let s = m.get_summary();
                     for q in s.get_quantile() {
-                        out.push((
-                            with("", Some(("quantile", fmt_float(q.quantile())))),
-                            q.value(),
-                        ));
+                        emit("", Some(("quantile", fmt_float(q.quantile()))), q.value());
                     }
-                    out.push((with("_sum", None), s.sample_sum()));
-                    out.push((with("_count", None), s.sample_count() as f64));
+                    emit("_sum", None, s.sample_sum());
+                    emit("_count", None, s.sample_count() as f64);
                 }
             }
         }
     }
-    out
 }
 
 /// Formats a float as Go's `strconv.FormatFloat(f, 'g', -1, 64)` does for label values like `le`.
@@ -734,7 +859,7 @@ impl Queryable for Db {
         let mut out: Vec<Series> = candidates
             .iter()
             .filter_map(|s| {
-                let samples = s.samples_in(mint, maxt);
+                let samples = s.samples_in_cached(mint, maxt, Some(&self.decoded));
                 (!samples.is_empty()).then(|| Series {
                     labels: s.labels.clone(),
                     samples,

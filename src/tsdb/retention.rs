@@ -105,13 +105,16 @@ impl Db {
             return;
         }
         cs.last_batch.clear();
+        let mut removed = std::collections::HashSet::new();
         let mut h = self.head_write();
         for s in empty {
             if s.lock().is_empty() {
                 h.remove(s.sref);
+                removed.insert(s.sref);
                 self.mem_bytes
                     .fetch_sub(s.index_bytes() as i64, Ordering::Relaxed);
             }
         }
+        cs.scrape_cache.forget(&removed);
     }
 }

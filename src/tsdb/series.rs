@@ -8,9 +8,10 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::chunk::{Chunk, CHUNK_SAMPLES};
+use super::decoded::DecodedCache;
 use super::xor::XorAppender;
 use super::Sample;
 use crate::labels::Labels;
@@ -98,40 +99,78 @@ impl MemSeries {
         labels + std::mem::size_of::<MemSeries>() + 64
     }
 
-    /// Samples in `[mint, maxt]`, in time order.
-    pub fn samples_in(&self, mint: i64, maxt: i64) -> Vec<Sample> {
-        // Copy the overlapping chunks out and decode without the lock, so the appender waits
-        // only for the copy.
-        let (chunks, head): (Vec<Chunk>, Option<XorAppender>) = {
+    /// Samples in `[mint, maxt]`, in time order, taking decoded chunks from `cache` and
+    /// leaving the ones it decodes there.
+    pub fn samples_in_cached(
+        &self,
+        mint: i64,
+        maxt: i64,
+        cache: Option<&Mutex<DecodedCache>>,
+    ) -> Vec<Sample> {
+        enum Part {
+            Decoded(Arc<[Sample]>),
+            Chunk(Chunk),
+            Head(XorAppender),
+        }
+        // Copy the overlapping chunks out (or take their decoded samples from the cache) and
+        // decode without the lock, so the appender waits only for the copy.
+        let parts: Vec<Part> = {
             let d = self.lock();
             let overlaps = |lo: i64, hi: i64| hi >= mint && lo <= maxt;
-            (
-                d.chunks
-                    .iter()
-                    .filter(|c| overlaps(c.mint, c.maxt))
-                    .cloned()
-                    .collect(),
-                match (d.head.first_t(), d.head.last_t()) {
-                    (Some(lo), Some(hi)) if overlaps(lo, hi) => Some(d.head.clone()),
-                    _ => None,
-                },
-            )
-        };
-        let mut out = Vec::new();
-        for c in &chunks {
-            match c.samples() {
-                Ok(s) => out.extend(s.into_iter().filter(|s| s.t >= mint && s.t <= maxt)),
-                Err(e) => {
-                    tracing::warn!(series = %self.labels, mint = c.mint, error = %e, "undecodable chunk skipped")
+            let mut c = cache.map(lock_cache);
+            let mut parts: Vec<Part> = d
+                .chunks
+                .iter()
+                .filter(|ch| overlaps(ch.mint, ch.maxt))
+                .map(|ch| {
+                    match c
+                        .as_mut()
+                        .and_then(|c| c.get(self.sref, ch.mint, ch.count()))
+                    {
+                        Some(s) => Part::Decoded(s),
+                        None => Part::Chunk(ch.clone()),
+                    }
+                })
+                .collect();
+            if let (Some(lo), Some(hi)) = (d.head.first_t(), d.head.last_t()) {
+                if overlaps(lo, hi) {
+                    parts.push(
+                        match c.as_mut().and_then(|c| c.get(self.sref, lo, d.head.len())) {
+                            Some(s) => Part::Decoded(s),
+                            None => Part::Head(d.head.clone()),
+                        },
+                    );
                 }
             }
-        }
-        if let Some(h) = head {
-            out.extend(
-                h.samples()
-                    .into_iter()
-                    .filter(|s| s.t >= mint && s.t <= maxt),
-            );
+            parts
+        };
+        let mut out = Vec::new();
+        let mut take = |all: &[Sample]| {
+            let lo = all.partition_point(|s| s.t < mint);
+            let hi = all.partition_point(|s| s.t <= maxt);
+            if lo < hi {
+                out.extend_from_slice(&all[lo..hi]);
+            }
+        };
+        for p in parts {
+            let decoded: Arc<[Sample]> = match p {
+                Part::Decoded(s) => {
+                    take(&s);
+                    continue;
+                }
+                Part::Chunk(c) => match c.samples() {
+                    Ok(s) => s.into(),
+                    Err(e) => {
+                        tracing::warn!(series = %self.labels, mint = c.mint, error = %e, "undecodable chunk skipped");
+                        continue;
+                    }
+                },
+                Part::Head(h) => h.samples().into(),
+            };
+            take(&decoded);
+            if let (Some(c), Some(first)) = (cache, decoded.first()) {
+                lock_cache(c).insert(self.sref, first.t, decoded.clone());
+            }
         }
         out
     }
@@ -162,6 +201,10 @@ impl MemSeries {
         }
         false
     }
+}
+
+fn lock_cache(c: &Mutex<DecodedCache>) -> MutexGuard<'_, DecodedCache> {
+    c.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl SeriesData {

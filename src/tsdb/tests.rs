@@ -328,3 +328,39 @@ fn a_series_removed_by_retention_comes_back_when_scraped_again() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].samples, vec![Sample { t: h10, v: 2.0 }]);
 }
+
+#[test]
+fn repeated_queries_see_new_samples_and_decode_sealed_chunks_once() {
+    // The decoded-chunk cache must never change an answer: the head grows between queries
+    // and is cut into chunks, and every select must equal a fresh decode.
+    let db = Db::in_memory();
+    let x = l(&[("__name__", "x")]);
+    let sel = [Matcher::equal("__name__", "x")];
+    let mut expected = Vec::new();
+    for i in 0..400i64 {
+        let s = Sample {
+            t: i * 60_000,
+            v: (i * 7 % 13) as f64,
+        };
+        db.append(&x, s.t, s.v).unwrap();
+        expected.push(s);
+        if i % 37 == 0 || i == 399 {
+            for _ in 0..2 {
+                let got = db.select(&sel, 0, i64::MAX);
+                assert_eq!(got[0].samples, expected, "after {} samples", i + 1);
+                let window = db.select(&sel, (i - 150) * 60_000 + 1, i * 60_000);
+                let want: Vec<Sample> = expected
+                    .iter()
+                    .filter(|s| s.t > (i - 150) * 60_000)
+                    .copied()
+                    .collect();
+                assert_eq!(window[0].samples, want);
+            }
+        }
+    }
+    let (hits, misses) = db.decoded.lock().unwrap().counts();
+    // 400 samples are 3 sealed chunks and a head: each chunk is decoded once, after that only
+    // the head (new at every query round) misses.
+    assert!(misses <= 3 + 2 * 12, "{misses} misses, {hits} hits");
+    assert!(hits > misses, "{misses} misses, {hits} hits");
+}

@@ -1,0 +1,137 @@
+//! The read side's cache of decoded samples: sealed chunks (and the open head as of a given
+//! length) decoded once and shared by the queries that read them again. Rules and the
+//! optimizer evaluate the same windows (`rate(x[1d])`, `max_over_time(x[1d])`) every interval,
+//! and without it every evaluation decoded every chunk of the window anew.
+//!
+//! An entry is keyed by (series ref, time of its first sample, number of samples). A sealed
+//! chunk never changes, and the open head only grows, so a head with the same first sample and
+//! length holds the same samples; a head that was cut, truncated or reloaded gets a new key.
+//! Refs are never reused within one database. The cache is bounded by a number of samples
+//! (16 bytes each); the least recently used entries go first. It never changes what a query
+//! returns, only how often chunks are decoded.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::series::SeriesRef;
+use super::Sample;
+
+/// Samples held at most: 2 MiB of decoded samples.
+pub const DEFAULT_CAPACITY: usize = 1 << 17;
+
+type Key = (SeriesRef, i64, usize);
+
+pub struct DecodedCache {
+    entries: HashMap<Key, (Arc<[Sample]>, u64)>,
+    samples: usize,
+    capacity: usize,
+    tick: u64,
+    hits: u64,
+    misses: u64,
+}
+
+impl DecodedCache {
+    pub fn new(capacity: usize) -> Self {
+        DecodedCache {
+            entries: HashMap::new(),
+            samples: 0,
+            capacity,
+            tick: 0,
+            hits: 0,
+            misses: 0,
+        }
+    }
+
+    pub fn get(&mut self, sref: SeriesRef, first_t: i64, len: usize) -> Option<Arc<[Sample]>> {
+        self.tick += 1;
+        match self.entries.get_mut(&(sref, first_t, len)) {
+            Some((s, used)) => {
+                *used = self.tick;
+                self.hits += 1;
+                Some(s.clone())
+            }
+            None => {
+                self.misses += 1;
+                None
+            }
+        }
+    }
+
+    pub fn insert(&mut self, sref: SeriesRef, first_t: i64, samples: Arc<[Sample]>) {
+        if samples.len() > self.capacity {
+            return;
+        }
+        self.tick += 1;
+        let n = samples.len();
+        if let Some((old, _)) = self
+            .entries
+            .insert((sref, first_t, n), (samples, self.tick))
+        {
+            self.samples -= old.len();
+        }
+        self.samples += n;
+        if self.samples > self.capacity {
+            self.evict(self.capacity * 3 / 4);
+        }
+    }
+
+    /// Drops the least recently used entries until at most `keep` samples are held.
+    fn evict(&mut self, keep: usize) {
+        let mut by_use: Vec<(u64, Key, usize)> = self
+            .entries
+            .iter()
+            .map(|(k, (s, used))| (*used, *k, s.len()))
+            .collect();
+        by_use.sort_unstable_by_key(|e| e.0);
+        for (_, k, n) in by_use {
+            if self.samples <= keep {
+                break;
+            }
+            self.entries.remove(&k);
+            self.samples -= n;
+        }
+    }
+
+    /// (hits, misses) since the database was opened.
+    #[cfg(test)]
+    pub fn counts(&self) -> (u64, u64) {
+        (self.hits, self.misses)
+    }
+
+    #[cfg(test)]
+    pub fn samples(&self) -> usize {
+        self.samples
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(n: usize) -> Arc<[Sample]> {
+        (0..n)
+            .map(|i| Sample {
+                t: i as i64,
+                v: i as f64,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn keeps_within_capacity_and_drops_the_least_recently_used() {
+        let mut c = DecodedCache::new(400);
+        c.insert(1, 0, run(120));
+        c.insert(2, 0, run(120));
+        c.insert(3, 0, run(120));
+        // Touch 1 so that 2 is the oldest when 4 overflows the capacity; eviction goes down
+        // to three quarters of it (300 samples), so 3 goes as well.
+        assert!(c.get(1, 0, 120).is_some());
+        c.insert(4, 0, run(120));
+        assert!(c.samples() <= 300);
+        assert!(c.get(2, 0, 120).is_none(), "least recently used entry kept");
+        assert!(c.get(1, 0, 120).is_some());
+        assert!(c.get(4, 0, 120).is_some());
+        // A head that grew is another entry.
+        assert!(c.get(1, 0, 121).is_none());
+    }
+}
