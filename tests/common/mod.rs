@@ -81,6 +81,27 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Optimization rules `text` with the top-level `interval:` (how often the controller plans)
+/// set to `every`, so a test plans in seconds. Panics when the text has no such line.
+pub fn with_planning_interval(text: &str, every: &str) -> String {
+    let mut done = false;
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        if !done && line.starts_with("interval:") {
+            done = true;
+            out.push_str(&format!("interval: {every}\n"));
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    assert!(
+        done,
+        "the optimization rules have no top-level `interval:` line"
+    );
+    out
+}
+
 /// Polls `ok` every 200 ms until it holds; panics naming `what` after `timeout`.
 pub fn wait_until(timeout: Duration, what: &str, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
