@@ -650,3 +650,360 @@ fn fuzz_http_params() {
         let _ = api::dispatch_sync(st, path, &p);
     });
 }
+
+// ---- The node adapters and the price source, polled for real against a fake node ----------
+//
+// Every real node kind (storj, golem, streamr, grass, http_json, prometheus, exec) and the
+// HTTP price source is built from a config and polled through its own HTTP client (or its
+// Docker socket, or its command) against a fake node that answers the real payloads of
+// `tests/fuzz/corpus/<target>/` (copies of tests/fixtures/nodes/, the shapes of protocols.md)
+// with one answer mutated per case, or with arbitrary bytes. A poll may fail (parse, ...);
+// it must not panic, must end in bounded time, and an observation it returns must hold only
+// finite, non-negative earnings: those become counters on /metrics that can never go back.
+
+use depin_orcha::adapters::{self, Observation, PollError};
+
+const JSON_DICT: &[&str] = &[
+    "{",
+    "}",
+    "[",
+    "]",
+    ",",
+    ":",
+    "\"",
+    "null",
+    "true",
+    "false",
+    "-1",
+    "0",
+    "-0",
+    "1e308",
+    "-1e308",
+    "1e400",
+    "\"1e400\"",
+    "\"-5\"",
+    "\"NaN\"",
+    "\"inf\"",
+    "4.9e-324",
+    "18446744073709551616",
+    "99999999999999999999999999999999",
+    "\"0.1\"",
+    "\"\"",
+    "\\u0000",
+    "\\ud800",
+    "[[[[[[[[[[[[[[[[",
+    "{\"a\":",
+    "0x",
+    "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+    "0000000000000000000000000000000000000000000000000000000000000020",
+    "00000000000000000000000000000000ffffffffffffffffffffffffffffffff",
+    "\"SETTLED\"",
+    "\"ACCEPTED\"",
+    "\"RECEIVED\"",
+    "\"payout\"",
+    "\"audit\"",
+    "\"Running\":false",
+    "# HELP x y\n",
+    "# TYPE storj_total_diskspace gauge\n",
+    "{type=\"used\"}",
+    "{le=\"+Inf\"}",
+    " NaN\n",
+    " +Inf\n",
+    " 1 1700000000000\n",
+    "\n",
+    "\r\n",
+    "\t",
+    "é",
+    "\u{feff}",
+];
+
+static RT: std::sync::LazyLock<tokio::runtime::Runtime> = std::sync::LazyLock::new(|| {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime for the fake node")
+});
+
+/// One fake node for every target: answers each request path with the bytes set for it (404
+/// when none), over TCP and over a unix socket (the Docker Engine API of grass).
+struct FakeNode {
+    routes: std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>,
+    base: String,
+    socket: std::path::PathBuf,
+    dir: tempfile::TempDir,
+}
+
+static FAKE: std::sync::LazyLock<Arc<FakeNode>> = std::sync::LazyLock::new(|| {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket = dir.path().join("docker.sock");
+    std::fs::write(dir.path().join("key"), "fuzz-key\n").expect("key file");
+    let (tcp, unix) = RT.block_on(async {
+        (
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind"),
+            tokio::net::UnixListener::bind(&socket).expect("bind unix"),
+        )
+    });
+    let base = format!("http://{}", tcp.local_addr().expect("address"));
+    let fake = Arc::new(FakeNode {
+        routes: Default::default(),
+        base,
+        socket,
+        dir,
+    });
+    let f = fake.clone();
+    RT.spawn(async move {
+        while let Ok((s, _)) = tcp.accept().await {
+            tokio::spawn(f.clone().answer(s));
+        }
+    });
+    let f = fake.clone();
+    RT.spawn(async move {
+        while let Ok((s, _)) = unix.accept().await {
+            tokio::spawn(f.clone().answer(s));
+        }
+    });
+    fake
+});
+
+impl FakeNode {
+    async fn answer<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(self: Arc<Self>, mut s: S) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let head_end = loop {
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+        let len: usize = head
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.trim().parse().ok())
+            .unwrap_or(0);
+        while buf.len() < head_end + len {
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let target = head.split_whitespace().nth(1).unwrap_or("/");
+        let path = target.split('?').next().unwrap_or("/");
+        let body = self.routes.lock().unwrap().get(path).cloned();
+        let (status, body) = match body {
+            Some(b) => (200, b),
+            None => (404, b"{}".to_vec()),
+        };
+        let mut out = format!(
+            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        out.extend_from_slice(&body);
+        let _ = s.write_all(&out).await;
+        let _ = s.shutdown().await;
+    }
+
+    fn set(&self, path: &str, body: &[u8]) {
+        self.routes.lock().unwrap().insert(path.into(), body.to_vec());
+    }
+
+    /// A file in the fake's directory holding `body` (for commands and hardware.json).
+    fn file(&self, name: &str, body: &[u8]) -> String {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, body).expect("write fuzz file");
+        p.display().to_string()
+    }
+}
+
+/// The first seed of a target's corpus (in name order): the answer of a healthy node.
+fn seed(target: &str) -> Vec<u8> {
+    corpus(target).swap_remove(0).into_bytes()
+}
+
+/// The targets that poll a node: each names the answer it mutates.
+const NODE_TARGETS: &[&str] = &[
+    "storj_sno",
+    "storj_satellites",
+    "storj_payout",
+    "golem_invoices",
+    "golem_status",
+    "golem_hardware",
+    "streamr_info",
+    "streamr_rpc",
+    "grass_container",
+    "grass_points",
+    "http_json",
+    "prometheus_text",
+    "exec_output",
+    "prices",
+];
+
+const HOST: &str = "host: {capacity: {cpu_cores: 64, memory_bytes: 1TiB, disk_bytes: 100TB, bandwidth_bytes_per_second: 1GB}}\n";
+
+/// Serves `body` as `target`'s answer (the other answers of that node kind are their seeds),
+/// builds the node from a config and polls it once.
+fn poll_target(target: &str, body: &[u8]) -> Result<Observation, PollError> {
+    let f = &**FAKE;
+    let base = &f.base;
+    // Each target has its own paths and files, so targets can run side by side.
+    let p = format!("/{target}");
+    let pick = |t: &str| if t == target { body.to_vec() } else { seed(t) };
+    let key = f.dir.path().join("key").display().to_string();
+    let block = match target {
+        "storj_sno" | "storj_satellites" | "storj_payout" => {
+            f.set(&format!("{p}/api/sno/"), &pick("storj_sno"));
+            f.set(&format!("{p}/api/sno/satellites"), &pick("storj_satellites"));
+            f.set(&format!("{p}/api/sno/estimated-payout"), &pick("storj_payout"));
+            format!("kind: storj\n    storj: {{url: \"{base}{p}/\"}}")
+        }
+        "golem_invoices" => {
+            f.set(&format!("{p}/payment-api/v1/invoices"), body);
+            format!("kind: golem\n    golem: {{url: \"{base}{p}/\", app_key_file: \"{key}\"}}")
+        }
+        "golem_status" | "golem_hardware" => {
+            let status = f.file(&format!("{target}.status"), &pick("golem_status"));
+            let hw = f.file(&format!("{target}.hardware"), &pick("golem_hardware"));
+            format!("kind: golem\n    golem: {{earnings: status, status_command: [/bin/cat, \"{status}\"], hardware_file: \"{hw}\"}}")
+        }
+        "streamr_info" | "streamr_rpc" => {
+            f.set(&format!("{p}/info"), &pick("streamr_info"));
+            f.set(&format!("{p}/rpc"), &pick("streamr_rpc"));
+            format!("kind: streamr\n    streamr: {{url: \"{base}{p}/info\", earnings: {{rpc_url: \"{base}{p}/rpc\", operator_contract: \"0x00000000000000000000000000000000000000aB\"}}}}")
+        }
+        "grass_container" | "grass_points" => {
+            let container = format!("fuzz-{target}");
+            f.set(&format!("/containers/{container}/json"), &pick("grass_container"));
+            f.set(&format!("{p}/retrieveUser"), &pick("grass_points"));
+            format!(
+                "kind: grass\n    grass: {{container: {container}, docker_socket: \"{}\", points: {{url: \"{base}{p}/retrieveUser\", token_file: \"{key}\"}}}}",
+                f.socket.display()
+            )
+        }
+        "http_json" => {
+            f.set(&format!("{p}/status"), body);
+            format!("kind: http_json\n    http_json: {{url: \"{base}{p}/status\", earnings: {{USD: {{pointer: /wallet/earned_cents, scale: 0.01}}, PTS: /wallet/points}}, usage: {{cpu_cores: /res/cpu, memory_bytes: {{pointer: /res/mem_mib, scale: 1048576}}, disk_bytes: /res/disk}}, allocation_fields: {{cpu_cores: /cap/cpu}}}}")
+        }
+        "prometheus_text" => {
+            f.set(&format!("{p}/metrics"), body);
+            format!("kind: prometheus\n    prometheus: {{url: \"{base}{p}/metrics\", earnings: {{USD: {{metric: storj_payout_currentMonth, labels: {{type: payout}}, scale: 0.01}}}}, usage: {{disk_bytes: {{metric: storj_total_diskspace, labels: {{type: used}}}}}}, allocation_fields: {{disk_bytes: {{metric: storj_total_diskspace, labels: {{type: available}}}}}}}}")
+        }
+        "exec_output" => {
+            let out = f.file("exec_output.json", body);
+            format!("kind: exec\n    exec: {{command: [/bin/cat, \"{out}\"]}}")
+        }
+        "prices" => {
+            f.set(&format!("{p}/prices"), body);
+            let cfg = depin_orcha::config::parse_str(
+                &format!("{HOST}prices:\n  http: {{url: \"{base}{p}/prices\", timeout: 5s, tokens: {{STORJ: /storj/usd, GLM: /golem/usd, DATA: /data/usd}}}}\n"),
+                "fuzz.yml",
+            )
+            .expect("the price config loads");
+            let spec = cfg.price_source.expect("an http price source");
+            let got = RT.block_on(adapters::prices::fetch_prices(&spec))?;
+            // Prices the same way as earnings: a number a user would see.
+            let mut obs = Observation::default();
+            obs.earnings = got.0;
+            return Ok(obs);
+        }
+        other => panic!("unknown target {other}"),
+    };
+    let cfg = depin_orcha::config::parse_str(
+        &format!("{HOST}nodes:\n  - name: n\n    {block}\n"),
+        "fuzz.yml",
+    )
+    .unwrap_or_else(|e| panic!("{target}: the config does not load: {e}"));
+    let clock: depin_orcha::clock::SharedClock =
+        Arc::new(depin_orcha::clock::ManualClock::new(1_767_225_600_000));
+    let node = adapters::build(&cfg.nodes[0], clock);
+    RT.block_on(async {
+        tokio::time::timeout(Duration::from_secs(5), node.poll())
+            .await
+            .unwrap_or(Err(PollError::Timeout(Duration::from_secs(5))))
+    })
+}
+
+/// What every answer must give: no panic (checked by [`bounded`]) and only numbers a counter
+/// can take.
+fn node_case(target: &str, body: &[u8]) {
+    if let Ok(obs) = poll_target(target, body) {
+        for (token, v) in &obs.earnings {
+            assert!(
+                v.is_finite() && *v >= 0.0,
+                "{target}: earnings {token} = {v} would corrupt a counter"
+            );
+        }
+    }
+}
+
+/// The unmutated seeds poll successfully: the fuzzing reaches the parsers, not only errors.
+#[test]
+fn adapter_seeds_poll_cleanly() {
+    for target in NODE_TARGETS {
+        let ok = corpus(target)
+            .iter()
+            .filter(|s| poll_target(target, s.as_bytes()).is_ok())
+            .count();
+        assert!(ok > 0, "{target}: no seed polls successfully");
+    }
+}
+
+macro_rules! fuzz_node {
+    ($($name:ident => $target:literal),* $(,)?) => {$(
+        #[test]
+        fn $name() {
+            fuzz_corpus($target, JSON_DICT, |s| node_case($target, s.as_bytes()));
+        }
+    )*};
+}
+
+fuzz_node! {
+    fuzz_storj_dashboard => "storj_sno",
+    fuzz_storj_satellites => "storj_satellites",
+    fuzz_storj_payout => "storj_payout",
+    fuzz_golem_invoices => "golem_invoices",
+    fuzz_golem_payment_status => "golem_status",
+    fuzz_golem_hardware_json => "golem_hardware",
+    fuzz_streamr_info => "streamr_info",
+    fuzz_streamr_operator_earnings => "streamr_rpc",
+    fuzz_grass_container_state => "grass_container",
+    fuzz_grass_points => "grass_points",
+    fuzz_http_json => "http_json",
+    fuzz_prometheus_text => "prometheus_text",
+    fuzz_exec_output => "exec_output",
+    fuzz_price_source => "prices",
+}
+
+/// Arbitrary bytes (not UTF-8, not JSON) as any node's answer.
+#[test]
+fn fuzz_adapters_arbitrary_bytes() {
+    let executed = Arc::new(AtomicUsize::new(0));
+    let mut runner = TestRunner::new(config("adapters_bytes"));
+    let started = Instant::now();
+    let ex = executed.clone();
+    let strat = (
+        0..NODE_TARGETS.len(),
+        proptest::collection::vec(any::<u8>(), 0..2048),
+    );
+    let result = runner.run(&strat, move |(t, bytes)| {
+        ex.fetch_add(1, Ordering::Relaxed);
+        let target = NODE_TARGETS[t];
+        let shown = format!("{target} <- {:?}", String::from_utf8_lossy(&bytes));
+        bounded("adapters_bytes", &shown, move |_| node_case(target, &bytes))
+    });
+    println!(
+        "fuzz adapters_bytes: {} executions in {:.1}s, {}",
+        executed.load(Ordering::Relaxed),
+        started.elapsed().as_secs_f64(),
+        if result.is_ok() { "no failure" } else { "FAILED" }
+    );
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
