@@ -39,7 +39,10 @@ fn is_root() -> bool {
 fn fast_demo(dir: &Path) -> PathBuf {
     let demo = std::fs::read_to_string(Path::new(ROOT).join("src/config/demo.yml")).unwrap();
     let global = "global:\n  poll_interval: 5s\n  poll_timeout: 4s\n  scrape_interval: 5s\n";
-    assert!(demo.contains(global), "the demo's global block changed; update this test");
+    assert!(
+        demo.contains(global),
+        "the demo's global block changed; update this test"
+    );
     let cfg = demo.replacen(
         global,
         "global:\n  poll_interval: 1s\n  poll_timeout: 1s\n  scrape_interval: 1s\n  evaluation_interval: 1s\n",
@@ -97,7 +100,12 @@ fn start(prefix: &[&str], args: &[String], cwd: &Path) -> Orcha {
     };
     let mut child = cmd
         .arg("run")
-        .args(["--web.listen-address", "127.0.0.1:0", "--log.format", "logfmt"])
+        .args([
+            "--web.listen-address",
+            "127.0.0.1:0",
+            "--log.format",
+            "logfmt",
+        ])
         .args(args)
         .current_dir(cwd)
         .stdout(Stdio::null())
@@ -281,7 +289,8 @@ fn a_full_disk_is_counted_alerted_and_survived() {
     std::fs::remove_file(&filler).unwrap();
     wait_until("a snapshot after the disk was freed", 15, || {
         drain(&orcha, &mut log);
-        log.iter().any(|l| l.contains("tsdb snapshots succeed again"))
+        log.iter()
+            .any(|l| l.contains("tsdb snapshots succeed again"))
     });
     let held = query_one(&orcha, HELD);
     orcha.kill9();
@@ -402,7 +411,10 @@ fn kill_9_during_snapshots_keeps_a_whole_snapshot_and_every_read_sample() {
     for i in 0..50 {
         for k in 0..6000u64 {
             let v: f64 = rng.random_range(0.0..1000.0);
-            om.push_str(&format!("bulk{{i=\"{i}\"}} {v} {}\n", now - 2 * 86400 + k * 30));
+            om.push_str(&format!(
+                "bulk{{i=\"{i}\"}} {v} {}\n",
+                now - 2 * 86400 + k * 30
+            ));
         }
     }
     om.push_str("# EOF\n");
@@ -448,7 +460,9 @@ fn kill_9_during_snapshots_keeps_a_whole_snapshot_and_every_read_sample() {
             break;
         }
         // Let it scrape and snapshot a while, then kill at a random moment.
-        wait_until("a scrape after the start", 10, || query_one(&orcha, HELD) > held);
+        wait_until("a scrape after the start", 10, || {
+            query_one(&orcha, HELD) > held
+        });
         std::thread::sleep(Duration::from_millis(rng.random_range(0..1000)));
         before = query_one(&orcha, HELD);
         if cycle % 2 == 1 {

@@ -717,6 +717,10 @@ const JSON_DICT: &[&str] = &[
     "\u{feff}",
 ];
 
+/// Answers the fake node gives as faults instead of bytes: never answering, and a 500.
+const HANG: &[u8] = b"\0fault:hang";
+const ERROR_500: &[u8] = b"\0fault:500";
+
 static RT: std::sync::LazyLock<tokio::runtime::Runtime> = std::sync::LazyLock::new(|| {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -740,7 +744,9 @@ static FAKE: std::sync::LazyLock<Arc<FakeNode>> = std::sync::LazyLock::new(|| {
     std::fs::write(dir.path().join("key"), "fuzz-key\n").expect("key file");
     let (tcp, unix) = RT.block_on(async {
         (
-            tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind"),
+            tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind"),
             tokio::net::UnixListener::bind(&socket).expect("bind unix"),
         )
     });
@@ -767,7 +773,10 @@ static FAKE: std::sync::LazyLock<Arc<FakeNode>> = std::sync::LazyLock::new(|| {
 });
 
 impl FakeNode {
-    async fn answer<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(self: Arc<Self>, mut s: S) {
+    async fn answer<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+        self: Arc<Self>,
+        mut s: S,
+    ) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut buf = Vec::new();
         let mut chunk = [0u8; 4096];
@@ -797,6 +806,12 @@ impl FakeNode {
         let path = target.split('?').next().unwrap_or("/");
         let body = self.routes.lock().unwrap().get(path).cloned();
         let (status, body) = match body {
+            // Fault markers of the price fault test.
+            Some(b) if b == HANG => {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                return;
+            }
+            Some(b) if b == ERROR_500 => (500, b"internal error".to_vec()),
             Some(b) => (200, b),
             None => (404, b"{}".to_vec()),
         };
@@ -811,7 +826,10 @@ impl FakeNode {
     }
 
     fn set(&self, path: &str, body: &[u8]) {
-        self.routes.lock().unwrap().insert(path.into(), body.to_vec());
+        self.routes
+            .lock()
+            .unwrap()
+            .insert(path.into(), body.to_vec());
     }
 
     /// A file in the fake's directory holding `body` (for commands and hardware.json).
@@ -859,8 +877,14 @@ fn poll_target(target: &str, body: &[u8]) -> Result<Observation, PollError> {
     let block = match target {
         "storj_sno" | "storj_satellites" | "storj_payout" => {
             f.set(&format!("{p}/api/sno/"), &pick("storj_sno"));
-            f.set(&format!("{p}/api/sno/satellites"), &pick("storj_satellites"));
-            f.set(&format!("{p}/api/sno/estimated-payout"), &pick("storj_payout"));
+            f.set(
+                &format!("{p}/api/sno/satellites"),
+                &pick("storj_satellites"),
+            );
+            f.set(
+                &format!("{p}/api/sno/estimated-payout"),
+                &pick("storj_payout"),
+            );
             format!("kind: storj\n    storj: {{url: \"{base}{p}/\"}}")
         }
         "golem_invoices" => {
@@ -879,7 +903,10 @@ fn poll_target(target: &str, body: &[u8]) -> Result<Observation, PollError> {
         }
         "grass_container" | "grass_points" => {
             let container = format!("fuzz-{target}");
-            f.set(&format!("/containers/{container}/json"), &pick("grass_container"));
+            f.set(
+                &format!("/containers/{container}/json"),
+                &pick("grass_container"),
+            );
             f.set(&format!("{p}/retrieveUser"), &pick("grass_points"));
             format!(
                 "kind: grass\n    grass: {{container: {container}, docker_socket: \"{}\", points: {{url: \"{base}{p}/retrieveUser\", token_file: \"{key}\"}}}}",
@@ -1001,9 +1028,117 @@ fn fuzz_adapters_arbitrary_bytes() {
         "fuzz adapters_bytes: {} executions in {:.1}s, {}",
         executed.load(Ordering::Relaxed),
         started.elapsed().as_secs_f64(),
-        if result.is_ok() { "no failure" } else { "FAILED" }
+        if result.is_ok() {
+            "no failure"
+        } else {
+            "FAILED"
+        }
     );
     if let Err(e) = result {
         panic!("{e}");
     }
+}
+
+/// The price API failing in each way a user meets (no answer within the timeout, a 500, a
+/// garbled body) keeps the last price and its update time, so the price ages; the shipped
+/// `DepinTokenPriceStale` (rules/alerts.yml, evaluated by the rule manager over the stored
+/// scrapes on a manual clock, one scrape, refresh and evaluation a minute) fires once the price
+/// is an hour old plus its `for: 5m`, and not before.
+#[test]
+fn price_api_faults_age_the_price_until_the_shipped_alert_fires() {
+    use depin_orcha::adapters::prices::HttpPriceSource;
+    use depin_orcha::clock::ManualClock;
+    use depin_orcha::coordinator::PriceTable;
+    use depin_orcha::metrics::Metrics;
+    use depin_orcha::rules::manager::{ManagerOptions, RuleManager};
+
+    const T0: i64 = 1_767_225_600_000;
+    let f = &**FAKE;
+    let route = "/price_faults/prices";
+    f.set(route, &seed("prices"));
+    let cfg = depin_orcha::config::parse_str(
+        &format!(
+            "{HOST}prices:\n  http: {{url: \"{}{route}\", interval: 1m, timeout: 200ms, max_age: 1h, tokens: {{STORJ: /storj/usd}}}}\n",
+            f.base
+        ),
+        "prices.yml",
+    )
+    .expect("the price config loads");
+    let mc = ManualClock::new(T0);
+    let clock: depin_orcha::clock::SharedClock = Arc::new(mc.clone());
+    let metrics = Arc::new(Metrics::for_config(&cfg).unwrap());
+    let src = HttpPriceSource {
+        spec: cfg.price_source.clone().unwrap(),
+        static_prices: cfg.prices.clone(),
+        table: Arc::new(PriceTable::new(cfg.prices.clone())),
+        metrics: metrics.clone(),
+        clock: clock.clone(),
+    };
+    let db = Arc::new(Db::in_memory());
+    let manager = RuleManager::new(
+        ManagerOptions {
+            evaluation_interval: Duration::from_secs(60),
+            for_grace_period: Duration::ZERO,
+            file_poll_interval: Duration::ZERO,
+            registry: prometheus::Registry::new(),
+            ..Default::default()
+        },
+        db.clone(),
+        engine(),
+        clock.clone(),
+        Labels::default(),
+        "http://localhost:9817/".into(),
+    );
+    manager
+        .load(&[Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/alerts.yml")])
+        .expect("the shipped alerts load");
+
+    let garbled = br#"{"storj":{"usd":0.4"#;
+    let mut last_ok = Default::default();
+    let mut reasons = std::collections::BTreeSet::new();
+    let mut first_firing = None;
+    for minute in 0..=75i64 {
+        let now = T0 + minute * 60_000;
+        mc.set(now);
+        match minute {
+            0 => {}
+            1 => f.set(route, HANG),
+            2 => f.set(route, ERROR_500),
+            m if m % 2 == 1 => f.set(route, garbled),
+            _ => f.set(route, ERROR_500),
+        }
+        match RT.block_on(src.refresh(&mut last_ok)) {
+            Ok(()) => assert_eq!(minute, 0, "only the first answer is good"),
+            Err(e) => {
+                reasons.insert(e.reason());
+            }
+        }
+        db.ingest_scrape(now, &metrics.gather()).unwrap();
+        let firing = manager.tick(now).into_iter().any(|a| {
+            a.labels.get("alertname") == Some("DepinTokenPriceStale")
+                && a.labels.get("token") == Some("STORJ")
+                && a.ends_at > now
+        });
+        if firing && first_firing.is_none() {
+            first_firing = Some(minute);
+        }
+    }
+    assert_eq!(
+        reasons.into_iter().collect::<Vec<_>>(),
+        ["http_status", "parse", "timeout"]
+    );
+    let text = metrics.render();
+    assert!(
+        text.contains(&format!(
+            "depin_token_price_last_update_timestamp_seconds{{token=\"STORJ\"}} {}",
+            T0 / 1000
+        )),
+        "the update time stays at the last good answer:\n{text}"
+    );
+    // Older than 3600 s from minute 61 on, pending there, firing 5 minutes later.
+    assert_eq!(
+        first_firing,
+        Some(66),
+        "DepinTokenPriceStale fired at minute {first_firing:?}"
+    );
 }

@@ -112,7 +112,9 @@ fn write_tmp_and_rename(
     };
     let mut w = BufWriter::new(File::create(tmp).map_err(at(tmp))?);
     let size = write_records(&mut w, header, series).map_err(at(tmp))?;
-    let f = w.into_inner().map_err(|e| (tmp.to_path_buf(), e.into_error()))?;
+    let f = w
+        .into_inner()
+        .map_err(|e| (tmp.to_path_buf(), e.into_error()))?;
     f.sync_all().map_err(at(tmp))?;
     drop(f);
     std::fs::rename(tmp, path(dir)).map_err(at(&path(dir)))?;
@@ -319,7 +321,10 @@ mod tests {
         let e = write(dir.path(), header(), one_series(2.0)).unwrap_err();
         assert!(e.to_string().contains("space"), "{e}");
         assert!(failures() > before);
-        assert!(!dir.path().join(TMP_NAME).exists(), "the temp file is removed");
+        assert!(
+            !dir.path().join(TMP_NAME).exists(),
+            "the temp file is removed"
+        );
         assert_eq!(held_value(dir.path()), 1.0, "the old snapshot is untouched");
         // The disk frees up: the next snapshot is written.
         write(dir.path(), header(), one_series(3.0)).unwrap();

@@ -428,12 +428,19 @@ mod tests {
             .collect();
         assert_eq!(logged, vec![false; 5]);
         assert!(f.failed(t0 + Duration::from_secs(61)));
-        assert_eq!(f.pending(), 6, "the line says how many failed since the last one");
+        assert_eq!(
+            f.pending(),
+            6,
+            "the line says how many failed since the last one"
+        );
         assert_eq!(
             f.succeeded(t0 + Duration::from_secs(90)),
             Some((7, Duration::from_secs(90)))
         );
         assert_eq!(f.succeeded(t0 + Duration::from_secs(95)), None);
-        assert!(f.failed(t0 + Duration::from_secs(100)), "a new episode logs at once");
+        assert!(
+            f.failed(t0 + Duration::from_secs(100)),
+            "a new episode logs at once"
+        );
     }
 }
