@@ -934,10 +934,11 @@ fn poll_target(target: &str, body: &[u8]) -> Result<Observation, PollError> {
             .expect("the price config loads");
             let spec = cfg.price_source.expect("an http price source");
             let got = RT.block_on(adapters::prices::fetch_prices(&spec))?;
-            // Prices the same way as earnings: a number a user would see.
-            let mut obs = Observation::default();
-            obs.earnings = got.0;
-            return Ok(obs);
+            // Prices are checked as earnings are: numbers a user would see.
+            return Ok(Observation {
+                earnings: got.0,
+                ..Observation::default()
+            });
         }
         other => panic!("unknown target {other}"),
     };
