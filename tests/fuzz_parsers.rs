@@ -1,6 +1,8 @@
 //! Fuzzing of everything that reads outside input, with proptest (cargo-fuzz needs nightly):
 //! the config parser, the rule loader, the optimization-rule loader, the PromQL parser and
-//! evaluator, the promqltest script parser, the web config and the HTTP API parameters.
+//! evaluator, the promqltest script parser, the web config, the HTTP API parameters, and the
+//! answers of every real node kind and of the HTTP price source (polled for real against a
+//! fake node, see the second half of this file, which also holds the price API fault test).
 //!
 //! Inputs are seeds from `tests/fuzz/corpus/<target>/` bent by random mutations (flips,
 //! dictionary tokens, deletions, duplications, truncation), plus generated PromQL over a small
