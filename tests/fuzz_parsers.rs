@@ -869,11 +869,12 @@ const HOST: &str = "host: {capacity: {cpu_cores: 64, memory_bytes: 1TiB, disk_by
 
 /// Serves `body` as `target`'s answer (the other answers of that node kind are their seeds),
 /// builds the node from a config and polls it once.
-fn poll_target(target: &str, body: &[u8]) -> Result<Observation, PollError> {
+/// `ns` keeps the paths and files of tests running side by side apart.
+fn poll_target(ns: &str, target: &str, body: &[u8]) -> Result<Observation, PollError> {
     let f = &**FAKE;
     let base = &f.base;
     // Each target has its own paths and files, so targets can run side by side.
-    let p = format!("/{target}");
+    let p = format!("/{ns}/{target}");
     let pick = |t: &str| if t == target { body.to_vec() } else { seed(t) };
     let key = f.dir.path().join("key").display().to_string();
     let block = match target {
@@ -894,8 +895,8 @@ fn poll_target(target: &str, body: &[u8]) -> Result<Observation, PollError> {
             format!("kind: golem\n    golem: {{url: \"{base}{p}/\", app_key_file: \"{key}\"}}")
         }
         "golem_status" | "golem_hardware" => {
-            let status = f.file(&format!("{target}.status"), &pick("golem_status"));
-            let hw = f.file(&format!("{target}.hardware"), &pick("golem_hardware"));
+            let status = f.file(&format!("{ns}-{target}.status"), &pick("golem_status"));
+            let hw = f.file(&format!("{ns}-{target}.hardware"), &pick("golem_hardware"));
             format!("kind: golem\n    golem: {{earnings: status, status_command: [/bin/cat, \"{status}\"], hardware_file: \"{hw}\"}}")
         }
         "streamr_info" | "streamr_rpc" => {
@@ -904,7 +905,7 @@ fn poll_target(target: &str, body: &[u8]) -> Result<Observation, PollError> {
             format!("kind: streamr\n    streamr: {{url: \"{base}{p}/info\", earnings: {{rpc_url: \"{base}{p}/rpc\", operator_contract: \"0x00000000000000000000000000000000000000aB\"}}}}")
         }
         "grass_container" | "grass_points" => {
-            let container = format!("fuzz-{target}");
+            let container = format!("{ns}-{target}");
             f.set(
                 &format!("/containers/{container}/json"),
                 &pick("grass_container"),
@@ -924,7 +925,7 @@ fn poll_target(target: &str, body: &[u8]) -> Result<Observation, PollError> {
             format!("kind: prometheus\n    prometheus: {{url: \"{base}{p}/metrics\", earnings: {{USD: {{metric: storj_payout_currentMonth, labels: {{type: payout}}, scale: 0.01}}}}, usage: {{disk_bytes: {{metric: storj_total_diskspace, labels: {{type: used}}}}}}, allocation_fields: {{disk_bytes: {{metric: storj_total_diskspace, labels: {{type: available}}}}}}}}")
         }
         "exec_output" => {
-            let out = f.file("exec_output.json", body);
+            let out = f.file(&format!("{ns}-exec_output.json"), body);
             format!("kind: exec\n    exec: {{command: [/bin/cat, \"{out}\"]}}")
         }
         "prices" => {
@@ -961,8 +962,8 @@ fn poll_target(target: &str, body: &[u8]) -> Result<Observation, PollError> {
 
 /// What every answer must give: no panic (checked by [`bounded`]) and only numbers a counter
 /// can take.
-fn node_case(target: &str, body: &[u8]) {
-    if let Ok(obs) = poll_target(target, body) {
+fn node_case(ns: &str, target: &str, body: &[u8]) {
+    if let Ok(obs) = poll_target(ns, target, body) {
         for (token, v) in &obs.earnings {
             assert!(
                 v.is_finite() && *v >= 0.0,
@@ -978,7 +979,7 @@ fn adapter_seeds_poll_cleanly() {
     for target in NODE_TARGETS {
         let ok = corpus(target)
             .iter()
-            .filter(|s| poll_target(target, s.as_bytes()).is_ok())
+            .filter(|s| poll_target("seeds", target, s.as_bytes()).is_ok())
             .count();
         assert!(ok > 0, "{target}: no seed polls successfully");
     }
@@ -988,7 +989,7 @@ macro_rules! fuzz_node {
     ($($name:ident => $target:literal),* $(,)?) => {$(
         #[test]
         fn $name() {
-            fuzz_corpus($target, JSON_DICT, |s| node_case($target, s.as_bytes()));
+            fuzz_corpus($target, JSON_DICT, |s| node_case("mutated", $target, s.as_bytes()));
         }
     )*};
 }
@@ -1025,7 +1026,9 @@ fn fuzz_adapters_arbitrary_bytes() {
         ex.fetch_add(1, Ordering::Relaxed);
         let target = NODE_TARGETS[t];
         let shown = format!("{target} <- {:?}", String::from_utf8_lossy(&bytes));
-        bounded("adapters_bytes", &shown, move |_| node_case(target, &bytes))
+        bounded("adapters_bytes", &shown, move |_| {
+            node_case("bytes", target, &bytes)
+        })
     });
     println!(
         "fuzz adapters_bytes: {} executions in {:.1}s, {}",
