@@ -226,6 +226,10 @@ struct RunArgs {
     /// Most bytes of samples kept in memory; the oldest go first. 0: no cap.
     #[arg(long = "storage.max-bytes", default_value_t = 0)]
     max_bytes: u64,
+    /// How often the time series are snapshotted; a restart replays at most this much
+    /// write-ahead log. Also on shutdown, and when the log passes 256 MiB.
+    #[arg(long = "storage.snapshot-interval", default_value = "30m", value_parser = positive_duration)]
+    snapshot_interval: Duration,
     /// Longest time one query may run.
     #[arg(long = "query.timeout", default_value = "2m", value_parser = humantime::parse_duration)]
     query_timeout: Duration,
@@ -573,7 +577,11 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
         let _ = server_stop.wait_for(|s| *s).await;
     }));
     let coordinator_task = tokio::spawn(coordinator.run(stop_rx.clone()));
-    let snapshot_task = tokio::spawn(snapshot_periodically(db.clone(), stop_rx.clone()));
+    let snapshot_task = tokio::spawn(snapshot_periodically(
+        db.clone(),
+        args.snapshot_interval,
+        stop_rx.clone(),
+    ));
     // The notifier stops after the rules, so the last round of alerts still goes out.
     let (notifier_stop, notifier_rx) = tokio::sync::watch::channel(false);
     let notifier_task = tokio::spawn(notifier.clone().run(notifier_rx));
@@ -644,13 +652,27 @@ fn web_config(args: &RunArgs) -> Result<Option<Arc<http::webconfig::WebConfig>>>
     Ok(web)
 }
 
-/// Every 30 minutes, a snapshot of the time series, so that a restart replays at most half an
-/// hour of write-ahead log (the tsdb also snapshots by itself when the log passes 256 MiB).
-async fn snapshot_periodically(db: Arc<tsdb::Db>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    const EVERY: Duration = Duration::from_secs(30 * 60);
+/// A duration flag that must be above zero (a zero interval would loop without pause).
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("must be longer than 0s".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Every `every` (`--storage.snapshot-interval`, default 30 minutes), a snapshot of the time
+/// series, so that a restart replays at most that much write-ahead log (the tsdb also
+/// snapshots by itself when the log passes 256 MiB). A failure is counted and logged by the
+/// tsdb (`depin_tsdb_snapshot_failures_total`); the next interval tries again.
+async fn snapshot_periodically(
+    db: Arc<tsdb::Db>,
+    every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(EVERY) => {}
+            _ = tokio::time::sleep(every) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
         let db = db.clone();

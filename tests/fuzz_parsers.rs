@@ -1,6 +1,8 @@
 //! Fuzzing of everything that reads outside input, with proptest (cargo-fuzz needs nightly):
 //! the config parser, the rule loader, the optimization-rule loader, the PromQL parser and
-//! evaluator, the promqltest script parser, the web config and the HTTP API parameters.
+//! evaluator, the promqltest script parser, the web config, the HTTP API parameters, and the
+//! answers of every real node kind and of the HTTP price source (polled for real against a
+//! fake node, see the second half of this file, which also holds the price API fault test).
 //!
 //! Inputs are seeds from `tests/fuzz/corpus/<target>/` bent by random mutations (flips,
 //! dictionary tokens, deletions, duplications, truncation), plus generated PromQL over a small
@@ -649,4 +651,500 @@ fn fuzz_http_params() {
         let p = Params::new(None, Some(query.as_bytes()));
         let _ = api::dispatch_sync(st, path, &p);
     });
+}
+
+// ---- The node adapters and the price source, polled for real against a fake node ----------
+//
+// Every real node kind (storj, golem, streamr, grass, http_json, prometheus, exec) and the
+// HTTP price source is built from a config and polled through its own HTTP client (or its
+// Docker socket, or its command) against a fake node that answers the real payloads of
+// `tests/fuzz/corpus/<target>/` (copies of tests/fixtures/nodes/, the shapes of protocols.md)
+// with one answer mutated per case, or with arbitrary bytes. A poll may fail (parse, ...);
+// it must not panic, must end in bounded time, and an observation it returns must hold only
+// finite, non-negative earnings: those become counters on /metrics that can never go back.
+
+use depin_orcha::adapters::{self, Observation, PollError};
+
+const JSON_DICT: &[&str] = &[
+    "{",
+    "}",
+    "[",
+    "]",
+    ",",
+    ":",
+    "\"",
+    "null",
+    "true",
+    "false",
+    "-1",
+    "0",
+    "-0",
+    "1e308",
+    "-1e308",
+    "1e400",
+    "\"1e400\"",
+    "\"-5\"",
+    "\"NaN\"",
+    "\"inf\"",
+    "4.9e-324",
+    "18446744073709551616",
+    "99999999999999999999999999999999",
+    "\"0.1\"",
+    "\"\"",
+    "\\u0000",
+    "\\ud800",
+    "[[[[[[[[[[[[[[[[",
+    "{\"a\":",
+    "0x",
+    "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+    "0000000000000000000000000000000000000000000000000000000000000020",
+    "00000000000000000000000000000000ffffffffffffffffffffffffffffffff",
+    "\"SETTLED\"",
+    "\"ACCEPTED\"",
+    "\"RECEIVED\"",
+    "\"payout\"",
+    "\"audit\"",
+    "\"Running\":false",
+    "# HELP x y\n",
+    "# TYPE storj_total_diskspace gauge\n",
+    "{type=\"used\"}",
+    "{le=\"+Inf\"}",
+    " NaN\n",
+    " +Inf\n",
+    " 1 1700000000000\n",
+    "\n",
+    "\r\n",
+    "\t",
+    "é",
+    "\u{feff}",
+];
+
+/// Answers the fake node gives as faults instead of bytes: never answering, and a 500.
+const HANG: &[u8] = b"\0fault:hang";
+const ERROR_500: &[u8] = b"\0fault:500";
+
+static RT: std::sync::LazyLock<tokio::runtime::Runtime> = std::sync::LazyLock::new(|| {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime for the fake node")
+});
+
+/// One fake node for every target: answers each request path with the bytes set for it (404
+/// when none), over TCP and over a unix socket (the Docker Engine API of grass).
+struct FakeNode {
+    routes: std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>,
+    base: String,
+    socket: std::path::PathBuf,
+    dir: tempfile::TempDir,
+}
+
+static FAKE: std::sync::LazyLock<Arc<FakeNode>> = std::sync::LazyLock::new(|| {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket = dir.path().join("docker.sock");
+    std::fs::write(dir.path().join("key"), "fuzz-key\n").expect("key file");
+    let (tcp, unix) = RT.block_on(async {
+        (
+            tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind"),
+            tokio::net::UnixListener::bind(&socket).expect("bind unix"),
+        )
+    });
+    let base = format!("http://{}", tcp.local_addr().expect("address"));
+    let fake = Arc::new(FakeNode {
+        routes: Default::default(),
+        base,
+        socket,
+        dir,
+    });
+    let f = fake.clone();
+    RT.spawn(async move {
+        while let Ok((s, _)) = tcp.accept().await {
+            tokio::spawn(f.clone().answer(s));
+        }
+    });
+    let f = fake.clone();
+    RT.spawn(async move {
+        while let Ok((s, _)) = unix.accept().await {
+            tokio::spawn(f.clone().answer(s));
+        }
+    });
+    fake
+});
+
+impl FakeNode {
+    async fn answer<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+        self: Arc<Self>,
+        mut s: S,
+    ) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let head_end = loop {
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+        let len: usize = head
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.trim().parse().ok())
+            .unwrap_or(0);
+        while buf.len() < head_end + len {
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let target = head.split_whitespace().nth(1).unwrap_or("/");
+        let path = target.split('?').next().unwrap_or("/");
+        let body = self.routes.lock().unwrap().get(path).cloned();
+        let (status, body) = match body {
+            // Fault markers of the price fault test.
+            Some(b) if b == HANG => {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                return;
+            }
+            Some(b) if b == ERROR_500 => (500, b"internal error".to_vec()),
+            Some(b) => (200, b),
+            None => (404, b"{}".to_vec()),
+        };
+        let mut out = format!(
+            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        out.extend_from_slice(&body);
+        let _ = s.write_all(&out).await;
+        let _ = s.shutdown().await;
+    }
+
+    fn set(&self, path: &str, body: &[u8]) {
+        self.routes
+            .lock()
+            .unwrap()
+            .insert(path.into(), body.to_vec());
+    }
+
+    /// A file in the fake's directory holding `body` (for commands and hardware.json).
+    fn file(&self, name: &str, body: &[u8]) -> String {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, body).expect("write fuzz file");
+        p.display().to_string()
+    }
+}
+
+/// The first seed of a target's corpus (in name order): the answer of a healthy node.
+fn seed(target: &str) -> Vec<u8> {
+    corpus(target).swap_remove(0).into_bytes()
+}
+
+/// The targets that poll a node: each names the answer it mutates.
+const NODE_TARGETS: &[&str] = &[
+    "storj_sno",
+    "storj_satellites",
+    "storj_payout",
+    "golem_invoices",
+    "golem_status",
+    "golem_hardware",
+    "streamr_info",
+    "streamr_rpc",
+    "grass_container",
+    "grass_points",
+    "http_json",
+    "prometheus_text",
+    "exec_output",
+    "prices",
+];
+
+const HOST: &str = "host: {capacity: {cpu_cores: 64, memory_bytes: 1TiB, disk_bytes: 100TB, bandwidth_bytes_per_second: 1GB}}\n";
+
+/// Serves `body` as `target`'s answer (the other answers of that node kind are their seeds),
+/// builds the node from a config and polls it once.
+/// `ns` keeps the paths and files of tests running side by side apart.
+fn poll_target(ns: &str, target: &str, body: &[u8]) -> Result<Observation, PollError> {
+    let f = &**FAKE;
+    let base = &f.base;
+    // Each target has its own paths and files, so targets can run side by side.
+    let p = format!("/{ns}/{target}");
+    let pick = |t: &str| if t == target { body.to_vec() } else { seed(t) };
+    let key = f.dir.path().join("key").display().to_string();
+    let block = match target {
+        "storj_sno" | "storj_satellites" | "storj_payout" => {
+            f.set(&format!("{p}/api/sno/"), &pick("storj_sno"));
+            f.set(
+                &format!("{p}/api/sno/satellites"),
+                &pick("storj_satellites"),
+            );
+            f.set(
+                &format!("{p}/api/sno/estimated-payout"),
+                &pick("storj_payout"),
+            );
+            format!("kind: storj\n    storj: {{url: \"{base}{p}/\"}}")
+        }
+        "golem_invoices" => {
+            f.set(&format!("{p}/payment-api/v1/invoices"), body);
+            format!("kind: golem\n    golem: {{url: \"{base}{p}/\", app_key_file: \"{key}\"}}")
+        }
+        "golem_status" | "golem_hardware" => {
+            let status = f.file(&format!("{ns}-{target}.status"), &pick("golem_status"));
+            let hw = f.file(&format!("{ns}-{target}.hardware"), &pick("golem_hardware"));
+            format!("kind: golem\n    golem: {{earnings: status, status_command: [/bin/cat, \"{status}\"], hardware_file: \"{hw}\"}}")
+        }
+        "streamr_info" | "streamr_rpc" => {
+            f.set(&format!("{p}/info"), &pick("streamr_info"));
+            f.set(&format!("{p}/rpc"), &pick("streamr_rpc"));
+            format!("kind: streamr\n    streamr: {{url: \"{base}{p}/info\", earnings: {{rpc_url: \"{base}{p}/rpc\", operator_contract: \"0x00000000000000000000000000000000000000aB\"}}}}")
+        }
+        "grass_container" | "grass_points" => {
+            let container = format!("{ns}-{target}");
+            f.set(
+                &format!("/containers/{container}/json"),
+                &pick("grass_container"),
+            );
+            f.set(&format!("{p}/retrieveUser"), &pick("grass_points"));
+            format!(
+                "kind: grass\n    grass: {{container: {container}, docker_socket: \"{}\", points: {{url: \"{base}{p}/retrieveUser\", token_file: \"{key}\"}}}}",
+                f.socket.display()
+            )
+        }
+        "http_json" => {
+            f.set(&format!("{p}/status"), body);
+            format!("kind: http_json\n    http_json: {{url: \"{base}{p}/status\", earnings: {{USD: {{pointer: /wallet/earned_cents, scale: 0.01}}, PTS: /wallet/points}}, usage: {{cpu_cores: /res/cpu, memory_bytes: {{pointer: /res/mem_mib, scale: 1048576}}, disk_bytes: /res/disk}}, allocation_fields: {{cpu_cores: /cap/cpu}}}}")
+        }
+        "prometheus_text" => {
+            f.set(&format!("{p}/metrics"), body);
+            format!("kind: prometheus\n    prometheus: {{url: \"{base}{p}/metrics\", earnings: {{USD: {{metric: storj_payout_currentMonth, labels: {{type: payout}}, scale: 0.01}}}}, usage: {{disk_bytes: {{metric: storj_total_diskspace, labels: {{type: used}}}}}}, allocation_fields: {{disk_bytes: {{metric: storj_total_diskspace, labels: {{type: available}}}}}}}}")
+        }
+        "exec_output" => {
+            let out = f.file(&format!("{ns}-exec_output.json"), body);
+            format!("kind: exec\n    exec: {{command: [/bin/cat, \"{out}\"]}}")
+        }
+        "prices" => {
+            f.set(&format!("{p}/prices"), body);
+            let cfg = depin_orcha::config::parse_str(
+                &format!("{HOST}prices:\n  http: {{url: \"{base}{p}/prices\", timeout: 5s, tokens: {{STORJ: /storj/usd, GLM: /golem/usd, DATA: /data/usd}}}}\n"),
+                "fuzz.yml",
+            )
+            .expect("the price config loads");
+            let spec = cfg.price_source.expect("an http price source");
+            let got = RT.block_on(adapters::prices::fetch_prices(&spec))?;
+            // Prices are checked as earnings are: numbers a user would see.
+            return Ok(Observation {
+                earnings: got.0,
+                ..Observation::default()
+            });
+        }
+        other => panic!("unknown target {other}"),
+    };
+    let cfg = depin_orcha::config::parse_str(
+        &format!("{HOST}nodes:\n  - name: n\n    {block}\n"),
+        "fuzz.yml",
+    )
+    .unwrap_or_else(|e| panic!("{target}: the config does not load: {e}"));
+    let clock: depin_orcha::clock::SharedClock =
+        Arc::new(depin_orcha::clock::ManualClock::new(1_767_225_600_000));
+    let node = adapters::build(&cfg.nodes[0], clock);
+    RT.block_on(async {
+        tokio::time::timeout(Duration::from_secs(5), node.poll())
+            .await
+            .unwrap_or(Err(PollError::Timeout(Duration::from_secs(5))))
+    })
+}
+
+/// What every answer must give: no panic (checked by [`bounded`]) and only numbers a counter
+/// can take.
+fn node_case(ns: &str, target: &str, body: &[u8]) {
+    if let Ok(obs) = poll_target(ns, target, body) {
+        for (token, v) in &obs.earnings {
+            assert!(
+                v.is_finite() && *v >= 0.0,
+                "{target}: earnings {token} = {v} would corrupt a counter"
+            );
+        }
+    }
+}
+
+/// The unmutated seeds poll successfully: the fuzzing reaches the parsers, not only errors.
+#[test]
+fn adapter_seeds_poll_cleanly() {
+    for target in NODE_TARGETS {
+        let ok = corpus(target)
+            .iter()
+            .filter(|s| poll_target("seeds", target, s.as_bytes()).is_ok())
+            .count();
+        assert!(ok > 0, "{target}: no seed polls successfully");
+    }
+}
+
+macro_rules! fuzz_node {
+    ($($name:ident => $target:literal),* $(,)?) => {$(
+        #[test]
+        fn $name() {
+            fuzz_corpus($target, JSON_DICT, |s| node_case("mutated", $target, s.as_bytes()));
+        }
+    )*};
+}
+
+fuzz_node! {
+    fuzz_storj_dashboard => "storj_sno",
+    fuzz_storj_satellites => "storj_satellites",
+    fuzz_storj_payout => "storj_payout",
+    fuzz_golem_invoices => "golem_invoices",
+    fuzz_golem_payment_status => "golem_status",
+    fuzz_golem_hardware_json => "golem_hardware",
+    fuzz_streamr_info => "streamr_info",
+    fuzz_streamr_operator_earnings => "streamr_rpc",
+    fuzz_grass_container_state => "grass_container",
+    fuzz_grass_points => "grass_points",
+    fuzz_http_json => "http_json",
+    fuzz_prometheus_text => "prometheus_text",
+    fuzz_exec_output => "exec_output",
+    fuzz_price_source => "prices",
+}
+
+/// Arbitrary bytes (not UTF-8, not JSON) as any node's answer.
+#[test]
+fn fuzz_adapters_arbitrary_bytes() {
+    let executed = Arc::new(AtomicUsize::new(0));
+    let mut runner = TestRunner::new(config("adapters_bytes"));
+    let started = Instant::now();
+    let ex = executed.clone();
+    let strat = (
+        0..NODE_TARGETS.len(),
+        proptest::collection::vec(any::<u8>(), 0..2048),
+    );
+    let result = runner.run(&strat, move |(t, bytes)| {
+        ex.fetch_add(1, Ordering::Relaxed);
+        let target = NODE_TARGETS[t];
+        let shown = format!("{target} <- {:?}", String::from_utf8_lossy(&bytes));
+        bounded("adapters_bytes", &shown, move |_| {
+            node_case("bytes", target, &bytes)
+        })
+    });
+    println!(
+        "fuzz adapters_bytes: {} executions in {:.1}s, {}",
+        executed.load(Ordering::Relaxed),
+        started.elapsed().as_secs_f64(),
+        if result.is_ok() {
+            "no failure"
+        } else {
+            "FAILED"
+        }
+    );
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
+/// The price API failing in each way a user meets (no answer within the timeout, a 500, a
+/// garbled body) keeps the last price and its update time, so the price ages; the shipped
+/// `DepinTokenPriceStale` (rules/alerts.yml, evaluated by the rule manager over the stored
+/// scrapes on a manual clock, one scrape, refresh and evaluation a minute) fires once the price
+/// is an hour old plus its `for: 5m`, and not before.
+#[test]
+fn price_api_faults_age_the_price_until_the_shipped_alert_fires() {
+    use depin_orcha::adapters::prices::HttpPriceSource;
+    use depin_orcha::clock::ManualClock;
+    use depin_orcha::coordinator::PriceTable;
+    use depin_orcha::metrics::Metrics;
+    use depin_orcha::rules::manager::{ManagerOptions, RuleManager};
+
+    const T0: i64 = 1_767_225_600_000;
+    let f = &**FAKE;
+    let route = "/price_faults/prices";
+    f.set(route, &seed("prices"));
+    let cfg = depin_orcha::config::parse_str(
+        &format!(
+            "{HOST}prices:\n  http: {{url: \"{}{route}\", interval: 1m, timeout: 200ms, max_age: 1h, tokens: {{STORJ: /storj/usd}}}}\n",
+            f.base
+        ),
+        "prices.yml",
+    )
+    .expect("the price config loads");
+    let mc = ManualClock::new(T0);
+    let clock: depin_orcha::clock::SharedClock = Arc::new(mc.clone());
+    let metrics = Arc::new(Metrics::for_config(&cfg).unwrap());
+    let src = HttpPriceSource {
+        spec: cfg.price_source.clone().unwrap(),
+        static_prices: cfg.prices.clone(),
+        table: Arc::new(PriceTable::new(cfg.prices.clone())),
+        metrics: metrics.clone(),
+        clock: clock.clone(),
+    };
+    let db = Arc::new(Db::in_memory());
+    let manager = RuleManager::new(
+        ManagerOptions {
+            evaluation_interval: Duration::from_secs(60),
+            for_grace_period: Duration::ZERO,
+            file_poll_interval: Duration::ZERO,
+            registry: prometheus::Registry::new(),
+            ..Default::default()
+        },
+        db.clone(),
+        engine(),
+        clock.clone(),
+        Labels::default(),
+        "http://localhost:9817/".into(),
+    );
+    manager
+        .load(&[Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/alerts.yml")])
+        .expect("the shipped alerts load");
+
+    let garbled = br#"{"storj":{"usd":0.4"#;
+    let mut last_ok = Default::default();
+    let mut reasons = std::collections::BTreeSet::new();
+    let mut first_firing = None;
+    for minute in 0..=75i64 {
+        let now = T0 + minute * 60_000;
+        mc.set(now);
+        match minute {
+            0 => {}
+            1 => f.set(route, HANG),
+            2 => f.set(route, ERROR_500),
+            m if m % 2 == 1 => f.set(route, garbled),
+            _ => f.set(route, ERROR_500),
+        }
+        match RT.block_on(src.refresh(&mut last_ok)) {
+            Ok(()) => assert_eq!(minute, 0, "only the first answer is good"),
+            Err(e) => {
+                reasons.insert(e.reason());
+            }
+        }
+        db.ingest_scrape(now, &metrics.gather()).unwrap();
+        let firing = manager.tick(now).into_iter().any(|a| {
+            a.labels.get("alertname") == Some("DepinTokenPriceStale")
+                && a.labels.get("token") == Some("STORJ")
+                && a.ends_at > now
+        });
+        if firing && first_firing.is_none() {
+            first_firing = Some(minute);
+        }
+    }
+    assert_eq!(
+        reasons.into_iter().collect::<Vec<_>>(),
+        ["http_status", "parse", "timeout"]
+    );
+    let text = metrics.render();
+    assert!(
+        text.contains(&format!(
+            "depin_token_price_last_update_timestamp_seconds{{token=\"STORJ\"}} {}",
+            T0 / 1000
+        )),
+        "the update time stays at the last good answer:\n{text}"
+    );
+    // Older than 3600 s from minute 61 on, pending there, firing 5 minutes later.
+    assert_eq!(
+        first_firing,
+        Some(66),
+        "DepinTokenPriceStale fired at minute {first_firing:?}"
+    );
 }

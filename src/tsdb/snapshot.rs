@@ -5,15 +5,22 @@
 //! The file is a sequence of framed records (see `codec.rs`): a header (which WAL segments the
 //! snapshot covers, the next series ref), one record per series, and an end record. Damage stops
 //! the load at the last good series.
+//!
+//! A snapshot that fails (here, or when the WAL cannot start its next segment) is counted in
+//! `depin_tsdb_snapshot_failures_total` and logged with the path and error (at most once a
+//! minute while failures last); its partial temp file is removed, so a full disk is not made
+//! fuller by the attempt.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
 
 use super::chunk::{self, Chunk};
 use super::codec::{self, Damage, Malformed, Reader};
 use super::series::SeriesRef;
-use super::wal::sync_dir;
+use super::wal::{sync_dir, FailureLog};
 use super::Sample;
 use crate::labels::Labels;
 
@@ -43,14 +50,83 @@ pub struct SnapshotSeries {
     pub head: Vec<Sample>,
 }
 
-/// Writes a snapshot atomically; returns its size in bytes.
+static FAILURES: Mutex<FailureLog> = Mutex::new(FailureLog::new());
+
+fn failure_log() -> std::sync::MutexGuard<'static, FailureLog> {
+    FAILURES.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Counts and logs a failed snapshot attempt; `path` is the file it failed on.
+pub(super) fn count_failure(path: &Path, e: &std::io::Error) {
+    crate::metrics::storage_failures().snapshot.inc();
+    let mut log = failure_log();
+    if log.failed(Instant::now()) {
+        tracing::error!(
+            path = %path.display(),
+            error = %e,
+            failures = log.pending(),
+            "tsdb snapshot failed (counted in depin_tsdb_snapshot_failures_total); the write-ahead log still holds the data and keeps growing"
+        );
+    }
+}
+
+/// Writes a snapshot atomically; returns its size in bytes. On failure the temp file is
+/// removed and the failure counted and logged; the previous snapshot stays in place.
 pub fn write(
     dir: &Path,
     header: Header,
     series: impl IntoIterator<Item = SnapshotSeries>,
 ) -> std::io::Result<u64> {
     let tmp = dir.join(TMP_NAME);
-    let mut w = BufWriter::new(File::create(&tmp)?);
+    match write_tmp_and_rename(dir, &tmp, header, series) {
+        Ok(size) => {
+            if let Some((n, lasted)) = failure_log().succeeded(Instant::now()) {
+                tracing::warn!(
+                    path = %path(dir).display(),
+                    failures = n,
+                    lasted_seconds = lasted.as_secs(),
+                    "tsdb snapshots succeed again"
+                );
+            }
+            Ok(size)
+        }
+        Err((at, e)) => {
+            // Nothing to do when the temp file was never created or is already renamed.
+            let _ = std::fs::remove_file(&tmp);
+            count_failure(&at, &e);
+            Err(e)
+        }
+    }
+}
+
+/// The steps of [`write`]; an error names the file it happened on.
+fn write_tmp_and_rename(
+    dir: &Path,
+    tmp: &Path,
+    header: Header,
+    series: impl IntoIterator<Item = SnapshotSeries>,
+) -> Result<u64, (PathBuf, std::io::Error)> {
+    let at = |p: &Path| {
+        let p = p.to_path_buf();
+        move |e| (p, e)
+    };
+    let mut w = BufWriter::new(File::create(tmp).map_err(at(tmp))?);
+    let size = write_records(&mut w, header, series).map_err(at(tmp))?;
+    let f = w
+        .into_inner()
+        .map_err(|e| (tmp.to_path_buf(), e.into_error()))?;
+    f.sync_all().map_err(at(tmp))?;
+    drop(f);
+    std::fs::rename(tmp, path(dir)).map_err(at(&path(dir)))?;
+    sync_dir(dir).map_err(at(dir))?;
+    Ok(size)
+}
+
+fn write_records(
+    w: &mut BufWriter<File>,
+    header: Header,
+    series: impl IntoIterator<Item = SnapshotSeries>,
+) -> std::io::Result<u64> {
     let mut size = 0u64;
     let mut put = |w: &mut BufWriter<File>, payload: &[u8]| -> std::io::Result<()> {
         let rec = codec::frame(payload);
@@ -63,7 +139,7 @@ pub fn write(
     b.push(VERSION);
     codec::put_uvarint(&mut b, header.wal_seq);
     codec::put_uvarint(&mut b, header.next_ref);
-    put(&mut w, &b)?;
+    put(w, &b)?;
 
     let mut count = 0u64;
     for s in series {
@@ -83,19 +159,14 @@ pub fn write(
             b.extend_from_slice(&x.v.to_bits().to_le_bytes());
             prev = x.t;
         }
-        put(&mut w, &b)?;
+        put(w, &b)?;
         count += 1;
     }
     b.clear();
     b.push(REC_END);
     codec::put_uvarint(&mut b, count);
-    put(&mut w, &b)?;
+    put(w, &b)?;
 
-    let f = w.into_inner().map_err(|e| e.into_error())?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path(dir))?;
-    sync_dir(dir)?;
     Ok(size)
 }
 
@@ -202,5 +273,71 @@ fn parse(f: &[u8], want_header: bool) -> Result<Rec, String> {
         }
         REC_END => Ok(Rec::End(r.uvarint().map_err(m)?)),
         _ => Err(format!("unknown record type {kind}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one_series(v: f64) -> Vec<SnapshotSeries> {
+        vec![SnapshotSeries {
+            sref: 1,
+            labels: Labels::from_pairs([("__name__", "up")]),
+            chunks: vec![],
+            head: vec![Sample { t: 1000, v }],
+        }]
+    }
+
+    fn header() -> Header {
+        Header {
+            wal_seq: 3,
+            next_ref: 2,
+        }
+    }
+
+    fn failures() -> u64 {
+        crate::metrics::storage_failures().snapshot.get()
+    }
+
+    fn held_value(dir: &Path) -> f64 {
+        let l = load(&std::fs::read(path(dir)).unwrap());
+        assert!(l.damage.is_none(), "{:?}", l.damage);
+        l.series[0].head[0].v
+    }
+
+    /// A full disk while the snapshot is written (`snapshot.tmp` leads to `/dev/full`, whose
+    /// writes fail with ENOSPC): the old snapshot stays, no temp file is left, it is counted.
+    #[test]
+    fn a_snapshot_that_cannot_be_written_leaves_the_old_one_and_no_temp_file() {
+        if !Path::new("/dev/full").exists() {
+            eprintln!("skipped: no /dev/full on this system to make writes fail");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), header(), one_series(1.0)).unwrap();
+        std::os::unix::fs::symlink("/dev/full", dir.path().join(TMP_NAME)).unwrap();
+        let before = failures();
+        let e = write(dir.path(), header(), one_series(2.0)).unwrap_err();
+        assert!(e.to_string().contains("space"), "{e}");
+        assert!(failures() > before);
+        assert!(
+            !dir.path().join(TMP_NAME).exists(),
+            "the temp file is removed"
+        );
+        assert_eq!(held_value(dir.path()), 1.0, "the old snapshot is untouched");
+        // The disk frees up: the next snapshot is written.
+        write(dir.path(), header(), one_series(3.0)).unwrap();
+        assert_eq!(held_value(dir.path()), 3.0);
+    }
+
+    #[test]
+    fn a_snapshot_whose_temp_file_cannot_be_created_is_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join(TMP_NAME)).unwrap();
+        let before = failures();
+        assert!(write(dir.path(), header(), one_series(1.0)).is_err());
+        assert!(failures() > before);
+        assert!(!path(dir.path()).exists());
     }
 }
