@@ -120,6 +120,8 @@ pub struct Report {
     pub reallocations: u64,
     pub reallocations_greedy: u64,
     pub rejected_plans: u64,
+    /// How often each gate (or pre-flight check) blocked a plan.
+    pub rejected_by: BTreeMap<String, u64>,
     pub gates: GateCheck,
     pub gates_greedy: GateCheck,
     /// Alerts that went firing (distinct alert and start), by alert name.
@@ -363,13 +365,21 @@ struct Setup {
     poll_ms: i64,
 }
 
+/// Plans the gates or pre-flight rejected: how many, and how often each check blocked one
+/// (a plan blocked by two gates counts for both).
+#[derive(Clone, Debug, Default)]
+pub struct Rejections {
+    pub plans: u64,
+    pub by_check: BTreeMap<String, u64>,
+}
+
 /// The strategies of the controller: the full pipeline of `run`.
 /// What a controller run returns: its result, the gate check, rejected plans, alerts fired and
 /// where its CPU time went.
 type ControllerRun = (
     StrategyResult,
     GateCheck,
-    u64,
+    Rejections,
     BTreeMap<String, u64>,
     Phases,
 );
@@ -595,10 +605,21 @@ fn run_controller(
         .iter()
         .filter(|h| h.outcome == Some(Outcome::Applied))
         .collect();
-    let rejected = history
+    let mut rejected = Rejections::default();
+    for h in history
         .iter()
         .filter(|h| h.outcome == Some(Outcome::Rejected))
-        .count() as u64;
+    {
+        rejected.plans += 1;
+        // Each reason starts with its gate (`min_confidence: confidence 0.52 is below …`);
+        // a piece without such a word is the rest of the previous reason.
+        for r in h.reason.split("; ") {
+            let check = r.split(':').next().unwrap_or("").trim();
+            if !check.is_empty() && check.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+                *rejected.by_check.entry(check.to_string()).or_default() += 1;
+            }
+        }
+    }
     let gates = check_gates(&opts.rules, &history);
     let result = StrategyResult {
         earned_usd: ledger.usd - cost,
@@ -940,7 +961,8 @@ pub fn simulate(sc: &Scenario, opts: &Options) -> Result<Report, SimError> {
         gain_over_greedy: ratio(orcha.earned_usd, greedy.earned_usd),
         reallocations: orcha.reallocations,
         reallocations_greedy: greedy.reallocations,
-        rejected_plans: rejected,
+        rejected_plans: rejected.plans,
+        rejected_by: rejected.by_check,
         gates,
         gates_greedy,
         alerts_fired: alerts,
@@ -1014,6 +1036,14 @@ impl Report {
             100.0 * self.gain_over_greedy,
             self.rejected_plans
         );
+        if !self.rejected_by.is_empty() {
+            let by: Vec<String> = self
+                .rejected_by
+                .iter()
+                .map(|(g, n)| format!("{g} {n}"))
+                .collect();
+            let _ = writeln!(s, "Blocked by: {}", by.join(", "));
+        }
         let g = &self.gates;
         let _ = writeln!(
             s,
