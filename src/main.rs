@@ -385,6 +385,9 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // PromQL evaluation recurses once per level of the expression (at most
+        // promql::MAX_NESTING): 8 MiB leaves a wide margin over the 2 MiB default.
+        .thread_stack_size(8 << 20)
         .enable_all()
         .build()
         .context("starting the async runtime")?;

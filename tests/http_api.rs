@@ -567,6 +567,29 @@ async fn query_parameter_errors_are_prometheus_errors() {
             r.body
         );
     }
+    // An expression nested deeper than the evaluator's stack allows is refused (not a crash
+    // of the server), and one at the limit is evaluated, on a default 2 MiB test thread.
+    for q in [
+        format!("{}1{}", "(".repeat(20_000), ")".repeat(20_000)),
+        vec!["1"; 5_000].join("+"),
+    ] {
+        let r = srv
+            .post_form("/api/v1/query", &format!("query={}", enc(&q)))
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+        assert!(r.body.contains("too deeply nested"), "{}", r.body);
+    }
+    let at_limit = vec!["1"; depin_orcha::promql::MAX_NESTING + 1].join("+");
+    let r = srv
+        .post_form("/api/v1/query", &format!("query={}", enc(&at_limit)))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(
+        r.body
+            .contains(&format!("\"{}\"", depin_orcha::promql::MAX_NESTING + 1)),
+        "{}",
+        r.body
+    );
     // A POST whose body is not a form is not read for parameters (as in Prometheus).
     let r = send(
         srv.addr,

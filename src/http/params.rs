@@ -321,7 +321,7 @@ pub fn parse_match_sets(values: &[&str]) -> Result<Vec<Vec<Matcher>>, ParamError
 
 /// One series selector (`up{job="x"}`) to its matcher sets.
 pub fn parse_selector(s: &str) -> Result<Vec<Vec<Matcher>>, ParamError> {
-    let expr = promql_parser::parser::parse(s).map_err(ParamError::Selector)?;
+    let expr = crate::promql::parse(s).map_err(|e| ParamError::Selector(e.to_string()))?;
     let vs = match expr {
         promql_parser::parser::Expr::VectorSelector(vs) => vs,
         _ => {

@@ -53,9 +53,77 @@ impl Error {
     }
 }
 
-/// Parses an expression; the error text keeps the parser's position.
+/// The most operators and opening brackets an expression may hold (see [`nesting_bound`]).
+pub const MAX_NESTING: usize = 200;
+
+/// Parses an expression; the error text keeps the parser's position. An expression with more
+/// than [`MAX_NESTING`] operators and brackets is refused before parsing: the parser, the
+/// evaluator and the tree's drop all recurse once per level, and a 5 KB query such as
+/// `1+1+…+1` or `((…))` would otherwise overflow a thread's stack and abort the process
+/// (Prometheus, on Go's growable stacks, has no such limit; no real query comes near it).
 pub fn parse(expr: &str) -> Result<Expr, Error> {
+    if let Some(at) = nesting_bound(expr, MAX_NESTING) {
+        return Err(Error::Parse(format!(
+            "{}: parse error: expression too deeply nested: more than {MAX_NESTING} operators and brackets",
+            promql_parser::parser::lex::position(expr, at)
+        )));
+    }
     promql_parser::parser::parse(expr).map_err(Error::Parse)
+}
+
+/// An upper bound on the depth of the tree `expr` parses to: every level of the tree needs an
+/// operator (`+ - * / % ^ < > == !=` or `and or unless atan2`) or an opening `(` / `[`, so
+/// their count bounds it. Text in quotes and comments is skipped. Returns the byte offset where
+/// the count passes `max`, or None when it stays within.
+pub fn nesting_bound(expr: &str, max: usize) -> Option<usize> {
+    let b = expr.as_bytes();
+    let (mut i, mut n) = (0, 0usize);
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b'"' | b'\'' | b'`' => {
+                // A string: skip to its closing quote (backslash escapes, not in backticks).
+                i += 1;
+                while i < b.len() && b[i] != c {
+                    if b[i] == b'\\' && c != b'`' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+            }
+            b'#' => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'+' | b'-' | b'*' | b'/' | b'%' | b'^' | b'<' | b'>' | b'(' | b'[' => n += 1,
+            b'=' | b'!' if b.get(i + 1) == Some(&b'=') => {
+                n += 1;
+                i += 1;
+            }
+            c if c.is_ascii_alphabetic() || c == b'_' => {
+                let start = i;
+                while i + 1 < b.len()
+                    && (b[i + 1].is_ascii_alphanumeric() || b[i + 1] == b'_' || b[i + 1] == b':')
+                {
+                    i += 1;
+                }
+                let word = &expr[start..=i];
+                if ["and", "or", "unless", "atan2"]
+                    .iter()
+                    .any(|k| word.eq_ignore_ascii_case(k))
+                {
+                    n += 1;
+                }
+            }
+            _ => {}
+        }
+        if n > max {
+            return Some(i.min(b.len()));
+        }
+        i += 1;
+    }
+    None
 }
 
 /// Warnings and infos that Prometheus attaches to a result (`warnings` / `infos` in the API,
@@ -78,5 +146,36 @@ impl Annotations {
         if !self.infos.contains(&m) {
             self.infos.push(m);
         }
+    }
+}
+
+#[cfg(test)]
+mod nesting_tests {
+    use super::*;
+
+    #[test]
+    fn deep_expressions_are_refused_before_parsing_with_a_position() {
+        let parens = format!("{}1{}", "(".repeat(20_000), ")".repeat(20_000));
+        let chain = vec!["up"; 5_000].join(" + ");
+        let unary = format!("{}1", "-".repeat(5_000));
+        let calls = format!("{}up{}", "abs(".repeat(1_000), ")".repeat(1_000));
+        let ors = vec!["up"; 300].join(" or ");
+        for q in [&parens, &chain, &unary, &calls, &ors] {
+            let e = parse(q).expect_err("too deep").to_string();
+            assert!(e.starts_with("1:"), "{e}");
+            assert!(e.contains("too deeply nested"), "{e}");
+        }
+    }
+
+    #[test]
+    fn real_queries_are_far_below_the_bound() {
+        let q = r#"sum by (node) (rate(depin_earnings_usd_total{protocol=~"storj|golem", instance=~"$i", host!="a+b(c"}[1h])) * 3600
+          / ignoring (x) group_left () (1 + 2 - 3 * 4 / 5 % 6 ^ 7 > bool 0 and on () vector(1) or up unless down)  # ((((((("#;
+        let n = (0..MAX_NESTING)
+            .find(|&m| nesting_bound(q, m).is_none())
+            .expect("a bound");
+        // 3 `(` of calls and aggregations, 1 `[`, 5 `(` of groupings and vector(), 15 operators.
+        assert!(n < 40, "{n}");
+        assert!(parse(&format!("{}1{}", "(".repeat(150), ")".repeat(150))).is_ok());
     }
 }
