@@ -245,7 +245,13 @@ struct CommitState {
     last_batch: Vec<Arc<MemSeries>>,
     /// What the samples of earlier `ingest_scrape` calls resolved to (see [`ScrapeCache`]).
     scrape_cache: ScrapeCache,
+    /// When a snapshot the WAL's size asked for last failed: the next try waits
+    /// [`AUTO_SNAPSHOT_RETRY`], so a full disk does not cost a whole snapshot per append.
+    auto_snapshot_failed_at: Option<std::time::Instant>,
 }
+
+/// How long after a failed size-triggered snapshot the next one is tried.
+const AUTO_SNAPSHOT_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Prometheus' scrape cache: the series each sample of the previous scrape went to, keyed by
 /// the sample's identity as the registry lists it (family name, suffix, label pairs in the
@@ -327,6 +333,7 @@ impl Db {
                 wal: None,
                 retention_checked_at: i64::MIN,
                 scrape_cache: ScrapeCache::default(),
+                auto_snapshot_failed_at: None,
             }),
             decoded: Mutex::new(decoded::DecodedCache::new(decoded::DEFAULT_CAPACITY)),
             snapshot_lock: Mutex::new(()),
@@ -403,6 +410,8 @@ impl Db {
     }
 
     /// Runs one commit under the commit lock, then writes a snapshot if the WAL grew too big.
+    /// The batch is stored whatever the snapshot does: a failed one is counted and logged by
+    /// [`Db::snapshot`] and tried again [`AUTO_SNAPSHOT_RETRY`] later, not at every append.
     fn commit_with(
         &self,
         f: impl FnOnce(&Db, &mut CommitState) -> Result<AppendReport, Error>,
@@ -414,10 +423,20 @@ impl Db {
                 .wal
                 .as_ref()
                 .is_some_and(|w| w.bytes() > AUTO_SNAPSHOT_WAL_BYTES);
-            (r, big)
+            let waiting = cs
+                .auto_snapshot_failed_at
+                .is_some_and(|t| t.elapsed() < AUTO_SNAPSHOT_RETRY);
+            (r, big && !waiting)
         };
         if wants_snapshot {
-            self.snapshot()?;
+            let failed = match self.snapshot() {
+                Ok(_) => false,
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?AUTO_SNAPSHOT_RETRY, "the snapshot the write-ahead log's size asked for failed; the batch is stored");
+                    true
+                }
+            };
+            lock(&self.commit).auto_snapshot_failed_at = failed.then(std::time::Instant::now);
         }
         Ok(report)
     }
