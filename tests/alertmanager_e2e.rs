@@ -8,8 +8,9 @@
 //!   the same alert sent resolved disappears from that list.
 //! - `an_unreachable_alertmanager_bounds_the_queue_and_counts_drops`: needs no Alertmanager.
 //! - `the_binary_sends_a_node_down_alert_and_its_resolution`: the real `depin-orcha` binary
-//!   with a sim node that fails for 20s and a node-down rule. Ignored until `main` wires
-//!   `--rules.file` and `--alertmanager.url`.
+//!   with a sim node that fails for 20s and a node-down rule.
+
+mod common;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -47,11 +48,6 @@ fn alertmanager_bin() -> Option<PathBuf> {
         path.display()
     );
     None
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
 }
 
 fn now_ms() -> i64 {
@@ -96,7 +92,7 @@ impl RealAlertmanager {
             let config = dir.path().join("alertmanager.yml");
             std::fs::write(&config, AM_CONFIG).unwrap();
             let log = std::fs::File::create(dir.path().join("alertmanager.log")).unwrap();
-            let port = free_port();
+            let port = common::free_port();
             let child = Command::new(&bin)
                 .arg(format!("--config.file={}", config.display()))
                 .arg(format!(
@@ -368,35 +364,7 @@ async fn the_binary_sends_a_node_down_alert_and_its_resolution() {
     };
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.yml");
-    std::fs::write(
-        &config,
-        r#"global:
-  poll_interval: 1s
-  poll_timeout: 1s
-  scrape_interval: 1s
-host:
-  capacity:
-    cpu_cores: 4
-    memory_bytes: 8GiB
-    disk_bytes: 1TB
-    bandwidth_bytes_per_second: 10MB
-nodes:
-  - name: flaky
-    kind: sim
-    sim:
-      protocol: storj
-      allocation:
-        cpu_cores: 1
-        memory_bytes: 1GiB
-        disk_bytes: 100GB
-        bandwidth_bytes_per_second: 1MB
-      fault:
-        mode: error
-        after: 5s
-        duration: 20s
-"#,
-    )
-    .unwrap();
+    std::fs::write(&config, common::flaky_node_config(Some(("5s", "20s")))).unwrap();
     let rules = dir.path().join("rules.yml");
     // The group's own interval, so the test does not depend on a global evaluation interval.
     std::fs::write(

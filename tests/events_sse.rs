@@ -8,32 +8,6 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-const CONFIG: &str = r#"global:
-  poll_interval: 1s
-  poll_timeout: 1s
-  scrape_interval: 1s
-host:
-  capacity:
-    cpu_cores: 4
-    memory_bytes: 8GiB
-    disk_bytes: 1TB
-    bandwidth_bytes_per_second: 10MB
-nodes:
-  - name: flaky
-    kind: sim
-    sim:
-      protocol: storj
-      allocation:
-        cpu_cores: 1
-        memory_bytes: 1GiB
-        disk_bytes: 100GB
-        bandwidth_bytes_per_second: 1MB
-      fault:
-        mode: error
-        after: 3s
-        duration: 10s
-"#;
-
 const RULES: &str = r#"groups:
   - name: sse
     interval: 1s
@@ -47,15 +21,7 @@ const RULES: &str = r#"groups:
 fn start(dir: &std::path::Path, healthy: bool) -> common::Orcha {
     let config = dir.join("config.yml");
     let rules = dir.join("rules.yml");
-    let text = if healthy {
-        CONFIG
-            .split("      fault:")
-            .next()
-            .unwrap_or(CONFIG)
-            .to_string()
-    } else {
-        CONFIG.to_string()
-    };
+    let text = common::flaky_node_config((!healthy).then_some(("3s", "10s")));
     std::fs::write(&config, text).unwrap();
     std::fs::write(&rules, RULES).unwrap();
     let o = common::Orcha::start(&[

@@ -139,11 +139,7 @@ impl GolemProfileActuator {
         process::run(
             node,
             action,
-            process::Command {
-                argv: &argv,
-                env: Vec::new(),
-                timeout: self.spec.timeout,
-            },
+            process::Command::plain(&argv, self.spec.timeout),
         )
         .await
     }

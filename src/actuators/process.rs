@@ -20,6 +20,17 @@ pub struct Command<'a> {
     pub timeout: Duration,
 }
 
+impl<'a> Command<'a> {
+    /// `argv` with the inherited environment only (the tools the real actuators run).
+    pub fn plain(argv: &'a [String], timeout: Duration) -> Command<'a> {
+        Command {
+            argv,
+            env: Vec::new(),
+            timeout,
+        }
+    }
+}
+
 /// Runs `cmd` for `node`'s `action`; returns its stdout (lossy UTF-8) when it exits 0.
 pub async fn run(
     node: &str,

@@ -268,11 +268,7 @@ impl StorjConfigActuator {
         process::run(
             node,
             action,
-            process::Command {
-                argv: &self.spec.restart,
-                env: Vec::new(),
-                timeout: self.spec.timeout,
-            },
+            process::Command::plain(&self.spec.restart, self.spec.timeout),
         )
         .await
         .map(|_| ())

@@ -183,11 +183,7 @@ impl SystemdActuator {
         process::run(
             node,
             action,
-            process::Command {
-                argv: &argv,
-                env: Vec::new(),
-                timeout: self.spec.timeout,
-            },
+            process::Command::plain(&argv, self.spec.timeout),
         )
         .await
     }

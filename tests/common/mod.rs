@@ -81,6 +81,40 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A config with one simulated Storj node named `flaky`, polled, scraped and evaluated every
+/// second; with `fault: Some((after, duration))` its polls fail from `after` for `duration`.
+pub fn flaky_node_config(fault: Option<(&str, &str)>) -> String {
+    let mut text = String::from(
+        "global:
+  poll_interval: 1s
+  poll_timeout: 1s
+  scrape_interval: 1s
+host:
+  capacity:
+    cpu_cores: 4
+    memory_bytes: 8GiB
+    disk_bytes: 1TB
+    bandwidth_bytes_per_second: 10MB
+nodes:
+  - name: flaky
+    kind: sim
+    sim:
+      protocol: storj
+      allocation:
+        cpu_cores: 1
+        memory_bytes: 1GiB
+        disk_bytes: 100GB
+        bandwidth_bytes_per_second: 1MB
+",
+    );
+    if let Some((after, duration)) = fault {
+        text.push_str(&format!(
+            "      fault:\n        mode: error\n        after: {after}\n        duration: {duration}\n"
+        ));
+    }
+    text
+}
+
 /// Optimization rules `text` with the top-level `interval:` (how often the controller plans)
 /// set to `every`, so a test plans in seconds. Panics when the text has no such line.
 pub fn with_planning_interval(text: &str, every: &str) -> String {
