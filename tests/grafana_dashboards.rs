@@ -7,10 +7,9 @@
 //!   `instance=~"$instance"`;
 //! - every query (panels, annotations, variables), with Grafana's variables substituted, parses
 //!   with depin-orcha's PromQL parser and returns data from the real binary (embedded demo
-//!   nodes, shipped rules loaded) AND from a real Prometheus 2.42 scraping that binary and
-//!   loading the same rules. A query that shows nothing fails, unless it is listed in
-//!   [`KNOWN_EMPTY`] with the reason; a listed query that returns data fails too, so the list
-//!   only shrinks;
+//!   nodes, shipped rules loaded), from a real Prometheus 2.42 scraping that binary and
+//!   loading the same rules, and from a Prometheus fed only by the binary's remote write. A
+//!   query or a panel that shows nothing fails: there is no allowlist;
 //! - the provisioning files point at the paths docker-compose.yml mounts, and the Prometheus
 //!   config the compose file uses passes `promtool check config`.
 //!
@@ -28,11 +27,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use promql_parser::label::MatchOp;
 use promql_parser::parser::Expr;
 use serde_json::Value;
-
-/// Queries that return nothing on today's demo, each with the reason. The lead removes an entry
-/// once the series it needs exist (the test fails while a listed query returns data).
-/// (dashboard file, panel title or annotation/variable name, refId, reason)
-const KNOWN_EMPTY: &[(&str, &str, &str, &str)] = &[];
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -98,12 +92,6 @@ impl Query {
             "{} / {} / {}: {}",
             self.dashboard, self.owner, self.ref_id, self.expr
         )
-    }
-    fn known_empty(&self) -> Option<&'static str> {
-        KNOWN_EMPTY
-            .iter()
-            .find(|(d, o, r, _)| *d == self.dashboard && *o == self.owner && *r == self.ref_id)
-            .map(|(_, _, _, why)| *why)
     }
 }
 
@@ -370,18 +358,6 @@ fn every_query_parses_and_filters_by_instance() {
         }
     }
     assert!(n >= 60, "only {n} queries");
-    // The allowlist names only queries that exist.
-    let all: Vec<Query> = dashboards()
-        .iter()
-        .flat_map(|(n, d)| queries(n, d))
-        .collect();
-    for (d, o, r, _) in KNOWN_EMPTY {
-        assert!(
-            all.iter()
-                .any(|q| q.dashboard == *d && q.owner == *o && q.ref_id == *r),
-            "KNOWN_EMPTY names no query: {d} / {o} / {r}"
-        );
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -703,33 +679,9 @@ fn every_panel_shows_data_from_depin_orcha_and_from_prometheus() {
         }
         std::thread::sleep(Duration::from_secs(2));
     }
-    // A listed query that shows data now must leave the list.
-    for c in cells.iter().filter(|c| c.data) {
-        let q = &all[c.query];
-        if q.known_empty().is_some() {
-            errors.push(format!(
-                "{} returns data on {} now: remove it from KNOWN_EMPTY",
-                q.what(),
-                backends[c.backend].name
-            ));
-        }
-    }
-    let listed: BTreeSet<(String, String, String)> = all
-        .iter()
-        .filter(|q| q.known_empty().is_some())
-        .map(|q| (q.dashboard.clone(), q.owner.clone(), q.ref_id.clone()))
-        .collect();
-    for (d, o, r) in &listed {
-        let why = KNOWN_EMPTY
-            .iter()
-            .find(|k| k.0 == d && k.1 == o && k.2 == r)
-            .map_or("", |k| k.3);
-        eprintln!("known empty: {d} / {o} / {r}: {why}");
-    }
     eprintln!(
-        "{} queries ({} listed as known empty), {} evaluations on {} backends, in {:.1}s",
+        "{} queries, {} evaluations on {} backends, in {:.1}s",
         all.len(),
-        listed.len(),
         cells.len(),
         backends.len(),
         started.elapsed().as_secs_f64()
@@ -791,7 +743,7 @@ struct Cell {
     data: bool,
 }
 
-/// What still shows nothing: every query not listed in [`KNOWN_EMPTY`] must show data on every
+/// What still shows nothing: every query must show data on every
 /// backend for at least one variant (a node may lack a series, e.g. Golem reports no disk
 /// usage), and every panel must show something for every variant (every node).
 fn unmet_requirements(all: &[Query], cells: &[Cell], backends: &[Backend]) -> Vec<String> {
@@ -808,13 +760,12 @@ fn unmet_requirements(all: &[Query], cells: &[Cell], backends: &[Backend]) -> Ve
     }
     for ((b, i), data) in &by_query {
         let q = &all[*i];
-        if !data && q.known_empty().is_none() {
+        if !data {
             unmet.push(format!("{} on {}", q.what(), backends[*b].name));
         }
     }
     for ((b, d, o, v), data) in &by_panel {
-        let listed = KNOWN_EMPTY.iter().any(|k| k.0 == d && k.1 == o);
-        if !data && !listed {
+        if !data {
             unmet.push(format!(
                 "{d} / {o}: no query shows data on {} for variant {v} ($node)",
                 backends[*b].name
