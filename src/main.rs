@@ -525,7 +525,8 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
         let r = r.clone();
         rules_api = rules_api.with_also_reload(Arc::new(move || r.reload()));
     }
-    state.extra_routes.push(Arc::new(rules_api));
+    let rules_api = Arc::new(rules_api);
+    state.extra_routes.push(rules_api.clone());
     // ---- live events (the reports branch): a bus, its SSE route, export, and the watcher ----
     let bus = events::Bus::default();
     state
@@ -599,11 +600,7 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
     let optimization_watch_task = optimization_reloader
         .clone()
         .map(|r| tokio::spawn(r.watch(config.global.evaluation_interval, stop_rx.clone())));
-    let reload_task = tokio::spawn(reload_on_sighup(
-        rule_manager,
-        optimization_reloader,
-        stop_rx,
-    ));
+    let reload_task = tokio::spawn(reload_on_sighup(rules_api, stop_rx));
 
     shutdown_signal().await;
     tracing::info!("shutting down");
@@ -689,12 +686,12 @@ async fn snapshot_periodically(
     }
 }
 
-/// SIGHUP re-reads the rule files, as Prometheus does, and the optimization rules; a failed
-/// reload keeps the old rules (logged; `depin_rules_last_reload_successful` or
+/// SIGHUP re-reads what `POST /-/reload` does ([`rules::api::RulesApi::reload_all`]): the rule
+/// files, as Prometheus does, and the optimization rules; a failed reload keeps the old rules
+/// (logged; `depin_rules_last_reload_successful` or
 /// `depin_optimization_rules_last_reload_successful` goes to 0).
 async fn reload_on_sighup(
-    manager: Arc<RuleManager>,
-    optimization: Option<Arc<reallocation::OptimizationReloader>>,
+    rules: Arc<rules::api::RulesApi>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     use tokio::signal::unix::{signal, SignalKind};
@@ -706,15 +703,8 @@ async fn reload_on_sighup(
         tokio::select! {
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading rule files");
-                let m = manager.clone();
-                let o = optimization.clone();
-                let _ = tokio::task::spawn_blocking(move || {
-                    let _ = m.reload();
-                    if let Some(o) = o {
-                        let _ = o.reload();
-                    }
-                })
-                .await;
+                let r = rules.clone();
+                let _ = tokio::task::spawn_blocking(move || r.reload_all()).await;
             }
             _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
         }

@@ -59,8 +59,8 @@ impl RulesApi {
     }
 
     /// The rule files, then every other file; each is tried even when one before failed (a
-    /// file that loads is put in force), and every error is returned.
-    fn reload_all(&self) -> Result<(), String> {
+    /// file that loads is put in force), and every error is returned. `/-/reload` and SIGHUP.
+    pub fn reload_all(&self) -> Result<(), String> {
         let mut errors = Vec::new();
         if let Err(e) = self.manager.reload() {
             errors.push(e.to_string());
