@@ -102,14 +102,6 @@ impl DockerActuator {
         }
     }
 
-    fn failed(&self, node: &str, action: &'static str, detail: String) -> ActuatorError {
-        ActuatorError::Failed {
-            node: node.to_string(),
-            action,
-            detail,
-        }
-    }
-
     /// The client for the socket (bollard connects per request). Its API version is agreed
     /// with the Engine once (`GET /version`): an Engine refuses a client version newer than
     /// its own ("client version too new"), and a newer Engine no longer serves very old ones,
@@ -128,7 +120,7 @@ impl DockerActuator {
             bollard::API_DEFAULT_VERSION,
         )
         .map_err(|e| {
-            self.failed(
+            ActuatorError::failed(
                 node,
                 action,
                 describe(&self.spec.socket, &self.spec.container, e),
@@ -152,7 +144,7 @@ impl DockerActuator {
                 action,
                 timeout: self.spec.timeout,
             }),
-            Ok(Err(e)) => Err(self.failed(
+            Ok(Err(e)) => Err(ActuatorError::failed(
                 node,
                 action,
                 describe(&self.spec.socket, &self.spec.container, e),
@@ -186,7 +178,7 @@ impl DockerActuator {
         to: &Allocation,
     ) -> Result<(), ActuatorError> {
         let now = self.limits(node, action).await?;
-        let body = update_body(&now, to).map_err(|e| self.failed(node, action, e))?;
+        let body = update_body(&now, to).map_err(|e| ActuatorError::failed(node, action, e))?;
         let docker = self.client(node, action).await?;
         self.call(
             node,
@@ -294,11 +286,7 @@ impl Actuator for DockerActuator {
 
     fn check<'a>(&'a self, node: &'a str) -> ActFuture<'a> {
         Box::pin(async move {
-            let unreachable = |detail: String| ActuatorError::Unreachable {
-                node: node.to_string(),
-                kind: "docker",
-                detail,
-            };
+            let unreachable = |detail: String| ActuatorError::unreachable(node, "docker", detail);
             tokio::time::timeout(self.spec.timeout, probe_socket(&self.spec.socket))
                 .await
                 .map_err(|_| {

@@ -263,11 +263,7 @@ impl Actuator for ExecActuator {
 
     fn check<'a>(&'a self, node: &'a str) -> ActFuture<'a> {
         Box::pin(async move {
-            let unreachable = |detail: String| ActuatorError::Unreachable {
-                node: node.to_string(),
-                kind: "exec",
-                detail,
-            };
+            let unreachable = |detail: String| ActuatorError::unreachable(node, "exec", detail);
             for t in [Some(&self.spec.apply), self.spec.undo.as_ref()]
                 .into_iter()
                 .flatten()

@@ -152,11 +152,7 @@ impl GolemProfileActuator {
     ) -> Result<(), ActuatorError> {
         let argv = self
             .update_argv(to)
-            .map_err(|detail| ActuatorError::Failed {
-                node: node.to_string(),
-                action,
-                detail,
-            })?;
+            .map_err(|detail| ActuatorError::failed(node, action, detail))?;
         self.run(node, action, argv).await.map(|_| ())
     }
 
@@ -169,11 +165,7 @@ impl GolemProfileActuator {
         let out = self
             .run(node, action, self.argv(&["list".into(), "--json".into()]))
             .await?;
-        let fail = |detail: String| ActuatorError::Failed {
-            node: node.to_string(),
-            action,
-            detail,
-        };
+        let fail = |detail: String| ActuatorError::failed(node, action, detail);
         let v: serde_json::Value = serde_json::from_str(&out)
             .map_err(|e| fail(format!("`profile list --json` did not print JSON: {e}")))?;
         let Some(p) = v.get(&self.spec.profile) else {
@@ -206,11 +198,8 @@ impl Actuator for GolemProfileActuator {
 
     fn check<'a>(&'a self, node: &'a str) -> ActFuture<'a> {
         Box::pin(async move {
-            let unreachable = |detail: String| ActuatorError::Unreachable {
-                node: node.to_string(),
-                kind: "golem_profile",
-                detail,
-            };
+            let unreachable =
+                |detail: String| ActuatorError::unreachable(node, "golem_profile", detail);
             let program = self.spec.program.first().map(String::as_str).unwrap_or("");
             find_program(program).map_err(unreachable)?;
             self.read_profile(node, "check")

@@ -68,6 +68,26 @@ pub enum ActuatorError {
     },
 }
 
+impl ActuatorError {
+    /// [`ActuatorError::Failed`] for `node`'s `action`.
+    pub fn failed(node: &str, action: &'static str, detail: impl Into<String>) -> ActuatorError {
+        ActuatorError::Failed {
+            node: node.to_string(),
+            action,
+            detail: detail.into(),
+        }
+    }
+
+    /// [`ActuatorError::Unreachable`]: `node`'s actuator of `kind` cannot act now.
+    pub fn unreachable(node: &str, kind: &'static str, detail: impl Into<String>) -> ActuatorError {
+        ActuatorError::Unreachable {
+            node: node.to_string(),
+            kind,
+            detail: detail.into(),
+        }
+    }
+}
+
 pub type ActFuture<'a, T = ()> =
     Pin<Box<dyn Future<Output = Result<T, ActuatorError>> + Send + 'a>>;
 

@@ -37,11 +37,7 @@ pub async fn run(
     action: &'static str,
     cmd: Command<'_>,
 ) -> Result<String, ActuatorError> {
-    let fail = |detail: String| ActuatorError::Failed {
-        node: node.to_string(),
-        action,
-        detail,
-    };
+    let fail = |detail: String| ActuatorError::failed(node, action, detail);
     let Some((program, args)) = cmd.argv.split_first() else {
         return Err(fail("empty command".into()));
     };

@@ -17,11 +17,11 @@ impl SimActuator {
     /// such a node is wrong, and saying so at start beats failing at the first move.
     pub fn new(adapter: Arc<dyn Adapter>, verify: VerifySpec) -> Result<Self, ActuatorError> {
         if adapter.allocatable().is_none() {
-            return Err(ActuatorError::Unreachable {
-                node: adapter.name().to_string(),
-                kind: "sim",
-                detail: "the node's adapter cannot change its allocation".into(),
-            });
+            return Err(ActuatorError::unreachable(
+                adapter.name(),
+                "sim",
+                "the node's adapter cannot change its allocation",
+            ));
         }
         Ok(SimActuator { adapter, verify })
     }
@@ -29,19 +29,15 @@ impl SimActuator {
     fn set<'a>(&'a self, node: &'a str, action: &'static str, to: &'a Allocation) -> ActFuture<'a> {
         Box::pin(async move {
             let Some(a) = self.adapter.allocatable() else {
-                return Err(ActuatorError::Failed {
-                    node: node.to_string(),
+                return Err(ActuatorError::failed(
+                    node,
                     action,
-                    detail: "the node's adapter cannot change its allocation".into(),
-                });
+                    "the node's adapter cannot change its allocation",
+                ));
             };
             a.set_allocation(*to)
                 .await
-                .map_err(|e| ActuatorError::Failed {
-                    node: node.to_string(),
-                    action,
-                    detail: e.to_string(),
-                })
+                .map_err(|e| ActuatorError::failed(node, action, e.to_string()))
         })
     }
 }
@@ -57,11 +53,11 @@ impl Actuator for SimActuator {
             if ok {
                 Ok(())
             } else {
-                Err(ActuatorError::Unreachable {
-                    node: node.to_string(),
-                    kind: "sim",
-                    detail: "the node's adapter cannot change its allocation".into(),
-                })
+                Err(ActuatorError::unreachable(
+                    node,
+                    "sim",
+                    "the node's adapter cannot change its allocation",
+                ))
             }
         })
     }

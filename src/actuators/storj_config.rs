@@ -249,11 +249,7 @@ impl StorjConfigActuator {
         action: &'static str,
         to: &Allocation,
     ) -> Result<(), ActuatorError> {
-        let fail = |detail: String| ActuatorError::Failed {
-            node: node.to_string(),
-            action,
-            detail,
-        };
+        let fail = |detail: String| ActuatorError::failed(node, action, detail);
         let b = to.disk_bytes;
         if !b.is_finite() || b <= 0.0 {
             return Err(fail(format!(
@@ -282,11 +278,8 @@ impl Actuator for StorjConfigActuator {
 
     fn check<'a>(&'a self, node: &'a str) -> ActFuture<'a> {
         Box::pin(async move {
-            let unreachable = |detail: String| ActuatorError::Unreachable {
-                node: node.to_string(),
-                kind: "storj_config",
-                detail,
-            };
+            let unreachable =
+                |detail: String| ActuatorError::unreachable(node, "storj_config", detail);
             read_allocation(&self.spec.config_file).map_err(|e| unreachable(e.to_string()))?;
             // The edit writes a temporary file beside it and renames it over.
             let dir = self

@@ -194,11 +194,9 @@ impl SystemdActuator {
         action: &'static str,
         to: &Allocation,
     ) -> Result<(), ActuatorError> {
-        let argv = self.set_argv(to).map_err(|detail| ActuatorError::Failed {
-            node: node.to_string(),
-            action,
-            detail,
-        })?;
+        let argv = self
+            .set_argv(to)
+            .map_err(|detail| ActuatorError::failed(node, action, detail))?;
         self.run(node, action, argv).await.map(|_| ())
     }
 
@@ -218,11 +216,7 @@ impl SystemdActuator {
             .map(String::from),
         );
         let out = self.run(node, action, argv).await?;
-        let fail = |detail: String| ActuatorError::Failed {
-            node: node.to_string(),
-            action,
-            detail,
-        };
+        let fail = |detail: String| ActuatorError::failed(node, action, detail);
         // systemctl show exits 0 for a unit that does not exist; LoadState says so.
         if let Some(state) = out
             .lines()
@@ -245,11 +239,7 @@ impl Actuator for SystemdActuator {
 
     fn check<'a>(&'a self, node: &'a str) -> ActFuture<'a> {
         Box::pin(async move {
-            let unreachable = |detail: String| ActuatorError::Unreachable {
-                node: node.to_string(),
-                kind: "systemd",
-                detail,
-            };
+            let unreachable = |detail: String| ActuatorError::unreachable(node, "systemd", detail);
             let program = self.spec.program.first().map(String::as_str).unwrap_or("");
             find_program(program).map_err(unreachable)?;
             self.show(node, "check").await.map_err(|e| match e {

@@ -91,10 +91,8 @@ fn actuator<'a>(
     actuators: &'a BTreeMap<String, Arc<dyn Actuator>>,
     node: &str,
 ) -> Result<&'a Arc<dyn Actuator>, ActuatorError> {
-    actuators.get(node).ok_or_else(|| ActuatorError::Failed {
-        node: node.to_string(),
-        action: "apply",
-        detail: "no actuator is configured for this node".into(),
+    actuators.get(node).ok_or_else(|| {
+        ActuatorError::failed(node, "apply", "no actuator is configured for this node")
     })
 }
 
