@@ -98,59 +98,9 @@ fn start(prefix: &[&str], args: &[String], cwd: &Path) -> Orcha {
         }
         None => Command::new(&bin),
     };
-    let mut child = cmd
-        .arg("run")
-        .args([
-            "--web.listen-address",
-            "127.0.0.1:0",
-            "--log.format",
-            "logfmt",
-        ])
-        .args(args)
-        .current_dir(cwd)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start depin-orcha");
-    let stderr = child.stderr.take().expect("stderr is piped");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut seen = Vec::new();
-    while Instant::now() < deadline {
-        let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) else {
-            if child.try_wait().ok().flatten().is_some() {
-                break;
-            }
-            continue;
-        };
-        let addr = line
-            .split("address=")
-            .nth(1)
-            .and_then(|a| a.split_whitespace().next())
-            .and_then(|a| a.trim_matches('"').parse().ok());
-        if let Some(addr) = addr {
-            return Orcha {
-                child,
-                addr,
-                log: rx,
-            };
-        }
-        seen.push(line);
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("depin-orcha did not start; it logged:\n{}", seen.join("\n"));
+    cmd.current_dir(cwd);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Orcha::launch(cmd, &args)
 }
 
 fn metric(orcha: &Orcha, family: &str) -> f64 {

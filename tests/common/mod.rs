@@ -160,7 +160,13 @@ impl Orcha {
     /// Starts `depin-orcha run` with `args` plus a loopback port of its own choosing and
     /// waits until it logs its address.
     pub fn start(args: &[&str]) -> Orcha {
-        let mut child = Command::new(bin())
+        Orcha::launch(Command::new(bin()), args)
+    }
+
+    /// [`Orcha::start`] through `cmd`: the binary, or a wrapper that runs it (`setpriv …
+    /// depin-orcha`), with whatever working directory the test sets.
+    pub fn launch(mut cmd: Command, args: &[&str]) -> Orcha {
+        let mut child = cmd
             .arg("run")
             .args([
                 "--web.listen-address",
