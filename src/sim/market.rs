@@ -620,7 +620,16 @@ pub struct Switching {
     pub downtime_ms: i64,
 }
 
-fn in_range(v: Option<f64>, lo: f64, hi: f64, path: &str, field: &mut f64, d: &mut Diagnostics) {
+/// Sets `field` to `v` when given and within `[lo, hi]` (`hi = f64::MAX`: no upper bound);
+/// otherwise reports the error at `path`. Shared with the scenario file's own keys.
+pub(crate) fn in_range(
+    v: Option<f64>,
+    lo: f64,
+    hi: f64,
+    path: &str,
+    field: &mut f64,
+    d: &mut Diagnostics,
+) {
     if let Some(v) = v {
         if v.is_finite() && (lo..=hi).contains(&v) {
             *field = v;

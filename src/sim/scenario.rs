@@ -48,7 +48,7 @@ use serde_yaml::Value;
 use crate::adapters::{Allocation, Resource};
 use crate::config::diag::{join_index, join_key, Diagnostics, PosIndex};
 use crate::config::{units, RawAllocation};
-use crate::sim::market::{validate_market, MarketParams, Protocol, RawMarket};
+use crate::sim::market::{in_range, validate_market, MarketParams, Protocol, RawMarket};
 
 /// 2026-01-05T00:00:00Z, a Monday.
 pub const DEFAULT_START_MS: i64 = 1_767_571_200_000;
@@ -188,18 +188,6 @@ pub fn parse_str(text: &str, origin: &str, name: &str) -> Result<Scenario, Scena
 
 fn dur(v: &Value, path: &str, d: &mut Diagnostics) -> Option<Duration> {
     units::duration(v).map_err(|e| d.error(path, e)).ok()
-}
-
-fn in_range(v: Option<f64>, lo: f64, hi: f64, path: &str, field: &mut f64, d: &mut Diagnostics) {
-    if let Some(v) = v {
-        if v.is_finite() && (lo..=hi).contains(&v) {
-            *field = v;
-        } else if hi == f64::MAX {
-            d.error(path, format!("must be a number, {lo} or more; got {v}"));
-        } else {
-            d.error(path, format!("must be between {lo} and {hi}, got {v}"));
-        }
-    }
 }
 
 fn validate(value: Value, name: &str, d: &mut Diagnostics) -> Option<Scenario> {
