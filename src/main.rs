@@ -395,6 +395,44 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// What the process holds that grows with time, read when `/metrics` is gathered: the stored
+/// history (bounded by retention and `--storage.max-bytes`) and the event ring (bounded by
+/// count and bytes). A soak subtracts them from the resident memory to see what else grows.
+fn register_size_gauges(
+    registry: &prometheus::Registry,
+    db: &Arc<tsdb::Db>,
+    bus: &events::Bus,
+) -> Result<(), metrics::MetricsError> {
+    let db = db.clone();
+    metrics::ReadAtScrape::new(
+        &[
+            ("depin_tsdb_head_series", "Series held by the time series storage."),
+            ("depin_tsdb_samples", "Samples held in memory by the time series storage (sealed chunks and open heads)."),
+            ("depin_tsdb_memory_bytes", "Bytes of samples, chunks and label index the time series storage holds in memory (what --storage.max-bytes limits)."),
+            ("depin_tsdb_wal_storage_size_bytes", "Size of the time series storage's write-ahead log on disk (emptied by each snapshot)."),
+        ],
+        move || {
+            let st = db.stats();
+            vec![
+                st.series as f64,
+                st.samples as f64,
+                st.total_bytes as f64,
+                st.wal_bytes as f64,
+            ]
+        },
+    )?
+    .register(registry)?;
+    let bus = bus.clone();
+    metrics::ReadAtScrape::new(
+        &[
+            ("depin_events_buffered", "Events kept for Last-Event-ID resumption of /api/v1/events."),
+            ("depin_events_buffered_bytes", "Bytes of the events kept for Last-Event-ID resumption of /api/v1/events."),
+        ],
+        move || vec![bus.len() as f64, bus.bytes() as f64],
+    )?
+    .register(registry)
+}
+
 async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
     let clock: clock::SharedClock = Arc::new(clock::WallClock);
     let db = Arc::new(
@@ -529,6 +567,7 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
     state.extra_routes.push(rules_api.clone());
     // ---- live events (the reports branch): a bus, its SSE route, export, and the watcher ----
     let bus = events::Bus::default();
+    register_size_gauges(metrics.registry(), &db, &bus).context("registering size metrics")?;
     state
         .stream_routes
         .push(Arc::new(events::EventsApi::new(bus.clone())));

@@ -627,6 +627,70 @@ pub struct ExtraKey {
     values: Vec<String>,
 }
 
+/// Gauges whose values are read when `/metrics` is gathered, from something that already
+/// counts them (the tsdb's size, the event ring): nothing has to keep a second copy current.
+/// One read serves every gauge of a gather, so a costly source (the tsdb walks its series) is
+/// asked once per scrape.
+pub struct ReadAtScrape {
+    descs: Vec<prometheus::core::Desc>,
+    gauges: Vec<Gauge>,
+    read: Box<dyn Fn() -> Vec<f64> + Send + Sync>,
+}
+
+impl ReadAtScrape {
+    /// `gauges`: (name, help) in the order `read` returns their values.
+    pub fn new(
+        gauges: &[(&str, &str)],
+        read: impl Fn() -> Vec<f64> + Send + Sync + 'static,
+    ) -> Result<ReadAtScrape, MetricsError> {
+        let gauges = gauges
+            .iter()
+            .map(|(name, help)| {
+                Gauge::new(*name, *help).map_err(|source| MetricsError::Prometheus {
+                    name: name.to_string(),
+                    source,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ReadAtScrape {
+            descs: gauges.iter().flat_map(|g| g.desc()).cloned().collect(),
+            gauges,
+            read: Box::new(read),
+        })
+    }
+
+    /// Registers the gauges in `registry`.
+    pub fn register(self, registry: &Registry) -> Result<(), MetricsError> {
+        let names = self
+            .descs
+            .iter()
+            .map(|d| d.fq_name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        registry
+            .register(Box::new(self))
+            .map_err(|source| MetricsError::Prometheus { name: names, source })
+    }
+}
+
+impl Collector for ReadAtScrape {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let values = (self.read)();
+        self.gauges
+            .iter()
+            .zip(values)
+            .flat_map(|(g, v)| {
+                g.set(v);
+                g.collect()
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -790,5 +854,35 @@ pub(crate) mod tests {
         if let Some(report) = promtool_check("# TYPE foo counter\nfoo 1\n") {
             assert!(!report.is_empty());
         }
+    }
+
+    #[test]
+    fn read_at_scrape_gauges_show_the_value_of_the_moment() {
+        let n = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(3));
+        let src = n.clone();
+        let r = Registry::new();
+        ReadAtScrape::new(&[("a_bytes", "A in bytes."), ("b", "B.")], move || {
+            let v = src.load(std::sync::atomic::Ordering::Relaxed) as f64;
+            vec![v, 2.0 * v]
+        })
+        .unwrap()
+        .register(&r)
+        .unwrap();
+        let text = |r: &Registry| {
+            let mut buf = Vec::new();
+            TextEncoder::new().encode(&r.gather(), &mut buf).unwrap();
+            String::from_utf8(buf).unwrap()
+        };
+        assert!(text(&r).contains("\na_bytes 3\n"), "{}", text(&r));
+        n.store(5, std::sync::atomic::Ordering::Relaxed);
+        let t = text(&r);
+        assert!(t.contains("\na_bytes 5\n") && t.contains("\nb 10\n"), "{t}");
+        assert!(t.contains("# HELP a_bytes A in bytes.\n# TYPE a_bytes gauge\n"), "{t}");
+        // A second registration of a name is refused with the name in the error.
+        let e = ReadAtScrape::new(&[("a_bytes", "again")], Vec::new)
+            .unwrap()
+            .register(&r)
+            .unwrap_err();
+        assert!(e.to_string().contains("a_bytes"), "{e}");
     }
 }

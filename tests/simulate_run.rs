@@ -34,7 +34,7 @@ fn run(name: &str, days: f64, seed: Option<u64>) -> Report {
     simulate(&sc, &options(days, seed)).expect("simulation runs")
 }
 
-fn check(name: &str) {
+fn check(name: &str) -> Report {
     let r = run(name, 0.5, None);
     assert!(
         r.gates.ok,
@@ -58,6 +58,7 @@ fn check(name: &str) {
     assert_eq!(r.reallocations, r.strategies["depin_orcha"].reallocations);
     // Half a day at a poll a minute: 720 polls of each node.
     assert_eq!(r.polls, 720 * 4);
+    r
 }
 
 #[test]
@@ -82,7 +83,15 @@ fn node_outage() {
 }
 #[test]
 fn price_crash() {
-    check("price-crash");
+    let r = check("price-crash");
+    // The cores Storj, Streamr and Grass are not paid for (a `weight: 0` response in the
+    // shipped rules) reach Golem, up to its bound of 7, in two max_step moves: the oracle's
+    // allocation. Without those rule lines Golem stayed at 5 cores (94 % of the oracle).
+    let (_, last) = r.strategies["depin_orcha"].path.last().expect("a path");
+    assert_eq!(last["golem"].cpu_cores, 7.0, "{last:?}");
+    for n in ["storj", "streamr", "grass"] {
+        assert!(last[n].cpu_cores <= 0.5, "{n}: {last:?}");
+    }
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! The live event bus and `GET /api/v1/events` (Server-Sent Events).
 //!
 //! [`Bus`] numbers every event (`id`, monotonic within a process), keeps the newest
-//! [`DEFAULT_RING_CAPACITY`] in a ring buffer for `Last-Event-ID` resumption, and fans them out
+//! [`DEFAULT_RING_CAPACITY`] (at most [`DEFAULT_RING_BYTES`] of them) in a ring buffer for
+//! `Last-Event-ID` resumption, and fans them out
 //! over a tokio broadcast channel. Publishing never blocks and never waits for a client: a
 //! client that falls more than its queue behind is lagged by the channel and disconnected (it
 //! may reconnect with `Last-Event-ID` and gets the rest from the ring, or an `event: gap`).
@@ -16,43 +17,75 @@ pub mod watch;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use serde::Serialize;
 use tokio::sync::broadcast;
 
 pub use sse::EventsApi;
 
 /// Events kept for `Last-Event-ID` resumption (the documented bound of the event history).
 pub const DEFAULT_RING_CAPACITY: usize = 10_000;
+/// Bytes of SSE frames the ring holds at most: the oldest events leave first when a burst of
+/// large ones (alerts with long annotations) would pass it. 10,000 poll events take about
+/// 2.5 MB, so the count is the usual bound; this one keeps the footprint known whatever comes.
+pub const DEFAULT_RING_BYTES: usize = 4 << 20;
 /// Events one client may fall behind before it is disconnected.
 pub const DEFAULT_CLIENT_QUEUE: usize = 1_024;
 
-/// One event.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// One event, held as the SSE frame it is sent as: rendered once when published, so the ring
+/// stores one string per event rather than a tree of JSON values (about a quarter of the
+/// memory), and every client is sent the same bytes.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Event {
     pub id: u64,
     /// The SSE `event:` field: `poll`, `node_down`, `node_up`, `alert`, `plan`,
     /// `reallocation_step`, `reallocation_outcome`, `reallocation_realized`, `controller`,
     /// `rule_reload`.
-    #[serde(rename = "type")]
     pub kind: String,
     /// Clock time of the event, ms since the epoch.
     pub t_ms: i64,
-    pub data: serde_json::Value,
+    /// `id`, `event`, `data` (one line of JSON, which has no raw newlines, with `t_ms` added
+    /// to an object), and the blank line that ends the frame.
+    frame: bytes::Bytes,
 }
 
 impl Event {
-    /// The SSE frame: `id`, `event`, `data` (one line of JSON, which has no raw newlines).
-    pub fn to_sse(&self) -> String {
-        let mut data = self.data.clone();
+    pub fn new(id: u64, kind: &str, t_ms: i64, mut data: serde_json::Value) -> Event {
         if let serde_json::Value::Object(m) = &mut data {
-            m.insert("t_ms".into(), self.t_ms.into());
+            m.insert("t_ms".into(), t_ms.into());
         }
-        format!("id: {}\nevent: {}\ndata: {}\n\n", self.id, self.kind, data)
+        let frame = format!("id: {id}\nevent: {kind}\ndata: {data}\n\n").into();
+        Event {
+            id,
+            kind: kind.to_string(),
+            t_ms,
+            frame,
+        }
+    }
+
+    /// The SSE frame (shared, not copied: every client sends the same bytes).
+    pub fn to_sse(&self) -> bytes::Bytes {
+        self.frame.clone()
+    }
+
+    /// The event's JSON data (with `t_ms`), parsed back from the frame.
+    pub fn data(&self) -> serde_json::Value {
+        let line = std::str::from_utf8(&self.frame)
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("data: "))
+            .unwrap_or("null");
+        serde_json::from_str(line).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Heap and inline bytes this event takes in the ring.
+    fn bytes(&self) -> usize {
+        std::mem::size_of::<Event>() + self.kind.capacity() + self.frame.len()
     }
 }
 
 struct Ring {
     events: VecDeque<Arc<Event>>,
+    /// Σ [`Event::bytes`] over `events`.
+    bytes: usize,
     next_id: u64,
 }
 
@@ -61,6 +94,7 @@ struct Ring {
 pub struct Bus {
     ring: Arc<Mutex<Ring>>,
     capacity: usize,
+    max_bytes: usize,
     tx: broadcast::Sender<Arc<Event>>,
 }
 
@@ -87,11 +121,19 @@ impl Bus {
         Bus {
             ring: Arc::new(Mutex::new(Ring {
                 events: VecDeque::with_capacity(ring_capacity.min(1024)),
+                bytes: 0,
                 next_id: 1,
             })),
             capacity: ring_capacity.max(1),
+            max_bytes: DEFAULT_RING_BYTES,
             tx,
         }
+    }
+
+    /// A different byte bound for the ring (the newest event is always kept).
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> Bus {
+        self.max_bytes = max_bytes;
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Ring> {
@@ -103,16 +145,16 @@ impl Bus {
         let mut ring = self.lock();
         let id = ring.next_id;
         ring.next_id += 1;
-        let ev = Arc::new(Event {
-            id,
-            kind: kind.to_string(),
-            t_ms,
-            data,
-        });
-        if ring.events.len() == self.capacity {
-            ring.events.pop_front();
-        }
+        let ev = Arc::new(Event::new(id, kind, t_ms, data));
+        ring.bytes += ev.bytes();
         ring.events.push_back(ev.clone());
+        while ring.events.len() > self.capacity
+            || (ring.bytes > self.max_bytes && ring.events.len() > 1)
+        {
+            if let Some(old) = ring.events.pop_front() {
+                ring.bytes -= old.bytes();
+            }
+        }
         // Sent under the ring lock, so a subscriber that took the ring's backlog under the same
         // lock sees every later event exactly once. No receivers is not an error here.
         let _ = self.tx.send(ev);
@@ -157,6 +199,11 @@ impl Bus {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Bytes the ring's events take (`depin_events_buffered_bytes`).
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes
     }
 }
 
@@ -219,15 +266,40 @@ mod tests {
 
     #[test]
     fn sse_frames_carry_id_type_and_one_line_of_json() {
-        let e = Event {
-            id: 7,
-            kind: "alert".into(),
-            t_ms: 5,
-            data: json!({"state": "firing", "text": "a\nb"}),
-        };
+        let e = Event::new(7, "alert", 5, json!({"state": "firing", "text": "a\nb"}));
         assert_eq!(
-            e.to_sse(),
-            "id: 7\nevent: alert\ndata: {\"state\":\"firing\",\"t_ms\":5,\"text\":\"a\\nb\"}\n\n"
+            &e.to_sse()[..],
+            b"id: 7\nevent: alert\ndata: {\"state\":\"firing\",\"t_ms\":5,\"text\":\"a\\nb\"}\n\n"
         );
+        assert_eq!(e.data()["text"], "a\nb");
+        assert_eq!(e.data()["t_ms"], 5);
+    }
+
+    #[test]
+    fn the_ring_is_bounded_in_bytes_too() {
+        let bus = Bus::new(1_000, 8).with_max_bytes(10_000);
+        let big = "x".repeat(1_000);
+        for i in 0..100 {
+            bus.publish("alert", i, json!({ "text": big }));
+        }
+        // Each event takes a little over 1 kB: about nine fit, and the count says what is held.
+        let held = bus.len();
+        assert!((5..10).contains(&held), "{held} events held");
+        assert!(bus.bytes() <= 10_000, "{} bytes", bus.bytes());
+        let s = bus.subscribe(Some(90));
+        assert_eq!(s.backlog.last().map(|e| e.id), Some(100));
+        assert_eq!(s.gap, Some((90, 101 - held as u64)));
+        // One event larger than the bound is still kept: the newest is never dropped.
+        let bus = Bus::new(10, 8).with_max_bytes(10);
+        bus.publish("alert", 0, json!({ "text": big }));
+        assert_eq!(bus.len(), 1);
+        // The count bound holds as before, and the bytes follow what is held.
+        let bus = Bus::new(3, 8);
+        for i in 0..10 {
+            bus.publish("poll", i, json!({}));
+        }
+        assert_eq!(bus.len(), 3);
+        let one = Event::new(10, "poll", 9, json!({})).bytes();
+        assert!(bus.bytes() >= 3 * (one - 2) && bus.bytes() <= 3 * one, "{}", bus.bytes());
     }
 }

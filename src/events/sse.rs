@@ -97,20 +97,20 @@ impl StreamRoutes for EventsApi {
         let (tx, body) = channel_body(CLIENT_CHUNKS);
         let heartbeat = self.heartbeat;
         tokio::spawn(async move {
-            let send = |s: String| {
+            let send = |s: Bytes| {
                 let tx = tx.clone();
                 async move {
                     matches!(
-                        tokio::time::timeout(SEND_TIMEOUT, tx.send(Bytes::from(s))).await,
+                        tokio::time::timeout(SEND_TIMEOUT, tx.send(s)).await,
                         Ok(Ok(()))
                     )
                 }
             };
-            if !send(": depin-orcha events\nretry: 2000\n\n".into()).await {
+            if !send(Bytes::from_static(b": depin-orcha events\nretry: 2000\n\n")).await {
                 return;
             }
             if let Some((l, oldest)) = sub.gap {
-                if !send(gap_frame(l, oldest)).await {
+                if !send(gap_frame(l, oldest).into()).await {
                     return;
                 }
             }
@@ -134,7 +134,7 @@ impl StreamRoutes for EventsApi {
                         }
                         Err(RecvError::Closed) => return,
                     },
-                    _ = beat.tick() => ": heartbeat\n\n".to_string(),
+                    _ = beat.tick() => Bytes::from_static(b": heartbeat\n\n"),
                     _ = tx.closed() => return,
                 };
                 if !send(frame).await {

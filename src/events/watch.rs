@@ -343,6 +343,6 @@ mod tests {
         let s = bus.subscribe(Some(0));
         assert_eq!(s.backlog.len(), 1);
         assert_eq!(s.backlog[0].kind, "reallocation_step");
-        assert_eq!(s.backlog[0].data["id"], 4);
+        assert_eq!(s.backlog[0].data()["id"], 4);
     }
 }
