@@ -425,8 +425,14 @@ fn register_size_gauges(
     let bus = bus.clone();
     metrics::ReadAtScrape::new(
         &[
-            ("depin_events_buffered", "Events kept for Last-Event-ID resumption of /api/v1/events."),
-            ("depin_events_buffered_bytes", "Bytes of the events kept for Last-Event-ID resumption of /api/v1/events."),
+            (
+                "depin_events_buffered",
+                "Events kept for Last-Event-ID resumption of /api/v1/events.",
+            ),
+            (
+                "depin_events_buffered_bytes",
+                "Bytes of the events kept for Last-Event-ID resumption of /api/v1/events.",
+            ),
         ],
         move || vec![bus.len() as f64, bus.bytes() as f64],
     )?

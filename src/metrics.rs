@@ -669,7 +669,10 @@ impl ReadAtScrape {
             .join(", ");
         registry
             .register(Box::new(self))
-            .map_err(|source| MetricsError::Prometheus { name: names, source })
+            .map_err(|source| MetricsError::Prometheus {
+                name: names,
+                source,
+            })
     }
 }
 
@@ -877,7 +880,10 @@ pub(crate) mod tests {
         n.store(5, std::sync::atomic::Ordering::Relaxed);
         let t = text(&r);
         assert!(t.contains("\na_bytes 5\n") && t.contains("\nb 10\n"), "{t}");
-        assert!(t.contains("# HELP a_bytes A in bytes.\n# TYPE a_bytes gauge\n"), "{t}");
+        assert!(
+            t.contains("# HELP a_bytes A in bytes.\n# TYPE a_bytes gauge\n"),
+            "{t}"
+        );
         // A second registration of a name is refused with the name in the error.
         let e = ReadAtScrape::new(&[("a_bytes", "again")], Vec::new)
             .unwrap()

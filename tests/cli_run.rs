@@ -49,6 +49,30 @@ fn demo_serves_four_nodes_and_promtool_accepts_metrics() {
             "{fam} missing from /metrics"
         );
     }
+    // What grows with time is on /metrics: the stored history and the event ring, nonzero
+    // once the first scrapes are stored and the first poll events published.
+    for fam in [
+        "depin_tsdb_head_series",
+        "depin_tsdb_samples",
+        "depin_tsdb_memory_bytes",
+        "depin_events_buffered_bytes",
+    ] {
+        let v = metric_value(&r.body, fam, &[]);
+        assert!(v.is_some_and(|v| v > 0.0), "{fam}: {v:?}");
+    }
+    assert!(metric_value(&r.body, "depin_tsdb_wal_storage_size_bytes", &[]).is_some());
+    // The stored history's size is a series like any other (the first scrape stored it
+    // before anything was stored: 0; the next one, a scrape interval later, is larger).
+    wait_until(
+        Duration::from_secs(30),
+        "a stored depin_tsdb_memory_bytes above 0",
+        || {
+            orcha
+                .get("/api/v1/query?query=depin_tsdb_memory_bytes%20%3E%200")
+                .body
+                .contains("depin_tsdb_memory_bytes")
+        },
+    );
     let Some(promtool) = promtool() else { return };
     let mut child = Command::new(promtool)
         .args(["check", "metrics"])

@@ -300,6 +300,10 @@ mod tests {
         }
         assert_eq!(bus.len(), 3);
         let one = Event::new(10, "poll", 9, json!({})).bytes();
-        assert!(bus.bytes() >= 3 * (one - 2) && bus.bytes() <= 3 * one, "{}", bus.bytes());
+        assert!(
+            bus.bytes() >= 3 * (one - 2) && bus.bytes() <= 3 * one,
+            "{}",
+            bus.bytes()
+        );
     }
 }
