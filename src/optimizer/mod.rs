@@ -135,7 +135,8 @@ pub struct OptimizationRules {
     pub resources: BTreeMap<Resource, ResourceRule>,
     /// `protocols.<protocol>`: defaults for every node of that protocol.
     pub protocols: BTreeMap<String, NodeRule>,
-    /// `nodes.<name>`: rules for one node; each key set here overrides the protocol's.
+    /// `nodes.<name>`: rules for one node; each key set here overrides the protocol's (the
+    /// maps `usage`, `response` and `bounds` per resource).
     pub nodes: BTreeMap<String, NodeRule>,
     /// Findings that do not stop the rules from loading, as `FILE:LINE:COL: path: message`.
     pub warnings: Vec<String>,
@@ -433,8 +434,19 @@ impl SwitchingCost {
 
 impl OptimizationRules {
     /// The rules of node `name` running `protocol`: the node's block over the protocol's, key
-    /// by key. None when neither exists (the node is not planned).
+    /// by key; `usage`, `response` and `bounds` resource by resource (a node that sets only
+    /// its memory bounds keeps its protocol's disk bounds). None when neither exists (the
+    /// node is not planned).
     pub fn for_node(&self, name: &str, protocol: &str) -> Option<NodeRule> {
+        /// The protocol's entries with the node's laid over them.
+        fn merged<T: Clone>(
+            node: &BTreeMap<Resource, T>,
+            protocol: &BTreeMap<Resource, T>,
+        ) -> BTreeMap<Resource, T> {
+            let mut out = protocol.clone();
+            out.extend(node.iter().map(|(r, v)| (*r, v.clone())));
+            out
+        }
         let n = self.nodes.get(name);
         let p = self.protocols.get(protocol);
         match (n, p) {
@@ -448,25 +460,13 @@ impl OptimizationRules {
                     .clone()
                     .or_else(|| p.value_per_hour.clone()),
                 demand: n.demand.clone().or_else(|| p.demand.clone()),
-                usage: if n.usage.is_empty() {
-                    p.usage.clone()
-                } else {
-                    n.usage.clone()
-                },
-                response: if n.response.is_empty() {
-                    p.response.clone()
-                } else {
-                    n.response.clone()
-                },
+                usage: merged(&n.usage, &p.usage),
+                response: merged(&n.response, &p.response),
                 needs_together: n
                     .needs_together
                     .clone()
                     .or_else(|| p.needs_together.clone()),
-                bounds: if n.bounds.is_empty() {
-                    p.bounds.clone()
-                } else {
-                    n.bounds.clone()
-                },
+                bounds: merged(&n.bounds, &p.bounds),
                 actuator: n.actuator.clone().or_else(|| p.actuator.clone()),
                 switching_cost: n.switching_cost.or(p.switching_cost),
             }),

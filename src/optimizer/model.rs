@@ -324,6 +324,17 @@ fn fit(
     // Groups: each needs_together entry, then each remaining resource with a response.
     let mut grouped: Vec<(Vec<Resource>, Option<Vec<f64>>)> = Vec::new();
     for t in rule.needs_together.iter().flatten() {
+        // The loader refuses this within one block; a node's response laid over its
+        // protocol's group (or the reverse) can still bring it together: say so.
+        for r in t.resources.iter().skip(1) {
+            if rule.response.contains_key(r) {
+                notes.push(format!(
+                    "{}'s own response is not used: it is in needs_together after {}, whose response the group follows",
+                    r.key(),
+                    t.resources[0].key()
+                ));
+            }
+        }
         grouped.push((t.resources.clone(), t.ratio.clone()));
     }
     for r in rule.response.keys() {

@@ -32,7 +32,8 @@
 //! protocols:                     # defaults for every node of a protocol (same keys as nodes.*)
 //!   golem: {...}
 //! nodes:                         # per node name (one host may run two Storj nodes); each key
-//!   golem:                       # given here overrides the protocol's
+//!   golem:                       # given here overrides the protocol's (usage, response and
+//!                                # bounds resource by resource)
 //!     value_per_hour: 'PromQL'   # USD per hour earned now (required, here or in protocols)
 //!     demand: 'PromQL'           # expected demand relative to now, 1 = as now (optional)
 //!     usage:                     # what the node uses, per resource, resource units (optional)
@@ -1462,6 +1463,40 @@ nodes:
         assert!(r.for_node("grass", "grass").is_none());
         assert!(looks_like_optimization_rules(GOOD));
         assert!(!looks_like_optimization_rules("groups: []\n"));
+    }
+
+    #[test]
+    fn a_node_block_overrides_its_protocol_resource_by_resource() {
+        let text = r#"
+protocols:
+  storj:
+    value_per_hour: '1'
+    usage: {disk_bytes: 'a', bandwidth_bytes_per_second: 'b'}
+    response: {disk_bytes: marginal, bandwidth_bytes_per_second: marginal}
+    bounds: {disk_bytes: [500GB, 1.8TB], bandwidth_bytes_per_second: [1MB, 8MB]}
+nodes:
+  s:
+    usage: {bandwidth_bytes_per_second: 'c'}
+    response:
+      memory_bytes: {model: curve, points: [[0, 0], [1GiB, 1]], weight: 0}
+    bounds: {memory_bytes: [0, 1GiB], bandwidth_bytes_per_second: [2MB, 4MB]}
+"#;
+        let r = parse_str(text, "opt.yml").unwrap_or_else(|e| panic!("{e}"));
+        let n = r.for_node("s", "storj").expect("rules");
+        // Kept from the protocol, added by the node, and the node's value where both set one.
+        assert_eq!(n.bounds[&Resource::DiskBytes], (500e9, 1.8e12));
+        assert_eq!(n.bounds[&Resource::MemoryBytes], (0.0, 1073741824.0));
+        assert_eq!(n.bounds[&Resource::BandwidthBytesPerSecond], (2e6, 4e6));
+        assert_eq!(
+            n.response.keys().copied().collect::<Vec<_>>(),
+            vec![
+                Resource::MemoryBytes,
+                Resource::DiskBytes,
+                Resource::BandwidthBytesPerSecond
+            ]
+        );
+        assert_eq!(n.usage[&Resource::DiskBytes].text, "a");
+        assert_eq!(n.usage[&Resource::BandwidthBytesPerSecond].text, "c");
     }
 
     #[test]
