@@ -10,6 +10,7 @@ pub mod events;
 pub mod export;
 pub mod http;
 pub mod labels;
+pub mod memory;
 pub mod metrics;
 pub mod optimizer;
 pub mod promql;

@@ -383,6 +383,8 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     for w in &config.warnings {
         tracing::warn!(warning = %w, "config");
     }
+    // Before the runtime starts its threads (see depin_orcha::memory for why).
+    depin_orcha::memory::limit_arenas();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         // PromQL evaluation recurses once per level of the expression (at most
@@ -631,6 +633,10 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
         args.snapshot_interval,
         stop_rx.clone(),
     ));
+    let trim_task = tokio::spawn(depin_orcha::memory::trim_periodically(
+        depin_orcha::memory::TRIM_INTERVAL,
+        stop_rx.clone(),
+    ));
     // The notifier stops after the rules, so the last round of alerts still goes out.
     let (notifier_stop, notifier_rx) = tokio::sync::watch::channel(false);
     let notifier_task = tokio::spawn(notifier.clone().run(notifier_rx));
@@ -654,6 +660,7 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
     let _ = remote_write_stop.send(true); // remote write: read the last scrape, flush, stop
     let _ = remote_write_task.await;
     let _ = snapshot_task.await;
+    let _ = trim_task.await;
     let _ = reload_task.await;
     if let Some(t) = optimization_watch_task {
         let _ = t.await;
