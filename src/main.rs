@@ -270,6 +270,10 @@ struct RunArgs {
     /// Alertmanager base URL to send alerts to (API v2); repeatable.
     #[arg(long = "alertmanager.url")]
     alertmanager_urls: Vec<String>,
+    /// PEM certificates to trust, besides Mozilla's roots, for https Alertmanagers (a private
+    /// CA or a self-signed Alertmanager).
+    #[arg(long = "alertmanager.ca-file")]
+    alertmanager_ca_file: Option<PathBuf>,
     /// Alerts held for Alertmanager at most; the oldest are dropped beyond.
     #[arg(long = "alertmanager.notification-queue-capacity", default_value_t = notifier::DEFAULT_QUEUE_CAPACITY)]
     notification_queue_capacity: usize,
@@ -412,6 +416,7 @@ fn register_size_gauges(
             ("depin_tsdb_samples", "Samples held in memory by the time series storage (sealed chunks and open heads)."),
             ("depin_tsdb_memory_bytes", "Bytes of samples, chunks and label index the time series storage holds in memory (what --storage.max-bytes limits)."),
             ("depin_tsdb_wal_storage_size_bytes", "Size of the time series storage's write-ahead log on disk (emptied by each snapshot)."),
+            ("depin_tsdb_query_cache_bytes", "Bytes of decoded chunks kept for queries that read them again (bounded: 2 MiB of samples)."),
         ],
         move || {
             let st = db.stats();
@@ -420,6 +425,7 @@ fn register_size_gauges(
                 st.samples as f64,
                 st.total_bytes as f64,
                 st.wal_bytes as f64,
+                db.query_cache_bytes() as f64,
             ]
         },
     )?
@@ -480,6 +486,7 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
             external_labels: external_labels.clone(),
             queue_capacity: args.notification_queue_capacity,
             timeout: args.alertmanager_timeout,
+            ca_file: args.alertmanager_ca_file.clone(),
             ..Default::default()
         },
         metrics.registry(),

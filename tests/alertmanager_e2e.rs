@@ -62,6 +62,8 @@ struct RealAlertmanager {
     child: Child,
     url: String,
     dir: tempfile::TempDir,
+    /// The CA to trust when it serves https.
+    ca: Option<PathBuf>,
 }
 
 impl Drop for RealAlertmanager {
@@ -83,6 +85,12 @@ receivers:
 impl RealAlertmanager {
     /// Starts one and waits until `/-/ready` answers 200; None when the binary is absent.
     async fn start() -> Option<RealAlertmanager> {
+        RealAlertmanager::start_with(false).await
+    }
+
+    /// `tls`: serve https (`--web.config.file` with a fresh self-signed certificate for
+    /// 127.0.0.1, written as `ca.pem` into its directory).
+    async fn start_with(tls: bool) -> Option<RealAlertmanager> {
         let bin = alertmanager_bin()?;
         // The port is free when picked, but another process may take it before Alertmanager
         // binds it: try a few ports.
@@ -93,7 +101,27 @@ impl RealAlertmanager {
             std::fs::write(&config, AM_CONFIG).unwrap();
             let log = std::fs::File::create(dir.path().join("alertmanager.log")).unwrap();
             let port = common::free_port();
-            let child = Command::new(&bin)
+            let mut cmd = Command::new(&bin);
+            let ca = tls.then(|| {
+                let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()])
+                    .expect("certificate");
+                let p = |n: &str| dir.path().join(n);
+                std::fs::write(p("cert.pem"), ck.cert.pem()).unwrap();
+                std::fs::write(p("key.pem"), ck.signing_key.serialize_pem()).unwrap();
+                std::fs::write(p("ca.pem"), ck.cert.pem()).unwrap();
+                std::fs::write(
+                    p("web.yml"),
+                    format!(
+                        "tls_server_config:\n  cert_file: {}\n  key_file: {}\n",
+                        p("cert.pem").display(),
+                        p("key.pem").display()
+                    ),
+                )
+                .unwrap();
+                cmd.arg(format!("--web.config.file={}", p("web.yml").display()));
+                p("ca.pem")
+            });
+            let child = cmd
                 .arg(format!("--config.file={}", config.display()))
                 .arg(format!(
                     "--storage.path={}",
@@ -105,17 +133,19 @@ impl RealAlertmanager {
                 .stderr(log)
                 .spawn()
                 .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+            let scheme = if tls { "https" } else { "http" };
             let mut am = RealAlertmanager {
                 child,
-                url: format!("http://127.0.0.1:{port}"),
+                url: format!("{scheme}://127.0.0.1:{port}"),
                 dir,
+                ca,
             };
             let deadline = Instant::now() + Duration::from_secs(20);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = am.child.try_wait() {
                     break; // exited: port taken or bad config; the log says which
                 }
-                if let Ok((200, _)) = get(&format!("{}/-/ready", am.url)).await {
+                if let Ok((200, _)) = get(&format!("{}/-/ready", am.url), am.ca.as_deref()).await {
                     return Some(am);
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -136,7 +166,9 @@ impl RealAlertmanager {
             .append_pair("filter", &format!("alertname=\"{alertname}\""))
             .finish();
         let url = format!("{}/api/v2/alerts?{filter}", self.url);
-        let (status, body) = get(&url).await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        let (status, body) = get(&url, self.ca.as_deref())
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
         assert_eq!(status, 200, "GET {url}: {body}");
         match serde_json::from_str(&body) {
             Ok(serde_json::Value::Array(a)) => a,
@@ -169,9 +201,10 @@ impl RealAlertmanager {
     }
 }
 
-async fn get(url: &str) -> Result<(u16, String), String> {
-    let client: Client<_, Empty<Bytes>> =
-        Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+/// GET over http or https (trusting `ca` besides Mozilla's roots).
+async fn get(url: &str, ca: Option<&std::path::Path>) -> Result<(u16, String), String> {
+    let connector = depin_orcha::adapters::http::pooled_connector(Duration::from_secs(5), ca)?;
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
     let uri: hyper::Uri = url.parse().map_err(|e| format!("{e}"))?;
     let resp = tokio::time::timeout(Duration::from_secs(5), client.get(uri))
         .await
@@ -258,6 +291,103 @@ async fn firing_then_resolved_through_a_real_alertmanager() {
         .find(|m| m.name() == "depin_notifications_sent_total")
         .map(|m| m.get_metric()[0].get_counter().value());
     assert_eq!(sent, Some(2.0), "two alerts accepted");
+}
+
+/// An Alertmanager serving https with a self-signed certificate: the notifier that trusts it
+/// through `ca_file` (`--alertmanager.ca-file`) delivers, one without it is refused by the
+/// certificate check and counts errors, and a missing CA file is a clear error at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_over_https_need_the_alertmanagers_certificate() {
+    let Some(am) = RealAlertmanager::start_with(true).await else {
+        return;
+    };
+    assert!(am.url.starts_with("https://"), "{}", am.url);
+    let ca = am.ca.clone().expect("a CA file");
+    let counter = |registry: &Registry, name: &str| -> f64 {
+        registry
+            .gather()
+            .into_iter()
+            .find(|m| m.name() == name)
+            .map(|m| m.get_metric().iter().map(|c| c.get_counter().value()).sum())
+            .unwrap_or(0.0)
+    };
+    let notifier_with = |ca_file: Option<PathBuf>, registry: &Registry| {
+        Notifier::new(
+            NotifierOptions {
+                alertmanager_urls: vec![am.url.clone()],
+                timeout: Duration::from_secs(5),
+                retry: RetryPolicy {
+                    max_attempts: 1,
+                    ..RetryPolicy::default()
+                },
+                ca_file,
+                ..Default::default()
+            },
+            registry,
+        )
+        .unwrap()
+    };
+    let alert = |name: &str| Alert {
+        labels: Labels::from_pairs([("alertname", name)]),
+        annotations: Labels::empty(),
+        starts_at: now_ms(),
+        ends_at: now_ms() + 5 * 60_000,
+        generator_url: String::new(),
+    };
+
+    let trusted_reg = Registry::new();
+    let trusted = notifier_with(Some(ca.clone()), &trusted_reg);
+    let untrusted_reg = Registry::new();
+    let untrusted = notifier_with(None, &untrusted_reg);
+    let (stop, rx) = watch::channel(false);
+    let t1 = tokio::spawn(trusted.clone().run(rx.clone()));
+    let t2 = tokio::spawn(untrusted.clone().run(rx));
+    trusted.send(vec![alert("OverTls")]);
+    untrusted.send(vec![alert("NotTrusted")]);
+    am.wait_alerts(
+        "OverTls",
+        Duration::from_secs(15),
+        "the alert sent over https",
+        |a| a.len() == 1 && is_active(&a[0]),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while counter(&untrusted_reg, "depin_notifications_errors_total") < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the untrusted notifier never failed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        am.alerts("NotTrusted").await.is_empty(),
+        "an alert arrived through an unverified certificate"
+    );
+    assert_eq!(
+        counter(&untrusted_reg, "depin_notifications_sent_total"),
+        0.0
+    );
+    assert_eq!(counter(&trusted_reg, "depin_notifications_sent_total"), 1.0);
+    let _ = stop.send(true);
+    t1.await.unwrap();
+    t2.await.unwrap();
+
+    // A CA file that is not there stops the start with the flag's name and the path.
+    let e = Notifier::new(
+        NotifierOptions {
+            alertmanager_urls: vec![am.url.clone()],
+            ca_file: Some(ca.with_file_name("missing.pem")),
+            ..Default::default()
+        },
+        &Registry::new(),
+    )
+    .err()
+    .expect("a missing CA file is an error")
+    .to_string();
+    assert!(
+        e.contains("--alertmanager.ca-file") && e.contains("missing.pem"),
+        "{e}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

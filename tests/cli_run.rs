@@ -60,7 +60,12 @@ fn demo_serves_four_nodes_and_promtool_accepts_metrics() {
         let v = metric_value(&r.body, fam, &[]);
         assert!(v.is_some_and(|v| v > 0.0), "{fam}: {v:?}");
     }
-    assert!(metric_value(&r.body, "depin_tsdb_wal_storage_size_bytes", &[]).is_some());
+    for fam in [
+        "depin_tsdb_wal_storage_size_bytes",
+        "depin_tsdb_query_cache_bytes",
+    ] {
+        assert!(metric_value(&r.body, fam, &[]).is_some(), "{fam} missing");
+    }
     // The stored history's size is a series like any other (the first scrape stored it
     // before anything was stored: 0; the next one, a scrape interval later, is larger).
     wait_until(

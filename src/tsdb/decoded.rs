@@ -92,6 +92,15 @@ impl DecodedCache {
         }
     }
 
+    /// Bytes held: the decoded samples, their shared allocations' counts, and the table.
+    pub fn bytes(&self) -> usize {
+        let arc_header = 2 * std::mem::size_of::<usize>();
+        let slot = std::mem::size_of::<(Key, (Arc<[Sample]>, u64))>() + 1;
+        self.samples * std::mem::size_of::<Sample>()
+            + self.entries.len() * arc_header
+            + self.entries.capacity() * slot
+    }
+
     /// (hits, misses) since the database was opened.
     #[cfg(test)]
     pub fn counts(&self) -> (u64, u64) {
@@ -133,5 +142,20 @@ mod tests {
         assert!(c.get(4, 0, 120).is_some());
         // A head that grew is another entry.
         assert!(c.get(1, 0, 121).is_none());
+    }
+
+    #[test]
+    fn bytes_follow_what_is_held() {
+        let mut c = DecodedCache::new(10_000);
+        assert_eq!(c.bytes(), 0);
+        c.insert(1, 0, run(1_000));
+        let one = c.bytes();
+        assert!(one >= 16_000, "{one}");
+        for i in 2..100 {
+            c.insert(i, 0, run(1_000));
+        }
+        // Never more than the capacity in samples, plus a table of at most a few dozen slots.
+        assert!(c.samples() <= 10_000);
+        assert!(c.bytes() <= 10_000 * 16 + 64 * 64, "{}", c.bytes());
     }
 }

@@ -692,6 +692,12 @@ impl Db {
         Ok(size)
     }
 
+    /// Bytes of the cache of decoded chunks queries share (bounded by its capacity; not in
+    /// [`Stats::total_bytes`], which is the stored data `max_bytes` limits).
+    pub fn query_cache_bytes(&self) -> u64 {
+        lock(&self.decoded).bytes() as u64
+    }
+
     /// Counts what is held, walking every series.
     pub fn stats(&self) -> Stats {
         let all = self.head_read().all();

@@ -29,8 +29,10 @@
 //!   otherwise its alerts are counted as dropped.
 //! - On shutdown the batch in flight may finish and the queue is drained, together for at most
 //!   `drain_timeout` (5s); what is left then is counted as dropped.
-//! - Plain `http://` only: https (TLS), basic auth and service discovery are not implemented.
-//!   A URL with credentials is rejected rather than sent without them.
+//! - `http://` and `https://` (rustls; the certificate is checked against Mozilla's roots plus
+//!   the PEM certificates of `--alertmanager.ca-file`, for a private CA or a self-signed
+//!   Alertmanager). Basic auth and service discovery are not implemented: a URL with
+//!   credentials is rejected rather than sent without them.
 //!
 //! Metrics (Prometheus' names with our prefix): `depin_notifications_sent_total{alertmanager}`
 //! (alerts accepted), `…_errors_total{alertmanager}` (alerts in a failed request, counted
@@ -142,6 +144,9 @@ pub struct NotifierOptions {
     pub retry: RetryPolicy,
     /// How long the queue is drained on shutdown.
     pub drain_timeout: Duration,
+    /// PEM certificates trusted besides Mozilla's roots for https Alertmanagers
+    /// (`--alertmanager.ca-file`).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for NotifierOptions {
@@ -154,6 +159,7 @@ impl Default for NotifierOptions {
             timeout: DEFAULT_TIMEOUT,
             retry: RetryPolicy::default(),
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            ca_file: None,
         }
     }
 }
@@ -421,14 +427,13 @@ impl Notifier {
             alertmanagers.push(am);
         }
         let metrics = NotifierMetrics::new(registry, opts.queue_capacity, &alertmanagers)?;
-        // https with Mozilla's roots, as the node client.
+        // https with Mozilla's roots and the ca_file, as the node client.
         let connector =
-            crate::adapters::http::pooled_connector(opts.timeout, None).map_err(|reason| {
-                NotifierError::InvalidUrl {
-                    url: opts.alertmanager_urls.join(", "),
+            crate::adapters::http::pooled_connector(opts.timeout, opts.ca_file.as_deref())
+                .map_err(|reason| NotifierError::InvalidOption {
+                    option: "--alertmanager.ca-file",
                     reason,
-                }
-            })?;
+                })?;
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(30))
