@@ -396,7 +396,10 @@ impl Db {
 
     /// Appends a batch as one unit: one WAL record and one fsync. Samples that are out of order
     /// or clash with a stored timestamp are left out and listed in the report; the others are
-    /// stored. `Err` only for I/O, in which case nothing of the batch is stored.
+    /// stored. A WAL write that fails (full disk, read-only storage) does not fail the append:
+    /// `wal.rs` counts and logs it, and the batch is kept in memory, durable again with the
+    /// next snapshot that succeeds. `Err` is left for a WAL that refuses the record outright
+    /// (nothing of the batch is stored then).
     pub fn append_batch(&self, samples: &[(Labels, i64, f64)]) -> Result<AppendReport, Error> {
         self.commit_with(|db, cs| {
             let series = db.resolve(cs, samples);
