@@ -61,8 +61,15 @@ fn corpus(target: &str) -> Vec<String> {
         .join("tests/fuzz/corpus")
         .join(target);
     let mut out = Vec::new();
-    let mut entries: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+    // A target seeded only by shipped files (below) has no directory of its own.
+    let listing = match std::fs::read_dir(&dir) {
+        Ok(l) => Some(l),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => panic!("{}: {e}", dir.display()),
+    };
+    let mut entries: Vec<_> = listing
+        .into_iter()
+        .flatten()
         .filter_map(Result::ok)
         .map(|e| e.path())
         .collect();
@@ -79,6 +86,18 @@ fn corpus(target: &str) -> Vec<String> {
         } else {
             out.push(text);
         }
+    }
+    // The files the project ships are seeds too, read where they are rather than copied into
+    // the corpus (a copy goes stale the first time the shipped file changes).
+    let shipped: &[&str] = match target {
+        "rules" => &["rules/alerts.yml", "rules/recording.yml"],
+        "optimization" => &["rules/optimization.yml"],
+        "config" => &["src/config/demo.yml"],
+        _ => &[],
+    };
+    for f in shipped {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(f);
+        out.push(std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())));
     }
     assert!(!out.is_empty(), "no seeds in {}", dir.display());
     out
