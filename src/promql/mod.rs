@@ -256,6 +256,10 @@ mod type_error_tests {
                 "1:1: parse error: vector matching only allowed between instant vectors",
             ),
             (
+                "1 + +x[5m]",
+                r#"1:5: parse error: unary expression only allowed on expressions of type scalar or instant vector, got "range vector""#,
+            ),
+            (
                 "-x[5m]",
                 r#"1:1: parse error: unary expression only allowed on expressions of type scalar or instant vector, got "range vector""#,
             ),

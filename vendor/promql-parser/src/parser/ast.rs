@@ -1762,16 +1762,18 @@ fn check_args_match_types(
     Ok(())
 }
 
+/// Prometheus' message for a unary `-`/`+` on an operand of type `t`.
+pub(crate) fn unary_type_error(t: ValueType) -> String {
+    format!(
+        "unary expression only allowed on expressions of type scalar or instant vector, got {:?}",
+        documented_type(t)
+    )
+}
+
 fn check_ast_for_unary(ex: UnaryExpr) -> Result<Expr, CheckError> {
     let value_type = ex.expr.value_type();
     if value_type != ValueType::Scalar && value_type != ValueType::Vector {
-        return Err((
-            Blame::Node,
-            format!(
-                "unary expression only allowed on expressions of type scalar or instant vector, got {:?}",
-                documented_type(value_type)
-            ),
-        ));
+        return Err((Blame::Node, unary_type_error(value_type)));
     }
 
     Ok(Expr::Unary(ex))

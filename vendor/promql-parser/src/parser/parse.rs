@@ -819,6 +819,15 @@ mod tests {
                 r#"-"foo""#,
                 r#"1:1: parse error: unary expression only allowed on expressions of type scalar or instant vector, got "string""#,
             ),
+            // depin-orcha patch: a unary `+` is checked too, as in Prometheus.
+            (
+                "1 + +test[5m]",
+                r#"1:5: parse error: unary expression only allowed on expressions of type scalar or instant vector, got "range vector""#,
+            ),
+            (
+                r#"+"foo""#,
+                r#"1:1: parse error: unary expression only allowed on expressions of type scalar or instant vector, got "string""#,
+            ),
         ];
         assert_cases(Case::new_fail_cases(cases));
     }

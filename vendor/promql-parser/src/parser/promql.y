@@ -456,7 +456,7 @@ subquery_expr -> Result<Expr, String>:
  * Unary expressions.
  */
 unary_expr -> Result<Expr, String>:
-                ADD expr %prec MUL { $2 }
+                ADD expr %prec MUL { unary_plus($lexer, $span, $2?) }
         |       SUB expr %prec MUL { Expr::new_unary_expr($2?) }
 ;
 
@@ -717,7 +717,8 @@ use lrlex::DefaultLexerTypes;
 use lrpar::{NonStreamingLexer, Span};
 use crate::label::{Labels, Matcher, Matchers};
 use crate::parser::{AtModifier, BinModifier, Expr, FunctionArgs, LabelModifier, Offset, VectorMatchCardinality, VectorMatchFillValues};
-use crate::parser::ast::{check_ast, Blame};
+use crate::parser::ast::{check_ast, unary_type_error, Blame};
+use crate::parser::value::ValueType;
 use crate::parser::function::get_function;
 use crate::parser::lex::{is_label, position, LexemeType};
 use crate::parser::production::{lexeme_to_string, lexeme_to_token, span_to_string};
@@ -776,6 +777,15 @@ fn at_modifier(
 ) -> Result<Expr, String> {
     at.and_then(|at| ex.at_expr(at))
         .map_err(|e| error_at(lexer, span.start(), e))
+}
+
+/// `+expr` is `expr`, but, as in Prometheus, only on a scalar or an instant vector (the crate
+/// keeps no node for it, so `check_ast` never sees it).
+fn unary_plus(lexer: &Lexer, span: Span, ex: Expr) -> Result<Expr, String> {
+    match ex.value_type() {
+        ValueType::Scalar | ValueType::Vector => Ok(ex),
+        t => Err(error_at(lexer, span.start(), unary_type_error(t))),
+    }
 }
 
 /// `check_ast` on the expression at `span`; on success its span is recorded in `spans`, on
