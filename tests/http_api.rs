@@ -567,6 +567,38 @@ async fn query_parameter_errors_are_prometheus_errors() {
             r.body
         );
     }
+    // A type error says where too, in Prometheus' words (its `checkAST`): at the argument,
+    // operand or call it blames.
+    for (q, want) in [
+        (
+            "rate(x)",
+            r#"1:6: parse error: expected type range vector in call to function "rate", got instant vector"#,
+        ),
+        (
+            "x[5m] + 1",
+            "1:1: parse error: binary expression must contain only scalar and instant vector types",
+        ),
+        (
+            "sum(x[5m]) by (a)",
+            "1:5: parse error: expected type instant vector in aggregation expression, got range vector",
+        ),
+        (
+            r#"topk("3", x) by (a)"#,
+            "1:6: parse error: expected type scalar in aggregation parameter, got string",
+        ),
+        (
+            "clamp(x, 1)",
+            r#"1:1: parse error: expected 3 argument(s) in call to "clamp", got 2"#,
+        ),
+    ] {
+        let r = srv.get(&format!("/api/v1/query?query={}", enc(q))).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            r.body,
+            bad_data(&format!(r#"invalid parameter "query": {want}"#)),
+            "{q}"
+        );
+    }
     // An expression nested deeper than the evaluator's stack allows is refused (not a crash
     // of the server), and one at the limit is evaluated, on a default 2 MiB test thread.
     for q in [

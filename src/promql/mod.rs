@@ -179,3 +179,143 @@ mod nesting_tests {
         assert!(parse(&format!("{}1{}", "(".repeat(150), ")".repeat(150))).is_ok());
     }
 }
+
+#[cfg(test)]
+mod type_error_tests {
+    use super::*;
+
+    /// Errors of the grammar's type and usage checks say where they are and use Prometheus'
+    /// words: each text below is Prometheus' (promql/parser/parse.go `checkAST`, its
+    /// parse_test.go where the case is there), position included.
+    #[test]
+    fn type_errors_name_their_position_in_prometheus_words() {
+        let cases = [
+            // A function argument of the wrong type: at the argument.
+            (
+                "rate(x)",
+                r#"1:6: parse error: expected type range vector in call to function "rate", got instant vector"#,
+            ),
+            (
+                "clamp_min(x, y)",
+                r#"1:14: parse error: expected type scalar in call to function "clamp_min", got instant vector"#,
+            ),
+            // A wrong argument count: at the call.
+            (
+                "clamp(x, 1)",
+                r#"1:1: parse error: expected 3 argument(s) in call to "clamp", got 2"#,
+            ),
+            (
+                "round(x, 1, 2)",
+                r#"1:1: parse error: expected at most 2 argument(s) in call to "round", got 3"#,
+            ),
+            (
+                "label_join(x)",
+                r#"1:1: parse error: expected at least 3 argument(s) in call to "label_join", got 1"#,
+            ),
+            // A range vector operand: at that operand.
+            (
+                "x[5m] + 1",
+                "1:1: parse error: binary expression must contain only scalar and instant vector types",
+            ),
+            (
+                "1 + x[5m]",
+                "1:5: parse error: binary expression must contain only scalar and instant vector types",
+            ),
+            // Aggregations: the expression, then the parameter, at itself.
+            (
+                "sum(x[5m]) by (a)",
+                "1:5: parse error: expected type instant vector in aggregation expression, got range vector",
+            ),
+            (
+                r#"topk("3", x) by (a)"#,
+                "1:6: parse error: expected type scalar in aggregation parameter, got string",
+            ),
+            (
+                "count_values(5, x) by (a)",
+                "1:14: parse error: expected type string in aggregation parameter, got scalar",
+            ),
+            (
+                "sum(x, y) by (a)",
+                "1:1: parse error: wrong number of arguments for aggregate expression provided, expected 1, got 2",
+            ),
+            // Operators: at the operator, or at the whole expression.
+            (
+                "1 > 2",
+                "1:3: parse error: comparisons between scalars must use BOOL modifier",
+            ),
+            (
+                "x + bool y",
+                "1:3: parse error: bool modifier can only be used on comparison operators",
+            ),
+            (
+                "x and 1",
+                r#"1:1: parse error: set operator "and" not allowed in binary scalar expression"#,
+            ),
+            (
+                "x == on(a) 1",
+                "1:1: parse error: vector matching only allowed between instant vectors",
+            ),
+            (
+                "1 + +x[5m]",
+                r#"1:5: parse error: unary expression only allowed on expressions of type scalar or instant vector, got "range vector""#,
+            ),
+            (
+                "-x[5m]",
+                r#"1:1: parse error: unary expression only allowed on expressions of type scalar or instant vector, got "range vector""#,
+            ),
+            // Modifiers and selectors.
+            (
+                "1 offset 5m",
+                "1:1: parse error: offset modifier must be preceded by an instant vector selector or range vector selector or a subquery",
+            ),
+            (
+                "x offset 1m offset 2m",
+                "1:1: parse error: offset may not be set multiple times",
+            ),
+            (
+                "x offset 1m[5m]",
+                "1:12: parse error: no offset modifiers allowed before range",
+            ),
+            (
+                "x[5m][10m:1m]",
+                "1:1: parse error: subquery is only allowed on instant vector, got matrix instead",
+            ),
+            (
+                r#"x{__name__="y"}"#,
+                r#"1:1: parse error: metric name must not be set twice: "x" or "y""#,
+            ),
+            (
+                "nope(x)",
+                r#"1:1: parse error: unknown function with name "nope""#,
+            ),
+            // Lines count from 1, columns in bytes from the line's start, as Prometheus does.
+            (
+                "sum(x)\n  + rate(y)",
+                r#"2:10: parse error: expected type range vector in call to function "rate", got instant vector"#,
+            ),
+            (
+                r#"{a="é"} + x[5m]"#,
+                "1:12: parse error: binary expression must contain only scalar and instant vector types",
+            ),
+        ];
+        for (q, want) in cases {
+            let e = parse(q).expect_err(q);
+            assert_eq!(e.error_type(), "bad_data", "{q}");
+            assert_eq!(e.to_string(), want, "{q}");
+        }
+    }
+
+    #[test]
+    fn well_typed_expressions_still_parse() {
+        for q in [
+            "rate(x[5m])",
+            "sum by (a) (rate(x[5m])) > bool 1",
+            r#"topk(3, x) or count_values("v", x)"#,
+            "-x offset 5m",
+            "x[5m:1m] @ 100",
+            "clamp(x, 0, 1) + on(a) group_left y",
+        ] {
+            assert!(parse(q).is_ok(), "{q}: {:?}", parse(q));
+        }
+    }
+}

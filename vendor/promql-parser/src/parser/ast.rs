@@ -14,7 +14,8 @@
 
 use crate::label::{Labels, Matchers, METRIC_NAME};
 use crate::parser::token::{
-    self, token_display, T_BOTTOMK, T_COUNT_VALUES, T_END, T_QUANTILE, T_START, T_TOPK,
+    self, token_display, T_BOTTOMK, T_COUNT_VALUES, T_END, T_LIMITK, T_LIMIT_RATIO, T_QUANTILE,
+    T_START, T_TOPK,
 };
 use crate::parser::token::{Token, TokenId, TokenType};
 use crate::parser::value::ValueType;
@@ -485,7 +486,13 @@ impl TryFrom<f64> for AtModifier {
     type Error = String;
 
     fn try_from(secs: f64) -> Result<Self, Self::Error> {
-        let err_info = format!("timestamp out of bounds for @ modifier: {secs}");
+        // depin-orcha patch: the number as Go's %f prints it, as Prometheus' message does.
+        let go_f = match secs {
+            s if s.is_nan() => "NaN".to_string(),
+            s if s.is_infinite() => (if s > 0.0 { "+Inf" } else { "-Inf" }).to_string(),
+            s => format!("{s:.6}"),
+        };
+        let err_info = format!("timestamp out of bounds for @ modifier: {go_f}");
 
         if secs.is_nan() || secs.is_infinite() || secs >= f64::MAX || secs <= f64::MIN {
             return Err(err_info);
@@ -1176,11 +1183,9 @@ impl Expr {
     }
 
     pub(crate) fn new_unary_expr(expr: Expr) -> Result<Self, String> {
-        match expr {
-            Expr::StringLiteral(_) => Err("unary expression only allowed on expressions of type scalar or vector, got: string".into()),
-            Expr::MatrixSelector(_) => Err("unary expression only allowed on expressions of type scalar or vector, got: matrix".into()),
-            _ => Ok(-expr),
-        }
+        // depin-orcha patch: the operand's type is checked by `check_ast`, which reports it
+        // where Prometheus does.
+        Ok(-expr)
     }
 
     pub(crate) fn new_subquery_expr(
@@ -1247,7 +1252,7 @@ impl Expr {
                 Some(_) => already_set_err,
             },
             _ => {
-                Err("@ modifier must be preceded by an vector selector or matrix selector or a subquery".into())
+                Err("@ modifier must be preceded by an instant vector selector or range vector selector or a subquery".into())
             }
         }
     }
@@ -1278,7 +1283,7 @@ impl Expr {
                 Some(_) => already_set_err,
             },
             _ => {
-                Err("offset modifier must be preceded by an vector selector or matrix selector or a subquery".into())
+                Err("offset modifier must be preceded by an instant vector selector or range vector selector or a subquery".into())
             }
         }
     }
@@ -1309,9 +1314,7 @@ impl Expr {
     ) -> Result<Expr, String> {
         let op = TokenType::new(op);
         if args.is_empty() {
-            return Err(format!(
-                "no arguments for aggregate expression '{op}' provided"
-            ));
+            return Err("no arguments for aggregate expression provided".into());
         }
         let mut desired_args_count = 1;
         let mut param = None;
@@ -1466,9 +1469,34 @@ impl Prettier for Expr {
     }
 }
 
+/// depin-orcha patch: the node a semantic error is reported at, as Prometheus' `checkAST`
+/// does; the grammar (`promql.y`, `checked`) turns it into the `LINE:COL` of that node's start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Blame {
+    /// The checked node itself.
+    Node,
+    /// Its i-th direct sub-expression, in the order written: a call's argument, a binary
+    /// expression's operand, an aggregation's parameter (0) and expression (last).
+    Child(usize),
+    /// A binary expression's operator (Prometheus' `opRange`).
+    Op,
+}
+
+/// A semantic error: where it is and what it says (in Prometheus' words).
+pub(crate) type CheckError = (Blame, String);
+
+/// Prometheus' user facing name of a value type (`DocumentedType`).
+fn documented_type(t: ValueType) -> &'static str {
+    match t {
+        ValueType::Vector => "instant vector",
+        ValueType::Matrix => "range vector",
+        ValueType::Scalar => "scalar",
+        ValueType::String => "string",
+    }
+}
+
 /// check_ast checks the validity of the provided AST. This includes type checking.
-/// Recursively check correct typing for child nodes and raise errors in case of bad typing.
-pub(crate) fn check_ast(expr: Expr) -> Result<Expr, String> {
+pub(crate) fn check_ast(expr: Expr) -> Result<Expr, CheckError> {
     match expr {
         Expr::Binary(ex) => check_ast_for_binary_expr(ex),
         Expr::Aggregate(ex) => check_ast_for_aggregate_expr(ex),
@@ -1488,33 +1516,42 @@ fn expect_type(
     expected: ValueType,
     actual: Option<ValueType>,
     context: &str,
-) -> Result<bool, String> {
+    at: Blame,
+) -> Result<bool, CheckError> {
     match actual {
         Some(actual) => {
             if actual == expected {
                 Ok(true)
             } else {
-                Err(format!(
-                    "expected type {expected} in {context}, got {actual}"
+                Err((
+                    at,
+                    format!(
+                        "expected type {} in {context}, got {}",
+                        documented_type(expected),
+                        documented_type(actual)
+                    ),
                 ))
             }
         }
-        None => Err(format!("expected type {expected} in {context}, got None")),
+        None => Err((
+            at,
+            format!(
+                "expected type {} in {context}, got none",
+                documented_type(expected)
+            ),
+        )),
     }
 }
 
 /// the original logic is redundant in prometheus, and the following coding blocks
 /// have been optimized for readability, but all logic SHOULD be covered.
-fn check_ast_for_binary_expr(mut ex: BinaryExpr) -> Result<Expr, String> {
-    if !ex.op.is_operator() {
-        return Err(format!(
-            "binary expression does not support operator '{}'",
-            ex.op
-        ));
-    }
-
+/// depin-orcha patch: the checks run in Prometheus' order, as only the first error is shown.
+fn check_ast_for_binary_expr(mut ex: BinaryExpr) -> Result<Expr, CheckError> {
     if ex.return_bool() && !ex.op.is_comparison_operator() {
-        return Err("bool modifier can only be used on comparison operators".into());
+        return Err((
+            Blame::Op,
+            "bool modifier can only be used on comparison operators".into(),
+        ));
     }
 
     if ex.op.is_comparison_operator()
@@ -1522,7 +1559,10 @@ fn check_ast_for_binary_expr(mut ex: BinaryExpr) -> Result<Expr, String> {
         && ex.rhs.value_type() == ValueType::Scalar
         && !ex.return_bool()
     {
-        return Err("comparisons between scalars must use BOOL modifier".into());
+        return Err((
+            Blame::Op,
+            "comparisons between scalars must use BOOL modifier".into(),
+        ));
     }
 
     // For `on` matching, a label can only appear in one of the lists.
@@ -1530,29 +1570,60 @@ fn check_ast_for_binary_expr(mut ex: BinaryExpr) -> Result<Expr, String> {
     if ex.is_matching_on() && ex.is_labels_joint() {
         if let Some(labels) = ex.intersect_labels() {
             if let Some(label) = labels.first() {
-                return Err(format!(
-                    "label '{label}' must not occur in ON and GROUP clause at once"
+                return Err((
+                    Blame::Op,
+                    format!("label {label:?} must not occur in ON and GROUP clause at once"),
                 ));
             }
         };
     }
 
-    if ex.op.is_set_operator() {
-        if ex.lhs.value_type() == ValueType::Scalar || ex.rhs.value_type() == ValueType::Scalar {
-            return Err(format!(
-                "set operator '{}' not allowed in binary scalar expression",
-                ex.op
-            ));
-        }
+    if !ex.op.is_operator() {
+        return Err((
+            Blame::Node,
+            format!("binary expression does not support operator \"{}\"", ex.op),
+        ));
+    }
 
+    let type_err = "binary expression must contain only scalar and instant vector types";
+    if ex.lhs.value_type() != ValueType::Scalar && ex.lhs.value_type() != ValueType::Vector {
+        return Err((Blame::Child(0), type_err.into()));
+    }
+    if ex.rhs.value_type() != ValueType::Scalar && ex.rhs.value_type() != ValueType::Vector {
+        return Err((Blame::Child(1), type_err.into()));
+    }
+
+    if (ex.lhs.value_type() != ValueType::Vector || ex.rhs.value_type() != ValueType::Vector)
+        && ex.is_matching_labels_not_empty()
+    {
+        return Err((
+            Blame::Node,
+            "vector matching only allowed between instant vectors".into(),
+        ));
+    }
+
+    if ex.op.is_set_operator() {
         if ex.lhs.value_type() == ValueType::Vector && ex.rhs.value_type() == ValueType::Vector {
             if let Some(ref modifier) = ex.modifier {
                 if matches!(modifier.card, VectorMatchCardinality::OneToMany(_))
                     || matches!(modifier.card, VectorMatchCardinality::ManyToOne(_))
                 {
-                    return Err(format!("no grouping allowed for '{}' operation", ex.op));
+                    return Err((
+                        Blame::Node,
+                        format!("no grouping allowed for \"{}\" operation", ex.op),
+                    ));
                 }
             };
+        }
+
+        if ex.lhs.value_type() == ValueType::Scalar || ex.rhs.value_type() == ValueType::Scalar {
+            return Err((
+                Blame::Node,
+                format!(
+                    "set operator \"{}\" not allowed in binary scalar expression",
+                    ex.op
+                ),
+            ));
         }
 
         match &mut ex.modifier {
@@ -1568,41 +1639,38 @@ fn check_ast_for_binary_expr(mut ex: BinaryExpr) -> Result<Expr, String> {
         }
     }
 
-    if ex.lhs.value_type() != ValueType::Scalar && ex.lhs.value_type() != ValueType::Vector {
-        return Err("binary expression must contain only scalar and instant vector types".into());
-    }
-    if ex.rhs.value_type() != ValueType::Scalar && ex.rhs.value_type() != ValueType::Vector {
-        return Err("binary expression must contain only scalar and instant vector types".into());
-    }
-
-    if (ex.lhs.value_type() != ValueType::Vector || ex.rhs.value_type() != ValueType::Vector)
-        && ex.is_matching_labels_not_empty()
-    {
-        return Err("vector matching only allowed between vectors".into());
-    }
-
     Ok(Expr::Binary(ex))
 }
 
-fn check_ast_for_aggregate_expr(ex: AggregateExpr) -> Result<Expr, String> {
+fn check_ast_for_aggregate_expr(ex: AggregateExpr) -> Result<Expr, CheckError> {
     if !ex.op.is_aggregator() {
-        return Err(format!(
-            "aggregation operator expected in aggregation expression but got '{}'",
-            ex.op
+        return Err((
+            Blame::Node,
+            format!(
+                "aggregation operator expected in aggregation expression but got \"{}\"",
+                ex.op
+            ),
         ));
     }
 
+    // The expression is the last argument: after the parameter, if there is one.
+    let expr_at = Blame::Child(usize::from(ex.param.is_some()));
     expect_type(
         ValueType::Vector,
         Some(ex.expr.value_type()),
         "aggregation expression",
+        expr_at,
     )?;
 
-    if matches!(ex.op.id(), T_TOPK | T_BOTTOMK | T_QUANTILE) {
+    if matches!(
+        ex.op.id(),
+        T_TOPK | T_BOTTOMK | T_QUANTILE | T_LIMITK | T_LIMIT_RATIO
+    ) {
         expect_type(
             ValueType::Scalar,
             ex.param.as_ref().map(|ex| ex.value_type()),
-            "aggregation expression",
+            "aggregation parameter",
+            Blame::Child(0),
         )?;
     }
 
@@ -1610,14 +1678,15 @@ fn check_ast_for_aggregate_expr(ex: AggregateExpr) -> Result<Expr, String> {
         expect_type(
             ValueType::String,
             ex.param.as_ref().map(|ex| ex.value_type()),
-            "aggregation expression",
+            "aggregation parameter",
+            Blame::Child(0),
         )?;
     }
 
     Ok(Expr::Aggregate(ex))
 }
 
-fn check_ast_for_call(ex: Call) -> Result<Expr, String> {
+fn check_ast_for_call(ex: Call) -> Result<Expr, CheckError> {
     let name = ex.func.name;
 
     check_call_arity(
@@ -1625,7 +1694,8 @@ fn check_ast_for_call(ex: Call) -> Result<Expr, String> {
         ex.func.variadic,
         ex.args.len(),
         name,
-    )?;
+    )
+    .map_err(|e| (Blame::Node, e))?;
 
     // special cases from https://prometheus.io/docs/prometheus/latest/querying/functions
     if name.eq("exp") {
@@ -1650,20 +1720,20 @@ fn check_call_arity(nargs: usize, variadic: i32, actual: usize, name: &str) -> R
     if variadic == 0 {
         if nargs != actual {
             return Err(format!(
-                "expected {nargs} argument(s) in call to '{name}', got {actual}"
+                "expected {nargs} argument(s) in call to {name:?}, got {actual}"
             ));
         }
     } else {
         let na = nargs.saturating_sub(1);
         if na > actual {
             return Err(format!(
-                "expected at least {na} argument(s) in call to '{name}', got {actual}"
+                "expected at least {na} argument(s) in call to {name:?}, got {actual}"
             ));
         } else if variadic > 0 {
             let nargsmax = na + variadic as usize;
             if nargsmax < actual {
                 return Err(format!(
-                    "expected at most {nargsmax} argument(s) in call to '{name}', got {actual}"
+                    "expected at most {nargsmax} argument(s) in call to {name:?}, got {actual}"
                 ));
             }
         }
@@ -1675,7 +1745,7 @@ fn check_args_match_types(
     args: &[Box<Expr>],
     arg_types: &[ValueType],
     name: &str,
-) -> Result<(), String> {
+) -> Result<(), CheckError> {
     for (i, actual_arg) in args.iter().enumerate() {
         let expected_idx = if i < arg_types.len() {
             i
@@ -1685,46 +1755,59 @@ fn check_args_match_types(
         expect_type(
             arg_types[expected_idx],
             Some(actual_arg.value_type()),
-            &format!("call to function '{name}'"),
+            &format!("call to function {name:?}"),
+            Blame::Child(i),
         )?;
     }
     Ok(())
 }
 
-fn check_ast_for_unary(ex: UnaryExpr) -> Result<Expr, String> {
+/// Prometheus' message for a unary `-`/`+` on an operand of type `t`.
+pub(crate) fn unary_type_error(t: ValueType) -> String {
+    format!(
+        "unary expression only allowed on expressions of type scalar or instant vector, got {:?}",
+        documented_type(t)
+    )
+}
+
+fn check_ast_for_unary(ex: UnaryExpr) -> Result<Expr, CheckError> {
     let value_type = ex.expr.value_type();
     if value_type != ValueType::Scalar && value_type != ValueType::Vector {
-        return Err(format!(
-            "unary expression only allowed on expressions of type scalar or vector, got {value_type}"
-        ));
+        return Err((Blame::Node, unary_type_error(value_type)));
     }
 
     Ok(Expr::Unary(ex))
 }
 
-fn check_ast_for_subquery(ex: SubqueryExpr) -> Result<Expr, String> {
+fn check_ast_for_subquery(ex: SubqueryExpr) -> Result<Expr, CheckError> {
     let value_type = ex.expr.value_type();
     if value_type != ValueType::Vector {
-        return Err(format!(
-            "subquery is only allowed on vector, got {value_type} instead"
+        // Prometheus prints the internal type name here ("matrix"), not the documented one.
+        return Err((
+            Blame::Node,
+            format!("subquery is only allowed on instant vector, got {value_type} instead"),
         ));
     }
 
     Ok(Expr::Subquery(ex))
 }
 
-fn check_ast_for_vector_selector(ex: VectorSelector) -> Result<Expr, String> {
+fn check_ast_for_vector_selector(ex: VectorSelector) -> Result<Expr, CheckError> {
     match ex.name {
         Some(ref name) => match ex.matchers.find_matcher_value(METRIC_NAME) {
-            Some(val) => Err(format!(
-                "metric name must not be set twice: '{name}' or '{val}'"
+            Some(val) => Err((
+                Blame::Node,
+                format!("metric name must not be set twice: {name:?} or {val:?}"),
             )),
             None => Ok(Expr::VectorSelector(ex)),
         },
         None if ex.matchers.is_empty_matchers() => {
             // When name is None, a vector selector must contain at least one non-empty matcher
             // to prevent implicit selection of all metrics (e.g. by a typo).
-            Err("vector selector must contain at least one non-empty matcher".into())
+            Err((
+                Blame::Node,
+                "vector selector must contain at least one non-empty matcher".into(),
+            ))
         }
         _ => Ok(Expr::VectorSelector(ex)),
     }
@@ -2843,15 +2926,15 @@ or
         // floor: arg_types=[Vector], variadic=0 → exact 1 arg required
         assert!(check_ast(Expr::Call(make_call("floor", 1))).is_ok());
 
-        let err = check_ast(Expr::Call(make_call("floor", 0))).unwrap_err();
+        let err = check_ast(Expr::Call(make_call("floor", 0))).unwrap_err().1;
         assert!(
-            err.contains("expected 1 argument(s) in call to 'floor', got 0"),
+            err.contains("expected 1 argument(s) in call to \"floor\", got 0"),
             "{err}"
         );
 
-        let err = check_ast(Expr::Call(make_call("floor", 2))).unwrap_err();
+        let err = check_ast(Expr::Call(make_call("floor", 2))).unwrap_err().1;
         assert!(
-            err.contains("expected 1 argument(s) in call to 'floor', got 2"),
+            err.contains("expected 1 argument(s) in call to \"floor\", got 2"),
             "{err}"
         );
     }
@@ -2862,9 +2945,11 @@ or
         // 0 args is valid (default); only "too many" is enforced
         assert!(check_ast(Expr::Call(make_call("days_in_month", 1))).is_ok());
 
-        let err = check_ast(Expr::Call(make_call("days_in_month", 2))).unwrap_err();
+        let err = check_ast(Expr::Call(make_call("days_in_month", 2)))
+            .unwrap_err()
+            .1;
         assert!(
-            err.contains("expected at most 1 argument(s) in call to 'days_in_month', got 2"),
+            err.contains("expected at most 1 argument(s) in call to \"days_in_month\", got 2"),
             "{err}"
         );
     }
@@ -2872,28 +2957,28 @@ or
     #[test]
     fn test_call_arity_bounded_variadic_two_arg_types() {
         // round: arg_types=[Vector, Scalar], variadic=1 → min=1, max=2
-        let err = check_ast(Expr::Call(make_call("round", 0))).unwrap_err();
+        let err = check_ast(Expr::Call(make_call("round", 0))).unwrap_err().1;
         assert!(
-            err.contains("expected at least 1 argument(s) in call to 'round', got 0"),
+            err.contains("expected at least 1 argument(s) in call to \"round\", got 0"),
             "{err}"
         );
 
-        let err = check_ast(Expr::Call(make_call("round", 3))).unwrap_err();
+        let err = check_ast(Expr::Call(make_call("round", 3))).unwrap_err().1;
         assert!(
-            err.contains("expected at most 2 argument(s) in call to 'round', got 3"),
+            err.contains("expected at most 2 argument(s) in call to \"round\", got 3"),
             "{err}"
         );
 
         // info: arg_types=[Vector, Vector], variadic=1 → min=1, max=2
-        let err = check_ast(Expr::Call(make_call("info", 0))).unwrap_err();
+        let err = check_ast(Expr::Call(make_call("info", 0))).unwrap_err().1;
         assert!(
-            err.contains("expected at least 1 argument(s) in call to 'info', got 0"),
+            err.contains("expected at least 1 argument(s) in call to \"info\", got 0"),
             "{err}"
         );
 
-        let err = check_ast(Expr::Call(make_call("info", 3))).unwrap_err();
+        let err = check_ast(Expr::Call(make_call("info", 3))).unwrap_err().1;
         assert!(
-            err.contains("expected at most 2 argument(s) in call to 'info', got 3"),
+            err.contains("expected at most 2 argument(s) in call to \"info\", got 3"),
             "{err}"
         );
     }
@@ -2901,16 +2986,22 @@ or
     #[test]
     fn test_call_arity_bounded_variadic_large() {
         // histogram_quantiles: arg_types=[Vector, String, Scalar, Scalar], variadic=9 → min=3, max=12
-        let err = check_ast(Expr::Call(make_call("histogram_quantiles", 2))).unwrap_err();
+        let err = check_ast(Expr::Call(make_call("histogram_quantiles", 2)))
+            .unwrap_err()
+            .1;
         assert!(
-            err.contains("expected at least 3 argument(s) in call to 'histogram_quantiles', got 2"),
+            err.contains(
+                "expected at least 3 argument(s) in call to \"histogram_quantiles\", got 2"
+            ),
             "{err}"
         );
 
-        let err = check_ast(Expr::Call(make_call("histogram_quantiles", 13))).unwrap_err();
+        let err = check_ast(Expr::Call(make_call("histogram_quantiles", 13)))
+            .unwrap_err()
+            .1;
         assert!(
             err.contains(
-                "expected at most 12 argument(s) in call to 'histogram_quantiles', got 13"
+                "expected at most 12 argument(s) in call to \"histogram_quantiles\", got 13"
             ),
             "{err}"
         );
@@ -2919,16 +3010,20 @@ or
     #[test]
     fn test_call_arity_unbounded_variadic() {
         // label_join: arg_types=[Vector, String, String, String], variadic=-1 → min=3, no max
-        let err = check_ast(Expr::Call(make_call("label_join", 2))).unwrap_err();
+        let err = check_ast(Expr::Call(make_call("label_join", 2)))
+            .unwrap_err()
+            .1;
         assert!(
-            err.contains("expected at least 3 argument(s) in call to 'label_join', got 2"),
+            err.contains("expected at least 3 argument(s) in call to \"label_join\", got 2"),
             "{err}"
         );
 
         // sort_by_label: arg_types=[Vector, String], variadic=-1 → min=1, no max
-        let err = check_ast(Expr::Call(make_call("sort_by_label", 0))).unwrap_err();
+        let err = check_ast(Expr::Call(make_call("sort_by_label", 0)))
+            .unwrap_err()
+            .1;
         assert!(
-            err.contains("expected at least 1 argument(s) in call to 'sort_by_label', got 0"),
+            err.contains("expected at least 1 argument(s) in call to \"sort_by_label\", got 0"),
             "{err}"
         );
     }

@@ -705,7 +705,8 @@ impl Iterator for Lexer {
     }
 }
 
-/// `LINE:COL` (both from 1, the column in characters) of byte offset `at` in `input`.
+/// `LINE:COL` (both from 1, the column in bytes, as Prometheus counts it) of byte offset
+/// `at` in `input`.
 pub fn position(input: &str, at: usize) -> String {
     let mut at = at.min(input.len());
     while !input.is_char_boundary(at) {
@@ -713,7 +714,7 @@ pub fn position(input: &str, at: usize) -> String {
     }
     let before = &input[..at];
     let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    let col = before.rsplit('\n').next().unwrap_or("").len() + 1;
     format!("{line}:{col}")
 }
 
@@ -781,9 +782,15 @@ mod tests {
             })
             .collect();
 
-        for (input, expected, actual) in cases.iter() {
-            assert_eq!(expected, actual, "\n<input>: {input}");
-        }
+        // Checks every case, then fails listing all that differ (not only the first).
+        let failed: Vec<String> = cases
+            .iter()
+            .filter(|(_, expected, actual)| expected != actual)
+            .map(|(input, expected, actual)| {
+                format!("input: {input:?}\n  expected: {expected:?}\n  actual:   {actual:?}")
+            })
+            .collect();
+        assert!(failed.is_empty(), "\n{}", failed.join("\n"));
     }
 
     #[test]
@@ -886,14 +893,18 @@ mod tests {
             (
                 "\"test\\.expression\"",
                 vec![],
-                Some("unknown escape sequence '.'"),
+                Some("1:7: parse error: unknown escape sequence '.'"),
             ),
             (
                 "`test\\.expression`",
                 vec![],
-                Some("unknown escape sequence '.'"),
+                Some("1:7: parse error: unknown escape sequence '.'"),
             ),
-            (".٩", vec![], Some("unexpected character after '.': '٩'")),
+            (
+                ".٩",
+                vec![],
+                Some("1:1: parse error: unexpected character after '.': '٩'"),
+            ),
             // TODO: accept_escape SHOULD support invalid escape character
             // "\xff"
             // `\xff`
@@ -924,7 +935,11 @@ mod tests {
                 None,
             ),
             (":bc", vec![(T_METRIC_IDENTIFIER, 0, 3)], None),
-            ("0a:bc", vec![], Some("bad number or duration syntax: 0a")),
+            (
+                "0a:bc",
+                vec![],
+                Some("1:2: parse error: bad number or duration syntax: 0a"),
+            ),
         ];
         assert_matches(cases);
     }
@@ -1075,9 +1090,21 @@ mod tests {
     #[test]
     fn test_selectors() {
         let cases = vec![
-            ("北京", vec![], Some("unexpected character: '北'")),
-            ("北京='a'", vec![], Some("unexpected character: '北'")),
-            ("0a='a'", vec![], Some("bad number or duration syntax: 0a")),
+            (
+                "北京",
+                vec![],
+                Some("1:1: parse error: unexpected character: '北'"),
+            ),
+            (
+                "北京='a'",
+                vec![],
+                Some("1:1: parse error: unexpected character: '北'"),
+            ),
+            (
+                "0a='a'",
+                vec![],
+                Some("1:2: parse error: bad number or duration syntax: 0a"),
+            ),
             (
                 "{foo='bar'}",
                 vec![
@@ -1147,12 +1174,12 @@ mod tests {
             (
                 r#"{alert!#"bar"}"#,
                 vec![(T_LEFT_BRACE, 0, 1), (T_IDENTIFIER, 1, 5)],
-                Some("unexpected character after '!' inside braces: '#'"),
+                Some("1:8: parse error: unexpected character after '!' inside braces: '#'"),
             ),
             (
                 r#"{foo:a="bar"}"#,
                 vec![(T_LEFT_BRACE, 0, 1), (T_IDENTIFIER, 1, 3)],
-                Some("unexpected character inside braces: ':'"),
+                Some("1:5: parse error: unexpected character inside braces: ':'"),
             ),
         ];
         assert_matches(cases);
@@ -1161,10 +1188,26 @@ mod tests {
     #[test]
     fn test_common_errors() {
         let cases = vec![
-            ("=~", vec![], Some("unexpected character after '=': '~'")),
-            ("!~", vec![], Some("unexpected character after '!': '~'")),
-            ("!(", vec![], Some("unexpected character after '!': '('")),
-            ("1a", vec![], Some("bad number or duration syntax: 1a")),
+            (
+                "=~",
+                vec![],
+                Some("1:1: parse error: unexpected character after '=': '~'"),
+            ),
+            (
+                "!~",
+                vec![],
+                Some("1:2: parse error: unexpected character after '!': '~'"),
+            ),
+            (
+                "!(",
+                vec![],
+                Some("1:2: parse error: unexpected character after '!': '('"),
+            ),
+            (
+                "1a",
+                vec![],
+                Some("1:2: parse error: bad number or duration syntax: 1a"),
+            ),
         ];
         assert_matches(cases);
     }
@@ -1175,13 +1218,17 @@ mod tests {
             (
                 "(",
                 vec![(T_LEFT_PAREN, 0, 1)],
-                Some("unclosed left parenthesis"),
+                Some("1:1: parse error: unclosed left parenthesis"),
             ),
-            (")", vec![], Some("unexpected right parenthesis ')'")),
+            (
+                ")",
+                vec![],
+                Some("1:1: parse error: unexpected right parenthesis ')'"),
+            ),
             (
                 "())",
                 vec![(T_LEFT_PAREN, 0, 1), (T_RIGHT_PAREN, 1, 1)],
-                Some("unexpected right parenthesis ')'"),
+                Some("1:3: parse error: unexpected right parenthesis ')'"),
             ),
             (
                 "(()",
@@ -1190,45 +1237,53 @@ mod tests {
                     (T_LEFT_PAREN, 1, 1),
                     (T_RIGHT_PAREN, 2, 1),
                 ],
-                Some("unclosed left parenthesis"),
+                Some("1:3: parse error: unclosed left parenthesis"),
             ),
             (
                 "{",
                 vec![(T_LEFT_BRACE, 0, 1)],
-                Some("unexpected end of input inside braces"),
+                Some("1:1: parse error: unexpected end of input inside braces"),
             ),
-            ("}", vec![], Some("unexpected right brace '}'")),
+            (
+                "}",
+                vec![],
+                Some("1:1: parse error: unexpected right brace '}'"),
+            ),
             (
                 "{{",
                 vec![(T_LEFT_BRACE, 0, 1)],
-                Some("unexpected left brace '{' inside braces"),
+                Some("1:2: parse error: unexpected left brace '{' inside braces"),
             ),
             (
                 "{{}}",
                 vec![(T_LEFT_BRACE, 0, 1)],
-                Some("unexpected left brace '{' inside braces"),
+                Some("1:2: parse error: unexpected left brace '{' inside braces"),
             ),
             (
                 "[",
                 vec![(T_LEFT_BRACKET, 0, 1)],
-                Some("unexpected end of input inside brackets"),
+                Some("1:1: parse error: unexpected end of input inside brackets"),
             ),
             (
                 "[[",
                 vec![(T_LEFT_BRACKET, 0, 1)],
-                Some("unexpected left brace '[' inside brackets"),
+                Some("1:2: parse error: unexpected left brace '[' inside brackets"),
             ),
             (
                 "[]]",
                 vec![(T_LEFT_BRACKET, 0, 1), (T_RIGHT_BRACKET, 1, 1)],
-                Some("unexpected right bracket ']'"),
+                Some("1:3: parse error: unexpected right bracket ']'"),
             ),
             (
                 "[[]]",
                 vec![(T_LEFT_BRACKET, 0, 1)],
-                Some("unexpected left brace '[' inside brackets"),
+                Some("1:2: parse error: unexpected left brace '[' inside brackets"),
             ),
-            ("]", vec![], Some("unexpected right bracket ']'")),
+            (
+                "]",
+                vec![],
+                Some("1:1: parse error: unexpected right bracket ']'"),
+            ),
         ];
         assert_matches(cases);
     }
@@ -1401,7 +1456,7 @@ mod tests {
                     (T_LEFT_BRACE, 9, 1),
                     (T_IDENTIFIER, 10, 1),
                 ],
-                Some("unexpected character inside braces: ':'"),
+                Some("1:12: parse error: unexpected character inside braces: ':'"),
             ),
             (
                 r#"test:name{on!~"bar"}[4m:4s:4h]"#,
@@ -1417,7 +1472,7 @@ mod tests {
                     (T_COLON, 23, 1),
                     (T_DURATION, 24, 2),
                 ],
-                Some("unexpected second colon(:) in brackets"),
+                Some("1:27: parse error: unexpected second colon(:) in brackets"),
             ),
             (
                 r#"test:name{on!~"bar"}[4m:4s:]"#,
@@ -1433,7 +1488,7 @@ mod tests {
                     (T_COLON, 23, 1),
                     (T_DURATION, 24, 2),
                 ],
-                Some("unexpected second colon(:) in brackets"),
+                Some("1:27: parse error: unexpected second colon(:) in brackets"),
             ),
             (
                 r#"test:name{on!~"bar"}[4m::]"#,
@@ -1448,7 +1503,7 @@ mod tests {
                     (T_DURATION, 21, 2),
                     (T_COLON, 23, 1),
                 ],
-                Some("unexpected second colon(:) in brackets"),
+                Some("1:25: parse error: unexpected second colon(:) in brackets"),
             ),
             (
                 r#"test:name{on!~"bar"}[:4s]"#,
@@ -1461,7 +1516,7 @@ mod tests {
                     (T_RIGHT_BRACE, 19, 1),
                     (T_LEFT_BRACKET, 20, 1),
                 ],
-                Some("expect duration before first colon(:) in brackets"),
+                Some("1:22: parse error: expect duration before first colon(:) in brackets"),
             ),
         ];
         assert_matches(cases);

@@ -21,7 +21,10 @@ pub fn parse(input: &str) -> Result<Expr, String> {
         Ok(lexer) => {
             // depin-orcha patch: a syntax error names where it is, in Prometheus' words
             // (`LINE:COL: parse error: unexpected ...`), instead of "invalid promql query".
-            let (res, errs) = crate::promql_y::parse(&lexer);
+            // depin-orcha patch: the spans of the expressions parsed, for semantic errors'
+            // positions (see `checked` in promql.y).
+            let spans = std::cell::RefCell::new(Vec::new());
+            let (res, errs) = crate::promql_y::parse(&lexer, &spans);
             match res {
                 Some(r) => r,
                 None => Err(match errs.first() {
@@ -60,7 +63,7 @@ mod tests {
     use crate::parser::function::get_function;
     use crate::parser::{
         token, AtModifier as At, BinModifier, Expr, FunctionArgs, LabelModifier, Offset,
-        VectorMatchCardinality, VectorSelector, INVALID_QUERY_INFO,
+        VectorMatchCardinality, VectorSelector,
     };
     use crate::util::duration;
     use crate::{
@@ -105,10 +108,18 @@ mod tests {
         }
     }
 
+    /// Checks every case, then fails listing all that differ (not only the first).
     fn assert_cases(cases: Vec<Case>) {
-        for Case { input, expected } in cases {
-            assert_eq!(expected, crate::parser::parse(&input));
-        }
+        let failed: Vec<String> = cases
+            .into_iter()
+            .filter_map(|Case { input, expected }| {
+                let actual = crate::parser::parse(&input);
+                (expected != actual).then(|| {
+                    format!("input: {input:?}\n  expected: {expected:?}\n  actual:   {actual:?}")
+                })
+            })
+            .collect();
+        assert!(failed.is_empty(), "\n{}", failed.join("\n"));
     }
 
     #[test]
@@ -176,9 +187,9 @@ mod tests {
         assert_cases(Case::new_expr_cases(cases));
 
         let fail_cases = vec![
-            (r"`\\``", "unterminated quoted string `"),
-            (r#""\"#, "escape sequence not terminated"),
-            (r#""\c""#, "unknown escape sequence 'c'"),
+            (r"`\\``", "1:5: parse error: unterminated quoted string `"),
+            (r#""\"#, "1:2: parse error: escape sequence not terminated"),
+            (r#""\c""#, "1:3: parse error: unknown escape sequence 'c'"),
             // (r#""\x.""#, ""),
         ];
         assert_cases(Case::new_fail_cases(fail_cases));
@@ -682,93 +693,96 @@ mod tests {
         let fail_cases = vec![
             (
                 "foo and 1",
-                "set operator 'and' not allowed in binary scalar expression",
+                r#"1:1: parse error: set operator "and" not allowed in binary scalar expression"#,
             ),
             (
                 "1 and foo",
-                "set operator 'and' not allowed in binary scalar expression",
+                r#"1:1: parse error: set operator "and" not allowed in binary scalar expression"#,
             ),
             (
                 "foo or 1",
-                "set operator 'or' not allowed in binary scalar expression",
+                r#"1:1: parse error: set operator "or" not allowed in binary scalar expression"#,
             ),
             (
                 "1 or foo",
-                "set operator 'or' not allowed in binary scalar expression",
+                r#"1:1: parse error: set operator "or" not allowed in binary scalar expression"#,
             ),
             (
                 "foo unless 1",
-                "set operator 'unless' not allowed in binary scalar expression",
+                r#"1:1: parse error: set operator "unless" not allowed in binary scalar expression"#,
             ),
             (
                 "1 unless foo",
-                "set operator 'unless' not allowed in binary scalar expression",
+                r#"1:1: parse error: set operator "unless" not allowed in binary scalar expression"#,
             ),
             (
                 "1 or on(bar) foo",
-                "set operator 'or' not allowed in binary scalar expression",
+                "1:1: parse error: vector matching only allowed between instant vectors",
             ),
             (
                 "foo == on(bar) 10",
-                "vector matching only allowed between vectors",
+                "1:1: parse error: vector matching only allowed between instant vectors",
             ),
             // NOTE: group modifier CAN NOT be used without on/ignoring modifier
-            ("foo + group_left(baz) bar", "unexpected <group_left>"),
+            (
+                "foo + group_left(baz) bar",
+                "1:7: parse error: unexpected <group_left>",
+            ),
             (
                 "foo and on(bar) group_left(baz) bar",
-                "no grouping allowed for 'and' operation",
+                r#"1:1: parse error: no grouping allowed for "and" operation"#,
             ),
             (
                 "foo and on(bar) group_right(baz) bar",
-                "no grouping allowed for 'and' operation",
+                r#"1:1: parse error: no grouping allowed for "and" operation"#,
             ),
             (
                 "foo or on(bar) group_left(baz) bar",
-                "no grouping allowed for 'or' operation",
+                r#"1:1: parse error: no grouping allowed for "or" operation"#,
             ),
             (
                 "foo or on(bar) group_right(baz) bar",
-                "no grouping allowed for 'or' operation",
+                r#"1:1: parse error: no grouping allowed for "or" operation"#,
             ),
             (
                 "foo unless on(bar) group_left(baz) bar",
-                "no grouping allowed for 'unless' operation",
+                r#"1:1: parse error: no grouping allowed for "unless" operation"#,
             ),
             (
                 "foo unless on(bar) group_right(baz) bar",
-                "no grouping allowed for 'unless' operation",
+                r#"1:1: parse error: no grouping allowed for "unless" operation"#,
             ),
             (
                 r#"http_requests{group="production"} + on(instance) group_left(job,instance) cpu_count{type="smp"}"#,
-                "label 'instance' must not occur in ON and GROUP clause at once",
+                r#"1:35: parse error: label "instance" must not occur in ON and GROUP clause at once"#,
             ),
             (
                 "foo + bool bar",
-                "bool modifier can only be used on comparison operators",
+                "1:5: parse error: bool modifier can only be used on comparison operators",
             ),
             (
                 "foo + bool 10",
-                "bool modifier can only be used on comparison operators",
+                "1:5: parse error: bool modifier can only be used on comparison operators",
             ),
             (
                 "foo and bool 10",
-                "bool modifier can only be used on comparison operators",
+                "1:5: parse error: bool modifier can only be used on comparison operators",
             ),
             (
                 "1 and 1",
-                "set operator 'and' not allowed in binary scalar expression",
+                r#"1:1: parse error: set operator "and" not allowed in binary scalar expression"#,
             ),
             (
                 "1 == 1",
-                "comparisons between scalars must use BOOL modifier",
+                "1:3: parse error: comparisons between scalars must use BOOL modifier",
             ),
             (
                 "1 or 1",
-                "set operator 'or' not allowed in binary scalar expression",
+                r#"1:1: parse error: set operator "or" not allowed in binary scalar expression"#,
             ),
             (
                 "1 unless 1",
-                "set operator 'unless' not allowed in binary scalar expression",
+                r#"1:1: parse error: set operator "unless" not allowed in binary scalar expression"#,
             ),
         ];
         assert_cases(Case::new_fail_cases(fail_cases));
@@ -793,9 +807,27 @@ mod tests {
         assert_cases(Case::new_expr_cases(cases));
 
         let cases = vec![
-            (r#"-"string""#, "unary expression only allowed on expressions of type scalar or vector, got: string"),
-            ("-test[5m]", "unary expression only allowed on expressions of type scalar or vector, got: matrix"),
-            (r#"-"foo""#, "unary expression only allowed on expressions of type scalar or vector, got: string"),
+            (
+                r#"-"string""#,
+                r#"1:1: parse error: unary expression only allowed on expressions of type scalar or instant vector, got "string""#,
+            ),
+            (
+                "-test[5m]",
+                r#"1:1: parse error: unary expression only allowed on expressions of type scalar or instant vector, got "range vector""#,
+            ),
+            (
+                r#"-"foo""#,
+                r#"1:1: parse error: unary expression only allowed on expressions of type scalar or instant vector, got "string""#,
+            ),
+            // depin-orcha patch: a unary `+` is checked too, as in Prometheus.
+            (
+                "1 + +test[5m]",
+                r#"1:5: parse error: unary expression only allowed on expressions of type scalar or instant vector, got "range vector""#,
+            ),
+            (
+                r#"+"foo""#,
+                r#"1:1: parse error: unary expression only allowed on expressions of type scalar or instant vector, got "string""#,
+            ),
         ];
         assert_cases(Case::new_fail_cases(cases));
     }
@@ -967,23 +999,44 @@ mod tests {
         assert_cases(Case::new_result_cases(cases));
 
         let fail_cases = vec![
-            ("foo @ +Inf", "timestamp out of bounds for @ modifier: inf"),
-            ("foo @ -Inf", "timestamp out of bounds for @ modifier: -inf"),
-            ("foo @ NaN", "timestamp out of bounds for @ modifier: NaN"),
-            ("{", "unexpected end of input inside braces"),
-            ("}", "unexpected right brace '}'"),
-            ("some{", "unexpected end of input inside braces"),
-            ("some}", "unexpected right brace '}'"),
+            (
+                "foo @ +Inf",
+                "1:1: parse error: timestamp out of bounds for @ modifier: +Inf",
+            ),
+            (
+                "foo @ -Inf",
+                "1:1: parse error: timestamp out of bounds for @ modifier: -Inf",
+            ),
+            (
+                "foo @ NaN",
+                "1:1: parse error: timestamp out of bounds for @ modifier: NaN",
+            ),
+            (
+                "{",
+                "1:1: parse error: unexpected end of input inside braces",
+            ),
+            ("}", "1:1: parse error: unexpected right brace '}'"),
+            (
+                "some{",
+                "1:5: parse error: unexpected end of input inside braces",
+            ),
+            ("some}", "1:5: parse error: unexpected right brace '}'"),
             (
                 "some_metric{a=b}",
                 "unexpected identifier 'b' in label matching, expected string",
             ),
             (
                 r#"some_metric{a:b="b"}"#,
-                "unexpected character inside braces: ':'",
+                "1:14: parse error: unexpected character inside braces: ':'",
             ),
-            (r#"foo{a*"b"}"#, "unexpected character inside braces: '*'"),
-            (r#"foo{a>="b"}"#, "unexpected character inside braces: '>'"),
+            (
+                r#"foo{a*"b"}"#,
+                "1:6: parse error: unexpected character inside braces: '*'",
+            ),
+            (
+                r#"foo{a>="b"}"#,
+                "1:6: parse error: unexpected character inside braces: '>'",
+            ),
             // (
             //     r#"some_metric{a="\xff"}"#,
             //     "1:15: parse error: invalid UTF-8 rune",
@@ -992,30 +1045,33 @@ mod tests {
                 "foo{gibberish}",
                 "invalid label matcher, expected label matching operator after 'gibberish'",
             ),
-            ("foo{1}", "unexpected character inside braces: '1'"),
+            (
+                "foo{1}",
+                "1:5: parse error: unexpected character inside braces: '1'",
+            ),
             (
                 "{}",
-                "vector selector must contain at least one non-empty matcher",
+                "1:1: parse error: vector selector must contain at least one non-empty matcher",
             ),
             (
                 r#"{x=""}"#,
-                "vector selector must contain at least one non-empty matcher",
+                "1:1: parse error: vector selector must contain at least one non-empty matcher",
             ),
             (
                 r#"{x=~".*"}"#,
-                "vector selector must contain at least one non-empty matcher",
+                "1:1: parse error: vector selector must contain at least one non-empty matcher",
             ),
             (
                 r#"{x!~".+"}"#,
-                "vector selector must contain at least one non-empty matcher",
+                "1:1: parse error: vector selector must contain at least one non-empty matcher",
             ),
             (
                 r#"{x!="a"}"#,
-                "vector selector must contain at least one non-empty matcher",
+                "1:1: parse error: vector selector must contain at least one non-empty matcher",
             ),
             (
                 r#"foo{__name__="bar"}"#,
-                "metric name must not be set twice: 'foo' or 'bar'",
+                r#"1:1: parse error: metric name must not be set twice: "foo" or "bar""#,
             ),
             (
                 "foo{__name__= =}",
@@ -1032,7 +1088,7 @@ mod tests {
             (
                 r#"foo{__name__="bar" lol}"#,
                 // "invalid label matcher, expected label matching operator after 'lol'",
-                INVALID_QUERY_INFO,
+                r#"1:20: parse error: unexpected "lol""#,
             ),
         ];
         assert_cases(Case::new_fail_cases(fail_cases));
@@ -1041,13 +1097,17 @@ mod tests {
             {
                 let num = f64::MAX - 1f64;
                 let input = format!("foo @ {num}");
-                let expected = Err(format!("timestamp out of bounds for @ modifier: {num}"));
+                let expected = Err(format!(
+                    "1:1: parse error: timestamp out of bounds for @ modifier: {num:.6}"
+                ));
                 Case { input, expected }
             },
             {
                 let num = f64::MIN - 1f64;
                 let input = format!("foo @ {num}");
-                let expected = Err(format!("timestamp out of bounds for @ modifier: {num}"));
+                let expected = Err(format!(
+                    "1:1: parse error: timestamp out of bounds for @ modifier: {num:.6}"
+                ));
                 Case { input, expected }
             },
         ];
@@ -1145,41 +1205,62 @@ mod tests {
         assert_cases(Case::new_result_cases(cases));
 
         let fail_cases = vec![
-            ("foo[5mm]", "bad number or duration syntax: 5mm"),
-            ("foo[5m1]", "bad number or duration syntax: 5m1]"),
-            ("foo[5m:1m1]", "bad number or duration syntax: 1m1]"),
-            ("foo[5y1hs]", "not a valid duration string: 5y1hs"),
-            ("foo[5m1h]", "not a valid duration string: 5m1h"),
-            ("foo[5m1m]", "not a valid duration string: 5m1m"),
-            ("foo[0m]", "duration must be greater than 0"),
+            (
+                "foo[5mm]",
+                "1:7: parse error: bad number or duration syntax: 5mm",
+            ),
+            (
+                "foo[5m1]",
+                "1:8: parse error: bad number or duration syntax: 5m1]",
+            ),
+            (
+                "foo[5m:1m1]",
+                "1:11: parse error: bad number or duration syntax: 1m1]",
+            ),
+            (
+                "foo[5y1hs]",
+                "1:5: parse error: not a valid duration string: 5y1hs",
+            ),
+            (
+                "foo[5m1h]",
+                "1:5: parse error: not a valid duration string: 5m1h",
+            ),
+            (
+                "foo[5m1m]",
+                "1:5: parse error: not a valid duration string: 5m1m",
+            ),
+            (
+                "foo[0m]",
+                "1:5: parse error: duration must be greater than 0",
+            ),
             (
                 r#"foo["5m"]"#,
-                r#"unexpected character inside brackets: '"'"#,
+                r#"1:5: parse error: unexpected character inside brackets: '"'"#,
             ),
             (r#"foo[]"#, "missing unit character in duration"),
             (
                 "some_metric[5m] OFFSET 1mm",
-                "bad number or duration syntax: 1mm",
+                "1:26: parse error: bad number or duration syntax: 1mm",
             ),
             (
                 "some_metric[5m] OFFSET",
-                "unexpected end of input in offset, expected duration",
+                "1:23: parse error: unexpected end of input in offset, expected duration",
             ),
             (
                 "some_metric OFFSET 1m[5m]",
-                "no offset modifiers allowed before range",
+                "1:22: parse error: no offset modifiers allowed before range",
             ),
             (
                 "some_metric[5m] @",
-                "unexpected end of input in @, expected timestamp",
+                "1:18: parse error: unexpected end of input in @, expected timestamp",
             ),
             (
                 "some_metric @ 1234 [5m]",
-                "no @ modifiers allowed before range",
+                "1:20: parse error: no @ modifiers allowed before range",
             ),
             (
                 "(foo + bar)[5m]",
-                "ranges only allowed for vector selectors",
+                "1:12: parse error: ranges only allowed for vector selectors",
             ),
         ];
         assert_cases(Case::new_fail_cases(fail_cases));
@@ -1306,38 +1387,38 @@ mod tests {
         assert_cases(Case::new_result_cases(cases));
 
         let fail_cases = vec![
-            ("sum without(==)(some_metric)", INVALID_QUERY_INFO),
-            ("sum without(,)(some_metric)", INVALID_QUERY_INFO),
-            ("sum without(foo,,)(some_metric)", INVALID_QUERY_INFO),
-            ("sum some_metric by (test)", INVALID_QUERY_INFO),
-            ("sum (some_metric) by test", INVALID_QUERY_INFO),
+            ("sum without(==)(some_metric)", r#"1:13: parse error: unexpected "==""#),
+            ("sum without(,)(some_metric)", r#"1:13: parse error: unexpected ",""#),
+            ("sum without(foo,,)(some_metric)", r#"1:17: parse error: unexpected ",""#),
+            ("sum some_metric by (test)", r#"1:5: parse error: unexpected "some_metric""#),
+            ("sum (some_metric) by test", r#"1:22: parse error: unexpected "test""#),
             (
                 "sum () by (test)",
-                "no arguments for aggregate expression 'sum' provided",
+                "1:1: parse error: no arguments for aggregate expression provided",
             ),
-            ("MIN keep_common (some_metric)", INVALID_QUERY_INFO),
-            ("MIN (some_metric) keep_common", INVALID_QUERY_INFO),
-            ("sum (some_metric) without (test) by (test)", INVALID_QUERY_INFO),
-            ("sum without (test) (some_metric) by (test)", INVALID_QUERY_INFO),
+            ("MIN keep_common (some_metric)", r#"1:5: parse error: unexpected "keep_common""#),
+            ("MIN (some_metric) keep_common", r#"1:19: parse error: unexpected "keep_common""#),
+            ("sum (some_metric) without (test) by (test)", r#"1:34: parse error: unexpected "by""#),
+            ("sum without (test) (some_metric) by (test)", r#"1:34: parse error: unexpected "by""#),
             (
                 "topk(some_metric)",
-                "wrong number of arguments for aggregate expression provided, expected 2, got 1",
+                "1:1: parse error: wrong number of arguments for aggregate expression provided, expected 2, got 1",
             ),
             (
                 "topk(some_metric,)",
-                "trailing commas not allowed in function call args",
+                "1:17: parse error: trailing commas not allowed in function call args",
             ),
             (
                 "topk(some_metric, other_metric)",
-                "expected type scalar in aggregation expression, got vector",
+                "1:6: parse error: expected type scalar in aggregation parameter, got instant vector",
             ),
             (
                 "count_values(5, other_metric)",
-                "expected type string in aggregation expression, got scalar",
+                "1:14: parse error: expected type string in aggregation parameter, got scalar",
             ),
             (
                 "rate(some_metric[5m]) @ 1234",
-                "@ modifier must be preceded by an vector selector or matrix selector or a subquery"
+                "1:1: parse error: @ modifier must be preceded by an instant vector selector or range vector selector or a subquery"
             ),
         ];
         assert_cases(Case::new_fail_cases(fail_cases));
@@ -1876,73 +1957,79 @@ mod tests {
         let fail_cases = vec![
             (
                 "floor()",
-                "expected 1 argument(s) in call to 'floor', got 0",
+                r#"1:1: parse error: expected 1 argument(s) in call to "floor", got 0"#,
             ),
             (
                 "floor(some_metric, other_metric)",
-                "expected 1 argument(s) in call to 'floor', got 2",
+                r#"1:1: parse error: expected 1 argument(s) in call to "floor", got 2"#,
             ),
             (
                 "floor(some_metric, 1)",
-                "expected 1 argument(s) in call to 'floor', got 2",
+                r#"1:1: parse error: expected 1 argument(s) in call to "floor", got 2"#,
             ),
             (
                 "floor(1)",
-                "expected type vector in call to function 'floor', got scalar",
+                r#"1:7: parse error: expected type instant vector in call to function "floor", got scalar"#,
             ),
             (
                 "hour(some_metric, some_metric, some_metric)",
-                "expected at most 1 argument(s) in call to 'hour', got 3",
+                r#"1:1: parse error: expected at most 1 argument(s) in call to "hour", got 3"#,
             ),
             (
                 "time(some_metric)",
-                "expected 0 argument(s) in call to 'time', got 1",
+                r#"1:1: parse error: expected 0 argument(s) in call to "time", got 1"#,
             ),
             (
                 "non_existent_function_far_bar()",
-                "unknown function with name 'non_existent_function_far_bar'",
+                r#"1:1: parse error: unknown function with name "non_existent_function_far_bar""#,
             ),
             (
                 "rate(some_metric)",
-                "expected type matrix in call to function 'rate', got vector",
+                r#"1:6: parse error: expected type range vector in call to function "rate", got instant vector"#,
             ),
             (
                 "integral(some_metric)",
-                "expected type matrix in call to function 'integral', got vector",
+                r#"1:10: parse error: expected type range vector in call to function "integral", got instant vector"#,
             ),
             (
                 "integral()",
-                "expected at least 1 argument(s) in call to 'integral', got 0",
+                r#"1:1: parse error: expected at least 1 argument(s) in call to "integral", got 0"#,
             ),
             (
                 "integral(some_metric[5m], 1, 2)",
-                "expected at most 2 argument(s) in call to 'integral', got 3",
+                r#"1:1: parse error: expected at most 2 argument(s) in call to "integral", got 3"#,
             ),
             (
                 r#"integral(some_metric[5m], "strategy")"#,
-                "expected type scalar in call to function 'integral', got string",
+                r#"1:27: parse error: expected type scalar in call to function "integral", got string"#,
             ),
             (
                 "ln(1)",
-                "expected type vector in call to function 'ln', got scalar",
+                r#"1:4: parse error: expected type instant vector in call to function "ln", got scalar"#,
             ),
-            ("ln()", "expected 1 argument(s) in call to 'ln', got 0"),
+            (
+                "ln()",
+                r#"1:1: parse error: expected 1 argument(s) in call to "ln", got 0"#,
+            ),
             (
                 "exp(1)",
-                "expected type vector in call to function 'exp', got scalar",
+                r#"1:5: parse error: expected type instant vector in call to function "exp", got scalar"#,
             ),
-            ("exp()", "expected 1 argument(s) in call to 'exp', got 0"),
+            (
+                "exp()",
+                r#"1:1: parse error: expected 1 argument(s) in call to "exp", got 0"#,
+            ),
             (
                 "label_join()",
-                "expected at least 3 argument(s) in call to 'label_join', got 0",
+                r#"1:1: parse error: expected at least 3 argument(s) in call to "label_join", got 0"#,
             ),
             (
                 "sort_by_label()",
-                "expected at least 1 argument(s) in call to 'sort_by_label', got 0",
+                r#"1:1: parse error: expected at least 1 argument(s) in call to "sort_by_label", got 0"#,
             ),
             (
                 "sort_by_label_desc()",
-                "expected at least 1 argument(s) in call to 'sort_by_label_desc', got 0",
+                r#"1:1: parse error: expected at least 1 argument(s) in call to "sort_by_label_desc", got 0"#,
             ),
             // (r#"label_replace(a, `b`, `c\xff`, `d`, `.*`)"#, ""),
         ];
@@ -2242,19 +2329,19 @@ mod tests {
         let fail_cases = vec![
             (
                 "test[5d] OFFSET 10s [10m:5s]",
-                "subquery is only allowed on vector, got matrix instead",
+                "1:1: parse error: subquery is only allowed on instant vector, got matrix instead",
             ),
             (
                 r#"(foo + bar{nm="val"})[5m:][10m:5s]"#,
-                "subquery is only allowed on vector, got matrix instead",
+                "1:1: parse error: subquery is only allowed on instant vector, got matrix instead",
             ),
             (
                 "rate(food[1m])[1h] offset 1h",
-                "ranges only allowed for vector selectors",
+                "1:15: parse error: ranges only allowed for vector selectors",
             ),
             (
                 "rate(food[1m])[1h] @ 100",
-                "ranges only allowed for vector selectors",
+                "1:15: parse error: ranges only allowed for vector selectors",
             ),
         ];
         assert_cases(Case::new_fail_cases(fail_cases));
@@ -2352,37 +2439,37 @@ mod tests {
                 "# just a comment\n\n",
                 "no expression found in input",
             ),
-            ("1+", INVALID_QUERY_INFO),
-            (".", "unexpected character: '.'"),
-            ("2.5.", "bad number or duration syntax: 2.5."),
-            ("100..4", "bad number or duration syntax: 100.."),
-            ("0deadbeef", "bad number or duration syntax: 0de"),
-            ("1 /", INVALID_QUERY_INFO),
-            ("*1", INVALID_QUERY_INFO),
-            ("(1))", "unexpected right parenthesis ')'"),
-            ("((1)", "unclosed left parenthesis"),
-            ("(", "unclosed left parenthesis"),
-            ("1 !~ 1", "unexpected character after '!': '~'"),
-            ("1 =~ 1", "unexpected character after '=': '~'"),
-            ("*test", INVALID_QUERY_INFO),
+            ("1+", "1:3: parse error: unexpected end of input"),
+            (".", "1:1: parse error: unexpected character: '.'"),
+            ("2.5.", "1:4: parse error: bad number or duration syntax: 2.5."),
+            ("100..4", "1:5: parse error: bad number or duration syntax: 100.."),
+            ("0deadbeef", "1:3: parse error: bad number or duration syntax: 0de"),
+            ("1 /", "1:4: parse error: unexpected end of input"),
+            ("*1", r#"1:1: parse error: unexpected "*""#),
+            ("(1))", "1:4: parse error: unexpected right parenthesis ')'"),
+            ("((1)", "1:4: parse error: unclosed left parenthesis"),
+            ("(", "1:1: parse error: unclosed left parenthesis"),
+            ("1 !~ 1", "1:4: parse error: unexpected character after '!': '~'"),
+            ("1 =~ 1", "1:3: parse error: unexpected character after '=': '~'"),
+            ("*test", r#"1:1: parse error: unexpected "*""#),
             (
                 "1 offset 1d",
-                "offset modifier must be preceded by an vector selector or matrix selector or a subquery"
+                "1:1: parse error: offset modifier must be preceded by an instant vector selector or range vector selector or a subquery"
             ),
             (
                 "foo offset 1s offset 2s",
-                "offset may not be set multiple times"
+                "1:1: parse error: offset may not be set multiple times"
             ),
-            ("a - on(b) ignoring(c) d", INVALID_QUERY_INFO),
+            ("a - on(b) ignoring(c) d", r#"1:11: parse error: unexpected "ignoring""#),
 
             // Fuzzing regression tests.
-            ("-=", INVALID_QUERY_INFO),
-            ("++-++-+-+-<", INVALID_QUERY_INFO),
-            ("e-+=/(0)", INVALID_QUERY_INFO),
-            ("a>b()", "unknown function with name 'b'"),
+            ("-=", r#"1:2: parse error: unexpected "=""#),
+            ("++-++-+-+-<", r#"1:11: parse error: unexpected "<""#),
+            ("e-+=/(0)", r#"1:4: parse error: unexpected "=""#),
+            ("a>b()", r#"1:3: parse error: unknown function with name "b""#),
             (
                 "rate(avg)",
-                "expected type matrix in call to function 'rate', got vector"
+                r#"1:6: parse error: expected type range vector in call to function "rate", got instant vector"#
             ),
         ];
         assert_cases(Case::new_fail_cases(fail_cases));
@@ -2391,8 +2478,10 @@ mod tests {
             // This is testing that we are not re-rendering the expression string for each error, which would timeout.
             {
                 let input = "(".to_string() + &"-{}-1".repeat(10_000) + ")" + &"[1m:]".repeat(1000);
-                let expected =
-                    Err("vector selector must contain at least one non-empty matcher".into());
+                let expected = Err(
+                    "1:3: parse error: vector selector must contain at least one non-empty matcher"
+                        .into(),
+                );
                 Case { input, expected }
             },
         ];
@@ -2510,9 +2599,18 @@ mod tests {
                 r#"foo{or}"#,
                 r#"invalid label matcher, expected label matching operator after 'or'"#,
             ),
-            (r#"foo{label1="1" or}"#, INVALID_QUERY_INFO),
-            (r#"foo{or label1="1"}"#, INVALID_QUERY_INFO),
-            (r#"foo{label1="1" or or label2="2"}"#, INVALID_QUERY_INFO),
+            (
+                r#"foo{label1="1" or}"#,
+                r#"1:16: parse error: unexpected "or""#,
+            ),
+            (
+                r#"foo{or label1="1"}"#,
+                r#"1:5: parse error: unexpected "or""#,
+            ),
+            (
+                r#"foo{label1="1" or or label2="2"}"#,
+                r#"1:19: parse error: unexpected "or""#,
+            ),
         ];
         assert_cases(Case::new_fail_cases(fail_cases));
     }

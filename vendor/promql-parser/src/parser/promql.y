@@ -125,6 +125,10 @@ START_METRIC_SELECTOR
 
 %expect 5
 
+// depin-orcha patch: the span of every expression parsed so far, so that a semantic error
+// can be reported at a sub-expression (see `checked` below).
+%parse-param spans: &RefCell<Vec<Span>>
+
 %start start
 
 // Operators are listed with increasing precedence.
@@ -155,18 +159,18 @@ start -> Result<Expr, String>:
 
 expr -> Result<Expr, String>:
 /* check_ast from bottom to up for nested exprs */
-                aggregate_expr { check_ast($1?) }
-        |       at_expr { check_ast($1?) }
-        |       binary_expr { check_ast($1?) }
-        |       function_call { check_ast($1?) }
-        |       matrix_selector { check_ast($1?) }
-        |       number_literal { check_ast($1?) }
-        |       offset_expr { check_ast($1?) }
-        |       paren_expr { check_ast($1?) }
-        |       string_literal { check_ast($1?) }
-        |       subquery_expr { check_ast($1?) }
-        |       unary_expr  { check_ast($1?) }
-        |       vector_selector  { check_ast($1?) }
+                aggregate_expr { checked($lexer, $span, spans, $1) }
+        |       at_expr { checked($lexer, $span, spans, $1) }
+        |       binary_expr { checked($lexer, $span, spans, $1) }
+        |       function_call { checked($lexer, $span, spans, $1) }
+        |       matrix_selector { checked($lexer, $span, spans, $1) }
+        |       number_literal { checked($lexer, $span, spans, $1) }
+        |       offset_expr { checked($lexer, $span, spans, $1) }
+        |       paren_expr { checked($lexer, $span, spans, $1) }
+        |       string_literal { checked($lexer, $span, spans, $1) }
+        |       subquery_expr { checked($lexer, $span, spans, $1) }
+        |       unary_expr { checked($lexer, $span, spans, $1) }
+        |       vector_selector { checked($lexer, $span, spans, $1) }
 ;
 
 /*
@@ -176,14 +180,17 @@ aggregate_expr -> Result<Expr, String>:
                 aggregate_op aggregate_modifier function_call_body
                 {
                         Expr::new_aggregate_expr($1?.id(), Some($2?), $3?)
+                            .map_err(|e| error_at($lexer, $span.start(), e))
                 }
         |       aggregate_op function_call_body aggregate_modifier
                 {
                         Expr::new_aggregate_expr($1?.id(), Some($3?), $2?)
+                            .map_err(|e| error_at($lexer, $span.start(), e))
                 }
         |       aggregate_op function_call_body
                 {
                         Expr::new_aggregate_expr($1?.id(), None, $2?)
+                            .map_err(|e| error_at($lexer, $span.start(), e))
                 }
 ;
 
@@ -260,8 +267,8 @@ group_modifiers -> Result<Option<BinModifier>, String>:
                 {
                         Ok(update_optional_card($1?, VectorMatchCardinality::OneToMany(Labels::new(vec![]))))
                 }
-        |       GROUP_LEFT grouping_labels { Err("unexpected <group_left>".into()) }
-        |       GROUP_RIGHT grouping_labels { Err("unexpected <group_right>".into()) }
+        |       GROUP_LEFT grouping_labels { Err(error_at($lexer, $span.start(), "unexpected <group_left>".into())) }
+        |       GROUP_RIGHT grouping_labels { Err(error_at($lexer, $span.start(), "unexpected <group_right>".into())) }
 ;
 
 fill_modifiers -> Result<Option<BinModifier>, String>:
@@ -352,7 +359,7 @@ function_call -> Result<Expr, String>:
                 {
                         let name = lexeme_to_string($lexer, &$1)?;
                         match get_function(&name) {
-                            None => Err(format!("unknown function with name '{name}'")),
+                            None => Err(error_at($lexer, $span.start(), format!("unknown function with name {name:?}"))),
                             Some(func) => Expr::new_call(func, $2?)
                         }
                 }
@@ -360,7 +367,7 @@ function_call -> Result<Expr, String>:
                 {
                         let name = $1?.val;
                         match get_function(&name) {
-                            None => Err(format!("unknown function with name '{name}'")),
+                            None => Err(error_at($lexer, $span.start(), format!("unknown function with name {name:?}"))),
                             Some(func) => Expr::new_call(func, $2?)
                         }
                 }
@@ -374,7 +381,7 @@ function_call_body -> Result<FunctionArgs, String>:
 function_call_args -> Result<FunctionArgs, String>:
                 function_call_args COMMA expr { Ok($1?.append_args($3?)) }
         |       expr { Ok(FunctionArgs::new_args($1?)) }
-        |       function_call_args COMMA { Err("trailing commas not allowed in function call args".into()) }
+        |       function_call_args COMMA { Err(error_at($lexer, lexeme_start($2), "trailing commas not allowed in function call args".into())) }
 ;
 
 /*
@@ -388,10 +395,10 @@ paren_expr -> Result<Expr, String>:
  * Offset modifiers.
  */
 offset_expr -> Result<Expr, String>:
-                expr OFFSET duration { $1?.offset_expr(Offset::Pos($3?)) }
-        |       expr OFFSET ADD duration { $1?.offset_expr(Offset::Pos($4?)) }
-        |       expr OFFSET SUB duration { $1?.offset_expr(Offset::Neg($4?)) }
-        |       expr OFFSET EOF { Err("unexpected end of input in offset, expected duration".into()) }
+                expr OFFSET duration { $1?.offset_expr(Offset::Pos($3?)).map_err(|e| error_at($lexer, $span.start(), e)) }
+        |       expr OFFSET ADD duration { $1?.offset_expr(Offset::Pos($4?)).map_err(|e| error_at($lexer, $span.start(), e)) }
+        |       expr OFFSET SUB duration { $1?.offset_expr(Offset::Neg($4?)).map_err(|e| error_at($lexer, $span.start(), e)) }
+        |       expr OFFSET EOF { Err(error_at($lexer, lexeme_start($3), "unexpected end of input in offset, expected duration".into())) }
 ;
 
 /*
@@ -400,21 +407,21 @@ offset_expr -> Result<Expr, String>:
  * the original name of this production head is step_invariant_expr
  */
 at_expr -> Result<Expr, String>:
-                expr AT number_literal { $1?.at_expr(AtModifier::try_from($3?)?) }
-        |       expr AT ADD number_literal { $1?.at_expr(AtModifier::try_from($4?)?) }
+                expr AT number_literal { at_modifier($lexer, $span, $1?, AtModifier::try_from($3?)) }
+        |       expr AT ADD number_literal { at_modifier($lexer, $span, $1?, AtModifier::try_from($4?)) }
         |       expr AT SUB number_literal
                 {
                         let nl = $4.map(|nl| -nl);
-                        $1?.at_expr(AtModifier::try_from(nl?)?)
+                        at_modifier($lexer, $span, $1?, AtModifier::try_from(nl?))
                 }
         |       expr AT at_modifier_preprocessors LEFT_PAREN RIGHT_PAREN
                 {
-                        let at = AtModifier::try_from($3?)?;
-                        $1?.at_expr(at)
+                        let ex = $1?;
+                        at_modifier($lexer, $span, ex, AtModifier::try_from($3?))
                 }
         |       expr AT EOF
                 {
-                        Err("unexpected end of input in @, expected timestamp".into())
+                        Err(error_at($lexer, lexeme_start($3), "unexpected end of input in @, expected timestamp".into()))
                 }
 ;
 
@@ -430,6 +437,7 @@ matrix_selector -> Result<Expr, String>:
                 expr LEFT_BRACKET duration RIGHT_BRACKET
                 {
                         Expr::new_matrix_selector($1?, $3?)
+                            .map_err(|e| error_at($lexer, lexeme_start($2), e))
                 }
         |       expr LEFT_BRACKET RIGHT_BRACKET
                 {
@@ -448,7 +456,7 @@ subquery_expr -> Result<Expr, String>:
  * Unary expressions.
  */
 unary_expr -> Result<Expr, String>:
-                ADD expr %prec MUL { $2 }
+                ADD expr %prec MUL { unary_plus($lexer, $span, $2?) }
         |       SUB expr %prec MUL { Expr::new_unary_expr($2?) }
 ;
 
@@ -667,7 +675,8 @@ number_literal -> Result<Expr, String>:
                 }
         |       DURATION
                 {
-                        let duration = parse_duration($lexer.span_str($span))?;
+                        let duration = parse_duration($lexer.span_str($span))
+                            .map_err(|e| error_at($lexer, $span.start(), e))?;
                         Ok(Expr::from(duration.as_secs_f64()))
                 }
 ;
@@ -684,7 +693,7 @@ string_identifier -> Result<String, String>:
 ;
 
 duration -> Result<Duration, String>:
-                DURATION { parse_duration($lexer.span_str($span)) }
+                DURATION { parse_duration($lexer.span_str($span)).map_err(|e| error_at($lexer, $span.start(), e)) }
         |       NUMBER
                 {
                         let num = parse_str_radix($lexer.span_str($span))?;
@@ -702,14 +711,18 @@ maybe_duration -> Result<Option<Duration>, String>:
 
 %%
 
+use std::cell::RefCell;
 use std::time::Duration;
+use lrlex::DefaultLexerTypes;
+use lrpar::{NonStreamingLexer, Span};
 use crate::label::{Labels, Matcher, Matchers};
 use crate::parser::{AtModifier, BinModifier, Expr, FunctionArgs, LabelModifier, Offset, VectorMatchCardinality, VectorMatchFillValues};
-use crate::parser::ast::check_ast;
+use crate::parser::ast::{check_ast, unary_type_error, Blame};
+use crate::parser::value::ValueType;
 use crate::parser::function::get_function;
-use crate::parser::lex::is_label;
+use crate::parser::lex::{is_label, position, LexemeType};
 use crate::parser::production::{lexeme_to_string, lexeme_to_token, span_to_string};
-use crate::parser::token::{Token, T_IDENTIFIER};
+use crate::parser::token::{Token, TokenId, T_IDENTIFIER};
 use crate::util::{parse_duration, parse_str_radix, unquote_string};
 
 fn update_optional_matching(
@@ -734,4 +747,88 @@ fn update_optional_fill(
 ) -> Option<BinModifier> {
     let modifier = modifier.unwrap_or_default();
     Some(modifier.with_fill_values(fill))
+}
+
+// depin-orcha patch: semantic errors name where they are, in Prometheus' words and places
+// (`LINE:COL: parse error: ...` at the start of the node its `checkAST` blames).
+
+type Lexer<'a, 'input> = dyn NonStreamingLexer<'input, DefaultLexerTypes<TokenId>> + 'a;
+
+/// `LINE:COL: parse error: msg` for byte offset `at` of the query.
+fn error_at(lexer: &Lexer, at: usize, msg: String) -> String {
+    let before = lexer.span_str(Span::new(0, at));
+    format!("{}: parse error: {msg}", position(before, before.len()))
+}
+
+/// Where a token starts (a faulty one too: it still has a place).
+fn lexeme_start(lexeme: Result<LexemeType, LexemeType>) -> usize {
+    match lexeme {
+        Ok(l) | Err(l) => l.span().start(),
+    }
+}
+
+/// Sets an @ modifier; an error (out of bounds, set twice, not on a selector) is placed at
+/// the start of the expression it modifies, as Prometheus places it.
+fn at_modifier(
+    lexer: &Lexer,
+    span: Span,
+    ex: Expr,
+    at: Result<AtModifier, String>,
+) -> Result<Expr, String> {
+    at.and_then(|at| ex.at_expr(at))
+        .map_err(|e| error_at(lexer, span.start(), e))
+}
+
+/// `+expr` is `expr`, but, as in Prometheus, only on a scalar or an instant vector (the crate
+/// keeps no node for it, so `check_ast` never sees it).
+fn unary_plus(lexer: &Lexer, span: Span, ex: Expr) -> Result<Expr, String> {
+    match ex.value_type() {
+        ValueType::Scalar | ValueType::Vector => Ok(ex),
+        t => Err(error_at(lexer, span.start(), unary_type_error(t))),
+    }
+}
+
+/// `check_ast` on the expression at `span`; on success its span is recorded in `spans`, on
+/// failure the error is placed at the node `check_ast` blames. The node's direct
+/// sub-expressions are the largest recorded spans inside its own (only looked for on error).
+fn checked(
+    lexer: &Lexer,
+    span: Span,
+    spans: &RefCell<Vec<Span>>,
+    node: Result<Expr, String>,
+) -> Result<Expr, String> {
+    let (blame, msg) = match check_ast(node?) {
+        Ok(ex) => {
+            spans.borrow_mut().push(span);
+            return Ok(ex);
+        }
+        Err(e) => e,
+    };
+    let mut inner: Vec<Span> = spans
+        .borrow()
+        .iter()
+        .filter(|s| s.start() >= span.start() && s.end() <= span.end() && **s != span)
+        .copied()
+        .collect();
+    inner.sort_by_key(|s| (s.start(), std::cmp::Reverse(s.end())));
+    let mut children: Vec<Span> = Vec::new();
+    for s in inner {
+        if children.last().is_none_or(|c| s.start() >= c.end()) {
+            children.push(s);
+        }
+    }
+    let at = match blame {
+        Blame::Node => span.start(),
+        Blame::Child(i) => children.get(i).map_or(span.start(), |c| c.start()),
+        // The operator: the first non-space after the left operand (Prometheus' `opRange`).
+        Blame::Op => match children.first() {
+            Some(lhs) => {
+                let text = lexer.span_str(Span::new(lhs.end(), span.end()));
+                let skipped = text.len() - text.trim_start_matches([' ', '\t', '\n', '\r']).len();
+                lhs.end() + skipped
+            }
+            None => span.start(),
+        },
+    };
+    Err(error_at(lexer, at, msg))
 }
