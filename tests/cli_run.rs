@@ -51,14 +51,17 @@ fn demo_serves_four_nodes_and_promtool_accepts_metrics() {
     }
     // What grows with time is on /metrics: the stored history and the event ring, nonzero
     // once the first scrapes are stored and the first poll events published.
+    // (The event watcher publishes on its own tick, so the first events may come a moment
+    // after the server is ready: read /metrics again until they are there.)
     for fam in [
         "depin_tsdb_head_series",
         "depin_tsdb_samples",
         "depin_tsdb_memory_bytes",
         "depin_events_buffered_bytes",
     ] {
-        let v = metric_value(&r.body, fam, &[]);
-        assert!(v.is_some_and(|v| v > 0.0), "{fam}: {v:?}");
+        wait_until(Duration::from_secs(30), &format!("{fam} above 0"), || {
+            metric_value(&orcha.get("/metrics").body, fam, &[]).is_some_and(|v| v > 0.0)
+        });
     }
     for fam in [
         "depin_tsdb_wal_storage_size_bytes",
