@@ -4,11 +4,13 @@
 //! Why: glibc gives each thread that allocates concurrently an arena of its own (up to eight
 //! per core) and returns freed memory to the kernel only from the top of an arena. A server
 //! whose tokio workers and blocking threads take turns building query results and scrape
-//! bodies therefore holds freed pages spread over several arenas, and its resident memory
-//! creeps up over hours although the live heap stays flat (heaptrack: about 2 MB on the demo).
+//! bodies therefore holds freed pages spread over several arenas, and its resident memory can
+//! creep up over hours while the live heap stays flat (heaptrack: about 4 MB on the demo).
 //! Two arenas keep contention low for two workers, and `malloc_trim(0)` (which since glibc
 //! 2.8 also releases whole free pages inside every arena, not only at the top) once a minute
-//! costs well under a millisecond. Other C libraries and targets: both are no-ops.
+//! costs well under a millisecond. On the demo's steady load the difference measured was small
+//! (README, Soak); a burstier load leaves more freed pages behind. Other C libraries and
+//! targets: both are no-ops.
 
 use std::time::Duration;
 
