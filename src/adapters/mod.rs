@@ -23,6 +23,7 @@ pub mod golem;
 pub mod grass;
 pub mod http;
 pub mod http_json;
+pub mod mapping;
 pub mod prices;
 pub mod prometheus;
 pub mod sim;

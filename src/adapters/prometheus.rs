@@ -12,13 +12,10 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_yaml::Value;
 
-use super::conf::{self, Credential};
-use super::exec::protocol_word;
 use super::http::{fetch, HttpRequest};
-use super::http_json::{request, resource_map, token_map};
-use super::{Adapter, Allocation, Observation, PollError, PollFuture, Resource, Resources};
+use super::mapping::{self, request, MappedSpec};
+use super::{Adapter, Observation, PollError, PollFuture, Resource};
 use crate::config::diag::{join_key, Diagnostics};
-use crate::config::RawAllocation;
 
 /// One sample of the text format.
 #[derive(Clone, Debug, PartialEq)]
@@ -236,40 +233,8 @@ fn selector(raw: &RawSelector, path: &str, d: &mut Diagnostics) -> Option<Select
     })
 }
 
-#[derive(Clone, Debug, PartialEq)]
-pub struct PrometheusSpec {
-    pub protocol: String,
-    pub url: url::Url,
-    pub headers: Vec<(String, String)>,
-    pub bearer: Option<Credential>,
-    pub earnings: BTreeMap<String, Selector>,
-    pub usage: Resources<Option<Selector>>,
-    pub allocation_fields: Resources<Option<Selector>>,
-    pub allocation: Option<Allocation>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPrometheus {
-    #[serde(default)]
-    protocol: Option<String>,
-    #[serde(default)]
-    url: Option<String>,
-    #[serde(default)]
-    headers: Option<BTreeMap<String, String>>,
-    #[serde(default)]
-    bearer_token_file: Option<String>,
-    #[serde(default)]
-    bearer_token_env: Option<String>,
-    #[serde(default)]
-    earnings: Option<BTreeMap<String, RawSelector>>,
-    #[serde(default)]
-    usage: Option<BTreeMap<String, RawSelector>>,
-    #[serde(default)]
-    allocation_fields: Option<BTreeMap<String, RawSelector>>,
-    #[serde(default)]
-    allocation: Option<RawAllocation>,
-}
+/// The settings of a `prometheus` node: fields are series selectors.
+pub type PrometheusSpec = MappedSpec<Selector>;
 
 pub fn validate(
     block: Option<Value>,
@@ -278,50 +243,7 @@ pub fn validate(
     node_name: &str,
     d: &mut Diagnostics,
 ) -> Option<PrometheusSpec> {
-    let Some(block) = block else {
-        d.error(
-            node_path,
-            "missing required key \"prometheus\" (the settings of a node of kind prometheus)",
-        );
-        return None;
-    };
-    let raw: RawPrometheus = d.deserialize(path, block)?;
-    let protocol = protocol_word(raw.protocol, "prometheus", path, d);
-    let url = conf::http_url(raw.url.as_deref(), None, &join_key(path, "url"), d);
-    let bearer = Credential::validate(
-        raw.bearer_token_file.as_deref(),
-        raw.bearer_token_env.as_deref(),
-        None,
-        path,
-        "bearer_token_file",
-        node_name,
-        raw.bearer_token_env.is_some(),
-        d,
-    );
-    let earnings = token_map(
-        raw.earnings.as_ref(),
-        &join_key(path, "earnings"),
-        d,
-        selector,
-    );
-    let usage = resource_map(raw.usage.as_ref(), &join_key(path, "usage"), d, selector);
-    let alloc_fields = resource_map(
-        raw.allocation_fields.as_ref(),
-        &join_key(path, "allocation_fields"),
-        d,
-        selector,
-    );
-    let allocation = conf::optional_allocation(raw.allocation.as_ref(), path, d);
-    Some(PrometheusSpec {
-        protocol: protocol?,
-        url: url?,
-        headers: conf::headers(raw.headers.as_ref()),
-        bearer: bearer?,
-        earnings: earnings?,
-        usage: usage?,
-        allocation_fields: alloc_fields?,
-        allocation: allocation?,
-    })
+    mapping::validate("prometheus", block, path, node_path, node_name, d, selector)
 }
 
 /// Applies the mapping to a scrape.
