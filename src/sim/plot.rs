@@ -1,6 +1,8 @@
-//! `--plot FILE.svg`: earnings over time of the four strategies (top) and the allocation of
-//! each node over time per strategy (one panel per node: its main resource), drawn with
-//! `plotters`' SVG backend.
+//! `--plot FILE.svg`: earnings over time of the four strategies (top) and the allocation over
+//! time per strategy of each resource a node earns with (one panel per node and resource:
+//! Golem's cores and memory, Storj's disk and bandwidth, …), drawn with `plotters`' SVG
+//! backend. Resources a node is not paid for (the cores a strategy takes from Storj) are left
+//! out: they would crowd out the ones the earnings depend on.
 
 use std::path::Path;
 
@@ -8,6 +10,7 @@ use plotters::prelude::*;
 
 use crate::adapters::Resource;
 use crate::sim::driver::Report;
+use crate::sim::scenario::Scenario;
 
 #[derive(Debug, thiserror::Error)]
 #[error("drawing the plot: {0}")]
@@ -24,34 +27,18 @@ fn err(e: impl std::fmt::Display) -> PlotError {
     PlotError(e.to_string())
 }
 
-/// The resource a node's allocation is shown in: the first one of its protocol that the
-/// strategies change, else the first it uses.
-fn main_resource(report: &Report, node: &str) -> Resource {
-    let changes = |r: Resource| {
-        report.strategies.values().any(|s| {
-            let mut vals = s
-                .path
-                .iter()
-                .filter_map(|p| p.1.get(node))
-                .map(|a| a.get(r));
-            let first = vals.next();
-            vals.any(|v| Some(v) != first)
+pub fn draw(report: &Report, scenario: &Scenario, path: &Path) -> Result<(), PlotError> {
+    let panels: Vec<(String, Resource)> = scenario
+        .nodes
+        .iter()
+        .flat_map(|n| {
+            n.protocol
+                .resources()
+                .into_iter()
+                .map(|r| (n.name.clone(), r))
         })
-    };
-    Resource::ALL
-        .into_iter()
-        .find(|&r| changes(r))
-        .unwrap_or(Resource::CpuCores)
-}
-
-pub fn draw(report: &Report, path: &Path) -> Result<(), PlotError> {
-    let nodes: Vec<String> = report
-        .strategies
-        .get("depin_orcha")
-        .and_then(|s| s.path.first())
-        .map(|p| p.1.keys().cloned().collect())
-        .unwrap_or_default();
-    let height = 320 + 220 * nodes.len() as u32;
+        .collect();
+    let height = 320 + 220 * panels.len() as u32;
     let root = SVGBackend::new(path, (1000, height)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let (top, rest) = root.split_vertically(320);
@@ -104,9 +91,9 @@ pub fn draw(report: &Report, path: &Path) -> Result<(), PlotError> {
         .position(SeriesLabelPosition::UpperLeft)
         .draw()
         .map_err(err)?;
-    let panels = rest.split_evenly((nodes.len().max(1), 1));
-    for (node, area) in nodes.iter().zip(panels.iter()) {
-        let r = main_resource(report, node);
+    let areas = rest.split_evenly((panels.len().max(1), 1));
+    for ((node, r), area) in panels.iter().zip(areas.iter()) {
+        let r = *r;
         let step = |s: &crate::sim::driver::StrategyResult| -> Vec<(f64, f64)> {
             let mut pts = Vec::new();
             for (i, (t, a)) in s.path.iter().enumerate() {
@@ -136,7 +123,11 @@ pub fn draw(report: &Report, path: &Path) -> Result<(), PlotError> {
             .y_label_area_size(60)
             .build_cartesian_2d(0.0..end_h, 0.0..max_v * 1.1)
             .map_err(err)?;
-        c.configure_mesh().draw().map_err(err)?;
+        // Amounts in the resource's own words (10GiB, 2.5MB/s), not raw bytes.
+        c.configure_mesh()
+            .y_label_formatter(&|v| crate::optimizer::fmt_amount(r, *v))
+            .draw()
+            .map_err(err)?;
         for (name, color) in STRATEGIES {
             if let Some(s) = report.strategies.get(name) {
                 c.draw_series(LineSeries::new(step(s), color.stroke_width(1)))
