@@ -154,7 +154,7 @@ START_METRIC_SELECTOR
 start -> Result<Expr, String>:
                 expr { $1 }
         |       expr EOF { $1 }
-        |       EOF { Err("no expression found in input".into()) }
+        |       EOF { Err(no_expression(lexeme_start($1))) }
 ;
 
 expr -> Result<Expr, String>:
@@ -661,7 +661,7 @@ match_op -> Result<Token, String>:
 number_literal -> Result<Expr, String>:
                 NUMBER
                 {
-                        let num = parse_str_radix($lexer.span_str($span))?;
+                        let num = number($lexer, $span)?;
                         Ok(Expr::from(num))
                 }
         |       DURATION
@@ -687,7 +687,11 @@ duration -> Result<Duration, String>:
                 DURATION { parse_duration($lexer.span_str($span)).map_err(|e| error_at($lexer, $span.start(), e)) }
         |       NUMBER
                 {
-                        let num = parse_str_radix($lexer.span_str($span))?;
+                        let num = number($lexer, $span)?;
+                        // depin-orcha patch: as Prometheus' `durationLiteralOutOfRange`.
+                        if num > i64::MAX as f64 / 1e9 {
+                            return Err(error_at($lexer, $span.start(), "duration out of range".into()));
+                        }
                         Ok(Duration::from_secs_f64(num))
                 }
 ;
@@ -773,6 +777,28 @@ fn matcher_error(lexer: &Lexer, span: Span, n: usize, expected: &str) -> String 
         None => (span.end(), "end of input".to_string()),
     };
     error_at(lexer, at, format!("unexpected {what} in label matching, expected {expected}"))
+}
+
+/// depin-orcha patch: a number literal; one too large for a float is an error, as Go's
+/// `strconv.ParseFloat` makes it in Prometheus (0.11.1 read it as +Inf).
+fn number(lexer: &Lexer, span: Span) -> Result<f64, String> {
+    let text = lexer.span_str(span);
+    let num = parse_str_radix(text)?;
+    if num.is_infinite() && !text.to_ascii_lowercase().ends_with("inf") {
+        return Err(error_at(
+            lexer,
+            span.start(),
+            format!("error parsing number: strconv.ParseFloat: parsing {text:?}: value out of range"),
+        ));
+    }
+    Ok(num)
+}
+
+/// depin-orcha patch: Prometheus' error for a query of only spaces and comments (`1:1`), or
+/// for an empty one (which has no position).
+fn no_expression(end: usize) -> String {
+    let at = if end == 0 { "unknown position" } else { "1:1" };
+    format!("{at}: parse error: no expression found in input")
 }
 
 /// Where a token starts (a faulty one too: it still has a place).
