@@ -59,7 +59,10 @@ fn unexpected(
         .take_while(|t| t.span().start() < start && t.tok_id() != T_EOF)
         .map(|t| t.tok_id())
         .collect();
-    let mut msg = format!("{}: parse error: unexpected {what}", lex::position(input, start));
+    let mut msg = format!(
+        "{}: parse error: unexpected {what}",
+        lex::position(input, start)
+    );
     if let Some((context, expected)) = error_context(&before, id) {
         msg.push_str(&format!(" in {context}, expected {expected}"));
     }
@@ -68,9 +71,19 @@ fn unexpected(
 
 /// The (context, expected) of the `generated_parser.y` error production that catches token
 /// `next` after the tokens `before`, if any.
-fn error_context(before: &[token::TokenId], next: token::TokenId) -> Option<(&'static str, &'static str)> {
+fn error_context(
+    before: &[token::TokenId],
+    next: token::TokenId,
+) -> Option<(&'static str, &'static str)> {
     use token::*;
-    const GROUPING: [TokenId; 6] = [T_BY, T_WITHOUT, T_ON, T_IGNORING, T_GROUP_LEFT, T_GROUP_RIGHT];
+    const GROUPING: [TokenId; 6] = [
+        T_BY,
+        T_WITHOUT,
+        T_ON,
+        T_IGNORING,
+        T_GROUP_LEFT,
+        T_GROUP_RIGHT,
+    ];
     const MATCH_OPS: [TokenId; 4] = [T_EQL, T_NEQ, T_EQL_REGEX, T_NEQ_REGEX];
     let prev = *before.last()?;
     match prev {
@@ -213,7 +226,6 @@ mod tests {
             ("08", Expr::from(8.0)),
             ("+5.5e-3", Expr::from(0.0055)),
             ("-0755", Expr::from(-493.0)),
-
             // for abnormal input
             ("NaN", Expr::from(f64::NAN)),
             // A number too large for a float is an error, as in Prometheus (see
@@ -262,7 +274,10 @@ mod tests {
         let fail_cases = vec![
             (r"`\\``", "1:5: parse error: unterminated raw string"),
             (r#""\"#, "1:1: parse error: escape sequence not terminated"),
-            (r#""\c""#, "1:1: parse error: unknown escape sequence U+0063 'c'"),
+            (
+                r#""\c""#,
+                "1:1: parse error: unknown escape sequence U+0063 'c'",
+            ),
             // (r#""\x.""#, ""),
         ];
         assert_cases(Case::new_fail_cases(fail_cases));

@@ -230,7 +230,11 @@ mod tests {
     #[test]
     fn test_diff_with_promql() {
         for s in ["294y", "200y10400w", "107675d", "2584200h"] {
-            assert_eq!(parse_duration(s), Err("duration out of range".into()), "{s}");
+            assert_eq!(
+                parse_duration(s),
+                Err("duration out of range".into()),
+                "{s}"
+            );
         }
         assert_eq!(parse_duration("292y"), Ok(YEAR_DURATION * 292));
         assert_eq!(
