@@ -534,28 +534,30 @@ async fn query_parameter_errors_are_prometheus_errors() {
         .get("/api/v1/query_range?query=1&start=0&end=11000&step=1")
         .await;
     assert_ne!(r.body, bad_data("exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)"));
-    // A parse error names the query parameter and keeps the parser's text.
+    // A parse error names the query parameter and keeps the parser's text (an unclosed `(`
+    // is reported just past the end, as Prometheus reports it).
     let r = srv
         .get(&format!("/api/v1/query?query={}", enc("sum(up")))
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(
         r.body.starts_with(
-            r#"{"status":"error","errorType":"bad_data","error":"invalid parameter \"query\": 1:6: parse error: unclosed left parenthesis"#
+            r#"{"status":"error","errorType":"bad_data","error":"invalid parameter \"query\": 1:7: parse error: unclosed left parenthesis"#
         ),
         "{}",
         r.body
     );
-    // A syntax error says where, as Prometheus does (`LINE:COL: parse error: unexpected ...`).
+    // A syntax error says where and what, in Prometheus' words (`LINE:COL: parse error:
+    // unexpected <token> [in <context>, expected <what>]`).
     for (q, want) in [
         (
             "rate(x[5m]) +",
             "1:14: parse error: unexpected end of input",
         ),
-        ("foo bar", "1:5: parse error: unexpected \\\"bar\\\""),
+        ("foo bar", "1:5: parse error: unexpected identifier \\\"bar\\\""),
         (
             "sum(x)\n  by (a b)",
-            "2:9: parse error: unexpected \\\"b\\\"",
+            "2:9: parse error: unexpected identifier \\\"b\\\" in grouping opts, expected \\\",\\\" or \\\")\\\"",
         ),
     ] {
         let r = srv.get(&format!("/api/v1/query?query={}", enc(q))).await;

@@ -305,6 +305,139 @@ mod type_error_tests {
         }
     }
 
+    /// Syntax and lexer errors in Prometheus' words and places: each case and its text are
+    /// Prometheus' own, from promql/parser/parse_test.go (the line of the case at commit
+    /// d15adb9 is given): token names (`<op:*>`, `identifier "x"`, `<by>`), the context of
+    /// the grammar's error productions (`in grouping opts, expected label`, `in label
+    /// matching, expected string`), lexer errors at the start of the token, Go-quoted text.
+    #[test]
+    fn syntax_errors_match_prometheus_parse_test() {
+        let cases = [
+            // parse_test.go:498
+            ("", "unknown position: parse error: no expression found in input"),
+            // parse_test.go:509
+            ("# just a comment\n\n", "1:1: parse error: no expression found in input"),
+            // parse_test.go:542
+            ("2.5.", r#"1:1: parse error: bad number or duration syntax: "2.5.""#),
+            // parse_test.go:553
+            ("100..4", r#"1:1: parse error: bad number or duration syntax: "100..""#),
+            // parse_test.go:564
+            ("0deadbeef", r#"1:1: parse error: bad number or duration syntax: "0de""#),
+            // parse_test.go:586
+            ("*1", "1:1: parse error: unexpected <op:*>"),
+            // parse_test.go:597
+            ("(1))", "1:5: parse error: unexpected right parenthesis ')'"),
+            // parse_test.go:608
+            ("((1)", "1:5: parse error: unclosed left parenthesis"),
+            // parse_test.go:630
+            ("(", "1:2: parse error: unclosed left parenthesis"),
+            // parse_test.go:685
+            ("1 !~ 1", "1:3: parse error: unexpected character after '!': '~'"),
+            // parse_test.go:729
+            ("*test", "1:1: parse error: unexpected <op:*>"),
+            // parse_test.go:740
+            ("@@", "1:1: parse error: unexpected <op:@>"),
+            // parse_test.go:773
+            ("a - on(b) ignoring(c) d", "1:11: parse error: unexpected <ignoring>"),
+            // parse_test.go:2152
+            ("{", "1:2: parse error: unexpected end of input inside braces"),
+            // parse_test.go:2163
+            ("}", "1:1: parse error: unexpected character: '}'"),
+            // parse_test.go:2174
+            ("some{", "1:6: parse error: unexpected end of input inside braces"),
+            // parse_test.go:2185
+            ("some}", "1:5: parse error: unexpected character: '}'"),
+            // parse_test.go:2196
+            ("some_metric{a=b}", r#"1:15: parse error: unexpected identifier "b" in label matching, expected string"#),
+            // parse_test.go:2253
+            ("foo{gibberish}", r#"1:14: parse error: unexpected "}" in label matching, expected label matching operator"#),
+            // parse_test.go:2343
+            ("foo{__name__= =}", r#"1:15: parse error: unexpected "=" in label matching, expected string"#),
+            // parse_test.go:2354
+            ("foo{,}", r#"1:5: parse error: unexpected "," in label matching, expected identifier or "}""#),
+            // parse_test.go:2365
+            (r#"foo{__name__ == "bar"}"#, r#"1:15: parse error: unexpected "=" in label matching, expected string"#),
+            // parse_test.go:2376
+            (r#"foo{__name__="bar" lol}"#, r#"1:20: parse error: unexpected identifier "lol" in label matching, expected "," or "}""#),
+            // parse_test.go:2387
+            (r#"foo{"a"=}"#, r#"1:9: parse error: unexpected "}" in label matching, expected string"#),
+            // parse_test.go:2680
+            ("foo[5mm]", r#"1:5: parse error: bad number or duration syntax: "5mm""#),
+            // parse_test.go:2691
+            ("foo[5m1]", r#"1:5: parse error: bad number or duration syntax: "5m1""#),
+            // parse_test.go:2702
+            ("foo[5m:1m1]", r#"1:8: parse error: bad number or duration syntax: "1m1""#),
+            // parse_test.go:2713
+            ("foo[5y1hs]", r#"1:5: parse error: unknown unit "hs" in duration "5y1hs""#),
+            // parse_test.go:2729
+            ("foo[5m1h]", r#"1:5: parse error: not a valid duration string: "5m1h""#),
+            // parse_test.go:2745
+            ("foo[5m1m]", r#"1:5: parse error: not a valid duration string: "5m1m""#),
+            // parse_test.go:2772
+            (r#"foo["5m"]"#, r#"1:5: parse error: unexpected character in duration expression: '"'"#),
+            // parse_test.go:2783
+            ("foo[]", r#"1:5: parse error: unexpected "]" in subquery or range selector, expected number, duration, step(), or range()"#),
+            // parse_test.go:2805
+            ("some_metric[5m] OFFSET 1mm", r#"1:24: parse error: bad number or duration syntax: "1mm""#),
+            // parse_test.go:2816
+            ("some_metric[5m] OFFSET", "1:23: parse error: unexpected end of input in offset, expected number, duration, step(), or range()"),
+            // parse_test.go:2964
+            (r#"sum by ("foo)(some_metric{})"#, "1:9: parse error: unterminated quoted string"),
+            // parse_test.go:3178
+            ("sum without(==)(some_metric)", "1:13: parse error: unexpected <op:==> in grouping opts, expected label"),
+            // parse_test.go:3189
+            ("sum without(,)(some_metric)", r#"1:13: parse error: unexpected "," in grouping opts, expected label"#),
+            // parse_test.go:3200
+            ("sum without(foo,,)(some_metric)", r#"1:17: parse error: unexpected "," in grouping opts, expected label"#),
+            // parse_test.go:3211
+            ("sum some_metric by (test)", r#"1:5: parse error: unexpected identifier "some_metric""#),
+            // parse_test.go:3222
+            ("sum (some_metric) by test", r#"1:22: parse error: unexpected identifier "test" in grouping opts, expected "(""#),
+            // parse_test.go:3244
+            ("MIN keep_common (some_metric)", r#"1:5: parse error: unexpected identifier "keep_common""#),
+            // parse_test.go:3255
+            ("MIN (some_metric) keep_common", r#"1:19: parse error: unexpected identifier "keep_common""#),
+            // parse_test.go:3266
+            ("sum (some_metric) without (test) by (test)", "1:34: parse error: unexpected <by>"),
+            // parse_test.go:3277
+            ("sum without (test) (some_metric) by (test)", "1:34: parse error: unexpected <by>"),
+            // parse_test.go:3535
+            ("*1", "1:1: parse error: unexpected <op:*>"),
+            // parse_test.go:3557
+            ("++-++-+-+-<", "1:11: parse error: unexpected <op:<>"),
+            // parse_test.go:3701
+            (r#"`\``"#, "1:4: parse error: unterminated raw string"),
+            // parse_test.go:3712
+            (r#""\"#, "1:1: parse error: escape sequence not terminated"),
+            // parse_test.go:3723
+            (r#""\c""#, "1:1: parse error: unknown escape sequence U+0063 'c'"),
+            // parse_test.go:3734
+            (r#""\x.""#, "1:1: parse error: illegal character U+002E '.' in escape sequence"),
+            // parse_test.go:3746
+            (r#"foo{bar="baz"}["#, "1:16: parse error: unexpected end of input in duration expression"),
+            // parse_test.go:5239
+            ("foo offset 9.5e10", "1:12: parse error: duration out of range"),
+            // parse_test.go:5250
+            ("foo[9.5e10]", "1:5: parse error: duration out of range"),
+            // parse_test.go:5366
+            ("sum(", "1:5: parse error: unclosed left parenthesis"),
+            // parse_test.go:5382
+            ("sum(rate(", "1:10: parse error: unclosed left parenthesis"),
+            // parse_test.go:5398
+            ("foo[5s x 5s]", "1:8: parse error: unexpected character: 'x', expected ':'"),
+            // parse_test.go:5409
+            ("foo[5s s 5s]", "1:8: parse error: unexpected character: 's', expected ':'"),
+        ];
+        let mut differ = Vec::new();
+        for (q, want) in cases {
+            match parse(q) {
+                Err(e) if e.to_string() == want && e.error_type() == "bad_data" => {}
+                got => differ.push(format!("{q:?}\n  want {want}\n  got  {got:?}")),
+            }
+        }
+        assert!(differ.is_empty(), "\n{}", differ.join("\n"));
+    }
+
     #[test]
     fn well_typed_expressions_still_parse() {
         for q in [

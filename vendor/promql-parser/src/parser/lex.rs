@@ -352,20 +352,20 @@ impl Lexer {
                 State::Err("too many left parentheses".into())
             }
             ')' => {
-                if self.is_paren_balanced() {
+                if self.is_paren_balanced() || !self.dec_paren_depth() {
+                    // depin-orcha patch: Prometheus emits the `)` before it finds it
+                    // unbalanced, so its error is placed after it.
+                    self.ignore();
                     return State::Err("unexpected right parenthesis ')'".into());
                 }
-                if self.dec_paren_depth() {
-                    return State::Lexeme(T_RIGHT_PAREN);
-                }
-                State::Err("unexpected right parenthesis ')'".into())
+                State::Lexeme(T_RIGHT_PAREN)
             }
             '{' => {
                 self.dive_into_braces();
                 State::Lexeme(T_LEFT_BRACE)
             }
             // the matched } has been consumed inside braces
-            '}' => State::Err("unexpected right brace '}'".into()),
+            '}' => State::Err("unexpected character: '}'".into()),
             '[' => {
                 self.reset_colon_scanned();
                 self.dive_into_brackets();
@@ -389,10 +389,14 @@ impl Lexer {
             return State::Lexeme(T_DURATION);
         }
 
-        // the next char is invalid, so it should be captured in the err info.
-        self.pop();
+        // the next char is invalid, so it should be captured in the err info
+        // (depin-orcha patch: as Prometheus does, only a letter, digit or '.': `5m1]` is
+        // reported as "5m1"; the text is quoted, Go's `%q`).
+        if matches!(self.peek(), Some(ch) if is_alpha_numeric(ch) || ch == '.') {
+            self.pop();
+        }
         State::Err(format!(
-            "bad number or duration syntax: {}",
+            "bad number or duration syntax: {:?}",
             self.lexeme_string()
         ))
     }
@@ -546,17 +550,47 @@ impl Lexer {
     /// has already been consumed.
     // TODO: checking the validity of code point is NOT supported yet.
     fn accept_escape(&mut self, symbol: char) -> State {
-        match self.pop() {
-            Some(ch) if ch == symbol || ESCAPE_SYMBOLS.contains(ch) => State::String(symbol),
-            Some(ch) => State::Err(format!("unknown escape sequence '{ch}'")),
-            None => State::Err("escape sequence not terminated".into()),
+        // depin-orcha patch: Prometheus' `lexEscape` checks the digits of numeric escapes
+        // and names characters as Go's `%#U` does (`U+0063 'c'`).
+        let (n, radix) = match self.pop() {
+            Some(ch) if ch == symbol => return State::String(symbol),
+            Some('0'..='7') => {
+                self.backup();
+                (3, 8)
+            }
+            Some('x') => (2, 16),
+            Some('u') => (4, 16),
+            Some('U') => (8, 16),
+            Some(ch) if ESCAPE_SYMBOLS.contains(ch) => return State::String(symbol),
+            Some(ch) => return State::Err(format!("unknown escape sequence {}", go_unicode(ch))),
+            None => return State::Err("escape sequence not terminated".into()),
+        };
+        let mut code: u32 = 0;
+        for _ in 0..n {
+            match self.pop() {
+                Some(ch) => match ch.to_digit(radix) {
+                    Some(d) => code = code.saturating_mul(radix).saturating_add(d),
+                    None => {
+                        return State::Err(format!(
+                            "illegal character {} in escape sequence",
+                            go_unicode(ch)
+                        ))
+                    }
+                },
+                None => return State::Err("escape sequence not terminated".into()),
+            }
         }
+        if (radix == 8 && code > 255) || char::from_u32(code).is_none() {
+            return State::Err("escape sequence is an invalid Unicode code point".into());
+        }
+        State::String(symbol)
     }
 
     /// scans a quoted string. The initial quote has already been consumed.
     fn accept_string(&mut self, symbol: char) -> State {
         while let Some(ch) = self.pop() {
-            if ch == '\\' {
+            // depin-orcha patch: a raw (`) string has no escapes, as in Prometheus.
+            if ch == '\\' && symbol != '`' {
                 return State::Escape(symbol);
             }
 
@@ -565,7 +599,11 @@ impl Lexer {
             }
         }
 
-        State::Err(format!("unterminated quoted string {symbol}"))
+        // depin-orcha patch: Prometheus' texts.
+        if symbol == '`' {
+            return State::Err("unterminated raw string".into());
+        }
+        State::Err("unterminated quoted string".into())
     }
 
     /// scans the inside of a vector selector. Keywords are ignored and
@@ -660,9 +698,31 @@ impl Lexer {
                 State::Lexeme(T_RIGHT_BRACKET)
             }
             Some('[') => State::Err("unexpected left brace '[' inside brackets".into()),
+            // depin-orcha patch: Prometheus' texts: right after `[` it scans a duration
+            // expression; after the range, a letter can only start `:`.
+            Some(ch) if self.just_after_left_bracket(true) => State::Err(format!(
+                "unexpected character in duration expression: {ch:?}"
+            )),
+            Some(ch) if is_alpha(ch) => {
+                State::Err(format!("unexpected character: {ch:?}, expected ':'"))
+            }
             Some(ch) => State::Err(format!("unexpected character inside brackets: '{ch}'")),
-            None => State::Err("unexpected end of input inside brackets".into()),
+            None if self.just_after_left_bracket(false) => {
+                State::Err("unexpected end of input in duration expression".into())
+            }
+            None => State::Err("unclosed left bracket".into()),
         }
+    }
+
+    /// depin-orcha patch: whether the text before the character just read (`read_one`) or
+    /// before the end is the `[` with nothing but spaces after it.
+    fn just_after_left_bracket(&self, read_one: bool) -> bool {
+        let end = self.ctx.idx.saturating_sub(usize::from(read_one));
+        self.ctx.chars[..end.min(self.ctx.chars.len())]
+            .iter()
+            .rev()
+            .find(|c| !c.is_ascii_whitespace())
+            == Some(&'[')
     }
 
     // scans an alphanumeric identifier. The next character
@@ -690,8 +750,10 @@ impl Iterator for Lexer {
                 State::Lexeme(token_id) => return Some(Ok(self.lexeme(*token_id))),
                 // depin-orcha patch: the error names where it is (`LINE:COL: parse error:`),
                 // as Prometheus' do; the column is that of the last character read.
+                // depin-orcha patch: placed at the start of the token being read, as
+                // Prometheus' `errorf` places it (`l.start`).
                 State::Err(info) => {
-                    let at = self.ctx.pos.saturating_sub(1);
+                    let at = self.ctx.start;
                     let input: String = self.ctx.chars.iter().collect();
                     return Some(Err(format!(
                         "{}: parse error: {info}",
@@ -703,6 +765,11 @@ impl Iterator for Lexer {
             }
         }
     }
+}
+
+/// Go's `%#U` of a character: `U+0063 'c'`.
+fn go_unicode(ch: char) -> String {
+    format!("U+{:04X} '{ch}'", ch as u32)
 }
 
 /// `LINE:COL` (both from 1, the column in bytes, as Prometheus counts it) of byte offset
@@ -893,13 +960,17 @@ mod tests {
             (
                 "\"test\\.expression\"",
                 vec![],
-                Some("1:7: parse error: unknown escape sequence '.'"),
+                Some("1:1: parse error: unknown escape sequence U+002E '.'"),
             ),
+            // A raw string has no escapes (Prometheus' lex_test.go).
+            ("`test\\.expression`", vec![(T_STRING, 0, 18)], None),
+            // Numeric escapes need their digits (Prometheus' parse_test.go).
             (
-                "`test\\.expression`",
+                "\"\\x.\"",
                 vec![],
-                Some("1:7: parse error: unknown escape sequence '.'"),
+                Some("1:1: parse error: illegal character U+002E '.' in escape sequence"),
             ),
+            ("\"\\x41\\101\\u00e9\"", vec![(T_STRING, 0, 16)], None),
             (
                 ".٩",
                 vec![],
@@ -938,7 +1009,7 @@ mod tests {
             (
                 "0a:bc",
                 vec![],
-                Some("1:2: parse error: bad number or duration syntax: 0a"),
+                Some(r#"1:1: parse error: bad number or duration syntax: "0a""#),
             ),
         ];
         assert_matches(cases);
@@ -1103,7 +1174,7 @@ mod tests {
             (
                 "0a='a'",
                 vec![],
-                Some("1:2: parse error: bad number or duration syntax: 0a"),
+                Some(r#"1:1: parse error: bad number or duration syntax: "0a""#),
             ),
             (
                 "{foo='bar'}",
@@ -1174,7 +1245,7 @@ mod tests {
             (
                 r#"{alert!#"bar"}"#,
                 vec![(T_LEFT_BRACE, 0, 1), (T_IDENTIFIER, 1, 5)],
-                Some("1:8: parse error: unexpected character after '!' inside braces: '#'"),
+                Some("1:7: parse error: unexpected character after '!' inside braces: '#'"),
             ),
             (
                 r#"{foo:a="bar"}"#,
@@ -1196,17 +1267,17 @@ mod tests {
             (
                 "!~",
                 vec![],
-                Some("1:2: parse error: unexpected character after '!': '~'"),
+                Some("1:1: parse error: unexpected character after '!': '~'"),
             ),
             (
                 "!(",
                 vec![],
-                Some("1:2: parse error: unexpected character after '!': '('"),
+                Some("1:1: parse error: unexpected character after '!': '('"),
             ),
             (
                 "1a",
                 vec![],
-                Some("1:2: parse error: bad number or duration syntax: 1a"),
+                Some(r#"1:1: parse error: bad number or duration syntax: "1a""#),
             ),
         ];
         assert_matches(cases);
@@ -1218,17 +1289,17 @@ mod tests {
             (
                 "(",
                 vec![(T_LEFT_PAREN, 0, 1)],
-                Some("1:1: parse error: unclosed left parenthesis"),
+                Some("1:2: parse error: unclosed left parenthesis"),
             ),
             (
                 ")",
                 vec![],
-                Some("1:1: parse error: unexpected right parenthesis ')'"),
+                Some("1:2: parse error: unexpected right parenthesis ')'"),
             ),
             (
                 "())",
                 vec![(T_LEFT_PAREN, 0, 1), (T_RIGHT_PAREN, 1, 1)],
-                Some("1:3: parse error: unexpected right parenthesis ')'"),
+                Some("1:4: parse error: unexpected right parenthesis ')'"),
             ),
             (
                 "(()",
@@ -1237,17 +1308,17 @@ mod tests {
                     (T_LEFT_PAREN, 1, 1),
                     (T_RIGHT_PAREN, 2, 1),
                 ],
-                Some("1:3: parse error: unclosed left parenthesis"),
+                Some("1:4: parse error: unclosed left parenthesis"),
             ),
             (
                 "{",
                 vec![(T_LEFT_BRACE, 0, 1)],
-                Some("1:1: parse error: unexpected end of input inside braces"),
+                Some("1:2: parse error: unexpected end of input inside braces"),
             ),
             (
                 "}",
                 vec![],
-                Some("1:1: parse error: unexpected right brace '}'"),
+                Some("1:1: parse error: unexpected character: '}'"),
             ),
             (
                 "{{",
@@ -1262,7 +1333,7 @@ mod tests {
             (
                 "[",
                 vec![(T_LEFT_BRACKET, 0, 1)],
-                Some("1:1: parse error: unexpected end of input inside brackets"),
+                Some("1:2: parse error: unexpected end of input in duration expression"),
             ),
             (
                 "[[",

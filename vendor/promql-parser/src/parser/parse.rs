@@ -12,7 +12,7 @@
 // See the License for the specific language governing permissions and
 // limitations under the License.
 
-use crate::parser::{lex, Expr, INVALID_QUERY_INFO};
+use crate::parser::{lex, token, Expr, INVALID_QUERY_INFO};
 
 /// Parse the given query literal to an AST (which is [`Expr`] in this crate).
 pub fn parse(input: &str) -> Result<Expr, String> {
@@ -28,24 +28,111 @@ pub fn parse(input: &str) -> Result<Expr, String> {
             match res {
                 Some(r) => r,
                 None => Err(match errs.first() {
-                    Some(lrpar::LexParseError::ParseError(e)) => {
-                        use lrpar::Lexeme;
-                        let l = e.lexeme();
-                        let start = l.span().start().min(input.len());
-                        let what = if l.faulty() || start >= input.len() {
-                            "end of input".to_string()
-                        } else {
-                            format!("{:?}", &input[start..l.span().end().min(input.len())])
-                        };
-                        format!(
-                            "{}: parse error: unexpected {what}",
-                            lex::position(input, start)
-                        )
-                    }
+                    Some(lrpar::LexParseError::ParseError(e)) => unexpected(input, &lexer, e),
                     _ => String::from(INVALID_QUERY_INFO),
                 }),
             }
         }
+    }
+}
+
+/// depin-orcha patch: the first syntax error in Prometheus' words (`parser.unexpected` in
+/// parse.go): `LINE:COL: parse error: unexpected <token> [in <context>][, expected <what>]`.
+/// The context is the one of the error production in Prometheus' `generated_parser.y` that
+/// would catch the token, found from the tokens read before it (lrpar has no error
+/// productions).
+fn unexpected(
+    input: &str,
+    lexer: &lrlex::LRNonStreamingLexer<'_, '_, lrlex::DefaultLexerTypes<token::TokenId>>,
+    e: &lrpar::ParseError<lrlex::DefaultLexeme<token::TokenId>, token::TokenId>,
+) -> String {
+    use lrpar::{Lexeme, Lexer};
+    use token::*;
+    let l = e.lexeme();
+    let start = l.span().start().min(input.len());
+    let at_end = l.faulty() || start >= input.len();
+    let id = if at_end { T_EOF } else { l.tok_id() };
+    let what = token_desc(id, &input[start..l.span().end().clamp(start, input.len())]);
+    let before: Vec<TokenId> = lexer
+        .iter()
+        .filter_map(|t| t.ok())
+        .take_while(|t| t.span().start() < start && t.tok_id() != T_EOF)
+        .map(|t| t.tok_id())
+        .collect();
+    let mut msg = format!(
+        "{}: parse error: unexpected {what}",
+        lex::position(input, start)
+    );
+    if let Some((context, expected)) = error_context(&before, id) {
+        msg.push_str(&format!(" in {context}, expected {expected}"));
+    }
+    msg
+}
+
+/// The (context, expected) of the `generated_parser.y` error production that catches token
+/// `next` after the tokens `before`, if any.
+fn error_context(
+    before: &[token::TokenId],
+    next: token::TokenId,
+) -> Option<(&'static str, &'static str)> {
+    use token::*;
+    const GROUPING: [TokenId; 6] = [
+        T_BY,
+        T_WITHOUT,
+        T_ON,
+        T_IGNORING,
+        T_GROUP_LEFT,
+        T_GROUP_RIGHT,
+    ];
+    const MATCH_OPS: [TokenId; 4] = [T_EQL, T_NEQ, T_EQL_REGEX, T_NEQ_REGEX];
+    let prev = *before.last()?;
+    match prev {
+        T_OFFSET => return Some(("offset", "number, duration, step(), or range()")),
+        T_AT => return Some(("@", "timestamp")),
+        T_BY | T_WITHOUT | T_ON | T_IGNORING if next != T_LEFT_PAREN => {
+            return Some(("grouping opts", "\"(\""))
+        }
+        _ => {}
+    }
+    // The innermost bracket still open, and where it opened.
+    let mut open: Vec<usize> = Vec::new();
+    for (i, t) in before.iter().enumerate() {
+        match *t {
+            T_LEFT_PAREN | T_LEFT_BRACE | T_LEFT_BRACKET => open.push(i),
+            T_RIGHT_PAREN | T_RIGHT_BRACE | T_RIGHT_BRACKET => {
+                open.pop();
+            }
+            _ => {}
+        }
+    }
+    let o = *open.last()?;
+    let inside = &before[o + 1..];
+    match before[o] {
+        T_LEFT_PAREN if o > 0 && GROUPING.contains(&before[o - 1]) => match prev {
+            T_LEFT_PAREN | T_COMMA => Some(("grouping opts", "label")),
+            _ => Some(("grouping opts", "\",\" or \")\"")),
+        },
+        T_LEFT_BRACE => match prev {
+            T_LEFT_BRACE | T_COMMA | T_LOR => Some(("label matching", "identifier or \"}\"")),
+            T_IDENTIFIER => Some(("label matching", "label matching operator")),
+            p if MATCH_OPS.contains(&p) => Some(("label matching", "string")),
+            T_STRING => Some(("label matching", "\",\" or \"}\"")),
+            _ => None,
+        },
+        T_LEFT_BRACKET => match (prev, inside.contains(&T_COLON)) {
+            (T_LEFT_BRACKET, _) => Some((
+                "subquery or range selector",
+                "number, duration, step(), or range()",
+            )),
+            (T_COLON, _) => Some((
+                "subquery selector",
+                "number, duration, step(), range(), or \"]\"",
+            )),
+            (T_DURATION | T_NUMBER, false) => Some(("subquery or range", "\":\" or \"]\"")),
+            (T_DURATION | T_NUMBER, true) => Some(("subquery selector", "\"]\"")),
+            _ => None,
+        },
+        _ => None,
     }
 }
 
@@ -139,13 +226,11 @@ mod tests {
             ("08", Expr::from(8.0)),
             ("+5.5e-3", Expr::from(0.0055)),
             ("-0755", Expr::from(-493.0)),
-
             // for abnormal input
             ("NaN", Expr::from(f64::NAN)),
-            (
-                "999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999",
-                Expr::from(f64::INFINITY)
-            ),
+            // A number too large for a float is an error, as in Prometheus (see
+            // test_corner_fail_cases); 0.11.1 read it as +Inf.
+            ("1e308", Expr::from(1e308)),
         ];
         assert_cases(Case::new_expr_cases(cases));
     }
@@ -187,9 +272,12 @@ mod tests {
         assert_cases(Case::new_expr_cases(cases));
 
         let fail_cases = vec![
-            (r"`\\``", "1:5: parse error: unterminated quoted string `"),
-            (r#""\"#, "1:2: parse error: escape sequence not terminated"),
-            (r#""\c""#, "1:3: parse error: unknown escape sequence 'c'"),
+            (r"`\\``", "1:5: parse error: unterminated raw string"),
+            (r#""\"#, "1:1: parse error: escape sequence not terminated"),
+            (
+                r#""\c""#,
+                "1:1: parse error: unknown escape sequence U+0063 'c'",
+            ),
             // (r#""\x.""#, ""),
         ];
         assert_cases(Case::new_fail_cases(fail_cases));
@@ -1013,17 +1101,17 @@ mod tests {
             ),
             (
                 "{",
-                "1:1: parse error: unexpected end of input inside braces",
+                "1:2: parse error: unexpected end of input inside braces",
             ),
-            ("}", "1:1: parse error: unexpected right brace '}'"),
+            ("}", "1:1: parse error: unexpected character: '}'"),
             (
                 "some{",
-                "1:5: parse error: unexpected end of input inside braces",
+                "1:6: parse error: unexpected end of input inside braces",
             ),
-            ("some}", "1:5: parse error: unexpected right brace '}'"),
+            ("some}", "1:5: parse error: unexpected character: '}'"),
             (
                 "some_metric{a=b}",
-                "unexpected identifier 'b' in label matching, expected string",
+                r#"1:15: parse error: unexpected identifier "b" in label matching, expected string"#,
             ),
             (
                 r#"some_metric{a:b="b"}"#,
@@ -1043,7 +1131,7 @@ mod tests {
             // ),
             (
                 "foo{gibberish}",
-                "invalid label matcher, expected label matching operator after 'gibberish'",
+                r#"1:14: parse error: unexpected "}" in label matching, expected label matching operator"#,
             ),
             (
                 "foo{1}",
@@ -1075,20 +1163,20 @@ mod tests {
             ),
             (
                 "foo{__name__= =}",
-                "unexpected '=' in label matching, expected string",
+                r#"1:15: parse error: unexpected "=" in label matching, expected string"#,
             ),
             (
                 "foo{,}",
-                r#"unexpected ',' in label matching, expected identifier or right_brace"#,
+                r#"1:5: parse error: unexpected "," in label matching, expected identifier or "}""#,
             ),
             (
                 r#"foo{__name__ == "bar"}"#,
-                "unexpected '=' in label matching, expected string",
+                r#"1:15: parse error: unexpected "=" in label matching, expected string"#,
             ),
             (
                 r#"foo{__name__="bar" lol}"#,
                 // "invalid label matcher, expected label matching operator after 'lol'",
-                r#"1:20: parse error: unexpected "lol""#,
+                r#"1:20: parse error: unexpected identifier "lol" in label matching, expected "," or "}""#,
             ),
         ];
         assert_cases(Case::new_fail_cases(fail_cases));
@@ -1207,27 +1295,27 @@ mod tests {
         let fail_cases = vec![
             (
                 "foo[5mm]",
-                "1:7: parse error: bad number or duration syntax: 5mm",
+                r#"1:5: parse error: bad number or duration syntax: "5mm""#,
             ),
             (
                 "foo[5m1]",
-                "1:8: parse error: bad number or duration syntax: 5m1]",
+                r#"1:5: parse error: bad number or duration syntax: "5m1""#,
             ),
             (
                 "foo[5m:1m1]",
-                "1:11: parse error: bad number or duration syntax: 1m1]",
+                r#"1:8: parse error: bad number or duration syntax: "1m1""#,
             ),
             (
                 "foo[5y1hs]",
-                "1:5: parse error: not a valid duration string: 5y1hs",
+                r#"1:5: parse error: unknown unit "hs" in duration "5y1hs""#,
             ),
             (
                 "foo[5m1h]",
-                "1:5: parse error: not a valid duration string: 5m1h",
+                r#"1:5: parse error: not a valid duration string: "5m1h""#,
             ),
             (
                 "foo[5m1m]",
-                "1:5: parse error: not a valid duration string: 5m1m",
+                r#"1:5: parse error: not a valid duration string: "5m1m""#,
             ),
             (
                 "foo[0m]",
@@ -1235,16 +1323,16 @@ mod tests {
             ),
             (
                 r#"foo["5m"]"#,
-                r#"1:5: parse error: unexpected character inside brackets: '"'"#,
+                r#"1:5: parse error: unexpected character in duration expression: '"'"#,
             ),
-            (r#"foo[]"#, "missing unit character in duration"),
+            (r#"foo[]"#, r#"1:5: parse error: unexpected "]" in subquery or range selector, expected number, duration, step(), or range()"#),
             (
                 "some_metric[5m] OFFSET 1mm",
-                "1:26: parse error: bad number or duration syntax: 1mm",
+                r#"1:24: parse error: bad number or duration syntax: "1mm""#,
             ),
             (
                 "some_metric[5m] OFFSET",
-                "1:23: parse error: unexpected end of input in offset, expected duration",
+                "1:23: parse error: unexpected end of input in offset, expected number, duration, step(), or range()",
             ),
             (
                 "some_metric OFFSET 1m[5m]",
@@ -1387,19 +1475,19 @@ mod tests {
         assert_cases(Case::new_result_cases(cases));
 
         let fail_cases = vec![
-            ("sum without(==)(some_metric)", r#"1:13: parse error: unexpected "==""#),
-            ("sum without(,)(some_metric)", r#"1:13: parse error: unexpected ",""#),
-            ("sum without(foo,,)(some_metric)", r#"1:17: parse error: unexpected ",""#),
-            ("sum some_metric by (test)", r#"1:5: parse error: unexpected "some_metric""#),
-            ("sum (some_metric) by test", r#"1:22: parse error: unexpected "test""#),
+            ("sum without(==)(some_metric)", "1:13: parse error: unexpected <op:==> in grouping opts, expected label"),
+            ("sum without(,)(some_metric)", r#"1:13: parse error: unexpected "," in grouping opts, expected label"#),
+            ("sum without(foo,,)(some_metric)", r#"1:17: parse error: unexpected "," in grouping opts, expected label"#),
+            ("sum some_metric by (test)", r#"1:5: parse error: unexpected identifier "some_metric""#),
+            ("sum (some_metric) by test", r#"1:22: parse error: unexpected identifier "test" in grouping opts, expected "(""#),
             (
                 "sum () by (test)",
                 "1:1: parse error: no arguments for aggregate expression provided",
             ),
-            ("MIN keep_common (some_metric)", r#"1:5: parse error: unexpected "keep_common""#),
-            ("MIN (some_metric) keep_common", r#"1:19: parse error: unexpected "keep_common""#),
-            ("sum (some_metric) without (test) by (test)", r#"1:34: parse error: unexpected "by""#),
-            ("sum without (test) (some_metric) by (test)", r#"1:34: parse error: unexpected "by""#),
+            ("MIN keep_common (some_metric)", r#"1:5: parse error: unexpected identifier "keep_common""#),
+            ("MIN (some_metric) keep_common", r#"1:19: parse error: unexpected identifier "keep_common""#),
+            ("sum (some_metric) without (test) by (test)", "1:34: parse error: unexpected <by>"),
+            ("sum without (test) (some_metric) by (test)", "1:34: parse error: unexpected <by>"),
             (
                 "topk(some_metric)",
                 "1:1: parse error: wrong number of arguments for aggregate expression provided, expected 2, got 1",
@@ -2434,24 +2522,28 @@ mod tests {
     #[test]
     fn test_corner_fail_cases() {
         let fail_cases = vec![
-            ("", "no expression found in input"),
+            ("", "unknown position: parse error: no expression found in input"),
             (
                 "# just a comment\n\n",
-                "no expression found in input",
+                "1:1: parse error: no expression found in input",
+            ),
+            (
+                "999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999",
+                r#"1:1: parse error: error parsing number: strconv.ParseFloat: parsing "999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999999": value out of range"#,
             ),
             ("1+", "1:3: parse error: unexpected end of input"),
             (".", "1:1: parse error: unexpected character: '.'"),
-            ("2.5.", "1:4: parse error: bad number or duration syntax: 2.5."),
-            ("100..4", "1:5: parse error: bad number or duration syntax: 100.."),
-            ("0deadbeef", "1:3: parse error: bad number or duration syntax: 0de"),
+            ("2.5.", r#"1:1: parse error: bad number or duration syntax: "2.5.""#),
+            ("100..4", r#"1:1: parse error: bad number or duration syntax: "100..""#),
+            ("0deadbeef", r#"1:1: parse error: bad number or duration syntax: "0de""#),
             ("1 /", "1:4: parse error: unexpected end of input"),
-            ("*1", r#"1:1: parse error: unexpected "*""#),
-            ("(1))", "1:4: parse error: unexpected right parenthesis ')'"),
-            ("((1)", "1:4: parse error: unclosed left parenthesis"),
-            ("(", "1:1: parse error: unclosed left parenthesis"),
-            ("1 !~ 1", "1:4: parse error: unexpected character after '!': '~'"),
+            ("*1", "1:1: parse error: unexpected <op:*>"),
+            ("(1))", "1:5: parse error: unexpected right parenthesis ')'"),
+            ("((1)", "1:5: parse error: unclosed left parenthesis"),
+            ("(", "1:2: parse error: unclosed left parenthesis"),
+            ("1 !~ 1", "1:3: parse error: unexpected character after '!': '~'"),
             ("1 =~ 1", "1:3: parse error: unexpected character after '=': '~'"),
-            ("*test", r#"1:1: parse error: unexpected "*""#),
+            ("*test", "1:1: parse error: unexpected <op:*>"),
             (
                 "1 offset 1d",
                 "1:1: parse error: offset modifier must be preceded by an instant vector selector or range vector selector or a subquery"
@@ -2460,11 +2552,11 @@ mod tests {
                 "foo offset 1s offset 2s",
                 "1:1: parse error: offset may not be set multiple times"
             ),
-            ("a - on(b) ignoring(c) d", r#"1:11: parse error: unexpected "ignoring""#),
+            ("a - on(b) ignoring(c) d", "1:11: parse error: unexpected <ignoring>"),
 
             // Fuzzing regression tests.
             ("-=", r#"1:2: parse error: unexpected "=""#),
-            ("++-++-+-+-<", r#"1:11: parse error: unexpected "<""#),
+            ("++-++-+-+-<", "1:11: parse error: unexpected <op:<>"),
             ("e-+=/(0)", r#"1:4: parse error: unexpected "=""#),
             ("a>b()", r#"1:3: parse error: unknown function with name "b""#),
             (
@@ -2597,19 +2689,19 @@ mod tests {
         let fail_cases = vec![
             (
                 r#"foo{or}"#,
-                r#"invalid label matcher, expected label matching operator after 'or'"#,
+                r#"1:7: parse error: unexpected "}" in label matching, expected label matching operator"#,
             ),
             (
                 r#"foo{label1="1" or}"#,
-                r#"1:16: parse error: unexpected "or""#,
+                r#"1:16: parse error: unexpected identifier "or" in label matching, expected "," or "}""#,
             ),
             (
                 r#"foo{or label1="1"}"#,
-                r#"1:5: parse error: unexpected "or""#,
+                r#"1:5: parse error: unexpected <op:or> in label matching, expected identifier or "}""#,
             ),
             (
                 r#"foo{label1="1" or or label2="2"}"#,
-                r#"1:19: parse error: unexpected "or""#,
+                r#"1:19: parse error: unexpected <op:or> in label matching, expected identifier or "}""#,
             ),
         ];
         assert_cases(Case::new_fail_cases(fail_cases));

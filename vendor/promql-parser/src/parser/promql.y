@@ -154,7 +154,7 @@ START_METRIC_SELECTOR
 start -> Result<Expr, String>:
                 expr { $1 }
         |       expr EOF { $1 }
-        |       EOF { Err("no expression found in input".into()) }
+        |       EOF { Err(no_expression(lexeme_start($1))) }
 ;
 
 expr -> Result<Expr, String>:
@@ -398,7 +398,7 @@ offset_expr -> Result<Expr, String>:
                 expr OFFSET duration { $1?.offset_expr(Offset::Pos($3?)).map_err(|e| error_at($lexer, $span.start(), e)) }
         |       expr OFFSET ADD duration { $1?.offset_expr(Offset::Pos($4?)).map_err(|e| error_at($lexer, $span.start(), e)) }
         |       expr OFFSET SUB duration { $1?.offset_expr(Offset::Neg($4?)).map_err(|e| error_at($lexer, $span.start(), e)) }
-        |       expr OFFSET EOF { Err(error_at($lexer, lexeme_start($3), "unexpected end of input in offset, expected duration".into())) }
+        |       expr OFFSET EOF { Err(error_at($lexer, lexeme_start($3), "unexpected end of input in offset, expected number, duration, step(), or range()".into())) }
 ;
 
 /*
@@ -441,7 +441,7 @@ matrix_selector -> Result<Expr, String>:
                 }
         |       expr LEFT_BRACKET RIGHT_BRACKET
                 {
-                        Err("missing unit character in duration".into())
+                        Err(error_at($lexer, lexeme_start($3), "unexpected \"]\" in subquery or range selector, expected number, duration, step(), or range()".into()))
                 }
 ;
 
@@ -483,7 +483,7 @@ label_matchers -> Result<Matchers, String>:
         |       LEFT_BRACE label_match_list COMMA RIGHT_BRACE { $2 }
         |       LEFT_BRACE RIGHT_BRACE { Ok(Matchers::empty()) }
         |       LEFT_BRACE COMMA RIGHT_BRACE
-                { Err("unexpected ',' in label matching, expected identifier or right_brace".into()) }
+                { Err(matcher_error($lexer, $span, 1, LABEL_OR_CLOSE)) }
 ;
 
 label_match_list -> Result<Matchers, String>:
@@ -511,54 +511,45 @@ label_matcher -> Result<Matcher, String>:
                 }
         |       IDENTIFIER match_op match_op
                 {
-                        let op = $3?.val;
-                        Err(format!("unexpected '{op}' in label matching, expected string"))
+                        Err(matcher_error($lexer, $span, 2, "string"))
 
                 }
         |       string_identifier match_op match_op
                 {
-                        let op = $3?.val;
-                        Err(format!("unexpected '{op}' in label matching, expected string"))
+                        Err(matcher_error($lexer, $span, 2, "string"))
 
                 }
         |       IDENTIFIER match_op match_op STRING
                 {
-                        let op = $3?.val;
-                        Err(format!("unexpected '{op}' in label matching, expected string"))
+                        Err(matcher_error($lexer, $span, 2, "string"))
 
                 }
         |       string_identifier match_op match_op STRING
                 {
-                        let op = $3?.val;
-                        Err(format!("unexpected '{op}' in label matching, expected string"))
+                        Err(matcher_error($lexer, $span, 2, "string"))
 
                 }
         |       IDENTIFIER match_op match_op IDENTIFIER
                 {
-                        let op = $3?.val;
-                        Err(format!("unexpected '{op}' in label matching, expected string"))
+                        Err(matcher_error($lexer, $span, 2, "string"))
 
                 }
         |       string_identifier match_op match_op IDENTIFIER
                 {
-                        let op = $3?.val;
-                        Err(format!("unexpected '{op}' in label matching, expected string"))
+                        Err(matcher_error($lexer, $span, 2, "string"))
 
                 }
         |       IDENTIFIER match_op IDENTIFIER
                 {
-                        let id = lexeme_to_string($lexer, &$3)?;
-                        Err(format!("unexpected identifier '{id}' in label matching, expected string"))
+                        Err(matcher_error($lexer, $span, 2, "string"))
                 }
         |       string_identifier match_op IDENTIFIER
                 {
-                        let id = lexeme_to_string($lexer, &$3)?;
-                        Err(format!("unexpected identifier '{id}' in label matching, expected string"))
+                        Err(matcher_error($lexer, $span, 2, "string"))
                 }
         |       IDENTIFIER
                 {
-                        let id = lexeme_to_string($lexer, &$1)?;
-                        Err(format!("invalid label matcher, expected label matching operator after '{id}'"))
+                        Err(matcher_error($lexer, $span, 1, "label matching operator"))
                 }
 ;
 
@@ -670,7 +661,7 @@ match_op -> Result<Token, String>:
 number_literal -> Result<Expr, String>:
                 NUMBER
                 {
-                        let num = parse_str_radix($lexer.span_str($span))?;
+                        let num = number($lexer, $span)?;
                         Ok(Expr::from(num))
                 }
         |       DURATION
@@ -696,7 +687,11 @@ duration -> Result<Duration, String>:
                 DURATION { parse_duration($lexer.span_str($span)).map_err(|e| error_at($lexer, $span.start(), e)) }
         |       NUMBER
                 {
-                        let num = parse_str_radix($lexer.span_str($span))?;
+                        let num = number($lexer, $span)?;
+                        // depin-orcha patch: as Prometheus' `durationLiteralOutOfRange`.
+                        if num > i64::MAX as f64 / 1e9 {
+                            return Err(error_at($lexer, $span.start(), "duration out of range".into()));
+                        }
                         Ok(Duration::from_secs_f64(num))
                 }
 ;
@@ -722,7 +717,7 @@ use crate::parser::value::ValueType;
 use crate::parser::function::get_function;
 use crate::parser::lex::{is_label, position, LexemeType};
 use crate::parser::production::{lexeme_to_string, lexeme_to_token, span_to_string};
-use crate::parser::token::{Token, TokenId, T_IDENTIFIER};
+use crate::parser::token::{token_desc, Token, TokenId, T_EOF, T_IDENTIFIER};
 use crate::util::{parse_duration, parse_str_radix, unquote_string};
 
 fn update_optional_matching(
@@ -758,6 +753,52 @@ type Lexer<'a, 'input> = dyn NonStreamingLexer<'input, DefaultLexerTypes<TokenId
 fn error_at(lexer: &Lexer, at: usize, msg: String) -> String {
     let before = lexer.span_str(Span::new(0, at));
     format!("{}: parse error: {msg}", position(before, before.len()))
+}
+
+/// What Prometheus expects after `{` or `,` in label matchers (a constant: grmtools' action
+/// scanner counts the brace inside a string literal).
+const LABEL_OR_CLOSE: &str = "identifier or \"}\"";
+
+/// A label matcher's syntax error in Prometheus' words (its `label_matcher` error
+/// productions): `unexpected <token> in label matching, expected <expected>`, at the `n`th
+/// token (from 0) from the start of the matcher's `span` (the one Prometheus' parser stops at).
+fn matcher_error(lexer: &Lexer, span: Span, n: usize, expected: &str) -> String {
+    use lrpar::Lexeme;
+    let token = lexer
+        .iter()
+        .filter_map(|l| l.ok())
+        .filter(|l| l.span().start() >= span.start())
+        .nth(n);
+    let (at, what) = match token {
+        Some(l) if l.tok_id() != T_EOF => {
+            (l.span().start(), token_desc(l.tok_id(), lexer.span_str(l.span())))
+        }
+        Some(l) => (l.span().start(), "end of input".to_string()),
+        None => (span.end(), "end of input".to_string()),
+    };
+    error_at(lexer, at, format!("unexpected {what} in label matching, expected {expected}"))
+}
+
+/// depin-orcha patch: a number literal; one too large for a float is an error, as Go's
+/// `strconv.ParseFloat` makes it in Prometheus (0.11.1 read it as +Inf).
+fn number(lexer: &Lexer, span: Span) -> Result<f64, String> {
+    let text = lexer.span_str(span);
+    let num = parse_str_radix(text)?;
+    if num.is_infinite() && !text.to_ascii_lowercase().ends_with("inf") {
+        return Err(error_at(
+            lexer,
+            span.start(),
+            format!("error parsing number: strconv.ParseFloat: parsing {text:?}: value out of range"),
+        ));
+    }
+    Ok(num)
+}
+
+/// depin-orcha patch: Prometheus' error for a query of only spaces and comments (`1:1`), or
+/// for an empty one (which has no position).
+fn no_expression(end: usize) -> String {
+    let at = if end == 0 { "unknown position" } else { "1:1" };
+    format!("{at}: parse error: no expression found in input")
 }
 
 /// Where a token starts (a faulty one too: it still has a place).

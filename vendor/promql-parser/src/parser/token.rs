@@ -189,6 +189,36 @@ pub(crate) fn token_display(id: TokenId) -> &'static str {
     }
 }
 
+/// depin-orcha patch: how Prometheus' `Item.desc()` (lex.go) names the token `text` of kind
+/// `id` in an "unexpected ..." error: `end of input`, `identifier "x"`, `number "1"`,
+/// `<op:*>`, `<by>`, `<aggr:sum>`, or the quoted text (`"("`).
+pub(crate) fn token_desc(id: TokenId, text: &str) -> String {
+    let t = TokenType(id);
+    match id {
+        T_EOF => "end of input".into(),
+        T_IDENTIFIER => format!("identifier {text:?}"),
+        T_METRIC_IDENTIFIER => format!("metric identifier {text:?}"),
+        T_STRING | T_NUMBER | T_DURATION => {
+            let kind = match id {
+                T_STRING => "string",
+                T_NUMBER => "number",
+                _ => "duration",
+            };
+            // Go's `%.10q...`: at most 10 characters, then an ellipsis.
+            if text.chars().count() > 10 {
+                let head: String = text.chars().take(10).collect();
+                format!("{kind} {head:?}...")
+            } else {
+                format!("{kind} {text:?}")
+            }
+        }
+        _ if id > T_KEYWORDS_START && id < T_KEYWORDS_END => format!("<{text}>"),
+        _ if t.is_operator() => format!("<op:{text}>"),
+        _ if t.is_aggregator() => format!("<aggr:{text}>"),
+        _ => format!("{text:?}"),
+    }
+}
+
 /// This is a list of all keywords in PromQL.
 /// When changing this list, make sure to also change
 /// maybe_label grammar rule in generated parser

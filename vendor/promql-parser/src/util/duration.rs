@@ -81,7 +81,17 @@ pub fn parse_duration(ds: &str) -> Result<Duration, String> {
     }
 
     if !DURATION_RE.is_match(ds) {
-        return Err(format!("not a valid duration string: {ds}"));
+        // depin-orcha patch: Prometheus' (`model.ParseDuration`) texts, Go-quoted; a unit
+        // it does not know is named.
+        let unknown = ds
+            .split(|c: char| c.is_ascii_digit())
+            .find(|u| !u.is_empty() && !ALL_CAPS.iter().any(|(name, _)| name == u));
+        return Err(match unknown {
+            Some(unit) if ds.starts_with(|c: char| c.is_ascii_digit()) => {
+                format!("unknown unit {unit:?} in duration {ds:?}")
+            }
+            _ => format!("not a valid duration string: {ds:?}"),
+        });
     }
 
     let caps = DURATION_RE.captures(ds).unwrap();
@@ -96,8 +106,12 @@ pub fn parse_duration(ds: &str) -> Result<Duration, String> {
         })
         .try_fold(Duration::ZERO, |acc, x| {
             acc.checked_add(x.unwrap_or(Duration::ZERO))
-                .ok_or_else(|| "duration overflowed".into())
+                .ok_or_else(|| "duration out of range".into())
         });
+    // depin-orcha patch: as Prometheus, no longer than Go's time.Duration (int64 ns).
+    if matches!(dur, Ok(d) if d.as_nanos() > i64::MAX as u128) {
+        return Err("duration out of range".into());
+    }
 
     if matches!(dur, Ok(d) if d == Duration::ZERO) {
         Err("duration must be greater than 0".into())
@@ -211,21 +225,26 @@ mod tests {
         }
     }
 
-    // valid here but invalid in PromQL Go Version
+    // depin-orcha patch: longer than Go's time.Duration, rejected as Prometheus rejects them
+    // (0.11.1 accepted them).
     #[test]
     fn test_diff_with_promql() {
-        let ds = vec![
-            ("294y", YEAR_DURATION * 294),
-            ("200y10400w", YEAR_DURATION * 200 + WEEK_DURATION * 10400),
-            ("107675d", DAY_DURATION * 107675),
-            ("2584200h", HOUR_DURATION * 2584200),
-        ];
-
-        for (s, expect) in ds {
-            let d = parse_duration(s);
-            assert!(d.is_ok());
-            assert_eq!(expect, d.unwrap(), "{s} and {expect:?} not matched");
+        for s in ["294y", "200y10400w", "107675d", "2584200h"] {
+            assert_eq!(
+                parse_duration(s),
+                Err("duration out of range".into()),
+                "{s}"
+            );
         }
+        assert_eq!(parse_duration("292y"), Ok(YEAR_DURATION * 292));
+        assert_eq!(
+            parse_duration("5y1hs"),
+            Err(r#"unknown unit "hs" in duration "5y1hs""#.into())
+        );
+        assert_eq!(
+            parse_duration("5m1h"),
+            Err(r#"not a valid duration string: "5m1h""#.into())
+        );
     }
 
     #[test]
