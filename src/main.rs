@@ -1197,7 +1197,8 @@ fn simulate(args: SimulateArgs) -> Result<ExitCode> {
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(p) = &args.plot {
-        sim::plot::draw(&report, &scenario, p).with_context(|| format!("--plot {}", p.display()))?;
+        sim::plot::draw(&report, &scenario, p)
+            .with_context(|| format!("--plot {}", p.display()))?;
     }
     match args.output {
         Output::Text => print!("{}", report.render_text()),

@@ -95,6 +95,17 @@ fn price_crash() {
 }
 
 #[test]
+fn narrow_uplink() {
+    let r = check("narrow-uplink");
+    // Golem is not paid for bandwidth (a weight-0 response in the shipped rules): its
+    // upstream goes to the nodes that are, and the contested uplink is used whole.
+    let (_, last) = r.strategies["depin_orcha"].path.last().expect("a path");
+    assert_eq!(last["golem"].bandwidth_bytes_per_second, 0.0, "{last:?}");
+    let used: f64 = last.values().map(|a| a.bandwidth_bytes_per_second).sum();
+    assert!(used > 5.4e6, "{used} B/s of 5.5 MB/s allocated: {last:?}");
+}
+
+#[test]
 fn same_seed_same_report() {
     let strip = |r: &Report| {
         let mut v = serde_json::to_value(r).unwrap();
