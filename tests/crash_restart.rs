@@ -151,21 +151,21 @@ fn kill_9_at_random_moments_loses_no_acknowledged_state() {
     // The shipped optimization rules, with golem's actuator a command that takes a second, so
     // a kill can land in the middle of a reallocation.
     let shipped = std::fs::read_to_string(repo("rules/optimization.yml")).unwrap();
-    let marker = "      cpu_cores: { model: marginal, knee: 4 }   # the sim's market: 63 % of the rate at 4 cores\n    actuator: sim\n";
-    assert!(
-        shipped.contains(marker),
-        "the shipped golem block changed; update this test"
-    );
+    // The golem node's block is the first under `nodes:`; its first `actuator: sim` is golem's.
+    let golem = shipped
+        .find("\nnodes:\n  golem:\n")
+        .expect("the shipped rules start `nodes:` with golem; update this test");
+    let at = golem
+        + shipped[golem..]
+            .find("\n    actuator: sim\n")
+            .expect("golem's actuator is sim in the shipped rules; update this test");
     let opt = dir.join("optimization.yml");
     std::fs::write(
         &opt,
-        shipped.replacen(
-            marker,
-            &marker.replace(
-                "actuator: sim",
-                "actuator: {kind: exec, command: [/bin/sleep, \"1\"]}",
-            ),
-            1,
+        format!(
+            "{}\n    actuator: {{kind: exec, command: [/bin/sleep, \"1\"]}}\n{}",
+            &shipped[..at],
+            &shipped[at + "\n    actuator: sim\n".len()..]
         ),
     )
     .unwrap();
