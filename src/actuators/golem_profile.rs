@@ -130,20 +130,6 @@ impl GolemProfileActuator {
         Ok(self.argv(&args))
     }
 
-    async fn run(
-        &self,
-        node: &str,
-        action: &'static str,
-        argv: Vec<String>,
-    ) -> Result<String, ActuatorError> {
-        process::run(
-            node,
-            action,
-            process::Command::plain(&argv, self.spec.timeout),
-        )
-        .await
-    }
-
     async fn set(
         &self,
         node: &str,
@@ -153,7 +139,9 @@ impl GolemProfileActuator {
         let argv = self
             .update_argv(to)
             .map_err(|detail| ActuatorError::failed(node, action, detail))?;
-        self.run(node, action, argv).await.map(|_| ())
+        process::run_plain(node, action, &argv, self.spec.timeout)
+            .await
+            .map(|_| ())
     }
 
     /// The profile's `(cpu_threads, mem_gib, storage_gib)` from `profile list --json`.
@@ -162,9 +150,8 @@ impl GolemProfileActuator {
         node: &str,
         action: &'static str,
     ) -> Result<(f64, f64, f64), ActuatorError> {
-        let out = self
-            .run(node, action, self.argv(&["list".into(), "--json".into()]))
-            .await?;
+        let argv = self.argv(&["list".into(), "--json".into()]);
+        let out = process::run_plain(node, action, &argv, self.spec.timeout).await?;
         let fail = |detail: String| ActuatorError::failed(node, action, detail);
         let v: serde_json::Value = serde_json::from_str(&out)
             .map_err(|e| fail(format!("`profile list --json` did not print JSON: {e}")))?;

@@ -20,17 +20,6 @@ pub struct Command<'a> {
     pub timeout: Duration,
 }
 
-impl<'a> Command<'a> {
-    /// `argv` with the inherited environment only (the tools the real actuators run).
-    pub fn plain(argv: &'a [String], timeout: Duration) -> Command<'a> {
-        Command {
-            argv,
-            env: Vec::new(),
-            timeout,
-        }
-    }
-}
-
 /// Runs `cmd` for `node`'s `action`; returns its stdout (lossy UTF-8) when it exits 0.
 pub async fn run(
     node: &str,
@@ -79,6 +68,25 @@ pub async fn run(
         tail(&out.stdout),
         tail(&out.stderr)
     )))
+}
+
+/// Runs `argv` with the inherited environment only (the tools the real actuators run).
+pub async fn run_plain(
+    node: &str,
+    action: &'static str,
+    argv: &[String],
+    timeout: Duration,
+) -> Result<String, ActuatorError> {
+    run(
+        node,
+        action,
+        Command {
+            argv,
+            env: Vec::new(),
+            timeout,
+        },
+    )
+    .await
 }
 
 /// The last [`OUTPUT_TAIL_BYTES`] of a command's output, trimmed, as text.

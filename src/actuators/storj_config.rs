@@ -261,13 +261,9 @@ impl StorjConfigActuator {
             .await
             .map_err(|e| fail(format!("editing the config file: {e}")))?
             .map_err(|e| fail(e.to_string()))?;
-        process::run(
-            node,
-            action,
-            process::Command::plain(&self.spec.restart, self.spec.timeout),
-        )
-        .await
-        .map(|_| ())
+        process::run_plain(node, action, &self.spec.restart, self.spec.timeout)
+            .await
+            .map(|_| ())
     }
 }
 

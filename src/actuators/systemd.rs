@@ -174,20 +174,6 @@ impl SystemdActuator {
         Ok(v)
     }
 
-    async fn run(
-        &self,
-        node: &str,
-        action: &'static str,
-        argv: Vec<String>,
-    ) -> Result<String, ActuatorError> {
-        process::run(
-            node,
-            action,
-            process::Command::plain(&argv, self.spec.timeout),
-        )
-        .await
-    }
-
     async fn set(
         &self,
         node: &str,
@@ -197,7 +183,9 @@ impl SystemdActuator {
         let argv = self
             .set_argv(to)
             .map_err(|detail| ActuatorError::failed(node, action, detail))?;
-        self.run(node, action, argv).await.map(|_| ())
+        process::run_plain(node, action, &argv, self.spec.timeout)
+            .await
+            .map(|_| ())
     }
 
     async fn show(&self, node: &str, action: &'static str) -> Result<UnitLimits, ActuatorError> {
@@ -215,7 +203,7 @@ impl SystemdActuator {
             ]
             .map(String::from),
         );
-        let out = self.run(node, action, argv).await?;
+        let out = process::run_plain(node, action, &argv, self.spec.timeout).await?;
         let fail = |detail: String| ActuatorError::failed(node, action, detail);
         // systemctl show exits 0 for a unit that does not exist; LoadState says so.
         if let Some(state) = out
