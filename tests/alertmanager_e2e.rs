@@ -220,6 +220,27 @@ async fn get(url: &str, ca: Option<&std::path::Path>) -> Result<(u16, String), S
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
+/// The value of family `name` in `registry`, summed over its label sets (one per
+/// Alertmanager); None when the family is not there.
+fn gathered(registry: &Registry, name: &str) -> Option<f64> {
+    registry
+        .gather()
+        .into_iter()
+        .find(|m| m.name() == name)
+        .map(|m| {
+            m.get_metric()
+                .iter()
+                .map(|m| {
+                    if m.get_counter().has_value() {
+                        m.get_counter().value()
+                    } else {
+                        m.get_gauge().value()
+                    }
+                })
+                .sum()
+        })
+}
+
 fn is_active(a: &serde_json::Value) -> bool {
     a["status"]["state"] == "active"
 }
@@ -285,11 +306,7 @@ async fn firing_then_resolved_through_a_real_alertmanager() {
 
     let _ = stop.send(true);
     task.await.unwrap();
-    let sent = registry
-        .gather()
-        .into_iter()
-        .find(|m| m.name() == "depin_notifications_sent_total")
-        .map(|m| m.get_metric()[0].get_counter().value());
+    let sent = gathered(&registry, "depin_notifications_sent_total");
     assert_eq!(sent, Some(2.0), "two alerts accepted");
 }
 
@@ -303,14 +320,7 @@ async fn alerts_over_https_need_the_alertmanagers_certificate() {
     };
     assert!(am.url.starts_with("https://"), "{}", am.url);
     let ca = am.ca.clone().expect("a CA file");
-    let counter = |registry: &Registry, name: &str| -> f64 {
-        registry
-            .gather()
-            .into_iter()
-            .find(|m| m.name() == name)
-            .map(|m| m.get_metric().iter().map(|c| c.get_counter().value()).sum())
-            .unwrap_or(0.0)
-    };
+    let counter = |registry: &Registry, name: &str| gathered(registry, name).unwrap_or(0.0);
     let notifier_with = |ca_file: Option<PathBuf>, registry: &Registry| {
         Notifier::new(
             NotifierOptions {
@@ -418,19 +428,7 @@ async fn an_unreachable_alertmanager_bounds_the_queue_and_counts_drops() {
     let (stop, rx) = watch::channel(false);
     let task = tokio::spawn(notifier.clone().run(rx));
     let value = |name: &str| -> f64 {
-        registry
-            .gather()
-            .into_iter()
-            .find(|m| m.name() == name)
-            .map(|m| {
-                let m = &m.get_metric()[0];
-                if m.get_counter().has_value() {
-                    m.get_counter().value()
-                } else {
-                    m.get_gauge().value()
-                }
-            })
-            .unwrap_or_else(|| panic!("no metric {name}"))
+        gathered(&registry, name).unwrap_or_else(|| panic!("no metric {name}"))
     };
 
     let total = 1_000;
