@@ -22,10 +22,12 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::adapters::{self, Adapter, Allocation, Health, Observation, PollError, Resource};
+use crate::adapters::{Adapter, Health, Observation, PollError};
+
 use crate::clock::{Clock, SharedClock};
 use crate::config::Config;
 use crate::metrics::{ExtraKey, Metrics, NodeLabels};
+use crate::resources::{Allocation, Resource};
 use crate::tsdb::Db;
 
 /// A drop smaller than this fraction of the previous report is a correction, not a reset.
@@ -219,7 +221,7 @@ impl Coordinator {
             .nodes
             .iter()
             .map(|n| PolledNode {
-                adapter: adapters::build(n, clock.clone()),
+                adapter: n.build(clock.clone()),
                 interval: n.poll_interval,
                 timeout: n.poll_timeout,
                 labels: n.labels.clone(),
@@ -643,8 +645,9 @@ impl Clock for TokioClock {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adapters::{PollFuture, Resources};
+    use crate::adapters::PollFuture;
     use crate::labels::Matcher;
+    use crate::resources::Resources;
     use crate::tsdb::Queryable;
     use std::collections::VecDeque;
     use std::sync::Mutex;

@@ -17,7 +17,9 @@ pub mod promql;
 pub mod reallocation;
 pub mod remote_write;
 pub mod report;
+pub mod resources;
 pub mod rules;
+pub mod schema;
 pub mod sim;
 pub mod tsdb;
 

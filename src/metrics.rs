@@ -19,8 +19,10 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::adapters::{Allocation, ExtraGauge, Resource};
+use crate::adapters::ExtraGauge;
+
 use crate::config::{Config, NodeConfig};
+use crate::resources::{Allocation, Resource};
 
 /// Bucket bounds of `depin_adapter_poll_duration_seconds`: from a local HTTP answer (ms) to a
 /// poll cut by a timeout of up to a minute.

@@ -971,7 +971,7 @@ fn poll_target(ns: &str, target: &str, body: &[u8]) -> Result<Observation, PollE
     .unwrap_or_else(|e| panic!("{target}: the config does not load: {e}"));
     let clock: depin_orcha::clock::SharedClock =
         Arc::new(depin_orcha::clock::ManualClock::new(1_767_225_600_000));
-    let node = adapters::build(&cfg.nodes[0], clock);
+    let node = cfg.nodes[0].build(clock);
     RT.block_on(async {
         tokio::time::timeout(Duration::from_secs(5), node.poll())
             .await

@@ -7,10 +7,10 @@
 
 use std::path::Path;
 
-use depin_orcha::adapters::{Allocation, Resource, Resources};
 use depin_orcha::labels::Labels;
 use depin_orcha::optimizer::{self, CurrentNode};
 use depin_orcha::promql::Engine;
+use depin_orcha::resources::{Allocation, Resource, Resources};
 use depin_orcha::sim::market::{Market, MarketParams, Protocol};
 use depin_orcha::tsdb::Db;
 

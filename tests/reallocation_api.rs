@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use depin_orcha::actuators::{sim::SimActuator, Actuator, VerifySpec};
 use depin_orcha::adapters::sim::{SimNode, SimSpec};
-use depin_orcha::adapters::{Allocatable, Allocation};
+use depin_orcha::adapters::Allocatable;
 use depin_orcha::clock::{Clock, ManualClock, SharedClock};
 use depin_orcha::coordinator::NodeHealth;
 use depin_orcha::http::{self, AppState, Params, RouteRequest};
@@ -20,6 +20,7 @@ use depin_orcha::reallocation::{
     ControlApi, ControlledNode, Controller, ControllerOptions, HealthSource, History, PlanInput,
     Planner,
 };
+use depin_orcha::resources::Allocation;
 use depin_orcha::sim::market::{MarketParams, Protocol};
 use depin_orcha::tsdb::Db;
 use hyper::header::{HeaderMap, HeaderValue, AUTHORIZATION};

@@ -23,9 +23,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::adapters::{Adapter, Allocation, Resource, Resources};
-use crate::config::units;
+use crate::adapters::Adapter;
+
 use crate::optimizer;
+use crate::resources::{Allocation, Resource, Resources};
+use crate::schema::units;
 
 pub mod docker;
 pub mod exec;

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use super::{verify_by_polling, ActFuture, Actuator, ActuatorError, VerifySpec};
-use crate::adapters::{Adapter, Allocation};
+use crate::adapters::Adapter;
+use crate::resources::Allocation;
 
 pub struct SimActuator {
     adapter: Arc<dyn Adapter>,

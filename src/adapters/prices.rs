@@ -26,9 +26,9 @@ use super::fields::{number_or_string, valid_pointer};
 use super::http::{fetch_json, HttpRequest};
 use super::PollError;
 use crate::clock::SharedClock;
-use crate::config::diag::{join_key, Diagnostics};
 use crate::coordinator::PriceTable;
 use crate::metrics::Metrics;
+use crate::schema::diag::{join_key, Diagnostics};
 
 /// The validated `prices.http` block.
 #[derive(Clone, Debug, PartialEq)]

@@ -12,12 +12,14 @@ use serde::Deserialize;
 use serde_yaml::Value;
 
 use super::{
-    ActuateError, ActuateFuture, Adapter, Allocatable, Allocation, Health, Observation, PollError,
-    PollFuture,
+    ActuateError, ActuateFuture, Adapter, Allocatable, Health, Observation, PollError, PollFuture,
 };
+
 use crate::clock::SharedClock;
-use crate::config::diag::{join_key, Diagnostics};
-use crate::config::{units, RawAllocation};
+use crate::resources::Allocation;
+use crate::schema::diag::{join_key, Diagnostics};
+use crate::schema::units;
+use crate::schema::RawAllocation;
 use crate::sim::market::{self, Market, MarketParams, Protocol};
 
 /// The validated `sim:` block.
@@ -380,7 +382,7 @@ impl Allocatable for SimNode {
     }
 
     fn set_allocation(&self, to: Allocation) -> ActuateFuture<'_> {
-        let bad = super::Resource::ALL
+        let bad = crate::resources::Resource::ALL
             .into_iter()
             .find(|&r| !(to.get(r).is_finite() && to.get(r) >= 0.0));
         if let Some(r) = bad {
@@ -405,6 +407,32 @@ impl Allocatable for SimNode {
 /// Builds a sim node (used by [`super::build`]).
 pub fn build(name: &str, spec: &SimSpec, clock: SharedClock) -> Arc<SimNode> {
     Arc::new(SimNode::new(name, spec, clock))
+}
+
+impl super::kind::NodeSpec for SimSpec {
+    fn kind(&self) -> &'static str {
+        "sim"
+    }
+
+    fn protocol(&self) -> &str {
+        self.protocol.name()
+    }
+
+    fn allocation(&self) -> Option<crate::resources::Allocation> {
+        Some(self.allocation)
+    }
+
+    fn tokens(&self) -> Vec<String> {
+        vec![self.protocol.token().to_string()]
+    }
+
+    fn build(
+        &self,
+        name: &str,
+        clock: crate::clock::SharedClock,
+    ) -> std::sync::Arc<dyn super::Adapter> {
+        build(name, self, clock)
+    }
 }
 
 #[cfg(test)]
@@ -455,7 +483,7 @@ market:
   shocks: [{at: 2h, demand: 0.2}]
   switching: {downtime: 30m}
 "#;
-        let mut d = Diagnostics::new(crate::config::diag::PosIndex::build(text));
+        let mut d = Diagnostics::new(crate::schema::diag::PosIndex::build(text));
         let v: Value = serde_yaml::from_str(text).unwrap();
         let spec = validate(Some(v), "nodes[0].sim", "nodes[0]", "s", &mut d).unwrap();
         assert!(d.errors.is_empty(), "{:?}", d.errors.len());

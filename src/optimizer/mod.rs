@@ -99,8 +99,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::adapters::{Allocation, Resource, Resources};
 use crate::promql::Expr;
+use crate::resources::{Allocation, Resource, Resources};
 
 mod estimate;
 pub mod greedy;
@@ -650,7 +650,7 @@ impl Plan {
 }
 
 pub(crate) mod resource_key {
-    use crate::adapters::Resource;
+    use crate::resources::Resource;
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(r: &Resource, s: S) -> Result<S::Ok, S::Error> {
@@ -672,7 +672,7 @@ pub fn resource_from_key(s: &str) -> Option<Resource> {
 /// An amount of `r` in words, to three significant digits: `2.5 cores`, `9.5GiB` (memory in
 /// binary units), `1.79TB`, `5.06MB/s` (disk and bandwidth in decimal units, as sold).
 pub fn fmt_amount(r: Resource, v: f64) -> String {
-    let trim = crate::config::units::trim_float;
+    let trim = crate::schema::units::trim_float;
     let scaled = |units: &[(&str, f64)]| -> String {
         let sign = if v < 0.0 { "-" } else { "" };
         let a = v.abs();

@@ -78,9 +78,9 @@ use super::{
     NodeRule, OptimizationRules, Query, ResourceRule, Response, ResponseModel, Step, SwitchingCost,
     Together,
 };
-use crate::adapters::{Resource, Resources};
-use crate::config::diag::{join_index, join_key, Diagnostics, PosIndex};
-use crate::config::units;
+use crate::resources::{Resource, Resources};
+use crate::schema::diag::{join_index, join_key, Diagnostics, PosIndex};
+use crate::schema::units;
 
 /// Why the rules did not load: one message per line.
 #[derive(Debug, thiserror::Error)]

@@ -29,8 +29,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::controller::{ApplyRequest, Controller, ControllerError};
-use crate::adapters::{Allocation, Resources};
 use crate::http::{json_response, unauthorized, AppState, ExtraRoutes, HttpResponse, RouteRequest};
+use crate::resources::{Allocation, Resources};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {

@@ -22,7 +22,7 @@ use super::group::{Group, Rule};
 use super::recording::RecordingRule;
 use super::template::check_alert;
 use super::{RuleError, RuleErrors};
-use crate::config::diag::PosIndex;
+use crate::schema::diag::PosIndex;
 
 /// Reads and parses rule files. Each path may be a glob pattern (`rules/*.yml`); a pattern
 /// that matches nothing adds no file, as in Prometheus, but a plain path that does not exist

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::actuators::{self, ActuatorKind, ActuatorSpec, VerifySpec};
-use crate::adapters::{Adapter, Allocation, Health, Observation, PollError, Resource};
+use crate::adapters::{Adapter, Health, Observation, PollError};
 use crate::clock::{ManualClock, SharedClock};
 use crate::coordinator::{earned_delta, LastError, NodeHealth};
 use crate::labels::Labels;
@@ -40,6 +40,7 @@ use crate::reallocation::controller::{
     PlanInput, Planner,
 };
 use crate::reallocation::{History, Outcome, DEFAULT_ROLLBACK_MARGIN};
+use crate::resources::{Allocation, Resource};
 use crate::rules::{ManagerOptions, RuleManager};
 use crate::sim::market::Market;
 use crate::sim::node::ScenarioNode;

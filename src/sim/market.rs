@@ -14,9 +14,10 @@
 use serde::Deserialize;
 use serde_yaml::Value;
 
-use crate::adapters::{Allocation, Resource, Resources};
-use crate::config::diag::{join_index, join_key, Diagnostics};
-use crate::config::{units, RawAllocation};
+use crate::resources::{Allocation, Resource, Resources};
+use crate::schema::diag::{join_index, join_key, Diagnostics};
+use crate::schema::units;
+use crate::schema::RawAllocation;
 
 const MS_PER_MINUTE: i64 = 60_000;
 const MS_PER_HOUR: i64 = 3_600_000;

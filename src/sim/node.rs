@@ -7,10 +7,12 @@
 use std::sync::{Arc, Mutex};
 
 use crate::adapters::{
-    ActuateError, ActuateFuture, Adapter, Allocatable, Allocation, ExtraGauge, Health, Observation,
-    PollError, PollFuture, Resource,
+    ActuateError, ActuateFuture, Adapter, Allocatable, ExtraGauge, Health, Observation, PollError,
+    PollFuture,
 };
+
 use crate::clock::SharedClock;
+use crate::resources::{Allocation, Resource};
 use crate::sim::market::Market;
 use crate::sim::scenario::NodeSpec;
 
