@@ -9,6 +9,7 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use depin_orcha::adapters::sim::market::{Market, MarketParams, Protocol};
 use depin_orcha::labels::Labels;
 use depin_orcha::optimizer::CurrentNode;
 use depin_orcha::optimizer::{
@@ -16,7 +17,6 @@ use depin_orcha::optimizer::{
 };
 use depin_orcha::promql::Engine;
 use depin_orcha::resources::{Allocation, Resource, Resources};
-use depin_orcha::sim::market::{Market, MarketParams, Protocol};
 use depin_orcha::tsdb::Db;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};

@@ -24,6 +24,7 @@ use tokio::time::Instant;
 
 use crate::adapters::{Adapter, Health, Observation, PollError};
 
+use crate::adapters::prices::PriceTable;
 use crate::clock::{Clock, SharedClock};
 use crate::config::Config;
 use crate::metrics::{ExtraKey, Metrics, NodeLabels};
@@ -54,43 +55,6 @@ pub struct PolledNode {
     pub labels: BTreeMap<String, String>,
     /// The configured allocation, shown when the node does not report its own.
     pub allocation: Option<Allocation>,
-}
-
-/// USD per token unit. Shared so a price source can update it while the loop runs.
-#[derive(Debug, Default)]
-pub struct PriceTable(RwLock<BTreeMap<String, f64>>);
-
-impl PriceTable {
-    pub fn new(prices: BTreeMap<String, f64>) -> PriceTable {
-        PriceTable(RwLock::new(prices))
-    }
-
-    pub fn get(&self, token: &str) -> Option<f64> {
-        self.0
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(token)
-            .copied()
-    }
-
-    pub fn set(&self, token: &str, usd: f64) {
-        self.0
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(token.to_string(), usd);
-    }
-
-    /// Forgets a token's price (it expired and there is no static one).
-    pub fn remove(&self, token: &str) {
-        self.0
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(token);
-    }
-
-    pub fn snapshot(&self) -> BTreeMap<String, f64> {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
 }
 
 /// Why the last poll failed.
@@ -324,7 +288,7 @@ impl Coordinator {
                 spec,
                 static_prices,
                 table: self.prices.clone(),
-                metrics: self.metrics.clone(),
+                gauges: self.metrics.clone(),
                 clock: self.clock.clone(),
             };
             tasks.spawn(source.run(shutdown.clone()));

@@ -4,6 +4,7 @@
 pub mod actuators;
 pub mod adapters;
 pub mod clock;
+pub mod compat;
 pub mod config;
 pub mod coordinator;
 pub mod events;

@@ -696,6 +696,20 @@ impl Collector for ReadAtScrape {
     }
 }
 
+impl crate::adapters::prices::PriceGauges for Metrics {
+    fn set_price(&self, token: &str, usd: f64) {
+        self.set_token_price(token, usd);
+    }
+
+    fn set_updated(&self, token: &str, unix_seconds: f64) {
+        self.set_token_price_updated(token, unix_seconds);
+    }
+
+    fn remove_price(&self, token: &str) {
+        self.remove_token_price(token);
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

@@ -10,10 +10,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use depin_orcha::adapters::prices::PriceTable;
 use depin_orcha::adapters::{Adapter, Health, Observation, PollError};
 use depin_orcha::clock::{ManualClock, SharedClock};
 use depin_orcha::config::{self, NodeConfig};
-use depin_orcha::coordinator::{Coordinator, PriceTable, TokioClock};
+use depin_orcha::coordinator::{Coordinator, TokioClock};
 use depin_orcha::metrics::Metrics;
 use depin_orcha::tsdb::Db;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -744,7 +745,7 @@ async fn http_price_source_updates_prices_and_expires_them() {
         spec,
         static_prices: cfg.prices.clone(),
         table: table.clone(),
-        metrics: metrics.clone(),
+        gauges: metrics.clone(),
         clock: Arc::new(mc.clone()),
     };
     let mut last = Default::default();

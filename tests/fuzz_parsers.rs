@@ -1072,8 +1072,8 @@ fn fuzz_adapters_arbitrary_bytes() {
 #[test]
 fn price_api_faults_age_the_price_until_the_shipped_alert_fires() {
     use depin_orcha::adapters::prices::HttpPriceSource;
+    use depin_orcha::adapters::prices::PriceTable;
     use depin_orcha::clock::ManualClock;
-    use depin_orcha::coordinator::PriceTable;
     use depin_orcha::metrics::Metrics;
     use depin_orcha::rules::manager::{ManagerOptions, RuleManager};
 
@@ -1096,7 +1096,7 @@ fn price_api_faults_age_the_price_until_the_shipped_alert_fires() {
         spec: cfg.price_source.clone().unwrap(),
         static_prices: cfg.prices.clone(),
         table: Arc::new(PriceTable::new(cfg.prices.clone())),
-        metrics: metrics.clone(),
+        gauges: metrics.clone(),
         clock: clock.clone(),
     };
     let db = Arc::new(Db::in_memory());

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use depin_orcha::actuators::{sim::SimActuator, Actuator, VerifySpec};
+use depin_orcha::adapters::sim::market::{MarketParams, Protocol};
 use depin_orcha::adapters::sim::{SimNode, SimSpec};
 use depin_orcha::adapters::Allocatable;
 use depin_orcha::clock::{Clock, ManualClock, SharedClock};
@@ -21,7 +22,6 @@ use depin_orcha::reallocation::{
     Planner,
 };
 use depin_orcha::resources::Allocation;
-use depin_orcha::sim::market::{MarketParams, Protocol};
 use depin_orcha::tsdb::Db;
 use hyper::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use hyper::{Method, StatusCode};

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use depin_orcha::actuators::{self, ActFuture, Actuator, ActuatorError, VerifySpec};
+use depin_orcha::adapters::sim::market::{MarketParams, Protocol};
 use depin_orcha::adapters::sim::{SimNode, SimSpec};
 use depin_orcha::adapters::Allocatable;
 use depin_orcha::clock::{Clock, ManualClock, SharedClock};
@@ -25,7 +26,6 @@ use depin_orcha::reallocation::{
     PlanInput, Planner, Record, Source, Step,
 };
 use depin_orcha::resources::{Allocation, Resource, Resources};
-use depin_orcha::sim::market::{MarketParams, Protocol};
 use depin_orcha::tsdb::Db;
 
 const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z

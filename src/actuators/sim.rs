@@ -84,10 +84,10 @@ impl Actuator for SimActuator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapters::sim::market::{MarketParams, Protocol};
     use crate::adapters::sim::{SimNode, SimSpec};
     use crate::adapters::Allocatable;
     use crate::clock::ManualClock;
-    use crate::sim::market::{MarketParams, Protocol};
 
     fn node() -> Arc<SimNode> {
         let spec = SimSpec {

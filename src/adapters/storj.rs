@@ -124,7 +124,7 @@ pub struct PayoutTracker {
 impl PayoutTracker {
     /// `Some(value)` to report, `None` to skip it.
     pub fn accept(&mut self, now_ms: i64, usd: f64) -> Option<f64> {
-        let month = crate::sim::market::next_month_start_ms(now_ms);
+        let month = crate::compat::calendar::next_month_start_ms(now_ms);
         match self.last {
             Some((m, prev)) if m == month && usd < prev => {
                 self.drops += 1;

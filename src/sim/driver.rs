@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::actuators::{self, ActuatorKind, ActuatorSpec, VerifySpec};
+use crate::adapters::sim::market::Market;
 use crate::adapters::{Adapter, Health, Observation, PollError};
 use crate::clock::{ManualClock, SharedClock};
 use crate::coordinator::{earned_delta, LastError, NodeHealth};
@@ -42,7 +43,6 @@ use crate::reallocation::controller::{
 use crate::reallocation::{History, Outcome, DEFAULT_ROLLBACK_MARGIN};
 use crate::resources::{Allocation, Resource};
 use crate::rules::{ManagerOptions, RuleManager};
-use crate::sim::market::Market;
 use crate::sim::node::ScenarioNode;
 use crate::sim::scenario::Scenario;
 use crate::tsdb::Db;
@@ -933,7 +933,7 @@ pub fn simulate(sc: &Scenario, opts: &Options) -> Result<Report, SimError> {
             Market::new(
                 n.protocol,
                 n.market.clone(),
-                seed ^ crate::sim::market::seed_from_name(&n.name),
+                seed ^ crate::adapters::sim::market::seed_from_name(&n.name),
             )
         })
         .collect();

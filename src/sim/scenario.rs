@@ -45,11 +45,11 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_yaml::Value;
 
+use crate::adapters::sim::market::{in_range, validate_market, MarketParams, Protocol, RawMarket};
 use crate::resources::{Allocation, Resource};
 use crate::schema::diag::{join_index, join_key, Diagnostics, PosIndex};
 use crate::schema::units;
 use crate::schema::RawAllocation;
-use crate::sim::market::{in_range, validate_market, MarketParams, Protocol, RawMarket};
 
 /// 2026-01-05T00:00:00Z, a Monday.
 pub const DEFAULT_START_MS: i64 = 1_767_571_200_000;

@@ -1,5 +1,5 @@
 //! Node kind `sim`: a simulated Storj, Golem, Streamr or Grass node that earns from the market
-//! model in [`crate::sim::market`] on whatever clock it is given. Its config block, validation,
+//! model in [`crate::adapters::sim::market`] on whatever clock it is given. Its config block, validation,
 //! build and runtime live here. It behaves like the real nodes where the coordinator cares:
 //! cumulative earnings (Storj's restart every UTC month, as its payout estimate does), usage
 //! that follows allocation and demand, an allocation that can be changed at run time, and
@@ -20,7 +20,9 @@ use crate::resources::Allocation;
 use crate::schema::diag::{join_key, Diagnostics};
 use crate::schema::units;
 use crate::schema::RawAllocation;
-use crate::sim::market::{self, Market, MarketParams, Protocol};
+pub mod market;
+
+use market::{Market, MarketParams, Protocol};
 
 /// The validated `sim:` block.
 #[derive(Clone, Debug, PartialEq)]
@@ -216,7 +218,7 @@ impl State {
     /// Accounts the earnings up to `now`, restarting the monthly total at each month start.
     fn advance(&mut self, now: i64) {
         while self.accounted_ms < now {
-            let boundary = market::next_month_start_ms(self.accounted_ms);
+            let boundary = crate::compat::calendar::next_month_start_ms(self.accounted_ms);
             let end = now.min(boundary);
             let e = self.market.earned(self.accounted_ms, end, &self.allocation);
             self.month_total += e;
