@@ -189,7 +189,7 @@
 pub mod remote_write;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -691,7 +691,7 @@ fn validate_rule_files(
             ok = false;
             continue;
         }
-        out.push(crate::rules::file::resolve_relative(dir, &p));
+        out.push(resolve_relative(dir, &p));
     }
     ok.then_some(out)
 }
@@ -1014,6 +1014,17 @@ fn check_allocations(host: &Host, nodes: &[NodeConfig], d: &mut Diagnostics) {
                 ),
             );
         }
+    }
+}
+
+/// Resolves rule file paths from a config file as Prometheus does: relative paths are relative
+/// to the config file's directory.
+fn resolve_relative(config_dir: &Path, p: &str) -> PathBuf {
+    let path = Path::new(p);
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        config_dir.join(path)
     }
 }
 

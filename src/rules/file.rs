@@ -13,7 +13,7 @@
 //! Prometheus' manager does when it builds the rules.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_yaml::Value;
 
@@ -616,17 +616,6 @@ impl FileParser<'_> {
     }
 }
 
-/// Resolves rule file paths from a config file as Prometheus does: relative paths are relative
-/// to the config file's directory.
-pub fn resolve_relative(config_dir: &Path, p: &str) -> PathBuf {
-    let path = Path::new(p);
-    if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        config_dir.join(path)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -837,7 +826,7 @@ groups:
 
     #[test]
     fn the_shipped_rule_files_load() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
         for f in ["alerts.yml", "recording.yml"] {
             let p = root.join(f);
             if !p.exists() {
