@@ -472,7 +472,7 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
         timeout: args.query_timeout,
     });
     let auth_token = match &args.auth_token_file {
-        Some(p) => Some(reallocation::load_token(p)?),
+        Some(p) => Some(http::control::load_token(p)?),
         None => None,
     };
     let external_url = args
@@ -538,7 +538,7 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
     }
     let controller = match optimization_rules(args.optimization_rules_file.as_deref())? {
         Some((rules_path, rules)) => {
-            let (controller, api) = reallocation::build_controller(reallocation::ControllerSetup {
+            let controller = reallocation::build_controller(reallocation::ControllerSetup {
                 config: &config,
                 rules,
                 adapters: coordinator.adapters(),
@@ -549,11 +549,13 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
                 registry: metrics.registry().clone(),
                 storage_path: Some(&args.storage_path),
                 dry_run: args.controller_dry_run,
-                token: auth_token.clone(),
                 rollback_margin: reallocation::DEFAULT_ROLLBACK_MARGIN,
             })
             .context("starting the controller")?;
-            state.extra_routes.push(api);
+            state.extra_routes.push(Arc::new(http::control::ControlApi {
+                controller: controller.clone(),
+                token: auth_token.clone(),
+            }));
             let reloader = Arc::new(
                 reallocation::OptimizationReloader::new(
                     rules_path,
@@ -573,7 +575,7 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
     let controller = controller.map(|(c, _)| c);
     // `/-/reload` re-reads the rule files and the optimization rules, as SIGHUP does.
     let mut rules_api =
-        rules::api::RulesApi::new(rule_manager.clone()).with_reload_token(auth_token.clone());
+        http::rules::RulesApi::new(rule_manager.clone()).with_reload_token(auth_token.clone());
     if let Some(r) = &optimization_reloader {
         let r = r.clone();
         rules_api = rules_api.with_also_reload(Arc::new(move || r.reload()));
@@ -585,8 +587,8 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
     register_size_gauges(metrics.registry(), &db, &bus).context("registering size metrics")?;
     state
         .stream_routes
-        .push(Arc::new(events::EventsApi::new(bus.clone())));
-    state.stream_routes.push(Arc::new(export::ExportApi));
+        .push(Arc::new(http::events::EventsApi::new(bus.clone())));
+    state.stream_routes.push(Arc::new(http::export::ExportApi));
     let watcher = events::watch::Watcher::new(
         bus,
         events::watch::Sources {
@@ -745,12 +747,12 @@ async fn snapshot_periodically(
     }
 }
 
-/// SIGHUP re-reads what `POST /-/reload` does ([`rules::api::RulesApi::reload_all`]): the rule
+/// SIGHUP re-reads what `POST /-/reload` does ([`http::rules::RulesApi::reload_all`]): the rule
 /// files, as Prometheus does, and the optimization rules; a failed reload keeps the old rules
 /// (logged; `depin_rules_last_reload_successful` or
 /// `depin_optimization_rules_last_reload_successful` goes to 0).
 async fn reload_on_sighup(
-    rules: Arc<rules::api::RulesApi>,
+    rules: Arc<http::rules::RulesApi>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     use tokio::signal::unix::{signal, SignalKind};

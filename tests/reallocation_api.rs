@@ -13,13 +13,13 @@ use depin_orcha::adapters::sim::{SimNode, SimSpec};
 use depin_orcha::adapters::Allocatable;
 use depin_orcha::clock::{Clock, ManualClock, SharedClock};
 use depin_orcha::coordinator::NodeHealth;
+use depin_orcha::http::control::ControlApi;
 use depin_orcha::http::{self, AppState, Params, RouteRequest};
 use depin_orcha::optimizer::{ConfidenceRule, Gates, OptimizationRules, Plan};
 use depin_orcha::promql::Engine;
 use depin_orcha::reallocation::controller::ControllerParts;
 use depin_orcha::reallocation::{
-    ControlApi, ControlledNode, Controller, ControllerOptions, HealthSource, History, PlanInput,
-    Planner,
+    ControlledNode, Controller, ControllerOptions, HealthSource, History, PlanInput, Planner,
 };
 use depin_orcha::resources::Allocation;
 use depin_orcha::tsdb::Db;

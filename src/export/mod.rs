@@ -19,15 +19,11 @@
 //!
 //! It reads storage only through [`Queryable`].
 
-pub mod http;
-
 use std::collections::{BTreeSet, HashSet};
 use std::io::Write;
 
 use crate::labels::{Labels, Matcher, METRIC_NAME};
 use crate::tsdb::{is_stale_nan, Queryable, Sample};
-
-pub use http::ExportApi;
 
 /// The time window a series is read in.
 pub const WINDOW_MS: i64 = 6 * 3600 * 1000;

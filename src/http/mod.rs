@@ -6,12 +6,17 @@
 //! - `api`: the query API endpoints, synchronous cores that tests call without sockets.
 //! - `params`: request parameters (times, durations, limits, `match[]`) with Prometheus' errors.
 //! - `json`: the exact JSON encoding of results and envelopes.
+//! - `rules`: `/api/v1/rules`, `/api/v1/alerts` and `/-/reload` over a rule manager.
+//! - `control`: the control API over the controller (allocations, plan, reallocations).
+//! - `events`: the live event stream (`/api/v1/events`, server-sent events).
+//! - `export`: streamed samples (`/api/v1/export`).
 //!
 //! This module owns routing and [`AppState`]. It reads storage only through
 //! [`crate::tsdb::Queryable`], evaluates through [`crate::promql::Engine`] on blocking threads
-//! (at most [`DEFAULT_MAX_CONCURRENT_QUERIES`] at once, each within its timeout), and never
-//! changes state itself: routes that do (rules, reload, control API) plug in as
-//! [`ExtraRoutes`] and check [`unauthorized`] for the bearer token.
+//! (at most [`DEFAULT_MAX_CONCURRENT_QUERIES`] at once, each within its timeout). The routes
+//! that change state (rules reload, control API) plug in as [`ExtraRoutes`] and check
+//! [`unauthorized`] for the bearer token. It sits at the top of the library's layers: it
+//! imports the parts it serves, and none of them imports it.
 //!
 //! Behaviour follows Prometheus' `web/api/v1`: the API answers 503 until ready, CORS on the read
 //! API, plain-text 404/405 from the router, at most 10 warnings and 10 infos per response.
@@ -19,8 +24,12 @@
 //! `depin_orcha_http_request_duration_seconds{handler}`.
 
 pub mod api;
+pub mod control;
+pub mod events;
+pub mod export;
 pub mod json;
 pub mod params;
+pub mod rules;
 pub mod server;
 pub mod stream;
 pub mod webconfig;
