@@ -13,6 +13,7 @@ pub mod http;
 pub mod labels;
 pub mod memory;
 pub mod metrics;
+pub mod net;
 pub mod optimizer;
 pub mod promql;
 pub mod reallocation;

@@ -25,8 +25,8 @@ use tokio::io::AsyncReadExt;
 
 use super::conf;
 use super::fields::number_or_string;
-use super::http::DEFAULT_BODY_LIMIT;
 use super::{Adapter, ExtraGauge, Health, Observation, PollError, PollFuture};
+use crate::net::http::DEFAULT_BODY_LIMIT;
 use crate::resources::{Allocation, Resource};
 use crate::schema::diag::{join_key, Diagnostics};
 use crate::schema::RawAllocation;

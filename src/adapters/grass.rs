@@ -21,8 +21,8 @@ use serde_yaml::Value;
 
 use super::conf::{self, Credential};
 use super::fields::number_or_string;
-use super::http::{check_status, fetch_json, parse_json, send_unix, HttpRequest};
 use super::{Adapter, ExtraGauge, Observation, PollError, PollFuture};
+use crate::net::http::{check_status, fetch_json, parse_json, send_unix, HttpRequest};
 use crate::resources::Allocation;
 use crate::schema::diag::{join_key, Diagnostics};
 use crate::schema::RawAllocation;
@@ -169,7 +169,7 @@ impl GrassNode {
         let shown = format!("docker container {}", self.spec.container);
         let (status, body) = send_unix(&self.spec.docker_socket, &HttpRequest::get(url)).await?;
         check_status(status, &body, &shown)?;
-        parse_json(&body, &shown)
+        Ok(parse_json(&body, &shown)?)
     }
 
     async fn call_points(&self, p: &Points) -> Result<f64, PollError> {

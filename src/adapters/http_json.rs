@@ -10,9 +10,9 @@ use serde_json::Value as Json;
 use serde_yaml::Value;
 
 use super::fields::{number_or_string, valid_pointer};
-use super::http::fetch_json;
 use super::mapping::{self, request, MappedSpec};
 use super::{Adapter, Observation, PollFuture};
+use crate::net::http::fetch_json;
 use crate::resources::Resource;
 use crate::schema::diag::Diagnostics;
 

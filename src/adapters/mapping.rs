@@ -11,8 +11,8 @@ use serde_yaml::Value;
 
 use super::conf::{self, Credential};
 use super::exec::protocol_word;
-use super::http::HttpRequest;
 use super::PollError;
+use crate::net::http::HttpRequest;
 use crate::resources::{Allocation, Resource, Resources};
 use crate::schema::diag::{join_key, Diagnostics};
 use crate::schema::RawAllocation;

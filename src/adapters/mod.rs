@@ -19,7 +19,6 @@ pub mod exec;
 pub mod fields;
 pub mod golem;
 pub mod grass;
-pub mod http;
 pub mod http_json;
 pub mod kind;
 pub mod mapping;
@@ -124,6 +123,21 @@ impl PollError {
         "io",
         "other",
     ];
+}
+
+impl From<crate::net::http::Error> for PollError {
+    fn from(e: crate::net::http::Error) -> PollError {
+        use crate::net::http::Error as E;
+        match e {
+            E::Timeout(d) => PollError::Timeout(d),
+            E::Refused(s) => PollError::Refused(s),
+            E::HttpStatus { status, detail } => PollError::HttpStatus { status, detail },
+            E::Parse(s) => PollError::Parse(s),
+            E::TooLarge { limit, detail } => PollError::TooLarge { limit, detail },
+            E::Io(s) => PollError::Io(s),
+            E::Other(s) => PollError::Other(s),
+        }
+    }
 }
 
 /// Why an allocation could not be applied.

@@ -23,9 +23,9 @@ use serde_yaml::Value;
 
 use super::conf;
 use super::fields::{number_or_string, valid_pointer};
-use super::http::{fetch_json, HttpRequest};
 use super::PollError;
 use crate::clock::SharedClock;
+use crate::net::http::{fetch_json, HttpRequest};
 use crate::schema::diag::{join_key, Diagnostics};
 
 /// The validated `prices.http` block.

@@ -12,9 +12,9 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_yaml::Value;
 
-use super::http::{fetch, HttpRequest};
 use super::mapping::{self, request, MappedSpec};
 use super::{Adapter, Observation, PollError, PollFuture};
+use crate::net::http::{fetch, HttpRequest};
 use crate::resources::Resource;
 use crate::schema::diag::{join_key, Diagnostics};
 

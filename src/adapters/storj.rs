@@ -27,9 +27,9 @@ use serde_yaml::Value;
 
 use super::conf;
 use super::fields::number;
-use super::http::{fetch_json, HttpRequest};
 use super::{Adapter, ExtraGauge, Health, Observation, PollError, PollFuture};
 use crate::clock::SharedClock;
+use crate::net::http::{fetch_json, HttpRequest};
 use crate::resources::Allocation;
 use crate::schema::diag::{join_key, Diagnostics};
 use crate::schema::RawAllocation;

@@ -23,8 +23,8 @@ use serde_yaml::Value;
 
 use super::conf::{self, Credential};
 use super::decimal::Decimal;
-use super::http::{fetch_json, HttpRequest};
 use super::{Adapter, Observation, PollError, PollFuture};
+use crate::net::http::{fetch_json, HttpRequest};
 use crate::resources::Allocation;
 use crate::schema::diag::{join_key, Diagnostics};
 use crate::schema::RawAllocation;

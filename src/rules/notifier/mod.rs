@@ -428,12 +428,11 @@ impl Notifier {
         }
         let metrics = NotifierMetrics::new(registry, opts.queue_capacity, &alertmanagers)?;
         // https with Mozilla's roots and the ca_file, as the node client.
-        let connector =
-            crate::adapters::http::pooled_connector(opts.timeout, opts.ca_file.as_deref())
-                .map_err(|reason| NotifierError::InvalidOption {
-                    option: "--alertmanager.ca-file",
-                    reason,
-                })?;
+        let connector = crate::net::http::pooled_connector(opts.timeout, opts.ca_file.as_deref())
+            .map_err(|reason| NotifierError::InvalidOption {
+            option: "--alertmanager.ca-file",
+            reason,
+        })?;
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(30))
