@@ -12,7 +12,7 @@ PNG of each page with headless Chromium (Debian package `chromium`).
 This is a look at the layout and the data, not Grafana's rendering: fonts, colours and the
 exact axes differ. It is not part of the binary nor of the test suite.
 
-    depin-orcha run --rules.file rules/recording.yml --rules.file rules/alerts.yml &
+    depin-orcha run --rules.file rules/prometheus/recording.yml --rules.file rules/prometheus/alerts.yml &
     scripts/render-dashboards.py --url http://127.0.0.1:9817 --out /tmp/dashboards --screenshot
 """
 import argparse

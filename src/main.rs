@@ -26,7 +26,10 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:9817";
 const DEFAULT_OPTIMIZATION_RULES: &str = "rules/optimization.yml";
 
 /// The shipped rule files the demo loads when it runs from a checkout.
-const DEMO_RULE_FILES: [&str; 2] = ["rules/recording.yml", "rules/alerts.yml"];
+const DEMO_RULE_FILES: [&str; 2] = [
+    "rules/prometheus/recording.yml",
+    "rules/prometheus/alerts.yml",
+];
 
 #[derive(Parser)]
 #[command(
@@ -142,7 +145,7 @@ struct SimulateArgs {
     /// Optimization rules; default `rules/optimization.yml`.
     #[arg(long = "optimization.rules-file", default_value = DEFAULT_OPTIMIZATION_RULES)]
     optimization_rules_file: PathBuf,
-    /// Recording/alerting rule files; default the shipped rules/recording.yml, rules/alerts.yml.
+    /// Recording/alerting rule files; default the shipped rules/prometheus/recording.yml, rules/prometheus/alerts.yml.
     #[arg(long = "rules.file")]
     rule_files: Vec<PathBuf>,
 }
@@ -397,7 +400,15 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(args, config))?;
+    // `serve` fails only while starting (a rule file, the address, the controller): a storage
+    // directory this start created holds nothing yet, and is not left behind.
+    let storage_path = args.storage_path.clone();
+    let created_storage = !storage_path.exists();
+    let served = runtime.block_on(serve(args, config));
+    if served.is_err() && created_storage {
+        let _ = std::fs::remove_dir_all(&storage_path);
+    }
+    served?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -600,8 +611,7 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
     // ---- end of live events ----
     let state = Arc::new(state);
     let web_config = web_config(&args)?;
-    let server = http::Server::bind(args.listen, state.clone())
-        .with_context(|| format!("listening on {}", args.listen))?
+    let server = http::Server::bind(args.listen, state.clone())?
         .with_web_config(web_config)
         .with_max_connections(args.max_connections);
     tracing::info!(address = %server.local_addr(), "listening");
@@ -815,12 +825,20 @@ async fn shutdown_signal() {
 fn check_config(files: &[PathBuf]) -> Result<ExitCode> {
     let mut ok = true;
     for f in files {
+        // The rule files too, through the loader `run` uses: what passes here starts.
         match config::load_file(f) {
-            Ok(c) => println!(
-                "Checking {}\n  SUCCESS: {} nodes found",
-                f.display(),
-                c.nodes.len()
-            ),
+            Ok(c) => match rules::load_files(&c.rule_files) {
+                Ok(groups) => println!(
+                    "Checking {}\n  SUCCESS: {} nodes found, {} rule groups in rule_files",
+                    f.display(),
+                    c.nodes.len(),
+                    groups.len()
+                ),
+                Err(e) => {
+                    ok = false;
+                    println!("Checking {}\n  FAILED:\n{e}", f.display());
+                }
+            },
             Err(e) => {
                 ok = false;
                 println!("Checking {}\n  FAILED:\n{e}", f.display());
@@ -870,15 +888,7 @@ fn check_rules(files: &[PathBuf]) -> Result<ExitCode> {
 }
 
 fn is_optimization_file(path: &Path) -> bool {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return false;
-    };
-    let Ok(serde_yaml::Value::Mapping(top)) = serde_yaml::from_str::<serde_yaml::Value>(&text)
-    else {
-        return false;
-    };
-    let has = |k: &str| top.contains_key(serde_yaml::Value::String(k.into()));
-    !has("groups") && (has("gates") || has("protocols") || has("nodes"))
+    std::fs::read_to_string(path).is_ok_and(|t| rules::file::is_optimization_rules(&t))
 }
 
 fn plan(args: PlanArgs) -> Result<ExitCode> {

@@ -478,8 +478,14 @@ fn every_panel_shows_data_from_depin_orcha_and_from_prometheus() {
     );
     let config = tmp.path().join("demo.yml");
     std::fs::write(&config, demo).expect("write config");
-    let recording = root().join("rules/recording.yml").display().to_string();
-    let alerts = root().join("rules/alerts.yml").display().to_string();
+    let recording = root()
+        .join("rules/prometheus/recording.yml")
+        .display()
+        .to_string();
+    let alerts = root()
+        .join("rules/prometheus/alerts.yml")
+        .display()
+        .to_string();
     // The shipped optimization rules plan every 5 minutes; plan every second so the controller's
     // series (plans, gate verdicts) exist within the test.
     let optimization = tmp.path().join("optimization.yml");
@@ -880,7 +886,7 @@ fn provisioning_and_compose_fit_together() {
         .expect("grafana mounts /etc/grafana/provisioning");
     assert_eq!(prov_dir, root().join("grafana/provisioning"));
 
-    // Prometheus' config inside the container: its rule_files resolve to rules/*.yml through
+    // Prometheus' config inside the container: its rule_files resolve to rules/prometheus/*.yml through
     // the mounts, and promtool accepts it.
     let prom = &services["prometheus"];
     let cmd: Vec<String> = prom["command"]
@@ -911,7 +917,7 @@ fn provisioning_and_compose_fit_together() {
             host_path_of(prom, dir).unwrap_or_else(|| panic!("prometheus does not mount {dir}"));
         assert_eq!(
             host_dir,
-            root().join("rules"),
+            root().join("rules/prometheus"),
             "rule_files {rf} resolves to {}",
             in_container.display()
         );
