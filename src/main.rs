@@ -35,6 +35,7 @@ const DEMO_RULE_FILES: [&str; 2] = [
 #[command(
     name = "depin-orcha",
     version,
+    long_version = depin_orcha::build::LONG_VERSION,
     about = "Watches DePIN nodes, keeps their time series and serves them to Prometheus"
 )]
 #[command(args_conflicts_with_subcommands = true)]
@@ -295,13 +296,16 @@ struct RunArgs {
     max_connections: usize,
     #[command(flatten)]
     log: LogArgs,
+    /// Path under which /metrics is served, as the Prometheus exporters have it.
+    #[arg(long = "web.telemetry-path", default_value = "/metrics", value_parser = telemetry_path)]
+    telemetry_path: String,
 }
 
 #[derive(Args, Clone)]
 struct LogArgs {
     /// Only log messages of this level or more severe: debug, info, warn, error.
-    #[arg(long = "log.level", default_value = "info")]
-    level: String,
+    #[arg(long = "log.level", default_value = "info", value_parser = depin_orcha::logging::parse_level)]
+    level: tracing_subscriber::filter::LevelFilter,
     #[arg(long = "log.format", value_enum, default_value_t = LogFormat::Logfmt)]
     format: LogFormat,
 }
@@ -339,26 +343,16 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(log: &LogArgs) -> Result<()> {
+    use depin_orcha::logging::{Format, PrometheusStyle};
     use tracing_subscriber::prelude::*;
-    let filter = tracing_subscriber::EnvFilter::try_new(&log.level)
-        .with_context(|| format!("invalid --log.level {:?}", log.level))?;
-    let registry = tracing_subscriber::registry().with(filter);
-    match log.format {
-        LogFormat::Logfmt => registry
-            .with(
-                tracing_logfmt::builder()
-                    .layer()
-                    .with_writer(std::io::stderr),
-            )
-            .init(),
-        LogFormat::Json => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .with_writer(std::io::stderr),
-            )
-            .init(),
-    }
+    let format = match log.format {
+        LogFormat::Logfmt => Format::Logfmt,
+        LogFormat::Json => Format::Json,
+    };
+    tracing_subscriber::registry()
+        .with(log.level)
+        .with(PrometheusStyle { format })
+        .init();
     Ok(())
 }
 
@@ -531,6 +525,7 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
         metrics.registry().clone(),
         clock.clone(),
     );
+    state.telemetry_path = args.telemetry_path.clone();
     // Retention of the controller's own history (the reports branch).
     match reallocation::history::compact(
         &args.storage_path,
@@ -719,6 +714,17 @@ fn web_config(args: &RunArgs) -> Result<Option<Arc<http::webconfig::WebConfig>>>
         );
     }
     Ok(web)
+}
+
+/// `--web.telemetry-path`: an absolute path that no other route owns.
+fn telemetry_path(s: &str) -> Result<String, String> {
+    if !s.starts_with('/') || s == "/" {
+        return Err("must be a path starting with / (and not / itself, the landing page)".into());
+    }
+    if s.starts_with("/api/") || s.starts_with("/-/") || s == http::landing::RUNBOOKS_PATH {
+        return Err(format!("{s} is a path of the API"));
+    }
+    Ok(s.to_string())
 }
 
 /// A duration flag that must be above zero (a zero interval would loop without pause).
