@@ -225,6 +225,79 @@ fn dashboards_are_valid_grafana_json_models() {
             "{name}: title"
         );
 
+        // grafana.com's export format: the data source to pick at import, what it requires.
+        let inputs = d["__inputs"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name}: __inputs"));
+        assert!(
+            inputs
+                .iter()
+                .any(|i| i["type"] == "datasource" && i["pluginId"] == "prometheus"),
+            "{name}: __inputs names a Prometheus data source"
+        );
+        let requires = d["__requires"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name}: __requires"));
+        for (kind, id) in [("grafana", "grafana"), ("datasource", "prometheus")] {
+            assert!(
+                requires.iter().any(|r| r["type"] == kind && r["id"] == id),
+                "{name}: __requires {kind} {id}"
+            );
+        }
+        for p in panels(&d) {
+            if let Some(t) = p["type"].as_str().filter(|t| *t != "row") {
+                assert!(
+                    requires
+                        .iter()
+                        .any(|r| r["type"] == "panel" && r["id"] == t),
+                    "{name}: __requires lacks panel {t}"
+                );
+            }
+        }
+        if name == "overview.json" {
+            // Drill-down: the node table's `node` cells open the node dashboard on that node,
+            // host and data source.
+            let table = panels(&d)
+                .into_iter()
+                .find(|p| p["title"] == "Nodes")
+                .expect("the Nodes table");
+            let links = format!("{}", table["fieldConfig"]["overrides"]);
+            for part in [
+                "/d/depin-orcha-node/",
+                "var-node=${__data.fields.node}",
+                "var-instance=${__data.fields.instance}",
+                "${datasource:queryparam}",
+                "${__url_time_range}",
+            ] {
+                assert!(
+                    links.contains(part),
+                    "{name}: node link lacks {part}: {links}"
+                );
+            }
+            let node_uid = dashboards()
+                .into_iter()
+                .find(|(n, _)| n == "node.json")
+                .map(|(_, d)| d["uid"].clone())
+                .expect("node.json");
+            assert_eq!(node_uid, "depin-orcha-node");
+        }
+        // Legends tell hosts apart: a series per node or host names its instance or host.
+        for p in panels(&d) {
+            for t in p["targets"].as_array().into_iter().flatten() {
+                let (e, l) = (
+                    t["expr"].as_str().unwrap_or(""),
+                    t["legendFormat"].as_str().unwrap_or(""),
+                );
+                if e.contains("by (instance, host") && !l.is_empty() {
+                    assert!(
+                        l.contains("{{instance}}{{host}}"),
+                        "{name} / {}: legend {l:?} of a per-host query lacks {{{{instance}}}}{{{{host}}}}",
+                        p["title"]
+                    );
+                }
+            }
+        }
+
         // Variables: $datasource lists Prometheus data sources, $instance is a multi-value
         // query variable whose All matches series without an instance label too.
         let vars: BTreeMap<&str, &Value> = d["templating"]["list"]
