@@ -96,6 +96,9 @@ impl Query {
 }
 
 /// `label_values(<selector>, <label>)` → (selector, label).
+/// The `label` of the host picker's query: its values come from `instance` or `host`.
+const HOST_LABELS: &str = "instance|host";
+
 fn label_values(q: &str) -> Option<(String, String)> {
     let inner = q.trim().strip_prefix("label_values(")?.strip_suffix(')')?;
     let (sel, label) = inner.rsplit_once(',')?;
@@ -148,12 +151,20 @@ fn queries(name: &str, d: &Value) -> Vec<Query> {
             .as_str()
             .or(v["query"].as_str())
             .unwrap_or("");
-        let (sel, label) = label_values(q).unwrap_or_else(|| {
-            panic!(
-                "{name}: variable {}: not label_values(selector, label): {q}",
-                v["name"]
-            )
-        });
+        // The host picker lists both fleet labels from one query's series.
+        let (sel, label) = match q
+            .trim()
+            .strip_prefix("query_result(")
+            .and_then(|r| r.strip_suffix(')'))
+        {
+            Some(inner) => (inner.to_string(), HOST_LABELS.to_string()),
+            None => label_values(q).unwrap_or_else(|| {
+                panic!(
+                    "{name}: variable {}: not label_values(selector, label) nor query_result(expr): {q}",
+                    v["name"]
+                )
+            }),
+        };
         out.push(Query {
             dashboard: name.into(),
             owner: format!("variable: {}", v["name"].as_str().unwrap_or("")),
@@ -265,7 +276,7 @@ fn dashboards_are_valid_grafana_json_models() {
             for part in [
                 "/d/depin-orcha-node/",
                 "var-node=${__data.fields.node}",
-                "var-instance=${__data.fields.instance}",
+                "var-host=${__data.fields.instance}${__data.fields.host}",
                 "${datasource:queryparam}",
                 "${__url_time_range}",
             ] {
@@ -314,14 +325,20 @@ fn dashboards_are_valid_grafana_json_models() {
             ds["query"], "prometheus",
             "{name}: $datasource lists Prometheus data sources"
         );
+        // One host picker: $host lists the scraped (instance) and the pushing (host) hosts.
+        assert!(
+            !vars.contains_key("instance"),
+            "{name}: a second host picker ($instance)"
+        );
         let inst = vars
-            .get("instance")
-            .unwrap_or_else(|| panic!("{name}: no $instance variable"));
-        assert_eq!(inst["type"], "query", "{name}: $instance");
-        assert_eq!(inst["includeAll"], true, "{name}: $instance has All");
+            .get("host")
+            .unwrap_or_else(|| panic!("{name}: no $host variable"));
+        assert_eq!(inst["type"], "query", "{name}: $host");
+        assert_eq!(inst["label"], "Host", "{name}: $host");
+        assert_eq!(inst["includeAll"], true, "{name}: $host has All");
         assert_eq!(
             inst["allValue"], ".*",
-            "{name}: $instance's All must be .* (matches the absent label)"
+            "{name}: $host's All must be .* (matches the absent label)"
         );
         if name == "node.json" {
             assert!(
@@ -406,7 +423,7 @@ fn every_query_parses_and_filters_by_instance() {
                 .unwrap_or_else(|e| panic!("{}: does not parse: {e}", q.what()));
             let mut sels = Vec::new();
             selectors(&e, &mut sels);
-            if matches!(q.label.as_deref(), Some("instance" | "host")) {
+            if q.label.as_deref() == Some(HOST_LABELS) {
                 // The variables that list the hosts cannot filter by themselves.
                 continue;
             }
@@ -416,13 +433,14 @@ fn every_query_parses_and_filters_by_instance() {
                 q.what()
             );
             for s in sels {
-                for (label, value) in [("instance", SENTINEL), ("host", HOST)] {
+                let value = format!("{HOST}|");
+                for label in ["instance", "host"] {
                     let ok = s.matchers.matchers.iter().any(|m| {
                         m.name == label && matches!(m.op, MatchOp::Re(_)) && m.value == value
                     });
                     assert!(
                         ok,
-                        "{}: selector {s} does not filter by {label}=~\"${label}\"",
+                        "{}: selector {s} does not filter by {label}=~\"$host|\"",
                         q.what()
                     );
                 }
@@ -480,6 +498,14 @@ fn has_data(
     let Some(l) = label else {
         return Ok(!res.is_empty());
     };
+    if l == HOST_LABELS {
+        // query_result: Grafana reads the values out of the series' text.
+        return Ok(res.iter().any(|s| {
+            ["instance", "host"]
+                .iter()
+                .any(|l| s["metric"][*l].as_str().is_some_and(|v| !v.is_empty()))
+        }));
+    }
     let in_series = res
         .iter()
         .any(|s| s["metric"][l].as_str().is_some_and(|v| !v.is_empty()));
@@ -698,7 +724,7 @@ fn every_panel_shows_data_from_depin_orcha_and_from_prometheus() {
             *addr,
             Some("instance"),
             &inst,
-            ".*",
+            &inst,
         ));
     }
     if let Some((_, addr)) = &central {
@@ -743,7 +769,7 @@ fn every_panel_shows_data_from_depin_orcha_and_from_prometheus() {
             // (depin-orcha has neither); their All (.*) still works: there the selector only
             // has to return series.
             let label = match q.label.as_deref() {
-                Some(l @ ("instance" | "host")) if be.fleet_label != Some(l) => None,
+                Some(HOST_LABELS) if be.fleet_label.is_none() => None,
                 l => l,
             };
             match has_data(be.addr, &c.expr, q.instant, label) {
