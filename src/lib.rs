@@ -3,6 +3,7 @@
 
 pub mod actuators;
 pub mod adapters;
+pub mod build;
 pub mod clock;
 pub mod compat;
 pub mod config;
@@ -11,6 +12,7 @@ pub mod events;
 pub mod export;
 pub mod http;
 pub mod labels;
+pub mod logging;
 pub mod memory;
 pub mod metrics;
 pub mod net;
@@ -24,12 +26,3 @@ pub mod rules;
 pub mod schema;
 pub mod sim;
 pub mod tsdb;
-
-/// The version and revision that `depin_orcha_build_info` and `/api/v1/status/buildinfo` report.
-pub mod build {
-    pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-    pub const REVISION: &str = match option_env!("DEPIN_ORCHA_REVISION") {
-        Some(r) => r,
-        None => "unknown",
-    };
-}

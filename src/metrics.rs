@@ -234,7 +234,7 @@ impl Metrics {
                     "depin_orcha_build_info",
                     "Always 1; its labels say which depin-orcha build runs.",
                 ),
-                &["version", "revision"],
+                &["version", "revision", "branch", "rustversion"],
             )
             .map_err(|source| MetricsError::Prometheus {
                 name: "depin_orcha_build_info".into(),
@@ -243,7 +243,12 @@ impl Metrics {
             reg(r, "depin_orcha_build_info", g)?
         };
         build_info
-            .with_label_values(&[crate::build::VERSION, crate::build::REVISION])
+            .with_label_values(&[
+                crate::build::VERSION,
+                crate::build::REVISION,
+                crate::build::BRANCH,
+                crate::build::RUSTC_VERSION,
+            ])
             .set(1.0);
         let storage = storage_failures();
         reg(r, WAL_WRITE_FAILURES, storage.wal_write.clone())?;
@@ -719,7 +724,7 @@ pub(crate) mod tests {
             "depin_adapter_last_success_timestamp_seconds{node=\"golem\",protocol=\"golem\"} 1700000000",
             "depin_adapter_consecutive_failures{node=\"golem\",protocol=\"golem\"} 0",
             "depin_storj_audit_score{node=\"storj\",protocol=\"storj\",satellite=\"us1\"} 1",
-            "depin_orcha_build_info{revision=",
+            "depin_orcha_build_info{branch=",
             "process_resident_memory_bytes ",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");

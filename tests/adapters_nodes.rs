@@ -853,8 +853,8 @@ fn examples_load() {
     for e in std::fs::read_dir(&dir).unwrap() {
         let p = e.unwrap().path();
         let name = p.file_name().unwrap().to_string_lossy().to_string();
-        // prometheus.yml is a Prometheus config, not ours.
-        if !name.ends_with(".yml") || name == "prometheus.yml" {
+        // prometheus.yml and alertmanager.yml are Prometheus' and Alertmanager's configs.
+        if !name.ends_with(".yml") || name == "prometheus.yml" || name == "alertmanager.yml" {
             continue;
         }
         let c = config::load_file(&p).unwrap_or_else(|e| panic!("{name}:\n{e}"));

@@ -90,7 +90,10 @@ fn corpus(target: &str) -> Vec<String> {
     // The files the project ships are seeds too, read where they are rather than copied into
     // the corpus (a copy goes stale the first time the shipped file changes).
     let shipped: &[&str] = match target {
-        "rules" => &["rules/alerts.yml", "rules/recording.yml"],
+        "rules" => &[
+            "rules/prometheus/alerts.yml",
+            "rules/prometheus/recording.yml",
+        ],
         "optimization" => &["rules/optimization.yml"],
         "config" => &["src/config/demo.yml"],
         _ => &[],
@@ -1066,7 +1069,7 @@ fn fuzz_adapters_arbitrary_bytes() {
 
 /// The price API failing in each way a user meets (no answer within the timeout, a 500, a
 /// garbled body) keeps the last price and its update time, so the price ages; the shipped
-/// `DepinTokenPriceStale` (rules/alerts.yml, evaluated by the rule manager over the stored
+/// `DepinTokenPriceStale` (rules/prometheus/alerts.yml, evaluated by the rule manager over the stored
 /// scrapes on a manual clock, one scrape, refresh and evaluation a minute) fires once the price
 /// is an hour old plus its `for: 5m`, and not before.
 #[test]
@@ -1115,7 +1118,7 @@ fn price_api_faults_age_the_price_until_the_shipped_alert_fires() {
         "http://localhost:9817/".into(),
     );
     manager
-        .load(&[Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/alerts.yml")])
+        .load(&[Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/prometheus/alerts.yml")])
         .expect("the shipped alerts load");
 
     let garbled = br#"{"storj":{"usd":0.4"#;

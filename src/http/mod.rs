@@ -28,6 +28,7 @@ pub mod control;
 pub mod events;
 pub mod export;
 pub mod json;
+pub mod landing;
 pub mod params;
 pub mod rules;
 pub mod server;
@@ -85,6 +86,8 @@ pub struct AppState {
     pub cors_origin: Option<regex::Regex>,
     /// Routes whose bodies stream (export, events); see [`stream`]. Tried before everything.
     pub stream_routes: stream::StreamRouteList,
+    /// Where `/metrics` is served (`--web.telemetry-path`, as the Prometheus exporters have it).
+    pub telemetry_path: String,
 }
 
 /// Prometheus' default `--query.max-concurrency`.
@@ -131,6 +134,7 @@ impl HttpMetrics {
 /// `handler` label unbounded).
 pub fn handler_label(path: &str) -> &'static str {
     match path {
+        "/" => "/",
         "/metrics" => "/metrics",
         "/-/healthy" => "/-/healthy",
         "/-/ready" => "/-/ready",
@@ -173,6 +177,7 @@ impl AppState {
             metrics,
             cors_origin: None,
             stream_routes: Vec::new(),
+            telemetry_path: "/metrics".into(),
         }
     }
 
@@ -193,7 +198,7 @@ pub struct BuildInfo {
     pub branch: String,
     pub build_user: String,
     pub build_date: String,
-    /// Prometheus reports its Go version here; we report the toolchain we know, if any.
+    /// Prometheus reports its Go version here (`goVersion`); we report `rustc --version`.
     pub go_version: String,
 }
 
@@ -202,10 +207,10 @@ impl Default for BuildInfo {
         BuildInfo {
             version: crate::build::VERSION.to_string(),
             revision: crate::build::REVISION.to_string(),
-            branch: String::new(),
-            build_user: String::new(),
-            build_date: String::new(),
-            go_version: String::new(),
+            branch: crate::build::BRANCH.to_string(),
+            build_user: crate::build::BUILD_USER.to_string(),
+            build_date: crate::build::BUILD_DATE.to_string(),
+            go_version: crate::build::RUSTC_VERSION.to_string(),
         }
     }
 }
@@ -494,8 +499,16 @@ pub async fn route(state: &AppState, req: &RouteRequest<'_>) -> HttpResponse {
     }
     let (method, path) = (req.method, req.path);
     let get = method == Method::GET || method == Method::HEAD;
+    if path == state.telemetry_path {
+        return if get {
+            metrics(state)
+        } else {
+            method_not_allowed("GET, HEAD")
+        };
+    }
     match path {
-        "/metrics" if get => metrics(state),
+        "/" if get => landing::landing_page(state),
+        landing::RUNBOOKS_PATH if get => landing::runbooks(),
         "/-/healthy" if get => text_response(StatusCode::OK, TEXT, "depin-orcha is Healthy.\n"),
         "/-/ready" if get => {
             if state.is_ready() {
@@ -504,7 +517,7 @@ pub async fn route(state: &AppState, req: &RouteRequest<'_>) -> HttpResponse {
                 not_ready()
             }
         }
-        "/metrics" | "/-/healthy" | "/-/ready" => method_not_allowed("GET, HEAD"),
+        "/" | landing::RUNBOOKS_PATH | "/-/healthy" | "/-/ready" => method_not_allowed("GET, HEAD"),
         p if p.starts_with("/api/v1/") => {
             if !state.is_ready() {
                 return not_ready();
