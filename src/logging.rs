@@ -53,7 +53,7 @@ impl<S: Subscriber> Layer<S> for PrometheusStyle {
             .map_or(0, |d| d.as_millis() as i64);
         let line = render(
             self.format,
-            &crate::rules::notifier::rfc3339_millis(now_ms),
+            &crate::compat::calendar::rfc3339_millis(now_ms),
             &caller,
             *meta.level(),
             &fields.msg,
