@@ -1,7 +1,7 @@
 //! The simulation driver behind `depin-orcha simulate`: a virtual clock steps through the
 //! scenario one poll interval at a time and drives the very code of `run`, synchronously:
-//! each node's adapter is polled and the observation goes through the coordinator's metric
-//! update (the same [`Metrics`] calls and [`crate::coordinator::earned_delta`]), the registry
+//! each node's adapter is polled and its answer goes through `run`'s node pipeline
+//! ([`NodePipeline`]: series, earnings, health), the registry
 //! is scraped into a [`Db`] every scrape interval, the shipped recording and alerting rules run
 //! through [`RuleManager::tick`], and every optimization interval [`Controller::tick`] plans
 //! (optimizer), gates and reallocates through the `sim` actuator.
