@@ -77,7 +77,10 @@ mod tests {
         let text = String::from_utf8_lossy(&out.stdout).into_owned()
             + &String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{text}");
-        assert!(text.contains("1 passed"), "the measurement did not run: {text}");
+        assert!(
+            text.contains("1 passed"),
+            "the measurement did not run: {text}"
+        );
     }
 
     /// The measurement of [`trim_gives_freed_pages_back`]; ignored in a normal run, where other
