@@ -19,6 +19,7 @@ pub mod remote_write;
 pub mod report;
 pub mod rules;
 pub mod sim;
+pub mod storage_metrics;
 pub mod tsdb;
 
 /// The version and revision that `depin_orcha_build_info` and `/api/v1/status/buildinfo` report.

@@ -401,35 +401,16 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// What the process holds that grows with time, read when `/metrics` is gathered: the stored
-/// history (bounded by retention and `--storage.max-bytes`) and the event ring (bounded by
-/// count and bytes). A soak subtracts them from the resident memory to see what else grows.
+/// What the process holds that grows with time, read when `/metrics` is gathered: the time
+/// series storage's running counters (memory, files, WAL, failures) and the event ring
+/// (bounded by count and bytes). A soak subtracts them from the resident memory to see what
+/// else grows.
 fn register_size_gauges(
     registry: &prometheus::Registry,
     db: &Arc<tsdb::Db>,
     bus: &events::Bus,
 ) -> Result<(), metrics::MetricsError> {
-    let db = db.clone();
-    metrics::ReadAtScrape::new(
-        &[
-            ("depin_tsdb_head_series", "Series held by the time series storage."),
-            ("depin_tsdb_samples", "Samples held in memory by the time series storage (sealed chunks and open heads)."),
-            ("depin_tsdb_memory_bytes", "Bytes of samples, chunks and label index the time series storage holds in memory (what --storage.max-bytes limits)."),
-            ("depin_tsdb_wal_storage_size_bytes", "Size of the time series storage's write-ahead log on disk (emptied by each snapshot)."),
-            ("depin_tsdb_query_cache_bytes", "Bytes of decoded chunks kept for queries that read them again (bounded: 2 MiB of samples)."),
-        ],
-        move || {
-            let st = db.stats();
-            vec![
-                st.series as f64,
-                st.samples as f64,
-                st.total_bytes as f64,
-                st.wal_bytes as f64,
-                db.query_cache_bytes() as f64,
-            ]
-        },
-    )?
-    .register(registry)?;
+    depin_orcha::storage_metrics::StorageCollector::new(db.clone())?.register(registry)?;
     let bus = bus.clone();
     metrics::ReadAtScrape::new(
         &[
@@ -454,6 +435,7 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
             path: Some(args.storage_path.clone()),
             retention_ms: args.retention.as_millis() as i64,
             max_bytes: (args.max_bytes > 0).then_some(args.max_bytes),
+            ..Default::default()
         })
         .with_context(|| {
             format!(
@@ -1011,6 +993,7 @@ fn open_private_copy(storage: &Path, what: &str) -> Result<(tsdb::Db, PrivateCop
         path: Some(copy.0.clone()),
         retention_ms: i64::MAX / 4,
         max_bytes: None,
+        ..Default::default()
     })
     .with_context(|| format!("opening a copy of {}", storage.display()))?;
     Ok((db, copy))
