@@ -31,7 +31,12 @@ fn dump(db: &Db) -> Vec<(String, Vec<(i64, u64)>)> {
 /// Batch `k`: a scrape of four series at `k * 5 s`, one of them with a staleness marker now and
 /// then and one with full-precision floats.
 fn batch(k: i64) -> Vec<(Labels, i64, f64)> {
-    let t = 1_700_000_000_000 + k * 5000;
+    batch_at(k, 5000)
+}
+
+/// Batch `k` at `k * step_ms`.
+fn batch_at(k: i64, step_ms: i64) -> Vec<(Labels, i64, f64)> {
+    let t = 1_700_000_000_000 + k * step_ms;
     let l = |n: &str, i: &str| Labels::from_pairs([("__name__", n), ("instance", i)]);
     vec![
         (l("depin_earnings_total", "storj"), t, k as f64 * 0.001),
@@ -50,15 +55,23 @@ fn batch(k: i64) -> Vec<(Labels, i64, f64)> {
 }
 
 fn write(db: &Db, ks: std::ops::Range<i64>) {
+    write_at(db, ks, 5000)
+}
+
+fn write_at(db: &Db, ks: std::ops::Range<i64>, step_ms: i64) {
     for k in ks {
-        let r = db.append_batch(&batch(k)).unwrap();
+        let r = db.append_batch(&batch_at(k, step_ms)).unwrap();
         assert!(r.rejected.is_empty());
     }
 }
 
 fn expected(ks: std::ops::Range<i64>) -> Vec<(String, Vec<(i64, u64)>)> {
+    expected_at(ks, 5000)
+}
+
+fn expected_at(ks: std::ops::Range<i64>, step_ms: i64) -> Vec<(String, Vec<(i64, u64)>)> {
     let db = Db::in_memory();
-    write(&db, ks);
+    write_at(&db, ks, step_ms);
     dump(&db)
 }
 
@@ -274,19 +287,24 @@ fn ingest_scrape_is_durable_and_keeps_staleness() {
 }
 
 const CHILD_DIR: &str = "DEPIN_ORCHA_TSDB_KILL_TEST_DIR";
+const CHILD_STEP: &str = "DEPIN_ORCHA_TSDB_KILL_TEST_STEP_MS";
 
-/// Not a test of its own: the body of the child process of
-/// `kill_9_loses_at_most_the_batch_being_written`. It ingests batches forever and prints the
-/// number of each batch once its commit has returned.
+/// Not a test of its own: the body of the child process of the `kill_9_*` tests. It ingests
+/// batches forever (`CHILD_STEP` apart) and prints the number of each batch once its commit
+/// has returned.
 #[test]
-#[ignore = "helper run in a child process by kill_9_loses_at_most_the_batch_being_written"]
+#[ignore = "helper run in a child process by the kill_9_* tests"]
 fn child_ingest_loop() {
     let Ok(dir) = std::env::var(CHILD_DIR) else {
         return;
     };
+    let step: i64 = std::env::var(CHILD_STEP)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5000);
     let db = Db::open(opts(Path::new(&dir))).unwrap();
     for k in 0.. {
-        write(&db, k..k + 1);
+        write_at(&db, k..k + 1, step);
         println!("committed {k}");
         if k % 25 == 24 {
             db.snapshot().unwrap();
@@ -294,8 +312,9 @@ fn child_ingest_loop() {
     }
 }
 
-#[test]
-fn kill_9_loses_at_most_the_batch_being_written() {
+/// Runs the child with batches `step_ms` apart, kills it with SIGKILL once it reported `at_least`
+/// batches committed, and checks what a restart finds.
+fn kill_9_child(step_ms: i64, at_least: i64) {
     let dir = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
     let mut child = Command::new(exe)
@@ -307,6 +326,7 @@ fn kill_9_loses_at_most_the_batch_being_written() {
             "--test-threads=1",
         ])
         .env(CHILD_DIR, dir.path())
+        .env(CHILD_STEP, step_ms.to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -317,16 +337,21 @@ fn kill_9_loses_at_most_the_batch_being_written() {
         let line = line.unwrap();
         if let Some(k) = line.strip_prefix("committed ") {
             last_committed = k.trim().parse().unwrap();
-            if last_committed >= 60 {
+            if last_committed >= at_least {
                 break;
             }
         }
     }
     child.kill().unwrap(); // SIGKILL on Unix
     child.wait().unwrap();
-    assert!(last_committed >= 60, "child stopped early");
+    assert!(last_committed >= at_least, "child stopped early");
 
     let db = Db::open(opts(dir.path())).unwrap();
+    assert!(
+        db.open_report().damaged.is_empty(),
+        "{:?}",
+        db.open_report()
+    );
     let got = dump(&db);
     // Every series holds a prefix of the batches: all that were reported committed, and maybe
     // the few the child committed after the last line we read, never half a batch.
@@ -342,5 +367,19 @@ fn kill_9_loses_at_most_the_batch_being_written() {
         "lost committed batches: have {n}, committed {}",
         last_committed + 1
     );
-    assert_eq!(got, expected(0..n));
+    assert_eq!(got, expected_at(0..n, step_ms));
+}
+
+#[test]
+fn kill_9_loses_at_most_the_batch_being_written() {
+    kill_9_child(5000, 60);
+}
+
+/// Batches ten minutes apart: a block file is written every dozen batches, and the kill lands
+/// anywhere in writing one, renaming it or the snapshot after it.
+#[test]
+fn kill_9_while_block_files_are_written_loses_nothing_committed() {
+    for at_least in [150, 277, 400] {
+        kill_9_child(600_000, at_least);
+    }
 }
