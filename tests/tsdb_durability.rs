@@ -383,3 +383,42 @@ fn kill_9_while_block_files_are_written_loses_nothing_committed() {
         kill_9_child(600_000, at_least);
     }
 }
+
+#[test]
+fn failed_snapshots_leave_no_empty_segments_and_every_kept_segment_is_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(opts(dir.path())).unwrap();
+    write(&db, 0..10);
+    // The snapshot's temp file cannot be created: every snapshot fails.
+    std::fs::create_dir(dir.path().join("snapshot.tmp")).unwrap();
+    let segment_sizes = || -> Vec<u64> {
+        files(dir.path(), "wal-")
+            .iter()
+            .map(|p| std::fs::metadata(p).unwrap().len())
+            .collect()
+    };
+    for _ in 0..5 {
+        assert!(db.snapshot().is_err());
+    }
+    let sizes = segment_sizes();
+    assert!(
+        sizes.iter().filter(|&&s| s == 0).count() <= 1,
+        "failed snapshots left empty segments: {sizes:?}"
+    );
+    // Appends between failed snapshots: each kept segment holds data and is counted.
+    for k in 10..14 {
+        write(&db, k..k + 1);
+        assert!(db.snapshot().is_err());
+    }
+    let sizes = segment_sizes();
+    assert!(sizes.len() >= 4, "{sizes:?}");
+    assert_eq!(db.gauges().wal_bytes, sizes.iter().sum::<u64>());
+    assert_eq!(db.gauges().snapshot_failures, 9);
+    // The disk recovers: one snapshot covers them all.
+    std::fs::remove_dir(dir.path().join("snapshot.tmp")).unwrap();
+    db.snapshot().unwrap();
+    assert_eq!(segment_sizes().len(), 1);
+    assert_eq!(db.gauges().wal_bytes, segment_sizes().iter().sum::<u64>());
+    drop(db);
+    assert_eq!(dump(&Db::open(opts(dir.path())).unwrap()), expected(0..14));
+}
