@@ -168,6 +168,10 @@ pub struct Options {
     pub max_bytes: Option<u64>,
     /// The least the head keeps in memory, back from the newest sample.
     pub head_range_ms: i64,
+    /// fsync every WAL record before the commit returns. Off only for writers that can redo
+    /// their work after a crash (a simulation writing a storage directory): the records still
+    /// reach the file, block files and snapshots are still fsynced.
+    pub sync_wal: bool,
 }
 
 impl Default for Options {
@@ -177,6 +181,7 @@ impl Default for Options {
             retention_ms: 15 * 24 * 3600 * 1000,
             max_bytes: None,
             head_range_ms: DEFAULT_HEAD_RANGE_MS,
+            sync_wal: true,
         }
     }
 }

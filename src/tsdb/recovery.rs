@@ -62,8 +62,9 @@ impl Db {
         self.load_head_range();
 
         let next_seq = newest_seq.max(covered) + 1;
-        let w = WalWriter::open(dir, next_seq, closed)
+        let mut w = WalWriter::open(dir, next_seq, closed)
             .map_err(io_err(&wal::segment_path(dir, next_seq)))?;
+        w.sync = self.opts.sync_wal;
         self.counters
             .wal_bytes
             .store(w.total_bytes(), Ordering::Relaxed);

@@ -77,6 +77,8 @@ pub struct WalWriter {
     unwritten_bytes: usize,
     /// [`UNWRITTEN_LIMIT`], lowered by tests.
     unwritten_limit: usize,
+    /// fsync each record (see `Options::sync_wal`).
+    pub sync: bool,
     failures: FailureLog,
 }
 
@@ -149,6 +151,7 @@ impl WalWriter {
             unwritten: Vec::new(),
             unwritten_bytes: 0,
             unwritten_limit: UNWRITTEN_LIMIT,
+            sync: true,
             failures: FailureLog::new(),
         })
     }
@@ -274,10 +277,11 @@ impl WalWriter {
             self.file.set_len(self.bytes)?;
             self.torn = false;
         }
-        let written = self
-            .file
-            .write_all(rec)
-            .and_then(|()| self.file.sync_data());
+        let sync = self.sync;
+        let written =
+            self.file
+                .write_all(rec)
+                .and_then(|()| if sync { self.file.sync_data() } else { Ok(()) });
         if let Err(e) = written {
             // Append mode writes at the file's end, so the cut must succeed before the next
             // record; until then `torn` stays set and the next write retries it first.
@@ -305,6 +309,7 @@ impl WalWriter {
         next.unwritten = std::mem::take(&mut self.unwritten);
         next.unwritten_bytes = self.unwritten_bytes;
         next.failures = std::mem::replace(&mut self.failures, FailureLog::new());
+        next.sync = self.sync;
         *self = next;
         Ok(old)
     }
