@@ -28,13 +28,8 @@ fn dump(db: &Db) -> Vec<(String, Vec<(i64, u64)>)> {
         .collect()
 }
 
-/// Batch `k`: a scrape of four series at `k * 5 s`, one of them with a staleness marker now and
-/// then and one with full-precision floats.
-fn batch(k: i64) -> Vec<(Labels, i64, f64)> {
-    batch_at(k, 5000)
-}
-
-/// Batch `k` at `k * step_ms`.
+/// Batch `k`: a scrape of four series at `k * step_ms` (5 s in most tests), one of them with a
+/// staleness marker now and then and one with full-precision floats.
 fn batch_at(k: i64, step_ms: i64) -> Vec<(Labels, i64, f64)> {
     let t = 1_700_000_000_000 + k * step_ms;
     let l = |n: &str, i: &str| Labels::from_pairs([("__name__", n), ("instance", i)]);
