@@ -8,6 +8,7 @@ pub mod config;
 pub mod coordinator;
 pub mod events;
 pub mod export;
+pub mod head_range;
 pub mod http;
 pub mod labels;
 pub mod memory;

@@ -522,8 +522,13 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
             tracing::warn!(error = %e, "compacting the reallocation history failed; it is kept whole")
         }
     }
+    let mut estimators_ms = 0;
     let controller = match optimization_rules(args.optimization_rules_file.as_deref())? {
         Some((rules_path, rules)) => {
+            estimators_ms = depin_orcha::head_range::optimization_rules_ms(
+                &rules,
+                args.lookback_delta.as_millis() as i64,
+            );
             let (controller, api) = reallocation::build_controller(reallocation::ControllerSetup {
                 config: &config,
                 rules,
@@ -626,6 +631,15 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
         args.snapshot_interval,
         stop_rx.clone(),
     ));
+    // The head keeps in memory what the rules and the estimators read.
+    let head_range_task = tokio::spawn(depin_orcha::head_range::keep(
+        db.clone(),
+        rule_manager.clone(),
+        estimators_ms,
+        args.lookback_delta.as_millis() as i64,
+        Duration::from_secs(60),
+        stop_rx.clone(),
+    ));
     let trim_task = tokio::spawn(depin_orcha::memory::trim_periodically(
         depin_orcha::memory::TRIM_INTERVAL,
         stop_rx.clone(),
@@ -654,6 +668,7 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
     let _ = remote_write_task.await;
     let _ = snapshot_task.await;
     let _ = trim_task.await;
+    let _ = head_range_task.await;
     let _ = reload_task.await;
     if let Some(t) = optimization_watch_task {
         let _ = t.await;
