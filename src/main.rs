@@ -933,7 +933,12 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
         if entry.file_type()?.is_file() {
-            std::fs::copy(entry.path(), to.join(entry.file_name()))?;
+            let target = to.join(entry.file_name());
+            // Block files are never changed once written: a link is a copy, without the bytes.
+            let immutable = entry.file_name().to_string_lossy().starts_with("block-");
+            if !(immutable && std::fs::hard_link(entry.path(), &target).is_ok()) {
+                std::fs::copy(entry.path(), &target)?;
+            }
         }
     }
     Ok(())

@@ -145,11 +145,18 @@ pub struct Block {
 }
 
 impl Block {
-    /// Builds the in-memory form of a parsed block; `refs[i]` is the ref of `parsed.series[i]`.
-    pub fn new(seq: u64, path: PathBuf, file: File, parsed: Parsed, refs: &[SeriesRef]) -> Block {
-        let mut series = Vec::with_capacity(parsed.series.len());
-        let mut chunks = Vec::with_capacity(parsed.meta.chunks as usize);
-        for ((_, cs), &r) in parsed.series.into_iter().zip(refs) {
+    /// Builds the in-memory form of a block: its series by the database's refs, with their
+    /// chunks.
+    pub fn new(
+        seq: u64,
+        path: PathBuf,
+        file: File,
+        meta: BlockMeta,
+        by_ref: impl IntoIterator<Item = (SeriesRef, Vec<ChunkMeta>)>,
+    ) -> Block {
+        let mut series = Vec::with_capacity(meta.series as usize);
+        let mut chunks = Vec::with_capacity(meta.chunks as usize);
+        for (r, cs) in by_ref {
             series.push((r, chunks.len() as u32, cs.len() as u32));
             chunks.extend(cs);
         }
@@ -159,7 +166,7 @@ impl Block {
         Block {
             seq,
             path,
-            meta: parsed.meta,
+            meta,
             file,
             series,
             chunks,
@@ -486,7 +493,11 @@ mod tests {
         assert_eq!(parsed.series[0].0, a);
         assert_eq!(parsed.series[1].0, b);
         assert_eq!(parsed.series, written.series);
-        let block = Block::new(7, path(dir.path(), 7), file, parsed, &[10, 3]);
+        let meta = parsed.meta;
+        let by_ref = [10, 3]
+            .into_iter()
+            .zip(parsed.series.into_iter().map(|s| s.1));
+        let block = Block::new(7, path(dir.path(), 7), file, meta, by_ref);
         assert_eq!(block.chunks_of(10).len(), 2);
         assert_eq!(block.chunks_of(4).len(), 0);
         let c = block.read_chunk(&block.chunks_of(3)[0]).unwrap();
@@ -512,7 +523,12 @@ mod tests {
         bytes[hit.off as usize + 3] ^= 0x10;
         std::fs::write(&p, &bytes).unwrap();
         let (file, parsed) = open(&p).unwrap();
-        let block = Block::new(7, p.clone(), file, parsed.unwrap(), &[1, 2]);
+        let parsed = parsed.unwrap();
+        let meta = parsed.meta;
+        let by_ref = [1, 2]
+            .into_iter()
+            .zip(parsed.series.into_iter().map(|s| s.1));
+        let block = Block::new(7, p.clone(), file, meta, by_ref);
         assert_eq!(
             block.read_chunk(&block.chunks_of(1)[1]).unwrap_err().reason,
             "checksum mismatch"

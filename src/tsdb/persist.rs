@@ -174,7 +174,8 @@ impl Db {
                 .iter()
                 .map(|(_, cs)| cs.iter().map(|c| c.maxt).max().unwrap_or(i64::MIN))
                 .collect();
-            let b = Arc::new(Block::new(seq, path, file, parsed, &refs));
+            let by_ref = refs.into_iter().zip(parsed.series.into_iter().map(|s| s.1));
+            let b = Arc::new(Block::new(seq, path, file, parsed.meta, by_ref));
             self.register_block(b, members.iter().map(|d| &d.series).zip(written_maxt));
             Counters::add(&self.counters.blocks_written, 1);
         }

@@ -22,12 +22,57 @@ use super::wal::{self, BatchRecord, WalWriter};
 use super::{io_err, lock, persist, snapshot, DamagedFile, Db, Error, OpenReport, Sample};
 use crate::labels::Labels;
 
-/// A block file read at open, not yet tied to the series set.
-struct Found {
+/// A block file read at open, not yet tied to the series set: its series by their place in
+/// [`Found::labels`].
+struct FoundBlock {
     seq: u64,
     path: PathBuf,
     file: File,
-    parsed: block::Parsed,
+    meta: block::BlockMeta,
+    series: Vec<(usize, Vec<block::ChunkMeta>)>,
+}
+
+/// The block files read at open. Each distinct label set is kept once, however many blocks
+/// hold the series (15 days are 180 blocks of the same few hundred series), so opening needs
+/// memory for the series, not for the history.
+#[derive(Default)]
+struct Found {
+    blocks: Vec<FoundBlock>,
+    labels: Vec<Labels>,
+    ids: HashMap<Labels, usize>,
+    /// Per label set: the newest sample time in the files.
+    maxt: Vec<i64>,
+}
+
+impl Found {
+    fn add(&mut self, seq: u64, path: PathBuf, file: File, parsed: block::Parsed) {
+        let mut series = Vec::with_capacity(parsed.series.len());
+        for (labels, chunks) in parsed.series {
+            let id = match self.ids.get(&labels) {
+                Some(&id) => id,
+                None => {
+                    self.labels.push(labels.clone());
+                    self.maxt.push(i64::MIN);
+                    self.ids.insert(labels, self.labels.len() - 1);
+                    self.labels.len() - 1
+                }
+            };
+            let maxt = chunks.iter().map(|c| c.maxt).max().unwrap_or(i64::MIN);
+            self.maxt[id] = self.maxt[id].max(maxt);
+            series.push((id, chunks));
+        }
+        self.blocks.push(FoundBlock {
+            seq,
+            path,
+            file,
+            meta: parsed.meta,
+            series,
+        });
+    }
+
+    fn file_maxt(&self, l: &Labels) -> i64 {
+        self.ids.get(l).map_or(i64::MIN, |&id| self.maxt[id])
+    }
 }
 
 impl Db {
@@ -38,15 +83,7 @@ impl Db {
         let found = read_blocks(dir, &mut report)?;
         // Newest time in the files per series: what the snapshot and the WAL hold up to it is
         // already there.
-        let mut in_files: HashMap<&Labels, i64> = HashMap::new();
-        for f in &found {
-            for (labels, chunks) in &f.parsed.series {
-                let maxt = chunks.iter().map(|c| c.maxt).max().unwrap_or(i64::MIN);
-                let e = in_files.entry(labels).or_insert(i64::MIN);
-                *e = (*e).max(maxt);
-            }
-        }
-        let file_maxt = |l: &Labels| in_files.get(l).copied().unwrap_or(i64::MIN);
+        let file_maxt = |l: &Labels| found.file_maxt(l);
 
         let covered = self.load_snapshot(dir, &file_maxt, &mut report)?;
         let (closed, newest_seq) = self.replay_wal(dir, covered, &file_maxt, &mut report)?;
@@ -56,7 +93,6 @@ impl Db {
         for s in self.head_read().all() {
             s.set_in_wal();
         }
-        drop(in_files);
         self.register_found(found);
         self.settle_after_open();
         self.load_head_range();
@@ -217,27 +253,35 @@ impl Db {
     }
 
     /// Ties the blocks read at open to the series set (series only in files get a ref now).
-    fn register_found(&self, found: Vec<Found>) {
-        let mut blocks = Vec::with_capacity(found.len());
+    fn register_found(&self, found: Found) {
+        let series: Vec<Arc<MemSeries>> = {
+            let mut head = self.head_write();
+            found
+                .labels
+                .iter()
+                .zip(&found.maxt)
+                .map(|(labels, &maxt)| {
+                    let s = head.get_or_create(labels);
+                    let mut d = s.lock();
+                    d.file_maxt = d.file_maxt.max(maxt);
+                    drop(d);
+                    s
+                })
+                .collect()
+        };
+        let mut blocks = Vec::with_capacity(found.blocks.len());
         let mut next_seq = 1;
-        for f in found {
+        for f in found.blocks {
             next_seq = next_seq.max(f.seq + 1);
-            let refs: Vec<SeriesRef> = {
-                let mut head = self.head_write();
-                f.parsed
-                    .series
-                    .iter()
-                    .map(|(labels, chunks)| {
-                        let s = head.get_or_create(labels);
-                        s.blocks.fetch_add(1, Ordering::Relaxed);
-                        let maxt = chunks.iter().map(|c| c.maxt).max().unwrap_or(i64::MIN);
-                        let mut d = s.lock();
-                        d.file_maxt = d.file_maxt.max(maxt);
-                        s.sref
-                    })
-                    .collect()
-            };
-            blocks.push(Arc::new(Block::new(f.seq, f.path, f.file, f.parsed, &refs)));
+            let by_ref: Vec<(SeriesRef, Vec<block::ChunkMeta>)> = f
+                .series
+                .into_iter()
+                .map(|(id, chunks)| {
+                    series[id].blocks.fetch_add(1, Ordering::Relaxed);
+                    (series[id].sref, chunks)
+                })
+                .collect();
+            blocks.push(Arc::new(Block::new(f.seq, f.path, f.file, f.meta, by_ref)));
         }
         blocks.sort_by_key(|b| (b.meta.mint, b.seq));
         self.next_block_seq.store(next_seq, Ordering::Relaxed);
@@ -283,17 +327,12 @@ fn last_in_files(blocks: &[Arc<Block>], r: SeriesRef, maxt: i64) -> Option<Sampl
 }
 
 /// Reads every block file's index; damaged ones are moved aside and reported.
-fn read_blocks(dir: &Path, report: &mut OpenReport) -> Result<Vec<Found>, Error> {
-    let mut found = Vec::new();
+fn read_blocks(dir: &Path, report: &mut OpenReport) -> Result<Found, Error> {
+    let mut found = Found::default();
     for (seq, path) in block::list(dir).map_err(io_err(dir))? {
         let (file, parsed) = block::open(&path).map_err(io_err(&path))?;
         match parsed {
-            Ok(parsed) => found.push(Found {
-                seq,
-                path,
-                file,
-                parsed,
-            }),
+            Ok(parsed) => found.add(seq, path, file, parsed),
             Err(d) => {
                 drop(file);
                 report.damaged.extend(move_aside(
@@ -306,7 +345,7 @@ fn read_blocks(dir: &Path, report: &mut OpenReport) -> Result<Vec<Found>, Error>
             }
         }
     }
-    report.blocks = found.len();
+    report.blocks = found.blocks.len();
     Ok(found)
 }
 
