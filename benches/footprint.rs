@@ -161,10 +161,7 @@ fn measure(days: u32, secs: u64, with_prometheus: bool) -> (Row, Option<(u64, f6
         std::thread::sleep(Duration::from_millis(20));
     }
     let ready_s = started.elapsed().as_secs_f64();
-    let prom = with_prometheus
-        .then(|| Path::new("/usr/bin/prometheus").exists())
-        .unwrap_or(false)
-        .then(|| {
+    let prom = (with_prometheus && Path::new("/usr/bin/prometheus").exists()).then(|| {
             let cfg = dir.join("prometheus.yml");
             std::fs::write(
                 &cfg,
