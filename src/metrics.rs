@@ -10,6 +10,8 @@
 //! family carries the union of all nodes' label names, and a node without one leaves it empty,
 //! which Prometheus reads as absent.
 
+pub mod storage;
+
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -18,8 +20,10 @@ use prometheus::{
     CounterVec, Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, Opts, Registry, TextEncoder,
 };
 
-use crate::adapters::{Allocation, ExtraGauge, Resource};
+use crate::adapters::ExtraGauge;
+
 use crate::config::{Config, NodeConfig};
+use crate::resources::{Allocation, Resource};
 
 /// Bucket bounds of `depin_adapter_poll_duration_seconds`: from a local HTTP answer (ms) to a
 /// poll cut by a timeout of up to a minute.
@@ -231,7 +235,7 @@ impl Metrics {
                     "depin_orcha_build_info",
                     "Always 1; its labels say which depin-orcha build runs.",
                 ),
-                &["version", "revision"],
+                &["version", "revision", "branch", "rustversion"],
             )
             .map_err(|source| MetricsError::Prometheus {
                 name: "depin_orcha_build_info".into(),
@@ -240,7 +244,12 @@ impl Metrics {
             reg(r, "depin_orcha_build_info", g)?
         };
         build_info
-            .with_label_values(&[crate::build::VERSION, crate::build::REVISION])
+            .with_label_values(&[
+                crate::build::VERSION,
+                crate::build::REVISION,
+                crate::build::BRANCH,
+                crate::build::RUSTC_VERSION,
+            ])
             .set(1.0);
         // Process metrics (CPU seconds, resident memory, open fds, start time) on Linux.
         let pc = prometheus::process_collector::ProcessCollector::for_self();
@@ -650,6 +659,20 @@ impl Collector for ReadAtScrape {
     }
 }
 
+impl crate::adapters::prices::PriceGauges for Metrics {
+    fn set_price(&self, token: &str, usd: f64) {
+        self.set_token_price(token, usd);
+    }
+
+    fn set_updated(&self, token: &str, unix_seconds: f64) {
+        self.set_token_price_updated(token, unix_seconds);
+    }
+
+    fn remove_price(&self, token: &str) {
+        self.remove_token_price(token);
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -699,7 +722,7 @@ pub(crate) mod tests {
             "depin_adapter_last_success_timestamp_seconds{node=\"golem\",protocol=\"golem\"} 1700000000",
             "depin_adapter_consecutive_failures{node=\"golem\",protocol=\"golem\"} 0",
             "depin_storj_audit_score{node=\"storj\",protocol=\"storj\",satellite=\"us1\"} 1",
-            "depin_orcha_build_info{revision=",
+            "depin_orcha_build_info{branch=",
             "process_resident_memory_bytes ",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");

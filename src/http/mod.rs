@@ -6,12 +6,17 @@
 //! - `api`: the query API endpoints, synchronous cores that tests call without sockets.
 //! - `params`: request parameters (times, durations, limits, `match[]`) with Prometheus' errors.
 //! - `json`: the exact JSON encoding of results and envelopes.
+//! - `rules`: `/api/v1/rules`, `/api/v1/alerts` and `/-/reload` over a rule manager.
+//! - `control`: the control API over the controller (allocations, plan, reallocations).
+//! - `events`: the live event stream (`/api/v1/events`, server-sent events).
+//! - `export`: streamed samples (`/api/v1/export`).
 //!
 //! This module owns routing and [`AppState`]. It reads storage only through
 //! [`crate::tsdb::Queryable`], evaluates through [`crate::promql::Engine`] on blocking threads
-//! (at most [`DEFAULT_MAX_CONCURRENT_QUERIES`] at once, each within its timeout), and never
-//! changes state itself: routes that do (rules, reload, control API) plug in as
-//! [`ExtraRoutes`] and check [`unauthorized`] for the bearer token.
+//! (at most [`DEFAULT_MAX_CONCURRENT_QUERIES`] at once, each within its timeout). The routes
+//! that change state (rules reload, control API) plug in as [`ExtraRoutes`] and check
+//! [`unauthorized`] for the bearer token. It sits at the top of the library's layers: it
+//! imports the parts it serves, and none of them imports it.
 //!
 //! Behaviour follows Prometheus' `web/api/v1`: the API answers 503 until ready, CORS on the read
 //! API, plain-text 404/405 from the router, at most 10 warnings and 10 infos per response.
@@ -19,8 +24,13 @@
 //! `depin_orcha_http_request_duration_seconds{handler}`.
 
 pub mod api;
+pub mod control;
+pub mod events;
+pub mod export;
 pub mod json;
+pub mod landing;
 pub mod params;
+pub mod rules;
 pub mod server;
 pub mod stream;
 pub mod webconfig;
@@ -76,6 +86,8 @@ pub struct AppState {
     pub cors_origin: Option<regex::Regex>,
     /// Routes whose bodies stream (export, events); see [`stream`]. Tried before everything.
     pub stream_routes: stream::StreamRouteList,
+    /// Where `/metrics` is served (`--web.telemetry-path`, as the Prometheus exporters have it).
+    pub telemetry_path: String,
 }
 
 /// Prometheus' default `--query.max-concurrency`.
@@ -122,6 +134,7 @@ impl HttpMetrics {
 /// `handler` label unbounded).
 pub fn handler_label(path: &str) -> &'static str {
     match path {
+        "/" => "/",
         "/metrics" => "/metrics",
         "/-/healthy" => "/-/healthy",
         "/-/ready" => "/-/ready",
@@ -164,6 +177,7 @@ impl AppState {
             metrics,
             cors_origin: None,
             stream_routes: Vec::new(),
+            telemetry_path: "/metrics".into(),
         }
     }
 
@@ -184,7 +198,7 @@ pub struct BuildInfo {
     pub branch: String,
     pub build_user: String,
     pub build_date: String,
-    /// Prometheus reports its Go version here; we report the toolchain we know, if any.
+    /// Prometheus reports its Go version here (`goVersion`); we report `rustc --version`.
     pub go_version: String,
 }
 
@@ -193,10 +207,10 @@ impl Default for BuildInfo {
         BuildInfo {
             version: crate::build::VERSION.to_string(),
             revision: crate::build::REVISION.to_string(),
-            branch: String::new(),
-            build_user: String::new(),
-            build_date: String::new(),
-            go_version: String::new(),
+            branch: crate::build::BRANCH.to_string(),
+            build_user: crate::build::BUILD_USER.to_string(),
+            build_date: crate::build::BUILD_DATE.to_string(),
+            go_version: crate::build::RUSTC_VERSION.to_string(),
         }
     }
 }
@@ -485,8 +499,16 @@ pub async fn route(state: &AppState, req: &RouteRequest<'_>) -> HttpResponse {
     }
     let (method, path) = (req.method, req.path);
     let get = method == Method::GET || method == Method::HEAD;
+    if path == state.telemetry_path {
+        return if get {
+            metrics(state)
+        } else {
+            method_not_allowed("GET, HEAD")
+        };
+    }
     match path {
-        "/metrics" if get => metrics(state),
+        "/" if get => landing::landing_page(state),
+        landing::RUNBOOKS_PATH if get => landing::runbooks(),
         "/-/healthy" if get => text_response(StatusCode::OK, TEXT, "depin-orcha is Healthy.\n"),
         "/-/ready" if get => {
             if state.is_ready() {
@@ -495,7 +517,7 @@ pub async fn route(state: &AppState, req: &RouteRequest<'_>) -> HttpResponse {
                 not_ready()
             }
         }
-        "/metrics" | "/-/healthy" | "/-/ready" => method_not_allowed("GET, HEAD"),
+        "/" | landing::RUNBOOKS_PATH | "/-/healthy" | "/-/ready" => method_not_allowed("GET, HEAD"),
         p if p.starts_with("/api/v1/") => {
             if !state.is_ready() {
                 return not_ready();

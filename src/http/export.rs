@@ -9,10 +9,10 @@ use bytes::Bytes;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Response, StatusCode};
 
-use super::{clamp_range, write_export, Format};
-use crate::http::params::{self, MAX_TIME_MS, MIN_TIME_MS};
-use crate::http::stream::{channel_body, whole, AnyBody, StreamRoutes};
-use crate::http::{text_response, ApiError, AppState, RouteRequest};
+use super::params::{self, MAX_TIME_MS, MIN_TIME_MS};
+use super::stream::{channel_body, whole, AnyBody, StreamRoutes};
+use super::{text_response, ApiError, AppState, RouteRequest};
+use crate::export::{clamp_range, write_export, Format};
 
 pub const PATH: &str = "/api/v1/export";
 const CHUNK_BYTES: usize = 64 * 1024;
