@@ -124,8 +124,10 @@ fn history_goes_to_block_files_and_reads_back_as_one_across_restarts() {
         let db = Db::open(opts(dir.path())).unwrap();
         write(&db, 0..3000, 8);
         let g = db.gauges();
-        // 50 hours of samples: all periods but the last two or three are in files.
-        assert!(g.blocks >= 22, "{g:?}");
+        // 50 hours of samples: all 2 h periods but the last two or three went to files, and
+        // the one whole UTC day among them (the data starts at 22:13) was merged into one.
+        assert!(g.blocks_written >= 23, "{g:?}");
+        assert!(g.blocks >= 10 && g.blocks <= 14, "{g:?}");
         assert_eq!(g.blocks as usize, blocks(dir.path()).len());
         // Memory holds the head's range (3 h) and what is not in a file yet, not 50 hours.
         assert!(g.head_samples < 8 * 6 * 60, "{g:?}");
@@ -134,7 +136,7 @@ fn history_goes_to_block_files_and_reads_back_as_one_across_restarts() {
     let db = Db::open(opts(dir.path())).unwrap();
     let rep = db.open_report().clone();
     assert!(rep.damaged.is_empty(), "{rep:?}");
-    assert!(rep.blocks >= 22);
+    assert!(rep.blocks >= 10);
     // The WAL and the snapshot cover the head only: a few hours, not the history.
     assert!(rep.wal_samples < 8 * 6 * 60, "{rep:?}");
     assert_same(&db, &want, "after the restart");
@@ -371,4 +373,84 @@ fn samples_in_a_block_and_in_the_wal_are_read_once() {
         dump(&db, i64::MIN, i64::MAX),
         dump(&want, i64::MIN, i64::MAX)
     );
+}
+
+#[test]
+fn blocks_merged_into_a_day_are_read_once_even_if_a_crash_left_them_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let saved = tempfile::tempdir().unwrap();
+    let db = Db::open(opts(dir.path())).unwrap();
+    // Until 26.7 h after 22:13: the next day's 2 h blocks are written but not merged yet.
+    write(&db, 0..1600, 4);
+    let two_hour = blocks(dir.path());
+    assert!(two_hour.len() >= 12, "{two_hour:?}");
+    for b in &two_hour {
+        std::fs::copy(b, saved.path().join(b.file_name().unwrap())).unwrap();
+    }
+    write(&db, 1600..2000, 4);
+    let after = blocks(dir.path());
+    assert!(
+        after.len() < two_hour.len(),
+        "the day was merged: {after:?}"
+    );
+    let want = reference(0..2000, 4);
+    assert_eq!(
+        dump(&db, i64::MIN, i64::MAX),
+        dump(&want, i64::MIN, i64::MAX)
+    );
+    drop(db);
+    // As if the process died after writing the merged block, before deleting what it merged.
+    for e in std::fs::read_dir(saved.path()).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
+    }
+    let db = Db::open(opts(dir.path())).unwrap();
+    assert!(db.open_report().damaged.is_empty());
+    assert_eq!(
+        blocks(dir.path()),
+        after,
+        "the merged blocks are deleted at open"
+    );
+    assert_eq!(
+        dump(&db, i64::MIN, i64::MAX),
+        dump(&want, i64::MIN, i64::MAX)
+    );
+    assert_eq!(db.gauges().blocks as usize, after.len());
+}
+
+#[test]
+fn a_damaged_chunk_is_left_out_of_a_merged_day_and_costs_only_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(opts(dir.path())).unwrap();
+    write(&db, 0..1600, 4);
+    // The first files hold 22:00-24:00 of the first day, then the 2 h blocks of the next.
+    let victim = blocks(dir.path())[3].clone();
+    let mut bytes = std::fs::read(&victim).unwrap();
+    bytes[12] ^= 0x40; // the first chunk of the file's first series
+    std::fs::write(&victim, &bytes).unwrap();
+    write(&db, 1600..2000, 4);
+    assert!(!victim.exists(), "the day holding {victim:?} was merged");
+    assert_eq!(db.gauges().chunks_unreadable, 1);
+    let check = |db: &Db| {
+        let want = reference(0..2000, 4);
+        let mut lost_series = 0;
+        for (g, w) in dump(db, i64::MIN, i64::MAX)
+            .iter()
+            .zip(&dump(&want, i64::MIN, i64::MAX))
+        {
+            assert_eq!(g.0, w.0);
+            assert!(g.1.iter().all(|x| w.1.contains(x)));
+            if g.1 != w.1 {
+                lost_series += 1;
+                assert!(w.1.len() - g.1.len() <= (BLOCK_SPAN_MS / 60_000) as usize);
+            }
+        }
+        assert_eq!(lost_series, 1);
+    };
+    check(&db);
+    drop(db);
+    let db = Db::open(opts(dir.path())).unwrap();
+    check(&db);
+    // The merged file holds no damaged chunk: nothing more is counted.
+    assert_eq!(db.gauges().chunks_unreadable, 0);
 }

@@ -47,7 +47,8 @@ fn a_simulated_day_is_served_by_run_and_continued() {
                 .starts_with("block-")
         })
         .count();
-    assert!(blocks >= 10, "{blocks} block files for a simulated day");
+    // 2 h blocks; those of a whole UTC day are merged into one.
+    assert!(blocks >= 2, "{blocks} block files for a simulated day");
 
     let orcha = Orcha::start(&["--storage.path", data.to_str().unwrap()]);
     orcha.wait_ready();
@@ -85,6 +86,6 @@ fn a_simulated_day_is_served_by_run_and_continued() {
         },
     );
     let m = orcha.get("/metrics").body;
-    assert!(metric_value(&m, "depin_tsdb_blocks_loaded", &[]).unwrap() >= blocks as f64);
+    assert!(metric_value(&m, "depin_tsdb_blocks_loaded", &[]).unwrap() >= 1.0);
     let _ = std::fs::remove_dir_all(&dir);
 }

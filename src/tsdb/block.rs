@@ -8,7 +8,9 @@
 //! ```text
 //! "DOBLOCK1"                                  8-byte magic
 //! chunk data, crc32(chunk data)               for every chunk, series by series, oldest first
-//! index                                       uvarint series count, then per series: labels,
+//! index                                       uvarint count and uvarints of the blocks this
+//!                                             one was merged from, uvarint series count, then
+//!                                             per series: labels,
 //!                                             uvarint chunk count, per chunk: varint (mint −
 //!                                             previous maxt, the first from the block's mint),
 //!                                             uvarint (maxt − mint), uvarint data length
@@ -120,6 +122,8 @@ pub struct BlockMeta {
 /// A block's index as read from the file: each series' labels and chunks.
 pub struct Parsed {
     pub meta: BlockMeta,
+    /// Blocks this one was merged from.
+    pub parents: Vec<u64>,
     pub series: Vec<(Labels, Vec<ChunkMeta>)>,
 }
 
@@ -227,20 +231,21 @@ impl Block {
     }
 }
 
-/// One series' chunks for [`write`].
-pub struct WriteSeries<'a> {
-    pub labels: &'a Labels,
-    pub chunks: Vec<Chunk>,
-}
-
 /// Writes a block atomically under `path(dir, seq)`; returns what a reader would parse.
-/// `series` must hold at least one chunk in all; each series' chunks oldest first.
-pub fn write(dir: &Path, seq: u64, series: &[WriteSeries]) -> std::io::Result<Parsed> {
+/// `series`: each series' labels and chunks (oldest first), taken one at a time, so a merge
+/// never holds more than one series' chunks. `parents`: the blocks this one replaces (a
+/// merge), which opening deletes if a crash left them behind.
+pub fn write(
+    dir: &Path,
+    seq: u64,
+    parents: &[u64],
+    series: impl IntoIterator<Item = (Labels, Vec<Chunk>)>,
+) -> std::io::Result<Parsed> {
     let target = path(dir, seq);
     let mut tmp_name = target.as_os_str().to_owned();
     tmp_name.push(TMP_SUFFIX);
     let tmp = PathBuf::from(tmp_name);
-    let written = write_file(&tmp, series).and_then(|parsed| {
+    let written = write_file(&tmp, parents, series).and_then(|parsed| {
         std::fs::rename(&tmp, &target)?;
         sync_dir(dir)?;
         Ok(parsed)
@@ -259,20 +264,23 @@ fn too_big() -> std::io::Error {
     )
 }
 
-fn write_file(tmp: &Path, series: &[WriteSeries]) -> std::io::Result<Parsed> {
+fn write_file(
+    tmp: &Path,
+    parents: &[u64],
+    series: impl IntoIterator<Item = (Labels, Vec<Chunk>)>,
+) -> std::io::Result<Parsed> {
     let mut w = BufWriter::new(File::create(tmp)?);
     w.write_all(MAGIC)?;
     let mut off = MAGIC.len() as u64;
     let mut meta = BlockMeta {
         mint: i64::MAX,
         maxt: i64::MIN,
-        series: series.len() as u64,
         ..BlockMeta::default()
     };
-    let mut parsed_series = Vec::with_capacity(series.len());
-    for s in series {
-        let mut metas = Vec::with_capacity(s.chunks.len());
-        for c in &s.chunks {
+    let mut parsed_series = Vec::new();
+    for (labels, chunks) in series {
+        let mut metas = Vec::with_capacity(chunks.len());
+        for c in &chunks {
             let len = u32::try_from(c.data.len()).map_err(|_| too_big())?;
             metas.push(ChunkMeta {
                 mint: c.mint,
@@ -289,10 +297,15 @@ fn write_file(tmp: &Path, series: &[WriteSeries]) -> std::io::Result<Parsed> {
             meta.chunks += 1;
             meta.chunk_data_bytes += c.data.len() as u64;
         }
-        parsed_series.push((s.labels.clone(), metas));
+        parsed_series.push((labels, metas));
     }
+    meta.series = parsed_series.len() as u64;
     let mut index = Vec::new();
-    codec::put_uvarint(&mut index, series.len() as u64);
+    codec::put_uvarint(&mut index, parents.len() as u64);
+    for p in parents {
+        codec::put_uvarint(&mut index, *p);
+    }
+    codec::put_uvarint(&mut index, parsed_series.len() as u64);
     for (labels, metas) in &parsed_series {
         codec::put_labels(&mut index, labels);
         codec::put_uvarint(&mut index, metas.len() as u64);
@@ -323,6 +336,7 @@ fn write_file(tmp: &Path, series: &[WriteSeries]) -> std::io::Result<Parsed> {
     meta.bytes = off + index.len() as u64 + FOOTER_LEN as u64;
     Ok(Parsed {
         meta,
+        parents: parents.to_vec(),
         series: parsed_series,
     })
 }
@@ -394,18 +408,29 @@ fn read_index(file: &File, size: u64) -> Result<Parsed, FileDamage> {
         bytes: size,
         ..BlockMeta::default()
     };
-    let series = parse_index(&index, &mut meta, index_off)
+    let (parents, series) = parse_index(&index, &mut meta, index_off)
         .map_err(|e| bad(index_off + e.at as u64, e.what))?;
-    Ok(Parsed { meta, series })
+    Ok(Parsed {
+        meta,
+        parents,
+        series,
+    })
 }
+
+type IndexEntries = (Vec<u64>, Vec<(Labels, Vec<ChunkMeta>)>);
 
 fn parse_index(
     index: &[u8],
     meta: &mut BlockMeta,
     index_off: u64,
-) -> Result<Vec<(Labels, Vec<ChunkMeta>)>, codec::Malformed> {
+) -> Result<IndexEntries, codec::Malformed> {
     let mut r = Reader::new(index);
     let malformed = |what| codec::Malformed { at: 0, what };
+    let np = r.uvarint()? as usize;
+    let mut parents = Vec::with_capacity(np.min(index.len()));
+    for _ in 0..np {
+        parents.push(r.uvarint()?);
+    }
     let n = r.uvarint()? as usize;
     let mut out = Vec::with_capacity(n.min(index.len()));
     let mut off = MAGIC.len() as u64;
@@ -438,7 +463,7 @@ fn parse_index(
         out.push((labels, metas));
     }
     meta.series = n as u64;
-    Ok(out)
+    Ok((parents, out))
 }
 
 #[cfg(test)]
@@ -462,15 +487,10 @@ mod tests {
         let parsed = write(
             dir,
             7,
-            &[
-                WriteSeries {
-                    labels: &a,
-                    chunks: vec![chunk(0, 100, 1.0), chunk(600_000, 50, 2.0)],
-                },
-                WriteSeries {
-                    labels: &b,
-                    chunks: vec![chunk(5_000, 200, 3.0)],
-                },
+            &[3, 4],
+            [
+                (a.clone(), vec![chunk(0, 100, 1.0), chunk(600_000, 50, 2.0)]),
+                (b.clone(), vec![chunk(5_000, 200, 3.0)]),
             ],
         )
         .unwrap();
@@ -493,6 +513,7 @@ mod tests {
         assert_eq!(parsed.series[0].0, a);
         assert_eq!(parsed.series[1].0, b);
         assert_eq!(parsed.series, written.series);
+        assert_eq!(parsed.parents, vec![3, 4]);
         let meta = parsed.meta;
         let by_ref = [10, 3]
             .into_iter()
@@ -558,11 +579,7 @@ mod tests {
         tmp.push(TMP_SUFFIX);
         std::fs::create_dir(&tmp).unwrap();
         let a = Labels::from_pairs([("__name__", "a")]);
-        let ws = [WriteSeries {
-            labels: &a,
-            chunks: vec![chunk(0, 10, 1.0)],
-        }];
-        assert!(write(dir.path(), 3, &ws).is_err());
+        assert!(write(dir.path(), 3, &[], [(a, vec![chunk(0, 10, 1.0)])]).is_err());
         assert!(!path(dir.path(), 3).exists());
         std::fs::remove_dir(&tmp).unwrap();
         std::fs::write(&tmp, b"half a block").unwrap();

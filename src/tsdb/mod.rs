@@ -15,7 +15,8 @@
 //!
 //! Files: `chunk.rs` (compression, with `intseq.rs`, `bits.rs` and `xor.rs`), `series.rs` (one
 //! series and its open head), `head.rs` + `index.rs` (the series set and postings), `block.rs`
-//! (block files), `persist.rs` (writing the head to disk: blocks and snapshots), `query.rs`
+//! (block files), `persist.rs` (writing the head to disk: blocks and snapshots), `compact.rs`
+//! (merging a day's blocks into one), `query.rs`
 //! (reading memory and files as one), `retention.rs`, `wal.rs`, `snapshot.rs` and
 //! `recovery.rs` (with `codec.rs` for their bytes), `scrape.rs` (storing a registry scrape),
 //! `stats.rs` (running counters and the full walk), `import.rs` (OpenMetrics text import);
@@ -36,6 +37,7 @@ mod bits;
 mod block;
 pub mod chunk;
 mod codec;
+mod compact;
 mod decoded;
 mod head;
 pub mod import;

@@ -6,6 +6,7 @@
 //!    the whole period, and a file pays one checksum and index entry per series and period.
 //!    Chunks written to a file stay in memory while they are within the head's range and are
 //!    dropped from memory after that (see [`Db::release_memory`]).
+//!    Days entirely in files are then merged into one block each (`compact.rs`).
 //! 2. The head snapshot (`snapshot.rs`): every series the WAL refers to, with what of it is not
 //!    in a file yet; then the WAL segments it covers are deleted.
 //!
@@ -20,7 +21,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::block::{self, period_start, Block, WriteSeries, PERSIST_GRACE_MS};
+use super::block::{self, period_start, Block, PERSIST_GRACE_MS};
 use super::chunk::Chunk;
 use super::series::MemSeries;
 use super::{lock, snapshot, Counters, Db, Error, Sample};
@@ -66,7 +67,9 @@ impl Db {
         let _one = lock(&self.snapshot_lock);
         let newest = self.newest.load(Ordering::Relaxed);
         let upto = if everything { i64::MAX } else { mark(newest) };
-        let blocks = self.write_blocks(&dir, upto, everything);
+        let blocks = self
+            .write_blocks(&dir, upto, everything)
+            .and_then(|()| self.compact(&dir));
         if blocks.is_ok() {
             self.persisted_mark
                 .fetch_max(mark(newest), Ordering::Relaxed);
@@ -151,23 +154,24 @@ impl Db {
         for (_, mut due) in self.due_chunks(upto, everything) {
             due.sort_by(|a, b| a.series.labels.cmp(&b.series.labels));
             let merged: Vec<Vec<Chunk>> = due.iter().map(|d| merge(&d.series, &d.chunks)).collect();
-            let ws: Vec<WriteSeries> = due
+            let members: Vec<&Due> = due
+                .iter()
+                .zip(&merged)
+                .filter(|(_, c)| !c.is_empty())
+                .map(|(d, _)| d)
+                .collect();
+            if members.is_empty() {
+                continue;
+            }
+            let ws = due
                 .iter()
                 .zip(merged)
                 .filter(|(_, c)| !c.is_empty())
-                .map(|(d, chunks)| WriteSeries {
-                    labels: &d.series.labels,
-                    chunks,
-                })
-                .collect();
-            if ws.is_empty() {
-                continue;
-            }
+                .map(|(d, chunks)| (d.series.labels.clone(), chunks));
             let seq = self.next_block_seq.fetch_add(1, Ordering::Relaxed);
             let path = block::path(dir, seq);
-            let parsed = block::write(dir, seq, &ws).map_err(|e| (path.clone(), e))?;
+            let parsed = block::write(dir, seq, &[], ws).map_err(|e| (path.clone(), e))?;
             let file = std::fs::File::open(&path).map_err(|e| (path.clone(), e))?;
-            let members: Vec<&Due> = due.iter().filter(|d| !d.chunks.is_empty()).collect();
             let refs: Vec<u64> = members.iter().map(|d| d.series.sref).collect();
             let written_maxt: Vec<i64> = parsed
                 .series

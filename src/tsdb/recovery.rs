@@ -26,6 +26,7 @@ use crate::labels::Labels;
 /// [`Found::labels`].
 struct FoundBlock {
     seq: u64,
+    parents: Vec<u64>,
     path: PathBuf,
     file: File,
     meta: block::BlockMeta,
@@ -63,6 +64,7 @@ impl Found {
         }
         self.blocks.push(FoundBlock {
             seq,
+            parents: parsed.parents,
             path,
             file,
             meta: parsed.meta,
@@ -345,6 +347,23 @@ fn read_blocks(dir: &Path, report: &mut OpenReport) -> Result<Found, Error> {
             }
         }
     }
+    // A crash between writing a merged block and deleting the blocks it replaces leaves both:
+    // the merged one holds all of theirs.
+    let superseded: std::collections::BTreeSet<u64> = found
+        .blocks
+        .iter()
+        .flat_map(|b| b.parents.iter().copied())
+        .collect();
+    found.blocks.retain(|b| {
+        if !superseded.contains(&b.seq) {
+            return true;
+        }
+        tracing::info!(file = %b.path.display(), "deleting a tsdb block already merged into another");
+        if let Err(e) = std::fs::remove_file(&b.path) {
+            tracing::warn!(file = %b.path.display(), error = %e, "could not delete a merged tsdb block; it is not read");
+        }
+        false
+    });
     report.blocks = found.blocks.len();
     Ok(found)
 }
