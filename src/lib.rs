@@ -3,6 +3,7 @@
 
 pub mod actuators;
 pub mod adapters;
+pub mod app;
 pub mod build;
 pub mod clock;
 pub mod compat;
@@ -10,7 +11,6 @@ pub mod config;
 pub mod coordinator;
 pub mod events;
 pub mod export;
-pub mod head_range;
 pub mod http;
 pub mod labels;
 pub mod logging;

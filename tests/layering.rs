@@ -31,10 +31,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("reallocation", &["reallocation"]),
     ("events and export", &["events", "export"]),
     ("http", &["http"]),
-    (
-        "application",
-        &["app", "cli", "sim", "report", "head_range"],
-    ),
+    ("application", &["app", "cli", "sim", "report"]),
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::scenario::{self, Scenario, ScenarioErrors};
+use crate::schema::diag::{Diag, Diags};
 use crate::tsdb::{self, Db};
 
 /// Loads the scenario at `path` with its start moved so that `days` (default: the scenario's)
@@ -21,10 +22,14 @@ pub fn ending_at(path: &Path, days: Option<f64>, now_ms: i64) -> Result<Scenario
     let start_ms = now_ms - (days * 86_400_000.0) as i64;
     let start = std::time::UNIX_EPOCH + std::time::Duration::from_millis(start_ms.max(0) as u64);
     let origin = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ScenarioErrors(vec![format!("{origin}: cannot read the scenario: {e}")]))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Diags(vec![Diag::file(
+            &origin,
+            format!("cannot read the scenario: {e}"),
+        )])
+    })?;
     let mut value: serde_yaml::Value =
-        serde_yaml::from_str(&text).map_err(|e| ScenarioErrors(vec![format!("{origin}: {e}")]))?;
+        serde_yaml::from_str(&text).map_err(|e| Diags(vec![Diag::file(&origin, e.to_string())]))?;
     if let serde_yaml::Value::Mapping(m) = &mut value {
         m.insert(
             "start".into(),
@@ -32,7 +37,7 @@ pub fn ending_at(path: &Path, days: Option<f64>, now_ms: i64) -> Result<Scenario
         );
     }
     let moved = serde_yaml::to_string(&value)
-        .map_err(|e| ScenarioErrors(vec![format!("{origin}: {e}")]))?;
+        .map_err(|e| Diags(vec![Diag::file(&origin, e.to_string())]))?;
     let name = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
