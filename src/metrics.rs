@@ -10,6 +10,8 @@
 //! family carries the union of all nodes' label names, and a node without one leaves it empty,
 //! which Prometheus reads as absent.
 
+pub mod storage;
+
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -22,7 +24,6 @@ use crate::adapters::ExtraGauge;
 
 use crate::config::{Config, NodeConfig};
 use crate::resources::{Allocation, Resource};
-use crate::tsdb::failures::{storage_failures, SNAPSHOT_FAILURES, WAL_WRITE_FAILURES};
 
 /// Bucket bounds of `depin_adapter_poll_duration_seconds`: from a local HTTP answer (ms) to a
 /// poll cut by a timeout of up to a minute.
@@ -250,9 +251,6 @@ impl Metrics {
                 crate::build::RUSTC_VERSION,
             ])
             .set(1.0);
-        let storage = storage_failures();
-        reg(r, WAL_WRITE_FAILURES, storage.wal_write.clone())?;
-        reg(r, SNAPSHOT_FAILURES, storage.snapshot.clone())?;
         // Process metrics (CPU seconds, resident memory, open fds, start time) on Linux.
         let pc = prometheus::process_collector::ProcessCollector::for_self();
         r.register(Box::new(pc))

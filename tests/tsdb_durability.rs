@@ -28,10 +28,10 @@ fn dump(db: &Db) -> Vec<(String, Vec<(i64, u64)>)> {
         .collect()
 }
 
-/// Batch `k`: a scrape of four series at `k * 5 s`, one of them with a staleness marker now and
-/// then and one with full-precision floats.
-fn batch(k: i64) -> Vec<(Labels, i64, f64)> {
-    let t = 1_700_000_000_000 + k * 5000;
+/// Batch `k`: a scrape of four series at `k * step_ms` (5 s in most tests), one of them with a
+/// staleness marker now and then and one with full-precision floats.
+fn batch_at(k: i64, step_ms: i64) -> Vec<(Labels, i64, f64)> {
+    let t = 1_700_000_000_000 + k * step_ms;
     let l = |n: &str, i: &str| Labels::from_pairs([("__name__", n), ("instance", i)]);
     vec![
         (l("depin_earnings_total", "storj"), t, k as f64 * 0.001),
@@ -50,15 +50,23 @@ fn batch(k: i64) -> Vec<(Labels, i64, f64)> {
 }
 
 fn write(db: &Db, ks: std::ops::Range<i64>) {
+    write_at(db, ks, 5000)
+}
+
+fn write_at(db: &Db, ks: std::ops::Range<i64>, step_ms: i64) {
     for k in ks {
-        let r = db.append_batch(&batch(k)).unwrap();
+        let r = db.append_batch(&batch_at(k, step_ms)).unwrap();
         assert!(r.rejected.is_empty());
     }
 }
 
 fn expected(ks: std::ops::Range<i64>) -> Vec<(String, Vec<(i64, u64)>)> {
+    expected_at(ks, 5000)
+}
+
+fn expected_at(ks: std::ops::Range<i64>, step_ms: i64) -> Vec<(String, Vec<(i64, u64)>)> {
     let db = Db::in_memory();
-    write(&db, ks);
+    write_at(&db, ks, step_ms);
     dump(&db)
 }
 
@@ -147,8 +155,17 @@ fn a_torn_last_record_loses_only_the_last_batch_at_every_cut() {
     }
 }
 
+/// Batches `ks` without batch `gap`.
+fn expected_without(ks: std::ops::Range<i64>, gap: i64) -> Vec<(String, Vec<(i64, u64)>)> {
+    let mut want = expected(ks.start..gap);
+    for (w, e) in want.iter_mut().zip(expected(gap + 1..ks.end)) {
+        w.1.extend(e.1);
+    }
+    want
+}
+
 #[test]
-fn a_flipped_byte_keeps_the_records_before_it() {
+fn a_flipped_byte_costs_only_the_record_it_is_in() {
     let dir = tempfile::tempdir().unwrap();
     let offsets: Vec<u64> = {
         let db = Db::open(opts(dir.path())).unwrap();
@@ -166,7 +183,7 @@ fn a_flipped_byte_keeps_the_records_before_it() {
     bytes[offsets[6] as usize + 12] ^= 0x40;
     std::fs::write(&wal, &bytes).unwrap();
     let db = Db::open(opts(dir.path())).unwrap();
-    assert_eq!(dump(&db), expected(0..6));
+    assert_eq!(dump(&db), expected_without(0..10, 6));
     let rep = db.open_report();
     assert_eq!(rep.damaged.len(), 1);
     assert_eq!(rep.damaged[0].offset, offsets[6]);
@@ -265,19 +282,24 @@ fn ingest_scrape_is_durable_and_keeps_staleness() {
 }
 
 const CHILD_DIR: &str = "DEPIN_ORCHA_TSDB_KILL_TEST_DIR";
+const CHILD_STEP: &str = "DEPIN_ORCHA_TSDB_KILL_TEST_STEP_MS";
 
-/// Not a test of its own: the body of the child process of
-/// `kill_9_loses_at_most_the_batch_being_written`. It ingests batches forever and prints the
-/// number of each batch once its commit has returned.
+/// Not a test of its own: the body of the child process of the `kill_9_*` tests. It ingests
+/// batches forever (`CHILD_STEP` apart) and prints the number of each batch once its commit
+/// has returned.
 #[test]
-#[ignore = "helper run in a child process by kill_9_loses_at_most_the_batch_being_written"]
+#[ignore = "helper run in a child process by the kill_9_* tests"]
 fn child_ingest_loop() {
     let Ok(dir) = std::env::var(CHILD_DIR) else {
         return;
     };
+    let step: i64 = std::env::var(CHILD_STEP)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5000);
     let db = Db::open(opts(Path::new(&dir))).unwrap();
     for k in 0.. {
-        write(&db, k..k + 1);
+        write_at(&db, k..k + 1, step);
         println!("committed {k}");
         if k % 25 == 24 {
             db.snapshot().unwrap();
@@ -285,8 +307,9 @@ fn child_ingest_loop() {
     }
 }
 
-#[test]
-fn kill_9_loses_at_most_the_batch_being_written() {
+/// Runs the child with batches `step_ms` apart, kills it with SIGKILL once it reported `at_least`
+/// batches committed, and checks what a restart finds.
+fn kill_9_child(step_ms: i64, at_least: i64) {
     let dir = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
     let mut child = Command::new(exe)
@@ -298,6 +321,7 @@ fn kill_9_loses_at_most_the_batch_being_written() {
             "--test-threads=1",
         ])
         .env(CHILD_DIR, dir.path())
+        .env(CHILD_STEP, step_ms.to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -308,16 +332,21 @@ fn kill_9_loses_at_most_the_batch_being_written() {
         let line = line.unwrap();
         if let Some(k) = line.strip_prefix("committed ") {
             last_committed = k.trim().parse().unwrap();
-            if last_committed >= 60 {
+            if last_committed >= at_least {
                 break;
             }
         }
     }
     child.kill().unwrap(); // SIGKILL on Unix
     child.wait().unwrap();
-    assert!(last_committed >= 60, "child stopped early");
+    assert!(last_committed >= at_least, "child stopped early");
 
     let db = Db::open(opts(dir.path())).unwrap();
+    assert!(
+        db.open_report().damaged.is_empty(),
+        "{:?}",
+        db.open_report()
+    );
     let got = dump(&db);
     // Every series holds a prefix of the batches: all that were reported committed, and maybe
     // the few the child committed after the last line we read, never half a batch.
@@ -333,5 +362,58 @@ fn kill_9_loses_at_most_the_batch_being_written() {
         "lost committed batches: have {n}, committed {}",
         last_committed + 1
     );
-    assert_eq!(got, expected(0..n));
+    assert_eq!(got, expected_at(0..n, step_ms));
+}
+
+#[test]
+fn kill_9_loses_at_most_the_batch_being_written() {
+    kill_9_child(5000, 60);
+}
+
+/// Batches ten minutes apart: a block file is written every dozen batches, and the kill lands
+/// anywhere in writing one, renaming it or the snapshot after it.
+#[test]
+fn kill_9_while_block_files_are_written_loses_nothing_committed() {
+    for at_least in [150, 277, 400] {
+        kill_9_child(600_000, at_least);
+    }
+}
+
+#[test]
+fn failed_snapshots_leave_no_empty_segments_and_every_kept_segment_is_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(opts(dir.path())).unwrap();
+    write(&db, 0..10);
+    // The snapshot's temp file cannot be created: every snapshot fails.
+    std::fs::create_dir(dir.path().join("snapshot.tmp")).unwrap();
+    let segment_sizes = || -> Vec<u64> {
+        files(dir.path(), "wal-")
+            .iter()
+            .map(|p| std::fs::metadata(p).unwrap().len())
+            .collect()
+    };
+    for _ in 0..5 {
+        assert!(db.snapshot().is_err());
+    }
+    let sizes = segment_sizes();
+    assert!(
+        sizes.iter().filter(|&&s| s == 0).count() <= 1,
+        "failed snapshots left empty segments: {sizes:?}"
+    );
+    // Appends between failed snapshots: each kept segment holds data and is counted.
+    for k in 10..14 {
+        write(&db, k..k + 1);
+        assert!(db.snapshot().is_err());
+    }
+    let sizes = segment_sizes();
+    assert!(sizes.len() >= 4, "{sizes:?}");
+    assert_eq!(db.gauges().wal_bytes, sizes.iter().sum::<u64>());
+    assert_eq!(db.gauges().snapshot_failures, 9);
+    // The disk recovers: one snapshot covers them all.
+    std::fs::remove_dir(dir.path().join("snapshot.tmp")).unwrap();
+    db.snapshot().unwrap();
+    assert_eq!(segment_sizes().len(), 1);
+    assert_eq!(db.gauges().wal_bytes, segment_sizes().iter().sum::<u64>());
+    drop(db);
+    assert_eq!(dump(&Db::open(opts(dir.path())).unwrap()), expected(0..14));
 }

@@ -9,8 +9,11 @@
 //! - `controller`: the controller with its planner, history and API, and `plan`.
 //! - `stepped`: the same parts on a virtual clock, stepped by `simulate`'s driver.
 //! - `sizes`: the gauges of what grows by design (stored history, query cache, event ring).
+//! - `head_range`: how much of the stored history the head keeps in memory (what the rules
+//!   and the estimators read).
 
 pub mod controller;
+pub mod head_range;
 pub mod run;
 pub mod sizes;
 pub mod stepped;

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::{controller, sizes, AppError, Context};
+use super::{controller, head_range, sizes, AppError, Context};
 use crate::clock::{SharedClock, WallClock};
 use crate::config::Config;
 use crate::coordinator::Coordinator;
@@ -78,6 +78,9 @@ pub struct App {
     state: Arc<AppState>,
     snapshot_interval: Duration,
     evaluation_interval: Duration,
+    /// How far back the optimization rules' estimators read (the head keeps at least that).
+    estimators_ms: i64,
+    lookback_delta_ms: i64,
 }
 
 /// The parts every later step of [`App::build`] reads.
@@ -169,6 +172,10 @@ impl App {
             state,
             snapshot_interval: opts.snapshot_interval,
             evaluation_interval: config.global.evaluation_interval,
+            estimators_ms: opts.optimization_rules.as_ref().map_or(0, |(_, rules)| {
+                head_range::optimization_rules_ms(rules, opts.engine.lookback_delta_ms)
+            }),
+            lookback_delta_ms: opts.engine.lookback_delta_ms,
         })
     }
 
@@ -201,6 +208,15 @@ impl App {
         let snapshots = tokio::spawn(snapshot_periodically(
             self.db.clone(),
             self.snapshot_interval,
+            stop.clone(),
+        ));
+        // The head keeps in memory what the rules and the estimators read.
+        let head_range = tokio::spawn(head_range::keep(
+            self.db.clone(),
+            self.rule_manager.clone(),
+            self.estimators_ms,
+            self.lookback_delta_ms,
+            Duration::from_secs(60),
             stop.clone(),
         ));
         let trim = tokio::spawn(crate::memory::trim_periodically(
@@ -237,6 +253,7 @@ impl App {
         let _ = remote_write.await;
         let _ = snapshots.await;
         let _ = trim.await;
+        let _ = head_range.await;
         let _ = reload.await;
         if let Some(t) = optimization_watch {
             let _ = t.await;
@@ -263,6 +280,7 @@ fn core(config: &Config, opts: &RunOptions) -> Result<Core, AppError> {
             path: Some(opts.storage_path.clone()),
             retention_ms: opts.retention.as_millis() as i64,
             max_bytes: (opts.max_bytes > 0).then_some(opts.max_bytes),
+            ..Default::default()
         })
         .context(format!(
             "opening the time series storage at {}",

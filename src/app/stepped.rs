@@ -47,6 +47,9 @@ pub struct SteppedOptions {
     pub rules: OptimizationRules,
     /// How the controller plans (the optimizer, or a baseline's solver).
     pub planner: Box<dyn Planner>,
+    /// Where the scrapes, rule results and alerts are stored (in memory, or a storage
+    /// directory `run` opens later).
+    pub db: Arc<Db>,
 }
 
 /// `run`'s parts, stepped by the caller's clock.
@@ -75,7 +78,7 @@ impl SteppedApp {
             prometheus::process_collector::ProcessCollector::for_self(),
         ));
         metrics.set_capacity(&o.capacity);
-        let db = Arc::new(Db::in_memory());
+        let db = o.db;
         let engine = Engine::new(EngineOptions::default());
         let rules = RuleManager::new(
             ManagerOptions {

@@ -37,6 +37,10 @@ pub(crate) struct SimulateArgs {
     /// Recording/alerting rule files; default the shipped rules/prometheus/recording.yml, rules/prometheus/alerts.yml.
     #[arg(long = "rules.file")]
     pub(crate) rule_files: Vec<PathBuf>,
+    /// Write the depin-orcha strategy's series into this storage directory, with the simulation
+    /// moved to end now, for `run --storage.path DIR` to open and continue.
+    #[arg(long = "storage.path")]
+    pub(crate) storage_path: Option<PathBuf>,
 }
 
 /// `depin-orcha simulate`: loads the scenario and the rules, runs `sim::driver`, prints the
@@ -44,7 +48,20 @@ pub(crate) struct SimulateArgs {
 pub(crate) fn simulate(args: SimulateArgs) -> Result<ExitCode> {
     use depin_orcha::sim;
     use std::io::IsTerminal;
-    let scenario = sim::scenario::load_file(&args.scenario).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (scenario, storage) = match &args.storage_path {
+        None => (
+            sim::scenario::load_file(&args.scenario).map_err(|e| anyhow::anyhow!("{e}"))?,
+            None,
+        ),
+        Some(dir) => {
+            let now_ms = depin_orcha::clock::Clock::now_ms(&depin_orcha::clock::WallClock);
+            let sc = sim::storage::ending_at(&args.scenario, args.days, now_ms)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let db = sim::storage::open(dir, args.days.unwrap_or(sc.days))
+                .with_context(|| format!("opening --storage.path {}", dir.display()))?;
+            (sc, Some(db))
+        }
+    };
     let rules =
         optimizer::load_file(&args.optimization_rules_file).map_err(|e| anyhow::anyhow!("{e}"))?;
     let rule_files = if args.rule_files.is_empty() {
@@ -57,7 +74,7 @@ pub(crate) fn simulate(args: SimulateArgs) -> Result<ExitCode> {
     } else {
         None
     };
-    let report = sim::driver::simulate(
+    let report = sim::driver::simulate_into(
         &scenario,
         &sim::driver::Options {
             days: args.days,
@@ -67,7 +84,21 @@ pub(crate) fn simulate(args: SimulateArgs) -> Result<ExitCode> {
             rule_files,
             progress,
         },
+        storage.clone(),
     )?;
+    if let (Some(db), Some(dir)) = (storage, &args.storage_path) {
+        db.snapshot()
+            .with_context(|| format!("writing {}", dir.display()))?;
+        let g = db.gauges();
+        eprintln!(
+            "wrote {} series into {} ({} block files, {} bytes); open them with `depin-orcha run --storage.path {}`",
+            g.series,
+            dir.display(),
+            g.blocks,
+            g.block_bytes,
+            dir.display()
+        );
+    }
     if let Some(p) = &args.plot {
         sim::plot::draw(&report, &scenario, p)
             .with_context(|| format!("--plot {}", p.display()))?;

@@ -16,6 +16,7 @@ mod binary;
 mod call;
 pub mod engine;
 pub mod functions;
+pub mod lookback;
 mod numeric;
 pub mod promqltest;
 mod selector;

@@ -585,6 +585,7 @@ fn run_group(tg: &TestGroup, file: &TestFile, mut groups: Vec<Group>) -> Vec<Str
         path: None,
         retention_ms: i64::MAX,
         max_bytes: None,
+        ..Default::default()
     })
     .unwrap_or_default();
     let engine = Engine::new(EngineOptions::default());

@@ -37,6 +37,7 @@ use crate::reallocation::Outcome;
 use crate::resources::{Allocation, Resource};
 use crate::sim::node::ScenarioNode;
 use crate::sim::scenario::Scenario;
+use crate::tsdb::Db;
 
 const MS_PER_HOUR: i64 = 3_600_000;
 
@@ -250,6 +251,7 @@ fn run_controller(
     planner: Box<dyn Planner>,
     progress: Option<&(dyn Fn(f64) + Send + Sync)>,
     pipeline: Pipeline,
+    db: Arc<Db>,
 ) -> Result<ControllerRun, SimError> {
     let clock = ManualClock::new(s.start);
     let shared: SharedClock = Arc::new(clock.clone());
@@ -271,6 +273,7 @@ fn run_controller(
             rule_files: opts.rule_files.clone(),
             rules: opts.rules.clone(),
             planner,
+            db,
         },
     )?;
 
@@ -420,6 +423,7 @@ pub fn run_metrics_only(sc: &Scenario, opts: &Options) -> Result<f64, SimError> 
         Box::new(GreedyPlanner),
         None,
         Pipeline::MetricsOnly,
+        Arc::new(Db::in_memory()),
     )?;
     Ok(started.elapsed().as_secs_f64())
 }
@@ -665,6 +669,16 @@ pub fn water_fill(items: &[(f64, f64, f64, f64)], cap: f64) -> Vec<f64> {
 /// Runs the scenario: depin-orcha and greedy through the controller, static and the oracle on
 /// the market directly; all on the same draws.
 pub fn simulate(sc: &Scenario, opts: &Options) -> Result<Report, SimError> {
+    simulate_into(sc, opts, None)
+}
+
+/// [`simulate`], with the depin-orcha strategy's series (scrapes, rule results, alerts)
+/// written into `storage` instead of a throwaway in-memory database.
+pub fn simulate_into(
+    sc: &Scenario,
+    opts: &Options,
+    storage: Option<Arc<Db>>,
+) -> Result<Report, SimError> {
     let started = Instant::now();
     let days = opts.days.unwrap_or(sc.days);
     let poll = opts.poll_interval.unwrap_or(sc.poll_interval);
@@ -672,8 +686,18 @@ pub fn simulate(sc: &Scenario, opts: &Options) -> Result<Report, SimError> {
     let seed = s.seed;
     // The two controller runs are independent: one thread each (two cores).
     let (orcha, greedy) = std::thread::scope(|scope| {
-        let g = scope
-            .spawn(|| run_controller(sc, &s, opts, Box::new(GreedyPlanner), None, Pipeline::Full));
+        let g = scope.spawn(|| {
+            let db = Arc::new(Db::in_memory());
+            run_controller(
+                sc,
+                &s,
+                opts,
+                Box::new(GreedyPlanner),
+                None,
+                Pipeline::Full,
+                db,
+            )
+        });
         let o = run_controller(
             sc,
             &s,
@@ -681,6 +705,7 @@ pub fn simulate(sc: &Scenario, opts: &Options) -> Result<Report, SimError> {
             Box::new(OptimizerPlanner::default()),
             opts.progress.as_deref(),
             Pipeline::Full,
+            storage.unwrap_or_else(|| Arc::new(Db::in_memory())),
         );
         let g = g
             .join()

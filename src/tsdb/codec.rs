@@ -1,4 +1,4 @@
-//! Byte-level encoding shared by the WAL and snapshots: varints, length-prefixed strings and
+//! Byte-level encoding shared by the WAL, snapshots and block indexes: varints, length-prefixed strings and
 //! label sets, and the record frame `[len: u32 LE][crc32: u32 LE][payload]` that lets a reader
 //! find where a file stops being trustworthy (torn write, flipped bit) and keep what is before.
 
@@ -24,37 +24,81 @@ pub struct Damage {
     pub reason: String,
 }
 
+/// The frame at `pos`: its payload, or why it is not a whole frame.
+fn frame_at(bytes: &[u8], pos: usize) -> Result<&[u8], &'static str> {
+    let rest = &bytes[pos..];
+    if rest.len() < FRAME_HEADER {
+        return Err("truncated record header");
+    }
+    let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+    let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
+    if len > MAX_RECORD {
+        return Err("record length out of range");
+    }
+    if rest.len() - FRAME_HEADER < len {
+        return Err("truncated record");
+    }
+    let payload = &rest[FRAME_HEADER..FRAME_HEADER + len];
+    if crc32fast::hash(payload) != crc {
+        return Err("checksum mismatch");
+    }
+    Ok(payload)
+}
+
 /// Splits a file into record payloads up to the first damaged frame.
+#[cfg(test)]
 pub fn read_frames(bytes: &[u8]) -> (Vec<&[u8]>, Option<Damage>) {
     let mut out = Vec::new();
     let mut pos = 0usize;
     while pos < bytes.len() {
-        let damage = |reason: &str| {
-            Some(Damage {
-                offset: pos as u64,
-                reason: reason.to_string(),
-            })
-        };
-        let rest = &bytes[pos..];
-        if rest.len() < FRAME_HEADER {
-            return (out, damage("truncated record header"));
+        match frame_at(bytes, pos) {
+            Ok(payload) => {
+                out.push(payload);
+                pos += FRAME_HEADER + payload.len();
+            }
+            Err(reason) => {
+                return (
+                    out,
+                    Some(Damage {
+                        offset: pos as u64,
+                        reason: reason.to_string(),
+                    }),
+                )
+            }
         }
-        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
-        if len > MAX_RECORD {
-            return (out, damage("record length out of range"));
-        }
-        if rest.len() - FRAME_HEADER < len {
-            return (out, damage("truncated record"));
-        }
-        let payload = &rest[FRAME_HEADER..FRAME_HEADER + len];
-        if crc32fast::hash(payload) != crc {
-            return (out, damage("checksum mismatch"));
-        }
-        out.push(payload);
-        pos += FRAME_HEADER + len;
     }
     (out, None)
+}
+
+/// Splits a file into record payloads (with their offsets), skipping damage: after a frame
+/// that does not check out, reading goes on at the next offset where a whole non-empty frame
+/// does (a checksum that matches by chance is one in four billion). A flipped byte costs the
+/// record it is in, a torn write the records it tore; every damaged stretch is listed.
+pub fn read_frames_resync(bytes: &[u8]) -> (Vec<(u64, &[u8])>, Vec<Damage>) {
+    let mut out = Vec::new();
+    let mut damage = Vec::new();
+    let mut pos = 0usize;
+    while pos < bytes.len() {
+        match frame_at(bytes, pos) {
+            Ok(payload) => {
+                out.push((pos as u64, payload));
+                pos += FRAME_HEADER + payload.len();
+            }
+            Err(reason) => {
+                damage.push(Damage {
+                    offset: pos as u64,
+                    reason: reason.to_string(),
+                });
+                let next = (pos + 1..bytes.len().saturating_sub(FRAME_HEADER))
+                    .find(|&p| frame_at(bytes, p).is_ok_and(|f| !f.is_empty()));
+                match next {
+                    Some(p) => pos = p,
+                    None => break,
+                }
+            }
+        }
+    }
+    (out, damage)
 }
 
 pub fn put_uvarint(out: &mut Vec<u8>, mut v: u64) {
@@ -98,6 +142,11 @@ pub struct Reader<'a> {
 impl<'a> Reader<'a> {
     pub fn new(b: &'a [u8]) -> Self {
         Reader { b, pos: 0 }
+    }
+
+    /// Bytes read so far.
+    pub fn position(&self) -> usize {
+        self.pos
     }
 
     fn bad(&self, what: &'static str) -> Malformed {
@@ -196,6 +245,29 @@ mod tests {
         let (ok, dmg) = read_frames(&flipped);
         assert_eq!(ok.len(), 2);
         assert_eq!(dmg.unwrap().reason, "checksum mismatch");
+    }
+
+    #[test]
+    fn resync_skips_only_the_damaged_record() {
+        let mut file = frame(b"one");
+        let second = file.len();
+        file.extend(frame(b"two two"));
+        let third = file.len();
+        file.extend(frame(b"three"));
+        for i in second..third {
+            let mut bytes = file.clone();
+            bytes[i] ^= 0x08;
+            let (ok, dmg) = read_frames_resync(&bytes);
+            let payloads: Vec<&[u8]> = ok.iter().map(|x| x.1).collect();
+            assert_eq!(payloads, vec![&b"one"[..], b"three"], "byte {i}");
+            assert_eq!(ok[1].0, third as u64);
+            assert_eq!(dmg.len(), 1);
+            assert_eq!(dmg[0].offset, second as u64);
+        }
+        // A torn tail: the whole frames before it.
+        let (ok, dmg) = read_frames_resync(&file[..file.len() - 2]);
+        assert_eq!(ok.len(), 2);
+        assert_eq!(dmg[0].reason, "truncated record");
     }
 
     #[test]

@@ -3,10 +3,12 @@
 //! optimizer evaluate the same windows (`rate(x[1d])`, `max_over_time(x[1d])`) every interval,
 //! and without it every evaluation decoded every chunk of the window anew.
 //!
-//! An entry is keyed by (series ref, time of its first sample, number of samples). A sealed
-//! chunk never changes, and the open head only grows, so a head with the same first sample and
-//! length holds the same samples; a head that was cut, truncated or reloaded gets a new key.
-//! Refs are never reused within one database. The cache is bounded by a number of samples
+//! An entry in memory is keyed by (series ref, time of its first sample, number of samples). A
+//! sealed chunk never changes, and the open head only grows, so a head with the same first
+//! sample and length holds the same samples; a head that was cut, truncated or reloaded gets a
+//! new key. Refs are never reused within one database. A chunk of a block file is keyed by the
+//! block's sequence number and the chunk's offset: block files are never changed and their
+//! numbers never reused. The cache is bounded by a number of samples
 //! (16 bytes each); the least recently used entries go first. It never changes what a query
 //! returns, only how often chunks are decoded.
 
@@ -19,7 +21,13 @@ use super::Sample;
 /// Samples held at most: 2 MiB of decoded samples.
 pub const DEFAULT_CAPACITY: usize = 1 << 17;
 
-type Key = (SeriesRef, i64, usize);
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Key {
+    /// A chunk or open head in memory: (series, first sample time, samples).
+    Mem(SeriesRef, i64, usize),
+    /// A chunk of a block file: (block sequence number, chunk offset).
+    File(u64, u32),
+}
 
 pub struct DecodedCache {
     entries: HashMap<Key, (Arc<[Sample]>, u64)>,
@@ -42,9 +50,9 @@ impl DecodedCache {
         }
     }
 
-    pub fn get(&mut self, sref: SeriesRef, first_t: i64, len: usize) -> Option<Arc<[Sample]>> {
+    pub fn get(&mut self, key: &Key) -> Option<Arc<[Sample]>> {
         self.tick += 1;
-        match self.entries.get_mut(&(sref, first_t, len)) {
+        match self.entries.get_mut(key) {
             Some((s, used)) => {
                 *used = self.tick;
                 self.hits += 1;
@@ -57,16 +65,13 @@ impl DecodedCache {
         }
     }
 
-    pub fn insert(&mut self, sref: SeriesRef, first_t: i64, samples: Arc<[Sample]>) {
+    pub fn insert(&mut self, key: Key, samples: Arc<[Sample]>) {
         if samples.len() > self.capacity {
             return;
         }
         self.tick += 1;
         let n = samples.len();
-        if let Some((old, _)) = self
-            .entries
-            .insert((sref, first_t, n), (samples, self.tick))
-        {
+        if let Some((old, _)) = self.entries.insert(key, (samples, self.tick)) {
             self.samples -= old.len();
         }
         self.samples += n;
@@ -129,30 +134,32 @@ mod tests {
     #[test]
     fn keeps_within_capacity_and_drops_the_least_recently_used() {
         let mut c = DecodedCache::new(400);
-        c.insert(1, 0, run(120));
-        c.insert(2, 0, run(120));
-        c.insert(3, 0, run(120));
+        let k = |r| Key::Mem(r, 0, 120);
+        c.insert(k(1), run(120));
+        c.insert(k(2), run(120));
+        c.insert(k(3), run(120));
         // Touch 1 so that 2 is the oldest when 4 overflows the capacity; eviction goes down
         // to three quarters of it (300 samples), so 3 goes as well.
-        assert!(c.get(1, 0, 120).is_some());
-        c.insert(4, 0, run(120));
+        assert!(c.get(&k(1)).is_some());
+        c.insert(k(4), run(120));
         assert!(c.samples() <= 300);
-        assert!(c.get(2, 0, 120).is_none(), "least recently used entry kept");
-        assert!(c.get(1, 0, 120).is_some());
-        assert!(c.get(4, 0, 120).is_some());
-        // A head that grew is another entry.
-        assert!(c.get(1, 0, 121).is_none());
+        assert!(c.get(&k(2)).is_none(), "least recently used entry kept");
+        assert!(c.get(&k(1)).is_some());
+        assert!(c.get(&k(4)).is_some());
+        // A head that grew is another entry, and a file chunk never meets a memory one.
+        assert!(c.get(&Key::Mem(1, 0, 121)).is_none());
+        assert!(c.get(&Key::File(1, 0)).is_none());
     }
 
     #[test]
     fn bytes_follow_what_is_held() {
         let mut c = DecodedCache::new(10_000);
         assert_eq!(c.bytes(), 0);
-        c.insert(1, 0, run(1_000));
+        c.insert(Key::Mem(1, 0, 1_000), run(1_000));
         let one = c.bytes();
         assert!(one >= 16_000, "{one}");
         for i in 2..100 {
-            c.insert(i, 0, run(1_000));
+            c.insert(Key::File(i, 0), run(1_000));
         }
         // Never more than the capacity in samples, plus a table of at most a few dozen slots.
         assert!(c.samples() <= 10_000);

@@ -57,6 +57,11 @@ impl Head {
         }
     }
 
+    /// Number of series.
+    pub fn len(&self) -> usize {
+        self.by_ref.len()
+    }
+
     pub fn next_ref(&self) -> SeriesRef {
         self.next_ref
     }

@@ -37,8 +37,9 @@ pub enum ImportError {
     Read { line: usize, source: std::io::Error },
 }
 
-/// Reads OpenMetrics text into `db`. When the database is persistent a snapshot is written at
-/// the end, so the imported data does not sit in the WAL.
+/// Reads OpenMetrics text into `db`. When the database is persistent everything imported is
+/// written to block files at the end ([`Db::flush`]), so it does not sit in the WAL or the
+/// head snapshot.
 pub fn import_openmetrics(mut reader: impl BufRead, db: &Db) -> Result<ImportStats, ImportError> {
     let mut stats = ImportStats::default();
     let mut batch: Vec<(Labels, i64, f64)> = Vec::with_capacity(BATCH);
@@ -97,7 +98,7 @@ pub fn import_openmetrics(mut reader: impl BufRead, db: &Db) -> Result<ImportSta
     }
     stats.lines = lineno;
     flush(db, &mut batch, &mut batch_lines, &mut stats)?;
-    db.snapshot().map_err(|source| ImportError::Storage {
+    db.flush().map_err(|source| ImportError::Storage {
         line: lineno,
         source,
     })?;

@@ -16,6 +16,17 @@ pub struct Index {
     /// name → value → sorted series refs.
     postings: BTreeMap<String, BTreeMap<String, Vec<SeriesRef>>>,
     all: Vec<SeriesRef>,
+    /// [`Index::bytes`], kept as postings come and go (`/metrics` reads it at every scrape).
+    bytes: usize,
+}
+
+/// Rough bytes of one name's entry without its values, and of one value's postings.
+fn name_bytes(n: &str) -> usize {
+    n.len() + 48
+}
+
+fn value_bytes(v: &str, cap: usize) -> usize {
+    v.len() + 48 + cap * 8
 }
 
 fn insert_sorted(v: &mut Vec<SeriesRef>, r: SeriesRef) {
@@ -35,29 +46,49 @@ fn remove_sorted(v: &mut Vec<SeriesRef>, r: SeriesRef) {
 
 impl Index {
     pub fn add(&mut self, r: SeriesRef, labels: &Labels) {
+        let mut bytes = self.bytes - self.all.capacity() * 8;
         insert_sorted(&mut self.all, r);
+        bytes += self.all.capacity() * 8;
         for l in labels.iter() {
+            if !self.postings.contains_key(&l.name) {
+                bytes += name_bytes(&l.name);
+            }
             let values = self.postings.entry(l.name.clone()).or_default();
-            insert_sorted(values.entry(l.value.clone()).or_default(), r);
+            let p = values.entry(l.value.clone()).or_default();
+            let before = if p.capacity() == 0 && p.is_empty() {
+                0
+            } else {
+                value_bytes(&l.value, p.capacity())
+            };
+            insert_sorted(p, r);
+            bytes = bytes + value_bytes(&l.value, p.capacity()) - before;
         }
+        self.bytes = bytes;
     }
 
     pub fn remove(&mut self, r: SeriesRef, labels: &Labels) {
+        let mut bytes = self.bytes - self.all.capacity() * 8;
         remove_sorted(&mut self.all, r);
+        bytes += self.all.capacity() * 8;
         for l in labels.iter() {
             let Some(values) = self.postings.get_mut(&l.name) else {
                 continue;
             };
             if let Some(p) = values.get_mut(&l.value) {
+                bytes -= value_bytes(&l.value, p.capacity());
                 remove_sorted(p, r);
                 if p.is_empty() {
                     values.remove(&l.value);
+                } else {
+                    bytes += value_bytes(&l.value, p.capacity());
                 }
             }
             if values.is_empty() {
                 self.postings.remove(&l.name);
+                bytes -= name_bytes(&l.name);
             }
         }
+        self.bytes = bytes;
     }
 
     #[cfg(test)]
@@ -137,13 +168,18 @@ impl Index {
 
     /// Rough bytes of the postings (labels themselves are counted with the series).
     pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// [`Index::bytes`] counted by walking every posting list.
+    #[cfg(test)]
+    pub fn bytes_walked(&self) -> usize {
         self.postings
             .iter()
             .map(|(n, vs)| {
-                n.len()
-                    + 48
+                name_bytes(n)
                     + vs.iter()
-                        .map(|(v, p)| v.len() + 48 + p.capacity() * 8)
+                        .map(|(v, p)| value_bytes(v, p.capacity()))
                         .sum::<usize>()
             })
             .sum::<usize>()
@@ -243,12 +279,34 @@ mod tests {
     #[test]
     fn removed_series_leave_no_names_behind() {
         let (mut i, sets) = idx();
+        assert_eq!(i.bytes(), i.bytes_walked());
         i.remove(1, &sets[1]);
         assert_eq!(i.label_values("job"), vec!["grass", "storj"]);
+        assert_eq!(i.bytes(), i.bytes_walked());
         i.remove(3, &sets[3]);
         i.remove(0, &sets[0]);
         i.remove(2, &sets[2]);
         assert_eq!(i.label_names().count(), 0);
         assert_eq!(i.len(), 0);
+        assert_eq!(i.bytes(), i.bytes_walked());
+    }
+
+    #[test]
+    fn the_running_size_equals_the_walk() {
+        let mut i = Index::default();
+        let mut live = Vec::new();
+        for r in 0..500u64 {
+            let l = Labels::from_pairs([
+                ("__name__", format!("m{}", r % 7)),
+                ("i", (r % 31).to_string()),
+            ]);
+            i.add(r, &l);
+            live.push((r, l));
+            if r % 3 == 0 {
+                let (x, l) = live.remove((r as usize * 7) % live.len());
+                i.remove(x, &l);
+            }
+            assert_eq!(i.bytes(), i.bytes_walked(), "after {r}");
+        }
     }
 }

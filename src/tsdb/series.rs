@@ -1,24 +1,25 @@
 //! One series in memory: its labels, its sealed chunks (oldest first) and the open head buffer
-//! that collects samples until [`CHUNK_SAMPLES`] of them (or [`CHUNK_SPAN_MS`] of time) can be
-//! sealed into a compressed chunk.
+//! that collects samples until [`CHUNK_SAMPLES`] of them can be sealed into a compressed chunk,
+//! or the sample crosses into the next [`super::BLOCK_SPAN_MS`] period (chunks never straddle a
+//! period, so each block file takes whole chunks).
 //!
 //! The head collects samples in Prometheus' streaming XOR format (a few bytes per sample instead
 //! of 16); when it is cut, its samples are re-encoded as a whole by `chunk.rs`, which can then
 //! pick the best encoding. Head bytes are counted separately in the stats.
+//!
+//! Sealed chunks that are also in block files (`maxt <= file_maxt`) stay in memory while they
+//! are within the head's range, so that rules and the controller read memory; older ones are
+//! dropped from memory and read from the files.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
+use super::block::period_end;
 use super::chunk::{Chunk, CHUNK_SAMPLES};
-use super::decoded::DecodedCache;
 use super::xor::XorAppender;
 use super::Sample;
 use crate::labels::Labels;
-
-/// A chunk is also cut when its samples span this much time, so that sparse series do not keep
-/// hours of samples uncompressed and retention can drop old data in whole chunks.
-pub const CHUNK_SPAN_MS: i64 = 2 * 3600 * 1000;
 
 /// Identity of a series inside the database, stable across WAL and snapshot.
 pub type SeriesRef = u64;
@@ -30,18 +31,59 @@ pub struct MemSeries {
     /// A WAL record (or the snapshot the WAL continues) already names this series, so later
     /// records can refer to it by `sref` alone.
     pub in_wal: AtomicBool,
+    /// Loaded block files holding chunks of this series: a series is removed only when this is
+    /// 0 and nothing of it is in memory.
+    pub blocks: AtomicU32,
 }
 
-#[derive(Default, Clone)]
+#[derive(Clone)]
 pub struct SeriesData {
     pub chunks: VecDeque<Chunk>,
     /// `data_bytes + META_BYTES` of `chunks`, kept as chunks come and go.
     pub chunk_bytes: usize,
+    /// Samples in `chunks`, kept as chunks come and go.
+    pub chunk_samples: usize,
     pub head: XorAppender,
     /// The newest sample, also when the head was just sealed and is empty.
     pub last: Option<Sample>,
     /// The newest sample of the batch being committed, accepted but not yet applied.
     pub pending: Option<(i64, u64)>,
+    /// Time of the newest sample of this series in block files (`i64::MIN`: none). Every
+    /// sample up to it has been written to a file; memory holds it only as a cache.
+    pub file_maxt: i64,
+}
+
+impl Default for SeriesData {
+    fn default() -> Self {
+        SeriesData {
+            chunks: VecDeque::new(),
+            chunk_bytes: 0,
+            chunk_samples: 0,
+            head: XorAppender::default(),
+            last: None,
+            pending: None,
+            file_maxt: i64::MIN,
+        }
+    }
+}
+
+/// What a series holds in memory, for the database's running totals.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Footprint {
+    pub bytes: i64,
+    pub samples: i64,
+    pub chunks: i64,
+}
+
+impl std::ops::Sub for Footprint {
+    type Output = Footprint;
+    fn sub(self, o: Footprint) -> Footprint {
+        Footprint {
+            bytes: self.bytes - o.bytes,
+            samples: self.samples - o.samples,
+            chunks: self.chunks - o.chunks,
+        }
+    }
 }
 
 /// What an append would do with a sample, decided before anything is written.
@@ -72,6 +114,7 @@ impl MemSeries {
             labels,
             data: Mutex::new(SeriesData::default()),
             in_wal: AtomicBool::new(false),
+            blocks: AtomicU32::new(0),
         }
     }
 
@@ -98,113 +141,6 @@ impl MemSeries {
             .sum();
         labels + std::mem::size_of::<MemSeries>() + 64
     }
-
-    /// Samples in `[mint, maxt]`, in time order, taking decoded chunks from `cache` and
-    /// leaving the ones it decodes there.
-    pub fn samples_in_cached(
-        &self,
-        mint: i64,
-        maxt: i64,
-        cache: Option<&Mutex<DecodedCache>>,
-    ) -> Vec<Sample> {
-        enum Part {
-            Decoded(Arc<[Sample]>),
-            Chunk(Chunk),
-            Head(XorAppender),
-        }
-        // Copy the overlapping chunks out (or take their decoded samples from the cache) and
-        // decode without the lock, so the appender waits only for the copy.
-        let parts: Vec<Part> = {
-            let d = self.lock();
-            let overlaps = |lo: i64, hi: i64| hi >= mint && lo <= maxt;
-            let mut c = cache.map(lock_cache);
-            let mut parts: Vec<Part> = d
-                .chunks
-                .iter()
-                .filter(|ch| overlaps(ch.mint, ch.maxt))
-                .map(|ch| {
-                    match c
-                        .as_mut()
-                        .and_then(|c| c.get(self.sref, ch.mint, ch.count()))
-                    {
-                        Some(s) => Part::Decoded(s),
-                        None => Part::Chunk(ch.clone()),
-                    }
-                })
-                .collect();
-            if let (Some(lo), Some(hi)) = (d.head.first_t(), d.head.last_t()) {
-                if overlaps(lo, hi) {
-                    parts.push(
-                        match c.as_mut().and_then(|c| c.get(self.sref, lo, d.head.len())) {
-                            Some(s) => Part::Decoded(s),
-                            None => Part::Head(d.head.clone()),
-                        },
-                    );
-                }
-            }
-            parts
-        };
-        let mut out = Vec::new();
-        let mut take = |all: &[Sample]| {
-            let lo = all.partition_point(|s| s.t < mint);
-            let hi = all.partition_point(|s| s.t <= maxt);
-            if lo < hi {
-                out.extend_from_slice(&all[lo..hi]);
-            }
-        };
-        for p in parts {
-            let decoded: Arc<[Sample]> = match p {
-                Part::Decoded(s) => {
-                    take(&s);
-                    continue;
-                }
-                Part::Chunk(c) => match c.samples() {
-                    Ok(s) => s.into(),
-                    Err(e) => {
-                        tracing::warn!(series = %self.labels, mint = c.mint, error = %e, "undecodable chunk skipped");
-                        continue;
-                    }
-                },
-                Part::Head(h) => h.samples().into(),
-            };
-            take(&decoded);
-            if let (Some(c), Some(first)) = (cache, decoded.first()) {
-                lock_cache(c).insert(self.sref, first.t, decoded.clone());
-            }
-        }
-        out
-    }
-
-    /// Whether any sample lies in `[mint, maxt]`, decoding only when bounds cannot tell.
-    pub fn has_sample_in(&self, mint: i64, maxt: i64) -> bool {
-        let d = self.lock();
-        let bounded = |lo: i64, hi: i64| hi >= mint && lo <= maxt;
-        if let (Some(lo), Some(hi)) = (d.head.first_t(), d.head.last_t()) {
-            if bounded(lo, hi)
-                && (lo >= mint
-                    || hi <= maxt
-                    || d.head.samples().iter().any(|s| s.t >= mint && s.t <= maxt))
-            {
-                return true;
-            }
-        }
-        for c in d.chunks.iter().filter(|c| bounded(c.mint, c.maxt)) {
-            // An end inside the range is a sample inside it; a chunk straddling the whole range
-            // must be decoded to tell.
-            if c.mint >= mint
-                || c.maxt <= maxt
-                || c.samples()
-                    .is_ok_and(|s| s.iter().any(|s| s.t >= mint && s.t <= maxt))
-            {
-                return true;
-            }
-        }
-        false
-    }
-}
-
-fn lock_cache(c: &Mutex<DecodedCache>) -> MutexGuard<'_, DecodedCache> {
-    c.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl SeriesData {
@@ -212,14 +148,9 @@ impl SeriesData {
         self.last.map(|s| (s.t, s.v.to_bits()))
     }
 
-    /// Appends a sample already admitted; returns the change in bytes held.
-    pub fn push(&mut self, s: Sample) -> i64 {
-        let before = self.bytes();
-        if self
-            .head
-            .first_t()
-            .is_some_and(|f| s.t.saturating_sub(f) >= CHUNK_SPAN_MS)
-        {
+    /// Appends a sample already admitted.
+    pub fn push(&mut self, s: Sample) {
+        if self.head.first_t().is_some_and(|f| s.t >= period_end(f)) {
             self.seal();
         }
         self.head.append(s);
@@ -228,7 +159,6 @@ impl SeriesData {
         if self.head.len() >= CHUNK_SAMPLES {
             self.seal();
         }
-        self.bytes() as i64 - before as i64
     }
 
     /// Turns the open head into a compressed chunk.
@@ -237,9 +167,8 @@ impl SeriesData {
             return;
         }
         let c = Chunk::encode(&self.head.samples());
-        self.chunk_bytes += c.data_bytes() + Chunk::META_BYTES;
-        self.chunks.push_back(c);
         self.head = XorAppender::default();
+        self.push_chunk(c);
     }
 
     /// Replaces the open head with these samples (from a snapshot).
@@ -252,12 +181,21 @@ impl SeriesData {
 
     pub fn push_chunk(&mut self, c: Chunk) {
         self.chunk_bytes += c.data_bytes() + Chunk::META_BYTES;
+        self.chunk_samples += c.count();
         self.chunks.push_back(c);
+    }
+
+    /// Puts a chunk read back from a block file before the ones held (it must be older).
+    pub fn push_front_chunk(&mut self, c: Chunk) {
+        self.chunk_bytes += c.data_bytes() + Chunk::META_BYTES;
+        self.chunk_samples += c.count();
+        self.chunks.push_front(c);
     }
 
     pub fn pop_chunk(&mut self) -> Option<Chunk> {
         let c = self.chunks.pop_front()?;
         self.chunk_bytes -= c.data_bytes() + Chunk::META_BYTES;
+        self.chunk_samples -= c.count();
         Some(c)
     }
 
@@ -270,6 +208,14 @@ impl SeriesData {
         self.chunk_bytes + self.head_bytes()
     }
 
+    pub fn footprint(&self) -> Footprint {
+        Footprint {
+            bytes: self.bytes() as i64,
+            samples: (self.chunk_samples + self.head.len()) as i64,
+            chunks: self.chunks.len() as i64,
+        }
+    }
+
     #[cfg(test)]
     pub fn samples(&self) -> usize {
         self.chunks.iter().map(|c| c.count()).sum::<usize>() + self.head.len()
@@ -279,10 +225,24 @@ impl SeriesData {
         self.chunks.is_empty() && self.head.is_empty()
     }
 
+    /// Time of the oldest sample held in memory (`i64::MAX` when none): older samples of the
+    /// series are read from block files.
+    pub fn mem_mint(&self) -> i64 {
+        self.chunks
+            .front()
+            .map(|c| c.mint)
+            .or(self.head.first_t())
+            .unwrap_or(i64::MAX)
+    }
+
+    /// Whether a sealed chunk is also in a block file.
+    pub fn is_persisted(&self, c: &Chunk) -> bool {
+        c.maxt <= self.file_maxt
+    }
+
     /// Drops whole chunks that end before `cutoff`, and head samples older than it once no
-    /// chunk is left. Returns (chunks dropped, samples dropped, bytes freed).
-    pub fn truncate_before(&mut self, cutoff: i64) -> (u64, u64, i64) {
-        let before = self.bytes();
+    /// chunk is left. Returns (chunks dropped, samples dropped).
+    pub fn truncate_before(&mut self, cutoff: i64) -> (u64, u64) {
         let (mut chunks, mut samples) = (0u64, 0u64);
         while self.chunks.front().is_some_and(|c| c.maxt < cutoff) {
             if let Some(c) = self.pop_chunk() {
@@ -296,13 +256,29 @@ impl SeriesData {
             samples += (all.len() - keep.len()) as u64;
             self.set_head(&keep);
         }
-        (chunks, samples, before as i64 - self.bytes() as i64)
+        (chunks, samples)
+    }
+
+    /// Drops chunks that are in block files and end before `cutoff` (they are read from the
+    /// files from now on). Returns how many.
+    pub fn release_persisted_before(&mut self, cutoff: i64) -> usize {
+        let mut n = 0;
+        while self
+            .chunks
+            .front()
+            .is_some_and(|c| c.maxt < cutoff && c.maxt <= self.file_maxt)
+        {
+            self.pop_chunk();
+            n += 1;
+        }
+        n
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tsdb::BLOCK_SPAN_MS;
 
     #[test]
     fn head_is_sealed_every_chunk_samples_and_after_the_span() {
@@ -317,7 +293,7 @@ mod tests {
         assert_eq!(d.chunks.len(), 2);
         assert_eq!(d.head.len(), 10);
         d.push(Sample {
-            t: n * 5000 + CHUNK_SPAN_MS,
+            t: n * 5000 + BLOCK_SPAN_MS,
             v: 0.0,
         });
         assert_eq!(d.chunks.len(), 3);
@@ -343,9 +319,10 @@ mod tests {
             d.push(Sample { t: i, v: 1.0 });
         }
         // Samples before c + 5 are asked to go: only the first chunk (0..c) goes whole.
-        let (chunks, samples, freed) = d.truncate_before(c + 5);
+        let before = d.footprint();
+        let (chunks, samples) = d.truncate_before(c + 5);
         assert_eq!((chunks, samples), (1, CHUNK_SAMPLES as u64));
-        assert!(freed > 0);
+        assert!((before - d.footprint()).bytes > 0);
         assert_eq!(d.samples(), CHUNK_SAMPLES + 60);
     }
 }

@@ -1,31 +1,29 @@
-//! Snapshots: the whole database in one file, written to `snapshot.tmp`, fsynced and renamed to
-//! `snapshot`, so a crash leaves either the old or the new one. Sealed chunks are written as
-//! they are held in memory (already compressed); open heads as raw samples.
+//! The head snapshot: the series of the head and what of them is not in a block file yet, in
+//! one file written to `snapshot.tmp`, fsynced and renamed to `snapshot`, so a crash leaves
+//! either the old or the new one. Sealed chunks are written as they are held in memory
+//! (already compressed); open heads as raw samples. Block files hold the rest of the history,
+//! so the snapshot stays as small as a few hours of samples.
 //!
 //! The file is a sequence of framed records (see `codec.rs`): a header (which WAL segments the
-//! snapshot covers, the next series ref), one record per series, and an end record. Damage stops
-//! the load at the last good series.
+//! snapshot covers, the next series ref), one record per series, and an end record. A damaged
+//! record costs only its series: loading skips to the next record that checks out.
 //!
-//! A snapshot that fails (here, or when the WAL cannot start its next segment) is counted in
-//! `depin_tsdb_snapshot_failures_total` and logged with the path and error (at most once a
-//! minute while failures last); its partial temp file is removed, so a full disk is not made
-//! fuller by the attempt.
+//! A snapshot that fails is counted and logged by the caller (`persist.rs`); its partial temp
+//! file is removed here, so a full disk is not made fuller by the attempt.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::Instant;
 
 use super::chunk::{self, Chunk};
 use super::codec::{self, Damage, Malformed, Reader};
 use super::series::SeriesRef;
-use super::wal::{sync_dir, FailureLog};
+use super::wal::sync_dir;
 use super::Sample;
 use crate::labels::Labels;
 
 pub const FILE_NAME: &str = "snapshot";
-const TMP_NAME: &str = "snapshot.tmp";
+pub const TMP_NAME: &str = "snapshot.tmp";
 const MAGIC: &[u8] = b"DEPIN-ORCHA-SNAPSHOT";
 const VERSION: u8 = 1;
 const REC_HEADER: u8 = 1;
@@ -50,53 +48,20 @@ pub struct SnapshotSeries {
     pub head: Vec<Sample>,
 }
 
-static FAILURES: Mutex<FailureLog> = Mutex::new(FailureLog::new());
-
-fn failure_log() -> std::sync::MutexGuard<'static, FailureLog> {
-    FAILURES.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Counts and logs a failed snapshot attempt; `path` is the file it failed on.
-pub(super) fn count_failure(path: &Path, e: &std::io::Error) {
-    crate::tsdb::failures::storage_failures().snapshot.inc();
-    let mut log = failure_log();
-    if log.failed(Instant::now()) {
-        tracing::error!(
-            path = %path.display(),
-            error = %e,
-            failures = log.pending(),
-            "tsdb snapshot failed (counted in depin_tsdb_snapshot_failures_total); the write-ahead log still holds the data and keeps growing"
-        );
-    }
-}
-
 /// Writes a snapshot atomically; returns its size in bytes. On failure the temp file is
-/// removed and the failure counted and logged; the previous snapshot stays in place.
+/// removed and the error names the file it happened on; the previous snapshot stays in place.
 pub fn write(
     dir: &Path,
     header: Header,
     series: impl IntoIterator<Item = SnapshotSeries>,
-) -> std::io::Result<u64> {
+) -> Result<u64, (PathBuf, std::io::Error)> {
     let tmp = dir.join(TMP_NAME);
-    match write_tmp_and_rename(dir, &tmp, header, series) {
-        Ok(size) => {
-            if let Some((n, lasted)) = failure_log().succeeded(Instant::now()) {
-                tracing::warn!(
-                    path = %path(dir).display(),
-                    failures = n,
-                    lasted_seconds = lasted.as_secs(),
-                    "tsdb snapshots succeed again"
-                );
-            }
-            Ok(size)
-        }
-        Err((at, e)) => {
-            // Nothing to do when the temp file was never created or is already renamed.
-            let _ = std::fs::remove_file(&tmp);
-            count_failure(&at, &e);
-            Err(e)
-        }
+    let r = write_tmp_and_rename(dir, &tmp, header, series);
+    if r.is_err() {
+        // Nothing to do when the temp file was never created or is already renamed.
+        let _ = std::fs::remove_file(&tmp);
     }
+    r
 }
 
 /// The steps of [`write`]; an error names the file it happened on.
@@ -174,40 +139,35 @@ fn write_records(
 pub struct Loaded {
     pub header: Option<Header>,
     pub series: Vec<SnapshotSeries>,
-    pub damage: Option<Damage>,
+    /// Stretches that could not be used; the records around them are loaded.
+    pub damage: Vec<Damage>,
 }
 
-/// Reads a snapshot file; everything before the first damaged record is returned.
+/// Reads a snapshot file: every record that checks out is returned, damaged ones are listed.
 pub fn load(bytes: &[u8]) -> Loaded {
-    let (frames, mut damage) = codec::read_frames(bytes);
+    let (frames, mut damage) = codec::read_frames_resync(bytes);
     let mut out = Loaded::default();
-    let mut offset = 0u64;
-    let mut ended = false;
-    for f in frames {
-        match parse(f, out.header.is_none()) {
+    let mut end: Option<u64> = None;
+    for (offset, f) in frames {
+        match parse(f, offset == 0) {
             Ok(Rec::Header(h)) => out.header = Some(h),
             Ok(Rec::Series(s)) => out.series.push(s),
-            Ok(Rec::End(n)) if n == out.series.len() as u64 => ended = true,
-            Ok(Rec::End(_)) => {
-                damage = Some(Damage {
-                    offset,
-                    reason: "series count in end record does not match".into(),
-                });
+            Ok(Rec::End(n)) => {
+                end = Some(n);
+                if damage.is_empty() && n != out.series.len() as u64 {
+                    damage.push(Damage {
+                        offset,
+                        reason: "series count in end record does not match".into(),
+                    });
+                }
                 break;
             }
-            Err(e) => {
-                damage = Some(Damage { offset, reason: e });
-                break;
-            }
-        }
-        offset += (codec::FRAME_HEADER + f.len()) as u64;
-        if ended {
-            break;
+            Err(reason) => damage.push(Damage { offset, reason }),
         }
     }
-    if damage.is_none() && !ended {
-        damage = Some(Damage {
-            offset,
+    if end.is_none() && damage.is_empty() {
+        damage.push(Damage {
+            offset: bytes.len() as u64,
             reason: "snapshot ends without its end record".into(),
         });
     }
@@ -221,12 +181,12 @@ enum Rec {
     End(u64),
 }
 
-fn parse(f: &[u8], want_header: bool) -> Result<Rec, String> {
+fn parse(f: &[u8], first: bool) -> Result<Rec, String> {
     let mut r = Reader::new(f);
     let m = |e: Malformed| e.to_string();
     let kind = r.u8().map_err(m)?;
-    if want_header != (kind == REC_HEADER) {
-        return Err("records out of place (no header first)".into());
+    if first != (kind == REC_HEADER) {
+        return Err("records out of place (the header is not first)".into());
     }
     match kind {
         REC_HEADER => {
@@ -296,18 +256,15 @@ mod tests {
         }
     }
 
-    fn failures() -> u64 {
-        crate::tsdb::failures::storage_failures().snapshot.get()
-    }
-
     fn held_value(dir: &Path) -> f64 {
         let l = load(&std::fs::read(path(dir)).unwrap());
-        assert!(l.damage.is_none(), "{:?}", l.damage);
+        assert!(l.damage.is_empty(), "{:?}", l.damage);
         l.series[0].head[0].v
     }
 
     /// A full disk while the snapshot is written (`snapshot.tmp` leads to `/dev/full`, whose
-    /// writes fail with ENOSPC): the old snapshot stays, no temp file is left, it is counted.
+    /// writes fail with ENOSPC): the old snapshot stays, no temp file is left, the error names
+    /// the temp file.
     #[test]
     fn a_snapshot_that_cannot_be_written_leaves_the_old_one_and_no_temp_file() {
         if !Path::new("/dev/full").exists() {
@@ -317,10 +274,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), header(), one_series(1.0)).unwrap();
         std::os::unix::fs::symlink("/dev/full", dir.path().join(TMP_NAME)).unwrap();
-        let before = failures();
-        let e = write(dir.path(), header(), one_series(2.0)).unwrap_err();
+        let (at, e) = write(dir.path(), header(), one_series(2.0)).unwrap_err();
         assert!(e.to_string().contains("space"), "{e}");
-        assert!(failures() > before);
+        assert_eq!(at, dir.path().join(TMP_NAME));
         assert!(
             !dir.path().join(TMP_NAME).exists(),
             "the temp file is removed"
@@ -332,12 +288,45 @@ mod tests {
     }
 
     #[test]
-    fn a_snapshot_whose_temp_file_cannot_be_created_is_counted() {
+    fn a_snapshot_whose_temp_file_cannot_be_created_fails_without_a_trace() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join(TMP_NAME)).unwrap();
-        let before = failures();
         assert!(write(dir.path(), header(), one_series(1.0)).is_err());
-        assert!(failures() > before);
         assert!(!path(dir.path()).exists());
+    }
+
+    #[test]
+    fn a_flipped_byte_costs_only_the_series_it_hits() {
+        let dir = tempfile::tempdir().unwrap();
+        let many: Vec<SnapshotSeries> = (0..20)
+            .map(|i| SnapshotSeries {
+                sref: i,
+                labels: Labels::from_pairs([("__name__", format!("s{i}"))]),
+                chunks: vec![],
+                head: (0..30i64)
+                    .map(|k| Sample {
+                        t: k * 1000,
+                        v: (i as i64 * k) as f64,
+                    })
+                    .collect(),
+            })
+            .collect();
+        write(dir.path(), header(), many).unwrap();
+        let clean = std::fs::read(path(dir.path())).unwrap();
+        // Every byte of the series records, one at a time: at most one series is lost.
+        let first_series = load(&clean);
+        assert_eq!(first_series.series.len(), 20);
+        for at in (40..clean.len() - 20).step_by(7) {
+            let mut bytes = clean.clone();
+            bytes[at] ^= 0x21;
+            let l = load(&bytes);
+            assert!(
+                l.series.len() >= 19,
+                "byte {at}: {} series left",
+                l.series.len()
+            );
+            assert!(!l.damage.is_empty(), "byte {at}: damage not reported");
+            assert!(l.header.is_some());
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! admitted, staleness from scrapes, retention, the memory cap and concurrent readers.
 
 use super::*;
-use crate::labels::MatchOp;
+use crate::labels::{MatchOp, Matcher};
 
 fn l(pairs: &[(&str, &str)]) -> Labels {
     Labels::from_pairs(pairs.iter().copied())
