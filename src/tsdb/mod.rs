@@ -76,6 +76,22 @@ pub trait Queryable: Send + Sync {
     /// out. Sorted by labels.
     fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<Series>;
 
+    /// As [`Queryable::select`], one series at a time in no particular order, so a caller can
+    /// count what it holds and stop (`each` returns false) before the rest is read.
+    fn select_each(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        each: &mut dyn FnMut(Series) -> bool,
+    ) {
+        for s in self.select(matchers, mint, maxt) {
+            if !each(s) {
+                return;
+            }
+        }
+    }
+
     /// Label sets of the series that pass `matchers` and have a sample in `[mint, maxt]`.
     fn series(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<Labels> {
         self.select(matchers, mint, maxt)
@@ -896,6 +912,27 @@ impl Queryable for Db {
             .collect();
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
         out
+    }
+
+    fn select_each(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        each: &mut dyn FnMut(Series) -> bool,
+    ) {
+        let candidates = self.head_read().select(matchers);
+        for s in candidates {
+            let samples = s.samples_in_cached(mint, maxt, Some(&self.decoded));
+            if !samples.is_empty()
+                && !each(Series {
+                    labels: s.labels.clone(),
+                    samples,
+                })
+            {
+                return;
+            }
+        }
     }
 
     fn series(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<Labels> {
