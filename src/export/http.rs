@@ -1,7 +1,9 @@
 //! `GET /api/v1/export?match[]=<selector>&start=<t>&end=<t>&format=csv|json|openmetrics`: the
-//! export streamed with chunked transfer encoding. The writer runs on a blocking thread and
-//! hands 64 KiB chunks through a bounded channel, so at most a few chunks wait for a slow
-//! client, and a client that hangs up stops the export at its next chunk.
+//! export streamed with chunked transfer encoding. The writer runs on the server's work pool (at
+//! its lower priority) and hands 64 KiB chunks through a bounded channel, so at most a few
+//! chunks wait for a slow client, and a client that hangs up stops the export at its next
+//! chunk. An export holds one of the stream slots (`--web.max-streams`) for its life, and what
+//! parsing its selectors takes is charged to the memory budget first (`--query.max-memory`).
 
 use std::io::Write;
 
@@ -11,8 +13,10 @@ use hyper::{Method, Response, StatusCode};
 
 use super::{clamp_range, write_export, Format};
 use crate::http::params::{self, MAX_TIME_MS, MIN_TIME_MS};
-use crate::http::stream::{channel_body, whole, AnyBody, StreamRoutes};
+use crate::http::stream::{channel_body, stream_slot, whole, AnyBody, StreamReply, StreamRoutes};
 use crate::http::{text_response, ApiError, AppState, RouteRequest};
+use crate::promql::limits::parse_cost;
+use crate::promql::Reservation;
 
 pub const PATH: &str = "/api/v1/export";
 const CHUNK_BYTES: usize = 64 * 1024;
@@ -65,18 +69,43 @@ fn plain(status: StatusCode, text: &'static str) -> Response<AnyBody> {
 }
 
 impl StreamRoutes for ExportApi {
-    fn route(&self, state: &AppState, req: &RouteRequest<'_>) -> Option<Response<AnyBody>> {
+    fn route(&self, state: &AppState, req: &RouteRequest<'_>) -> Option<StreamReply> {
         if req.path != PATH {
             return None;
         }
+        Some(match self.checked(state, req) {
+            Ok(e) => StreamReply::Later(e.start(state)),
+            Err(r) => StreamReply::Now(r),
+        })
+    }
+}
+
+/// An export whose parameters passed the quick checks: its selectors are parsed on the work
+/// pool (parsing compiles their regular expressions).
+struct Export {
+    matches: Vec<String>,
+    start: i64,
+    end: i64,
+    format: Format,
+    slot: tokio::sync::OwnedSemaphorePermit,
+    parsing: Reservation,
+}
+
+impl ExportApi {
+    #[allow(clippy::result_large_err)]
+    fn checked(
+        &self,
+        state: &AppState,
+        req: &RouteRequest<'_>,
+    ) -> Result<Export, Response<AnyBody>> {
         if *req.method != Method::GET {
-            return Some(plain(
+            return Err(plain(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "Method Not Allowed\n",
             ));
         }
         if !state.is_ready() {
-            return Some(plain(
+            return Err(plain(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Service Unavailable",
             ));
@@ -84,34 +113,73 @@ impl StreamRoutes for ExportApi {
         let p = req.params;
         let matches = p.all("match[]");
         if matches.is_empty() {
-            return Some(bad("no match[] parameter provided".into()));
+            return Err(bad("no match[] parameter provided".into()));
         }
-        let sets = match params::parse_match_sets(&matches) {
-            Ok(s) => s,
-            Err(e) => return Some(bad(format!("invalid parameter \"match[]\": {e}"))),
-        };
-        let start = match params::parse_time_param(p, "start", MIN_TIME_MS) {
-            Ok(t) => t,
-            Err(e) => return Some(bad(e.to_string())),
-        };
-        let end = match params::parse_time_param(p, "end", MAX_TIME_MS) {
-            Ok(t) => t,
-            Err(e) => return Some(bad(e.to_string())),
-        };
+        let start =
+            params::parse_time_param(p, "start", MIN_TIME_MS).map_err(|e| bad(e.to_string()))?;
+        let end =
+            params::parse_time_param(p, "end", MAX_TIME_MS).map_err(|e| bad(e.to_string()))?;
         if end < start {
-            return Some(bad(
+            return Err(bad(
                 "invalid parameter \"end\": end timestamp must not be before start time".into(),
             ));
         }
         let Some(format) = Format::parse(p.get("format")) else {
-            return Some(bad(format!(
+            return Err(bad(format!(
                 "invalid parameter \"format\": {:?} is not one of csv, json, openmetrics",
                 p.get("format")
             )));
         };
-        let (tx, body) = channel_body(CHANNEL_CHUNKS);
+        let mut parsing = state.memory.reservation();
+        let cost = matches.iter().map(|m| parse_cost(m)).sum::<usize>();
+        parsing
+            .grow(cost)
+            .map_err(|e| whole(ApiError::from(e).into_response()))?;
+        let slot = stream_slot(state)?;
+        Ok(Export {
+            matches: matches.into_iter().map(str::to_string).collect(),
+            start,
+            end,
+            format,
+            slot,
+            parsing,
+        })
+    }
+}
+
+impl Export {
+    /// Parses the selectors and writes the export on the work pool; the receiver gets the
+    /// response (an error, or the stream) as soon as the selectors are parsed.
+    fn start(self, state: &AppState) -> tokio::sync::oneshot::Receiver<Response<AnyBody>> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
         let db = state.db.clone();
-        tokio::task::spawn_blocking(move || {
+        // The job's own end is not awaited: the body's channel tells the client.
+        drop(state.pool.spawn(move || {
+            let Export {
+                matches,
+                start,
+                end,
+                format,
+                slot: _slot,
+                parsing: _parsing,
+            } = self;
+            let refs: Vec<&str> = matches.iter().map(String::as_str).collect();
+            let sets = match params::parse_match_sets(&refs) {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = reply.send(bad(format!("invalid parameter \"match[]\": {e}")));
+                    return;
+                }
+            };
+            let (tx, body) = channel_body(CHANNEL_CHUNKS);
+            let mut r = Response::new(AnyBody::Channel(body));
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static(format.content_type()),
+            );
+            if reply.send(r).is_err() {
+                return;
+            }
             let mut w = ChannelWriter {
                 tx,
                 buf: Vec::with_capacity(CHUNK_BYTES),
@@ -123,12 +191,7 @@ impl StreamRoutes for ExportApi {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "export ended early");
             }
-        });
-        let mut r = Response::new(AnyBody::Channel(body));
-        r.headers_mut().insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static(format.content_type()),
-        );
-        Some(r)
+        }));
+        rx
     }
 }
