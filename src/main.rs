@@ -287,11 +287,21 @@ struct RunArgs {
     /// toolkit's format (tls_server_config, basic_auth_users, http_server_config.headers).
     #[arg(long = "web.config.file")]
     web_config_file: Option<PathBuf>,
-    /// Most connections served at once; more wait to be accepted. 0: no limit.
+    /// Most connections open at once. When all are taken, the one that has waited longest
+    /// for a request makes room for a new client; 32 more serve /metrics and health checks
+    /// only. 0: as many as the open files limit allows.
     #[arg(long = "web.max-connections", default_value_t = http::server::DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
     #[command(flatten)]
     log: LogArgs,
+    /// Memory all queries and API reads running at once may hold together (samples, label
+    /// sets, compiled regular expressions, answers waiting to be sent); beyond, a request
+    /// gets an error instead of the process more memory.
+    #[arg(long = "query.max-memory", default_value = "256MiB", value_parser = promql::limits::parse_size)]
+    query_max_memory: usize,
+    /// Most event streams and exports open at once; beyond, 503.
+    #[arg(long = "web.max-streams", default_value_t = http::DEFAULT_MAX_STREAMS)]
+    max_streams: usize,
 }
 
 #[derive(Args, Clone)]
@@ -519,7 +529,9 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
         engine.clone(),
         metrics.registry().clone(),
         clock.clone(),
-    );
+    )
+    .with_query_max_memory(args.query_max_memory)
+    .with_max_streams(args.max_streams);
     // Retention of the controller's own history (the reports branch).
     match reallocation::history::compact(
         &args.storage_path,
