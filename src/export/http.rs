@@ -1,8 +1,8 @@
 //! `GET /api/v1/export?match[]=<selector>&start=<t>&end=<t>&format=csv|json|openmetrics`: the
-//! export streamed with chunked transfer encoding. The writer runs on the server's work pool (at
-//! its lower priority) and hands 64 KiB chunks through a bounded channel, so at most a few
-//! chunks wait for a slow client, and a client that hangs up stops the export at its next
-//! chunk. An export holds one of the stream slots (`--web.max-streams`) for its life, and what
+//! export streamed with chunked transfer encoding. The writer runs on a blocking thread (not the
+//! small work pool: it spends most of its life waiting for the client) and hands 64 KiB chunks
+//! through a bounded channel, so at most a few chunks wait for a slow client, and a client that
+//! hangs up stops the export at its next chunk. An export holds one of the stream slots (`--web.max-streams`) for its life, and what
 //! parsing its selectors takes is charged to the memory budget first (`--query.max-memory`).
 
 use std::io::Write;
@@ -80,8 +80,8 @@ impl StreamRoutes for ExportApi {
     }
 }
 
-/// An export whose parameters passed the quick checks: its selectors are parsed on the work
-/// pool (parsing compiles their regular expressions).
+/// An export whose parameters passed the quick checks: its selectors are parsed on the export's
+/// own blocking thread (parsing compiles their regular expressions).
 struct Export {
     matches: Vec<String>,
     start: i64,
@@ -148,13 +148,13 @@ impl ExportApi {
 }
 
 impl Export {
-    /// Parses the selectors and writes the export on the work pool; the receiver gets the
+    /// Parses the selectors and writes the export on a blocking thread; the receiver gets the
     /// response (an error, or the stream) as soon as the selectors are parsed.
     fn start(self, state: &AppState) -> tokio::sync::oneshot::Receiver<Response<AnyBody>> {
         let (reply, rx) = tokio::sync::oneshot::channel();
         let db = state.db.clone();
         // The job's own end is not awaited: the body's channel tells the client.
-        drop(state.pool.spawn(move || {
+        drop(tokio::task::spawn_blocking(move || {
             let Export {
                 matches,
                 start,

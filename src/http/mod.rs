@@ -186,7 +186,7 @@ impl AppState {
             cors_origin: None,
             stream_routes: Vec::new(),
             memory: crate::promql::MemoryBudget::new(DEFAULT_QUERY_MAX_MEMORY),
-            pool: work::WorkPool::new(DEFAULT_MAX_CONCURRENT_QUERIES + DEFAULT_MAX_STREAMS),
+            pool: work::WorkPool::new(work::default_threads()),
             stream_slots: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_STREAMS)),
             stream_slots_max: DEFAULT_MAX_STREAMS,
         }
@@ -202,7 +202,6 @@ impl AppState {
     pub fn with_max_streams(mut self, n: usize) -> AppState {
         self.stream_slots = Arc::new(tokio::sync::Semaphore::new(n));
         self.stream_slots_max = n;
-        self.pool = work::WorkPool::new(DEFAULT_MAX_CONCURRENT_QUERIES + n);
         self
     }
 
@@ -560,21 +559,26 @@ where
         });
     // Go's ParseForm reads the body of POST, PUT and PATCH only.
     let reads_body = is_form && matches!(parts.method, Method::POST | Method::PUT | Method::PATCH);
-    // The body and the form decoded from it stay in memory until the answer: charged to the
-    // budget, so that a thousand 1 MiB bodies waiting for query slots cannot take the process'
-    // memory.
-    let mut held = state.memory.reservation();
-    if held.grow(body.len() * 3).is_err() {
-        let mut r = text_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            TEXT,
-            "too much request data waiting to be served (--query.max-memory); retry later\n",
-        );
-        r.headers_mut()
-            .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return r;
-    }
-    let params = Params::new(parts.uri.query(), reads_body.then_some(&body[..]));
+    let params = if reads_body && body.len() > LARGE_FORM_BYTES {
+        // Decoding a large form takes a while: not on an async worker.
+        let (query, form) = (parts.uri.query().map(str::to_string), body.clone());
+        match state
+            .pool
+            .spawn(move || Params::new(query.as_deref(), Some(&form[..])))
+            .await
+        {
+            Ok(Ok(p)) => p,
+            _ => {
+                return text_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    TEXT,
+                    "reading the form failed\n",
+                )
+            }
+        }
+    } else {
+        Params::new(parts.uri.query(), reads_body.then_some(&body[..]))
+    };
     let rr = RouteRequest {
         method: &parts.method,
         path: parts.uri.path(),
@@ -584,6 +588,9 @@ where
     };
     route(state, &rr).await
 }
+
+/// Form bodies longer than this are decoded on the work pool.
+const LARGE_FORM_BYTES: usize = 16 << 10;
 
 fn too_large() -> HttpResponse {
     text_response(

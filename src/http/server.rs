@@ -87,6 +87,7 @@ struct Shared {
     web: Option<Arc<WebConfig>>,
     body_timeout: Duration,
     auth_slots: Arc<tokio::sync::Semaphore>,
+    body_readers: Arc<tokio::sync::Semaphore>,
 }
 
 impl Server {
@@ -100,6 +101,7 @@ impl Server {
         let addr = listener
             .local_addr()
             .map_err(|source| Error::Bind { addr, source })?;
+        widen_backlog(&listener);
         Ok(Server {
             listener,
             addr,
@@ -155,6 +157,7 @@ impl Server {
             web: self.web.clone(),
             body_timeout: self.body_read_timeout,
             auth_slots: Arc::new(tokio::sync::Semaphore::new(AUTH_CONCURRENCY)),
+            body_readers: Arc::new(tokio::sync::Semaphore::new(BODY_READERS)),
         });
         loop {
             // Room first, then accept: with none, clients wait in the accept queue. Room also
@@ -222,6 +225,24 @@ impl Server {
             }
         }
         finish(listener, stop_tx, stop_rx).await
+    }
+}
+
+/// Connections the kernel queues for `accept`. The standard library listens with 128: a crowd
+/// of clients reconnecting at once fills that while the accept loop is busy, and a connection
+/// beyond is dropped until its client resends its SYN, a second later. Linux caps the value at
+/// `net.core.somaxconn` (4096 by default).
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// Listens again with [`LISTEN_BACKLOG`] (Linux lets a listening socket change its backlog).
+fn widen_backlog(listener: &std::net::TcpListener) {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: listen on a socket this listener owns; on failure the old backlog stays.
+        unsafe {
+            libc::listen(listener.as_raw_fd(), LISTEN_BACKLOG);
+        }
     }
 }
 
@@ -456,9 +477,15 @@ async fn guarded(
         }
         None => {
             let (parts, body) = req.into_parts();
+            let (_memory, reader) = match admit_body(shared, &parts.headers).await {
+                Ok(a) => a,
+                Err(refused) => return refused,
+            };
             // One byte over the limit is enough for `handle` to answer 413.
             let limited = http_body_util::Limited::new(body, super::MAX_BODY_BYTES + 1);
-            match tokio::time::timeout(shared.body_timeout, limited.collect()).await {
+            let read = tokio::time::timeout(shared.body_timeout, limited.collect()).await;
+            drop(reader);
+            match read {
                 Ok(Ok(b)) => {
                     let req =
                         hyper::Request::from_parts(parts, http_body_util::Full::new(b.to_bytes()));
@@ -487,6 +514,68 @@ async fn guarded(
         w.apply_headers(resp.headers_mut());
     }
     resp
+}
+
+/// Bodies up to this size are read at once; longer ones wait for one of [`BODY_READERS`].
+const SMALL_BODY_BYTES: u64 = 64 << 10;
+/// Long request bodies read at once. Reading a megabyte is cheap for one request, but a crowd
+/// sending them in a loop keeps both async workers copying bytes while `/metrics` waits behind
+/// them in the run queue; the others wait (their clients held back by TCP) instead.
+pub const BODY_READERS: usize = 4;
+
+/// A request's body admitted to be read: its charge against the memory budget (the body, and
+/// the form decoded from it, live until the answer) and, for a long one, a reader's place (given
+/// back once the body is in).
+type AdmittedBody = (
+    crate::promql::Reservation,
+    Option<tokio::sync::OwnedSemaphorePermit>,
+);
+
+/// Charges the body a request declares (three times: the bytes, the decoded form and its
+/// copies) before reading it, and waits for a reader's place for a long one. Refused: 503,
+/// without reading what the client sends.
+async fn admit_body(
+    shared: &Shared,
+    headers: &hyper::HeaderMap,
+) -> Result<AdmittedBody, hyper::Response<AnyBody>> {
+    let declared = headers
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let chunked = headers.contains_key(hyper::header::TRANSFER_ENCODING);
+    // Chunked bodies say nothing of their length: count the most they may be.
+    let expected = match (declared, chunked) {
+        (Some(n), false) => n.min(super::MAX_BODY_BYTES as u64 + 1),
+        (_, true) => super::MAX_BODY_BYTES as u64,
+        (None, false) => 0,
+    };
+    let refused = |why: &str| {
+        let mut r = plain(
+            hyper::StatusCode::SERVICE_UNAVAILABLE,
+            format!("{why}; retry later\n"),
+        );
+        r.headers_mut().insert(
+            hyper::header::RETRY_AFTER,
+            hyper::header::HeaderValue::from_static("1"),
+        );
+        r
+    };
+    let mut memory = shared.state.memory.reservation();
+    if memory.grow(expected as usize * 3).is_err() {
+        return Err(refused(
+            "too much request data waiting to be served (--query.max-memory)",
+        ));
+    }
+    let reader = if expected > SMALL_BODY_BYTES {
+        let wait = shared.body_readers.clone().acquire_owned();
+        match tokio::time::timeout(shared.body_timeout, wait).await {
+            Ok(Ok(p)) => Some(p),
+            _ => return Err(refused("too many long request bodies arriving")),
+        }
+    } else {
+        None
+    };
+    Ok((memory, reader))
 }
 
 /// `None` when basic auth lets the request through, else the answer. bcrypt runs on the work

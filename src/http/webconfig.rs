@@ -5,13 +5,13 @@
 //! The file is read and validated once at start; every error names the file and the key. This
 //! module owns the parsed config, the TLS acceptor (rustls with the `ring` provider), the basic
 //! auth check (bcrypt hashes, with a small cache of verified credentials as the toolkit keeps,
-//! because bcrypt is deliberately slow) and the extra response headers. It does not route or
+//! because bcrypt is deliberately slow; only right ones, unlike the toolkit) and the extra response headers. It does not route or
 //! touch the bearer token of the control API, which travels in its own header beside basic
 //! auth (see `http::unauthorized`).
 //!
 //! The check comes in two steps, so that the server can run bcrypt off its async workers:
 //! [`WebConfig::begin_basic_auth`] answers at once when it can (no users, no or malformed
-//! credentials, a remembered verdict), else hands back a [`PendingCheck`] whose `verify`
+//! credentials, credentials verified before), else hands back a [`PendingCheck`] whose `verify`
 //! is the slow part. An unknown user is verified against a dummy hash of the users' own cost,
 //! so that a wrong password takes as long for a user that does not exist as for one that does
 //! (the time would otherwise tell which user names exist).
@@ -21,7 +21,7 @@
 //! `RequireAnyClientCert` (certificates accepted without verification) are refused;
 //! `cipher_suites`, `curve_preferences` and `http2` are refused rather than silently ignored.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -123,8 +123,10 @@ pub struct WebConfig {
     /// Verified against for unknown users: a hash of the cost most of the users' hashes have.
     dummy_hash: String,
     headers: Vec<(HeaderName, HeaderValue)>,
-    /// SHA-256 of `user:hash:password` → verified or not.
-    cache: Mutex<HashMap<[u8; 32], bool>>,
+    /// SHA-256 of `user:hash:password` of credentials verified right. Refusals are not kept:
+    /// a flood of wrong passwords would otherwise push the right ones out, and every request
+    /// of a real client would pay bcrypt again.
+    cache: Mutex<HashSet<[u8; 32]>>,
     /// bcrypt verifications run so far, known users or not.
     #[cfg(test)]
     verifications: std::sync::atomic::AtomicUsize,
@@ -134,7 +136,7 @@ pub struct WebConfig {
 pub enum AuthStep {
     /// No users configured, or credentials verified before.
     Allowed,
-    /// No or malformed credentials, or credentials refused before: answer [`WebConfig::denied`].
+    /// No or malformed credentials: answer [`WebConfig::denied`].
     Denied,
     /// Credentials to verify with bcrypt (slow: off the async workers).
     Verify(PendingCheck),
@@ -248,7 +250,7 @@ pub fn parse_str(text: &str, file: &str, dir: &Path) -> Result<WebConfig, Error>
         users,
         dummy_hash,
         headers,
-        cache: Mutex::new(HashMap::new()),
+        cache: Mutex::new(HashSet::new()),
         #[cfg(test)]
         verifications: Default::default(),
     })
@@ -524,12 +526,8 @@ impl WebConfig {
             return AuthStep::Denied;
         };
         let key = self.cache_key(user, pass);
-        if let Ok(cache) = self.cache.lock() {
-            match cache.get(&key) {
-                Some(true) => return AuthStep::Allowed,
-                Some(false) => return AuthStep::Denied,
-                None => {}
-            }
+        if self.cache.lock().is_ok_and(|c| c.contains(&key)) {
+            return AuthStep::Allowed;
         }
         AuthStep::Verify(PendingCheck {
             user: user.to_string(),
@@ -539,7 +537,7 @@ impl WebConfig {
     }
 
     /// The slow part: bcrypt against the user's hash, or the dummy hash for an unknown user, so
-    /// both take the same time; the verdict is remembered.
+    /// both take the same time; right credentials are remembered.
     pub fn verify(&self, p: PendingCheck) -> bool {
         let (known, hash) = match self.users.get(&p.user) {
             Some(h) => (true, h.as_str()),
@@ -551,14 +549,17 @@ impl WebConfig {
         // Both run always: `known && verify(…)` would skip bcrypt for unknown users.
         let matched = bcrypt::verify(&p.pass, hash).unwrap_or(false);
         let ok = known & matched;
-        if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= AUTH_CACHE_SIZE {
-                // Any entry: the map's order is random per process, like the toolkit's eviction.
-                if let Some(k) = cache.keys().next().copied() {
-                    cache.remove(&k);
+        if ok {
+            if let Ok(mut cache) = self.cache.lock() {
+                if cache.len() >= AUTH_CACHE_SIZE {
+                    // Any entry: the set's order is random per process, like the toolkit's
+                    // eviction.
+                    if let Some(k) = cache.iter().next().copied() {
+                        cache.remove(&k);
+                    }
                 }
+                cache.insert(p.key);
             }
-            cache.insert(p.key, ok);
         }
         ok
     }
@@ -665,13 +666,17 @@ mod tests {
         let hash2 = bcrypt::hash("a:b", 4).unwrap();
         let c2 = parse(&format!("basic_auth_users:\n  carol: '{hash2}'\n")).unwrap();
         assert!(c2.check_basic_auth(&basic("carol", "a:b")).is_none());
-        // Verdicts are cached, the wrong one too, and the cache stays bounded.
-        assert_eq!(c.cache.lock().unwrap().len(), 3);
+        // Right credentials are remembered; wrong ones are not, so a flood of wrong guesses
+        // cannot push the right ones out.
+        assert_eq!(c.cache.lock().unwrap().len(), 1);
         for i in 0..(AUTH_CACHE_SIZE + 20) {
             let _ = c.check_basic_auth(&basic("nobody", &i.to_string()));
         }
-        assert!(c.cache.lock().unwrap().len() <= AUTH_CACHE_SIZE);
-        assert!(c.check_basic_auth(&basic("alice", "s3cret")).is_none());
+        assert_eq!(c.cache.lock().unwrap().len(), 1);
+        assert!(matches!(
+            c.begin_basic_auth(&basic("alice", "s3cret")),
+            AuthStep::Allowed
+        ));
     }
 
     #[test]
@@ -692,10 +697,10 @@ mod tests {
             assert!(!c.verify(p), "{user}:{pass}");
             assert!(runs() > before, "{user}:{pass} skipped bcrypt");
         }
-        // The verdicts are remembered: the same guesses are answered at once.
+        // A refusal is not remembered: the same guess is verified again, as long.
         assert!(matches!(
             c.begin_basic_auth(&basic("mallory", "wrong")),
-            AuthStep::Denied
+            AuthStep::Verify(_)
         ));
         // Scheme names in any case (RFC 7235).
         let mut h = HeaderMap::new();
