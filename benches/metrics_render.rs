@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::time::Instant;
 
-use depin_orcha::adapters::Resource;
 use depin_orcha::metrics::Metrics;
+use depin_orcha::resources::Resource;
 
 fn main() {
     let m = Metrics::new(&[]).expect("metrics");

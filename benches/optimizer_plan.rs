@@ -9,14 +9,14 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use depin_orcha::adapters::{Allocation, Resource, Resources};
+use depin_orcha::adapters::sim::market::{Market, MarketParams, Protocol};
 use depin_orcha::labels::Labels;
 use depin_orcha::optimizer::CurrentNode;
 use depin_orcha::optimizer::{
     self, greedy, Curve, Group, Inputs, NodeInputs, NodeModel, Problem, ResourceCurve,
 };
 use depin_orcha::promql::Engine;
-use depin_orcha::sim::market::{Market, MarketParams, Protocol};
+use depin_orcha::resources::{Allocation, Resource, Resources};
 use depin_orcha::tsdb::Db;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};

@@ -10,12 +10,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use depin_orcha::actuators::{sim::SimActuator, Actuator, VerifySpec};
+use depin_orcha::adapters::sim::market::{MarketParams, Protocol};
 use depin_orcha::adapters::sim::{SimNode, SimSpec};
-use depin_orcha::adapters::{Allocatable, Allocation};
+use depin_orcha::adapters::Allocatable;
 use depin_orcha::clock::{ManualClock, SharedClock};
 use depin_orcha::reallocation::execute::{execute, steps_for};
 use depin_orcha::reallocation::{History, Outcome, Record, Source, Step};
-use depin_orcha::sim::market::{MarketParams, Protocol};
+use depin_orcha::resources::Allocation;
 
 const ROUNDS: usize = 400;
 

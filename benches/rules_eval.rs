@@ -1,5 +1,5 @@
 //! Rule evaluation time per cycle:
-//! - the shipped `rules/recording.yml` and `rules/alerts.yml` over a day of demo-shaped series
+//! - the shipped `rules/prometheus/recording.yml` and `rules/prometheus/alerts.yml` over a day of demo-shaped series
 //!   (4 nodes, 5 s apart);
 //! - 1,000 alerting rules over 10,000 series (goal: well under the 5 s cycle on two cores).
 //!
@@ -138,8 +138,8 @@ fn main() {
 
     let (db, end) = demo_db();
     let files = [
-        root.join("rules/recording.yml"),
-        root.join("rules/alerts.yml"),
+        root.join("rules/prometheus/recording.yml"),
+        root.join("rules/prometheus/alerts.yml"),
     ];
     let mut groups = rules::load_files(&files).expect("shipped rules load");
     let n_rules: usize = groups.iter().map(|g| g.rules().len()).sum();

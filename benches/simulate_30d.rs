@@ -36,8 +36,8 @@ fn main() {
         poll_interval: None,
         rules,
         rule_files: vec![
-            root.join("rules/recording.yml"),
-            root.join("rules/alerts.yml"),
+            root.join("rules/prometheus/recording.yml"),
+            root.join("rules/prometheus/alerts.yml"),
         ],
         progress: None,
     };

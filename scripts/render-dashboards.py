@@ -12,7 +12,7 @@ PNG of each page with headless Chromium (Debian package `chromium`).
 This is a look at the layout and the data, not Grafana's rendering: fonts, colours and the
 exact axes differ. It is not part of the binary nor of the test suite.
 
-    depin-orcha run --rules.file rules/recording.yml --rules.file rules/alerts.yml &
+    depin-orcha run --rules.file "rules/prometheus/*.yml" &
     scripts/render-dashboards.py --url http://127.0.0.1:9817 --out /tmp/dashboards --screenshot
 """
 import argparse
@@ -83,7 +83,7 @@ def substitute(expr, range_s, step_s, instance, node):
     return (expr.replace("$__rate_interval", f"{max(4 * 5, step_s + 5)}s")
             .replace("$__interval", f"{step_s}s")
             .replace("$__range", f"{max(int(range_s), 1)}s")
-            .replace("$instance", instance).replace("$node", node).replace("$protocol", ".*"))
+            .replace("$host", instance).replace("$node", node).replace("$protocol", ".*"))
 
 
 def api(url, path, params):
@@ -410,7 +410,7 @@ def render(path, args, now):
         parts.append(f'<div class="panel" style="left:{x:.0f}px;top:{y}px;width:{w:.0f}px;height:{h}px">'
                      f'<div class="title">{html.escape(p["title"])}{tf} <span style="color:#666">[{unit}] #{p["id"]}</span></div>'
                      f'<div class="body">{body}</div></div>')
-    vars_ = f"$instance={args.instance} $node={args.node} · last {args.minutes} min · {args.url} · " \
+    vars_ = f"$host={args.instance} $node={args.node} · last {args.minutes} min · {args.url} · " \
             f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(now))}"
     page = (f"<!doctype html><html><head><meta charset='utf-8'><style>{CSS}</style></head><body>"
             f"<h1>{html.escape(d['title'])}</h1><div class='vars'>{html.escape(vars_)}</div>"
@@ -422,7 +422,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--url", default="http://127.0.0.1:9817", help="query API base URL")
     ap.add_argument("--minutes", type=int, default=30, help="range of the range queries")
-    ap.add_argument("--instance", default=".*", help="value of $instance")
+    ap.add_argument("--host", dest="instance", default=".*", help="value of $host (the host picker)")
     ap.add_argument("--node", default="storj", help="value of $node")
     ap.add_argument("--out", default=os.path.join(tempfile.gettempdir(), "depin-orcha-dashboards"))
     ap.add_argument("--screenshot", action="store_true", help="PNG of each page with headless Chromium")

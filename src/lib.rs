@@ -3,29 +3,26 @@
 
 pub mod actuators;
 pub mod adapters;
+pub mod build;
 pub mod clock;
+pub mod compat;
 pub mod config;
 pub mod coordinator;
 pub mod events;
 pub mod export;
 pub mod http;
 pub mod labels;
+pub mod logging;
 pub mod memory;
 pub mod metrics;
+pub mod net;
 pub mod optimizer;
 pub mod promql;
 pub mod reallocation;
 pub mod remote_write;
 pub mod report;
+pub mod resources;
 pub mod rules;
+pub mod schema;
 pub mod sim;
 pub mod tsdb;
-
-/// The version and revision that `depin_orcha_build_info` and `/api/v1/status/buildinfo` report.
-pub mod build {
-    pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-    pub const REVISION: &str = match option_env!("DEPIN_ORCHA_REVISION") {
-        Some(r) => r,
-        None => "unknown",
-    };
-}

@@ -26,12 +26,16 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:9817";
 const DEFAULT_OPTIMIZATION_RULES: &str = "rules/optimization.yml";
 
 /// The shipped rule files the demo loads when it runs from a checkout.
-const DEMO_RULE_FILES: [&str; 2] = ["rules/recording.yml", "rules/alerts.yml"];
+const DEMO_RULE_FILES: [&str; 2] = [
+    "rules/prometheus/recording.yml",
+    "rules/prometheus/alerts.yml",
+];
 
 #[derive(Parser)]
 #[command(
     name = "depin-orcha",
     version,
+    long_version = depin_orcha::build::LONG_VERSION,
     about = "Watches DePIN nodes, keeps their time series and serves them to Prometheus"
 )]
 #[command(args_conflicts_with_subcommands = true)]
@@ -142,7 +146,7 @@ struct SimulateArgs {
     /// Optimization rules; default `rules/optimization.yml`.
     #[arg(long = "optimization.rules-file", default_value = DEFAULT_OPTIMIZATION_RULES)]
     optimization_rules_file: PathBuf,
-    /// Recording/alerting rule files; default the shipped rules/recording.yml, rules/alerts.yml.
+    /// Recording/alerting rule files; default the shipped rules/prometheus/recording.yml, rules/prometheus/alerts.yml.
     #[arg(long = "rules.file")]
     rule_files: Vec<PathBuf>,
 }
@@ -294,6 +298,9 @@ struct RunArgs {
     max_connections: usize,
     #[command(flatten)]
     log: LogArgs,
+    /// Path under which /metrics is served, as the Prometheus exporters have it.
+    #[arg(long = "web.telemetry-path", default_value = "/metrics", value_parser = telemetry_path)]
+    telemetry_path: String,
     /// Memory all queries and API reads running at once may hold together (samples, label
     /// sets, compiled regular expressions, answers waiting to be sent); beyond, a request
     /// gets an error instead of the process more memory.
@@ -307,8 +314,8 @@ struct RunArgs {
 #[derive(Args, Clone)]
 struct LogArgs {
     /// Only log messages of this level or more severe: debug, info, warn, error.
-    #[arg(long = "log.level", default_value = "info")]
-    level: String,
+    #[arg(long = "log.level", default_value = "info", value_parser = depin_orcha::logging::parse_level)]
+    level: tracing_subscriber::filter::LevelFilter,
     #[arg(long = "log.format", value_enum, default_value_t = LogFormat::Logfmt)]
     format: LogFormat,
 }
@@ -346,26 +353,16 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(log: &LogArgs) -> Result<()> {
+    use depin_orcha::logging::{Format, PrometheusStyle};
     use tracing_subscriber::prelude::*;
-    let filter = tracing_subscriber::EnvFilter::try_new(&log.level)
-        .with_context(|| format!("invalid --log.level {:?}", log.level))?;
-    let registry = tracing_subscriber::registry().with(filter);
-    match log.format {
-        LogFormat::Logfmt => registry
-            .with(
-                tracing_logfmt::builder()
-                    .layer()
-                    .with_writer(std::io::stderr),
-            )
-            .init(),
-        LogFormat::Json => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .with_writer(std::io::stderr),
-            )
-            .init(),
-    }
+    let format = match log.format {
+        LogFormat::Logfmt => Format::Logfmt,
+        LogFormat::Json => Format::Json,
+    };
+    tracing_subscriber::registry()
+        .with(log.level)
+        .with(PrometheusStyle { format })
+        .init();
     Ok(())
 }
 
@@ -407,7 +404,15 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(args, config))?;
+    // `serve` fails only while starting (a rule file, the address, the controller): a storage
+    // directory this start created holds nothing yet, and is not left behind.
+    let storage_path = args.storage_path.clone();
+    let created_storage = !storage_path.exists();
+    let served = runtime.block_on(serve(args, config));
+    if served.is_err() && created_storage {
+        let _ = std::fs::remove_dir_all(&storage_path);
+    }
+    served?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -482,7 +487,7 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
         timeout: args.query_timeout,
     });
     let auth_token = match &args.auth_token_file {
-        Some(p) => Some(reallocation::load_token(p)?),
+        Some(p) => Some(http::control::load_token(p)?),
         None => None,
     };
     let external_url = args
@@ -532,6 +537,7 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
     )
     .with_query_max_memory(args.query_max_memory)
     .with_max_streams(args.max_streams);
+    state.telemetry_path = args.telemetry_path.clone();
     // Retention of the controller's own history (the reports branch).
     match reallocation::history::compact(
         &args.storage_path,
@@ -550,7 +556,7 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
     }
     let controller = match optimization_rules(args.optimization_rules_file.as_deref())? {
         Some((rules_path, rules)) => {
-            let (controller, api) = reallocation::build_controller(reallocation::ControllerSetup {
+            let controller = reallocation::build_controller(reallocation::ControllerSetup {
                 config: &config,
                 rules,
                 adapters: coordinator.adapters(),
@@ -561,11 +567,13 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
                 registry: metrics.registry().clone(),
                 storage_path: Some(&args.storage_path),
                 dry_run: args.controller_dry_run,
-                token: auth_token.clone(),
                 rollback_margin: reallocation::DEFAULT_ROLLBACK_MARGIN,
             })
             .context("starting the controller")?;
-            state.extra_routes.push(api);
+            state.extra_routes.push(Arc::new(http::control::ControlApi {
+                controller: controller.clone(),
+                token: auth_token.clone(),
+            }));
             let reloader = Arc::new(
                 reallocation::OptimizationReloader::new(
                     rules_path,
@@ -585,7 +593,7 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
     let controller = controller.map(|(c, _)| c);
     // `/-/reload` re-reads the rule files and the optimization rules, as SIGHUP does.
     let mut rules_api =
-        rules::api::RulesApi::new(rule_manager.clone()).with_reload_token(auth_token.clone());
+        http::rules::RulesApi::new(rule_manager.clone()).with_reload_token(auth_token.clone());
     if let Some(r) = &optimization_reloader {
         let r = r.clone();
         rules_api = rules_api.with_also_reload(Arc::new(move || r.reload()));
@@ -597,8 +605,8 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
     register_size_gauges(metrics.registry(), &db, &bus).context("registering size metrics")?;
     state
         .stream_routes
-        .push(Arc::new(events::EventsApi::new(bus.clone())));
-    state.stream_routes.push(Arc::new(export::ExportApi));
+        .push(Arc::new(http::events::EventsApi::new(bus.clone())));
+    state.stream_routes.push(Arc::new(http::export::ExportApi));
     let watcher = events::watch::Watcher::new(
         bus,
         events::watch::Sources {
@@ -612,8 +620,7 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
     // ---- end of live events ----
     let state = Arc::new(state);
     let web_config = web_config(&args)?;
-    let server = http::Server::bind(args.listen, state.clone())
-        .with_context(|| format!("listening on {}", args.listen))?
+    let server = http::Server::bind(args.listen, state.clone())?
         .with_web_config(web_config)
         .with_max_connections(args.max_connections);
     tracing::info!(address = %server.local_addr(), "listening");
@@ -723,6 +730,17 @@ fn web_config(args: &RunArgs) -> Result<Option<Arc<http::webconfig::WebConfig>>>
     Ok(web)
 }
 
+/// `--web.telemetry-path`: an absolute path that no other route owns.
+fn telemetry_path(s: &str) -> Result<String, String> {
+    if !s.starts_with('/') || s == "/" {
+        return Err("must be a path starting with / (and not / itself, the landing page)".into());
+    }
+    if s.starts_with("/api/") || s.starts_with("/-/") || s == http::landing::RUNBOOKS_PATH {
+        return Err(format!("{s} is a path of the API"));
+    }
+    Ok(s.to_string())
+}
+
 /// A duration flag that must be above zero (a zero interval would loop without pause).
 fn positive_duration(s: &str) -> Result<Duration, String> {
     match humantime::parse_duration(s) {
@@ -757,12 +775,12 @@ async fn snapshot_periodically(
     }
 }
 
-/// SIGHUP re-reads what `POST /-/reload` does ([`rules::api::RulesApi::reload_all`]): the rule
+/// SIGHUP re-reads what `POST /-/reload` does ([`http::rules::RulesApi::reload_all`]): the rule
 /// files, as Prometheus does, and the optimization rules; a failed reload keeps the old rules
 /// (logged; `depin_rules_last_reload_successful` or
 /// `depin_optimization_rules_last_reload_successful` goes to 0).
 async fn reload_on_sighup(
-    rules: Arc<rules::api::RulesApi>,
+    rules: Arc<http::rules::RulesApi>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     use tokio::signal::unix::{signal, SignalKind};
@@ -827,12 +845,20 @@ async fn shutdown_signal() {
 fn check_config(files: &[PathBuf]) -> Result<ExitCode> {
     let mut ok = true;
     for f in files {
+        // The rule files too, through the loader `run` uses: what passes here starts.
         match config::load_file(f) {
-            Ok(c) => println!(
-                "Checking {}\n  SUCCESS: {} nodes found",
-                f.display(),
-                c.nodes.len()
-            ),
+            Ok(c) => match rules::load_files(&c.rule_files) {
+                Ok(groups) => println!(
+                    "Checking {}\n  SUCCESS: {} nodes found, {} rule groups in rule_files",
+                    f.display(),
+                    c.nodes.len(),
+                    groups.len()
+                ),
+                Err(e) => {
+                    ok = false;
+                    println!("Checking {}\n  FAILED:\n{e}", f.display());
+                }
+            },
             Err(e) => {
                 ok = false;
                 println!("Checking {}\n  FAILED:\n{e}", f.display());
@@ -882,15 +908,7 @@ fn check_rules(files: &[PathBuf]) -> Result<ExitCode> {
 }
 
 fn is_optimization_file(path: &Path) -> bool {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return false;
-    };
-    let Ok(serde_yaml::Value::Mapping(top)) = serde_yaml::from_str::<serde_yaml::Value>(&text)
-    else {
-        return false;
-    };
-    let has = |k: &str| top.contains_key(serde_yaml::Value::String(k.into()));
-    !has("groups") && (has("gates") || has("protocols") || has("nodes"))
+    std::fs::read_to_string(path).is_ok_and(|t| rules::file::is_optimization_rules(&t))
 }
 
 fn plan(args: PlanArgs) -> Result<ExitCode> {

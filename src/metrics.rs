@@ -11,16 +11,18 @@
 //! which Prometheus reads as absent.
 
 use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
+use std::sync::Mutex;
 
 use prometheus::core::Collector;
 use prometheus::{
-    CounterVec, Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, Opts, Registry,
-    TextEncoder,
+    CounterVec, Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, Opts, Registry, TextEncoder,
 };
 
-use crate::adapters::{Allocation, ExtraGauge, Resource};
+use crate::adapters::ExtraGauge;
+
 use crate::config::{Config, NodeConfig};
+use crate::resources::{Allocation, Resource};
+use crate::tsdb::failures::{storage_failures, SNAPSHOT_FAILURES, WAL_WRITE_FAILURES};
 
 /// Bucket bounds of `depin_adapter_poll_duration_seconds`: from a local HTTP answer (ms) to a
 /// poll cut by a timeout of up to a minute.
@@ -37,46 +39,6 @@ pub enum MetricsError {
     },
     #[error("metric {name}: {reason}")]
     Invalid { name: String, reason: String },
-}
-
-/// Failures of the time series storage's own files, counted where they happen (the tsdb's
-/// `wal.rs` and `snapshot.rs`) and shown by every [`Metrics`] registry.
-///
-/// Process-wide, as Prometheus' own `prometheus_tsdb_*` counters are: a process runs one
-/// persistent database, and the tsdb's file modules have no handle on a registry (the counts
-/// cannot wait for a caller: every appender — scrapes, rule results, imports — writes the WAL).
-pub struct StorageFailures {
-    /// `depin_tsdb_wal_write_failures_total`: WAL records that could not be written or fsynced.
-    pub wal_write: IntCounter,
-    /// `depin_tsdb_snapshot_failures_total`: snapshot attempts that did not complete.
-    pub snapshot: IntCounter,
-}
-
-pub const WAL_WRITE_FAILURES: &str = "depin_tsdb_wal_write_failures_total";
-pub const SNAPSHOT_FAILURES: &str = "depin_tsdb_snapshot_failures_total";
-
-static STORAGE_FAILURES: LazyLock<StorageFailures> = LazyLock::new(|| {
-    // The names and help texts are constants that are valid metric names, which is all
-    // `IntCounter::new` checks; a failure here is a typo caught by the first test.
-    let counter = |name: &str, help: &str| match IntCounter::new(name, help) {
-        Ok(c) => c,
-        Err(e) => panic!("metric {name}: {e}"),
-    };
-    StorageFailures {
-        wal_write: counter(
-            WAL_WRITE_FAILURES,
-            "Write-ahead log records of the time series storage that could not be written or fsynced (full disk, read-only or failing storage). Their samples are kept in memory only until the next snapshot succeeds.",
-        ),
-        snapshot: counter(
-            SNAPSHOT_FAILURES,
-            "Snapshots of the time series storage that failed (the write-ahead log still holds the data and keeps growing).",
-        ),
-    }
-});
-
-/// The process' storage failure counters.
-pub fn storage_failures() -> &'static StorageFailures {
-    &STORAGE_FAILURES
 }
 
 /// The label values that identify one node's series: node, protocol, then the config's extra
@@ -272,7 +234,7 @@ impl Metrics {
                     "depin_orcha_build_info",
                     "Always 1; its labels say which depin-orcha build runs.",
                 ),
-                &["version", "revision"],
+                &["version", "revision", "branch", "rustversion"],
             )
             .map_err(|source| MetricsError::Prometheus {
                 name: "depin_orcha_build_info".into(),
@@ -281,7 +243,12 @@ impl Metrics {
             reg(r, "depin_orcha_build_info", g)?
         };
         build_info
-            .with_label_values(&[crate::build::VERSION, crate::build::REVISION])
+            .with_label_values(&[
+                crate::build::VERSION,
+                crate::build::REVISION,
+                crate::build::BRANCH,
+                crate::build::RUSTC_VERSION,
+            ])
             .set(1.0);
         let storage = storage_failures();
         reg(r, WAL_WRITE_FAILURES, storage.wal_write.clone())?;
@@ -694,6 +661,20 @@ impl Collector for ReadAtScrape {
     }
 }
 
+impl crate::adapters::prices::PriceGauges for Metrics {
+    fn set_price(&self, token: &str, usd: f64) {
+        self.set_token_price(token, usd);
+    }
+
+    fn set_updated(&self, token: &str, unix_seconds: f64) {
+        self.set_token_price_updated(token, unix_seconds);
+    }
+
+    fn remove_price(&self, token: &str) {
+        self.remove_token_price(token);
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -743,7 +724,7 @@ pub(crate) mod tests {
             "depin_adapter_last_success_timestamp_seconds{node=\"golem\",protocol=\"golem\"} 1700000000",
             "depin_adapter_consecutive_failures{node=\"golem\",protocol=\"golem\"} 0",
             "depin_storj_audit_score{node=\"storj\",protocol=\"storj\",satellite=\"us1\"} 1",
-            "depin_orcha_build_info{revision=",
+            "depin_orcha_build_info{branch=",
             "process_resident_memory_bytes ",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");

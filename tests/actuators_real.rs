@@ -23,7 +23,8 @@ use depin_orcha::actuators::golem_profile::{GolemProfileActuator, GolemProfileSp
 use depin_orcha::actuators::storj_config::{StorjConfigActuator, StorjConfigSpec};
 use depin_orcha::actuators::systemd::{SystemdActuator, SystemdSpec};
 use depin_orcha::actuators::{Actuator, ActuatorError, VerifySpec};
-use depin_orcha::adapters::{Adapter, Allocation, Observation, PollFuture, Resources};
+use depin_orcha::adapters::{Adapter, Observation, PollFuture};
+use depin_orcha::resources::{Allocation, Resources};
 
 const GIB: f64 = 1073741824.0;
 
@@ -772,7 +773,7 @@ async fn storj_config_edits_one_value_restarts_and_undoes() {
         let line = read(&view.join("node_state"));
         let v = line.split_once(':').map(|(_, v)| v.trim().to_string());
         Resources {
-            disk_bytes: v.and_then(|v| depin_orcha::config::units::parse_size(&v).ok()),
+            disk_bytes: v.and_then(|v| depin_orcha::schema::units::parse_size(&v).ok()),
             ..Default::default()
         }
     })));
@@ -935,7 +936,11 @@ async fn the_controller_moves_cores_through_the_docker_engine_and_rolls_back_a_f
     let shared: depin_orcha::clock::SharedClock = Arc::new(clock.clone());
     let sim = |name: &str| {
         let n = config.nodes.iter().find(|n| n.name == name).unwrap();
-        let depin_orcha::config::NodeKind::Sim(spec) = &n.kind else {
+        let Some(spec) = n
+            .kind
+            .as_any()
+            .downcast_ref::<depin_orcha::adapters::sim::SimSpec>()
+        else {
             panic!("sim nodes only")
         };
         Arc::new(SimNode::new(name, spec, shared.clone()))

@@ -10,10 +10,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use depin_orcha::adapters::{self, Adapter, Health, Observation, PollError};
+use depin_orcha::adapters::prices::PriceTable;
+use depin_orcha::adapters::{Adapter, Health, Observation, PollError};
 use depin_orcha::clock::{ManualClock, SharedClock};
 use depin_orcha::config::{self, NodeConfig};
-use depin_orcha::coordinator::{Coordinator, PriceTable, TokioClock};
+use depin_orcha::coordinator::{Coordinator, TokioClock};
 use depin_orcha::metrics::Metrics;
 use depin_orcha::tsdb::Db;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -258,7 +259,7 @@ async fn storj_fake() -> (Fake, String) {
 
 fn storj_node(url: &str, clock: SharedClock) -> Arc<dyn Adapter> {
     let n = node(&format!("    kind: storj\n    storj: {{url: \"{url}\"}}\n"));
-    adapters::build(&n, clock)
+    n.build(clock)
 }
 
 #[tokio::test]
@@ -433,7 +434,7 @@ async fn golem_invoices_count_settled_once_with_the_app_key() {
         "    kind: golem\n    golem: {{url: \"{url}\", app_key_file: \"{}\", hardware_file: \"{hw}\"}}\n",
         key.display()
     ));
-    let a = adapters::build(&n, clock());
+    let a = n.build(clock());
     let o = poll(a.as_ref()).await.unwrap();
     assert_eq!(o.earnings["GLM"], 0.012345);
     assert_eq!(f.auth_of("/payment-api").as_deref(), Some("Bearer k-123"));
@@ -472,7 +473,7 @@ async fn golem_invoices_count_settled_once_with_the_app_key() {
         key.display()
     ));
     f.json("/payment-api/v1/invoices", &fixture("golem/invoices.json"));
-    let o = poll(adapters::build(&n, clock()).as_ref()).await.unwrap();
+    let o = poll(n.build(clock()).as_ref()).await.unwrap();
     assert_eq!(o.earnings["GLM"], 0.112345);
 }
 
@@ -486,7 +487,7 @@ async fn golem_faults() {
         "    kind: golem\n    golem: {{url: \"{url}\", app_key_file: \"{}\", hardware_file: /nonexistent/hardware.json}}\n",
         key.display()
     ));
-    let a = adapters::build(&n, clock());
+    let a = n.build(clock());
     for (reply, reason) in [
         (Reply::Json(401, "{}".into()), "http_status"),
         (Reply::Json(500, "{}".into()), "http_status"),
@@ -527,7 +528,7 @@ async fn golem_payment_status_both_shapes() {
             "    kind: golem\n    golem: {{earnings: status, count_accepted: {accepted}, status_command: [cat, \"{}\"]}}\n",
             fixture_path(file)
         ));
-        let o = poll(adapters::build(&n, clock()).as_ref()).await.unwrap();
+        let o = poll(n.build(clock()).as_ref()).await.unwrap();
         assert_eq!(o.earnings["GLM"], want, "{file}");
         assert_eq!(gauge(&o, "golem_wallet_balance_glm", None), Some(12.3456));
     }
@@ -566,7 +567,7 @@ async fn streamr_info_and_operator_earnings_in_exact_wei() {
         "    kind: streamr\n    streamr:\n      url: \"{url}/info\"\n      api_key_file: \"{}\"\n      earnings: {{rpc_url: \"{url}/rpc\", operator_contract: \"0x00000000000000000000000000000000000000aB\"}}\n",
         key.display()
     ));
-    let a = adapters::build(&n, clock());
+    let a = n.build(clock());
     let o = poll(a.as_ref()).await.unwrap();
     assert_eq!(
         o.earnings["DATA"],
@@ -596,15 +597,12 @@ async fn streamr_info_and_operator_earnings_in_exact_wei() {
     ));
     f.json("/info", "{}");
     f.json("/rpc", r#"{"jsonrpc":"2.0","id":1,"result":"0x1234"}"#);
-    let o = poll(adapters::build(&n, clock()).as_ref()).await.unwrap();
+    let o = poll(n.build(clock()).as_ref()).await.unwrap();
     assert!(o.earnings.is_empty());
     assert_eq!(o.skipped, ["getSponsorshipsAndEarnings"]);
     f.set("/info", Reply::Huge(50 << 20));
     assert_eq!(
-        poll(adapters::build(&n, clock()).as_ref())
-            .await
-            .unwrap_err()
-            .reason(),
+        poll(n.build(clock()).as_ref()).await.unwrap_err().reason(),
         "too_large"
     );
 }
@@ -628,7 +626,7 @@ async fn grass_health_from_a_fake_docker_socket_and_opt_in_points() {
         sock.display(),
         token.display()
     ));
-    let a = adapters::build(&n, clock());
+    let a = n.build(clock());
     let o = poll(a.as_ref()).await.unwrap();
     assert_eq!(o.earnings["GRASS"], 123456.5);
     assert_eq!(gauge(&o, "grass_container_restarts", None), Some(2.0));
@@ -660,10 +658,7 @@ async fn grass_health_from_a_fake_docker_socket_and_opt_in_points() {
         dir.path().display()
     ));
     assert_eq!(
-        poll(adapters::build(&n, clock()).as_ref())
-            .await
-            .unwrap_err()
-            .reason(),
+        poll(n.build(clock()).as_ref()).await.unwrap_err().reason(),
         "refused"
     );
 }
@@ -680,7 +675,7 @@ async fn http_json_maps_pointers_with_scales_and_skips_wrong_types() {
         "    kind: http_json\n    http_json:\n      protocol: mynode\n      url: \"{url}/status\"\n      headers: {{X-Api-Key: abc}}\n      earnings:\n        USD: {{pointer: /wallet/earned_cents, scale: 0.01}}\n        PTS: /wallet/points\n        BAD: /wallet/missing\n      usage:\n        cpu_cores: /res/cpu\n        memory_bytes: {{pointer: /res/mem_mib, scale: 1048576}}\n        disk_bytes: /res/disk\n      allocation_fields: {{cpu_cores: /cap/cpu}}\n"
     ));
     assert_eq!(n.protocol(), "mynode");
-    let a = adapters::build(&n, clock());
+    let a = n.build(clock());
     let o = poll(a.as_ref()).await.unwrap();
     assert_eq!(o.earnings["USD"], 12.34);
     assert_eq!(o.earnings["PTS"], 17.5);
@@ -704,7 +699,7 @@ async fn prometheus_kind_reads_a_storj_exporter() {
     let n = node(&format!(
         "    kind: prometheus\n    prometheus:\n      protocol: storj\n      url: \"{url}/metrics\"\n      earnings:\n        USD: {{metric: storj_payout_currentMonth, labels: {{type: payout}}, scale: 0.01}}\n      usage:\n        disk_bytes: {{metric: storj_total_diskspace, labels: {{type: used}}}}\n      allocation_fields:\n        disk_bytes: {{metric: storj_total_diskspace, labels: {{type: available}}}}\n        cpu_cores: {{metric: nonexistent}}\n"
     ));
-    let a = adapters::build(&n, clock());
+    let a = n.build(clock());
     let o = poll(a.as_ref()).await.unwrap();
     assert_eq!(o.earnings["USD"], 1.6449);
     assert_eq!(o.usage.disk_bytes, Some(3.381577296e12));
@@ -724,7 +719,7 @@ async fn exec_kind_runs_argv_without_a_shell() {
     let n = node(
         "    kind: exec\n    exec:\n      protocol: custom\n      command: [echo, '{\"earnings\":{\"GLM\":2.5},\"usage\":{\"cpu_cores\":\"x\"}}']\n",
     );
-    let o = poll(adapters::build(&n, clock()).as_ref()).await.unwrap();
+    let o = poll(n.build(clock()).as_ref()).await.unwrap();
     assert_eq!(o.earnings["GLM"], 2.5);
     assert_eq!(o.skipped, ["/usage/cpu_cores"]);
 }
@@ -750,7 +745,7 @@ async fn http_price_source_updates_prices_and_expires_them() {
         spec,
         static_prices: cfg.prices.clone(),
         table: table.clone(),
-        metrics: metrics.clone(),
+        gauges: metrics.clone(),
         clock: Arc::new(mc.clone()),
     };
     let mut last = Default::default();
@@ -858,8 +853,8 @@ fn examples_load() {
     for e in std::fs::read_dir(&dir).unwrap() {
         let p = e.unwrap().path();
         let name = p.file_name().unwrap().to_string_lossy().to_string();
-        // prometheus.yml is a Prometheus config, not ours.
-        if !name.ends_with(".yml") || name == "prometheus.yml" {
+        // prometheus.yml and alertmanager.yml are Prometheus' and Alertmanager's configs.
+        if !name.ends_with(".yml") || name == "prometheus.yml" || name == "alertmanager.yml" {
             continue;
         }
         let c = config::load_file(&p).unwrap_or_else(|e| panic!("{name}:\n{e}"));

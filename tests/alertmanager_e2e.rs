@@ -203,7 +203,7 @@ impl RealAlertmanager {
 
 /// GET over http or https (trusting `ca` besides Mozilla's roots).
 async fn get(url: &str, ca: Option<&std::path::Path>) -> Result<(u16, String), String> {
-    let connector = depin_orcha::adapters::http::pooled_connector(Duration::from_secs(5), ca)?;
+    let connector = depin_orcha::net::http::pooled_connector(Duration::from_secs(5), ca)?;
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
     let uri: hyper::Uri = url.parse().map_err(|e| format!("{e}"))?;
     let resp = tokio::time::timeout(Duration::from_secs(5), client.get(uri))

@@ -1,4 +1,4 @@
-//! The shipped `rules/alerts.yml` in a real Prometheus scraping the real depin-orcha binary,
+//! The shipped `rules/prometheus/alerts.yml` in a real Prometheus scraping the real depin-orcha binary,
 //! and in depin-orcha itself: a simulated node that fails every poll fires `DepinNodeDown` in
 //! both, with the same labels (Prometheus adds `job` and `instance` at scrape time) and the same
 //! annotations. The shipped alert waits `for: 5m`; this test shortens that one value.
@@ -36,7 +36,7 @@ fn prometheus_and_depin_orcha_fire_the_same_node_down_alert() {
     };
     let dir = temp_dir("alerts-vs-prom");
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let shipped = std::fs::read_to_string(root.join("rules/alerts.yml")).unwrap();
+    let shipped = std::fs::read_to_string(root.join("rules/prometheus/alerts.yml")).unwrap();
     let anchor = "depin_adapter_up == 0\n        for: 5m";
     assert!(
         shipped.contains(anchor),

@@ -81,7 +81,7 @@ fn check_rules_takes_optimization_rules_and_names_the_bad_line() {
             "check",
             "rules",
             &repo("rules/optimization.yml"),
-            &repo("rules/alerts.yml"),
+            &repo("rules/prometheus/alerts.yml"),
         ])
         .output()
         .unwrap();

@@ -53,11 +53,11 @@ fn fast_demo(dir: &Path) -> PathBuf {
     p
 }
 
-/// The shipped storage alerts, taken from rules/alerts.yml as they are, in a group evaluated
+/// The shipped storage alerts, taken from rules/prometheus/alerts.yml as they are, in a group evaluated
 /// every second.
 fn storage_alerts(dir: &Path) -> PathBuf {
     let shipped: serde_yaml::Value = serde_yaml::from_str(
-        &std::fs::read_to_string(Path::new(ROOT).join("rules/alerts.yml")).unwrap(),
+        &std::fs::read_to_string(Path::new(ROOT).join("rules/prometheus/alerts.yml")).unwrap(),
     )
     .unwrap();
     let mut rules = Vec::new();

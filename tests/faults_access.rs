@@ -158,7 +158,7 @@ fn listening_beyond_loopback_unprotected_warns() {
         if line.contains("level=warn") && line.contains("beyond loopback") {
             warned = true;
         }
-        if line.contains("message=listening") {
+        if line.contains("msg=listening") {
             break;
         }
     }

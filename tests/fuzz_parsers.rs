@@ -90,7 +90,10 @@ fn corpus(target: &str) -> Vec<String> {
     // The files the project ships are seeds too, read where they are rather than copied into
     // the corpus (a copy goes stale the first time the shipped file changes).
     let shipped: &[&str] = match target {
-        "rules" => &["rules/alerts.yml", "rules/recording.yml"],
+        "rules" => &[
+            "rules/prometheus/alerts.yml",
+            "rules/prometheus/recording.yml",
+        ],
         "optimization" => &["rules/optimization.yml"],
         "config" => &["src/config/demo.yml"],
         _ => &[],
@@ -971,7 +974,7 @@ fn poll_target(ns: &str, target: &str, body: &[u8]) -> Result<Observation, PollE
     .unwrap_or_else(|e| panic!("{target}: the config does not load: {e}"));
     let clock: depin_orcha::clock::SharedClock =
         Arc::new(depin_orcha::clock::ManualClock::new(1_767_225_600_000));
-    let node = adapters::build(&cfg.nodes[0], clock);
+    let node = cfg.nodes[0].build(clock);
     RT.block_on(async {
         tokio::time::timeout(Duration::from_secs(5), node.poll())
             .await
@@ -1066,14 +1069,14 @@ fn fuzz_adapters_arbitrary_bytes() {
 
 /// The price API failing in each way a user meets (no answer within the timeout, a 500, a
 /// garbled body) keeps the last price and its update time, so the price ages; the shipped
-/// `DepinTokenPriceStale` (rules/alerts.yml, evaluated by the rule manager over the stored
+/// `DepinTokenPriceStale` (rules/prometheus/alerts.yml, evaluated by the rule manager over the stored
 /// scrapes on a manual clock, one scrape, refresh and evaluation a minute) fires once the price
 /// is an hour old plus its `for: 5m`, and not before.
 #[test]
 fn price_api_faults_age_the_price_until_the_shipped_alert_fires() {
     use depin_orcha::adapters::prices::HttpPriceSource;
+    use depin_orcha::adapters::prices::PriceTable;
     use depin_orcha::clock::ManualClock;
-    use depin_orcha::coordinator::PriceTable;
     use depin_orcha::metrics::Metrics;
     use depin_orcha::rules::manager::{ManagerOptions, RuleManager};
 
@@ -1096,7 +1099,7 @@ fn price_api_faults_age_the_price_until_the_shipped_alert_fires() {
         spec: cfg.price_source.clone().unwrap(),
         static_prices: cfg.prices.clone(),
         table: Arc::new(PriceTable::new(cfg.prices.clone())),
-        metrics: metrics.clone(),
+        gauges: metrics.clone(),
         clock: clock.clone(),
     };
     let db = Arc::new(Db::in_memory());
@@ -1115,7 +1118,7 @@ fn price_api_faults_age_the_price_until_the_shipped_alert_fires() {
         "http://localhost:9817/".into(),
     );
     manager
-        .load(&[Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/alerts.yml")])
+        .load(&[Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/prometheus/alerts.yml")])
         .expect("the shipped alerts load");
 
     let garbled = br#"{"storj":{"usd":0.4"#;

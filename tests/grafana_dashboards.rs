@@ -96,6 +96,9 @@ impl Query {
 }
 
 /// `label_values(<selector>, <label>)` → (selector, label).
+/// The `label` of the host picker's query: its values come from `instance` or `host`.
+const HOST_LABELS: &str = "instance|host";
+
 fn label_values(q: &str) -> Option<(String, String)> {
     let inner = q.trim().strip_prefix("label_values(")?.strip_suffix(')')?;
     let (sel, label) = inner.rsplit_once(',')?;
@@ -148,12 +151,20 @@ fn queries(name: &str, d: &Value) -> Vec<Query> {
             .as_str()
             .or(v["query"].as_str())
             .unwrap_or("");
-        let (sel, label) = label_values(q).unwrap_or_else(|| {
-            panic!(
-                "{name}: variable {}: not label_values(selector, label): {q}",
-                v["name"]
-            )
-        });
+        // The host picker lists both fleet labels from one query's series.
+        let (sel, label) = match q
+            .trim()
+            .strip_prefix("query_result(")
+            .and_then(|r| r.strip_suffix(')'))
+        {
+            Some(inner) => (inner.to_string(), HOST_LABELS.to_string()),
+            None => label_values(q).unwrap_or_else(|| {
+                panic!(
+                    "{name}: variable {}: not label_values(selector, label) nor query_result(expr): {q}",
+                    v["name"]
+                )
+            }),
+        };
         out.push(Query {
             dashboard: name.into(),
             owner: format!("variable: {}", v["name"].as_str().unwrap_or("")),
@@ -225,6 +236,79 @@ fn dashboards_are_valid_grafana_json_models() {
             "{name}: title"
         );
 
+        // grafana.com's export format: the data source to pick at import, what it requires.
+        let inputs = d["__inputs"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name}: __inputs"));
+        assert!(
+            inputs
+                .iter()
+                .any(|i| i["type"] == "datasource" && i["pluginId"] == "prometheus"),
+            "{name}: __inputs names a Prometheus data source"
+        );
+        let requires = d["__requires"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name}: __requires"));
+        for (kind, id) in [("grafana", "grafana"), ("datasource", "prometheus")] {
+            assert!(
+                requires.iter().any(|r| r["type"] == kind && r["id"] == id),
+                "{name}: __requires {kind} {id}"
+            );
+        }
+        for p in panels(&d) {
+            if let Some(t) = p["type"].as_str().filter(|t| *t != "row") {
+                assert!(
+                    requires
+                        .iter()
+                        .any(|r| r["type"] == "panel" && r["id"] == t),
+                    "{name}: __requires lacks panel {t}"
+                );
+            }
+        }
+        if name == "overview.json" {
+            // Drill-down: the node table's `node` cells open the node dashboard on that node,
+            // host and data source.
+            let table = panels(&d)
+                .into_iter()
+                .find(|p| p["title"] == "Nodes")
+                .expect("the Nodes table");
+            let links = format!("{}", table["fieldConfig"]["overrides"]);
+            for part in [
+                "/d/depin-orcha-node/",
+                "var-node=${__data.fields.node}",
+                "var-host=${__data.fields.instance}${__data.fields.host}",
+                "${datasource:queryparam}",
+                "${__url_time_range}",
+            ] {
+                assert!(
+                    links.contains(part),
+                    "{name}: node link lacks {part}: {links}"
+                );
+            }
+            let node_uid = dashboards()
+                .into_iter()
+                .find(|(n, _)| n == "node.json")
+                .map(|(_, d)| d["uid"].clone())
+                .expect("node.json");
+            assert_eq!(node_uid, "depin-orcha-node");
+        }
+        // Legends tell hosts apart: a series per node or host names its instance or host.
+        for p in panels(&d) {
+            for t in p["targets"].as_array().into_iter().flatten() {
+                let (e, l) = (
+                    t["expr"].as_str().unwrap_or(""),
+                    t["legendFormat"].as_str().unwrap_or(""),
+                );
+                if e.contains("by (instance, host") && !l.is_empty() {
+                    assert!(
+                        l.contains("{{instance}}{{host}}"),
+                        "{name} / {}: legend {l:?} of a per-host query lacks {{{{instance}}}}{{{{host}}}}",
+                        p["title"]
+                    );
+                }
+            }
+        }
+
         // Variables: $datasource lists Prometheus data sources, $instance is a multi-value
         // query variable whose All matches series without an instance label too.
         let vars: BTreeMap<&str, &Value> = d["templating"]["list"]
@@ -241,14 +325,20 @@ fn dashboards_are_valid_grafana_json_models() {
             ds["query"], "prometheus",
             "{name}: $datasource lists Prometheus data sources"
         );
+        // One host picker: $host lists the scraped (instance) and the pushing (host) hosts.
+        assert!(
+            !vars.contains_key("instance"),
+            "{name}: a second host picker ($instance)"
+        );
         let inst = vars
-            .get("instance")
-            .unwrap_or_else(|| panic!("{name}: no $instance variable"));
-        assert_eq!(inst["type"], "query", "{name}: $instance");
-        assert_eq!(inst["includeAll"], true, "{name}: $instance has All");
+            .get("host")
+            .unwrap_or_else(|| panic!("{name}: no $host variable"));
+        assert_eq!(inst["type"], "query", "{name}: $host");
+        assert_eq!(inst["label"], "Host", "{name}: $host");
+        assert_eq!(inst["includeAll"], true, "{name}: $host has All");
         assert_eq!(
             inst["allValue"], ".*",
-            "{name}: $instance's All must be .* (matches the absent label)"
+            "{name}: $host's All must be .* (matches the absent label)"
         );
         if name == "node.json" {
             assert!(
@@ -333,7 +423,7 @@ fn every_query_parses_and_filters_by_instance() {
                 .unwrap_or_else(|e| panic!("{}: does not parse: {e}", q.what()));
             let mut sels = Vec::new();
             selectors(&e, &mut sels);
-            if matches!(q.label.as_deref(), Some("instance" | "host")) {
+            if q.label.as_deref() == Some(HOST_LABELS) {
                 // The variables that list the hosts cannot filter by themselves.
                 continue;
             }
@@ -343,13 +433,14 @@ fn every_query_parses_and_filters_by_instance() {
                 q.what()
             );
             for s in sels {
-                for (label, value) in [("instance", SENTINEL), ("host", HOST)] {
+                let value = format!("{HOST}|");
+                for label in ["instance", "host"] {
                     let ok = s.matchers.matchers.iter().any(|m| {
                         m.name == label && matches!(m.op, MatchOp::Re(_)) && m.value == value
                     });
                     assert!(
                         ok,
-                        "{}: selector {s} does not filter by {label}=~\"${label}\"",
+                        "{}: selector {s} does not filter by {label}=~\"$host|\"",
                         q.what()
                     );
                 }
@@ -407,6 +498,14 @@ fn has_data(
     let Some(l) = label else {
         return Ok(!res.is_empty());
     };
+    if l == HOST_LABELS {
+        // query_result: Grafana reads the values out of the series' text.
+        return Ok(res.iter().any(|s| {
+            ["instance", "host"]
+                .iter()
+                .any(|l| s["metric"][*l].as_str().is_some_and(|v| !v.is_empty()))
+        }));
+    }
     let in_series = res
         .iter()
         .any(|s| s["metric"][l].as_str().is_some_and(|v| !v.is_empty()));
@@ -478,8 +577,14 @@ fn every_panel_shows_data_from_depin_orcha_and_from_prometheus() {
     );
     let config = tmp.path().join("demo.yml");
     std::fs::write(&config, demo).expect("write config");
-    let recording = root().join("rules/recording.yml").display().to_string();
-    let alerts = root().join("rules/alerts.yml").display().to_string();
+    let recording = root()
+        .join("rules/prometheus/recording.yml")
+        .display()
+        .to_string();
+    let alerts = root()
+        .join("rules/prometheus/alerts.yml")
+        .display()
+        .to_string();
     // The shipped optimization rules plan every 5 minutes; plan every second so the controller's
     // series (plans, gate verdicts) exist within the test.
     let optimization = tmp.path().join("optimization.yml");
@@ -619,7 +724,7 @@ fn every_panel_shows_data_from_depin_orcha_and_from_prometheus() {
             *addr,
             Some("instance"),
             &inst,
-            ".*",
+            &inst,
         ));
     }
     if let Some((_, addr)) = &central {
@@ -664,7 +769,7 @@ fn every_panel_shows_data_from_depin_orcha_and_from_prometheus() {
             // (depin-orcha has neither); their All (.*) still works: there the selector only
             // has to return series.
             let label = match q.label.as_deref() {
-                Some(l @ ("instance" | "host")) if be.fleet_label != Some(l) => None,
+                Some(HOST_LABELS) if be.fleet_label.is_none() => None,
                 l => l,
             };
             match has_data(be.addr, &c.expr, q.instant, label) {
@@ -880,7 +985,7 @@ fn provisioning_and_compose_fit_together() {
         .expect("grafana mounts /etc/grafana/provisioning");
     assert_eq!(prov_dir, root().join("grafana/provisioning"));
 
-    // Prometheus' config inside the container: its rule_files resolve to rules/*.yml through
+    // Prometheus' config inside the container: its rule_files resolve to rules/prometheus/*.yml through
     // the mounts, and promtool accepts it.
     let prom = &services["prometheus"];
     let cmd: Vec<String> = prom["command"]
@@ -911,7 +1016,7 @@ fn provisioning_and_compose_fit_together() {
             host_path_of(prom, dir).unwrap_or_else(|| panic!("prometheus does not mount {dir}"));
         assert_eq!(
             host_dir,
-            root().join("rules"),
+            root().join("rules/prometheus"),
             "rule_files {rf} resolves to {}",
             in_container.display()
         );

@@ -885,9 +885,13 @@ async fn metadata_from_the_registry() {
 async fn buildinfo_exemplars_and_format_query() {
     let srv = TestServer::start(fixed_state()).await;
     let expected = format!(
-        r#"{{"status":"success","data":{{"version":"{}","revision":"{}","branch":"","buildUser":"","buildDate":"","goVersion":""}}}}"#,
+        r#"{{"status":"success","data":{{"version":"{}","revision":"{}","branch":"{}","buildUser":"{}","buildDate":"{}","goVersion":"{}"}}}}"#,
         depin_orcha::build::VERSION,
-        depin_orcha::build::REVISION
+        depin_orcha::build::REVISION,
+        depin_orcha::build::BRANCH,
+        depin_orcha::build::BUILD_USER,
+        depin_orcha::build::BUILD_DATE,
+        depin_orcha::build::RUSTC_VERSION,
     );
     assert_json(
         &srv.get("/api/v1/status/buildinfo").await,

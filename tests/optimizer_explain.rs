@@ -6,8 +6,8 @@
 //! USD/h), so the fitted scale is 1 and the model is the curves themselves. The best split
 //! (steepest slopes first): a 4 MB/s, b 6 MB/s, worth 1.3 USD/h against 1.28333 now.
 
-use depin_orcha::adapters::{Allocation, Resources};
 use depin_orcha::optimizer::{self, Inputs, NodeInputs};
+use depin_orcha::resources::{Allocation, Resources};
 
 const RULES: &str = r#"
 gates:

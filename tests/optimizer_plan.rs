@@ -7,11 +7,11 @@
 
 use std::path::Path;
 
-use depin_orcha::adapters::{Allocation, Resource, Resources};
+use depin_orcha::adapters::sim::market::{Market, MarketParams, Protocol};
 use depin_orcha::labels::Labels;
 use depin_orcha::optimizer::{self, CurrentNode};
 use depin_orcha::promql::Engine;
-use depin_orcha::sim::market::{Market, MarketParams, Protocol};
+use depin_orcha::resources::{Allocation, Resource, Resources};
 use depin_orcha::tsdb::Db;
 
 const GIB: f64 = 1073741824.0;

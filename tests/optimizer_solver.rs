@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use depin_orcha::adapters::{Allocation, Resource, Resources};
 use depin_orcha::optimizer::{greedy, solve, Curve, Group, NodeModel, Problem, ResourceCurve};
+use depin_orcha::resources::{Allocation, Resource, Resources};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 

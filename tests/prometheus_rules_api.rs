@@ -13,9 +13,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use depin_orcha::clock::ManualClock;
+use depin_orcha::http::rules as api;
 use depin_orcha::labels::Labels;
 use depin_orcha::promql::Engine;
-use depin_orcha::rules::{api, ManagerOptions, RuleManager};
+use depin_orcha::rules::{ManagerOptions, RuleManager};
 use depin_orcha::tsdb::Db;
 
 const RULES: &str = r#"groups:

@@ -8,19 +8,20 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use depin_orcha::actuators::{sim::SimActuator, Actuator, VerifySpec};
+use depin_orcha::adapters::sim::market::{MarketParams, Protocol};
 use depin_orcha::adapters::sim::{SimNode, SimSpec};
-use depin_orcha::adapters::{Allocatable, Allocation};
+use depin_orcha::adapters::Allocatable;
 use depin_orcha::clock::{Clock, ManualClock, SharedClock};
 use depin_orcha::coordinator::NodeHealth;
+use depin_orcha::http::control::ControlApi;
 use depin_orcha::http::{self, AppState, Params, RouteRequest};
 use depin_orcha::optimizer::{ConfidenceRule, Gates, OptimizationRules, Plan};
 use depin_orcha::promql::Engine;
 use depin_orcha::reallocation::controller::ControllerParts;
 use depin_orcha::reallocation::{
-    ControlApi, ControlledNode, Controller, ControllerOptions, HealthSource, History, PlanInput,
-    Planner,
+    ControlledNode, Controller, ControllerOptions, HealthSource, History, PlanInput, Planner,
 };
-use depin_orcha::sim::market::{MarketParams, Protocol};
+use depin_orcha::resources::Allocation;
 use depin_orcha::tsdb::Db;
 use hyper::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use hyper::{Method, StatusCode};

@@ -7,8 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use depin_orcha::adapters::sim::SimNode;
-use depin_orcha::adapters::{Adapter, Allocatable, Resources};
+use depin_orcha::adapters::sim::{SimNode, SimSpec};
+use depin_orcha::adapters::{Adapter, Allocatable};
 use depin_orcha::clock::{Clock, ManualClock, SharedClock};
 use depin_orcha::config::Config;
 use depin_orcha::coordinator::NodeHealth;
@@ -18,6 +18,7 @@ use depin_orcha::reallocation::controller::ControllerParts;
 use depin_orcha::reallocation::{
     controlled_nodes, Controller, ControllerOptions, HealthSource, History, PlanInput, Planner,
 };
+use depin_orcha::resources::Resources;
 use depin_orcha::tsdb::Db;
 
 const T0: i64 = 1_767_225_600_000;
@@ -123,10 +124,7 @@ async fn the_lp_plan_is_gated_applied_and_then_held() {
     let shared: SharedClock = Arc::new(clock.clone());
     let mut sims: BTreeMap<String, Arc<SimNode>> = BTreeMap::new();
     for n in &config.nodes {
-        // Irrefutable while `sim` is the only node kind; keeps compiling when more arrive.
-        #[allow(irrefutable_let_patterns)]
-        let depin_orcha::config::NodeKind::Sim(spec) = &n.kind
-        else {
+        let Some(spec) = n.kind.as_any().downcast_ref::<SimSpec>() else {
             panic!("the test config has sim nodes only")
         };
         sims.insert(

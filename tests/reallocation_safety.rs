@@ -11,8 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use depin_orcha::actuators::{self, ActFuture, Actuator, ActuatorError, VerifySpec};
+use depin_orcha::adapters::sim::market::{MarketParams, Protocol};
 use depin_orcha::adapters::sim::{SimNode, SimSpec};
-use depin_orcha::adapters::{Allocatable, Allocation, Resource, Resources};
+use depin_orcha::adapters::Allocatable;
 use depin_orcha::clock::{Clock, ManualClock, SharedClock};
 use depin_orcha::coordinator::NodeHealth;
 use depin_orcha::labels::Labels;
@@ -24,7 +25,7 @@ use depin_orcha::reallocation::{
     ApplyRequest, ControlledNode, Controller, ControllerOptions, HealthSource, History, Outcome,
     PlanInput, Planner, Record, Source, Step,
 };
-use depin_orcha::sim::market::{MarketParams, Protocol};
+use depin_orcha::resources::{Allocation, Resource, Resources};
 use depin_orcha::tsdb::Db;
 
 const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z

@@ -22,8 +22,8 @@ fn options(days: f64, seed: Option<u64>) -> Options {
         poll_interval: Some(Duration::from_secs(60)),
         rules,
         rule_files: vec![
-            root().join("rules/recording.yml"),
-            root().join("rules/alerts.yml"),
+            root().join("rules/prometheus/recording.yml"),
+            root().join("rules/prometheus/alerts.yml"),
         ],
         progress: None,
     }

@@ -32,7 +32,8 @@ use bollard::models::ContainerUpdateBody;
 use bollard::Docker;
 
 use super::{verify_reported, ActFuture, Actuator, ActuatorError, VerifySpec};
-use crate::adapters::{Adapter, Allocation, Resource};
+use crate::adapters::Adapter;
+use crate::resources::{Allocation, Resource};
 
 /// Where the Docker Engine listens by default.
 pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
@@ -324,9 +325,9 @@ impl Actuator for DockerActuator {
                     c => wrong.push(format!(
                         "container {} has {} CPUs (expected {})",
                         self.spec.container,
-                        c.map(crate::config::units::trim_float)
+                        c.map(crate::schema::units::trim_float)
                             .unwrap_or_else(|| "unlimited".into()),
-                        crate::config::units::trim_float(expected.cpu_cores)
+                        crate::schema::units::trim_float(expected.cpu_cores)
                     )),
                 }
             }

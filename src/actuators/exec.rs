@@ -23,8 +23,9 @@ use std::time::Duration;
 
 use super::process::{self, find_program};
 use super::{verify_by_polling, ActFuture, Actuator, ActuatorError, VerifySpec};
-use crate::adapters::{Adapter, Allocation};
-use crate::config::units;
+use crate::adapters::Adapter;
+use crate::resources::Allocation;
+use crate::schema::units;
 
 /// The default time a command may take.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);

@@ -23,8 +23,9 @@ use std::time::Duration;
 
 use super::process::{self, find_program};
 use super::{verify_reported, ActFuture, Actuator, ActuatorError, VerifySpec};
-use crate::adapters::{Adapter, Allocation, Resource};
-use crate::config::units::trim_float;
+use crate::adapters::Adapter;
+use crate::resources::{Allocation, Resource};
+use crate::schema::units::trim_float;
 
 /// The program run by default (found in `PATH`).
 pub const DEFAULT_PROGRAM: &str = "ya-provider";

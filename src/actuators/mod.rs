@@ -23,14 +23,16 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::adapters::{Adapter, Allocation, Resource, Resources};
-use crate::config::units;
-use crate::optimizer;
+use crate::adapters::Adapter;
+
+use crate::resources::{Allocation, Resource, Resources};
+use crate::schema::units;
 
 pub mod docker;
 pub mod exec;
 pub mod golem_profile;
 pub mod process;
+pub mod rule;
 pub mod sim;
 pub mod storj_config;
 pub mod systemd;
@@ -153,8 +155,8 @@ impl ActuatorKind {
     /// The kind of `node` from its optimization rule, with the defaults filled in. The error
     /// says what is missing or wrong (the parser has checked each key already); the caller
     /// names the rule's path and leaves the node unmoved, while the others run.
-    pub fn from_rule(rule: &optimizer::ActuatorRule, node: &str) -> Result<ActuatorKind, String> {
-        use optimizer::ActuatorKind as K;
+    pub fn from_rule(rule: &rule::ActuatorRule, node: &str) -> Result<ActuatorKind, String> {
+        use rule::RuleKind as K;
         let p = &rule.params;
         let name = rule.kind.name();
         Ok(match rule.kind {
@@ -436,11 +438,8 @@ pub async fn verify_reported(
 mod tests {
     use super::*;
 
-    fn rule(
-        kind: optimizer::ActuatorKind,
-        params: optimizer::ActuatorParams,
-    ) -> optimizer::ActuatorRule {
-        optimizer::ActuatorRule {
+    fn rule(kind: rule::RuleKind, params: rule::ActuatorParams) -> rule::ActuatorRule {
+        rule::ActuatorRule {
             kind,
             command: None,
             params,
@@ -449,7 +448,7 @@ mod tests {
 
     #[test]
     fn exec_rule_carries_undo_and_check_templates() {
-        use optimizer::{ActuatorKind as K, ActuatorParams as P};
+        use rule::{ActuatorParams as P, RuleKind as K};
         let argv = |a: &[&str]| Some(a.iter().map(|s| s.to_string()).collect::<Vec<_>>());
         let mut r = rule(
             K::Exec,
@@ -469,7 +468,7 @@ mod tests {
 
     #[test]
     fn rules_become_kinds_with_defaults() {
-        use optimizer::{ActuatorKind as K, ActuatorParams as P};
+        use rule::{ActuatorParams as P, RuleKind as K};
         let d = ActuatorKind::from_rule(&rule(K::Docker, P::default()), "grass").unwrap();
         assert_eq!(
             d,

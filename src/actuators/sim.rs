@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use super::{verify_by_polling, ActFuture, Actuator, ActuatorError, VerifySpec};
-use crate::adapters::{Adapter, Allocation};
+use crate::adapters::Adapter;
+use crate::resources::Allocation;
 
 pub struct SimActuator {
     adapter: Arc<dyn Adapter>,
@@ -83,10 +84,10 @@ impl Actuator for SimActuator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapters::sim::market::{MarketParams, Protocol};
     use crate::adapters::sim::{SimNode, SimSpec};
     use crate::adapters::Allocatable;
     use crate::clock::ManualClock;
-    use crate::sim::market::{MarketParams, Protocol};
 
     fn node() -> Arc<SimNode> {
         let spec = SimSpec {

@@ -40,8 +40,9 @@ use std::time::Duration;
 
 use super::process::{self, find_program};
 use super::{verify_reported, ActFuture, Actuator, ActuatorError, VerifySpec};
-use crate::adapters::{Adapter, Allocation, Resource};
-use crate::config::units::parse_size;
+use crate::adapters::Adapter;
+use crate::resources::{Allocation, Resource};
+use crate::schema::units::parse_size;
 
 /// The config key Storj reads the allocation from.
 pub const KEY: &str = "storage.allocated-disk-space";

@@ -15,8 +15,8 @@ use std::time::Duration;
 use serde_yaml::Value;
 
 use super::PollError;
-use crate::config::diag::{join_key, Diagnostics};
-use crate::config::units;
+use crate::schema::diag::{join_key, Diagnostics};
+use crate::schema::units;
 
 /// An `http://` or `https://` URL at `path`, or `default` when absent.
 pub fn http_url(
@@ -179,7 +179,7 @@ pub fn headers(v: Option<&std::collections::BTreeMap<String, String>>) -> Vec<(S
 /// limits, the Storj allocation), shown where the node does not report its own and checked
 /// against the host capacity.
 pub fn optional_allocation(
-    raw: Option<&crate::config::RawAllocation>,
+    raw: Option<&crate::schema::RawAllocation>,
     block_path: &str,
     d: &mut Diagnostics,
 ) -> Option<Option<super::Allocation>> {

@@ -25,12 +25,11 @@ use tokio::io::AsyncReadExt;
 
 use super::conf;
 use super::fields::number_or_string;
-use super::http::DEFAULT_BODY_LIMIT;
-use super::{
-    Adapter, Allocation, ExtraGauge, Health, Observation, PollError, PollFuture, Resource,
-};
-use crate::config::diag::{join_key, Diagnostics};
-use crate::config::RawAllocation;
+use super::{Adapter, ExtraGauge, Health, Observation, PollError, PollFuture};
+use crate::net::http::DEFAULT_BODY_LIMIT;
+use crate::resources::{Allocation, Resource};
+use crate::schema::diag::{join_key, Diagnostics};
+use crate::schema::RawAllocation;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct ExecSpec {
@@ -276,6 +275,33 @@ impl Adapter for ExecNode {
             let v = run_json(&self.spec.command, self.spec.timeout).await?;
             read_output(&v)
         })
+    }
+}
+
+impl super::kind::NodeSpec for ExecSpec {
+    fn kind(&self) -> &'static str {
+        "exec"
+    }
+
+    fn protocol(&self) -> &str {
+        &self.protocol
+    }
+
+    fn allocation(&self) -> Option<crate::resources::Allocation> {
+        self.allocation
+    }
+
+    fn tokens(&self) -> Vec<String> {
+        // What a program prints is only known when it runs.
+        Vec::new()
+    }
+
+    fn build(
+        &self,
+        name: &str,
+        _clock: crate::clock::SharedClock,
+    ) -> std::sync::Arc<dyn super::Adapter> {
+        std::sync::Arc::new(ExecNode::new(name, self.clone()))
     }
 }
 

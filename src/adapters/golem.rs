@@ -29,11 +29,12 @@ use super::conf::{self, Credential};
 use super::decimal::Decimal;
 use super::exec::run_json;
 use super::fields::decimal;
-use super::http::{fetch_json, HttpRequest};
-use super::{Adapter, Allocation, ExtraGauge, Observation, PollError, PollFuture};
+use super::{Adapter, ExtraGauge, Observation, PollError, PollFuture};
 use crate::clock::SharedClock;
-use crate::config::diag::{join_key, Diagnostics};
-use crate::config::RawAllocation;
+use crate::net::http::{fetch_json, HttpRequest};
+use crate::resources::Allocation;
+use crate::schema::diag::{join_key, Diagnostics};
+use crate::schema::RawAllocation;
 
 pub const DEFAULT_URL: &str = "http://127.0.0.1:7465";
 pub const APP_KEY_ENV: &str = "YAGNA_APPKEY";
@@ -380,6 +381,32 @@ impl Adapter for GolemNode {
 
     fn poll(&self) -> PollFuture<'_> {
         Box::pin(self.poll_once())
+    }
+}
+
+impl super::kind::NodeSpec for GolemSpec {
+    fn kind(&self) -> &'static str {
+        "golem"
+    }
+
+    fn protocol(&self) -> &str {
+        "golem"
+    }
+
+    fn allocation(&self) -> Option<crate::resources::Allocation> {
+        self.allocation
+    }
+
+    fn tokens(&self) -> Vec<String> {
+        vec![TOKEN.to_string()]
+    }
+
+    fn build(
+        &self,
+        name: &str,
+        clock: crate::clock::SharedClock,
+    ) -> std::sync::Arc<dyn super::Adapter> {
+        std::sync::Arc::new(GolemNode::new(name, self.clone(), clock))
     }
 }
 

@@ -21,10 +21,11 @@ use serde_yaml::Value;
 
 use super::conf::{self, Credential};
 use super::fields::number_or_string;
-use super::http::{check_status, fetch_json, parse_json, send_unix, HttpRequest};
-use super::{Adapter, Allocation, ExtraGauge, Observation, PollError, PollFuture};
-use crate::config::diag::{join_key, Diagnostics};
-use crate::config::RawAllocation;
+use super::{Adapter, ExtraGauge, Observation, PollError, PollFuture};
+use crate::net::http::{check_status, fetch_json, parse_json, send_unix, HttpRequest};
+use crate::resources::Allocation;
+use crate::schema::diag::{join_key, Diagnostics};
+use crate::schema::RawAllocation;
 
 pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
 pub const TOKEN: &str = "GRASS";
@@ -168,7 +169,7 @@ impl GrassNode {
         let shown = format!("docker container {}", self.spec.container);
         let (status, body) = send_unix(&self.spec.docker_socket, &HttpRequest::get(url)).await?;
         check_status(status, &body, &shown)?;
-        parse_json(&body, &shown)
+        Ok(parse_json(&body, &shown)?)
     }
 
     async fn call_points(&self, p: &Points) -> Result<f64, PollError> {
@@ -251,5 +252,31 @@ impl Adapter for GrassNode {
 
     fn poll(&self) -> PollFuture<'_> {
         Box::pin(self.poll_once())
+    }
+}
+
+impl super::kind::NodeSpec for GrassSpec {
+    fn kind(&self) -> &'static str {
+        "grass"
+    }
+
+    fn protocol(&self) -> &str {
+        "grass"
+    }
+
+    fn allocation(&self) -> Option<crate::resources::Allocation> {
+        self.allocation
+    }
+
+    fn tokens(&self) -> Vec<String> {
+        self.points.iter().map(|_| TOKEN.to_string()).collect()
+    }
+
+    fn build(
+        &self,
+        name: &str,
+        _clock: crate::clock::SharedClock,
+    ) -> std::sync::Arc<dyn super::Adapter> {
+        std::sync::Arc::new(GrassNode::new(name, self.clone()))
     }
 }

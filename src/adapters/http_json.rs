@@ -10,10 +10,11 @@ use serde_json::Value as Json;
 use serde_yaml::Value;
 
 use super::fields::{number_or_string, valid_pointer};
-use super::http::fetch_json;
 use super::mapping::{self, request, MappedSpec};
-use super::{Adapter, Observation, PollFuture, Resource};
-use crate::config::diag::Diagnostics;
+use super::{Adapter, Observation, PollFuture};
+use crate::net::http::fetch_json;
+use crate::resources::Resource;
+use crate::schema::diag::Diagnostics;
 
 /// Where one number is and how to scale it.
 #[derive(Clone, Debug, PartialEq)]
@@ -127,5 +128,31 @@ impl Adapter for HttpJsonNode {
             let v = fetch_json(&req).await?;
             Ok(read(&self.spec, &v))
         })
+    }
+}
+
+impl super::kind::NodeSpec for HttpJsonSpec {
+    fn kind(&self) -> &'static str {
+        "http_json"
+    }
+
+    fn protocol(&self) -> &str {
+        &self.protocol
+    }
+
+    fn allocation(&self) -> Option<crate::resources::Allocation> {
+        self.allocation
+    }
+
+    fn tokens(&self) -> Vec<String> {
+        self.earnings.keys().cloned().collect()
+    }
+
+    fn build(
+        &self,
+        name: &str,
+        _clock: crate::clock::SharedClock,
+    ) -> std::sync::Arc<dyn super::Adapter> {
+        std::sync::Arc::new(HttpJsonNode::new(name, self.clone()))
     }
 }

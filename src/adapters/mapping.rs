@@ -11,10 +11,11 @@ use serde_yaml::Value;
 
 use super::conf::{self, Credential};
 use super::exec::protocol_word;
-use super::http::HttpRequest;
-use super::{Allocation, PollError, Resource, Resources};
-use crate::config::diag::{join_key, Diagnostics};
-use crate::config::RawAllocation;
+use super::PollError;
+use crate::net::http::HttpRequest;
+use crate::resources::{Allocation, Resource, Resources};
+use crate::schema::diag::{join_key, Diagnostics};
+use crate::schema::RawAllocation;
 
 /// The validated settings of a generic node; `F` says where one number is.
 #[derive(Clone, Debug, PartialEq)]

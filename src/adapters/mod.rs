@@ -1,8 +1,8 @@
 //! Adapters: one file per node kind. An adapter asks one node what it earned and what it uses
 //! ([`Adapter::poll`] → [`Observation`]); a node whose resources can be moved also implements
 //! [`Allocatable`]. Each kind's file holds its config block (raw serde struct + validation), its
-//! `build()` and its runtime struct, so a new kind is one file plus one arm in
-//! [`crate::config::NodeKind`].
+//! [`kind::NodeSpec`] and its runtime struct, so a new kind is one file plus one line in
+//! [`kind::KINDS`].
 //!
 //! Adapters own no metrics, no timeouts and no schedule: the coordinator polls them, cuts slow
 //! polls with its own timeout and turns observations into series.
@@ -10,10 +10,8 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 
-use crate::clock::SharedClock;
-use crate::config::NodeConfig;
+use crate::resources::{Allocation, Resources};
 
 pub mod conf;
 pub mod decimal;
@@ -21,102 +19,14 @@ pub mod exec;
 pub mod fields;
 pub mod golem;
 pub mod grass;
-pub mod http;
 pub mod http_json;
+pub mod kind;
 pub mod mapping;
 pub mod prices;
 pub mod prometheus;
 pub mod sim;
 pub mod storj;
 pub mod streamr;
-
-/// The four resources a host has and nodes get a share of. Generic so the same shape holds a
-/// full allocation or capacity (`Resources<f64>`) and an observation where a node may not
-/// report every resource (`Resources<Option<f64>>`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Resources<T> {
-    /// CPU cores (fractions allowed).
-    pub cpu_cores: T,
-    /// Memory in bytes.
-    pub memory_bytes: T,
-    /// Disk space in bytes.
-    pub disk_bytes: T,
-    /// Network bandwidth in bytes per second.
-    pub bandwidth_bytes_per_second: T,
-}
-
-/// A node's share of the host, or the host's capacity. Every field is in base units.
-pub type Allocation = Resources<f64>;
-
-/// One of the four resources, to iterate over them and to name their series.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Resource {
-    CpuCores,
-    MemoryBytes,
-    DiskBytes,
-    BandwidthBytesPerSecond,
-}
-
-impl Resource {
-    pub const ALL: [Resource; 4] = [
-        Resource::CpuCores,
-        Resource::MemoryBytes,
-        Resource::DiskBytes,
-        Resource::BandwidthBytesPerSecond,
-    ];
-
-    /// The name as it appears in config keys and metric names (`cpu_cores`, …).
-    pub fn key(self) -> &'static str {
-        match self {
-            Resource::CpuCores => "cpu_cores",
-            Resource::MemoryBytes => "memory_bytes",
-            Resource::DiskBytes => "disk_bytes",
-            Resource::BandwidthBytesPerSecond => "bandwidth_bytes_per_second",
-        }
-    }
-
-    /// The unit for help texts.
-    pub fn unit(self) -> &'static str {
-        match self {
-            Resource::CpuCores => "CPU cores",
-            Resource::MemoryBytes => "bytes of memory",
-            Resource::DiskBytes => "bytes of disk",
-            Resource::BandwidthBytesPerSecond => "bytes per second of bandwidth",
-        }
-    }
-}
-
-impl<T: Copy> Resources<T> {
-    pub fn get(&self, r: Resource) -> T {
-        match r {
-            Resource::CpuCores => self.cpu_cores,
-            Resource::MemoryBytes => self.memory_bytes,
-            Resource::DiskBytes => self.disk_bytes,
-            Resource::BandwidthBytesPerSecond => self.bandwidth_bytes_per_second,
-        }
-    }
-
-    pub fn set(&mut self, r: Resource, v: T) {
-        match r {
-            Resource::CpuCores => self.cpu_cores = v,
-            Resource::MemoryBytes => self.memory_bytes = v,
-            Resource::DiskBytes => self.disk_bytes = v,
-            Resource::BandwidthBytesPerSecond => self.bandwidth_bytes_per_second = v,
-        }
-    }
-
-    pub fn map<U>(&self, mut f: impl FnMut(Resource, T) -> U) -> Resources<U> {
-        Resources {
-            cpu_cores: f(Resource::CpuCores, self.cpu_cores),
-            memory_bytes: f(Resource::MemoryBytes, self.memory_bytes),
-            disk_bytes: f(Resource::DiskBytes, self.disk_bytes),
-            bandwidth_bytes_per_second: f(
-                Resource::BandwidthBytesPerSecond,
-                self.bandwidth_bytes_per_second,
-            ),
-        }
-    }
-}
 
 /// What a node says about itself at one poll.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -215,6 +125,21 @@ impl PollError {
     ];
 }
 
+impl From<crate::net::http::Error> for PollError {
+    fn from(e: crate::net::http::Error) -> PollError {
+        use crate::net::http::Error as E;
+        match e {
+            E::Timeout(d) => PollError::Timeout(d),
+            E::Refused(s) => PollError::Refused(s),
+            E::HttpStatus { status, detail } => PollError::HttpStatus { status, detail },
+            E::Parse(s) => PollError::Parse(s),
+            E::TooLarge { limit, detail } => PollError::TooLarge { limit, detail },
+            E::Io(s) => PollError::Io(s),
+            E::Other(s) => PollError::Other(s),
+        }
+    }
+}
+
 /// Why an allocation could not be applied.
 #[derive(Debug, thiserror::Error)]
 pub enum ActuateError {
@@ -251,20 +176,4 @@ pub trait Allocatable: Send + Sync {
     fn allocation(&self) -> Allocation;
     /// Applies a new allocation; on error the previous one stays in force.
     fn set_allocation(&self, to: Allocation) -> ActuateFuture<'_>;
-}
-
-/// Builds the runtime adapter of a configured node.
-pub fn build(node: &NodeConfig, clock: SharedClock) -> Arc<dyn Adapter> {
-    use crate::config::NodeKind;
-    let name = node.name.as_str();
-    match &node.kind {
-        NodeKind::Sim(spec) => sim::build(name, spec, clock),
-        NodeKind::Storj(spec) => Arc::new(storj::StorjNode::new(name, spec.clone(), clock)),
-        NodeKind::Golem(spec) => Arc::new(golem::GolemNode::new(name, spec.clone(), clock)),
-        NodeKind::Streamr(spec) => Arc::new(streamr::StreamrNode::new(name, spec.clone())),
-        NodeKind::Grass(spec) => Arc::new(grass::GrassNode::new(name, spec.clone())),
-        NodeKind::HttpJson(spec) => Arc::new(http_json::HttpJsonNode::new(name, spec.clone())),
-        NodeKind::Prometheus(spec) => Arc::new(prometheus::PrometheusNode::new(name, spec.clone())),
-        NodeKind::Exec(spec) => Arc::new(exec::ExecNode::new(name, spec.clone())),
-    }
 }

@@ -14,7 +14,7 @@
 //! Token `USD` (Storj earnings) has the price 1 unless the config says otherwise.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -23,12 +23,10 @@ use serde_yaml::Value;
 
 use super::conf;
 use super::fields::{number_or_string, valid_pointer};
-use super::http::{fetch_json, HttpRequest};
 use super::PollError;
 use crate::clock::SharedClock;
-use crate::config::diag::{join_key, Diagnostics};
-use crate::coordinator::PriceTable;
-use crate::metrics::Metrics;
+use crate::net::http::{fetch_json, HttpRequest};
+use crate::schema::diag::{join_key, Diagnostics};
 
 /// The validated `prices.http` block.
 #[derive(Clone, Debug, PartialEq)]
@@ -208,6 +206,51 @@ pub fn read_prices(spec: &HttpPriceSpec, v: &Json) -> (BTreeMap<String, f64>, Ve
     (got, bad)
 }
 
+/// USD per token unit. Shared so a price source can update it while the loop runs.
+#[derive(Debug, Default)]
+pub struct PriceTable(RwLock<BTreeMap<String, f64>>);
+
+impl PriceTable {
+    pub fn new(prices: BTreeMap<String, f64>) -> PriceTable {
+        PriceTable(RwLock::new(prices))
+    }
+
+    pub fn get(&self, token: &str) -> Option<f64> {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(token)
+            .copied()
+    }
+
+    pub fn set(&self, token: &str, usd: f64) {
+        self.0
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(token.to_string(), usd);
+    }
+
+    /// Forgets a token's price (it expired and there is no static one).
+    pub fn remove(&self, token: &str) {
+        self.0
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(token);
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<String, f64> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// What shows the prices a source fetches: the metrics layer implements it for
+/// `depin_token_price_usd` and `depin_token_price_last_update_timestamp_seconds`.
+pub trait PriceGauges: Send + Sync {
+    fn set_price(&self, token: &str, usd: f64);
+    fn set_updated(&self, token: &str, unix_seconds: f64);
+    fn remove_price(&self, token: &str);
+}
+
 /// Fetches the source once.
 pub async fn fetch_prices(
     spec: &HttpPriceSpec,
@@ -224,7 +267,8 @@ pub struct HttpPriceSource {
     pub spec: HttpPriceSpec,
     pub static_prices: BTreeMap<String, f64>,
     pub table: Arc<PriceTable>,
-    pub metrics: Arc<Metrics>,
+    /// Where the prices and their update times are shown (`depin_token_price_usd`).
+    pub gauges: Arc<dyn PriceGauges>,
     pub clock: SharedClock,
 }
 
@@ -238,9 +282,8 @@ impl HttpPriceSource {
             Ok((got, bad)) => {
                 for (token, p) in got {
                     self.table.set(&token, p);
-                    self.metrics.set_token_price(&token, p);
-                    self.metrics
-                        .set_token_price_updated(&token, now as f64 / 1000.0);
+                    self.gauges.set_price(&token, p);
+                    self.gauges.set_updated(&token, now as f64 / 1000.0);
                     last_ok.insert(token, now);
                 }
                 if !bad.is_empty() {
@@ -258,11 +301,11 @@ impl HttpPriceSource {
                 match self.static_prices.get(token) {
                     Some(p) => {
                         self.table.set(token, *p);
-                        self.metrics.set_token_price(token, *p);
+                        self.gauges.set_price(token, *p);
                     }
                     None => {
                         self.table.remove(token);
-                        self.metrics.remove_token_price(token);
+                        self.gauges.remove_price(token);
                     }
                 }
                 last_ok.remove(token);

@@ -12,10 +12,11 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_yaml::Value;
 
-use super::http::{fetch, HttpRequest};
 use super::mapping::{self, request, MappedSpec};
-use super::{Adapter, Observation, PollError, PollFuture, Resource};
-use crate::config::diag::{join_key, Diagnostics};
+use super::{Adapter, Observation, PollError, PollFuture};
+use crate::net::http::{fetch, HttpRequest};
+use crate::resources::Resource;
+use crate::schema::diag::{join_key, Diagnostics};
 
 /// One sample of the text format.
 #[derive(Clone, Debug, PartialEq)]
@@ -311,6 +312,32 @@ impl Adapter for PrometheusNode {
                 .map_err(|e| PollError::Parse(format!("{}: {e}", self.spec.url)))?;
             Ok(read(&self.spec, &samples))
         })
+    }
+}
+
+impl super::kind::NodeSpec for PrometheusSpec {
+    fn kind(&self) -> &'static str {
+        "prometheus"
+    }
+
+    fn protocol(&self) -> &str {
+        &self.protocol
+    }
+
+    fn allocation(&self) -> Option<crate::resources::Allocation> {
+        self.allocation
+    }
+
+    fn tokens(&self) -> Vec<String> {
+        self.earnings.keys().cloned().collect()
+    }
+
+    fn build(
+        &self,
+        name: &str,
+        _clock: crate::clock::SharedClock,
+    ) -> std::sync::Arc<dyn super::Adapter> {
+        std::sync::Arc::new(PrometheusNode::new(name, self.clone()))
     }
 }
 

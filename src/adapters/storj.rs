@@ -27,11 +27,12 @@ use serde_yaml::Value;
 
 use super::conf;
 use super::fields::number;
-use super::http::{fetch_json, HttpRequest};
-use super::{Adapter, Allocation, ExtraGauge, Health, Observation, PollError, PollFuture};
+use super::{Adapter, ExtraGauge, Health, Observation, PollError, PollFuture};
 use crate::clock::SharedClock;
-use crate::config::diag::{join_key, Diagnostics};
-use crate::config::RawAllocation;
+use crate::net::http::{fetch_json, HttpRequest};
+use crate::resources::Allocation;
+use crate::schema::diag::{join_key, Diagnostics};
+use crate::schema::RawAllocation;
 
 pub const DEFAULT_URL: &str = "http://127.0.0.1:14002";
 /// The shortest interval between two `/api/sno/satellites` calls.
@@ -123,7 +124,7 @@ pub struct PayoutTracker {
 impl PayoutTracker {
     /// `Some(value)` to report, `None` to skip it.
     pub fn accept(&mut self, now_ms: i64, usd: f64) -> Option<f64> {
-        let month = crate::sim::market::next_month_start_ms(now_ms);
+        let month = crate::compat::calendar::next_month_start_ms(now_ms);
         match self.last {
             Some((m, prev)) if m == month && usd < prev => {
                 self.drops += 1;
@@ -387,6 +388,32 @@ impl Adapter for StorjNode {
 
     fn poll(&self) -> PollFuture<'_> {
         Box::pin(self.poll_once())
+    }
+}
+
+impl super::kind::NodeSpec for StorjSpec {
+    fn kind(&self) -> &'static str {
+        "storj"
+    }
+
+    fn protocol(&self) -> &str {
+        "storj"
+    }
+
+    fn allocation(&self) -> Option<crate::resources::Allocation> {
+        self.allocation
+    }
+
+    fn tokens(&self) -> Vec<String> {
+        vec![TOKEN.to_string()]
+    }
+
+    fn build(
+        &self,
+        name: &str,
+        clock: crate::clock::SharedClock,
+    ) -> std::sync::Arc<dyn super::Adapter> {
+        std::sync::Arc::new(StorjNode::new(name, self.clone(), clock))
     }
 }
 

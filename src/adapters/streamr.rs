@@ -23,10 +23,11 @@ use serde_yaml::Value;
 
 use super::conf::{self, Credential};
 use super::decimal::Decimal;
-use super::http::{fetch_json, HttpRequest};
-use super::{Adapter, Allocation, Observation, PollError, PollFuture};
-use crate::config::diag::{join_key, Diagnostics};
-use crate::config::RawAllocation;
+use super::{Adapter, Observation, PollError, PollFuture};
+use crate::net::http::{fetch_json, HttpRequest};
+use crate::resources::Allocation;
+use crate::schema::diag::{join_key, Diagnostics};
+use crate::schema::RawAllocation;
 
 pub const DEFAULT_URL: &str = "http://127.0.0.1:7171";
 pub const TOKEN: &str = "DATA";
@@ -263,6 +264,32 @@ impl Adapter for StreamrNode {
 
     fn poll(&self) -> PollFuture<'_> {
         Box::pin(self.poll_once())
+    }
+}
+
+impl super::kind::NodeSpec for StreamrSpec {
+    fn kind(&self) -> &'static str {
+        "streamr"
+    }
+
+    fn protocol(&self) -> &str {
+        "streamr"
+    }
+
+    fn allocation(&self) -> Option<crate::resources::Allocation> {
+        self.allocation
+    }
+
+    fn tokens(&self) -> Vec<String> {
+        self.earnings.iter().map(|_| TOKEN.to_string()).collect()
+    }
+
+    fn build(
+        &self,
+        name: &str,
+        _clock: crate::clock::SharedClock,
+    ) -> std::sync::Arc<dyn super::Adapter> {
+        std::sync::Arc::new(StreamrNode::new(name, self.clone()))
     }
 }
 

@@ -186,19 +186,22 @@
 //! The sum of the nodes' allocations of each resource must fit the host's capacity, and so
 //! must each node's own allocation.
 
-pub mod diag;
 pub mod remote_write;
-pub mod units;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde_yaml::Value;
 
-use crate::adapters::{Allocation, Resource, Resources};
-use diag::{join_index, join_key, Diagnostics, PosIndex};
+use crate::adapters::kind::{KindBlock, NodeSpec};
+use crate::adapters::{self, Adapter};
+use crate::clock::SharedClock;
+use crate::resources::{Allocation, Resource, Resources};
+use crate::schema::diag::{join_index, join_key, Diagnostics, PosIndex};
+use crate::schema::units;
 
 /// The validated configuration.
 #[derive(Clone, Debug, PartialEq)]
@@ -243,7 +246,7 @@ pub struct Host {
     pub capacity: Allocation,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct NodeConfig {
     /// Unique per host; the value of the `node` label.
     pub name: String,
@@ -254,99 +257,18 @@ pub struct NodeConfig {
     pub poll_timeout: Duration,
     /// Extra labels on every series of this node.
     pub labels: BTreeMap<String, String>,
-    pub kind: NodeKind,
+    /// The kind's validated settings block.
+    pub kind: Arc<dyn NodeSpec>,
 }
 
-/// The node kinds. A new kind: one file in `src/adapters/`, one arm here, one arm in
-/// [`validate_kind`] and one in [`crate::adapters::build`].
-#[derive(Clone, Debug, PartialEq)]
-pub enum NodeKind {
-    Sim(crate::adapters::sim::SimSpec),
-    Storj(crate::adapters::storj::StorjSpec),
-    Golem(crate::adapters::golem::GolemSpec),
-    Streamr(crate::adapters::streamr::StreamrSpec),
-    Grass(crate::adapters::grass::GrassSpec),
-    HttpJson(crate::adapters::http_json::HttpJsonSpec),
-    Prometheus(crate::adapters::prometheus::PrometheusSpec),
-    Exec(crate::adapters::exec::ExecSpec),
-}
-
-/// The names accepted in `kind:`, for the error message.
-pub const KINDS: &[&str] = &[
-    "sim",
-    "storj",
-    "golem",
-    "streamr",
-    "grass",
-    "http_json",
-    "prometheus",
-    "exec",
-];
-
-impl NodeKind {
-    /// The word in `kind:`, which is also the key of the kind's settings block.
-    pub fn kind_name(&self) -> &'static str {
-        match self {
-            NodeKind::Sim(_) => "sim",
-            NodeKind::Storj(_) => "storj",
-            NodeKind::Golem(_) => "golem",
-            NodeKind::Streamr(_) => "streamr",
-            NodeKind::Grass(_) => "grass",
-            NodeKind::HttpJson(_) => "http_json",
-            NodeKind::Prometheus(_) => "prometheus",
-            NodeKind::Exec(_) => "exec",
-        }
-    }
-
-    /// The value of the `protocol` label.
-    pub fn protocol(&self) -> &str {
-        match self {
-            NodeKind::Sim(s) => s.protocol.name(),
-            NodeKind::Storj(_) => "storj",
-            NodeKind::Golem(_) => "golem",
-            NodeKind::Streamr(_) => "streamr",
-            NodeKind::Grass(_) => "grass",
-            NodeKind::HttpJson(s) => &s.protocol,
-            NodeKind::Prometheus(s) => &s.protocol,
-            NodeKind::Exec(s) => &s.protocol,
-        }
-    }
-
-    /// The configured allocation, for kinds that have one, and its key path in the node.
-    pub fn allocation(&self) -> Option<(Allocation, &'static str)> {
-        match self {
-            NodeKind::Sim(s) => Some((s.allocation, "sim.allocation")),
-            NodeKind::Storj(s) => s.allocation.map(|a| (a, "storj.allocation")),
-            NodeKind::Golem(s) => s.allocation.map(|a| (a, "golem.allocation")),
-            NodeKind::Streamr(s) => s.allocation.map(|a| (a, "streamr.allocation")),
-            NodeKind::Grass(s) => s.allocation.map(|a| (a, "grass.allocation")),
-            NodeKind::HttpJson(s) => s.allocation.map(|a| (a, "http_json.allocation")),
-            NodeKind::Prometheus(s) => s.allocation.map(|a| (a, "prometheus.allocation")),
-            NodeKind::Exec(s) => s.allocation.map(|a| (a, "exec.allocation")),
-        }
-    }
-
-    /// The tokens the node is known to pay in (to warn about missing prices).
-    pub fn tokens(&self) -> Vec<String> {
-        match self {
-            NodeKind::Sim(s) => vec![s.protocol.token().to_string()],
-            NodeKind::Storj(_) => vec![crate::adapters::storj::TOKEN.to_string()],
-            NodeKind::Golem(_) => vec![crate::adapters::golem::TOKEN.to_string()],
-            NodeKind::Streamr(s) => s
-                .earnings
-                .iter()
-                .map(|_| crate::adapters::streamr::TOKEN.to_string())
-                .collect(),
-            NodeKind::Grass(s) => s
-                .points
-                .iter()
-                .map(|_| crate::adapters::grass::TOKEN.to_string())
-                .collect(),
-            NodeKind::HttpJson(s) => s.earnings.keys().cloned().collect(),
-            NodeKind::Prometheus(s) => s.earnings.keys().cloned().collect(),
-            // What a program prints is only known when it runs.
-            NodeKind::Exec(_) => Vec::new(),
-        }
+// By hand: a derive cannot compare `dyn NodeSpec` through the `Arc`.
+impl PartialEq for NodeConfig {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+            && self.poll_interval == other.poll_interval
+            && self.poll_timeout == other.poll_timeout
+            && self.labels == other.labels
+            && *self.kind == *other.kind
     }
 }
 
@@ -356,7 +278,12 @@ impl NodeConfig {
     }
 
     pub fn allocation(&self) -> Option<Allocation> {
-        self.kind.allocation().map(|a| a.0)
+        self.kind.allocation()
+    }
+
+    /// The node's runtime adapter.
+    pub fn build(&self, clock: SharedClock) -> Arc<dyn Adapter> {
+        self.kind.build(&self.name, clock)
     }
 }
 
@@ -490,73 +417,6 @@ struct RawNodeCommon {
 }
 
 const NODE_COMMON_KEYS: [&str; 5] = ["name", "kind", "poll_interval", "poll_timeout", "labels"];
-
-/// A node's share of the resources as written (each key optional, default 0). Shared by the
-/// node kinds that have an allocation.
-#[derive(Deserialize, Default, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct RawAllocation {
-    #[serde(default)]
-    pub cpu_cores: Option<Value>,
-    #[serde(default)]
-    pub memory_bytes: Option<Value>,
-    #[serde(default)]
-    pub disk_bytes: Option<Value>,
-    #[serde(default)]
-    pub bandwidth_bytes_per_second: Option<Value>,
-}
-
-impl RawAllocation {
-    /// Parses each resource (cores as a number, the rest as sizes); missing ones are `default`.
-    /// Negative or non-finite values are errors.
-    pub fn validate(
-        &self,
-        path: &str,
-        default: Allocation,
-        d: &mut Diagnostics,
-    ) -> Option<Allocation> {
-        let raw = Resources {
-            cpu_cores: &self.cpu_cores,
-            memory_bytes: &self.memory_bytes,
-            disk_bytes: &self.disk_bytes,
-            bandwidth_bytes_per_second: &self.bandwidth_bytes_per_second,
-        };
-        let mut ok = true;
-        let out = raw.map(|r, v| {
-            let p = join_key(path, r.key());
-            let Some(v) = v else { return default.get(r) };
-            let parsed = if r == Resource::CpuCores {
-                units::cores(v)
-            } else {
-                units::size(v)
-            };
-            match parsed {
-                Ok(x) if !x.is_finite() => {
-                    d.error(&p, "must be a finite number");
-                    ok = false;
-                    0.0
-                }
-                Ok(x) if x < 0.0 => {
-                    let shown = if r == Resource::CpuCores {
-                        units::trim_float(x)
-                    } else {
-                        units::fmt_bytes(x)
-                    };
-                    d.error(&p, format!("must not be negative, got {shown}"));
-                    ok = false;
-                    0.0
-                }
-                Ok(x) => x,
-                Err(e) => {
-                    d.error(&p, e);
-                    ok = false;
-                    0.0
-                }
-            }
-        });
-        ok.then_some(out)
-    }
-}
 
 /// Parses and validates config text. `origin` names it in messages (a file name).
 pub fn parse_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
@@ -831,7 +691,7 @@ fn validate_rule_files(
             ok = false;
             continue;
         }
-        out.push(crate::rules::file::resolve_relative(dir, &p));
+        out.push(resolve_relative(dir, &p));
     }
     ok.then_some(out)
 }
@@ -968,15 +828,15 @@ fn validate_node(v: Value, path: &str, global: &Global, d: &mut Diagnostics) -> 
             }
             Some(key) if Some(&key) == kind_word.as_ref() => block = Some(v),
             // Without a kind the block cannot be checked; "missing kind" says enough.
-            Some(key) if kind_word.is_none() && KINDS.contains(&key.as_str()) => {}
+            Some(key) if kind_word.is_none() && adapters::kind::find(&key).is_some() => {}
             Some(key) => {
                 let expected = match &kind_word {
-                    Some(kw) if KINDS.contains(&kw.as_str()) => {
+                    Some(kw) if adapters::kind::find(kw).is_some() => {
                         format!("{}, {kw}", NODE_COMMON_KEYS.join(", "))
                     }
                     _ => NODE_COMMON_KEYS.join(", "),
                 };
-                let hint = if KINDS.contains(&key.as_str()) {
+                let hint = if adapters::kind::find(&key).is_some() {
                     format!("; the block \"{key}\" only goes with kind: {key}")
                 } else {
                     String::new()
@@ -1087,41 +947,25 @@ fn validate_kind(
     node_path: &str,
     node_name: &str,
     d: &mut Diagnostics,
-) -> Option<NodeKind> {
-    let block_path = join_key(node_path, kind);
-    match kind {
-        "sim" => crate::adapters::sim::validate(block, &block_path, node_path, node_name, d)
-            .map(NodeKind::Sim),
-        "storj" => crate::adapters::storj::validate(block, &block_path, d).map(NodeKind::Storj),
-        "golem" => {
-            crate::adapters::golem::validate(block, &block_path, node_name, d).map(NodeKind::Golem)
-        }
-        "streamr" => crate::adapters::streamr::validate(block, &block_path, node_name, d)
-            .map(NodeKind::Streamr),
-        "grass" => crate::adapters::grass::validate(block, &block_path, node_path, node_name, d)
-            .map(NodeKind::Grass),
-        "http_json" => {
-            crate::adapters::http_json::validate(block, &block_path, node_path, node_name, d)
-                .map(NodeKind::HttpJson)
-        }
-        "prometheus" => {
-            crate::adapters::prometheus::validate(block, &block_path, node_path, node_name, d)
-                .map(NodeKind::Prometheus)
-        }
-        "exec" => {
-            crate::adapters::exec::validate(block, &block_path, node_path, d).map(NodeKind::Exec)
-        }
-        _ => {
-            d.error(
-                &join_key(node_path, "kind"),
-                format!(
-                    "unknown kind \"{kind}\"; expected one of {}",
-                    KINDS.join(", ")
-                ),
-            );
-            None
-        }
-    }
+) -> Option<Arc<dyn NodeSpec>> {
+    let path = join_key(node_path, kind);
+    let Some(k) = adapters::kind::find(kind) else {
+        d.error(
+            &join_key(node_path, "kind"),
+            format!(
+                "unknown kind \"{kind}\"; expected one of {}",
+                adapters::kind::names().join(", ")
+            ),
+        );
+        return None;
+    };
+    let block = KindBlock {
+        block,
+        path: &path,
+        node_path,
+        node_name,
+    };
+    (k.validate)(block, d)
 }
 
 fn check_allocations(host: &Host, nodes: &[NodeConfig], d: &mut Diagnostics) {
@@ -1137,12 +981,13 @@ fn check_allocations(host: &Host, nodes: &[NodeConfig], d: &mut Diagnostics) {
         let mut sum = 0.0;
         let mut parts = Vec::new();
         for (i, n) in nodes.iter().enumerate() {
-            let Some((a, at)) = n.kind.allocation() else {
+            let Some(a) = n.kind.allocation() else {
                 continue;
             };
+            let at = join_key(n.kind.kind(), "allocation");
             let v = a.get(r);
             if v > cap {
-                let p = join_key(&join_key(&join_index("nodes", i), at), r.key());
+                let p = join_key(&join_key(&join_index("nodes", i), &at), r.key());
                 d.error(
                     &p,
                     format!(
@@ -1169,6 +1014,17 @@ fn check_allocations(host: &Host, nodes: &[NodeConfig], d: &mut Diagnostics) {
                 ),
             );
         }
+    }
+}
+
+/// Resolves rule file paths from a config file as Prometheus does: relative paths are relative
+/// to the config file's directory.
+fn resolve_relative(config_dir: &Path, p: &str) -> PathBuf {
+    let path = Path::new(p);
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        config_dir.join(path)
     }
 }
 

@@ -38,8 +38,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_yaml::Value;
 
-use super::diag::{join_index, join_key, Diagnostics};
 use super::units;
+use crate::schema::diag::{join_index, join_key, Diagnostics};
 
 /// One validated `remote_write` entry.
 #[derive(Clone, Debug, PartialEq)]

@@ -11,15 +11,12 @@
 //! manager's alerts and reloads, and the reallocation history file from outside, on a short
 //! tick, so no loop of theirs carries a hook or waits for us. It owns nothing else.
 
-pub mod sse;
 pub mod watch;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::broadcast;
-
-pub use sse::EventsApi;
 
 /// Events kept for `Last-Event-ID` resumption (the documented bound of the event history).
 pub const DEFAULT_RING_CAPACITY: usize = 10_000;

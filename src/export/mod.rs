@@ -19,15 +19,11 @@
 //!
 //! It reads storage only through [`Queryable`].
 
-pub mod http;
-
 use std::collections::{BTreeSet, HashSet};
 use std::io::Write;
 
 use crate::labels::{Labels, Matcher, METRIC_NAME};
 use crate::tsdb::{is_stale_nan, Queryable, Sample};
-
-pub use http::ExportApi;
 
 /// The time window a series is read in.
 pub const WINDOW_MS: i64 = 6 * 3600 * 1000;
@@ -305,6 +301,7 @@ pub fn write_export(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::labels::MatchOp;
     use crate::tsdb::Db;
 
     fn db() -> Db {
@@ -327,8 +324,8 @@ mod tests {
         db
     }
 
-    fn export(db: &Db, sel: &str, f: Format) -> String {
-        let sets = crate::http::params::parse_match_sets(&[sel]).unwrap();
+    fn export(db: &Db, sel: &[Matcher], f: Format) -> String {
+        let sets = vec![sel.to_vec()];
         let mut out = Vec::new();
         write_export(db, &sets, 0, 10_000, f, &mut out).unwrap();
         String::from_utf8(out).unwrap()
@@ -336,7 +333,11 @@ mod tests {
 
     #[test]
     fn csv_header_and_rows_match_the_series() {
-        let got = export(&db(), "depin_earnings_usd_total", Format::Csv);
+        let got = export(
+            &db(),
+            &[Matcher::equal("__name__", "depin_earnings_usd_total")],
+            Format::Csv,
+        );
         assert_eq!(
             got,
             "timestamp,value,__name__,node,protocol\n\
@@ -351,7 +352,7 @@ mod tests {
 
     #[test]
     fn json_lines_like_victoriametrics() {
-        let got = export(&db(), "{protocol=\"storj\"}", Format::Json);
+        let got = export(&db(), &[Matcher::equal("protocol", "storj")], Format::Json);
         assert_eq!(
             got,
             "{\"metric\":{\"__name__\":\"depin_adapter_up\",\"protocol\":\"storj\"},\"values\":[1,1,1],\"timestamps\":[1000,2500,4000]}\n\
@@ -362,7 +363,11 @@ mod tests {
     #[test]
     fn openmetrics_round_trips_through_our_import() {
         let src = db();
-        let text = export(&src, "{__name__=~\".+\"}", Format::OpenMetrics);
+        let text = export(
+            &src,
+            &[Matcher::new(MatchOp::Regex, "__name__", ".+").unwrap()],
+            Format::OpenMetrics,
+        );
         assert!(
             text.starts_with(
                 "# TYPE depin_adapter_up unknown\ndepin_adapter_up{protocol=\"storj\"} 1 1\n"

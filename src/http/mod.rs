@@ -9,12 +9,19 @@
 //! - `params`: request parameters (times, durations, limits, `match[]`) with Prometheus' errors.
 //! - `json`: the exact JSON encoding of results and envelopes.
 //! - `stream`: streamed bodies (events, export); `limit_metrics`: the limits on `/metrics`.
+//! - `conns`: fair connections (reserved share, header-read and idle cut-offs); `work`: the
+//!   pool of lower-priority threads the API's CPU-heavy work runs on.
+//! - `rules`: `/api/v1/rules`, `/api/v1/alerts` and `/-/reload` over a rule manager.
+//! - `control`: the control API over the controller (allocations, plan, reallocations).
+//! - `events`: the live event stream (`/api/v1/events`, server-sent events).
+//! - `export`: streamed samples (`/api/v1/export`).
 //!
 //! This module owns routing and [`AppState`]. It reads storage only through
 //! [`crate::tsdb::Queryable`], evaluates through [`crate::promql::Engine`] on the work pool
 //! (at most [`DEFAULT_MAX_CONCURRENT_QUERIES`] at once, each within its timeout and all within
-//! one memory budget), and never changes state itself: routes that do (rules, reload, control
-//! API) plug in as [`ExtraRoutes`] and check [`unauthorized`] for the control token.
+//! one memory budget). The routes that change state (rules reload, control API) plug in as
+//! [`ExtraRoutes`] and check [`unauthorized`] for the control token. It sits at the top of the
+//! library's layers: it imports the parts it serves, and none of them imports it.
 //!
 //! Behaviour follows Prometheus' `web/api/v1`: the API answers 503 until ready, CORS on the read
 //! API, plain-text 404/405 from the router, at most 10 warnings and 10 infos per response.
@@ -23,9 +30,14 @@
 
 pub mod api;
 pub mod conns;
+pub mod control;
+pub mod events;
+pub mod export;
 pub mod json;
+pub mod landing;
 pub mod limit_metrics;
 pub mod params;
+pub mod rules;
 pub mod server;
 pub mod stream;
 pub mod webconfig;
@@ -92,6 +104,8 @@ pub struct AppState {
     pub stream_slots: Arc<tokio::sync::Semaphore>,
     /// How many stream slots there are (`--web.max-streams`).
     pub stream_slots_max: usize,
+    /// Where `/metrics` is served (`--web.telemetry-path`, as the Prometheus exporters have it).
+    pub telemetry_path: String,
 }
 
 /// Prometheus' default `--query.max-concurrency`.
@@ -143,6 +157,7 @@ impl HttpMetrics {
 /// `handler` label unbounded).
 pub fn handler_label(path: &str) -> &'static str {
     match path {
+        "/" => "/",
         "/metrics" => "/metrics",
         "/-/healthy" => "/-/healthy",
         "/-/ready" => "/-/ready",
@@ -189,6 +204,7 @@ impl AppState {
             pool: work::WorkPool::new(work::default_threads()),
             stream_slots: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_STREAMS)),
             stream_slots_max: DEFAULT_MAX_STREAMS,
+            telemetry_path: "/metrics".into(),
         }
     }
 
@@ -222,7 +238,7 @@ pub struct BuildInfo {
     pub branch: String,
     pub build_user: String,
     pub build_date: String,
-    /// Prometheus reports its Go version here; we report the toolchain we know, if any.
+    /// Prometheus reports its Go version here (`goVersion`); we report `rustc --version`.
     pub go_version: String,
 }
 
@@ -231,10 +247,10 @@ impl Default for BuildInfo {
         BuildInfo {
             version: crate::build::VERSION.to_string(),
             revision: crate::build::REVISION.to_string(),
-            branch: String::new(),
-            build_user: String::new(),
-            build_date: String::new(),
-            go_version: String::new(),
+            branch: crate::build::BRANCH.to_string(),
+            build_user: crate::build::BUILD_USER.to_string(),
+            build_date: crate::build::BUILD_DATE.to_string(),
+            go_version: crate::build::RUSTC_VERSION.to_string(),
         }
     }
 }
@@ -609,8 +625,16 @@ pub async fn route(state: &AppState, req: &RouteRequest<'_>) -> HttpResponse {
     }
     let (method, path) = (req.method, req.path);
     let get = method == Method::GET || method == Method::HEAD;
+    if path == state.telemetry_path {
+        return if get {
+            metrics(state)
+        } else {
+            method_not_allowed("GET, HEAD")
+        };
+    }
     match path {
-        "/metrics" if get => metrics(state),
+        "/" if get => landing::landing_page(state),
+        landing::RUNBOOKS_PATH if get => landing::runbooks(),
         "/-/healthy" if get => text_response(StatusCode::OK, TEXT, "depin-orcha is Healthy.\n"),
         "/-/ready" if get => {
             if state.is_ready() {
@@ -619,7 +643,7 @@ pub async fn route(state: &AppState, req: &RouteRequest<'_>) -> HttpResponse {
                 not_ready()
             }
         }
-        "/metrics" | "/-/healthy" | "/-/ready" => method_not_allowed("GET, HEAD"),
+        "/" | landing::RUNBOOKS_PATH | "/-/healthy" | "/-/ready" => method_not_allowed("GET, HEAD"),
         p if p.starts_with("/api/v1/") => {
             if !state.is_ready() {
                 return not_ready();

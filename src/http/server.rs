@@ -57,17 +57,19 @@ const AUTH_WAIT: Duration = Duration::from_secs(10);
 /// Go's answer to plain HTTP on a TLS port.
 const HTTP_ON_TLS_PORT: &[u8] = b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
 
+/// The I/O error is part of the message and not a `source`: printed as a chain (`{:#}`) it
+/// would otherwise appear twice.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("listening on {addr}: {source}")]
+    #[error("listening on {addr}: {error}")]
     Bind {
         addr: SocketAddr,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("serving on {addr}: {source}")]
+    #[error("serving on {addr}: {error}")]
     Serve {
         addr: SocketAddr,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -94,13 +96,13 @@ impl Server {
     /// Binds the listening socket. Synchronous, so it needs no runtime and fails early.
     pub fn bind(addr: SocketAddr, state: Arc<AppState>) -> Result<Server, Error> {
         let listener =
-            std::net::TcpListener::bind(addr).map_err(|source| Error::Bind { addr, source })?;
+            std::net::TcpListener::bind(addr).map_err(|error| Error::Bind { addr, error })?;
         listener
             .set_nonblocking(true)
-            .map_err(|source| Error::Bind { addr, source })?;
+            .map_err(|error| Error::Bind { addr, error })?;
         let addr = listener
             .local_addr()
-            .map_err(|source| Error::Bind { addr, source })?;
+            .map_err(|error| Error::Bind { addr, error })?;
         widen_backlog(&listener);
         Ok(Server {
             listener,
@@ -140,7 +142,7 @@ impl Server {
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
         let addr = self.addr;
         let listener =
-            TcpListener::from_std(self.listener).map_err(|source| Error::Serve { addr, source })?;
+            TcpListener::from_std(self.listener).map_err(|error| Error::Serve { addr, error })?;
         let tls = self
             .web
             .as_ref()

@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 
 use super::{CurrentNode, Inputs, LeftOut, NodeInputs, OptimizationRules, Query};
-use crate::adapters::{Allocation, Resource, Resources};
 use crate::labels::Labels;
 use crate::promql::{Engine, Value};
+use crate::resources::{Allocation, Resource, Resources};
 use crate::tsdb::Queryable;
 
 #[derive(Debug, thiserror::Error)]

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use super::{NodeModel, Problem};
-use crate::adapters::{Allocation, Resource};
+use crate::resources::{Allocation, Resource};
 
 /// The step, as a fraction of the resource's capacity.
 pub const STEP_FRACTION: f64 = 0.01;

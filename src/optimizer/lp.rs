@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use microlp::{ComparisonOp, OptimizationDirection, Problem as Lp, Variable};
 
 use super::Problem;
-use crate::adapters::{Allocation, Resource};
+use crate::resources::{Allocation, Resource};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SolveError {

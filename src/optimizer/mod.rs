@@ -99,8 +99,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::adapters::{Allocation, Resource, Resources};
+use crate::actuators::rule::ActuatorRule;
 use crate::promql::Expr;
+use crate::resources::{Allocation, Resource, Resources};
 
 mod estimate;
 pub mod greedy;
@@ -304,116 +305,6 @@ pub struct Together {
     /// `ratio`: the amount of each resource per work unit, in the order of `resources`; None =
     /// the current mix.
     pub ratio: Option<Vec<f64>>,
-}
-
-/// `actuator`: `sim`, `exec`, `docker`, `golem_profile`, `storj_config`, `systemd`, or a
-/// mapping `{kind: ..., <that kind's keys>}` (see [`ActuatorParams`]). The parser checks that
-/// each key belongs to the kind and is well formed; `actuators::ActuatorKind::from_rule`
-/// fills in the defaults and reports what is still missing for a node at start.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct ActuatorRule {
-    pub kind: ActuatorKind,
-    /// `command` (exec): argv; the new allocation is passed in the environment by `actuators`.
-    pub command: Option<Vec<String>>,
-    /// The other kinds' keys; all `None` in the string form.
-    #[serde(skip_serializing_if = "ActuatorParams::is_empty")]
-    pub params: ActuatorParams,
-}
-
-/// The keys of an actuator mapping besides `kind` and `command`; which kind takes which is
-/// [`ActuatorKind::keys`].
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct ActuatorParams {
-    /// `undo` (exec): argv template run with the previous allocation to undo a step. Default:
-    /// `command` with the previous allocation.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub undo: Option<Vec<String>>,
-    /// `check` (exec): argv template run in pre-flight; must exit 0. Default: `command`'s
-    /// program must be found.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub check: Option<Vec<String>>,
-    /// `container` (docker): container name or id. Default: the node's name.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub container: Option<String>,
-    /// `socket` (docker): the Engine's unix socket. Default `/var/run/docker.sock`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub socket: Option<String>,
-    /// `program` (golem_profile, systemd): the tool to run, a name or path or an argv prefix
-    /// (`[docker, exec, golem, ya-provider]`). Default `ya-provider`, `systemctl`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub program: Option<Vec<String>>,
-    /// `profile` (golem_profile): the hardware profile to update. Default `default`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub profile: Option<String>,
-    /// `data_dir` (golem_profile): ya-provider's `--data-dir`. Default: ya-provider's own.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub data_dir: Option<String>,
-    /// `config_file` (storj_config): the node's config.yaml. Required.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub config_file: Option<String>,
-    /// `restart` (storj_config): argv that restarts the node after an edit. Required.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub restart: Option<Vec<String>>,
-    /// `unit` (systemd): the service. Default: the node's name.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub unit: Option<String>,
-    /// `runtime` (systemd): `set-property --runtime` (lost at reboot). Default false.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub runtime: Option<bool>,
-    /// `timeout` (every kind but sim): the longest one call or command may take.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<Duration>,
-}
-
-impl ActuatorParams {
-    pub fn is_empty(&self) -> bool {
-        *self == ActuatorParams::default()
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ActuatorKind {
-    Sim,
-    Exec,
-    Docker,
-    GolemProfile,
-    StorjConfig,
-    Systemd,
-}
-
-impl ActuatorKind {
-    pub const ALL: [ActuatorKind; 6] = [
-        ActuatorKind::Sim,
-        ActuatorKind::Exec,
-        ActuatorKind::Docker,
-        ActuatorKind::GolemProfile,
-        ActuatorKind::StorjConfig,
-        ActuatorKind::Systemd,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            ActuatorKind::Sim => "sim",
-            ActuatorKind::Exec => "exec",
-            ActuatorKind::Docker => "docker",
-            ActuatorKind::GolemProfile => "golem_profile",
-            ActuatorKind::StorjConfig => "storj_config",
-            ActuatorKind::Systemd => "systemd",
-        }
-    }
-
-    /// The mapping keys this kind takes besides `kind`.
-    pub fn keys(self) -> &'static [&'static str] {
-        match self {
-            ActuatorKind::Sim => &[],
-            ActuatorKind::Exec => &["command", "undo", "check", "timeout"],
-            ActuatorKind::Docker => &["container", "socket", "timeout"],
-            ActuatorKind::GolemProfile => &["program", "profile", "data_dir", "timeout"],
-            ActuatorKind::StorjConfig => &["config_file", "restart", "timeout"],
-            ActuatorKind::Systemd => &["unit", "program", "runtime", "timeout"],
-        }
-    }
 }
 
 /// `switching_cost`: lost earnings while the node restarts, and/or a fixed amount.
@@ -650,7 +541,7 @@ impl Plan {
 }
 
 pub(crate) mod resource_key {
-    use crate::adapters::Resource;
+    use crate::resources::Resource;
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(r: &Resource, s: S) -> Result<S::Ok, S::Error> {
@@ -672,7 +563,7 @@ pub fn resource_from_key(s: &str) -> Option<Resource> {
 /// An amount of `r` in words, to three significant digits: `2.5 cores`, `9.5GiB` (memory in
 /// binary units), `1.79TB`, `5.06MB/s` (disk and bandwidth in decimal units, as sold).
 pub fn fmt_amount(r: Resource, v: f64) -> String {
-    let trim = crate::config::units::trim_float;
+    let trim = crate::schema::units::trim_float;
     let scaled = |units: &[(&str, f64)]| -> String {
         let sign = if v < 0.0 { "-" } else { "" };
         let a = v.abs();

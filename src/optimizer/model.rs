@@ -10,7 +10,7 @@ use super::{
     fmt_amount, Inputs, LeftOut, Move, NodeInputs, NodeModel, OptimizationRules, Plan, Problem,
     ResponseModel,
 };
-use crate::adapters::{Allocation, Resource, Resources};
+use crate::resources::{Allocation, Resource, Resources};
 
 /// A concave, nondecreasing piecewise-linear curve through `points` (x ascending, the first at
 /// x = 0), flat after the last point. Its value is the minimum of its segments' lines, which

@@ -74,13 +74,14 @@ use serde::Deserialize;
 use serde_yaml::Value;
 
 use super::{
-    resource_from_key, ActuatorKind, ActuatorParams, ActuatorRule, Capacity, ConfidenceRule, Gates,
-    NodeRule, OptimizationRules, Query, ResourceRule, Response, ResponseModel, Step, SwitchingCost,
-    Together,
+    resource_from_key, Capacity, ConfidenceRule, Gates, NodeRule, OptimizationRules, Query,
+    ResourceRule, Response, ResponseModel, Step, SwitchingCost, Together,
 };
-use crate::adapters::{Resource, Resources};
-use crate::config::diag::{join_index, join_key, Diagnostics, PosIndex};
-use crate::config::units;
+use crate::actuators::exec::ArgvTemplate;
+use crate::actuators::rule::{ActuatorParams, ActuatorRule, RuleKind};
+use crate::resources::{Resource, Resources};
+use crate::schema::diag::{join_index, join_key, Diagnostics, PosIndex};
+use crate::schema::units;
 
 /// Why the rules did not load: one message per line.
 #[derive(Debug, thiserror::Error)]
@@ -1232,18 +1233,18 @@ fn validate_actuator(v: Value, path: &str, d: &mut Diagnostics) -> Option<Actuat
         d.error(path, "missing required key \"kind\"");
         return None;
     };
-    let Some(k) = ActuatorKind::ALL.into_iter().find(|k| k.name() == kind) else {
+    let Some(k) = RuleKind::ALL.into_iter().find(|k| k.name() == kind) else {
         d.error(
             &kind_path,
             format!(
                 "unknown actuator \"{kind}\"; expected one of {}",
-                ActuatorKind::ALL.map(|k| k.name()).join(", ")
+                RuleKind::ALL.map(|k| k.name()).join(", ")
             ),
         );
         return None;
     };
     let Some(raw) = raw else {
-        if k == ActuatorKind::Exec {
+        if k == RuleKind::Exec {
             d.error(path, "actuator exec needs command: [program, args...]");
             return None;
         }
@@ -1356,13 +1357,13 @@ fn validate_actuator(v: Value, path: &str, d: &mut Diagnostics) -> Option<Actuat
     // exec's argv templates: an unknown `{placeholder}` is an error here, not at the first move.
     for (key, t) in [("command", &command), ("undo", &undo), ("check", &check)] {
         if let Some(t) = t {
-            if let Err((i, e)) = crate::actuators::exec::ArgvTemplate::parse(t) {
+            if let Err((i, e)) = ArgvTemplate::parse(t) {
                 d.error(&join_index(&join_key(path, key), i), e);
                 ok = false;
             }
         }
     }
-    if k == ActuatorKind::Exec && raw.command.is_none() {
+    if k == RuleKind::Exec && raw.command.is_none() {
         d.error(path, "actuator exec needs command: [program, args...]");
         ok = false;
     }
@@ -1459,7 +1460,7 @@ nodes:
         );
         assert_eq!(g.switching_cost.map(|c| c.downtime.as_secs()), Some(60));
         let s = r.for_node("storj-a", "storj").expect("storj-a has rules");
-        assert_eq!(s.actuator.map(|a| a.kind), Some(ActuatorKind::Exec));
+        assert_eq!(s.actuator.map(|a| a.kind), Some(RuleKind::Exec));
         assert!(r.for_node("grass", "grass").is_none());
         assert!(looks_like_optimization_rules(GOOD));
         assert!(!looks_like_optimization_rules("groups: []\n"));
@@ -1556,7 +1557,7 @@ nodes:
         )
         .unwrap();
         let a = r.for_node("n", "x").and_then(|n| n.actuator).unwrap();
-        assert_eq!(a.kind, ActuatorKind::Docker);
+        assert_eq!(a.kind, RuleKind::Docker);
         assert_eq!(a.params.container.as_deref(), Some("golem"));
         assert_eq!(a.params.socket.as_deref(), Some("/run/docker.sock"));
         assert_eq!(a.params.timeout, Some(Duration::from_secs(5)));

@@ -26,11 +26,12 @@ use super::history::{History, HistoryError, Outcome, Record, Source, Step};
 use super::preflight::{self, NodeFacts, Preflight};
 use super::realized;
 use crate::actuators::Actuator;
-use crate::adapters::{Adapter, Allocation, Resource};
+use crate::adapters::Adapter;
 use crate::clock::SharedClock;
 use crate::coordinator::{HealthBoard, NodeHealth};
 use crate::optimizer::{self, CurrentNode, Move, OptimizationRules, Plan};
 use crate::promql::Engine;
+use crate::resources::{Allocation, Resource};
 use crate::tsdb::Db;
 
 #[derive(Debug, thiserror::Error)]
@@ -176,7 +177,7 @@ pub struct ControllerMetrics {
     pub gate_verdict: GaugeVec,
     /// `depin_planned_allocation_<resource>{node,protocol}`: the last plan's target, one
     /// family per resource like `depin_allocation_*`, so dashboards set them side by side.
-    pub planned: Vec<(crate::adapters::Resource, GaugeVec)>,
+    pub planned: Vec<(crate::resources::Resource, GaugeVec)>,
 }
 
 impl ControllerMetrics {
@@ -212,7 +213,7 @@ impl ControllerMetrics {
             &["gate"],
         )?;
         let mut planned = Vec::new();
-        for r in crate::adapters::Resource::ALL {
+        for r in crate::resources::Resource::ALL {
             let g = GaugeVec::new(
                 Opts::new(
                     format!("depin_planned_allocation_{}", r.key()),
@@ -314,7 +315,7 @@ impl std::fmt::Display for PlanReport {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ApplyRequest {
     /// None: the current plan. Some: these allocations (resources not given keep theirs).
-    pub allocations: Option<BTreeMap<String, crate::adapters::Resources<Option<f64>>>>,
+    pub allocations: Option<BTreeMap<String, crate::resources::Resources<Option<f64>>>>,
     /// Skip the gates (not pre-flight).
     pub force: bool,
 }
@@ -701,7 +702,7 @@ impl Controller {
     async fn manual_plan(
         &self,
         m: &Model,
-        wanted: &BTreeMap<String, crate::adapters::Resources<Option<f64>>>,
+        wanted: &BTreeMap<String, crate::resources::Resources<Option<f64>>>,
     ) -> Result<Plan, ControllerError> {
         for n in wanted.keys() {
             if !m.nodes.contains_key(n) {

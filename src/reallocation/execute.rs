@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use super::history::{HistoryError, Outcome, Pending, Record, Step};
 use crate::actuators::{Actuator, ActuatorError};
-use crate::adapters::{Allocation, Resource};
 use crate::clock::Clock;
+use crate::resources::{Allocation, Resource};
 
 /// Attempts per undo before giving up on it (an undo is worth trying harder than an apply).
 pub const UNDO_ATTEMPTS: u32 = 3;

@@ -19,8 +19,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::adapters::Allocation;
 use crate::optimizer::{fmt_amount, Gates, Plan};
+use crate::resources::Allocation;
 
 /// The gates, in the order they are evaluated and shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -331,8 +331,8 @@ pub fn evaluate(plan: &Plan, ctx: &Context<'_>) -> GateReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adapters::Resource;
     use crate::optimizer::{Move, Step};
+    use crate::resources::Resource;
 
     const T0: i64 = 1_767_225_600_000;
 
@@ -411,7 +411,7 @@ mod tests {
     #[test]
     fn each_gate_blocks_on_its_own_and_says_why() {
         let g = Gates {
-            max_step: crate::adapters::Resources {
+            max_step: crate::resources::Resources {
                 cpu_cores: Some(Step::Fraction(0.125)),
                 ..Default::default()
             },

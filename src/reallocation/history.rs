@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::adapters::Allocation;
+use crate::resources::Allocation;
 
 /// The file name under `--storage.path`.
 pub const FILE_NAME: &str = "reallocations.jsonl";

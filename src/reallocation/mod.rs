@@ -15,10 +15,9 @@
 //!   metrics, and [`plan_once`] for `depin-orcha plan`.
 //! - `reload`: re-reading the optimization rules file (SIGHUP, `/-/reload`, a change).
 //! - `wiring`: assembly for `main.rs` ([`build_controller`], [`plan_command`]).
-//! - `api`: `GET /api/v1/allocations`, `/plan`, `/reallocations`; `POST /api/v1/reallocations`,
-//!   `/controller/pause`, `/controller/resume` (bearer token).
+//!
+//! Its HTTP routes are `crate::http::control`.
 
-pub mod api;
 pub mod controller;
 pub mod execute;
 pub mod gates;
@@ -28,7 +27,6 @@ pub mod realized;
 pub mod reload;
 pub mod wiring;
 
-pub use api::{load_token, ControlApi};
 pub use controller::{
     plan_once, ApplyRequest, ControlledNode, Controller, ControllerError, ControllerMetrics,
     ControllerOptions, Evaluation, HealthSource, OptimizerPlanner, PlanInput, PlanReport, Planner,

@@ -14,8 +14,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::actuators::{show, Actuator};
-use crate::adapters::{Allocation, Resource};
 use crate::coordinator::NodeHealth;
+use crate::resources::{Allocation, Resource};
 
 /// A node whose last successful poll is older than this many poll intervals has stale data.
 pub const STALE_POLLS: u32 = 3;

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::api::ControlApi;
 use super::controller::{
     plan_once, ControlledNode, Controller, ControllerError, ControllerOptions, ControllerParts,
     HealthSource, OptimizerPlanner, PlanReport,
@@ -110,15 +109,11 @@ pub struct ControllerSetup<'a> {
     pub storage_path: Option<&'a Path>,
     /// `--controller.dry-run`.
     pub dry_run: bool,
-    /// The token from `--web.auth-token-file` ([`super::load_token`]).
-    pub token: Option<String>,
     pub rollback_margin: f64,
 }
 
-/// Builds the controller and its API routes; logs the actuator warnings.
-pub fn build_controller(
-    s: ControllerSetup<'_>,
-) -> Result<(Arc<Controller>, Arc<ControlApi>), ControllerError> {
+/// Builds the controller; logs the actuator warnings.
+pub fn build_controller(s: ControllerSetup<'_>) -> Result<Arc<Controller>, ControllerError> {
     let (nodes, warnings) = controlled_nodes(s.config, &s.rules, &s.adapters);
     for w in &warnings {
         tracing::warn!(warning = %w, "reallocation");
@@ -145,11 +140,7 @@ pub fn build_controller(
         history,
         registry: s.registry,
     })?;
-    let api = Arc::new(ControlApi {
-        controller: controller.clone(),
-        token: s.token,
-    });
-    Ok((controller, api))
+    Ok(controller)
 }
 
 /// `depin-orcha plan`: polls every node once (the coordinator's own code, into `db`), writes

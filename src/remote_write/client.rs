@@ -66,7 +66,7 @@ impl Sender {
             })
             .collect();
         let connector =
-            crate::adapters::http::pooled_connector(cfg.remote_timeout, cfg.tls_ca_file.as_deref())
+            crate::net::http::pooled_connector(cfg.remote_timeout, cfg.tls_ca_file.as_deref())
                 .map_err(|reason| ClientError::Url {
                     name: cfg.name.clone(),
                     url: cfg.url.to_string(),

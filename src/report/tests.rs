@@ -2,10 +2,10 @@
 
 use super::local::LocalSource;
 use super::*;
-use crate::adapters::Allocation;
 use crate::labels::Labels;
 use crate::reallocation::history::{Outcome, Record, Source as RSource, Step};
 use crate::reallocation::History;
+use crate::resources::Allocation;
 use crate::tsdb::Db;
 
 const H: i64 = 3_600_000;

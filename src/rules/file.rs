@@ -13,7 +13,7 @@
 //! Prometheus' manager does when it builds the rules.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_yaml::Value;
 
@@ -22,7 +22,7 @@ use super::group::{Group, Rule};
 use super::recording::RecordingRule;
 use super::template::check_alert;
 use super::{RuleError, RuleErrors};
-use crate::config::diag::PosIndex;
+use crate::schema::diag::PosIndex;
 
 /// Reads and parses rule files. Each path may be a glob pattern (`rules/*.yml`); a pattern
 /// that matches nothing adds no file, as in Prometheus, but a plain path that does not exist
@@ -33,6 +33,13 @@ pub fn load_files(paths: &[PathBuf]) -> Result<Vec<Group>, RuleErrors> {
     for file in expand_globs(paths, &mut errors) {
         let name = file.display().to_string();
         match std::fs::read_to_string(&file) {
+            // Said before parsing: the rule-file parser would only report the first
+            // optimization key as an unknown field, which does not tell what to do.
+            Ok(text) if is_optimization_rules(&text) => errors.push(RuleError {
+                file: name,
+                pos: None,
+                message: NOT_A_RULE_FILE.into(),
+            }),
             Ok(text) => match parse_rule_file(&name, &text) {
                 Ok(g) => groups.extend(g),
                 Err(e) => errors.extend(e.0),
@@ -49,6 +56,31 @@ pub fn load_files(paths: &[PathBuf]) -> Result<Vec<Group>, RuleErrors> {
     } else {
         Err(RuleErrors(errors))
     }
+}
+
+/// The error for an optimization rules file given as a Prometheus rule file (`rule_files`,
+/// `--rules.file`, a glob matching both kinds): `run` and `check config` say the same.
+pub const NOT_A_RULE_FILE: &str = "this is an optimization rules file (depin-orcha's own schema), not a Prometheus rule file: pass it with --optimization.rules-file and keep it out of rule_files and --rules.file (the shipped layout keeps the Prometheus rule files in rules/prometheus/)";
+
+/// Keys only an optimization rules file has at its top level (`optimizer::rules`).
+const OPTIMIZATION_KEYS: [&str; 6] = [
+    "interval",
+    "gates",
+    "confidence",
+    "resources",
+    "protocols",
+    "nodes",
+];
+
+/// Whether `text` is an optimization rules file rather than a Prometheus rule file: a mapping
+/// without `groups` holding one of the optimization keys. Text that is not YAML is not one
+/// (the rule-file parser reports it).
+pub fn is_optimization_rules(text: &str) -> bool {
+    let Ok(Value::Mapping(top)) = serde_yaml::from_str::<Value>(text) else {
+        return false;
+    };
+    let has = |k: &str| top.contains_key(Value::String(k.into()));
+    !has("groups") && OPTIMIZATION_KEYS.iter().any(|k| has(k))
 }
 
 /// What `promtool check rules` prints for `paths` (files or globs), and whether all passed:
@@ -616,17 +648,6 @@ impl FileParser<'_> {
     }
 }
 
-/// Resolves rule file paths from a config file as Prometheus does: relative paths are relative
-/// to the config file's directory.
-pub fn resolve_relative(config_dir: &Path, p: &str) -> PathBuf {
-    let path = Path::new(p);
-    if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        config_dir.join(path)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -836,8 +857,31 @@ groups:
     }
 
     #[test]
+    fn an_optimization_file_among_rule_files_is_named_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("alerts.yml"),
+            "groups:\n  - name: g\n    rules:\n      - record: x\n        expr: vector(1)\n",
+        )
+        .unwrap();
+        let opt = dir.path().join("optimization.yml");
+        std::fs::write(&opt, "interval: 5m\ngates: {min_confidence: 0.7}\n").unwrap();
+        let glob = dir.path().join("*.yml");
+        let e = load_files(&[glob]).unwrap_err();
+        assert_eq!(e.0.len(), 1, "{e}");
+        assert_eq!(
+            e.to_string(),
+            format!("{}: {NOT_A_RULE_FILE}", opt.display())
+        );
+        // An empty file and a rule file with an unknown key stay rule-file errors.
+        assert!(!is_optimization_rules(""));
+        assert!(!is_optimization_rules("groups: []\nnodes: {}\n"));
+        assert!(!is_optimization_rules("{{ not yaml"));
+    }
+
+    #[test]
     fn the_shipped_rule_files_load() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/prometheus");
         for f in ["alerts.yml", "recording.yml"] {
             let p = root.join(f);
             if !p.exists() {

@@ -320,8 +320,15 @@ impl RuleManager {
         let new_groups = match loaded {
             Ok(g) => g,
             Err(e) => {
+                // At start (or after files that held no rules) nothing keeps running: saying
+                // so would send the operator looking for rules that are not there.
+                let msg = if st.groups.is_empty() {
+                    "loading rule files failed"
+                } else {
+                    "loading rule files failed, the previous rules keep running"
+                };
                 for line in e.to_string().lines() {
-                    tracing::error!(error = %line, "loading rule files failed, the previous rules keep running");
+                    tracing::error!(error = %line, "{msg}");
                 }
                 self.metrics.reload_ok.set(0);
                 st.last_reload_error = Some(e.to_string());

@@ -11,7 +11,6 @@
 //! - `manager`: loads files, schedules groups (aligned like Prometheus' `EvalTimestamp`),
 //!   reloads (atomically, keeping alert state), restores `for` state, polls the files for
 //!   changes, and hands the alerts to send to a callback; its metrics (`depin_rule_*`).
-//! - `api`: the HTTP routes, as an [`crate::http::ExtraRoutes`].
 //! - `template` (own helper), `notifier`, `unittest`: see their files.
 //!
 //! # API for the other parts
@@ -34,11 +33,11 @@
 //!
 //! Running: [`manager::RuleManager`] (see its docs for what `main` calls): `new`, `load`
 //! (atomic; failure keeps the old rules), `reload`, `run(shutdown, notify)` on the wall clock,
-//! or `tick(now_ms)` driven by a virtual clock. HTTP: [`api::RulesApi`] as an
-//! [`crate::http::ExtraRoutes`]. `check rules`: [`file::check_rules_report`].
+//! or `tick(now_ms)` driven by a virtual clock. HTTP: `crate::http::rules`. `check rules`:
+//! [`file::check_rules_report`].
 
 pub mod alerting;
-pub mod api;
+
 pub mod file;
 pub mod group;
 pub mod manager;

@@ -1,7 +1,7 @@
 //! The simulation driver behind `depin-orcha simulate`: a virtual clock steps through the
 //! scenario one poll interval at a time and drives the very code of `run`, synchronously:
-//! each node's adapter is polled and the observation goes through the coordinator's metric
-//! update (the same [`Metrics`] calls and [`crate::coordinator::earned_delta`]), the registry
+//! each node's adapter is polled and its answer goes through `run`'s node pipeline
+//! ([`NodePipeline`]: series, earnings, health), the registry
 //! is scraped into a [`Db`] every scrape interval, the shipped recording and alerting rules run
 //! through [`RuleManager::tick`], and every optimization interval [`Controller::tick`] plans
 //! (optimizer), gates and reallocates through the `sim` actuator.
@@ -21,27 +21,29 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use crate::actuators::{self, ActuatorKind, ActuatorSpec, VerifySpec};
-use crate::adapters::{Adapter, Allocation, Health, Observation, PollError, Resource};
+use crate::adapters::prices::PriceTable;
+use crate::adapters::sim::market::Market;
+use crate::adapters::{Adapter, PollError};
 use crate::clock::{ManualClock, SharedClock};
-use crate::coordinator::{earned_delta, LastError, NodeHealth};
+use crate::coordinator::{HealthBoard, NodePipeline, PollContext};
 use crate::labels::Labels;
-use crate::metrics::{ExtraKey, Metrics, NodeLabels};
+use crate::metrics::Metrics;
 use crate::optimizer::{self, OptimizationRules, Plan};
 use crate::promql::{Engine, EngineOptions};
 use crate::reallocation::controller::{
-    ControlledNode, Controller, ControllerOptions, ControllerParts, HealthSource, OptimizerPlanner,
-    PlanInput, Planner,
+    ControlledNode, Controller, ControllerOptions, ControllerParts, OptimizerPlanner, PlanInput,
+    Planner,
 };
 use crate::reallocation::{History, Outcome, DEFAULT_ROLLBACK_MARGIN};
+use crate::resources::{Allocation, Resource};
 use crate::rules::{ManagerOptions, RuleManager};
-use crate::sim::market::Market;
 use crate::sim::node::ScenarioNode;
 use crate::sim::scenario::Scenario;
 use crate::tsdb::Db;
@@ -145,33 +147,6 @@ impl Planner for GreedyPlanner {
     }
 }
 
-/// Node health kept by the synchronous poll path (the coordinator's [`HealthBoard`] is
-/// filled by its async loop only).
-///
-/// [`HealthBoard`]: crate::coordinator::HealthBoard
-#[derive(Default)]
-struct SimHealth(Mutex<BTreeMap<String, NodeHealth>>);
-
-impl HealthSource for SimHealth {
-    fn snapshot(&self) -> Vec<NodeHealth> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect()
-    }
-}
-
-impl SimHealth {
-    fn update(&self, name: &str, f: impl FnOnce(&mut NodeHealth)) {
-        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(h) = m.get_mut(name) {
-            f(h);
-        }
-    }
-}
-
 /// Resolves a future that is ready at once (sim adapters answer without waiting).
 fn now_or_never<T>(fut: impl std::future::Future<Output = T>) -> Option<T> {
     let mut fut = std::pin::pin!(fut);
@@ -181,100 +156,18 @@ fn now_or_never<T>(fut: impl std::future::Future<Output = T>) -> Option<T> {
     }
 }
 
-/// The coordinator's per-node update path (`NodeWorker::on_success` / `on_failure`),
-/// called synchronously with the same metric calls.
-struct SyncWorker {
+/// One node as the simulator drives it: its adapter, polled at once, and `run`'s
+/// [`NodePipeline`] for what becomes of the answer.
+struct SimWorker {
     node: Arc<ScenarioNode>,
-    labels: NodeLabels,
-    last_reported: BTreeMap<String, f64>,
-    failures: u32,
-    extras: std::collections::HashSet<ExtraKey>,
+    pipeline: NodePipeline,
 }
 
-impl SyncWorker {
-    fn poll(&mut self, m: &Metrics, health: &SimHealth, sc: &Scenario, now_ms: i64) {
+impl SimWorker {
+    fn poll(&mut self, ctx: &PollContext<'_>, now_ms: i64) {
         let result =
             now_or_never(self.node.poll()).unwrap_or(Err(PollError::Timeout(Duration::ZERO)));
-        m.observe_poll_duration(&self.labels, 0.0);
-        match result {
-            Ok(obs) => self.on_success(m, health, sc, now_ms, obs),
-            Err(e) => self.on_failure(m, health, &e),
-        }
-    }
-
-    fn on_success(
-        &mut self,
-        m: &Metrics,
-        health: &SimHealth,
-        sc: &Scenario,
-        now_ms: i64,
-        obs: Observation,
-    ) {
-        for (token, &reported) in &obs.earnings {
-            let (delta, baseline) = earned_delta(self.last_reported.get(token).copied(), reported);
-            self.last_reported.insert(token.clone(), baseline);
-            let usd = sc
-                .prices
-                .contains_key(token)
-                .then(|| delta * sc.price(token, now_ms));
-            m.add_earnings(&self.labels, token, delta, usd);
-        }
-        for r in Resource::ALL {
-            if let Some(a) = obs.allocation.get(r) {
-                m.set_allocation(&self.labels, r, a);
-            }
-            m.set_usage(&self.labels, r, obs.usage.get(r));
-        }
-        let mut now_extras = std::collections::HashSet::new();
-        for g in &obs.gauges {
-            if let Ok(k) = m.set_extra(&self.labels, g) {
-                now_extras.insert(k);
-            }
-        }
-        for gone in self.extras.difference(&now_extras) {
-            m.remove_extra(gone);
-        }
-        self.extras = now_extras;
-        m.set_up(&self.labels, true);
-        m.set_last_success(&self.labels, now_ms as f64 / 1000.0);
-        m.set_consecutive_failures(&self.labels, 0);
-        self.failures = 0;
-        let degraded = match obs.health {
-            Health::Healthy => None,
-            Health::Degraded(why) => Some(why),
-        };
-        health.update(self.labels.node(), |h| {
-            h.up = true;
-            h.polled = true;
-            h.last_success_ms = Some(now_ms);
-            h.consecutive_failures = 0;
-            h.last_error = None;
-            h.degraded = degraded;
-        });
-    }
-
-    fn on_failure(&mut self, m: &Metrics, health: &SimHealth, e: &PollError) {
-        self.failures = self.failures.saturating_add(1);
-        m.set_up(&self.labels, false);
-        m.count_poll_error(&self.labels, e.reason());
-        m.set_consecutive_failures(&self.labels, self.failures);
-        for r in Resource::ALL {
-            m.set_usage(&self.labels, r, None);
-        }
-        for k in self.extras.drain() {
-            m.remove_extra(&k);
-        }
-        let failures = self.failures;
-        let err = LastError {
-            reason: e.reason().to_string(),
-            message: e.to_string(),
-        };
-        health.update(self.labels.node(), |h| {
-            h.up = false;
-            h.polled = true;
-            h.consecutive_failures = failures;
-            h.last_error = Some(err);
-        });
+        self.pipeline.record(ctx, now_ms, 0.0, result);
     }
 }
 
@@ -426,25 +319,15 @@ fn run_controller(
     rules_mgr
         .load(&opts.rule_files)
         .map_err(|e| SimError::Rules(e.to_string()))?;
-    let health = Arc::new(SimHealth::default());
+    let health = Arc::new(HealthBoard::new(
+        nodes.iter().map(|n| (n.name(), n.protocol())),
+    ));
+    // The scenario's price path, written here at each step for the pipelines' USD counters.
+    let prices = PriceTable::new(BTreeMap::new());
     let mut workers = Vec::new();
     let mut controlled = Vec::new();
     for n in &nodes {
         let labels = metrics.labels_for(n.name(), n.protocol(), &BTreeMap::new());
-        metrics.init_poll_errors(&labels);
-        health.0.lock().unwrap_or_else(|e| e.into_inner()).insert(
-            n.name().to_string(),
-            NodeHealth {
-                name: n.name().to_string(),
-                protocol: n.protocol().to_string(),
-                up: false,
-                polled: false,
-                last_success_ms: None,
-                consecutive_failures: 0,
-                last_error: None,
-                degraded: None,
-            },
-        );
         let adapter: Arc<dyn Adapter> = n.clone();
         let has_actuator = opts
             .rules
@@ -475,12 +358,11 @@ fn run_controller(
             poll_timeout: Duration::from_secs(4),
             configured: None,
         });
-        workers.push(SyncWorker {
+        let pipeline = NodePipeline::new(labels, None);
+        pipeline.start(&metrics);
+        workers.push(SimWorker {
             node: n.clone(),
-            labels,
-            last_reported: BTreeMap::new(),
-            failures: 0,
-            extras: Default::default(),
+            pipeline,
         });
     }
     let controller = Controller::new(ControllerParts {
@@ -531,8 +413,16 @@ fn run_controller(
     while t < s.end {
         t = (t + s.poll_ms).min(s.end);
         clock.set(t);
+        for token in sc.prices.keys() {
+            prices.set(token, sc.price(token, t));
+        }
+        let ctx = PollContext {
+            metrics: &metrics,
+            prices: &prices,
+            health: &health,
+        };
         for w in &mut workers {
-            w.poll(&metrics, &health, sc, t);
+            w.poll(&ctx, t);
         }
         ledger.step(&nodes, sc, t);
         if t >= next_scrape {
@@ -932,7 +822,7 @@ pub fn simulate(sc: &Scenario, opts: &Options) -> Result<Report, SimError> {
             Market::new(
                 n.protocol,
                 n.market.clone(),
-                seed ^ crate::sim::market::seed_from_name(&n.name),
+                seed ^ crate::adapters::sim::market::seed_from_name(&n.name),
             )
         })
         .collect();

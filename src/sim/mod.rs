@@ -5,7 +5,7 @@
 //! never edits the optimizer or the reallocation code: it drives them.
 
 pub mod driver;
-pub mod market;
+
 pub mod node;
 pub mod plot;
 pub mod progress;

@@ -1,5 +1,5 @@
 //! The node a scenario runs: a simulated Storj, Golem, Streamr or Grass node that earns from
-//! [`crate::sim::market`] on the simulation's clock, like the `sim` node kind of `run`
+//! [`crate::adapters::sim::market`] on the simulation's clock, like the `sim` node kind of `run`
 //! ([`crate::adapters::sim`]), plus what a scenario adds: outages (no answer, no earnings) and
 //! the switching cost of a change of allocation (USD counted per change, and a downtime in
 //! which the node earns nothing). It reports its lifetime earnings (a cumulative counter).
@@ -7,11 +7,13 @@
 use std::sync::{Arc, Mutex};
 
 use crate::adapters::{
-    ActuateError, ActuateFuture, Adapter, Allocatable, Allocation, ExtraGauge, Health, Observation,
-    PollError, PollFuture, Resource,
+    ActuateError, ActuateFuture, Adapter, Allocatable, ExtraGauge, Health, Observation, PollError,
+    PollFuture,
 };
+
+use crate::adapters::sim::market::Market;
 use crate::clock::SharedClock;
-use crate::sim::market::Market;
+use crate::resources::{Allocation, Resource};
 use crate::sim::scenario::NodeSpec;
 
 pub struct ScenarioNode {
@@ -37,7 +39,7 @@ impl ScenarioNode {
     pub fn new(spec: &NodeSpec, seed: u64, clock: SharedClock) -> Arc<ScenarioNode> {
         let now = clock.now_ms();
         // One market per node, keyed by (seed, node name): the same draws whatever the path.
-        let node_seed = seed ^ crate::sim::market::seed_from_name(&spec.name);
+        let node_seed = seed ^ crate::adapters::sim::market::seed_from_name(&spec.name);
         Arc::new(ScenarioNode {
             name: spec.name.clone(),
             protocol: spec.protocol.name(),

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use crate::adapters::Resource;
+use crate::resources::Resource;
 use crate::sim::driver::Report;
 use crate::sim::scenario::Scenario;
 

@@ -1,7 +1,7 @@
 //! Scenario files for `depin-orcha simulate`: the host, its simulated nodes with their markets,
 //! token price paths, outages and the starting allocation. Validated like the config (every
 //! error at once, each as `FILE:LINE:COL: key.path: message`, through
-//! [`crate::config::diag`]). Times inside a scenario are offsets from its `start`.
+//! [`crate::schema::diag`]). Times inside a scenario are offsets from its `start`.
 //!
 //! ```yaml
 //! start: 2026-01-05T00:00:00Z   # RFC 3339, UTC; default 2026-01-05T00:00:00Z (a Monday)
@@ -45,10 +45,11 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_yaml::Value;
 
-use crate::adapters::{Allocation, Resource};
-use crate::config::diag::{join_index, join_key, Diagnostics, PosIndex};
-use crate::config::{units, RawAllocation};
-use crate::sim::market::{in_range, validate_market, MarketParams, Protocol, RawMarket};
+use crate::adapters::sim::market::{in_range, validate_market, MarketParams, Protocol, RawMarket};
+use crate::resources::{Allocation, Resource};
+use crate::schema::diag::{join_index, join_key, Diagnostics, PosIndex};
+use crate::schema::units;
+use crate::schema::RawAllocation;
 
 /// 2026-01-05T00:00:00Z, a Monday.
 pub const DEFAULT_START_MS: i64 = 1_767_571_200_000;

@@ -25,6 +25,7 @@ mod bits;
 pub mod chunk;
 mod codec;
 mod decoded;
+pub mod failures;
 mod head;
 pub mod import;
 mod index;

@@ -58,7 +58,7 @@ fn failure_log() -> std::sync::MutexGuard<'static, FailureLog> {
 
 /// Counts and logs a failed snapshot attempt; `path` is the file it failed on.
 pub(super) fn count_failure(path: &Path, e: &std::io::Error) {
-    crate::metrics::storage_failures().snapshot.inc();
+    crate::tsdb::failures::storage_failures().snapshot.inc();
     let mut log = failure_log();
     if log.failed(Instant::now()) {
         tracing::error!(
@@ -297,7 +297,7 @@ mod tests {
     }
 
     fn failures() -> u64 {
-        crate::metrics::storage_failures().snapshot.get()
+        crate::tsdb::failures::storage_failures().snapshot.get()
     }
 
     fn held_value(dir: &Path) -> f64 {

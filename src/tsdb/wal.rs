@@ -183,7 +183,7 @@ impl WalWriter {
                 }
             }
             Err(e) => {
-                crate::metrics::storage_failures().wal_write.inc();
+                crate::tsdb::failures::storage_failures().wal_write.inc();
                 if let Ok(failed) = BatchRecord::decode(payload) {
                     for (r, l) in failed.series {
                         if !self.unlogged_series.iter().any(|(x, _)| *x == r) {
@@ -342,7 +342,7 @@ mod tests {
     }
 
     fn wal_failures() -> u64 {
-        crate::metrics::storage_failures().wal_write.get()
+        crate::tsdb::failures::storage_failures().wal_write.get()
     }
 
     /// A real ENOSPC: `/dev/full` accepts the open and fails every write with "No space left on
@@ -409,9 +409,9 @@ mod tests {
         let mut w = WalWriter::open(dir.path(), 4).unwrap();
         // The next segment's name is taken by a directory: opening it as a file fails.
         std::fs::create_dir(segment_path(dir.path(), 5)).unwrap();
-        let before = crate::metrics::storage_failures().snapshot.get();
+        let before = crate::tsdb::failures::storage_failures().snapshot.get();
         assert!(w.rotate().is_err());
-        assert!(crate::metrics::storage_failures().snapshot.get() > before);
+        assert!(crate::tsdb::failures::storage_failures().snapshot.get() > before);
         assert_eq!(w.path(), segment_path(dir.path(), 4));
         w.log(&BatchRecord::default().encode()).unwrap();
         assert!(w.bytes() > 0, "the old segment still takes records");

@@ -80,6 +80,7 @@ use serde::Serialize;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
+use crate::compat::calendar::rfc3339_millis;
 use crate::labels::Labels;
 
 #[cfg(test)]
@@ -428,12 +429,11 @@ impl Notifier {
         }
         let metrics = NotifierMetrics::new(registry, opts.queue_capacity, &alertmanagers)?;
         // https with Mozilla's roots and the ca_file, as the node client.
-        let connector =
-            crate::adapters::http::pooled_connector(opts.timeout, opts.ca_file.as_deref())
-                .map_err(|reason| NotifierError::InvalidOption {
-                    option: "--alertmanager.ca-file",
-                    reason,
-                })?;
+        let connector = crate::net::http::pooled_connector(opts.timeout, opts.ca_file.as_deref())
+            .map_err(|reason| NotifierError::InvalidOption {
+            option: "--alertmanager.ca-file",
+            reason,
+        })?;
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(30))
@@ -848,33 +848,4 @@ pub fn encode(alerts: &[Alert]) -> Result<Bytes, serde_json::Error> {
         })
         .collect();
     serde_json::to_vec(&body).map(Bytes::from)
-}
-
-/// `2006-01-02T15:04:05.000Z` in UTC: the layout Alertmanager's client library writes.
-pub fn rfc3339_millis(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let milli = ms.rem_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{milli:03}Z",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }

@@ -12,16 +12,16 @@ use std::sync::Arc;
 
 use hyper::{Method, StatusCode};
 
-use super::alerting::ActiveAlert;
-use super::group::{Group, Rule, RuleStatus};
-use super::manager::RuleManager;
-use crate::http::json::{format_sample_value, push_labels, push_str};
-use crate::http::params::parse_match_sets;
-use crate::http::{
+use super::json::{format_sample_value, push_labels, push_str};
+use super::params::parse_match_sets;
+use super::{
     api_response, text_response, ApiError, ApiSuccess, AppState, ExtraRoutes, HttpResponse,
     RouteRequest,
 };
 use crate::labels::Matcher;
+use crate::rules::alerting::ActiveAlert;
+use crate::rules::group::{Group, Rule, RuleStatus};
+use crate::rules::manager::RuleManager;
 
 const TEXT: &str = "text/plain; charset=utf-8";
 
@@ -100,8 +100,7 @@ impl ExtraRoutes for RulesApi {
             "/api/v1/alerts" => Some(api_response(Ok(alerts(&self.manager)))),
             "/-/reload" if *req.method == Method::POST || *req.method == Method::PUT => {
                 if self.reload_token.is_some() {
-                    if let Some(r) =
-                        crate::http::unauthorized(req.headers, self.reload_token.as_deref())
+                    if let Some(r) = super::unauthorized(req.headers, self.reload_token.as_deref())
                     {
                         return Some(r);
                     }
@@ -146,7 +145,7 @@ pub fn alerts(manager: &RuleManager) -> ApiSuccess {
 }
 
 /// `data` of `GET /api/v1/rules`.
-pub fn rules(manager: &RuleManager, p: &crate::http::Params) -> Result<ApiSuccess, ApiError> {
+pub fn rules(manager: &RuleManager, p: &super::Params) -> Result<ApiSuccess, ApiError> {
     let typ = p.get("type").to_ascii_lowercase();
     if !typ.is_empty() && typ != "alert" && typ != "record" {
         return Err(ApiError::invalid_param(

@@ -11,10 +11,10 @@ use bytes::Bytes;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Response, StatusCode};
 
-use super::{clamp_range, write_export, Format};
-use crate::http::params::{self, MAX_TIME_MS, MIN_TIME_MS};
-use crate::http::stream::{channel_body, stream_slot, whole, AnyBody, StreamReply, StreamRoutes};
-use crate::http::{text_response, ApiError, AppState, RouteRequest};
+use super::params::{self, MAX_TIME_MS, MIN_TIME_MS};
+use super::stream::{channel_body, stream_slot, whole, AnyBody, StreamReply, StreamRoutes};
+use super::{text_response, ApiError, AppState, RouteRequest};
+use crate::export::{clamp_range, write_export, Format};
 use crate::promql::limits::parse_cost;
 use crate::promql::Reservation;
 

@@ -14,9 +14,9 @@ use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Method, Response, StatusCode};
 use tokio::sync::broadcast::error::RecvError;
 
-use super::Bus;
-use crate::http::stream::{channel_body, stream_slot, whole, AnyBody, StreamReply, StreamRoutes};
-use crate::http::{text_response, AppState, RouteRequest};
+use super::stream::{channel_body, stream_slot, whole, AnyBody, StreamReply, StreamRoutes};
+use super::{text_response, AppState, RouteRequest};
+use crate::events::Bus;
 
 pub const PATH: &str = "/api/v1/events";
 /// Time between heartbeat comments.

@@ -14,9 +14,10 @@
 use serde::Deserialize;
 use serde_yaml::Value;
 
-use crate::adapters::{Allocation, Resource, Resources};
-use crate::config::diag::{join_index, join_key, Diagnostics};
-use crate::config::{units, RawAllocation};
+use crate::resources::{Allocation, Resource, Resources};
+use crate::schema::diag::{join_index, join_key, Diagnostics};
+use crate::schema::units;
+use crate::schema::RawAllocation;
 
 const MS_PER_MINUTE: i64 = 60_000;
 const MS_PER_HOUR: i64 = 3_600_000;
@@ -393,43 +394,6 @@ pub fn seed_from_name(name: &str) -> u64 {
     })
 }
 
-/// Milliseconds at 00:00 UTC on the first day of the month that contains `t_ms`.
-pub fn month_start_ms(t_ms: i64) -> i64 {
-    let (y, m, _) = civil_from_days(t_ms.div_euclid(MS_PER_DAY));
-    days_from_civil(y, m, 1) * MS_PER_DAY
-}
-
-/// Milliseconds at the start of the month after the one that contains `t_ms`.
-pub fn next_month_start_ms(t_ms: i64) -> i64 {
-    let (y, m, _) = civil_from_days(t_ms.div_euclid(MS_PER_DAY));
-    let (y, m) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
-    days_from_civil(y, m, 1) * MS_PER_DAY
-}
-
-// Howard Hinnant's civil-calendar algorithms (proleptic Gregorian, days since 1970-01-01).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -444,19 +408,6 @@ mod tests {
     }
 
     const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
-
-    #[test]
-    fn months() {
-        assert_eq!(month_start_ms(T0 + 5 * MS_PER_DAY), T0);
-        // January has 31 days.
-        assert_eq!(next_month_start_ms(T0), T0 + 31 * MS_PER_DAY);
-        assert_eq!(next_month_start_ms(T0 - 1), T0);
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(
-            days_from_civil(2024, 3, 1) - days_from_civil(2024, 2, 1),
-            29
-        );
-    }
 
     #[test]
     fn more_allocation_earns_more_with_diminishing_returns() {

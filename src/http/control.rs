@@ -28,9 +28,9 @@ use hyper::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::controller::{ApplyRequest, Controller, ControllerError};
-use crate::adapters::{Allocation, Resources};
-use crate::http::{json_response, unauthorized, AppState, ExtraRoutes, HttpResponse, RouteRequest};
+use super::{json_response, unauthorized, AppState, ExtraRoutes, HttpResponse, RouteRequest};
+use crate::reallocation::controller::{ApplyRequest, Controller, ControllerError};
+use crate::resources::{Allocation, Resources};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
@@ -192,7 +192,7 @@ impl ControlApi {
         match self.controller.last_evaluation() {
             Some(e) => success(json!({
                 "evaluation": e,
-                "text": super::controller::PlanReport { evaluation: e.clone() }.to_string(),
+                "text": crate::reallocation::controller::PlanReport { evaluation: e.clone() }.to_string(),
                 "paused": self.controller.is_paused(),
                 "dry_run": self.controller.is_dry_run(),
             })),

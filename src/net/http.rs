@@ -1,8 +1,10 @@
-//! The HTTP client every node kind shares: one request over HTTP/1.1 (TCP, TLS over TCP for
+//! The one HTTP client of the program: one request over HTTP/1.1 (TCP, TLS over TCP for
 //! `https://`, or a unix socket for the Docker Engine API), with a timeout, a body size limit
-//! that stops reading at the limit, a status check and JSON parsing. Failures map onto
-//! [`PollError`] reasons (`timeout`, `refused`, `http_status`, `too_large`, `parse`, `io`) so
-//! that `depin_adapter_poll_errors_total{reason}` says what went wrong.
+//! that stops reading at the limit, a status check and JSON parsing; and the pooled TLS
+//! connector of the long-lived clients (Alertmanager, remote write). Failures are an [`Error`]
+//! whose kinds are the adapters' poll error reasons (`timeout`, `refused`, `http_status`,
+//! `too_large`, `parse`, `io`), so `depin_adapter_poll_errors_total{reason}` says what went
+//! wrong.
 //!
 //! TLS is rustls (the `ring` provider, TLS 1.2 and 1.3, ALPN `http/1.1`). The server's
 //! certificate is verified against the Mozilla roots compiled in (`webpki-roots`, so no OS
@@ -21,7 +23,46 @@ use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::PollError;
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No answer within the request's timeout.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// The connection was refused: nothing listens there.
+    #[error("connection refused: {0}")]
+    Refused(String),
+    /// An HTTP status other than success.
+    #[error("HTTP status {status}: {detail}")]
+    HttpStatus { status: u16, detail: String },
+    /// An answer that cannot be read (not JSON where JSON was asked for).
+    #[error("cannot parse the answer: {0}")]
+    Parse(String),
+    /// An answer longer than the body size limit; it was not read to the end.
+    #[error("the answer is larger than the limit of {limit} bytes: {detail}")]
+    TooLarge { limit: usize, detail: String },
+    /// A connection, TLS or transfer failure.
+    #[error("I/O: {0}")]
+    Io(String),
+    /// A request that could not be made (a bad URL or header).
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Error {
+    /// The reason word, as `depin_adapter_poll_errors_total{reason}` shows it.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Timeout(_) => "timeout",
+            Error::Refused(_) => "refused",
+            Error::HttpStatus { .. } => "http_status",
+            Error::Parse(_) => "parse",
+            Error::TooLarge { .. } => "too_large",
+            Error::Io(_) => "io",
+            Error::Other(_) => "other",
+        }
+    }
+}
 
 /// The default body size limit: far above any node answer seen (a few KiB), far below what
 /// would hurt the host.
@@ -104,14 +145,14 @@ impl Drop for AbortOnDrop {
 }
 
 /// Sends `req` over TCP; returns the status and the body (at most `req.limit` bytes).
-pub async fn send(req: &HttpRequest) -> Result<(u16, Bytes), PollError> {
+pub async fn send(req: &HttpRequest) -> Result<(u16, Bytes), Error> {
     let shown = req.shown();
     let fut = async {
         let tls = match req.url.scheme() {
             "http" => false,
             "https" => true,
             other => {
-                return Err(PollError::Other(format!(
+                return Err(Error::Other(format!(
                     "{shown}: unsupported scheme {other:?}; use http:// or https://"
                 )))
             }
@@ -119,7 +160,7 @@ pub async fn send(req: &HttpRequest) -> Result<(u16, Bytes), PollError> {
         let host = req
             .url
             .host_str()
-            .ok_or_else(|| PollError::Other(format!("{shown}: the URL has no host")))?;
+            .ok_or_else(|| Error::Other(format!("{shown}: the URL has no host")))?;
         let port = req.url.port_or_known_default().unwrap_or(80);
         // IPv6 literals come bracketed from host_str; connect wants them bare.
         let connect_host = host.trim_start_matches('[').trim_end_matches(']');
@@ -139,18 +180,18 @@ pub async fn send(req: &HttpRequest) -> Result<(u16, Bytes), PollError> {
             return exchange(stream, req, &host_header, &path, &shown).await;
         }
         let config = client_config(req.ca_file.as_deref())
-            .map_err(|e| PollError::Io(format!("{shown}: {e}")))?;
+            .map_err(|e| Error::Io(format!("{shown}: {e}")))?;
         let name = rustls::pki_types::ServerName::try_from(connect_host.to_string())
-            .map_err(|e| PollError::Other(format!("{shown}: TLS server name: {e}")))?;
+            .map_err(|e| Error::Other(format!("{shown}: TLS server name: {e}")))?;
         let stream = tokio_rustls::TlsConnector::from(config)
             .connect(name, stream)
             .await
-            .map_err(|e| PollError::Io(format!("{shown}: TLS handshake: {e}")))?;
+            .map_err(|e| Error::Io(format!("{shown}: TLS handshake: {e}")))?;
         exchange(stream, req, &host_header, &path, &shown).await
     };
     tokio::time::timeout(req.timeout, fut)
         .await
-        .unwrap_or(Err(PollError::Timeout(req.timeout)))
+        .unwrap_or(Err(Error::Timeout(req.timeout)))
 }
 
 /// A connector for hyper-util's pooled client (remote write, Alertmanager) that speaks
@@ -215,7 +256,7 @@ fn client_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, St
 
 /// Sends `req` over the unix socket at `socket`; the URL's path and query are used, its host
 /// only names the request (`http://localhost/containers/x/json`).
-pub async fn send_unix(socket: &Path, req: &HttpRequest) -> Result<(u16, Bytes), PollError> {
+pub async fn send_unix(socket: &Path, req: &HttpRequest) -> Result<(u16, Bytes), Error> {
     let shown = format!("unix:{}{}", socket.display(), req.url.path());
     let fut = async {
         let stream = tokio::net::UnixStream::connect(socket)
@@ -230,15 +271,15 @@ pub async fn send_unix(socket: &Path, req: &HttpRequest) -> Result<(u16, Bytes),
     };
     tokio::time::timeout(req.timeout, fut)
         .await
-        .unwrap_or(Err(PollError::Timeout(req.timeout)))
+        .unwrap_or(Err(Error::Timeout(req.timeout)))
 }
 
-fn connect_error(shown: &str, e: std::io::Error) -> PollError {
+fn connect_error(shown: &str, e: std::io::Error) -> Error {
     match e.kind() {
         std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound => {
-            PollError::Refused(format!("{shown}: {e}"))
+            Error::Refused(format!("{shown}: {e}"))
         }
-        _ => PollError::Io(format!("{shown}: connecting: {e}")),
+        _ => Error::Io(format!("{shown}: connecting: {e}")),
     }
 }
 
@@ -248,13 +289,13 @@ async fn exchange<S>(
     host: &str,
     path: &str,
     shown: &str,
-) -> Result<(u16, Bytes), PollError>
+) -> Result<(u16, Bytes), Error>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
         .await
-        .map_err(|e| PollError::Io(format!("{shown}: HTTP handshake: {e}")))?;
+        .map_err(|e| Error::Io(format!("{shown}: HTTP handshake: {e}")))?;
     let _conn = AbortOnDrop(tokio::spawn(async move {
         let _ = conn.await;
     }));
@@ -271,13 +312,13 @@ where
     }
     let headers = b
         .headers_mut()
-        .ok_or_else(|| PollError::Other(format!("{shown}: invalid request")))?;
+        .ok_or_else(|| Error::Other(format!("{shown}: invalid request")))?;
     for (k, v) in &req.headers {
         let name = HeaderName::from_bytes(k.as_bytes())
-            .map_err(|e| PollError::Other(format!("{shown}: header name {k:?}: {e}")))?;
+            .map_err(|e| Error::Other(format!("{shown}: header name {k:?}: {e}")))?;
         let mut value = HeaderValue::from_str(v)
             // The value may be a secret: name the header only.
-            .map_err(|_| PollError::Other(format!("{shown}: header {k} has an invalid value")))?;
+            .map_err(|_| Error::Other(format!("{shown}: header {k} has an invalid value")))?;
         if name == hyper::header::AUTHORIZATION {
             value.set_sensitive(true);
         }
@@ -286,11 +327,11 @@ where
     let body = Full::new(Bytes::from(req.body.clone().unwrap_or_default()));
     let request = b
         .body(body)
-        .map_err(|e| PollError::Other(format!("{shown}: building the request: {e}")))?;
+        .map_err(|e| Error::Other(format!("{shown}: building the request: {e}")))?;
     let resp = sender
         .send_request(request)
         .await
-        .map_err(|e| PollError::Io(format!("{shown}: {e}")))?;
+        .map_err(|e| Error::Io(format!("{shown}: {e}")))?;
     let status = resp.status().as_u16();
     // Refuse early when the node announces a body over the limit.
     let announced = resp
@@ -299,7 +340,7 @@ where
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if let Some(len) = announced.filter(|l| *l > req.limit as u64) {
-        return Err(PollError::TooLarge {
+        return Err(Error::TooLarge {
             limit: req.limit,
             detail: format!("{shown}: Content-Length {len}"),
         });
@@ -309,44 +350,44 @@ where
         .await
         .map_err(|e| {
             if e.downcast_ref::<LengthLimitError>().is_some() {
-                PollError::TooLarge {
+                Error::TooLarge {
                     limit: req.limit,
                     detail: shown.to_string(),
                 }
             } else {
-                PollError::Io(format!("{shown}: reading the answer: {e}"))
+                Error::Io(format!("{shown}: reading the answer: {e}"))
             }
         })?;
     Ok((status, body.to_bytes()))
 }
 
 /// Sends `req` and fails with reason `http_status` unless the status is 2xx.
-pub async fn fetch(req: &HttpRequest) -> Result<Bytes, PollError> {
+pub async fn fetch(req: &HttpRequest) -> Result<Bytes, Error> {
     let (status, body) = send(req).await?;
     check_status(status, &body, &req.shown())?;
     Ok(body)
 }
 
 /// `Err(HttpStatus)` unless `status` is 2xx; the detail quotes the start of the body.
-pub fn check_status(status: u16, body: &[u8], shown: &str) -> Result<(), PollError> {
+pub fn check_status(status: u16, body: &[u8], shown: &str) -> Result<(), Error> {
     if (200..300).contains(&status) {
         return Ok(());
     }
     let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
-    Err(PollError::HttpStatus {
+    Err(Error::HttpStatus {
         status,
         detail: format!("{shown}: {}", text.trim()),
     })
 }
 
 /// Sends `req` and parses a 2xx answer as JSON (reason `parse` when it is not).
-pub async fn fetch_json(req: &HttpRequest) -> Result<serde_json::Value, PollError> {
+pub async fn fetch_json(req: &HttpRequest) -> Result<serde_json::Value, Error> {
     let body = fetch(req).await?;
     parse_json(&body, &req.shown())
 }
 
-pub fn parse_json(body: &[u8], shown: &str) -> Result<serde_json::Value, PollError> {
-    serde_json::from_slice(body).map_err(|e| PollError::Parse(format!("{shown}: {e}")))
+pub fn parse_json(body: &[u8], shown: &str) -> Result<serde_json::Value, Error> {
+    serde_json::from_slice(body).map_err(|e| Error::Parse(format!("{shown}: {e}")))
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! Node kind `sim`: a simulated Storj, Golem, Streamr or Grass node that earns from the market
-//! model in [`crate::sim::market`] on whatever clock it is given. Its config block, validation,
+//! model in [`crate::adapters::sim::market`] on whatever clock it is given. Its config block, validation,
 //! build and runtime live here. It behaves like the real nodes where the coordinator cares:
 //! cumulative earnings (Storj's restart every UTC month, as its payout estimate does), usage
 //! that follows allocation and demand, an allocation that can be changed at run time, and
@@ -12,13 +12,17 @@ use serde::Deserialize;
 use serde_yaml::Value;
 
 use super::{
-    ActuateError, ActuateFuture, Adapter, Allocatable, Allocation, Health, Observation, PollError,
-    PollFuture,
+    ActuateError, ActuateFuture, Adapter, Allocatable, Health, Observation, PollError, PollFuture,
 };
+
 use crate::clock::SharedClock;
-use crate::config::diag::{join_key, Diagnostics};
-use crate::config::{units, RawAllocation};
-use crate::sim::market::{self, Market, MarketParams, Protocol};
+use crate::resources::Allocation;
+use crate::schema::diag::{join_key, Diagnostics};
+use crate::schema::units;
+use crate::schema::RawAllocation;
+pub mod market;
+
+use market::{Market, MarketParams, Protocol};
 
 /// The validated `sim:` block.
 #[derive(Clone, Debug, PartialEq)]
@@ -214,7 +218,7 @@ impl State {
     /// Accounts the earnings up to `now`, restarting the monthly total at each month start.
     fn advance(&mut self, now: i64) {
         while self.accounted_ms < now {
-            let boundary = market::next_month_start_ms(self.accounted_ms);
+            let boundary = crate::compat::calendar::next_month_start_ms(self.accounted_ms);
             let end = now.min(boundary);
             let e = self.market.earned(self.accounted_ms, end, &self.allocation);
             self.month_total += e;
@@ -380,7 +384,7 @@ impl Allocatable for SimNode {
     }
 
     fn set_allocation(&self, to: Allocation) -> ActuateFuture<'_> {
-        let bad = super::Resource::ALL
+        let bad = crate::resources::Resource::ALL
             .into_iter()
             .find(|&r| !(to.get(r).is_finite() && to.get(r) >= 0.0));
         if let Some(r) = bad {
@@ -405,6 +409,32 @@ impl Allocatable for SimNode {
 /// Builds a sim node (used by [`super::build`]).
 pub fn build(name: &str, spec: &SimSpec, clock: SharedClock) -> Arc<SimNode> {
     Arc::new(SimNode::new(name, spec, clock))
+}
+
+impl super::kind::NodeSpec for SimSpec {
+    fn kind(&self) -> &'static str {
+        "sim"
+    }
+
+    fn protocol(&self) -> &str {
+        self.protocol.name()
+    }
+
+    fn allocation(&self) -> Option<crate::resources::Allocation> {
+        Some(self.allocation)
+    }
+
+    fn tokens(&self) -> Vec<String> {
+        vec![self.protocol.token().to_string()]
+    }
+
+    fn build(
+        &self,
+        name: &str,
+        clock: crate::clock::SharedClock,
+    ) -> std::sync::Arc<dyn super::Adapter> {
+        build(name, self, clock)
+    }
 }
 
 #[cfg(test)]
@@ -455,7 +485,7 @@ market:
   shocks: [{at: 2h, demand: 0.2}]
   switching: {downtime: 30m}
 "#;
-        let mut d = Diagnostics::new(crate::config::diag::PosIndex::build(text));
+        let mut d = Diagnostics::new(crate::schema::diag::PosIndex::build(text));
         let v: Value = serde_yaml::from_str(text).unwrap();
         let spec = validate(Some(v), "nodes[0].sim", "nodes[0]", "s", &mut d).unwrap();
         assert!(d.errors.is_empty(), "{:?}", d.errors.len());

@@ -1,0 +1,4 @@
+//! Helpers that speak other programs' formats and conventions: the civil calendar behind
+//! RFC 3339 and month boundaries. Part of the vocabulary layer: it imports nothing of the crate.
+
+pub mod calendar;
