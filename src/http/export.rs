@@ -1,9 +1,13 @@
 //! `GET /api/v1/export?match[]=<selector>&start=<t>&end=<t>&format=csv|json|openmetrics`: the
-//! export streamed with chunked transfer encoding. The writer runs on a blocking thread (not the
-//! small work pool: it spends most of its life waiting for the client) and hands 64 KiB chunks
-//! through a bounded channel, so at most a few chunks wait for a slow client, and a client that
-//! hangs up stops the export at its next chunk. An export holds one of the stream slots (`--web.max-streams`) for its life, and what
-//! parsing its selectors takes is charged to the memory budget first (`--query.max-memory`).
+//! export streamed with chunked transfer encoding. The writer runs on a thread of its own (not
+//! the small work pool: it spends most of its life waiting for the client) at the work pool's
+//! lowered priority, so a client that reads as fast as it is written cannot take the cores from
+//! `/metrics` and the polls. It hands 64 KiB chunks through a bounded channel, so at most a few
+//! chunks wait for a slow client, and a client that hangs up stops the export at its next chunk.
+//! An export holds one of the stream slots (`--web.max-streams`) for its life; what parsing its
+//! selectors takes, and then the label sets it selected, are charged to the memory budget
+//! (`--query.max-memory`) until it ends, so an export of every series gets 422 rather than the
+//! process more memory.
 
 use std::io::Write;
 
@@ -14,8 +18,8 @@ use hyper::{Method, Response, StatusCode};
 use super::params::{self, MAX_TIME_MS, MIN_TIME_MS};
 use super::stream::{channel_body, stream_slot, whole, AnyBody, StreamReply, StreamRoutes};
 use super::{text_response, ApiError, AppState, RouteRequest};
-use crate::export::{clamp_range, write_export, Format};
-use crate::promql::limits::parse_cost;
+use crate::export::{clamp_range, select_series, write_series, Format};
+use crate::promql::limits::{labels_bytes, parse_cost};
 use crate::promql::Reservation;
 
 pub const PATH: &str = "/api/v1/export";
@@ -148,50 +152,74 @@ impl ExportApi {
 }
 
 impl Export {
-    /// Parses the selectors and writes the export on a blocking thread; the receiver gets the
-    /// response (an error, or the stream) as soon as the selectors are parsed.
+    /// Parses the selectors and writes the export on a thread of its own; the receiver gets the
+    /// response (an error, or the stream) as soon as the series are selected.
     fn start(self, state: &AppState) -> tokio::sync::oneshot::Receiver<Response<AnyBody>> {
         let (reply, rx) = tokio::sync::oneshot::channel();
         let db = state.db.clone();
-        // The job's own end is not awaited: the body's channel tells the client.
-        drop(tokio::task::spawn_blocking(move || {
-            let Export {
-                matches,
-                start,
-                end,
-                format,
-                slot: _slot,
-                parsing: _parsing,
-            } = self;
-            let refs: Vec<&str> = matches.iter().map(String::as_str).collect();
-            let sets = match params::parse_match_sets(&refs) {
-                Ok(s) => s,
-                Err(e) => {
-                    let _ = reply.send(bad(format!("invalid parameter \"match[]\": {e}")));
-                    return;
-                }
-            };
-            let (tx, body) = channel_body(CHANNEL_CHUNKS);
-            let mut r = Response::new(AnyBody::Channel(body));
-            r.headers_mut().insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static(format.content_type()),
-            );
-            if reply.send(r).is_err() {
+        // The thread's end is not awaited: the body's channel tells the client. Without a
+        // thread, the reply's sender is dropped and the client gets the server's 500.
+        let spawned = std::thread::Builder::new()
+            .name("export".into())
+            .spawn(move || {
+                super::work::lower_priority();
+                self.run(db, reply)
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "starting an export thread failed");
+        }
+        rx
+    }
+
+    fn run(
+        self,
+        db: std::sync::Arc<crate::tsdb::Db>,
+        reply: tokio::sync::oneshot::Sender<Response<AnyBody>>,
+    ) {
+        let Export {
+            matches,
+            start,
+            end,
+            format,
+            slot: _slot,
+            parsing: mut charge,
+        } = self;
+        let refs: Vec<&str> = matches.iter().map(String::as_str).collect();
+        let sets = match params::parse_match_sets(&refs) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = reply.send(bad(format!("invalid parameter \"match[]\": {e}")));
                 return;
             }
-            let mut w = ChannelWriter {
-                tx,
-                buf: Vec::with_capacity(CHUNK_BYTES),
-            };
-            let result = match clamp_range(&db, start, end) {
-                Some((a, b)) => write_export(db.as_ref(), &sets, a, b, format, &mut w),
-                None => write_export(db.as_ref(), &[], 0, 0, format, &mut w),
-            };
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "export ended early");
-            }
-        }));
-        rx
+        };
+        let range = clamp_range(&db, start, end);
+        let series = match range {
+            Some((a, b)) => select_series(db.as_ref(), &sets, a, b),
+            None => Vec::new(),
+        };
+        drop(sets);
+        // The selectors' parse cost is given back for what the selected label sets hold.
+        let held = series.iter().map(labels_bytes).sum::<usize>();
+        if let Err(e) = charge.resize(held) {
+            let _ = reply.send(whole(ApiError::from(e).into_response()));
+            return;
+        }
+        let (tx, body) = channel_body(CHANNEL_CHUNKS);
+        let mut r = Response::new(AnyBody::Channel(body));
+        r.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static(format.content_type()),
+        );
+        if reply.send(r).is_err() {
+            return;
+        }
+        let mut w = ChannelWriter {
+            tx,
+            buf: Vec::with_capacity(CHUNK_BYTES),
+        };
+        let (a, b) = range.unwrap_or((0, 0));
+        if let Err(e) = write_series(db.as_ref(), &series, a, b, format, &mut w) {
+            tracing::debug!(error = %e, "export ended early");
+        }
     }
 }

@@ -141,7 +141,7 @@ fn work_thread(inner: Arc<PoolInner>) {
 
 /// Lowers the calling thread's scheduling priority by [`WORK_NICENESS`]. On Linux the nice
 /// value belongs to the thread, so the process' other threads keep theirs.
-fn lower_priority() {
+pub(super) fn lower_priority() {
     #[cfg(target_os = "linux")]
     // SAFETY: setpriority only changes the scheduling priority of the thread it names (this
     // one); raising the nice value needs no privilege, and a failure changes nothing.
