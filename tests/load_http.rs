@@ -3,7 +3,8 @@
 //! its 5 s cadence. Prints requests per second and latency percentiles.
 //!
 //! `LOAD_SECS` (default 5) and `LOAD_CLIENTS` (default 50) set the size; the README's numbers
-//! come from `LOAD_SECS=30 LOAD_CLIENTS=200 cargo test --release --test load_http -- --nocapture`.
+//! come from `LOAD_SECS=30 LOAD_CLIENTS=200 cargo test --release --test load_http -- --nocapture`;
+//! `LOAD_BIN` loads another build instead (a baseline measured under the same conditions).
 
 mod common;
 
@@ -93,7 +94,12 @@ fn many_clients_get_answers_and_polling_keeps_its_cadence() {
     let secs = env_or("LOAD_SECS", 5);
     let clients = env_or("LOAD_CLIENTS", 50) as usize;
     let dir = temp_dir("load");
-    let orcha = Orcha::start(&["--storage.path", dir.join("data").to_str().unwrap()]);
+    // LOAD_BIN: another build to load (a baseline measured on the same machine at the same time).
+    let binary = std::env::var_os("LOAD_BIN").map_or_else(bin, std::path::PathBuf::from);
+    let orcha = Orcha::launch(
+        std::process::Command::new(binary),
+        &["--storage.path", dir.join("data").to_str().unwrap()],
+    );
     orcha.wait_ready();
     // Range queries relative to now.
     let now = std::time::SystemTime::now()
@@ -129,7 +135,7 @@ fn many_clients_get_answers_and_polling_keeps_its_cadence() {
                     k += 1;
                     let t = Instant::now();
                     match c.get(p) {
-                        Ok(200) => lat.push(t.elapsed()),
+                        Ok(200) => lat.push(((k - 1) % paths.len(), t.elapsed())),
                         Ok(s) => errors.push(format!("{p}: {s}")),
                         Err(e) => {
                             errors.push(format!("{p}: {e}"));
@@ -155,12 +161,18 @@ fn many_clients_get_answers_and_polling_keeps_its_cadence() {
     }
     let elapsed = started.elapsed().as_secs_f64();
     let polls_after = polls(addr);
+    let mut by_path: Vec<Vec<Duration>> = vec![Vec::new(); PATHS.len()];
+    for (i, d) in &lat {
+        by_path[*i].push(*d);
+    }
+    let mut lat: Vec<Duration> = lat.into_iter().map(|(_, d)| d).collect();
     lat.sort();
-    let pct = |p: f64| {
+    let pct_of = |lat: &[Duration], p: f64| {
         lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
             .copied()
             .unwrap_or_default()
     };
+    let pct = |p: f64| pct_of(&lat, p);
     println!(
         "load: {clients} clients for {elapsed:.1}s: {} requests, {:.0} req/s, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {} errors; golem polled {} times (5 s cadence)",
         lat.len(),
@@ -171,6 +183,17 @@ fn many_clients_get_answers_and_polling_keeps_its_cadence() {
         errors.len(),
         polls_after - polls_before,
     );
+    for (path, l) in ["/metrics", "instant query", "range query"]
+        .iter()
+        .zip(&mut by_path)
+    {
+        l.sort();
+        println!(
+            "  {path}: p50 {:.1} ms, p99 {:.1} ms",
+            pct_of(l, 0.50).as_secs_f64() * 1000.0,
+            pct_of(l, 0.99).as_secs_f64() * 1000.0
+        );
+    }
     assert!(
         errors.is_empty(),
         "{} failed requests, first: {:?}",

@@ -62,6 +62,10 @@ pub struct RunOptions {
     pub web_config: Option<Arc<WebConfig>>,
     pub max_connections: usize,
     pub telemetry_path: String,
+    /// `--query.max-memory`: what all queries and API reads running at once may hold.
+    pub query_max_memory: usize,
+    /// `--web.max-streams`: event streams and exports open at once.
+    pub max_streams: usize,
 }
 
 /// Everything `run` runs, assembled and not started.
@@ -104,7 +108,9 @@ impl App {
             core.engine.clone(),
             core.metrics.registry().clone(),
             core.clock.clone(),
-        );
+        )
+        .with_query_max_memory(opts.query_max_memory)
+        .with_max_streams(opts.max_streams);
         state.telemetry_path = opts.telemetry_path.clone();
         compact_history(opts, core.clock.now_ms());
         let controller = match &opts.optimization_rules {

@@ -13,7 +13,7 @@ use clap::{Args, ValueEnum};
 use depin_orcha::app::{App, RunOptions};
 use depin_orcha::promql::EngineOptions;
 use depin_orcha::rules::notifier;
-use depin_orcha::{config, http, optimizer};
+use depin_orcha::{config, http, optimizer, promql};
 
 use super::{DEFAULT_OPTIMIZATION_RULES, DEMO_RULE_FILES};
 
@@ -100,7 +100,9 @@ pub(crate) struct RunArgs {
     /// toolkit's format (tls_server_config, basic_auth_users, http_server_config.headers).
     #[arg(long = "web.config.file")]
     pub(crate) web_config_file: Option<PathBuf>,
-    /// Most connections served at once; more wait to be accepted. 0: no limit.
+    /// Most connections open at once. When all are taken, the one that has waited longest
+    /// for a request makes room for a new client; 32 more serve /metrics and health checks
+    /// only. 0: as many as the open files limit allows.
     #[arg(long = "web.max-connections", default_value_t = http::server::DEFAULT_MAX_CONNECTIONS)]
     pub(crate) max_connections: usize,
     #[command(flatten)]
@@ -108,6 +110,14 @@ pub(crate) struct RunArgs {
     /// Path under which /metrics is served, as the Prometheus exporters have it.
     #[arg(long = "web.telemetry-path", default_value = "/metrics", value_parser = telemetry_path)]
     pub(crate) telemetry_path: String,
+    /// Memory all queries and API reads running at once may hold together (samples, label
+    /// sets, compiled regular expressions, answers waiting to be sent); beyond, a request
+    /// gets an error instead of the process more memory.
+    #[arg(long = "query.max-memory", default_value = "256MiB", value_parser = promql::limits::parse_size)]
+    pub(crate) query_max_memory: usize,
+    /// Most event streams and exports open at once; beyond, 503.
+    #[arg(long = "web.max-streams", default_value_t = http::DEFAULT_MAX_STREAMS)]
+    pub(crate) max_streams: usize,
 }
 
 #[derive(Args, Clone)]
@@ -229,6 +239,8 @@ fn options(args: &RunArgs) -> Result<RunOptions> {
         web_config: web_config(args)?,
         max_connections: args.max_connections,
         telemetry_path: args.telemetry_path.clone(),
+        query_max_memory: args.query_max_memory,
+        max_streams: args.max_streams,
     })
 }
 

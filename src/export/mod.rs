@@ -189,6 +189,19 @@ pub fn write_export(
     w: &mut dyn Write,
 ) -> std::io::Result<ExportStats> {
     let series = select_series(db, matcher_sets, mint, maxt);
+    write_series(db, &series, mint, maxt, format, w)
+}
+
+/// Writes `series` (as [`select_series`] lists them) to `w` in `format`; for callers that
+/// look at the list before writing (the HTTP export charges it to the query memory budget).
+pub fn write_series(
+    db: &dyn Queryable,
+    series: &[Labels],
+    mint: i64,
+    maxt: i64,
+    format: Format,
+    w: &mut dyn Write,
+) -> std::io::Result<ExportStats> {
     let mut stats = ExportStats::default();
     match format {
         Format::Csv => {
@@ -205,7 +218,7 @@ pub fn write_export(
                 header.push_str(&csv_cell(n));
             }
             writeln!(w, "{header}")?;
-            for l in &series {
+            for l in series {
                 let mut tail = csv_cell(l.metric_name().unwrap_or(""));
                 for n in &names {
                     tail.push(',');
@@ -224,7 +237,7 @@ pub fn write_export(
             }
         }
         Format::Json => {
-            for l in &series {
+            for l in series {
                 let metric: serde_json::Map<String, serde_json::Value> = l
                     .iter()
                     .map(|x| (x.name.clone(), serde_json::Value::String(x.value.clone())))
@@ -263,7 +276,7 @@ pub fn write_export(
         }
         Format::OpenMetrics => {
             let mut family: Option<String> = None;
-            for l in &series {
+            for l in series {
                 let name = l.metric_name().unwrap_or("").to_string();
                 let mut text = om_escape(&name);
                 let rest: Vec<String> = l

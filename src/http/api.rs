@@ -10,9 +10,10 @@ use promql_parser::parser::Expr;
 use promql_parser::util::{walk_expr, ExprVisitor};
 
 use super::params::{self, Params, MAX_TIME_MS, MIN_TIME_MS};
-use super::{json, ApiError, AppState, ErrorType};
+use super::{json, ApiError, AppState, ErrorType, HttpResponse};
 use crate::labels::Labels;
-use crate::promql::Value;
+use crate::promql::limits::{labels_bytes, parse_cost};
+use crate::promql::{Limits, Value};
 use crate::tsdb::Queryable;
 
 /// Prometheus' cap on the points of one series in a range query.
@@ -67,24 +68,45 @@ pub enum QueryRange {
     Range { start: i64, end: i64, step: i64 },
 }
 
-/// Every API endpoint by path, synchronously: the server calls it for all but the two query
-/// endpoints, which it runs through the query slots and timeout instead; tests may call it for
-/// any. `/api/v1/rules` and `/api/v1/alerts` answer empty until the rules module registers
-/// its own routes (extra routes are tried first), since Grafana asks for them.
+/// Every API endpoint by path, without limits: for tests and tools that call the API's cores
+/// directly. The server calls [`respond`] instead.
 pub fn dispatch_sync(state: &AppState, path: &str, p: &Params) -> ApiResult {
+    dispatch(state, path, p, &mut Limits::default())
+}
+
+/// Answers an API endpoint within `limits`. Blocking (it parses, reads storage and evaluates):
+/// the server runs it on a work thread under a query slot. The answer's bytes stay charged to
+/// the memory budget until the response has been sent.
+pub fn respond(state: &AppState, path: &str, p: &Params, mut limits: Limits) -> HttpResponse {
+    let result = dispatch(state, path, p, &mut limits);
+    super::api_response_charged(result, limits.memory)
+}
+
+/// Every API endpoint by path, within `limits`: what parsing a query or selector may take is
+/// charged before it is parsed, and what is read and evaluated while it is. `/api/v1/rules`
+/// and `/api/v1/alerts` answer empty until the rules module registers its own routes (extra
+/// routes are tried first), since Grafana asks for them.
+pub fn dispatch(state: &AppState, path: &str, p: &Params, limits: &mut Limits) -> ApiResult {
     match path {
-        "/api/v1/series" => series(state, p),
-        "/api/v1/labels" => labels(state, p),
+        "/api/v1/series" => series(state, p, limits),
+        "/api/v1/labels" => labels(state, p, limits),
         "/api/v1/metadata" => metadata(state, p),
         "/api/v1/status/buildinfo" => Ok(buildinfo(state)),
-        "/api/v1/query_exemplars" => query_exemplars(p),
-        "/api/v1/format_query" => format_query(p),
+        "/api/v1/query_exemplars" => {
+            charge_parse(limits, &[p.get("query")])?;
+            query_exemplars(p)
+        }
+        "/api/v1/format_query" => format_query(p, limits),
         "/api/v1/rules" => Ok(ApiSuccess::data("{\"groups\":[]}".into())),
         "/api/v1/alerts" => Ok(ApiSuccess::data("{\"alerts\":[]}".into())),
-        "/api/v1/query" => prepare_instant(state, p).and_then(|q| run_query(state, &q)),
-        "/api/v1/query_range" => prepare_range(state, p).and_then(|q| run_query(state, &q)),
+        "/api/v1/query" => {
+            prepare_instant(state, p, limits).and_then(|q| run_query(state, &q, limits))
+        }
+        "/api/v1/query_range" => {
+            prepare_range(state, p, limits).and_then(|q| run_query(state, &q, limits))
+        }
         _ => match label_values_name(path) {
-            Some(name) => label_values(state, &name, p),
+            Some(name) => label_values(state, &name, p, limits),
             None => Err(ApiError::new(
                 ErrorType::NotFound,
                 format!("unknown API endpoint {path:?}"),
@@ -93,7 +115,21 @@ pub fn dispatch_sync(state: &AppState, path: &str, p: &Params) -> ApiResult {
     }
 }
 
-fn timeout_param(state: &AppState, p: &Params) -> Result<Duration, ApiError> {
+/// Charges what parsing `texts` may take ([`parse_cost`]) before they are parsed.
+fn charge_parse(limits: &mut Limits, texts: &[&str]) -> Result<(), ApiError> {
+    let cost = texts
+        .iter()
+        .fold(0usize, |acc, t| acc.saturating_add(parse_cost(t)));
+    limits.memory.grow(cost)?;
+    Ok(())
+}
+
+fn canceled() -> ApiError {
+    ApiError::new(ErrorType::Canceled, "request canceled by the client")
+}
+
+/// The `timeout` parameter, capped by `--query.timeout`.
+pub fn timeout_param(state: &AppState, p: &Params) -> Result<Duration, ApiError> {
     let cap = state.engine.opts.timeout;
     let to = p.get("timeout");
     if to.is_empty() {
@@ -114,19 +150,25 @@ fn lookback_param(p: &Params) -> Result<Option<i64>, ApiError> {
     Ok((ns > 0).then_some(ns / 1_000_000))
 }
 
-fn parse_query(p: &Params) -> Result<Expr, ApiError> {
+/// Parses `query` after charging what parsing it may take.
+fn parse_query(p: &Params, limits: &mut Limits) -> Result<Expr, ApiError> {
+    charge_parse(limits, &[p.get("query")])?;
     crate::promql::parse(p.get("query")).map_err(|e| ApiError::invalid_param("query", e))
 }
 
 /// `/api/v1/query`: checks `limit`, `time` (default: now on the clock), `timeout`, `query`.
-pub fn prepare_instant(state: &AppState, p: &Params) -> Result<PreparedQuery, ApiError> {
+pub fn prepare_instant(
+    state: &AppState,
+    p: &Params,
+    limits: &mut Limits,
+) -> Result<PreparedQuery, ApiError> {
     let limit =
         params::parse_limit(p.get("limit")).map_err(|e| ApiError::invalid_param("limit", e))?;
     let time = params::parse_time_param(p, "time", state.clock.now_ms())
         .map_err(|e| ApiError::invalid_param("time", e))?;
     let timeout = timeout_param(state, p)?;
     let lookback_delta_ms = lookback_param(p)?;
-    let expr = parse_query(p)?;
+    let expr = parse_query(p, limits)?;
     Ok(PreparedQuery {
         expr,
         range: QueryRange::Instant { time },
@@ -138,7 +180,11 @@ pub fn prepare_instant(state: &AppState, p: &Params) -> Result<PreparedQuery, Ap
 
 /// `/api/v1/query_range`: checks `limit`, `start`, `end`, `step` (positive, at most 11,000
 /// points per series), `timeout`, `query`.
-pub fn prepare_range(state: &AppState, p: &Params) -> Result<PreparedQuery, ApiError> {
+pub fn prepare_range(
+    state: &AppState,
+    p: &Params,
+    limits: &mut Limits,
+) -> Result<PreparedQuery, ApiError> {
     let limit =
         params::parse_limit(p.get("limit")).map_err(|e| ApiError::invalid_param("limit", e))?;
     let start =
@@ -162,7 +208,7 @@ pub fn prepare_range(state: &AppState, p: &Params) -> Result<PreparedQuery, ApiE
     }
     let timeout = timeout_param(state, p)?;
     let lookback_delta_ms = lookback_param(p)?;
-    let expr = parse_query(p)?;
+    let expr = parse_query(p, limits)?;
     // Timestamps are milliseconds: a sub-millisecond step evaluates every millisecond.
     let step = (step_ns / 1_000_000).max(1);
     Ok(PreparedQuery {
@@ -174,8 +220,9 @@ pub fn prepare_range(state: &AppState, p: &Params) -> Result<PreparedQuery, ApiE
     })
 }
 
-/// Evaluates a prepared query and encodes its result. Blocking: call it off the executor.
-pub fn run_query(state: &AppState, q: &PreparedQuery) -> ApiResult {
+/// Evaluates a prepared query within `limits` and encodes its result. Blocking: call it off
+/// the executor.
+pub fn run_query(state: &AppState, q: &PreparedQuery, limits: &mut Limits) -> ApiResult {
     let mut engine = state.engine.clone();
     engine.opts.timeout = q.timeout;
     if let Some(lb) = q.lookback_delta_ms {
@@ -183,8 +230,10 @@ pub fn run_query(state: &AppState, q: &PreparedQuery) -> ApiResult {
     }
     let db: &dyn Queryable = &*state.db;
     let res = match q.range {
-        QueryRange::Instant { time } => engine.instant_query(db, &q.expr, time),
-        QueryRange::Range { start, end, step } => engine.range_query(db, &q.expr, start, end, step),
+        QueryRange::Instant { time } => engine.instant_query_limited(db, &q.expr, time, limits),
+        QueryRange::Range { start, end, step } => {
+            engine.range_query_limited(db, &q.expr, start, end, step, limits)
+        }
     }?;
     let mut value = res.value;
     let mut truncated = false;
@@ -216,8 +265,10 @@ fn optional_range(p: &Params) -> Result<(i64, i64), ApiError> {
     Ok((start, end))
 }
 
-/// `/api/v1/series`: the label sets of the series matching any `match[]` (required).
-pub fn series(state: &AppState, p: &Params) -> ApiResult {
+/// `/api/v1/series`: the label sets of the series matching any `match[]` (required). Each
+/// distinct label set is charged as it is found, so many selectors over the same series hold
+/// each set once.
+pub fn series(state: &AppState, p: &Params, limits: &mut Limits) -> ApiResult {
     let matches = p.all("match[]");
     if matches.is_empty() {
         return Err(ApiError::bad_data("no match[] parameter provided"));
@@ -225,16 +276,22 @@ pub fn series(state: &AppState, p: &Params) -> ApiResult {
     let limit =
         params::parse_limit(p.get("limit")).map_err(|e| ApiError::invalid_param("limit", e))?;
     let (start, end) = optional_range(p)?;
+    charge_parse(limits, &matches)?;
     let sets =
         params::parse_match_sets(&matches).map_err(|e| ApiError::invalid_param("match[]", e))?;
-    let mut all: Vec<Labels> = sets
-        .iter()
-        .flat_map(|s| state.db.series(s, start, end))
-        .collect();
-    if sets.len() > 1 {
-        all.sort();
-        all.dedup();
+    let mut found = std::collections::BTreeSet::new();
+    for set in &sets {
+        if limits.is_canceled() {
+            return Err(canceled());
+        }
+        for l in state.db.series(set, start, end) {
+            if !found.contains(&l) {
+                limits.memory.grow(labels_bytes(&l))?;
+                found.insert(l);
+            }
+        }
     }
+    let mut all: Vec<Labels> = found.into_iter().collect();
     let truncated = limit > 0 && all.len() > limit;
     if truncated {
         all.truncate(limit);
@@ -243,13 +300,18 @@ pub fn series(state: &AppState, p: &Params) -> ApiResult {
 }
 
 /// `/api/v1/labels`: sorted label names of the matching (or all) series.
-pub fn labels(state: &AppState, p: &Params) -> ApiResult {
+pub fn labels(state: &AppState, p: &Params, limits: &mut Limits) -> ApiResult {
     let limit =
         params::parse_limit(p.get("limit")).map_err(|e| ApiError::invalid_param("limit", e))?;
     let (start, end) = optional_range(p)?;
-    let sets = params::parse_match_sets(&p.all("match[]"))
-        .map_err(|e| ApiError::bad_data(e.to_string()))?;
+    let matches = p.all("match[]");
+    charge_parse(limits, &matches)?;
+    let sets = params::parse_match_sets(&matches).map_err(|e| ApiError::bad_data(e.to_string()))?;
+    if limits.is_canceled() {
+        return Err(canceled());
+    }
     let mut names = state.db.label_names(&sets, start, end);
+    limits.memory.grow(strings_bytes(&names))?;
     let truncated = limit > 0 && names.len() > limit;
     if truncated {
         names.truncate(limit);
@@ -321,22 +383,32 @@ fn unescape_u(s: &str) -> Option<String> {
 }
 
 /// `/api/v1/label/<name>/values`: sorted values of one label.
-pub fn label_values(state: &AppState, name: &str, p: &Params) -> ApiResult {
+pub fn label_values(state: &AppState, name: &str, p: &Params, limits: &mut Limits) -> ApiResult {
     if name.is_empty() {
         return Err(ApiError::bad_data(format!("invalid label name: {name:?}")));
     }
     let limit =
         params::parse_limit(p.get("limit")).map_err(|e| ApiError::invalid_param("limit", e))?;
     let (start, end) = optional_range(p)?;
-    let sets = params::parse_match_sets(&p.all("match[]"))
-        .map_err(|e| ApiError::bad_data(e.to_string()))?;
+    let matches = p.all("match[]");
+    charge_parse(limits, &matches)?;
+    let sets = params::parse_match_sets(&matches).map_err(|e| ApiError::bad_data(e.to_string()))?;
+    if limits.is_canceled() {
+        return Err(canceled());
+    }
     let mut values = state.db.label_values(name, &sets, start, end);
+    limits.memory.grow(strings_bytes(&values))?;
     values.sort();
     let truncated = limit > 0 && values.len() > limit;
     if truncated {
         values.truncate(limit);
     }
     Ok(ApiSuccess::data(json::string_array(&values)).warn_if(truncated, TRUNCATED))
+}
+
+/// Bytes of a list of strings, for the budget.
+fn strings_bytes(v: &[String]) -> usize {
+    v.iter().map(|s| 24 + s.len()).sum()
 }
 
 /// `/api/v1/metadata`: type and help of the families in the registry, by metric name
@@ -432,8 +504,8 @@ fn has_selector(e: &Expr) -> bool {
 }
 
 /// `/api/v1/format_query`: the expression pretty-printed, as a JSON string.
-pub fn format_query(p: &Params) -> ApiResult {
-    let expr = parse_query(p)?;
+pub fn format_query(p: &Params, limits: &mut Limits) -> ApiResult {
+    let expr = parse_query(p, limits)?;
     let mut out = String::new();
     json::push_str(&mut out, &expr.prettify());
     Ok(ApiSuccess::data(out))
@@ -462,7 +534,12 @@ mod tests {
     fn the_timeout_parameter_is_capped_by_the_engine() {
         let st = state(Duration::from_secs(10));
         let q = |pairs: &[(&str, &str)]| {
-            prepare_instant(&st, &Params::from_pairs(pairs.iter().copied())).unwrap()
+            prepare_instant(
+                &st,
+                &Params::from_pairs(pairs.iter().copied()),
+                &mut Limits::default(),
+            )
+            .unwrap()
         };
         assert_eq!(q(&[("query", "1")]).timeout, Duration::from_secs(10));
         assert_eq!(
@@ -490,6 +567,7 @@ mod tests {
             prepare_range(
                 &st,
                 &Params::from_pairs([("query", "1"), ("start", s), ("end", e), ("step", step)]),
+                &mut Limits::default(),
             )
         };
         assert_eq!(

@@ -3,7 +3,9 @@
 //! clients that cannot set headers) resumes from the ring, after an `event: gap` when the ring
 //! no longer reaches back that far. A comment line every [`HEARTBEAT`] keeps proxies from
 //! closing an idle stream. A client that lags behind the bus, or does not take a chunk within
-//! [`SEND_TIMEOUT`], is disconnected; nothing the client does can hold up a publisher.
+//! [`SEND_TIMEOUT`], is disconnected; nothing the client does can hold up a publisher. Each
+//! stream holds one of the server's stream slots (`--web.max-streams`) while it is open: when
+//! all are taken a new client gets 503, and requests never wait for streams.
 
 use std::time::Duration;
 
@@ -12,7 +14,7 @@ use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Method, Response, StatusCode};
 use tokio::sync::broadcast::error::RecvError;
 
-use super::stream::{channel_body, whole, AnyBody, StreamRoutes};
+use super::stream::{channel_body, stream_slot, whole, AnyBody, StreamReply, StreamRoutes};
 use super::{text_response, AppState, RouteRequest};
 use crate::events::Bus;
 
@@ -72,7 +74,13 @@ fn gap_frame(last: u64, oldest: u64) -> String {
 }
 
 impl StreamRoutes for EventsApi {
-    fn route(&self, _state: &AppState, req: &RouteRequest<'_>) -> Option<Response<AnyBody>> {
+    fn route(&self, state: &AppState, req: &RouteRequest<'_>) -> Option<StreamReply> {
+        self.respond(state, req).map(StreamReply::Now)
+    }
+}
+
+impl EventsApi {
+    fn respond(&self, state: &AppState, req: &RouteRequest<'_>) -> Option<Response<AnyBody>> {
         if req.path != PATH {
             return None;
         }
@@ -93,10 +101,15 @@ impl StreamRoutes for EventsApi {
                 )))
             }
         };
+        let slot = match stream_slot(state) {
+            Ok(s) => s,
+            Err(busy) => return Some(busy),
+        };
         let mut sub = self.bus.subscribe(last);
         let (tx, body) = channel_body(CLIENT_CHUNKS);
         let heartbeat = self.heartbeat;
         tokio::spawn(async move {
+            let _slot = slot;
             let send = |s: Bytes| {
                 let tx = tx.clone();
                 async move {
@@ -197,7 +210,7 @@ mod tests {
             body: &body,
         };
         let st = state();
-        let resp = api.route(&st, &req).expect("owns the path");
+        let resp = api.respond(&st, &req).expect("owns the path");
         assert_eq!(resp.headers()[CONTENT_TYPE], "text/event-stream");
         let mut b = resp.into_body();
         assert!(next_text(&mut b).await.starts_with(": depin-orcha events"));
@@ -227,7 +240,7 @@ mod tests {
             body: &body,
         };
         let st = state();
-        let mut b = api.route(&st, &req).expect("owns the path").into_body();
+        let mut b = api.respond(&st, &req).expect("owns the path").into_body();
         tokio::task::yield_now().await;
         let t = std::time::Instant::now();
         for i in 0..20_000 {

@@ -2,21 +2,26 @@
 //! (`/api/v1/query`, `query_range`, `series`, `labels`, `label/<name>/values`, `metadata`,
 //! `status/buildinfo`, …) that lets promtool and Grafana treat depin-orcha as a Prometheus.
 //!
-//! - `server`: the hyper plumbing (bind, serve, graceful shutdown, connection limits).
+//! - `server`: the hyper plumbing (bind, serve, graceful shutdown, TLS, basic auth).
+//! - `conns`: the open connections, and who gets one when they run out.
+//! - `work`: the low-priority threads, slots and memory budget the API's heavy work runs under.
 //! - `api`: the query API endpoints, synchronous cores that tests call without sockets.
 //! - `params`: request parameters (times, durations, limits, `match[]`) with Prometheus' errors.
 //! - `json`: the exact JSON encoding of results and envelopes.
+//! - `stream`: streamed bodies (events, export); `limit_metrics`: the limits on `/metrics`.
+//! - `conns`: fair connections (reserved share, header-read and idle cut-offs); `work`: the
+//!   pool of lower-priority threads the API's CPU-heavy work runs on.
 //! - `rules`: `/api/v1/rules`, `/api/v1/alerts` and `/-/reload` over a rule manager.
 //! - `control`: the control API over the controller (allocations, plan, reallocations).
 //! - `events`: the live event stream (`/api/v1/events`, server-sent events).
 //! - `export`: streamed samples (`/api/v1/export`).
 //!
 //! This module owns routing and [`AppState`]. It reads storage only through
-//! [`crate::tsdb::Queryable`], evaluates through [`crate::promql::Engine`] on blocking threads
-//! (at most [`DEFAULT_MAX_CONCURRENT_QUERIES`] at once, each within its timeout). The routes
-//! that change state (rules reload, control API) plug in as [`ExtraRoutes`] and check
-//! [`unauthorized`] for the bearer token. It sits at the top of the library's layers: it
-//! imports the parts it serves, and none of them imports it.
+//! [`crate::tsdb::Queryable`], evaluates through [`crate::promql::Engine`] on the work pool
+//! (at most [`DEFAULT_MAX_CONCURRENT_QUERIES`] at once, each within its timeout and all within
+//! one memory budget). The routes that change state (rules reload, control API) plug in as
+//! [`ExtraRoutes`] and check [`unauthorized`] for the control token. It sits at the top of the
+//! library's layers: it imports the parts it serves, and none of them imports it.
 //!
 //! Behaviour follows Prometheus' `web/api/v1`: the API answers 503 until ready, CORS on the read
 //! API, plain-text 404/405 from the router, at most 10 warnings and 10 infos per response.
@@ -24,16 +29,19 @@
 //! `depin_orcha_http_request_duration_seconds{handler}`.
 
 pub mod api;
+pub mod conns;
 pub mod control;
 pub mod events;
 pub mod export;
 pub mod json;
 pub mod landing;
+pub mod limit_metrics;
 pub mod params;
 pub mod rules;
 pub mod server;
 pub mod stream;
 pub mod webconfig;
+pub mod work;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -86,12 +94,27 @@ pub struct AppState {
     pub cors_origin: Option<regex::Regex>,
     /// Routes whose bodies stream (export, events); see [`stream`]. Tried before everything.
     pub stream_routes: stream::StreamRouteList,
+    /// The memory all API work shares (`--query.max-memory`): queries, series, label names and
+    /// values, export selectors, request bodies and the answers waiting to be sent.
+    pub memory: crate::promql::MemoryBudget,
+    /// Threads for the API's CPU-heavy work, at a lower priority (see [`work`]).
+    pub pool: work::WorkPool,
+    /// Streamed responses (events, export) open at once (`--web.max-streams`); beyond, 503.
+    /// Separate from the query slots, so long-lived streams never hold up queries.
+    pub stream_slots: Arc<tokio::sync::Semaphore>,
+    /// How many stream slots there are (`--web.max-streams`).
+    pub stream_slots_max: usize,
     /// Where `/metrics` is served (`--web.telemetry-path`, as the Prometheus exporters have it).
     pub telemetry_path: String,
 }
 
 /// Prometheus' default `--query.max-concurrency`.
 pub const DEFAULT_MAX_CONCURRENT_QUERIES: usize = 20;
+/// Default of `--query.max-memory`: enough for a dashboard's queries over weeks of a host's
+/// history, small enough for a host with 1 GiB of memory.
+pub const DEFAULT_QUERY_MAX_MEMORY: usize = 256 << 20;
+/// Default of `--web.max-streams`.
+pub const DEFAULT_MAX_STREAMS: usize = 64;
 
 /// The server's own metrics, registered in the state's registry.
 #[derive(Clone)]
@@ -177,8 +200,25 @@ impl AppState {
             metrics,
             cors_origin: None,
             stream_routes: Vec::new(),
+            memory: crate::promql::MemoryBudget::new(DEFAULT_QUERY_MAX_MEMORY),
+            pool: work::WorkPool::new(work::default_threads()),
+            stream_slots: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_STREAMS)),
+            stream_slots_max: DEFAULT_MAX_STREAMS,
             telemetry_path: "/metrics".into(),
         }
+    }
+
+    /// Sets `--query.max-memory`.
+    pub fn with_query_max_memory(mut self, bytes: usize) -> AppState {
+        self.memory = crate::promql::MemoryBudget::new(bytes);
+        self
+    }
+
+    /// Sets `--web.max-streams`.
+    pub fn with_max_streams(mut self, n: usize) -> AppState {
+        self.stream_slots = Arc::new(tokio::sync::Semaphore::new(n));
+        self.stream_slots_max = n;
+        self
     }
 
     pub fn set_ready(&self, ready: bool) {
@@ -307,6 +347,12 @@ impl ApiError {
     }
 }
 
+impl From<crate::promql::OverBudget> for ApiError {
+    fn from(e: crate::promql::OverBudget) -> Self {
+        ApiError::new(ErrorType::Execution, e.to_string())
+    }
+}
+
 impl From<crate::promql::Error> for ApiError {
     fn from(e: crate::promql::Error) -> Self {
         let kind = match e.error_type() {
@@ -341,20 +387,35 @@ pub fn text_response(
 
 const TEXT: &str = "text/plain; charset=utf-8";
 
-/// For routes that change state: `None` when the request carries `Authorization: Bearer
-/// <token>` with the configured token, else the 401 to answer. With no token configured, such
-/// routes stay closed, so a missing setting never opens them.
+/// The header that carries the control token beside basic auth, whose credentials take the
+/// `Authorization` header: `X-Depin-Orcha-Token: <token>`.
+pub const TOKEN_HEADER: &str = "x-depin-orcha-token";
+
+/// For routes that change state: `None` when the request carries the configured token, as
+/// `Authorization: Bearer <token>` (the scheme in any case, RFC 7235) or in
+/// [`TOKEN_HEADER`] (needed when basic auth is configured: `Authorization` then holds the
+/// user and password), else the 401 to answer. With no token configured, such routes stay
+/// closed, so a missing setting never opens them.
 pub fn unauthorized(headers: &HeaderMap, token: Option<&str>) -> Option<HttpResponse> {
-    let given = headers
-        .get(hyper::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match (token, given) {
-        (Some(t), Some(g))
-            if !t.is_empty() && constant_time_eq(t.as_bytes(), g.trim().as_bytes()) =>
-        {
-            None
-        }
+    let bearer = headers
+        .get_all(hyper::header::AUTHORIZATION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| {
+            let (scheme, rest) = v.trim_start().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then_some(rest)
+        });
+    let own = headers
+        .get_all(TOKEN_HEADER)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    let matches = |t: &str| {
+        bearer.chain(own).fold(false, |ok, g| {
+            ok | constant_time_eq(t.as_bytes(), g.trim().as_bytes())
+        })
+    };
+    match token {
+        Some(t) if !t.is_empty() && matches(t) => None,
         _ => {
             let mut r = text_response(StatusCode::UNAUTHORIZED, TEXT, "Unauthorized\n");
             r.headers_mut().insert(
@@ -392,6 +453,49 @@ pub fn api_response(result: Result<ApiSuccess, ApiError>) -> HttpResponse {
             )
         }
         Err(e) => e.into_response(),
+    }
+}
+
+/// [`api_response`] for an answer made within the memory budget: the encoded answer is charged
+/// to `memory` (what evaluation held is given back once the answer is encoded), and the charge
+/// stays with the response's bytes until hyper has sent them and drops them.
+pub fn api_response_charged(
+    result: Result<ApiSuccess, ApiError>,
+    mut memory: crate::promql::Reservation,
+) -> HttpResponse {
+    let s = match result {
+        Ok(s) if s.data.is_some() => s,
+        other => return api_response(other),
+    };
+    let size = s.data.as_ref().map_or(0, |d| d.len());
+    // The envelope is a copy of the data: both exist until the data is dropped.
+    if let Err(e) = memory.grow(size + 1024) {
+        return ApiError::from(e).into_response();
+    }
+    let warnings = cap_annotations(s.warnings, "warning");
+    let infos = cap_annotations(s.infos, "info");
+    let body = json::success(s.data.as_deref(), &warnings, &infos);
+    drop(s.data);
+    // Shrinks (the estimate covered the envelope): what evaluation held is given back.
+    let _ = memory.resize(body.len());
+    let mut r = Response::new(Full::new(Bytes::from_owner(ChargedBody {
+        body,
+        _memory: memory,
+    })));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+/// A response body that keeps its charge against the memory budget while it lives.
+struct ChargedBody {
+    body: String,
+    _memory: crate::promql::Reservation,
+}
+
+impl AsRef<[u8]> for ChargedBody {
+    fn as_ref(&self) -> &[u8] {
+        self.body.as_bytes()
     }
 }
 
@@ -471,7 +575,26 @@ where
         });
     // Go's ParseForm reads the body of POST, PUT and PATCH only.
     let reads_body = is_form && matches!(parts.method, Method::POST | Method::PUT | Method::PATCH);
-    let params = Params::new(parts.uri.query(), reads_body.then_some(&body[..]));
+    let params = if reads_body && body.len() > LARGE_FORM_BYTES {
+        // Decoding a large form takes a while: not on an async worker.
+        let (query, form) = (parts.uri.query().map(str::to_string), body.clone());
+        match state
+            .pool
+            .spawn(move || Params::new(query.as_deref(), Some(&form[..])))
+            .await
+        {
+            Ok(Ok(p)) => p,
+            _ => {
+                return text_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    TEXT,
+                    "reading the form failed\n",
+                )
+            }
+        }
+    } else {
+        Params::new(parts.uri.query(), reads_body.then_some(&body[..]))
+    };
     let rr = RouteRequest {
         method: &parts.method,
         path: parts.uri.path(),
@@ -481,6 +604,9 @@ where
     };
     route(state, &rr).await
 }
+
+/// Form bodies longer than this are decoded on the work pool.
+const LARGE_FORM_BYTES: usize = 16 << 10;
 
 fn too_large() -> HttpResponse {
     text_response(
@@ -640,73 +766,26 @@ fn set_cors(state: &AppState, req_headers: &HeaderMap, resp: &mut HttpResponse) 
 }
 
 async fn api_call(state: &AppState, req: &RouteRequest<'_>) -> HttpResponse {
-    let path = req.path;
     if *req.method == Method::OPTIONS {
         // CORS preflight: Prometheus answers every API path with 204.
         return api_response(Ok(ApiSuccess::empty()));
     }
+    // Everything else parses, reads storage or evaluates: on a work thread, under a query slot,
+    // within the query timeout (a `timeout` parameter may shorten it for the query endpoints).
     let params = req.params.clone();
-    let result = match path {
-        "/api/v1/query" | "/api/v1/query_range" => {
-            let prepared = if path == "/api/v1/query" {
-                api::prepare_instant(state, &params)
-            } else {
-                api::prepare_range(state, &params)
-            };
-            match prepared {
-                Ok(q) => run_blocking(state, q).await,
-                Err(e) => Err(e),
-            }
-        }
-        _ => {
-            // Storage reads can be slow on a large tsdb: keep them off the executor too.
-            let st = state.clone();
-            let path = path.to_string();
-            tokio::task::spawn_blocking(move || api::dispatch_sync(&st, &path, &params))
-                .await
-                .unwrap_or_else(|e| {
-                    Err(ApiError::new(
-                        ErrorType::Internal,
-                        format!("request handler failed: {e}"),
-                    ))
-                })
-        }
+    let timeout = match req.path {
+        "/api/v1/query" | "/api/v1/query_range" => match api::timeout_param(state, &params) {
+            Ok(t) => t,
+            Err(e) => return e.into_response(),
+        },
+        _ => state.engine.opts.timeout,
     };
-    api_response(result)
-}
-
-/// Evaluates a query on a blocking thread so a slow query never stalls `/metrics`, and gives up
-/// waiting after the query's timeout (the engine stops on its own budget, the same timeout).
-async fn run_blocking(state: &AppState, q: api::PreparedQuery) -> Result<ApiSuccess, ApiError> {
-    let deadline = tokio::time::Instant::now() + q.timeout;
-    let timed_out =
-        |in_what: &str| ApiError::new(ErrorType::Timeout, format!("query timed out in {in_what}"));
-    let permit =
-        match tokio::time::timeout_at(deadline, state.query_slots.clone().acquire_owned()).await {
-            Ok(Ok(p)) => p,
-            Ok(Err(_)) => {
-                return Err(ApiError::new(
-                    ErrorType::Unavailable,
-                    "the query queue is closed",
-                ))
-            }
-            Err(_) => return Err(timed_out("query queue")),
-        };
     let st = state.clone();
-    // The permit moves into the evaluation so the slot stays taken until the engine is done,
-    // even when the client has been told about a timeout already.
-    let task = tokio::task::spawn_blocking(move || {
-        let _slot = permit;
-        api::run_query(&st, &q)
-    });
-    match tokio::time::timeout_at(deadline, task).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => Err(ApiError::new(
-            ErrorType::Internal,
-            format!("query evaluation failed: {e}"),
-        )),
-        Err(_) => Err(timed_out("expression evaluation")),
-    }
+    let path = req.path.to_string();
+    work::run_limited(state, timeout, move |limits| {
+        api::respond(&st, &path, &params, limits)
+    })
+    .await
 }
 
 #[cfg(test)]
@@ -798,6 +877,21 @@ mod tests {
         assert!(denied(&h, Some("")).is_some());
         // No token configured: closed.
         assert!(denied(&h, None).is_some());
+        // The scheme in any case (RFC 7235).
+        for v in ["bearer s3cret", "BEARER s3cret"] {
+            h.insert(hyper::header::AUTHORIZATION, HeaderValue::from_static(v));
+            assert_eq!(denied(&h, Some("s3cret")), None, "{v}");
+        }
+        // Beside basic auth: Authorization holds the password, the token its own header.
+        h.insert(
+            hyper::header::AUTHORIZATION,
+            HeaderValue::from_static("Basic YWxpY2U6czNjcmV0"),
+        );
+        assert!(denied(&h, Some("s3cret")).is_some());
+        h.insert(TOKEN_HEADER, HeaderValue::from_static("s3cret"));
+        assert_eq!(denied(&h, Some("s3cret")), None);
+        h.insert(TOKEN_HEADER, HeaderValue::from_static("wrong"));
+        assert!(denied(&h, Some("s3cret")).is_some());
     }
 
     #[test]

@@ -41,10 +41,11 @@ pub enum ParamError {
 }
 
 /// The request's form: body pairs first, then query-string pairs, as Go's `Request.ParseForm`
-/// merges them, so that `get` (Go's `FormValue`) prefers the body.
+/// merges them, so that `get` (Go's `FormValue`) prefers the body. Cloning shares the pairs
+/// (a form can be a megabyte of `match[]`, and the handler moves a clone to a work thread).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Params {
-    pairs: Vec<(String, String)>,
+    pairs: std::sync::Arc<Vec<(String, String)>>,
 }
 
 impl Params {
@@ -58,17 +59,21 @@ impl Params {
         if let Some(q) = query {
             pairs.extend(form_urlencoded::parse(q.as_bytes()).into_owned());
         }
-        Params { pairs }
+        Params {
+            pairs: std::sync::Arc::new(pairs),
+        }
     }
 
     pub fn from_pairs<K: Into<String>, V: Into<String>>(
         pairs: impl IntoIterator<Item = (K, V)>,
     ) -> Params {
         Params {
-            pairs: pairs
-                .into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
+            pairs: std::sync::Arc::new(
+                pairs
+                    .into_iter()
+                    .map(|(k, v)| (k.into(), v.into()))
+                    .collect(),
+            ),
         }
     }
 

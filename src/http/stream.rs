@@ -83,7 +83,36 @@ pub type StreamResponse = Response<ChannelBody>;
 /// Routes whose responses stream. Called with the query parameters only (these are GET
 /// routes: the request body is not read). `None` for paths a route does not own.
 pub trait StreamRoutes: Send + Sync {
-    fn route(&self, state: &AppState, req: &RouteRequest<'_>) -> Option<Response<AnyBody>>;
+    fn route(&self, state: &AppState, req: &RouteRequest<'_>) -> Option<StreamReply>;
+}
+
+/// A stream route's answer: at once, or from work that must run off the async workers first
+/// (parsing selectors) and sends the response when it knows it.
+pub enum StreamReply {
+    Now(Response<AnyBody>),
+    Later(tokio::sync::oneshot::Receiver<Response<AnyBody>>),
+}
+
+impl From<Response<AnyBody>> for StreamReply {
+    fn from(r: Response<AnyBody>) -> StreamReply {
+        StreamReply::Now(r)
+    }
+}
+
+impl StreamReply {
+    /// The response; a `Later` one whose sender was dropped becomes a 500.
+    pub async fn response(self) -> Response<AnyBody> {
+        match self {
+            StreamReply::Now(r) => r,
+            StreamReply::Later(rx) => rx.await.unwrap_or_else(|_| {
+                whole(super::text_response(
+                    hyper::StatusCode::INTERNAL_SERVER_ERROR,
+                    "text/plain; charset=utf-8",
+                    "the stream's producer ended before answering\n",
+                ))
+            }),
+        }
+    }
 }
 
 /// What the server calls: stream routes first, then [`super::handle`].
@@ -104,7 +133,8 @@ where
             body: &empty,
         };
         for r in &state.stream_routes {
-            if let Some(resp) = r.route(state, &rr) {
+            if let Some(reply) = r.route(state, &rr) {
+                let resp = reply.response().await;
                 let handler = super::handler_label(rr.path);
                 state
                     .metrics
@@ -118,6 +148,26 @@ where
         return super::handle(state, req).await.map(AnyBody::Full);
     }
     super::handle(state, req).await.map(AnyBody::Full)
+}
+
+/// One of the state's stream slots (`--web.max-streams`), or the 503 to answer when all are
+/// taken. The slot is held for the stream's life: move it into whatever feeds the body.
+#[allow(clippy::result_large_err)]
+pub fn stream_slot(
+    state: &AppState,
+) -> Result<tokio::sync::OwnedSemaphorePermit, Response<AnyBody>> {
+    state.stream_slots.clone().try_acquire_owned().map_err(|_| {
+        let mut r = whole(super::text_response(
+            hyper::StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain; charset=utf-8",
+            "too many streams open (--web.max-streams); retry later\n",
+        ));
+        r.headers_mut().insert(
+            hyper::header::RETRY_AFTER,
+            hyper::header::HeaderValue::from_static("5"),
+        );
+        r
+    })
 }
 
 /// A whole (not streamed) response as an [`AnyBody`] one, for stream routes' errors.

@@ -5,15 +5,23 @@
 //! The file is read and validated once at start; every error names the file and the key. This
 //! module owns the parsed config, the TLS acceptor (rustls with the `ring` provider), the basic
 //! auth check (bcrypt hashes, with a small cache of verified credentials as the toolkit keeps,
-//! because bcrypt is deliberately slow) and the extra response headers. It does not route or
-//! touch the bearer token of the control API, which stays as it is.
+//! because bcrypt is deliberately slow; only right ones, unlike the toolkit) and the extra response headers. It does not route or
+//! touch the bearer token of the control API, which travels in its own header beside basic
+//! auth (see `http::unauthorized`).
+//!
+//! The check comes in two steps, so that the server can run bcrypt off its async workers:
+//! [`WebConfig::begin_basic_auth`] answers at once when it can (no users, no or malformed
+//! credentials, credentials verified before), else hands back a [`PendingCheck`] whose `verify`
+//! is the slow part. An unknown user is verified against a dummy hash of the users' own cost,
+//! so that a wrong password takes as long for a user that does not exist as for one that does
+//! (the time would otherwise tell which user names exist).
 //!
 //! Differences from the toolkit, all stricter: rustls speaks TLS 1.2 and 1.3 only, so
 //! `min_version: TLS10|TLS11` still means TLS 1.2; `client_auth_type` `RequestClientCert` and
 //! `RequireAnyClientCert` (certificates accepted without verification) are refused;
 //! `cipher_suites`, `curve_preferences` and `http2` are refused rather than silently ignored.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -104,8 +112,7 @@ const ALLOWED_HEADERS: [(&str, Option<&[&str]>); 5] = [
 /// Most verified credentials remembered; beyond, an entry is dropped (the toolkit keeps 100).
 const AUTH_CACHE_SIZE: usize = 100;
 
-/// A bcrypt hash of an unknown password, verified against when the user does not exist, so an
-/// unknown user costs as much time as a wrong password (as the toolkit does).
+/// The toolkit's hash of an unknown password, for a config whose users' hashes have cost 10.
 const DUMMY_HASH: &str = "$2y$10$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeSi";
 
 /// A validated web config.
@@ -113,9 +120,33 @@ pub struct WebConfig {
     file: String,
     tls: Option<Arc<rustls::ServerConfig>>,
     users: BTreeMap<String, String>,
+    /// Verified against for unknown users: a hash of the cost most of the users' hashes have.
+    dummy_hash: String,
     headers: Vec<(HeaderName, HeaderValue)>,
-    /// SHA-256 of `user:hash:password` → verified or not.
-    cache: Mutex<HashMap<[u8; 32], bool>>,
+    /// SHA-256 of `user:hash:password` of credentials verified right. Refusals are not kept:
+    /// a flood of wrong passwords would otherwise push the right ones out, and every request
+    /// of a real client would pay bcrypt again.
+    cache: Mutex<HashSet<[u8; 32]>>,
+    /// bcrypt verifications run so far, known users or not.
+    #[cfg(test)]
+    verifications: std::sync::atomic::AtomicUsize,
+}
+
+/// What [`WebConfig::begin_basic_auth`] found.
+pub enum AuthStep {
+    /// No users configured, or credentials verified before.
+    Allowed,
+    /// No or malformed credentials: answer [`WebConfig::denied`].
+    Denied,
+    /// Credentials to verify with bcrypt (slow: off the async workers).
+    Verify(PendingCheck),
+}
+
+/// Basic-auth credentials waiting for their bcrypt verification.
+pub struct PendingCheck {
+    user: String,
+    pass: String,
+    key: [u8; 32],
 }
 
 impl std::fmt::Debug for WebConfig {
@@ -212,13 +243,32 @@ pub fn parse_str(text: &str, file: &str, dir: &Path) -> Result<WebConfig, Error>
             ));
         }
     }
+    let dummy_hash = dummy_hash(&users);
     Ok(WebConfig {
         file: file.to_string(),
         tls,
         users,
+        dummy_hash,
         headers,
-        cache: Mutex::new(HashMap::new()),
+        cache: Mutex::new(HashSet::new()),
+        #[cfg(test)]
+        verifications: Default::default(),
     })
+}
+
+/// A hash of an unknown password with the cost most of the users' hashes have (`$2y$<cost>$…`),
+/// so verifying against it takes as long as verifying against theirs.
+fn dummy_hash(users: &BTreeMap<String, String>) -> String {
+    let mut costs: BTreeMap<u32, usize> = BTreeMap::new();
+    for hash in users.values() {
+        if let Some(c) = hash.get(4..6).and_then(|c| c.parse::<u32>().ok()) {
+            *costs.entry(c).or_default() += 1;
+        }
+    }
+    match costs.into_iter().max_by_key(|&(c, n)| (n, c)) {
+        Some((10, _)) | None => DUMMY_HASH.to_string(),
+        Some((cost, _)) => bcrypt::hash(DUMMY_HASH, cost).unwrap_or_else(|_| DUMMY_HASH.into()),
+    }
 }
 
 trait FromStaticLower {
@@ -434,26 +484,18 @@ impl WebConfig {
 
     /// `None` when no users are configured or the request's `Authorization: Basic` names a user
     /// and the right password, else the 401 to answer (with `WWW-Authenticate: Basic`).
+    /// Blocking when it has to verify: the server uses [`WebConfig::begin_basic_auth`].
     pub fn check_basic_auth(&self, headers: &HeaderMap) -> Option<HttpResponse> {
-        if self.users.is_empty() {
-            return None;
-        }
-        let creds = headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                let (scheme, rest) = v.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("basic").then_some(rest.trim())
-            })
-            .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
-            .and_then(|raw| String::from_utf8(raw).ok());
-        if let Some(creds) = creds {
-            if let Some((user, pass)) = creds.split_once(':') {
-                if self.verify(user, pass) {
-                    return None;
-                }
-            }
-        }
+        let ok = match self.begin_basic_auth(headers) {
+            AuthStep::Allowed => true,
+            AuthStep::Denied => false,
+            AuthStep::Verify(p) => self.verify(p),
+        };
+        (!ok).then(|| self.denied())
+    }
+
+    /// The 401 for refused credentials, asking for basic auth.
+    pub fn denied(&self) -> HttpResponse {
         let mut r = super::text_response(
             StatusCode::UNAUTHORIZED,
             "text/plain; charset=utf-8",
@@ -461,40 +503,82 @@ impl WebConfig {
         );
         r.headers_mut()
             .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic"));
-        Some(r)
+        r
     }
 
-    /// bcrypt against the user's hash (or a dummy one for unknown users, so both cost the same),
-    /// remembering the verdict under a digest of user, hash and password.
-    fn verify(&self, user: &str, pass: &str) -> bool {
-        let (known, hash) = match self.users.get(user) {
-            Some(h) => (true, h.as_str()),
-            None => (false, DUMMY_HASH),
+    /// The quick part of the check: what can be answered without bcrypt. The scheme is matched
+    /// in any case (RFC 7235); of several `Authorization` headers the first Basic one counts.
+    pub fn begin_basic_auth(&self, headers: &HeaderMap) -> AuthStep {
+        if self.users.is_empty() {
+            return AuthStep::Allowed;
+        }
+        let creds = headers
+            .get_all(AUTHORIZATION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|v| {
+                let (scheme, rest) = v.trim_start().split_once(' ')?;
+                scheme.eq_ignore_ascii_case("basic").then_some(rest.trim())
+            })
+            .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
+            .and_then(|raw| String::from_utf8(raw).ok());
+        let Some((user, pass)) = creds.as_deref().and_then(|c| c.split_once(':')) else {
+            return AuthStep::Denied;
         };
+        let key = self.cache_key(user, pass);
+        if self.cache.lock().is_ok_and(|c| c.contains(&key)) {
+            return AuthStep::Allowed;
+        }
+        AuthStep::Verify(PendingCheck {
+            user: user.to_string(),
+            pass: pass.to_string(),
+            key,
+        })
+    }
+
+    /// The slow part: bcrypt against the user's hash, or the dummy hash for an unknown user, so
+    /// both take the same time; right credentials are remembered.
+    pub fn verify(&self, p: PendingCheck) -> bool {
+        let (known, hash) = match self.users.get(&p.user) {
+            Some(h) => (true, h.as_str()),
+            None => (false, self.dummy_hash.as_str()),
+        };
+        #[cfg(test)]
+        self.verifications
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Both run always: `known && verify(…)` would skip bcrypt for unknown users.
+        let matched = bcrypt::verify(&p.pass, hash).unwrap_or(false);
+        let ok = known & matched;
+        if ok {
+            if let Ok(mut cache) = self.cache.lock() {
+                if cache.len() >= AUTH_CACHE_SIZE {
+                    // Any entry: the set's order is random per process, like the toolkit's
+                    // eviction.
+                    if let Some(k) = cache.iter().next().copied() {
+                        cache.remove(&k);
+                    }
+                }
+                cache.insert(p.key);
+            }
+        }
+        ok
+    }
+
+    /// SHA-256 of user, the hash verified against and password, each after its length, so
+    /// "a:b" + "c" and "a" + "b:c" never share a key.
+    fn cache_key(&self, user: &str, pass: &str) -> [u8; 32] {
+        let hash = self
+            .users
+            .get(user)
+            .map_or(self.dummy_hash.as_str(), String::as_str);
         let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
         for part in [user, hash, pass] {
-            // Lengths first, so "a:b" + "c" and "a" + "b:c" never share a key.
             ctx.update(&(part.len() as u64).to_le_bytes());
             ctx.update(part.as_bytes());
         }
         let mut key = [0u8; 32];
         key.copy_from_slice(ctx.finish().as_ref());
-        if let Ok(cache) = self.cache.lock() {
-            if let Some(&ok) = cache.get(&key) {
-                return ok;
-            }
-        }
-        let ok = known && bcrypt::verify(pass, hash).unwrap_or(false);
-        if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= AUTH_CACHE_SIZE {
-                // Any entry: the map's order is random per process, like the toolkit's eviction.
-                if let Some(k) = cache.keys().next().copied() {
-                    cache.remove(&k);
-                }
-            }
-            cache.insert(key, ok);
-        }
-        ok
+        key
     }
 
     /// Adds the configured `http_server_config.headers` to a response.
@@ -582,13 +666,50 @@ mod tests {
         let hash2 = bcrypt::hash("a:b", 4).unwrap();
         let c2 = parse(&format!("basic_auth_users:\n  carol: '{hash2}'\n")).unwrap();
         assert!(c2.check_basic_auth(&basic("carol", "a:b")).is_none());
-        // Verdicts are cached, the wrong one too, and the cache stays bounded.
-        assert_eq!(c.cache.lock().unwrap().len(), 3);
+        // Right credentials are remembered; wrong ones are not, so a flood of wrong guesses
+        // cannot push the right ones out.
+        assert_eq!(c.cache.lock().unwrap().len(), 1);
         for i in 0..(AUTH_CACHE_SIZE + 20) {
             let _ = c.check_basic_auth(&basic("nobody", &i.to_string()));
         }
-        assert!(c.cache.lock().unwrap().len() <= AUTH_CACHE_SIZE);
-        assert!(c.check_basic_auth(&basic("alice", "s3cret")).is_none());
+        assert_eq!(c.cache.lock().unwrap().len(), 1);
+        assert!(matches!(
+            c.begin_basic_auth(&basic("alice", "s3cret")),
+            AuthStep::Allowed
+        ));
+    }
+
+    #[test]
+    fn unknown_users_cost_a_bcrypt_verification_like_known_ones() {
+        let hash = bcrypt::hash("s3cret", 4).unwrap();
+        let c = parse(&format!("basic_auth_users:\n  alice: '{hash}'\n")).unwrap();
+        assert!(c.dummy_hash.starts_with("$2b$04$"), "{}", c.dummy_hash);
+        let runs = || c.verifications.load(std::sync::atomic::Ordering::Relaxed);
+        for (user, pass) in [
+            ("alice", "wrong"),
+            ("mallory", "wrong"),
+            ("mallory", "s3cret"),
+        ] {
+            let AuthStep::Verify(p) = c.begin_basic_auth(&basic(user, pass)) else {
+                panic!("{user}:{pass} was answered without verifying");
+            };
+            let before = runs();
+            assert!(!c.verify(p), "{user}:{pass}");
+            assert!(runs() > before, "{user}:{pass} skipped bcrypt");
+        }
+        // A refusal is not remembered: the same guess is verified again, as long.
+        assert!(matches!(
+            c.begin_basic_auth(&basic("mallory", "wrong")),
+            AuthStep::Verify(_)
+        ));
+        // Scheme names in any case (RFC 7235).
+        let mut h = HeaderMap::new();
+        let v = base64::engine::general_purpose::STANDARD.encode("alice:s3cret");
+        h.insert(
+            AUTHORIZATION,
+            HeaderValue::from_str(&format!("bAsIc {v}")).unwrap(),
+        );
+        assert!(c.check_basic_auth(&h).is_none());
     }
 
     #[test]

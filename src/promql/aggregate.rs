@@ -317,7 +317,7 @@ impl Evaluator<'_> {
         let mut buf = Vec::new();
         let mut out = Out::default();
         for k in 0..self.steps() {
-            self.st.check_timeout()?;
+            self.st.check_alive()?;
             let ts = self.step_ts(k);
             cur.gather(input, ts, &mut buf);
             for g in groups.iter_mut() {
@@ -473,7 +473,7 @@ impl Evaluator<'_> {
         let mut buf = Vec::new();
         let mut out = Out::default();
         for step in 0..self.steps() {
-            self.st.check_timeout()?;
+            self.st.check_alive()?;
             let ts = self.step_ts(step);
             cur.gather(input, ts, &mut buf);
             let p = params.get(step).copied().unwrap_or(0.0);
@@ -558,7 +558,7 @@ impl Evaluator<'_> {
         let mut buf = Vec::new();
         let mut out = Out::default();
         for k in 0..self.steps() {
-            self.st.check_timeout()?;
+            self.st.check_alive()?;
             let ts = self.step_ts(k);
             cur.gather(input, ts, &mut buf);
             let mut index: HashMap<Labels, usize> = HashMap::new();

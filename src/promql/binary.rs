@@ -222,7 +222,7 @@ impl Evaluator<'_> {
         let drop_name = changes_metric_schema(op) || return_bool;
         let mut out = Vec::with_capacity(m.len());
         for series in m {
-            self.st.check_timeout()?;
+            self.st.check_alive()?;
             let mut samples = Vec::with_capacity(series.samples.len());
             for p in series.samples {
                 let sv = s.get(self.step_index(p.t)).copied().unwrap_or(f64::NAN);
@@ -289,7 +289,7 @@ impl Evaluator<'_> {
         let mut matched_many: HashSet<(usize, usize)> = HashSet::new();
         let mut out = Out::default();
         for k in 0..self.steps() {
-            self.st.check_timeout()?;
+            self.st.check_alive()?;
             let ts = self.step_ts(k);
             mcur.gather(many, ts, &mut mv);
             ocur.gather(one, ts, &mut ov);
@@ -376,7 +376,7 @@ impl Evaluator<'_> {
         let (mut lv, mut rv) = (Vec::new(), Vec::new());
         let mut out = Out::default();
         for k in 0..self.steps() {
-            self.st.check_timeout()?;
+            self.st.check_alive()?;
             let ts = self.step_ts(k);
             lcur.gather(&lhs, ts, &mut lv);
             rcur.gather(&rhs, ts, &mut rv);

@@ -88,7 +88,7 @@ impl Evaluator<'_> {
         });
         let mut buf = Vec::new();
         for k in 0..steps {
-            self.st.check_timeout()?;
+            self.st.check_alive()?;
             let ts = self.step_ts(k);
             let mut window = None;
             let mut step_held = 0;
@@ -165,7 +165,7 @@ impl Evaluator<'_> {
         let mut buf = Vec::new();
         let mut out = Out::default();
         for k in 0..self.steps() {
-            self.st.check_timeout()?;
+            self.st.check_alive()?;
             let ts = self.step_ts(k);
             cur.gather(&m, ts, &mut buf);
             let vec = buf

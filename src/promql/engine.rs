@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use promql_parser::parser::value::ValueType;
 use promql_parser::parser::Expr;
 
+use super::limits::{Limits, HELD_SAMPLE_BYTES};
 use super::value::{InstantSample, Matrix, Sample, Series, Value};
 use super::{Annotations, Error};
 use crate::labels::Labels;
@@ -64,9 +65,33 @@ impl Engine {
         expr: &Expr,
         ts_ms: i64,
     ) -> Result<QueryResult, Error> {
-        let mut st = QueryState::new(&self.opts);
+        self.instant_query_limited(q, expr, ts_ms, &mut Limits::default())
+    }
+
+    /// [`Engine::instant_query`] within `limits`: its memory is charged to `limits.memory`, and
+    /// it stops when `limits.cancel` is set. What the result holds stays charged on return.
+    pub fn instant_query_limited(
+        &self,
+        q: &dyn Queryable,
+        expr: &Expr,
+        ts_ms: i64,
+        limits: &mut Limits,
+    ) -> Result<QueryResult, Error> {
+        let mut st = QueryState::new(&self.opts, std::mem::take(limits));
+        let r = self.instant_in(q, expr, ts_ms, &mut st);
+        *limits = std::mem::take(&mut st.limits);
+        r
+    }
+
+    fn instant_in(
+        &self,
+        q: &dyn Queryable,
+        expr: &Expr,
+        ts_ms: i64,
+        st: &mut QueryState,
+    ) -> Result<QueryResult, Error> {
         let value = {
-            let mut ev = Evaluator::new(q, &mut st, ts_ms, ts_ms, 1, self.opts.lookback_delta_ms);
+            let mut ev = Evaluator::new(q, st, ts_ms, ts_ms, 1, self.opts.lookback_delta_ms);
             match ev.eval(expr)? {
                 Evaluated::Scalar(v) => Value::Scalar {
                     t: ts_ms,
@@ -93,7 +118,7 @@ impl Engine {
         };
         Ok(QueryResult {
             value,
-            annotations: st.annotations,
+            annotations: std::mem::take(&mut st.annotations),
         })
     }
 
@@ -106,6 +131,32 @@ impl Engine {
         start_ms: i64,
         end_ms: i64,
         step_ms: i64,
+    ) -> Result<QueryResult, Error> {
+        self.range_query_limited(q, expr, start_ms, end_ms, step_ms, &mut Limits::default())
+    }
+
+    /// [`Engine::range_query`] within `limits`, as [`Engine::instant_query_limited`].
+    pub fn range_query_limited(
+        &self,
+        q: &dyn Queryable,
+        expr: &Expr,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+        limits: &mut Limits,
+    ) -> Result<QueryResult, Error> {
+        let mut st = QueryState::new(&self.opts, std::mem::take(limits));
+        let r = self.range_in(q, expr, (start_ms, end_ms, step_ms), &mut st);
+        *limits = std::mem::take(&mut st.limits);
+        r
+    }
+
+    fn range_in(
+        &self,
+        q: &dyn Queryable,
+        expr: &Expr,
+        (start_ms, end_ms, step_ms): (i64, i64, i64),
+        st: &mut QueryState,
     ) -> Result<QueryResult, Error> {
         if step_ms <= 0 {
             return Err(Error::Eval(
@@ -130,11 +181,10 @@ impl Engine {
                 )));
             }
         }
-        let mut st = QueryState::new(&self.opts);
         let value = {
             let mut ev = Evaluator::new(
                 q,
-                &mut st,
+                st,
                 start_ms,
                 end_ms,
                 step_ms,
@@ -167,7 +217,7 @@ impl Engine {
         };
         Ok(QueryResult {
             value,
-            annotations: st.annotations,
+            annotations: std::mem::take(&mut st.annotations),
         })
     }
 }
@@ -186,40 +236,63 @@ pub(crate) struct QueryState {
     deadline: Option<Instant>,
     max_samples: usize,
     held: usize,
+    /// The memory budget's share and the cancellation flag of this query.
+    pub limits: Limits,
 }
 
 impl QueryState {
-    pub fn new(opts: &EngineOptions) -> Self {
+    pub fn new(opts: &EngineOptions, limits: Limits) -> Self {
         QueryState {
             annotations: Annotations::default(),
             deadline: Instant::now().checked_add(opts.timeout),
             max_samples: opts.max_samples,
             held: 0,
+            limits,
         }
     }
 
-    /// `--query.timeout`: checked between steps and series.
-    pub fn check_timeout(&self) -> Result<(), Error> {
+    /// `--query.timeout` and the client's going away: checked between steps and series, and
+    /// every [`CHECK_EVERY`] points inside long loops.
+    pub fn check_alive(&self) -> Result<(), Error> {
+        if self.limits.is_canceled() {
+            return Err(Error::Canceled("expression evaluation"));
+        }
         match self.deadline {
             Some(d) if Instant::now() >= d => Err(Error::Timeout("expression evaluation")),
             _ => Ok(()),
         }
     }
 
-    /// Accounts for `n` more samples held in memory (`--query.max-samples`).
+    /// Accounts for `n` more samples held in memory (`--query.max-samples`, and
+    /// [`HELD_SAMPLE_BYTES`] each against the memory budget).
     pub fn hold(&mut self, n: usize) -> Result<(), Error> {
         self.held += n;
         if self.held > self.max_samples {
             return Err(Error::TooManySamples("query execution"));
         }
-        Ok(())
+        self.charge(n.saturating_mul(HELD_SAMPLE_BYTES))
     }
 
     /// The samples of an intermediate result that was consumed.
     pub fn release(&mut self, n: usize) {
-        self.held = self.held.saturating_sub(n);
+        let n = n.min(self.held);
+        self.held -= n;
+        self.limits.memory.shrink(n * HELD_SAMPLE_BYTES);
+    }
+
+    /// Charges `bytes` of memory that is not a held sample (storage reads, step vectors)
+    /// against the budget; they stay charged until the query ends or [`QueryState::uncharge`].
+    pub fn charge(&mut self, bytes: usize) -> Result<(), Error> {
+        self.limits.memory.grow(bytes).map_err(Error::Memory)
+    }
+
+    pub fn uncharge(&mut self, bytes: usize) {
+        self.limits.memory.shrink(bytes);
     }
 }
+
+/// Long loops check [`QueryState::check_alive`] and charge their growth every this many points.
+pub(crate) const CHECK_EVERY: usize = 4096;
 
 /// A node's value over all steps of the evaluator's range.
 #[derive(Clone, Debug)]
@@ -335,7 +408,7 @@ impl<'a> Evaluator<'a> {
     }
 
     pub fn eval(&mut self, e: &Expr) -> Result<Evaluated, Error> {
-        self.st.check_timeout()?;
+        self.st.check_alive()?;
         match e {
             Expr::NumberLiteral(n) => Ok(Evaluated::Scalar(vec![n.val; self.steps()])),
             Expr::StringLiteral(s) => Ok(Evaluated::String(s.val.clone())),

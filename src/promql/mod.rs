@@ -17,12 +17,14 @@ mod call;
 pub mod engine;
 pub mod functions;
 pub mod lookback;
+pub mod limits;
 mod numeric;
 pub mod promqltest;
 mod selector;
 pub mod value;
 
 pub use engine::{Engine, EngineOptions, QueryResult};
+pub use limits::{Limits, MemoryBudget, OverBudget, Reservation};
 pub use promql_parser::parser::Expr;
 pub use value::{InstantSample, Matrix, Value, Vector};
 
@@ -41,6 +43,12 @@ pub enum Error {
     /// `--query.max-samples` was exceeded (`execution`).
     #[error("query processing would load too many samples into memory in {0}")]
     TooManySamples(&'static str),
+    /// The queries running at once would go over `--query.max-memory` (`execution`).
+    #[error("{0}")]
+    Memory(OverBudget),
+    /// The client went away (`canceled`).
+    #[error("query was canceled in {0}")]
+    Canceled(&'static str),
 }
 
 impl Error {
@@ -48,8 +56,9 @@ impl Error {
     pub fn error_type(&self) -> &'static str {
         match self {
             Error::Parse(_) => "bad_data",
-            Error::Eval(_) | Error::TooManySamples(_) => "execution",
+            Error::Eval(_) | Error::TooManySamples(_) | Error::Memory(_) => "execution",
             Error::Timeout(_) => "timeout",
+            Error::Canceled(_) => "canceled",
         }
     }
 }
@@ -70,6 +79,24 @@ pub fn parse(expr: &str) -> Result<Expr, Error> {
         )));
     }
     promql_parser::parser::parse(expr).map_err(Error::Parse)
+}
+
+/// Why a regular expression did not compile, without the pattern: the regex crate's message
+/// repeats the whole pattern (a megabyte in a hostile query) above the reason.
+pub fn regex_error_reason(e: &regex::Error) -> String {
+    match e {
+        regex::Error::Syntax(text) => text
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_prefix("error: "))
+            .unwrap_or("invalid syntax")
+            .to_string(),
+        regex::Error::CompiledTooBig(limit) => format!(
+            "the compiled expression would be larger than the limit of {}",
+            limits::fmt_bytes(*limit)
+        ),
+        other => other.to_string().lines().next().unwrap_or("").to_string(),
+    }
 }
 
 /// An upper bound on the depth of the tree `expr` parses to: every level of the tree needs an

@@ -10,7 +10,8 @@ use promql_parser::parser::{
     AtModifier, Expr, MatrixSelector, Offset, SubqueryExpr, VectorSelector,
 };
 
-use super::engine::{Evaluated, Evaluator, DEFAULT_SUBQUERY_STEP_MS};
+use super::engine::{Evaluated, Evaluator, CHECK_EVERY, DEFAULT_SUBQUERY_STEP_MS};
+use super::limits::{labels_bytes, HELD_SAMPLE_BYTES, READ_SAMPLE_BYTES};
 use super::value::{Matrix, Sample, Series};
 use super::Error;
 use crate::labels::{Labels, MatchOp, Matcher, METRIC_NAME};
@@ -72,13 +73,16 @@ fn system_time_ms(t: &SystemTime) -> i64 {
 
 /// Regex matchers compiled so far, by (op, label name, value): rules and the optimizer evaluate
 /// the same selectors every interval, and compiling the regex was a visible part of each query.
-/// Bounded: emptied when it reaches [`REGEX_CACHE_ENTRIES`] (ad-hoc API queries can be many).
+/// Bounded: emptied when it reaches [`REGEX_CACHE_ENTRIES`] (ad-hoc API queries can be many),
+/// and patterns longer than [`REGEX_CACHE_MAX_PATTERN`] are not kept (a megabyte pattern
+/// compiles to tens of megabytes, which would stay held outside any query's budget).
 static REGEX_CACHE: std::sync::LazyLock<std::sync::Mutex<RegexCache>> =
     std::sync::LazyLock::new(Default::default);
 
 type RegexCache = std::collections::HashMap<(MatchOp, String, String), Matcher>;
 
 const REGEX_CACHE_ENTRIES: usize = 1024;
+const REGEX_CACHE_MAX_PATTERN: usize = 1024;
 
 /// A regex matcher, from the cache when this one was compiled before. `fallback` is the
 /// parser's own (already valid) form of the pattern, tried when `value` does not compile.
@@ -88,17 +92,26 @@ fn regex_matcher(
     value: &str,
     fallback: &str,
 ) -> Result<Matcher, regex::Error> {
+    let compile = || Matcher::new(op, name, value).or_else(|_| Matcher::new(op, name, fallback));
+    if value.len() > REGEX_CACHE_MAX_PATTERN {
+        return compile();
+    }
     let key = (op, name.to_string(), value.to_string());
-    let mut cache = REGEX_CACHE.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(m) = cache.get(&key) {
+    if let Some(m) = lock_cache().get(&key) {
         return Ok(m.clone());
     }
-    let m = Matcher::new(op, name, value).or_else(|_| Matcher::new(op, name, fallback))?;
+    // Compiled outside the lock: a long pattern must not hold up every other query's lookups.
+    let m = compile()?;
+    let mut cache = lock_cache();
     if cache.len() >= REGEX_CACHE_ENTRIES {
         cache.clear();
     }
     cache.insert(key, m.clone());
     Ok(m)
+}
+
+fn lock_cache() -> std::sync::MutexGuard<'static, RegexCache> {
+    REGEX_CACHE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The storage matchers of a selector: one set, or several for `{a="1" or b="2"}`.
@@ -121,8 +134,9 @@ pub(crate) fn matcher_sets(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>, Err
             };
             out.push(built.map_err(|e| {
                 Error::Eval(format!(
-                    "invalid regular expression in matcher {}: {e}",
-                    m.name
+                    "invalid regular expression in matcher {}: {}",
+                    m.name,
+                    super::regex_error_reason(&e)
                 ))
             })?);
         }
@@ -155,21 +169,39 @@ impl Evaluator<'_> {
         }
     }
 
-    /// The series of a selector with their samples in `[mint, maxt]`, staleness markers kept.
+    /// The series of a selector with their samples in `[mint, maxt]`, staleness markers kept,
+    /// sorted by labels. Read one series at a time, each charged against the memory budget as
+    /// it arrives (what was read stays charged until the query ends), so a selector over more
+    /// history than the budget stops after at most one series too many.
     fn select(&mut self, vs: &VectorSelector, mint: i64, maxt: i64) -> Result<Matrix, Error> {
         let sets = matcher_sets(vs)?;
-        let mut out = if sets.len() == 1 {
-            self.q.select(&sets[0], mint, maxt)
-        } else {
-            let mut all: Matrix = sets
-                .iter()
-                .flat_map(|ms| self.q.select(ms, mint, maxt))
-                .collect();
-            all.sort_by(|a, b| a.labels.cmp(&b.labels));
-            all.dedup_by(|a, b| a.labels == b.labels);
-            all
-        };
-        out.retain(|s| !s.samples.is_empty());
+        let mut out: Matrix = Vec::new();
+        let mut failed = None;
+        for ms in &sets {
+            let st = &mut *self.st;
+            self.q.select_each(ms, mint, maxt, &mut |s| {
+                let bytes = s.samples.len() * READ_SAMPLE_BYTES + labels_bytes(&s.labels);
+                match st.charge(bytes).and_then(|()| st.check_alive()) {
+                    Ok(()) => {
+                        if !s.samples.is_empty() {
+                            out.push(s);
+                        }
+                        true
+                    }
+                    Err(e) => {
+                        failed = Some(e);
+                        false
+                    }
+                }
+            });
+            if let Some(e) = failed {
+                return Err(e);
+            }
+        }
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        if sets.len() > 1 {
+            out.dedup_by(|a, b| a.labels == b.labels);
+        }
         Ok(out)
     }
 
@@ -188,11 +220,21 @@ impl Evaluator<'_> {
         let mut out = Vec::with_capacity(raw.len());
         let mut origs = Vec::with_capacity(raw.len());
         for s in raw {
-            self.st.check_timeout()?;
+            self.st.check_alive()?;
             let mut pts = Vec::new();
             let mut orig = Vec::new();
             let mut j = 0;
+            // Points are charged as they are made: one series over a subquery's millions of
+            // steps must stop at the budget, not after it has been built.
+            let mut charged = 0;
             for k in 0..steps {
+                if k % CHECK_EVERY == CHECK_EVERY - 1 {
+                    self.st.check_alive()?;
+                }
+                if pts.len() >= charged + CHECK_EVERY {
+                    self.st.charge(CHECK_EVERY * HELD_SAMPLE_BYTES)?;
+                    charged += CHECK_EVERY;
+                }
                 let ts = self.step_ts(k);
                 let r = at.unwrap_or(ts) - offset;
                 while j < s.samples.len() && s.samples[j].t <= r {
@@ -209,6 +251,7 @@ impl Evaluator<'_> {
                 pts.push(Sample { t: ts, v: smp.v });
                 orig.push(smp.t);
             }
+            self.st.uncharge(charged * HELD_SAMPLE_BYTES);
             if !pts.is_empty() {
                 self.st.hold(pts.len())?;
                 out.push(Series {
@@ -256,11 +299,41 @@ impl Evaluator<'_> {
         if start <= lo - range {
             start += step;
         }
+        // Any node of the inner expression may make a vector as long as the subquery's steps:
+        // at least one must fit in the budget (`x[30d:1ms]` has 2.6 billion steps).
+        let steps = if start > hi {
+            0
+        } else {
+            ((hi - start) / step + 1) as usize
+        };
+        let step_bytes = steps.saturating_mul(HELD_SAMPLE_BYTES);
+        self.st.charge(step_bytes)?;
+        let series = self.eval_subquery_steps(&sq.expr, start, hi, step);
+        self.st.uncharge(step_bytes);
+        let series = series?;
+        let held = series.iter().map(|s| s.samples.len()).sum();
+        Ok(RangeArg {
+            series,
+            range,
+            offset,
+            at,
+            held,
+        })
+    }
+
+    /// The inner expression of a subquery over its own steps `start..=hi`.
+    fn eval_subquery_steps(
+        &mut self,
+        expr: &Expr,
+        start: i64,
+        hi: i64,
+        step: i64,
+    ) -> Result<Matrix, Error> {
         let series = if start > hi {
             Vec::new()
         } else {
             let mut child = self.child(start, hi, step);
-            match child.eval(&sq.expr)? {
+            match child.eval(expr)? {
                 Evaluated::Vector(m) => m,
                 Evaluated::Scalar(v) => {
                     let samples = v
@@ -284,14 +357,7 @@ impl Evaluator<'_> {
                 }
             }
         };
-        let held = series.iter().map(|s| s.samples.len()).sum();
-        Ok(RangeArg {
-            series,
-            range,
-            offset,
-            at,
-            held,
-        })
+        Ok(series)
     }
 
     /// A range-vector argument of a function: a matrix selector or a subquery.
@@ -372,13 +438,82 @@ mod tests {
         let Expr::Subquery(sq) = &q else {
             panic!("not a subquery")
         };
-        let mut st = QueryState::new(&EngineOptions::default());
+        let mut st = QueryState::new(&EngineOptions::default(), Default::default());
         let mut ev = Evaluator::new(&db, &mut st, 600_000, 720_000, 60_000, 300_000);
         let arg = ev.eval_subquery(sq).unwrap();
         let (m, w) = arg.window_matrix(720_000);
         assert_eq!(w, (420_000, 600_000));
         let ts: Vec<i64> = m[0].samples.iter().map(|p| p.t).collect();
         assert_eq!(ts, vec![480_000, 540_000, 600_000]);
+    }
+
+    #[test]
+    fn a_subquery_longer_than_the_budget_is_refused_before_it_is_built() {
+        use crate::promql::{Engine, Error, Limits, MemoryBudget};
+        let db = db();
+        let budget = MemoryBudget::new(64 << 20);
+        let mut limits = Limits {
+            memory: budget.reservation(),
+            cancel: None,
+        };
+        // 86.4 million steps: 2.7 GiB at 32 bytes each, refused before any is made.
+        let q = parse("count_over_time(x[1d:1ms])").unwrap();
+        let err = Engine::default()
+            .instant_query_limited(&db, &q, 1_200_000, &mut limits)
+            .unwrap_err();
+        assert!(matches!(err, Error::Memory(_)), "{err:?}");
+        assert!(err.to_string().contains("--query.max-memory"), "{err}");
+        // The same shape within the budget runs, and what it held goes back with the limits.
+        let q = parse("count_over_time(x[20m:1s])").unwrap();
+        let r = Engine::default()
+            .instant_query_limited(&db, &q, 1_200_000, &mut limits)
+            .unwrap();
+        match r.value {
+            Value::Vector(v) => assert_eq!(v[0].v, 1200.0),
+            other => panic!("{other:?}"),
+        }
+        assert!(budget.used_bytes() > 0);
+        drop(limits);
+        assert_eq!(budget.used_bytes(), 0);
+    }
+
+    #[test]
+    fn storage_reads_stop_at_the_budget_and_canceled_queries_stop() {
+        use crate::promql::{Engine, Error, Limits, MemoryBudget, Reservation};
+        let db = Db::in_memory();
+        let pts: Vec<(i64, f64)> = (0..1000).map(|t| (t, t as f64)).collect();
+        for i in 0..50 {
+            add(&db, "m", &[("i", &i.to_string())], &pts);
+        }
+        let q = parse("max_over_time(m[1000s])").unwrap();
+        let budget = MemoryBudget::new(100_000);
+        let mut limits = Limits {
+            memory: budget.reservation(),
+            cancel: None,
+        };
+        // 50 series of 16 KB each: the read stops once the budget is reached.
+        let err = Engine::default()
+            .instant_query_limited(&db, &q, 1_000_000, &mut limits)
+            .unwrap_err();
+        assert!(matches!(err, Error::Memory(_)), "{err:?}");
+        let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let mut canceled = Limits::new(Reservation::default(), flag);
+        let err = Engine::default()
+            .instant_query_limited(&db, &q, 1_000_000, &mut canceled)
+            .unwrap_err();
+        assert_eq!(err, Error::Canceled("expression evaluation"));
+        assert_eq!(err.error_type(), "canceled");
+    }
+
+    #[test]
+    fn regex_errors_give_the_reason_without_the_pattern() {
+        let long = format!("({}", "a".repeat(10_000));
+        let err = crate::promql::parse(&format!("up{{job=~\"{long}\"}}"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.len() < 300, "{err}");
+        assert!(err.contains("unclosed group"), "{err}");
+        assert!(err.contains("(10001 bytes)"), "{err}");
     }
 
     #[test]

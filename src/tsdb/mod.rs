@@ -100,6 +100,22 @@ pub trait Queryable: Send + Sync {
     /// out. Sorted by labels.
     fn select(&self, matchers: &[crate::labels::Matcher], mint: i64, maxt: i64) -> Vec<Series>;
 
+    /// As [`Queryable::select`], one series at a time in no particular order, so a caller can
+    /// count what it holds and stop (`each` returns false) before the rest is read.
+    fn select_each(
+        &self,
+        matchers: &[crate::labels::Matcher],
+        mint: i64,
+        maxt: i64,
+        each: &mut dyn FnMut(Series) -> bool,
+    ) {
+        for s in self.select(matchers, mint, maxt) {
+            if !each(s) {
+                return;
+            }
+        }
+    }
+
     /// Label sets of the series that pass `matchers` and have a sample in `[mint, maxt]`.
     fn series(&self, matchers: &[crate::labels::Matcher], mint: i64, maxt: i64) -> Vec<Labels> {
         self.select(matchers, mint, maxt)

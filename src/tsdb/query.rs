@@ -331,6 +331,28 @@ impl Queryable for Db {
         out
     }
 
+    fn select_each(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        each: &mut dyn FnMut(Series) -> bool,
+    ) {
+        let candidates = self.head_read().select(matchers);
+        // One series read at a time, so a caller that stops early never holds the rest.
+        for s in candidates.chunks(1) {
+            let samples = self.read_series(s, mint, maxt).pop().unwrap_or_default();
+            if !samples.is_empty()
+                && !each(Series {
+                    labels: s[0].labels.clone(),
+                    samples,
+                })
+            {
+                return;
+            }
+        }
+    }
+
     fn series(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<Labels> {
         let candidates = self.head_read().select(matchers);
         let mut out: Vec<Labels> = self

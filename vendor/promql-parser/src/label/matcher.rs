@@ -118,8 +118,14 @@ impl Matcher {
     fn try_parse_re(original_re: &str) -> Result<Regex, String> {
         let re = format!("^(?:{})$", original_re);
         Regex::new(&re)
-            .or_else(|_| Regex::new(&try_escape_for_repeat_re(&re)))
-            .map_err(|_| format!("illegal regex for {original_re}",))
+            .or_else(|first| Regex::new(&try_escape_for_repeat_re(&re)).map_err(|_| first))
+            .map_err(|e| {
+                format!(
+                    "illegal regex for {}: {}",
+                    cut_pattern(original_re),
+                    regex_error_reason(&e)
+                )
+            })
     }
 
     pub fn new_matcher(id: TokenId, name: String, value: String) -> Result<Matcher, String> {
@@ -144,6 +150,37 @@ impl Matcher {
             _ => Err(format!("invalid match op {}", token_display(id))),
         };
         Ok(op)
+    }
+}
+
+/// Most bytes of a pattern quoted in an error; a longer one is cut and its length given.
+const MAX_QUOTED_PATTERN: usize = 64;
+
+/// The pattern as an error quotes it: whole when short, else its start and its length.
+fn cut_pattern(p: &str) -> String {
+    if p.len() <= MAX_QUOTED_PATTERN {
+        return format!("{p:?}");
+    }
+    let mut end = MAX_QUOTED_PATTERN;
+    while !p.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{:?}… ({} bytes)", &p[..end], p.len())
+}
+
+/// Why the pattern did not compile, without the pattern the regex crate's message repeats.
+fn regex_error_reason(e: &regex::Error) -> String {
+    match e {
+        regex::Error::Syntax(text) => text
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_prefix("error: "))
+            .unwrap_or("invalid syntax")
+            .to_string(),
+        regex::Error::CompiledTooBig(limit) => {
+            format!("the compiled expression would be larger than the limit of {limit} bytes")
+        }
+        other => other.to_string().lines().next().unwrap_or("").to_string(),
     }
 }
 
