@@ -132,7 +132,7 @@ fn print_value(out: &mut String, v: &Value, verb: char, f: &Flags, depth: usize)
             // Stringers: Go calls String() for the string verbs.
             let s = match v {
                 Value::Time(ns) => super::time::time_string(*ns),
-                Value::Duration(d) => super::time::duration_string(*d),
+                Value::Duration(d) => crate::compat::duration::go_duration_string(*d),
                 _ => String::new(),
             };
             match verb {
