@@ -1,5 +1,5 @@
 //! depin-orcha: polls the DePIN nodes on a host, keeps their time series, serves them to
-//! Prometheus and evaluates rules over them. See DESIGN.md for the map of modules.
+//! Prometheus and evaluates rules over them. README.md's "Where things are" maps the modules.
 
 pub mod actuators;
 pub mod adapters;

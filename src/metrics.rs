@@ -1,9 +1,9 @@
-//! The metric families of `/metrics`: one `prometheus::Registry` holding the names of
-//! DESIGN.md's table that exist so far, with help texts that give the unit. The coordinator
+//! The metric families of `/metrics`: one `prometheus::Registry` holding the families of the
+//! README's metrics reference, with help texts that give the unit. The coordinator
 //! writes them; the HTTP server renders them ([`Metrics::render`]); the tsdb ingests
 //! [`Metrics::gather`]. Nothing here polls or schedules.
 //!
-//! Labels: every per-node family has `node` (the node's config name) besides DESIGN.md's
+//! Labels: every per-node family has `node` (the node's config name) besides
 //! `protocol`. A host often runs two nodes of one protocol (one Storj node per disk is the
 //! norm), and with `protocol` alone their series would collide; `sum by (protocol)` still
 //! gives the per-protocol view. The config's per-node `labels` follow, in sorted order: every
@@ -707,7 +707,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn exposition_has_the_design_names() {
+    fn exposition_has_the_documented_names() {
         let text = metrics_with_data().render();
         for name in [
             "depin_earnings_total{node=\"golem\",protocol=\"golem\",token=\"GLM\"} 1.5",

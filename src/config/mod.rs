@@ -1,7 +1,7 @@
 //! The config file: its schema, defaults and validation. It owns turning YAML text into a
 //! validated [`Config`] and nothing else: it starts no tasks and touches no node.
 //!
-//! Two steps, as DESIGN.md asks: raw serde structs (`deny_unknown_fields`, every key optional
+//! Two steps: raw serde structs (`deny_unknown_fields`, every key optional
 //! at the serde level so that a missing key is reported together with the other errors), then
 //! validation into typed values (durations, byte sizes, resolved capacities). Validation
 //! reports every error at once, one per line, as `FILE:LINE:COL: key.path: message`.

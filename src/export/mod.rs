@@ -123,17 +123,10 @@ fn for_each_window(
     Ok(())
 }
 
-/// Prometheus' float text: shortest round-trip digits, `NaN`, `+Inf`, `-Inf`.
+/// Prometheus' float text (Go's `'f'` shortest form): shortest round-trip digits, never an
+/// exponent, `NaN`, `+Inf`, `-Inf`.
 pub fn fmt_value(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        format!("{v}")
-    }
+    crate::compat::strconv::format_float(v, 'f', -1)
 }
 
 /// Milliseconds as seconds with up to three decimals, exact (no float rounding).

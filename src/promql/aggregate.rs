@@ -9,10 +9,11 @@ use std::collections::HashMap;
 
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 
-use super::engine::{go_fmt_f, go_fmt_g, Cursor, Evaluated, Evaluator, Out};
+use super::engine::{Cursor, Evaluated, Evaluator, Out};
 use super::numeric::{go_max, go_min, kahan_inc};
 use super::value::Matrix;
 use super::Error;
+use crate::compat::strconv::format_float;
 use crate::labels::{Labels, METRIC_NAME};
 
 /// Prometheus' `quantile` over the values of one group (`phi`-quantile, linear interpolation).
@@ -302,13 +303,13 @@ impl Evaluator<'_> {
             if hi > 1.0 {
                 self.st.annotations.warn(format!(
                     "PromQL warning: quantile value should be between 0 and 1, got {}",
-                    go_fmt_g(hi)
+                    format_float(hi, 'g', -1)
                 ));
             }
             if lo < 0.0 {
                 self.st.annotations.warn(format!(
                     "PromQL warning: quantile value should be between 0 and 1, got {}",
-                    go_fmt_g(lo)
+                    format_float(lo, 'g', -1)
                 ));
             }
         }
@@ -434,13 +435,13 @@ impl Evaluator<'_> {
             if hi > 1.0 {
                 self.st.annotations.warn(format!(
                     "PromQL warning: ratio value should be between -1 and 1, got {}, capping to 1",
-                    go_fmt_g(hi)
+                    format_float(hi, 'g', -1)
                 ));
             }
             if lo < -1.0 {
                 self.st.annotations.warn(format!(
                     "PromQL warning: ratio value should be between -1 and 1, got {}, capping to -1",
-                    go_fmt_g(lo)
+                    format_float(lo, 'g', -1)
                 ));
             }
         } else {
@@ -456,13 +457,13 @@ impl Evaluator<'_> {
             if lo <= MIN_INT64 {
                 return Err(Error::Eval(format!(
                     "Scalar value {} underflows int64",
-                    go_fmt_g(lo)
+                    format_float(lo, 'g', -1)
                 )));
             }
             if hi >= MAX_INT64 {
                 return Err(Error::Eval(format!(
                     "Scalar value {} overflows int64",
-                    go_fmt_g(hi)
+                    format_float(hi, 'g', -1)
                 )));
             }
         }
@@ -565,7 +566,7 @@ impl Evaluator<'_> {
             let mut counts: Vec<(Labels, f64)> = Vec::new();
             for &(si, f) in &buf {
                 let mut b = input[si].labels.builder();
-                b.set(label, go_fmt_f(f));
+                b.set(label, format_float(f, 'f', -1));
                 let l = b.build();
                 let key = if without {
                     let mut drop = grouping.to_vec();

@@ -646,51 +646,6 @@ pub(crate) fn go_quote(s: &str) -> String {
     out
 }
 
-/// Go's `%g` / `strconv.FormatFloat(f, 'g', -1, 64)`, used in error and warning texts.
-pub(crate) fn go_fmt_g(f: f64) -> String {
-    if f.is_nan() {
-        return "NaN".into();
-    }
-    if f.is_infinite() {
-        return if f > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        };
-    }
-    if f == 0.0 {
-        return if f.is_sign_negative() {
-            "-0".into()
-        } else {
-            "0".into()
-        };
-    }
-    // Shortest round-trip digits via Rust's `{:e}`, then Go's choice between %e and %f.
-    let e = format!("{f:e}");
-    let (mant, exp) = e.split_once('e').unwrap_or((e.as_str(), "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    if !(-4..6).contains(&exp) {
-        let sign = if exp < 0 { '-' } else { '+' };
-        return format!("{mant}e{sign}{:02}", exp.abs());
-    }
-    format!("{f}")
-}
-
-/// Go's `strconv.FormatFloat(f, 'f', -1, 64)` (as `count_values` labels values).
-pub(crate) fn go_fmt_f(f: f64) -> String {
-    if f.is_nan() {
-        "NaN".into()
-    } else if f.is_infinite() {
-        if f > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        }
-    } else {
-        format!("{f}")
-    }
-}
-
 /// Strips parentheses around an expression.
 pub(crate) fn unwrap_paren(mut e: &Expr) -> &Expr {
     while let Expr::Paren(p) = e {
@@ -973,13 +928,7 @@ mod tests {
     }
 
     #[test]
-    fn go_float_formatting() {
-        assert_eq!(go_fmt_g(1.1), "1.1");
-        assert_eq!(go_fmt_g(1e21), "1e+21");
-        assert_eq!(go_fmt_g(1e6), "1e+06");
-        assert_eq!(go_fmt_g(123456.0), "123456");
-        assert_eq!(go_fmt_g(0.00001), "1e-05");
-        assert_eq!(go_fmt_g(-1.0), "-1");
+    fn labels_print_as_prometheus() {
         assert_eq!(
             labels_string(&lbl(&[("__name__", "a"), ("b", "c")])),
             "{__name__=\"a\", b=\"c\"}"

@@ -20,6 +20,7 @@ use promql_parser::parser::Expr;
 use super::numeric::{go_max, go_min, kahan_inc};
 use super::value::{InstantSample, Matrix, Value, Vector};
 use super::{Annotations, Error};
+use crate::compat::strconv::format_float;
 use crate::labels::{Labels, METRIC_NAME};
 use crate::tsdb::Sample;
 
@@ -1276,28 +1277,9 @@ fn histogram_fraction(c: &FnCall<'_>, annotations: &mut Annotations) -> Result<V
     finish(out)
 }
 
-/// Go's `strconv.FormatFloat(v, 'g', -1, 64)` (`%g`), as annotations print numbers: the
-/// shortest representation, in exponent form when the exponent is below -4 or at least 6
-/// (Go uses precision 6 for this decision in the shortest mode).
+/// Go's `%g` (`strconv.FormatFloat(v, 'g', -1, 64)`), as annotations print numbers.
 fn fmt_g(v: f64) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        };
-    }
-    let e = format!("{v:e}");
-    let (mantissa, exp) = e.split_once('e').unwrap_or((e.as_str(), "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    if (-4..6).contains(&exp) {
-        return format!("{v}");
-    }
-    let sign = if exp < 0 { '-' } else { '+' };
-    format!("{mantissa}e{sign}{:02}", exp.abs())
+    format_float(v, 'g', -1)
 }
 
 /// `labels.FormatOpenMetricsFloat`: `%g`, with `.0` added to integral values.

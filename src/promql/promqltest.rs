@@ -47,6 +47,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use promql_parser::parser::{AtModifier, Expr, VectorSelector};
 use regex::Regex;
 
+use crate::compat::duration::parse_model_duration;
 use crate::labels::{Labels, METRIC_NAME};
 use crate::promql::{Engine, Error, QueryResult, Value};
 use crate::tsdb::{is_stale_nan, stale_nan, Db};
@@ -466,7 +467,7 @@ fn parse_load(lines: &[String], start: usize) -> (usize, Command) {
     };
     let with_nhcb = caps.get(1).is_some();
     let step = caps.get(2).map_or("", |m| m.as_str());
-    let interval_ms = match parse_duration(step) {
+    let interval_ms = match parse_model_duration(step) {
         Ok(d) => d,
         Err(e) => {
             return (
@@ -518,7 +519,7 @@ fn parse_eval(lines: &[String], start: usize) -> (usize, Command) {
         let m = c.get(1).map(|m| m.as_str().to_string());
         let expr = c.get(3).map_or("", |m| m.as_str()).to_string();
         let at = c.get(2).map_or("", |m| m.as_str());
-        match parse_duration(at) {
+        match parse_model_duration(at) {
             Ok(t) => (m, expr, EvalKind::Instant { at: t }),
             Err(e) => {
                 return (
@@ -748,69 +749,18 @@ fn parse_expect_string(def: &str) -> Result<String, String> {
 }
 
 fn parse_durations(from: &str, to: &str, step: &str) -> Result<(i64, i64, i64), String> {
-    let f = parse_duration(from)
+    let f = parse_model_duration(from)
         .map_err(|e| format!("invalid start timestamp definition {from:?}: {e}"))?;
-    let t =
-        parse_duration(to).map_err(|e| format!("invalid end timestamp definition {to:?}: {e}"))?;
+    let t = parse_model_duration(to)
+        .map_err(|e| format!("invalid end timestamp definition {to:?}: {e}"))?;
     if t < f {
         return Err(format!(
             "invalid test definition, end timestamp ({to}) is before start timestamp ({from})"
         ));
     }
-    let s = parse_duration(step).map_err(|e| format!("invalid step definition {step:?}: {e}"))?;
+    let s =
+        parse_model_duration(step).map_err(|e| format!("invalid step definition {step:?}: {e}"))?;
     Ok((f, t, s))
-}
-
-/// Prometheus' `model.ParseDuration`: `0`, or units in the order y w d h m s ms, in
-/// milliseconds.
-pub fn parse_duration(s: &str) -> Result<i64, String> {
-    if s == "0" {
-        return Ok(0);
-    }
-    if s.is_empty() {
-        return Err("empty duration string".into());
-    }
-    const UNITS: &[(&str, i64)] = &[
-        ("y", 365 * 24 * 3600 * 1000),
-        ("w", 7 * 24 * 3600 * 1000),
-        ("d", 24 * 3600 * 1000),
-        ("h", 3600 * 1000),
-        ("m", 60 * 1000),
-        ("s", 1000),
-        ("ms", 1),
-    ];
-    let bytes = s.as_bytes();
-    let mut pos = 0;
-    let mut next_unit = 0;
-    let mut total: i64 = 0;
-    while pos < bytes.len() {
-        let start = pos;
-        while pos < bytes.len() && bytes[pos].is_ascii_digit() {
-            pos += 1;
-        }
-        if pos == start {
-            return Err(format!("not a valid duration string: {s:?}"));
-        }
-        let n: i64 = s[start..pos]
-            .parse()
-            .map_err(|_| format!("not a valid duration string: {s:?}"))?;
-        let ustart = pos;
-        while pos < bytes.len() && bytes[pos].is_ascii_alphabetic() {
-            pos += 1;
-        }
-        let unit = &s[ustart..pos];
-        let idx = UNITS[next_unit..]
-            .iter()
-            .position(|(u, _)| *u == unit)
-            .map(|k| k + next_unit)
-            .ok_or_else(|| format!("not a valid duration string: {s:?}"))?;
-        next_unit = idx + 1;
-        total = n
-            .checked_mul(UNITS[idx].1)
-            .and_then(|x| total.checked_add(x))
-            .ok_or_else(|| format!("duration out of range: {s:?}"))?;
-    }
-    Ok(total)
 }
 
 /// test.go's `parseNumber`: an integer with Go's base prefixes, or a float.
@@ -1845,12 +1795,12 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("0"), Ok(0));
-        assert_eq!(parse_duration("1m30s"), Ok(90_000));
-        assert_eq!(parse_duration("1111111s"), Ok(1_111_111_000));
-        assert_eq!(parse_duration("10ms"), Ok(10));
-        assert!(parse_duration("1s1m").is_err());
-        assert!(parse_duration("").is_err());
+        assert_eq!(parse_model_duration("0"), Ok(0));
+        assert_eq!(parse_model_duration("1m30s"), Ok(90_000));
+        assert_eq!(parse_model_duration("1111111s"), Ok(1_111_111_000));
+        assert_eq!(parse_model_duration("10ms"), Ok(10));
+        assert!(parse_model_duration("1s1m").is_err());
+        assert!(parse_model_duration("").is_err());
     }
 
     #[test]

@@ -22,6 +22,7 @@ use super::group::{Group, Rule};
 use super::recording::RecordingRule;
 use super::template::check_alert;
 use super::{RuleError, RuleErrors};
+use crate::compat::duration::parse_model_duration;
 use crate::schema::diag::PosIndex;
 use crate::schema::files::is_optimization_rules;
 
@@ -140,51 +141,6 @@ pub fn parse_rule_file(name: &str, text: &str) -> Result<Vec<Group>, RuleErrors>
             .sort_by_key(|e| e.pos.unwrap_or((usize::MAX, usize::MAX)));
         Err(RuleErrors(p.errors))
     }
-}
-
-/// Prometheus' `model.ParseDuration`: `0`, or units y, w, d, h, m, s, ms, each at most once and
-/// in that order (`1h30m`, `5m`, `500ms`). Returns milliseconds.
-pub fn parse_duration(s: &str) -> Result<i64, String> {
-    let bad = || format!("not a valid duration string: {s:?}");
-    if s == "0" {
-        return Ok(0);
-    }
-    if s.is_empty() {
-        return Err("empty duration string".into());
-    }
-    const UNITS: [(&str, i64); 7] = [
-        ("y", 365 * 24 * 3_600_000),
-        ("w", 7 * 24 * 3_600_000),
-        ("d", 24 * 3_600_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1_000),
-        ("ms", 1),
-    ];
-    let mut rest = s;
-    let mut next_unit = 0;
-    let mut total: i64 = 0;
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(|c| c.is_ascii_digit()).count();
-        if digits == 0 {
-            return Err(bad());
-        }
-        let n: i64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let letters = rest.bytes().take_while(|c| c.is_ascii_alphabetic()).count();
-        let unit = &rest[..letters];
-        rest = &rest[letters..];
-        let Some(i) = UNITS[next_unit..].iter().position(|(u, _)| *u == unit) else {
-            return Err(bad());
-        };
-        let (_, mult) = UNITS[next_unit + i];
-        next_unit += i + 1;
-        total = n
-            .checked_mul(mult)
-            .and_then(|x| total.checked_add(x))
-            .ok_or_else(|| "duration out of range".to_string())?;
-    }
-    Ok(total)
 }
 
 /// Prometheus' legacy metric name check.
@@ -345,7 +301,7 @@ impl FileParser<'_> {
 
     fn duration(&mut self, path: &str, v: &Value, what: &str) -> Option<i64> {
         let s = self.string(path, v, what)?;
-        match parse_duration(&s) {
+        match parse_model_duration(&s) {
             Ok(d) => Some(d),
             Err(e) => {
                 self.err(path, format!("{what}: {e}"));
@@ -637,18 +593,6 @@ mod tests {
             Ok(_) => Vec::new(),
             Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
         }
-    }
-
-    #[test]
-    fn durations_as_prometheus_reads_them() {
-        assert_eq!(parse_duration("1h30m"), Ok(5_400_000));
-        assert_eq!(parse_duration("5m"), Ok(300_000));
-        assert_eq!(parse_duration("0"), Ok(0));
-        assert_eq!(parse_duration("1d2h"), Ok(93_600_000));
-        assert!(parse_duration("30m1h").is_err());
-        assert!(parse_duration("5").is_err());
-        assert!(parse_duration("1.5h").is_err());
-        assert!(parse_duration("5x").is_err());
     }
 
     #[test]

@@ -51,7 +51,7 @@ use std::fmt;
 use crate::labels::Labels;
 
 pub use alerting::{ActiveAlert, AlertState, AlertingRule};
-pub use file::{load_files, parse_duration, parse_rule_file};
+pub use file::{load_files, parse_rule_file};
 pub use group::{EvalContext, Group, GroupEvalResult, Rule, RuleFailure, RuleHealth};
 pub use manager::{ManagerOptions, RuleManager};
 pub use recording::RecordingRule;

@@ -37,8 +37,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::group::{EvalContext, Group};
+use crate::compat::duration::{go_duration_string, model_duration_string, parse_model_duration};
+use crate::compat::strconv::format_float;
 use crate::labels::Labels;
-use crate::promql::promqltest::{parse_duration, parse_series, SeqValue};
+use crate::promql::promqltest::{parse_series, SeqValue};
 use crate::promql::{Engine, EngineOptions, Value};
 use crate::tsdb::Db;
 
@@ -237,7 +239,7 @@ fn duration(path: &str, key: String, v: &Option<Text>) -> Result<i64, UnitTestEr
     match v {
         None => Ok(0),
         Some(t) if t.0.is_empty() => Ok(0),
-        Some(t) => parse_duration(&t.0).map_err(|message| UnitTestError::Invalid {
+        Some(t) => parse_model_duration(&t.0).map_err(|message| UnitTestError::Invalid {
             path: path.into(),
             key,
             message,
@@ -837,80 +839,19 @@ fn go_quote(s: &str) -> String {
     out
 }
 
-/// `strconv.FormatFloat(v, 'E', -1, 64)`: `3.6E+03`.
+/// `strconv.FormatFloat(v, 'E', -1, 64)`: `3.6E+03`, as promtool prints expected and got values.
 fn go_float_e(v: f64) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 { "+Inf" } else { "-Inf" }.into();
-    }
-    let s = format!("{v:E}");
-    let (mant, exp) = s.split_once('E').unwrap_or((&s, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let sign = if exp < 0 { '-' } else { '+' };
-    format!("{mant}E{sign}{:02}", exp.abs())
+    format_float(v, 'E', -1)
 }
 
-/// `model.Duration.String()`: `1d1h`, `90s` as `1m30s`, `0s`.
+/// `model.Duration.String()` of milliseconds: `1d1h`, `1m30s`.
 fn model_duration(ms: i64) -> String {
-    if ms == 0 {
-        return "0s".into();
-    }
-    let mut rest = ms;
-    let mut out = String::new();
-    for (unit, mult, exact) in [
-        ("y", 365 * 86_400_000i64, true),
-        ("w", 7 * 86_400_000, true),
-        ("d", 86_400_000, false),
-        ("h", 3_600_000, false),
-        ("m", 60_000, false),
-        ("s", 1000, false),
-        ("ms", 1, false),
-    ] {
-        if exact && rest % mult != 0 {
-            continue;
-        }
-        let v = rest / mult;
-        if v > 0 {
-            out.push_str(&format!("{v}{unit}"));
-            rest -= v * mult;
-        }
-    }
-    out
+    model_duration_string(ms)
 }
 
-/// Go's `time.Duration.String()` for whole milliseconds: `1m0s`, `24h0m0s`, `1.5s`, `500ms`.
+/// Go's `time.Duration.String()` of milliseconds: `1m0s`, `24h0m0s`, `1.5s`, `500ms`.
 fn go_duration(ms: i64) -> String {
-    if ms == 0 {
-        return "0s".into();
-    }
-    let neg = ms < 0;
-    let a = ms.unsigned_abs();
-    let mut out = String::new();
-    if neg {
-        out.push('-');
-    }
-    if a < 1000 {
-        out.push_str(&format!("{a}ms"));
-        return out;
-    }
-    let (h, m) = (a / 3_600_000, (a / 60_000) % 60);
-    let (s, frac) = ((a / 1000) % 60, a % 1000);
-    if h > 0 {
-        out.push_str(&format!("{h}h"));
-    }
-    if h > 0 || m > 0 {
-        out.push_str(&format!("{m}m"));
-    }
-    out.push_str(&s.to_string());
-    if frac > 0 {
-        let f = format!("{frac:03}");
-        out.push('.');
-        out.push_str(f.trim_end_matches('0'));
-    }
-    out.push('s');
-    out
+    go_duration_string(ms.saturating_mul(1_000_000))
 }
 
 fn indent_lines(text: &str, indent: &str) -> String {

@@ -4,6 +4,7 @@
 //! with an exponent from 1e+06 on, `%.4g`, `%e` with two exponent digits) and `strconv.Quote`.
 
 use super::value::Value;
+use crate::compat::strconv::format_float;
 
 /// Go's `unicode.IsPrint`, closely enough for quoting: graphic characters and ASCII space.
 pub(crate) fn is_print(c: char) -> bool {
@@ -75,171 +76,6 @@ fn quote_with(s: &str, q: char, ascii_only: bool) -> String {
     out
 }
 
-/// The decimal digits of |v| (no leading zeros, trailing zeros trimmed) and the position of the
-/// decimal point, as Go's `strconv` keeps them: `v = 0.d1d2d3... × 10^dp`.
-struct Digits {
-    d: Vec<u8>,
-    dp: i32,
-}
-
-/// Shortest digits that read back as `v` (`prec == None`), or `v` rounded to `prec`
-/// significant digits (half to even on the exact value, as Go does).
-fn digits(v: f64, sig: Option<usize>) -> Digits {
-    let v = v.abs();
-    if v == 0.0 {
-        return Digits {
-            d: Vec::new(),
-            dp: 0,
-        };
-    }
-    let s = match sig {
-        None => format!("{v:e}"),
-        Some(n) => format!("{:.*e}", n.max(1) - 1, v),
-    };
-    let (mant, exp) = s.split_once('e').unwrap_or((&s, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let mut d: Vec<u8> = mant
-        .bytes()
-        .filter(u8::is_ascii_digit)
-        .map(|b| b - b'0')
-        .collect();
-    while d.last() == Some(&0) {
-        d.pop();
-    }
-    if d.is_empty() {
-        return Digits { d, dp: 0 };
-    }
-    Digits { d, dp: exp + 1 }
-}
-
-fn fmt_e(neg: bool, digs: &Digits, prec: usize, e: char) -> String {
-    let mut out = String::new();
-    if neg {
-        out.push('-');
-    }
-    out.push(char::from(b'0' + digs.d.first().copied().unwrap_or(0)));
-    if prec > 0 {
-        out.push('.');
-        for i in 1..=prec {
-            out.push(char::from(b'0' + digs.d.get(i).copied().unwrap_or(0)));
-        }
-    }
-    out.push(e);
-    let exp = if digs.d.is_empty() { 0 } else { digs.dp - 1 };
-    out.push(if exp < 0 { '-' } else { '+' });
-    let a = exp.unsigned_abs();
-    if a < 10 {
-        out.push('0');
-    }
-    out.push_str(&a.to_string());
-    out
-}
-
-fn fmt_f(neg: bool, digs: &Digits, prec: usize) -> String {
-    let mut out = String::new();
-    if neg {
-        out.push('-');
-    }
-    if digs.dp > 0 {
-        for i in 0..digs.dp as usize {
-            out.push(char::from(b'0' + digs.d.get(i).copied().unwrap_or(0)));
-        }
-    } else {
-        out.push('0');
-    }
-    if prec > 0 {
-        out.push('.');
-        for i in 1..=prec as i32 {
-            let j = digs.dp + i - 1;
-            let c = if j >= 0 {
-                digs.d.get(j as usize).copied().unwrap_or(0)
-            } else {
-                0
-            };
-            out.push(char::from(b'0' + c));
-        }
-    }
-    out
-}
-
-/// Go's `strconv.FormatFloat(v, verb, prec, 64)` for verbs `e E f F g G`; `prec < 0` means
-/// the shortest representation.
-pub(crate) fn format_float(v: f64, verb: char, prec: i32) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        };
-    }
-    let neg = v.is_sign_negative();
-    let shortest = prec < 0;
-    match verb {
-        'f' | 'F' => {
-            if shortest {
-                let digs = digits(v, None);
-                let p = (digs.d.len() as i32 - digs.dp).max(0) as usize;
-                fmt_f(neg, &digs, p)
-            } else {
-                // Rust's fixed formatting is exact with ties to even, like Go's.
-                let s = format!("{:.*}", prec as usize, v.abs());
-                if neg {
-                    format!("-{s}")
-                } else {
-                    s
-                }
-            }
-        }
-        'e' | 'E' => {
-            let digs = if shortest {
-                digits(v, None)
-            } else {
-                digits(v, Some(prec as usize + 1))
-            };
-            let p = if shortest {
-                digs.d.len().saturating_sub(1)
-            } else {
-                prec as usize
-            };
-            fmt_e(neg, &digs, p, verb)
-        }
-        _ => {
-            // 'g' / 'G'
-            let e = if verb == 'G' { 'E' } else { 'e' };
-            let (digs, mut p) = if shortest {
-                let d = digits(v, None);
-                let n = d.d.len() as i32;
-                (d, n)
-            } else {
-                let p = if prec == 0 { 1 } else { prec };
-                (digits(v, Some(p as usize)), p)
-            };
-            let nd = digs.d.len() as i32;
-            let mut eprec = p;
-            if eprec > nd && nd >= digs.dp {
-                eprec = nd;
-            }
-            if shortest {
-                eprec = 6;
-            }
-            let exp = digs.dp - 1;
-            if nd > 0 && (exp < -4 || exp >= eprec) {
-                if p > nd {
-                    p = nd;
-                }
-                return fmt_e(neg, &digs, (p - 1).max(0) as usize, e);
-            }
-            if p > digs.dp {
-                p = nd;
-            }
-            fmt_f(neg, &digs, (p - digs.dp).max(0) as usize)
-        }
-    }
-}
-
 /// Flags, width and precision of one verb.
 #[derive(Default, Clone)]
 struct Flags {
@@ -296,7 +132,7 @@ fn print_value(out: &mut String, v: &Value, verb: char, f: &Flags, depth: usize)
             // Stringers: Go calls String() for the string verbs.
             let s = match v {
                 Value::Time(ns) => super::time::time_string(*ns),
-                Value::Duration(d) => super::time::duration_string(*d),
+                Value::Duration(d) => crate::compat::duration::go_duration_string(*d),
                 _ => String::new(),
             };
             match verb {

@@ -553,7 +553,7 @@ pub(crate) fn call_method(receiver: &Value, name: &str, args: &[Value]) -> Resul
         Value::Duration(d) => {
             let d = *d;
             Ok(match name {
-                "String" => Value::String(super::time::duration_string(d)),
+                "String" => Value::String(crate::compat::duration::go_duration_string(d)),
                 "Seconds" => Value::Float(d as f64 / 1e9),
                 "Minutes" => Value::Float(d as f64 / 6e10),
                 "Hours" => Value::Float(d as f64 / 3.6e12),

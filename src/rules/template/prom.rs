@@ -8,10 +8,11 @@ use std::sync::Arc;
 
 use regex::Regex;
 
-use super::fmt::{format_float, quote, sprintf};
+use super::fmt::{quote, sprintf};
 use super::funcs::{query_escape, Sig, Ty};
 use super::value::{SampleValue, Value};
 use super::Env;
+use crate::compat::strconv::format_float;
 
 /// The signatures of Prometheus' text-mode functions. (`tmpl` exists only in Prometheus' HTML
 /// mode, for consoles, so alert templates cannot call it.)

@@ -309,62 +309,6 @@ pub(crate) fn format(ns: i64, layout: &str) -> String {
     out
 }
 
-/// Go's `Duration.String()`: `72h3m0.5s`, `1.5s`, `100ms`, `1µs`, `0s`.
-pub(crate) fn duration_string(d: i64) -> String {
-    let neg = d < 0;
-    let u = d.unsigned_abs();
-    if u < NANOS_PER_SEC as u64 {
-        if u == 0 {
-            return "0s".into();
-        }
-        let (unit, scale) = if u < 1_000 {
-            ("ns", 1u64)
-        } else if u < 1_000_000 {
-            ("µs", 1_000)
-        } else {
-            ("ms", 1_000_000)
-        };
-        let mut s = frac_string(u, scale);
-        s.push_str(unit);
-        if neg {
-            s.insert(0, '-');
-        }
-        return s;
-    }
-    let secs_part = frac_string(u % 60_000_000_000, NANOS_PER_SEC as u64);
-    let total_min = u / 60_000_000_000;
-    let mut s = String::new();
-    if neg {
-        s.push('-');
-    }
-    if total_min > 0 {
-        let h = total_min / 60;
-        let m = total_min % 60;
-        if h > 0 {
-            s.push_str(&format!("{h}h"));
-        }
-        s.push_str(&format!("{m}m"));
-    }
-    s.push_str(&secs_part);
-    s.push('s');
-    s
-}
-
-/// `v / scale` with the fraction's trailing zeros dropped.
-fn frac_string(v: u64, scale: u64) -> String {
-    let int = v / scale;
-    let frac = v % scale;
-    if frac == 0 {
-        return int.to_string();
-    }
-    let width = scale.to_string().len() - 1;
-    let mut f = format!("{frac:0width$}");
-    while f.ends_with('0') {
-        f.pop();
-    }
-    format!("{int}.{f}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -401,16 +345,5 @@ mod tests {
             format(T, "January _2 002 .999999 -07:00"),
             "June 23 174 .128 +00:00"
         );
-    }
-
-    #[test]
-    fn durations_match_go() {
-        assert_eq!(duration_string(1800 * NANOS_PER_SEC), "30m0s");
-        assert_eq!(duration_string(0), "0s");
-        assert_eq!(duration_string(3_720_010_000_000), "1h2m0.01s");
-        assert_eq!(duration_string(-1_500_000_000), "-1.5s");
-        assert_eq!(duration_string(100_000_000), "100ms");
-        assert_eq!(duration_string(1_000), "1µs");
-        assert_eq!(duration_string(90 * 3600 * NANOS_PER_SEC), "90h0m0s");
     }
 }
