@@ -260,7 +260,7 @@ mod tests {
         // Storj's float noise, in USD with 6 digits.
         assert_eq!(d("8.772199999999999").round_to(6).to_string(), "8.772200");
         assert_eq!(d("-0.0000005").round_to(6), d("-0.000001"));
-        assert_eq!(d("0.00855").round_to(6).to_string(), "0.008550");
+        assert_eq!(d("0.00855").round_to(6), d("0.00855"));
         assert_eq!(Decimal::from_f64(0.1 + 0.2, 9).unwrap(), d("0.3"));
         let json = serde_json::to_string(&d("0.000000000000000001")).unwrap();
         assert_eq!(json, "\"0.000000000000000001\"");

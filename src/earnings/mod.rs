@@ -16,11 +16,13 @@
 //! - amounts are exact decimals; f64 appears only on `/metrics`.
 //!
 //! - `state`: the state and the pure apply function;
-//! - `journal`: the files, replay and compaction.
+//! - `journal`: the files, replay and compaction;
+//! - `collector`: the ledger as node pipelines share it, and its families on `/metrics`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
+pub mod collector;
 pub mod journal;
 pub mod state;
 
@@ -29,6 +31,7 @@ mod tests;
 
 use crate::adapters::decimal::Decimal;
 use crate::adapters::reading::Reading;
+pub use collector::Earnings;
 pub use journal::{Journal, JournalError, OpenReport};
 pub use state::{ApplyError, Change, Event, State, TotalKey, Totals};
 

@@ -167,6 +167,7 @@ impl SimWorker {
     fn poll(&mut self, ctx: &PollContext<'_>, now_ms: i64) {
         let result =
             now_or_never(self.node.poll()).unwrap_or(Err(PollError::Timeout(Duration::ZERO)));
+        // Sim nodes page nothing: no paging positions come back.
         self.pipeline.record(ctx, now_ms, 0.0, result);
     }
 }
@@ -293,6 +294,13 @@ fn run_controller(
         .map(|n| ScenarioNode::new(n, s.seed, shared.clone()))
         .collect();
     let metrics = Metrics::new(&[]).map_err(|e| SimError::Controller(e.to_string()))?;
+    // The ledger of `run`, in memory: a simulation keeps nothing.
+    let earnings = Arc::new(crate::earnings::Earnings::new(
+        crate::earnings::Ledger::in_memory(),
+        &[],
+    ));
+    crate::earnings::Earnings::register(&earnings, metrics.registry())
+        .map_err(|e| SimError::Controller(e.to_string()))?;
     // The process_* metrics would describe the simulator process at virtual timestamps, which
     // no rule reads and which mean nothing in simulated time; reading /proc for them was a
     // third of each scrape. (The collector is matched by its descriptors.)
@@ -359,7 +367,7 @@ fn run_controller(
             configured: None,
         });
         let pipeline = NodePipeline::new(labels, None);
-        pipeline.start(&metrics);
+        pipeline.start(&metrics, &earnings);
         workers.push(SimWorker {
             node: n.clone(),
             pipeline,
@@ -420,6 +428,7 @@ fn run_controller(
             metrics: &metrics,
             prices: &prices,
             health: &health,
+            earnings: &earnings,
         };
         for w in &mut workers {
             w.poll(&ctx, t);
