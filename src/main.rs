@@ -471,6 +471,10 @@ async fn serve(args: RunArgs, config: config::Config) -> Result<()> {
     let coordinator =
         coordinator::Coordinator::new(&config, metrics.clone(), db.clone(), clock.clone())
             .context("building the node adapters")?;
+    // The earnings counters continue from their journal; a second instance is refused.
+    coordinator
+        .open_ledger(&args.storage_path)
+        .context("opening the earnings ledger")?;
     let engine = promql::Engine::new(promql::EngineOptions {
         lookback_delta_ms: args.lookback_delta.as_millis() as i64,
         max_samples: args.query_max_samples,

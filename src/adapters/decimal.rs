@@ -146,6 +146,22 @@ impl Decimal {
         Decimal::parse(&format!("{x:.prec$}", prec = scale.min(MAX_SCALE) as usize)).ok()
     }
 
+    /// The exact product, or `None` on overflow.
+    pub fn checked_mul(self, other: Decimal) -> Option<Decimal> {
+        Some(Decimal {
+            mantissa: self.mantissa.checked_mul(other.mantissa)?,
+            scale: self.scale.checked_add(other.scale)?,
+        })
+    }
+
+    /// `self / 10^n`, exactly (cents to dollars: `n = 2`).
+    pub fn div_pow10(self, n: u32) -> Decimal {
+        Decimal {
+            mantissa: self.mantissa,
+            scale: self.scale + n,
+        }
+    }
+
     /// The larger of two.
     pub fn max(self, other: Decimal) -> Decimal {
         if other > self {

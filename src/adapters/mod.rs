@@ -19,9 +19,12 @@ use crate::resources::{Allocation, Resources};
 
 pub mod conf;
 pub mod decimal;
+pub mod docker;
+pub mod evm;
 pub mod exec;
 pub mod fields;
 pub mod golem;
+pub mod golem_invoices;
 pub mod grass;
 pub mod http_json;
 pub mod kind;
@@ -31,6 +34,7 @@ pub mod prometheus;
 pub mod reading;
 pub mod sim;
 pub mod storj;
+pub mod storj_payout;
 pub mod streamr;
 
 /// What a node says about itself at one poll.

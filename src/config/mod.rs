@@ -807,7 +807,47 @@ fn validate_nodes(
             None => ok = false,
         }
     }
+    ok &= check_earning_accounts(&out, d);
     ok.then_some(out)
+}
+
+/// Two nodes that claim one earning account (a Streamr operator) would count its earnings
+/// twice, unless each states its share; the shares must not exceed the whole.
+fn check_earning_accounts(nodes: &[NodeConfig], d: &mut Diagnostics) -> bool {
+    // Per account, the nodes claiming it: (index, node, stated share).
+    type Claims<'a> = Vec<(usize, &'a NodeConfig, Option<f64>)>;
+    let mut by_account: BTreeMap<String, Claims<'_>> = BTreeMap::new();
+    for (i, n) in nodes.iter().enumerate() {
+        if let Some((account, share)) = n.kind.earning_account() {
+            by_account.entry(account).or_default().push((i, n, share));
+        }
+    }
+    let mut ok = true;
+    for (account, claims) in by_account.iter().filter(|(_, c)| c.len() > 1) {
+        let names: Vec<String> = claims
+            .iter()
+            .map(|(_, n, _)| format!("\"{}\"", n.name))
+            .collect();
+        let (i, _, _) = claims[claims.len() - 1];
+        let path = join_index("nodes", i);
+        if claims.iter().any(|(_, _, s)| s.is_none()) {
+            d.error(
+                &path,
+                format!("nodes {} all count the earnings of {account}: each must state its share (earnings.share), or they are counted twice", names.join(" and ")),
+            );
+            ok = false;
+        } else if claims.iter().filter_map(|(_, _, s)| *s).sum::<f64>() > 1.0 + 1e-9 {
+            d.error(
+                &path,
+                format!(
+                    "the shares of {account} stated by nodes {} add up to more than 1",
+                    names.join(" and ")
+                ),
+            );
+            ok = false;
+        }
+    }
+    ok
 }
 
 fn validate_node(v: Value, path: &str, global: &Global, d: &mut Diagnostics) -> Option<NodeConfig> {

@@ -210,7 +210,8 @@ impl Working<'_> {
 
     fn usd(&self, token: &str, amount: Decimal) -> Decimal {
         match (self.price)(token) {
-            Some(p) if p == 1.0 => amount,
+            // Exact for USD itself (Storj's amounts): no float on the way.
+            Some(1.0) => amount,
             Some(p) => Decimal::from_f64(amount.to_f64() * p, USD_SCALE).unwrap_or_default(),
             None => Decimal::ZERO,
         }
@@ -285,6 +286,8 @@ impl Working<'_> {
                 } else {
                     Decimal::ZERO
                 };
+                // The counters exist from the stream's first reading, at 0 if nothing is new.
+                self.totals(&TotalKey::of(&node, id));
                 Stream {
                     node: node.clone(),
                     id: id.clone(),
@@ -295,7 +298,6 @@ impl Working<'_> {
                 }
             }
         };
-        let before = s.clone();
         match on_drop {
             OnDrop::Reset => {
                 if v >= s.level {
@@ -342,9 +344,10 @@ impl Working<'_> {
                     });
                 }
                 s.reported = v;
+                // A cause (the node says why its value dropped) makes the drop final at once,
+                // also when the reading that brings it shows the same value as the last one.
                 let due = s.pending.as_ref().is_some_and(|p| {
-                    (cause.is_some() && v < before.reported)
-                        || now.saturating_sub(p.since_ms) >= confirm.as_millis() as i64
+                    cause.is_some() || now.saturating_sub(p.since_ms) >= confirm.as_millis() as i64
                 });
                 if due {
                     self.finalize(&key, &mut s)?;
