@@ -106,8 +106,17 @@ fn lock(dir: &Path) -> Result<File, JournalError> {
         .truncate(false)
         .open(&path)
         .map_err(io(&path))?;
-    // SAFETY: flock on a file descriptor this function owns; no memory is shared.
-    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    // A lock just released may still be held for a moment by a child process between its
+    // fork and exec (or by an instance that is exiting): try for a second before refusing.
+    let mut r = -1;
+    for _ in 0..20 {
+        // SAFETY: flock on a file descriptor this function owns; no memory is shared.
+        r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if r == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     if r != 0 {
         let mut pid = String::new();
         let _ = f.read_to_string(&mut pid);
