@@ -53,7 +53,8 @@ pub const INVOICES: &str = "invoices";
 pub enum Earnings {
     Invoices {
         lookback: Duration,
-        interval: Duration,
+        /// `None`: every poll of the node.
+        interval: Option<Duration>,
         timeout: Duration,
         /// Pages of each kind read per call at most; the rest waits for the next call.
         max_pages: usize,
@@ -134,7 +135,10 @@ pub fn validate(
     let dur = |v: Option<&Value>, default: u64, key: &str, d: &mut Diagnostics| {
         conf::duration_or(v, Duration::from_secs(default), &join_key(path, key), d)
     };
-    let interval = dur(raw.invoices_interval.as_ref(), 60, "invoices_interval", d);
+    let interval = match raw.invoices_interval.as_ref() {
+        None => Some(None),
+        v => dur(v, 0, "invoices_interval", d).map(Some),
+    };
     let timeout = dur(raw.invoices_timeout.as_ref(), 60, "invoices_timeout", d);
     let max_pages = match raw.max_pages_per_poll {
         Some(0) => {

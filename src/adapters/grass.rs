@@ -266,7 +266,7 @@ impl Adapter for GrassNode {
             .iter()
             .map(|p| Endpoint {
                 name: POINTS,
-                interval: p.interval,
+                interval: Some(p.interval),
                 timeout: Duration::from_secs(30),
             })
             .collect()

@@ -203,8 +203,8 @@ pub trait Adapter: Send + Sync {
 pub struct Endpoint {
     /// Its name, the `endpoint` label (`estimated_payout`, `satellites`).
     pub name: &'static str,
-    /// How often it is called.
-    pub interval: std::time::Duration,
+    /// How often it is called; `None`: as often as the node is polled.
+    pub interval: Option<std::time::Duration>,
     /// How long one call may take.
     pub timeout: std::time::Duration,
 }

@@ -31,6 +31,7 @@ use serde_yaml::Value;
 
 use super::conf;
 use super::fields::number;
+use super::reading::Reading;
 use super::storj_payout;
 use super::{Adapter, Endpoint, ExtraGauge, Health, Observation, PollError, PollFuture};
 use crate::clock::SharedClock;
@@ -50,7 +51,8 @@ pub const TOKEN: &str = storj_payout::TOKEN;
 pub struct StorjSpec {
     pub url: url::Url,
     pub satellites_interval: Duration,
-    pub payout_interval: Duration,
+    /// `None`: every poll of the node.
+    pub payout_interval: Option<Duration>,
     pub paystubs_interval: Duration,
     /// Readings this close to 00:00 UTC on the 1st are held back (the node's clock may differ).
     pub month_boundary_guard: Duration,
@@ -131,7 +133,10 @@ pub fn validate(block: Option<Value>, path: &str, d: &mut Diagnostics) -> Option
     let dur = |v: Option<&Value>, default: u64, key: &str, d: &mut Diagnostics| {
         conf::duration_or(v, Duration::from_secs(default), &join_key(path, key), d)
     };
-    let payout_interval = dur(raw.payout_interval.as_ref(), 60, "payout_interval", d);
+    let payout_interval = match raw.payout_interval.as_ref() {
+        None => Some(None),
+        v => dur(v, 0, "payout_interval", d).map(Some),
+    };
     let paystubs_interval = dur(
         raw.paystubs_interval.as_ref(),
         12 * 3600,
@@ -195,10 +200,13 @@ struct State {
     /// Satellites in the dashboard's list, and those that disqualified the node.
     satellites: BTreeSet<String>,
     disqualified: BTreeSet<String>,
-    /// The same at the last estimated-payout reading: a satellite that disqualified the node
-    /// or left its list since then explains a drop of the estimate.
-    at_last_payout: Option<(BTreeSet<String>, BTreeSet<String>)>,
+    /// The same at the last journaled estimated-payout reading ([`SEEN`]): a satellite that
+    /// disqualified the node or left its list since then explains a drop of the estimate.
+    at_last_payout: Option<Seen>,
 }
+
+/// The cursor that keeps the satellites seen at the last payout reading across restarts.
+pub const SEEN: &str = "satellites_seen";
 
 pub const ESTIMATED_PAYOUT: &str = "estimated_payout";
 pub const SATELLITES: &str = "satellites";
@@ -260,24 +268,29 @@ impl StorjNode {
         Ok(obs)
     }
 
-    /// The cause of a drop: satellites that disqualified the node or left its list since the
-    /// last estimated-payout reading.
-    fn drop_cause(&self) -> Option<String> {
-        let mut st = self.lock();
-        let now = (st.satellites.clone(), st.disqualified.clone());
-        let before = st.at_last_payout.replace(now.clone())?;
+    /// The satellites now, and the cause of a drop: satellites that disqualified the node or
+    /// left its list since the last journaled estimated-payout reading.
+    fn drop_cause(&self) -> (Seen, Option<String>) {
+        let st = self.lock();
+        let now = Seen {
+            satellites: st.satellites.clone(),
+            disqualified: st.disqualified.clone(),
+        };
+        let Some(before) = &st.at_last_payout else {
+            return (now, None);
+        };
         let mut why: Vec<String> = now
-            .1
-            .difference(&before.1)
+            .disqualified
+            .difference(&before.disqualified)
             .map(|s| format!("disqualified by {s}"))
             .collect();
         why.extend(
             before
-                .0
-                .difference(&now.0)
+                .satellites
+                .difference(&now.satellites)
                 .map(|s| format!("{s} left the node's satellite list")),
         );
-        (!why.is_empty()).then(|| why.join(", "))
+        (now, (!why.is_empty()).then(|| why.join(", ")))
     }
 
     async fn estimated_payout(&self) -> Result<Observation, PollError> {
@@ -300,14 +313,22 @@ impl StorjNode {
             account: self.lock().node_id.clone(),
             ..Default::default()
         };
+        let (seen, cause) = self.drop_cause();
         let cx = storj_payout::PayoutContext {
             now_ms: self.clock.now_ms(),
-            cause: self.drop_cause(),
+            cause,
             confirm: self.spec.correction_confirm,
             guard: self.spec.month_boundary_guard,
             skipped: &mut obs.skipped,
         };
         obs.readings = storj_payout::estimated_payout(&v, cx);
+        if !obs.readings.is_empty() {
+            let value = serde_json::to_value(&seen).map_err(|e| PollError::Other(e.to_string()))?;
+            obs.readings.push(Reading::Cursor {
+                name: SEEN.into(),
+                value,
+            });
+        }
         if let Ok(cents) = number(&v, "/currentMonthExpectations") {
             obs.gauges.push(gauge(
                 "storj_payout_month_expected_usd",
@@ -360,8 +381,8 @@ fn satellite_label(s: &str) -> String {
 }
 
 /// The satellites of a dashboard answer.
-#[derive(Default)]
-struct Seen {
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Seen {
     satellites: BTreeSet<String>,
     disqualified: BTreeSet<String>,
 }
@@ -531,12 +552,12 @@ impl Adapter for StorjNode {
             },
             Endpoint {
                 name: SATELLITES,
-                interval: self.spec.satellites_interval,
+                interval: Some(self.spec.satellites_interval),
                 timeout: self.spec.timeouts.satellites,
             },
             Endpoint {
                 name: PAYSTUBS,
-                interval: self.spec.paystubs_interval,
+                interval: Some(self.spec.paystubs_interval),
                 timeout: self.spec.timeouts.paystubs,
             },
         ]
@@ -550,6 +571,18 @@ impl Adapter for StorjNode {
             other => {
                 let e = PollError::Other(format!("no endpoint {other}"));
                 Box::pin(std::future::ready(Err(e)))
+            }
+        }
+    }
+
+    fn set_cursor(&self, name: &str, value: &Json) {
+        if name != SEEN {
+            return;
+        }
+        match serde_json::from_value::<Seen>(value.clone()) {
+            Ok(s) => self.lock().at_last_payout = Some(s),
+            Err(e) => {
+                tracing::warn!(node = %self.name, error = %e, "cannot read the journaled satellites; a drop of the estimate waits for correction_confirm")
             }
         }
     }

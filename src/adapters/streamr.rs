@@ -568,7 +568,7 @@ impl Adapter for StreamrNode {
             .iter()
             .map(|e| Endpoint {
                 name: CHAIN,
-                interval: e.interval,
+                interval: Some(e.interval),
                 timeout: Duration::from_secs(120),
             })
             .collect()

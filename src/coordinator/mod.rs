@@ -342,6 +342,7 @@ impl NodeWorker {
         for ep in adapter.endpoints() {
             endpoints.spawn(endpoint_loop(
                 adapter.clone(),
+                ep.interval.unwrap_or(self.node.interval),
                 ep,
                 tx.clone(),
                 shutdown.clone(),
@@ -403,6 +404,7 @@ impl NodeWorker {
 /// waits until the node's task took the result in before the next call.
 async fn endpoint_loop(
     adapter: Arc<dyn Adapter>,
+    interval: Duration,
     ep: Endpoint,
     tx: tokio::sync::mpsc::Sender<EndpointResult>,
     mut shutdown: watch::Receiver<bool>,
@@ -424,7 +426,7 @@ async fn endpoint_loop(
             return;
         }
         let _ = taken.await;
-        next = started + ep.interval;
+        next = started + interval;
     }
 }
 

@@ -449,7 +449,11 @@ impl State {
                     }
                 }
                 Reading::Cursor { name, value } => {
-                    w.change.cursors.push((name.clone(), value.clone()));
+                    // An unchanged position needs no journal line.
+                    let known = self.cursors.get(node).and_then(|c| c.get(name));
+                    if known != Some(value) {
+                        w.change.cursors.push((name.clone(), value.clone()));
+                    }
                 }
                 Reading::Close { stream, before } => w.close(account, stream, before)?,
             }
