@@ -25,6 +25,34 @@ pub enum Reply {
     Rpc(HashMap<String, serde_json::Value>),
     /// Answers after this long.
     Slow(Duration, Box<Reply>),
+    /// A list paged as yagna's payment API does (`WHERE timestamp > afterTimestamp ORDER BY
+    /// timestamp LIMIT maxItems|maxEvents`): the items and the field holding their time.
+    Paged(Arc<Mutex<Vec<serde_json::Value>>>, &'static str),
+}
+
+/// Milliseconds of an RFC 3339 time.
+pub fn rfc3339_ms(s: &str) -> Option<i64> {
+    let t = humantime::parse_rfc3339_weak(s).ok()?;
+    Some(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as i64)
+}
+
+/// yagna's paging of `items` for a request target with `afterTimestamp` and a limit.
+fn page(items: &[serde_json::Value], field: &str, target: &str) -> String {
+    let query = target.split_once('?').map(|x| x.1).unwrap_or("");
+    let mut after = i64::MIN;
+    let mut limit = usize::MAX;
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        match k.as_ref() {
+            "afterTimestamp" => after = rfc3339_ms(&v).unwrap_or(i64::MIN),
+            "maxItems" | "maxEvents" => limit = v.parse().unwrap_or(usize::MAX),
+            _ => {}
+        }
+    }
+    let ts = |x: &serde_json::Value| x[field].as_str().and_then(rfc3339_ms).unwrap_or(0);
+    let mut out: Vec<&serde_json::Value> = items.iter().filter(|x| ts(x) > after).collect();
+    out.sort_by_key(|x| ts(x));
+    out.truncate(limit);
+    serde_json::to_string(&out).unwrap()
 }
 
 #[derive(Clone, Default)]
@@ -137,6 +165,10 @@ impl Fake {
             tokio::time::sleep(d).await;
             reply = *r;
         }
+        if let Reply::Paged(items, field) = &reply {
+            let body = page(&items.lock().unwrap(), field, &target);
+            reply = Reply::Json(200, body);
+        }
         if let Reply::Rpc(results) = &reply {
             let req: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
             let method = req["method"].as_str().unwrap_or("");
@@ -168,7 +200,7 @@ impl Fake {
             Reply::Hang => {
                 tokio::time::sleep(Duration::from_secs(3600)).await;
             }
-            Reply::Rpc(_) | Reply::Slow(..) => unreachable!("answered above"),
+            Reply::Rpc(_) | Reply::Slow(..) | Reply::Paged(..) => unreachable!("answered above"),
             Reply::CutShort(b) => {
                 let h = format!(
                     "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
