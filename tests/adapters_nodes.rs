@@ -1124,3 +1124,230 @@ async fn storj_a_slow_or_failing_secondary_endpoint_keeps_the_node_up() {
     );
     assert_eq!(metrics.poll_errors(&l, "http_status"), 0.0);
 }
+
+#[test]
+fn earnings_config_errors_name_the_key() {
+    // Points have no market price.
+    let e = errors("prices: {grass_points: 1}\nnodes: []\n");
+    assert_eq!(
+        e,
+        ["t.yml:2:10: prices.grass_points: grass_points are Grass points: points have no market price, so they can never be valued in USD"]
+    );
+    // Two nodes of one Streamr operator would count its pool twice.
+    let two = |a: &str, b: &str| {
+        format!("nodes:\n  - name: s1\n    kind: streamr\n    streamr: {{health: {{tcp: \"127.0.0.1:7170\"}}, earnings: {{rpc_url: \"http://x/\", operator_contract: \"0x00000000000000000000000000000000000000ab\"{a}}}}}\n  - name: s2\n    kind: streamr\n    streamr: {{health: {{tcp: \"127.0.0.1:7171\"}}, earnings: {{rpc_url: \"http://x/\", operator_contract: \"0x00000000000000000000000000000000000000AB\"{b}}}}}\n")
+    };
+    let e = errors(&two("", ""));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].contains("nodes[1]: nodes \"s1\" and \"s2\" all count the earnings of Streamr operator 0x00000000000000000000000000000000000000ab: each must state its share"),
+        "{e:?}"
+    );
+    let e = errors(&two(", share: 0.6", ", share: 0.5"));
+    assert!(e[0].contains("add up to more than 1"), "{e:?}");
+    assert_eq!(load(&two(", share: 0.5", ", share: 0.5")).nodes.len(), 2);
+    let e = errors(&two(", share: 2", ", share: 0.5"));
+    assert!(
+        e[0].contains("nodes[0].streamr.earnings.share: must be a fraction above 0 and at most 1"),
+        "{e:?}"
+    );
+    let e = errors(
+        "nodes:\n  - name: s\n    kind: streamr\n    streamr: {health: {tcp: \"localhost\"}}\n",
+    );
+    assert!(
+        e[0].contains("nodes[0].streamr.health.tcp: \"localhost\" is not host:port"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn streamr_without_a_share_warns_that_it_counts_the_pool() {
+    let c = load("nodes:\n  - name: s\n    kind: streamr\n    streamr: {health: {tcp: \"127.0.0.1:7170\"}, earnings: {rpc_url: \"http://x/\", operator_contract: \"0x00000000000000000000000000000000000000ab\"}}\n");
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("nodes[0].streamr.earnings: no share: depin_earnings_total counts the whole operator pool")),
+        "{:?}",
+        c.warnings
+    );
+}
+
+/// Starts a coordinator for `cfg` on `clock`; returns its metrics, its earnings ledger and
+/// the means to stop it.
+async fn run_coordinator(
+    cfg: &config::Config,
+    clock: SharedClock,
+) -> (
+    Arc<Metrics>,
+    Arc<depin_orcha::earnings::Earnings>,
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+) {
+    let metrics = Arc::new(Metrics::for_config(cfg).unwrap());
+    let c = Coordinator::new(cfg, metrics.clone(), Arc::new(Db::in_memory()), clock).unwrap();
+    let earnings = c.earnings();
+    let health = c.health();
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(c.run(rx));
+    tokio::time::timeout(Duration::from_secs(5), health.wait_ready())
+        .await
+        .unwrap();
+    (metrics, earnings, tx, task)
+}
+
+#[tokio::test]
+async fn golem_one_never_settled_invoice_does_not_stall_1500_settled_ones() {
+    let f = Fake::default();
+    f.json("/me", &fixture("golem/me.constructed.json"));
+    let base: serde_json::Value =
+        serde_json::from_str::<Vec<serde_json::Value>>(&fixture("golem/invoices.constructed.json"))
+            .unwrap()
+            .remove(0);
+    let at = |i: i64| depin_orcha::compat::calendar::rfc3339_millis(T0 - 3_600_000 + i * 10);
+    let mut list = Vec::new();
+    let mut accepted = base.clone();
+    accepted["invoiceId"] = "never-settled".into();
+    accepted["timestamp"] = at(0).into();
+    accepted["status"] = "ACCEPTED".into();
+    list.push(accepted);
+    for i in 1..=1500 {
+        let mut s = base.clone();
+        s["invoiceId"] = format!("settled-{i}").into();
+        // Some share a millisecond across the page boundary.
+        s["timestamp"] = at(i / 3 + 1).into();
+        s["amount"] = "0.001".into();
+        s["status"] = "SETTLED".into();
+        list.push(s);
+    }
+    f.set(
+        "/payment-api/v1/invoices",
+        Reply::Paged(Arc::new(std::sync::Mutex::new(list)), "timestamp"),
+    );
+    f.set(
+        "/payment-api/v1/invoiceEvents",
+        Reply::Paged(Arc::new(std::sync::Mutex::new(Vec::new())), "eventDate"),
+    );
+    let url = f.serve_tcp().await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = key_file(dir.path(), "k");
+    let cfg = load(&format!(
+        "global: {{poll_interval: 1s, poll_timeout: 1s}}\nnodes:\n  - name: golem\n    kind: golem\n    golem: {{url: \"{url}\", app_key_file: \"{}\"}}\n",
+        key.display()
+    ));
+    let (metrics, earnings, tx, task) = run_coordinator(&cfg, Arc::new(TokioClock::new(T0))).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let text = metrics.render();
+    tx.send_replace(true);
+    task.await.unwrap();
+    assert_eq!(earnings.credited("golem", "GLM"), 1.5, "{text}");
+    let l = metrics.labels_for("golem", "golem", &Default::default());
+    assert_eq!(metrics.earnings(&l, "GLM"), 1.5);
+    assert!(
+        text.contains(
+            "depin_golem_invoices_open{network=\"polygon\",node=\"golem\",protocol=\"golem\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("depin_golem_invoices_backlog{node=\"golem\",protocol=\"golem\"} 0"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn storj_the_last_hours_of_a_month_count_after_midnight() {
+    let (f, url) = storj_fake().await;
+    // 2026-01-31T22:00Z: this month's estimate is 10 USD.
+    let jan = 1_769_896_800_000;
+    let clock = Arc::new(ManualClock::new(jan));
+    let mut v: serde_json::Value =
+        serde_json::from_str(&fixture("storj/estimated-payout_v1.55.1.json")).unwrap();
+    let mut before = v.clone();
+    before["currentMonth"] = v["previousMonth"].clone();
+    before["currentMonth"]["payout"] = 1000.into();
+    f.json("/api/sno/estimated-payout", &before.to_string());
+    let cfg = load(&format!(
+        "global: {{poll_interval: 1s, poll_timeout: 1s}}\nnodes:\n  - name: storj\n    kind: storj\n    storj: {{url: \"{url}\"}}\n"
+    ));
+    let (metrics, earnings, tx, task) = run_coordinator(&cfg, clock.clone()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(earnings.credited("storj", "USD"), 10.0);
+    // 2026-02-01T02:00Z, storagenode v1.55.1 (recorded early in a month): January ended at
+    // 1065.87 cents, February is at 55.32.
+    clock.set(jan + 4 * 3_600_000);
+    v["previousMonth"]["held"] = 0.into();
+    f.json("/api/sno/estimated-payout", &v.to_string());
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let l = metrics.labels_for("storj", "storj", &Default::default());
+    let total = metrics.earnings(&l, "USD");
+    tx.send_replace(true);
+    task.await.unwrap();
+    // 10 + the last 0.6587 of January + 0.5532 of February.
+    assert!((total - 11.2119).abs() < 1e-9, "{total}");
+}
+
+#[tokio::test]
+async fn streamr_a_withdrawal_is_not_a_reset_and_health_needs_no_info_plugin() {
+    let f = Fake::default();
+    let n1 = 5_000_000u64;
+    f.set(
+        "/rpc",
+        chain(
+            n1 + 64,
+            &[1_500_000_000_000_000_001, 2_500_000_000_000_000_000],
+            serde_json::json!([]),
+        ),
+    );
+    let url = f.serve_tcp().await;
+    // The node's websocket plugin port; no HTTP server, no info plugin.
+    let ws = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ws_addr = ws.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = ws.accept().await {
+            drop(s);
+        }
+    });
+    let cfg = load(&format!(
+        "global: {{poll_interval: 1s, poll_timeout: 1s}}\nprices: {{DATA: 0.02}}\nnodes:\n  - name: streamr\n    kind: streamr\n    streamr: {{health: {{tcp: \"{ws_addr}\"}}, earnings: {{rpc_url: \"{url}/rpc\", operator_contract: \"0x1f2e3d4c5b6a79880716253443526170f8e9dacb\", interval: 1s, share: 0.3}}}}\n"
+    ));
+    let (metrics, earnings, tx, task) = run_coordinator(&cfg, Arc::new(TokioClock::new(T0))).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let l = metrics.labels_for("streamr", "streamr", &Default::default());
+    assert_eq!(metrics.node_gauge("depin_adapter_up", &l), Some(1.0));
+    let exact = |series: &str| {
+        let e = earnings.lock();
+        e.rows("streamr")
+            .into_iter()
+            .find(|r| r.key.series == series)
+            .map(|r| r.totals.credited.to_string())
+    };
+    assert_eq!(
+        exact("streamr_pool_earnings_data").as_deref(),
+        Some("4.000000000000000001")
+    );
+    // Earned 0.5 more, then withdrawn: a Profit of 4.5 (fee, cut and value increase; the
+    // recorded log's shape), and nothing unwithdrawn any more.
+    let mut log: serde_json::Value =
+        serde_json::from_str(&fixture("streamr/eth_getLogs_profit.constructed.json")).unwrap();
+    let mut log = log["response"]["result"][0].take();
+    log["data"] = format!("0x{:064x}", 3_920_000_000_000_000_001u128).into();
+    f.set("/rpc", chain(n1 + 100 + 64, &[], serde_json::json!([log])));
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert_eq!(
+        exact("streamr_pool_earnings_data").as_deref(),
+        Some("4.500000000000000001")
+    );
+    // This node's stated share of it.
+    assert_eq!(exact("earnings").as_deref(), Some("1.350000000000000000"));
+    let text = metrics.render();
+    tx.send_replace(true);
+    task.await.unwrap();
+    assert!(
+        text.contains("depin_streamr_pool_unwithdrawn_data{node=\"streamr\",operator=\"0x1f2e3d4c5b6a79880716253443526170f8e9dacb\",protocol=\"streamr\"} 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("depin_earnings_pending_correction{node=\"streamr\",protocol=\"streamr\",token=\"DATA\"} 0"),
+        "{text}"
+    );
+}
