@@ -114,7 +114,7 @@ pub use estimate::{gather_inputs, GatherError};
 pub use lp::SolveError;
 pub use metrics::OptimizerMetrics;
 pub use model::{Curve, Group, ResourceCurve};
-pub use rules::{load_file, looks_like_optimization_rules, parse_str, Errors, TOP_LEVEL_KEYS};
+pub use rules::{load_file, parse_str, Errors};
 
 // ---------------------------------------------------------------------------------------------
 // Rules (the validated `rules/optimization.yml`)

@@ -88,29 +88,6 @@ use crate::schema::units;
 #[error("{}", .0.join("\n"))]
 pub struct Errors(pub Vec<String>);
 
-/// The top-level keys of an optimization rules file; a file whose keys are among these (and
-/// has `nodes` or `protocols`) is one, as opposed to a Prometheus rule file (`groups`).
-pub const TOP_LEVEL_KEYS: [&str; 6] = [
-    "interval",
-    "gates",
-    "confidence",
-    "resources",
-    "protocols",
-    "nodes",
-];
-
-/// Whether `text` looks like an optimization rules file (for `check rules`).
-pub fn looks_like_optimization_rules(text: &str) -> bool {
-    match serde_yaml::from_str::<Value>(text) {
-        Ok(Value::Mapping(m)) => {
-            let keys: Vec<&str> = m.keys().filter_map(|k| k.as_str()).collect();
-            keys.iter().any(|k| *k == "nodes" || *k == "protocols")
-                && keys.iter().all(|k| TOP_LEVEL_KEYS.contains(k))
-        }
-        _ => false,
-    }
-}
-
 /// Reads and validates an optimization rules file; messages name the file as given.
 pub fn load_file(path: &Path) -> Result<OptimizationRules, Errors> {
     let origin = path.display().to_string();
@@ -1462,8 +1439,7 @@ nodes:
         let s = r.for_node("storj-a", "storj").expect("storj-a has rules");
         assert_eq!(s.actuator.map(|a| a.kind), Some(RuleKind::Exec));
         assert!(r.for_node("grass", "grass").is_none());
-        assert!(looks_like_optimization_rules(GOOD));
-        assert!(!looks_like_optimization_rules("groups: []\n"));
+        assert!(crate::schema::files::is_optimization_rules(GOOD));
     }
 
     #[test]

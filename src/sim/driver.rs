@@ -22,42 +22,32 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::actuators::{self, ActuatorKind, ActuatorSpec, VerifySpec};
-use crate::adapters::prices::PriceTable;
 use crate::adapters::sim::market::Market;
-use crate::adapters::{Adapter, PollError};
+use crate::adapters::Adapter;
+use crate::app::stepped::{now_or_never, SteppedApp, SteppedOptions};
+use crate::app::AppError;
 use crate::clock::{ManualClock, SharedClock};
-use crate::coordinator::{HealthBoard, NodePipeline, PollContext};
-use crate::labels::Labels;
-use crate::metrics::Metrics;
 use crate::optimizer::{self, OptimizationRules, Plan};
-use crate::promql::{Engine, EngineOptions};
-use crate::reallocation::controller::{
-    ControlledNode, Controller, ControllerOptions, ControllerParts, OptimizerPlanner, PlanInput,
-    Planner,
-};
-use crate::reallocation::{History, Outcome, DEFAULT_ROLLBACK_MARGIN};
+use crate::reallocation::controller::{OptimizerPlanner, PlanInput, Planner};
+use crate::reallocation::Outcome;
 use crate::resources::{Allocation, Resource};
-use crate::rules::{ManagerOptions, RuleManager};
 use crate::sim::node::ScenarioNode;
 use crate::sim::scenario::Scenario;
-use crate::tsdb::Db;
 
 const MS_PER_HOUR: i64 = 3_600_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
-    #[error("rule files: {0}")]
-    Rules(String),
-    #[error("building the controller: {0}")]
-    Controller(String),
-    #[error("tokio runtime: {0}")]
-    Runtime(String),
+    /// The stepped stack could not be assembled (rule files, the controller).
+    #[error(transparent)]
+    Setup(#[from] AppError),
+    /// A strategy's thread panicked.
+    #[error("{0}")]
+    Panicked(&'static str),
 }
 
 /// How to run a scenario.
@@ -144,31 +134,6 @@ pub struct GreedyPlanner;
 impl Planner for GreedyPlanner {
     fn plan(&self, i: &PlanInput<'_>) -> Result<Plan, String> {
         Ok(optimizer::plan_greedy(i.rules, &i.gather()?))
-    }
-}
-
-/// Resolves a future that is ready at once (sim adapters answer without waiting).
-fn now_or_never<T>(fut: impl std::future::Future<Output = T>) -> Option<T> {
-    let mut fut = std::pin::pin!(fut);
-    match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(v) => Some(v),
-        Poll::Pending => None,
-    }
-}
-
-/// One node as the simulator drives it: its adapter, polled at once, and `run`'s
-/// [`NodePipeline`] for what becomes of the answer.
-struct SimWorker {
-    node: Arc<ScenarioNode>,
-    pipeline: NodePipeline,
-}
-
-impl SimWorker {
-    fn poll(&mut self, ctx: &PollContext<'_>, now_ms: i64) {
-        let result =
-            now_or_never(self.node.poll()).unwrap_or(Err(PollError::Timeout(Duration::ZERO)));
-        // Sim nodes page nothing: no paging positions come back.
-        self.pipeline.record(ctx, now_ms, 0.0, result);
     }
 }
 
@@ -293,107 +258,21 @@ fn run_controller(
         .iter()
         .map(|n| ScenarioNode::new(n, s.seed, shared.clone()))
         .collect();
-    let metrics = Metrics::new(&[]).map_err(|e| SimError::Controller(e.to_string()))?;
-    // The ledger of `run`, in memory: a simulation keeps nothing.
-    let earnings = Arc::new(crate::earnings::Earnings::new(
-        crate::earnings::Ledger::in_memory(),
-        &[],
-    ));
-    crate::earnings::Earnings::register(&earnings, metrics.registry())
-        .map_err(|e| SimError::Controller(e.to_string()))?;
-    // The process_* metrics would describe the simulator process at virtual timestamps, which
-    // no rule reads and which mean nothing in simulated time; reading /proc for them was a
-    // third of each scrape. (The collector is matched by its descriptors.)
-    #[cfg(target_os = "linux")]
-    let _ = metrics.registry().unregister(Box::new(
-        prometheus::process_collector::ProcessCollector::for_self(),
-    ));
-    metrics.set_capacity(&sc.capacity);
-    let db = Arc::new(Db::in_memory());
-    let engine = Engine::new(EngineOptions::default());
-    let rules_mgr = RuleManager::new(
-        ManagerOptions {
-            evaluation_interval: sc.evaluation_interval,
-            registry: metrics.registry().clone(),
-            file_poll_interval: Duration::ZERO,
-            ..Default::default()
-        },
-        db.clone(),
-        engine.clone(),
-        shared.clone(),
-        Labels::default(),
-        "http://simulate/".into(),
-    );
-    rules_mgr
-        .load(&opts.rule_files)
-        .map_err(|e| SimError::Rules(e.to_string()))?;
-    let health = Arc::new(HealthBoard::new(
-        nodes.iter().map(|n| (n.name(), n.protocol())),
-    ));
-    // The scenario's price path, written here at each step for the pipelines' USD counters.
-    let prices = PriceTable::new(BTreeMap::new());
-    let mut workers = Vec::new();
-    let mut controlled = Vec::new();
-    for n in &nodes {
-        let labels = metrics.labels_for(n.name(), n.protocol(), &BTreeMap::new());
-        let adapter: Arc<dyn Adapter> = n.clone();
-        let has_actuator = opts
-            .rules
-            .for_node(n.name(), n.protocol())
-            .and_then(|r| r.actuator)
-            .is_some();
-        let actuator = if has_actuator {
-            let spec = ActuatorSpec {
-                kind: ActuatorKind::Sim,
-                verify: VerifySpec {
-                    poll_timeout: Duration::from_secs(4),
-                    ..VerifySpec::default()
-                },
-            };
-            Some(
-                actuators::build(&spec, adapter.clone())
-                    .map_err(|e| SimError::Controller(e.to_string()))?,
-            )
-        } else {
-            None
-        };
-        controlled.push(ControlledNode {
-            name: n.name().to_string(),
-            protocol: n.protocol().to_string(),
-            adapter,
-            actuator,
+    let mut app = SteppedApp::build(
+        nodes
+            .iter()
+            .map(|n| n.clone() as Arc<dyn Adapter>)
+            .collect(),
+        SteppedOptions {
+            clock: clock.clone(),
+            capacity: sc.capacity,
             poll_interval: Duration::from_millis(s.poll_ms as u64),
-            poll_timeout: Duration::from_secs(4),
-            configured: None,
-        });
-        let pipeline = NodePipeline::new(labels, None);
-        pipeline.start(&metrics, &earnings);
-        workers.push(SimWorker {
-            node: n.clone(),
-            pipeline,
-        });
-    }
-    let controller = Controller::new(ControllerParts {
-        rules: opts.rules.clone(),
-        options: ControllerOptions {
-            dry_run: false,
-            rollback_margin: DEFAULT_ROLLBACK_MARGIN,
-            host_capacity: sc.capacity,
+            evaluation_interval: sc.evaluation_interval,
+            rule_files: opts.rule_files.clone(),
+            rules: opts.rules.clone(),
+            planner,
         },
-        nodes: controlled,
-        planner,
-        health: health.clone(),
-        db: db.clone(),
-        engine,
-        clock: shared.clone(),
-        history: History::in_memory(),
-        registry: metrics.registry().clone(),
-    })
-    .map_err(|e| SimError::Controller(e.to_string()))?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .map_err(|e| SimError::Runtime(e.to_string()))?;
+    )?;
 
     let scrape_ms = sc.scrape_interval.as_millis() as i64;
     let plan_ms = (opts.rules.interval.as_millis() as i64).max(1);
@@ -422,33 +301,20 @@ fn run_controller(
         t = (t + s.poll_ms).min(s.end);
         clock.set(t);
         for token in sc.prices.keys() {
-            prices.set(token, sc.price(token, t));
+            app.set_price(token, sc.price(token, t));
         }
-        let ctx = PollContext {
-            metrics: &metrics,
-            prices: &prices,
-            health: &health,
-            earnings: &earnings,
-        };
-        for w in &mut workers {
-            w.poll(&ctx, t);
-        }
+        app.poll(t);
         ledger.step(&nodes, sc, t);
         if t >= next_scrape {
             let t0 = cpu_now();
-            for token in sc.prices.keys() {
-                metrics.set_token_price(token, sc.price(token, t));
-            }
-            let fams = metrics.gather();
+            let fams = app.gather();
             let tg = cpu_now();
             phases.gather += tg - t0;
-            if let Err(e) = db.ingest_scrape(t, &fams) {
-                tracing::warn!(error = %e, "simulate: writing a scrape failed");
-            }
+            app.ingest(t, &fams);
             let t1 = cpu_now();
             phases.scrape += t1 - t0;
             let ticked = match pipeline {
-                Pipeline::Full => rules_mgr.tick(t),
+                Pipeline::Full => app.evaluate_rules(t),
                 Pipeline::MetricsOnly => Vec::new(),
             };
             phases.rules += cpu_now() - t1;
@@ -464,7 +330,7 @@ fn run_controller(
         }
         if t >= next_plan && pipeline == Pipeline::Full {
             let t0 = cpu_now();
-            if let Err(e) = rt.block_on(controller.tick()) {
+            if let Err(e) = app.plan() {
                 tracing::debug!(error = %e, "simulate: controller round failed");
             }
             phases.controller += cpu_now() - t0;
@@ -499,7 +365,7 @@ fn run_controller(
         cost += c;
     }
     let _ = switches;
-    let history = controller.history_summaries();
+    let history = app.controller().history_summaries();
     let applied: Vec<_> = history
         .iter()
         .filter(|h| h.outcome == Some(Outcome::Applied))
@@ -818,7 +684,7 @@ pub fn simulate(sc: &Scenario, opts: &Options) -> Result<Report, SimError> {
         );
         let g = g
             .join()
-            .unwrap_or_else(|_| Err(SimError::Controller("the greedy run panicked".into())));
+            .unwrap_or_else(|_| Err(SimError::Panicked("the greedy run panicked")));
         (o, g)
     });
     let (orcha, gates, rejected, alerts, phases) = orcha?;
