@@ -35,9 +35,9 @@
 //!     bandwidth_bytes_per_second: 12.5MB   # bytes per second, required (100 Mbit/s = 12.5MB)
 //! prices:                  # USD per token, static (default: none). A token without a price
 //!   STORJ: 0.45            # is counted in depin_earnings_total but adds nothing to
-//!   GLM: 0.30              # depin_earnings_usd_total (a warning says so). Grass pays points,
-//!   DATA: 0.03             # which have no market price: give GRASS: 0 or leave it out.
-//!   GRASS: 0.0             # USD (Storj earnings) is 1 unless given.
+//!   GLM: 0.30              # depin_earnings_usd_total (a warning says so). USD (Storj
+//!   DATA: 0.03             # earnings) is 1 unless given. Grass points (grass_points) have
+//!                          # no market price: a price for them is an error.
 //! # … or, with a price source (the plain map above is the same as `static:` alone):
 //! prices:
 //!   static: {STORJ: 0.45}  # USD per token; used until the source answers, and again when a
