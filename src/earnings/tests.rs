@@ -371,6 +371,61 @@ fn poll(l: &mut Ledger, w: &mut World) {
     w.cause = false;
 }
 
+/// Kills the ledger at the point `c` of a poll's write and opens it again; whether the poll's
+/// readings were journaled.
+fn crash(
+    mut l: Ledger,
+    w: &mut World,
+    dir: &Path,
+    c: Crash,
+) -> Result<(Ledger, bool), TestCaseError> {
+    let journal = dir.join("earnings/journal.jsonl");
+    let mut read = false;
+    match c {
+        Crash::Idle | Crash::BeforeAppend => {}
+        Crash::Torn(k) => {
+            let before_poll = totals_of(&l);
+            let before = std::fs::metadata(&journal).unwrap().len();
+            poll(&mut l, w);
+            let len = std::fs::metadata(&journal).unwrap().len();
+            if len == before {
+                // Nothing was written: nothing to tear.
+                return Ok((l, true));
+            }
+            let text = std::fs::read_to_string(&journal).unwrap();
+            let last = text
+                .trim_end_matches('\n')
+                .rsplit('\n')
+                .next()
+                .unwrap_or("");
+            let cut = (k as u64).clamp(1, last.len() as u64 + 1).min(len);
+            drop(l);
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&journal)
+                .unwrap();
+            f.set_len(len - cut).unwrap();
+            let l = Ledger::open(dir).unwrap();
+            prop_assert!(l.open_report().damaged_lines.is_empty());
+            // The torn poll's readings are lost, not half applied.
+            prop_assert_eq!(totals_of(&l), before_poll);
+            return Ok((l, false));
+        }
+        Crash::AfterFsync => {
+            let st = l.state().clone();
+            let rs = w.readings(&l.cursors("n"));
+            let change = st.apply("n", "id", w.now, &rs, &usd_price).unwrap();
+            if !change.is_empty() {
+                l.journal.as_mut().unwrap().append(&change).unwrap();
+            }
+            w.cause = false;
+            read = true;
+        }
+    }
+    drop(l);
+    Ok((Ledger::open(dir).unwrap(), read))
+}
+
 fn run(steps: &[Step], dir: &Path) -> Result<(), TestCaseError> {
     let mut l = Ledger::open(dir).unwrap();
     let mut w = World {
@@ -436,57 +491,15 @@ fn run(steps: &[Step], dir: &Path) -> Result<(), TestCaseError> {
             }
             Step::LostPoll => {}
             Step::Wait => w.now += 6 * HOUR,
-            Step::Restart(crash) => {
-                let journal = dir.join("earnings/journal.jsonl");
-                match crash {
-                    Crash::Idle | Crash::BeforeAppend => {}
-                    Crash::Torn(k) => {
-                        let before = std::fs::metadata(&journal).unwrap().len();
-                        poll(&mut l, &mut w);
-                        let len = std::fs::metadata(&journal).unwrap().len();
-                        if len == before {
-                            // Nothing was written: nothing to tear.
-                            continue;
-                        }
-                        let text = std::fs::read_to_string(&journal).unwrap();
-                        let last = text
-                            .trim_end_matches('\n')
-                            .rsplit('\n')
-                            .next()
-                            .unwrap_or("");
-                        let cut = (*k as u64).clamp(1, last.len() as u64 + 1).min(len);
-                        drop(l);
-                        let f = std::fs::OpenOptions::new()
-                            .write(true)
-                            .open(&journal)
-                            .unwrap();
-                        f.set_len(len - cut).unwrap();
-                        l = Ledger::open(dir).unwrap();
-                        prop_assert!(l.open_report().damaged_lines.is_empty());
-                        // The torn poll's readings are lost, not half applied.
-                        let t = totals_of(&l);
-                        prop_assert!(
-                            t.0 >= last_seen.0 && t.1 >= last_seen.1 && t.3 >= last_seen.3
-                        );
-                        last_seen = t;
-                        continue;
-                    }
-                    Crash::AfterFsync => {
-                        let st = l.state().clone();
-                        let rs = w.readings(&l.cursors("n"));
-                        let change = st.apply("n", "id", w.now, &rs, &usd_price).unwrap();
-                        if !change.is_empty() {
-                            l.journal.as_mut().unwrap().append(&change).unwrap();
-                        }
-                        w.cause = false;
-                        read_after_change.insert(w.month, true);
-                        if w.month > 0 {
-                            read_after_change.insert(w.month - 1, true);
-                        }
+            Step::Restart(c) => {
+                let (restarted, read) = crash(l, &mut w, dir, *c)?;
+                l = restarted;
+                if read {
+                    read_after_change.insert(w.month, true);
+                    if w.month > 0 {
+                        read_after_change.insert(w.month - 1, true);
                     }
                 }
-                drop(l);
-                l = Ledger::open(dir).unwrap();
             }
         }
         let t = totals_of(&l);

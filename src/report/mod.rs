@@ -198,25 +198,30 @@ pub fn count_episodes(samples: &[(i64, f64)]) -> usize {
     episodes
 }
 
-/// Builds the report for `(end_ms - period_ms, end_ms]`.
-pub fn build(src: &dyn Source, end_ms: i64, period_ms: i64) -> Result<Report, ReportError> {
+type Nodes = BTreeMap<(String, String), NodeReport>;
+
+/// The node of `k`, added when new.
+fn node_entry<'a>(nodes: &'a mut Nodes, k: &(String, String)) -> &'a mut NodeReport {
+    nodes.entry(k.clone()).or_insert_with(|| NodeReport {
+        node: k.0.clone(),
+        protocol: k.1.clone(),
+        ..Default::default()
+    })
+}
+
+/// Net USD (credits minus corrections), tokens and pending drops per node, for the period and
+/// the one before.
+fn earnings_by_node(
+    src: &dyn Source,
+    end_ms: i64,
+    period_ms: i64,
+    nodes: &mut Nodes,
+) -> Result<(), ReportError> {
     let p = dur(period_ms);
     let hours = period_ms as f64 / 3_600_000.0;
-    let mut nodes: BTreeMap<(String, String), NodeReport> = BTreeMap::new();
-    let entry = |nodes: &mut BTreeMap<(String, String), NodeReport>, k: (String, String)| {
-        nodes
-            .entry(k.clone())
-            .or_insert_with(|| NodeReport {
-                node: k.0,
-                protocol: k.1,
-                ..Default::default()
-            })
-            .clone()
-    };
     let by = "sum by (node, protocol)";
     let p2 = dur(2 * period_ms);
     let before = Some((p.as_str(), p2.as_str()));
-    // Net USD: credits minus corrections, now and in the period before.
     for (back, prev) in [(None, false), (before, true)] {
         let credited = earned("depin_earnings_usd_total", &p, back);
         let corrected = earned("depin_earnings_corrections_usd_total", &p, back);
@@ -226,35 +231,28 @@ pub fn build(src: &dyn Source, end_ms: i64, period_ms: i64) -> Result<Report, Re
         }
         for (l, v) in src.instant(&format!("{by} ({credited})"), end_ms)? {
             let k = node_key(&l);
-            entry(&mut nodes, k.clone());
             let c = corr.get(&k).copied().unwrap_or(0.0);
-            if let Some(n) = nodes.get_mut(&k) {
-                if prev {
-                    n.usd_previous = Some(v - c);
-                } else {
-                    n.usd = v - c;
-                    n.credited_usd = v;
-                    n.corrections_usd = c;
-                    n.usd_per_hour = n.usd / hours;
-                }
+            let n = node_entry(nodes, &k);
+            if prev {
+                n.usd_previous = Some(v - c);
+            } else {
+                n.usd = v - c;
+                n.credited_usd = v;
+                n.corrections_usd = c;
+                n.usd_per_hour = n.usd / hours;
             }
         }
-    }
-    for (back, prev) in [(None, false), (before, true)] {
         let q = format!(
             "sum by (node, protocol, token) ({})",
             earned("depin_earnings_total", &p, back)
         );
         for (l, v) in src.instant(&q, end_ms)? {
-            let k = node_key(&l);
-            entry(&mut nodes, k.clone());
             let token = l.get("token").cloned().unwrap_or_default();
-            if let Some(n) = nodes.get_mut(&k) {
-                if prev {
-                    n.tokens_previous.insert(token, v);
-                } else {
-                    n.tokens.insert(token, v);
-                }
+            let n = node_entry(nodes, &node_key(&l));
+            if prev {
+                n.tokens_previous.insert(token, v);
+            } else {
+                n.tokens.insert(token, v);
             }
         }
     }
@@ -265,6 +263,16 @@ pub fn build(src: &dyn Source, end_ms: i64, period_ms: i64) -> Result<Report, Re
                 .insert(l.get("token").cloned().unwrap_or_default(), v);
         }
     }
+    Ok(())
+}
+
+/// Builds the report for `(end_ms - period_ms, end_ms]`.
+pub fn build(src: &dyn Source, end_ms: i64, period_ms: i64) -> Result<Report, ReportError> {
+    let p = dur(period_ms);
+    let hours = period_ms as f64 / 3_600_000.0;
+    let mut nodes = Nodes::new();
+    let by = "sum by (node, protocol)";
+    earnings_by_node(src, end_ms, period_ms, &mut nodes)?;
     for (res, unit, size) in RESOURCES {
         let q = format!("{by} (avg_over_time(depin_allocation_{res}[{p}]))");
         for (l, v) in src.instant(&q, end_ms)? {
@@ -287,11 +295,7 @@ pub fn build(src: &dyn Source, end_ms: i64, period_ms: i64) -> Result<Report, Re
         &format!("avg by (node, protocol) (avg_over_time(depin_adapter_up[{p}]))"),
         end_ms,
     )? {
-        let k = node_key(&l);
-        entry(&mut nodes, k.clone());
-        if let Some(n) = nodes.get_mut(&k) {
-            n.uptime = Some(v);
-        }
+        node_entry(&mut nodes, &node_key(&l)).uptime = Some(v);
     }
     for n in nodes.values_mut() {
         n.change_ratio = n
