@@ -102,6 +102,7 @@ use serde::{Deserialize, Serialize};
 use crate::actuators::rule::ActuatorRule;
 use crate::promql::Expr;
 use crate::resources::{Allocation, Resource, Resources};
+use crate::schema::diag::Diag;
 
 mod estimate;
 pub mod greedy;
@@ -140,7 +141,7 @@ pub struct OptimizationRules {
     /// maps `usage`, `response` and `bounds` per resource).
     pub nodes: BTreeMap<String, NodeRule>,
     /// Findings that do not stop the rules from loading, as `FILE:LINE:COL: path: message`.
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Diag>,
 }
 
 /// `gates`: when a plan may be carried out. The optimizer fills in the numbers a gate compares
