@@ -1167,7 +1167,7 @@ fn streamr_without_a_share_warns_that_it_counts_the_pool() {
     assert!(
         c.warnings
             .iter()
-            .any(|w| w.contains("nodes[0].streamr.earnings: no share: depin_earnings_total counts the whole operator pool")),
+            .any(|w| w.to_string().contains("nodes[0].streamr.earnings: no share: depin_earnings_total counts the whole operator pool")),
         "{:?}",
         c.warnings
     );
