@@ -237,6 +237,42 @@ async fn storj_gross_held_and_paid_from_recorded_answers() {
 }
 
 #[tokio::test]
+async fn storj_money_is_booked_to_the_node_id_read_with_it() {
+    let (f, url) = storj_fake().await;
+    f.json(
+        "/api/heldamount/paystubs/2025-01/2026-01",
+        &fixture("storj/paystubs_2020-03.constructed.json"),
+    );
+    let a = storj_node(&url, clock());
+    poll(a.as_ref()).await.unwrap();
+    let id = "1Xf5fBq3ziDgeXXnJr8i2Q9bsWhKrx1zPxPbmFD4eVvTBgWp5E";
+    assert_eq!(
+        fetch(a.as_ref(), "estimated_payout")
+            .await
+            .unwrap()
+            .account
+            .as_deref(),
+        Some(id)
+    );
+    // Reinstalled between two dashboard polls: a new identity, its estimate back near 0. The
+    // payout call must not book it to the old ID (a drop, a correction of money not lost).
+    let mut sno: serde_json::Value = serde_json::from_str(&fixture("storj/sno.json")).unwrap();
+    sno["nodeID"] = "12NewNodeAfterReinstallxxxxxxxxxxxxxxxxxxxxxxxxxxxxx".into();
+    f.json("/api/sno/", &sno.to_string());
+    for endpoint in ["estimated_payout", "paystubs"] {
+        assert_eq!(
+            fetch(a.as_ref(), endpoint)
+                .await
+                .unwrap()
+                .account
+                .as_deref(),
+            Some("12NewNodeAfterReinstallxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"),
+            "{endpoint}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn storj_faults_end_down_with_a_reason() {
     let (f, url) = storj_fake().await;
     let a = storj_node(&url, clock());

@@ -6,7 +6,8 @@
 //!   trash and allocated (`diskSpace.available` is the *allocated* space, so it becomes
 //!   `depin_allocation_disk_bytes`), bandwidth used this month, and per satellite whether it
 //!   disqualified or suspended the node;
-//! - `estimated_payout`, `GET /api/sno/estimated-payout` every `payout_interval`: the gross
+//! - `estimated_payout`, `GET /api/sno/` then `GET /api/sno/estimated-payout` every
+//!   `payout_interval` (the node ID and the satellites' state with the money): the gross
 //!   month-to-date estimate (`depin_earnings_total{token="USD"}` and
 //!   `depin_earnings_usd_total`) and its held-back part (`depin_storj_held_usd_total`), see
 //!   [`super::storj_payout`];
@@ -294,10 +295,10 @@ impl StorjNode {
     }
 
     async fn estimated_payout(&self) -> Result<Observation, PollError> {
-        if self.lock().node_id.is_none() {
-            // The dashboard has not answered yet: its node ID is the ledger's account.
-            self.poll_once().await?;
-        }
+        // The node ID (the ledger's account) and the satellites' state are read with the
+        // money, as Storj's own dashboard does: a node reinstalled since the last dashboard
+        // poll has a new ID, and its estimate must not count as a drop of the old one.
+        self.poll_once().await?;
         let v = self
             .get(
                 "api/sno/estimated-payout",
@@ -341,9 +342,7 @@ impl StorjNode {
     }
 
     async fn paystubs(&self) -> Result<Observation, PollError> {
-        if self.lock().node_id.is_none() {
-            self.poll_once().await?;
-        }
+        self.poll_once().await?;
         let now = self.clock.now_ms();
         let from = storj_payout::months_back(now, 12);
         let to = storj_payout::period_of(now);

@@ -160,6 +160,30 @@ fn a_new_period_starts_at_zero_and_the_first_sight_is_taken_whole() {
 }
 
 #[test]
+fn a_reinstalled_node_is_a_new_account_that_neither_adds_nor_loses() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = &usd_price;
+    let month = |v: &str| {
+        [
+            gross("2026-01", d(v), None, FirstSight::Credit),
+            gross("2025-12", d("30"), None, FirstSight::Baseline),
+        ]
+    };
+    let mut l = Ledger::open(dir.path()).unwrap();
+    l.apply("n", "old-id", 0, &month("5"), p).unwrap();
+    l.apply("n", "old-id", HOUR, &month("5.2"), p).unwrap();
+    // Reinstalled: a new node ID whose estimate starts again near 0 (and whose previous month
+    // is not this operator's money seen by depin-orcha). Not a correction of the old one.
+    l.apply("n", "new-id", 2 * HOUR, &month("0.1"), p).unwrap();
+    assert_eq!(row(&l, "n"), (d("5.3"), d("0"), d("0"), d("5.3")));
+    drop(l);
+    // After a restart the new account is known: its next reading is growth, not a first sight.
+    let mut l = Ledger::open(dir.path()).unwrap();
+    l.apply("n", "new-id", 3 * HOUR, &month("0.4"), p).unwrap();
+    assert_eq!(row(&l, "n"), (d("5.6"), d("0"), d("0"), d("5.6")));
+}
+
+#[test]
 fn prometheus_counters_reset_and_ignore_noise() {
     let mut l = Ledger::in_memory();
     let p = &|_: &str| Some(2.0);
