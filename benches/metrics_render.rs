@@ -7,11 +7,16 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::time::Instant;
 
+use depin_orcha::adapters::decimal::Decimal;
+use depin_orcha::adapters::reading::Reading;
+use depin_orcha::earnings::{Earnings, Ledger};
 use depin_orcha::metrics::Metrics;
 use depin_orcha::resources::Resource;
 
 fn main() {
     let m = Metrics::new(&[]).expect("metrics");
+    let ledger = std::sync::Arc::new(Earnings::new(Ledger::in_memory(), &[]));
+    Earnings::register(&ledger, m.registry()).expect("earnings collector");
     // 34 nodes × 29 series (8 allocation/usage gauges, up, earnings in token and USD, last
     // success, failures, a poll-duration histogram of 14 buckets + sum + count, poll errors)
     // plus the process' own ≈ 1,000 series.
@@ -23,7 +28,12 @@ fn main() {
             m.set_usage(&n, r, Some(i as f64 * 0.7));
         }
         m.set_up(&n, true);
-        m.add_earnings(&n, "GLM", 0.123 * i as f64, Some(0.3));
+        ledger.add_node(n.values().to_vec());
+        let glm = Decimal::from_f64(0.123 * i as f64, 9).expect("finite");
+        let r = [Reading::counter("GLM", glm)];
+        ledger
+            .apply(n.node(), n.node(), 0, &r, &|_| Some(0.3))
+            .expect("in memory");
         m.set_last_success(&n, 1.7e9 + i as f64);
         m.set_consecutive_failures(&n, 0);
         m.observe_poll_duration(&n, 0.001);

@@ -9,6 +9,7 @@ pub mod clock;
 pub mod compat;
 pub mod config;
 pub mod coordinator;
+pub mod earnings;
 pub mod events;
 pub mod export;
 pub mod http;

@@ -56,6 +56,11 @@ impl NodeLabels {
         &self.0[1]
     }
 
+    /// node, protocol, then the values of the config's extra labels.
+    pub fn values(&self) -> &[String] {
+        &self.0
+    }
+
     /// node, protocol, `inserted…`, extra labels.
     fn with(&self, inserted: &[&str]) -> Vec<String> {
         let mut v = Vec::with_capacity(self.0.len() + inserted.len());
@@ -76,8 +81,8 @@ struct ExtraFamily {
 pub struct Metrics {
     registry: Registry,
     extra_label_names: Vec<String>,
-    earnings_total: CounterVec,
-    earnings_usd_total: CounterVec,
+    endpoint_up: GaugeVec,
+    endpoint_last_success: GaugeVec,
     token_price_usd: GaugeVec,
     token_price_updated: GaugeVec,
     values_skipped: CounterVec,
@@ -260,15 +265,15 @@ impl Metrics {
             })?;
 
         Ok(Metrics {
-            earnings_total: counter(
-                "depin_earnings_total",
-                "What the node earned while depin-orcha watched it, in units of the token (monotonic: a drop in what the node reports counts as a reset).",
-                &["token"],
+            endpoint_up: gauge(
+                "depin_adapter_endpoint_up",
+                "1 if the last call of the node's secondary endpoint succeeded, else 0 (its series keep their last values meanwhile).",
+                &["endpoint"],
             )?,
-            earnings_usd_total: counter(
-                "depin_earnings_usd_total",
-                "What the node earned, in USD: each earned amount times the token's price when it was seen.",
-                &[],
+            endpoint_last_success: gauge(
+                "depin_adapter_endpoint_last_success_timestamp_seconds",
+                "When the node's secondary endpoint last answered, in seconds since the Unix epoch: the age of its series is time() minus this.",
+                &["endpoint"],
             )?,
             token_price_usd,
             token_price_updated,
@@ -391,35 +396,58 @@ impl Metrics {
             .unwrap_or(0.0)
     }
 
-    /// Adds earned token units (must be ≥ 0) and their USD value.
-    pub fn add_earnings(&self, n: &NodeLabels, token: &str, amount: f64, usd: Option<f64>) {
-        let v = n.with(&[token]);
-        self.earnings_total
-            .with_label_values(&Self::vals(&v))
-            .inc_by(amount.max(0.0));
-        let v = n.with(&[]);
-        let usd_counter = self.earnings_usd_total.with_label_values(&Self::vals(&v));
-        if let Some(usd) = usd {
-            usd_counter.inc_by(usd.max(0.0));
-        }
+    /// The config's extra label names, in the order of [`NodeLabels::values`] after node and
+    /// protocol (for collectors registered from outside, such as the earnings ledger's).
+    pub fn extra_label_names(&self) -> &[String] {
+        &self.extra_label_names
     }
 
-    /// The current value of `depin_earnings_total` for a node and token (0 when unseen).
+    /// The sum of a family's samples of one node whose labels include `with` (0 when none):
+    /// read from a gather, whoever registered the family.
+    pub fn node_sum(&self, family: &str, n: &NodeLabels, with: &[(&str, &str)]) -> f64 {
+        self.gather()
+            .iter()
+            .filter(|f| f.name() == family)
+            .flat_map(|f| f.get_metric())
+            .filter(|m| {
+                let has = |k: &str, v: &str| {
+                    m.get_label()
+                        .iter()
+                        .any(|l| l.name() == k && l.value() == v)
+                };
+                has("node", n.node()) && with.iter().all(|(k, v)| has(k, v))
+            })
+            .map(|m| {
+                if m.get_counter().is_some() {
+                    m.get_counter().value()
+                } else {
+                    m.get_gauge().value()
+                }
+            })
+            .sum()
+    }
+
+    /// The current value of `depin_earnings_total` for a node and token, over its networks.
     pub fn earnings(&self, n: &NodeLabels, token: &str) -> f64 {
-        let v = n.with(&[token]);
-        self.earnings_total
-            .get_metric_with_label_values(&Self::vals(&v))
-            .map(|c| c.get())
-            .unwrap_or(0.0)
+        self.node_sum("depin_earnings_total", n, &[("token", token)])
     }
 
     /// The current value of `depin_earnings_usd_total` for a node (0 when unseen).
     pub fn earnings_usd(&self, n: &NodeLabels) -> f64 {
-        let v = n.with(&[]);
-        self.earnings_usd_total
-            .get_metric_with_label_values(&Self::vals(&v))
-            .map(|c| c.get())
-            .unwrap_or(0.0)
+        self.node_sum("depin_earnings_usd_total", n, &[])
+    }
+
+    /// A secondary endpoint's state: whether its last call succeeded, and when one last did.
+    pub fn set_endpoint(&self, n: &NodeLabels, endpoint: &str, up: bool, success_s: Option<f64>) {
+        let v = n.with(&[endpoint]);
+        self.endpoint_up
+            .with_label_values(&Self::vals(&v))
+            .set(if up { 1.0 } else { 0.0 });
+        if let Some(t) = success_s {
+            self.endpoint_last_success
+                .with_label_values(&Self::vals(&v))
+                .set(t);
+        }
     }
 
     pub fn set_allocation(&self, n: &NodeLabels, r: Resource, v: f64) {
@@ -680,6 +708,11 @@ pub(crate) mod tests {
     fn metrics_with_data() -> Metrics {
         let c = crate::config::demo();
         let m = Metrics::for_config(&c).unwrap();
+        let ledger = std::sync::Arc::new(crate::earnings::Earnings::new(
+            crate::earnings::Ledger::in_memory(),
+            m.extra_label_names(),
+        ));
+        crate::earnings::Earnings::register(&ledger, m.registry()).unwrap();
         for node in &c.nodes {
             let n = m.node_labels(node);
             m.init_poll_errors(&n);
@@ -687,7 +720,12 @@ pub(crate) mod tests {
             m.observe_poll_duration(&n, 0.003);
             m.set_last_success(&n, 1.7e9);
             m.set_consecutive_failures(&n, 0);
-            m.add_earnings(&n, "GLM", 1.5, Some(0.45));
+            ledger.add_node(n.values().to_vec());
+            let glm = crate::adapters::decimal::Decimal::parse("1.5").unwrap();
+            let r = [crate::adapters::reading::Reading::counter("GLM", glm)];
+            ledger
+                .apply(n.node(), n.node(), 0, &r, &|_| Some(0.3))
+                .unwrap();
             for r in Resource::ALL {
                 m.set_allocation(&n, r, 1.0);
                 m.set_usage(&n, r, Some(0.5));

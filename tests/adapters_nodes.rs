@@ -7,17 +7,21 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use depin_orcha::adapters::prices::PriceTable;
+use depin_orcha::adapters::reading::Reading;
 use depin_orcha::adapters::{Adapter, Health, Observation, PollError};
 use depin_orcha::clock::{ManualClock, SharedClock};
 use depin_orcha::config::{self, NodeConfig};
 use depin_orcha::coordinator::{Coordinator, TokioClock};
 use depin_orcha::metrics::Metrics;
 use depin_orcha::tsdb::Db;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+mod common;
+
+use common::fake_node::{Fake, Reply};
 
 const T0: i64 = 1_767_225_600_000 + 10 * 86_400_000; // 2026-01-11T00:00:00Z
 
@@ -34,173 +38,6 @@ fn fixture_path(p: &str) -> String {
         .join(p)
         .display()
         .to_string()
-}
-
-/// What the fake answers on one path.
-#[derive(Clone)]
-enum Reply {
-    Json(u16, String),
-    Text(String),
-    /// Accepts the request and never answers.
-    Hang,
-    /// Announces more bytes than it sends, then closes.
-    CutShort(String),
-    /// A chunked body of this many bytes, no Content-Length.
-    Huge(usize),
-}
-
-#[derive(Clone, Default)]
-struct Fake {
-    routes: Arc<Mutex<HashMap<String, Reply>>>,
-    /// (path with query, Authorization header, body) of each request.
-    seen: Arc<Mutex<Vec<(String, String, String)>>>,
-}
-
-impl Fake {
-    fn set(&self, path: &str, r: Reply) {
-        self.routes.lock().unwrap().insert(path.into(), r);
-    }
-    fn json(&self, path: &str, body: &str) {
-        self.set(path, Reply::Json(200, body.into()));
-    }
-    fn hits(&self, prefix: &str) -> usize {
-        self.seen
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|s| s.0.starts_with(prefix))
-            .count()
-    }
-    fn auth_of(&self, prefix: &str) -> Option<String> {
-        self.seen
-            .lock()
-            .unwrap()
-            .iter()
-            .rev()
-            .find(|s| s.0.starts_with(prefix))
-            .map(|s| s.1.clone())
-    }
-
-    /// Serves on 127.0.0.1:0; returns the base URL.
-    async fn serve_tcp(&self) -> String {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        let me = self.clone();
-        tokio::spawn(async move {
-            while let Ok((s, _)) = l.accept().await {
-                tokio::spawn(me.clone().handle(s));
-            }
-        });
-        format!("http://{addr}")
-    }
-
-    async fn serve_unix(&self, path: &Path) {
-        let l = tokio::net::UnixListener::bind(path).unwrap();
-        let me = self.clone();
-        tokio::spawn(async move {
-            while let Ok((s, _)) = l.accept().await {
-                tokio::spawn(me.clone().handle(s));
-            }
-        });
-    }
-
-    async fn handle<S: AsyncRead + AsyncWrite + Unpin>(self, mut s: S) {
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        let head_end = loop {
-            let Ok(n) = s.read(&mut chunk).await else {
-                return;
-            };
-            if n == 0 {
-                return;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-        };
-        let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-        let mut lines = head.lines();
-        let target = lines
-            .next()
-            .and_then(|l| l.split_whitespace().nth(1))
-            .unwrap_or("/")
-            .to_string();
-        let mut auth = String::new();
-        let mut len = 0usize;
-        for l in lines {
-            if let Some((k, v)) = l.split_once(':') {
-                if k.eq_ignore_ascii_case("authorization") {
-                    auth = v.trim().to_string();
-                }
-                if k.eq_ignore_ascii_case("content-length") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-            }
-        }
-        while buf.len() < head_end + len {
-            let Ok(n) = s.read(&mut chunk).await else {
-                return;
-            };
-            if n == 0 {
-                break;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        let body = String::from_utf8_lossy(&buf[head_end..]).to_string();
-        self.seen.lock().unwrap().push((target.clone(), auth, body));
-        let path = target.split('?').next().unwrap_or("/").to_string();
-        let reply = self.routes.lock().unwrap().get(&path).cloned();
-        let reply = reply.unwrap_or(Reply::Json(404, r#"{"error":"not found"}"#.into()));
-        let write = |status: u16, ctype: &str, body: &str| {
-            format!(
-                "HTTP/1.1 {status} X\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            )
-        };
-        match reply {
-            Reply::Json(st, b) => {
-                let _ = s
-                    .write_all(write(st, "application/json", &b).as_bytes())
-                    .await;
-            }
-            Reply::Text(b) => {
-                let _ = s
-                    .write_all(write(200, "text/plain; version=0.0.4", &b).as_bytes())
-                    .await;
-            }
-            Reply::Hang => {
-                tokio::time::sleep(Duration::from_secs(3600)).await;
-            }
-            Reply::CutShort(b) => {
-                let h = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
-                    b.len() + 100
-                );
-                let _ = s.write_all(h.as_bytes()).await;
-            }
-            Reply::Huge(n) => {
-                let h = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
-                if s.write_all(h.as_bytes()).await.is_err() {
-                    return;
-                }
-                let piece = vec![b' '; 65536];
-                let mut sent = 0;
-                while sent < n {
-                    let c = format!("{:x}\r\n", piece.len());
-                    if s.write_all(c.as_bytes()).await.is_err()
-                        || s.write_all(&piece).await.is_err()
-                        || s.write_all(b"\r\n").await.is_err()
-                    {
-                        return;
-                    }
-                    sent += piece.len();
-                }
-                let _ = s.write_all(b"0\r\n\r\n").await;
-            }
-        }
-        let _ = s.shutdown().await;
-    }
 }
 
 /// A port nothing listens on.
@@ -262,26 +99,53 @@ fn storj_node(url: &str, clock: SharedClock) -> Arc<dyn Adapter> {
     n.build(clock)
 }
 
+/// One call of a node's secondary endpoint, cut at 2 s.
+async fn fetch(a: &dyn Adapter, endpoint: &str) -> Result<Observation, PollError> {
+    tokio::time::timeout(Duration::from_secs(2), a.fetch(endpoint))
+        .await
+        .unwrap_or(Err(PollError::Timeout(Duration::from_secs(2))))
+}
+
+/// The value of a cumulative reading of `stream` (in `period`, when given).
+fn cumulative(o: &Observation, stream: &str, period: Option<&str>) -> Option<String> {
+    o.readings.iter().find_map(|r| match r {
+        Reading::Cumulative {
+            stream: s,
+            period: p,
+            value,
+            ..
+        } if s.name == stream && period.is_none_or(|x| x == p) => Some(value.to_string()),
+        _ => None,
+    })
+}
+
+/// The credits of an observation per (token, network).
+fn credits(o: &Observation) -> Vec<(String, String, String)> {
+    o.readings
+        .iter()
+        .filter_map(|r| match r {
+            Reading::Credit { stream, amount } => Some((
+                stream.token.clone(),
+                stream.network.clone(),
+                amount.to_string(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn storj_reads_dashboard_scores_and_payout() {
     let (f, url) = storj_fake().await;
     let a = storj_node(&url, clock());
     let o = poll(a.as_ref()).await.unwrap();
-    assert_eq!(o.earnings.get("USD"), Some(&1.6449));
+    assert_eq!(
+        o.account.as_deref(),
+        Some("1Xf5fBq3ziDgeXXnJr8i2Q9bsWhKrx1zPxPbmFD4eVvTBgWp5E")
+    );
+    assert!(o.readings.is_empty(), "the dashboard says nothing of money");
     assert_eq!(o.allocation.disk_bytes, Some(3.5e12));
     assert_eq!(o.usage.disk_bytes, Some(3381577296000.0 + 117961155200.0));
-    assert_eq!(
-        gauge(&o, "storj_audit_score", Some("us1.storj.io")),
-        Some(1.0)
-    );
-    assert_eq!(
-        gauge(&o, "storj_suspension_score", Some("eu1.storj.io")),
-        Some(0.55)
-    );
-    assert_eq!(
-        gauge(&o, "storj_online_score", Some("eu1.storj.io")),
-        Some(0.97)
-    );
     assert_eq!(
         gauge(&o, "storj_suspended", Some("eu1.storj.io")),
         Some(1.0)
@@ -300,14 +164,112 @@ async fn storj_reads_dashboard_scores_and_payout() {
     );
     assert!(matches!(&o.health, Health::Degraded(w) if w.contains("suspended on eu1.storj.io")));
     assert!(o.skipped.is_empty(), "{:?}", o.skipped);
-    // The expensive satellites call is made once a minute, its scores repeated meanwhile.
-    let o2 = poll(a.as_ref()).await.unwrap();
-    assert_eq!(f.hits("/api/sno/satellites"), 1);
-    assert_eq!(f.hits("/api/sno/estimated-payout"), 2);
+    // The scores are their own endpoint.
+    let s = fetch(a.as_ref(), "satellites").await.unwrap();
     assert_eq!(
-        gauge(&o2, "storj_suspension_score", Some("eu1.storj.io")),
+        gauge(&s, "storj_audit_score", Some("us1.storj.io")),
+        Some(1.0)
+    );
+    assert_eq!(
+        gauge(&s, "storj_suspension_score", Some("eu1.storj.io")),
         Some(0.55)
     );
+    assert_eq!(
+        gauge(&s, "storj_online_score", Some("eu1.storj.io")),
+        Some(0.97)
+    );
+    assert_eq!(f.hits("/api/sno/satellites"), 1);
+    // And the payout: the gross estimate of this month (T0 is in 2026-01) in exact USD.
+    let p = fetch(a.as_ref(), "estimated_payout").await.unwrap();
+    assert_eq!(p.account, o.account);
+    assert_eq!(
+        cumulative(&p, "gross", Some("2026-01")).as_deref(),
+        Some("1.6449")
+    );
+    assert_eq!(
+        cumulative(&p, "held", Some("2026-01")).as_deref(),
+        Some("0.00")
+    );
+    assert_eq!(
+        gauge(&p, "storj_payout_month_expected_usd", None),
+        Some(5.41)
+    );
+    let e = a.endpoints();
+    let names: Vec<&str> = e.iter().map(|e| e.name).collect();
+    assert_eq!(names, ["estimated_payout", "satellites", "paystubs"]);
+    assert_eq!(e[0].interval, None, "every poll");
+    assert_eq!(e[1].interval, Some(Duration::from_secs(60)));
+    assert_eq!(e[1].timeout, Duration::from_secs(120));
+}
+
+#[tokio::test]
+async fn storj_gross_held_and_paid_from_recorded_answers() {
+    let (f, url) = storj_fake().await;
+    // storagenode v1.37.1, recorded: payout 877.2199999999999 + held 0.71 = 877.93 cents.
+    f.json(
+        "/api/sno/estimated-payout",
+        &fixture("storj/estimated-payout_v1.37.1.json"),
+    );
+    f.json(
+        "/api/heldamount/paystubs/2025-01/2026-01",
+        &fixture("storj/paystubs_2020-03.constructed.json"),
+    );
+    let a = storj_node(&url, clock());
+    let p = fetch(a.as_ref(), "estimated_payout").await.unwrap();
+    assert_eq!(
+        cumulative(&p, "gross", Some("2026-01")).as_deref(),
+        Some("8.779300")
+    );
+    assert_eq!(
+        cumulative(&p, "held", Some("2026-01")).as_deref(),
+        Some("0.0071")
+    );
+    let p = fetch(a.as_ref(), "paystubs").await.unwrap();
+    assert_eq!(
+        cumulative(
+            &p,
+            "paid:12EayRS2V1kEsWESU9QMRseFhdxYxKicsiFmxrsLZHeLUtdps3S",
+            Some("2020-03")
+        )
+        .as_deref(),
+        Some("0.000017")
+    );
+}
+
+#[tokio::test]
+async fn storj_money_is_booked_to_the_node_id_read_with_it() {
+    let (f, url) = storj_fake().await;
+    f.json(
+        "/api/heldamount/paystubs/2025-01/2026-01",
+        &fixture("storj/paystubs_2020-03.constructed.json"),
+    );
+    let a = storj_node(&url, clock());
+    poll(a.as_ref()).await.unwrap();
+    let id = "1Xf5fBq3ziDgeXXnJr8i2Q9bsWhKrx1zPxPbmFD4eVvTBgWp5E";
+    assert_eq!(
+        fetch(a.as_ref(), "estimated_payout")
+            .await
+            .unwrap()
+            .account
+            .as_deref(),
+        Some(id)
+    );
+    // Reinstalled between two dashboard polls: a new identity, its estimate back near 0. The
+    // payout call must not book it to the old ID (a drop, a correction of money not lost).
+    let mut sno: serde_json::Value = serde_json::from_str(&fixture("storj/sno.json")).unwrap();
+    sno["nodeID"] = "12NewNodeAfterReinstallxxxxxxxxxxxxxxxxxxxxxxxxxxxxx".into();
+    f.json("/api/sno/", &sno.to_string());
+    for endpoint in ["estimated_payout", "paystubs"] {
+        assert_eq!(
+            fetch(a.as_ref(), endpoint)
+                .await
+                .unwrap()
+                .account
+                .as_deref(),
+            Some("12NewNodeAfterReinstallxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"),
+            "{endpoint}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -342,31 +304,28 @@ async fn storj_faults_end_down_with_a_reason() {
 }
 
 #[tokio::test]
-async fn storj_wrong_types_and_a_backwards_payout_are_skipped() {
+async fn storj_wrong_types_are_skipped() {
     let (f, url) = storj_fake().await;
     let a = storj_node(&url, clock());
-    assert_eq!(poll(a.as_ref()).await.unwrap().earnings["USD"], 1.6449);
-    // The payout goes backwards within the month: skipped, not a reset.
+    // A string payout, a string disk size.
     f.json(
         "/api/sno/estimated-payout",
-        r#"{"currentMonth":{"payout":20.0},"currentMonthExpectations":541}"#,
-    );
-    let o = poll(a.as_ref()).await.unwrap();
-    assert!(!o.earnings.contains_key("USD"));
-    assert_eq!(o.skipped, ["/currentMonth/payout"]);
-    // Wrong types: a string payout, a string disk size, a score out of range.
-    f.json(
-        "/api/sno/estimated-payout",
-        r#"{"currentMonth":{"payout":"170.0"}}"#,
+        r#"{"currentMonth":{"payout":"170.0x","held":0},"previousMonth":{"payout":1,"held":0}}"#,
     );
     let mut sno: serde_json::Value = serde_json::from_str(&fixture("storj/sno.json")).unwrap();
     sno["diskSpace"]["available"] = serde_json::json!("3.5TB");
     f.json("/api/sno/", &sno.to_string());
     let o = poll(a.as_ref()).await.unwrap();
-    assert!(o.earnings.is_empty());
     assert_eq!(o.allocation.disk_bytes, None);
-    assert!(o.skipped.contains(&"/currentMonth/payout".to_string()));
     assert!(o.skipped.contains(&"/diskSpace/available".to_string()));
+    let p = fetch(a.as_ref(), "estimated_payout").await.unwrap();
+    assert_eq!(cumulative(&p, "gross", Some("2026-01")), None);
+    assert_eq!(p.skipped, ["/currentMonth/payout"]);
+    // The previous month still reads.
+    assert_eq!(
+        cumulative(&p, "gross", Some("2025-12")).as_deref(),
+        Some("0.01")
+    );
 }
 
 #[tokio::test]
@@ -374,7 +333,7 @@ async fn storj_through_the_coordinator_on_metrics() {
     let (f, url) = storj_fake().await;
     let dead = refused_url().await;
     let cfg = load(&format!(
-        "global: {{poll_interval: 1s, poll_timeout: 1s}}\nnodes:\n  - name: storj\n    kind: storj\n    storj: {{url: \"{url}\"}}\n  - name: dead\n    kind: storj\n    storj: {{url: \"{dead}\"}}\n"
+        "global: {{poll_interval: 1s, poll_timeout: 1s}}\nnodes:\n  - name: storj\n    kind: storj\n    storj: {{url: \"{url}\", payout_interval: 1s}}\n  - name: dead\n    kind: storj\n    storj: {{url: \"{dead}\"}}\n"
     ));
     assert_eq!(cfg.prices.get("USD"), Some(&1.0), "USD is priced 1");
     let metrics = Arc::new(Metrics::for_config(&cfg).unwrap());
@@ -385,10 +344,12 @@ async fn storj_through_the_coordinator_on_metrics() {
     let (tx, rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(c.run(rx));
     health.wait_ready().await;
-    // The second poll sees a payout that went backwards: skipped, the counter stays.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The payout goes backwards within the month, no satellite disqualified the node: a
+    // pending correction, not a reset; the counter stays.
     f.json(
         "/api/sno/estimated-payout",
-        r#"{"currentMonth":{"payout":1.0}}"#,
+        r#"{"currentMonth":{"payout":100.0,"held":0},"previousMonth":{"payout":0,"held":0}}"#,
     );
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let text = metrics.render();
@@ -396,11 +357,14 @@ async fn storj_through_the_coordinator_on_metrics() {
     task.await.unwrap();
     for want in [
         "depin_earnings_total{node=\"storj\",protocol=\"storj\",token=\"USD\"} 1.6449",
+        "depin_earnings_pending_correction{node=\"storj\",protocol=\"storj\",token=\"USD\"} 0.6449",
+        "depin_earnings_corrections_total{node=\"storj\",protocol=\"storj\",token=\"USD\"} 0",
         "depin_earnings_usd_total{node=\"storj\",protocol=\"storj\"} 1.6449",
+        "depin_storj_held_usd_total{node=\"storj\",protocol=\"storj\"} 0",
         "depin_storj_suspension_score{node=\"storj\",protocol=\"storj\",satellite=\"eu1.storj.io\"} 0.55",
         "depin_storj_audit_score{node=\"storj\",protocol=\"storj\",satellite=\"us1.storj.io\"} 1",
         "depin_allocation_disk_bytes{node=\"storj\",protocol=\"storj\"} 3500000000000",
-        "depin_adapter_values_skipped_total{field=\"/currentMonth/payout\",node=\"storj\",protocol=\"storj\"} 1",
+        "depin_adapter_endpoint_up{endpoint=\"estimated_payout\",node=\"storj\",protocol=\"storj\"} 1",
         "depin_adapter_up{node=\"dead\",protocol=\"storj\"} 0",
         "depin_adapter_up{node=\"storj\",protocol=\"storj\"} 1",
     ] {
@@ -422,11 +386,32 @@ fn key_file(dir: &Path, key: &str) -> PathBuf {
     p
 }
 
+const GOLEM_ME: &str = "0x3e2d6a1f4c7b8e9d0a1b2c3d4e5f60718293a4b5";
+
+async fn golem_fake() -> (Fake, String) {
+    let f = Fake::default();
+    f.json("/me", &fixture("golem/me.constructed.json"));
+    f.json(
+        "/payment-api/v1/invoices",
+        &fixture("golem/invoices.constructed.json"),
+    );
+    f.json("/payment-api/v1/invoiceEvents", "[]");
+    let url = f.serve_tcp().await;
+    (f, url)
+}
+
+/// Hands the observation's journaled positions back, as the coordinator does.
+fn commit(a: &dyn Adapter, o: &Observation) {
+    for r in &o.readings {
+        if let Reading::Cursor { name, value } = r {
+            a.set_cursor(name, value);
+        }
+    }
+}
+
 #[tokio::test]
 async fn golem_invoices_count_settled_once_with_the_app_key() {
-    let f = Fake::default();
-    f.json("/payment-api/v1/invoices", &fixture("golem/invoices.json"));
-    let url = f.serve_tcp().await;
+    let (f, url) = golem_fake().await;
     let dir = tempfile::tempdir().unwrap();
     let key = key_file(dir.path(), "k-123");
     let hw = fixture_path("golem/hardware.json");
@@ -436,51 +421,96 @@ async fn golem_invoices_count_settled_once_with_the_app_key() {
     ));
     let a = n.build(clock());
     let o = poll(a.as_ref()).await.unwrap();
-    assert_eq!(o.earnings["GLM"], 0.012345);
-    assert_eq!(f.auth_of("/payment-api").as_deref(), Some("Bearer k-123"));
+    assert_eq!(o.account.as_deref(), Some(GOLEM_ME));
+    assert_eq!(f.auth_of("/me").as_deref(), Some("Bearer k-123"));
     assert_eq!(o.allocation.cpu_cores, Some(7.0));
     assert_eq!(o.allocation.memory_bytes, Some(22.4 * 1073741824.0));
-    // The first call reads 30 days back.
-    let first = f.seen.lock().unwrap()[0].0.clone();
-    assert!(
-        first.contains("afterTimestamp=2025-12-12T00%3A00%3A00Z"),
-        "{first}"
+    let o = fetch(a.as_ref(), "invoices").await.unwrap();
+    // Issued and settled: GLM on polygon, tGLM on hoodi apart; the invoice received as a
+    // requestor (2 GLM) and the rejected one are not earnings.
+    assert_eq!(
+        credits(&o),
+        [
+            (
+                "GLM".into(),
+                "polygon".into(),
+                "0.112345000000000000".into()
+            ),
+            ("tGLM".into(), "hoodi".into(), "5.000000000000000001".into())
+        ]
     );
-    // Same invoices again: nothing counted twice; the accepted one settles.
-    let mut inv: serde_json::Value = serde_json::from_str(&fixture("golem/invoices.json")).unwrap();
-    inv[1]["status"] = "SETTLED".into();
-    f.json("/payment-api/v1/invoices", &inv.to_string());
-    let o = poll(a.as_ref()).await.unwrap();
-    assert_eq!(o.earnings["GLM"], 0.112345);
-    // That call started just before the pending invoice; the next one starts at the newest
-    // invoice, as none is pending any more.
-    let last = f.seen.lock().unwrap().last().unwrap().0.clone();
+    assert_eq!(f.auth_of("/payment-api").as_deref(), Some("Bearer k-123"));
+    assert_eq!(gauge(&o, "golem_invoices_open", None), Some(1.0));
+    // The first call reads 30 days back; events with every type asked for, without waiting.
+    let seen = f.seen.lock().unwrap().clone();
+    let first = seen
+        .iter()
+        .find(|s| s.0.starts_with("/payment-api/v1/invoices?"))
+        .unwrap();
     assert!(
-        last.contains("afterTimestamp=2026-01-01T10%3A59%3A59Z"),
-        "{last}"
+        first
+            .0
+            .contains("afterTimestamp=2025-12-12T00%3A00%3A00.000Z&maxItems=1000"),
+        "{}",
+        first.0
     );
-    let o = poll(a.as_ref()).await.unwrap();
-    assert_eq!(o.earnings["GLM"], 0.112345);
-    let last = f.seen.lock().unwrap().last().unwrap().0.clone();
+    let ev = seen
+        .iter()
+        .find(|s| s.0.starts_with("/payment-api/v1/invoiceEvents?"))
+        .unwrap();
+    assert!(ev.0.contains("maxEvents=1000&timeout=0"), "{}", ev.0);
+    commit(a.as_ref(), &o);
+    // The same invoices again: nothing counted twice. Then the accepted one settles.
+    let o = fetch(a.as_ref(), "invoices").await.unwrap();
+    assert!(credits(&o).is_empty(), "{:?}", credits(&o));
+    commit(a.as_ref(), &o);
+    f.json(
+        "/payment-api/v1/invoiceEvents",
+        r#"[{"invoiceId":"0b7c6a1e-2d3f-4e5a-8b9c-0d1e2f3a4b02","eventDate":"2026-01-02T10:00:00.100Z","eventType":"InvoiceSettledEvent"}]"#,
+    );
+    let o = fetch(a.as_ref(), "invoices").await.unwrap();
+    assert_eq!(
+        credits(&o),
+        [("GLM".into(), "polygon".into(), "0.3".into())]
+    );
+    assert_eq!(gauge(&o, "golem_invoices_open", None), None);
+    // Resuming after the last invoice read: its millisecond again, its id skipped.
+    let last = f
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|s| s.0.starts_with("/payment-api/v1/invoices?"))
+        .unwrap()
+        .0
+        .clone();
     assert!(
-        last.contains("afterTimestamp=2026-01-01T11%3A59%3A59Z"),
+        last.contains("afterTimestamp=2026-01-01T13%3A00%3A00.000Z")
+            || last.contains("afterTimestamp=2026-01-01T12%3A59%3A59.999Z"),
         "{last}"
     );
 
     // count_accepted counts ACCEPTED at once.
     let n = node(&format!(
-        "    kind: golem\n    golem: {{url: \"{url}\", app_key_file: \"{}\", count_accepted: true}}\n",
+        "    kind: golem\n    golem: {{url: \"{url}\", app_key_file: \"{}\", count_accepted: true, networks: [polygon]}}\n",
         key.display()
     ));
-    f.json("/payment-api/v1/invoices", &fixture("golem/invoices.json"));
-    let o = poll(n.build(clock()).as_ref()).await.unwrap();
-    assert_eq!(o.earnings["GLM"], 0.112345);
+    f.json("/payment-api/v1/invoiceEvents", "[]");
+    let o = fetch(n.build(clock()).as_ref(), "invoices").await.unwrap();
+    assert_eq!(
+        credits(&o),
+        [(
+            "GLM".into(),
+            "polygon".into(),
+            "0.412345000000000000".into()
+        )]
+    );
 }
 
 #[tokio::test]
 async fn golem_faults() {
-    let f = Fake::default();
-    let url = f.serve_tcp().await;
+    let (f, url) = golem_fake().await;
     let dir = tempfile::tempdir().unwrap();
     let key = key_file(dir.path(), "k");
     let n = node(&format!(
@@ -496,20 +526,38 @@ async fn golem_faults() {
         (Reply::Json(200, r#"[{"invoiceId":"#.into()), "parse"),
         (Reply::Json(200, r#"{"not":"a list"}"#.into()), "parse"),
     ] {
-        f.set("/payment-api/v1/invoices", reply);
+        f.set("/payment-api/v1/invoices", reply.clone());
+        assert_eq!(
+            fetch(a.as_ref(), "invoices").await.unwrap_err().reason(),
+            reason
+        );
+        f.set("/me", reply);
         assert_eq!(poll(a.as_ref()).await.unwrap_err().reason(), reason);
+        f.json("/me", &fixture("golem/me.constructed.json"));
     }
-    // Wrong types: the bad invoice is skipped, the good one counts; the missing hardware file
-    // is skipped too.
+    // Wrong types: the bad invoices are skipped, the good one counts; the missing hardware
+    // file is skipped too.
     f.json(
         "/payment-api/v1/invoices",
-        r#"[{"invoiceId":"a","timestamp":"2026-01-01T10:00:00Z","amount":0.5,"status":"SETTLED"},
-            {"invoiceId":"b","timestamp":"2026-01-01T10:00:00Z","amount":[1],"status":"SETTLED"},
-            {"invoiceId":"c","timestamp":"2026-01-01T10:00:00Z","amount":"-3","status":"SETTLED"}]"#,
+        &format!(r#"[{{"invoiceId":"a","issuerId":"{GOLEM_ME}","paymentPlatform":"erc20-polygon-glm","timestamp":"2026-01-10T10:00:00Z","amount":0.5,"status":"SETTLED"}},
+            {{"invoiceId":"b","issuerId":"{GOLEM_ME}","paymentPlatform":"erc20-polygon-glm","timestamp":"2026-01-10T10:00:00Z","amount":[1],"status":"SETTLED"}},
+            {{"invoiceId":"c","issuerId":"{GOLEM_ME}","paymentPlatform":"erc20-polygon-glm","timestamp":"2026-01-10T10:00:00Z","amount":"-3","status":"SETTLED"}},
+            {{"invoiceId":"d","issuerId":"{GOLEM_ME}","timestamp":"yesterday","amount":"1","status":"SETTLED"}}]"#),
     );
-    let o = poll(a.as_ref()).await.unwrap();
-    assert_eq!(o.earnings["GLM"], 0.5);
-    assert_eq!(o.skipped, ["/1/amount", "/2/amount", "hardware.json"]);
+    let o = fetch(a.as_ref(), "invoices").await.unwrap();
+    assert_eq!(
+        credits(&o),
+        [("GLM".into(), "polygon".into(), "0.5".into())]
+    );
+    assert_eq!(
+        o.skipped,
+        [
+            "/invoices/1/amount",
+            "/invoices/2/amount",
+            "/invoices/3/timestamp"
+        ]
+    );
+    assert_eq!(poll(a.as_ref()).await.unwrap().skipped, ["hardware.json"]);
     // An unreadable app key file: the node is down with reason io, named.
     std::fs::remove_file(&key).unwrap();
     let e = poll(a.as_ref()).await.unwrap_err();
@@ -519,19 +567,66 @@ async fn golem_faults() {
 
 #[tokio::test]
 async fn golem_payment_status_both_shapes() {
-    for (file, accepted, want) in [
-        ("golem/status_new.json", false, 1.2),
-        ("golem/status_old.json", false, 1.2),
-        ("golem/status_new.json", true, 1.4),
+    for (file, accepted, want, token) in [
+        (
+            "golem/status_polygon.constructed.json",
+            false,
+            "0.112345000000000000",
+            "GLM",
+        ),
+        (
+            "golem/status_polygon.constructed.json",
+            true,
+            "0.412345000000000000",
+            "GLM",
+        ),
+        ("golem/status_v0.4.0.constructed.json", false, "1.2", "GLM"),
     ] {
         let n = node(&format!(
             "    kind: golem\n    golem: {{earnings: status, count_accepted: {accepted}, status_command: [cat, \"{}\"]}}\n",
             fixture_path(file)
         ));
         let o = poll(n.build(clock()).as_ref()).await.unwrap();
-        assert_eq!(o.earnings["GLM"], want, "{file}");
+        assert_eq!(
+            cumulative(&o, "status", None).as_deref(),
+            Some(want),
+            "{file}"
+        );
+        let Reading::Cumulative { stream, .. } = &o.readings[0] else {
+            panic!()
+        };
+        assert_eq!(
+            (stream.token.as_str(), stream.network.as_str()),
+            (token, "polygon")
+        );
         assert_eq!(gauge(&o, "golem_wallet_balance_glm", None), Some(12.3456));
     }
+    // An answer for yagna's default network (a testnet) when the config asks for polygon.
+    let n = node(&format!(
+        "    kind: golem\n    golem: {{earnings: status, status_command: [cat, \"{}\"]}}\n",
+        fixture_path("golem/status_default-network.constructed.json")
+    ));
+    let e = poll(n.build(clock()).as_ref()).await.unwrap_err();
+    assert_eq!(e.reason(), "parse");
+    assert!(
+        e.to_string()
+            .contains("network hoodi, the config asks for polygon"),
+        "{e}"
+    );
+    // Without status_command the command asks for the network configured.
+    let n = node("    kind: golem\n    golem: {earnings: status, status_network: polygon}\n");
+    let spec = n
+        .kind
+        .as_any()
+        .downcast_ref::<depin_orcha::adapters::golem::GolemSpec>()
+        .unwrap();
+    let depin_orcha::adapters::golem::Earnings::Status { command, .. } = &spec.earnings else {
+        panic!()
+    };
+    assert_eq!(
+        command.join(" "),
+        "yagna payment status --json --network polygon --driver erc20"
+    );
 }
 
 fn abi_earnings(earnings: &[u128]) -> String {
@@ -551,14 +646,33 @@ fn abi_earnings(earnings: &[u128]) -> String {
     s
 }
 
+/// A JSON-RPC fake of a chain at block `latest` whose operator pool holds `unwithdrawn` and
+/// whose logs are `logs`.
+fn chain(latest: u64, unwithdrawn: &[u128], logs: serde_json::Value) -> Reply {
+    Reply::Rpc(HashMap::from([
+        (
+            "eth_blockNumber".to_string(),
+            serde_json::json!(format!("{latest:#x}")),
+        ),
+        (
+            "eth_call".to_string(),
+            serde_json::json!(abi_earnings(unwithdrawn)),
+        ),
+        ("eth_getLogs".to_string(), logs),
+    ]))
+}
+
 #[tokio::test]
 async fn streamr_info_and_operator_earnings_in_exact_wei() {
     let f = Fake::default();
     f.json("/info", &fixture("streamr/info.json"));
-    let result = abi_earnings(&[1_000_000_000_000_000_001, 2_250_000_000_000_000_000]);
-    f.json(
+    f.set(
         "/rpc",
-        &format!(r#"{{"jsonrpc":"2.0","id":1,"result":"{result}"}}"#),
+        chain(
+            5_000_064,
+            &[1_000_000_000_000_000_001, 2_250_000_000_000_000_000],
+            serde_json::json!([]),
+        ),
     );
     let url = f.serve_tcp().await;
     let dir = tempfile::tempdir().unwrap();
@@ -568,43 +682,44 @@ async fn streamr_info_and_operator_earnings_in_exact_wei() {
         key.display()
     ));
     let a = n.build(clock());
-    let o = poll(a.as_ref()).await.unwrap();
-    assert_eq!(
-        o.earnings["DATA"],
-        "3.250000000000000001".parse::<f64>().unwrap()
-    );
+    poll(a.as_ref()).await.unwrap();
     assert_eq!(f.auth_of("/info").as_deref(), Some("Bearer streamr-key"));
+    let o = fetch(a.as_ref(), "chain").await.unwrap();
+    assert_eq!(
+        cumulative(&o, "pool", None).as_deref(),
+        Some("3.250000000000000001")
+    );
+    assert_eq!(
+        cumulative(&o, "earnings", None).as_deref(),
+        Some("3.250000000000000001")
+    );
     let call = f
         .seen
         .lock()
         .unwrap()
         .iter()
-        .find(|s| s.0 == "/rpc")
+        .find(|s| s.0 == "/rpc" && s.2.contains("eth_call"))
         .unwrap()
         .2
         .clone();
     assert!(call.contains("\"data\":\"0x2ebd89d1\""), "{call}");
+    // Pinned 64 blocks below the head.
+    assert!(call.contains("\"0x4c4b40\""), "{call}");
     assert!(
         call.contains("0x00000000000000000000000000000000000000ab"),
         "{call}"
     );
 
-    // 401 from the node: down. A broken RPC answer: up, earnings skipped.
+    // 401 from the node: down. A broken RPC answer: the chain endpoint fails, on its own.
     f.set("/info", Reply::Json(401, "{}".into()));
     assert_eq!(poll(a.as_ref()).await.unwrap_err().reason(), "http_status");
-    let n = node(&format!(
-        "    kind: streamr\n    streamr:\n      url: \"{url}/info\"\n      earnings: {{rpc_url: \"{url}/rpc\", operator_contract: \"0x00000000000000000000000000000000000000ab\"}}\n"
-    ));
-    f.json("/info", "{}");
     f.json("/rpc", r#"{"jsonrpc":"2.0","id":1,"result":"0x1234"}"#);
-    let o = poll(n.build(clock()).as_ref()).await.unwrap();
-    assert!(o.earnings.is_empty());
-    assert_eq!(o.skipped, ["getSponsorshipsAndEarnings"]);
-    f.set("/info", Reply::Huge(50 << 20));
     assert_eq!(
-        poll(n.build(clock()).as_ref()).await.unwrap_err().reason(),
-        "too_large"
+        fetch(a.as_ref(), "chain").await.unwrap_err().reason(),
+        "parse"
     );
+    f.set("/info", Reply::Huge(50 << 20));
+    assert_eq!(poll(a.as_ref()).await.unwrap_err().reason(), "too_large");
 }
 
 #[tokio::test]
@@ -628,21 +743,34 @@ async fn grass_health_from_a_fake_docker_socket_and_opt_in_points() {
     ));
     let a = n.build(clock());
     let o = poll(a.as_ref()).await.unwrap();
-    assert_eq!(o.earnings["GRASS"], 123456.5);
     assert_eq!(gauge(&o, "grass_container_restarts", None), Some(2.0));
+    // Points: their own endpoint, every 15 minutes, token grass_points.
+    assert_eq!(a.endpoints()[0].interval, Some(Duration::from_secs(900)));
+    let p = fetch(a.as_ref(), "points").await.unwrap();
+    assert_eq!(cumulative(&p, "points", None).as_deref(), Some("123456.5"));
+    let Reading::Cumulative { stream, .. } = &p.readings[0] else {
+        panic!()
+    };
+    assert_eq!(stream.token, "grass_points");
     // The token goes as is (no Bearer), as the unofficial clients send it.
     assert_eq!(api.auth_of("/retrieveUser").as_deref(), Some("tok-1"));
-    // Points are fetched at most every 15 minutes.
-    poll(a.as_ref()).await.unwrap();
-    assert_eq!(api.hits("/retrieveUser"), 1);
 
-    docker.json(
-        "/containers/grass/json",
-        &fixture("grass/container_exited.json"),
-    );
-    let e = poll(a.as_ref()).await.unwrap_err();
-    assert_eq!(e.reason(), "refused");
-    assert!(e.to_string().contains("not running (status exited)"), "{e}");
+    for (file, want) in [
+        ("grass/container_exited.json", "container grass is exited"),
+        (
+            "docker/inspect_paused.constructed.json",
+            "container grass is paused",
+        ),
+        (
+            "docker/inspect_restarting.constructed.json",
+            "container grass is restarting",
+        ),
+    ] {
+        docker.json("/containers/grass/json", &fixture(file));
+        let e = poll(a.as_ref()).await.unwrap_err();
+        assert_eq!(e.reason(), "refused");
+        assert!(e.to_string().contains(want), "{file}: {e}");
+    }
     docker.set(
         "/containers/grass/json",
         Reply::Json(404, r#"{"message":"No such container: grass"}"#.into()),
@@ -870,14 +998,14 @@ fn examples_load() {
 
 #[tokio::test]
 async fn every_kind_through_the_coordinator_on_metrics() {
-    let f = Fake::default();
-    f.json("/payment-api/v1/invoices", &fixture("golem/invoices.json"));
+    let (f, url) = golem_fake().await;
     f.json("/info", &fixture("streamr/info.json"));
-    f.json(
+    f.set(
         "/rpc",
-        &format!(
-            r#"{{"jsonrpc":"2.0","id":1,"result":"{}"}}"#,
-            abi_earnings(&[2_500_000_000_000_000_000])
+        chain(
+            5_000_064,
+            &[2_500_000_000_000_000_000],
+            serde_json::json!([]),
         ),
     );
     f.set(
@@ -885,7 +1013,6 @@ async fn every_kind_through_the_coordinator_on_metrics() {
         Reply::Text(fixture("storj_exporter/metrics.txt")),
     );
     f.json("/retrieveUser", &fixture("grass/retrieveUser.json"));
-    let url = f.serve_tcp().await;
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("docker.sock");
     let docker = Fake::default();
@@ -898,7 +1025,7 @@ async fn every_kind_through_the_coordinator_on_metrics() {
     let hw = fixture_path("golem/hardware.json");
     let cfg = load(&format!(
         r#"global: {{poll_interval: 1s, poll_timeout: 1s}}
-prices: {{GLM: 0.5, DATA: 0.02, GRASS: 0}}
+prices: {{GLM: 0.5, DATA: 0.02}}
 nodes:
   - name: golem
     kind: golem
@@ -928,20 +1055,336 @@ nodes:
     tokio::time::timeout(Duration::from_secs(5), health.wait_ready())
         .await
         .unwrap();
+    // The secondary endpoints (invoices, chain, points) run at start too.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let text = metrics.render();
     tx.send_replace(true);
     task.await.unwrap();
     for want in [
-        "depin_earnings_total{node=\"golem\",protocol=\"golem\",token=\"GLM\"} 0.012345",
-        "depin_earnings_usd_total{node=\"golem\",protocol=\"golem\"} 0.0061725",
+        "depin_earnings_total{node=\"golem\",protocol=\"golem\",token=\"GLM\",network=\"polygon\"} 0.112345",
+        "depin_earnings_total{node=\"golem\",protocol=\"golem\",token=\"tGLM\",network=\"hoodi\"} 5",
+        // tGLM has no price: only the GLM is in USD.
+        "depin_earnings_usd_total{node=\"golem\",protocol=\"golem\"} 0.0561725",
+        "depin_golem_invoices_open{network=\"polygon\",node=\"golem\",protocol=\"golem\"} 1",
         "depin_allocation_cpu_cores{node=\"golem\",protocol=\"golem\"} 7",
         "depin_earnings_total{node=\"streamr\",protocol=\"streamr\",token=\"DATA\"} 2.5",
+        "depin_streamr_pool_earnings_data_total{node=\"streamr\",protocol=\"streamr\"} 2.5",
         "depin_earnings_usd_total{node=\"streamr\",protocol=\"streamr\"} 0.05",
-        "depin_earnings_total{node=\"grass\",protocol=\"grass\",token=\"GRASS\"} 123456.5",
+        "depin_earnings_total{node=\"grass\",protocol=\"grass\",token=\"grass_points\"} 123456.5",
+        "depin_earnings_usd_total{node=\"grass\",protocol=\"grass\"} 0",
         "depin_grass_container_restarts{node=\"grass\",protocol=\"grass\"} 2",
         "depin_earnings_total{node=\"exporter\",protocol=\"storj\",token=\"USD\"} 1.6449",
         "depin_adapter_up{node=\"grass\",protocol=\"grass\"} 1",
     ] {
         assert!(text.contains(want), "missing {want} in\n{text}");
     }
+    if let Some(report) = promtool_check(&text) {
+        assert!(report.is_empty(), "promtool check metrics:\n{report}");
+    }
+}
+
+/// `promtool check metrics` findings, or None without promtool.
+fn promtool_check(text: &str) -> Option<String> {
+    use std::io::Write;
+    let bin = ["/usr/bin/promtool", "/usr/local/bin/promtool"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())?;
+    let mut child = std::process::Command::new(bin)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .ok()?;
+    child.stdin.take()?.write_all(text.as_bytes()).ok()?;
+    let out = child.wait_with_output().ok()?;
+    let report =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    // Families of the process collector and help texts are not ours to change here.
+    Some(
+        report
+            .lines()
+            .filter(|l| l.contains("depin_earnings") || l.contains("depin_adapter_endpoint"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+}
+
+#[tokio::test]
+async fn storj_a_slow_or_failing_secondary_endpoint_keeps_the_node_up() {
+    let (f, url) = storj_fake().await;
+    // The satellites call takes longer than its own timeout; the payout fails with a 500.
+    f.set(
+        "/api/sno/satellites",
+        Reply::Slow(
+            Duration::from_secs(3),
+            Box::new(Reply::Json(200, fixture("storj/satellites.json"))),
+        ),
+    );
+    let cfg = load(&format!(
+        "global: {{poll_interval: 1s, poll_timeout: 1s}}\nnodes:\n  - name: storj\n    kind: storj\n    storj: {{url: \"{url}\", payout_interval: 1s, timeouts: {{satellites: 1s}}}}\n"
+    ));
+    let metrics = Arc::new(Metrics::for_config(&cfg).unwrap());
+    let clock: SharedClock = Arc::new(TokioClock::new(T0));
+    let c = Coordinator::new(&cfg, metrics.clone(), Arc::new(Db::in_memory()), clock).unwrap();
+    let health = c.health();
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(c.run(rx));
+    health.wait_ready().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let l = metrics.labels_for("storj", "storj", &Default::default());
+    assert_eq!(metrics.earnings(&l, "USD"), 1.6449);
+    f.set(
+        "/api/sno/estimated-payout",
+        Reply::Json(500, r#"{"error":"consoleapi: database is locked"}"#.into()),
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let text = metrics.render();
+    tx.send_replace(true);
+    task.await.unwrap();
+    for want in [
+        "depin_adapter_up{node=\"storj\",protocol=\"storj\"} 1",
+        "depin_adapter_endpoint_up{endpoint=\"satellites\",node=\"storj\",protocol=\"storj\"} 0",
+        "depin_adapter_endpoint_up{endpoint=\"estimated_payout\",node=\"storj\",protocol=\"storj\"} 0",
+        // Earnings as they were; the dashboard's series still there.
+        "depin_earnings_total{node=\"storj\",protocol=\"storj\",token=\"USD\"} 1.6449",
+        "depin_storj_payout_month_expected_usd{node=\"storj\",protocol=\"storj\"} 5.41",
+        "depin_allocation_disk_bytes{node=\"storj\",protocol=\"storj\"} 3500000000000",
+    ] {
+        assert!(text.contains(want), "missing {want} in\n{text}");
+    }
+    assert!(
+        text.contains(
+            "depin_adapter_endpoint_last_success_timestamp_seconds{endpoint=\"estimated_payout\""
+        ),
+        "{text}"
+    );
+    assert_eq!(metrics.poll_errors(&l, "http_status"), 0.0);
+}
+
+#[test]
+fn earnings_config_errors_name_the_key() {
+    // Points have no market price.
+    let e = errors("prices: {grass_points: 1}\nnodes: []\n");
+    assert_eq!(
+        e,
+        ["t.yml:2:10: prices.grass_points: grass_points are Grass points: points have no market price, so they can never be valued in USD"]
+    );
+    // Two nodes of one Streamr operator would count its pool twice.
+    let two = |a: &str, b: &str| {
+        format!("nodes:\n  - name: s1\n    kind: streamr\n    streamr: {{health: {{tcp: \"127.0.0.1:7170\"}}, earnings: {{rpc_url: \"http://x/\", operator_contract: \"0x00000000000000000000000000000000000000ab\"{a}}}}}\n  - name: s2\n    kind: streamr\n    streamr: {{health: {{tcp: \"127.0.0.1:7171\"}}, earnings: {{rpc_url: \"http://x/\", operator_contract: \"0x00000000000000000000000000000000000000AB\"{b}}}}}\n")
+    };
+    let e = errors(&two("", ""));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].contains("nodes[1]: nodes \"s1\" and \"s2\" all count the earnings of Streamr operator 0x00000000000000000000000000000000000000ab: each must state its share"),
+        "{e:?}"
+    );
+    let e = errors(&two(", share: 0.6", ", share: 0.5"));
+    assert!(e[0].contains("add up to more than 1"), "{e:?}");
+    assert_eq!(load(&two(", share: 0.5", ", share: 0.5")).nodes.len(), 2);
+    let e = errors(&two(", share: 2", ", share: 0.5"));
+    assert!(
+        e[0].contains("nodes[0].streamr.earnings.share: must be a fraction above 0 and at most 1"),
+        "{e:?}"
+    );
+    let e = errors(
+        "nodes:\n  - name: s\n    kind: streamr\n    streamr: {health: {tcp: \"localhost\"}}\n",
+    );
+    assert!(
+        e[0].contains("nodes[0].streamr.health.tcp: \"localhost\" is not host:port"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn streamr_without_a_share_warns_that_it_counts_the_pool() {
+    let c = load("nodes:\n  - name: s\n    kind: streamr\n    streamr: {health: {tcp: \"127.0.0.1:7170\"}, earnings: {rpc_url: \"http://x/\", operator_contract: \"0x00000000000000000000000000000000000000ab\"}}\n");
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.to_string().contains("nodes[0].streamr.earnings: no share: depin_earnings_total counts the whole operator pool")),
+        "{:?}",
+        c.warnings
+    );
+}
+
+/// Starts a coordinator for `cfg` on `clock`; returns its metrics, its earnings ledger and
+/// the means to stop it.
+async fn run_coordinator(
+    cfg: &config::Config,
+    clock: SharedClock,
+) -> (
+    Arc<Metrics>,
+    Arc<depin_orcha::earnings::Earnings>,
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+) {
+    let metrics = Arc::new(Metrics::for_config(cfg).unwrap());
+    let c = Coordinator::new(cfg, metrics.clone(), Arc::new(Db::in_memory()), clock).unwrap();
+    let earnings = c.earnings();
+    let health = c.health();
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(c.run(rx));
+    tokio::time::timeout(Duration::from_secs(5), health.wait_ready())
+        .await
+        .unwrap();
+    (metrics, earnings, tx, task)
+}
+
+#[tokio::test]
+async fn golem_one_never_settled_invoice_does_not_stall_1500_settled_ones() {
+    let f = Fake::default();
+    f.json("/me", &fixture("golem/me.constructed.json"));
+    let base: serde_json::Value =
+        serde_json::from_str::<Vec<serde_json::Value>>(&fixture("golem/invoices.constructed.json"))
+            .unwrap()
+            .remove(0);
+    let at = |i: i64| depin_orcha::compat::calendar::rfc3339_millis(T0 - 3_600_000 + i * 10);
+    let mut list = Vec::new();
+    let mut accepted = base.clone();
+    accepted["invoiceId"] = "never-settled".into();
+    accepted["timestamp"] = at(0).into();
+    accepted["status"] = "ACCEPTED".into();
+    list.push(accepted);
+    for i in 1..=1500 {
+        let mut s = base.clone();
+        s["invoiceId"] = format!("settled-{i}").into();
+        // Some share a millisecond across the page boundary.
+        s["timestamp"] = at(i / 3 + 1).into();
+        s["amount"] = "0.001".into();
+        s["status"] = "SETTLED".into();
+        list.push(s);
+    }
+    f.set(
+        "/payment-api/v1/invoices",
+        Reply::Paged(Arc::new(std::sync::Mutex::new(list)), "timestamp"),
+    );
+    f.set(
+        "/payment-api/v1/invoiceEvents",
+        Reply::Paged(Arc::new(std::sync::Mutex::new(Vec::new())), "eventDate"),
+    );
+    let url = f.serve_tcp().await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = key_file(dir.path(), "k");
+    let cfg = load(&format!(
+        "global: {{poll_interval: 1s, poll_timeout: 1s}}\nnodes:\n  - name: golem\n    kind: golem\n    golem: {{url: \"{url}\", app_key_file: \"{}\"}}\n",
+        key.display()
+    ));
+    let (metrics, earnings, tx, task) = run_coordinator(&cfg, Arc::new(TokioClock::new(T0))).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let text = metrics.render();
+    tx.send_replace(true);
+    task.await.unwrap();
+    assert_eq!(earnings.credited("golem", "GLM"), 1.5, "{text}");
+    let l = metrics.labels_for("golem", "golem", &Default::default());
+    assert_eq!(metrics.earnings(&l, "GLM"), 1.5);
+    assert!(
+        text.contains(
+            "depin_golem_invoices_open{network=\"polygon\",node=\"golem\",protocol=\"golem\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("depin_golem_invoices_backlog{node=\"golem\",protocol=\"golem\"} 0"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn storj_the_last_hours_of_a_month_count_after_midnight() {
+    let (f, url) = storj_fake().await;
+    // 2026-01-31T22:00Z: this month's estimate is 10 USD.
+    let jan = 1_769_896_800_000;
+    let clock = Arc::new(ManualClock::new(jan));
+    let mut v: serde_json::Value =
+        serde_json::from_str(&fixture("storj/estimated-payout_v1.55.1.json")).unwrap();
+    let mut before = v.clone();
+    before["currentMonth"] = v["previousMonth"].clone();
+    before["currentMonth"]["payout"] = 1000.into();
+    f.json("/api/sno/estimated-payout", &before.to_string());
+    let cfg = load(&format!(
+        "global: {{poll_interval: 1s, poll_timeout: 1s}}\nnodes:\n  - name: storj\n    kind: storj\n    storj: {{url: \"{url}\"}}\n"
+    ));
+    let (metrics, earnings, tx, task) = run_coordinator(&cfg, clock.clone()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(earnings.credited("storj", "USD"), 10.0);
+    // 2026-02-01T02:00Z, storagenode v1.55.1 (recorded early in a month): January ended at
+    // 1065.87 cents, February is at 55.32.
+    clock.set(jan + 4 * 3_600_000);
+    v["previousMonth"]["held"] = 0.into();
+    f.json("/api/sno/estimated-payout", &v.to_string());
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let l = metrics.labels_for("storj", "storj", &Default::default());
+    let total = metrics.earnings(&l, "USD");
+    tx.send_replace(true);
+    task.await.unwrap();
+    // 10 + the last 0.6587 of January + 0.5532 of February.
+    assert!((total - 11.2119).abs() < 1e-9, "{total}");
+}
+
+#[tokio::test]
+async fn streamr_a_withdrawal_is_not_a_reset_and_health_needs_no_info_plugin() {
+    let f = Fake::default();
+    let n1 = 5_000_000u64;
+    f.set(
+        "/rpc",
+        chain(
+            n1 + 64,
+            &[1_500_000_000_000_000_001, 2_500_000_000_000_000_000],
+            serde_json::json!([]),
+        ),
+    );
+    let url = f.serve_tcp().await;
+    // The node's websocket plugin port; no HTTP server, no info plugin.
+    let ws = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ws_addr = ws.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = ws.accept().await {
+            drop(s);
+        }
+    });
+    let cfg = load(&format!(
+        "global: {{poll_interval: 1s, poll_timeout: 1s}}\nprices: {{DATA: 0.02}}\nnodes:\n  - name: streamr\n    kind: streamr\n    streamr: {{health: {{tcp: \"{ws_addr}\"}}, earnings: {{rpc_url: \"{url}/rpc\", operator_contract: \"0x1f2e3d4c5b6a79880716253443526170f8e9dacb\", interval: 1s, share: 0.3}}}}\n"
+    ));
+    let (metrics, earnings, tx, task) = run_coordinator(&cfg, Arc::new(TokioClock::new(T0))).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let l = metrics.labels_for("streamr", "streamr", &Default::default());
+    assert_eq!(metrics.node_gauge("depin_adapter_up", &l), Some(1.0));
+    let exact = |series: &str| {
+        let e = earnings.lock();
+        e.rows("streamr")
+            .into_iter()
+            .find(|r| r.key.series == series)
+            .map(|r| r.totals.credited.to_string())
+    };
+    assert_eq!(
+        exact("streamr_pool_earnings_data").as_deref(),
+        Some("4.000000000000000001")
+    );
+    // Earned 0.5 more, then withdrawn: a Profit of 4.5 (fee, cut and value increase; the
+    // recorded log's shape), and nothing unwithdrawn any more.
+    let mut log: serde_json::Value =
+        serde_json::from_str(&fixture("streamr/eth_getLogs_profit.constructed.json")).unwrap();
+    let mut log = log["response"]["result"][0].take();
+    log["data"] = format!("0x{:064x}", 3_920_000_000_000_000_001u128).into();
+    f.set("/rpc", chain(n1 + 100 + 64, &[], serde_json::json!([log])));
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert_eq!(
+        exact("streamr_pool_earnings_data").as_deref(),
+        Some("4.500000000000000001")
+    );
+    // This node's stated share of it.
+    assert_eq!(exact("earnings").as_deref(), Some("1.350000000000000000"));
+    let text = metrics.render();
+    tx.send_replace(true);
+    task.await.unwrap();
+    assert!(
+        text.contains("depin_streamr_pool_unwithdrawn_data{node=\"streamr\",operator=\"0x1f2e3d4c5b6a79880716253443526170f8e9dacb\",protocol=\"streamr\"} 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("depin_earnings_pending_correction{node=\"streamr\",protocol=\"streamr\",token=\"DATA\"} 0"),
+        "{text}"
+    );
 }

@@ -914,6 +914,12 @@ fn poll_target(ns: &str, target: &str, body: &[u8]) -> Result<Observation, PollE
         }
         "golem_invoices" => {
             f.set(&format!("{p}/payment-api/v1/invoices"), body);
+            // The identity (the ledger's account) and an empty event page.
+            f.set(
+                &format!("{p}/me"),
+                br#"{"identity":"0xprov","name":"fuzz","role":"manager"}"#,
+            );
+            f.set(&format!("{p}/payment-api/v1/invoiceEvents"), b"[]");
             format!("kind: golem\n    golem: {{url: \"{base}{p}/\", app_key_file: \"{key}\"}}")
         }
         "golem_status" | "golem_hardware" => {
@@ -975,10 +981,26 @@ fn poll_target(ns: &str, target: &str, body: &[u8]) -> Result<Observation, PollE
     let clock: depin_orcha::clock::SharedClock =
         Arc::new(depin_orcha::clock::ManualClock::new(1_767_225_600_000));
     let node = cfg.nodes[0].build(clock);
+    // Answers of a secondary endpoint are read by that endpoint's own call.
+    let endpoint = match target {
+        "storj_payout" => Some("estimated_payout"),
+        "storj_satellites" => Some("satellites"),
+        // streamr_rpc's seeds are single eth_call answers; the chain call also asks
+        // eth_blockNumber and eth_getLogs, which one static answer cannot serve.
+        "golem_invoices" | "grass_points" => node.endpoints().first().map(|e| e.name),
+        _ => None,
+    };
+    let limit = Duration::from_secs(5);
     RT.block_on(async {
-        tokio::time::timeout(Duration::from_secs(5), node.poll())
+        let polled = tokio::time::timeout(limit, node.poll())
             .await
-            .unwrap_or(Err(PollError::Timeout(Duration::from_secs(5))))
+            .unwrap_or(Err(PollError::Timeout(limit)));
+        match endpoint {
+            Some(e) => tokio::time::timeout(limit, node.fetch(e))
+                .await
+                .unwrap_or(Err(PollError::Timeout(limit))),
+            None => polled,
+        }
     })
 }
 

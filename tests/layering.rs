@@ -24,7 +24,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("node kinds and actuators", &["adapters", "actuators"]),
     ("config", &["config"]),
     ("storage", &["tsdb"]),
-    ("node pipeline", &["metrics", "coordinator"]),
+    ("node pipeline", &["metrics", "earnings", "coordinator"]),
     ("query", &["promql"]),
     ("rules and remote write", &["rules", "remote_write"]),
     ("optimizer", &["optimizer"]),

@@ -1,12 +1,15 @@
 //! Exact decimal numbers for token amounts: Golem's invoice amounts are decimal strings
-//! (BigDecimal) and Streamr's earnings are wei (10^-18 DATA). Sums are kept exact in an i128
-//! mantissa with a decimal scale, and turn into f64 only at the end ([`Decimal::to_f64`]), so
-//! adding ten thousand invoices of 0.1 GLM gives exactly 1000.
+//! (BigDecimal), Streamr's earnings are wei (10^-18 DATA) and Storj's estimates are cents
+//! with float noise. Sums are kept exact in an i128 mantissa with a decimal scale, and turn
+//! into f64 only at the end ([`Decimal::to_f64`]), so adding ten thousand invoices of 0.1 GLM
+//! gives exactly 1000. Two decimals are equal when their values are (`1.50 == 1.5`); they
+//! serialize as their decimal text, so a file that stores them loses nothing.
 
+use std::cmp::Ordering;
 use std::fmt;
 
 /// `mantissa × 10^-scale`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Decimal {
     mantissa: i128,
     scale: u32,
@@ -93,8 +96,79 @@ impl Decimal {
         })
     }
 
+    /// The exact difference, or `None` on overflow.
+    pub fn checked_sub(self, other: Decimal) -> Option<Decimal> {
+        self.checked_add(Decimal {
+            mantissa: other.mantissa.checked_neg()?,
+            scale: other.scale,
+        })
+    }
+
     pub fn is_negative(&self) -> bool {
         self.mantissa < 0
+    }
+
+    pub fn is_zero(&self) -> bool {
+        self.mantissa == 0
+    }
+
+    /// Rounded to `scale` fractional digits, half away from zero (Storj's cents with float
+    /// noise, `877.2199999999999`, become whole micro-dollars).
+    pub fn round_to(self, scale: u32) -> Decimal {
+        if self.scale <= scale {
+            return self;
+        }
+        let f = 10i128.pow((self.scale - scale).min(38));
+        let (q, r) = (self.mantissa / f, self.mantissa % f);
+        let q = if r.unsigned_abs() * 2 >= f.unsigned_abs() {
+            q + self.mantissa.signum()
+        } else {
+            q
+        };
+        Decimal { mantissa: q, scale }
+    }
+
+    /// The shortest form: trailing fractional zeros removed.
+    pub fn normalized(self) -> Decimal {
+        let mut d = self;
+        while d.scale > 0 && d.mantissa % 10 == 0 {
+            d.mantissa /= 10;
+            d.scale -= 1;
+        }
+        d
+    }
+
+    /// `x` rounded to `scale` digits (a USD value computed in f64); `None` when not finite.
+    pub fn from_f64(x: f64, scale: u32) -> Option<Decimal> {
+        if !x.is_finite() {
+            return None;
+        }
+        Decimal::parse(&format!("{x:.prec$}", prec = scale.min(MAX_SCALE) as usize)).ok()
+    }
+
+    /// The exact product, or `None` on overflow.
+    pub fn checked_mul(self, other: Decimal) -> Option<Decimal> {
+        Some(Decimal {
+            mantissa: self.mantissa.checked_mul(other.mantissa)?,
+            scale: self.scale.checked_add(other.scale)?,
+        })
+    }
+
+    /// `self / 10^n`, exactly (cents to dollars: `n = 2`).
+    pub fn div_pow10(self, n: u32) -> Decimal {
+        Decimal {
+            mantissa: self.mantissa,
+            scale: self.scale + n,
+        }
+    }
+
+    /// The larger of two.
+    pub fn max(self, other: Decimal) -> Decimal {
+        if other > self {
+            other
+        } else {
+            self
+        }
     }
 
     /// The nearest f64 (the decimal text parsed once, so correctly rounded).
@@ -102,6 +176,48 @@ impl Decimal {
         format!("{}e-{}", self.mantissa, self.scale)
             .parse()
             .unwrap_or(f64::NAN)
+    }
+}
+
+impl PartialEq for Decimal {
+    fn eq(&self, other: &Decimal) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Decimal {}
+
+impl PartialOrd for Decimal {
+    fn partial_cmp(&self, other: &Decimal) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Decimal {
+    fn cmp(&self, other: &Decimal) -> Ordering {
+        let (a, b) = (self.normalized(), other.normalized());
+        let scale = a.scale.max(b.scale);
+        match (a.rescale(scale), b.rescale(scale)) {
+            (Some(x), Some(y)) => x.mantissa.cmp(&y.mantissa),
+            // Only numbers near 10^38 get here: the sign and then f64 decide.
+            _ => a
+                .to_f64()
+                .partial_cmp(&b.to_f64())
+                .unwrap_or(Ordering::Equal),
+        }
+    }
+}
+
+impl serde::Serialize for Decimal {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Decimal {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+        let s = String::deserialize(d)?;
+        Decimal::parse(&s).map_err(serde::de::Error::custom)
     }
 }
 
@@ -148,6 +264,23 @@ mod tests {
         for bad in ["", ".", "abc", "1.2.3", "NaN", "inf", "0x10", "1e"] {
             assert!(Decimal::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn arithmetic_order_and_rounding() {
+        let d = |s: &str| Decimal::parse(s).unwrap();
+        assert_eq!(d("1.50"), d("1.5"));
+        assert!(d("1.64") > d("1.5"));
+        assert!(d("-0.1") < Decimal::ZERO);
+        assert_eq!(d("1.64").checked_sub(d("1.50")).unwrap(), d("0.14"));
+        // Storj's float noise, in USD with 6 digits.
+        assert_eq!(d("8.772199999999999").round_to(6).to_string(), "8.772200");
+        assert_eq!(d("-0.0000005").round_to(6), d("-0.000001"));
+        assert_eq!(d("0.00855").round_to(6), d("0.00855"));
+        assert_eq!(Decimal::from_f64(0.1 + 0.2, 9).unwrap(), d("0.3"));
+        let json = serde_json::to_string(&d("0.000000000000000001")).unwrap();
+        assert_eq!(json, "\"0.000000000000000001\"");
+        assert_eq!(serde_json::from_str::<Decimal>(&json).unwrap(), d("1e-18"));
     }
 
     #[test]

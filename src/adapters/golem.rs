@@ -1,17 +1,21 @@
 //! Node kind `golem`: a Golem provider (yagna + ya-provider).
 //!
-//! Earnings in GLM, from one of two sources (`earnings:`):
+//! Earnings, from one of two sources (`earnings:`):
 //! - `invoices` (default): yagna's REST API (`http://127.0.0.1:7465`, `Authorization: Bearer
-//!   <app-key>`), `GET /payment-api/v1/invoices?afterTimestamp=…&maxItems=…`. An invoice counts
-//!   as earned once its status is `SETTLED` (paid on chain); with `count_accepted: true` also
-//!   once `ACCEPTED` (the requestor agreed to pay, the payment may still fail). Amounts are
-//!   decimal strings summed exactly ([`super::decimal`]); each invoice is counted once by
-//!   `invoiceId`, so the total never goes backwards. The first poll reads the invoices of the
-//!   last `lookback` (default 30 days): the counter starts at that sum.
-//! - `status`: the JSON of `yagna payment status --json` run as a command (argv, no shell):
-//!   `incoming.confirmed` (plus `accepted` with `count_accepted`), either the newer shape
-//!   `{"totalAmount": "1.2", "agreementsCount": 25}` or the older plain decimal. Run it without
-//!   `--last`, so the amounts are totals.
+//!   <app-key>`). The primary call is `GET /me` (the node's identity, the ledger's account);
+//!   the secondary endpoint `invoices` (every `invoices_interval`) counts the invoices this
+//!   node issued once SETTLED (with `count_accepted: true`, once ACCEPTED), exactly and however
+//!   many there are ([`super::golem_invoices`]). Counted per network
+//!   (`depin_earnings_total{token="GLM",network="polygon"}`); test networks count in tGLM,
+//!   which has no price unless the config gives it one. The first poll ever reads the last
+//!   `lookback` (default 30 days) and takes it whole; after that the journaled cursor goes on.
+//! - `status`: the JSON of `yagna payment status --json --network <status_network> --driver
+//!   erc20` run as a command (argv, no shell): `incoming.confirmed` (plus `accepted` with
+//!   `count_accepted`), either the newer shape `{"totalAmount": "1.2", "agreementsCount": 25}`
+//!   or the older plain decimal, as a cumulative total (a drop, e.g. a reset database, is a
+//!   correction). The answer's `network`, when present, must be the one configured: without
+//!   `--network` yagna reports its default network, a testnet. yagna sums only agreements
+//!   that have an invoice there.
 //!
 //! Allocation: the active profile of ya-provider's `hardware.json` (`hardware_file`):
 //! `cpu_threads` → cores, `mem_gib` and `storage_gib` → bytes (GiB = 2^30). It is read at each
@@ -19,7 +23,7 @@
 
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::Value as Json;
@@ -29,7 +33,9 @@ use super::conf::{self, Credential};
 use super::decimal::Decimal;
 use super::exec::run_json;
 use super::fields::decimal;
-use super::{Adapter, ExtraGauge, Observation, PollError, PollFuture};
+use super::golem_invoices::{self as inv, InvoiceCursor, Options, Page, Tally};
+use super::reading::{FirstSight, OnDrop, Reading, StreamId, ALL_TIME};
+use super::{Adapter, Endpoint, ExtraGauge, Observation, PollError, PollFuture};
 use crate::clock::SharedClock;
 use crate::net::http::{fetch_json, HttpRequest};
 use crate::resources::Allocation;
@@ -40,13 +46,24 @@ pub const DEFAULT_URL: &str = "http://127.0.0.1:7465";
 pub const APP_KEY_ENV: &str = "YAGNA_APPKEY";
 pub const TOKEN: &str = "GLM";
 const GIB: f64 = 1_073_741_824.0;
-/// Invoices asked for per call; the next poll continues after the last one seen.
-pub const MAX_ITEMS: usize = 1000;
+/// The name of the invoices endpoint and of its journaled cursor.
+pub const INVOICES: &str = "invoices";
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Earnings {
-    Invoices { lookback: Duration },
-    Status { command: Vec<String> },
+    Invoices {
+        lookback: Duration,
+        /// `None`: every poll of the node.
+        interval: Option<Duration>,
+        timeout: Duration,
+        /// Pages of each kind read per call at most; the rest waits for the next call.
+        max_pages: usize,
+    },
+    Status {
+        command: Vec<String>,
+        /// The network the answer must be for.
+        network: String,
+    },
 }
 
 /// The validated `golem:` block.
@@ -57,6 +74,8 @@ pub struct GolemSpec {
     pub app_key: Option<Credential>,
     pub earnings: Earnings,
     pub count_accepted: bool,
+    /// Networks counted (empty: every network).
+    pub networks: Vec<String>,
     pub hardware_file: Option<PathBuf>,
     pub allocation: Option<Allocation>,
 }
@@ -78,6 +97,16 @@ struct RawGolem {
     status_command: Option<Vec<String>>,
     #[serde(default)]
     count_accepted: Option<bool>,
+    #[serde(default)]
+    networks: Option<Vec<String>>,
+    #[serde(default)]
+    status_network: Option<String>,
+    #[serde(default)]
+    invoices_interval: Option<Value>,
+    #[serde(default)]
+    invoices_timeout: Option<Value>,
+    #[serde(default)]
+    max_pages_per_poll: Option<usize>,
     #[serde(default)]
     hardware_file: Option<String>,
     #[serde(default)]
@@ -103,10 +132,42 @@ pub fn validate(
         &join_key(path, "lookback"),
         d,
     );
+    let dur = |v: Option<&Value>, default: u64, key: &str, d: &mut Diagnostics| {
+        conf::duration_or(v, Duration::from_secs(default), &join_key(path, key), d)
+    };
+    let interval = match raw.invoices_interval.as_ref() {
+        None => Some(None),
+        v => dur(v, 0, "invoices_interval", d).map(Some),
+    };
+    let timeout = dur(raw.invoices_timeout.as_ref(), 60, "invoices_timeout", d);
+    let max_pages = match raw.max_pages_per_poll {
+        Some(0) => {
+            d.error(&join_key(path, "max_pages_per_poll"), "must be at least 1");
+            None
+        }
+        n => Some(n.unwrap_or(20)),
+    };
+    let network = raw
+        .status_network
+        .clone()
+        .unwrap_or_else(|| "polygon".to_string());
     let earnings = match raw.earnings.as_deref() {
-        None | Some("invoices") => lookback.map(|lookback| Earnings::Invoices { lookback }),
+        None | Some("invoices") => match (lookback, interval, timeout, max_pages) {
+            (Some(lookback), Some(interval), Some(timeout), Some(max_pages)) => {
+                Some(Earnings::Invoices {
+                    lookback,
+                    interval,
+                    timeout,
+                    max_pages,
+                })
+            }
+            _ => None,
+        },
         Some("status") => match raw.status_command.clone() {
-            Some(c) if !c.is_empty() && !c[0].is_empty() => Some(Earnings::Status { command: c }),
+            Some(c) if !c.is_empty() && !c[0].is_empty() => Some(Earnings::Status {
+                command: c,
+                network,
+            }),
             Some(_) => {
                 d.error(
                     &join_key(path, "status_command"),
@@ -115,9 +176,19 @@ pub fn validate(
                 None
             }
             None => Some(Earnings::Status {
-                command: ["yagna", "payment", "status", "--json"]
-                    .map(String::from)
-                    .to_vec(),
+                command: [
+                    "yagna",
+                    "payment",
+                    "status",
+                    "--json",
+                    "--network",
+                    &network,
+                    "--driver",
+                    "erc20",
+                ]
+                .map(String::from)
+                .to_vec(),
+                network,
             }),
         },
         Some(other) => {
@@ -145,85 +216,10 @@ pub fn validate(
         app_key: app_key?,
         earnings: earnings?,
         count_accepted: raw.count_accepted.unwrap_or(false),
+        networks: raw.networks.unwrap_or_default(),
         hardware_file: raw.hardware_file.map(PathBuf::from),
         allocation: allocation?,
     })
-}
-
-/// Invoices seen, so each is counted once.
-#[derive(Default)]
-pub struct InvoiceLedger {
-    counted: std::collections::HashSet<String>,
-    /// Not yet counted and not final: (id, timestamp ms), to ask again from the oldest.
-    pending: std::collections::HashMap<String, i64>,
-    total: Decimal,
-    /// The newest invoice timestamp seen (ms).
-    newest_ms: Option<i64>,
-}
-
-impl InvoiceLedger {
-    /// `afterTimestamp` for the next call: just before the oldest pending invoice, else the
-    /// newest seen, else `start_ms`.
-    pub fn after_ms(&self, start_ms: i64) -> i64 {
-        let oldest_pending = self.pending.values().min().copied();
-        oldest_pending
-            .or(self.newest_ms)
-            .map(|t| t - 1000)
-            .unwrap_or(start_ms)
-    }
-
-    /// Takes one call's invoices; wrong fields go to `skipped`.
-    pub fn take(&mut self, list: &[Json], count_accepted: bool, skipped: &mut Vec<String>) {
-        for (i, inv) in list.iter().enumerate() {
-            let Some(id) = inv.get("invoiceId").and_then(Json::as_str) else {
-                skipped.push(format!("/{i}/invoiceId"));
-                continue;
-            };
-            let ts = inv
-                .get("timestamp")
-                .and_then(Json::as_str)
-                .and_then(|s| humantime::parse_rfc3339_weak(s).ok())
-                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                .map(|d| d.as_millis() as i64);
-            if let Some(t) = ts {
-                self.newest_ms = Some(self.newest_ms.map_or(t, |n| n.max(t)));
-            }
-            if self.counted.contains(id) {
-                continue;
-            }
-            let status = inv.get("status").and_then(Json::as_str).unwrap_or("");
-            let earned = status == "SETTLED" || (count_accepted && status == "ACCEPTED");
-            let open = matches!(status, "ISSUED" | "RECEIVED" | "ACCEPTED");
-            if earned {
-                match inv.get("amount").and_then(decimal) {
-                    Some(a) if !a.is_negative() => match self.total.checked_add(a) {
-                        Some(t) => {
-                            self.total = t;
-                            self.counted.insert(id.to_string());
-                            self.pending.remove(id);
-                        }
-                        None => skipped.push(format!("/{i}/amount")),
-                    },
-                    _ => {
-                        skipped.push(format!("/{i}/amount"));
-                        // Counted as seen, so one bad invoice is reported once.
-                        self.counted.insert(id.to_string());
-                        self.pending.remove(id);
-                    }
-                }
-            } else if open {
-                if let Some(t) = ts {
-                    self.pending.insert(id.to_string(), t);
-                }
-            } else {
-                self.pending.remove(id);
-            }
-        }
-    }
-
-    pub fn total(&self) -> Decimal {
-        self.total
-    }
 }
 
 /// GLM earned according to a `yagna payment status --json` answer, either shape.
@@ -272,83 +268,106 @@ pub fn hardware_allocation(v: &Json) -> Result<(f64, f64, f64), String> {
 pub struct GolemNode {
     name: String,
     spec: GolemSpec,
-    start_ms: i64,
-    ledger: Mutex<InvoiceLedger>,
-    /// One invoice call at a time, so two overlapping polls do not race on the ledger.
-    busy: tokio::sync::Mutex<()>,
+    clock: SharedClock,
+    /// The journaled paging position (None before the first invoices call ever).
+    cursor: Mutex<Option<InvoiceCursor>>,
 }
 
 impl GolemNode {
     pub fn new(name: &str, spec: GolemSpec, clock: SharedClock) -> GolemNode {
-        let lookback = match &spec.earnings {
-            Earnings::Invoices { lookback } => lookback.as_millis() as i64,
-            Earnings::Status { .. } => 0,
-        };
         GolemNode {
             name: name.to_string(),
-            start_ms: clock.now_ms() - lookback,
             spec,
-            ledger: Mutex::new(InvoiceLedger::default()),
-            busy: tokio::sync::Mutex::new(()),
+            clock,
+            cursor: Mutex::new(None),
         }
+    }
+
+    fn key(&self) -> Result<String, PollError> {
+        self.spec
+            .app_key
+            .as_ref()
+            .ok_or_else(|| PollError::Other("no app key configured".into()))?
+            .read()
+    }
+
+    fn api(&self, path: &str) -> Result<url::Url, PollError> {
+        self.spec
+            .url
+            .join(path)
+            .map_err(|e| PollError::Other(e.to_string()))
+    }
+
+    /// `GET /me`: the identity of the app key.
+    async fn me(&self, key: &str) -> Result<String, PollError> {
+        let v = fetch_json(&HttpRequest::get(self.api("me")?).bearer(key)).await?;
+        v.get("identity")
+            .and_then(Json::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| PollError::Parse("/me: no identity".into()))
     }
 
     async fn poll_once(&self) -> Result<Observation, PollError> {
         let mut obs = Observation::default();
         match &self.spec.earnings {
             Earnings::Invoices { .. } => {
-                let _one = self.busy.lock().await;
-                let key = self
-                    .spec
-                    .app_key
-                    .as_ref()
-                    .ok_or_else(|| PollError::Other("no app key configured".into()))?
-                    .read()?;
-                let after = {
-                    let l = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
-                    l.after_ms(self.start_ms)
-                };
-                let after = humantime::format_rfc3339_seconds(
-                    UNIX_EPOCH + Duration::from_millis(after.max(0) as u64),
-                );
-                let mut url = self
-                    .spec
-                    .url
-                    .join("payment-api/v1/invoices")
-                    .map_err(|e| PollError::Other(e.to_string()))?;
-                url.query_pairs_mut()
-                    .append_pair("afterTimestamp", &after.to_string())
-                    .append_pair("maxItems", &MAX_ITEMS.to_string());
-                let v = fetch_json(&HttpRequest::get(url).bearer(&key)).await?;
-                let Json::Array(list) = v else {
-                    return Err(PollError::Parse(
-                        "/payment-api/v1/invoices: expected a JSON array".into(),
-                    ));
-                };
-                let mut l = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
-                l.take(&list, self.spec.count_accepted, &mut obs.skipped);
-                obs.earnings.insert(TOKEN.into(), l.total().to_f64());
+                obs.account = Some(self.me(&self.key()?).await?);
             }
-            Earnings::Status { command } => {
+            Earnings::Status { command, network } => {
                 let v = run_json(command, Duration::from_secs(30)).await?;
-                match status_earned(&v, self.spec.count_accepted) {
-                    Ok(d) if !d.is_negative() => {
-                        obs.earnings.insert(TOKEN.into(), d.to_f64());
-                    }
-                    Ok(_) => obs.skipped.push("/incoming".into()),
-                    Err(f) => obs.skipped.push(f),
-                }
-                if let Some(b) = v.get("amount").and_then(decimal) {
-                    obs.gauges.push(ExtraGauge {
-                        name: "golem_wallet_balance_glm".into(),
-                        help: "GLM on the provider's wallet (on chain), as yagna reports it."
-                            .into(),
-                        labels: vec![],
-                        value: b.to_f64(),
-                    });
-                }
+                self.read_status(&v, network, &mut obs)?;
             }
         }
+        self.read_hardware(&mut obs);
+        Ok(obs)
+    }
+
+    fn read_status(&self, v: &Json, network: &str, obs: &mut Observation) -> Result<(), PollError> {
+        if let Some(n) = v.get("network").and_then(Json::as_str) {
+            if n != network {
+                return Err(PollError::Parse(format!(
+                    "yagna answered for network {n}, the config asks for {network} (golem.status_network)"
+                )));
+            }
+        }
+        let token = v
+            .get("token")
+            .and_then(Json::as_str)
+            .unwrap_or(TOKEN)
+            .to_string();
+        match status_earned(v, self.spec.count_accepted) {
+            Ok(d) if !d.is_negative() => obs.readings.push(Reading::Cumulative {
+                stream: StreamId::earnings("status", &token, network),
+                period: ALL_TIME.into(),
+                value: d,
+                cause: None,
+                first_sight: FirstSight::Credit,
+                on_drop: OnDrop::Correction,
+                confirm: Duration::from_secs(6 * 3600),
+            }),
+            Ok(_) => obs.skipped.push("/incoming".into()),
+            Err(f) => obs.skipped.push(f),
+        }
+        if let Some(b) = v.get("amount").and_then(decimal) {
+            obs.gauges.push(ExtraGauge {
+                name: "golem_wallet_balance".into(),
+                help: "Tokens on the provider's wallet (on chain) on the configured network, as yagna reports them.".into(),
+                labels: vec![("token".into(), token.clone()), ("network".into(), network.into())],
+                value: b.to_f64(),
+            });
+            if token == TOKEN {
+                obs.gauges.push(ExtraGauge {
+                    name: "golem_wallet_balance_glm".into(),
+                    help: "GLM on the provider's wallet (on chain), as yagna reports it (mainnet networks only; see depin_golem_wallet_balance).".into(),
+                    labels: vec![],
+                    value: b.to_f64(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn read_hardware(&self, obs: &mut Observation) {
         if let Some(f) = &self.spec.hardware_file {
             let read = std::fs::read(f)
                 .map_err(|e| e.to_string())
@@ -366,6 +385,157 @@ impl GolemNode {
                 }
             }
         }
+    }
+
+    /// One page of `path` after `after_ms`.
+    async fn page(
+        &self,
+        key: &str,
+        path: &str,
+        after_ms: i64,
+        events: bool,
+    ) -> Result<Vec<Json>, PollError> {
+        let mut url = self.api(path)?;
+        let after = crate::compat::calendar::rfc3339_millis(after_ms);
+        url.query_pairs_mut().append_pair("afterTimestamp", &after);
+        if events {
+            url.query_pairs_mut()
+                .append_pair("maxEvents", &inv::PAGE.to_string())
+                .append_pair("timeout", "0");
+        } else {
+            url.query_pairs_mut()
+                .append_pair("maxItems", &inv::PAGE.to_string());
+        }
+        let mut req = HttpRequest::get(url).bearer(key);
+        if events {
+            req = req
+                .header("X-Provider-Events", inv::PROVIDER_EVENTS)
+                .header("X-Requestor-Events", inv::REQUESTOR_EVENTS);
+        }
+        if let Earnings::Invoices { timeout, .. } = &self.spec.earnings {
+            req.timeout = *timeout;
+        }
+        match fetch_json(&req).await? {
+            Json::Array(list) => Ok(list),
+            _ => Err(PollError::Parse(format!(
+                "/payment-api/v1/{path}: expected a JSON array"
+            ))),
+        }
+    }
+
+    /// The invoices endpoint: pages both cursors from the journaled position.
+    async fn invoices(&self) -> Result<Observation, PollError> {
+        let Earnings::Invoices {
+            lookback,
+            max_pages,
+            ..
+        } = &self.spec.earnings
+        else {
+            return Err(PollError::Other(
+                "earnings: status has no invoices endpoint".into(),
+            ));
+        };
+        let key = self.key()?;
+        let me = self.me(&key).await?;
+        let start = self.clock.now_ms() - lookback.as_millis() as i64;
+        let mut cur = self
+            .cursor
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or_else(|| InvoiceCursor {
+                ts_ms: Some(start),
+                ev_ts_ms: Some(start),
+                ..Default::default()
+            });
+        let o = Options {
+            me: &me,
+            count_accepted: self.spec.count_accepted,
+            networks: &self.spec.networks,
+        };
+        let mut tally = Tally::default();
+        let mut backlog = false;
+        for (path, events) in [
+            ("payment-api/v1/invoices", false),
+            ("payment-api/v1/invoiceEvents", true),
+        ] {
+            let mut pages = 0;
+            loop {
+                let (ts, seen) = if events {
+                    (cur.ev_ts_ms.unwrap_or(start), !cur.ev_ids.is_empty())
+                } else {
+                    (cur.ts_ms.unwrap_or(start), !cur.ids.is_empty())
+                };
+                let list = self
+                    .page(&key, path, inv::after_ms(ts, seen), events)
+                    .await?;
+                let outcome = if events {
+                    cur.take_events(&list, &o, &mut tally)
+                } else {
+                    cur.take_invoices(&list, &o, &mut tally)
+                };
+                pages += 1;
+                match outcome {
+                    Page::Complete => break,
+                    Page::Stuck => {
+                        tally.skipped.push(format!(
+                            "/{path}: over {} items in one millisecond",
+                            inv::PAGE
+                        ));
+                        break;
+                    }
+                    Page::More if pages >= *max_pages => {
+                        backlog = true;
+                        break;
+                    }
+                    Page::More => {}
+                }
+            }
+            // An event is never older than its invoice: events wait until every invoice
+            // before them was read, or a settlement would find no open invoice to count.
+            if backlog {
+                break;
+            }
+        }
+        let mut obs = Observation {
+            account: Some(me),
+            skipped: tally.skipped,
+            ..Default::default()
+        };
+        for ((token, network), amount) in tally.credits {
+            obs.readings.push(Reading::Credit {
+                stream: StreamId::earnings(&format!("{INVOICES}@{network}"), &token, &network),
+                amount,
+            });
+        }
+        let (open, receivable) = cur.open_summary();
+        for (network, n) in open {
+            obs.gauges.push(ExtraGauge {
+                name: "golem_invoices_open".into(),
+                help: "Invoices the provider issued that are not settled yet (a row each, however old).".into(),
+                labels: vec![("network".into(), network)],
+                value: n as f64,
+            });
+        }
+        for ((token, network), amount) in receivable {
+            obs.gauges.push(ExtraGauge {
+                name: "golem_receivable".into(),
+                help: "Accepted invoices not yet settled, in units of the token.".into(),
+                labels: vec![("token".into(), token), ("network".into(), network)],
+                value: amount.to_f64(),
+            });
+        }
+        obs.gauges.push(ExtraGauge {
+            name: "golem_invoices_backlog".into(),
+            help: "1 while invoices remain to be read beyond this call's page limit (max_pages_per_poll), else 0.".into(),
+            labels: vec![],
+            value: if backlog { 1.0 } else { 0.0 },
+        });
+        let value = serde_json::to_value(&cur).map_err(|e| PollError::Other(e.to_string()))?;
+        obs.readings.push(Reading::Cursor {
+            name: INVOICES.into(),
+            value,
+        });
         Ok(obs)
     }
 }
@@ -381,6 +551,42 @@ impl Adapter for GolemNode {
 
     fn poll(&self) -> PollFuture<'_> {
         Box::pin(self.poll_once())
+    }
+
+    fn endpoints(&self) -> Vec<Endpoint> {
+        match &self.spec.earnings {
+            Earnings::Invoices {
+                interval, timeout, ..
+            } => vec![Endpoint {
+                name: INVOICES,
+                interval: *interval,
+                // Every page of both cursors within one call.
+                timeout: *timeout,
+            }],
+            Earnings::Status { .. } => Vec::new(),
+        }
+    }
+
+    fn fetch(&self, endpoint: &str) -> PollFuture<'_> {
+        match endpoint {
+            INVOICES => Box::pin(self.invoices()),
+            other => {
+                let e = PollError::Other(format!("no endpoint {other}"));
+                Box::pin(std::future::ready(Err(e)))
+            }
+        }
+    }
+
+    fn set_cursor(&self, name: &str, value: &Json) {
+        if name != INVOICES {
+            return;
+        }
+        match serde_json::from_value::<InvoiceCursor>(value.clone()) {
+            Ok(c) => *self.cursor.lock().unwrap_or_else(|e| e.into_inner()) = Some(c),
+            Err(e) => {
+                tracing::error!(node = %self.name, error = %e, "cannot read the journaled invoices cursor; invoices are read from the lookback window again")
+            }
+        }
     }
 }
 
@@ -429,25 +635,6 @@ mod tests {
             status_earned(&wrong, false).unwrap_err(),
             "/incoming/confirmed/totalAmount"
         );
-    }
-
-    #[test]
-    fn each_invoice_counts_once_and_pending_ones_are_asked_again() {
-        let mut l = InvoiceLedger::default();
-        let mut skipped = Vec::new();
-        let a = json!({"invoiceId":"a","timestamp":"2026-01-01T10:00:00Z","amount":"0.1","status":"SETTLED"});
-        let b = json!({"invoiceId":"b","timestamp":"2026-01-01T11:00:00Z","amount":"0.2","status":"ACCEPTED"});
-        l.take(&[a.clone(), b], false, &mut skipped);
-        assert_eq!(l.total().to_f64(), 0.1);
-        // b is pending: the next call starts just before it.
-        assert_eq!(l.after_ms(0), 1_767_265_200_000 - 1000);
-        let b2 = json!({"invoiceId":"b","timestamp":"2026-01-01T11:00:00Z","amount":"0.2","status":"SETTLED"});
-        l.take(&[a, b2.clone(), b2], false, &mut skipped);
-        assert_eq!(l.total().to_string(), "0.3");
-        let bad = json!({"invoiceId":"c","timestamp":"2026-01-01T12:00:00Z","amount":{"x":1},"status":"SETTLED"});
-        l.take(&[bad], false, &mut skipped);
-        assert_eq!(skipped, ["/0/amount"]);
-        assert_eq!(l.total().to_string(), "0.3");
     }
 
     #[test]

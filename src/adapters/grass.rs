@@ -1,34 +1,40 @@
 //! Node kind `grass`: a Grass node in a Docker container. Grass has no local API: health is
-//! the container's state from the Docker Engine API over its unix socket
-//! (`GET /containers/{name}/json` → `State.Running`; not running → reason `refused`, no such
-//! container → `http_status` 404).
+//! the container's state from the Docker Engine API over its unix socket ([`super::docker`]:
+//! only `State.Status == "running"` is up; paused, restarting, exited, created or a crash loop
+//! is reason `refused`, no such container `http_status` 404).
 //!
 //! Points, only when the operator opts in with `points:`: the account API that third-party
 //! scripts use (`GET https://api.grass.io/retrieveUser`, header `authorization: <token>`,
 //! `result.data.totalPoints`). It is **unofficial and undocumented**: it may change, break, or
 //! be against Grass' terms. `points.url` is usually `https://api.grass.io/retrieveUser` (or a
-//! tool that mirrors the answer). Points are reported as token `GRASS`; they have no market price (give
-//! `GRASS: 0` in prices). Polled at most once per `points.interval` (default 15m); a failed
-//! call leaves the node up and skips the value (`field="/result/data/totalPoints"`).
+//! tool that mirrors the answer). Points are counted as token `grass_points`, which can never
+//! have a price (`GRASS` is a traded token, and points are not it): the config refuses one.
+//! A secondary endpoint (`points`, every `points.interval`, default 15m): a failed call leaves
+//! the node up and the counter as it was. A drop of the total is a correction.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::Deserialize;
-use serde_json::Value as Json;
 use serde_yaml::Value;
 
 use super::conf::{self, Credential};
-use super::fields::number_or_string;
-use super::{Adapter, ExtraGauge, Observation, PollError, PollFuture};
-use crate::net::http::{check_status, fetch_json, parse_json, send_unix, HttpRequest};
+use super::decimal::Decimal;
+use super::docker::{Container, ContainerSpec, CrashLoop};
+use super::fields::decimal;
+use super::reading::{FirstSight, OnDrop, Reading, StreamId, ALL_TIME};
+use super::{Adapter, Endpoint, ExtraGauge, Observation, PollError, PollFuture};
+use crate::clock::SharedClock;
+use crate::net::http::{fetch_json, HttpRequest};
 use crate::resources::Allocation;
 use crate::schema::diag::{join_key, Diagnostics};
 use crate::schema::RawAllocation;
 
-pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
-pub const TOKEN: &str = "GRASS";
+pub const DEFAULT_SOCKET: &str = super::docker::DEFAULT_SOCKET;
+/// The token of Grass points: never priced.
+pub const TOKEN: &str = "grass_points";
+/// The endpoint of the points call.
+pub const POINTS: &str = "points";
 pub const TOKEN_ENV: &str = "GRASS_TOKEN";
 
 #[derive(Clone, Debug, PartialEq)]
@@ -42,6 +48,7 @@ pub struct Points {
 pub struct GrassSpec {
     pub docker_socket: PathBuf,
     pub container: String,
+    pub crash_loop: CrashLoop,
     pub points: Option<Points>,
     pub allocation: Option<Allocation>,
 }
@@ -54,9 +61,42 @@ struct RawGrass {
     #[serde(default)]
     container: Option<String>,
     #[serde(default)]
+    crash_loop: Option<Value>,
+    #[serde(default)]
     points: Option<RawPoints>,
     #[serde(default)]
     allocation: Option<RawAllocation>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCrashLoop {
+    #[serde(default)]
+    restarts: Option<u32>,
+    #[serde(default)]
+    window: Option<Value>,
+}
+
+/// The `crash_loop:` block of a container-run node (grass, streamr's `health.docker`).
+pub(crate) fn validate_crash_loop(
+    raw: Option<&Value>,
+    path: &str,
+    d: &mut Diagnostics,
+) -> Option<CrashLoop> {
+    let Some(v) = raw else {
+        return Some(CrashLoop::default());
+    };
+    let r: RawCrashLoop = d.deserialize(path, v.clone())?;
+    let window = conf::duration_or(
+        r.window.as_ref(),
+        CrashLoop::default().window,
+        &join_key(path, "window"),
+        d,
+    )?;
+    Some(CrashLoop {
+        restarts: r.restarts.unwrap_or(CrashLoop::default().restarts),
+        window,
+    })
 }
 
 #[derive(Deserialize)]
@@ -72,11 +112,7 @@ struct RawPoints {
     interval: Option<Value>,
 }
 
-fn valid_container(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-}
+use super::docker::valid_container;
 
 pub fn validate(
     block: Option<Value>,
@@ -138,10 +174,12 @@ pub fn validate(
             }
         }
     };
+    let crash_loop = validate_crash_loop(raw.crash_loop.as_ref(), &join_key(path, "crash_loop"), d);
     let allocation = conf::optional_allocation(raw.allocation.as_ref(), path, d);
     Some(GrassSpec {
         docker_socket: PathBuf::from(raw.docker_socket.as_deref().unwrap_or(DEFAULT_SOCKET)),
         container: container?,
+        crash_loop: crash_loop?,
         points: points?,
         allocation: allocation?,
     })
@@ -150,62 +188,28 @@ pub fn validate(
 pub struct GrassNode {
     name: String,
     spec: GrassSpec,
-    points: Mutex<(Option<tokio::time::Instant>, Option<f64>)>,
+    container: Container,
+    clock: SharedClock,
 }
 
 impl GrassNode {
-    pub fn new(name: &str, spec: GrassSpec) -> GrassNode {
+    pub fn new(name: &str, spec: GrassSpec, clock: SharedClock) -> GrassNode {
         GrassNode {
             name: name.to_string(),
+            container: Container::new(ContainerSpec {
+                socket: spec.docker_socket.clone(),
+                container: spec.container.clone(),
+                crash_loop: spec.crash_loop.clone(),
+            }),
             spec,
-            points: Mutex::new((None, None)),
+            clock,
         }
-    }
-
-    async fn container_state(&self) -> Result<Json, PollError> {
-        let url = url::Url::parse("http://localhost/")
-            .and_then(|u| u.join(&format!("containers/{}/json", self.spec.container)))
-            .map_err(|e| PollError::Other(e.to_string()))?;
-        let shown = format!("docker container {}", self.spec.container);
-        let (status, body) = send_unix(&self.spec.docker_socket, &HttpRequest::get(url)).await?;
-        check_status(status, &body, &shown)?;
-        Ok(parse_json(&body, &shown)?)
-    }
-
-    async fn call_points(&self, p: &Points) -> Result<f64, PollError> {
-        let token = p.token.read()?;
-        let v =
-            fetch_json(&HttpRequest::get(p.url.clone()).header("authorization", &token)).await?;
-        v.pointer("/result/data/totalPoints")
-            .and_then(number_or_string)
-            .filter(|x| *x >= 0.0)
-            .ok_or_else(|| PollError::Parse("/result/data/totalPoints".into()))
     }
 
     async fn poll_once(&self) -> Result<Observation, PollError> {
-        let state = self.container_state().await?;
-        let running = state.pointer("/State/Running").and_then(Json::as_bool);
-        match running {
-            Some(true) => {}
-            Some(false) => {
-                let st = state
-                    .pointer("/State/Status")
-                    .and_then(Json::as_str)
-                    .unwrap_or("unknown");
-                return Err(PollError::Refused(format!(
-                    "container {} is not running (status {st})",
-                    self.spec.container
-                )));
-            }
-            None => {
-                return Err(PollError::Parse(format!(
-                    "container {}: no boolean State.Running",
-                    self.spec.container
-                )))
-            }
-        }
+        let running = self.container.check(self.clock.now_ms()).await?;
         let mut obs = Observation::default();
-        if let Some(n) = state.get("RestartCount").and_then(Json::as_f64) {
+        if let Some(n) = running.restart_count {
             obs.gauges.push(ExtraGauge {
                 name: "grass_container_restarts".into(),
                 help: "Times Docker restarted the Grass container (RestartCount).".into(),
@@ -213,31 +217,33 @@ impl GrassNode {
                 value: n,
             });
         }
-        if let Some(p) = &self.spec.points {
-            let due = {
-                let st = self.points.lock().unwrap_or_else(|e| e.into_inner());
-                st.0.is_none_or(|t| t.elapsed() >= p.interval)
-            };
-            if due {
-                let got = self.call_points(p).await;
-                let mut st = self.points.lock().unwrap_or_else(|e| e.into_inner());
-                st.0 = Some(tokio::time::Instant::now());
-                match got {
-                    Ok(v) => st.1 = Some(v),
-                    Err(e) => {
-                        tracing::debug!(node = %self.name, error = %e, "Grass points call failed");
-                        st.1 = None;
-                    }
-                }
-            }
-            match self.points.lock().unwrap_or_else(|e| e.into_inner()).1 {
-                Some(v) => {
-                    obs.earnings.insert(TOKEN.into(), v);
-                }
-                None => obs.skipped.push("/result/data/totalPoints".into()),
-            }
-        }
         Ok(obs)
+    }
+
+    async fn points(&self) -> Result<Observation, PollError> {
+        let Some(p) = &self.spec.points else {
+            return Err(PollError::Other("no points: configured".into()));
+        };
+        let token = p.token.read()?;
+        let v =
+            fetch_json(&HttpRequest::get(p.url.clone()).header("authorization", &token)).await?;
+        let total: Decimal = v
+            .pointer("/result/data/totalPoints")
+            .and_then(decimal)
+            .filter(|x| !x.is_negative())
+            .ok_or_else(|| PollError::Parse("/result/data/totalPoints".into()))?;
+        Ok(Observation {
+            readings: vec![Reading::Cumulative {
+                stream: StreamId::earnings("points", TOKEN, ""),
+                period: ALL_TIME.into(),
+                value: total,
+                cause: None,
+                first_sight: FirstSight::Credit,
+                on_drop: OnDrop::Correction,
+                confirm: Duration::from_secs(6 * 3600),
+            }],
+            ..Default::default()
+        })
     }
 }
 
@@ -252,6 +258,28 @@ impl Adapter for GrassNode {
 
     fn poll(&self) -> PollFuture<'_> {
         Box::pin(self.poll_once())
+    }
+
+    fn endpoints(&self) -> Vec<Endpoint> {
+        self.spec
+            .points
+            .iter()
+            .map(|p| Endpoint {
+                name: POINTS,
+                interval: Some(p.interval),
+                timeout: Duration::from_secs(30),
+            })
+            .collect()
+    }
+
+    fn fetch(&self, endpoint: &str) -> PollFuture<'_> {
+        match endpoint {
+            POINTS => Box::pin(self.points()),
+            other => {
+                let e = PollError::Other(format!("no endpoint {other}"));
+                Box::pin(std::future::ready(Err(e)))
+            }
+        }
     }
 }
 
@@ -269,14 +297,15 @@ impl super::kind::NodeSpec for GrassSpec {
     }
 
     fn tokens(&self) -> Vec<String> {
-        self.points.iter().map(|_| TOKEN.to_string()).collect()
+        // Points can have no price, so none is missing.
+        Vec::new()
     }
 
     fn build(
         &self,
         name: &str,
-        _clock: crate::clock::SharedClock,
+        clock: crate::clock::SharedClock,
     ) -> std::sync::Arc<dyn super::Adapter> {
-        std::sync::Arc::new(GrassNode::new(name, self.clone()))
+        std::sync::Arc::new(GrassNode::new(name, self.clone(), clock))
     }
 }

@@ -27,6 +27,12 @@ pub trait NodeSpec: SpecAny {
     fn tokens(&self) -> Vec<String>;
     /// The runtime adapter of the node called `name`.
     fn build(&self, name: &str, clock: SharedClock) -> Arc<dyn Adapter>;
+    /// Who earns, when the config already names it (a Streamr operator contract), with the
+    /// node's stated share of it: two nodes claiming one account must each state a share,
+    /// or its earnings would be counted twice.
+    fn earning_account(&self) -> Option<(String, Option<f64>)> {
+        None
+    }
 }
 
 /// Comparison and downcasting for specs held as `dyn NodeSpec` (a config compares equal when

@@ -5,7 +5,11 @@
 //! [`kind::KINDS`].
 //!
 //! Adapters own no metrics, no timeouts and no schedule: the coordinator polls them, cuts slow
-//! polls with its own timeout and turns observations into series.
+//! polls with its own timeout and turns observations into series. A node whose answer comes
+//! from several calls of unequal cost names its secondary calls ([`Adapter::endpoints`]): the
+//! coordinator runs each on its own interval and timeout ([`Adapter::fetch`]), so a slow or
+//! failing secondary call keeps its own last values and never takes the node down; the node is
+//! up when [`Adapter::poll`], the primary call, answers.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -15,26 +19,35 @@ use crate::resources::{Allocation, Resources};
 
 pub mod conf;
 pub mod decimal;
+pub mod docker;
+pub mod evm;
 pub mod exec;
 pub mod fields;
 pub mod golem;
+pub mod golem_invoices;
 pub mod grass;
 pub mod http_json;
 pub mod kind;
 pub mod mapping;
 pub mod prices;
 pub mod prometheus;
+pub mod reading;
 pub mod sim;
 pub mod storj;
+pub mod storj_payout;
 pub mod streamr;
 
 /// What a node says about itself at one poll.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Observation {
-    /// Cumulative earnings per token, as the node reports them (token units, not USD). The
-    /// value may drop, e.g. a Storj payout estimate that restarts every month: the coordinator
-    /// turns it into a monotonic counter.
+    /// Cumulative earnings per token of a generic kind, as the node reports them (token
+    /// units, not USD), read as Prometheus counters ([`reading::Reading::counter`]).
     pub earnings: BTreeMap<String, f64>,
+    /// What the node said about money, for the earnings ledger (the real kinds).
+    pub readings: Vec<reading::Reading>,
+    /// Who earns, as the node program identifies it (Storj's node ID, yagna's identity); the
+    /// ledger keys its streams by it. `None`: the node's config name.
+    pub account: Option<String>,
     /// What the node uses now; `None` where the node does not tell.
     pub usage: Resources<Option<f64>>,
     /// The share the node is configured with now; `None` where the node does not tell (the
@@ -168,6 +181,32 @@ pub trait Adapter: Send + Sync {
     fn allocatable(&self) -> Option<&dyn Allocatable> {
         None
     }
+    /// The node's secondary calls, each run on its own schedule (none by default).
+    fn endpoints(&self) -> Vec<Endpoint> {
+        Vec::new()
+    }
+    /// Makes the secondary call `endpoint` once; its observation carries only what that call
+    /// reads (gauges, readings, skipped values).
+    fn fetch(&self, endpoint: &str) -> PollFuture<'_> {
+        let e = PollError::Other(format!("no endpoint {endpoint}"));
+        Box::pin(std::future::ready(Err(e)))
+    }
+    /// The durable position `name` of this node's paging, as the ledger journaled it: given
+    /// once before the first call, and after every journaled [`reading::Reading::Cursor`].
+    /// A call reads from the last position given here, never from one it did not see
+    /// journaled, so a crash can repeat a page but never skip or double one.
+    fn set_cursor(&self, _name: &str, _value: &serde_json::Value) {}
+}
+
+/// A secondary call of a node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Endpoint {
+    /// Its name, the `endpoint` label (`estimated_payout`, `satellites`).
+    pub name: &'static str,
+    /// How often it is called; `None`: as often as the node is polled.
+    pub interval: Option<std::time::Duration>,
+    /// How long one call may take.
+    pub timeout: std::time::Duration,
 }
 
 /// A node whose share of the host can be changed at run time.

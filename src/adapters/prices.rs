@@ -99,8 +99,22 @@ fn static_map(
             );
             ok = false;
         }
+        ok &= check_priceable(token, &p, d);
     }
     ok.then_some(prices)
+}
+
+/// Points have no market price: a price for them is an error (`GRASS`, the traded token, is
+/// another name, which real Grass nodes never report).
+fn check_priceable(token: &str, path: &str, d: &mut Diagnostics) -> bool {
+    if token.eq_ignore_ascii_case(crate::adapters::grass::TOKEN) {
+        d.error(
+            path,
+            format!("{token} are Grass points: points have no market price, so they can never be valued in USD"),
+        );
+        return false;
+    }
+    true
 }
 
 /// Validates `prices:` in either form.
@@ -140,6 +154,9 @@ pub fn validate(raw: Option<Value>, d: &mut Diagnostics) -> Option<PricesConfig>
             );
             let mut ok = true;
             let tokens = h.tokens.unwrap_or_default();
+            for token in tokens.keys() {
+                ok &= check_priceable(token, &join_key(&join_key(p, "tokens"), token), d);
+            }
             if tokens.is_empty() {
                 d.error(
                     p,

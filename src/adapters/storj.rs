@@ -1,23 +1,28 @@
 //! Node kind `storj`: a Storj storage node read through its dashboard API (the console server,
-//! `http://127.0.0.1:14002` by default, no authentication).
+//! `http://127.0.0.1:14002` by default, no authentication). Each call is an endpoint of its
+//! own, so a slow or failing one never takes the node down:
 //!
-//! - `GET /api/sno/` every poll: disk used, trash and allocated (`diskSpace.available` is the
-//!   *allocated* space, so it becomes `depin_allocation_disk_bytes`), bandwidth used this
-//!   month, and per satellite whether it disqualified or suspended the node.
-//! - `GET /api/sno/satellites` at most once per `satellites_interval` (at least 60 s: the call
-//!   is expensive on the node): audit, suspension and online scores per satellite, repeated
-//!   from the cache between calls.
-//! - `GET /api/sno/estimated-payout` every poll: `currentMonth.payout`, US cents.
+//! - primary, `GET /api/sno/` every poll: the node's ID (the ledger's account), disk used,
+//!   trash and allocated (`diskSpace.available` is the *allocated* space, so it becomes
+//!   `depin_allocation_disk_bytes`), bandwidth used this month, and per satellite whether it
+//!   disqualified or suspended the node;
+//! - `estimated_payout`, `GET /api/sno/` then `GET /api/sno/estimated-payout` every
+//!   `payout_interval` (the node ID and the satellites' state with the money): the gross
+//!   month-to-date estimate (`depin_earnings_total{token="USD"}` and
+//!   `depin_earnings_usd_total`) and its held-back part (`depin_storj_held_usd_total`), see
+//!   [`super::storj_payout`];
+//! - `satellites`, `GET /api/sno/satellites` every `satellites_interval` (at least 60 s: the
+//!   call is expensive, real nodes take tens of seconds): audit, suspension and online scores;
+//! - `paystubs`, `GET /api/heldamount/paystubs/{from}/{to}` every `paystubs_interval`: what
+//!   the satellites paid (`depin_storj_paid_usd_total`), over the last twelve months.
 //!
-//! Earnings are reported in token `USD` (price 1, added to the price table when missing):
-//! Storj pays out in STORJ, but the node only knows its earnings in USD, and converting them
-//! to STORJ at today's price to convert them back would only add noise. The estimate restarts
-//! every UTC month; the coordinator's reset handling turns it into a monotonic counter. A drop
-//! *within* a month is not a reset: it is skipped (counted in
-//! `depin_adapter_values_skipped_total{field="/currentMonth/payout"}`) unless it persists for
-//! [`DROP_CONFIRMATIONS`] polls (a reinstalled node), after which the lower value is taken.
-//! `payout` is the gross estimate; the part held back (`held`) is included.
+//! Earnings are in token `USD` (price 1): Storj pays out in STORJ, but the node only knows its
+//! earnings in USD. A drop of the estimate within a month is a correction (never a reset): final
+//! at once when a satellite disqualified the node (or left its list) since the last reading,
+//! since the estimate leaves out such a satellite's whole month; otherwise after
+//! `correction_confirm` unless the value comes back.
 
+use std::collections::BTreeSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -27,7 +32,9 @@ use serde_yaml::Value;
 
 use super::conf;
 use super::fields::number;
-use super::{Adapter, ExtraGauge, Health, Observation, PollError, PollFuture};
+use super::reading::Reading;
+use super::storj_payout;
+use super::{Adapter, Endpoint, ExtraGauge, Health, Observation, PollError, PollFuture};
 use crate::clock::SharedClock;
 use crate::net::http::{fetch_json, HttpRequest};
 use crate::resources::Allocation;
@@ -37,17 +44,31 @@ use crate::schema::RawAllocation;
 pub const DEFAULT_URL: &str = "http://127.0.0.1:14002";
 /// The shortest interval between two `/api/sno/satellites` calls.
 pub const MIN_SATELLITES_INTERVAL: Duration = Duration::from_secs(60);
-/// Polls in a row that must show a lower payout in the same month before it is believed.
-pub const DROP_CONFIRMATIONS: u32 = 3;
 /// The token label of Storj earnings.
-pub const TOKEN: &str = "USD";
+pub const TOKEN: &str = storj_payout::TOKEN;
 
 /// The validated `storj:` block.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StorjSpec {
     pub url: url::Url,
     pub satellites_interval: Duration,
+    /// `None`: every poll of the node.
+    pub payout_interval: Option<Duration>,
+    pub paystubs_interval: Duration,
+    /// Readings this close to 00:00 UTC on the 1st are held back (the node's clock may differ).
+    pub month_boundary_guard: Duration,
+    /// How long a drop without a known cause waits for the value to come back.
+    pub correction_confirm: Duration,
+    pub timeouts: Timeouts,
     pub allocation: Option<Allocation>,
+}
+
+/// Per-call timeouts of the secondary endpoints (the primary one has the node's poll timeout).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Timeouts {
+    pub estimated_payout: Duration,
+    pub satellites: Duration,
+    pub paystubs: Duration,
 }
 
 #[derive(Deserialize, Default)]
@@ -58,7 +79,28 @@ struct RawStorj {
     #[serde(default)]
     satellites_interval: Option<Value>,
     #[serde(default)]
+    payout_interval: Option<Value>,
+    #[serde(default)]
+    paystubs_interval: Option<Value>,
+    #[serde(default)]
+    month_boundary_guard: Option<Value>,
+    #[serde(default)]
+    correction_confirm: Option<Value>,
+    #[serde(default)]
+    timeouts: Option<RawTimeouts>,
+    #[serde(default)]
     allocation: Option<RawAllocation>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTimeouts {
+    #[serde(default)]
+    estimated_payout: Option<Value>,
+    #[serde(default)]
+    satellites: Option<Value>,
+    #[serde(default)]
+    paystubs: Option<Value>,
 }
 
 pub fn validate(block: Option<Value>, path: &str, d: &mut Diagnostics) -> Option<StorjSpec> {
@@ -89,10 +131,56 @@ pub fn validate(block: Option<Value>, path: &str, d: &mut Diagnostics) -> Option
         }
         i => i,
     };
+    let dur = |v: Option<&Value>, default: u64, key: &str, d: &mut Diagnostics| {
+        conf::duration_or(v, Duration::from_secs(default), &join_key(path, key), d)
+    };
+    let payout_interval = match raw.payout_interval.as_ref() {
+        None => Some(None),
+        v => dur(v, 0, "payout_interval", d).map(Some),
+    };
+    let paystubs_interval = dur(
+        raw.paystubs_interval.as_ref(),
+        12 * 3600,
+        "paystubs_interval",
+        d,
+    );
+    let guard = match raw.month_boundary_guard.as_ref() {
+        // 0s turns the guard off (a node whose clock is known to be right).
+        Some(Value::String(s)) if s.trim() == "0s" => Some(Duration::ZERO),
+        v => dur(v, 900, "month_boundary_guard", d),
+    };
+    let confirm = dur(
+        raw.correction_confirm.as_ref(),
+        6 * 3600,
+        "correction_confirm",
+        d,
+    );
+    let t = raw.timeouts.unwrap_or_default();
+    let tp = join_key(path, "timeouts");
+    let tdur = |v: Option<&Value>, default: u64, key: &str, d: &mut Diagnostics| {
+        conf::duration_or(v, Duration::from_secs(default), &join_key(&tp, key), d)
+    };
+    let timeouts = match (
+        tdur(t.estimated_payout.as_ref(), 30, "estimated_payout", d),
+        tdur(t.satellites.as_ref(), 120, "satellites", d),
+        tdur(t.paystubs.as_ref(), 60, "paystubs", d),
+    ) {
+        (Some(estimated_payout), Some(satellites), Some(paystubs)) => Some(Timeouts {
+            estimated_payout,
+            satellites,
+            paystubs,
+        }),
+        _ => None,
+    };
     let allocation = conf::optional_allocation(raw.allocation.as_ref(), path, d);
     Some(StorjSpec {
         url: url?,
         satellites_interval: interval?,
+        payout_interval: payout_interval?,
+        paystubs_interval: paystubs_interval?,
+        month_boundary_guard: guard?,
+        correction_confirm: confirm?,
+        timeouts: timeouts?,
         allocation: allocation?,
     })
 }
@@ -105,40 +193,25 @@ pub struct StorjNode {
     state: Mutex<State>,
 }
 
+/// What the dashboard said last, for the payout readings.
 #[derive(Default)]
 struct State {
-    /// Clock time of the last successful satellites call, and its gauges.
-    satellites_at_ms: Option<i64>,
-    satellite_gauges: Vec<ExtraGauge>,
-    payout: PayoutTracker,
+    /// The node's ID (`nodeID`).
+    node_id: Option<String>,
+    /// Satellites in the dashboard's list, and those that disqualified the node.
+    satellites: BTreeSet<String>,
+    disqualified: BTreeSet<String>,
+    /// The same at the last journaled estimated-payout reading ([`SEEN`]): a satellite that
+    /// disqualified the node or left its list since then explains a drop of the estimate.
+    at_last_payout: Option<Seen>,
 }
 
-/// Tells a monthly restart of the payout estimate from a value that went backwards.
-#[derive(Default, Debug)]
-pub struct PayoutTracker {
-    /// The month (its end, ms) and the last value accepted.
-    last: Option<(i64, f64)>,
-    drops: u32,
-}
+/// The cursor that keeps the satellites seen at the last payout reading across restarts.
+pub const SEEN: &str = "satellites_seen";
 
-impl PayoutTracker {
-    /// `Some(value)` to report, `None` to skip it.
-    pub fn accept(&mut self, now_ms: i64, usd: f64) -> Option<f64> {
-        let month = crate::compat::calendar::next_month_start_ms(now_ms);
-        match self.last {
-            Some((m, prev)) if m == month && usd < prev => {
-                self.drops += 1;
-                if self.drops < DROP_CONFIRMATIONS {
-                    return None;
-                }
-            }
-            _ => {}
-        }
-        self.drops = 0;
-        self.last = Some((month, usd));
-        Some(usd)
-    }
-}
+pub const ESTIMATED_PAYOUT: &str = "estimated_payout";
+pub const SATELLITES: &str = "satellites";
+pub const PAYSTUBS: &str = "paystubs";
 
 impl StorjNode {
     pub fn new(name: &str, spec: StorjSpec, clock: SharedClock) -> StorjNode {
@@ -161,54 +234,103 @@ impl StorjNode {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    async fn get(&self, path: &str, timeout: Duration) -> Result<Json, PollError> {
+        let mut req = HttpRequest::get(self.url(path)?);
+        req.timeout = timeout;
+        Ok(fetch_json(&req).await?)
+    }
+
     async fn poll_once(&self) -> Result<Observation, PollError> {
-        let now = self.clock.now_ms();
         let mut obs = Observation::default();
         let dash = fetch_json(&HttpRequest::get(self.url("api/sno/")?)).await?;
         if !dash.is_object() {
             return Err(PollError::Parse("/api/sno/: expected a JSON object".into()));
         }
-        read_dashboard(&dash, &mut obs);
+        let seen = read_dashboard(&dash, &mut obs);
+        let mut st = self.lock();
+        if let Some(id) = dash.get("nodeID").and_then(Json::as_str) {
+            st.node_id = Some(id.to_string());
+        }
+        st.satellites = seen.satellites;
+        st.disqualified = seen.disqualified;
+        obs.account = st.node_id.clone();
+        if obs.allocation.disk_bytes.is_none() {
+            obs.allocation.disk_bytes = self.spec.allocation.map(|a| a.disk_bytes);
+        }
+        Ok(obs)
+    }
 
-        let due = {
-            let st = self.lock();
-            st.satellites_at_ms
-                .is_none_or(|t| now - t >= self.spec.satellites_interval.as_millis() as i64)
+    async fn satellites(&self) -> Result<Observation, PollError> {
+        let v = self
+            .get("api/sno/satellites", self.spec.timeouts.satellites)
+            .await?;
+        let mut obs = Observation::default();
+        read_audits(&v, &mut obs.gauges, &mut obs.skipped);
+        Ok(obs)
+    }
+
+    /// The satellites now, and the cause of a drop: satellites that disqualified the node or
+    /// left its list since the last journaled estimated-payout reading.
+    fn drop_cause(&self) -> (Seen, Option<String>) {
+        let st = self.lock();
+        let now = Seen {
+            satellites: st.satellites.clone(),
+            disqualified: st.disqualified.clone(),
         };
-        if due {
-            let got = fetch_json(&HttpRequest::get(self.url("api/sno/satellites")?)).await;
-            let mut st = self.lock();
-            match got {
-                Ok(v) => {
-                    let mut gauges = Vec::new();
-                    read_audits(&v, &mut gauges, &mut obs.skipped);
-                    st.satellite_gauges = gauges;
-                    st.satellites_at_ms = Some(now);
-                }
-                Err(e) => {
-                    // The node answers; only its scores are unknown until the next try.
-                    tracing::debug!(node = %self.name, error = %e, "satellites call failed");
-                    st.satellite_gauges.clear();
-                    st.satellites_at_ms = Some(now);
-                    obs.skipped.push("/api/sno/satellites".into());
-                }
-            }
-        }
-        obs.gauges
-            .extend(self.lock().satellite_gauges.iter().cloned());
+        let Some(before) = &st.at_last_payout else {
+            return (now, None);
+        };
+        let mut why: Vec<String> = now
+            .disqualified
+            .difference(&before.disqualified)
+            .map(|s| format!("disqualified by {s}"))
+            .collect();
+        why.extend(
+            before
+                .satellites
+                .difference(&now.satellites)
+                .map(|s| format!("{s} left the node's satellite list")),
+        );
+        (now, (!why.is_empty()).then(|| why.join(", ")))
+    }
 
-        let payout = fetch_json(&HttpRequest::get(self.url("api/sno/estimated-payout")?)).await?;
-        match number(&payout, "/currentMonth/payout") {
-            Ok(cents) if cents >= 0.0 => {
-                if let Some(usd) = self.lock().payout.accept(now, cents / 100.0) {
-                    obs.earnings.insert(TOKEN.into(), usd);
-                } else {
-                    obs.skipped.push("/currentMonth/payout".into());
-                }
-            }
-            _ => obs.skipped.push("/currentMonth/payout".into()),
+    async fn estimated_payout(&self) -> Result<Observation, PollError> {
+        // The node ID (the ledger's account) and the satellites' state are read with the
+        // money, as Storj's own dashboard does: a node reinstalled since the last dashboard
+        // poll has a new ID, and its estimate must not count as a drop of the old one.
+        self.poll_once().await?;
+        let v = self
+            .get(
+                "api/sno/estimated-payout",
+                self.spec.timeouts.estimated_payout,
+            )
+            .await?;
+        if !v.is_object() {
+            return Err(PollError::Parse(
+                "/api/sno/estimated-payout: expected a JSON object".into(),
+            ));
         }
-        if let Ok(cents) = number(&payout, "/currentMonthExpectations") {
+        let mut obs = Observation {
+            account: self.lock().node_id.clone(),
+            ..Default::default()
+        };
+        let (seen, cause) = self.drop_cause();
+        let cx = storj_payout::PayoutContext {
+            now_ms: self.clock.now_ms(),
+            cause,
+            confirm: self.spec.correction_confirm,
+            guard: self.spec.month_boundary_guard,
+            skipped: &mut obs.skipped,
+        };
+        obs.readings = storj_payout::estimated_payout(&v, cx);
+        if !obs.readings.is_empty() {
+            let value = serde_json::to_value(&seen).map_err(|e| PollError::Other(e.to_string()))?;
+            obs.readings.push(Reading::Cursor {
+                name: SEEN.into(),
+                value,
+            });
+        }
+        if let Ok(cents) = number(&v, "/currentMonthExpectations") {
             obs.gauges.push(gauge(
                 "storj_payout_month_expected_usd",
                 "The node's projection of this month's total payout, USD.",
@@ -216,9 +338,26 @@ impl StorjNode {
                 cents / 100.0,
             ));
         }
-        if obs.allocation.disk_bytes.is_none() {
-            obs.allocation.disk_bytes = self.spec.allocation.map(|a| a.disk_bytes);
-        }
+        Ok(obs)
+    }
+
+    async fn paystubs(&self) -> Result<Observation, PollError> {
+        self.poll_once().await?;
+        let now = self.clock.now_ms();
+        let from = storj_payout::months_back(now, 12);
+        let to = storj_payout::period_of(now);
+        let v = self
+            .get(
+                &format!("api/heldamount/paystubs/{from}/{to}"),
+                self.spec.timeouts.paystubs,
+            )
+            .await?;
+        let mut obs = Observation {
+            account: self.lock().node_id.clone(),
+            ..Default::default()
+        };
+        obs.readings =
+            storj_payout::paystubs(&v, &from, self.spec.correction_confirm, &mut obs.skipped);
         Ok(obs)
     }
 }
@@ -240,8 +379,16 @@ fn satellite_label(s: &str) -> String {
     }
 }
 
+/// The satellites of a dashboard answer.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Seen {
+    satellites: BTreeSet<String>,
+    disqualified: BTreeSet<String>,
+}
+
 /// Disk, bandwidth and per-satellite status from `/api/sno/`.
-fn read_dashboard(dash: &Json, obs: &mut Observation) {
+fn read_dashboard(dash: &Json, obs: &mut Observation) -> Seen {
+    let mut seen = Seen::default();
     let used = number(dash, "/diskSpace/used");
     let trash = number(dash, "/diskSpace/trash");
     match (&used, &trash) {
@@ -292,6 +439,10 @@ fn read_dashboard(dash: &Json, obs: &mut Observation) {
                 continue;
             };
             let sat = satellite_label(url);
+            seen.satellites.insert(sat.clone());
+            if matches!(s.get("disqualified"), Some(Json::String(_))) {
+                seen.disqualified.insert(sat.clone());
+            }
             for (key, name, help) in [
                 (
                     "disqualified",
@@ -328,6 +479,7 @@ fn read_dashboard(dash: &Json, obs: &mut Observation) {
     if !trouble.is_empty() {
         obs.health = Health::Degraded(trouble.join(", "));
     }
+    seen
 }
 
 /// Scores per satellite from `/api/sno/satellites` (`audits` is an array there; the
@@ -389,6 +541,50 @@ impl Adapter for StorjNode {
     fn poll(&self) -> PollFuture<'_> {
         Box::pin(self.poll_once())
     }
+
+    fn endpoints(&self) -> Vec<Endpoint> {
+        vec![
+            Endpoint {
+                name: ESTIMATED_PAYOUT,
+                interval: self.spec.payout_interval,
+                timeout: self.spec.timeouts.estimated_payout,
+            },
+            Endpoint {
+                name: SATELLITES,
+                interval: Some(self.spec.satellites_interval),
+                timeout: self.spec.timeouts.satellites,
+            },
+            Endpoint {
+                name: PAYSTUBS,
+                interval: Some(self.spec.paystubs_interval),
+                timeout: self.spec.timeouts.paystubs,
+            },
+        ]
+    }
+
+    fn fetch(&self, endpoint: &str) -> PollFuture<'_> {
+        match endpoint {
+            ESTIMATED_PAYOUT => Box::pin(self.estimated_payout()),
+            SATELLITES => Box::pin(self.satellites()),
+            PAYSTUBS => Box::pin(self.paystubs()),
+            other => {
+                let e = PollError::Other(format!("no endpoint {other}"));
+                Box::pin(std::future::ready(Err(e)))
+            }
+        }
+    }
+
+    fn set_cursor(&self, name: &str, value: &Json) {
+        if name != SEEN {
+            return;
+        }
+        match serde_json::from_value::<Seen>(value.clone()) {
+            Ok(s) => self.lock().at_last_payout = Some(s),
+            Err(e) => {
+                tracing::warn!(node = %self.name, error = %e, "cannot read the journaled satellites; a drop of the estimate waits for correction_confirm")
+            }
+        }
+    }
 }
 
 impl super::kind::NodeSpec for StorjSpec {
@@ -420,24 +616,6 @@ impl super::kind::NodeSpec for StorjSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const JAN: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
-
-    #[test]
-    fn a_drop_within_the_month_is_skipped_a_new_month_is_not() {
-        let mut t = PayoutTracker::default();
-        let day = 86_400_000;
-        assert_eq!(t.accept(JAN + day, 1.0), Some(1.0));
-        assert_eq!(t.accept(JAN + 2 * day, 1.5), Some(1.5));
-        assert_eq!(t.accept(JAN + 3 * day, 0.2), None, "same month: skipped");
-        assert_eq!(t.accept(JAN + 3 * day, 1.6), Some(1.6));
-        // February: the estimate restarts.
-        assert_eq!(t.accept(JAN + 32 * day, 0.1), Some(0.1));
-        // A reinstalled node: the lower value persists and is believed at the third poll.
-        assert_eq!(t.accept(JAN + 33 * day, 0.05), None);
-        assert_eq!(t.accept(JAN + 33 * day, 0.05), None);
-        assert_eq!(t.accept(JAN + 33 * day, 0.05), Some(0.05));
-    }
 
     #[test]
     fn satellite_labels_drop_the_port() {

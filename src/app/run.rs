@@ -296,6 +296,10 @@ fn core(config: &Config, opts: &RunOptions) -> Result<Core, AppError> {
     let metrics = Arc::new(Metrics::for_config(config).context("registering metrics")?);
     let coordinator = Coordinator::new(config, metrics.clone(), db.clone(), clock.clone())
         .context("building the node adapters")?;
+    // The earnings counters continue from their journal; a second instance is refused.
+    coordinator
+        .open_ledger(&opts.storage_path)
+        .context("opening the earnings ledger")?;
     Ok(Core {
         clock,
         db,

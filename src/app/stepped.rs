@@ -18,6 +18,7 @@ use crate::adapters::prices::PriceTable;
 use crate::adapters::{Adapter, PollError};
 use crate::clock::{ManualClock, SharedClock};
 use crate::coordinator::{HealthBoard, NodePipeline, PollContext};
+use crate::earnings::{Earnings, Ledger};
 use crate::labels::Labels;
 use crate::metrics::Metrics;
 use crate::optimizer::OptimizationRules;
@@ -59,6 +60,8 @@ pub struct SteppedApp {
     rules: RuleManager,
     health: Arc<HealthBoard>,
     prices: PriceTable,
+    /// `run`'s earnings ledger, in memory: a simulation keeps nothing.
+    earnings: Arc<Earnings>,
     nodes: Vec<(Arc<dyn Adapter>, NodePipeline)>,
     controller: Arc<Controller>,
     runtime: tokio::runtime::Runtime,
@@ -78,6 +81,9 @@ impl SteppedApp {
             prometheus::process_collector::ProcessCollector::for_self(),
         ));
         metrics.set_capacity(&o.capacity);
+        let earnings = Arc::new(Earnings::new(Ledger::in_memory(), &[]));
+        Earnings::register(&earnings, metrics.registry())
+            .map_err(|e| AppError::new("registering the earnings counters", e))?;
         let db = o.db;
         let engine = Engine::new(EngineOptions::default());
         let rules = RuleManager::new(
@@ -105,7 +111,7 @@ impl SteppedApp {
             controlled.push(controlled_node(&n, &o.rules, o.poll_interval)?);
             let labels = metrics.labels_for(n.name(), n.protocol(), &BTreeMap::new());
             let pipeline = NodePipeline::new(labels, None);
-            pipeline.start(&metrics);
+            pipeline.start(&metrics, &earnings);
             pipelines.push((n, pipeline));
         }
         let controller = Controller::new(ControllerParts {
@@ -135,6 +141,7 @@ impl SteppedApp {
             rules,
             health,
             prices: PriceTable::new(BTreeMap::new()),
+            earnings,
             nodes: pipelines,
             controller,
             runtime,
@@ -152,10 +159,12 @@ impl SteppedApp {
             metrics: &self.metrics,
             prices: &self.prices,
             health: &self.health,
+            earnings: &self.earnings,
         };
         for (adapter, pipeline) in &mut self.nodes {
             let result =
                 now_or_never(adapter.poll()).unwrap_or(Err(PollError::Timeout(Duration::ZERO)));
+            // Simulated nodes page nothing: no paging positions come back.
             pipeline.record(&ctx, now_ms, 0.0, result);
         }
     }

@@ -44,10 +44,13 @@ pub(crate) fn report_cmd(args: ReportArgs) -> Result<ExitCode> {
             let (db, copy) = open_private_copy(&args.storage_path, "report")?;
             let history =
                 reallocation::History::load(&copy.0).context("reading the reallocation history")?;
+            let (ledger, _) = depin_orcha::earnings::journal::read(&copy.0)
+                .context("reading the earnings ledger")?;
             let src = report::local::LocalSource {
                 db: &db,
                 engine: promql::Engine::default(),
                 history: &history,
+                ledger: Some(&ledger),
             };
             report::build(&src, now, period_ms)?
         }

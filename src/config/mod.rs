@@ -35,9 +35,9 @@
 //!     bandwidth_bytes_per_second: 12.5MB   # bytes per second, required (100 Mbit/s = 12.5MB)
 //! prices:                  # USD per token, static (default: none). A token without a price
 //!   STORJ: 0.45            # is counted in depin_earnings_total but adds nothing to
-//!   GLM: 0.30              # depin_earnings_usd_total (a warning says so). Grass pays points,
-//!   DATA: 0.03             # which have no market price: give GRASS: 0 or leave it out.
-//!   GRASS: 0.0             # USD (Storj earnings) is 1 unless given.
+//!   GLM: 0.30              # depin_earnings_usd_total (a warning says so). USD (Storj
+//!   DATA: 0.03             # earnings) is 1 unless given. Grass points (grass_points) have
+//!                          # no market price: a price for them is an error.
 //! # … or, with a price source (the plain map above is the same as `static:` alone):
 //! prices:
 //!   static: {STORJ: 0.45}  # USD per token; used until the source answers, and again when a
@@ -790,7 +790,47 @@ fn validate_nodes(
             None => ok = false,
         }
     }
+    ok &= check_earning_accounts(&out, d);
     ok.then_some(out)
+}
+
+/// Two nodes that claim one earning account (a Streamr operator) would count its earnings
+/// twice, unless each states its share; the shares must not exceed the whole.
+fn check_earning_accounts(nodes: &[NodeConfig], d: &mut Diagnostics) -> bool {
+    // Per account, the nodes claiming it: (index, node, stated share).
+    type Claims<'a> = Vec<(usize, &'a NodeConfig, Option<f64>)>;
+    let mut by_account: BTreeMap<String, Claims<'_>> = BTreeMap::new();
+    for (i, n) in nodes.iter().enumerate() {
+        if let Some((account, share)) = n.kind.earning_account() {
+            by_account.entry(account).or_default().push((i, n, share));
+        }
+    }
+    let mut ok = true;
+    for (account, claims) in by_account.iter().filter(|(_, c)| c.len() > 1) {
+        let names: Vec<String> = claims
+            .iter()
+            .map(|(_, n, _)| format!("\"{}\"", n.name))
+            .collect();
+        let (i, _, _) = claims[claims.len() - 1];
+        let path = join_index("nodes", i);
+        if claims.iter().any(|(_, _, s)| s.is_none()) {
+            d.error(
+                &path,
+                format!("nodes {} all count the earnings of {account}: each must state its share (earnings.share), or they are counted twice", names.join(" and ")),
+            );
+            ok = false;
+        } else if claims.iter().filter_map(|(_, _, s)| *s).sum::<f64>() > 1.0 + 1e-9 {
+            d.error(
+                &path,
+                format!(
+                    "the shares of {account} stated by nodes {} add up to more than 1",
+                    names.join(" and ")
+                ),
+            );
+            ok = false;
+        }
+    }
+    ok
 }
 
 fn validate_node(v: Value, path: &str, global: &Global, d: &mut Diagnostics) -> Option<NodeConfig> {

@@ -1,8 +1,11 @@
 //! The poll loop: one task per node on the node's own interval, each poll cut by its own
 //! timeout, so a node that hangs or fails never delays the others, with exponential backoff
-//! for a failing one; each poll's result goes through the node's [`NodePipeline`] (series,
-//! earnings, health); and a scrape task writes the registry into the tsdb every
-//! `scrape_interval`.
+//! for a failing one; one task more per secondary endpoint of a node, on that endpoint's own
+//! interval and timeout, so a slow call never holds up the node's primary one; each result
+//! goes through the node's [`NodePipeline`] (series, earnings, health); and a scrape task
+//! writes the registry into the tsdb every `scrape_interval`. The earnings ledger
+//! ([`Earnings`]) is shared by every node's pipeline; [`Coordinator::open_ledger`] makes it
+//! durable under `--storage.path`.
 //!
 //! - `pipeline`: what becomes of one poll's result (shared with `simulate`).
 //! - `health`: each node's health and the readiness signal.
@@ -21,12 +24,13 @@ pub mod health;
 pub mod pipeline;
 
 pub use health::{HealthBoard, LastError, NodeHealth};
-pub use pipeline::{earned_delta, NodePipeline, PollContext, JITTER_TOLERANCE};
+pub use pipeline::{Cursors, NodePipeline, PollContext};
 
 use crate::adapters::prices::PriceTable;
-use crate::adapters::{Adapter, PollError};
+use crate::adapters::{Adapter, Endpoint, Observation, PollError};
 use crate::clock::{Clock, SharedClock};
 use crate::config::Config;
+use crate::earnings::{Earnings, JournalError, Ledger};
 use crate::metrics::Metrics;
 use crate::resources::Allocation;
 use crate::tsdb::Db;
@@ -40,6 +44,8 @@ pub enum CoordinatorError {
     Build { node: String, reason: String },
     #[error("duplicate node name {0}")]
     DuplicateNode(String),
+    #[error("registering the earnings counters: {0}")]
+    Metrics(#[from] prometheus::Error),
 }
 
 /// One node as the coordinator drives it.
@@ -63,6 +69,7 @@ pub struct Coordinator {
     scrape_interval: Duration,
     prices: Arc<PriceTable>,
     health: Arc<HealthBoard>,
+    earnings: Arc<Earnings>,
     /// Turns true once the first scrape was written to the tsdb (what `/-/ready` waits for).
     scraped: watch::Sender<bool>,
     /// `prices.http`, refreshed while the coordinator runs.
@@ -129,7 +136,13 @@ impl Coordinator {
                 .iter()
                 .map(|n| (n.adapter.name(), n.adapter.protocol())),
         ));
+        let earnings = Arc::new(Earnings::new(
+            Ledger::in_memory(),
+            metrics.extra_label_names(),
+        ));
+        Earnings::register(&earnings, metrics.registry())?;
         Ok(Coordinator {
+            earnings,
             nodes,
             metrics,
             db,
@@ -140,6 +153,19 @@ impl Coordinator {
             scraped: watch::channel(false).0,
             price_source: None,
         })
+    }
+
+    /// Keeps the earnings ledger under `storage` (`--storage.path`): its counters continue
+    /// from there, and every change is journaled there before a counter moves.
+    pub fn open_ledger(&self, storage: &std::path::Path) -> Result<(), JournalError> {
+        let ledger = Ledger::open(storage)?;
+        *self.earnings.lock() = ledger;
+        Ok(())
+    }
+
+    /// The earnings ledger the nodes' pipelines write to.
+    pub fn earnings(&self) -> Arc<Earnings> {
+        self.earnings.clone()
     }
 
     /// Turns true once every node has been polled (or a scrape interval has passed) and that
@@ -178,6 +204,7 @@ impl Coordinator {
                 clock: self.clock.clone(),
                 prices: self.prices.clone(),
                 health: self.health.clone(),
+                earnings: self.earnings.clone(),
             };
             tasks.spawn(worker.run(shutdown.clone()));
         }
@@ -282,7 +309,8 @@ pub fn backoff(interval: Duration, failures: u32) -> Duration {
     interval.saturating_mul(factor).min(cap)
 }
 
-/// The tokio task of one node: its cadence, timeout and backoff around its [`NodePipeline`].
+/// The tokio task of one node: its cadence, timeout and backoff around its [`NodePipeline`],
+/// and the results of its secondary endpoints' tasks.
 struct NodeWorker {
     node: PolledNode,
     pipeline: NodePipeline,
@@ -290,32 +318,77 @@ struct NodeWorker {
     clock: SharedClock,
     prices: Arc<PriceTable>,
     health: Arc<HealthBoard>,
+    earnings: Arc<Earnings>,
 }
+
+/// One call of a secondary endpoint, and the signal that its result was taken in (the
+/// endpoint's next call reads from the paging position this one journaled).
+type EndpointResult = (
+    &'static str,
+    Result<Observation, PollError>,
+    tokio::sync::oneshot::Sender<()>,
+);
 
 impl NodeWorker {
     async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        self.pipeline.start(&self.metrics);
+        let adapter = self.node.adapter.clone();
+        let restored = self.earnings.lock().cursors(adapter.name());
+        for (name, value) in &restored {
+            adapter.set_cursor(name, value);
+        }
+        self.pipeline.start(&self.metrics, &self.earnings);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<EndpointResult>(4);
+        let mut endpoints = tokio::task::JoinSet::new();
+        for ep in adapter.endpoints() {
+            endpoints.spawn(endpoint_loop(
+                adapter.clone(),
+                ep.interval.unwrap_or(self.node.interval),
+                ep,
+                tx.clone(),
+                shutdown.clone(),
+            ));
+        }
+        drop(tx);
         let mut next = Instant::now();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(next) => {}
+                Some((endpoint, result, done)) = rx.recv() => {
+                    let ctx = PollContext {
+                        metrics: &self.metrics,
+                        prices: &self.prices,
+                        health: &self.health,
+                        earnings: &self.earnings,
+                    };
+                    let cursors = self.pipeline.record_endpoint(&ctx, self.clock.now_ms(), endpoint, result);
+                    for (name, value) in &cursors {
+                        adapter.set_cursor(name, value);
+                    }
+                    let _ = done.send(());
+                    continue;
+                }
                 _ = shutdown_requested(&mut shutdown) => return,
             }
             let started = Instant::now();
-            let poll = tokio::time::timeout(self.node.timeout, self.node.adapter.poll());
+            let poll = tokio::time::timeout(self.node.timeout, adapter.poll());
             let result = tokio::select! {
                 r = poll => r.unwrap_or(Err(PollError::Timeout(self.node.timeout))),
                 _ = shutdown_requested(&mut shutdown) => return,
             };
+            let ok = result.is_ok();
+            let seconds = started.elapsed().as_secs_f64();
             let ctx = PollContext {
                 metrics: &self.metrics,
                 prices: &self.prices,
                 health: &self.health,
+                earnings: &self.earnings,
             };
-            let ok = result.is_ok();
-            let seconds = started.elapsed().as_secs_f64();
-            self.pipeline
+            let cursors = self
+                .pipeline
                 .record(&ctx, self.clock.now_ms(), seconds, result);
+            for (name, value) in &cursors {
+                adapter.set_cursor(name, value);
+            }
             let wait = if ok {
                 self.node.interval
             } else {
@@ -324,6 +397,36 @@ impl NodeWorker {
             // Anchored at the poll's start, so a slow answer does not shift the cadence.
             next = started + wait;
         }
+    }
+}
+
+/// Calls one secondary endpoint on its own interval, each call cut by its own timeout, and
+/// waits until the node's task took the result in before the next call.
+async fn endpoint_loop(
+    adapter: Arc<dyn Adapter>,
+    interval: Duration,
+    ep: Endpoint,
+    tx: tokio::sync::mpsc::Sender<EndpointResult>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut next = Instant::now();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(next) => {}
+            _ = shutdown_requested(&mut shutdown) => return,
+        }
+        let started = Instant::now();
+        let call = tokio::time::timeout(ep.timeout, adapter.fetch(ep.name));
+        let result = tokio::select! {
+            r = call => r.unwrap_or(Err(PollError::Timeout(ep.timeout))),
+            _ = shutdown_requested(&mut shutdown) => return,
+        };
+        let (done, taken) = tokio::sync::oneshot::channel();
+        if tx.send((ep.name, result, done)).await.is_err() {
+            return;
+        }
+        let _ = taken.await;
+        next = started + interval;
     }
 }
 

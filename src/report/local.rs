@@ -3,7 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use super::{RawSeries, Reallocation, ReportError, Row, Source};
+use super::{Correction, RawSeries, Reallocation, ReportError, Row, Source};
+use crate::earnings::Event;
 use crate::promql::{value::Value, Engine};
 use crate::reallocation::History;
 use crate::tsdb::{Db, Queryable};
@@ -12,6 +13,8 @@ pub struct LocalSource<'a> {
     pub db: &'a Db,
     pub engine: Engine,
     pub history: &'a History,
+    /// The earnings ledger's state, when the storage has one.
+    pub ledger: Option<&'a crate::earnings::State>,
 }
 
 fn map(l: &crate::labels::Labels) -> BTreeMap<String, String> {
@@ -52,6 +55,49 @@ impl Source for LocalSource<'_> {
             }
         }
         Ok(out)
+    }
+
+    fn corrections(&self) -> Result<Vec<Correction>, ReportError> {
+        let Some(state) = self.ledger else {
+            return Ok(Vec::new());
+        };
+        Ok(state
+            .history
+            .iter()
+            .filter_map(|(t_ms, node, e)| {
+                let c = |stream: &String, period: &String, token: &str, amount: f64| Correction {
+                    t_ms: *t_ms,
+                    node: node.clone(),
+                    stream: stream.clone(),
+                    period: period.clone(),
+                    token: token.to_string(),
+                    amount,
+                    cause: None,
+                    reversed: false,
+                };
+                match e {
+                    Event::Corrected {
+                        stream,
+                        period,
+                        token,
+                        amount,
+                        cause,
+                    } => Some(Correction {
+                        cause: cause.clone(),
+                        ..c(stream, period, token, amount.to_f64())
+                    }),
+                    Event::Reversed {
+                        stream,
+                        period,
+                        amount,
+                    } => Some(Correction {
+                        reversed: true,
+                        ..c(stream, period, "", amount.to_f64())
+                    }),
+                    Event::LateReading { .. } => None,
+                }
+            })
+            .collect())
     }
 
     fn reallocations(&self) -> Result<Vec<Reallocation>, ReportError> {

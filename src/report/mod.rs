@@ -6,6 +6,12 @@
 //! over a (private copy of a) storage directory ([`local::LocalSource`]) or a running instance
 //! over its query API, `/api/v1/reallocations` ([`remote::RemoteSource`]). Building the report
 //! ([`build`]) is pure given the source; rendering is in [`render`]. It never changes anything.
+//!
+//! Earnings are the corrected history: what was credited in the period minus what the nodes
+//! took back (`depin_earnings_corrections_usd_total`), each the exact difference of the
+//! counter's values at the period's ends ([`earned`]; the ledger's counters never reset, so
+//! no extrapolation as `increase()` does is needed), with the corrections and their causes
+//! from the earnings ledger when the storage is local.
 
 pub mod local;
 pub mod remote;
@@ -23,6 +29,21 @@ pub enum ReportError {
     Http { url: String, message: String },
     #[error("reallocation history: {0}")]
     History(String),
+}
+
+/// A drop of what a node reported that became final, or came back (from the earnings ledger).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Correction {
+    pub t_ms: i64,
+    pub node: String,
+    pub stream: String,
+    pub period: String,
+    pub token: String,
+    pub amount: f64,
+    /// Why, when the node said (a satellite that disqualified it).
+    pub cause: Option<String>,
+    /// The node took the drop back before it became final: nothing was lost.
+    pub reversed: bool,
 }
 
 /// One series of an instant result: its labels and value.
@@ -65,6 +86,11 @@ pub trait Source {
     fn raw(&self, selector: &str, t_ms: i64, range_ms: i64) -> Result<Vec<RawSeries>, ReportError>;
     /// Every reallocation in the history, any order.
     fn reallocations(&self) -> Result<Vec<Reallocation>, ReportError>;
+    /// The corrections the earnings ledger recorded, any order (none when it cannot be read,
+    /// as over the query API).
+    fn corrections(&self) -> Result<Vec<Correction>, ReportError> {
+        Ok(Vec::new())
+    }
 }
 
 /// A resource, its metric suffix, the unit a person prices it in and that unit's size.
@@ -80,7 +106,14 @@ pub const RESOURCES: [(&str, &str, f64); 4] = [
 pub struct NodeReport {
     pub node: String,
     pub protocol: String,
+    /// Net: credited minus corrected in the period.
     pub usd: f64,
+    /// What the ledger credited in the period, USD.
+    pub credited_usd: f64,
+    /// What the nodes took back in the period (final corrections), USD.
+    pub corrections_usd: f64,
+    /// Drops that may still come back, at the end of the period, by token.
+    pub pending: BTreeMap<String, f64>,
     pub usd_previous: Option<f64>,
     /// (usd - previous) / previous, when there is a previous period with earnings.
     pub change_ratio: Option<f64>,
@@ -109,6 +142,20 @@ pub struct Report {
     pub reallocations: Vec<Reallocation>,
     /// Sum of realized gain × time held over the reallocations of the period, USD.
     pub controller_gain_usd: f64,
+    /// Corrections and reversals of the period, oldest first.
+    pub corrections: Vec<Correction>,
+}
+
+/// PromQL for the exact growth of counter `m` over the `p` ending `back` before the query
+/// time (`back` empty: now; `back_p` is `back` + `p`): its value then minus its value at the
+/// period's start, or its first value in the period when it started within it.
+pub fn earned(m: &str, p: &str, back: Option<(&str, &str)>) -> String {
+    match back {
+        None => format!("{m} - ({m} offset {p} or min_over_time({m}[{p}]))"),
+        Some((b, bp)) => {
+            format!("({m} offset {b}) - ({m} offset {bp} or min_over_time({m}[{p}] offset {b}))")
+        }
+    }
 }
 
 fn dur(ms: i64) -> String {
@@ -151,68 +198,81 @@ pub fn count_episodes(samples: &[(i64, f64)]) -> usize {
     episodes
 }
 
+type Nodes = BTreeMap<(String, String), NodeReport>;
+
+/// The node of `k`, added when new.
+fn node_entry<'a>(nodes: &'a mut Nodes, k: &(String, String)) -> &'a mut NodeReport {
+    nodes.entry(k.clone()).or_insert_with(|| NodeReport {
+        node: k.0.clone(),
+        protocol: k.1.clone(),
+        ..Default::default()
+    })
+}
+
+/// Net USD (credits minus corrections), tokens and pending drops per node, for the period and
+/// the one before.
+fn earnings_by_node(
+    src: &dyn Source,
+    end_ms: i64,
+    period_ms: i64,
+    nodes: &mut Nodes,
+) -> Result<(), ReportError> {
+    let p = dur(period_ms);
+    let hours = period_ms as f64 / 3_600_000.0;
+    let by = "sum by (node, protocol)";
+    let p2 = dur(2 * period_ms);
+    let before = Some((p.as_str(), p2.as_str()));
+    for (back, prev) in [(None, false), (before, true)] {
+        let credited = earned("depin_earnings_usd_total", &p, back);
+        let corrected = earned("depin_earnings_corrections_usd_total", &p, back);
+        let mut corr: BTreeMap<(String, String), f64> = BTreeMap::new();
+        for (l, v) in src.instant(&format!("{by} ({corrected})"), end_ms)? {
+            corr.insert(node_key(&l), v);
+        }
+        for (l, v) in src.instant(&format!("{by} ({credited})"), end_ms)? {
+            let k = node_key(&l);
+            let c = corr.get(&k).copied().unwrap_or(0.0);
+            let n = node_entry(nodes, &k);
+            if prev {
+                n.usd_previous = Some(v - c);
+            } else {
+                n.usd = v - c;
+                n.credited_usd = v;
+                n.corrections_usd = c;
+                n.usd_per_hour = n.usd / hours;
+            }
+        }
+        let q = format!(
+            "sum by (node, protocol, token) ({})",
+            earned("depin_earnings_total", &p, back)
+        );
+        for (l, v) in src.instant(&q, end_ms)? {
+            let token = l.get("token").cloned().unwrap_or_default();
+            let n = node_entry(nodes, &node_key(&l));
+            if prev {
+                n.tokens_previous.insert(token, v);
+            } else {
+                n.tokens.insert(token, v);
+            }
+        }
+    }
+    let pending = "sum by (node, protocol, token) (depin_earnings_pending_correction) > 0";
+    for (l, v) in src.instant(pending, end_ms)? {
+        if let Some(n) = nodes.get_mut(&node_key(&l)) {
+            n.pending
+                .insert(l.get("token").cloned().unwrap_or_default(), v);
+        }
+    }
+    Ok(())
+}
+
 /// Builds the report for `(end_ms - period_ms, end_ms]`.
 pub fn build(src: &dyn Source, end_ms: i64, period_ms: i64) -> Result<Report, ReportError> {
     let p = dur(period_ms);
     let hours = period_ms as f64 / 3_600_000.0;
-    let mut nodes: BTreeMap<(String, String), NodeReport> = BTreeMap::new();
-    let entry = |nodes: &mut BTreeMap<(String, String), NodeReport>, k: (String, String)| {
-        nodes
-            .entry(k.clone())
-            .or_insert_with(|| NodeReport {
-                node: k.0,
-                protocol: k.1,
-                ..Default::default()
-            })
-            .clone()
-    };
+    let mut nodes = Nodes::new();
     let by = "sum by (node, protocol)";
-    for (l, v) in src.instant(
-        &format!("{by} (increase(depin_earnings_usd_total[{p}]))"),
-        end_ms,
-    )? {
-        let k = node_key(&l);
-        entry(&mut nodes, k.clone());
-        if let Some(n) = nodes.get_mut(&k) {
-            n.usd = v;
-            n.usd_per_hour = v / hours;
-        }
-    }
-    for (l, v) in src.instant(
-        &format!("{by} (increase(depin_earnings_usd_total[{p}] offset {p}))"),
-        end_ms,
-    )? {
-        let k = node_key(&l);
-        entry(&mut nodes, k.clone());
-        if let Some(n) = nodes.get_mut(&k) {
-            n.usd_previous = Some(v);
-        }
-    }
-    for (q, prev) in [
-        (
-            format!("sum by (node, protocol, token) (increase(depin_earnings_total[{p}]))"),
-            false,
-        ),
-        (
-            format!(
-                "sum by (node, protocol, token) (increase(depin_earnings_total[{p}] offset {p}))"
-            ),
-            true,
-        ),
-    ] {
-        for (l, v) in src.instant(&q, end_ms)? {
-            let k = node_key(&l);
-            entry(&mut nodes, k.clone());
-            let token = l.get("token").cloned().unwrap_or_default();
-            if let Some(n) = nodes.get_mut(&k) {
-                if prev {
-                    n.tokens_previous.insert(token, v);
-                } else {
-                    n.tokens.insert(token, v);
-                }
-            }
-        }
-    }
+    earnings_by_node(src, end_ms, period_ms, &mut nodes)?;
     for (res, unit, size) in RESOURCES {
         let q = format!("{by} (avg_over_time(depin_allocation_{res}[{p}]))");
         for (l, v) in src.instant(&q, end_ms)? {
@@ -235,11 +295,7 @@ pub fn build(src: &dyn Source, end_ms: i64, period_ms: i64) -> Result<Report, Re
         &format!("avg by (node, protocol) (avg_over_time(depin_adapter_up[{p}]))"),
         end_ms,
     )? {
-        let k = node_key(&l);
-        entry(&mut nodes, k.clone());
-        if let Some(n) = nodes.get_mut(&k) {
-            n.uptime = Some(v);
-        }
+        node_entry(&mut nodes, &node_key(&l)).uptime = Some(v);
     }
     for n in nodes.values_mut() {
         n.change_ratio = n
@@ -255,6 +311,12 @@ pub fn build(src: &dyn Source, end_ms: i64, period_ms: i64) -> Result<Report, Re
     let start_ms = end_ms - period_ms;
     let reallocations = attribute(src.reallocations()?, start_ms, end_ms);
     let controller_gain_usd = reallocations.iter().filter_map(|r| r.attributed_usd).sum();
+    let mut corrections: Vec<Correction> = src
+        .corrections()?
+        .into_iter()
+        .filter(|c| c.t_ms > start_ms && c.t_ms <= end_ms)
+        .collect();
+    corrections.sort_by_key(|c| c.t_ms);
     let nodes: Vec<NodeReport> = nodes.into_values().collect();
     let total_usd = nodes.iter().map(|n| n.usd).sum();
     let prevs: Vec<f64> = nodes.iter().filter_map(|n| n.usd_previous).collect();
@@ -268,6 +330,7 @@ pub fn build(src: &dyn Source, end_ms: i64, period_ms: i64) -> Result<Report, Re
         alerts_fired,
         reallocations,
         controller_gain_usd,
+        corrections,
     })
 }
 

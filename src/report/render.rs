@@ -115,6 +115,7 @@ pub fn render(r: &Report, style: Style) -> String {
                 n.node.clone(),
                 n.protocol.clone(),
                 money(n.usd),
+                money(n.corrections_usd),
                 opt(n.usd_previous, money),
                 pct(n.change_ratio),
                 format!("{:.4}", n.usd_per_hour),
@@ -129,6 +130,7 @@ pub fn render(r: &Report, style: Style) -> String {
             "node",
             "protocol",
             "USD",
+            "taken back USD",
             "USD before",
             "change",
             "USD/h",
@@ -154,6 +156,8 @@ pub fn render(r: &Report, style: Style) -> String {
         &["node", "token", "tokens", "tokens before"],
         &rows,
     ));
+    h(&mut o, "Corrections");
+    corrections(&mut o, r, style);
     h(&mut o, "USD/h per unit of resource allocated");
     let units: Vec<&str> = RESOURCES.iter().map(|r| r.1).collect();
     let mut header = vec!["node"];
@@ -225,4 +229,58 @@ pub fn render(r: &Report, style: Style) -> String {
         money(r.controller_gain_usd)
     );
     o
+}
+
+/// The corrections of the period with their causes, and the drops still pending.
+fn corrections(o: &mut String, r: &Report, style: Style) {
+    let _ = writeln!(
+        o,
+        "What the nodes took back after reporting it (a disqualification, a re-normalized estimate): counted once, never again. USD above is net of it."
+    );
+    if r.corrections.is_empty() {
+        let _ = writeln!(o, "\nNo correction.");
+    } else {
+        let rows: Vec<Vec<String>> = r
+            .corrections
+            .iter()
+            .map(|c| {
+                vec![
+                    time(c.t_ms),
+                    c.node.clone(),
+                    format!("{} {}", c.stream, c.period),
+                    if c.reversed {
+                        format!("{:.6} came back", c.amount)
+                    } else {
+                        format!("-{:.6} {}", c.amount, c.token)
+                    },
+                    c.cause.clone().unwrap_or_else(|| {
+                        if c.reversed {
+                            String::new()
+                        } else {
+                            "stayed down".into()
+                        }
+                    }),
+                ]
+            })
+            .collect();
+        o.push('\n');
+        o.push_str(&table(
+            style,
+            &["time", "node", "stream", "amount", "cause"],
+            &rows,
+        ));
+    }
+    let pending: Vec<Vec<String>> = r
+        .nodes
+        .iter()
+        .flat_map(|n| {
+            n.pending
+                .iter()
+                .map(|(t, v)| vec![n.node.clone(), t.clone(), format!("{v:.6}")])
+        })
+        .collect();
+    if !pending.is_empty() {
+        let _ = writeln!(o, "\nPending (may still come back):");
+        o.push_str(&table(style, &["node", "token", "pending"], &pending));
+    }
 }

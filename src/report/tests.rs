@@ -77,7 +77,8 @@ fn fixture() -> (Db, History, i64) {
         } else if second_day && (t == end - 19 * H + MIN || t == end - 9 * H + MIN) {
             db.append(&alert, t, crate::tsdb::stale_nan()).unwrap();
         }
-        a += if second_day { 2.0 } else { 1.0 } / 60.0;
+        // The second day's rate from its first minute: 48 USD in (end - 24 h, end].
+        a += if t >= end - 24 * H { 2.0 } else { 1.0 } / 60.0;
         b += 0.5 / 60.0;
         t += MIN;
     }
@@ -137,6 +138,7 @@ fn a_report_over_a_known_history_gives_the_exact_numbers() {
         db: &db,
         engine: crate::promql::Engine::default(),
         history: &hist,
+        ledger: None,
     };
     let r = build(&src, end, 24 * H).unwrap();
     assert_eq!(r.nodes.len(), 2, "{:?}", r.nodes);
@@ -234,4 +236,53 @@ fn a_later_move_of_the_same_node_ends_the_hold() {
     );
     assert!(close(out[0].held_hours, 3.0) && close(out[0].attributed_usd.unwrap(), 3.0));
     assert!(close(out[1].attributed_usd.unwrap(), 10.0));
+}
+
+#[test]
+fn earnings_are_net_of_corrections_with_their_causes() {
+    let db = Db::in_memory();
+    let end = 1_700_000_000_000 / H * H;
+    let series = |name: &str| l(&[("__name__", name), ("node", "s"), ("protocol", "storj")]);
+    let (usd, corr) = (
+        series("depin_earnings_usd_total"),
+        series("depin_earnings_corrections_usd_total"),
+    );
+    let mut t = end - 48 * H;
+    while t <= end {
+        let earned = if t >= end - 12 * H { 1.64 } else { 0.0 };
+        let taken = if t >= end - 6 * H { 0.14 } else { 0.0 };
+        db.append(&usd, t, earned).unwrap();
+        db.append(&corr, t, taken).unwrap();
+        t += MIN;
+    }
+    let mut ledger = crate::earnings::State::default();
+    ledger.history.push((
+        end - 6 * H,
+        "s".into(),
+        crate::earnings::Event::Corrected {
+            stream: "gross".into(),
+            period: "2023-11".into(),
+            token: "USD".into(),
+            amount: crate::adapters::decimal::Decimal::parse("0.14").unwrap(),
+            cause: Some("disqualified by us1.storj.io".into()),
+        },
+    ));
+    let hist = History::in_memory();
+    let src = LocalSource {
+        db: &db,
+        engine: crate::promql::Engine::default(),
+        history: &hist,
+        ledger: Some(&ledger),
+    };
+    let r = build(&src, end, 24 * H).unwrap();
+    let s = &r.nodes[0];
+    assert!(close(s.credited_usd, 1.64), "{s:?}");
+    assert!(close(s.corrections_usd, 0.14), "{s:?}");
+    assert!(close(s.usd, 1.50), "{s:?}");
+    assert!(close(r.total_usd, 1.50));
+    assert_eq!(r.corrections.len(), 1);
+    let text = render::render(&r, render::Style::Text);
+    assert!(text.contains("disqualified by us1.storj.io"), "{text}");
+    assert!(text.contains("-0.140000 USD"), "{text}");
+    assert!(text.contains("The nodes earned 1.50 USD"), "{text}");
 }
