@@ -3,6 +3,7 @@
 
 pub mod actuators;
 pub mod adapters;
+pub mod app;
 pub mod build;
 pub mod clock;
 pub mod compat;

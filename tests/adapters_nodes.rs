@@ -840,6 +840,7 @@ fn an_unreadable_key_file_is_a_warning_not_an_error() {
     assert_eq!(c.nodes.len(), 1);
     assert!(
         c.warnings.iter().any(|w| w
+            .to_string()
             .contains("nodes[0].golem.app_key_file: node \"golem\": cannot read /nonexistent/key")),
         "{:?}",
         c.warnings

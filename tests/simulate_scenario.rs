@@ -20,7 +20,7 @@ nodes:
 fn errors(text: &str) -> Vec<String> {
     match parse_str(text, "bad.yml", "bad") {
         Ok(_) => panic!("expected errors for:\n{text}"),
-        Err(e) => e.0,
+        Err(e) => e.lines(),
     }
 }
 

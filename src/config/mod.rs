@@ -200,7 +200,7 @@ use crate::adapters::kind::{KindBlock, NodeSpec};
 use crate::adapters::{self, Adapter};
 use crate::clock::SharedClock;
 use crate::resources::{Allocation, Resource, Resources};
-use crate::schema::diag::{join_index, join_key, Diagnostics, PosIndex};
+use crate::schema::diag::{join_index, join_key, validate_document, Diag, Diagnostics, Diags};
 use crate::schema::units;
 
 /// The validated configuration.
@@ -221,7 +221,7 @@ pub struct Config {
     /// `remote_write`: where samples are pushed (see [`remote_write`]).
     pub remote_write: Vec<remote_write::RemoteWriteConfig>,
     /// Findings that do not stop the config from loading, as `FILE:LINE:COL: path: message`.
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Diag>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -310,15 +310,15 @@ pub enum ConfigError {
         path: String,
         source: std::io::Error,
     },
-    #[error("{}", .0.join("\n"))]
-    Invalid(Vec<String>),
+    #[error("{0}")]
+    Invalid(Diags),
 }
 
 impl ConfigError {
     /// The error lines.
     pub fn lines(&self) -> Vec<String> {
         match self {
-            ConfigError::Invalid(v) => v.clone(),
+            ConfigError::Invalid(v) => v.lines(),
             other => vec![other.to_string()],
         }
     }
@@ -420,28 +420,11 @@ const NODE_COMMON_KEYS: [&str; 5] = ["name", "kind", "poll_interval", "poll_time
 
 /// Parses and validates config text. `origin` names it in messages (a file name).
 pub fn parse_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
-    let index = PosIndex::build(text);
-    let value: Value = match serde_yaml::from_str(text) {
-        Ok(v) => v,
-        Err(e) => {
-            let pos = e.location().map(|l| (l.line(), l.column()));
-            let msg = e.to_string();
-            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-            let mut d = Diagnostics::new(index);
-            d.error_at(pos, format!("invalid YAML: {msg}"));
-            return Err(ConfigError::Invalid(d.render(origin).0));
-        }
-    };
-    let mut d = Diagnostics::new(index);
-    let config = validate(value, origin, &mut d);
-    let (errors, warnings) = d.render(origin);
-    match config {
-        Some(mut c) if errors.is_empty() => {
-            c.warnings = warnings;
-            Ok(c)
-        }
-        _ => Err(ConfigError::Invalid(errors)),
-    }
+    let (mut config, warnings) =
+        validate_document(text, origin, |value, d| validate(value, origin, d))
+            .map_err(ConfigError::Invalid)?;
+    config.warnings = warnings;
+    Ok(config)
 }
 
 fn validate(mut value: Value, origin: &str, d: &mut Diagnostics) -> Option<Config> {
@@ -1096,7 +1079,9 @@ mod tests {
         let c = parse_str(text, "t.yml").unwrap();
         assert_eq!(c.warnings.len(), 1);
         assert!(
-            c.warnings[0].starts_with("t.yml:5:5: nodes[0].kind: token GRASS has no price"),
+            c.warnings[0]
+                .to_string()
+                .starts_with("t.yml:5:5: nodes[0].kind: token GRASS has no price"),
             "{:?}",
             c.warnings
         );

@@ -144,8 +144,37 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// Where an answer's body goes: collected (at most `req.limit` bytes), or written to a sink as
+/// it arrives (a download of any length; only a 2xx answer is streamed).
+type Sink<'a> = Option<&'a mut (dyn std::io::Write + Send)>;
+
 /// Sends `req` over TCP; returns the status and the body (at most `req.limit` bytes).
 pub async fn send(req: &HttpRequest) -> Result<(u16, Bytes), Error> {
+    send_to(req, None).await
+}
+
+/// Sends `req` and writes the body of its 2xx answer to `out` as it arrives (no size limit:
+/// `req.timeout` bounds the whole transfer); any other status is an `http_status` error
+/// quoting the start of the body.
+pub async fn download(
+    req: &HttpRequest,
+    out: &mut (dyn std::io::Write + Send),
+) -> Result<(), Error> {
+    let (status, body) = send_to(req, Some(out)).await?;
+    check_status(status, &body, &req.shown())
+}
+
+/// Runs one request to its end on a runtime of its own, for the command-line tools that make
+/// a few requests and have no runtime.
+pub fn blocking<T>(fut: impl std::future::Future<Output = Result<T, Error>>) -> Result<T, Error> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Io(format!("starting a runtime: {e}")))?
+        .block_on(fut)
+}
+
+async fn send_to(req: &HttpRequest, sink: Sink<'_>) -> Result<(u16, Bytes), Error> {
     let shown = req.shown();
     let fut = async {
         let tls = match req.url.scheme() {
@@ -177,7 +206,7 @@ pub async fn send(req: &HttpRequest) -> Result<(u16, Bytes), Error> {
             path.push_str(q);
         }
         if !tls {
-            return exchange(stream, req, &host_header, &path, &shown).await;
+            return exchange(stream, req, &host_header, &path, &shown, sink).await;
         }
         let config = client_config(req.ca_file.as_deref())
             .map_err(|e| Error::Io(format!("{shown}: {e}")))?;
@@ -187,7 +216,7 @@ pub async fn send(req: &HttpRequest) -> Result<(u16, Bytes), Error> {
             .connect(name, stream)
             .await
             .map_err(|e| Error::Io(format!("{shown}: TLS handshake: {e}")))?;
-        exchange(stream, req, &host_header, &path, &shown).await
+        exchange(stream, req, &host_header, &path, &shown, sink).await
     };
     tokio::time::timeout(req.timeout, fut)
         .await
@@ -267,7 +296,7 @@ pub async fn send_unix(socket: &Path, req: &HttpRequest) -> Result<(u16, Bytes),
             path.push('?');
             path.push_str(q);
         }
-        exchange(stream, req, "localhost", &path, &shown).await
+        exchange(stream, req, "localhost", &path, &shown, None).await
     };
     tokio::time::timeout(req.timeout, fut)
         .await
@@ -289,6 +318,7 @@ async fn exchange<S>(
     host: &str,
     path: &str,
     shown: &str,
+    sink: Sink<'_>,
 ) -> Result<(u16, Bytes), Error>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -333,6 +363,18 @@ where
         .await
         .map_err(|e| Error::Io(format!("{shown}: {e}")))?;
     let status = resp.status().as_u16();
+    if let Some(out) = sink.filter(|_| (200..300).contains(&status)) {
+        let mut body = resp.into_body();
+        while let Some(frame) = body.frame().await {
+            let frame =
+                frame.map_err(|e| Error::Io(format!("{shown}: reading the answer: {e}")))?;
+            if let Some(data) = frame.data_ref() {
+                out.write_all(data)
+                    .map_err(|e| Error::Io(format!("{shown}: writing the answer: {e}")))?;
+            }
+        }
+        return Ok((status, Bytes::new()));
+    }
     // Refuse early when the node announces a body over the limit.
     let announced = resp
         .headers()

@@ -102,6 +102,7 @@ use serde::{Deserialize, Serialize};
 use crate::actuators::rule::ActuatorRule;
 use crate::promql::Expr;
 use crate::resources::{Allocation, Resource, Resources};
+use crate::schema::diag::Diag;
 
 mod estimate;
 pub mod greedy;
@@ -114,7 +115,7 @@ pub use estimate::{gather_inputs, GatherError};
 pub use lp::SolveError;
 pub use metrics::OptimizerMetrics;
 pub use model::{Curve, Group, ResourceCurve};
-pub use rules::{load_file, looks_like_optimization_rules, parse_str, Errors, TOP_LEVEL_KEYS};
+pub use rules::{load_file, parse_str, Errors};
 
 // ---------------------------------------------------------------------------------------------
 // Rules (the validated `rules/optimization.yml`)
@@ -140,7 +141,7 @@ pub struct OptimizationRules {
     /// maps `usage`, `response` and `bounds` per resource).
     pub nodes: BTreeMap<String, NodeRule>,
     /// Findings that do not stop the rules from loading, as `FILE:LINE:COL: path: message`.
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Diag>,
 }
 
 /// `gates`: when a plan may be carried out. The optimizer fills in the numbers a gate compares

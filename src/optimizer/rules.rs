@@ -80,68 +80,30 @@ use super::{
 use crate::actuators::exec::ArgvTemplate;
 use crate::actuators::rule::{ActuatorParams, ActuatorRule, RuleKind};
 use crate::resources::{Resource, Resources};
-use crate::schema::diag::{join_index, join_key, Diagnostics, PosIndex};
+use crate::schema::diag::{join_index, join_key, validate_document, Diag, Diagnostics, Diags};
 use crate::schema::units;
 
-/// Why the rules did not load: one message per line.
-#[derive(Debug, thiserror::Error)]
-#[error("{}", .0.join("\n"))]
-pub struct Errors(pub Vec<String>);
-
-/// The top-level keys of an optimization rules file; a file whose keys are among these (and
-/// has `nodes` or `protocols`) is one, as opposed to a Prometheus rule file (`groups`).
-pub const TOP_LEVEL_KEYS: [&str; 6] = [
-    "interval",
-    "gates",
-    "confidence",
-    "resources",
-    "protocols",
-    "nodes",
-];
-
-/// Whether `text` looks like an optimization rules file (for `check rules`).
-pub fn looks_like_optimization_rules(text: &str) -> bool {
-    match serde_yaml::from_str::<Value>(text) {
-        Ok(Value::Mapping(m)) => {
-            let keys: Vec<&str> = m.keys().filter_map(|k| k.as_str()).collect();
-            keys.iter().any(|k| *k == "nodes" || *k == "protocols")
-                && keys.iter().all(|k| TOP_LEVEL_KEYS.contains(k))
-        }
-        _ => false,
-    }
-}
+/// Why the rules did not load: one positioned finding per line.
+pub type Errors = Diags;
 
 /// Reads and validates an optimization rules file; messages name the file as given.
 pub fn load_file(path: &Path) -> Result<OptimizationRules, Errors> {
     let origin = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Errors(vec![format!("{origin}: cannot read the rules file: {e}")]))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Diags(vec![Diag::file(
+            &origin,
+            format!("cannot read the rules file: {e}"),
+        )])
+    })?;
     parse_str(&text, &origin)
 }
 
 /// Parses and validates rules text; `origin` names it in messages.
 pub fn parse_str(text: &str, origin: &str) -> Result<OptimizationRules, Errors> {
-    let index = PosIndex::build(text);
-    let mut d = Diagnostics::new(index);
-    let value: Value = match serde_yaml::from_str(text) {
-        Ok(v) => v,
-        Err(e) => {
-            let pos = e.location().map(|l| (l.line(), l.column()));
-            let msg = e.to_string();
-            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-            d.error_at(pos, format!("invalid YAML: {msg}"));
-            return Err(Errors(d.render(origin).0));
-        }
-    };
-    let rules = validate(value, origin, &mut d);
-    let (errors, warnings) = d.render(origin);
-    match rules {
-        Some(mut r) if errors.is_empty() => {
-            r.warnings = warnings;
-            Ok(r)
-        }
-        _ => Err(Errors(errors)),
-    }
+    let (mut rules, warnings) =
+        validate_document(text, origin, |value, d| validate(value, origin, d))?;
+    rules.warnings = warnings;
+    Ok(rules)
 }
 
 #[derive(Deserialize)]
@@ -1462,8 +1424,7 @@ nodes:
         let s = r.for_node("storj-a", "storj").expect("storj-a has rules");
         assert_eq!(s.actuator.map(|a| a.kind), Some(RuleKind::Exec));
         assert!(r.for_node("grass", "grass").is_none());
-        assert!(looks_like_optimization_rules(GOOD));
-        assert!(!looks_like_optimization_rules("groups: []\n"));
+        assert!(crate::schema::files::is_optimization_rules(GOOD));
     }
 
     #[test]
@@ -1518,7 +1479,7 @@ nodes:
     bounds: {cpu_cores: [6, 1]}
     actuator: teleport
 "#;
-        let e = parse_str(text, "opt.yml").expect_err("invalid").0;
+        let e = parse_str(text, "opt.yml").expect_err("invalid").lines();
         let want = [
             "opt.yml:1:1: interval: invalid duration 5",
             "opt.yml:3:3: gates.min_improvement: invalid fraction 250",
@@ -1589,7 +1550,7 @@ nodes:
             "opt.yml",
         )
         .expect_err("invalid")
-        .0;
+        .lines();
         assert!(
             e.iter()
                 .any(|l| l
@@ -1610,7 +1571,7 @@ nodes:
         let text = with_actuator(
             "\n      kind: golem_profile\n      container: golem\n      profile: ''\n      timeout: 0s\n      colour: red",
         );
-        let e = parse_str(&text, "opt.yml").expect_err("invalid").0;
+        let e = parse_str(&text, "opt.yml").expect_err("invalid").lines();
         let joined = e.join("\n");
         let w = "opt.yml:11:7: nodes.n.actuator.colour: unknown key \"colour\"";
         assert!(
@@ -1620,7 +1581,7 @@ nodes:
         let text = with_actuator(
             "\n      kind: golem_profile\n      container: golem\n      profile: ''\n      timeout: 0s\n      restart: []",
         );
-        let e = parse_str(&text, "opt.yml").expect_err("invalid").0;
+        let e = parse_str(&text, "opt.yml").expect_err("invalid").lines();
         let joined = e.join("\n");
         for w in [
             "opt.yml:8:7: nodes.n.actuator.container: actuator golem_profile does not take \"container\" (it takes program, profile, data_dir, timeout)",
@@ -1654,7 +1615,7 @@ nodes:
             "opt.yml",
         )
         .expect_err("invalid")
-        .0;
+        .lines();
         for w in [
             "nodes.n.actuator.command[1]: unknown placeholder \"{bw}\"",
             "nodes.n.actuator.undo[2]: unknown placeholder \"{cpu}\"",
@@ -1663,7 +1624,7 @@ nodes:
         }
         let e = parse_str(&with_actuator("{kind: docker, undo: [x]}"), "opt.yml")
             .expect_err("invalid")
-            .0;
+            .lines();
         assert!(
             e.iter()
                 .any(|l| l.contains("actuator docker does not take \"undo\"")),
@@ -1676,7 +1637,7 @@ nodes:
         let text = "nodes:\n  a:\n    value_per_hour: 'depin_earnings_usd_total[1h]'\n";
         let e = parse_str(text, "o.yml")
             .expect_err("a range vector is no estimate")
-            .0;
+            .lines();
         assert!(
             e[0].starts_with(
                 "o.yml:3:5: nodes.a.value_per_hour: invalid PromQL: the expression gives a matrix"
@@ -1688,7 +1649,9 @@ nodes:
     #[test]
     fn node_without_value_and_no_protocols_is_an_error() {
         let text = "nodes:\n  a:\n    response: {cpu_cores: marginal}\n";
-        let e = parse_str(text, "o.yml").expect_err("no value_per_hour").0;
+        let e = parse_str(text, "o.yml")
+            .expect_err("no value_per_hour")
+            .lines();
         assert!(
             e[0].contains("nodes.a: missing required key \"value_per_hour\""),
             "{e:?}"
@@ -1700,7 +1663,7 @@ nodes:
         let text = "nodes:\n  a:\n    value_per_hour: '1'\n    response: {memory_bytes: marginal}\n    needs_together: [cpu_cores, memory_bytes]\n";
         let e = parse_str(text, "o.yml")
             .expect_err("memory's response would not apply")
-            .0;
+            .lines();
         assert!(e[0].contains("nodes.a.response.memory_bytes"), "{e:?}");
     }
 }

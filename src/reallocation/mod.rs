@@ -14,7 +14,7 @@
 //! - `controller`: the loop (`interval` of the optimization rules), dry run, pause/resume,
 //!   metrics, and [`plan_once`] for `depin-orcha plan`.
 //! - `reload`: re-reading the optimization rules file (SIGHUP, `/-/reload`, a change).
-//! - `wiring`: assembly for `main.rs` ([`build_controller`], [`plan_command`]).
+//! - `nodes`: the controlled nodes, with their actuators from the rules.
 //!
 //! Its HTTP routes are `crate::http::control`.
 
@@ -22,10 +22,10 @@ pub mod controller;
 pub mod execute;
 pub mod gates;
 pub mod history;
+pub mod nodes;
 pub mod preflight;
 pub mod realized;
 pub mod reload;
-pub mod wiring;
 
 pub use controller::{
     plan_once, ApplyRequest, ControlledNode, Controller, ControllerError, ControllerMetrics,
@@ -33,9 +33,9 @@ pub use controller::{
 };
 pub use gates::{Gate, GateReport, Verdict};
 pub use history::{History, HistoryError, Outcome, Record, Source, Step};
+pub use nodes::controlled_nodes;
 pub use preflight::Preflight;
 pub use reload::OptimizationReloader;
-pub use wiring::{build_controller, controlled_nodes, plan_command, ControllerSetup};
 
 /// The default `rollback_margin`: a reallocation whose realized gain is a loss of more than
 /// this fraction of the earnings rate before it is undone. The optimization rules' `gates` has

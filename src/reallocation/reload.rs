@@ -18,7 +18,7 @@ use prometheus::{Gauge, Registry};
 use tokio::sync::watch;
 
 use super::controller::Controller;
-use super::wiring::controlled_nodes;
+use super::nodes::controlled_nodes;
 use crate::adapters::Adapter;
 use crate::clock::SharedClock;
 use crate::config::Config;

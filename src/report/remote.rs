@@ -1,13 +1,13 @@
 //! The report's [`Source`] over a running instance: `/api/v1/query` and
-//! `/api/v1/reallocations` over plain HTTP/1.1 (the default listen address is loopback, so no
-//! TLS). A blocking client of a few lines: the report makes a dozen requests.
+//! `/api/v1/reallocations` through the program's HTTP client (`http://` or `https://`), one
+//! request at a time: the report makes a dozen.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use serde_json::Value;
+
+use crate::net::http::{self, HttpRequest};
 
 use super::{RawSeries, Reallocation, ReportError, Row, Source};
 
@@ -32,41 +32,15 @@ impl RemoteSource {
             message,
         };
         let url = url::Url::parse(&url_text).map_err(|e| err(e.to_string()))?;
-        if url.scheme() != "http" {
-            return Err(err("only http:// URLs are supported".into()));
-        }
-        let host = url.host_str().ok_or_else(|| err("no host".into()))?;
-        let port = url.port_or_known_default().unwrap_or(80);
-        let mut s = TcpStream::connect((host, port)).map_err(|e| err(e.to_string()))?;
-        s.set_read_timeout(Some(self.timeout))
-            .map_err(|e| err(e.to_string()))?;
-        let target = match url.query() {
-            Some(q) => format!("{}?{q}", url.path()),
-            None => url.path().to_string(),
-        };
-        let req = format!("GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: application/json\r\nConnection: close\r\n\r\n");
-        s.write_all(req.as_bytes())
-            .map_err(|e| err(e.to_string()))?;
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).map_err(|e| err(e.to_string()))?;
-        let text = String::from_utf8_lossy(&raw);
-        let (head, body) = text
-            .split_once("\r\n\r\n")
-            .ok_or_else(|| err("malformed HTTP response".into()))?;
-        let status = head.split_whitespace().nth(1).unwrap_or("");
-        let chunked = head.lines().any(|l| {
-            let l = l.to_ascii_lowercase();
-            l.starts_with("transfer-encoding:") && l.contains("chunked")
-        });
-        let body = if chunked {
-            dechunk(body)
-        } else {
-            body.to_string()
-        };
-        let v: Value = serde_json::from_str(&body).map_err(|e| {
+        let mut req = HttpRequest::get(url).header("accept", "application/json");
+        req.timeout = self.timeout;
+        // Range queries over a long history answer more than a node does.
+        req.limit = 256 << 20;
+        let (status, body) = http::blocking(http::send(&req)).map_err(|e| err(e.to_string()))?;
+        let v: Value = serde_json::from_slice(&body).map_err(|e| {
             err(format!(
                 "status {status}, not JSON ({e}): {}",
-                body.chars().take(200).collect::<String>()
+                String::from_utf8_lossy(&body[..body.len().min(200)])
             ))
         })?;
         if v["status"] != "success" {
@@ -74,19 +48,6 @@ impl RemoteSource {
         }
         Ok(v["data"].clone())
     }
-}
-
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = s.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        s = rest[n..].trim_start_matches("\r\n");
-    }
-    out
 }
 
 fn enc(s: &str) -> String {

@@ -23,6 +23,7 @@ use super::recording::RecordingRule;
 use super::template::check_alert;
 use super::{RuleError, RuleErrors};
 use crate::schema::diag::PosIndex;
+use crate::schema::files::is_optimization_rules;
 
 /// Reads and parses rule files. Each path may be a glob pattern (`rules/*.yml`); a pattern
 /// that matches nothing adds no file, as in Prometheus, but a plain path that does not exist
@@ -61,27 +62,6 @@ pub fn load_files(paths: &[PathBuf]) -> Result<Vec<Group>, RuleErrors> {
 /// The error for an optimization rules file given as a Prometheus rule file (`rule_files`,
 /// `--rules.file`, a glob matching both kinds): `run` and `check config` say the same.
 pub const NOT_A_RULE_FILE: &str = "this is an optimization rules file (depin-orcha's own schema), not a Prometheus rule file: pass it with --optimization.rules-file and keep it out of rule_files and --rules.file (the shipped layout keeps the Prometheus rule files in rules/prometheus/)";
-
-/// Keys only an optimization rules file has at its top level (`optimizer::rules`).
-const OPTIMIZATION_KEYS: [&str; 6] = [
-    "interval",
-    "gates",
-    "confidence",
-    "resources",
-    "protocols",
-    "nodes",
-];
-
-/// Whether `text` is an optimization rules file rather than a Prometheus rule file: a mapping
-/// without `groups` holding one of the optimization keys. Text that is not YAML is not one
-/// (the rule-file parser reports it).
-pub fn is_optimization_rules(text: &str) -> bool {
-    let Ok(Value::Mapping(top)) = serde_yaml::from_str::<Value>(text) else {
-        return false;
-    };
-    let has = |k: &str| top.contains_key(Value::String(k.into()));
-    !has("groups") && OPTIMIZATION_KEYS.iter().any(|k| has(k))
-}
 
 /// What `promtool check rules` prints for `paths` (files or globs), and whether all passed:
 /// `Checking FILE` then `  SUCCESS: N rules found` or `  FAILED:` and the errors, one
@@ -873,10 +853,6 @@ groups:
             e.to_string(),
             format!("{}: {NOT_A_RULE_FILE}", opt.display())
         );
-        // An empty file and a rule file with an unknown key stay rule-file errors.
-        assert!(!is_optimization_rules(""));
-        assert!(!is_optimization_rules("groups: []\nnodes: {}\n"));
-        assert!(!is_optimization_rules("{{ not yaml"));
     }
 
     #[test]

@@ -7,9 +7,12 @@ use std::collections::HashMap;
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 
-/// One finding in a config file.
+/// One finding in a file: where (file, line, column, key path) and what. A value until it is
+/// shown: `Display` renders `FILE:LINE:COL: key.path: message`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Diag {
+    /// The file as the user named it (empty until [`Diagnostics::finish`] names it).
+    pub file: String,
     /// 1-based line and column, when known.
     pub pos: Option<(usize, usize)>,
     /// Key path like `nodes[1].sim.allocation.cpu_cores`; empty for syntax errors.
@@ -18,19 +21,40 @@ pub struct Diag {
 }
 
 impl Diag {
-    /// `FILE:LINE:COL: key.path: message`.
-    pub fn render(&self, origin: &str) -> String {
-        let mut s = String::from(origin);
+    /// A finding about a whole file (it cannot be read, say).
+    pub fn file(file: &str, message: impl Into<String>) -> Diag {
+        Diag {
+            file: file.to_string(),
+            pos: None,
+            path: String::new(),
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Diag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.file)?;
         if let Some((l, c)) = self.pos {
-            s.push_str(&format!(":{l}:{c}"));
+            write!(f, ":{l}:{c}")?;
         }
-        s.push_str(": ");
+        f.write_str(": ")?;
         if !self.path.is_empty() {
-            s.push_str(&self.path);
-            s.push_str(": ");
+            write!(f, "{}: ", self.path)?;
         }
-        s.push_str(&self.message);
-        s
+        f.write_str(&self.message)
+    }
+}
+
+/// The errors of a file that did not load, one [`Diag`] per line when shown.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+pub struct Diags(pub Vec<Diag>);
+
+impl Diags {
+    /// One line of text per finding (for callers that keep text).
+    pub fn lines(&self) -> Vec<String> {
+        self.0.iter().map(ToString::to_string).collect()
     }
 }
 
@@ -175,6 +199,7 @@ impl Diagnostics {
     pub fn error(&mut self, path: &str, message: impl Into<String>) {
         let pos = self.index.find(path);
         self.errors.push(Diag {
+            file: String::new(),
             pos,
             path: path.to_string(),
             message: message.into(),
@@ -184,6 +209,7 @@ impl Diagnostics {
     pub fn warn(&mut self, path: &str, message: impl Into<String>) {
         let pos = self.index.find(path);
         self.warnings.push(Diag {
+            file: String::new(),
             pos,
             path: path.to_string(),
             message: message.into(),
@@ -192,6 +218,7 @@ impl Diagnostics {
 
     pub fn error_at(&mut self, pos: Option<(usize, usize)>, message: impl Into<String>) {
         self.errors.push(Diag {
+            file: String::new(),
             pos,
             path: String::new(),
             message: message.into(),
@@ -274,14 +301,43 @@ impl Diagnostics {
         None
     }
 
-    /// Errors and warnings as sorted `FILE:LINE:COL: path: message` lines.
-    pub fn render(mut self, origin: &str) -> (Vec<String>, Vec<String>) {
+    /// The errors and the warnings, in the order of the text, each naming `file`.
+    pub fn finish(mut self, file: &str) -> (Vec<Diag>, Vec<Diag>) {
         let key = |d: &Diag| d.pos.unwrap_or((usize::MAX, usize::MAX));
         self.errors.sort_by_key(key);
         self.warnings.sort_by_key(key);
-        let errors = self.errors.iter().map(|d| d.render(origin)).collect();
-        let warnings = self.warnings.iter().map(|d| d.render(origin)).collect();
-        (errors, warnings)
+        for d in self.errors.iter_mut().chain(self.warnings.iter_mut()) {
+            d.file = file.to_string();
+        }
+        (self.errors, self.warnings)
+    }
+}
+
+/// Reads `text` as one YAML document and hands its value to `validate`: the opening every
+/// file of the project shares (config, optimization rules, scenarios). A syntax error is one
+/// positioned error; what `validate` finds is positioned through the text's key index and
+/// names `file`. Ok: the validated value and its warnings.
+pub fn validate_document<T>(
+    text: &str,
+    file: &str,
+    validate: impl FnOnce(Value, &mut Diagnostics) -> Option<T>,
+) -> Result<(T, Vec<Diag>), Diags> {
+    let mut d = Diagnostics::new(PosIndex::build(text));
+    let value: Value = match serde_yaml::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            let pos = e.location().map(|l| (l.line(), l.column()));
+            let msg = e.to_string();
+            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+            d.error_at(pos, format!("invalid YAML: {msg}"));
+            return Err(Diags(d.finish(file).0));
+        }
+    };
+    let out = validate(value, &mut d);
+    let (errors, warnings) = d.finish(file);
+    match out {
+        Some(v) if errors.is_empty() => Ok((v, warnings)),
+        _ => Err(Diags(errors)),
     }
 }
 
@@ -393,7 +449,8 @@ mod tests {
         let mut d = Diagnostics::new(PosIndex::build(text));
         let r: Option<Outer> = d.deserialize("", v);
         assert!(r.is_some());
-        let (errs, _) = d.render("f.yml");
+        let (errs, _) = d.finish("f.yml");
+        let errs: Vec<String> = errs.iter().map(ToString::to_string).collect();
         assert_eq!(errs.len(), 3, "{errs:?}");
         assert!(
             errs[0].starts_with("f.yml:3:3: inner.zz: unknown key \"zz\""),
@@ -412,7 +469,8 @@ mod tests {
         let mut d = Diagnostics::new(PosIndex::build(text));
         let r: Option<Outer> = d.deserialize("top", v);
         assert!(r.is_none());
-        let (errs, _) = d.render("f.yml");
+        let (errs, _) = d.finish("f.yml");
+        let errs: Vec<String> = errs.iter().map(ToString::to_string).collect();
         assert_eq!(errs.len(), 2, "{errs:?}");
         assert!(errs[0].contains("top.inner.b: invalid type"), "{errs:?}");
         assert!(

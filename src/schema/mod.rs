@@ -5,6 +5,7 @@
 
 pub mod allocation;
 pub mod diag;
+pub mod files;
 pub mod units;
 
 pub use allocation::RawAllocation;

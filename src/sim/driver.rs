@@ -1,7 +1,7 @@
 //! The simulation driver behind `depin-orcha simulate`: a virtual clock steps through the
 //! scenario one poll interval at a time and drives the very code of `run`, synchronously:
-//! each node's adapter is polled and the observation goes through the coordinator's metric
-//! update (the same [`Metrics`] calls and [`crate::coordinator::earned_delta`]), the registry
+//! each node's adapter is polled and its answer goes through `run`'s node pipeline
+//! ([`NodePipeline`]: series, earnings, health), the registry
 //! is scraped into a [`Db`] every scrape interval, the shipped recording and alerting rules run
 //! through [`RuleManager::tick`], and every optimization interval [`Controller::tick`] plans
 //! (optimizer), gates and reallocates through the `sim` actuator.
@@ -21,42 +21,33 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::actuators::{self, ActuatorKind, ActuatorSpec, VerifySpec};
 use crate::adapters::sim::market::Market;
-use crate::adapters::{Adapter, Health, Observation, PollError};
+use crate::adapters::Adapter;
+use crate::app::stepped::{now_or_never, SteppedApp, SteppedOptions};
+use crate::app::AppError;
 use crate::clock::{ManualClock, SharedClock};
-use crate::coordinator::{earned_delta, LastError, NodeHealth};
-use crate::labels::Labels;
-use crate::metrics::{ExtraKey, Metrics, NodeLabels};
 use crate::optimizer::{self, OptimizationRules, Plan};
-use crate::promql::{Engine, EngineOptions};
-use crate::reallocation::controller::{
-    ControlledNode, Controller, ControllerOptions, ControllerParts, HealthSource, OptimizerPlanner,
-    PlanInput, Planner,
-};
-use crate::reallocation::{History, Outcome, DEFAULT_ROLLBACK_MARGIN};
+use crate::reallocation::controller::{OptimizerPlanner, PlanInput, Planner};
+use crate::reallocation::Outcome;
 use crate::resources::{Allocation, Resource};
-use crate::rules::{ManagerOptions, RuleManager};
 use crate::sim::node::ScenarioNode;
 use crate::sim::scenario::Scenario;
-use crate::tsdb::Db;
 
 const MS_PER_HOUR: i64 = 3_600_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
-    #[error("rule files: {0}")]
-    Rules(String),
-    #[error("building the controller: {0}")]
-    Controller(String),
-    #[error("tokio runtime: {0}")]
-    Runtime(String),
+    /// The stepped stack could not be assembled (rule files, the controller).
+    #[error(transparent)]
+    Setup(#[from] AppError),
+    /// A strategy's thread panicked.
+    #[error("{0}")]
+    Panicked(&'static str),
 }
 
 /// How to run a scenario.
@@ -143,139 +134,6 @@ pub struct GreedyPlanner;
 impl Planner for GreedyPlanner {
     fn plan(&self, i: &PlanInput<'_>) -> Result<Plan, String> {
         Ok(optimizer::plan_greedy(i.rules, &i.gather()?))
-    }
-}
-
-/// Node health kept by the synchronous poll path (the coordinator's [`HealthBoard`] is
-/// filled by its async loop only).
-///
-/// [`HealthBoard`]: crate::coordinator::HealthBoard
-#[derive(Default)]
-struct SimHealth(Mutex<BTreeMap<String, NodeHealth>>);
-
-impl HealthSource for SimHealth {
-    fn snapshot(&self) -> Vec<NodeHealth> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect()
-    }
-}
-
-impl SimHealth {
-    fn update(&self, name: &str, f: impl FnOnce(&mut NodeHealth)) {
-        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(h) = m.get_mut(name) {
-            f(h);
-        }
-    }
-}
-
-/// Resolves a future that is ready at once (sim adapters answer without waiting).
-fn now_or_never<T>(fut: impl std::future::Future<Output = T>) -> Option<T> {
-    let mut fut = std::pin::pin!(fut);
-    match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(v) => Some(v),
-        Poll::Pending => None,
-    }
-}
-
-/// The coordinator's per-node update path (`NodeWorker::on_success` / `on_failure`),
-/// called synchronously with the same metric calls.
-struct SyncWorker {
-    node: Arc<ScenarioNode>,
-    labels: NodeLabels,
-    last_reported: BTreeMap<String, f64>,
-    failures: u32,
-    extras: std::collections::HashSet<ExtraKey>,
-}
-
-impl SyncWorker {
-    fn poll(&mut self, m: &Metrics, health: &SimHealth, sc: &Scenario, now_ms: i64) {
-        let result =
-            now_or_never(self.node.poll()).unwrap_or(Err(PollError::Timeout(Duration::ZERO)));
-        m.observe_poll_duration(&self.labels, 0.0);
-        match result {
-            Ok(obs) => self.on_success(m, health, sc, now_ms, obs),
-            Err(e) => self.on_failure(m, health, &e),
-        }
-    }
-
-    fn on_success(
-        &mut self,
-        m: &Metrics,
-        health: &SimHealth,
-        sc: &Scenario,
-        now_ms: i64,
-        obs: Observation,
-    ) {
-        for (token, &reported) in &obs.earnings {
-            let (delta, baseline) = earned_delta(self.last_reported.get(token).copied(), reported);
-            self.last_reported.insert(token.clone(), baseline);
-            let usd = sc
-                .prices
-                .contains_key(token)
-                .then(|| delta * sc.price(token, now_ms));
-            m.add_earnings(&self.labels, token, delta, usd);
-        }
-        for r in Resource::ALL {
-            if let Some(a) = obs.allocation.get(r) {
-                m.set_allocation(&self.labels, r, a);
-            }
-            m.set_usage(&self.labels, r, obs.usage.get(r));
-        }
-        let mut now_extras = std::collections::HashSet::new();
-        for g in &obs.gauges {
-            if let Ok(k) = m.set_extra(&self.labels, g) {
-                now_extras.insert(k);
-            }
-        }
-        for gone in self.extras.difference(&now_extras) {
-            m.remove_extra(gone);
-        }
-        self.extras = now_extras;
-        m.set_up(&self.labels, true);
-        m.set_last_success(&self.labels, now_ms as f64 / 1000.0);
-        m.set_consecutive_failures(&self.labels, 0);
-        self.failures = 0;
-        let degraded = match obs.health {
-            Health::Healthy => None,
-            Health::Degraded(why) => Some(why),
-        };
-        health.update(self.labels.node(), |h| {
-            h.up = true;
-            h.polled = true;
-            h.last_success_ms = Some(now_ms);
-            h.consecutive_failures = 0;
-            h.last_error = None;
-            h.degraded = degraded;
-        });
-    }
-
-    fn on_failure(&mut self, m: &Metrics, health: &SimHealth, e: &PollError) {
-        self.failures = self.failures.saturating_add(1);
-        m.set_up(&self.labels, false);
-        m.count_poll_error(&self.labels, e.reason());
-        m.set_consecutive_failures(&self.labels, self.failures);
-        for r in Resource::ALL {
-            m.set_usage(&self.labels, r, None);
-        }
-        for k in self.extras.drain() {
-            m.remove_extra(&k);
-        }
-        let failures = self.failures;
-        let err = LastError {
-            reason: e.reason().to_string(),
-            message: e.to_string(),
-        };
-        health.update(self.labels.node(), |h| {
-            h.up = false;
-            h.polled = true;
-            h.consecutive_failures = failures;
-            h.last_error = Some(err);
-        });
     }
 }
 
@@ -400,111 +258,21 @@ fn run_controller(
         .iter()
         .map(|n| ScenarioNode::new(n, s.seed, shared.clone()))
         .collect();
-    let metrics = Metrics::new(&[]).map_err(|e| SimError::Controller(e.to_string()))?;
-    // The process_* metrics would describe the simulator process at virtual timestamps, which
-    // no rule reads and which mean nothing in simulated time; reading /proc for them was a
-    // third of each scrape. (The collector is matched by its descriptors.)
-    #[cfg(target_os = "linux")]
-    let _ = metrics.registry().unregister(Box::new(
-        prometheus::process_collector::ProcessCollector::for_self(),
-    ));
-    metrics.set_capacity(&sc.capacity);
-    let db = Arc::new(Db::in_memory());
-    let engine = Engine::new(EngineOptions::default());
-    let rules_mgr = RuleManager::new(
-        ManagerOptions {
-            evaluation_interval: sc.evaluation_interval,
-            registry: metrics.registry().clone(),
-            file_poll_interval: Duration::ZERO,
-            ..Default::default()
-        },
-        db.clone(),
-        engine.clone(),
-        shared.clone(),
-        Labels::default(),
-        "http://simulate/".into(),
-    );
-    rules_mgr
-        .load(&opts.rule_files)
-        .map_err(|e| SimError::Rules(e.to_string()))?;
-    let health = Arc::new(SimHealth::default());
-    let mut workers = Vec::new();
-    let mut controlled = Vec::new();
-    for n in &nodes {
-        let labels = metrics.labels_for(n.name(), n.protocol(), &BTreeMap::new());
-        metrics.init_poll_errors(&labels);
-        health.0.lock().unwrap_or_else(|e| e.into_inner()).insert(
-            n.name().to_string(),
-            NodeHealth {
-                name: n.name().to_string(),
-                protocol: n.protocol().to_string(),
-                up: false,
-                polled: false,
-                last_success_ms: None,
-                consecutive_failures: 0,
-                last_error: None,
-                degraded: None,
-            },
-        );
-        let adapter: Arc<dyn Adapter> = n.clone();
-        let has_actuator = opts
-            .rules
-            .for_node(n.name(), n.protocol())
-            .and_then(|r| r.actuator)
-            .is_some();
-        let actuator = if has_actuator {
-            let spec = ActuatorSpec {
-                kind: ActuatorKind::Sim,
-                verify: VerifySpec {
-                    poll_timeout: Duration::from_secs(4),
-                    ..VerifySpec::default()
-                },
-            };
-            Some(
-                actuators::build(&spec, adapter.clone())
-                    .map_err(|e| SimError::Controller(e.to_string()))?,
-            )
-        } else {
-            None
-        };
-        controlled.push(ControlledNode {
-            name: n.name().to_string(),
-            protocol: n.protocol().to_string(),
-            adapter,
-            actuator,
+    let mut app = SteppedApp::build(
+        nodes
+            .iter()
+            .map(|n| n.clone() as Arc<dyn Adapter>)
+            .collect(),
+        SteppedOptions {
+            clock: clock.clone(),
+            capacity: sc.capacity,
             poll_interval: Duration::from_millis(s.poll_ms as u64),
-            poll_timeout: Duration::from_secs(4),
-            configured: None,
-        });
-        workers.push(SyncWorker {
-            node: n.clone(),
-            labels,
-            last_reported: BTreeMap::new(),
-            failures: 0,
-            extras: Default::default(),
-        });
-    }
-    let controller = Controller::new(ControllerParts {
-        rules: opts.rules.clone(),
-        options: ControllerOptions {
-            dry_run: false,
-            rollback_margin: DEFAULT_ROLLBACK_MARGIN,
-            host_capacity: sc.capacity,
+            evaluation_interval: sc.evaluation_interval,
+            rule_files: opts.rule_files.clone(),
+            rules: opts.rules.clone(),
+            planner,
         },
-        nodes: controlled,
-        planner,
-        health: health.clone(),
-        db: db.clone(),
-        engine,
-        clock: shared.clone(),
-        history: History::in_memory(),
-        registry: metrics.registry().clone(),
-    })
-    .map_err(|e| SimError::Controller(e.to_string()))?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .map_err(|e| SimError::Runtime(e.to_string()))?;
+    )?;
 
     let scrape_ms = sc.scrape_interval.as_millis() as i64;
     let plan_ms = (opts.rules.interval.as_millis() as i64).max(1);
@@ -532,25 +300,21 @@ fn run_controller(
     while t < s.end {
         t = (t + s.poll_ms).min(s.end);
         clock.set(t);
-        for w in &mut workers {
-            w.poll(&metrics, &health, sc, t);
+        for token in sc.prices.keys() {
+            app.set_price(token, sc.price(token, t));
         }
+        app.poll(t);
         ledger.step(&nodes, sc, t);
         if t >= next_scrape {
             let t0 = cpu_now();
-            for token in sc.prices.keys() {
-                metrics.set_token_price(token, sc.price(token, t));
-            }
-            let fams = metrics.gather();
+            let fams = app.gather();
             let tg = cpu_now();
             phases.gather += tg - t0;
-            if let Err(e) = db.ingest_scrape(t, &fams) {
-                tracing::warn!(error = %e, "simulate: writing a scrape failed");
-            }
+            app.ingest(t, &fams);
             let t1 = cpu_now();
             phases.scrape += t1 - t0;
             let ticked = match pipeline {
-                Pipeline::Full => rules_mgr.tick(t),
+                Pipeline::Full => app.evaluate_rules(t),
                 Pipeline::MetricsOnly => Vec::new(),
             };
             phases.rules += cpu_now() - t1;
@@ -566,7 +330,7 @@ fn run_controller(
         }
         if t >= next_plan && pipeline == Pipeline::Full {
             let t0 = cpu_now();
-            if let Err(e) = rt.block_on(controller.tick()) {
+            if let Err(e) = app.plan() {
                 tracing::debug!(error = %e, "simulate: controller round failed");
             }
             phases.controller += cpu_now() - t0;
@@ -601,7 +365,7 @@ fn run_controller(
         cost += c;
     }
     let _ = switches;
-    let history = controller.history_summaries();
+    let history = app.controller().history_summaries();
     let applied: Vec<_> = history
         .iter()
         .filter(|h| h.outcome == Some(Outcome::Applied))
@@ -917,7 +681,7 @@ pub fn simulate(sc: &Scenario, opts: &Options) -> Result<Report, SimError> {
         );
         let g = g
             .join()
-            .unwrap_or_else(|_| Err(SimError::Controller("the greedy run panicked".into())));
+            .unwrap_or_else(|_| Err(SimError::Panicked("the greedy run panicked")));
         (o, g)
     });
     let (orcha, gates, rejected, alerts, phases) = orcha?;

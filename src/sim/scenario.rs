@@ -47,16 +47,15 @@ use serde_yaml::Value;
 
 use crate::adapters::sim::market::{in_range, validate_market, MarketParams, Protocol, RawMarket};
 use crate::resources::{Allocation, Resource};
-use crate::schema::diag::{join_index, join_key, Diagnostics, PosIndex};
+use crate::schema::diag::{join_index, join_key, validate_document, Diag, Diagnostics, Diags};
 use crate::schema::units;
 use crate::schema::RawAllocation;
 
 /// 2026-01-05T00:00:00Z, a Monday.
 pub const DEFAULT_START_MS: i64 = 1_767_571_200_000;
 
-#[derive(Debug, thiserror::Error)]
-#[error("{}", .0.join("\n"))]
-pub struct ScenarioErrors(pub Vec<String>);
+/// Why a scenario did not load: one positioned finding per line.
+pub type ScenarioErrors = Diags;
 
 /// A validated scenario.
 #[derive(Clone, Debug)]
@@ -157,8 +156,12 @@ struct RawOutage {
 /// Reads and validates a scenario file.
 pub fn load_file(path: &Path) -> Result<Scenario, ScenarioErrors> {
     let origin = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ScenarioErrors(vec![format!("{origin}: cannot read the scenario: {e}")]))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Diags(vec![Diag::file(
+            &origin,
+            format!("cannot read the scenario: {e}"),
+        )])
+    })?;
     let name = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -168,23 +171,7 @@ pub fn load_file(path: &Path) -> Result<Scenario, ScenarioErrors> {
 
 /// Validates scenario text; `origin` names it in messages.
 pub fn parse_str(text: &str, origin: &str, name: &str) -> Result<Scenario, ScenarioErrors> {
-    let mut d = Diagnostics::new(PosIndex::build(text));
-    let value: Value = match serde_yaml::from_str(text) {
-        Ok(v) => v,
-        Err(e) => {
-            let pos = e.location().map(|l| (l.line(), l.column()));
-            let msg = e.to_string();
-            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-            d.error_at(pos, format!("invalid YAML: {msg}"));
-            return Err(ScenarioErrors(d.render(origin).0));
-        }
-    };
-    let s = validate(value, name, &mut d);
-    let (errors, _) = d.render(origin);
-    match s {
-        Some(s) if errors.is_empty() => Ok(s),
-        _ => Err(ScenarioErrors(errors)),
-    }
+    validate_document(text, origin, |value, d| validate(value, name, d)).map(|(s, _)| s)
 }
 
 fn dur(v: &Value, path: &str, d: &mut Diagnostics) -> Option<Duration> {

@@ -1,38 +1,35 @@
 //! The poll loop: one task per node on the node's own interval, each poll cut by its own
-//! timeout, so a node that hangs or fails never delays the others; health per node with
-//! exponential backoff for a failing one; observations turned into the series of [`Metrics`];
-//! and a scrape task that writes the registry into the tsdb every `scrape_interval`.
+//! timeout, so a node that hangs or fails never delays the others, with exponential backoff
+//! for a failing one; each poll's result goes through the node's [`NodePipeline`] (series,
+//! earnings, health); and a scrape task writes the registry into the tsdb every
+//! `scrape_interval`.
 //!
-//! Earnings: a node reports cumulative totals that may drop (Storj's payout estimate restarts
-//! every month, a node reinstall starts from 0). `depin_earnings_total` is monotonic the way a
-//! Prometheus counter is read: a report lower than the previous one is a reset and the new
-//! value is all earned since (added as the delta). A drop of less than
-//! [`JITTER_TOLERANCE`] of the previous value is a correction, not a reset: it adds nothing and
-//! the previous value stays the baseline. The first report of a node is taken whole (the
-//! series starts at the node's own total). `depin_earnings_usd_total` adds each delta times the
-//! token's price at the time the delta is seen.
+//! - `pipeline`: what becomes of one poll's result (shared with `simulate`).
+//! - `health`: each node's health and the readiness signal.
 //!
 //! Cadence runs on tokio's timer (paused in tests); timestamps (last success, tsdb samples)
 //! come from the [`Clock`](crate::clock::Clock). It never evaluates rules or moves resources.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::adapters::{Adapter, Health, Observation, PollError};
+pub mod health;
+pub mod pipeline;
+
+pub use health::{HealthBoard, LastError, NodeHealth};
+pub use pipeline::{earned_delta, NodePipeline, PollContext, JITTER_TOLERANCE};
 
 use crate::adapters::prices::PriceTable;
+use crate::adapters::{Adapter, PollError};
 use crate::clock::{Clock, SharedClock};
 use crate::config::Config;
-use crate::metrics::{ExtraKey, Metrics, NodeLabels};
-use crate::resources::{Allocation, Resource};
+use crate::metrics::Metrics;
+use crate::resources::Allocation;
 use crate::tsdb::Db;
-
-/// A drop smaller than this fraction of the previous report is a correction, not a reset.
-pub const JITTER_TOLERANCE: f64 = 0.01;
 
 /// The longest wait between polls of a failing node (or its interval, when longer).
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -55,104 +52,6 @@ pub struct PolledNode {
     pub labels: BTreeMap<String, String>,
     /// The configured allocation, shown when the node does not report its own.
     pub allocation: Option<Allocation>,
-}
-
-/// Why the last poll failed.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
-pub struct LastError {
-    /// The `reason` label: timeout, refused, http_status, parse, io, other.
-    pub reason: String,
-    pub message: String,
-}
-
-/// What the coordinator knows about one node's health (serializes for a health API).
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
-pub struct NodeHealth {
-    pub name: String,
-    pub protocol: String,
-    /// Whether the last poll succeeded (false before the first poll).
-    pub up: bool,
-    /// Whether the node has been polled at least once, with success or not.
-    pub polled: bool,
-    /// Clock time of the last successful poll, milliseconds since the epoch.
-    pub last_success_ms: Option<i64>,
-    pub consecutive_failures: u32,
-    /// The last error, while down.
-    pub last_error: Option<LastError>,
-    /// The node's own complaint while it answers (suspended, disqualified, …).
-    pub degraded: Option<String>,
-}
-
-/// Health of all nodes and the readiness signal (every node polled at least once).
-pub struct HealthBoard {
-    nodes: RwLock<BTreeMap<String, NodeHealth>>,
-    ready: watch::Sender<bool>,
-}
-
-impl HealthBoard {
-    fn new(nodes: &[PolledNode]) -> HealthBoard {
-        let map: BTreeMap<String, NodeHealth> = nodes
-            .iter()
-            .map(|n| {
-                let h = NodeHealth {
-                    name: n.adapter.name().to_string(),
-                    protocol: n.adapter.protocol().to_string(),
-                    up: false,
-                    polled: false,
-                    last_success_ms: None,
-                    consecutive_failures: 0,
-                    last_error: None,
-                    degraded: None,
-                };
-                (h.name.clone(), h)
-            })
-            .collect();
-        let (ready, _) = watch::channel(map.is_empty());
-        HealthBoard {
-            nodes: RwLock::new(map),
-            ready,
-        }
-    }
-
-    /// All nodes, sorted by name.
-    pub fn snapshot(&self) -> Vec<NodeHealth> {
-        self.nodes
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect()
-    }
-
-    pub fn get(&self, name: &str) -> Option<NodeHealth> {
-        self.nodes
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-            .cloned()
-    }
-
-    /// True once every node has been polled at least once.
-    pub fn ready(&self) -> bool {
-        *self.ready.borrow()
-    }
-
-    /// Waits until [`HealthBoard::ready`].
-    pub async fn wait_ready(&self) {
-        let mut rx = self.ready.subscribe();
-        // The sender lives in self, so the channel cannot close while we wait.
-        let _ = rx.wait_for(|r| *r).await;
-    }
-
-    fn update(&self, name: &str, f: impl FnOnce(&mut NodeHealth)) {
-        let mut nodes = self.nodes.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(h) = nodes.get_mut(name) {
-            f(h);
-        }
-        if !*self.ready.borrow() && nodes.values().all(|h| h.polled) {
-            self.ready.send_replace(true);
-        }
-    }
 }
 
 /// The poll loop of all nodes plus the scrape into the tsdb.
@@ -225,7 +124,11 @@ impl Coordinator {
                 ));
             }
         }
-        let health = Arc::new(HealthBoard::new(&nodes));
+        let health = Arc::new(HealthBoard::new(
+            nodes
+                .iter()
+                .map(|n| (n.adapter.name(), n.adapter.protocol())),
+        ));
         Ok(Coordinator {
             nodes,
             metrics,
@@ -267,19 +170,14 @@ impl Coordinator {
             let labels =
                 self.metrics
                     .labels_for(node.adapter.name(), node.adapter.protocol(), &node.labels);
+            let pipeline = NodePipeline::new(labels, node.allocation);
             let worker = NodeWorker {
                 node,
-                labels,
+                pipeline,
                 metrics: self.metrics.clone(),
                 clock: self.clock.clone(),
                 prices: self.prices.clone(),
                 health: self.health.clone(),
-                last_reported: HashMap::new(),
-                failures: 0,
-                up: None,
-                extras: HashSet::new(),
-                refused_extras: HashSet::new(),
-                skipped_logged: HashSet::new(),
             };
             tasks.spawn(worker.run(shutdown.clone()));
         }
@@ -384,43 +282,19 @@ pub fn backoff(interval: Duration, failures: u32) -> Duration {
     interval.saturating_mul(factor).min(cap)
 }
 
-/// The earned amount in a new report, given the previous baseline; and the new baseline.
-pub fn earned_delta(previous: Option<f64>, reported: f64) -> (f64, f64) {
-    match previous {
-        None => (reported, reported),
-        Some(prev) if reported >= prev => (reported - prev, reported),
-        Some(prev) if reported >= prev * (1.0 - JITTER_TOLERANCE) => (0.0, prev),
-        Some(_) => (reported, reported),
-    }
-}
-
+/// The tokio task of one node: its cadence, timeout and backoff around its [`NodePipeline`].
 struct NodeWorker {
     node: PolledNode,
-    labels: NodeLabels,
+    pipeline: NodePipeline,
     metrics: Arc<Metrics>,
     clock: SharedClock,
     prices: Arc<PriceTable>,
     health: Arc<HealthBoard>,
-    /// Baseline of each token's reported cumulative value.
-    last_reported: HashMap<String, f64>,
-    failures: u32,
-    /// None before the first poll.
-    up: Option<bool>,
-    extras: HashSet<ExtraKey>,
-    /// Protocol gauges the registry refused, logged once each.
-    refused_extras: HashSet<String>,
-    /// Skipped fields already logged (each is logged once; the counter counts them all).
-    skipped_logged: HashSet<String>,
 }
 
 impl NodeWorker {
     async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        self.metrics.init_poll_errors(&self.labels);
-        if let Some(a) = self.node.allocation {
-            for r in Resource::ALL {
-                self.metrics.set_allocation(&self.labels, r, a.get(r));
-            }
-        }
+        self.pipeline.start(&self.metrics);
         let mut next = Instant::now();
         loop {
             tokio::select! {
@@ -433,155 +307,24 @@ impl NodeWorker {
                 r = poll => r.unwrap_or(Err(PollError::Timeout(self.node.timeout))),
                 _ = shutdown_requested(&mut shutdown) => return,
             };
-            self.metrics
-                .observe_poll_duration(&self.labels, started.elapsed().as_secs_f64());
-            let result = result.and_then(check_observation);
-            let wait = match result {
-                Ok(obs) => {
-                    self.on_success(obs);
-                    self.node.interval
-                }
-                Err(e) => {
-                    self.on_failure(&e);
-                    backoff(self.node.interval, self.failures)
-                }
+            let ctx = PollContext {
+                metrics: &self.metrics,
+                prices: &self.prices,
+                health: &self.health,
+            };
+            let ok = result.is_ok();
+            let seconds = started.elapsed().as_secs_f64();
+            self.pipeline
+                .record(&ctx, self.clock.now_ms(), seconds, result);
+            let wait = if ok {
+                self.node.interval
+            } else {
+                backoff(self.node.interval, self.pipeline.failures())
             };
             // Anchored at the poll's start, so a slow answer does not shift the cadence.
             next = started + wait;
         }
     }
-
-    fn on_success(&mut self, obs: Observation) {
-        let now_ms = self.clock.now_ms();
-        let m = &self.metrics;
-        for (token, &reported) in &obs.earnings {
-            let (delta, baseline) = earned_delta(self.last_reported.get(token).copied(), reported);
-            self.last_reported.insert(token.clone(), baseline);
-            let usd = self.prices.get(token).map(|p| delta * p);
-            m.add_earnings(&self.labels, token, delta, usd);
-        }
-        for r in Resource::ALL {
-            if let Some(a) = obs
-                .allocation
-                .get(r)
-                .or(self.node.allocation.map(|a| a.get(r)))
-            {
-                m.set_allocation(&self.labels, r, a);
-            }
-            m.set_usage(&self.labels, r, obs.usage.get(r));
-        }
-        for field in &obs.skipped {
-            m.count_skipped(&self.labels, field);
-            if self.skipped_logged.insert(field.clone()) {
-                tracing::warn!(
-                    node = self.labels.node(),
-                    field = field.as_str(),
-                    "skipping a value the node sent (wrong type, missing, or a counter that went backwards); counted in depin_adapter_values_skipped_total"
-                );
-            }
-        }
-        let mut now_extras = HashSet::new();
-        for g in &obs.gauges {
-            match m.set_extra(&self.labels, g) {
-                Ok(k) => {
-                    now_extras.insert(k);
-                }
-                Err(e) => {
-                    if self.refused_extras.insert(g.name.clone()) {
-                        tracing::warn!(node = self.labels.node(), error = %e, "ignoring a gauge the node reports");
-                    }
-                }
-            }
-        }
-        for gone in self.extras.difference(&now_extras) {
-            m.remove_extra(gone);
-        }
-        self.extras = now_extras;
-        m.set_up(&self.labels, true);
-        m.set_last_success(&self.labels, now_ms as f64 / 1000.0);
-        m.set_consecutive_failures(&self.labels, 0);
-
-        match self.up {
-            Some(false) => tracing::info!(
-                node = self.labels.node(),
-                protocol = self.labels.protocol(),
-                after_failures = self.failures,
-                "node is up again"
-            ),
-            None => tracing::debug!(
-                node = self.labels.node(),
-                protocol = self.labels.protocol(),
-                "first poll succeeded"
-            ),
-            Some(true) => {}
-        }
-        self.up = Some(true);
-        self.failures = 0;
-        let degraded = match obs.health {
-            Health::Healthy => None,
-            Health::Degraded(why) => Some(why),
-        };
-        self.health.update(self.labels.node(), |h| {
-            h.up = true;
-            h.polled = true;
-            h.last_success_ms = Some(now_ms);
-            h.consecutive_failures = 0;
-            h.last_error = None;
-            h.degraded = degraded;
-        });
-    }
-
-    fn on_failure(&mut self, e: &PollError) {
-        let m = &self.metrics;
-        self.failures = self.failures.saturating_add(1);
-        m.set_up(&self.labels, false);
-        m.count_poll_error(&self.labels, e.reason());
-        m.set_consecutive_failures(&self.labels, self.failures);
-        // What the node uses is unknown now: end those series instead of repeating old values.
-        for r in Resource::ALL {
-            m.set_usage(&self.labels, r, None);
-        }
-        for k in self.extras.drain() {
-            m.remove_extra(&k);
-        }
-        if self.up != Some(false) {
-            tracing::warn!(
-                node = self.labels.node(),
-                protocol = self.labels.protocol(),
-                reason = e.reason(),
-                error = %e,
-                "node is down"
-            );
-        }
-        self.up = Some(false);
-        let failures = self.failures;
-        let err = LastError {
-            reason: e.reason().to_string(),
-            message: e.to_string(),
-        };
-        self.health.update(self.labels.node(), |h| {
-            h.up = false;
-            h.polled = true;
-            h.consecutive_failures = failures;
-            h.last_error = Some(err);
-        });
-    }
-}
-
-/// Leaves out earnings a counter cannot take (negative or non-finite) and counts them as
-/// skipped (`field="earnings/<token>"`): the node answered, so the rest of the observation holds.
-fn check_observation(mut obs: Observation) -> Result<Observation, PollError> {
-    let bad: Vec<String> = obs
-        .earnings
-        .iter()
-        .filter(|(_, v)| !v.is_finite() || **v < 0.0)
-        .map(|(t, _)| t.clone())
-        .collect();
-    for token in bad {
-        obs.earnings.remove(&token);
-        obs.skipped.push(format!("earnings/{token}"));
-    }
-    Ok(obs)
 }
 
 /// A clock that follows tokio's timer from a given start: with paused time (tests, and a
@@ -609,8 +352,9 @@ impl Clock for TokioClock {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adapters::PollFuture;
+    use crate::adapters::{Observation, PollFuture};
     use crate::labels::Matcher;
+    use crate::metrics::NodeLabels;
     use crate::resources::Resources;
     use crate::tsdb::Queryable;
     use std::collections::VecDeque;
