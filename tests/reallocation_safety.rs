@@ -446,7 +446,9 @@ async fn a_rollback_through_the_controller_is_recorded() {
     };
     let e = s.controller.handle_request(1, req).await.unwrap();
     assert!(
-        e.decision.to_string().starts_with("rolled_back: step 2 of 5"),
+        e.decision
+            .to_string()
+            .starts_with("rolled_back: step 2 of 5"),
         "{}",
         e.decision
     );
@@ -477,7 +479,11 @@ async fn the_hold_and_the_rate_limit_survive_a_restart() {
             .handle_request(1, manual("golem", 3.0))
             .await
             .unwrap();
-        assert!(e.decision.to_string().starts_with("applied"), "{}", e.decision);
+        assert!(
+            e.decision.to_string().starts_with("applied"),
+            "{}",
+            e.decision
+        );
     }
     // Restart half-way through the hold: a new controller reads the history from disk.
     w.clock.advance(30 * MIN);
@@ -520,7 +526,11 @@ async fn the_hold_and_the_rate_limit_survive_a_restart() {
         .handle_request(3, manual("storj", 3.0))
         .await
         .unwrap();
-    assert!(e.decision.to_string().starts_with("applied"), "{}", e.decision);
+    assert!(
+        e.decision.to_string().starts_with("applied"),
+        "{}",
+        e.decision
+    );
     drop(s);
     w.clock.advance(MIN);
     let s = controller(
@@ -549,7 +559,11 @@ async fn the_hold_and_the_rate_limit_survive_a_restart() {
         .handle_request(5, manual("golem", 5.0))
         .await
         .unwrap();
-    assert!(e.decision.to_string().starts_with("applied"), "{}", e.decision);
+    assert!(
+        e.decision.to_string().starts_with("applied"),
+        "{}",
+        e.decision
+    );
     assert_eq!(w.nodes["golem"].allocation().cpu_cores, 5.0);
 }
 
@@ -572,12 +586,7 @@ async fn a_node_that_is_down_is_frozen() {
     .into();
     let e = s.controller.tick().await.unwrap();
     assert_eq!(
-        s.planner
-            .frozen_seen
-            .lock()
-            .unwrap()
-            .get("storj")
-            .cloned(),
+        s.planner.frozen_seen.lock().unwrap().get("storj").cloned(),
         Some(Frozen::Down)
     );
     assert!(e.steps.iter().all(|st| st.node != "storj"), "{:?}", e.steps);
@@ -599,7 +608,11 @@ async fn a_node_that_is_down_is_frozen() {
         .handle_request(10, manual("storj", 1.0))
         .await
         .unwrap();
-    assert!(e.decision.to_string().starts_with("applied"), "{}", e.decision);
+    assert!(
+        e.decision.to_string().starts_with("applied"),
+        "{}",
+        e.decision
+    );
 }
 
 fn pending_intent(id: u64, steps: &[Step], started: usize, done: usize) -> Vec<Record> {
@@ -734,7 +747,11 @@ async fn a_move_that_made_things_worse_is_undone_after_its_hold() {
     ]
     .into();
     let e = s.controller.tick().await.unwrap();
-    assert!(e.decision.to_string().starts_with("applied"), "{}", e.decision);
+    assert!(
+        e.decision.to_string().starts_with("applied"),
+        "{}",
+        e.decision
+    );
     // The hour after earns 0.5 USD/h instead of 1.
     earn(&s.db, T0 + 61 * MIN, T0 + 120 * MIN, 0.5, v + 0.5 / 60.0);
     w.clock.set(T0 + 120 * MIN);
@@ -806,7 +823,11 @@ async fn the_loop_applies_a_plan_that_passes_and_rejects_one_that_does_not() {
     .into();
     *s.planner.target.lock().unwrap() = target.clone();
     let e = s.controller.tick().await.unwrap();
-    assert!(e.decision.to_string().starts_with("applied"), "{}", e.decision);
+    assert!(
+        e.decision.to_string().starts_with("applied"),
+        "{}",
+        e.decision
+    );
     assert_eq!(w.nodes["golem"].allocation().cpu_cores, 3.0);
     // A plan over capacity never reaches the nodes.
     *s.planner.target.lock().unwrap() = [("streamr".to_string(), alloc(9.0, 4.0))].into();

@@ -326,5 +326,4 @@ impl Controller {
         }
         out
     }
-
 }
