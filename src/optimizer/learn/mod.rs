@@ -355,6 +355,52 @@ impl NodeLearner {
     }
 }
 
+/// What was learned about one paid resource of a node, for the explanation of a plan.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Learned {
+    #[serde(with = "super::resource_key")]
+    pub resource: Resource,
+    /// Hours the filter used (the node's, shared by its resources).
+    pub observations: usize,
+    /// Distinct amounts of the resource among them.
+    pub levels: usize,
+    /// Tokens per hour one more unit would earn over the horizon (10 %, mean, 90 %).
+    pub marginal: Band,
+    /// The knee (10 %, geometric mean, 90 %).
+    pub knee: Band,
+}
+
+impl NodeLearner {
+    /// What was learned about each paid resource at allocation `a`, over `horizon` hours;
+    /// the marginal value is the slope over `step` units above `a` (below it at the top).
+    pub fn learned(&self, a: &Allocation, horizon: usize, step: &Allocation) -> Vec<Learned> {
+        let w = self.posterior();
+        let index = self.index(horizon);
+        let here = self.values(&index, a);
+        let mut out = Vec::new();
+        for r in self.spec.groups.iter().flatten() {
+            let d = step.get(*r).max(1e-12);
+            let mut b = *a;
+            let up = a.get(*r) + d <= self.spec.upper.get(*r) || a.get(*r) < d;
+            b.set(*r, if up { a.get(*r) + d } else { a.get(*r) - d });
+            let there = self.values(&index, &b);
+            let slope: Vec<f64> = here
+                .iter()
+                .zip(&there)
+                .map(|(x, y)| if up { (y - x) / d } else { (x - y) / d })
+                .collect();
+            out.push(Learned {
+                resource: *r,
+                observations: self.observations(),
+                levels: self.levels(*r),
+                marginal: band(&slope, &w, 0.1),
+                knee: self.knee(*r, &w).unwrap_or_default(),
+            });
+        }
+        out
+    }
+}
+
 /// Weighted `alpha` and `1 − alpha` quantiles and the mean of `v` under weights `w`.
 pub fn band(v: &[f64], w: &[f64], alpha: f64) -> Band {
     let mut idx: Vec<usize> = (0..v.len()).filter(|i| w[*i] > 0.0).collect();

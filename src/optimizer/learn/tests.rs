@@ -132,6 +132,18 @@ fn the_knee_is_learned_through_a_daily_cycle_and_a_drift() {
     let rel: Vec<f64> = v2.iter().zip(&v4).map(|(a, b)| b / a - 1.0).collect();
     let b = band(&rel, &w, 0.1);
     assert!(b.lo > 0.2 && b.hi < 0.55, "{b:?}");
+    // The explanation: at 2 MB/s one more byte/s earns about rate·e⁻¹/knee per hour.
+    let step = Allocation {
+        bandwidth_bytes_per_second: 0.1 * MB,
+        ..Default::default()
+    };
+    let learned = l.learned(&bw(2.0 * MB), 24, &step);
+    assert_eq!(learned.len(), 1);
+    assert_eq!(learned[0].levels, 7);
+    let m = learned[0].marginal;
+    // (The level drifted: the truth at level 0 is 10·1.17·e⁻¹/2e6 ≈ 2.2e-6 tokens/h per B/s.)
+    assert!(m.lo > 0.0 && m.lo <= m.hi, "{m:?}");
+    assert!(m.mean > 2.2e-7 && m.mean < 2.2e-5, "{m:?}");
 }
 
 #[test]
