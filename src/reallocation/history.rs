@@ -249,12 +249,18 @@ pub struct History {
     report: OpenReport,
 }
 
-fn crc_line(json: &str) -> String {
+/// `<crc32 of json, 8 hex digits> <json>\n`: the line format of the durable logs here.
+pub(super) fn crc_line(json: &str) -> String {
     format!("{:08x} {json}\n", crc32fast::hash(json.as_bytes()))
 }
 
 /// Parses one line (without its newline); None when damaged.
 fn parse_line(line: &[u8]) -> Option<Record> {
+    parse_crc_json(line)
+}
+
+/// Parses one `crc json` line of any record type (without its newline); None when damaged.
+pub(super) fn parse_crc_json<T: serde::de::DeserializeOwned>(line: &[u8]) -> Option<T> {
     let text = std::str::from_utf8(line).ok()?;
     let (crc, json) = text.split_once(' ')?;
     let crc = u32::from_str_radix(crc, 16).ok()?;
