@@ -159,8 +159,10 @@ mod tests {
     use crate::resources::{Allocation, Resource, Resources};
 
     fn point(hour: i64, tokens: f64) -> Point {
-        let mut usage_avg = Resources::<Option<f64>>::default();
-        usage_avg.cpu_cores = Some(1.5);
+        let usage_avg = Resources::<Option<f64>> {
+            cpu_cores: Some(1.5),
+            ..Default::default()
+        };
         Point {
             hour,
             tokens,
