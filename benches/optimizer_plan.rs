@@ -3,6 +3,11 @@
 //! explanation) and a large host (100 nodes × 4 resources, solver only). Prints the time per
 //! plan, the ratio LP / greedy and how much more the LP's plan earns under the model.
 //!
+//! The learner (`optimizer::learn`, not yet wired into the plan) is timed beside it: what one
+//! plan round would add (every node's index over the horizon, its curves' summaries and a
+//! gain's band) and what one hour's data point costs, amortised over the daily refit, for 4
+//! and 100 nodes with 30 days of history each.
+//!
 //! `cargo bench --bench optimizer_plan` (harness = false: plain `main`).
 
 use std::hint::black_box;
@@ -11,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use depin_orcha::adapters::sim::market::{Market, MarketParams, Protocol};
 use depin_orcha::labels::Labels;
+use depin_orcha::optimizer::learn::{self, NodeLearner, Point, Spec};
 use depin_orcha::optimizer::CurrentNode;
 use depin_orcha::optimizer::{
     self, greedy, Curve, Group, Inputs, NodeInputs, NodeModel, Problem, ResourceCurve,
@@ -196,6 +202,96 @@ fn value(p: &Problem, t: &std::collections::BTreeMap<String, Allocation>) -> f64
     p.models.iter().map(|m| m.value(&t[&m.node])).sum()
 }
 
+/// A learner of each demo protocol's shape (Golem cpu+memory together, Storj disk and
+/// bandwidth, Streamr and Grass bandwidth), `i` picking which, with `days` of hourly points
+/// at a few allocations.
+fn learner(i: usize, days: i64, rng: &mut SmallRng) -> (NodeLearner, Allocation) {
+    use Resource::*;
+    let groups = match i % 4 {
+        0 => vec![vec![CpuCores, MemoryBytes]],
+        1 => vec![vec![DiskBytes], vec![BandwidthBytesPerSecond]],
+        _ => vec![vec![BandwidthBytesPerSecond]],
+    };
+    let upper = alloc(7.0, 14.0 * GIB, 1.8e12, 8e6);
+    let mut l = NodeLearner::new(Spec {
+        groups,
+        upper,
+        guesses: Default::default(),
+    });
+    let mut a = alloc(3.0, 6.0 * GIB, 1e12, 3e6);
+    let mut level = 0.0;
+    for hour in 0..days * 24 {
+        if hour % 96 == 0 {
+            a = alloc(
+                rng.random_range(1.0..7.0),
+                rng.random_range(1.0..14.0) * GIB,
+                rng.random_range(0.5e12..1.8e12),
+                rng.random_range(0.5e6..8e6),
+            );
+        }
+        level += 0.02 * (rng.random::<f64>() - 0.5);
+        let g = 1.0 - (-a.bandwidth_bytes_per_second / 2e6 - a.cpu_cores / 3.0).exp();
+        let tokens = 5.0 * g * (level + 0.2 * rng.random::<f64>()).exp();
+        l.add(Point {
+            hour: 490_000 + hour,
+            tokens,
+            up: 1.0,
+            allocation: a,
+            usage_avg: Resources::default(),
+            usage_max: Resources::default(),
+            excluded: None,
+        });
+    }
+    (l, a)
+}
+
+/// What a plan round would ask of the learners: the index over 24 h, the summaries of every
+/// paid resource, and the band of one node's gain of a step.
+fn learn_round(learners: &[(NodeLearner, Allocation)]) -> f64 {
+    let step = alloc(1.0, GIB, 0.1e12, 0.5e6);
+    let mut total = 0.0;
+    for (l, a) in learners {
+        let w = l.posterior();
+        let index = l.index(24);
+        let learned = l.learned(a, 24, &step);
+        let mut b = *a;
+        b.bandwidth_bytes_per_second += 0.5e6;
+        b.cpu_cores += 1.0;
+        let (v0, v1) = (l.values(&index, a), l.values(&index, &b));
+        let gain: Vec<f64> = v1.iter().zip(&v0).map(|(x, y)| x - y).collect();
+        total += learn::band(&gain, &w, 0.1).lo + learned[0].marginal.mean;
+    }
+    total
+}
+
+fn bench_learning(budget: Duration, t_plan_4: Duration) {
+    let mut rng = SmallRng::seed_from_u64(3);
+    for n in [4usize, 100] {
+        let build = Instant::now();
+        let learners: Vec<_> = (0..n).map(|i| learner(i, 30, &mut rng)).collect();
+        let replay = build.elapsed();
+        let points: usize = learners.iter().map(|(l, _)| l.points().len()).sum();
+        let t_round = time(budget, || learn_round(&learners));
+        println!("learning, {n} nodes with 30 days of hourly points (not yet in the plan)");
+        println!(
+            "  per plan round {:>10.1} µs   = {:.1}x the demo's LP plan; goal < {} ms with the plan: {}",
+            t_round.as_secs_f64() * 1e6,
+            t_round.as_secs_f64() / t_plan_4.as_secs_f64(),
+            if n == 4 { 1 } else { 50 },
+            if t_round + t_plan_4 < Duration::from_millis(if n == 4 { 1 } else { 50 }) {
+                "met"
+            } else {
+                "NOT met"
+            }
+        );
+        println!(
+            "  per data point {:>10.1} µs   (build and replay of {points} points incl. daily refits: {:.2} s)",
+            replay.as_secs_f64() * 1e6 / points as f64,
+            replay.as_secs_f64()
+        );
+    }
+}
+
 fn main() {
     let budget = Duration::from_secs(2);
     let rules_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/optimization.yml");
@@ -211,6 +307,7 @@ fn main() {
     let lp_plan = optimizer::plan(&rules, &inputs);
     let gr_plan = optimizer::plan_greedy(&rules, &inputs);
     let t_lp = time(budget, || optimizer::plan(&rules, &inputs));
+    let t_lp_demo = t_lp;
     let t_gr = time(budget, || optimizer::plan_greedy(&rules, &inputs));
     println!("demo host, 4 nodes x 4 resources (shipped rules, full plan: fit + solve + explain)");
     println!(
@@ -289,4 +386,5 @@ fn main() {
             }
         );
     }
+    bench_learning(budget, t_lp_demo);
 }

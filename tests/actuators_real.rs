@@ -1024,7 +1024,11 @@ async fn the_controller_moves_cores_through_the_docker_engine_and_rolls_back_a_f
     };
     // storj releases two cores (sim), then golem's container gets them (Engine API).
     let e = controller.handle_request(1, cores(4.0, 2.0)).await.unwrap();
-    assert!(e.decision.starts_with("applied"), "{}", e.decision);
+    assert!(
+        e.decision.to_string().starts_with("applied"),
+        "{}",
+        e.decision
+    );
     assert_eq!(
         engine.lock().unwrap().containers["golem-provider"].nano_cpus,
         4_000_000_000
@@ -1033,8 +1037,16 @@ async fn the_controller_moves_cores_through_the_docker_engine_and_rolls_back_a_f
     // The Engine refuses the next update: storj's release is undone, golem keeps 4 CPUs.
     engine.lock().unwrap().fail_updates = 1;
     let e = controller.handle_request(2, cores(5.0, 1.0)).await.unwrap();
-    assert!(e.decision.starts_with("rolled_back"), "{}", e.decision);
-    assert!(e.decision.contains("answered 500"), "{}", e.decision);
+    assert!(
+        e.decision.to_string().starts_with("rolled_back"),
+        "{}",
+        e.decision
+    );
+    assert!(
+        e.decision.to_string().contains("answered 500"),
+        "{}",
+        e.decision
+    );
     assert_eq!(storj.allocation().cpu_cores, 2.0);
     assert_eq!(
         engine.lock().unwrap().containers["golem-provider"].nano_cpus,

@@ -74,7 +74,7 @@ impl Planner for HandEstimates {
                 inputs.left_out.push(LeftOut {
                     node: c.node.clone(),
                     allocation: c.allocation,
-                    reason: why.clone(),
+                    reason: why.to_string(),
                 });
                 continue;
             }
@@ -162,7 +162,7 @@ async fn the_lp_plan_is_gated_applied_and_then_held() {
     assert!(e.gates.pass, "{:?}", e.gates.blocking());
     assert!(e.preflight.pass, "{:?}", e.preflight.problems);
     assert!(
-        e.decision.starts_with("applied"),
+        e.decision.to_string().starts_with("applied"),
         "{}\n{}",
         e.decision,
         e.plan

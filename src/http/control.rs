@@ -181,7 +181,7 @@ impl ControlApi {
                     allocation_source,
                     up: h.is_some_and(|h| h.up),
                     last_success_ms: h.and_then(|h| h.last_success_ms),
-                    frozen: frozen.get(&n.name).cloned(),
+                    frozen: frozen.get(&n.name).map(ToString::to_string),
                 }
             })
             .collect();

@@ -106,6 +106,7 @@ use crate::schema::diag::Diag;
 
 mod estimate;
 pub mod greedy;
+pub mod learn;
 mod lp;
 pub mod metrics;
 mod model;

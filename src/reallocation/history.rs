@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::gates::Gate;
 use crate::resources::Allocation;
 
 /// The file name under `--storage.path`.
@@ -138,7 +139,14 @@ pub enum Record {
         t_ms: i64,
         source: Source,
         steps: Vec<Step>,
+        /// Every blocking gate's and pre-flight problem's reason, for people.
         reasons: Vec<String>,
+        /// The gates that blocked it (none when only pre-flight did).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        gates: Vec<Gate>,
+        /// Whether pre-flight (capacity, bounds, reserves) refused it too.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        preflight: bool,
     },
     /// The realized gain of applied reallocation `id`, measured one hold period after it.
     Realized {
@@ -226,6 +234,10 @@ pub struct Summary {
     pub undo_errors: Vec<String>,
     pub realized_gain_usd_per_hour: Option<f64>,
     pub realized_note: Option<String>,
+    /// The gates that blocked a rejected one.
+    pub blocked_by: Vec<Gate>,
+    /// Whether pre-flight refused a rejected one.
+    pub blocked_by_preflight: bool,
 }
 
 /// The log: every record in memory (they are few) and the open file to append to.
@@ -237,12 +249,18 @@ pub struct History {
     report: OpenReport,
 }
 
-fn crc_line(json: &str) -> String {
+/// `<crc32 of json, 8 hex digits> <json>\n`: the line format of the durable logs here.
+pub(super) fn crc_line(json: &str) -> String {
     format!("{:08x} {json}\n", crc32fast::hash(json.as_bytes()))
 }
 
 /// Parses one line (without its newline); None when damaged.
 fn parse_line(line: &[u8]) -> Option<Record> {
+    parse_crc_json(line)
+}
+
+/// Parses one `crc json` line of any record type (without its newline); None when damaged.
+pub(super) fn parse_crc_json<T: serde::de::DeserializeOwned>(line: &[u8]) -> Option<T> {
     let text = std::str::from_utf8(line).ok()?;
     let (crc, json) = text.split_once(' ')?;
     let crc = u32::from_str_radix(crc, 16).ok()?;
@@ -567,6 +585,8 @@ impl History {
                             undo_errors: Vec::new(),
                             realized_gain_usd_per_hour: None,
                             realized_note: None,
+                            blocked_by: Vec::new(),
+                            blocked_by_preflight: false,
                         },
                     );
                 }
@@ -576,6 +596,8 @@ impl History {
                     source,
                     steps,
                     reasons,
+                    gates,
+                    preflight,
                 } => {
                     by_id.insert(
                         *id,
@@ -593,6 +615,8 @@ impl History {
                             undo_errors: Vec::new(),
                             realized_gain_usd_per_hour: None,
                             realized_note: None,
+                            blocked_by: gates.clone(),
+                            blocked_by_preflight: *preflight,
                         },
                     );
                 }

@@ -10,6 +10,7 @@
 //! - `preflight`: capacity, bounds, health and freshness, actuator reachability.
 //! - `execute`: the steps (releases before grants), apply + verify, rollback, crash recovery.
 //! - `history`: the durable JSON-lines log under `--storage.path`.
+//! - `learning`: the learner's hourly data points under `--storage.path`.
 //! - `realized`: the realized gain from the tsdb through PromQL.
 //! - `controller`: the loop (`interval` of the optimization rules), dry run, pause/resume,
 //!   metrics, and [`plan_once`] for `depin-orcha plan`.
@@ -22,6 +23,7 @@ pub mod controller;
 pub mod execute;
 pub mod gates;
 pub mod history;
+pub mod learning;
 pub mod nodes;
 pub mod preflight;
 pub mod realized;

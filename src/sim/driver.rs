@@ -379,13 +379,10 @@ fn run_controller(
         .filter(|h| h.outcome == Some(Outcome::Rejected))
     {
         rejected.plans += 1;
-        // Each reason starts with its gate (`min_confidence: confidence 0.52 is below …`);
-        // a piece without such a word is the rest of the previous reason.
-        for r in h.reason.split("; ") {
-            let check = r.split(':').next().unwrap_or("").trim();
-            if !check.is_empty() && check.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
-                *rejected.by_check.entry(check.to_string()).or_default() += 1;
-            }
+        let checks = h.blocked_by.iter().map(|g| g.as_str());
+        let preflight = h.blocked_by_preflight.then_some("pre-flight");
+        for check in checks.chain(preflight) {
+            *rejected.by_check.entry(check.to_string()).or_default() += 1;
         }
     }
     let gates = check_gates(&opts.rules, &history);

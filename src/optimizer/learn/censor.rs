@@ -1,0 +1,128 @@
+//! Demand from usage, censoring-aware. Usage pinned at the allocation says only that demand
+//! was at least the allocation (a right-censored reading), never what it was: a node starved
+//! of a resource uses all of it, and its usage is its allocation, not its demand. The demand
+//! distribution is the Kaplan–Meier estimate over exact and censored readings; a cap is its
+//! high quantile, and there is no cap while the censored readings leave the top unknown.
+
+use super::points::Point;
+use crate::resources::Resource;
+
+/// Peak usage at or above this share of the allocation is pinned.
+pub const PINNED: f64 = 0.95;
+/// The cap is this quantile of the demand distribution.
+const CAP_QUANTILE: f64 = 0.95;
+
+/// What the hours say about demand for `r`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Demand {
+    /// Hours with a usage reading.
+    pub hours: usize,
+    /// Hours pinned at the allocation (demand ≥ allocation).
+    pub pinned: usize,
+    /// The demand the resource is worth up to (None: not known to stop anywhere).
+    pub cap: Option<f64>,
+}
+
+/// The demand for `r` from `points` (usually the last 7 days).
+pub fn demand(points: &[Point], r: Resource) -> Demand {
+    // (value, exact): exact at the mean usage when not pinned, censored at the allocation.
+    let mut obs: Vec<(f64, bool)> = Vec::new();
+    for p in points.iter().filter(|p| p.excluded.is_none()) {
+        let (Some(avg), Some(max)) = (p.usage_avg.get(r), p.usage_max.get(r)) else {
+            continue;
+        };
+        let a = p.allocation.get(r);
+        if max >= PINNED * a {
+            obs.push((a, false));
+        } else {
+            obs.push((avg, true));
+        }
+    }
+    let hours = obs.len();
+    let pinned = obs.iter().filter(|(_, exact)| !exact).count();
+    Demand {
+        hours,
+        pinned,
+        cap: kaplan_meier_quantile(&mut obs, CAP_QUANTILE),
+    }
+}
+
+/// The `q` quantile of the Kaplan–Meier estimate, None when the survival function is still
+/// above `1 − q` at the largest exact reading (the censored ones leave the tail unknown).
+fn kaplan_meier_quantile(obs: &mut [(f64, bool)], q: f64) -> Option<f64> {
+    // Ties: exact readings before censored ones at the same value (the usual convention).
+    obs.sort_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)));
+    let mut at_risk = obs.len() as f64;
+    let mut survival = 1.0;
+    for (v, exact) in obs.iter() {
+        if *exact {
+            survival *= 1.0 - 1.0 / at_risk;
+            if survival <= 1.0 - q + 1e-12 {
+                return Some(*v);
+            }
+        }
+        at_risk -= 1.0;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::{Allocation, Resources};
+
+    fn point(alloc: f64, avg: f64, max: f64) -> Point {
+        let r = Resource::BandwidthBytesPerSecond;
+        let mut allocation = Allocation::default();
+        allocation.set(r, alloc);
+        let mut usage_avg = Resources::<Option<f64>>::default();
+        let mut usage_max = Resources::<Option<f64>>::default();
+        usage_avg.set(r, Some(avg));
+        usage_max.set(r, Some(max));
+        Point {
+            hour: 0,
+            tokens: 1.0,
+            up: 1.0,
+            allocation,
+            usage_avg,
+            usage_max,
+            excluded: None,
+        }
+    }
+
+    #[test]
+    fn a_starved_resource_has_no_cap() {
+        // At 0 B/s, usage is 0 = allocation: every reading is pinned; demand is unknown.
+        let points: Vec<Point> = (0..168).map(|_| point(0.0, 0.0, 0.0)).collect();
+        let d = demand(&points, Resource::BandwidthBytesPerSecond);
+        assert_eq!((d.hours, d.pinned, d.cap), (168, 168, None));
+        // Pinned at 1 MB/s with a few exact readings below: still no cap, and never 1 MB/s.
+        let mut points: Vec<Point> = (0..160).map(|_| point(1e6, 1e6, 1e6)).collect();
+        points.extend((0..8).map(|i| point(1e6, 5e5 + i as f64, 8e5)));
+        assert_eq!(demand(&points, Resource::BandwidthBytesPerSecond).cap, None);
+    }
+
+    #[test]
+    fn demand_below_the_allocation_gives_a_cap_at_its_high_quantile() {
+        // Demand 1..=100 kB/s, allocation 1 MB/s: nothing pinned; the 95 % quantile is 95 kB/s.
+        let points: Vec<Point> = (1..=100)
+            .map(|i| point(1e6, i as f64 * 1e3, i as f64 * 1.1e3))
+            .collect();
+        let d = demand(&points, Resource::BandwidthBytesPerSecond);
+        assert_eq!(d.pinned, 0);
+        assert_eq!(d.cap, Some(95e3));
+        // The same demand, with the hours above 50 kB/s pinned at a 50 kB/s allocation: the
+        // top is unknown, so there is no cap (a usage-based cap would have said 50 kB/s).
+        let points: Vec<Point> = (1..=100)
+            .map(|i| {
+                let d = i as f64 * 1e3;
+                if d >= 50e3 {
+                    point(50e3, 50e3, 50e3)
+                } else {
+                    point(50e3, d, d)
+                }
+            })
+            .collect();
+        assert_eq!(demand(&points, Resource::BandwidthBytesPerSecond).cap, None);
+    }
+}
