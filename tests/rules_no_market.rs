@@ -31,10 +31,7 @@ fn yaml_files(dir: &Path) -> Vec<PathBuf> {
             let p = e.expect("dir entry").path();
             if p.is_dir() {
                 todo.push(p);
-            } else if p
-                .extension()
-                .is_some_and(|x| x == "yml" || x == "yaml")
-            {
+            } else if p.extension().is_some_and(|x| x == "yml" || x == "yaml") {
                 out.push(p);
             }
         }
@@ -177,5 +174,8 @@ nodes:
         found[3].starts_with("nodes.grass.response.bandwidth_bytes_per_second.points"),
         "{found:#?}"
     );
-    assert!(market_statements("nodes:\n  a:\n    response:\n      cpu_cores: {knee: auto}\n").is_empty());
+    assert!(
+        market_statements("nodes:\n  a:\n    response:\n      cpu_cores: {knee: auto}\n")
+            .is_empty()
+    );
 }
