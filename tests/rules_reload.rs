@@ -1,6 +1,7 @@
 //! Reloading rule files on the real binary: SIGHUP picks up a new rule; a broken file keeps
 //! every old rule running and sets `depin_rules_last_reload_successful 0`; fixing it and
-//! `POST /-/reload` brings it back to 1.
+//! `POST /-/reload` brings it back to 1. A broken file at start stops the start, and says where
+//! once.
 
 mod common;
 
@@ -72,4 +73,35 @@ fn sighup_and_reload_endpoint_keep_old_rules_on_failure() {
         Some(1.0)
     );
     assert_eq!(rule_names(&orcha), ["job:one:sum"]);
+}
+
+#[test]
+fn a_broken_file_at_start_stops_it_and_says_where_once() {
+    let dir = temp_dir("reload-start");
+    let rules = dir.join("broken.yml");
+    std::fs::write(&rules, BROKEN).unwrap();
+    let out = std::process::Command::new(bin())
+        .args([
+            "run",
+            "--rules.file",
+            rules.to_str().unwrap(),
+            "--storage.path",
+            dir.join("data").to_str().unwrap(),
+            "--web.listen-address",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "started with a broken rule file: {stderr}"
+    );
+    let at = format!("{}:5", rules.display());
+    assert_eq!(
+        stderr.matches(&at).count(),
+        1,
+        "the error's place should be said once:\n{stderr}"
+    );
+    assert!(stderr.contains("did not load (1 error"), "{stderr}");
 }

@@ -324,8 +324,14 @@ fn rule_manager(
     ));
     let mut files = config.rule_files.clone();
     files.extend(opts.rule_files.iter().cloned());
+    // The manager logs each error with its file and line (as it does on a reload); the start
+    // ends with a summary rather than the same lines a second time.
     if let Err(e) = manager.load(&files) {
-        return Err(AppError::message(format!("loading rule files:\n{e}")));
+        let n = e.to_string().lines().count();
+        return Err(AppError::message(format!(
+            "the rule files did not load ({n} error{}, logged above)",
+            if n == 1 { "" } else { "s" }
+        )));
     }
     Ok(manager)
 }
