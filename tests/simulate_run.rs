@@ -106,6 +106,19 @@ fn narrow_uplink() {
 }
 
 #[test]
+fn demand_vanishes() {
+    check("demand-vanishes");
+}
+#[test]
+fn regime_flips() {
+    check("regime-flips");
+}
+#[test]
+fn starved_start() {
+    check("starved-start");
+}
+
+#[test]
 fn same_seed_same_report() {
     let strip = |r: &Report| {
         let mut v = serde_json::to_value(r).unwrap();

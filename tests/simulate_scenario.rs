@@ -35,6 +35,10 @@ fn shipped_scenarios_load() {
         "daily-cycle",
         "node-outage",
         "price-crash",
+        "narrow-uplink",
+        "demand-vanishes",
+        "regime-flips",
+        "starved-start",
     ] {
         let s =
             load_file(&dir.join(format!("{name}.yml"))).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -44,7 +48,7 @@ fn shipped_scenarios_load() {
         assert_eq!(s.nodes.len(), 4);
         n += 1;
     }
-    assert_eq!(n, 6);
+    assert_eq!(n, 10);
 }
 
 #[test]

@@ -9,18 +9,20 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use depin_orcha::optimizer;
+use depin_orcha::{optimizer, sim};
 
 use super::{Output, DEFAULT_OPTIMIZATION_RULES, DEMO_RULE_FILES};
 
 #[derive(Args)]
 pub(crate) struct SimulateArgs {
-    /// Scenario file (see scenarios/README.md).
-    pub(crate) scenario: PathBuf,
+    /// Scenario file (see scenarios/README.md); or `--random N`.
+    #[arg(required_unless_present = "random")]
+    pub(crate) scenario: Option<PathBuf>,
     /// Simulated days (default: the scenario's `days`).
     #[arg(long = "days")]
     pub(crate) days: Option<f64>,
-    /// Seed of the market's randomness (default: the scenario's `seed`).
+    /// Seed of the market's randomness (default: the scenario's `seed`); with `--random`, the
+    /// seed the markets are drawn from (default 1).
     #[arg(long = "seed")]
     pub(crate) seed: Option<u64>,
     /// Poll interval (default: the scenario's `poll_interval`).
@@ -29,7 +31,7 @@ pub(crate) struct SimulateArgs {
     #[arg(long = "output", value_enum, default_value_t = Output::Text)]
     pub(crate) output: Output,
     /// Draw allocation and earnings over time of the four strategies into this SVG file.
-    #[arg(long = "plot")]
+    #[arg(long = "plot", conflicts_with = "random")]
     pub(crate) plot: Option<PathBuf>,
     /// Optimization rules; default `rules/optimization.yml`.
     #[arg(long = "optimization.rules-file", default_value = DEFAULT_OPTIMIZATION_RULES)]
@@ -41,27 +43,22 @@ pub(crate) struct SimulateArgs {
     /// moved to end now, for `run --storage.path DIR` to open and continue.
     #[arg(long = "storage.path")]
     pub(crate) storage_path: Option<PathBuf>,
+    /// Draw this many markets from the documented ranges (scenarios/README.md) instead of
+    /// running a scenario file; market k of a seed is the same whatever the count.
+    #[arg(long = "random", conflicts_with_all = ["scenario", "storage_path"])]
+    pub(crate) random: Option<u64>,
+    /// With `--random`: markets run at once (each run uses two threads).
+    #[arg(long = "jobs", default_value_t = 1, requires = "random")]
+    pub(crate) jobs: usize,
+    /// With `--random`: write each drawn market as a scenario file into this directory.
+    #[arg(long = "save-scenarios", requires = "random")]
+    pub(crate) save_scenarios: Option<PathBuf>,
 }
 
 /// `depin-orcha simulate`: loads the scenario and the rules, runs `sim::driver`, prints the
 /// report (and draws the plot).
 pub(crate) fn simulate(args: SimulateArgs) -> Result<ExitCode> {
-    use depin_orcha::sim;
     use std::io::IsTerminal;
-    let (scenario, storage) = match &args.storage_path {
-        None => (
-            sim::scenario::load_file(&args.scenario).map_err(|e| anyhow::anyhow!("{e}"))?,
-            None,
-        ),
-        Some(dir) => {
-            let now_ms = depin_orcha::clock::Clock::now_ms(&depin_orcha::clock::WallClock);
-            let sc = sim::storage::ending_at(&args.scenario, args.days, now_ms)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let db = sim::storage::open(dir, args.days.unwrap_or(sc.days))
-                .with_context(|| format!("opening --storage.path {}", dir.display()))?;
-            (sc, Some(db))
-        }
-    };
     let rules =
         optimizer::load_file(&args.optimization_rules_file).map_err(|e| anyhow::anyhow!("{e}"))?;
     let rule_files = if args.rule_files.is_empty() {
@@ -74,18 +71,32 @@ pub(crate) fn simulate(args: SimulateArgs) -> Result<ExitCode> {
     } else {
         None
     };
-    let report = sim::driver::simulate_into(
-        &scenario,
-        &sim::driver::Options {
-            days: args.days,
-            seed: args.seed,
-            poll_interval: args.poll_interval,
-            rules,
-            rule_files,
-            progress,
-        },
-        storage.clone(),
-    )?;
+    let options = sim::driver::Options {
+        days: args.days,
+        seed: args.seed,
+        poll_interval: args.poll_interval,
+        rules,
+        rule_files,
+        progress,
+    };
+    let Some(scenario) = &args.scenario else {
+        return simulate_random(&args, options);
+    };
+    let (scenario, storage) = match &args.storage_path {
+        None => (
+            sim::scenario::load_file(scenario).map_err(|e| anyhow::anyhow!("{e}"))?,
+            None,
+        ),
+        Some(dir) => {
+            let now_ms = depin_orcha::clock::Clock::now_ms(&depin_orcha::clock::WallClock);
+            let sc = sim::storage::ending_at(scenario, args.days, now_ms)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let db = sim::storage::open(dir, args.days.unwrap_or(sc.days))
+                .with_context(|| format!("opening --storage.path {}", dir.display()))?;
+            (sc, Some(db))
+        }
+    };
+    let report = sim::driver::simulate_into(&scenario, &options, storage.clone())?;
     if let (Some(db), Some(dir)) = (storage, &args.storage_path) {
         db.snapshot()
             .with_context(|| format!("writing {}", dir.display()))?;
@@ -105,6 +116,46 @@ pub(crate) fn simulate(args: SimulateArgs) -> Result<ExitCode> {
     }
     match args.output {
         Output::Text => print!("{}", report.render_text()),
+        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `simulate --random N`: draws the markets, runs them one after another (`--jobs` at a time),
+/// prints a line per market as it finishes and the distribution.
+fn simulate_random(args: &SimulateArgs, mut options: sim::driver::Options) -> Result<ExitCode> {
+    let count = args.random.unwrap_or(0);
+    options.progress = None;
+    let text = matches!(args.output, Output::Text);
+    if text {
+        println!("{}", sim::batch::header());
+    }
+    let on_market: Box<dyn Fn(&sim::batch::MarketRun) + Send + Sync> = Box::new(move |m| {
+        if text {
+            println!("{}", sim::batch::line(m));
+        } else {
+            eprintln!("{}", sim::batch::line(m));
+        }
+    });
+    let report = sim::batch::run(sim::batch::BatchOptions {
+        count,
+        seed: args.seed.unwrap_or(1),
+        days: args.days.unwrap_or(30.0),
+        jobs: args.jobs,
+        base: options,
+        on_market: Some(on_market),
+    })?;
+    if let Some(dir) = &args.save_scenarios {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("--save-scenarios {}", dir.display()))?;
+        for m in &report.markets {
+            let path = dir.join(format!("{}.yml", m.report.scenario));
+            std::fs::write(&path, &m.scenario)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+    }
+    match args.output {
+        Output::Text => print!("{}", report.render_summary()),
         Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
     }
     Ok(ExitCode::SUCCESS)
