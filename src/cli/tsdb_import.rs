@@ -25,4 +25,4 @@ pub(crate) fn tsdb_import(file: &Path, storage_path: &Path) -> Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-// ---- report and export (the reports branch) ----
+// ---- report and export ----

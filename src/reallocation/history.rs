@@ -657,7 +657,7 @@ impl History {
     }
 }
 
-// ---- retention (added by the reports branch) ----
+// ---- retention ----
 
 /// What [`compact`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
