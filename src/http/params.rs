@@ -242,52 +242,11 @@ pub fn parse_duration(s: &str) -> Result<i64, ParamError> {
             return Ok(ns as i64);
         }
     }
-    parse_prometheus_duration(s).ok_or_else(|| ParamError::Duration(s.to_string()))
-}
-
-/// `model.ParseDuration`: units y, w, d, h, m, s, ms, each at most once and in that order.
-fn parse_prometheus_duration(s: &str) -> Option<i64> {
-    if s == "0" {
-        return Some(0);
-    }
-    if s.is_empty() {
-        return None;
-    }
-    const UNITS: [(&str, i64); 7] = [
-        ("y", 365 * 24 * 3_600_000),
-        ("w", 7 * 24 * 3_600_000),
-        ("d", 24 * 3_600_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1_000),
-        ("ms", 1),
-    ];
-    let mut rest = s;
-    let mut next_unit = 0;
-    let mut total_ms: i64 = 0;
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(|c| c.is_ascii_digit()).count();
-        if digits == 0 {
-            return None;
-        }
-        let n: i64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        // "ms" must be tried before "m".
-        let unit_idx = if rest.starts_with("ms") {
-            6
-        } else {
-            UNITS
-                .iter()
-                .position(|(u, _)| u.len() == 1 && rest.starts_with(u))?
-        };
-        if unit_idx < next_unit {
-            return None;
-        }
-        next_unit = unit_idx + 1;
-        rest = &rest[UNITS[unit_idx].0.len()..];
-        total_ms = total_ms.checked_add(n.checked_mul(UNITS[unit_idx].1)?)?;
-    }
-    total_ms.checked_mul(1_000_000)
+    // `model.ParseDuration` (`1h30m`), in nanoseconds.
+    crate::compat::duration::parse_model_duration(s)
+        .ok()
+        .and_then(|ms| ms.checked_mul(1_000_000))
+        .ok_or_else(|| ParamError::Duration(s.to_string()))
 }
 
 /// Prometheus' `parseLimitParam`: 0 (no limit) when absent.

@@ -18,6 +18,7 @@ use super::{
     api_response, text_response, ApiError, ApiSuccess, AppState, ExtraRoutes, HttpResponse,
     RouteRequest,
 };
+use crate::compat::strconv::format_float;
 use crate::labels::Matcher;
 use crate::rules::alerting::ActiveAlert;
 use crate::rules::group::{Group, Rule, RuleStatus};
@@ -314,33 +315,8 @@ fn push_alert(out: &mut String, a: &ActiveAlert) {
         push_str(out, &rfc3339(Some(k)));
     }
     out.push_str(",\"value\":");
-    push_str(out, &go_e_format(a.value));
+    push_str(out, &format_float(a.value, 'e', -1));
     out.push('}');
-}
-
-/// Go's `strconv.FormatFloat(v, 'e', -1, 64)`: `1e+00`, `1.5e-07`, `NaN`, `+Inf`.
-pub fn go_e_format(v: f64) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        };
-    }
-    let s = format!("{v:e}");
-    let (mant, exp) = s.split_once('e').unwrap_or((&s, "0"));
-    let (sign, digits) = match exp.strip_prefix('-') {
-        Some(d) => ('-', d),
-        None => ('+', exp),
-    };
-    if digits.len() < 2 {
-        format!("{mant}e{sign}0{digits}")
-    } else {
-        format!("{mant}e{sign}{digits}")
-    }
 }
 
 /// A millisecond timestamp as Go marshals a UTC `time.Time` (RFC 3339 with trailing zeros of
@@ -510,10 +486,10 @@ mod tests {
 
     #[test]
     fn formats_match_go() {
-        assert_eq!(go_e_format(1.0), "1e+00");
-        assert_eq!(go_e_format(123.456), "1.23456e+02");
-        assert_eq!(go_e_format(1.5e-7), "1.5e-07");
-        assert_eq!(go_e_format(f64::INFINITY), "+Inf");
+        assert_eq!(format_float(1.0, 'e', -1), "1e+00");
+        assert_eq!(format_float(123.456, 'e', -1), "1.23456e+02");
+        assert_eq!(format_float(1.5e-7, 'e', -1), "1.5e-07");
+        assert_eq!(format_float(f64::INFINITY, 'e', -1), "+Inf");
         assert_eq!(rfc3339(Some(1_700_000_000_120)), "2023-11-14T22:13:20.12Z");
         assert_eq!(rfc3339(Some(0)), "1970-01-01T00:00:00Z");
     }
