@@ -327,6 +327,8 @@ impl Planner for FixedPlanner {
 fn rules(gates: Gates) -> OptimizationRules {
     OptimizationRules {
         origin: "test".into(),
+        planner: Default::default(),
+        exploration_budget_usd_per_day: 0.0,
         interval: Duration::from_secs(60),
         gates,
         confidence: ConfidenceRule::default(),

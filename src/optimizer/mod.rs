@@ -141,8 +141,23 @@ pub struct OptimizationRules {
     /// `nodes.<name>`: rules for one node; each key set here overrides the protocol's (the
     /// maps `usage`, `response` and `bounds` per resource).
     pub nodes: BTreeMap<String, NodeRule>,
+    /// `planner`: what plans: the fitted model (default) or the learner.
+    pub planner: PlannerKind,
+    /// `exploration_budget`: USD per day the learning planner may put at risk on probes.
+    pub exploration_budget_usd_per_day: f64,
     /// Findings that do not stop the rules from loading, as `FILE:LINE:COL: path: message`.
     pub warnings: Vec<Diag>,
+}
+
+/// `planner`: which planner decides.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlannerKind {
+    /// The model fitted from the estimators now (`value_per_hour`, usage, knees).
+    #[default]
+    Model,
+    /// Curves learned from each node's own history (`optimizer::learn`), with probes.
+    Learning,
 }
 
 /// `gates`: when a plan may be carried out. The optimizer fills in the numbers a gate compares
@@ -156,6 +171,8 @@ pub struct Gates {
     pub min_confidence: f64,
     /// `max_reallocations_per_hour`: applied plans per rolling hour (default 4).
     pub max_reallocations_per_hour: u32,
+    /// `max_reallocations_per_day`: applied plans per rolling 24 hours (None: unchecked).
+    pub max_reallocations_per_day: Option<u32>,
     /// `min_hold`: a node's allocation stays at least this long after a change (default 1h).
     /// Also the period over which switching costs must pay back.
     pub min_hold: Duration,
@@ -172,6 +189,7 @@ impl Default for Gates {
             min_improvement: 0.05,
             min_confidence: 0.7,
             max_reallocations_per_hour: 4,
+            max_reallocations_per_day: None,
             min_hold: Duration::from_secs(3600),
             max_step: Resources::default(),
             payback_within_hold: Some(1.0),
@@ -701,6 +719,18 @@ pub fn plan_greedy(rules: &OptimizationRules, inputs: &Inputs) -> Plan {
     all_left.append(&mut left_out);
     let target = greedy::plan(&problem);
     model::make_plan(rules, inputs.ts_ms, &problem, &target, all_left)
+}
+
+/// The plan that takes `problem`'s nodes to `target` (moves, values, switching costs and the
+/// explanation), for a planner that built the problem and chose the target itself.
+pub fn plan_for(
+    rules: &OptimizationRules,
+    ts_ms: i64,
+    problem: &Problem,
+    target: &BTreeMap<String, Allocation>,
+    left_out: Vec<LeftOut>,
+) -> Plan {
+    model::make_plan(rules, ts_ms, problem, target, left_out)
 }
 
 /// Solves a problem with the linear program: the target allocation per node.

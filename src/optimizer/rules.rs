@@ -8,11 +8,16 @@
 //!
 //! ```yaml
 //! interval: 60s                  # how often to plan (duration; default 60s)
+//! planner: model                 # model (curves fitted from the estimators now) or learning
+//!                                # (curves learned from each node's history; default model)
+//! exploration_budget: 0.05       # USD per day the learning planner may put at risk on probes
+//!                                # (default 0: no probes)
 //! gates:                         # when reallocation may carry a plan out
 //!   min_improvement: 5%          # expected gain over the current earnings rate (percent, or a
 //!                                # fraction 0–1; default 5%)
 //!   min_confidence: 0.7          # 0–1 (default 0.7)
 //!   max_reallocations_per_hour: 4  # applied plans per rolling hour (default 4)
+//!   max_reallocations_per_day: 2 # applied plans per rolling 24 hours (default: unchecked)
 //!   min_hold: 1h                 # per node: an allocation stays at least this long; also the
 //!                                # period a switching cost must pay back in (default 1h)
 //!   max_step: 25%                # per move and resource: a percent of capacity or an amount;
@@ -121,6 +126,10 @@ struct RawRules {
     protocols: Option<Value>,
     #[serde(default)]
     nodes: Option<Value>,
+    #[serde(default)]
+    planner: Option<Value>,
+    #[serde(default)]
+    exploration_budget: Option<Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -138,6 +147,8 @@ struct RawGates {
     max_step: Option<Value>,
     #[serde(default)]
     payback_within_hold: Option<Value>,
+    #[serde(default)]
+    max_reallocations_per_day: Option<Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -263,6 +274,8 @@ fn validate(value: Value, origin: &str, d: &mut Diagnostics) -> Option<Optimizat
         Some(v) => positive_duration(v, "interval", d),
     };
     let gates = validate_gates(raw.gates, d);
+    let planner = validate_planner(raw.planner.as_ref(), d);
+    let exploration = validate_exploration(raw.exploration_budget.as_ref(), d);
     let confidence = validate_confidence(raw.confidence, d);
     let resources = validate_resources(raw.resources, d);
     let history = confidence.clone().unwrap_or_default();
@@ -301,8 +314,44 @@ fn validate(value: Value, origin: &str, d: &mut Diagnostics) -> Option<Optimizat
         resources: resources?,
         protocols: protocols?,
         nodes: nodes?,
+        planner: planner?,
+        exploration_budget_usd_per_day: exploration?,
         warnings: Vec::new(),
     })
+}
+
+/// `planner`: `model` (default) or `learning`.
+fn validate_planner(v: Option<&Value>, d: &mut Diagnostics) -> Option<super::PlannerKind> {
+    match v.map(|v| (v, v.as_str())) {
+        None => Some(super::PlannerKind::Model),
+        Some((_, Some("model"))) => Some(super::PlannerKind::Model),
+        Some((_, Some("learning"))) => Some(super::PlannerKind::Learning),
+        Some((v, _)) => {
+            d.error(
+                "planner",
+                format!("must be model or learning, got {}", show(v)),
+            );
+            None
+        }
+    }
+}
+
+/// `exploration_budget`: USD per day a learning planner may put at risk on probes (default 0).
+fn validate_exploration(v: Option<&Value>, d: &mut Diagnostics) -> Option<f64> {
+    match v.map(|v| (v, number(v))) {
+        None => Some(0.0),
+        Some((_, Some(x))) if x.is_finite() && x >= 0.0 => Some(x),
+        Some((v, _)) => {
+            d.error(
+                "exploration_budget",
+                format!(
+                    "must be a number of USD per day, 0 or more, got {}",
+                    show(v)
+                ),
+            );
+            None
+        }
+    }
 }
 
 fn positive_duration(v: &Value, path: &str, d: &mut Diagnostics) -> Option<Duration> {
@@ -418,6 +467,18 @@ fn validate_gates(raw: Option<Value>, d: &mut Diagnostics) -> Option<Gates> {
             None => {
                 d.error(
                     "gates.max_reallocations_per_hour",
+                    format!("must be a whole number, 0 or more, got {}", show(v)),
+                );
+                ok = false;
+            }
+        }
+    }
+    if let Some(v) = &raw.max_reallocations_per_day {
+        match v.as_u64().and_then(|n| u32::try_from(n).ok()) {
+            Some(n) => g.max_reallocations_per_day = Some(n),
+            None => {
+                d.error(
+                    "gates.max_reallocations_per_day",
                     format!("must be a whole number, 0 or more, got {}", show(v)),
                 );
                 ok = false;

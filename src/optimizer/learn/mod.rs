@@ -51,6 +51,7 @@ use serde::Serialize;
 use crate::resources::{Allocation, Resource};
 
 pub mod censor;
+pub mod decide;
 pub mod filter;
 pub mod grid;
 pub mod points;
