@@ -1562,6 +1562,32 @@ nodes:
         }
     }
 
+    #[test]
+    fn planner_budget_and_daily_limit_are_checked_with_line_and_key() {
+        let node = "nodes:\n  n:\n    value_per_hour: 'vector(1)'\n";
+        let ok = format!("planner: learning\nexploration_budget: 0.05\ngates:\n  max_reallocations_per_day: 2\n{node}");
+        let r = parse_str(&ok, "opt.yml").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.planner, super::super::PlannerKind::Learning);
+        assert_eq!(r.exploration_budget_usd_per_day, 0.05);
+        assert_eq!(r.gates.max_reallocations_per_day, Some(2));
+        let d = parse_str(node, "opt.yml").unwrap();
+        assert_eq!(d.planner, super::super::PlannerKind::Model);
+        assert_eq!(d.gates.max_reallocations_per_day, None);
+        let bad = format!("planner: oracle\nexploration_budget: -1\ngates:\n  max_reallocations_per_day: 1.5\n{node}");
+        let e = parse_str(&bad, "opt.yml").expect_err("invalid").lines();
+        for w in [
+            "opt.yml:1:1: planner: must be model or learning, got oracle",
+            "opt.yml:2:1: exploration_budget: must be a number of USD per day",
+            "opt.yml:4:3: gates.max_reallocations_per_day: must be a whole number",
+        ] {
+            assert!(
+                e.iter().any(|l| l.starts_with(w)),
+                "missing {w:?} in\n{}",
+                e.join("\n")
+            );
+        }
+    }
+
     /// Rules with one node whose actuator is `actuator` (YAML, indented for the node block).
     fn with_actuator(actuator: &str) -> String {
         format!(

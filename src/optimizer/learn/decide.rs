@@ -420,7 +420,10 @@ fn probe(
                     .iter()
                     .filter(|d| d.node != m.node && d.current.get(r) - d.lower.get(r) > 0.0)
                     .map(|d| (d, marginal_mean(learners.get(&d.node).copied(), d, r, s)))
-                    .min_by(|a, b| a.1.total_cmp(&b.1))?;
+                    .min_by(|a, b| a.1.total_cmp(&b.1));
+                let Some(d) = d else {
+                    continue;
+                };
                 let give = (d.0.current.get(r) - d.0.lower.get(r)).min(want - free);
                 let mut da = d.0.current;
                 da.set(r, d.0.current.get(r) - give);
