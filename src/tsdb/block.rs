@@ -559,6 +559,23 @@ mod tests {
     }
 
     #[test]
+    fn a_downsampled_block_keeps_its_resolution_and_a_raw_one_its_old_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Labels::from_pairs([("__name__", "a")]);
+        let written = write(dir.path(), 9, &[2], 300_000, [(a, vec![chunk(0, 10, 1.0)])]).unwrap();
+        assert_eq!(written.meta.resolution_ms, 300_000);
+        let bytes = std::fs::read(path(dir.path(), 9)).unwrap();
+        assert_eq!(&bytes[..8], MAGIC_DOWNSAMPLED);
+        let parsed = open(&path(dir.path(), 9)).unwrap().1.unwrap();
+        assert_eq!(parsed.meta, written.meta);
+        assert_eq!(parsed.parents, vec![2]);
+        assert_eq!(parsed.series, written.series);
+        let (_, _, raw) = sample_block(dir.path());
+        assert_eq!(raw.meta.resolution_ms, 0);
+        assert_eq!(&std::fs::read(path(dir.path(), 7)).unwrap()[..8], MAGIC);
+    }
+
+    #[test]
     fn a_flipped_chunk_byte_costs_that_chunk_and_an_index_byte_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let (_, _, written) = sample_block(dir.path());
