@@ -105,7 +105,10 @@ fn a_downsampled_month_answers_aligned_queries_as_the_raw_one() {
         samples_in_files(raw_dir.path()),
         samples_in_files(ds_dir.path()),
     );
-    assert!(ds_bytes < raw_bytes * 3 / 4, "{ds_bytes} bytes vs {raw_bytes}");
+    assert!(
+        ds_bytes < raw_bytes * 3 / 4,
+        "{ds_bytes} bytes vs {raw_bytes}"
+    );
 
     let check = |db_raw: &Db, db_ds: &Db| {
         let mut checked = 0;
