@@ -17,9 +17,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use prometheus::core::Collector;
-use prometheus::{
-    CounterVec, Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, Opts, Registry, TextEncoder,
-};
+use prometheus::{CounterVec, Encoder, Gauge, GaugeVec, HistogramVec, Opts, Registry, TextEncoder};
 
 use self::families::{
     Registrar, ADAPTER_UP, BUILD_INFO, CONSECUTIVE_FAILURES, ENDPOINT_LAST_SUCCESS, ENDPOINT_UP,

@@ -193,7 +193,7 @@ mod raw;
 pub mod remote_write;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -206,7 +206,7 @@ use self::raw::RawConfig;
 use crate::adapters::kind::NodeSpec;
 use crate::adapters::Adapter;
 use crate::clock::SharedClock;
-use crate::resources::{Allocation, Resources};
+use crate::resources::Allocation;
 use crate::schema::diag::{join_index, join_key, validate_document, Diag, Diagnostics, Diags};
 
 /// The validated configuration.

@@ -137,7 +137,13 @@ pub(super) fn validate_node(
             None
         }
     };
-    let times = poll_times(&raw, path, global, d);
+    let times = poll_times(
+        raw.poll_interval.as_ref(),
+        raw.poll_timeout.as_ref(),
+        path,
+        global,
+        d,
+    );
     ok &= check_labels(&raw.labels, path, d);
     let kind = match raw.kind {
         None => {
@@ -206,21 +212,14 @@ fn split_kind_block(
 /// The node's poll interval and timeout, each defaulting to the global one; the timeout must
 /// not be longer than the interval.
 fn poll_times(
-    raw: &RawNodeCommon,
+    poll_interval: Option<&Value>,
+    poll_timeout: Option<&Value>,
     path: &str,
     global: &Global,
     d: &mut Diagnostics,
 ) -> Option<(Duration, Duration)> {
-    let interval = positive_duration(
-        raw.poll_interval.as_ref(),
-        &join_key(path, "poll_interval"),
-        d,
-    );
-    let timeout = positive_duration(
-        raw.poll_timeout.as_ref(),
-        &join_key(path, "poll_timeout"),
-        d,
-    );
+    let interval = positive_duration(poll_interval, &join_key(path, "poll_interval"), d);
+    let timeout = positive_duration(poll_timeout, &join_key(path, "poll_timeout"), d);
     match (interval, timeout) {
         (Ok(i), Ok(t)) => {
             let interval = i.unwrap_or(global.poll_interval);

@@ -344,7 +344,7 @@ fn tls_config(
         }
     }
     let _ = t.prefer_server_cipher_suites;
-    let versions = protocol_versions(&t, file)?;
+    let versions = protocol_versions(t.min_version.as_deref(), t.max_version.as_deref(), file)?;
     let resolve = |p: &str| -> PathBuf {
         let p = Path::new(p);
         if p.is_absolute() {
@@ -404,17 +404,18 @@ fn tls_config(
 
 /// The TLS versions from `min_version` to `max_version` (TLS 1.2 and 1.3 by default).
 fn protocol_versions(
-    t: &RawTls,
+    min_version: Option<&str>,
+    max_version: Option<&str>,
     file: &str,
 ) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, Error> {
     const K: &str = "tls_server_config";
     let min = tls_version(
-        t.min_version.as_deref().unwrap_or("TLS12"),
+        min_version.unwrap_or("TLS12"),
         file,
         &format!("{K}.min_version"),
     )?;
     let max = tls_version(
-        t.max_version.as_deref().unwrap_or("TLS13"),
+        max_version.unwrap_or("TLS13"),
         file,
         &format!("{K}.max_version"),
     )?;

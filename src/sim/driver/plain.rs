@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::ledger::{time_in_allocation, Ledger};
 use super::report::StrategyResult;
 use super::{Setup, MS_PER_HOUR};
+use crate::adapters::Adapter;
 use crate::app::stepped::now_or_never;
 use crate::clock::{ManualClock, SharedClock};
 use crate::resources::Allocation;
