@@ -3,10 +3,11 @@
 //! failure text, so a test file written for Prometheus passes or fails here the same way.
 //!
 //! It owns the test-file schema and the test driver only: rule files are loaded and groups
-//! evaluated through the rules engine ([`super::load_files`], [`Group::eval`]), queries go to
-//! the PromQL engine, samples to an in-memory [`Db`] without retention. Nothing here schedules or touches the
-//! clock: evaluation timestamps are explicit, from 0 (the Unix epoch) up to the largest
-//! `eval_time` of a test group, every `evaluation_interval`, as promtool does.
+//! evaluated through the rules engine ([`super::load_files`], `Group::eval`), queries go to the
+//! PromQL engine, samples to an in-memory [`Db`](crate::tsdb::Db) without retention. Nothing
+//! here schedules or touches the clock: evaluation timestamps are explicit, from 0 (the Unix
+//! epoch) up to the largest `eval_time` of a test group, every `evaluation_interval`, as
+//! promtool does.
 //!
 //! What promtool does and this does too:
 //! - `rule_files` are relative to the test file and may be globs; a pattern matching nothing
