@@ -307,7 +307,7 @@ fn after_a_restart_the_allocations_are_the_last_applied_ones() {
         "--storage.path",
         data.to_str().unwrap(),
         "--optimization.rules-file",
-        &rules,
+        rules.as_str(),
         "--web.auth-token-file",
         token.to_str().unwrap(),
     ];
