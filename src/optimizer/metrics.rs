@@ -128,6 +128,8 @@ impl OptimizerMetrics {
             self.learned_uncertain
                 .with_label_values(&[node, key])
                 .set(if r.uncertain.is_some() { 1.0 } else { 0.0 });
+            // The probe counter exists from 0 on, so that its increase reads before a probe.
+            self.probes.with_label_values(&[node, key]);
         }
     }
 
@@ -268,5 +270,9 @@ mod tests {
         let t = text(&registry);
         assert!(!t.contains("depin_optimizer_learned_"), "{t}");
         assert!(t.contains("depin_optimizer_probes_total"), "{t}");
+        assert!(
+            t.contains("depin_optimizer_probes_total{node=\"storj\",resource=\"disk_bytes\"} 0"),
+            "{t}"
+        );
     }
 }
