@@ -1,13 +1,16 @@
-//! Query latency against a real Prometheus holding the same data: the samples file that
-//! `../shared/bench/gen-samples.py` writes is loaded into Prometheus with `promtool tsdb
-//! create-blocks-from openmetrics` and into depin-orcha with `depin-orcha tsdb import` (block
-//! files; `run` then holds the head's range in memory); the same queries go over HTTP to both,
-//! and the ratio of the medians is printed (below 1.0: depin-orcha is faster). Two groups:
-//! ten queries over the last hour (what dashboards and rules ask all the time; goal: median
-//! ratio at most 0.6) and three over the whole history (goal: each within 2x).
+//! Query latency against a real Prometheus holding the same data: `depin-orcha simulate
+//! scenarios/steady.yml --days N --storage.path DIR` writes the demo's series (the depin-orcha
+//! strategy's scrapes, recording rules and alerts) into DIR; `depin-orcha export --format
+//! openmetrics` reads them out and `promtool tsdb create-blocks-from openmetrics` loads them into
+//! Prometheus. `depin-orcha run --storage.path DIR` and Prometheus then serve the same history;
+//! the same queries go over HTTP to both, and the ratio of the medians is printed (below 1.0:
+//! depin-orcha is faster). Two groups: ten queries over the last hour (what dashboards and rules
+//! ask all the time; goal: median ratio at most 0.6) and three over the whole history (goal:
+//! each within 2x).
 //!
-//! `cargo bench --bench query_latency`. QUERY_BENCH_DAYS (default 15) sets the data size,
-//! QUERY_BENCH_REPS (default 30) the repetitions per query.
+//! `cargo bench --bench query_latency`. QUERY_BENCH_DAYS (default 15) sets the history,
+//! QUERY_BENCH_POLL (default 60s) the simulated poll interval, QUERY_BENCH_REPS (default 30)
+//! the repetitions per query.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -61,6 +64,31 @@ fn wait_ready(addr: SocketAddr) {
     panic!("{addr} never became ready");
 }
 
+/// The newest sample time (Unix seconds) of the simulated adapters, from `run`'s API.
+fn newest_sample(addr: SocketAddr) -> i64 {
+    let path = format!(
+        "/api/v1/query?query={}",
+        enc("max(max_over_time(timestamp(depin_adapter_up)[1d:1m]))")
+    );
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let body = raw.split("\r\n\r\n").nth(1).unwrap_or("");
+    // The value is the last quoted number: ..."value":[<t>,"<v>"]...
+    let v = body
+        .rsplit("\",\"")
+        .next()
+        .and_then(|x| x.split('"').next())
+        .and_then(|x| x.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no newest sample in {body}"));
+    v as i64
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -77,33 +105,59 @@ fn enc(q: &str) -> String {
 
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let script = root.join("../shared/bench/gen-samples.py");
-    if !script.exists() || !Path::new("/usr/bin/prometheus").exists() {
-        println!("SKIP: needs ../shared/bench/gen-samples.py and /usr/bin/prometheus (Debian package prometheus)");
+    if !Path::new("/usr/bin/prometheus").exists() || !Path::new("/usr/bin/promtool").exists() {
+        println!(
+            "SKIP: needs /usr/bin/prometheus and /usr/bin/promtool (Debian package prometheus)"
+        );
         return;
     }
-    let days: f64 = std::env::var("QUERY_BENCH_DAYS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(15.0);
-    let reps: usize = std::env::var("QUERY_BENCH_REPS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(30);
+    let env = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
+    let days: f64 = env("QUERY_BENCH_DAYS", "15")
+        .parse()
+        .expect("QUERY_BENCH_DAYS");
+    let poll = env("QUERY_BENCH_POLL", "60s");
+    let reps: usize = env("QUERY_BENCH_REPS", "30")
+        .parse()
+        .expect("QUERY_BENCH_REPS");
     let dir: PathBuf =
         std::env::temp_dir().join(format!("depin-orcha-qbench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let om = dir.join("samples.om");
-    assert!(Command::new("python3")
-        .arg(&script)
-        .arg(&om)
-        .args(["--days", &days.to_string()])
-        .status()
-        .unwrap()
-        .success());
+    let bin = env!("CARGO_BIN_EXE_depin-orcha");
 
+    let orcha_data = dir.join("orcha");
+    let t = Instant::now();
+    let st = Command::new(bin)
+        .arg("simulate")
+        .arg(root.join("scenarios/steady.yml"))
+        .args(["--days", &days.to_string(), "--poll-interval", &poll])
+        .arg("--storage.path")
+        .arg(&orcha_data)
+        .current_dir(root)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "depin-orcha simulate --storage.path failed");
+    println!("simulate: {:.1} s", t.elapsed().as_secs_f64());
+    let om = dir.join("samples.om");
+    let t = Instant::now();
+    let st = Command::new(bin)
+        .args([
+            "export",
+            "--match",
+            "{__name__=~\".+\"}",
+            "--format",
+            "openmetrics",
+        ])
+        .arg("--storage.path")
+        .arg(&orcha_data)
+        .stdout(std::fs::File::create(&om).unwrap())
+        .status()
+        .unwrap();
+    assert!(st.success(), "depin-orcha export failed");
+    println!("export: {:.1} s", t.elapsed().as_secs_f64());
     let prom_data = dir.join("prom");
+    let t = Instant::now();
     let st = Command::new("promtool")
         .args(["tsdb", "create-blocks-from", "openmetrics"])
         .arg(&om)
@@ -112,16 +166,11 @@ fn main() {
         .status()
         .unwrap();
     assert!(st.success(), "promtool create-blocks-from failed");
-    let orcha_data = dir.join("orcha");
-    let st = Command::new(env!("CARGO_BIN_EXE_depin-orcha"))
-        .args(["tsdb", "import"])
-        .arg(&om)
-        .arg("--storage.path")
-        .arg(&orcha_data)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success(), "depin-orcha tsdb import failed");
+    println!(
+        "promtool create-blocks-from: {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let _ = std::fs::remove_file(&om);
 
     // Both serve the same history; neither scrapes anything during the run.
     let cfg = dir.join("prometheus.yml");
@@ -165,8 +214,8 @@ fn main() {
     wait_ready(paddr);
     wait_ready(oaddr);
 
-    let start = 1_700_000_000i64;
-    let end = start + (days * 86400.0) as i64 - 5;
+    // The simulated history ends when `simulate` ran: its newest sample is the queries' end.
+    let end = newest_sample(oaddr);
     let hour = end - 3600;
     let q = |expr: &str, at: i64| format!("/api/v1/query?query={}&time={at}", enc(expr));
     let r = |expr: &str, from: i64, step: u32| {
@@ -176,54 +225,67 @@ fn main() {
         )
     };
     let last_hour: Vec<(&str, String)> = vec![
-        ("instant: one series", q("gauge3_m_7{p=\"x\"}", end)),
+        (
+            "instant: one series",
+            q(r#"depin_adapter_up{node="golem"}"#, end),
+        ),
         (
             "instant: regex selector",
-            q("{__name__=~\"counter_m_1.*\"}", end),
+            q(r#"{__name__=~"depin_adapter_.*"}"#, end),
         ),
         (
-            "instant: sum of two rates 5m",
-            q("sum(rate(counter_m_1[5m]) + rate(counter_m_2[5m]))", end),
+            "instant: sum of rates 5m",
+            q("sum by (node) (rate(depin_earnings_usd_total[5m]))", end),
         ),
         (
-            "instant: count over 50 series",
-            q("count({__name__=~\"gauge3_m_.*\"} > 2)", end),
+            "instant: count by name",
+            q("count by (__name__) ({__name__=~\"depin_.+\"})", end),
         ),
         (
             "instant: max_over_time 1h",
-            q("max_over_time(gauge3_m_9[1h])", end),
+            q("max_over_time(depin_usage[1h])", end),
         ),
         (
             "instant: quantile_over_time 1h",
-            q("quantile_over_time(0.9, gauge3_m_3[1h])", end),
+            q("quantile_over_time(0.9, depin_usage[1h])", end),
         ),
-        ("range 1h/15s: one series", r("gauge3_m_7", hour, 15)),
-        ("range 1h/60s: rate", r("rate(counter_m_5[5m])", hour, 60)),
         (
-            "range 1h/60s: avg by name",
-            r("avg by (__name__) ({__name__=~\"gauge3_m_1.*\"})", hour, 60),
+            "range 1h/15s: one series",
+            r(r#"depin_adapter_up{node="golem"}"#, hour, 15),
+        ),
+        (
+            "range 1h/60s: rate",
+            r("rate(depin_earnings_usd_total[5m])", hour, 60),
+        ),
+        (
+            "range 1h/60s: avg by node",
+            r("avg by (node) (depin_usage)", hour, 60),
         ),
         (
             "range 1h/30s: const * gauge",
-            r("const_m_1 * on(p) gauge3_m_2", hour, 30),
+            r("2 * depin_usage", hour, 30),
         ),
     ];
     let whole = (days * 86400.0) as i64 - 3600;
     let history: Vec<(&str, String)> = vec![
         (
             "range all/1h: rate 1h",
-            r("rate(counter_m_5[1h])", end - whole, 3600),
+            r(
+                "sum by (node) (rate(depin_earnings_usd_total[1h]))",
+                end - whole,
+                3600,
+            ),
         ),
         (
             "range all/1h: max_over_time 1h",
-            r("max_over_time(gauge3_m_9[1h])", end - whole, 3600),
+            r("max_over_time(depin_usage[1h])", end - whole, 3600),
         ),
         (
             "instant: max_over_time all",
-            q(&format!("max_over_time(gauge3_m_9[{whole}s])"), end),
+            q(&format!("max_over_time(depin_usage[{whole}s])"), end),
         ),
     ];
-    println!("query latency, {days} day(s) of gen-samples data (150 series, 5 s apart), {reps} reps, medians");
+    println!("query latency, {days} day(s) of simulated demo history (polls {poll} apart), {reps} reps, medians");
     let mut group_ratios = Vec::new();
     for (group, queries) in [("last hour", &last_hour), ("whole history", &history)] {
         println!();

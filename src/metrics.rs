@@ -10,16 +10,19 @@
 //! family carries the union of all nodes' label names, and a node without one leaves it empty,
 //! which Prometheus reads as absent.
 
+mod families;
 pub mod storage;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use prometheus::core::Collector;
-use prometheus::{
-    CounterVec, Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, Opts, Registry, TextEncoder,
-};
+use prometheus::{CounterVec, Encoder, Gauge, GaugeVec, HistogramVec, Opts, Registry, TextEncoder};
 
+use self::families::{
+    Registrar, ADAPTER_UP, BUILD_INFO, CONSECUTIVE_FAILURES, ENDPOINT_LAST_SUCCESS, ENDPOINT_UP,
+    LAST_SUCCESS, POLL_ERRORS, TOKEN_PRICE_UPDATED, TOKEN_PRICE_USD, VALUES_SKIPPED,
+};
 use crate::adapters::ExtraGauge;
 
 use crate::config::{Config, NodeConfig};
@@ -133,121 +136,18 @@ impl Metrics {
     /// Registers every family; `extra_label_names` are the config's per-node label names.
     pub fn new(extra_label_names: &[String]) -> Result<Metrics, MetricsError> {
         let registry = Registry::new();
-        let r = &registry;
         let mut extra: Vec<String> = extra_label_names.to_vec();
         extra.sort();
         extra.dedup();
-        let names = |inserted: &[&str]| -> Vec<String> {
-            let mut v: Vec<String> = vec!["node".into(), "protocol".into()];
-            v.extend(inserted.iter().map(|s| s.to_string()));
-            v.extend(extra.iter().cloned());
-            v
+        let f = Registrar {
+            registry: &registry,
+            extra: &extra,
         };
-        let counter =
-            |name: &str, help: &str, inserted: &[&str]| -> Result<CounterVec, MetricsError> {
-                let l = names(inserted);
-                let l: Vec<&str> = l.iter().map(String::as_str).collect();
-                let c = CounterVec::new(Opts::new(name, help), &l).map_err(|source| {
-                    MetricsError::Prometheus {
-                        name: name.into(),
-                        source,
-                    }
-                })?;
-                reg(r, name, c)
-            };
-        let gauge = |name: &str, help: &str, inserted: &[&str]| -> Result<GaugeVec, MetricsError> {
-            let l = names(inserted);
-            let l: Vec<&str> = l.iter().map(String::as_str).collect();
-            let g = GaugeVec::new(Opts::new(name, help), &l).map_err(|source| {
-                MetricsError::Prometheus {
-                    name: name.into(),
-                    source,
-                }
-            })?;
-            reg(r, name, g)
-        };
-        let per_resource = |prefix: &str, what: &str| -> Result<[GaugeVec; 4], MetricsError> {
-            let mk = |res: Resource| {
-                gauge(
-                    &format!("{prefix}_{}", res.key()),
-                    &format!("{what}, in {}.", res.unit()),
-                    &[],
-                )
-            };
-            Ok([
-                mk(Resource::ALL[0])?,
-                mk(Resource::ALL[1])?,
-                mk(Resource::ALL[2])?,
-                mk(Resource::ALL[3])?,
-            ])
-        };
-        let capacity_gauge = |res: Resource| -> Result<Gauge, MetricsError> {
-            let name = format!("depin_host_capacity_{}", res.key());
-            let g = Gauge::with_opts(Opts::new(
-                &name,
-                format!("What the host can give its nodes, in {}.", res.unit()),
-            ))
-            .map_err(|source| MetricsError::Prometheus {
-                name: name.clone(),
-                source,
-            })?;
-            reg(r, &name, g)
-        };
-
-        let token_price_usd = {
-            let g = GaugeVec::new(
-                Opts::new("depin_token_price_usd", "Price of one token unit, in USD."),
-                &["token"],
-            )
-            .map_err(|source| MetricsError::Prometheus {
-                name: "depin_token_price_usd".into(),
-                source,
-            })?;
-            reg(r, "depin_token_price_usd", g)?
-        };
-        let token_price_updated = {
-            let name = "depin_token_price_last_update_timestamp_seconds";
-            let g = GaugeVec::new(
-                Opts::new(
-                    name,
-                    "When the token's price was last fetched from the price source, in seconds since the Unix epoch (only prices from prices.http; static prices have none).",
-                ),
-                &["token"],
-            )
-            .map_err(|source| MetricsError::Prometheus {
-                name: name.into(),
-                source,
-            })?;
-            reg(r, name, g)?
-        };
-        let poll_duration = {
-            let l = names(&[]);
-            let l: Vec<&str> = l.iter().map(String::as_str).collect();
-            let opts = HistogramOpts::new(
-                "depin_adapter_poll_duration_seconds",
-                "Time one poll of the node took, failed ones included, in seconds.",
-            )
-            .buckets(POLL_DURATION_BUCKETS.to_vec());
-            let h = HistogramVec::new(opts, &l).map_err(|source| MetricsError::Prometheus {
-                name: "depin_adapter_poll_duration_seconds".into(),
-                source,
-            })?;
-            reg(r, "depin_adapter_poll_duration_seconds", h)?
-        };
-        let build_info = {
-            let g = GaugeVec::new(
-                Opts::new(
-                    "depin_orcha_build_info",
-                    "Always 1; its labels say which depin-orcha build runs.",
-                ),
-                &["version", "revision", "branch", "rustversion"],
-            )
-            .map_err(|source| MetricsError::Prometheus {
-                name: "depin_orcha_build_info".into(),
-                source,
-            })?;
-            reg(r, "depin_orcha_build_info", g)?
-        };
+        let r = &registry;
+        let token_price_usd = f.host_gauge(&TOKEN_PRICE_USD)?;
+        let token_price_updated = f.host_gauge(&TOKEN_PRICE_UPDATED)?;
+        let poll_duration = f.poll_duration()?;
+        let build_info = f.host_gauge(&BUILD_INFO)?;
         build_info
             .with_label_values(&[
                 crate::build::VERSION,
@@ -265,48 +165,19 @@ impl Metrics {
             })?;
 
         Ok(Metrics {
-            endpoint_up: gauge(
-                "depin_adapter_endpoint_up",
-                "1 if the last call of the node's secondary endpoint succeeded, else 0 (its series keep their last values meanwhile).",
-                &["endpoint"],
-            )?,
-            endpoint_last_success: gauge(
-                "depin_adapter_endpoint_last_success_timestamp_seconds",
-                "When the node's secondary endpoint last answered, in seconds since the Unix epoch: the age of its series is time() minus this.",
-                &["endpoint"],
-            )?,
+            endpoint_up: f.gauge(&ENDPOINT_UP)?,
+            endpoint_last_success: f.gauge(&ENDPOINT_LAST_SUCCESS)?,
             token_price_usd,
             token_price_updated,
-            values_skipped: counter(
-                "depin_adapter_values_skipped_total",
-                "Values in the node's answers that were left out instead of shown wrong (a wrong type, a missing field, a counter that went backwards), by field.",
-                &["field"],
-            )?,
-            allocation: per_resource("depin_allocation", "The node's share of the host")?,
-            usage: per_resource("depin_usage", "What the node uses now")?,
-            capacity: [
-                capacity_gauge(Resource::ALL[0])?,
-                capacity_gauge(Resource::ALL[1])?,
-                capacity_gauge(Resource::ALL[2])?,
-                capacity_gauge(Resource::ALL[3])?,
-            ],
-            adapter_up: gauge("depin_adapter_up", "1 if the last poll of the node succeeded, else 0.", &[])?,
+            values_skipped: f.counter(&VALUES_SKIPPED)?,
+            allocation: f.per_resource("depin_allocation", "The node's share of the host")?,
+            usage: f.per_resource("depin_usage", "What the node uses now")?,
+            capacity: f.capacity()?,
+            adapter_up: f.gauge(&ADAPTER_UP)?,
             poll_duration,
-            poll_errors: counter(
-                "depin_adapter_poll_errors_total",
-                "Failed polls of the node, by reason (timeout, refused, http_status, parse, too_large, io, other).",
-                &["reason"],
-            )?,
-            last_success: gauge(
-                "depin_adapter_last_success_timestamp_seconds",
-                "When the node was last polled successfully, in seconds since the Unix epoch.",
-                &[],
-            )?,
-            consecutive_failures: gauge(
-                "depin_adapter_consecutive_failures",
-                "Polls of the node that failed in a row since its last success.",
-                &[],
-            )?,
+            poll_errors: f.counter(&POLL_ERRORS)?,
+            last_success: f.gauge(&LAST_SUCCESS)?,
+            consecutive_failures: f.gauge(&CONSECUTIVE_FAILURES)?,
             extras: Mutex::new(HashMap::new()),
             extra_label_names: extra,
             registry,

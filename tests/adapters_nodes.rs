@@ -1055,9 +1055,17 @@ nodes:
     tokio::time::timeout(Duration::from_secs(5), health.wait_ready())
         .await
         .unwrap();
-    // The secondary endpoints (invoices, chain, points) run at start too.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let text = metrics.render();
+    // The secondary endpoints (invoices, chain, points) run at start too, each on its own
+    // task: wait until the last of them (the golem and streamr earnings) is on /metrics, up
+    // to 10 s, so a loaded machine does not fail the test; the lines are checked below.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut text = metrics.render();
+    while !(text.contains("token=\"GLM\"") && text.contains("token=\"DATA\""))
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        text = metrics.render();
+    }
     tx.send_replace(true);
     task.await.unwrap();
     for want in [

@@ -282,3 +282,96 @@ fn kill_9_at_random_moments_loses_no_acknowledged_state() {
         "crash_restart: {survived} kill -9 cycles survived; {intents_killed} reallocations requested before a kill; outcomes {outcomes:?}; {n} samples of golem's depin_adapter_up kept"
     );
 }
+
+/// golem's entry in `GET /api/v1/allocations`.
+fn golem_allocation(orcha: &Orcha) -> serde_json::Value {
+    let r = orcha.get("/api/v1/allocations");
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()["data"]["nodes"]
+        .as_array()
+        .and_then(|ns| ns.iter().find(|n| n["node"] == "golem").cloned())
+        .unwrap_or_else(|| panic!("no golem in {}", r.body))
+}
+
+/// After a restart nothing has been read from the nodes until the controller's first round
+/// (an interval after start): the allocations shown are those the history's last applied
+/// reallocation left, not the configured ones, and they say so.
+#[test]
+fn after_a_restart_the_allocations_are_the_last_applied_ones() {
+    let dir = temp_dir("crash-applied");
+    let data = dir.join("data");
+    let token = dir.join("token");
+    std::fs::write(&token, "applied-token\n").unwrap();
+    let rules = repo("rules/optimization.yml");
+    let argv = [
+        "--storage.path",
+        data.to_str().unwrap(),
+        "--optimization.rules-file",
+        rules.as_str(),
+        "--web.auth-token-file",
+        token.to_str().unwrap(),
+    ];
+    let orcha = Orcha::start(&argv);
+    orcha.wait_ready();
+    let before = golem_allocation(&orcha);
+    assert_eq!(before["allocation_source"], "configured", "{before}");
+    let configured = before["allocation"]["cpu_cores"].as_f64().unwrap();
+    // Fewer cores always fit the host; one more when it has only one.
+    let wanted = if configured >= 2.0 {
+        configured - 1.0
+    } else {
+        configured + 1.0
+    };
+    let (status, body) = post_json(
+        orcha.addr,
+        "/api/v1/reallocations",
+        "applied-token",
+        &format!(r#"{{"allocations":{{"golem":{{"cpu_cores":{wanted}}}}},"force":true}}"#),
+    );
+    assert_eq!(status, 202, "{body}");
+    let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["data"]["id"]
+        .as_u64()
+        .unwrap();
+    wait_until(Duration::from_secs(20), "the reallocation applied", || {
+        let h = orcha.get("/api/v1/reallocations").json();
+        let r = h["data"]["reallocations"]
+            .as_array()
+            .and_then(|l| l.iter().find(|r| r["id"] == id).cloned())
+            .unwrap_or_default();
+        match r["outcome"].as_str() {
+            None => false,
+            Some("applied") => true,
+            Some(other) => panic!("reallocation {id} ended {other}: {r}"),
+        }
+    });
+    let live = golem_allocation(&orcha);
+    assert_eq!(
+        live["allocation"]["cpu_cores"].as_f64(),
+        Some(wanted),
+        "{live}"
+    );
+    // A crash and a clean stop alike: the history is all that is left.
+    orcha.kill9();
+    for (how, next_stop_is_clean) in [("kill -9", true), ("SIGTERM", false)] {
+        let orcha = Orcha::start(&argv);
+        orcha.wait_ready();
+        let after = golem_allocation(&orcha);
+        assert_eq!(
+            after["allocation"]["cpu_cores"].as_f64(),
+            Some(wanted),
+            "after a restart ({how}) the allocation is not the applied one: {after}"
+        );
+        assert_eq!(after["allocation_source"], "history", "{after}");
+        assert_eq!(after["allocation_reallocation_id"], id, "{after}");
+        // The other resources are the ones the reallocation left too (it kept them).
+        for r in ["memory_bytes", "disk_bytes", "bandwidth_bytes_per_second"] {
+            assert_eq!(
+                after["allocation"][r], live["allocation"][r],
+                "{r}: {after}"
+            );
+        }
+        if next_stop_is_clean {
+            assert!(orcha.terminate().success());
+        }
+    }
+}

@@ -250,3 +250,66 @@ fn the_api_streams_the_export_in_chunks() {
     let bad = o.get("/api/v1/export?format=csv");
     assert_eq!(bad.status, 400);
 }
+
+/// An export whose series would hold more than `--query.max-memory` gets 422 saying so, from
+/// the API and through `depin-orcha export --url`; a small one under the same budget streams.
+#[test]
+fn an_export_over_the_memory_budget_is_refused_with_422() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture_file = dir.path().join("fixture.om");
+    write_fixture(&fixture_file);
+    import(&fixture_file, dir.path());
+    // 3,000 series of one sample each: about 330 KB of label sets as the exporter holds them.
+    let mut wide = String::from("# TYPE rt_wide unknown\n");
+    for i in 0..3_000 {
+        wide.push_str(&format!(
+            "rt_wide{{instance=\"host-{i:05}.example\",job=\"wide\"}} 1 {}\n",
+            secs(T0_MS)
+        ));
+    }
+    wide.push_str("# EOF\n");
+    let wide_file = dir.path().join("wide.om");
+    std::fs::write(&wide_file, wide).unwrap();
+    import(&wide_file, dir.path());
+    let o = common::Orcha::start(&[
+        "--storage.path",
+        dir.path().to_str().unwrap(),
+        "--storage.retention.time",
+        "10000d",
+        "--query.max-memory",
+        "64KiB",
+    ]);
+    o.wait_ready();
+    let r = o.get("/api/v1/export?match[]=rt_wide&format=csv");
+    assert_eq!(r.status, 422, "{}", r.body);
+    let j = r.json();
+    assert_eq!(j["errorType"], "execution", "{}", r.body);
+    let msg = j["error"].as_str().unwrap();
+    assert!(
+        msg.starts_with("export: the 3000 series match[] selects: ")
+            && msg.contains("--query.max-memory")
+            && msg.contains("of the 64KiB that --query.max-memory allows"),
+        "{msg}"
+    );
+    // Nothing is held once it is refused, and a small export under the same budget works.
+    let ok = o.get("/api/v1/export?match[]=rt_up&format=csv");
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert_eq!(ok.body.lines().count() as i64, N + 1);
+    let m = o.get("/metrics").body;
+    assert_eq!(
+        common::metric_value(&m, "depin_orcha_query_memory_bytes", &[]),
+        Some(0.0)
+    );
+    // The command line client names the refusal and fails.
+    let out = Command::new(common::bin())
+        .args(["export", "--url", &format!("http://{}", o.addr)])
+        .args(["--match", "rt_wide", "--format", "csv"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("422") && err.contains("--query.max-memory"),
+        "{err}"
+    );
+}

@@ -1,7 +1,9 @@
 //! Access through the real binary: `--web.config.file` with TLS and basic auth answers a
-//! client with the CA and the password and refuses one without, and plain HTTP with a 400; a bad
-//! web config stops the start with the file and key named; listening beyond loopback without
-//! protection warns.
+//! client with the CA and the password and refuses one without, and plain HTTP with a 400; basic
+//! auth and the control token work together as the README says (the password in
+//! `Authorization`, the token in `X-Depin-Orcha-Token` or a second `Authorization: Bearer`), and
+//! scheme names match in any case; a bad web config stops the start with the file and key
+//! named; listening beyond loopback without protection warns.
 
 mod common;
 
@@ -168,4 +170,114 @@ fn listening_beyond_loopback_unprotected_warns() {
         warned,
         "no warning when listening on 0.0.0.0 without TLS and auth"
     );
+}
+
+fn basic(user: &str, pass: &str) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+    format!("Basic {b64}")
+}
+
+/// The status of a state-changing POST with these headers.
+fn post(addr: std::net::SocketAddr, path: &str, headers: &[(&str, &str)]) -> u16 {
+    try_http_with(addr, "POST", path, headers, None)
+        .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+        .status
+}
+
+fn paused(addr: std::net::SocketAddr, auth: &[(&str, &str)]) -> Option<f64> {
+    let m = try_http_with(addr, "GET", "/metrics", auth, None).unwrap();
+    assert_eq!(m.status, 200, "{}", m.body);
+    metric_value(&m.body, "depin_controller_paused", &[])
+}
+
+#[test]
+fn basic_auth_and_the_control_token_work_together_in_any_case() {
+    let dir = temp_dir("access-token");
+    let hash = bcrypt::hash("s3cret", 4).unwrap();
+    std::fs::write(
+        dir.join("web.yml"),
+        format!("basic_auth_users:\n  alice: '{hash}'\n"),
+    )
+    .unwrap();
+    std::fs::write(dir.join("token"), "t0ken\n").unwrap();
+    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/optimization.yml");
+    let token_file = dir.join("token");
+    let common_args = [
+        "--optimization.rules-file",
+        rules.to_str().unwrap(),
+        "--web.auth-token-file",
+        token_file.to_str().unwrap(),
+    ];
+    let data = dir.join("data");
+    let web = dir.join("web.yml");
+    let mut args = vec!["--storage.path", data.to_str().unwrap()];
+    args.extend(["--web.config.file", web.to_str().unwrap()]);
+    args.extend(common_args);
+    let orcha = Orcha::start(&args);
+    let addr = orcha.addr;
+    let pass = basic("alice", "s3cret");
+    // The scheme in lower case is the same scheme (RFC 7235).
+    let lower = pass.replacen("Basic", "basic", 1);
+    wait_until(Duration::from_secs(30), "ready behind basic auth", || {
+        try_http_with(addr, "GET", "/-/ready", &[("Authorization", &lower)], None)
+            .is_ok_and(|r| r.status == 200)
+    });
+    let auth = [("Authorization", pass.as_str())];
+    assert_eq!(paused(addr, &auth), Some(0.0));
+    let pause = "/api/v1/controller/pause";
+    // The password alone, a wrong token, the token alone: refused, and nothing changes.
+    assert_eq!(post(addr, pause, &[("Authorization", &pass)]), 401);
+    assert_eq!(
+        post(
+            addr,
+            pause,
+            &[("Authorization", &pass), ("X-Depin-Orcha-Token", "wrong")]
+        ),
+        401
+    );
+    assert_eq!(post(addr, pause, &[("Authorization", "Bearer t0ken")]), 401);
+    assert_eq!(post(addr, pause, &[("X-Depin-Orcha-Token", "t0ken")]), 401);
+    assert_eq!(paused(addr, &auth), Some(0.0));
+    // The password and the token in its own header.
+    assert_eq!(
+        post(
+            addr,
+            pause,
+            &[("Authorization", &lower), ("X-Depin-Orcha-Token", "t0ken")]
+        ),
+        200
+    );
+    assert_eq!(paused(addr, &auth), Some(1.0));
+    // The password and the token as a second Authorization header, scheme in lower case.
+    assert_eq!(
+        post(
+            addr,
+            "/api/v1/controller/resume",
+            &[("Authorization", &pass), ("Authorization", "bearer t0ken")]
+        ),
+        200
+    );
+    assert_eq!(paused(addr, &auth), Some(0.0));
+    drop(orcha);
+
+    // Without basic auth the token alone is enough, its scheme in any case.
+    let data = dir.join("data2");
+    let mut args = vec!["--storage.path", data.to_str().unwrap()];
+    args.extend(common_args);
+    let orcha = Orcha::start(&args);
+    orcha.wait_ready();
+    let addr = orcha.addr;
+    assert_eq!(post(addr, pause, &[("Authorization", "bearer wrong")]), 401);
+    assert_eq!(post(addr, pause, &[("Authorization", "bearer t0ken")]), 200);
+    assert_eq!(paused(addr, &[]), Some(1.0));
+    assert_eq!(
+        post(
+            addr,
+            "/api/v1/controller/resume",
+            &[("Authorization", "BEARER t0ken")]
+        ),
+        200
+    );
+    assert_eq!(paused(addr, &[]), Some(0.0));
 }

@@ -549,13 +549,131 @@ fn passwords_tokens_and_errors_tell_nothing_they_should_not() {
     // The token alone does not pass the password check.
     let bearer = format!("Bearer {TOKEN}");
     assert_eq!(reload(&[("Authorization", &bearer)]), 401);
-    // A bad regular expression: a short error that says why, not the pattern back.
+    // A bad regular expression: a short error that says why, not the pattern back; in a query
+    // and in a series selector alike.
+    let pattern = format!("up{{job=~\"({}\"}}", "a".repeat(50_000));
+    for (path, field) in [("/api/v1/query", "query"), ("/api/v1/series", "match[]")] {
+        let q = format!("{}={}", enc(field), enc(&pattern));
+        let (status, body) = post_form(addr, &pass, path, &q).unwrap();
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(
+            body.len() < 400,
+            "{path}: {} bytes: {}",
+            body.len(),
+            &body[..400]
+        );
+        assert!(body.contains("unclosed group"), "{path}: {body}");
+    }
+    // A megabyte of one: refused before it is compiled (what compiling it would hold is over
+    // the memory budget), in as few words.
     let q = format!(
         "query={}",
-        enc(&format!("up{{job=~\"({}\"}}", "a".repeat(50_000)))
+        enc(&format!("up{{job=~\"({}\"}}", "a".repeat(1_000_000)))
     );
     let (status, body) = post_form(addr, &pass, "/api/v1/query", &q).unwrap();
-    assert_eq!(status, 400, "{body}");
+    assert_eq!(status, 422, "{}", &body[..body.len().min(400)]);
     assert!(body.len() < 400, "{} bytes: {}", body.len(), &body[..400]);
-    assert!(body.contains("unclosed group"), "{body}");
+    assert!(body.contains("--query.max-memory"), "{body}");
+}
+
+/// `depin_orcha_query_memory_bytes` of a server without basic auth.
+fn memory_held(addr: SocketAddr) -> f64 {
+    let m = try_http_with(addr, "GET", "/metrics", &[], None)
+        .unwrap()
+        .body;
+    metric_value(&m, "depin_orcha_query_memory_bytes", &[]).unwrap_or(f64::NAN)
+}
+
+/// Every read shares the one budget: series, label names, label values and export selectors
+/// that would hold more than `--query.max-memory` get 422 naming it, while small ones under the
+/// same budget answer. A query whose client goes away stops: what it held is given back at once,
+/// not when it would have ended.
+#[test]
+fn every_read_is_within_the_budget_and_stops_when_its_client_leaves() {
+    let dir = temp_dir("hostile-budget");
+    let orcha = Orcha::start(&[
+        "--storage.path",
+        dir.join("data").to_str().unwrap(),
+        "--query.max-memory",
+        "16MiB",
+    ]);
+    orcha.wait_ready();
+    let addr = orcha.addr;
+    // 1,500 regular expressions (a 54 KB URL): compiling them would hold about 24 MiB.
+    let (big, small) = (series_body(1_500), series_body(10));
+    for path in [
+        "/api/v1/series",
+        "/api/v1/labels",
+        "/api/v1/label/node/values",
+        "/api/v1/export",
+    ] {
+        let send = |body: &str| {
+            // Prometheus takes label values (and we take exports) on GET only.
+            if path.contains("values") || path.contains("export") {
+                try_http_with(addr, "GET", &format!("{path}?{body}"), &[], None)
+            } else {
+                let form = Some(("application/x-www-form-urlencoded", body));
+                try_http_with(addr, "POST", path, &[], form)
+            }
+            .unwrap()
+        };
+        let r = send(&big);
+        assert_eq!(
+            r.status,
+            422,
+            "{path}: {}",
+            &r.body[..r.body.len().min(400)]
+        );
+        assert!(r.body.contains("--query.max-memory"), "{path}: {}", r.body);
+        let r = send(&small);
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+    }
+    wait_until(Duration::from_secs(10), "the budget emptied", || {
+        memory_held(addr) == 0.0
+    });
+    // A query that evaluates for minutes within the budget (36 million steps of a nested
+    // subquery): with the client waiting, it runs until its timeout...
+    let slow = enc("max_over_time(max_over_time(vector(1)[1m:1ms])[10m:1s])");
+    let t = Instant::now();
+    let r = try_http_with(
+        addr,
+        "GET",
+        &format!("/api/v1/query?query={slow}&timeout=3s"),
+        &[],
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        r.status,
+        503,
+        "it ended on its own in {:?}: {}",
+        t.elapsed(),
+        r.body
+    );
+    wait_until(
+        Duration::from_secs(10),
+        "the timed-out query stopped",
+        || memory_held(addr) == 0.0,
+    );
+    // ...and when the client hangs up, it stops as soon as it notices.
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET /api/v1/query?query={slow}&timeout=2m HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+    .unwrap();
+    wait_until(Duration::from_secs(10), "the query holding memory", || {
+        memory_held(addr) > 0.0
+    });
+    drop(s);
+    let t = Instant::now();
+    wait_until(
+        Duration::from_secs(5),
+        "the abandoned query stopped",
+        || memory_held(addr) == 0.0,
+    );
+    println!(
+        "an abandoned query let go of its memory {:?} after its client left",
+        t.elapsed()
+    );
 }

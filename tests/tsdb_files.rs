@@ -454,3 +454,32 @@ fn a_damaged_chunk_is_left_out_of_a_merged_day_and_costs_only_itself() {
     // The merged file holds no damaged chunk: nothing more is counted.
     assert_eq!(db.gauges().chunks_unreadable, 0);
 }
+
+/// A query over the whole retention reads every file, and `--query.max-samples` bounds it: the
+/// same selection is refused with a limit one sample below what it holds.
+#[test]
+fn a_query_over_the_whole_retention_reads_the_files_within_the_query_limits() {
+    use depin_orcha::promql::{parse, Engine, EngineOptions, Error, Value};
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(opts(dir.path())).unwrap();
+    write(&db, 0..3000, 4);
+    db.snapshot().unwrap();
+    assert!(db.gauges().blocks >= 10);
+    let at = T0 + 2999 * 60_000;
+    let expr = parse(r#"count_over_time(even{i="0"}[3000m])"#).unwrap();
+    let engine = |max_samples| {
+        Engine::new(EngineOptions {
+            max_samples,
+            ..EngineOptions::default()
+        })
+    };
+    match engine(3000).instant_query(&db, &expr, at).unwrap().value {
+        Value::Vector(v) => assert_eq!(v[0].v, 3000.0, "every sample of 50 hours"),
+        other => panic!("{other:?}"),
+    }
+    let refused = engine(2999).instant_query(&db, &expr, at);
+    assert!(
+        matches!(refused, Err(Error::TooManySamples(_))),
+        "{refused:?}"
+    );
+}

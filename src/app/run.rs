@@ -40,6 +40,8 @@ pub struct RunOptions {
     pub retention: Duration,
     /// `--storage.max-bytes`; 0: no cap.
     pub max_bytes: u64,
+    /// `--storage.downsample.after`; none: raw samples for the whole retention.
+    pub downsample_after: Option<Duration>,
     pub snapshot_interval: Duration,
     pub engine: EngineOptions,
     /// `--web.external-url`; default `http://<listen address>/`.
@@ -286,6 +288,7 @@ fn core(config: &Config, opts: &RunOptions) -> Result<Core, AppError> {
             path: Some(opts.storage_path.clone()),
             retention_ms: opts.retention.as_millis() as i64,
             max_bytes: (opts.max_bytes > 0).then_some(opts.max_bytes),
+            downsample_after_ms: opts.downsample_after.map(|d| d.as_millis() as i64),
             ..Default::default()
         })
         .context(format!(

@@ -30,15 +30,21 @@ pub(crate) struct RunArgs {
     /// the machine is shared.
     #[arg(long = "web.listen-address", default_value = DEFAULT_LISTEN)]
     pub(crate) listen: SocketAddr,
-    /// Directory for the write-ahead log and snapshots of the time series.
+    /// Directory for the time series: block files, the write-ahead log and the head snapshot.
     #[arg(long = "storage.path", default_value = "./data")]
     pub(crate) storage_path: PathBuf,
     /// How long samples are kept.
     #[arg(long = "storage.retention.time", default_value = "15d", value_parser = humantime::parse_duration)]
     pub(crate) retention: Duration,
-    /// Most bytes of samples kept in memory; the oldest go first. 0: no cap.
+    /// Most bytes the stored samples may take (block files, WAL and memory); the oldest block
+    /// files go first. 0: no cap.
     #[arg(long = "storage.max-bytes", default_value_t = 0)]
     pub(crate) max_bytes: u64,
+    /// Downsample block files older than this to 5-minute windows (counters keep what
+    /// rate/increase need, gauges become avg plus `:min_5m`/`:max_5m`/`:sum_5m`/`:count_5m`
+    /// series). Off when not given.
+    #[arg(long = "storage.downsample.after", value_parser = positive_duration)]
+    pub(crate) downsample_after: Option<Duration>,
     /// How often the time series are snapshotted; a restart replays at most this much
     /// write-ahead log. Also on shutdown, and when the log passes 256 MiB.
     #[arg(long = "storage.snapshot-interval", default_value = "30m", value_parser = positive_duration)]
@@ -217,6 +223,7 @@ fn options(args: &RunArgs) -> Result<RunOptions> {
         storage_path: args.storage_path.clone(),
         retention: args.retention,
         max_bytes: args.max_bytes,
+        downsample_after: args.downsample_after,
         snapshot_interval: args.snapshot_interval,
         engine: EngineOptions {
             lookback_delta_ms: args.lookback_delta.as_millis() as i64,

@@ -38,8 +38,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_yaml::Value;
 
-use super::units;
 use crate::schema::diag::{join_index, join_key, Diagnostics};
+use crate::schema::units;
 
 /// One validated `remote_write` entry.
 #[derive(Clone, Debug, PartialEq)]
@@ -335,26 +335,7 @@ fn validate_one(
     }
     let raw: RawRemote = d.deserialize(path, v)?;
     let mut ok = true;
-    let url = match &raw.url {
-        None => {
-            d.error(path, "missing required key \"url\"");
-            None
-        }
-        Some(u) => match url::Url::parse(u) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => Some(u),
-            Ok(u) => {
-                d.error(
-                    &join_key(path, "url"),
-                    format!("expected an http:// or https:// URL with a host, got \"{u}\""),
-                );
-                None
-            }
-            Err(e) => {
-                d.error(&join_key(path, "url"), format!("invalid URL \"{u}\": {e}"));
-                None
-            }
-        },
-    };
+    let url = parse_url(raw.url.as_deref(), path, d);
     let name = match (&raw.name, &url) {
         (Some(n), _) if valid_name(n) => Some(n.clone()),
         (Some(n), _) => {
@@ -367,91 +348,16 @@ fn validate_one(
         (None, Some(u)) => Some(default_name(u.as_str())),
         (None, None) => None,
     };
-    for (k, v) in &raw.headers {
-        let p = join_key(&join_key(path, "headers"), k);
-        if hyper::header::HeaderName::from_bytes(k.as_bytes()).is_err() {
-            d.error(&p, format!("invalid header name \"{k}\""));
-            ok = false;
-        } else if hyper::header::HeaderValue::from_str(v).is_err() {
-            d.error(&p, "invalid header value");
-            ok = false;
-        }
-        let lower = k.to_ascii_lowercase();
-        if [
-            "authorization",
-            "content-encoding",
-            "content-type",
-            "x-prometheus-remote-write-version",
-            "user-agent",
-            "host",
-            "content-length",
-        ]
-        .contains(&lower.as_str())
-        {
-            d.error(
-                &p,
-                format!("header \"{k}\" is set by depin-orcha itself (use basic_auth or bearer_token for Authorization)"),
-            );
-            ok = false;
-        }
-    }
-    let basic = match raw.basic_auth {
-        None => None,
-        Some(b) => {
-            let bp = join_key(path, "basic_auth");
-            let username = b.username.unwrap_or_default();
-            if username.is_empty() {
-                d.error(&bp, "missing required key \"username\"");
-                ok = false;
-            }
-            match (b.password, b.password_file) {
-                (Some(_), Some(_)) => {
-                    d.error(
-                        &join_key(&bp, "password_file"),
-                        "at most one of password and password_file must be configured",
-                    );
-                    ok = false;
-                    None
-                }
-                (Some(p), None) => Some(Auth::Basic {
-                    username,
-                    password: Secret::Inline(p),
-                }),
-                (None, Some(f)) => Some(Auth::Basic {
-                    username,
-                    password: Secret::File(resolve(dir, &f)),
-                }),
-                (None, None) => Some(Auth::Basic {
-                    username,
-                    password: Secret::Inline(String::new()),
-                }),
-            }
-        }
-    };
-    let bearer = match (raw.bearer_token, raw.bearer_token_file) {
-        (Some(_), Some(_)) => {
-            d.error(
-                &join_key(path, "bearer_token_file"),
-                "at most one of bearer_token and bearer_token_file must be configured",
-            );
-            ok = false;
-            None
-        }
-        (Some(t), None) => Some(Auth::Bearer(Secret::Inline(t))),
-        (None, Some(f)) => Some(Auth::Bearer(Secret::File(resolve(dir, &f)))),
-        (None, None) => None,
-    };
-    let auth = match (basic, bearer) {
-        (Some(_), Some(_)) => {
-            d.error(
-                &join_key(path, "basic_auth"),
-                "at most one of basic_auth and bearer_token (or bearer_token_file) must be configured",
-            );
-            ok = false;
-            None
-        }
-        (a, b) => a.or(b),
-    };
+    ok &= check_headers(&raw.headers, path, d);
+    let auth = validate_auth(
+        raw.basic_auth,
+        raw.bearer_token,
+        raw.bearer_token_file,
+        path,
+        dir,
+        d,
+        &mut ok,
+    );
     let remote_timeout = duration_or(
         raw.remote_timeout.as_ref(),
         &join_key(path, "remote_timeout"),
@@ -499,6 +405,134 @@ fn validate_one(
         queue,
         tls_ca_file,
     })
+}
+
+/// `url`: required, http or https with a host.
+fn parse_url(url: Option<&str>, path: &str, d: &mut Diagnostics) -> Option<url::Url> {
+    match url {
+        None => {
+            d.error(path, "missing required key \"url\"");
+            None
+        }
+        Some(u) => match url::Url::parse(u) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => Some(u),
+            Ok(u) => {
+                d.error(
+                    &join_key(path, "url"),
+                    format!("expected an http:// or https:// URL with a host, got \"{u}\""),
+                );
+                None
+            }
+            Err(e) => {
+                d.error(&join_key(path, "url"), format!("invalid URL \"{u}\": {e}"));
+                None
+            }
+        },
+    }
+}
+
+/// `headers`: valid names and values, none that depin-orcha sets itself. False on a finding.
+fn check_headers(headers: &BTreeMap<String, String>, path: &str, d: &mut Diagnostics) -> bool {
+    let mut ok = true;
+    for (k, v) in headers {
+        let p = join_key(&join_key(path, "headers"), k);
+        if hyper::header::HeaderName::from_bytes(k.as_bytes()).is_err() {
+            d.error(&p, format!("invalid header name \"{k}\""));
+            ok = false;
+        } else if hyper::header::HeaderValue::from_str(v).is_err() {
+            d.error(&p, "invalid header value");
+            ok = false;
+        }
+        let lower = k.to_ascii_lowercase();
+        if [
+            "authorization",
+            "content-encoding",
+            "content-type",
+            "x-prometheus-remote-write-version",
+            "user-agent",
+            "host",
+            "content-length",
+        ]
+        .contains(&lower.as_str())
+        {
+            d.error(
+                &p,
+                format!("header \"{k}\" is set by depin-orcha itself (use basic_auth or bearer_token for Authorization)"),
+            );
+            ok = false;
+        }
+    }
+    ok
+}
+
+/// `basic_auth`, `bearer_token` or `bearer_token_file`: at most one of them, a password or
+/// token inline or from a file (resolved against `dir`); `ok` turns false on a finding.
+fn validate_auth(
+    basic_auth: Option<RawBasicAuth>,
+    bearer_token: Option<String>,
+    bearer_token_file: Option<String>,
+    path: &str,
+    dir: &Path,
+    d: &mut Diagnostics,
+    ok: &mut bool,
+) -> Option<Auth> {
+    let basic = match basic_auth {
+        None => None,
+        Some(b) => {
+            let bp = join_key(path, "basic_auth");
+            let username = b.username.unwrap_or_default();
+            if username.is_empty() {
+                d.error(&bp, "missing required key \"username\"");
+                *ok = false;
+            }
+            match (b.password, b.password_file) {
+                (Some(_), Some(_)) => {
+                    d.error(
+                        &join_key(&bp, "password_file"),
+                        "at most one of password and password_file must be configured",
+                    );
+                    *ok = false;
+                    None
+                }
+                (Some(p), None) => Some(Auth::Basic {
+                    username,
+                    password: Secret::Inline(p),
+                }),
+                (None, Some(f)) => Some(Auth::Basic {
+                    username,
+                    password: Secret::File(resolve(dir, &f)),
+                }),
+                (None, None) => Some(Auth::Basic {
+                    username,
+                    password: Secret::Inline(String::new()),
+                }),
+            }
+        }
+    };
+    let bearer = match (bearer_token, bearer_token_file) {
+        (Some(_), Some(_)) => {
+            d.error(
+                &join_key(path, "bearer_token_file"),
+                "at most one of bearer_token and bearer_token_file must be configured",
+            );
+            *ok = false;
+            None
+        }
+        (Some(t), None) => Some(Auth::Bearer(Secret::Inline(t))),
+        (None, Some(f)) => Some(Auth::Bearer(Secret::File(resolve(dir, &f)))),
+        (None, None) => None,
+    };
+    match (basic, bearer) {
+        (Some(_), Some(_)) => {
+            d.error(
+                &join_key(path, "basic_auth"),
+                "at most one of basic_auth and bearer_token (or bearer_token_file) must be configured",
+            );
+            *ok = false;
+            None
+        }
+        (a, b) => a.or(b),
+    }
 }
 
 fn validate_queue(

@@ -1,7 +1,10 @@
 //! The control API, plugged into the server as [`ExtraRoutes`]:
 //!
-//! - `GET /api/v1/allocations`: each node's allocation (as last read, else as configured), its
-//!   health, and whether it is frozen and why.
+//! - `GET /api/v1/allocations`: each node's allocation, its health, and whether it is frozen
+//!   and why. `allocation_source` says where the allocation comes from: `polled` (last read
+//!   from the node, or verified there by a reallocation), else `history` (what the history's
+//!   last applied reallocation, `allocation_reallocation_id`, left: after a restart, until the
+//!   node is read), else `configured`.
 //! - `GET /api/v1/plan`: the last evaluation (the loop's or a request's): the plan with its
 //!   explanation, every gate's verdict, pre-flight, the steps and the decision.
 //! - `GET /api/v1/reallocations[?limit=N]`: the history, newest first.
@@ -145,8 +148,12 @@ struct NodeView {
     node: String,
     protocol: String,
     allocation: Option<Allocation>,
-    /// `polled` (last read from the node) or `configured`.
+    /// `polled` (last read from the node, or verified there by a reallocation), `history` (the
+    /// last applied reallocation) or `configured`.
     allocation_source: &'static str,
+    /// The applied reallocation the allocation comes from, when its source is `history`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allocation_reallocation_id: Option<u64>,
     up: bool,
     last_success_ms: Option<i64>,
     frozen: Option<String>,
@@ -163,6 +170,7 @@ impl ControlApi {
     fn allocations(&self) -> HttpResponse {
         let c = &self.controller;
         let known = c.known_allocations();
+        let applied = c.applied_allocations();
         let health = c.health();
         let frozen = c.last_evaluation().map(|e| e.frozen).unwrap_or_default();
         let model = c.model();
@@ -170,15 +178,18 @@ impl ControlApi {
             .nodes()
             .map(|n| {
                 let h = health.iter().find(|h| h.name == n.name);
-                let (allocation, allocation_source) = match known.get(&n.name) {
-                    Some(a) => (Some(*a), "polled"),
-                    None => (n.configured, "configured"),
-                };
+                let (allocation, allocation_source, allocation_reallocation_id) =
+                    match (known.get(&n.name), applied.get(&n.name)) {
+                        (Some(a), _) => (Some(*a), "polled", None),
+                        (None, Some((a, id))) => (Some(*a), "history", Some(*id)),
+                        (None, None) => (n.configured, "configured", None),
+                    };
                 NodeView {
                     node: n.name.clone(),
                     protocol: n.protocol.clone(),
                     allocation,
                     allocation_source,
+                    allocation_reallocation_id,
                     up: h.is_some_and(|h| h.up),
                     last_success_ms: h.and_then(|h| h.last_success_ms),
                     frozen: frozen.get(&n.name).map(ToString::to_string),

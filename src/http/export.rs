@@ -68,6 +68,11 @@ fn bad(msg: String) -> Response<AnyBody> {
     whole(ApiError::bad_data(msg).into_response())
 }
 
+/// 422 for an export over `--query.max-memory`, saying what it would have held.
+fn over_budget(msg: String) -> Response<AnyBody> {
+    whole(ApiError::new(super::ErrorType::Execution, format!("export: {msg}")).into_response())
+}
+
 fn plain(status: StatusCode, text: &'static str) -> Response<AnyBody> {
     whole(text_response(status, "text/plain; charset=utf-8", text))
 }
@@ -138,7 +143,7 @@ impl ExportApi {
         let cost = matches.iter().map(|m| parse_cost(m)).sum::<usize>();
         parsing
             .grow(cost)
-            .map_err(|e| whole(ApiError::from(e).into_response()))?;
+            .map_err(|e| over_budget(format!("parsing match[]: {e}")))?;
         let slot = stream_slot(state)?;
         Ok(Export {
             matches: matches.into_iter().map(str::to_string).collect(),
@@ -201,7 +206,10 @@ impl Export {
         // The selectors' parse cost is given back for what the selected label sets hold.
         let held = series.iter().map(labels_bytes).sum::<usize>();
         if let Err(e) = charge.resize(held) {
-            let _ = reply.send(whole(ApiError::from(e).into_response()));
+            let _ = reply.send(over_budget(format!(
+                "the {} series match[] selects: {e}; export fewer series at once (a narrower match[]) or raise --query.max-memory",
+                series.len()
+            )));
             return;
         }
         let (tx, body) = channel_body(CHANNEL_CHUNKS);

@@ -344,30 +344,7 @@ fn tls_config(
         }
     }
     let _ = t.prefer_server_cipher_suites;
-    let min = tls_version(
-        t.min_version.as_deref().unwrap_or("TLS12"),
-        file,
-        &format!("{K}.min_version"),
-    )?;
-    let max = tls_version(
-        t.max_version.as_deref().unwrap_or("TLS13"),
-        file,
-        &format!("{K}.max_version"),
-    )?;
-    let versions: Vec<&'static rustls::SupportedProtocolVersion> =
-        [&rustls::version::TLS12, &rustls::version::TLS13]
-            .into_iter()
-            .filter(|v| {
-                version_rank(v) >= version_rank(min) && version_rank(v) <= version_rank(max)
-            })
-            .collect();
-    if versions.is_empty() {
-        return Err(invalid(
-            file,
-            &format!("{K}.max_version"),
-            "max_version is below min_version",
-        ));
-    }
+    let versions = protocol_versions(t.min_version.as_deref(), t.max_version.as_deref(), file)?;
     let resolve = |p: &str| -> PathBuf {
         let p = Path::new(p);
         if p.is_absolute() {
@@ -381,17 +358,7 @@ fn tls_config(
     let certs = read_certs(&cert_path, file, &cert_key)?;
     let key_key = format!("{K}.key_file");
     let key_path = resolve(&key_file);
-    let key_pem = std::fs::read(&key_path)
-        .map_err(|e| invalid(file, &key_key, format!("{}: {e}", key_path.display())))?;
-    let private_key = rustls_pemfile::private_key(&mut &key_pem[..])
-        .map_err(|e| invalid(file, &key_key, format!("{}: {e}", key_path.display())))?
-        .ok_or_else(|| {
-            invalid(
-                file,
-                &key_key,
-                format!("{}: no private key in PEM", key_path.display()),
-            )
-        })?;
+    let private_key = read_key(&key_path, file, &key_key)?;
 
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
@@ -433,6 +400,59 @@ fn tls_config(
     })?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Some(Arc::new(cfg)))
+}
+
+/// The TLS versions from `min_version` to `max_version` (TLS 1.2 and 1.3 by default).
+fn protocol_versions(
+    min_version: Option<&str>,
+    max_version: Option<&str>,
+    file: &str,
+) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, Error> {
+    const K: &str = "tls_server_config";
+    let min = tls_version(
+        min_version.unwrap_or("TLS12"),
+        file,
+        &format!("{K}.min_version"),
+    )?;
+    let max = tls_version(
+        max_version.unwrap_or("TLS13"),
+        file,
+        &format!("{K}.max_version"),
+    )?;
+    let versions: Vec<&'static rustls::SupportedProtocolVersion> =
+        [&rustls::version::TLS12, &rustls::version::TLS13]
+            .into_iter()
+            .filter(|v| {
+                version_rank(v) >= version_rank(min) && version_rank(v) <= version_rank(max)
+            })
+            .collect();
+    if versions.is_empty() {
+        return Err(invalid(
+            file,
+            &format!("{K}.max_version"),
+            "max_version is below min_version",
+        ));
+    }
+    Ok(versions)
+}
+
+/// The private key of a PEM file; `key` names the setting in messages.
+fn read_key(
+    key_path: &Path,
+    file: &str,
+    key_key: &str,
+) -> Result<rustls::pki_types::PrivateKeyDer<'static>, Error> {
+    let key_pem = std::fs::read(key_path)
+        .map_err(|e| invalid(file, key_key, format!("{}: {e}", key_path.display())))?;
+    rustls_pemfile::private_key(&mut &key_pem[..])
+        .map_err(|e| invalid(file, key_key, format!("{}: {e}", key_path.display())))?
+        .ok_or_else(|| {
+            invalid(
+                file,
+                key_key,
+                format!("{}: no private key in PEM", key_path.display()),
+            )
+        })
 }
 
 fn version_rank(v: &rustls::SupportedProtocolVersion) -> u8 {

@@ -105,6 +105,7 @@ use crate::resources::{Allocation, Resource, Resources};
 use crate::schema::diag::Diag;
 
 mod estimate;
+pub mod explain;
 pub mod greedy;
 pub mod learn;
 mod lp;

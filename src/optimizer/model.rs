@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::{
-    fmt_amount, Inputs, LeftOut, Move, NodeInputs, NodeModel, OptimizationRules, Plan, Problem,
-    ResponseModel,
+    fmt_amount, Inputs, LeftOut, Move, NodeInputs, NodeModel, NodeRule, OptimizationRules, Plan,
+    Problem, ResponseModel,
 };
 use crate::resources::{Allocation, Resource, Resources};
 
@@ -294,59 +294,9 @@ fn fit(
     let mut notes = Vec::new();
 
     // Per resource: the range the plan may use (bounds ∩ current ± max_step).
-    let range = |r: Resource| -> (f64, f64) {
-        let (bmin, bmax) = rule
-            .bounds
-            .get(&r)
-            .copied()
-            .unwrap_or((0.0, capacity.get(r)));
-        let cur = a0.get(r);
-        let step = rules
-            .gates
-            .max_step
-            .get(r)
-            .map(|s| s.limit(capacity.get(r)))
-            .unwrap_or(f64::INFINITY);
-        let lo = bmin.max(cur - step).max(0.0);
-        let hi = bmax.min(cur + step);
-        if lo <= hi {
-            (lo, hi)
-        } else if cur < bmin {
-            // Outside its bounds: move towards them by at most one step.
-            let v = (cur + step).min(bmin);
-            (v, v)
-        } else {
-            let v = (cur - step).max(bmax).max(0.0);
-            (v, v)
-        }
-    };
+    let range = |r: Resource| plan_range(rules, &rule, capacity, &a0, r);
 
-    // Groups: each needs_together entry, then each remaining resource with a response.
-    let mut grouped: Vec<(Vec<Resource>, Option<Vec<f64>>)> = Vec::new();
-    for t in rule.needs_together.iter().flatten() {
-        // The loader refuses this within one block; a node's response laid over its
-        // protocol's group (or the reverse) can still bring it together: say so.
-        for r in t.resources.iter().skip(1) {
-            if rule.response.contains_key(r) {
-                notes.push(format!(
-                    "{}'s own response is not used: it is in needs_together after {}, whose response the group follows",
-                    r.key(),
-                    t.resources[0].key()
-                ));
-            }
-        }
-        grouped.push((t.resources.clone(), t.ratio.clone()));
-    }
-    for r in rule.response.keys() {
-        if !grouped.iter().any(|(rs, _)| rs.contains(r)) {
-            grouped.push((vec![*r], None));
-        }
-    }
-    if grouped.is_empty() {
-        return Err(
-            "no response model: the rules say nothing about what more resources earn".into(),
-        );
-    }
+    let grouped = groups_of(&rule, &mut notes)?;
 
     let mut groups = Vec::new();
     let mut lower = a0;
@@ -354,29 +304,7 @@ fn fit(
     for (resources, ratio) in grouped {
         let first = resources[0];
         let response = rule.response.get(&first);
-        let ratio: Vec<f64> = match ratio {
-            Some(r) => r,
-            None => {
-                let base = a0.get(first);
-                if resources.len() > 1 && base <= 0.0 {
-                    return Err(format!(
-                        "holds no {} now, so the mix of {} cannot be taken from the current allocation: give needs_together a ratio",
-                        first.key(),
-                        keys(&resources)
-                    ));
-                }
-                resources
-                    .iter()
-                    .map(|r| if base > 0.0 { a0.get(*r) / base } else { 1.0 })
-                    .collect()
-            }
-        };
-        if ratio.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
-            return Err(format!(
-                "the mix of {} has a resource the node holds none of: give needs_together a ratio",
-                keys(&resources)
-            ));
-        }
+        let ratio = group_ratio(&resources, ratio, &a0)?;
         // Work units: x = min_r a_r / ρ_r.
         let x0 = resources
             .iter()
@@ -395,57 +323,7 @@ fn fit(
         let model = response
             .map(|r| r.model.clone())
             .unwrap_or(ResponseModel::Marginal { knee: None });
-        let work_curve = match model {
-            ResponseModel::Curve { points } => {
-                let c = Curve { points };
-                c.stretched(1.0 / ratio[0])
-            }
-            ResponseModel::Marginal { knee: Some(k) } => {
-                let knee = k / ratio[0];
-                notes.push(format!(
-                    "{}: knee at {} (from the rules)",
-                    keys(&resources),
-                    fmt_amount(first, knee * ratio[0])
-                ));
-                Curve::marginal(knee, &[x0, x_lo, x_hi])
-            }
-            ResponseModel::Marginal { knee: None } => {
-                if x0 <= 0.0 {
-                    return Err(format!(
-                        "holds no {} now, so the knee of its curve cannot be fitted: give response.{}.knee",
-                        keys(&resources),
-                        first.key()
-                    ));
-                }
-                // The binding resource's saturation: it is the one that limits the work.
-                let binding = resources
-                    .iter()
-                    .zip(&ratio)
-                    .min_by(|a, b| (a0.get(*a.0) / a.1).total_cmp(&(a0.get(*b.0) / b.1)))
-                    .map(|(r, _)| *r)
-                    .unwrap_or(first);
-                let (s, how) = match n.usage.get(binding) {
-                    Some(u) if a0.get(binding) > 0.0 && u.is_finite() => (
-                        u / a0.get(binding),
-                        format!("saturation {:.2}", u / a0.get(binding)),
-                    ),
-                    _ => (
-                        DEFAULT_SATURATION,
-                        format!(
-                            "no usage of {}: saturation assumed {DEFAULT_SATURATION}",
-                            binding.key()
-                        ),
-                    ),
-                };
-                let knee = x0 / knee_ratio_for_saturation(s);
-                notes.push(format!(
-                    "{}: knee at {} (fitted, {how})",
-                    keys(&resources),
-                    fmt_amount(first, knee * ratio[0])
-                ));
-                Curve::marginal(knee, &[x0, x_lo, x_hi])
-            }
-        };
+        let work_curve = work_curve(model, &resources, &ratio, [x0, x_lo, x_hi], n, &mut notes)?;
         let mut curves = Vec::new();
         for (r, rho) in resources.iter().zip(&ratio) {
             let mut c = work_curve.stretched(*rho);
@@ -494,6 +372,175 @@ fn fit(
     })
 }
 
+/// The range the plan may use for `r`: its bounds ∩ current ± max_step; outside its bounds, one
+/// step towards them.
+fn plan_range(
+    rules: &OptimizationRules,
+    rule: &NodeRule,
+    capacity: &Allocation,
+    a0: &Allocation,
+    r: Resource,
+) -> (f64, f64) {
+    let (bmin, bmax) = rule
+        .bounds
+        .get(&r)
+        .copied()
+        .unwrap_or((0.0, capacity.get(r)));
+    let cur = a0.get(r);
+    let step = rules
+        .gates
+        .max_step
+        .get(r)
+        .map(|s| s.limit(capacity.get(r)))
+        .unwrap_or(f64::INFINITY);
+    let lo = bmin.max(cur - step).max(0.0);
+    let hi = bmax.min(cur + step);
+    if lo <= hi {
+        (lo, hi)
+    } else if cur < bmin {
+        // Outside its bounds: move towards them by at most one step.
+        let v = (cur + step).min(bmin);
+        (v, v)
+    } else {
+        let v = (cur - step).max(bmax).max(0.0);
+        (v, v)
+    }
+}
+
+/// The node's groups: each needs_together entry, then each remaining resource with a response.
+fn groups_of(
+    rule: &NodeRule,
+    notes: &mut Vec<String>,
+) -> Result<Vec<(Vec<Resource>, Option<Vec<f64>>)>, String> {
+    let mut grouped: Vec<(Vec<Resource>, Option<Vec<f64>>)> = Vec::new();
+    for t in rule.needs_together.iter().flatten() {
+        // The loader refuses this within one block; a node's response laid over its
+        // protocol's group (or the reverse) can still bring it together: say so.
+        for r in t.resources.iter().skip(1) {
+            if rule.response.contains_key(r) {
+                notes.push(format!(
+                    "{}'s own response is not used: it is in needs_together after {}, whose response the group follows",
+                    r.key(),
+                    t.resources[0].key()
+                ));
+            }
+        }
+        grouped.push((t.resources.clone(), t.ratio.clone()));
+    }
+    for r in rule.response.keys() {
+        if !grouped.iter().any(|(rs, _)| rs.contains(r)) {
+            grouped.push((vec![*r], None));
+        }
+    }
+    if grouped.is_empty() {
+        return Err(
+            "no response model: the rules say nothing about what more resources earn".into(),
+        );
+    }
+
+    Ok(grouped)
+}
+
+/// A group's mix per work unit: the rules' ratio, or the current allocation's.
+fn group_ratio(
+    resources: &[Resource],
+    ratio: Option<Vec<f64>>,
+    a0: &Allocation,
+) -> Result<Vec<f64>, String> {
+    let first = resources[0];
+    let ratio: Vec<f64> = match ratio {
+        Some(r) => r,
+        None => {
+            let base = a0.get(first);
+            if resources.len() > 1 && base <= 0.0 {
+                return Err(format!(
+                    "holds no {} now, so the mix of {} cannot be taken from the current allocation: give needs_together a ratio",
+                    first.key(),
+                    keys(resources)
+                ));
+            }
+            resources
+                .iter()
+                .map(|r| if base > 0.0 { a0.get(*r) / base } else { 1.0 })
+                .collect()
+        }
+    };
+    if ratio.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
+        return Err(format!(
+            "the mix of {} has a resource the node holds none of: give needs_together a ratio",
+            keys(resources)
+        ));
+    }
+    Ok(ratio)
+}
+
+/// The earnings curve of one work unit of a group: the rules' curve or knee, or a knee fitted
+/// from the binding resource's saturation. `x` is the work units now, at the lower and at the
+/// upper end of the range.
+fn work_curve(
+    model: ResponseModel,
+    resources: &[Resource],
+    ratio: &[f64],
+    x: [f64; 3],
+    n: &NodeInputs,
+    notes: &mut Vec<String>,
+) -> Result<Curve, String> {
+    let first = resources[0];
+    let a0 = n.current;
+    let [x0, x_lo, x_hi] = x;
+    Ok(match model {
+        ResponseModel::Curve { points } => {
+            let c = Curve { points };
+            c.stretched(1.0 / ratio[0])
+        }
+        ResponseModel::Marginal { knee: Some(k) } => {
+            let knee = k / ratio[0];
+            notes.push(format!(
+                "{}: knee at {} (from the rules)",
+                keys(resources),
+                fmt_amount(first, knee * ratio[0])
+            ));
+            Curve::marginal(knee, &[x0, x_lo, x_hi])
+        }
+        ResponseModel::Marginal { knee: None } => {
+            if x0 <= 0.0 {
+                return Err(format!(
+                    "holds no {} now, so the knee of its curve cannot be fitted: give response.{}.knee",
+                    keys(resources),
+                    first.key()
+                ));
+            }
+            // The binding resource's saturation: it is the one that limits the work.
+            let binding = resources
+                .iter()
+                .zip(ratio)
+                .min_by(|a, b| (a0.get(*a.0) / a.1).total_cmp(&(a0.get(*b.0) / b.1)))
+                .map(|(r, _)| *r)
+                .unwrap_or(first);
+            let (s, how) = match n.usage.get(binding) {
+                Some(u) if a0.get(binding) > 0.0 && u.is_finite() => (
+                    u / a0.get(binding),
+                    format!("saturation {:.2}", u / a0.get(binding)),
+                ),
+                _ => (
+                    DEFAULT_SATURATION,
+                    format!(
+                        "no usage of {}: saturation assumed {DEFAULT_SATURATION}",
+                        binding.key()
+                    ),
+                ),
+            };
+            let knee = x0 / knee_ratio_for_saturation(s);
+            notes.push(format!(
+                "{}: knee at {} (fitted, {how})",
+                keys(resources),
+                fmt_amount(first, knee * ratio[0])
+            ));
+            Curve::marginal(knee, &[x0, x_lo, x_hi])
+        }
+    })
+}
+
 fn keys(rs: &[Resource]) -> String {
     rs.iter().map(|r| r.key()).collect::<Vec<_>>().join("+")
 }
@@ -523,51 +570,26 @@ pub fn make_plan(
     for m in &problem.models {
         let want = target.get(&m.node).copied().unwrap_or(m.current);
         // Snap rounding noise back to the current value, and stay inside the range.
-        let to = Resources::<f64>::default().map(|r, _| {
-            let (cur, t) = (m.current.get(r), want.get(r));
-            let tol = MOVE_TOLERANCE * problem.capacity.get(r).max(1.0);
-            if (t - cur).abs() <= tol || !t.is_finite() {
-                cur
-            } else {
-                t.clamp(m.lower.get(r), m.upper.get(r))
-            }
-        });
+        let to = snapped(m, &want, &problem.capacity);
         let now = m.value(&m.current);
         let then = m.value(&to);
         current_usd += now;
         target_usd += then;
         all_conf = all_conf.min(m.confidence);
-        let changed: Vec<Resource> = Resource::ALL
+        let moved = Resource::ALL
             .into_iter()
-            .filter(|r| to.get(*r) != m.current.get(*r))
-            .collect();
-        if !changed.is_empty() {
+            .any(|r| to.get(r) != m.current.get(r));
+        if moved {
             switching += m.switching_cost_usd;
             changed_conf = changed_conf.min(m.confidence);
-            let frac = |r: Resource| {
-                (to.get(r) - m.current.get(r)).abs()
-                    / problem.capacity.get(r).max(f64::MIN_POSITIVE)
-            };
-            let total: f64 = changed.iter().map(|r| frac(*r)).sum();
-            for r in changed {
-                let mv = Move {
-                    node: m.node.clone(),
-                    resource: r,
-                    from: m.current.get(r),
-                    to: to.get(r),
-                    expected_gain_usd_per_hour: if total > 0.0 {
-                        (then - now) * frac(r) / total
-                    } else {
-                        0.0
-                    },
-                    confidence: m.confidence,
-                };
-                if mv.is_release() {
-                    releases.push(mv);
-                } else {
-                    grants.push(mv);
-                }
-            }
+            node_moves(
+                m,
+                &to,
+                then - now,
+                &problem.capacity,
+                &mut releases,
+                &mut grants,
+            );
         }
         explanation.push(format!(
             "{}: earns {:.4} USD/h now by the model, {:.4} USD/h at the target; confidence {:.2}{}",
@@ -624,6 +646,58 @@ pub fn make_plan(
         roi,
         left_out,
         explanation,
+    }
+}
+
+/// `want` for one node, with rounding noise snapped back to the current value and kept inside
+/// the node's range.
+fn snapped(m: &NodeModel, want: &Allocation, capacity: &Allocation) -> Allocation {
+    Resources::<f64>::default().map(|r, _| {
+        let (cur, t) = (m.current.get(r), want.get(r));
+        let tol = MOVE_TOLERANCE * capacity.get(r).max(1.0);
+        if (t - cur).abs() <= tol || !t.is_finite() {
+            cur
+        } else {
+            t.clamp(m.lower.get(r), m.upper.get(r))
+        }
+    })
+}
+
+/// One node's moves to `to`, its expected `gain` shared by how much of the capacity each
+/// resource moves; releases and grants apart, so releases can go first.
+fn node_moves(
+    m: &NodeModel,
+    to: &Allocation,
+    gain: f64,
+    capacity: &Allocation,
+    releases: &mut Vec<Move>,
+    grants: &mut Vec<Move>,
+) {
+    let changed: Vec<Resource> = Resource::ALL
+        .into_iter()
+        .filter(|r| to.get(*r) != m.current.get(*r))
+        .collect();
+    let frac =
+        |r: Resource| (to.get(r) - m.current.get(r)).abs() / capacity.get(r).max(f64::MIN_POSITIVE);
+    let total: f64 = changed.iter().map(|r| frac(*r)).sum();
+    for r in changed {
+        let mv = Move {
+            node: m.node.clone(),
+            resource: r,
+            from: m.current.get(r),
+            to: to.get(r),
+            expected_gain_usd_per_hour: if total > 0.0 {
+                gain * frac(r) / total
+            } else {
+                0.0
+            },
+            confidence: m.confidence,
+        };
+        if mv.is_release() {
+            releases.push(mv);
+        } else {
+            grants.push(mv);
+        }
     }
 }
 

@@ -54,6 +54,93 @@ struct Group {
     values: Vec<f64>,
 }
 
+impl Group {
+    /// A group's state after its first sample `f` in this step.
+    fn first(op: &str, f: f64) -> Group {
+        let mut g = Group {
+            seen: true,
+            value: f,
+            mean: f,
+            count: 1.0,
+            ..Group::default()
+        };
+        match op {
+            "stddev" | "stdvar" => {
+                g.value = if f.is_nan() || f.is_infinite() {
+                    f64::NAN
+                } else {
+                    0.0
+                }
+            }
+            "quantile" => g.values.push(f),
+            "group" => g.value = 1.0,
+            _ => {}
+        }
+        g
+    }
+
+    /// Adds a further sample `f` of this step.
+    fn add(&mut self, op: &str, f: f64) -> Result<(), Error> {
+        let g = self;
+        match op {
+            "sum" => (g.value, g.kahan_c) = kahan_inc(f, g.value, g.kahan_c),
+            "avg" => {
+                g.count += 1.0;
+                if !g.incremental {
+                    let (nv, nc) = kahan_inc(f, g.value, g.kahan_c);
+                    if !nv.is_infinite() {
+                        g.value = nv;
+                        g.kahan_c = nc;
+                        return Ok(());
+                    }
+                    // The running sum would overflow: continue with an incremental mean.
+                    g.incremental = true;
+                    g.mean = g.value / (g.count - 1.0);
+                    g.kahan_c /= g.count - 1.0;
+                }
+                let q = (g.count - 1.0) / g.count;
+                (g.mean, g.kahan_c) = kahan_inc(f / g.count, q * g.mean, q * g.kahan_c);
+            }
+            "max" => {
+                if g.value < f || g.value.is_nan() {
+                    g.value = f;
+                }
+            }
+            "min" => {
+                if g.value > f || g.value.is_nan() {
+                    g.value = f;
+                }
+            }
+            "count" => g.count += 1.0,
+            "stddev" | "stdvar" => {
+                g.count += 1.0;
+                let delta = f - g.mean;
+                g.mean += delta / g.count;
+                g.value += delta * (f - g.mean);
+            }
+            "quantile" => g.values.push(f),
+            "group" => {}
+            _ => return Err(Error::Eval(format!("unknown aggregation operator {op:?}"))),
+        }
+        Ok(())
+    }
+
+    /// The group's value for this step; `q` is the step's `quantile` parameter.
+    fn result(&mut self, op: &str, q: f64) -> f64 {
+        let g = self;
+        match op {
+            "sum" => g.value + g.kahan_c,
+            "avg" if g.incremental => g.mean + g.kahan_c,
+            "avg" => g.value / g.count + g.kahan_c / g.count,
+            "count" => g.count,
+            "stdvar" => g.value / g.count,
+            "stddev" => (g.value / g.count).sqrt(),
+            "quantile" => quantile(q, &mut g.values),
+            _ => g.value,
+        }
+    }
+}
+
 /// An element of a `topk`/`bottomk`/`limitk` heap: input series index and value.
 type HeapItem = (usize, f64);
 
@@ -289,29 +376,7 @@ impl Evaluator<'_> {
         params: &[f64],
     ) -> Result<Matrix, Error> {
         if op == "quantile" && !params.is_empty() {
-            let (mut lo, mut hi, mut nan) = (f64::MAX, -f64::MAX, false);
-            for &p in params {
-                lo = go_min(lo, p);
-                hi = go_max(hi, p);
-                nan |= p.is_nan();
-            }
-            if nan {
-                self.st
-                    .annotations
-                    .warn("PromQL warning: quantile value should be between 0 and 1, got NaN");
-            }
-            if hi > 1.0 {
-                self.st.annotations.warn(format!(
-                    "PromQL warning: quantile value should be between 0 and 1, got {}",
-                    format_float(hi, 'g', -1)
-                ));
-            }
-            if lo < 0.0 {
-                self.st.annotations.warn(format!(
-                    "PromQL warning: quantile value should be between 0 and 1, got {}",
-                    format_float(lo, 'g', -1)
-                ));
-            }
+            self.warn_quantile_params(params);
         }
         let mut groups = vec![Group::default(); keys.len()];
         let mut cur = Cursor::new(input);
@@ -326,89 +391,48 @@ impl Evaluator<'_> {
             }
             for &(si, f) in &buf {
                 let g = &mut groups[series_group[si]];
-                if !g.seen {
-                    *g = Group {
-                        seen: true,
-                        value: f,
-                        mean: f,
-                        count: 1.0,
-                        ..Group::default()
-                    };
-                    match op {
-                        "stddev" | "stdvar" => {
-                            g.value = if f.is_nan() || f.is_infinite() {
-                                f64::NAN
-                            } else {
-                                0.0
-                            }
-                        }
-                        "quantile" => g.values.push(f),
-                        "group" => g.value = 1.0,
-                        _ => {}
-                    }
-                    continue;
-                }
-                match op {
-                    "sum" => (g.value, g.kahan_c) = kahan_inc(f, g.value, g.kahan_c),
-                    "avg" => {
-                        g.count += 1.0;
-                        if !g.incremental {
-                            let (nv, nc) = kahan_inc(f, g.value, g.kahan_c);
-                            if !nv.is_infinite() {
-                                g.value = nv;
-                                g.kahan_c = nc;
-                                continue;
-                            }
-                            // The running sum would overflow: continue with an incremental mean.
-                            g.incremental = true;
-                            g.mean = g.value / (g.count - 1.0);
-                            g.kahan_c /= g.count - 1.0;
-                        }
-                        let q = (g.count - 1.0) / g.count;
-                        (g.mean, g.kahan_c) = kahan_inc(f / g.count, q * g.mean, q * g.kahan_c);
-                    }
-                    "max" => {
-                        if g.value < f || g.value.is_nan() {
-                            g.value = f;
-                        }
-                    }
-                    "min" => {
-                        if g.value > f || g.value.is_nan() {
-                            g.value = f;
-                        }
-                    }
-                    "count" => g.count += 1.0,
-                    "stddev" | "stdvar" => {
-                        g.count += 1.0;
-                        let delta = f - g.mean;
-                        g.mean += delta / g.count;
-                        g.value += delta * (f - g.mean);
-                    }
-                    "quantile" => g.values.push(f),
-                    "group" => {}
-                    _ => return Err(Error::Eval(format!("unknown aggregation operator {op:?}"))),
+                if g.seen {
+                    g.add(op, f)?;
+                } else {
+                    *g = Group::first(op, f);
                 }
             }
             for (gi, g) in groups.iter_mut().enumerate() {
                 if !g.seen {
                     continue;
                 }
-                let v = match op {
-                    "sum" => g.value + g.kahan_c,
-                    "avg" if g.incremental => g.mean + g.kahan_c,
-                    "avg" => g.value / g.count + g.kahan_c / g.count,
-                    "count" => g.count,
-                    "stdvar" => g.value / g.count,
-                    "stddev" => (g.value / g.count).sqrt(),
-                    "quantile" => {
-                        quantile(params.get(k).copied().unwrap_or(f64::NAN), &mut g.values)
-                    }
-                    _ => g.value,
-                };
+                let v = g.result(op, params.get(k).copied().unwrap_or(f64::NAN));
                 out.push(self.st, ts, &keys[gi], v)?;
             }
         }
         Ok(out.finish())
+    }
+
+    /// Warns once about the lowest and highest quantile parameters outside [0, 1] (and NaN).
+    fn warn_quantile_params(&mut self, params: &[f64]) {
+        let (mut lo, mut hi, mut nan) = (f64::MAX, -f64::MAX, false);
+        for &p in params {
+            lo = go_min(lo, p);
+            hi = go_max(hi, p);
+            nan |= p.is_nan();
+        }
+        if nan {
+            self.st
+                .annotations
+                .warn("PromQL warning: quantile value should be between 0 and 1, got NaN");
+        }
+        if hi > 1.0 {
+            self.st.annotations.warn(format!(
+                "PromQL warning: quantile value should be between 0 and 1, got {}",
+                format_float(hi, 'g', -1)
+            ));
+        }
+        if lo < 0.0 {
+            self.st.annotations.warn(format!(
+                "PromQL warning: quantile value should be between 0 and 1, got {}",
+                format_float(lo, 'g', -1)
+            ));
+        }
     }
 
     fn aggregate_k(
@@ -419,53 +443,8 @@ impl Evaluator<'_> {
         n_groups: usize,
         params: &[f64],
     ) -> Result<Matrix, Error> {
-        let (mut lo, mut hi, mut nan) = (f64::MAX, -f64::MAX, false);
-        for &p in params {
-            lo = go_min(lo, p);
-            hi = go_max(hi, p);
-            nan |= p.is_nan();
-        }
-        if op == "limit_ratio" {
-            if hi == 0.0 && lo == 0.0 {
-                return Ok(Vec::new());
-            }
-            if nan {
-                return Err(Error::Eval("Ratio value is NaN".into()));
-            }
-            if hi > 1.0 {
-                self.st.annotations.warn(format!(
-                    "PromQL warning: ratio value should be between -1 and 1, got {}, capping to 1",
-                    format_float(hi, 'g', -1)
-                ));
-            }
-            if lo < -1.0 {
-                self.st.annotations.warn(format!(
-                    "PromQL warning: ratio value should be between -1 and 1, got {}, capping to -1",
-                    format_float(lo, 'g', -1)
-                ));
-            }
-        } else {
-            if hi < 1.0 {
-                return Ok(Vec::new());
-            }
-            if nan {
-                return Err(Error::Eval("Parameter value is NaN".into()));
-            }
-            // Go's float64 nearest to math.MinInt64 / math.MaxInt64 as Prometheus compares them.
-            const MIN_INT64: f64 = -9223372036854774784.0;
-            const MAX_INT64: f64 = 9223372036854774784.0;
-            if lo <= MIN_INT64 {
-                return Err(Error::Eval(format!(
-                    "Scalar value {} underflows int64",
-                    format_float(lo, 'g', -1)
-                )));
-            }
-            if hi >= MAX_INT64 {
-                return Err(Error::Eval(format!(
-                    "Scalar value {} overflows int64",
-                    format_float(hi, 'g', -1)
-                )));
-            }
+        if !self.check_k_params(op, params)? {
+            return Ok(Vec::new());
         }
         let reverse = op == "bottomk";
         let mut heaps: Vec<Vec<HeapItem>> = vec![Vec::new(); n_groups];
@@ -546,6 +525,60 @@ impl Evaluator<'_> {
             }
         }
         Ok(out.finish())
+    }
+
+    /// Checks the `k` (or ratio) parameters of every step as Prometheus does before evaluating
+    /// `topk`, `bottomk`, `limitk` or `limit_ratio`; `false` when the result is empty anyway.
+    fn check_k_params(&mut self, op: &str, params: &[f64]) -> Result<bool, Error> {
+        let (mut lo, mut hi, mut nan) = (f64::MAX, -f64::MAX, false);
+        for &p in params {
+            lo = go_min(lo, p);
+            hi = go_max(hi, p);
+            nan |= p.is_nan();
+        }
+        if op == "limit_ratio" {
+            if hi == 0.0 && lo == 0.0 {
+                return Ok(false);
+            }
+            if nan {
+                return Err(Error::Eval("Ratio value is NaN".into()));
+            }
+            if hi > 1.0 {
+                self.st.annotations.warn(format!(
+                    "PromQL warning: ratio value should be between -1 and 1, got {}, capping to 1",
+                    format_float(hi, 'g', -1)
+                ));
+            }
+            if lo < -1.0 {
+                self.st.annotations.warn(format!(
+                    "PromQL warning: ratio value should be between -1 and 1, got {}, capping to -1",
+                    format_float(lo, 'g', -1)
+                ));
+            }
+        } else {
+            if hi < 1.0 {
+                return Ok(false);
+            }
+            if nan {
+                return Err(Error::Eval("Parameter value is NaN".into()));
+            }
+            // Go's float64 nearest to math.MinInt64 / math.MaxInt64 as Prometheus compares them.
+            const MIN_INT64: f64 = -9223372036854774784.0;
+            const MAX_INT64: f64 = 9223372036854774784.0;
+            if lo <= MIN_INT64 {
+                return Err(Error::Eval(format!(
+                    "Scalar value {} underflows int64",
+                    format_float(lo, 'g', -1)
+                )));
+            }
+            if hi >= MAX_INT64 {
+                return Err(Error::Eval(format!(
+                    "Scalar value {} overflows int64",
+                    format_float(hi, 'g', -1)
+                )));
+            }
+        }
+        Ok(true)
     }
 
     fn count_values(

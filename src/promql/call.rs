@@ -45,30 +45,7 @@ impl Evaluator<'_> {
                 return Ok(Evaluated::Scalar(vec![v; self.steps()]));
             }
         }
-        let mut args = Vec::with_capacity(exprs.len());
-        let mut held = 0;
-        for e in exprs {
-            if let Some(r) = self.eval_range_arg(e)? {
-                held += r.held;
-                args.push(Arg::Range(r));
-                continue;
-            }
-            let v = self.eval(e)?;
-            held += v.num_samples();
-            args.push(match v {
-                Evaluated::Scalar(v) => Arg::Scalar(v),
-                Evaluated::String(s) => Arg::String(s),
-                Evaluated::Vector(m) => {
-                    let cur = Cursor::new(&m);
-                    Arg::Vector(m, cur)
-                }
-                Evaluated::Matrix(_) => {
-                    return Err(Error::Eval(format!(
-                        "unexpected range vector argument to {name}"
-                    )))
-                }
-            });
-        }
+        let (mut args, held) = self.eval_call_args(name, exprs)?;
         if matches!(
             name,
             "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc"
@@ -90,35 +67,7 @@ impl Evaluator<'_> {
         for k in 0..steps {
             self.st.check_alive()?;
             let ts = self.step_ts(k);
-            let mut window = None;
-            let mut step_held = 0;
-            let mut fn_args = Vec::with_capacity(args.len());
-            for a in args.iter_mut() {
-                fn_args.push(match a {
-                    Arg::Scalar(v) => FnArg::Scalar(v.get(k).copied().unwrap_or(f64::NAN)),
-                    Arg::String(s) => FnArg::String(s.clone()),
-                    Arg::Vector(m, cur) => {
-                        cur.gather(m, ts, &mut buf);
-                        FnArg::Vector(
-                            buf.iter()
-                                .map(|&(i, v)| InstantSample {
-                                    labels: m[i].labels.clone(),
-                                    t: ts,
-                                    v,
-                                })
-                                .collect(),
-                        )
-                    }
-                    Arg::Range(r) => {
-                        let (m, w) = r.window_matrix(ts);
-                        window = Some(w);
-                        let n: usize = m.iter().map(|s| s.samples.len()).sum();
-                        step_held += n;
-                        self.st.hold(n)?;
-                        FnArg::Matrix(m)
-                    }
-                });
-            }
+            let (fn_args, window, step_held) = self.step_args(&mut args, k, ts, &mut buf)?;
             let call = FnCall {
                 name,
                 args: fn_args,
@@ -150,6 +99,80 @@ impl Evaluator<'_> {
         } else {
             Ok(Evaluated::Vector(out.finish()))
         }
+    }
+
+    /// Evaluates a call's arguments over all steps; also returns the samples they hold.
+    fn eval_call_args(
+        &mut self,
+        name: &str,
+        exprs: &[Box<Expr>],
+    ) -> Result<(Vec<Arg>, usize), Error> {
+        let mut args = Vec::with_capacity(exprs.len());
+        let mut held = 0;
+        for e in exprs {
+            if let Some(r) = self.eval_range_arg(e)? {
+                held += r.held;
+                args.push(Arg::Range(r));
+                continue;
+            }
+            let v = self.eval(e)?;
+            held += v.num_samples();
+            args.push(match v {
+                Evaluated::Scalar(v) => Arg::Scalar(v),
+                Evaluated::String(s) => Arg::String(s),
+                Evaluated::Vector(m) => {
+                    let cur = Cursor::new(&m);
+                    Arg::Vector(m, cur)
+                }
+                Evaluated::Matrix(_) => {
+                    return Err(Error::Eval(format!(
+                        "unexpected range vector argument to {name}"
+                    )))
+                }
+            });
+        }
+        Ok((args, held))
+    }
+
+    /// The arguments of step `k` (at `ts`) as the function sees them, the range window if an
+    /// argument is a range vector, and the samples this step's windows hold.
+    fn step_args(
+        &mut self,
+        args: &mut [Arg],
+        k: usize,
+        ts: i64,
+        buf: &mut Vec<(usize, f64)>,
+    ) -> Result<(Vec<FnArg>, Option<(i64, i64)>, usize), Error> {
+        let mut window = None;
+        let mut step_held = 0;
+        let mut fn_args = Vec::with_capacity(args.len());
+        for a in args.iter_mut() {
+            fn_args.push(match a {
+                Arg::Scalar(v) => FnArg::Scalar(v.get(k).copied().unwrap_or(f64::NAN)),
+                Arg::String(s) => FnArg::String(s.clone()),
+                Arg::Vector(m, cur) => {
+                    cur.gather(m, ts, buf);
+                    FnArg::Vector(
+                        buf.iter()
+                            .map(|&(i, v)| InstantSample {
+                                labels: m[i].labels.clone(),
+                                t: ts,
+                                v,
+                            })
+                            .collect(),
+                    )
+                }
+                Arg::Range(r) => {
+                    let (m, w) = r.window_matrix(ts);
+                    window = Some(w);
+                    let n: usize = m.iter().map(|s| s.samples.len()).sum();
+                    step_held += n;
+                    self.st.hold(n)?;
+                    FnArg::Matrix(m)
+                }
+            });
+        }
+        Ok((fn_args, window, step_held))
     }
 
     /// `timestamp(selector)`: the function sees each sample's own timestamp, not the step's.

@@ -501,6 +501,28 @@ impl History {
         out
     }
 
+    /// Each node's allocation as the last applied reallocation that names it left it, with that
+    /// reallocation's id. A rolled-back attempt put back what was there before, and a failed
+    /// rollback left a state nobody recorded, so neither changes what this says.
+    pub fn last_applied(&self) -> BTreeMap<String, (Allocation, u64)> {
+        let mut out = BTreeMap::new();
+        for r in &self.records {
+            if let Record::Outcome {
+                id,
+                outcome: Outcome::Applied,
+                ..
+            } = r
+            {
+                if let Some(Record::Intent { steps, .. }) = self.intent(*id) {
+                    for s in steps {
+                        out.insert(s.node.clone(), (s.to, *id));
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// Whether the controller was last paused (None: never paused or resumed).
     pub fn paused(&self) -> Option<bool> {
         self.records.iter().rev().find_map(|r| match r {
@@ -902,6 +924,10 @@ mod tests {
         let last = h.last_change();
         assert_eq!(last.get("golem"), Some(&2_000));
         assert_eq!(last.get("storj"), Some(&2_000));
+        // What the applied one left stands; the rolled-back one changed nothing.
+        let applied = h.last_applied();
+        assert_eq!(applied.get("golem"), Some(&(alloc(4.0), 1)));
+        assert_eq!(applied.get("storj"), Some(&(alloc(2.0), 1)));
         assert_eq!(h.paused(), Some(true));
         assert!(h.pending().is_none());
         assert_eq!(h.unmeasured().len(), 1);

@@ -551,15 +551,7 @@ async fn send_loop(w: Arc<RemoteWriter>, r: Arc<Remote>, mut flush: watch::Recei
                     failing = false;
                 }
                 backoff = q.min_backoff;
-                w.metrics
-                    .samples
-                    .with_label_values(&[&name])
-                    .inc_by(samples);
-                w.metrics.bytes.with_label_values(&[&name]).inc_by(size);
-                w.metrics
-                    .last_send
-                    .with_label_values(&[&name])
-                    .set(now_ms() as f64 / 1000.0);
+                count_sent(&w, &name, samples, size);
                 commit(&w, &r, last, true).await;
             }
             Outcome::Drop(why) => {
@@ -587,6 +579,16 @@ async fn send_loop(w: Arc<RemoteWriter>, r: Arc<Remote>, mut flush: watch::Recei
             }
         }
     }
+}
+
+/// A batch the remote took: its samples and bytes, and when.
+fn count_sent(w: &RemoteWriter, name: &str, samples: u64, size: u64) {
+    w.metrics.samples.with_label_values(&[name]).inc_by(samples);
+    w.metrics.bytes.with_label_values(&[name]).inc_by(size);
+    w.metrics
+        .last_send
+        .with_label_values(&[name])
+        .set(now_ms() as f64 / 1000.0);
 }
 
 async fn commit(w: &Arc<RemoteWriter>, r: &Arc<Remote>, last: queue::RecordMeta, sent: bool) {

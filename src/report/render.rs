@@ -107,38 +107,7 @@ pub fn render(r: &Report, style: Style) -> String {
         pct(r.total_usd_previous.filter(|p| *p > 0.0).map(|p| (r.total_usd - p) / p)),
     );
     h(&mut o, "Earnings per node");
-    let rows: Vec<Vec<String>> = r
-        .nodes
-        .iter()
-        .map(|n| {
-            vec![
-                n.node.clone(),
-                n.protocol.clone(),
-                money(n.usd),
-                money(n.corrections_usd),
-                opt(n.usd_previous, money),
-                pct(n.change_ratio),
-                format!("{:.4}", n.usd_per_hour),
-                opt(n.trend_usd_per_hour_per_day, |v| format!("{v:+.4}")),
-                opt(n.uptime, |u| format!("{:.2}%", u * 100.0)),
-            ]
-        })
-        .collect();
-    o.push_str(&table(
-        style,
-        &[
-            "node",
-            "protocol",
-            "USD",
-            "taken back USD",
-            "USD before",
-            "change",
-            "USD/h",
-            "trend USD/h per day",
-            "uptime",
-        ],
-        &rows,
-    ));
+    o.push_str(&earnings_table(r, style));
     h(&mut o, "Token earnings");
     let mut rows = Vec::new();
     for n in &r.nodes {
@@ -189,6 +158,54 @@ pub fn render(r: &Report, style: Style) -> String {
         o.push_str(&table(style, &["alert", "times fired"], &rows));
     }
     h(&mut o, "Reallocations");
+    reallocations(&mut o, r, style);
+    let _ = writeln!(
+        o,
+        "\nGain attributable to the controller: {} USD (realized gain x hours held).",
+        money(r.controller_gain_usd)
+    );
+    o
+}
+
+/// Earnings per node: USD, corrections, the period before, the change, the rate and its trend,
+/// uptime.
+fn earnings_table(r: &Report, style: Style) -> String {
+    let rows: Vec<Vec<String>> = r
+        .nodes
+        .iter()
+        .map(|n| {
+            vec![
+                n.node.clone(),
+                n.protocol.clone(),
+                money(n.usd),
+                money(n.corrections_usd),
+                opt(n.usd_previous, money),
+                pct(n.change_ratio),
+                format!("{:.4}", n.usd_per_hour),
+                opt(n.trend_usd_per_hour_per_day, |v| format!("{v:+.4}")),
+                opt(n.uptime, |u| format!("{:.2}%", u * 100.0)),
+            ]
+        })
+        .collect();
+    table(
+        style,
+        &[
+            "node",
+            "protocol",
+            "USD",
+            "taken back USD",
+            "USD before",
+            "change",
+            "USD/h",
+            "trend USD/h per day",
+            "uptime",
+        ],
+        &rows,
+    )
+}
+
+/// The reallocations of the period, or a line saying there were none.
+fn reallocations(o: &mut String, r: &Report, style: Style) {
     if r.reallocations.is_empty() {
         let _ = writeln!(o, "No reallocation.");
     } else {
@@ -223,12 +240,6 @@ pub fn render(r: &Report, style: Style) -> String {
             &rows,
         ));
     }
-    let _ = writeln!(
-        o,
-        "\nGain attributable to the controller: {} USD (realized gain x hours held).",
-        money(r.controller_gain_usd)
-    );
-    o
 }
 
 /// The corrections of the period with their causes, and the drops still pending.

@@ -200,6 +200,39 @@ impl AlertingRule {
     ) -> Result<Vec<InstantSample>, String> {
         let query_ts = ts - query_offset_ms;
         let res = query_vector(engine, q, &self.expr, query_ts)?;
+        let fresh = self.fresh_alerts(res, ts, engine, q, ctx)?;
+        let in_result: Vec<Labels> = fresh.keys().cloned().collect();
+        for (h, a) in fresh {
+            match self.active.get_mut(&h) {
+                Some(old) if old.state != AlertState::Inactive => {
+                    old.value = a.value;
+                    old.annotations = a.annotations;
+                }
+                _ => {
+                    self.active.insert(h, a);
+                }
+            }
+        }
+        let (num_active_pending, vec) = self.advance(&in_result, ts, query_ts);
+        if limit > 0 && num_active_pending > limit {
+            self.active.clear();
+            return Err(format!(
+                "exceeded limit of {limit} with {num_active_pending} alerts"
+            ));
+        }
+        Ok(vec)
+    }
+
+    /// One pending alert per sample of the query result, with its labels and annotations
+    /// expanded; two samples that give the same labels are an error.
+    fn fresh_alerts(
+        &self,
+        res: Vec<InstantSample>,
+        ts: i64,
+        engine: &Engine,
+        q: &dyn Queryable,
+        ctx: &EvalContext,
+    ) -> Result<BTreeMap<Labels, ActiveAlert>, String> {
         let qf = EngineQuery { engine, q, ts };
         let external_labels: BTreeMap<String, String> = ctx
             .external_labels
@@ -260,20 +293,18 @@ impl AlertingRule {
                 },
             );
         }
+        Ok(fresh)
+    }
 
-        let in_result: Vec<Labels> = fresh.keys().cloned().collect();
-        for (h, a) in fresh {
-            match self.active.get_mut(&h) {
-                Some(old) if old.state != AlertState::Inactive => {
-                    old.value = a.value;
-                    old.annotations = a.annotations;
-                }
-                _ => {
-                    self.active.insert(h, a);
-                }
-            }
-        }
-
+    /// Moves every active alert on at `ts`: those not `in_result` (sorted) resolve unless
+    /// `keep_firing_for` holds them, pending ones fire after `for`. Returns how many are active
+    /// or pending, and their `ALERTS`/`ALERTS_FOR_STATE` samples once restored.
+    fn advance(
+        &mut self,
+        in_result: &[Labels],
+        ts: i64,
+        query_ts: i64,
+    ) -> (usize, Vec<InstantSample>) {
         let mut num_active_pending = 0usize;
         let mut vec = Vec::new();
         let keys: Vec<Labels> = self.active.keys().cloned().collect();
@@ -333,14 +364,7 @@ impl AlertingRule {
                 ));
             }
         }
-
-        if limit > 0 && num_active_pending > limit {
-            self.active.clear();
-            return Err(format!(
-                "exceeded limit of {limit} with {num_active_pending} alerts"
-            ));
-        }
-        Ok(vec)
+        (num_active_pending, vec)
     }
 
     /// The `ALERTS` sample of an alert.

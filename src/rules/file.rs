@@ -425,6 +425,59 @@ impl FileParser<'_> {
         group_labels: &BTreeMap<String, String>,
     ) -> Option<Rule> {
         let errors_before = self.errors.len();
+        let f = self.rule_fields(path, group, number, v)?;
+        match (&f.record, &f.alert) {
+            (Some(_), Some(_)) => self.err(
+                &format!("{path}.record"),
+                format!("{}only one of 'record' and 'alert' must be set", f.prefix),
+            ),
+            (None, None) => self.err(
+                path,
+                format!("{}one of 'record' or 'alert' must be set", f.prefix),
+            ),
+            _ => {}
+        }
+        let expr = self.rule_expr(path, &f);
+        if let Some(r) = &f.record {
+            self.check_recording_rule(path, r, &f);
+        }
+        self.check_rule_label_names(path, &f);
+        if let Some(a) = &f.alert {
+            self.check_alert_templates(path, a, &f);
+        }
+        if self.errors.len() > errors_before {
+            return None;
+        }
+        let expr = expr?;
+        let expr_text = f.expr_text.unwrap_or_default();
+        // Group labels first, the rule's own win (Prometheus' `FromMaps(rg.Labels, r.Labels)`).
+        let mut merged = group_labels.clone();
+        merged.extend(f.labels);
+        match (f.record, f.alert) {
+            (Some(r), None) => Some(Rule::Recording(RecordingRule::new(
+                r, expr, expr_text, merged,
+            ))),
+            (None, Some(a)) => Some(Rule::Alerting(AlertingRule::new(
+                a,
+                expr,
+                expr_text,
+                f.for_ms,
+                f.keep_ms,
+                merged,
+                f.annotations,
+            ))),
+            _ => None,
+        }
+    }
+
+    /// Reads a rule's fields; a field of the wrong type is an error and reads as absent.
+    fn rule_fields(
+        &mut self,
+        path: &str,
+        group: &str,
+        number: usize,
+        v: Value,
+    ) -> Option<RuleFields> {
         let mut f = self.fields(path, v, &RULE_KEYS, "rule")?;
         let mut get_str = |p: &mut Self, k: &str| -> Option<String> {
             f.remove(k)
@@ -467,19 +520,23 @@ impl FileParser<'_> {
                 .unwrap_or_default(),
             None => BTreeMap::new(),
         };
+        Some(RuleFields {
+            prefix,
+            record,
+            alert,
+            expr_text,
+            for_ms,
+            keep_ms,
+            labels,
+            annotations,
+            annotations_written,
+        })
+    }
 
-        match (&record, &alert) {
-            (Some(_), Some(_)) => self.err(
-                &at("record"),
-                format!("{prefix}only one of 'record' and 'alert' must be set"),
-            ),
-            (None, None) => self.err(
-                path,
-                format!("{prefix}one of 'record' or 'alert' must be set"),
-            ),
-            _ => {}
-        }
-        let expr = match &expr_text {
+    /// The rule's parsed `expr`; its absence or a parse failure is an error.
+    fn rule_expr(&mut self, path: &str, f: &RuleFields) -> Option<crate::promql::Expr> {
+        let prefix = &f.prefix;
+        match &f.expr_text {
             None => {
                 self.err(path, format!("{prefix}field 'expr' must be set in rule"));
                 None
@@ -488,46 +545,57 @@ impl FileParser<'_> {
                 Ok(e) => Some(e),
                 Err(e) => {
                     self.err(
-                        &at("expr"),
+                        &format!("{path}.expr"),
                         format!("{prefix}could not parse expression: {e}"),
                     );
                     None
                 }
             },
-        };
-        if let Some(r) = &record {
-            if annotations_written && !annotations.is_empty() {
-                self.err(
-                    &at("annotations"),
-                    format!("{prefix}invalid field 'annotations' in recording rule"),
-                );
-            }
-            if for_ms != 0 {
-                self.err(
-                    &at("for"),
-                    format!("{prefix}invalid field 'for' in recording rule"),
-                );
-            }
-            if keep_ms != 0 {
-                self.err(
-                    &at("keep_firing_for"),
-                    format!("{prefix}invalid field 'keep_firing_for' in recording rule"),
-                );
-            }
-            if !is_valid_metric_name(r) {
-                self.err(
-                    &at("record"),
-                    format!("{prefix}invalid recording rule name: {r}"),
-                );
-            }
-            if r.contains(['{', '}']) {
-                self.err(
-                    &at("record"),
-                    format!("{prefix}braces present in the recording rule name; should it be in expr?: {r}"),
-                );
-            }
         }
-        for k in labels.keys() {
+    }
+
+    /// What a recording rule (named `r`) may not have, and its name's syntax.
+    fn check_recording_rule(&mut self, path: &str, r: &str, f: &RuleFields) {
+        let prefix = &f.prefix;
+        let at = |k: &str| format!("{path}.{k}");
+        if f.annotations_written && !f.annotations.is_empty() {
+            self.err(
+                &at("annotations"),
+                format!("{prefix}invalid field 'annotations' in recording rule"),
+            );
+        }
+        if f.for_ms != 0 {
+            self.err(
+                &at("for"),
+                format!("{prefix}invalid field 'for' in recording rule"),
+            );
+        }
+        if f.keep_ms != 0 {
+            self.err(
+                &at("keep_firing_for"),
+                format!("{prefix}invalid field 'keep_firing_for' in recording rule"),
+            );
+        }
+        if !is_valid_metric_name(r) {
+            self.err(
+                &at("record"),
+                format!("{prefix}invalid recording rule name: {r}"),
+            );
+        }
+        if r.contains(['{', '}']) {
+            self.err(
+                &at("record"),
+                format!(
+                    "{prefix}braces present in the recording rule name; should it be in expr?: {r}"
+                ),
+            );
+        }
+    }
+
+    /// The names of the rule's labels and annotations.
+    fn check_rule_label_names(&mut self, path: &str, f: &RuleFields) {
+        let prefix = &f.prefix;
+        for k in f.labels.keys() {
             if !is_valid_label_name(k) || k == crate::labels::METRIC_NAME {
                 self.err(
                     &format!("{path}.labels.{k}"),
@@ -535,7 +603,7 @@ impl FileParser<'_> {
                 );
             }
         }
-        for k in annotations.keys() {
+        for k in f.annotations.keys() {
             if !is_valid_label_name(k) {
                 self.err(
                     &format!("{path}.annotations.{k}"),
@@ -543,45 +611,40 @@ impl FileParser<'_> {
                 );
             }
         }
-        if let Some(a) = &alert {
-            for (kind, key, map) in [
-                ("label", "labels", &labels),
-                ("annotation", "annotations", &annotations),
-            ] {
-                for (k, text) in map {
-                    if let Err(e) = check_alert(a, text) {
-                        self.err(
-                            &format!("{path}.{key}.{k}"),
-                            format!("{prefix}{kind} {k:?}: {e}"),
-                        );
-                    }
+    }
+
+    /// The templates in an alerting rule's (named `a`) labels and annotations.
+    fn check_alert_templates(&mut self, path: &str, a: &str, f: &RuleFields) {
+        let prefix = &f.prefix;
+        for (kind, key, map) in [
+            ("label", "labels", &f.labels),
+            ("annotation", "annotations", &f.annotations),
+        ] {
+            for (k, text) in map {
+                if let Err(e) = check_alert(a, text) {
+                    self.err(
+                        &format!("{path}.{key}.{k}"),
+                        format!("{prefix}{kind} {k:?}: {e}"),
+                    );
                 }
             }
         }
-        if self.errors.len() > errors_before {
-            return None;
-        }
-        let expr = expr?;
-        let expr_text = expr_text.unwrap_or_default();
-        // Group labels first, the rule's own win (Prometheus' `FromMaps(rg.Labels, r.Labels)`).
-        let mut merged = group_labels.clone();
-        merged.extend(labels);
-        match (record, alert) {
-            (Some(r), None) => Some(Rule::Recording(RecordingRule::new(
-                r, expr, expr_text, merged,
-            ))),
-            (None, Some(a)) => Some(Rule::Alerting(AlertingRule::new(
-                a,
-                expr,
-                expr_text,
-                for_ms,
-                keep_ms,
-                merged,
-                annotations,
-            ))),
-            _ => None,
-        }
     }
+}
+
+/// A rule's fields as read, before they are checked.
+struct RuleFields {
+    /// Prometheus' prefix for rule errors: `group "g", rule 2, "name": `.
+    prefix: String,
+    record: Option<String>,
+    alert: Option<String>,
+    expr_text: Option<String>,
+    for_ms: i64,
+    keep_ms: i64,
+    labels: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
+    /// `annotations:` was given, even if empty.
+    annotations_written: bool,
 }
 
 #[cfg(test)]

@@ -219,8 +219,43 @@ fn validate(value: Value, name: &str, d: &mut Diagnostics) -> Option<Scenario> {
         .capacity
         .validate("host.capacity", Allocation::default(), d);
 
+    let prices = validate_prices(raw.prices, d);
+
+    let mut nodes = validate_nodes(raw.nodes, start_ms, d);
+    if nodes.is_empty() && !d.has_errors() {
+        d.error("nodes", "a scenario needs at least one node");
+    }
+
+    apply_outages(raw.outages, start_ms, &mut nodes, d);
+
+    // The starting allocation must fit on the host.
+    if let Some(cap) = &capacity {
+        check_fit(cap, &nodes, d);
+    }
+    if d.has_errors() {
+        return None;
+    }
+    Some(Scenario {
+        name: name.to_string(),
+        start_ms,
+        days,
+        seed: raw.seed.unwrap_or(1),
+        poll_interval,
+        scrape_interval,
+        evaluation_interval,
+        capacity: capacity?,
+        prices,
+        nodes,
+    })
+}
+
+/// `prices:` per token: one price in USD, or steps `{at, usd}` in time order.
+fn validate_prices(
+    raw: BTreeMap<String, Value>,
+    d: &mut Diagnostics,
+) -> BTreeMap<String, Vec<(i64, f64)>> {
     let mut prices = BTreeMap::new();
-    for (token, v) in raw.prices {
+    for (token, v) in raw {
         let path = join_key("prices", &token);
         let steps = match v {
             Value::Sequence(items) => {
@@ -264,9 +299,13 @@ fn validate(value: Value, name: &str, d: &mut Diagnostics) -> Option<Scenario> {
         };
         prices.insert(token, steps);
     }
+    prices
+}
 
+/// `nodes:`: each node's protocol, starting allocation and market.
+fn validate_nodes(raw: Vec<Value>, start_ms: i64, d: &mut Diagnostics) -> Vec<NodeSpec> {
     let mut nodes: Vec<NodeSpec> = Vec::new();
-    for (i, v) in raw.nodes.into_iter().enumerate() {
+    for (i, v) in raw.into_iter().enumerate() {
         let path = join_index("nodes", i);
         let Some(n) = d.deserialize::<RawNode>(&path, v) else {
             continue;
@@ -310,11 +349,12 @@ fn validate(value: Value, name: &str, d: &mut Diagnostics) -> Option<Scenario> {
             outages: Vec::new(),
         });
     }
-    if nodes.is_empty() && !d.has_errors() {
-        d.error("nodes", "a scenario needs at least one node");
-    }
+    nodes
+}
 
-    for (i, v) in raw.outages.into_iter().enumerate() {
+/// `outages:`: spans in which a node is down, added to the node they name.
+fn apply_outages(raw: Vec<Value>, start_ms: i64, nodes: &mut [NodeSpec], d: &mut Diagnostics) {
+    for (i, v) in raw.into_iter().enumerate() {
         let path = join_index("outages", i);
         let Some(o) = d.deserialize::<RawOutage>(&path, v) else {
             continue;
@@ -346,37 +386,22 @@ fn validate(value: Value, name: &str, d: &mut Diagnostics) -> Option<Scenario> {
             node.market.down.push(span);
         }
     }
+}
 
-    // The starting allocation must fit on the host.
-    if let Some(cap) = capacity {
-        for r in Resource::ALL {
-            let used: f64 = nodes.iter().map(|n| n.allocation.get(r)).sum();
-            if used > cap.get(r) * (1.0 + 1e-9) {
-                d.error(
-                    &join_key("host.capacity", r.key()),
-                    format!(
-                        "the starting allocations of the nodes need {} {} together, more than the host's capacity {}",
-                        units::trim_float(used),
-                        r.unit(),
-                        units::trim_float(cap.get(r))
-                    ),
-                );
-            }
+/// The starting allocations must fit on the host.
+fn check_fit(cap: &Allocation, nodes: &[NodeSpec], d: &mut Diagnostics) {
+    for r in Resource::ALL {
+        let used: f64 = nodes.iter().map(|n| n.allocation.get(r)).sum();
+        if used > cap.get(r) * (1.0 + 1e-9) {
+            d.error(
+                &join_key("host.capacity", r.key()),
+                format!(
+                    "the starting allocations of the nodes need {} {} together, more than the host's capacity {}",
+                    units::trim_float(used),
+                    r.unit(),
+                    units::trim_float(cap.get(r))
+                ),
+            );
         }
     }
-    if d.has_errors() {
-        return None;
-    }
-    Some(Scenario {
-        name: name.to_string(),
-        start_ms,
-        days,
-        seed: raw.seed.unwrap_or(1),
-        poll_interval,
-        scrape_interval,
-        evaluation_interval,
-        capacity: capacity?,
-        prices,
-        nodes,
-    })
 }

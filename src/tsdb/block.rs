@@ -6,9 +6,10 @@
 //! Layout (integers little-endian, varints as in `codec.rs`):
 //!
 //! ```text
-//! "DOBLOCK1"                                  8-byte magic
+//! "DOBLOCK1" or "DOBLOCK2"                    8-byte magic ("DOBLOCK2": downsampled, below)
 //! chunk data, crc32(chunk data)               for every chunk, series by series, oldest first
-//! index                                       uvarint count and uvarints of the blocks this
+//! index                                       ("DOBLOCK2" only: uvarint resolution in ms, see
+//!                                             `downsample.rs`), uvarint count and uvarints of the blocks this
 //!                                             one was merged from, uvarint series count, then
 //!                                             per series: labels,
 //!                                             uvarint chunk count, per chunk: varint (mint −
@@ -51,6 +52,8 @@ pub const PERSIST_GRACE_MS: i64 = BLOCK_SPAN_MS / 2;
 const PREFIX: &str = "block-";
 const TMP_SUFFIX: &str = ".tmp";
 const MAGIC: &[u8; 8] = b"DOBLOCK1";
+/// The magic of a downsampled block: its index starts with the resolution.
+const MAGIC_DOWNSAMPLED: &[u8; 8] = b"DOBLOCK2";
 const FOOTER_MAGIC: &[u8; 4] = b"DOBE";
 const FOOTER_LEN: usize = 52;
 const CRC_LEN: usize = 4;
@@ -117,6 +120,8 @@ pub struct BlockMeta {
     pub chunk_data_bytes: u64,
     /// Per-chunk bookkeeping: each chunk's checksum and index entry.
     pub chunk_meta_bytes: u64,
+    /// The window its series were downsampled to (`downsample.rs`); 0: raw samples.
+    pub resolution_ms: i64,
 }
 
 /// A block's index as read from the file: each series' labels and chunks.
@@ -234,18 +239,20 @@ impl Block {
 /// Writes a block atomically under `path(dir, seq)`; returns what a reader would parse.
 /// `series`: each series' labels and chunks (oldest first), taken one at a time, so a merge
 /// never holds more than one series' chunks. `parents`: the blocks this one replaces (a
-/// merge), which opening deletes if a crash left them behind.
+/// merge), which opening deletes if a crash left them behind. `resolution_ms`: see
+/// [`BlockMeta::resolution_ms`].
 pub fn write(
     dir: &Path,
     seq: u64,
     parents: &[u64],
+    resolution_ms: i64,
     series: impl IntoIterator<Item = (Labels, Vec<Chunk>)>,
 ) -> std::io::Result<Parsed> {
     let target = path(dir, seq);
     let mut tmp_name = target.as_os_str().to_owned();
     tmp_name.push(TMP_SUFFIX);
     let tmp = PathBuf::from(tmp_name);
-    let written = write_file(&tmp, parents, series).and_then(|parsed| {
+    let written = write_file(&tmp, parents, resolution_ms, series).and_then(|parsed| {
         std::fs::rename(&tmp, &target)?;
         sync_dir(dir)?;
         Ok(parsed)
@@ -267,14 +274,20 @@ fn too_big() -> std::io::Error {
 fn write_file(
     tmp: &Path,
     parents: &[u64],
+    resolution_ms: i64,
     series: impl IntoIterator<Item = (Labels, Vec<Chunk>)>,
 ) -> std::io::Result<Parsed> {
     let mut w = BufWriter::new(File::create(tmp)?);
-    w.write_all(MAGIC)?;
+    w.write_all(if resolution_ms > 0 {
+        MAGIC_DOWNSAMPLED
+    } else {
+        MAGIC
+    })?;
     let mut off = MAGIC.len() as u64;
     let mut meta = BlockMeta {
         mint: i64::MAX,
         maxt: i64::MIN,
+        resolution_ms: resolution_ms.max(0),
         ..BlockMeta::default()
     };
     let mut parsed_series = Vec::new();
@@ -301,6 +314,9 @@ fn write_file(
     }
     meta.series = parsed_series.len() as u64;
     let mut index = Vec::new();
+    if resolution_ms > 0 {
+        codec::put_uvarint(&mut index, resolution_ms as u64);
+    }
     codec::put_uvarint(&mut index, parents.len() as u64);
     for p in parents {
         codec::put_uvarint(&mut index, *p);
@@ -392,9 +408,11 @@ fn read_index(file: &File, size: u64) -> Result<Parsed, FileDamage> {
     let mut magic = [0u8; 8];
     file.read_exact_at(&mut magic, 0)
         .map_err(|e| bad(0, &format!("reading the header: {e}")))?;
-    if &magic != MAGIC {
-        return Err(bad(0, "not a depin-orcha block (magic)"));
-    }
+    let downsampled = match &magic {
+        m if m == MAGIC => false,
+        m if m == MAGIC_DOWNSAMPLED => true,
+        _ => return Err(bad(0, "not a depin-orcha block (magic)")),
+    };
     let mut index = vec![0u8; index_len as usize];
     file.read_exact_at(&mut index, index_off)
         .map_err(|e| bad(index_off, &format!("reading the index: {e}")))?;
@@ -408,7 +426,7 @@ fn read_index(file: &File, size: u64) -> Result<Parsed, FileDamage> {
         bytes: size,
         ..BlockMeta::default()
     };
-    let (parents, series) = parse_index(&index, &mut meta, index_off)
+    let (parents, series) = parse_index(&index, &mut meta, index_off, downsampled)
         .map_err(|e| bad(index_off + e.at as u64, e.what))?;
     Ok(Parsed {
         meta,
@@ -423,9 +441,16 @@ fn parse_index(
     index: &[u8],
     meta: &mut BlockMeta,
     index_off: u64,
+    downsampled: bool,
 ) -> Result<IndexEntries, codec::Malformed> {
     let mut r = Reader::new(index);
     let malformed = |what| codec::Malformed { at: 0, what };
+    if downsampled {
+        meta.resolution_ms = i64::try_from(r.uvarint()?)
+            .ok()
+            .filter(|r| *r > 0)
+            .ok_or_else(|| malformed("resolution out of range"))?;
+    }
     let np = r.uvarint()? as usize;
     let mut parents = Vec::with_capacity(np.min(index.len()));
     for _ in 0..np {
@@ -488,6 +513,7 @@ mod tests {
             dir,
             7,
             &[3, 4],
+            0,
             [
                 (a.clone(), vec![chunk(0, 100, 1.0), chunk(600_000, 50, 2.0)]),
                 (b.clone(), vec![chunk(5_000, 200, 3.0)]),
@@ -530,6 +556,23 @@ mod tests {
             block.meta.bytes,
             std::fs::metadata(path(dir.path(), 7)).unwrap().len()
         );
+    }
+
+    #[test]
+    fn a_downsampled_block_keeps_its_resolution_and_a_raw_one_its_old_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Labels::from_pairs([("__name__", "a")]);
+        let written = write(dir.path(), 9, &[2], 300_000, [(a, vec![chunk(0, 10, 1.0)])]).unwrap();
+        assert_eq!(written.meta.resolution_ms, 300_000);
+        let bytes = std::fs::read(path(dir.path(), 9)).unwrap();
+        assert_eq!(&bytes[..8], MAGIC_DOWNSAMPLED);
+        let parsed = open(&path(dir.path(), 9)).unwrap().1.unwrap();
+        assert_eq!(parsed.meta, written.meta);
+        assert_eq!(parsed.parents, vec![2]);
+        assert_eq!(parsed.series, written.series);
+        let (_, _, raw) = sample_block(dir.path());
+        assert_eq!(raw.meta.resolution_ms, 0);
+        assert_eq!(&std::fs::read(path(dir.path(), 7)).unwrap()[..8], MAGIC);
     }
 
     #[test]
@@ -579,7 +622,7 @@ mod tests {
         tmp.push(TMP_SUFFIX);
         std::fs::create_dir(&tmp).unwrap();
         let a = Labels::from_pairs([("__name__", "a")]);
-        assert!(write(dir.path(), 3, &[], [(a, vec![chunk(0, 10, 1.0)])]).is_err());
+        assert!(write(dir.path(), 3, &[], 0, [(a, vec![chunk(0, 10, 1.0)])]).is_err());
         assert!(!path(dir.path(), 3).exists());
         std::fs::remove_dir(&tmp).unwrap();
         std::fs::write(&tmp, b"half a block").unwrap();

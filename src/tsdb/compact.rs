@@ -7,6 +7,12 @@
 //! fsync, rename) before they are deleted, and opening deletes parents that a crash left beside
 //! their merged block, so no sample is ever in two loaded blocks. A chunk that fails its
 //! checksum while being copied is left out, logged and counted, as a query would skip it.
+//!
+//! With [`Options::downsample_after_ms`](super::Options), a day older than that (and than the
+//! head's range, so memory no longer holds it) is written downsampled instead (`downsample.rs`):
+//! its raw blocks become one block of resolution [`downsample::WINDOW_MS`], by the same
+//! write-once, fsync and rename steps. Blocks already downsampled are never rewritten; a
+//! backfill into a downsampled day becomes a second downsampled block of that day.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -15,8 +21,10 @@ use std::sync::Arc;
 
 use super::block::{self, Block};
 use super::chunk::Chunk;
+use super::downsample;
 use super::series::SeriesRef;
-use super::{lock, persist, Counters, Db};
+use super::{lock, persist, Counters, Db, Sample};
+use crate::labels::Labels;
 
 /// The span of a merged block: a day, aligned to UTC midnight.
 pub const COMPACT_SPAN_MS: i64 = 24 * 3600 * 1000;
@@ -26,27 +34,42 @@ fn day_start(t: i64) -> i64 {
 }
 
 impl Db {
-    /// Merges the blocks of every day that is entirely written to files and has more than one.
+    /// Merges the raw blocks of every day that is entirely written to files and has more than
+    /// one; downsamples those of days old enough.
     pub(super) fn compact(&self, dir: &Path) -> Result<(), (PathBuf, std::io::Error)> {
-        let mark = persist::mark(self.newest.load(Ordering::Relaxed));
+        let newest = self.newest.load(Ordering::Relaxed);
+        let mark = persist::mark(newest);
+        let downsample_before = self
+            .opts
+            .downsample_after_ms
+            .map(|after| newest.saturating_sub(after.max(self.head_range_ms())));
         let mut days: BTreeMap<i64, Vec<Arc<Block>>> = BTreeMap::new();
         for b in self.blocks_read().iter() {
             let day = day_start(b.meta.mint);
-            if day_start(b.meta.maxt) == day && day + COMPACT_SPAN_MS <= mark {
+            if b.meta.resolution_ms == 0
+                && day_start(b.meta.maxt) == day
+                && day + COMPACT_SPAN_MS <= mark
+            {
                 days.entry(day).or_default().push(b.clone());
             }
         }
-        for (_, group) in days.into_iter().filter(|(_, g)| g.len() > 1) {
-            self.merge_blocks(dir, &group)?;
+        for (day, group) in days {
+            if downsample_before.is_some_and(|before| day + COMPACT_SPAN_MS <= before) {
+                self.merge_blocks(dir, &group, downsample::WINDOW_MS)?;
+            } else if group.len() > 1 {
+                self.merge_blocks(dir, &group, 0)?;
+            }
         }
         Ok(())
     }
 
-    /// Writes one block with every chunk of `group`, then unloads and deletes the group.
+    /// Writes one block with every chunk of `group` (downsampled to `resolution_ms` if not 0),
+    /// then unloads and deletes the group.
     fn merge_blocks(
         &self,
         dir: &Path,
         group: &[Arc<Block>],
+        resolution_ms: i64,
     ) -> Result<(), (PathBuf, std::io::Error)> {
         let refs: BTreeSet<SeriesRef> = group.iter().flat_map(|b| b.series_refs()).collect();
         let mut members: Vec<_> = {
@@ -80,20 +103,43 @@ impl Db {
         let parents: Vec<u64> = group.iter().map(|b| b.seq).collect();
         let seq = self.next_block_seq.fetch_add(1, Ordering::Relaxed);
         let path = block::path(dir, seq);
-        let parsed = block::write(dir, seq, &parents, series).map_err(|e| (path.clone(), e))?;
-        let file = std::fs::File::open(&path).map_err(|e| (path.clone(), e))?;
-        let by_ref: Vec<(SeriesRef, Vec<block::ChunkMeta>)> = {
-            let head = self.head_read();
-            parsed
-                .series
-                .into_iter()
-                .filter_map(|(labels, cs)| head.get(&labels).map(|s| (s.sref, cs)))
-                .collect()
+        let written = if resolution_ms > 0 {
+            block::write(dir, seq, &parents, resolution_ms, downsampled(series))
+        } else {
+            block::write(dir, seq, &parents, 0, series)
         };
+        let parsed = written.map_err(|e| (path.clone(), e))?;
+        let file = std::fs::File::open(&path).map_err(|e| (path.clone(), e))?;
+        let by_ref = self.refs_of(parsed.series, resolution_ms > 0);
         let merged = Arc::new(Block::new(seq, path, file, parsed.meta, by_ref));
         self.swap_blocks(merged, group);
         Counters::add(&self.counters.blocks_written, 1);
         Ok(())
+    }
+
+    /// The series refs of a written block's series. A downsampled block names aggregate
+    /// series the head may not know yet: they are created, as an append would.
+    fn refs_of(
+        &self,
+        series: Vec<(Labels, Vec<block::ChunkMeta>)>,
+        create: bool,
+    ) -> Vec<(SeriesRef, Vec<block::ChunkMeta>)> {
+        let _cs = create.then(|| lock(&self.commit));
+        series
+            .into_iter()
+            .filter_map(|(labels, cs)| {
+                let s = if create {
+                    self.series_for(&labels)
+                } else {
+                    self.head_read().get(&labels)?.clone()
+                };
+                let maxt = cs.iter().map(|c| c.maxt).max().unwrap_or(i64::MIN);
+                let mut d = s.lock();
+                d.file_maxt = d.file_maxt.max(maxt);
+                drop(d);
+                Some((s.sref, cs))
+            })
+            .collect()
     }
 
     /// Loads `merged` and unloads and deletes `group` in one step for readers.
@@ -131,6 +177,35 @@ impl Db {
             }
         }
     }
+}
+
+/// The downsampled form of a day's series (see `downsample.rs`), sorted by labels. Unlike a
+/// plain merge it holds the day's output at once: a gauge adds series that sort elsewhere.
+fn downsampled(series: impl Iterator<Item = (Labels, Vec<Chunk>)>) -> Vec<(Labels, Vec<Chunk>)> {
+    let mut out = Vec::new();
+    for (labels, chunks) in series {
+        let mut samples: Vec<Sample> = Vec::new();
+        for c in &chunks {
+            match c.samples() {
+                Ok(s) => samples.extend(s),
+                Err(e) => {
+                    tracing::warn!(series = %labels, error = %e, "undecodable chunk left out of a downsampled tsdb block");
+                }
+            }
+        }
+        // Blocks of one day may overlap (a backfill): one sample per time, the first kept.
+        samples.sort_by_key(|s| s.t);
+        samples.dedup_by_key(|s| s.t);
+        for (l, kept) in downsample::downsample(&labels, &samples) {
+            let chunks = kept
+                .chunks(persist::FILE_CHUNK_SAMPLES)
+                .map(Chunk::encode)
+                .collect();
+            out.push((l, chunks));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
 }
 
 #[cfg(test)]

@@ -16,7 +16,8 @@
 //! Files: `chunk.rs` (compression, with `intseq.rs`, `bits.rs` and `xor.rs`), `series.rs` (one
 //! series and its open head), `head.rs` + `index.rs` (the series set and postings), `block.rs`
 //! (block files), `persist.rs` (writing the head to disk: blocks and snapshots), `compact.rs`
-//! (merging a day's blocks into one), `query.rs`
+//! (merging a day's blocks into one, with `downsample.rs` for days past
+//! `Options::downsample_after_ms`), `query.rs`
 //! (reading memory and files as one), `retention.rs`, `wal.rs`, `snapshot.rs` and
 //! `recovery.rs` (with `codec.rs` for their bytes), `scrape.rs` (storing a registry scrape),
 //! `stats.rs` (running counters and the full walk), `import.rs` (OpenMetrics text import);
@@ -39,6 +40,7 @@ pub mod chunk;
 mod codec;
 mod compact;
 mod decoded;
+pub mod downsample;
 mod head;
 pub mod import;
 mod index;
@@ -190,6 +192,9 @@ pub struct Options {
     /// their work after a crash (a simulation writing a storage directory): the records still
     /// reach the file, block files and snapshots are still fsynced.
     pub sync_wal: bool,
+    /// Days of block files older than this (and than the head's range) are downsampled by
+    /// compaction (`downsample.rs`). `None`: raw samples are kept for the whole retention.
+    pub downsample_after_ms: Option<i64>,
 }
 
 impl Default for Options {
@@ -200,6 +205,7 @@ impl Default for Options {
             max_bytes: None,
             head_range_ms: DEFAULT_HEAD_RANGE_MS,
             sync_wal: true,
+            downsample_after_ms: None,
         }
     }
 }

@@ -170,7 +170,7 @@ impl Db {
                 .map(|(d, chunks)| (d.series.labels.clone(), chunks));
             let seq = self.next_block_seq.fetch_add(1, Ordering::Relaxed);
             let path = block::path(dir, seq);
-            let parsed = block::write(dir, seq, &[], ws).map_err(|e| (path.clone(), e))?;
+            let parsed = block::write(dir, seq, &[], 0, ws).map_err(|e| (path.clone(), e))?;
             let file = std::fs::File::open(&path).map_err(|e| (path.clone(), e))?;
             let refs: Vec<u64> = members.iter().map(|d| d.series.sref).collect();
             let written_maxt: Vec<i64> = parsed

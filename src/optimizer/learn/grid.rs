@@ -32,6 +32,13 @@ pub struct Grid {
     pub shares: Vec<Vec<f64>>,
     /// The log prior of each point (−∞ where the shares do not add up).
     pub log_prior: Vec<f64>,
+    /// `axes[g][m]`: the distinct knees of member `m` of group `g`, and `at[g][m][j]` the
+    /// one point `j` takes: `h` at an allocation is computed once per knee on the axis, not
+    /// once per point.
+    axes: Vec<Vec<Vec<f64>>>,
+    at: Vec<Vec<Vec<u16>>>,
+    /// Whether a group's share is 1 at every point (a node with one group).
+    whole: bool,
 }
 
 impl Grid {
@@ -66,12 +73,29 @@ impl Grid {
         }
         let size: usize = axes.iter().map(Vec::len).product();
         let mut columns: Vec<Vec<f64>> = vec![Vec::with_capacity(size); axes.len()];
+        let mut positions: Vec<Vec<u16>> = vec![Vec::with_capacity(size); axes.len()];
         for j in 0..size {
             let mut rest = j;
             for (a, axis) in axes.iter().enumerate().rev() {
                 columns[a].push(axis[rest % axis.len()]);
+                positions[a].push((rest % axis.len()) as u16);
                 rest /= axis.len();
             }
+        }
+        let mut member_axes = Vec::new();
+        let mut at = Vec::new();
+        let (mut axis, mut position) = (axes.iter(), positions.into_iter());
+        for g in groups {
+            member_axes.push(
+                g.iter()
+                    .map(|_| axis.next().cloned().unwrap_or_default())
+                    .collect(),
+            );
+            at.push(
+                g.iter()
+                    .map(|_| position.next().unwrap_or_default())
+                    .collect(),
+            );
         }
         let mut log_prior = vec![0.0; size];
         let mut knees = Vec::new();
@@ -108,6 +132,9 @@ impl Grid {
             knees,
             shares,
             log_prior,
+            axes: member_axes,
+            at,
+            whole: groups.len() == 1,
         }
     }
 
@@ -123,16 +150,49 @@ impl Grid {
     pub fn response(&self, a: &Allocation) -> Vec<f64> {
         let mut out = vec![0.0; self.len()];
         for (g, members) in self.groups.iter().enumerate() {
-            for (j, o) in out.iter_mut().enumerate() {
-                let v = members
-                    .iter()
-                    .enumerate()
-                    .map(|(m, r)| h(a.get(*r), self.knees[g][m][j]))
-                    .fold(f64::INFINITY, f64::min);
-                *o += self.shares[g][j] * v;
+            // h on each member's knee axis (a few dozen exponentials), then looked up per point.
+            let table: Vec<Vec<f64>> = members
+                .iter()
+                .zip(&self.axes[g])
+                .map(|(r, axis)| axis.iter().map(|k| h(a.get(*r), *k)).collect())
+                .collect();
+            let at = &self.at[g];
+            match (table.len(), self.whole) {
+                (1, true) => {
+                    for (o, i) in out.iter_mut().zip(&at[0]) {
+                        *o = table[0][*i as usize];
+                    }
+                }
+                (1, false) => {
+                    let shares = &self.shares[g];
+                    for ((o, i), s) in out.iter_mut().zip(&at[0]).zip(shares) {
+                        *o += s * table[0][*i as usize];
+                    }
+                }
+                _ => {
+                    let shares = &self.shares[g];
+                    for (j, o) in out.iter_mut().enumerate() {
+                        let v = table
+                            .iter()
+                            .zip(at)
+                            .map(|(t, i)| t[i[j] as usize])
+                            .fold(f64::INFINITY, f64::min);
+                        *o += shares[j] * v;
+                    }
+                }
             }
         }
         out
+    }
+
+    /// The distinct knees of member `m` of group `g` (ascending), and the one point `j` takes
+    /// is `knee_axis(g, m)[knee_position(g, m)[j]]`.
+    pub fn knee_axis(&self, g: usize, m: usize) -> &[f64] {
+        &self.axes[g][m]
+    }
+
+    pub fn knee_position(&self, g: usize, m: usize) -> &[u16] {
+        &self.at[g][m]
     }
 
     /// Where resource `r` is: (group, member), when the node is paid for it.
@@ -189,6 +249,49 @@ mod tests {
         assert!(g.response(&alloc(1e15, 1e12)).iter().all(|v| *v <= 1.0));
         assert_eq!(g.position(Resource::BandwidthBytesPerSecond), Some((1, 0)));
         assert_eq!(g.position(Resource::CpuCores), None);
+    }
+
+    #[test]
+    fn the_response_by_knee_axis_is_the_formula_at_every_point() {
+        let shapes = [
+            vec![
+                vec![Resource::DiskBytes],
+                vec![Resource::BandwidthBytesPerSecond],
+            ],
+            vec![vec![Resource::CpuCores, Resource::MemoryBytes]],
+            vec![vec![Resource::BandwidthBytesPerSecond]],
+        ];
+        let upper = Allocation {
+            cpu_cores: 8.0,
+            memory_bytes: 16e9,
+            disk_bytes: 2e12,
+            bandwidth_bytes_per_second: 8e6,
+        };
+        let a = Allocation {
+            cpu_cores: 3.0,
+            memory_bytes: 4e9,
+            disk_bytes: 0.7e12,
+            bandwidth_bytes_per_second: 2.5e6,
+        };
+        for groups in shapes {
+            let g = Grid::new(&groups, &upper, &BTreeMap::new());
+            let fast = g.response(&a);
+            for (j, v) in fast.iter().enumerate() {
+                let direct: f64 = groups
+                    .iter()
+                    .enumerate()
+                    .map(|(gi, members)| {
+                        g.shares[gi][j]
+                            * members
+                                .iter()
+                                .enumerate()
+                                .map(|(m, r)| h(a.get(*r), g.knees[gi][m][j]))
+                                .fold(f64::INFINITY, f64::min)
+                    })
+                    .sum();
+                assert_eq!(*v, direct, "{groups:?} point {j}");
+            }
+        }
     }
 
     #[test]

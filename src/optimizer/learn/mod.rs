@@ -45,8 +45,9 @@
 //! ([`censor`]).
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::resources::{Allocation, Resource};
 
@@ -79,7 +80,7 @@ pub struct Spec {
 }
 
 /// A quantity's posterior: the `lo` and `hi` quantiles and the mean.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Band {
     pub lo: f64,
     pub mean: f64,
@@ -98,6 +99,19 @@ pub struct NodeLearner {
     /// The median tokens per hour of usable points (the floor of a trough is 1 % of it).
     y_median: f64,
     since_refit: usize,
+    /// Per resource (in [`Resource::ALL`]'s order), the distinct amounts of the points
+    /// [`NodeLearner::levels`] counts, ascending.
+    seen: [Vec<f64>; 4],
+    /// What only changes when a point is added: computed on first use after a change.
+    cache: Cache,
+}
+
+/// The posterior and the market index of the last horizon asked for, cleared by every change
+/// of the filter (a plan round reads them many times between two hourly points).
+#[derive(Clone, Debug, Default)]
+struct Cache {
+    posterior: OnceLock<Vec<f64>>,
+    index: OnceLock<(usize, Vec<f64>)>,
 }
 
 impl NodeLearner {
@@ -112,6 +126,8 @@ impl NodeLearner {
             responses: Vec::new(),
             y_median: 0.0,
             since_refit: 0,
+            seen: Default::default(),
+            cache: Cache::default(),
         }
     }
 
@@ -145,19 +161,54 @@ impl NodeLearner {
 
     /// Adds one hour (hours in order; an hour already given is ignored).
     pub fn add(&mut self, p: Point) {
+        if self.push(p, false) {
+            self.refit();
+        }
+    }
+
+    /// Adds hours in order as [`NodeLearner::add`] does one by one, except that the refits
+    /// falling due inside the batch are made once, at its end (twice: once to learn from
+    /// every point with the noise levels before the batch, once more with those estimated
+    /// from that): loading weeks of stored hours replays them twice, not once a day.
+    pub fn extend(&mut self, points: impl IntoIterator<Item = Point>) {
+        let mut due = false;
+        for p in points {
+            due |= self.push(p, due);
+        }
+        if due {
+            self.refit();
+            self.refit();
+        }
+    }
+
+    /// Appends `p` and steps the filter with it unless `deferred`; true when a refit is due.
+    fn push(&mut self, p: Point, deferred: bool) -> bool {
         if self.next_hour().is_some_and(|h| p.hour < h) {
-            return;
+            return false;
+        }
+        if p.excluded.is_none() && p.up >= 0.5 && p.tokens > 0.0 {
+            for (seen, r) in self.seen.iter_mut().zip(Resource::ALL) {
+                let v = p.allocation.get(r);
+                let i = seen.partition_point(|x| *x < v);
+                if seen.get(i) != Some(&v) {
+                    seen.insert(i, v);
+                }
+            }
         }
         let index = self.points.len();
         self.points.push(p);
-        if self.usable(index).is_some() {
-            self.since_refit += 1;
-            if self.since_refit >= REFIT_EVERY {
-                self.refit();
-            } else {
-                self.step(index);
-            }
+        if self.usable(index).is_none() {
+            return false;
         }
+        self.cache = Cache::default();
+        self.since_refit += 1;
+        if self.since_refit >= REFIT_EVERY {
+            return true;
+        }
+        if !deferred {
+            self.step(index);
+        }
+        false
     }
 
     /// The response row of point `i` when it can be learned from.
@@ -229,6 +280,8 @@ impl NodeLearner {
         for i in usable {
             self.step(i);
         }
+        // `noise` read the posterior of the filter just replaced.
+        self.cache = Cache::default();
     }
 
     /// `(q, r)` by the method of moments on consecutive hours at one allocation, from the
@@ -285,6 +338,16 @@ impl NodeLearner {
 
     /// The posterior weight of every grid point (the prior alone before any data).
     pub fn posterior(&self) -> Vec<f64> {
+        self.weights().to_vec()
+    }
+
+    fn weights(&self) -> &[f64] {
+        self.cache
+            .posterior
+            .get_or_init(|| self.compute_posterior())
+    }
+
+    fn compute_posterior(&self) -> Vec<f64> {
         let lp: Vec<f64> = self
             .grid
             .log_prior
@@ -301,7 +364,15 @@ impl NodeLearner {
     /// Per grid point, the market index over the next `horizon` hours (tokens per hour at
     /// response 1). Zero before the first observation.
     pub fn index(&self, horizon: usize) -> Vec<f64> {
-        self.filter.index_over(horizon)
+        let (h, index) = self
+            .cache
+            .index
+            .get_or_init(|| (horizon, self.filter.index_over(horizon)));
+        if *h == horizon {
+            index.clone()
+        } else {
+            self.filter.index_over(horizon)
+        }
     }
 
     /// Per grid point, tokens per hour at `a`, given `index` from [`NodeLearner::index`].
@@ -317,8 +388,14 @@ impl NodeLearner {
     /// The knee of `r` as a posterior band (10 %, mean of the log, 90 %).
     pub fn knee(&self, r: Resource, w: &[f64]) -> Option<Band> {
         let (g, m) = self.grid.position(r)?;
-        let logs: Vec<f64> = self.grid.knees[g][m].iter().map(|k| k.ln()).collect();
-        let b = band(&logs, w, 0.1);
+        // The weight of each knee on the axis: the same quantiles as over every point.
+        let axis = self.grid.knee_axis(g, m);
+        let mut on_axis = vec![0.0; axis.len()];
+        for (i, wj) in self.grid.knee_position(g, m).iter().zip(w) {
+            on_axis[*i as usize] += wj;
+        }
+        let logs: Vec<f64> = axis.iter().map(|k| k.ln()).collect();
+        let b = band(&logs, &on_axis, 0.1);
         Some(Band {
             lo: b.lo.exp(),
             mean: b.mean.exp(),
@@ -328,15 +405,10 @@ impl NodeLearner {
 
     /// Distinct amounts of `r` among the points used.
     pub fn levels(&self, r: Resource) -> usize {
-        let mut v: Vec<f64> = self
-            .points
+        Resource::ALL
             .iter()
-            .filter(|p| p.excluded.is_none() && p.up >= 0.5 && p.tokens > 0.0)
-            .map(|p| p.allocation.get(r))
-            .collect();
-        v.sort_by(f64::total_cmp);
-        v.dedup();
-        v.len()
+            .position(|x| *x == r)
+            .map_or(0, |i| self.seen[i].len())
     }
 
     /// For a `needs_together` group: the amount of each member per unit of the first, the
@@ -375,7 +447,7 @@ impl NodeLearner {
     /// What was learned about each paid resource at allocation `a`, over `horizon` hours;
     /// the marginal value is the slope over `step` units above `a` (below it at the top).
     pub fn learned(&self, a: &Allocation, horizon: usize, step: &Allocation) -> Vec<Learned> {
-        let w = self.posterior();
+        let w = self.weights();
         let index = self.index(horizon);
         let here = self.values(&index, a);
         let mut out = Vec::new();
@@ -394,8 +466,8 @@ impl NodeLearner {
                 resource: *r,
                 observations: self.observations(),
                 levels: self.levels(*r),
-                marginal: band(&slope, &w, 0.1),
-                knee: self.knee(*r, &w).unwrap_or_default(),
+                marginal: band(&slope, w, 0.1),
+                knee: self.knee(*r, w).unwrap_or_default(),
             });
         }
         out

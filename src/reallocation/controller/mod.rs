@@ -272,6 +272,12 @@ impl Controller {
         lock(&self.last_known).clone()
     }
 
+    /// Each node's allocation as the history's last applied reallocation left it, with its id:
+    /// what the node holds when nothing has been read from it since a restart.
+    pub fn applied_allocations(&self) -> BTreeMap<String, (Allocation, u64)> {
+        lock(&self.history).last_applied()
+    }
+
     pub fn health(&self) -> Vec<NodeHealth> {
         self.health.snapshot()
     }
@@ -298,18 +304,22 @@ impl Controller {
     }
 
     /// Reads each node's allocation in force (one poll each, cut at its timeout); resources it
-    /// does not report come from the configuration; a node that does not answer keeps the last
-    /// allocation read (or the configured one).
+    /// does not report come from the last allocation read, else the history's last applied
+    /// one, else the configuration; a node that does not answer keeps that allocation.
     pub async fn read_current(&self) -> Vec<CurrentNode> {
         self.read_current_in(&self.model()).await
     }
 
     pub(super) async fn read_current_in(&self, m: &Model) -> Vec<CurrentNode> {
         let mut out = Vec::with_capacity(m.nodes.len());
+        // After a restart nothing has been read yet: what the last applied reallocation left
+        // stands for the resources a node does not report, not the configured allocation.
+        let applied = self.applied_allocations();
         for n in m.nodes.values() {
             let base = lock(&self.last_known)
                 .get(&n.name)
                 .copied()
+                .or_else(|| applied.get(&n.name).map(|a| a.0))
                 .or(n.configured)
                 .unwrap_or_default();
             let polled = tokio::time::timeout(n.poll_timeout, n.adapter.poll()).await;

@@ -1,7 +1,9 @@
 //! The pieces of Go's `time` package templates reach through `toTime`, `toDuration` and
 //! `humanizeTimestamp`: `Time.String`, `Time.Format` with Go reference layouts
-//! ("2006-01-02 15:04:05"), `Duration.String`, and the UTC civil calendar. Every time is UTC,
-//! as Prometheus makes it.
+//! ("2006-01-02 15:04:05") and `Duration.String`, on the civil calendar of
+//! [`crate::compat::calendar`]. Every time is UTC, as Prometheus makes it.
+
+use crate::compat::calendar::{civil_from_days, days_from_civil};
 
 const NANOS_PER_SEC: i64 = 1_000_000_000;
 
@@ -20,45 +22,22 @@ struct Civil {
     yday: u32,
 }
 
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-fn is_leap(y: i64) -> bool {
-    y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)
-}
-
 fn civil(ns: i64) -> Civil {
     let secs = ns.div_euclid(NANOS_PER_SEC);
     let nanos = ns.rem_euclid(NANOS_PER_SEC) as u32;
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
     let (year, month, day) = civil_from_days(days);
-    const CUM: [u32; 12] = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334];
-    let mut yday = CUM[(month - 1) as usize] + day;
-    if month > 2 && is_leap(year) {
-        yday += 1;
-    }
     Civil {
         year,
-        month,
-        day,
+        month: month as u32,
+        day: day as u32,
         hour: (sod / 3600) as u32,
         min: (sod / 60 % 60) as u32,
         sec: (sod % 60) as u32,
         nanos,
         weekday: (days + 4).rem_euclid(7) as u32,
-        yday,
+        yday: (days - days_from_civil(year, 1, 1) + 1) as u32,
     }
 }
 
@@ -123,126 +102,132 @@ enum Std {
     Frac(char, bool, usize),
 }
 
+/// Splits a layout at its first reference-time element (Go's `nextStdChunk`): the text before
+/// it, the element, and the rest.
 fn next_std_chunk(layout: &str) -> (&str, Option<Std>, &str) {
-    let b = layout.as_bytes();
     let mut i = 0;
-    while i < b.len() {
-        let rest = &layout[i..];
-        let hit: Option<(Std, usize)> = match b[i] {
-            b'J' => {
-                if rest.starts_with("January") {
-                    Some((Std::LongMonth, 7))
-                } else if rest.starts_with("Jan") {
-                    Some((Std::Month, 3))
-                } else {
-                    None
-                }
-            }
-            b'M' => {
-                if rest.starts_with("Monday") {
-                    Some((Std::LongWeekDay, 6))
-                } else if rest.starts_with("Mon") {
-                    Some((Std::WeekDay, 3))
-                } else if rest.starts_with("MST") {
-                    Some((Std::TZ, 3))
-                } else {
-                    None
-                }
-            }
-            b'0' => match b.get(i + 1) {
-                Some(b'1') => Some((Std::ZeroMonth, 2)),
-                Some(b'2') => Some((Std::ZeroDay, 2)),
-                Some(b'3') => Some((Std::ZeroHour12, 2)),
-                Some(b'4') => Some((Std::ZeroMinute, 2)),
-                Some(b'5') => Some((Std::ZeroSecond, 2)),
-                Some(b'6') => Some((Std::Year, 2)),
-                Some(b'0') if b.get(i + 2) == Some(&b'2') => Some((Std::ZeroYearDay, 3)),
-                _ => None,
-            },
-            b'1' => {
-                if b.get(i + 1) == Some(&b'5') {
-                    Some((Std::Hour, 2))
-                } else {
-                    Some((Std::NumMonth, 1))
-                }
-            }
-            b'2' => {
-                if rest.starts_with("2006") {
-                    Some((Std::LongYear, 4))
-                } else {
-                    Some((Std::Day, 1))
-                }
-            }
-            b'_' => {
-                if b.get(i + 1) == Some(&b'2') {
-                    if rest.starts_with("_2006") {
-                        // "_2006" is "_" followed by a year.
-                        None
-                    } else {
-                        Some((Std::UnderDay, 2))
-                    }
-                } else if rest.starts_with("__2") {
-                    Some((Std::UnderYearDay, 3))
-                } else {
-                    None
-                }
-            }
-            b'3' => Some((Std::Hour12, 1)),
-            b'4' => Some((Std::Minute, 1)),
-            b'5' => Some((Std::Second, 1)),
-            b'P' if b.get(i + 1) == Some(&b'M') => Some((Std::PM, 2)),
-            b'p' if b.get(i + 1) == Some(&b'm') => Some((Std::Pm, 2)),
-            b'-' => {
-                if rest.starts_with("-07:00:00") {
-                    Some((Std::Zone(false, "+00:00:00"), 9))
-                } else if rest.starts_with("-0700") {
-                    Some((Std::Zone(false, "+0000"), 5))
-                } else if rest.starts_with("-07:00") {
-                    Some((Std::Zone(false, "+00:00"), 6))
-                } else if rest.starts_with("-07") {
-                    Some((Std::Zone(false, "+00"), 3))
-                } else {
-                    None
-                }
-            }
-            b'Z' => {
-                if rest.starts_with("Z07:00:00") {
-                    Some((Std::Zone(true, ""), 9))
-                } else if rest.starts_with("Z0700") {
-                    Some((Std::Zone(true, ""), 5))
-                } else if rest.starts_with("Z07:00") {
-                    Some((Std::Zone(true, ""), 6))
-                } else if rest.starts_with("Z07") {
-                    Some((Std::Zone(true, ""), 3))
-                } else {
-                    None
-                }
-            }
-            b'.' | b',' => {
-                // ".000" or ".999" right after a digit-free position, ending at a non-digit.
-                match b.get(i + 1) {
-                    Some(&c @ (b'0' | b'9')) => {
-                        let mut j = i + 1;
-                        while j < b.len() && b[j] == c {
-                            j += 1;
-                        }
-                        if j < b.len() && b[j].is_ascii_digit() {
-                            None
-                        } else {
-                            Some((Std::Frac(b[i] as char, c == b'0', j - i - 1), j - i))
-                        }
-                    }
-                    _ => None,
-                }
-            }
-            _ => None,
-        };
-        if let Some((std, n)) = hit {
+    while i < layout.len() {
+        if let Some((std, n)) = std_at(layout, i) {
             return (&layout[..i], Some(std), &layout[i + n..]);
         }
         i += layout[i..].chars().next().map(char::len_utf8).unwrap_or(1);
     }
     (layout, None, "")
+}
+
+/// The reference-time element starting at byte `i` of the layout, and its length.
+fn std_at(layout: &str, i: usize) -> Option<(Std, usize)> {
+    let b = layout.as_bytes();
+    let rest = &layout[i..];
+    match b[i] {
+        b'J' => {
+            if rest.starts_with("January") {
+                Some((Std::LongMonth, 7))
+            } else if rest.starts_with("Jan") {
+                Some((Std::Month, 3))
+            } else {
+                None
+            }
+        }
+        b'M' => {
+            if rest.starts_with("Monday") {
+                Some((Std::LongWeekDay, 6))
+            } else if rest.starts_with("Mon") {
+                Some((Std::WeekDay, 3))
+            } else if rest.starts_with("MST") {
+                Some((Std::TZ, 3))
+            } else {
+                None
+            }
+        }
+        b'0' => match b.get(i + 1) {
+            Some(b'1') => Some((Std::ZeroMonth, 2)),
+            Some(b'2') => Some((Std::ZeroDay, 2)),
+            Some(b'3') => Some((Std::ZeroHour12, 2)),
+            Some(b'4') => Some((Std::ZeroMinute, 2)),
+            Some(b'5') => Some((Std::ZeroSecond, 2)),
+            Some(b'6') => Some((Std::Year, 2)),
+            Some(b'0') if b.get(i + 2) == Some(&b'2') => Some((Std::ZeroYearDay, 3)),
+            _ => None,
+        },
+        b'1' => {
+            if b.get(i + 1) == Some(&b'5') {
+                Some((Std::Hour, 2))
+            } else {
+                Some((Std::NumMonth, 1))
+            }
+        }
+        b'2' => {
+            if rest.starts_with("2006") {
+                Some((Std::LongYear, 4))
+            } else {
+                Some((Std::Day, 1))
+            }
+        }
+        b'_' => {
+            if b.get(i + 1) == Some(&b'2') {
+                if rest.starts_with("_2006") {
+                    // "_2006" is "_" followed by a year.
+                    None
+                } else {
+                    Some((Std::UnderDay, 2))
+                }
+            } else if rest.starts_with("__2") {
+                Some((Std::UnderYearDay, 3))
+            } else {
+                None
+            }
+        }
+        b'3' => Some((Std::Hour12, 1)),
+        b'4' => Some((Std::Minute, 1)),
+        b'5' => Some((Std::Second, 1)),
+        b'P' if b.get(i + 1) == Some(&b'M') => Some((Std::PM, 2)),
+        b'p' if b.get(i + 1) == Some(&b'm') => Some((Std::Pm, 2)),
+        b'-' => {
+            if rest.starts_with("-07:00:00") {
+                Some((Std::Zone(false, "+00:00:00"), 9))
+            } else if rest.starts_with("-0700") {
+                Some((Std::Zone(false, "+0000"), 5))
+            } else if rest.starts_with("-07:00") {
+                Some((Std::Zone(false, "+00:00"), 6))
+            } else if rest.starts_with("-07") {
+                Some((Std::Zone(false, "+00"), 3))
+            } else {
+                None
+            }
+        }
+        b'Z' => {
+            if rest.starts_with("Z07:00:00") {
+                Some((Std::Zone(true, ""), 9))
+            } else if rest.starts_with("Z0700") {
+                Some((Std::Zone(true, ""), 5))
+            } else if rest.starts_with("Z07:00") {
+                Some((Std::Zone(true, ""), 6))
+            } else if rest.starts_with("Z07") {
+                Some((Std::Zone(true, ""), 3))
+            } else {
+                None
+            }
+        }
+        b'.' | b',' => {
+            // ".000" or ".999" right after a digit-free position, ending at a non-digit.
+            match b.get(i + 1) {
+                Some(&c @ (b'0' | b'9')) => {
+                    let mut j = i + 1;
+                    while j < b.len() && b[j] == c {
+                        j += 1;
+                    }
+                    if j < b.len() && b[j].is_ascii_digit() {
+                        None
+                    } else {
+                        Some((Std::Frac(b[i] as char, c == b'0', j - i - 1), j - i))
+                    }
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    }
 }
 
 /// Go's `Time.Format(layout)` for a UTC time.
