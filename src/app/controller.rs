@@ -165,7 +165,7 @@ mod tests {
             .unwrap();
         // Without rules for them, no node is planned; but the poll landed in the tsdb.
         assert!(r.evaluation.steps.is_empty());
-        assert_eq!(r.evaluation.gates.verdicts.len(), 6);
+        assert_eq!(r.evaluation.gates.verdicts.len(), 7);
         let up = db.select(
             &[crate::labels::Matcher::equal(
                 "__name__",
