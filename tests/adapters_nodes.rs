@@ -1057,10 +1057,13 @@ nodes:
         .unwrap();
     // The secondary endpoints (invoices, chain, points) run at start too, each on its own
     // task: wait until the last of them (the golem and streamr earnings) is on /metrics, up
-    // to 10 s, so a loaded machine does not fail the test; the lines are checked below.
+    // to 10 s, so a loaded machine does not fail the test; the lines are checked below. The
+    // token label alone is not enough: the price gauges carry it from the start.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let mut text = metrics.render();
-    while !(text.contains("token=\"GLM\"") && text.contains("token=\"DATA\""))
+    while !(text.contains("depin_earnings_total{node=\"golem\",protocol=\"golem\",token=\"GLM\"")
+        && text
+            .contains("depin_earnings_total{node=\"streamr\",protocol=\"streamr\",token=\"DATA\""))
         && tokio::time::Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -309,7 +309,7 @@ fn an_export_over_the_memory_budget_is_refused_with_422() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert!(
-        err.contains("422") && err.contains("--query.max-memory"),
+        err.contains("HTTP status 422") && err.contains("too much memory"),
         "{err}"
     );
 }

@@ -631,9 +631,13 @@ fn every_read_is_within_the_budget_and_stops_when_its_client_leaves() {
     wait_until(Duration::from_secs(10), "the budget emptied", || {
         memory_held(addr) == 0.0
     });
-    // A query that evaluates for minutes within the budget (36 million steps of a nested
-    // subquery): with the client waiting, it runs until its timeout...
-    let slow = enc("max_over_time(max_over_time(vector(1)[1m:1ms])[10m:1s])");
+    // A query that evaluates for minutes within the budget: 120,000 subquery steps, each
+    // matching a regular expression against a 10,000-byte label value (about a millisecond a
+    // step), while holding a few MiB. With the client waiting, it runs until its timeout...
+    let long_value = "a".repeat(10_000);
+    let slow = enc(&format!(
+        "count_over_time(label_replace(label_replace(vector(1), \"y\", \"{long_value}\", \"\", \"\"), \"x\", \"$1\", \"y\", \"(a*)b\")[2m:1ms])"
+    ));
     let t = Instant::now();
     let r = try_http_with(
         addr,

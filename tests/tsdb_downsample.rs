@@ -102,7 +102,11 @@ fn a_downsampled_month_answers_aligned_queries_as_the_raw_one() {
     let g_n = scalar(&ds, "count_over_time(temperature[1d])", day5);
     // One per window, and the window ending at the next midnight is cut by the day's block
     // boundary into two (its sample at midnight is in the next day's block).
-    assert_eq!(g_n, (DAY / WINDOW_MS + 1) as f64, "one gauge sample per window");
+    assert_eq!(
+        g_n,
+        (DAY / WINDOW_MS + 1) as f64,
+        "one gauge sample per window"
+    );
     let (raw_bytes, ds_bytes) = (
         samples_in_files(raw_dir.path()),
         samples_in_files(ds_dir.path()),

@@ -127,16 +127,16 @@ fn run_downsamples_simulated_days_and_answers_as_before() {
             r#"increase(depin_earnings_usd_total{node="golem"}[1d])"#,
         ),
         (
-            r#"sum(max_over_time(depin_usage{node="golem"}[1h]))"#,
-            r#"sum(max_over_time(depin_usage:max_5m{node="golem"}[1h]))"#,
+            r#"sum(max_over_time(depin_usage_cpu_cores{node="golem"}[1h]))"#,
+            r#"sum(max_over_time(depin_usage_cpu_cores:max_5m{node="golem"}[1h]))"#,
         ),
         (
-            r#"sum(min_over_time(depin_usage{node="golem"}[1h]))"#,
-            r#"sum(min_over_time(depin_usage:min_5m{node="golem"}[1h]))"#,
+            r#"sum(min_over_time(depin_usage_cpu_cores{node="golem"}[1h]))"#,
+            r#"sum(min_over_time(depin_usage_cpu_cores:min_5m{node="golem"}[1h]))"#,
         ),
         (
-            r#"sum(avg_over_time(depin_usage{node="golem"}[1h]))"#,
-            r#"sum(sum_over_time(depin_usage:sum_5m{node="golem"}[1h]) / sum_over_time(depin_usage:count_5m{node="golem"}[1h]))"#,
+            r#"sum(avg_over_time(depin_usage_cpu_cores{node="golem"}[1h]))"#,
+            r#"sum(sum_over_time(depin_usage_cpu_cores:sum_5m{node="golem"}[1h]) / sum_over_time(depin_usage_cpu_cores:count_5m{node="golem"}[1h]))"#,
         ),
     ];
     let ask = |orcha: &Orcha, q: &str| {

@@ -14,7 +14,9 @@ use std::collections::BTreeMap;
 
 use super::lex::{lex, Item, ItemType};
 
-pub(crate) use literal::{parse_number, unquote};
+#[cfg(test)]
+use literal::parse_number;
+pub(crate) use literal::unquote;
 pub(crate) use node::{Arg, Branch, Command, Node, Number, Pipe};
 
 /// A parse failure, with Go's message and where it happened.
