@@ -689,6 +689,16 @@ pub fn build_problem(rules: &OptimizationRules, inputs: &Inputs) -> (Problem, Ve
     model::build_problem(rules, inputs)
 }
 
+/// [`build_problem`] for a planner that replaces the paid curves and the scale with its own:
+/// a node whose curve cannot be fitted from its present (starved of a paid resource, earning
+/// nothing) stays in with a placeholder (see [`model::Fit::Placeholder`]).
+pub fn build_problem_for_learning(
+    rules: &OptimizationRules,
+    inputs: &Inputs,
+) -> (Problem, Vec<LeftOut>) {
+    model::build(rules, inputs, model::Fit::Placeholder)
+}
+
 /// The best plan under the model: fits the models, solves the linear program and explains the
 /// result. A solver failure yields a plan without moves whose explanation says why.
 pub fn plan(rules: &OptimizationRules, inputs: &Inputs) -> Plan {

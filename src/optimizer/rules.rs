@@ -504,7 +504,7 @@ nodes:
         let bad = format!("planner: oracle\nexploration_budget: -1\ngates:\n  max_reallocations_per_day: 1.5\n{node}");
         let e = parse_str(&bad, "opt.yml").expect_err("invalid").lines();
         for w in [
-            "opt.yml:1:1: planner: must be model or learning, got oracle",
+            "opt.yml:1:1: planner: must be model or learning, got \"oracle\"",
             "opt.yml:2:1: exploration_budget: must be a number of USD per day",
             "opt.yml:4:3: gates.max_reallocations_per_day: must be a whole number",
         ] {

@@ -107,6 +107,30 @@ fn learned_enough(l: &NodeLearner) -> bool {
     l.observations() >= MIN_OBSERVATIONS
 }
 
+/// Hours of the recent history [`earns_nothing`] looks at.
+const NOTHING_HOURS: usize = 48;
+
+/// Whether the node earned nothing in every usable hour of its recent history (at least
+/// [`MIN_OBSERVATIONS`] of them) while holding some paid resource above its lower bound: what
+/// it holds earns it 0 USD/h (a token without a USD price, a node that never earns), so it is
+/// free to give away. The learner has no curve for it (the logarithm of 0 earnings is not a
+/// point), and without this the node would be held where it is for good. A node at the lower
+/// bounds of all its paid resources is not judged: nothing says more would not pay.
+fn earns_nothing(l: &NodeLearner, m: &NodeModel) -> bool {
+    let points = l.points();
+    let up: Vec<&super::Point> = points[points.len().saturating_sub(NOTHING_HOURS)..]
+        .iter()
+        .filter(|p| p.excluded.is_none() && p.up >= 0.5)
+        .collect();
+    up.len() >= MIN_OBSERVATIONS
+        && up.iter().all(|p| p.tokens <= 0.0)
+        && l.spec()
+            .groups
+            .iter()
+            .flatten()
+            .any(|r| m.current.get(*r) > m.lower.get(*r) + 1e-9 * m.lower.get(*r).abs().max(1.0))
+}
+
 /// The node's value per grid point at `a`, USD/h.
 fn values(l: &NodeLearner, index: &[f64], a: &Allocation) -> Vec<f64> {
     l.values(index, a)
@@ -174,6 +198,20 @@ pub fn learned_problem(
         let Some(l) = learners.get(&m.node) else {
             continue;
         };
+        if earns_nothing(l, m) {
+            for g in &mut m.groups {
+                g.weight = 0.0;
+            }
+            notes.push(format!(
+                "{}: earned nothing in its last {} usable hours: what it holds is worth 0 USD/h to it",
+                m.node,
+                l.points()[l.points().len().saturating_sub(NOTHING_HOURS)..]
+                    .iter()
+                    .filter(|p| p.excluded.is_none() && p.up >= 0.5)
+                    .count()
+            ));
+            continue;
+        }
         let unpaid: Vec<Group> = m
             .groups
             .iter()
@@ -393,7 +431,7 @@ fn probe(
         let Some(l) = learners.get(&m.node) else {
             continue;
         };
-        if settled_hours(l, &m.current) < SETTLED_HOURS {
+        if settled_hours(l, &m.current) < SETTLED_HOURS || earns_nothing(l, m) {
             continue;
         }
         for members in &l.spec().groups {
@@ -484,7 +522,7 @@ fn probe(
 
 /// The posterior-mean marginal value of `r` at `d`'s allocation (0 when `d` is not paid for it).
 fn marginal_mean(l: Option<&NodeLearner>, d: &NodeModel, r: Resource, s: &Settings) -> f64 {
-    let Some(l) = l else {
+    let Some(l) = l.filter(|l| !earns_nothing(l, d)) else {
         return 0.0;
     };
     let step = s.step.map(|_, v| if v.is_finite() { v } else { 1.0 });

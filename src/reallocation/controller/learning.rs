@@ -213,7 +213,7 @@ impl Planner for LearningPlanner {
     fn plan(&self, i: &PlanInput<'_>) -> Result<Plan, String> {
         let started = std::time::Instant::now();
         let inputs = i.gather()?;
-        let (problem, mut left_out) = optimizer::build_problem(i.rules, &inputs);
+        let (problem, mut left_out) = optimizer::build_problem_for_learning(i.rules, &inputs);
         let mut all_left = inputs.left_out.clone();
         all_left.append(&mut left_out);
         let mut st = super::lock(&self.state);
@@ -241,6 +241,7 @@ impl Planner for LearningPlanner {
         let out = decide::decide(&problem, &learners, |p| optimizer::solve(p).ok(), &settings);
         let mut plan = optimizer::plan_for(i.rules, i.now_ms, &out.problem, &out.target, all_left);
         explain(&mut plan, &out, &learners, &settings);
+        tracing::debug!(explanation = ?plan.explanation, "learning planner");
         drop(learners);
         if let Choice::Probe(p) = &out.choice {
             let key = (p.node.clone(), p.resource);
