@@ -123,7 +123,7 @@ fn fixture(token: Option<&str>) -> Fixture {
         rules: OptimizationRules {
             origin: "test".into(),
             planner: Default::default(),
-            exploration_budget_usd_per_day: 0.0,
+            exploration_budget: Default::default(),
             interval: Duration::from_secs(60),
             gates: Gates::default(),
             confidence: ConfidenceRule::default(),

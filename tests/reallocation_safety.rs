@@ -328,7 +328,7 @@ fn rules(gates: Gates) -> OptimizationRules {
     OptimizationRules {
         origin: "test".into(),
         planner: Default::default(),
-        exploration_budget_usd_per_day: 0.0,
+        exploration_budget: Default::default(),
         interval: Duration::from_secs(60),
         gates,
         confidence: ConfidenceRule::default(),

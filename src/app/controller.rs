@@ -150,7 +150,7 @@ mod tests {
         let rules = OptimizationRules {
             origin: "test".into(),
             planner: Default::default(),
-            exploration_budget_usd_per_day: 0.0,
+            exploration_budget: Default::default(),
             interval: Duration::from_secs(60),
             gates: Default::default(),
             confidence: Default::default(),

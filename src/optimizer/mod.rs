@@ -144,8 +144,8 @@ pub struct OptimizationRules {
     pub nodes: BTreeMap<String, NodeRule>,
     /// `planner`: what plans: the fitted model (default) or the learner.
     pub planner: PlannerKind,
-    /// `exploration_budget`: USD per day the learning planner may put at risk on probes.
-    pub exploration_budget_usd_per_day: f64,
+    /// `exploration_budget`: what the learning planner may put at risk on probes per day.
+    pub exploration_budget: ExplorationBudget,
     /// Findings that do not stop the rules from loading, as `FILE:LINE:COL: path: message`.
     pub warnings: Vec<Diag>,
 }
@@ -159,6 +159,33 @@ pub enum PlannerKind {
     Model,
     /// Curves learned from each node's own history (`optimizer::learn`), with probes.
     Learning,
+}
+
+/// `exploration_budget`: earnings the learning planner may put at risk on probes per day.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExplorationBudget {
+    /// A number: USD per day.
+    Usd(f64),
+    /// A percent: that share of what the planned nodes earn per day now (their
+    /// `value_per_hour` × 24), so one rules file fits a small host and a large one.
+    Share(f64),
+}
+
+impl Default for ExplorationBudget {
+    fn default() -> Self {
+        ExplorationBudget::Usd(0.0)
+    }
+}
+
+impl ExplorationBudget {
+    /// USD per day, for nodes earning `usd_per_hour` together now.
+    pub fn usd_per_day(&self, usd_per_hour: f64) -> f64 {
+        match *self {
+            ExplorationBudget::Usd(x) => x,
+            ExplorationBudget::Share(f) => f * usd_per_hour.max(0.0) * 24.0,
+        }
+    }
 }
 
 /// `gates`: when a plan may be carried out. The optimizer fills in the numbers a gate compares

@@ -10,7 +10,8 @@
 //! interval: 60s                  # how often to plan (duration; default 60s)
 //! planner: model                 # model (curves fitted from the estimators now) or learning
 //!                                # (curves learned from each node's history; default model)
-//! exploration_budget: 0.05       # USD per day the learning planner may put at risk on probes
+//! exploration_budget: 2%         # what the learning planner may put at risk on probes per day:
+//!                                # USD (a number) or a percent of what the nodes earn per day
 //!                                # (default 0: no probes)
 //! gates:                         # when reallocation may carry a plan out
 //!   min_improvement: 5%          # expected gain over the current earnings rate (percent, or a
@@ -183,7 +184,7 @@ fn validate(value: Value, origin: &str, d: &mut Diagnostics) -> Option<Optimizat
         protocols: protocols?,
         nodes: nodes?,
         planner: planner?,
-        exploration_budget_usd_per_day: exploration?,
+        exploration_budget: exploration?,
         warnings: Vec::new(),
     })
 }
@@ -496,7 +497,16 @@ nodes:
         let ok = format!("planner: learning\nexploration_budget: 0.05\ngates:\n  max_reallocations_per_day: 2\n{node}");
         let r = parse_str(&ok, "opt.yml").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(r.planner, super::super::PlannerKind::Learning);
-        assert_eq!(r.exploration_budget_usd_per_day, 0.05);
+        assert_eq!(
+            r.exploration_budget,
+            super::super::ExplorationBudget::Usd(0.05)
+        );
+        let share = ok.replace("exploration_budget: 0.05", "exploration_budget: 2%");
+        let r = parse_str(&share, "opt.yml").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            r.exploration_budget,
+            super::super::ExplorationBudget::Share(0.02)
+        );
         assert_eq!(r.gates.max_reallocations_per_day, Some(2));
         let d = parse_str(node, "opt.yml").unwrap();
         assert_eq!(d.planner, super::super::PlannerKind::Model);
@@ -505,7 +515,7 @@ nodes:
         let e = parse_str(&bad, "opt.yml").expect_err("invalid").lines();
         for w in [
             "opt.yml:1:1: planner: must be model or learning, got \"oracle\"",
-            "opt.yml:2:1: exploration_budget: must be a number of USD per day",
+            "opt.yml:2:1: exploration_budget: must be USD per day (a number, 0 or more) or a percent of the day's earnings",
             "opt.yml:4:3: gates.max_reallocations_per_day: must be a whole number",
         ] {
             assert!(

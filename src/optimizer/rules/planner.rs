@@ -4,7 +4,7 @@
 use serde_yaml::Value;
 
 use super::scalar::{number, show};
-use crate::optimizer::PlannerKind;
+use crate::optimizer::{ExplorationBudget, PlannerKind};
 use crate::schema::diag::Diagnostics;
 
 /// `planner`: `model` (default) or `learning`.
@@ -22,20 +22,36 @@ pub(super) fn validate_planner(v: Option<&Value>, d: &mut Diagnostics) -> Option
     }
 }
 
-/// `exploration_budget`: USD per day a learning planner may put at risk on probes (default 0).
-pub(super) fn validate_exploration(v: Option<&Value>, d: &mut Diagnostics) -> Option<f64> {
-    match v.map(|v| (v, number(v))) {
-        None => Some(0.0),
-        Some((_, Some(x))) if x.is_finite() && x >= 0.0 => Some(x),
-        Some((v, _)) => {
-            d.error(
-                "exploration_budget",
-                format!(
-                    "must be a number of USD per day, 0 or more, got {}",
-                    show(v)
-                ),
-            );
-            None
-        }
+/// `exploration_budget`: what a learning planner may put at risk on probes per day (default
+/// 0): USD as a number, or a percent of what the nodes earn per day.
+pub(super) fn validate_exploration(
+    v: Option<&Value>,
+    d: &mut Diagnostics,
+) -> Option<ExplorationBudget> {
+    let Some(v) = v else {
+        return Some(ExplorationBudget::default());
+    };
+    let parsed = match v {
+        Value::String(s) if s.trim().ends_with('%') => s
+            .trim()
+            .trim_end_matches('%')
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|p| p.is_finite() && *p >= 0.0)
+            .map(|p| ExplorationBudget::Share(p / 100.0)),
+        _ => number(v)
+            .filter(|x| x.is_finite() && *x >= 0.0)
+            .map(ExplorationBudget::Usd),
+    };
+    if parsed.is_none() {
+        d.error(
+            "exploration_budget",
+            format!(
+                "must be USD per day (a number, 0 or more) or a percent of the day's earnings (2%), got {}",
+                show(v)
+            ),
+        );
     }
+    parsed
 }

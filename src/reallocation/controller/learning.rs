@@ -225,7 +225,12 @@ impl Planner for LearningPlanner {
         let settings = Settings {
             horizon: HORIZON,
             hold_hours: i.rules.gates.min_hold.as_secs_f64() / 3600.0,
-            budget_left_usd: (i.rules.exploration_budget_usd_per_day - spent).max(0.0),
+            budget_left_usd: (i
+                .rules
+                .exploration_budget
+                .usd_per_day(inputs.nodes.iter().map(|n| n.value_per_hour).sum())
+                - spent)
+                .max(0.0),
             step: problem.capacity.map(|r, c| {
                 i.rules
                     .gates
