@@ -17,6 +17,7 @@ use std::sync::Mutex;
 
 use super::planner::{PlanInput, Planner};
 use crate::labels::Matcher;
+use crate::optimizer::explain::NodeLearning;
 use crate::optimizer::learn::decide::{self, Choice, Settings};
 use crate::optimizer::learn::{points, NodeLearner, Series, Spec};
 use crate::optimizer::{self, OptimizationRules, Plan};
@@ -247,12 +248,28 @@ impl Planner for LearningPlanner {
         let mut plan = optimizer::plan_for(i.rules, i.now_ms, &out.problem, &out.target, all_left);
         explain(&mut plan, &out, &learners, &settings);
         tracing::debug!(explanation = ?plan.explanation, "learning planner");
+        if let Some(m) = &self.metrics {
+            for model in &out.problem.models {
+                let Some(l) = learners.get(&model.node) else {
+                    continue;
+                };
+                let mut nl = NodeLearning::new(&model.node, l, &model.current, 1.0, HORIZON);
+                nl.probe = match &out.choice {
+                    Choice::Probe(p) if p.node == model.node => Some(p.reason.clone()),
+                    _ => None,
+                };
+                m.observe_node(&model.node, &nl);
+            }
+        }
         drop(learners);
         if let Choice::Probe(p) = &out.choice {
             let key = (p.node.clone(), p.resource);
             if !plan.moves.is_empty() && st.probed.get(&key).map(|x| x.1) != Some(p.to) {
                 st.probed.insert(key, (i.now_ms, p.to));
                 st.spent.push((i.now_ms, p.at_risk_usd));
+                if let Some(m) = &self.metrics {
+                    m.probe_applied(&p.node, p.resource);
+                }
             }
         }
         drop(st);
