@@ -47,6 +47,7 @@ fn plan_prints_moves_and_gate_verdicts_and_applies_nothing() {
         "min_improvement",
         "min_confidence",
         "max_reallocations_per_hour",
+        "max_reallocations_per_day",
         "min_hold",
         "max_step",
     ] {

@@ -122,6 +122,8 @@ fn fixture(token: Option<&str>) -> Fixture {
     let controller = Controller::new(ControllerParts {
         rules: OptimizationRules {
             origin: "test".into(),
+            planner: Default::default(),
+            exploration_budget: Default::default(),
             interval: Duration::from_secs(60),
             gates: Gates::default(),
             confidence: ConfidenceRule::default(),
@@ -280,7 +282,7 @@ async fn with_the_token_a_move_is_applied_and_shows_in_the_history() {
     let verdicts = v["data"]["evaluation"]["gates"]["verdicts"]
         .as_array()
         .unwrap();
-    assert_eq!(verdicts.len(), 6);
+    assert_eq!(verdicts.len(), 7);
     assert_eq!(verdicts[0]["gate"], "min_improvement");
     let (_, v) = call(&f.state, Method::GET, "/api/v1/allocations", None, "").await;
     assert_eq!(v["data"]["nodes"][0]["node"], "golem");

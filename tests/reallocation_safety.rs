@@ -327,6 +327,8 @@ impl Planner for FixedPlanner {
 fn rules(gates: Gates) -> OptimizationRules {
     OptimizationRules {
         origin: "test".into(),
+        planner: Default::default(),
+        exploration_budget: Default::default(),
         interval: Duration::from_secs(60),
         gates,
         confidence: ConfidenceRule::default(),

@@ -16,8 +16,8 @@ use crate::metrics::Metrics;
 use crate::optimizer::OptimizationRules;
 use crate::promql::Engine;
 use crate::reallocation::controller::{
-    plan_once, Controller, ControllerError, ControllerOptions, ControllerParts, HealthSource,
-    OptimizerPlanner, PlanReport,
+    plan_once, planner_for, Controller, ControllerError, ControllerOptions, ControllerParts,
+    HealthSource, PlanReport,
 };
 use crate::reallocation::{controlled_nodes, History, DEFAULT_ROLLBACK_MARGIN};
 use crate::tsdb::Db;
@@ -50,6 +50,13 @@ pub fn build_controller(s: ControllerSetup<'_>) -> Result<Arc<Controller>, Contr
         Some(p) => History::open(p)?,
         None => History::in_memory(),
     };
+    let planner = planner_for(
+        &s.rules,
+        s.storage_path,
+        s.clock.now_ms(),
+        Some(&s.registry),
+    )
+    .map_err(|e| ControllerError::Plan(format!("starting the planner: {e}")))?;
     let controller = Controller::new(ControllerParts {
         rules: s.rules,
         options: ControllerOptions {
@@ -58,9 +65,7 @@ pub fn build_controller(s: ControllerSetup<'_>) -> Result<Arc<Controller>, Contr
             host_capacity: s.config.host.capacity,
         },
         nodes,
-        planner: Box::new(OptimizerPlanner::with_metrics(&s.registry).map_err(|e| {
-            ControllerError::Plan(format!("registering the optimizer metrics: {e}"))
-        })?),
+        planner,
         health: s.health,
         db: s.db,
         engine: s.engine,
@@ -112,6 +117,8 @@ pub async fn plan_command(
     for w in &warnings {
         tracing::warn!(warning = %w, "reallocation");
     }
+    let planner = planner_for(&rules, None, clock.now_ms(), None)
+        .map_err(|e| ControllerError::Plan(format!("starting the planner: {e}")))?;
     let controller = Controller::new(ControllerParts {
         rules,
         options: ControllerOptions {
@@ -120,7 +127,7 @@ pub async fn plan_command(
             host_capacity: config.host.capacity,
         },
         nodes,
-        planner: Box::new(OptimizerPlanner::default()),
+        planner,
         health,
         db,
         engine: Engine::default(),
@@ -142,6 +149,8 @@ mod tests {
         let config = crate::config::demo();
         let rules = OptimizationRules {
             origin: "test".into(),
+            planner: Default::default(),
+            exploration_budget: Default::default(),
             interval: Duration::from_secs(60),
             gates: Default::default(),
             confidence: Default::default(),
@@ -156,7 +165,7 @@ mod tests {
             .unwrap();
         // Without rules for them, no node is planned; but the poll landed in the tsdb.
         assert!(r.evaluation.steps.is_empty());
-        assert_eq!(r.evaluation.gates.verdicts.len(), 6);
+        assert_eq!(r.evaluation.gates.verdicts.len(), 7);
         let up = db.select(
             &[crate::labels::Matcher::equal(
                 "__name__",

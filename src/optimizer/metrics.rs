@@ -2,7 +2,7 @@
 //! `depin_optimizer_confidence` (gauges of the latest plan),
 //! `depin_optimizer_plan_duration_seconds` (a histogram of how long planning took), and what
 //! the learner has learned per node and paid resource (`depin_optimizer_learned_*`, from a
-//! [`NodeLearning`]) and the probes applied (`depin_optimizer_probes_total`).
+//! [`NodeLearning`]) and the probes planned (`depin_optimizer_probes_total`).
 
 use prometheus::{Gauge, GaugeVec, Histogram, HistogramOpts, IntCounterVec, Opts, Registry};
 
@@ -76,7 +76,7 @@ impl OptimizerMetrics {
         let probes = IntCounterVec::new(
             Opts::new(
                 "depin_optimizer_probes_total",
-                "Probe moves applied to learn a node's curve of the resource.",
+                "Probe moves the learning planner made to learn a node's curve of the resource, each counted once when first planned (the gates may still hold it back).",
             ),
             &["node", "resource"],
         )?;
@@ -149,7 +149,7 @@ impl OptimizerMetrics {
         }
     }
 
-    /// Counts one probe move of `resource` of `node`.
+    /// Counts one probe move of `resource` of `node`, when first planned.
     pub fn probe_applied(&self, node: &str, resource: Resource) {
         self.probes.with_label_values(&[node, resource.key()]).inc();
     }

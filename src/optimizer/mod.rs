@@ -142,8 +142,50 @@ pub struct OptimizationRules {
     /// `nodes.<name>`: rules for one node; each key set here overrides the protocol's (the
     /// maps `usage`, `response` and `bounds` per resource).
     pub nodes: BTreeMap<String, NodeRule>,
+    /// `planner`: what plans: the fitted model (default) or the learner.
+    pub planner: PlannerKind,
+    /// `exploration_budget`: what the learning planner may put at risk on probes per day.
+    pub exploration_budget: ExplorationBudget,
     /// Findings that do not stop the rules from loading, as `FILE:LINE:COL: path: message`.
     pub warnings: Vec<Diag>,
+}
+
+/// `planner`: which planner decides.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlannerKind {
+    /// The model fitted from the estimators now (`value_per_hour`, usage, knees).
+    #[default]
+    Model,
+    /// Curves learned from each node's own history (`optimizer::learn`), with probes.
+    Learning,
+}
+
+/// `exploration_budget`: earnings the learning planner may put at risk on probes per day.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExplorationBudget {
+    /// A number: USD per day.
+    Usd(f64),
+    /// A percent: that share of what the planned nodes earn per day now (their
+    /// `value_per_hour` × 24), so one rules file fits a small host and a large one.
+    Share(f64),
+}
+
+impl Default for ExplorationBudget {
+    fn default() -> Self {
+        ExplorationBudget::Usd(0.0)
+    }
+}
+
+impl ExplorationBudget {
+    /// USD per day, for nodes earning `usd_per_hour` together now.
+    pub fn usd_per_day(&self, usd_per_hour: f64) -> f64 {
+        match *self {
+            ExplorationBudget::Usd(x) => x,
+            ExplorationBudget::Share(f) => f * usd_per_hour.max(0.0) * 24.0,
+        }
+    }
 }
 
 /// `gates`: when a plan may be carried out. The optimizer fills in the numbers a gate compares
@@ -157,6 +199,8 @@ pub struct Gates {
     pub min_confidence: f64,
     /// `max_reallocations_per_hour`: applied plans per rolling hour (default 4).
     pub max_reallocations_per_hour: u32,
+    /// `max_reallocations_per_day`: applied plans per rolling 24 hours (None: unchecked).
+    pub max_reallocations_per_day: Option<u32>,
     /// `min_hold`: a node's allocation stays at least this long after a change (default 1h).
     /// Also the period over which switching costs must pay back.
     pub min_hold: Duration,
@@ -173,6 +217,7 @@ impl Default for Gates {
             min_improvement: 0.05,
             min_confidence: 0.7,
             max_reallocations_per_hour: 4,
+            max_reallocations_per_day: None,
             min_hold: Duration::from_secs(3600),
             max_step: Resources::default(),
             payback_within_hold: Some(1.0),
@@ -671,6 +716,16 @@ pub fn build_problem(rules: &OptimizationRules, inputs: &Inputs) -> (Problem, Ve
     model::build_problem(rules, inputs)
 }
 
+/// [`build_problem`] for a planner that replaces the paid curves and the scale with its own:
+/// a node whose curve cannot be fitted from its present (starved of a paid resource, earning
+/// nothing) stays in with a placeholder (see [`model::Fit::Placeholder`]).
+pub fn build_problem_for_learning(
+    rules: &OptimizationRules,
+    inputs: &Inputs,
+) -> (Problem, Vec<LeftOut>) {
+    model::build(rules, inputs, model::Fit::Placeholder)
+}
+
 /// The best plan under the model: fits the models, solves the linear program and explains the
 /// result. A solver failure yields a plan without moves whose explanation says why.
 pub fn plan(rules: &OptimizationRules, inputs: &Inputs) -> Plan {
@@ -702,6 +757,18 @@ pub fn plan_greedy(rules: &OptimizationRules, inputs: &Inputs) -> Plan {
     all_left.append(&mut left_out);
     let target = greedy::plan(&problem);
     model::make_plan(rules, inputs.ts_ms, &problem, &target, all_left)
+}
+
+/// The plan that takes `problem`'s nodes to `target` (moves, values, switching costs and the
+/// explanation), for a planner that built the problem and chose the target itself.
+pub fn plan_for(
+    rules: &OptimizationRules,
+    ts_ms: i64,
+    problem: &Problem,
+    target: &BTreeMap<String, Allocation>,
+    left_out: Vec<LeftOut>,
+) -> Plan {
+    model::make_plan(rules, ts_ms, problem, target, left_out)
 }
 
 /// Solves a problem with the linear program: the target allocation per node.

@@ -254,12 +254,29 @@ pub fn knee_ratio_for_saturation(s: f64) -> f64 {
 
 /// Fits each planned node's model; nodes whose model cannot be fitted are returned as left out.
 pub fn build_problem(rules: &OptimizationRules, inputs: &Inputs) -> (Problem, Vec<LeftOut>) {
+    build(rules, inputs, Fit::Strict)
+}
+
+/// How [`fit`] treats a paid curve it cannot fit from the node's present.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Fit {
+    /// The model planner's: an `auto` knee of a resource the node holds none of, or a model
+    /// that earns nothing now, leaves the node out (nothing to scale from).
+    Strict,
+    /// The learning planner's, which replaces every paid curve and the scale with what it
+    /// learned: such a node stays in, with a placeholder knee at the top of its range and a
+    /// scale of 0, so a starved node can be given its resource back.
+    Placeholder,
+}
+
+/// [`build_problem`] with the fitting mode given.
+pub fn build(rules: &OptimizationRules, inputs: &Inputs, mode: Fit) -> (Problem, Vec<LeftOut>) {
     let capacity = rules.capacity(&inputs.host_capacity);
     let mut available = rules.available(&inputs.host_capacity);
     let mut models = Vec::new();
     let mut left_out = Vec::new();
     for n in &inputs.nodes {
-        match fit(rules, n, &capacity) {
+        match fit(rules, n, &capacity, mode) {
             Ok(m) => models.push(m),
             Err(reason) => left_out.push(LeftOut {
                 node: n.node.clone(),
@@ -286,6 +303,7 @@ fn fit(
     rules: &OptimizationRules,
     n: &NodeInputs,
     capacity: &Allocation,
+    mode: Fit,
 ) -> Result<NodeModel, String> {
     let rule = rules
         .for_node(&n.node, &n.protocol)
@@ -323,7 +341,15 @@ fn fit(
         let model = response
             .map(|r| r.model.clone())
             .unwrap_or(ResponseModel::Marginal { knee: None });
-        let work_curve = work_curve(model, &resources, &ratio, [x0, x_lo, x_hi], n, &mut notes)?;
+        let work_curve = work_curve(
+            model,
+            &resources,
+            &ratio,
+            [x0, x_lo, x_hi],
+            n,
+            mode,
+            &mut notes,
+        )?;
         let mut curves = Vec::new();
         for (r, rho) in resources.iter().zip(&ratio) {
             let mut c = work_curve.stretched(*rho);
@@ -348,7 +374,12 @@ fn fit(
 
     let at_current: f64 = groups.iter().map(|g| g.weight * g.value(&a0)).sum();
     let v = n.value_per_hour.max(0.0) * n.demand.max(0.0);
-    if at_current.is_nan() || at_current <= 0.0 {
+    let scale = if at_current > 0.0 {
+        v / at_current
+    } else {
+        0.0
+    };
+    if mode == Fit::Strict && (at_current.is_nan() || at_current <= 0.0) {
         return Err(
             "the model earns nothing at the current allocation, so its scale cannot be fitted"
                 .into(),
@@ -364,7 +395,7 @@ fn fit(
         current: a0,
         lower,
         upper,
-        scale: v / at_current,
+        scale,
         groups,
         confidence: n.confidence,
         switching_cost_usd,
@@ -483,6 +514,7 @@ fn work_curve(
     ratio: &[f64],
     x: [f64; 3],
     n: &NodeInputs,
+    mode: Fit,
     notes: &mut Vec<String>,
 ) -> Result<Curve, String> {
     let first = resources[0];
@@ -503,6 +535,20 @@ fn work_curve(
             Curve::marginal(knee, &[x0, x_lo, x_hi])
         }
         ResponseModel::Marginal { knee: None } => {
+            if x0 <= 0.0 && mode == Fit::Placeholder {
+                let top = if x_hi.is_finite() && x_hi > 0.0 {
+                    x_hi
+                } else {
+                    1.0
+                };
+                let knee = top / knee_ratio_for_saturation(DEFAULT_SATURATION);
+                notes.push(format!(
+                    "{}: holds none now: placeholder knee at {}",
+                    keys(resources),
+                    fmt_amount(first, knee * ratio[0])
+                ));
+                return Ok(Curve::marginal(knee, &[x0, x_lo, x_hi]));
+            }
             if x0 <= 0.0 {
                 return Err(format!(
                     "holds no {} now, so the knee of its curve cannot be fitted: give response.{}.knee",
@@ -895,5 +941,17 @@ mod tests {
         ));
         let (_, out) = build_problem(&r, &golem_inputs(0.0, 8.0, None));
         assert!(out[0].reason.contains("knee"), "{out:?}");
+        // A planner that learns the curve itself keeps the starved node, with a placeholder.
+        let (p, out) = build(&r, &golem_inputs(0.0, 8.0, None), Fit::Placeholder);
+        assert!(out.is_empty(), "{out:?}");
+        assert_eq!(p.models.len(), 1);
+        assert!(
+            p.models[0]
+                .notes
+                .iter()
+                .any(|n| n.contains("placeholder knee")),
+            "{:?}",
+            p.models[0].notes
+        );
     }
 }

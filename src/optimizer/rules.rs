@@ -8,11 +8,17 @@
 //!
 //! ```yaml
 //! interval: 60s                  # how often to plan (duration; default 60s)
+//! planner: model                 # model (curves fitted from the estimators now) or learning
+//!                                # (curves learned from each node's history; default model)
+//! exploration_budget: 2%         # what the learning planner may put at risk on probes per day:
+//!                                # USD (a number) or a percent of what the nodes earn per day
+//!                                # (default 0: no probes)
 //! gates:                         # when reallocation may carry a plan out
 //!   min_improvement: 5%          # expected gain over the current earnings rate (percent, or a
 //!                                # fraction 0–1; default 5%)
 //!   min_confidence: 0.7          # 0–1 (default 0.7)
 //!   max_reallocations_per_hour: 4  # applied plans per rolling hour (default 4)
+//!   max_reallocations_per_day: 2 # applied plans per rolling 24 hours (default: unchecked)
 //!   min_hold: 1h                 # per node: an allocation stays at least this long; also the
 //!                                # period a switching cost must pay back in (default 1h)
 //!   max_step: 25%                # per move and resource: a percent of capacity or an amount;
@@ -70,6 +76,7 @@ mod capacity;
 mod confidence;
 mod gates;
 mod node;
+mod planner;
 mod query;
 mod raw;
 mod response;
@@ -85,6 +92,7 @@ use self::capacity::validate_resources;
 use self::confidence::validate_confidence;
 use self::gates::validate_gates;
 use self::node::validate_node_blocks;
+use self::planner::{validate_exploration, validate_planner};
 use self::raw::RawRules;
 use self::scalar::positive_duration;
 use super::OptimizationRules;
@@ -135,6 +143,8 @@ fn validate(value: Value, origin: &str, d: &mut Diagnostics) -> Option<Optimizat
         Some(v) => positive_duration(v, "interval", d),
     };
     let gates = validate_gates(raw.gates, d);
+    let planner = validate_planner(raw.planner.as_ref(), d);
+    let exploration = validate_exploration(raw.exploration_budget.as_ref(), d);
     let confidence = validate_confidence(raw.confidence, d);
     let resources = validate_resources(raw.resources, d);
     let history = confidence.clone().unwrap_or_default();
@@ -173,6 +183,8 @@ fn validate(value: Value, origin: &str, d: &mut Diagnostics) -> Option<Optimizat
         resources: resources?,
         protocols: protocols?,
         nodes: nodes?,
+        planner: planner?,
+        exploration_budget: exploration?,
         warnings: Vec::new(),
     })
 }
@@ -477,5 +489,40 @@ nodes:
             .expect_err("memory's response would not apply")
             .lines();
         assert!(e[0].contains("nodes.a.response.memory_bytes"), "{e:?}");
+    }
+
+    #[test]
+    fn planner_budget_and_daily_limit_are_checked_with_line_and_key() {
+        let node = "nodes:\n  n:\n    value_per_hour: 'vector(1)'\n";
+        let ok = format!("planner: learning\nexploration_budget: 0.05\ngates:\n  max_reallocations_per_day: 2\n{node}");
+        let r = parse_str(&ok, "opt.yml").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.planner, super::super::PlannerKind::Learning);
+        assert_eq!(
+            r.exploration_budget,
+            super::super::ExplorationBudget::Usd(0.05)
+        );
+        let share = ok.replace("exploration_budget: 0.05", "exploration_budget: 2%");
+        let r = parse_str(&share, "opt.yml").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            r.exploration_budget,
+            super::super::ExplorationBudget::Share(0.02)
+        );
+        assert_eq!(r.gates.max_reallocations_per_day, Some(2));
+        let d = parse_str(node, "opt.yml").unwrap();
+        assert_eq!(d.planner, super::super::PlannerKind::Model);
+        assert_eq!(d.gates.max_reallocations_per_day, None);
+        let bad = format!("planner: oracle\nexploration_budget: -1\ngates:\n  max_reallocations_per_day: 1.5\n{node}");
+        let e = parse_str(&bad, "opt.yml").expect_err("invalid").lines();
+        for w in [
+            "opt.yml:1:1: planner: must be model or learning, got \"oracle\"",
+            "opt.yml:2:1: exploration_budget: must be USD per day (a number, 0 or more) or a percent of the day's earnings",
+            "opt.yml:4:3: gates.max_reallocations_per_day: must be a whole number",
+        ] {
+            assert!(
+                e.iter().any(|l| l.starts_with(w)),
+                "missing {w:?} in\n{}",
+                e.join("\n")
+            );
+        }
     }
 }

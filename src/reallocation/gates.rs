@@ -29,16 +29,18 @@ pub enum Gate {
     MinImprovement,
     MinConfidence,
     MaxReallocationsPerHour,
+    MaxReallocationsPerDay,
     MinHold,
     MaxStep,
     PaybackWithinHold,
 }
 
 impl Gate {
-    pub const ALL: [Gate; 6] = [
+    pub const ALL: [Gate; 7] = [
         Gate::MinImprovement,
         Gate::MinConfidence,
         Gate::MaxReallocationsPerHour,
+        Gate::MaxReallocationsPerDay,
         Gate::MinHold,
         Gate::MaxStep,
         Gate::PaybackWithinHold,
@@ -50,6 +52,7 @@ impl Gate {
             Gate::MinImprovement => "min_improvement",
             Gate::MinConfidence => "min_confidence",
             Gate::MaxReallocationsPerHour => "max_reallocations_per_hour",
+            Gate::MaxReallocationsPerDay => "max_reallocations_per_day",
             Gate::MinHold => "min_hold",
             Gate::MaxStep => "max_step",
             Gate::PaybackWithinHold => "payback_within_hold",
@@ -114,6 +117,8 @@ pub struct Context<'a> {
     pub capacity: &'a Allocation,
     /// Reallocations that touched nodes in the last hour ([`super::History::reallocations_since`]).
     pub reallocations_last_hour: usize,
+    /// Reallocations that touched nodes in the last 24 hours.
+    pub reallocations_last_day: usize,
     /// When each node's allocation last changed ([`super::History::last_change`]).
     pub last_change: &'a BTreeMap<String, i64>,
     pub mode: Mode,
@@ -209,6 +214,31 @@ pub fn max_reallocations_per_hour(done_last_hour: usize, gates: &Gates, mode: Mo
         pass,
         format!(
             "{done_last_hour} reallocation(s) in the last hour; at most {max} per hour{}",
+            if pass { "" } else { ": wait" }
+        ),
+    )
+}
+
+/// `max_reallocations_per_day`: reallocations that touched nodes in the last 24 hours, from
+/// the durable history; unset: unchecked.
+pub fn max_reallocations_per_day(done_last_day: usize, gates: &Gates, mode: Mode) -> Verdict {
+    let g = Gate::MaxReallocationsPerDay;
+    if mode == Mode::Forced {
+        return Verdict::new(g, true, "skipped: the request says force");
+    }
+    let Some(max) = gates.max_reallocations_per_day else {
+        return Verdict::new(
+            g,
+            true,
+            format!("{done_last_day} reallocation(s) in the last 24 hours; no daily limit set"),
+        );
+    };
+    let pass = done_last_day < max as usize;
+    Verdict::new(
+        g,
+        pass,
+        format!(
+            "{done_last_day} reallocation(s) in the last 24 hours; at most {max} per day{}",
             if pass { "" } else { ": wait" }
         ),
     )
@@ -318,6 +348,7 @@ pub fn evaluate(plan: &Plan, ctx: &Context<'_>) -> GateReport {
         min_improvement(plan, ctx.gates, ctx.mode),
         min_confidence(plan, ctx.gates, ctx.mode),
         max_reallocations_per_hour(ctx.reallocations_last_hour, ctx.gates, ctx.mode),
+        max_reallocations_per_day(ctx.reallocations_last_day, ctx.gates, ctx.mode),
         min_hold(plan, ctx.last_change, ctx.now_ms, ctx.gates, ctx.mode),
         max_step(plan, ctx.capacity, ctx.gates, ctx.mode),
         payback_within_hold(plan, ctx.gates, ctx.mode),
@@ -387,6 +418,7 @@ mod tests {
             gates,
             capacity: cap,
             reallocations_last_hour: n,
+            reallocations_last_day: n,
             last_change: last,
             mode: Mode::Plan,
         }
@@ -400,12 +432,47 @@ mod tests {
     };
 
     #[test]
+    fn the_daily_limit_counts_24_hours_and_is_off_when_unset() {
+        let last = BTreeMap::new();
+        let mut g = Gates::default();
+        let c = Context {
+            reallocations_last_hour: 0,
+            reallocations_last_day: 2,
+            ..ctx(&g, &CAP, &last, 0)
+        };
+        let v = evaluate(&plan(0.1, 1.0, 0.9), &c);
+        assert!(v.pass, "unset: unchecked, {:?}", v.blocking());
+        g.max_reallocations_per_day = Some(2);
+        let c = Context {
+            reallocations_last_hour: 0,
+            reallocations_last_day: 2,
+            ..ctx(&g, &CAP, &last, 0)
+        };
+        let v = evaluate(&plan(0.1, 1.0, 0.9), &c);
+        assert_eq!(
+            v.blocking(),
+            ["max_reallocations_per_day: 2 reallocation(s) in the last 24 hours; at most 2 per day: wait"]
+        );
+        let c = Context {
+            reallocations_last_day: 1,
+            ..c
+        };
+        assert!(evaluate(&plan(0.1, 1.0, 0.9), &c).pass);
+        let forced = Context {
+            mode: Mode::Forced,
+            reallocations_last_day: 9,
+            ..c
+        };
+        assert!(max_reallocations_per_day(9, &g, forced.mode).pass);
+    }
+
+    #[test]
     fn a_good_plan_passes_every_gate() {
         let g = Gates::default();
         let last = BTreeMap::new();
         let r = evaluate(&plan(0.1, 1.0, 0.9), &ctx(&g, &CAP, &last, 0));
         assert!(r.pass, "{:?}", r.blocking());
-        assert_eq!(r.verdicts.len(), 6);
+        assert_eq!(r.verdicts.len(), 7);
     }
 
     #[test]

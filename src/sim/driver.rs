@@ -8,7 +8,8 @@
 //!
 //! Strategies, on the same market and the same random draws (each node's noise and demand walk
 //! are functions of (seed, node, minute/hour), never of the allocation path):
-//! - `depin_orcha`: the controller with the optimizer's plan ([`OptimizerPlanner`]);
+//! - `depin_orcha`: the controller with the planner the rules name
+//!   ([`crate::reallocation::controller::planner_for`]);
 //! - `greedy`: the same controller, gates and actuators with the prototype's greedy solver
 //!   ([`optimizer::plan_greedy`]);
 //! - `static`: the starting allocation, never changed;
@@ -37,7 +38,6 @@ use self::plain::run_plain;
 use crate::adapters::sim::market::Market;
 use crate::app::AppError;
 use crate::optimizer::OptimizationRules;
-use crate::reallocation::controller::OptimizerPlanner;
 use crate::sim::scenario::Scenario;
 use crate::tsdb::Db;
 
@@ -56,6 +56,9 @@ pub enum SimError {
     /// A strategy's thread panicked.
     #[error("{0}")]
     Panicked(&'static str),
+    /// The planner the rules ask for could not start.
+    #[error("the planner: {0}")]
+    Planner(String),
 }
 
 /// How to run a scenario.
@@ -112,6 +115,8 @@ pub fn simulate_into(
     let poll = opts.poll_interval.unwrap_or(sc.poll_interval);
     let s = setup(sc, opts);
     let seed = s.seed;
+    let planner = crate::reallocation::controller::planner_for(&opts.rules, None, s.start, None)
+        .map_err(SimError::Planner)?;
     // The two controller runs are independent: one thread each (two cores).
     let (orcha, greedy) = std::thread::scope(|scope| {
         let g = scope.spawn(|| {
@@ -130,7 +135,7 @@ pub fn simulate_into(
             sc,
             &s,
             opts,
-            Box::new(OptimizerPlanner::default()),
+            planner,
             opts.progress.as_deref(),
             Pipeline::Full,
             storage.unwrap_or_else(|| Arc::new(Db::in_memory())),

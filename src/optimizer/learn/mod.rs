@@ -52,6 +52,7 @@ use serde::{Deserialize, Serialize};
 use crate::resources::{Allocation, Resource};
 
 pub mod censor;
+pub mod decide;
 pub mod filter;
 pub mod grid;
 pub mod points;

@@ -323,3 +323,88 @@ fn a_batch_learns_what_hour_by_hour_learns() {
     );
     assert!(b.lo <= truth * 1.3 && b.hi >= truth / 1.3, "{b:?}");
 }
+
+/// A node whose bandwidth earned nothing for two days (a token without a USD price) gives it to
+/// a node that earns from it; without the rule the node would be held where it is, since its
+/// learner has no point to learn from.
+#[test]
+fn a_node_that_earns_nothing_gives_its_resource_away() {
+    use crate::optimizer::{solve, Curve, Group, NodeModel, Problem, ResourceCurve};
+    let r = Resource::BandwidthBytesPerSecond;
+    let market = Market {
+        rate: 0.05,
+        parts: vec![(r, 1.0 * MB, 1.0)],
+        daily: 0.2,
+        drift: 0.0,
+        noise: 0.05,
+    };
+    let mut paid = learner(vec![vec![r]]);
+    paid.extend(market.points(&[(0, bw(1.0 * MB)), (24, bw(3.0 * MB))], 72, 7));
+    let mut idle = learner(vec![vec![r]]);
+    idle.extend(
+        market
+            .points(&[(0, bw(4.0 * MB))], 72, 8)
+            .into_iter()
+            .map(|p| Point { tokens: 0.0, ..p }),
+    );
+    let model = |node: &str, a: f64| NodeModel {
+        node: node.into(),
+        protocol: node.into(),
+        current: bw(a),
+        lower: Allocation {
+            bandwidth_bytes_per_second: 0.5 * MB,
+            ..bw(a)
+        },
+        upper: Allocation {
+            bandwidth_bytes_per_second: 8.0 * MB,
+            ..bw(a)
+        },
+        scale: 1.0,
+        groups: vec![Group {
+            weight: 1.0,
+            curves: vec![ResourceCurve {
+                resource: r,
+                curve: Curve::marginal(1.0 * MB, &[a, 0.5 * MB, 8.0 * MB]),
+            }],
+        }],
+        confidence: 1.0,
+        switching_cost_usd: 0.0,
+        notes: Vec::new(),
+    };
+    let problem = Problem {
+        models: vec![model("idle", 4.0 * MB), model("paid", 3.0 * MB)],
+        available: Allocation {
+            bandwidth_bytes_per_second: 7.0 * MB,
+            disk_bytes: 4e12,
+            ..Default::default()
+        },
+        capacity: Allocation {
+            bandwidth_bytes_per_second: 8.0 * MB,
+            disk_bytes: 4e12,
+            ..Default::default()
+        },
+    };
+    let learners: BTreeMap<String, &NodeLearner> =
+        [("idle".to_string(), &idle), ("paid".to_string(), &paid)].into();
+    let settings = decide::Settings {
+        horizon: 24,
+        hold_hours: 1.0,
+        budget_left_usd: 0.0,
+        step: Allocation::default().map(|_, _| f64::INFINITY),
+        skip: Default::default(),
+    };
+    let out = decide::decide(&problem, &learners, |p| solve(p).ok(), &settings);
+    assert!(
+        out.notes.iter().any(|n| n.contains("idle: earned nothing")),
+        "{:?}",
+        out.notes
+    );
+    let idle_to = out.target["idle"].get(r);
+    let paid_to = out.target["paid"].get(r);
+    assert!(
+        (idle_to - 0.5 * MB).abs() < 1.0 && paid_to > 6.0 * MB,
+        "idle {idle_to}, paid {paid_to}: {:?}",
+        out.notes
+    );
+    assert_eq!(out.choice, decide::Choice::Exploit, "{:?}", out.notes);
+}

@@ -46,6 +46,18 @@ pub(super) fn validate_gates(raw: Option<Value>, d: &mut Diagnostics) -> Option<
             }
         }
     }
+    if let Some(v) = &raw.max_reallocations_per_day {
+        match v.as_u64().and_then(|n| u32::try_from(n).ok()) {
+            Some(n) => g.max_reallocations_per_day = Some(n),
+            None => {
+                d.error(
+                    "gates.max_reallocations_per_day",
+                    format!("must be a whole number, 0 or more, got {}", show(v)),
+                );
+                ok = false;
+            }
+        }
+    }
     if let Some(v) = &raw.min_hold {
         match units::duration(v) {
             Ok(x) => g.min_hold = x,

@@ -19,6 +19,10 @@ pub(super) struct RawRules {
     pub(super) protocols: Option<Value>,
     #[serde(default)]
     pub(super) nodes: Option<Value>,
+    #[serde(default)]
+    pub(super) planner: Option<Value>,
+    #[serde(default)]
+    pub(super) exploration_budget: Option<Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -36,6 +40,8 @@ pub(super) struct RawGates {
     pub(super) max_step: Option<Value>,
     #[serde(default)]
     pub(super) payback_within_hold: Option<Value>,
+    #[serde(default)]
+    pub(super) max_reallocations_per_day: Option<Value>,
 }
 
 #[derive(Deserialize, Default)]

@@ -263,6 +263,27 @@ impl Controller {
                 ));
             }
         }
+        // The rate limits hold for the safety net too: a rollback is a reallocation.
+        let now = self.clock.now_ms();
+        let (hour, day) = {
+            let h = lock(&self.history);
+            (
+                h.reallocations_since(now - 3_600_000),
+                h.reallocations_since(now - 86_400_000),
+            )
+        };
+        let g = &m.rules.gates;
+        if hour >= g.max_reallocations_per_hour as usize
+            || g.max_reallocations_per_day
+                .is_some_and(|d| day >= d as usize)
+        {
+            return Ok((
+                None,
+                format!(
+                    "not rolled back: {hour} reallocation(s) in the last hour and {day} in the last 24 hours reach the rate limits"
+                ),
+            ));
+        }
         let mut target = current.clone();
         target.extend(before);
         let health = self.health.snapshot();

@@ -14,6 +14,7 @@
 //! - `schedule`: the loop (`interval`, reloads), one round ([`Controller::tick`]), requests from
 //!   the control API and [`plan_once`] for `depin-orcha plan`;
 //! - `planner`: what a planner gets and the optimizer as the default one;
+//! - `learning`: the planner on curves learned from each node's history (`planner: learning`);
 //! - `metrics`: the controller's own metrics.
 //!
 //! This file holds the controller's state: the rules in force, the nodes, the history, and
@@ -46,11 +47,13 @@ use crate::tsdb::Db;
 
 mod act;
 mod decide;
+mod learning;
 mod metrics;
 mod planner;
 mod schedule;
 
 pub use decide::{Decision, Evaluation, Frozen, PlanReport};
+pub use learning::{planner_for, LearningPlanner};
 pub use metrics::ControllerMetrics;
 pub use planner::{HealthSource, OptimizerPlanner, PlanInput, Planner};
 pub use schedule::plan_once;

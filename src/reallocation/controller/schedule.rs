@@ -29,9 +29,13 @@ impl Controller {
         frozen: BTreeMap<String, Frozen>,
     ) -> Evaluation {
         let now = self.clock.now_ms();
-        let (last_change, done) = {
+        let (last_change, done, done_day) = {
             let h = lock(&self.history);
-            (h.last_change(), h.reallocations_since(now - 3_600_000))
+            (
+                h.last_change(),
+                h.reallocations_since(now - 3_600_000),
+                h.reallocations_since(now - 86_400_000),
+            )
         };
         let health = self.health.snapshot();
         let available = m.rules.available(&self.opts.host_capacity);
@@ -46,6 +50,7 @@ impl Controller {
                     gates: &m.rules.gates,
                     capacity: &self.opts.host_capacity,
                     reallocations_last_hour: done,
+                    reallocations_last_day: done_day,
                     last_change: &last_change,
                     mode,
                 },
@@ -167,6 +172,7 @@ impl Controller {
                         gates: &m.rules.gates,
                         capacity: &self.opts.host_capacity,
                         reallocations_last_hour: 0,
+                        reallocations_last_day: 0,
                         last_change: &last_change,
                         mode: Mode::Forced,
                     };
