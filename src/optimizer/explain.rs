@@ -319,7 +319,7 @@ mod tests {
         assert_eq!(r.levels, levels.len());
         assert_eq!(r.uncertain, None, "{n}");
         assert!(!n.uncertain());
-        let text = render_text(&[n.clone()]);
+        let text = render_text(std::slice::from_ref(&n));
         assert!(text.starts_with("Learned for grass: "), "{text}");
         assert!(
             text.contains("  - bandwidth_bytes_per_second at 3MB/s: ")
@@ -348,7 +348,7 @@ mod tests {
         assert!(r.knee.hi / r.knee.lo > 100.0, "{:?}", r.knee);
         assert!(n.uncertain());
         n.probe = Some("bandwidth_bytes_per_second +1MB/s: never seen above 2MB/s".into());
-        let text = render_text(&[n.clone()]);
+        let text = render_text(std::slice::from_ref(&n));
         assert!(text.contains("; uncertain: few hours learned\n"), "{text}");
         assert!(
             text.ends_with(

@@ -438,12 +438,12 @@ fn plan_range(
     }
 }
 
+/// A node's groups: the resources of each, and the ratio its rules give, if any.
+type Grouped = Vec<(Vec<Resource>, Option<Vec<f64>>)>;
+
 /// The node's groups: each needs_together entry, then each remaining resource with a response.
-fn groups_of(
-    rule: &NodeRule,
-    notes: &mut Vec<String>,
-) -> Result<Vec<(Vec<Resource>, Option<Vec<f64>>)>, String> {
-    let mut grouped: Vec<(Vec<Resource>, Option<Vec<f64>>)> = Vec::new();
+fn groups_of(rule: &NodeRule, notes: &mut Vec<String>) -> Result<Grouped, String> {
+    let mut grouped: Grouped = Vec::new();
     for t in rule.needs_together.iter().flatten() {
         // The loader refuses this within one block; a node's response laid over its
         // protocol's group (or the reverse) can still bring it together: say so.

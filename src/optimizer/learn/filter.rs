@@ -22,7 +22,7 @@ const LOG_ZERO: f64 = -50.0;
 /// branches and no calls, so a loop of it vectorises. Outside [−700, 700] it saturates at
 /// `e^±700`; NaN stays NaN.
 pub fn fast_exp(x: f64) -> f64 {
-    const LN2_HI: f64 = 6.931_471_803_691_238_2e-1;
+    const LN2_HI: f64 = 6.931_471_803_691_238e-1;
     const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
     // Adding 1.5·2^52 rounds to an integer held in the low bits of the mantissa.
     const SHIFTER: f64 = 6_755_399_441_055_744.0;
