@@ -10,7 +10,8 @@
 //!
 //! `cargo bench --bench query_latency`. QUERY_BENCH_DAYS (default 15) sets the history,
 //! QUERY_BENCH_POLL (default 60s) the simulated poll interval, QUERY_BENCH_REPS (default 30)
-//! the repetitions per query.
+//! the repetitions per query, QUERY_BENCH_DIR (default: a temporary directory, removed at the
+//! end) where the history is kept: a later run with the same days and poll interval reuses it.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -79,11 +80,10 @@ fn newest_sample(addr: SocketAddr) -> i64 {
     let mut raw = String::new();
     s.read_to_string(&mut raw).unwrap();
     let body = raw.split("\r\n\r\n").nth(1).unwrap_or("");
-    // The value is the last quoted number: ..."value":[<t>,"<v>"]...
+    // The value is the quoted number after the time: ..."value":[<t>,"<v>"]...
     let v = body
-        .rsplit("\",\"")
-        .next()
-        .and_then(|x| x.split('"').next())
+        .rsplit_once("\"value\":[")
+        .and_then(|(_, x)| x.split('"').nth(1))
         .and_then(|x| x.parse::<f64>().ok())
         .unwrap_or_else(|| panic!("no newest sample in {body}"));
     v as i64
@@ -103,34 +103,16 @@ fn enc(q: &str) -> String {
         .collect()
 }
 
-fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    if !Path::new("/usr/bin/prometheus").exists() || !Path::new("/usr/bin/promtool").exists() {
-        println!(
-            "SKIP: needs /usr/bin/prometheus and /usr/bin/promtool (Debian package prometheus)"
-        );
-        return;
-    }
-    let env = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
-    let days: f64 = env("QUERY_BENCH_DAYS", "15")
-        .parse()
-        .expect("QUERY_BENCH_DAYS");
-    let poll = env("QUERY_BENCH_POLL", "60s");
-    let reps: usize = env("QUERY_BENCH_REPS", "30")
-        .parse()
-        .expect("QUERY_BENCH_REPS");
-    let dir: PathBuf =
-        std::env::temp_dir().join(format!("depin-orcha-qbench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+/// Simulates the history into `dir/orcha` and loads the same samples into `dir/prom`.
+fn make_history(root: &Path, dir: &Path, days: f64, poll: &str) {
     let bin = env!("CARGO_BIN_EXE_depin-orcha");
-
     let orcha_data = dir.join("orcha");
+    let prom_data = dir.join("prom");
     let t = Instant::now();
     let st = Command::new(bin)
         .arg("simulate")
         .arg(root.join("scenarios/steady.yml"))
-        .args(["--days", &days.to_string(), "--poll-interval", &poll])
+        .args(["--days", &days.to_string(), "--poll-interval", poll])
         .arg("--storage.path")
         .arg(&orcha_data)
         .current_dir(root)
@@ -156,7 +138,6 @@ fn main() {
         .unwrap();
     assert!(st.success(), "depin-orcha export failed");
     println!("export: {:.1} s", t.elapsed().as_secs_f64());
-    let prom_data = dir.join("prom");
     let t = Instant::now();
     let st = Command::new("promtool")
         .args(["tsdb", "create-blocks-from", "openmetrics"])
@@ -171,6 +152,50 @@ fn main() {
         t.elapsed().as_secs_f64()
     );
     let _ = std::fs::remove_file(&om);
+}
+
+fn main() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if !Path::new("/usr/bin/prometheus").exists() || !Path::new("/usr/bin/promtool").exists() {
+        println!(
+            "SKIP: needs /usr/bin/prometheus and /usr/bin/promtool (Debian package prometheus)"
+        );
+        return;
+    }
+    let env = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
+    let days: f64 = env("QUERY_BENCH_DAYS", "15")
+        .parse()
+        .expect("QUERY_BENCH_DAYS");
+    let poll = env("QUERY_BENCH_POLL", "60s");
+    let reps: usize = env("QUERY_BENCH_REPS", "30")
+        .parse()
+        .expect("QUERY_BENCH_REPS");
+    // QUERY_BENCH_DIR: keep the simulated history there and reuse it in later runs with the
+    // same days and poll interval (simulating 15 days and loading them into Prometheus takes
+    // minutes); without it, a fresh temporary directory that is removed at the end.
+    let keep = std::env::var_os("QUERY_BENCH_DIR").map(PathBuf::from);
+    let dir: PathBuf = keep.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("depin-orcha-qbench-{}", std::process::id()))
+    });
+    let made = dir.join("made");
+    let wanted = format!("days={days} poll={poll}\n");
+    let reuse = keep.is_some() && std::fs::read_to_string(&made).ok().as_deref() == Some(&wanted);
+    let orcha_data = dir.join("orcha");
+    let prom_data = dir.join("prom");
+    if !reuse {
+        // Only what this bench writes there: the directory may be the caller's.
+        for d in [&orcha_data, &prom_data] {
+            let _ = std::fs::remove_dir_all(d);
+        }
+        let _ = std::fs::remove_file(&made);
+    }
+    std::fs::create_dir_all(&dir).unwrap();
+    if reuse {
+        println!("reusing the history in {}", dir.display());
+    } else {
+        make_history(root, &dir, days, &poll);
+        std::fs::write(&made, wanted).unwrap();
+    }
 
     // Both serve the same history; neither scrapes anything during the run.
     let cfg = dir.join("prometheus.yml");
@@ -243,11 +268,17 @@ fn main() {
         ),
         (
             "instant: max_over_time 1h",
-            q("max_over_time(depin_usage[1h])", end),
+            q(
+                "max_over_time(depin_usage_bandwidth_bytes_per_second[1h])",
+                end,
+            ),
         ),
         (
             "instant: quantile_over_time 1h",
-            q("quantile_over_time(0.9, depin_usage[1h])", end),
+            q(
+                "quantile_over_time(0.9, depin_usage_bandwidth_bytes_per_second[1h])",
+                end,
+            ),
         ),
         (
             "range 1h/15s: one series",
@@ -259,11 +290,15 @@ fn main() {
         ),
         (
             "range 1h/60s: avg by node",
-            r("avg by (node) (depin_usage)", hour, 60),
+            r(
+                "avg by (node) (depin_usage_bandwidth_bytes_per_second)",
+                hour,
+                60,
+            ),
         ),
         (
             "range 1h/30s: const * gauge",
-            r("2 * depin_usage", hour, 30),
+            r("2 * depin_usage_bandwidth_bytes_per_second", hour, 30),
         ),
     ];
     let whole = (days * 86400.0) as i64 - 3600;
@@ -278,11 +313,18 @@ fn main() {
         ),
         (
             "range all/1h: max_over_time 1h",
-            r("max_over_time(depin_usage[1h])", end - whole, 3600),
+            r(
+                "max_over_time(depin_usage_bandwidth_bytes_per_second[1h])",
+                end - whole,
+                3600,
+            ),
         ),
         (
             "instant: max_over_time all",
-            q(&format!("max_over_time(depin_usage[{whole}s])"), end),
+            q(
+                &format!("max_over_time(depin_usage_bandwidth_bytes_per_second[{whole}s])"),
+                end,
+            ),
         ),
     ];
     println!("query latency, {days} day(s) of simulated demo history (polls {poll} apart), {reps} reps, medians");
@@ -340,5 +382,7 @@ fn main() {
             "NOT met"
         }
     );
-    let _ = std::fs::remove_dir_all(&dir);
+    if keep.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -153,7 +153,7 @@ fn lookback_param(p: &Params) -> Result<Option<i64>, ApiError> {
 /// Parses `query` after charging what parsing it may take.
 fn parse_query(p: &Params, limits: &mut Limits) -> Result<Expr, ApiError> {
     charge_parse(limits, &[p.get("query")])?;
-    crate::promql::parse(p.get("query")).map_err(|e| ApiError::invalid_param("query", e))
+    crate::promql::parse_cached(p.get("query")).map_err(|e| ApiError::invalid_param("query", e))
 }
 
 /// `/api/v1/query`: checks `limit`, `time` (default: now on the clock), `timeout`, `query`.

@@ -350,10 +350,15 @@ impl Evaluator<'_> {
             .iter()
             .map(|s| {
                 let k = group_key(&s.labels);
-                *index.entry(k.clone()).or_insert_with(|| {
-                    keys.push(k);
-                    keys.len() - 1
-                })
+                // Looked up before it is copied: most series join a group that exists.
+                match index.get(&k) {
+                    Some(&i) => i,
+                    None => {
+                        index.insert(k.clone(), keys.len());
+                        keys.push(k);
+                        keys.len() - 1
+                    }
+                }
             })
             .collect();
         let params = params.unwrap_or_default();

@@ -12,6 +12,11 @@ use super::functions::{self, FnArg, FnCall};
 use super::selector::RangeArg;
 use super::value::{InstantSample, Matrix, Value};
 use super::Error;
+use crate::labels::Labels;
+
+/// One step's function arguments, the range window if an argument is a range vector, and the
+/// samples the step's windows hold.
+type StepArgs = (Vec<FnArg>, Option<(i64, i64)>, usize);
 
 /// One evaluated argument, over all steps.
 enum Arg {
@@ -46,6 +51,14 @@ impl Evaluator<'_> {
             }
         }
         let (mut args, held) = self.eval_call_args(name, exprs)?;
+        if let [Arg::Range(r)] = args.as_slice() {
+            if functions::is_per_series(name) && !tests::general_path_only() {
+                if let Some(v) = self.call_per_series(name, r)? {
+                    self.st.release(held);
+                    return Ok(v);
+                }
+            }
+        }
         if matches!(
             name,
             "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc"
@@ -101,6 +114,59 @@ impl Evaluator<'_> {
         }
     }
 
+    /// A function of one range vector that works series by series
+    /// ([`functions::is_per_series`]): each step's window is a slice of each series, and each
+    /// series' output labels are made once, instead of a matrix copied per step. The same
+    /// values, annotations, limits and order of output as the general path; `None` (the
+    /// general path then decides) when two series have the same labels without their names,
+    /// which the general path refuses at a step where both have samples.
+    fn call_per_series(&mut self, name: &str, r: &RangeArg) -> Result<Option<Evaluated>, Error> {
+        let labels: Vec<Labels> = r
+            .series
+            .iter()
+            .map(|s| s.labels.without_metric_name())
+            .collect();
+        let mut sorted: Vec<&Labels> = labels.iter().collect();
+        sorted.sort();
+        if sorted.windows(2).any(|w| w[0] == w[1]) {
+            return Ok(None);
+        }
+        let counter = matches!(name, "rate" | "increase");
+        let mut slots = vec![None; r.series.len()];
+        let mut bounds = vec![(0, 0); r.series.len()];
+        let mut out = Out::default();
+        for k in 0..self.steps() {
+            self.st.check_alive()?;
+            let ts = self.step_ts(k);
+            let (start, end) = r.window(ts);
+            let mut held = 0;
+            for (s, b) in r.series.iter().zip(bounds.iter_mut()) {
+                let lo = s.samples.partition_point(|p| p.t <= start);
+                let hi = s.samples.partition_point(|p| p.t <= end).max(lo);
+                *b = (lo, hi);
+                held += hi - lo;
+            }
+            self.st.hold(held)?;
+            for (i, s) in r.series.iter().enumerate() {
+                let (lo, hi) = bounds[i];
+                if lo == hi {
+                    continue;
+                }
+                let Some(v) = functions::series_value(name, &s.samples[lo..hi], (start, end))
+                else {
+                    continue;
+                };
+                let slot = *slots[i].get_or_insert_with(|| out.slot(&labels[i]));
+                out.push_at(self.st, slot, ts, v)?;
+                if counter {
+                    functions::note_counter_name(&s.labels, &mut self.st.annotations);
+                }
+            }
+            self.st.release(held);
+        }
+        Ok(Some(Evaluated::Vector(out.finish())))
+    }
+
     /// Evaluates a call's arguments over all steps; also returns the samples they hold.
     fn eval_call_args(
         &mut self,
@@ -142,7 +208,7 @@ impl Evaluator<'_> {
         k: usize,
         ts: i64,
         buf: &mut Vec<(usize, f64)>,
-    ) -> Result<(Vec<FnArg>, Option<(i64, i64)>, usize), Error> {
+    ) -> Result<StepArgs, Error> {
         let mut window = None;
         let mut step_held = 0;
         let mut fn_args = Vec::with_capacity(args.len());
@@ -230,9 +296,109 @@ impl Evaluator<'_> {
     }
 }
 
+#[cfg(not(test))]
+mod tests {
+    pub(super) fn general_path_only() -> bool {
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::promql::engine::testutil::{add, range};
+
+    thread_local! {
+        static GENERAL_PATH_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    /// In tests: whether this thread turned the per-series path off, to compare the two.
+    pub(super) fn general_path_only() -> bool {
+        GENERAL_PATH_ONLY.with(|g| g.get())
+    }
+
+    #[test]
+    fn the_per_series_path_answers_as_the_general_one() {
+        use crate::promql::{EngineOptions, QueryResult};
+        let db = Db::in_memory();
+        // A counter with a reset and a gap, a gauge with NaN and a stale marker, two series
+        // that collide once their names are dropped, and one series named like a gauge.
+        let counter: Vec<(i64, f64)> = (0..200)
+            .filter(|t| !(80..110).contains(t))
+            .map(|t| (t * 15, if t < 120 { t as f64 } else { (t - 120) as f64 }))
+            .collect();
+        add(&db, "c_total", &[("a", "1")], &counter);
+        add(&db, "c_total", &[("a", "2")], &counter[..50]);
+        let gauge: Vec<(i64, f64)> = (0..200)
+            .map(|t| {
+                let v = match t {
+                    33 => f64::NAN,
+                    77 => crate::tsdb::stale_nan(),
+                    _ => ((t * 37) % 11) as f64 - 4.5,
+                };
+                (t * 15, v)
+            })
+            .collect();
+        add(&db, "g", &[("a", "1")], &gauge);
+        add(&db, "h", &[("a", "1")], &gauge[100..]);
+        add(&db, "notacounter", &[], &counter);
+        let run = |q: &str, instant: bool, general: bool| -> Result<QueryResult, Error> {
+            GENERAL_PATH_ONLY.with(|g| g.set(general));
+            let e = Engine::new(EngineOptions::default());
+            let expr = parse(q).unwrap();
+            let r = if instant {
+                e.instant_query(&db, &expr, 1_500_000)
+            } else {
+                e.range_query(&db, &expr, 0, 3_000_000, 37_000)
+            };
+            GENERAL_PATH_ONLY.with(|g| g.set(false));
+            r
+        };
+        let fns = [
+            "rate",
+            "increase",
+            "delta",
+            "irate",
+            "idelta",
+            "avg_over_time",
+            "sum_over_time",
+            "count_over_time",
+            "min_over_time",
+            "max_over_time",
+            "ts_of_min_over_time",
+            "ts_of_max_over_time",
+            "ts_of_first_over_time",
+            "ts_of_last_over_time",
+            "present_over_time",
+            "stddev_over_time",
+            "stdvar_over_time",
+            "mad_over_time",
+            "changes",
+            "resets",
+            "deriv",
+        ];
+        for f in fns {
+            for sel in [
+                "c_total[2m]",
+                "g[1m]",
+                "g[5m] offset 3m",
+                "{__name__=~\"g|h\"}[3m]",
+                "notacounter[4m]",
+                "g[10m:1m]",
+            ] {
+                let q = format!("{f}({sel})");
+                for instant in [false, true] {
+                    let fast = run(&q, instant, false);
+                    let general = run(&q, instant, true);
+                    match (&fast, &general) {
+                        (Ok(a), Ok(b)) => {
+                            assert_eq!(format!("{a:?}"), format!("{b:?}"), "{q}");
+                        }
+                        _ => assert_eq!(fast, general, "{q}"),
+                    }
+                }
+            }
+        }
+    }
     use crate::promql::{parse, Engine, EngineOptions, Error};
     use crate::tsdb::Db;
 

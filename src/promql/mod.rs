@@ -81,6 +81,38 @@ pub fn parse(expr: &str) -> Result<Expr, Error> {
     promql_parser::parser::parse(expr).map_err(Error::Parse)
 }
 
+/// Expressions parsed by [`parse_cached`], by their text. Dashboards and rules send the same
+/// query text again and again (only `time`, `start` and `end` move), and parsing was a large
+/// part of a small query: the parser compiles every `=~`/`!~` pattern anew. Bounded like the
+/// selector's regex cache: emptied when it reaches [`PARSE_CACHE_ENTRIES`], and texts longer
+/// than [`PARSE_CACHE_MAX_TEXT`] are not kept (their compiled patterns could be large).
+static PARSED: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<String, Expr>>> =
+    std::sync::LazyLock::new(Default::default);
+
+const PARSE_CACHE_ENTRIES: usize = 512;
+const PARSE_CACHE_MAX_TEXT: usize = 1024;
+
+/// [`parse`], from the cache when this text parsed before. Only expressions that parsed are
+/// kept, so errors are always the parser's own; an expression is immutable once parsed, so a
+/// copy from the cache is the tree `parse` would return.
+pub fn parse_cached(expr: &str) -> Result<Expr, Error> {
+    if expr.len() > PARSE_CACHE_MAX_TEXT {
+        return parse(expr);
+    }
+    let lock = || PARSED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(e) = lock().get(expr) {
+        return Ok(e.clone());
+    }
+    // Parsed outside the lock: one slow parse must not hold up every other query.
+    let e = parse(expr)?;
+    let mut cache = lock();
+    if cache.len() >= PARSE_CACHE_ENTRIES {
+        cache.clear();
+    }
+    cache.insert(expr.to_string(), e.clone());
+    Ok(e)
+}
+
 /// Why a regular expression did not compile, without the pattern: the regex crate's message
 /// repeats the whole pattern (a megabyte in a hostile query) above the reason.
 pub fn regex_error_reason(e: &regex::Error) -> String {
@@ -193,6 +225,26 @@ mod nesting_tests {
             assert!(e.starts_with("1:"), "{e}");
             assert!(e.contains("too deeply nested"), "{e}");
         }
+    }
+
+    #[test]
+    fn cached_parses_equal_fresh_ones_and_errors_are_not_kept() {
+        for q in [
+            r#"count by (__name__) ({__name__=~"depin_.+"})"#,
+            "sum by (node) (rate(x[5m] offset 1m)) > bool 0",
+            "x @ 100 + max_over_time(y[5m:1m])",
+        ] {
+            let fresh = parse(q).unwrap();
+            assert_eq!(parse_cached(q).unwrap(), fresh, "{q}");
+            assert_eq!(parse_cached(q).unwrap(), fresh, "{q}");
+        }
+        for q in ["sum(", "rate(x)"] {
+            assert_eq!(parse_cached(q), parse(q));
+            assert_eq!(parse_cached(q), parse(q));
+        }
+        // Longer than what is kept: parsed every time, the same tree.
+        let long = format!("x{{a=~\"{}\"}}", "a".repeat(2 * PARSE_CACHE_MAX_TEXT));
+        assert_eq!(parse_cached(&long).unwrap(), parse(&long).unwrap());
     }
 
     #[test]

@@ -22,6 +22,8 @@ mod labels;
 mod math;
 mod range;
 
+pub(crate) use range::{is_per_series, note_counter_name, series_value};
+
 use promql_parser::parser::Expr;
 
 use super::value::{Matrix, Value, Vector};

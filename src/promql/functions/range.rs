@@ -5,6 +5,7 @@
 use std::cmp::Ordering;
 
 use super::{finish, fmt_g, matrix_arg, scalar_arg, FnCall};
+use crate::labels::Labels;
 use crate::promql::numeric::kahan_inc;
 use crate::promql::value::{InstantSample, Value};
 use crate::promql::{Annotations, Error};
@@ -16,45 +17,13 @@ pub(super) fn call(c: &FnCall<'_>, annotations: &mut Annotations) -> Result<Opti
         "rate" => extrapolated_rate(c, annotations, true, true)?,
         "increase" => extrapolated_rate(c, annotations, true, false)?,
         "delta" => extrapolated_rate(c, annotations, false, false)?,
-        "irate" => over_time(c, |s| instant_value(s, true))?,
-        "idelta" => over_time(c, |s| instant_value(s, false))?,
-        "avg_over_time" => over_time(c, |s| Some(avg_over_time(s)))?,
-        "sum_over_time" => over_time(c, |s| Some(sum_over_time(s)))?,
-        "count_over_time" => over_time(c, |s| Some(s.len() as f64))?,
-        "min_over_time" => over_time(c, |s| {
-            Some(compare_over_time(s, |cur, m| cur < m || m.is_nan()).0)
-        })?,
-        "max_over_time" => over_time(c, |s| {
-            Some(compare_over_time(s, |cur, m| cur > m || m.is_nan()).0)
-        })?,
-        "ts_of_min_over_time" => over_time(c, |s| {
-            Some(compare_over_time(s, |cur, m| cur <= m || m.is_nan()).1 as f64 / 1000.0)
-        })?,
-        "ts_of_max_over_time" => over_time(c, |s| {
-            Some(compare_over_time(s, |cur, m| cur >= m || m.is_nan()).1 as f64 / 1000.0)
-        })?,
-        "ts_of_first_over_time" => over_time(c, |s| Some(s[0].t as f64 / 1000.0))?,
-        "ts_of_last_over_time" => over_time(c, |s| Some(s[s.len() - 1].t as f64 / 1000.0))?,
         "last_over_time" => over_time_keep_name(c, |s| s[s.len() - 1].v)?,
         "first_over_time" => over_time_keep_name(c, |s| s[0].v)?,
-        "present_over_time" => over_time(c, |_| Some(1.0))?,
-        "stddev_over_time" => over_time(c, |s| Some(variance_over_time(s).sqrt()))?,
-        "stdvar_over_time" => over_time(c, |s| Some(variance_over_time(s)))?,
-        "mad_over_time" => over_time(c, |s| Some(mad_over_time(s)))?,
+        name if is_per_series(name) => {
+            let window = c.window.unwrap_or_default();
+            over_time(c, |s| series_value(name, s, window))?
+        }
         "quantile_over_time" => quantile_over_time(c, annotations)?,
-        "changes" => over_time(c, |s| {
-            let n = s
-                .windows(2)
-                .filter(|w| w[1].v != w[0].v && !(w[1].v.is_nan() && w[0].v.is_nan()))
-                .count();
-            Some(n as f64)
-        })?,
-        "resets" => over_time(c, |s| {
-            Some(s.windows(2).filter(|w| w[1].v < w[0].v).count() as f64)
-        })?,
-        "deriv" => over_time(c, |s| {
-            (s.len() >= 2).then(|| linear_regression(s, s[0].t).0)
-        })?,
         "predict_linear" => {
             let duration = scalar_arg(c, 1)?;
             let ts = c.ts;
@@ -69,6 +38,91 @@ pub(super) fn call(c: &FnCall<'_>, annotations: &mut Annotations) -> Result<Opti
         _ => return Ok(None),
     };
     Ok(Some(v))
+}
+
+/// Whether `name` is a function of one range vector whose value for a series depends only on
+/// that series' samples in the window (and the window), and whose output drops `__name__`:
+/// [`series_value`] computes it, and the engine may call that per series without building a
+/// matrix per step.
+pub(crate) fn is_per_series(name: &str) -> bool {
+    matches!(
+        name,
+        "rate"
+            | "increase"
+            | "delta"
+            | "irate"
+            | "idelta"
+            | "avg_over_time"
+            | "sum_over_time"
+            | "count_over_time"
+            | "min_over_time"
+            | "max_over_time"
+            | "ts_of_min_over_time"
+            | "ts_of_max_over_time"
+            | "ts_of_first_over_time"
+            | "ts_of_last_over_time"
+            | "present_over_time"
+            | "stddev_over_time"
+            | "stdvar_over_time"
+            | "mad_over_time"
+            | "changes"
+            | "resets"
+            | "deriv"
+    )
+}
+
+/// The value of a function for which [`is_per_series`] holds, for one series' samples `s` in
+/// the window `(start, end]` (not empty); `None` when the series has no value.
+pub(crate) fn series_value(name: &str, s: &[Sample], (start, end): (i64, i64)) -> Option<f64> {
+    match name {
+        "rate" | "increase" | "delta" => (s.len() >= 2).then(|| {
+            let range_secs = (end - start) as f64 / 1000.0;
+            extrapolate(s, start, end, range_secs, name != "delta", name == "rate")
+        }),
+        "irate" => instant_value(s, true),
+        "idelta" => instant_value(s, false),
+        "avg_over_time" => Some(avg_over_time(s)),
+        "sum_over_time" => Some(sum_over_time(s)),
+        "count_over_time" => Some(s.len() as f64),
+        "min_over_time" => Some(compare_over_time(s, |cur, m| cur < m || m.is_nan()).0),
+        "max_over_time" => Some(compare_over_time(s, |cur, m| cur > m || m.is_nan()).0),
+        "ts_of_min_over_time" => {
+            Some(compare_over_time(s, |cur, m| cur <= m || m.is_nan()).1 as f64 / 1000.0)
+        }
+        "ts_of_max_over_time" => {
+            Some(compare_over_time(s, |cur, m| cur >= m || m.is_nan()).1 as f64 / 1000.0)
+        }
+        "ts_of_first_over_time" => Some(s[0].t as f64 / 1000.0),
+        "ts_of_last_over_time" => Some(s[s.len() - 1].t as f64 / 1000.0),
+        "present_over_time" => Some(1.0),
+        "stddev_over_time" => Some(variance_over_time(s).sqrt()),
+        "stdvar_over_time" => Some(variance_over_time(s)),
+        "mad_over_time" => Some(mad_over_time(s)),
+        "changes" => {
+            let n = s
+                .windows(2)
+                .filter(|w| w[1].v != w[0].v && !(w[1].v.is_nan() && w[0].v.is_nan()))
+                .count();
+            Some(n as f64)
+        }
+        "resets" => Some(s.windows(2).filter(|w| w[1].v < w[0].v).count() as f64),
+        "deriv" => (s.len() >= 2).then(|| linear_regression(s, s[0].t).0),
+        _ => None,
+    }
+}
+
+/// The info `rate` and `increase` add for a series with a value whose name is not a counter's.
+pub(crate) fn note_counter_name(labels: &Labels, annotations: &mut Annotations) {
+    if let Some(name) = labels.metric_name() {
+        if !["_total", "_sum", "_count", "_bucket"]
+            .iter()
+            .any(|x| name.ends_with(x))
+        {
+            annotations.info(format!(
+                "PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {name:?}"
+            ));
+        }
+    }
 }
 
 /// `quantile_over_time(q, m)`, warning when `q` is outside [0, 1] and there is data.
@@ -336,33 +390,26 @@ fn extrapolated_rate(
     is_rate: bool,
 ) -> Result<Value, Error> {
     let m = matrix_arg(c, 0)?;
-    let (range_start, range_end) = c
+    let window = c
         .window
         .ok_or_else(|| Error::Eval(format!("{}(): the engine passed no range window", c.name)))?;
-    let range_secs = (range_end - range_start) as f64 / 1000.0;
+    let name = match (is_counter, is_rate) {
+        (true, true) => "rate",
+        (true, false) => "increase",
+        _ => "delta",
+    };
     let mut out = Vec::new();
     for series in m {
-        let s = &series.samples;
-        if s.len() < 2 {
+        let Some(v) = series_value(name, &series.samples, window) else {
             continue;
-        }
-        let v = extrapolate(s, range_start, range_end, range_secs, is_counter, is_rate);
+        };
         out.push(InstantSample {
             labels: series.labels.without_metric_name(),
             t: c.ts,
             v,
         });
         if is_counter {
-            if let Some(name) = series.labels.metric_name() {
-                if !["_total", "_sum", "_count", "_bucket"]
-                    .iter()
-                    .any(|x| name.ends_with(x))
-                {
-                    annotations.info(format!(
-                        "PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {name:?}"
-                    ));
-                }
-            }
+            note_counter_name(&series.labels, annotations);
         }
     }
     finish(out)
