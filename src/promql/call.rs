@@ -135,6 +135,7 @@ impl Evaluator<'_> {
         let mut slots = vec![None; r.series.len()];
         let mut bounds = vec![(0, 0); r.series.len()];
         let mut out = Out::default();
+        let mut step_values: Vec<(usize, f64)> = Vec::new();
         for k in 0..self.steps() {
             self.st.check_alive()?;
             let ts = self.step_ts(k);
@@ -146,23 +147,27 @@ impl Evaluator<'_> {
                 *b = (lo, hi);
                 held += hi - lo;
             }
+            // The windows are held while the step's values are computed and given back before
+            // the outputs are counted, as the general path does.
             self.st.hold(held)?;
+            step_values.clear();
             for (i, s) in r.series.iter().enumerate() {
                 let (lo, hi) = bounds[i];
                 if lo == hi {
                     continue;
                 }
-                let Some(v) = functions::series_value(name, &s.samples[lo..hi], (start, end))
-                else {
-                    continue;
-                };
-                let slot = *slots[i].get_or_insert_with(|| out.slot(&labels[i]));
-                out.push_at(self.st, slot, ts, v)?;
-                if counter {
-                    functions::note_counter_name(&s.labels, &mut self.st.annotations);
+                if let Some(v) = functions::series_value(name, &s.samples[lo..hi], (start, end)) {
+                    step_values.push((i, v));
                 }
             }
             self.st.release(held);
+            for &(i, v) in &step_values {
+                let slot = *slots[i].get_or_insert_with(|| out.slot(&labels[i]));
+                out.push_at(self.st, slot, ts, v)?;
+                if counter {
+                    functions::note_counter_name(&r.series[i].labels, &mut self.st.annotations);
+                }
+            }
         }
         Ok(Some(Evaluated::Vector(out.finish())))
     }
