@@ -179,7 +179,7 @@ pub fn parse_str(text: &str, file: &str, dir: &Path) -> Result<WebConfig, Error>
         let de = serde_yaml::Deserializer::from_str(text);
         serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
-            // serde_yaml's message carries the line and column.
+            // The YAML library's message carries the line and column.
             let inner = e.into_inner();
             invalid(
                 file,
