@@ -105,8 +105,9 @@ fn coalesce_buckets(b: &mut Vec<Bucket>) {
     *b = out;
 }
 
-/// `almost.Equal` as Prometheus uses it for small bucket deltas.
-fn almost_equal(a: f64, b: f64, epsilon: f64) -> bool {
+/// `almost.Equal` as Prometheus has it: bucket deltas here, expected values in the test
+/// scripts (`promqltest`).
+pub(crate) fn almost_equal(a: f64, b: f64, epsilon: f64) -> bool {
     if a.is_nan() && b.is_nan() {
         return true;
     }

@@ -22,6 +22,7 @@ mod labels;
 mod math;
 mod range;
 
+pub(crate) use histogram::almost_equal;
 pub(crate) use range::{is_per_series, note_counter_name, series_value};
 
 use promql_parser::parser::Expr;

@@ -9,23 +9,13 @@ use crate::tsdb::{is_stale_nan, Series};
 /// Relative error allowed for sample values (`defaultEpsilon` in test.go).
 pub(super) const EPSILON: f64 = 0.000001;
 
+/// Prometheus' `almost.Equal` with the scripts' epsilon; a stale marker equals only a stale
+/// marker.
 pub(super) fn almost_equal(a: f64, b: f64) -> bool {
     if is_stale_nan(a) || is_stale_nan(b) {
         return is_stale_nan(a) && is_stale_nan(b);
     }
-    if a.is_nan() && b.is_nan() {
-        return true;
-    }
-    if a == b {
-        return true;
-    }
-    let min_normal = f64::from_bits(0x0010_0000_0000_0000);
-    let abs_sum = a.abs() + b.abs();
-    let diff = (a - b).abs();
-    if a == 0.0 || b == 0.0 || abs_sum < min_normal {
-        return diff < EPSILON * min_normal;
-    }
-    diff / abs_sum.min(f64::MAX) < EPSILON
+    crate::promql::functions::almost_equal(a, b, EPSILON)
 }
 
 /// Checks error expectations, annotations, then the value (test.go's exec + compareResult).
