@@ -116,19 +116,20 @@ const NOTHING_HOURS: usize = 48;
 /// free to give away. The learner has no curve for it (the logarithm of 0 earnings is not a
 /// point), and without this the node would be held where it is for good. A node at the lower
 /// bounds of all its paid resources is not judged: nothing says more would not pay.
-fn earns_nothing(l: &NodeLearner, m: &NodeModel) -> bool {
+/// The usable hours it looked at when it did.
+fn earns_nothing(l: &NodeLearner, m: &NodeModel) -> Option<usize> {
     let points = l.points();
     let up: Vec<&super::Point> = points[points.len().saturating_sub(NOTHING_HOURS)..]
         .iter()
         .filter(|p| p.excluded.is_none() && p.up >= 0.5)
         .collect();
-    up.len() >= MIN_OBSERVATIONS
-        && up.iter().all(|p| p.tokens <= 0.0)
-        && l.spec()
-            .groups
-            .iter()
-            .flatten()
-            .any(|r| m.current.get(*r) > m.lower.get(*r) + 1e-9 * m.lower.get(*r).abs().max(1.0))
+    let nothing =
+        up.len() >= MIN_OBSERVATIONS
+            && up.iter().all(|p| p.tokens <= 0.0)
+            && l.spec().groups.iter().flatten().any(|r| {
+                m.current.get(*r) > m.lower.get(*r) + 1e-9 * m.lower.get(*r).abs().max(1.0)
+            });
+    nothing.then_some(up.len())
 }
 
 /// The node's value per grid point at `a`, USD/h.
@@ -198,17 +199,13 @@ pub fn learned_problem(
         let Some(l) = learners.get(&m.node) else {
             continue;
         };
-        if earns_nothing(l, m) {
+        if let Some(hours) = earns_nothing(l, m) {
             for g in &mut m.groups {
                 g.weight = 0.0;
             }
             notes.push(format!(
-                "{}: earned nothing in its last {} usable hours: what it holds is worth 0 USD/h to it",
-                m.node,
-                l.points()[l.points().len().saturating_sub(NOTHING_HOURS)..]
-                    .iter()
-                    .filter(|p| p.excluded.is_none() && p.up >= 0.5)
-                    .count()
+                "{}: earned nothing in its last {hours} usable hours: what it holds is worth 0 USD/h to it",
+                m.node
             ));
             continue;
         }
@@ -431,7 +428,7 @@ fn probe(
         let Some(l) = learners.get(&m.node) else {
             continue;
         };
-        if settled_hours(l, &m.current) < SETTLED_HOURS || earns_nothing(l, m) {
+        if settled_hours(l, &m.current) < SETTLED_HOURS || earns_nothing(l, m).is_some() {
             continue;
         }
         for members in &l.spec().groups {
@@ -522,7 +519,7 @@ fn probe(
 
 /// The posterior-mean marginal value of `r` at `d`'s allocation (0 when `d` is not paid for it).
 fn marginal_mean(l: Option<&NodeLearner>, d: &NodeModel, r: Resource, s: &Settings) -> f64 {
-    let Some(l) = l.filter(|l| !earns_nothing(l, d)) else {
+    let Some(l) = l.filter(|l| earns_nothing(l, d).is_none()) else {
         return 0.0;
     };
     let step = s.step.map(|_, v| if v.is_finite() { v } else { 1.0 });
