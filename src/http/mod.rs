@@ -99,6 +99,9 @@ pub struct AppState {
     pub memory: crate::promql::MemoryBudget,
     /// Threads for the API's CPU-heavy work, at a lower priority (see [`work`]).
     pub pool: work::WorkPool,
+    /// Queries evaluated on an async worker at once instead of a work thread: one (see
+    /// [`work::try_inline`]).
+    pub inline_slot: Arc<tokio::sync::Semaphore>,
     /// Streamed responses (events, export) open at once (`--web.max-streams`); beyond, 503.
     /// Separate from the query slots, so long-lived streams never hold up queries.
     pub stream_slots: Arc<tokio::sync::Semaphore>,
@@ -123,6 +126,9 @@ pub struct HttpMetrics {
     pub requests: prometheus::IntCounterVec,
     /// `depin_orcha_http_request_duration_seconds{handler}`.
     pub duration: prometheus::HistogramVec,
+    /// `depin_orcha_http_inline_queries_total{outcome}`: queries tried on the async worker
+    /// ([`work::try_inline`]), `answered` there or `over_budget` (handed to a work thread).
+    pub inline: prometheus::IntCounterVec,
 }
 
 impl HttpMetrics {
@@ -146,10 +152,23 @@ impl HttpMetrics {
             &["handler"],
         )
         .expect("static metric definition is valid");
+        let inline = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "depin_orcha_http_inline_queries_total",
+                "Queries evaluated on the server's own threads instead of a query work thread, by outcome (answered, or over_budget and handed on).",
+            ),
+            &["outcome"],
+        )
+        .expect("static metric definition is valid");
         // An AlreadyReg error only means another state registered them first.
         let _ = registry.register(Box::new(requests.clone()));
         let _ = registry.register(Box::new(duration.clone()));
-        HttpMetrics { requests, duration }
+        let _ = registry.register(Box::new(inline.clone()));
+        HttpMetrics {
+            requests,
+            duration,
+            inline,
+        }
     }
 }
 
@@ -204,6 +223,7 @@ impl AppState {
             pool: work::WorkPool::new(work::default_threads()),
             stream_slots: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_STREAMS)),
             stream_slots_max: DEFAULT_MAX_STREAMS,
+            inline_slot: Arc::new(tokio::sync::Semaphore::new(1)),
             telemetry_path: "/metrics".into(),
         }
     }
@@ -780,6 +800,9 @@ async fn api_call(state: &AppState, req: &RouteRequest<'_>) -> HttpResponse {
         },
         _ => state.engine.opts.timeout,
     };
+    if let Some(answer) = work::try_inline(state, req.path, &params) {
+        return answer;
+    }
     let st = state.clone();
     let path = req.path.to_string();
     work::run_limited(state, timeout, move |limits| {
@@ -848,6 +871,49 @@ mod tests {
             .body(Full::new(Bytes::new()))
             .unwrap();
         assert_eq!(call(&st, big).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[tokio::test]
+    async fn repeated_quick_queries_are_answered_inline_and_slow_ones_go_back_to_the_pool() {
+        let st = state();
+        let inline = |outcome: &str| st.metrics.inline.with_label_values(&[outcome]).get();
+        let get = |q: &str| {
+            Request::get(format!("/api/v1/query?query={q}&time=1"))
+                .body(Full::new(Bytes::new()))
+                .unwrap()
+        };
+        // Texts no other test sends: the parse cache is the process'.
+        let quick = "vector(17)%2B0";
+        let first = call(&st, get(quick)).await;
+        assert_eq!(first.0, StatusCode::OK);
+        assert_eq!((inline("answered"), inline("over_budget")), (0, 0));
+        // Parsed before: the second is answered on the async worker, with the same answer.
+        assert_eq!(call(&st, get(quick)).await, first);
+        assert_eq!(inline("answered"), 1);
+        // 600,000 subquery steps take far longer than the budget: stopped there, answered
+        // by a work thread, and not tried inline again.
+        let slow = "sum(count_over_time(vector(17)[10m:1ms]))";
+        let want = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"600000"]}]}}"#;
+        for _ in 0..3 {
+            assert_eq!(call(&st, get(slow)).await, (StatusCode::OK, want.into()));
+        }
+        assert_eq!((inline("answered"), inline("over_budget")), (1, 1));
+        // A range query has classes of its own; a quick text is quick there too.
+        let range = |q: &str, end: u32| {
+            Request::get(format!(
+                "/api/v1/query_range?query={q}&start=0&end={end}&step=60"
+            ))
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+        };
+        let r = call(&st, range(quick, 3600)).await;
+        assert_eq!(r.0, StatusCode::OK);
+        assert_eq!(call(&st, range(quick, 3600)).await, r);
+        assert_eq!(inline("answered"), 3);
+        // A text slow at one span is tried again at another, and marked there too.
+        assert_eq!(call(&st, range(slow, 60)).await.0, StatusCode::OK);
+        assert_eq!(call(&st, range(slow, 60)).await.0, StatusCode::OK);
+        assert_eq!(inline("over_budget"), 2);
     }
 
     #[test]

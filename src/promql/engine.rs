@@ -244,7 +244,10 @@ impl QueryState {
     pub fn new(opts: &EngineOptions, limits: Limits) -> Self {
         QueryState {
             annotations: Annotations::default(),
-            deadline: Instant::now().checked_add(opts.timeout),
+            deadline: match (Instant::now().checked_add(opts.timeout), limits.deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
             max_samples: opts.max_samples,
             held: 0,
             limits,

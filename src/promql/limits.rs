@@ -174,6 +174,9 @@ impl Drop for Reservation {
 pub struct Limits {
     pub memory: Reservation,
     pub cancel: Option<Arc<AtomicBool>>,
+    /// An end sooner than `--query.timeout`: evaluation past it stops with
+    /// [`Error::Timeout`](super::Error::Timeout) (the API's inline budget, see `http::work`).
+    pub deadline: Option<std::time::Instant>,
 }
 
 impl Limits {
@@ -181,6 +184,7 @@ impl Limits {
         Limits {
             memory,
             cancel: Some(cancel),
+            deadline: None,
         }
     }
 

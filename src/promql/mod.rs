@@ -86,11 +86,21 @@ pub fn parse(expr: &str) -> Result<Expr, Error> {
 /// part of a small query: the parser compiles every `=~`/`!~` pattern anew. Bounded like the
 /// selector's regex cache: emptied when it reaches [`PARSE_CACHE_ENTRIES`], and texts longer
 /// than [`PARSE_CACHE_MAX_TEXT`] are not kept (their compiled patterns could be large).
-static PARSED: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<String, Expr>>> =
+static PARSED: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<String, Parsed>>> =
     std::sync::LazyLock::new(Default::default);
 
 const PARSE_CACHE_ENTRIES: usize = 512;
 const PARSE_CACHE_MAX_TEXT: usize = 1024;
+
+struct Parsed {
+    expr: Expr,
+    /// Bit `c` set: an evaluation over a span of class `c` (see [`mark_slow`]) was slow.
+    slow: u64,
+}
+
+fn parsed() -> std::sync::MutexGuard<'static, std::collections::HashMap<String, Parsed>> {
+    PARSED.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// [`parse`], from the cache when this text parsed before. Only expressions that parsed are
 /// kept, so errors are always the parser's own; an expression is immutable once parsed, so a
@@ -99,18 +109,42 @@ pub fn parse_cached(expr: &str) -> Result<Expr, Error> {
     if expr.len() > PARSE_CACHE_MAX_TEXT {
         return parse(expr);
     }
-    let lock = || PARSED.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(e) = lock().get(expr) {
-        return Ok(e.clone());
+    if let Some(p) = parsed().get(expr) {
+        return Ok(p.expr.clone());
     }
     // Parsed outside the lock: one slow parse must not hold up every other query.
     let e = parse(expr)?;
-    let mut cache = lock();
+    let mut cache = parsed();
     if cache.len() >= PARSE_CACHE_ENTRIES {
         cache.clear();
     }
-    cache.insert(expr.to_string(), e.clone());
+    cache.insert(
+        expr.to_string(),
+        Parsed {
+            expr: e.clone(),
+            slow: 0,
+        },
+    );
     Ok(e)
+}
+
+/// Whether `expr` is in the parse cache and no evaluation of it over a span of `class` was
+/// marked slow: the API evaluates such a query without handing it to a work thread.
+pub fn known_quick(expr: &str, class: u32) -> bool {
+    parsed().get(expr).is_some_and(|p| p.slow & bit(class) == 0)
+}
+
+/// Marks evaluations of `expr` over spans of `class` slow. The class is what the caller makes
+/// of a query's range (the API takes the bit length of its span in seconds, so an expression
+/// slow over 15 days stays quick over the last hour); classes above 63 share bit 63.
+pub fn mark_slow(expr: &str, class: u32) {
+    if let Some(p) = parsed().get_mut(expr) {
+        p.slow |= bit(class);
+    }
+}
+
+fn bit(class: u32) -> u64 {
+    1 << class.min(63)
 }
 
 /// Why a regular expression did not compile, without the pattern: the regex crate's message

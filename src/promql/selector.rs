@@ -455,6 +455,7 @@ mod tests {
         let mut limits = Limits {
             memory: budget.reservation(),
             cancel: None,
+            deadline: None,
         };
         // 86.4 million steps: 2.7 GiB at 32 bytes each, refused before any is made.
         let q = parse("count_over_time(x[1d:1ms])").unwrap();
@@ -490,6 +491,7 @@ mod tests {
         let mut limits = Limits {
             memory: budget.reservation(),
             cancel: None,
+            deadline: None,
         };
         // 50 series of 16 KB each: the read stops once the budget is reached.
         let err = Engine::default()
