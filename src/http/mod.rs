@@ -8,7 +8,8 @@
 //! - `api`: the query API endpoints, synchronous cores that tests call without sockets.
 //! - `params`: request parameters (times, durations, limits, `match[]`) with Prometheus' errors.
 //! - `json`: the exact JSON encoding of results and envelopes.
-//! - `stream`: streamed bodies (events, export); `limit_metrics`: the limits on `/metrics`.
+//! - `stream`: streamed bodies (events, export); `limit_metrics`: the limits on `/metrics`;
+//!   `own_metrics`: the server's request counters and the bounded `handler` label.
 //! - `conns`: fair connections (reserved share, header-read and idle cut-offs); `work`: the
 //!   pool of lower-priority threads the API's CPU-heavy work runs on.
 //! - `rules`: `/api/v1/rules`, `/api/v1/alerts` and `/-/reload` over a rule manager.
@@ -36,6 +37,7 @@ pub mod export;
 pub mod json;
 pub mod landing;
 pub mod limit_metrics;
+pub mod own_metrics;
 pub mod params;
 pub mod rules;
 pub mod server;
@@ -54,6 +56,7 @@ use hyper::header::{HeaderMap, HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE}
 use hyper::{Method, Request, Response, StatusCode};
 
 pub use api::ApiSuccess;
+pub use own_metrics::{handler_label, HttpMetrics};
 pub use params::Params;
 pub use server::Server;
 
@@ -118,85 +121,6 @@ pub const DEFAULT_MAX_CONCURRENT_QUERIES: usize = 20;
 pub const DEFAULT_QUERY_MAX_MEMORY: usize = 256 << 20;
 /// Default of `--web.max-streams`.
 pub const DEFAULT_MAX_STREAMS: usize = 64;
-
-/// The server's own metrics, registered in the state's registry.
-#[derive(Clone)]
-pub struct HttpMetrics {
-    /// `depin_orcha_http_requests_total{handler,code}`.
-    pub requests: prometheus::IntCounterVec,
-    /// `depin_orcha_http_request_duration_seconds{handler}`.
-    pub duration: prometheus::HistogramVec,
-    /// `depin_orcha_http_inline_queries_total{outcome}`: queries tried on the async worker
-    /// ([`work::try_inline`]), `answered` there or `over_budget` (handed to a work thread).
-    pub inline: prometheus::IntCounterVec,
-}
-
-impl HttpMetrics {
-    /// Creates the metrics and registers them in `registry`. Registering twice in the same
-    /// registry (two states sharing one) keeps the first registration and counts nothing twice.
-    pub fn new(registry: &prometheus::Registry) -> HttpMetrics {
-        let requests = prometheus::IntCounterVec::new(
-            prometheus::Opts::new(
-                "depin_orcha_http_requests_total",
-                "HTTP requests answered, by handler and status code.",
-            ),
-            &["handler", "code"],
-        )
-        .expect("static metric definition is valid");
-        let duration = prometheus::HistogramVec::new(
-            prometheus::HistogramOpts::new(
-                "depin_orcha_http_request_duration_seconds",
-                "Time from reading a request to having its response, by handler.",
-            )
-            .buckets(vec![0.001, 0.005, 0.025, 0.1, 0.5, 2.5, 10.0, 60.0]),
-            &["handler"],
-        )
-        .expect("static metric definition is valid");
-        let inline = prometheus::IntCounterVec::new(
-            prometheus::Opts::new(
-                "depin_orcha_http_inline_queries_total",
-                "Queries evaluated on the server's own threads instead of a query work thread, by outcome (answered, or over_budget and handed on).",
-            ),
-            &["outcome"],
-        )
-        .expect("static metric definition is valid");
-        // An AlreadyReg error only means another state registered them first.
-        let _ = registry.register(Box::new(requests.clone()));
-        let _ = registry.register(Box::new(duration.clone()));
-        let _ = registry.register(Box::new(inline.clone()));
-        HttpMetrics {
-            requests,
-            duration,
-            inline,
-        }
-    }
-}
-
-/// The route a path belongs to, as a bounded label value (label names in paths would make the
-/// `handler` label unbounded).
-pub fn handler_label(path: &str) -> &'static str {
-    match path {
-        "/" => "/",
-        "/metrics" => "/metrics",
-        "/-/healthy" => "/-/healthy",
-        "/-/ready" => "/-/ready",
-        "/api/v1/query" => "/api/v1/query",
-        "/api/v1/query_range" => "/api/v1/query_range",
-        "/api/v1/query_exemplars" => "/api/v1/query_exemplars",
-        "/api/v1/format_query" => "/api/v1/format_query",
-        "/api/v1/series" => "/api/v1/series",
-        "/api/v1/labels" => "/api/v1/labels",
-        "/api/v1/metadata" => "/api/v1/metadata",
-        "/api/v1/status/buildinfo" => "/api/v1/status/buildinfo",
-        "/api/v1/rules" => "/api/v1/rules",
-        "/api/v1/alerts" => "/api/v1/alerts",
-        "/api/v1/export" => "/api/v1/export",
-        "/api/v1/events" => "/api/v1/events",
-        p if api::label_values_name(p).is_some() => "/api/v1/label/:name/values",
-        p if p.starts_with("/api/") => "/api/other",
-        _ => "other",
-    }
-}
 
 impl AppState {
     /// A state that is not ready yet, with the crate's build information and no extra routes.
