@@ -295,11 +295,18 @@ fn an_export_over_the_memory_budget_is_refused_with_422() {
     let ok = o.get("/api/v1/export?match[]=rt_up&format=csv");
     assert_eq!(ok.status, 200, "{}", ok.body);
     assert_eq!(ok.body.lines().count() as i64, N + 1);
-    let m = o.get("/metrics").body;
-    assert_eq!(
-        common::metric_value(&m, "depin_orcha_query_memory_bytes", &[]),
-        Some(0.0)
-    );
+    // The stream gives its memory back when the server drops it, which can come a moment
+    // after the client has read the last chunk: wait for that, briefly.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let held = loop {
+        let m = o.get("/metrics").body;
+        let held = common::metric_value(&m, "depin_orcha_query_memory_bytes", &[]);
+        if held == Some(0.0) || std::time::Instant::now() > deadline {
+            break held;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(held, Some(0.0));
     // The command line client names the refusal and fails.
     let out = Command::new(common::bin())
         .args(["export", "--url", &format!("http://{}", o.addr)])
