@@ -248,6 +248,45 @@ fn binary_runs_two_random_markets() {
         assert_eq!(saved, m["scenario"].as_str().unwrap());
         parse_str(&saved, "saved.yml", &name).expect("a saved market loads");
     }
+    // Market 2 alone, and its saved file run as a scenario (a second node of a protocol runs
+    // with a copy of the first one's rule block, as in the batch), earn what it did there.
+    let earned = |args: &[&str]| -> serde_json::Value {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_depin-orcha"))
+            .current_dir(root())
+            .args(["simulate", "--days", "0.25", "--poll-interval", "60s"])
+            .args(["--output", "json"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let report = if v["markets"].is_array() {
+            assert_eq!(v["markets"].as_array().unwrap().len(), 1, "{v}");
+            v["markets"][0]["report"].clone()
+        } else {
+            v
+        };
+        report["earned_usd"].clone()
+    };
+    let in_batch = &markets[1]["report"]["earned_usd"];
+    assert_eq!(&earned(&["--random", "2", "--seed", "3", "--market", "2"]), in_batch);
+    let saved = dir.path().join("random-3-2.yml");
+    assert_eq!(&earned(&[saved.to_str().unwrap()]), in_batch);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_depin-orcha"))
+        .current_dir(root())
+        .args(["simulate", "--random", "2", "--market", "3"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--market 3"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // A scenario and --random together are refused.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_depin-orcha"))
         .current_dir(root())

@@ -53,6 +53,9 @@ pub(crate) struct SimulateArgs {
     /// With `--random`: write each drawn market as a scenario file into this directory.
     #[arg(long = "save-scenarios", requires = "random")]
     pub(crate) save_scenarios: Option<PathBuf>,
+    /// With `--random N`: run market K alone (1 ≤ K ≤ N), the same market it is in the batch.
+    #[arg(long = "market", requires = "random")]
+    pub(crate) market: Option<u64>,
 }
 
 /// `depin-orcha simulate`: loads the scenario and the rules, runs `sim::driver`, prints the
@@ -96,6 +99,15 @@ pub(crate) fn simulate(args: SimulateArgs) -> Result<ExitCode> {
             (sc, Some(db))
         }
     };
+    // A scenario saved by `--random` names a second node of a protocol `storj-2`: it runs
+    // with a copy of `storj`'s block, as it did in the batch.
+    let mut options = options;
+    let names: Vec<(String, depin_orcha::adapters::sim::market::Protocol)> = scenario
+        .nodes
+        .iter()
+        .map(|n| (n.name.clone(), n.protocol))
+        .collect();
+    options.rules = sim::random::rules_for(&options.rules, &names);
     let report = sim::driver::simulate_into(&scenario, &options, storage.clone())?;
     if let (Some(db), Some(dir)) = (storage, &args.storage_path) {
         db.snapshot()
@@ -125,6 +137,9 @@ pub(crate) fn simulate(args: SimulateArgs) -> Result<ExitCode> {
 /// prints a line per market as it finishes and the distribution.
 fn simulate_random(args: &SimulateArgs, mut options: sim::driver::Options) -> Result<ExitCode> {
     let count = args.random.unwrap_or(0);
+    if let Some(k) = args.market.filter(|k| *k == 0 || *k > count) {
+        anyhow::bail!("--market {k}: the markets of --random {count} are 1 to {count}");
+    }
     options.progress = None;
     let text = matches!(args.output, Output::Text);
     if text {
@@ -139,6 +154,7 @@ fn simulate_random(args: &SimulateArgs, mut options: sim::driver::Options) -> Re
     });
     let report = sim::batch::run(sim::batch::BatchOptions {
         count,
+        only: args.market,
         seed: args.seed.unwrap_or(1),
         days: args.days.unwrap_or(30.0),
         jobs: args.jobs,

@@ -89,6 +89,8 @@ pub type OnMarket = Box<dyn Fn(&MarketRun) + Send + Sync>;
 /// How to run the markets.
 pub struct BatchOptions {
     pub count: u64,
+    /// Run market `only` alone (1 ≤ `only` ≤ `count`).
+    pub only: Option<u64>,
     pub seed: u64,
     pub days: f64,
     /// Markets run at once (each run itself uses two threads: depin-orcha and greedy).
@@ -101,13 +103,17 @@ pub struct BatchOptions {
 
 /// Draws and runs the markets; the result lists them by index.
 pub fn run(opts: BatchOptions) -> Result<BatchReport, SimError> {
-    let next = AtomicU64::new(1);
+    let (first, last) = match opts.only {
+        Some(k) => (k, k.min(opts.count)),
+        None => (1, opts.count),
+    };
+    let next = AtomicU64::new(first);
     let out: Mutex<Vec<MarketRun>> = Mutex::new(Vec::new());
     let failed: Mutex<Option<SimError>> = Mutex::new(None);
     let rules: &OptimizationRules = &opts.base.rules;
     let worker = || loop {
         let k = next.fetch_add(1, Ordering::SeqCst);
-        if k > opts.count || failed.lock().map(|f| f.is_some()).unwrap_or(true) {
+        if k > last || failed.lock().map(|f| f.is_some()).unwrap_or(true) {
             return;
         }
         let m: RandomMarket = draw(opts.seed, k, opts.days, rules);

@@ -12,7 +12,8 @@
 //!   the 10 % quantile of the joint posterior of the nodes' gains ([`super::joint`], nodes
 //!   independent) in USD/h. The plan's expected gain is that quantile, its confidence the
 //!   posterior probability that the net gain is positive.
-//! - Otherwise **probe**: a move of one paid group of one node up by at most `max_step`,
+//! - Otherwise **probe**: a move of one paid resource of one node up by at most `max_step`
+//!   (a member of a `needs_together` group alone, so the learner sees another mix),
 //!   taken from free capacity or from the node whose learned marginal value of it is lowest,
 //!   where the node's curve is uncertain (band width above half its mean, or never seen
 //!   above its level: a paid resource at its lower bound is never left there without
@@ -431,9 +432,10 @@ fn probe(
         if settled_hours(l, &m.current) < SETTLED_HOURS || earns_nothing(l, m).is_some() {
             continue;
         }
-        for members in &l.spec().groups {
-            let r = members[0];
-            if s.skip.contains(&(m.node.clone(), r)) || members.len() > 1 {
+        // A member of a `needs_together` group is probed alone: the group's points all lie on
+        // the mix the node was given, which cannot tell which member limits it.
+        for r in l.spec().groups.iter().flatten().copied() {
+            if s.skip.contains(&(m.node.clone(), r)) {
                 continue;
             }
             let (cur, up) = (m.current.get(r), m.upper.get(r));

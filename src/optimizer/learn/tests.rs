@@ -408,3 +408,85 @@ fn a_node_that_earns_nothing_gives_its_resource_away() {
     );
     assert_eq!(out.choice, decide::Choice::Exploit, "{:?}", out.notes);
 }
+
+/// A node whose two resources are needed together (Golem's cores and memory) and were only
+/// ever given in one mix: the points cannot say which member limits it, so one member is
+/// probed alone, from the capacity no one holds (nothing is put at risk). Skipping groups,
+/// as a probe of a whole group would, leaves the node on a mix it never learns is wrong.
+#[test]
+fn a_group_given_one_mix_has_a_member_probed_alone() {
+    use crate::optimizer::{solve, Curve, Group, NodeModel, Problem, ResourceCurve};
+    let (cpu, mem) = (Resource::CpuCores, Resource::MemoryBytes);
+    let at = |c: f64, m: f64| Allocation {
+        cpu_cores: c,
+        memory_bytes: m,
+        ..Default::default()
+    };
+    // The truth: memory limits (a knee of 32 GB against 2 cores), given 2 GB per core.
+    let schedule = [(0, at(1.0, 2e9)), (60, at(2.5, 5e9))];
+    let mut rng = Rng(11);
+    let points: Vec<Point> = (0..120)
+        .map(|hour| {
+            let a = schedule.iter().rev().find(|(h, _)| *h <= hour).unwrap().1;
+            let g = grid::h(a.cpu_cores, 2.0).min(grid::h(a.memory_bytes, 32e9));
+            let season = 0.2 * (std::f64::consts::TAU * (hour % 24) as f64 / 24.0).cos();
+            Point {
+                hour,
+                tokens: 0.2 * g * (season + 0.1 * rng.normal()).exp(),
+                up: 1.0,
+                allocation: a,
+                usage_avg: Resources::default(),
+                usage_max: Resources::default(),
+                excluded: (hour == 60).then_some(Exclusion::Settle),
+            }
+        })
+        .collect();
+    let mut l = learner(vec![vec![cpu, mem]]);
+    l.extend(points);
+    let current = at(2.5, 5e9);
+    let model = NodeModel {
+        node: "golem".into(),
+        protocol: "golem".into(),
+        current,
+        lower: at(1.0, 1e9),
+        upper: at(7.0, 15e9),
+        scale: 1.0,
+        groups: vec![Group {
+            weight: 1.0,
+            curves: vec![
+                ResourceCurve {
+                    resource: cpu,
+                    curve: Curve::marginal(2.5, &[2.5, 1.0, 7.0]),
+                },
+                ResourceCurve {
+                    resource: mem,
+                    curve: Curve::marginal(5e9, &[5e9, 1e9, 15e9]),
+                },
+            ],
+        }],
+        confidence: 1.0,
+        switching_cost_usd: 0.0,
+        notes: Vec::new(),
+    };
+    // Every core is held; memory is free.
+    let problem = Problem {
+        models: vec![model],
+        available: at(2.5, 30e9),
+        capacity: at(3.0, 32e9),
+    };
+    let learners: BTreeMap<String, &NodeLearner> = [("golem".to_string(), &l)].into();
+    let settings = decide::Settings {
+        horizon: 24,
+        hold_hours: 1.0,
+        budget_left_usd: 0.01,
+        step: at(2.0, 4e9),
+        skip: Default::default(),
+    };
+    let out = decide::decide(&problem, &learners, |p| solve(p).ok(), &settings);
+    let decide::Choice::Probe(p) = &out.choice else {
+        panic!("{:?}: {:?}", out.choice, out.notes);
+    };
+    assert_eq!((p.resource, p.donor.as_deref()), (mem, None), "{p:?}");
+    assert_eq!(out.target["golem"], at(2.5, 9e9), "{p:?}");
+    assert_eq!(p.at_risk_usd, 0.0, "{p:?}");
+}
