@@ -29,8 +29,11 @@ const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
 /// Hours of history a learner starts from (and the store keeps).
 const WINDOW_HOURS: i64 = 30 * 24;
-/// Hours the values are averaged over: a day, so the daily cycle evens out.
-const HORIZON: usize = 24;
+/// Hours the values are averaged over: the third of a day ahead. The split follows the part
+/// of the daily cycle to come (two nodes whose busy hours differ can trade a resource twice a
+/// day within `max_reallocations_per_day: 2`) while a single hour's noise still evens out;
+/// over a whole day the cycle evened out and the split was the day's average.
+const HORIZON: usize = 8;
 /// A node and resource probed are not probed again within this.
 const PROBE_SPACING_MS: i64 = DAY_MS;
 /// Hours after a change that say nothing (restart, counters catching up).
