@@ -273,7 +273,10 @@ fn binary_runs_two_random_markets() {
         report["earned_usd"].clone()
     };
     let in_batch = &markets[1]["report"]["earned_usd"];
-    assert_eq!(&earned(&["--random", "2", "--seed", "3", "--market", "2"]), in_batch);
+    assert_eq!(
+        &earned(&["--random", "2", "--seed", "3", "--market", "2"]),
+        in_batch
+    );
     let saved = dir.path().join("random-3-2.yml");
     assert_eq!(&earned(&[saved.to_str().unwrap()]), in_batch);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_depin-orcha"))
