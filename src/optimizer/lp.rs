@@ -153,17 +153,7 @@ fn fill(
         match curve {
             Some((weight, c)) => {
                 let coef = m.scale / ceiling * weight * u;
-                let below = c
-                    .curve
-                    .segments_within(lo, cur)
-                    .into_iter()
-                    .map(|s| (s, 1.0));
-                let above = c
-                    .curve
-                    .segments_within(cur, hi)
-                    .into_iter()
-                    .map(|s| (s, -1.0));
-                for ((len, slope), side) in below.chain(above) {
+                for ((len, slope), side) in c.curve.segments_around(lo, cur, hi) {
                     items.push((coef * slope + side * MOVE_PENALTY, len / u, i));
                 }
             }
@@ -325,17 +315,7 @@ fn add_node(
             let cur = m.current.get(r).clamp(lo, hi);
             let mut vars = Vec::new();
             let mut rise: Vec<(Variable, f64)> = Vec::new();
-            let below = c
-                .curve
-                .segments_within(lo, cur)
-                .into_iter()
-                .map(|s| (s, 1.0));
-            let above = c
-                .curve
-                .segments_within(cur, hi)
-                .into_iter()
-                .map(|s| (s, -1.0));
-            for ((len, slope), side) in below.chain(above) {
+            for ((len, slope), side) in c.curve.segments_around(lo, cur, hi) {
                 let earn = if together {
                     0.0
                 } else {

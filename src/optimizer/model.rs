@@ -127,6 +127,19 @@ impl Curve {
         out
     }
 
+    /// The segments of `[lo, hi]` split at `cur`, each with the side of `cur` it lies on:
+    /// +1 below (filling up to `cur`), −1 above (moving away from it).
+    pub fn segments_around(
+        &self,
+        lo: f64,
+        cur: f64,
+        hi: f64,
+    ) -> impl Iterator<Item = ((f64, f64), f64)> {
+        let below = self.segments_within(lo, cur).into_iter().map(|s| (s, 1.0));
+        let above = self.segments_within(cur, hi).into_iter().map(|s| (s, -1.0));
+        below.chain(above)
+    }
+
     /// The pieces of the curve between `lo` and `hi` as `(length, slope)`, in order, with the
     /// flat part after the last point when `hi` reaches past it: `value(lo) + Σ slope·δ` with
     /// each `δ ∈ [0, length]` filled in order is the curve on `[lo, hi]`. Concavity (falling
