@@ -373,18 +373,14 @@ pub fn decide(
 }
 
 /// Why `r` of `m` is worth a probe, if it is.
+/// `learned` is the node's [`NodeLearner::learned`] at its allocation in force.
 fn uncertain(
     l: &NodeLearner,
     m: &NodeModel,
+    learned: &[super::Learned],
     r: Resource,
-    s: &Settings,
     lower_bound: f64,
 ) -> Option<String> {
-    let learned = l.learned(
-        &m.current,
-        s.horizon,
-        &s.step.map(|_, v| if v.is_finite() { v } else { 1.0 }),
-    );
     let b = learned.iter().find(|x| x.resource == r)?.marginal;
     let at_lower = m.current.get(r) <= lower_bound + 1e-9 * lower_bound.abs().max(1.0);
     let levels = l.levels(r);
@@ -432,6 +428,17 @@ fn probe(
         if settled_hours(l, &m.current) < SETTLED_HOURS || earns_nothing(l, m).is_some() {
             continue;
         }
+        // At most once per node: every paid resource of it reads the same curves.
+        let learned = std::cell::OnceCell::new();
+        let learned = || {
+            learned.get_or_init(|| {
+                l.learned(
+                    &m.current,
+                    s.horizon,
+                    &s.step.map(|_, v| if v.is_finite() { v } else { 1.0 }),
+                )
+            })
+        };
         // A member of a `needs_together` group is probed alone: the group's points all lie on
         // the mix the node was given, which cannot tell which member limits it.
         for r in l.spec().groups.iter().flatten().copied() {
@@ -443,7 +450,7 @@ fn probe(
             if want <= 0.0 || !want.is_finite() {
                 continue;
             }
-            let Some(reason) = uncertain(l, m, r, s, m.lower.get(r).min(cur)) else {
+            let Some(reason) = uncertain(l, m, learned(), r, m.lower.get(r).min(cur)) else {
                 continue;
             };
             let free = (problem.available.get(r) - holding[&r]).max(0.0);
