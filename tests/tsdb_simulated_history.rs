@@ -47,8 +47,10 @@ fn a_simulated_day_is_served_by_run_and_continued() {
                 .starts_with("block-")
         })
         .count();
-    // 2 h blocks; those of a whole UTC day are merged into one.
-    assert!(blocks >= 2, "{blocks} block files for a simulated day");
+    // 2 h blocks; those of a UTC day before today are merged into one. Between 00:00 and
+    // 02:00 UTC the simulated day is yesterday's merged block plus a head not yet cut, so
+    // one file is all the clock guarantees.
+    assert!(blocks >= 1, "{blocks} block files for a simulated day");
 
     let orcha = Orcha::start(&["--storage.path", data.to_str().unwrap()]);
     orcha.wait_ready();
