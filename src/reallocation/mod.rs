@@ -40,6 +40,7 @@ pub use preflight::Preflight;
 pub use reload::OptimizationReloader;
 
 /// The default `rollback_margin`: a reallocation whose realized gain is a loss of more than
-/// this fraction of the earnings rate before it is undone. The optimization rules' `gates` has
+/// this fraction of what the host would have earned without it (and more than the market's own
+/// movement, see [`realized`]) is undone. The optimization rules' `gates` has
 /// no such key yet; the controller takes it as [`ControllerOptions::rollback_margin`].
 pub const DEFAULT_ROLLBACK_MARGIN: f64 = 0.1;
