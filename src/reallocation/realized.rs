@@ -217,8 +217,9 @@ mod tests {
 
     const T0: i64 = 1_767_225_600_000;
 
-    /// A host earning 1 USD/h for two hours, then 0.5 USD/h.
-    fn db() -> Db {
+    /// A host's earnings counter every minute from `T0` for `minutes`, earning `usd_per_hour(i)`
+    /// in minute `i`.
+    fn host(minutes: i64, usd_per_hour: impl Fn(i64) -> f64) -> Db {
         let db = Db::in_memory();
         let l = Labels::from_pairs(vec![
             (
@@ -228,12 +229,16 @@ mod tests {
             ("node".to_string(), "a".to_string()),
         ]);
         let mut v = 0.0;
-        for i in 0..=(4 * 60) {
-            let t = T0 + i * 60_000;
-            db.append(&l, t, v).unwrap();
-            v += if i < 120 { 1.0 / 60.0 } else { 0.5 / 60.0 };
+        for i in 0..=minutes {
+            db.append(&l, T0 + i * 60_000, v).unwrap();
+            v += usd_per_hour(i) / 60.0;
         }
         db
+    }
+
+    /// A host earning 1 USD/h for two hours, then 0.5 USD/h.
+    fn db() -> Db {
+        host(4 * 60, |i| if i < 120 { 1.0 } else { 0.5 })
     }
 
     #[test]
@@ -270,24 +275,15 @@ mod tests {
     /// A host whose rate follows a daily cycle, ±60 % around 1 USD/h with its peak at 06:00,
     /// for three days from `T0` (a UTC midnight); from `move_at` on it earns `factor` times that.
     fn cycle_db(move_at: i64, factor: f64) -> Db {
-        let db = Db::in_memory();
-        let l = Labels::from_pairs(vec![
-            (
-                "__name__".to_string(),
-                "depin_earnings_usd_total".to_string(),
-            ),
-            ("node".to_string(), "a".to_string()),
-        ]);
-        let mut v = 0.0;
-        for i in 0..=(3 * 24 * 60) {
-            let t = T0 + i * 60_000;
-            db.append(&l, t, v).unwrap();
+        host(3 * 24 * 60, |i| {
             let hour = (i as f64 / 60.0) % 24.0;
             let rate = 1.0 + 0.6 * (2.0 * std::f64::consts::PI * (hour - 6.0) / 24.0).cos();
-            let f = if t >= move_at { factor } else { 1.0 };
-            v += rate * f / 60.0;
-        }
-        db
+            rate * if T0 + i * 60_000 >= move_at {
+                factor
+            } else {
+                1.0
+            }
+        })
     }
 
     #[test]
