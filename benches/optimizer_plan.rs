@@ -258,6 +258,7 @@ fn decide_round(
         budget_left_usd: 0.05,
         step: problem.capacity.map(|_, c| c * 0.25),
         skip: Default::default(),
+        min_confidence: 0.7,
     };
     decide::decide(problem, learners, |p| optimizer::solve(p).ok(), &settings)
 }
@@ -293,6 +294,7 @@ fn bench_learning(budget: Duration, t_plan: &[(Duration, Duration)]) {
             t_round.as_secs_f64() * 1e6,
             match out.choice {
                 decide::Choice::Exploit => "exploit".to_string(),
+                decide::Choice::Venture(_) => "venture".to_string(),
                 decide::Choice::Probe(p) => format!("probe {} {}", p.node, p.resource.key()),
                 decide::Choice::Hold => "hold".to_string(),
             },

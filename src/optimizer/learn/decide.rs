@@ -12,6 +12,15 @@
 //!   the 10 % quantile of the joint posterior of the nodes' gains ([`super::joint`], nodes
 //!   independent) in USD/h. The plan's expected gain is that quantile, its confidence the
 //!   posterior probability that the net gain is positive.
+//! - Otherwise **venture**: move to the same target when its expected net gain is large (at
+//!   least [`VENTURE_MIN_GAIN`] of what the learned nodes earn now), the net gain is positive
+//!   with at least `gates.min_confidence`, and what it puts at risk fits the day's exploration
+//!   budget: the switching cost plus the pessimistic loss over [`Settings::horizon`] hours (the
+//!   hours the values are averaged over, within which the realized-gain check judges the move).
+//!   A target worth a fifth more that the band cannot yet prove is an experiment too; waiting
+//!   for the 10 % quantile to turn positive on a curve seen at one level only can take days.
+//!   The floor keeps small uncertain gains from chaining into a walk away from a good split.
+//!   The plan's expected gain is the mean, its confidence P(net gain > 0).
 //! - Otherwise **probe**: a move of one paid resource of one node up by at most `max_step`
 //!   (a member of a `needs_together` group alone, so the learner sees another mix),
 //!   taken from free capacity or from the node whose learned marginal value of it is lowest,
@@ -46,6 +55,8 @@ const KNOTS: usize = 24;
 const DEMAND_HOURS: usize = 48;
 /// A curve is capped at this multiple of the learned demand cap.
 const DEMAND_HEADROOM: f64 = 1.25;
+/// A venture's expected net gain, as a fraction of the learned nodes' earnings now.
+pub const VENTURE_MIN_GAIN: f64 = 0.1;
 
 /// What the decision needs besides the problem and the learners.
 pub struct Settings {
@@ -55,6 +66,8 @@ pub struct Settings {
     pub hold_hours: f64,
     /// USD the exploration budget has left today.
     pub budget_left_usd: f64,
+    /// `gates.min_confidence`: the least P(net gain > 0) a venture needs.
+    pub min_confidence: f64,
     /// `max_step` per resource in the resource's units (infinite: none).
     pub step: Allocation,
     /// Node and resource pairs not to probe now (probed recently).
@@ -77,6 +90,8 @@ pub struct Probe {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Choice {
     Exploit,
+    /// A move whose gain is not proven at the pessimistic end; the USD it puts at risk.
+    Venture(f64),
     Probe(Probe),
     Hold,
 }
@@ -88,7 +103,7 @@ pub struct Outcome {
     pub choice: Choice,
     /// The gain of the target over the allocation in force, USD/h (before switching).
     pub gain: Band,
-    /// See the module doc (exploit: P(net gain > 0); probe: P(loss within the budget)).
+    /// See the module doc (exploit, venture: P(net gain > 0); probe: P(loss within the budget)).
     pub confidence: f64,
     /// One line per decision step, for the plan's explanation.
     pub notes: Vec<String>,
@@ -305,6 +320,32 @@ fn joint_gain(
     joint(&parts)
 }
 
+/// What the learned nodes earn at their allocation in force by their posterior-mean curves,
+/// USD/h (a node that earns nothing counts 0).
+fn learned_rate(
+    problem: &Problem,
+    learners: &BTreeMap<String, &NodeLearner>,
+    horizon: usize,
+) -> f64 {
+    problem
+        .models
+        .iter()
+        .filter_map(|m| {
+            let l = learners.get(&m.node)?;
+            if earns_nothing(l, m).is_some() || !learned_enough(l) {
+                return None;
+            }
+            let v = values(l, &l.index(horizon), &m.current);
+            Some(
+                v.iter()
+                    .zip(&l.posterior())
+                    .map(|(v, w)| v * w)
+                    .sum::<f64>(),
+            )
+        })
+        .sum()
+}
+
 fn switching_per_hour(problem: &Problem, to: &BTreeMap<String, Allocation>, hold: f64) -> f64 {
     problem
         .models
@@ -348,6 +389,37 @@ pub fn decide(
             };
         }
         notes.push("not at the pessimistic end: no move for gain".into());
+        let rate = learned_rate(&learned, learners, s.horizon);
+        let switching: f64 = learned
+            .models
+            .iter()
+            .filter(|m| t.get(&m.node).is_some_and(|x| *x != m.current))
+            .map(|m| m.switching_cost_usd)
+            .sum();
+        let at_risk = switching + (-gain.lo).max(0.0) * s.horizon as f64;
+        if rate > 0.0
+            && gain.mean - cost >= VENTURE_MIN_GAIN * rate
+            && p >= s.min_confidence
+            && at_risk <= s.budget_left_usd
+        {
+            notes.push(format!(
+                "venture: expected net gain {:+.4} USD/h is at least {:.0} % of the {:.4} USD/h the learned nodes earn, P(net gain > 0) = {:.2}, {:.4} USD at risk of {:.4} left today",
+                gain.mean - cost,
+                VENTURE_MIN_GAIN * 100.0,
+                rate,
+                p,
+                at_risk,
+                s.budget_left_usd
+            ));
+            return Outcome {
+                problem: learned,
+                target: t,
+                choice: Choice::Venture(at_risk),
+                gain,
+                confidence: p,
+                notes,
+            };
+        }
     }
     match probe(&learned, learners, s) {
         Some((p, t, gain, confidence)) => {

@@ -392,6 +392,7 @@ fn a_node_that_earns_nothing_gives_its_resource_away() {
         budget_left_usd: 0.0,
         step: Allocation::default().map(|_, _| f64::INFINITY),
         skip: Default::default(),
+        min_confidence: 0.7,
     };
     let out = decide::decide(&problem, &learners, |p| solve(p).ok(), &settings);
     assert!(
@@ -481,6 +482,7 @@ fn a_group_given_one_mix_has_a_member_probed_alone() {
         budget_left_usd: 0.01,
         step: at(2.0, 4e9),
         skip: Default::default(),
+        min_confidence: 0.7,
     };
     let out = decide::decide(&problem, &learners, |p| solve(p).ok(), &settings);
     let decide::Choice::Probe(p) = &out.choice else {
@@ -489,4 +491,111 @@ fn a_group_given_one_mix_has_a_member_probed_alone() {
     assert_eq!((p.resource, p.donor.as_deref()), (mem, None), "{p:?}");
     assert_eq!(out.target["golem"], at(2.5, 9e9), "{p:?}");
     assert_eq!(p.at_risk_usd, 0.0, "{p:?}");
+}
+
+/// A node seen at one level of bandwidth only, with bandwidth free: more may pay much or
+/// little. With a switching cost above the pessimistic end of the gain but well below its
+/// mean, the move is no exploit; its expected net gain is large, so it is a venture when the
+/// budget covers what it risks and the confidence asked is met, and not otherwise.
+#[test]
+fn a_large_expected_gain_with_a_small_downside_is_a_venture_within_the_budget() {
+    use crate::optimizer::{solve, Curve, Group, NodeModel, Problem, ResourceCurve};
+    let r = Resource::BandwidthBytesPerSecond;
+    let market = Market {
+        rate: 0.05,
+        parts: vec![(r, 4.0 * MB, 1.0)],
+        daily: 0.2,
+        drift: 0.0,
+        noise: 0.05,
+    };
+    let mut l = learner(vec![vec![r]]);
+    l.extend(market.points(&[(0, bw(1.0 * MB))], 72, 5));
+    let model = |switching: f64| NodeModel {
+        node: "storj".into(),
+        protocol: "storj".into(),
+        current: bw(1.0 * MB),
+        lower: Allocation {
+            bandwidth_bytes_per_second: 0.5 * MB,
+            ..bw(1.0 * MB)
+        },
+        upper: Allocation {
+            bandwidth_bytes_per_second: 4.0 * MB,
+            ..bw(1.0 * MB)
+        },
+        scale: 1.0,
+        groups: vec![Group {
+            weight: 1.0,
+            curves: vec![ResourceCurve {
+                resource: r,
+                curve: Curve::marginal(1.0 * MB, &[1.0 * MB, 0.5 * MB, 4.0 * MB]),
+            }],
+        }],
+        confidence: 1.0,
+        switching_cost_usd: switching,
+        notes: Vec::new(),
+    };
+    let problem = |switching: f64| Problem {
+        models: vec![model(switching)],
+        available: bw(8.0 * MB),
+        capacity: bw(8.0 * MB),
+    };
+    let learners: BTreeMap<String, &NodeLearner> = [("storj".to_string(), &l)].into();
+    let settings = |budget: f64, min_confidence: f64| decide::Settings {
+        horizon: 24,
+        hold_hours: 1.0,
+        budget_left_usd: budget,
+        step: Allocation::default().map(|_, _| f64::INFINITY),
+        skip: Default::default(),
+        min_confidence,
+    };
+    // Free of switching, every draw gains: an exploit, whose band sets the cost below.
+    let free = decide::decide(
+        &problem(0.0),
+        &learners,
+        |p| solve(p).ok(),
+        &settings(1.0, 0.5),
+    );
+    assert_eq!(free.choice, decide::Choice::Exploit, "{:?}", free.notes);
+    let g = free.gain;
+    assert!(g.lo < 0.5 * g.mean, "the band is not wide: {g:?}");
+    let cost = (g.lo + g.mean) / 2.0;
+    let rate = 0.05 * grid::h(1.0 * MB, 4.0 * MB);
+    assert!(
+        g.mean - cost >= decide::VENTURE_MIN_GAIN * rate,
+        "the expected gain is small: {g:?} against {rate}"
+    );
+    let out = decide::decide(
+        &problem(cost),
+        &learners,
+        |p| solve(p).ok(),
+        &settings(1.0, 0.5),
+    );
+    let decide::Choice::Venture(at_risk) = out.choice else {
+        panic!("{:?}: {:?}", out.choice, out.notes);
+    };
+    assert!((at_risk - cost).abs() < 1e-12, "{at_risk} against {cost}");
+    assert!(
+        out.confidence >= 0.5 && out.confidence < 0.9,
+        "{}",
+        out.confidence
+    );
+    assert!(out.target["storj"].get(r) > 1.0 * MB);
+    // A budget that does not cover the switching cost, or a confidence asked above what the
+    // posterior gives: no venture.
+    for (budget, conf) in [(0.9 * cost, 0.5), (1.0, 0.95)] {
+        let out = decide::decide(
+            &problem(cost),
+            &learners,
+            |p| solve(p).ok(),
+            &settings(budget, conf),
+        );
+        assert!(
+            !matches!(
+                out.choice,
+                decide::Choice::Venture(_) | decide::Choice::Exploit
+            ),
+            "budget {budget}, confidence {conf}: {:?}",
+            out.choice
+        );
+    }
 }

@@ -5,11 +5,14 @@
 //! learned curves with the rule of [`crate::optimizer::learn::decide`]: move only when the
 //! gain after switching holds at the pessimistic end of its band, else probe an uncertain paid
 //! resource within the day's exploration budget (`exploration_budget`, USD at risk per day),
-//! else hold.
+//! or venture a large expected gain the band cannot prove yet within the same budget, else
+//! hold.
 //!
 //! Earnings are learned in USD: a token's price path is part of the level the learner tracks,
 //! like any other trend. The budget is charged when a probe is proposed for the first time;
-//! the same probe proposed again (the gates held it back) is not charged twice.
+//! the same probe proposed again (the gates held it back) is not charged twice. A venture is
+//! charged once a later round finds its target in force: the gates may hold it back, and a
+//! venture that never happened risked nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -38,6 +41,33 @@ const HORIZON: usize = 8;
 const PROBE_SPACING_MS: i64 = DAY_MS;
 /// Hours after a change that say nothing (restart, counters catching up).
 const SETTLE_HOURS: i64 = 1;
+/// A venture not in force within this was not applied: it is not charged.
+const VENTURE_PENDING_MS: i64 = HOUR_MS;
+/// How close the allocation in force must be to a venture's target (a fraction of it) for the
+/// venture to count as applied (actuators round).
+const VENTURE_MATCH: f64 = 0.02;
+
+/// A venture proposed and not yet seen in force.
+struct Venture {
+    at_ms: i64,
+    /// The nodes it moves, at their targets.
+    target: BTreeMap<String, Allocation>,
+    at_risk_usd: f64,
+}
+
+impl Venture {
+    fn in_force(&self, problem: &optimizer::Problem) -> bool {
+        self.target.iter().all(|(node, t)| {
+            problem.models.iter().any(|m| {
+                m.node == *node
+                    && Resource::ALL.into_iter().all(|r| {
+                        (m.current.get(r) - t.get(r)).abs()
+                            <= VENTURE_MATCH * t.get(r).abs().max(1e-12)
+                    })
+            })
+        })
+    }
+}
 
 struct State {
     learners: BTreeMap<String, NodeLearner>,
@@ -48,6 +78,7 @@ struct State {
     spent: Vec<(i64, f64)>,
     /// Probes proposed: (node, resource) → (time, target amount).
     probed: BTreeMap<(String, Resource), (i64, f64)>,
+    venture: Option<Venture>,
 }
 
 /// Plans on curves learned from each node's history.
@@ -86,6 +117,7 @@ impl LearningPlanner {
                 replay,
                 spent: Vec::new(),
                 probed: BTreeMap::new(),
+                venture: None,
             }),
             metrics,
         })
@@ -225,6 +257,13 @@ impl Planner for LearningPlanner {
         st.spent.retain(|(t, _)| *t > i.now_ms - DAY_MS);
         st.probed
             .retain(|_, (t, _)| *t > i.now_ms - PROBE_SPACING_MS);
+        if let Some(v) = st.venture.take() {
+            if v.in_force(&problem) {
+                st.spent.push((i.now_ms, v.at_risk_usd));
+            } else if v.at_ms > i.now_ms - VENTURE_PENDING_MS {
+                st.venture = Some(v);
+            }
+        }
         let spent: f64 = st.spent.iter().map(|s| s.1).sum();
         let settings = Settings {
             horizon: HORIZON,
@@ -244,6 +283,7 @@ impl Planner for LearningPlanner {
                     .unwrap_or(f64::INFINITY)
             }),
             skip: st.probed.keys().cloned().collect::<BTreeSet<_>>(),
+            min_confidence: i.rules.gates.min_confidence,
         };
         let learners: BTreeMap<String, &NodeLearner> =
             st.learners.iter().map(|(k, v)| (k.clone(), v)).collect();
@@ -265,6 +305,25 @@ impl Planner for LearningPlanner {
             }
         }
         drop(learners);
+        if let Choice::Venture(at_risk) = out.choice {
+            let target: BTreeMap<String, Allocation> = out
+                .problem
+                .models
+                .iter()
+                .filter_map(|m| {
+                    let t = out.target.get(&m.node).filter(|t| **t != m.current)?;
+                    Some((m.node.clone(), *t))
+                })
+                .collect();
+            let pending = st.venture.as_ref().is_some_and(|v| v.target == target);
+            if !plan.moves.is_empty() && !pending {
+                st.venture = Some(Venture {
+                    at_ms: i.now_ms,
+                    target,
+                    at_risk_usd: at_risk,
+                });
+            }
+        }
         if let Choice::Probe(p) = &out.choice {
             let key = (p.node.clone(), p.resource);
             if !plan.moves.is_empty() && st.probed.get(&key).map(|x| x.1) != Some(p.to) {
@@ -293,6 +352,7 @@ fn explain(
 ) {
     match &out.choice {
         Choice::Exploit => plan.expected_gain_usd_per_hour = out.gain.lo,
+        Choice::Venture(_) => plan.expected_gain_usd_per_hour = out.gain.mean,
         Choice::Probe(_) => plan.expected_gain_usd_per_hour = out.gain.hi,
         Choice::Hold => {}
     }
@@ -335,6 +395,10 @@ fn explain(
         Choice::Exploit => format!(
             "decision: move (gain at the pessimistic end {:+.4} USD/h; P(net gain > 0) = {:.2})",
             out.gain.lo, out.confidence
+        ),
+        Choice::Venture(at_risk) => format!(
+            "decision: move at a risk (expected gain {:+.4} USD/h, 10 %: {:+.4}; P(net gain > 0) = {:.2}; {:.4} USD of the exploration budget at risk)",
+            out.gain.mean, out.gain.lo, out.confidence, at_risk
         ),
         Choice::Probe(p) => format!(
             "decision: probe {} {} ({} → {}{}); P(loss within the budget) = {:.2}",
