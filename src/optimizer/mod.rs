@@ -144,7 +144,8 @@ pub struct OptimizationRules {
     pub nodes: BTreeMap<String, NodeRule>,
     /// `planner`: what plans: the fitted model (default) or the learner.
     pub planner: PlannerKind,
-    /// `exploration_budget`: what the learning planner may put at risk on probes per day.
+    /// `exploration_budget`: what the learning planner may put at risk on probes and ventures
+    /// per day.
     pub exploration_budget: ExplorationBudget,
     /// Findings that do not stop the rules from loading, as `FILE:LINE:COL: path: message`.
     pub warnings: Vec<Diag>,
@@ -161,7 +162,8 @@ pub enum PlannerKind {
     Learning,
 }
 
-/// `exploration_budget`: earnings the learning planner may put at risk on probes per day.
+/// `exploration_budget`: earnings the learning planner may put at risk on probes and ventures
+/// per day.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ExplorationBudget {

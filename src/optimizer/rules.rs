@@ -10,9 +10,10 @@
 //! interval: 60s                  # how often to plan (duration; default 60s)
 //! planner: model                 # model (curves fitted from the estimators now) or learning
 //!                                # (curves learned from each node's history; default model)
-//! exploration_budget: 2%         # what the learning planner may put at risk on probes per day:
+//! exploration_budget: 2%         # what the learning planner may put at risk per day on probes
+//!                                # and ventures (moves whose gain is likely, not yet proven):
 //!                                # USD (a number) or a percent of what the nodes earn per day
-//!                                # (default 0: no probes)
+//!                                # (default 0: no probes, no ventures)
 //! gates:                         # when reallocation may carry a plan out
 //!   min_improvement: 5%          # expected gain over the current earnings rate (percent, or a
 //!                                # fraction 0–1; default 5%)
