@@ -437,3 +437,60 @@ pub fn planner_for(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(golem_cores: f64) -> optimizer::Problem {
+        let model = |node: &str, cores: f64| optimizer::NodeModel {
+            node: node.into(),
+            protocol: node.into(),
+            current: Allocation {
+                cpu_cores: cores,
+                memory_bytes: 4e9,
+                ..Default::default()
+            },
+            lower: Allocation::default(),
+            upper: Allocation::default(),
+            scale: 1.0,
+            groups: Vec::new(),
+            confidence: 1.0,
+            switching_cost_usd: 0.0,
+            notes: Vec::new(),
+        };
+        optimizer::Problem {
+            models: vec![model("golem", golem_cores), model("golem-2", 2.0)],
+            available: Allocation::default(),
+            capacity: Allocation::default(),
+        }
+    }
+
+    /// A venture is charged to the budget only once its target is in force: within the
+    /// actuators' rounding, for every node it moves; a node it moves that is not planned (down,
+    /// left out) means it is not in force.
+    #[test]
+    fn a_venture_is_in_force_only_when_every_node_it_moves_holds_its_target() {
+        let v = |nodes: &[&str]| Venture {
+            at_ms: 0,
+            target: nodes
+                .iter()
+                .map(|n| {
+                    let a = Allocation {
+                        cpu_cores: 3.0,
+                        memory_bytes: 4e9,
+                        ..Default::default()
+                    };
+                    (n.to_string(), a)
+                })
+                .collect(),
+            at_risk_usd: 0.01,
+        };
+        assert!(v(&["golem"]).in_force(&host(3.0)));
+        assert!(v(&["golem"]).in_force(&host(3.05)), "within 2 %");
+        assert!(!v(&["golem"]).in_force(&host(3.1)), "beyond 2 %");
+        assert!(!v(&["golem"]).in_force(&host(2.0)), "not applied");
+        assert!(!v(&["golem", "golem-2"]).in_force(&host(3.0)), "one of two");
+        assert!(!v(&["storj"]).in_force(&host(3.0)), "a node not planned");
+    }
+}
