@@ -2,7 +2,8 @@
 //! `depin_optimizer_confidence` (gauges of the latest plan),
 //! `depin_optimizer_plan_duration_seconds` (a histogram of how long planning took), and what
 //! the learner has learned per node and paid resource (`depin_optimizer_learned_*`, from a
-//! [`NodeLearning`]) and the probes planned (`depin_optimizer_probes_total`).
+//! [`NodeLearning`]), the probes planned (`depin_optimizer_probes_total`) and the ventures
+//! applied (`depin_optimizer_ventures_total`).
 
 use prometheus::{Gauge, GaugeVec, Histogram, HistogramOpts, IntCounterVec, Opts, Registry};
 
@@ -32,6 +33,8 @@ pub struct OptimizerMetrics {
     pub learned_uncertain: GaugeVec,
     /// `{node, resource}`: probe moves applied.
     pub probes: IntCounterVec,
+    /// `{node}`: ventures in force that moved the node.
+    pub ventures: IntCounterVec,
 }
 
 impl OptimizerMetrics {
@@ -87,7 +90,15 @@ impl OptimizerMetrics {
         registry.register(Box::new(learned_observations.clone()))?;
         registry.register(Box::new(learned_levels.clone()))?;
         registry.register(Box::new(learned_uncertain.clone()))?;
+        let ventures = IntCounterVec::new(
+            Opts::new(
+                "depin_optimizer_ventures_total",
+                "Moves of the node the learning planner ventured (a large expected gain not yet proven at the pessimistic end, at the exploration budget's risk), counted once in force.",
+            ),
+            &["node"],
+        )?;
         registry.register(Box::new(probes.clone()))?;
+        registry.register(Box::new(ventures.clone()))?;
         Ok(OptimizerMetrics {
             expected_gain,
             confidence,
@@ -97,6 +108,7 @@ impl OptimizerMetrics {
             learned_levels,
             learned_uncertain,
             probes,
+            ventures,
         })
     }
 
@@ -131,6 +143,7 @@ impl OptimizerMetrics {
             // The probe counter exists from 0 on, so that its increase reads before a probe.
             self.probes.with_label_values(&[node, key]);
         }
+        self.ventures.with_label_values(&[node]);
     }
 
     /// Removes `node`'s learning gauges (a node gone from the config or the planner). The
@@ -147,6 +160,11 @@ impl OptimizerMetrics {
             let _ = self.learned_levels.remove_label_values(&[node, key]);
             let _ = self.learned_uncertain.remove_label_values(&[node, key]);
         }
+    }
+
+    /// Counts a venture of `node`, once in force.
+    pub fn venture_applied(&self, node: &str) {
+        self.ventures.with_label_values(&[node]).inc();
     }
 
     /// Counts one probe move of `resource` of `node`, when first planned.
@@ -241,7 +259,12 @@ mod tests {
             probe: None,
         };
         m.observe_node("storj", &storj);
+        assert!(
+            text(&registry).contains("depin_optimizer_ventures_total{node=\"storj\"} 0"),
+            "a node's venture counter reads 0 before its first venture"
+        );
         m.probe_applied("storj", Resource::BandwidthBytesPerSecond);
+        m.venture_applied("storj");
         let t = text(&registry);
         for line in [
             "depin_optimizer_learned_marginal_usd_per_hour{bound=\"lower\",node=\"storj\",resource=\"disk_bytes\"} 0.000000000001",
@@ -251,6 +274,7 @@ mod tests {
             "depin_optimizer_learned_uncertain{node=\"storj\",resource=\"bandwidth_bytes_per_second\"} 1",
             "depin_optimizer_learned_uncertain{node=\"storj\",resource=\"disk_bytes\"} 0",
             "depin_optimizer_probes_total{node=\"storj\",resource=\"bandwidth_bytes_per_second\"} 1",
+            "depin_optimizer_ventures_total{node=\"storj\"} 1",
         ] {
             assert!(t.contains(line), "{line} not in\n{t}");
         }
@@ -270,6 +294,7 @@ mod tests {
         let t = text(&registry);
         assert!(!t.contains("depin_optimizer_learned_"), "{t}");
         assert!(t.contains("depin_optimizer_probes_total"), "{t}");
+        assert!(t.contains("depin_optimizer_ventures_total"), "{t}");
         assert!(
             t.contains("depin_optimizer_probes_total{node=\"storj\",resource=\"disk_bytes\"} 0"),
             "{t}"

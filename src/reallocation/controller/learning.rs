@@ -260,6 +260,11 @@ impl Planner for LearningPlanner {
         if let Some(v) = st.venture.take() {
             if v.in_force(&problem) {
                 st.spent.push((i.now_ms, v.at_risk_usd));
+                if let Some(m) = &self.metrics {
+                    for node in v.target.keys() {
+                        m.venture_applied(node);
+                    }
+                }
             } else if v.at_ms > i.now_ms - VENTURE_PENDING_MS {
                 st.venture = Some(v);
             }
