@@ -301,10 +301,7 @@ fn joint_gain(
     horizon: usize,
 ) -> Vec<f64> {
     let mut parts = Vec::new();
-    for m in &problem.models {
-        let Some(t) = to.get(&m.node).filter(|t| **t != m.current) else {
-            continue;
-        };
+    for (m, t) in moved(problem, to) {
         let Some(l) = learners.get(&m.node) else {
             continue;
         };
@@ -346,14 +343,24 @@ fn learned_rate(
         .sum()
 }
 
-fn switching_per_hour(problem: &Problem, to: &BTreeMap<String, Allocation>, hold: f64) -> f64 {
+/// The nodes of `problem` that `to` moves from their allocation in force, with their targets.
+pub fn moved<'a>(
+    problem: &'a Problem,
+    to: &'a BTreeMap<String, Allocation>,
+) -> impl Iterator<Item = (&'a NodeModel, &'a Allocation)> {
     problem
         .models
         .iter()
-        .filter(|m| to.get(&m.node).is_some_and(|t| *t != m.current))
-        .map(|m| m.switching_cost_usd)
-        .sum::<f64>()
-        / hold.max(1e-9)
+        .filter_map(|m| to.get(&m.node).filter(|t| **t != m.current).map(|t| (m, t)))
+}
+
+/// The switching cost of the nodes `to` moves, USD.
+fn switching_usd(problem: &Problem, to: &BTreeMap<String, Allocation>) -> f64 {
+    moved(problem, to).map(|(m, _)| m.switching_cost_usd).sum()
+}
+
+fn switching_per_hour(problem: &Problem, to: &BTreeMap<String, Allocation>, hold: f64) -> f64 {
+    switching_usd(problem, to) / hold.max(1e-9)
 }
 
 /// Decides on `problem` (the optimizer's, bounds and `max_step` applied) with the learners.
@@ -390,13 +397,7 @@ pub fn decide(
         }
         notes.push("not at the pessimistic end: no move for gain".into());
         let rate = learned_rate(&learned, learners, s.horizon);
-        let switching: f64 = learned
-            .models
-            .iter()
-            .filter(|m| t.get(&m.node).is_some_and(|x| *x != m.current))
-            .map(|m| m.switching_cost_usd)
-            .sum();
-        let at_risk = switching + (-gain.lo).max(0.0) * s.horizon as f64;
+        let at_risk = switching_usd(&learned, &t) + (-gain.lo).max(0.0) * s.horizon as f64;
         if rate > 0.0
             && gain.mean - cost >= VENTURE_MIN_GAIN * rate
             && p >= s.min_confidence
@@ -551,12 +552,7 @@ fn probe(
             t.insert(m.node.clone(), a);
             let samples = joint_gain(problem, learners, &t, s.horizon);
             let gain = sample_band(&samples, ALPHA);
-            let cost: f64 = problem
-                .models
-                .iter()
-                .filter(|x| t.contains_key(&x.node))
-                .map(|x| x.switching_cost_usd)
-                .sum();
+            let cost = switching_usd(problem, &t);
             let at_risk = (-gain.lo).max(0.0) * s.hold_hours + cost;
             if at_risk > s.budget_left_usd || gain.hi <= 0.0 {
                 continue;

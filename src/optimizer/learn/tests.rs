@@ -76,6 +76,41 @@ fn bw(v: f64) -> Allocation {
     }
 }
 
+/// A node paid for bandwidth alone, at `a` B/s, bounded by 0.5 MB/s and `upper`, its model
+/// curve a placeholder (the learning planner replaces it).
+fn bw_model(
+    node: &str,
+    a: f64,
+    upper: f64,
+    switching_cost_usd: f64,
+) -> crate::optimizer::NodeModel {
+    use crate::optimizer::{Curve, Group, NodeModel, ResourceCurve};
+    NodeModel {
+        node: node.into(),
+        protocol: node.into(),
+        current: bw(a),
+        lower: Allocation {
+            bandwidth_bytes_per_second: 0.5 * MB,
+            ..bw(a)
+        },
+        upper: Allocation {
+            bandwidth_bytes_per_second: upper,
+            ..bw(a)
+        },
+        scale: 1.0,
+        groups: vec![Group {
+            weight: 1.0,
+            curves: vec![ResourceCurve {
+                resource: Resource::BandwidthBytesPerSecond,
+                curve: Curve::marginal(1.0 * MB, &[a, 0.5 * MB, upper]),
+            }],
+        }],
+        confidence: 1.0,
+        switching_cost_usd,
+        notes: Vec::new(),
+    }
+}
+
 fn learner(groups: Vec<Vec<Resource>>) -> NodeLearner {
     NodeLearner::new(Spec {
         groups,
@@ -329,7 +364,7 @@ fn a_batch_learns_what_hour_by_hour_learns() {
 /// learner has no point to learn from.
 #[test]
 fn a_node_that_earns_nothing_gives_its_resource_away() {
-    use crate::optimizer::{solve, Curve, Group, NodeModel, Problem, ResourceCurve};
+    use crate::optimizer::{solve, Problem};
     let r = Resource::BandwidthBytesPerSecond;
     let market = Market {
         rate: 0.05,
@@ -347,32 +382,11 @@ fn a_node_that_earns_nothing_gives_its_resource_away() {
             .into_iter()
             .map(|p| Point { tokens: 0.0, ..p }),
     );
-    let model = |node: &str, a: f64| NodeModel {
-        node: node.into(),
-        protocol: node.into(),
-        current: bw(a),
-        lower: Allocation {
-            bandwidth_bytes_per_second: 0.5 * MB,
-            ..bw(a)
-        },
-        upper: Allocation {
-            bandwidth_bytes_per_second: 8.0 * MB,
-            ..bw(a)
-        },
-        scale: 1.0,
-        groups: vec![Group {
-            weight: 1.0,
-            curves: vec![ResourceCurve {
-                resource: r,
-                curve: Curve::marginal(1.0 * MB, &[a, 0.5 * MB, 8.0 * MB]),
-            }],
-        }],
-        confidence: 1.0,
-        switching_cost_usd: 0.0,
-        notes: Vec::new(),
-    };
     let problem = Problem {
-        models: vec![model("idle", 4.0 * MB), model("paid", 3.0 * MB)],
+        models: vec![
+            bw_model("idle", 4.0 * MB, 8.0 * MB, 0.0),
+            bw_model("paid", 3.0 * MB, 8.0 * MB, 0.0),
+        ],
         available: Allocation {
             bandwidth_bytes_per_second: 7.0 * MB,
             disk_bytes: 4e12,
@@ -499,7 +513,7 @@ fn a_group_given_one_mix_has_a_member_probed_alone() {
 /// budget covers what it risks and the confidence asked is met, and not otherwise.
 #[test]
 fn a_large_expected_gain_with_a_small_downside_is_a_venture_within_the_budget() {
-    use crate::optimizer::{solve, Curve, Group, NodeModel, Problem, ResourceCurve};
+    use crate::optimizer::{solve, Problem};
     let r = Resource::BandwidthBytesPerSecond;
     let market = Market {
         rate: 0.05,
@@ -510,32 +524,8 @@ fn a_large_expected_gain_with_a_small_downside_is_a_venture_within_the_budget() 
     };
     let mut l = learner(vec![vec![r]]);
     l.extend(market.points(&[(0, bw(1.0 * MB))], 72, 5));
-    let model = |switching: f64| NodeModel {
-        node: "storj".into(),
-        protocol: "storj".into(),
-        current: bw(1.0 * MB),
-        lower: Allocation {
-            bandwidth_bytes_per_second: 0.5 * MB,
-            ..bw(1.0 * MB)
-        },
-        upper: Allocation {
-            bandwidth_bytes_per_second: 4.0 * MB,
-            ..bw(1.0 * MB)
-        },
-        scale: 1.0,
-        groups: vec![Group {
-            weight: 1.0,
-            curves: vec![ResourceCurve {
-                resource: r,
-                curve: Curve::marginal(1.0 * MB, &[1.0 * MB, 0.5 * MB, 4.0 * MB]),
-            }],
-        }],
-        confidence: 1.0,
-        switching_cost_usd: switching,
-        notes: Vec::new(),
-    };
     let problem = |switching: f64| Problem {
-        models: vec![model(switching)],
+        models: vec![bw_model("storj", 1.0 * MB, 4.0 * MB, switching)],
         available: bw(8.0 * MB),
         capacity: bw(8.0 * MB),
     };

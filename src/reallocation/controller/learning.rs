@@ -311,14 +311,8 @@ impl Planner for LearningPlanner {
         }
         drop(learners);
         if let Choice::Venture(at_risk) = out.choice {
-            let target: BTreeMap<String, Allocation> = out
-                .problem
-                .models
-                .iter()
-                .filter_map(|m| {
-                    let t = out.target.get(&m.node).filter(|t| **t != m.current)?;
-                    Some((m.node.clone(), *t))
-                })
+            let target: BTreeMap<String, Allocation> = decide::moved(&out.problem, &out.target)
+                .map(|(m, t)| (m.node.clone(), *t))
                 .collect();
             let pending = st.venture.as_ref().is_some_and(|v| v.target == target);
             if !plan.moves.is_empty() && !pending {
