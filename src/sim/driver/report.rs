@@ -59,6 +59,10 @@ pub struct Report {
     /// Alerts that went firing (distinct alert and start), by alert name.
     pub alerts_fired: BTreeMap<String, u64>,
     pub strategies: BTreeMap<String, StrategyResult>,
+    /// Per strategy (depin_orcha, greedy, static), each simulated day's earnings as a fraction
+    /// of the oracle's that day (None: the oracle earned nothing). Where the month's gap is
+    /// lost: the first days of learning, a shock, a drift two moves a day cannot follow.
+    pub fraction_of_oracle_by_day: BTreeMap<String, Vec<Option<f64>>>,
     pub wall_seconds: f64,
     /// CPU seconds of the depin-orcha run by part: `poll` (polls, metric updates, the
     /// ledger), `scrape` (registry gather and tsdb ingest; `scrape_gather` is the gather
@@ -121,6 +125,18 @@ impl Report {
                 .collect();
             let _ = writeln!(s, "Blocked by: {}", by.join(", "));
         }
+        if !self.fraction_of_oracle_by_day.is_empty() {
+            let _ = writeln!(s, "Of the oracle by day (%):");
+            for k in ["depin_orcha", "greedy", "static"] {
+                if let Some(days) = self.fraction_of_oracle_by_day.get(k) {
+                    let d: Vec<String> = days
+                        .iter()
+                        .map(|f| f.map_or("-".into(), |f| format!("{:.0}", 100.0 * f)))
+                        .collect();
+                    let _ = writeln!(s, "  {k:<12} {}", d.join(" "));
+                }
+            }
+        }
         let g = &self.gates;
         let _ = writeln!(
             s,
@@ -155,5 +171,65 @@ impl Report {
             }
         }
         s
+    }
+}
+
+/// Each day's earnings of a cumulative USD `curve` over the oracle's `oracle` that day, for the
+/// days from `start` to `end` (the last one partial when the run is): the increase of each
+/// curve between its last samples at or before the day's bounds.
+pub fn by_day(
+    curve: &[(i64, f64)],
+    oracle: &[(i64, f64)],
+    start: i64,
+    end: i64,
+) -> Vec<Option<f64>> {
+    const DAY_MS: i64 = 86_400_000;
+    let at = |c: &[(i64, f64)], t: i64| {
+        let i = c.partition_point(|p| p.0 <= t);
+        if i == 0 {
+            0.0
+        } else {
+            c[i - 1].1
+        }
+    };
+    let mut out = Vec::new();
+    let mut d0 = start;
+    while d0 < end {
+        let d1 = (d0 + DAY_MS).min(end);
+        let o = at(oracle, d1) - at(oracle, d0);
+        let x = at(curve, d1) - at(curve, d0);
+        out.push((o > 0.0).then(|| x / o));
+        d0 = d1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::by_day;
+
+    const H: i64 = 3_600_000;
+
+    #[test]
+    fn each_day_is_the_increase_of_both_curves_over_that_day() {
+        // Hourly samples over 2.5 days: the strategy earns 1 USD/h, then 2 USD/h from hour 24;
+        // the oracle 2 USD/h throughout, nothing in the last half day.
+        let curve: Vec<(i64, f64)> = (0..=60)
+            .map(|h| {
+                (
+                    h * H,
+                    if h <= 24 {
+                        h as f64
+                    } else {
+                        24.0 + 2.0 * (h - 24) as f64
+                    },
+                )
+            })
+            .collect();
+        let oracle: Vec<(i64, f64)> = (0..=60).map(|h| (h * H, 2.0 * h.min(48) as f64)).collect();
+        assert_eq!(
+            by_day(&curve, &oracle, 0, 60 * H),
+            vec![Some(0.5), Some(1.0), None]
+        );
     }
 }
