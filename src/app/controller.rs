@@ -79,7 +79,9 @@ pub fn build_controller(s: ControllerSetup<'_>) -> Result<Arc<Controller>, Contr
 /// `depin-orcha plan`: polls every node once (the coordinator's own code, into `db`), writes
 /// one scrape, plans, gates and pre-flights, and returns the report; nothing is applied and
 /// nothing is written to the history (it is read with [`History::load`] when `storage_path`
-/// is given, so the hold and the rate limit show as the running instance sees them).
+/// is given, so the hold and the rate limit show as the running instance sees them; the
+/// learning planner's hours are read from it too). `storage_path` must be a copy the caller
+/// owns: the learning planner appends this poll's hours to the copy's `learning.jsonl`.
 /// `db` may hold history already (opened from `--storage.path` by the caller).
 pub async fn plan_command(
     config: &Config,
@@ -117,7 +119,10 @@ pub async fn plan_command(
     for w in &warnings {
         tracing::warn!(warning = %w, "reallocation");
     }
-    let planner = planner_for(&rules, None, clock.now_ms(), None)
+    // The learning planner replays the hours `run` kept (`learning.jsonl`), so the plan is
+    // the one the running instance would make; `storage_path` is a private copy (see
+    // `cli::plan`), so the points it adds for this poll go nowhere.
+    let planner = planner_for(&rules, storage_path, clock.now_ms(), None)
         .map_err(|e| ControllerError::Plan(format!("starting the planner: {e}")))?;
     let controller = Controller::new(ControllerParts {
         rules,
@@ -178,5 +183,60 @@ mod tests {
         let text = r.to_string();
         assert!(text.contains("Gates:"), "{text}");
         assert!(text.contains("Decision: nothing to do"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn plan_learns_from_the_hours_run_kept_under_the_storage_path() {
+        use crate::clock::Clock;
+        use crate::optimizer::learn::Point;
+        use crate::reallocation::learning::LearningStore;
+        use crate::resources::Allocation;
+
+        let config = crate::config::demo();
+        let rules = crate::optimizer::load_file(Path::new("rules/optimization.yml")).unwrap();
+        assert_eq!(rules.planner, crate::optimizer::PlannerKind::Learning);
+        let dir = tempfile::tempdir().unwrap();
+        let now_hour = WallClock.now_ms() / 3_600_000;
+        {
+            let (mut store, _) = LearningStore::open(dir.path(), 0).unwrap();
+            for hour in now_hour - 60..now_hour - 12 {
+                let p = Point {
+                    hour,
+                    tokens: 0.5 + 0.1 * (hour % 24) as f64,
+                    up: 1.0,
+                    allocation: Allocation {
+                        cpu_cores: 3.0,
+                        memory_bytes: 6.0 * 1024.0 * 1024.0 * 1024.0,
+                        ..Default::default()
+                    },
+                    usage_avg: Default::default(),
+                    usage_max: Default::default(),
+                    excluded: None,
+                };
+                store.append("golem", &p).unwrap();
+            }
+        }
+        // What the copied tsdb of a running instance holds: golem's earnings of the last hours,
+        // so the node is planned (its estimator has a value).
+        let db = Arc::new(Db::in_memory());
+        let earnings = crate::labels::Labels::from_pairs([
+            ("__name__", "depin_earnings_usd_total"),
+            ("node", "golem"),
+            ("protocol", "golem"),
+        ]);
+        let now = WallClock.now_ms();
+        for i in 0..=24 {
+            let t = now - 2 * 3_600_000 + i * 300_000;
+            db.append(&earnings, t, 0.01 * i as f64).unwrap();
+        }
+        let r = plan_command(&config, rules, db, Arc::new(WallClock), Some(dir.path()))
+            .await
+            .unwrap();
+        let text = r.to_string();
+        // The 48 stored hours, not only the tsdb's one poll.
+        assert!(
+            text.contains("learned golem cpu_cores: 48 h observed"),
+            "{text}"
+        );
     }
 }
