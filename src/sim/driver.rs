@@ -163,17 +163,15 @@ pub fn simulate_into(
         Some(oracle_choice(sc, &opts.rules, &mut markets, h0, s.end))
     });
     let o = oracle.earned_usd;
-    let fraction_of_oracle_by_day = [
-        ("depin_orcha", &orcha),
-        ("greedy", &greedy),
-        ("static", &stat),
-    ]
-    .into_iter()
-    .map(|(k, r)| {
-        let days = report::by_day(&r.earned_curve, &oracle.earned_curve, s.start, s.end);
-        (k.to_string(), days)
-    })
-    .collect();
+    let fraction_of_oracle_by_day = report::by_day_of(
+        &[
+            ("depin_orcha", &orcha),
+            ("greedy", &greedy),
+            ("static", &stat),
+        ],
+        &oracle,
+        (s.start, s.end),
+    );
     let ratio = |a: f64, b: f64| if b.abs() > 0.0 { a / b - 1.0 } else { 0.0 };
     let earned: BTreeMap<String, f64> = [
         ("depin_orcha", orcha.earned_usd),

@@ -174,6 +174,21 @@ impl Report {
     }
 }
 
+/// [`by_day`] of each named strategy against the oracle over `span` (start, end).
+pub fn by_day_of(
+    strategies: &[(&str, &StrategyResult)],
+    oracle: &StrategyResult,
+    span: (i64, i64),
+) -> BTreeMap<String, Vec<Option<f64>>> {
+    strategies
+        .iter()
+        .map(|(k, r)| {
+            let days = by_day(&r.earned_curve, &oracle.earned_curve, span.0, span.1);
+            (k.to_string(), days)
+        })
+        .collect()
+}
+
 /// Each day's earnings of a cumulative USD `curve` over the oracle's `oracle` that day, for the
 /// days from `start` to `end` (the last one partial when the run is): the increase of each
 /// curve between its last samples at or before the day's bounds.
