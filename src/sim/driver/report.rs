@@ -192,13 +192,8 @@ pub fn by_day_of(
 /// Each day's earnings of a cumulative USD `curve` over the oracle's `oracle` that day, for the
 /// days from `start` to `end` (the last one partial when the run is): the increase of each
 /// curve between its last samples at or before the day's bounds.
-pub fn by_day(
-    curve: &[(i64, f64)],
-    oracle: &[(i64, f64)],
-    start: i64,
-    end: i64,
-) -> Vec<Option<f64>> {
-    const DAY_MS: i64 = 86_400_000;
+fn by_day(curve: &[(i64, f64)], oracle: &[(i64, f64)], start: i64, end: i64) -> Vec<Option<f64>> {
+    let day_ms = 24 * super::MS_PER_HOUR;
     let at = |c: &[(i64, f64)], t: i64| {
         let i = c.partition_point(|p| p.0 <= t);
         if i == 0 {
@@ -210,7 +205,7 @@ pub fn by_day(
     let mut out = Vec::new();
     let mut d0 = start;
     while d0 < end {
-        let d1 = (d0 + DAY_MS).min(end);
+        let d1 = (d0 + day_ms).min(end);
         let o = at(oracle, d1) - at(oracle, d0);
         let x = at(curve, d1) - at(curve, d0);
         out.push((o > 0.0).then(|| x / o));
@@ -221,9 +216,8 @@ pub fn by_day(
 
 #[cfg(test)]
 mod tests {
+    use super::super::MS_PER_HOUR as H;
     use super::by_day;
-
-    const H: i64 = 3_600_000;
 
     #[test]
     fn each_day_is_the_increase_of_both_curves_over_that_day() {
