@@ -314,18 +314,22 @@ fn start_orcha(dir: &Path, host: &str, remotes: &[(&str, String)]) -> Orcha {
     o
 }
 
-/// Waits until every remote's queue is empty and something was sent.
+/// Waits until each remote's queue has been seen empty, with something sent, at least once
+/// since the call: everything queued before the call has then been sent to it. Each remote is
+/// waited for on its own, since the host keeps scraping and two queues that each send every
+/// second may never be empty in the same read.
 fn wait_drained(o: &Orcha, remotes: &[&str], within: Duration) {
     let deadline = Instant::now() + within;
+    let mut drained = vec![false; remotes.len()];
     loop {
         let m = o.get("/metrics").body;
-        let done = remotes.iter().all(|r| {
+        for (r, seen) in remotes.iter().zip(drained.iter_mut()) {
             let needle = format!("remote=\"{r}\"");
-            metric_value(&m, "depin_remote_write_queue_samples", &[&needle]) == Some(0.0)
+            *seen |= metric_value(&m, "depin_remote_write_queue_samples", &[&needle]) == Some(0.0)
                 && metric_value(&m, "depin_remote_write_samples_total", &[&needle])
-                    .is_some_and(|v| v > 0.0)
-        });
-        if done {
+                    .is_some_and(|v| v > 0.0);
+        }
+        if drained.iter().all(|d| *d) {
             return;
         }
         assert!(
