@@ -4,6 +4,10 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
+/// An hour and a day in milliseconds, the unit of every timestamp.
+pub const HOUR_MS: i64 = 3_600_000;
+pub const DAY_MS: i64 = 24 * HOUR_MS;
+
 /// Milliseconds since the Unix epoch, the unit of every timestamp in the tsdb and in PromQL.
 pub trait Clock: Send + Sync + 'static {
     fn now_ms(&self) -> i64;

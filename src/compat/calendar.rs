@@ -2,19 +2,19 @@
 //! (Storj's payout month, the simulated market's) and the day arithmetic behind every RFC 3339
 //! text the program reads or writes.
 
-const MS_PER_DAY: i64 = 86_400_000;
+use crate::clock::DAY_MS;
 
 /// Milliseconds at 00:00 UTC on the first day of the month that contains `t_ms`.
 pub fn month_start_ms(t_ms: i64) -> i64 {
-    let (y, m, _) = civil_from_days(t_ms.div_euclid(MS_PER_DAY));
-    days_from_civil(y, m, 1) * MS_PER_DAY
+    let (y, m, _) = civil_from_days(t_ms.div_euclid(DAY_MS));
+    days_from_civil(y, m, 1) * DAY_MS
 }
 
 /// Milliseconds at the start of the month after the one that contains `t_ms`.
 pub fn next_month_start_ms(t_ms: i64) -> i64 {
-    let (y, m, _) = civil_from_days(t_ms.div_euclid(MS_PER_DAY));
+    let (y, m, _) = civil_from_days(t_ms.div_euclid(DAY_MS));
     let (y, m) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
-    days_from_civil(y, m, 1) * MS_PER_DAY
+    days_from_civil(y, m, 1) * DAY_MS
 }
 
 /// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
@@ -67,8 +67,8 @@ mod tests {
 
     #[test]
     fn month_boundaries() {
-        assert_eq!(month_start_ms(T0 + 5 * MS_PER_DAY), T0);
-        assert_eq!(next_month_start_ms(T0), T0 + 31 * MS_PER_DAY);
+        assert_eq!(month_start_ms(T0 + 5 * DAY_MS), T0);
+        assert_eq!(next_month_start_ms(T0), T0 + 31 * DAY_MS);
         assert_eq!(next_month_start_ms(T0 - 1), T0);
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(

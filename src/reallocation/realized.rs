@@ -19,6 +19,7 @@
 
 use serde::Serialize;
 
+use crate::clock::DAY_MS;
 use crate::promql::{parse, Engine, Value};
 use crate::tsdb::Queryable;
 
@@ -65,7 +66,6 @@ pub const BASELINE_DAYS: i64 = 7;
 pub const BASELINE_HOLDS: i64 = 6;
 /// How many standard deviations of the market's own movement a loss must exceed.
 pub const Z: f64 = 2.0;
-const DAY_MS: i64 = 86_400_000;
 
 /// How the host's earnings rate moved by itself over one hold: the mean and the standard
 /// deviation of ln(after / before) over the comparison windows, and which windows they were.

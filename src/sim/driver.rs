@@ -37,6 +37,7 @@ use self::oracle::oracle_choice;
 use self::plain::run_plain;
 use crate::adapters::sim::market::Market;
 use crate::app::AppError;
+use crate::clock::HOUR_MS;
 use crate::optimizer::OptimizationRules;
 use crate::sim::scenario::Scenario;
 use crate::tsdb::Db;
@@ -45,8 +46,6 @@ pub use self::controller::{run_metrics_only, GreedyPlanner, Rejections};
 pub use self::gates::check_gates;
 pub use self::oracle::water_fill;
 pub use self::report::{GateCheck, Report, StrategyResult};
-
-const MS_PER_HOUR: i64 = 3_600_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {

@@ -14,14 +14,13 @@
 use serde::Deserialize;
 use serde_yaml::Value;
 
+use crate::clock::{DAY_MS, HOUR_MS};
 use crate::resources::{Allocation, Resource, Resources};
 use crate::schema::diag::{join_index, join_key, Diagnostics};
 use crate::schema::units;
 use crate::schema::RawAllocation;
 
 const MS_PER_MINUTE: i64 = 60_000;
-const MS_PER_HOUR: i64 = 3_600_000;
-const MS_PER_DAY: i64 = 86_400_000;
 
 /// The protocols the simulator knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -227,11 +226,11 @@ impl Market {
 
     /// Demand at `t_ms` (1 = average): the time-of-day swing times the drift.
     pub fn demand(&mut self, t_ms: i64) -> f64 {
-        let hour_of_day = t_ms.rem_euclid(MS_PER_DAY) as f64 / MS_PER_HOUR as f64;
+        let hour_of_day = t_ms.rem_euclid(DAY_MS) as f64 / HOUR_MS as f64;
         let phase = 2.0 * std::f64::consts::PI * (hour_of_day - self.params.peak_hour) / 24.0;
         let daily = (1.0 + self.params.daily_amplitude * phase.cos()).max(0.0);
         // 1970-01-01 was a Thursday (weekday 3 counting from Monday = 0).
-        let weekday = (t_ms as f64 / MS_PER_DAY as f64 + 3.0).rem_euclid(7.0);
+        let weekday = (t_ms as f64 / DAY_MS as f64 + 3.0).rem_euclid(7.0);
         let wphase = 2.0 * std::f64::consts::PI * (weekday - self.params.peak_weekday) / 7.0;
         let weekly = (1.0 + self.params.weekly_amplitude * wphase.cos()).max(0.0);
         let shocks: f64 = self
@@ -241,7 +240,7 @@ impl Market {
             .filter(|s| s.at_ms <= t_ms)
             .map(|s| s.factor)
             .product();
-        daily * weekly * shocks * self.walk_at(t_ms.div_euclid(MS_PER_HOUR)).exp()
+        daily * weekly * shocks * self.walk_at(t_ms.div_euclid(HOUR_MS)).exp()
     }
 
     /// Whether the node earns nothing at `t_ms` (an outage or a restart).
@@ -341,7 +340,7 @@ impl Market {
             if !self.is_down(t) {
                 let noise = self.noise_at(t);
                 let rate = self.rate_per_hour(minute * MS_PER_MINUTE, alloc);
-                total += rate * noise * (end - t) as f64 / MS_PER_HOUR as f64;
+                total += rate * noise * (end - t) as f64 / HOUR_MS as f64;
             }
             t = end;
         }
@@ -433,8 +432,8 @@ mod tests {
         let mut params = MarketParams::defaults(p);
         params.drift = 0.0;
         let mut m = Market::new(p, params, 1);
-        let peak = m.demand(T0 + 15 * MS_PER_HOUR);
-        let trough = m.demand(T0 + 3 * MS_PER_HOUR);
+        let peak = m.demand(T0 + 15 * HOUR_MS);
+        let trough = m.demand(T0 + 3 * HOUR_MS);
         assert!(
             (peak - 1.5).abs() < 1e-9 && (trough - 0.5).abs() < 1e-9,
             "{peak} {trough}"
@@ -446,11 +445,11 @@ mod tests {
         let p = Protocol::Storj;
         let a = alloc(1.0, 1e9, 2e12, 12.5e6);
         let mut once = Market::new(p, MarketParams::defaults(p), 42);
-        let whole = once.earned(T0, T0 + 6 * MS_PER_HOUR, &a);
+        let whole = once.earned(T0, T0 + 6 * HOUR_MS, &a);
         let mut often = Market::new(p, MarketParams::defaults(p), 42);
         let mut sum = 0.0;
         let mut t = T0;
-        while t < T0 + 6 * MS_PER_HOUR {
+        while t < T0 + 6 * HOUR_MS {
             sum += often.earned(t, t + 5_000, &a);
             t += 5_000;
         }
@@ -458,7 +457,7 @@ mod tests {
         assert!((whole - sum).abs() < 1e-9 * whole, "{whole} vs {sum}");
         // Another seed gives other numbers.
         let mut other = Market::new(p, MarketParams::defaults(p), 43);
-        assert_ne!(other.earned(T0, T0 + 6 * MS_PER_HOUR, &a), whole);
+        assert_ne!(other.earned(T0, T0 + 6 * HOUR_MS, &a), whole);
     }
 
     #[test]
@@ -467,7 +466,7 @@ mod tests {
         let mut m = Market::new(p, MarketParams::defaults(p), 3);
         let a = alloc(4.0, 8e9, 1e9, 1e6);
         for h in 0..48 {
-            let u = m.usage(T0 + h * MS_PER_HOUR, &a);
+            let u = m.usage(T0 + h * HOUR_MS, &a);
             let cpu = u.cpu_cores.unwrap_or(-1.0);
             assert!((0.0..=4.0).contains(&cpu), "{cpu}");
             assert_eq!(u.disk_bytes, None, "golem does not report disk");
@@ -480,22 +479,17 @@ mod tests {
         let mut params = MarketParams::defaults(p);
         params.drift = 0.0;
         params.shocks.push(Shock {
-            at_ms: T0 + 10 * MS_PER_HOUR,
+            at_ms: T0 + 10 * HOUR_MS,
             factor: 0.2,
         });
-        params
-            .down
-            .push((T0 + 20 * MS_PER_HOUR, T0 + 21 * MS_PER_HOUR));
+        params.down.push((T0 + 20 * HOUR_MS, T0 + 21 * HOUR_MS));
         let mut m = Market::new(p, params, 5);
-        let before = m.demand(T0 + 9 * MS_PER_HOUR);
-        let after = m.demand(T0 + 9 * MS_PER_HOUR + MS_PER_DAY);
+        let before = m.demand(T0 + 9 * HOUR_MS);
+        let after = m.demand(T0 + 9 * HOUR_MS + DAY_MS);
         assert!((after / before - 0.2).abs() < 1e-9, "{before} {after}");
         let a = alloc(1.0, 1e9, 1e9, 4e6);
-        assert_eq!(
-            m.earned(T0 + 20 * MS_PER_HOUR, T0 + 21 * MS_PER_HOUR, &a),
-            0.0
-        );
-        assert!(m.earned(T0 + 21 * MS_PER_HOUR, T0 + 22 * MS_PER_HOUR, &a) > 0.0);
+        assert_eq!(m.earned(T0 + 20 * HOUR_MS, T0 + 21 * HOUR_MS, &a), 0.0);
+        assert!(m.earned(T0 + 21 * HOUR_MS, T0 + 22 * HOUR_MS, &a) > 0.0);
     }
 
     #[test]

@@ -7,9 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::clock::HOUR_MS;
 use crate::resources::{Allocation, Resource, Resources};
-
-const HOUR_MS: i64 = 3_600_000;
 
 /// Why a point is not used to learn from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

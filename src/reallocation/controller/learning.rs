@@ -19,6 +19,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use super::planner::{PlanInput, Planner};
+use crate::clock::{DAY_MS, HOUR_MS};
 use crate::labels::Matcher;
 use crate::optimizer::explain::NodeLearning;
 use crate::optimizer::learn::decide::{self, Choice, Settings};
@@ -28,8 +29,6 @@ use crate::reallocation::learning::LearningStore;
 use crate::resources::{Allocation, Resource};
 use crate::tsdb::{Db, Queryable};
 
-const HOUR_MS: i64 = 3_600_000;
-const DAY_MS: i64 = 24 * HOUR_MS;
 /// Hours of history a learner starts from (and the store keeps).
 const WINDOW_HOURS: i64 = 30 * 24;
 /// Hours the values are averaged over: the third of a day ahead. The split follows the part

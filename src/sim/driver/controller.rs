@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::gates::check_gates;
 use super::ledger::{time_in_allocation, Ledger};
 use super::report::{GateCheck, StrategyResult};
-use super::{setup, Options, Setup, SimError, MS_PER_HOUR};
+use super::{setup, Options, Setup, SimError, HOUR_MS};
 use crate::adapters::Adapter;
 use crate::app::stepped::{SteppedApp, SteppedOptions};
 use crate::clock::{ManualClock, SharedClock};
@@ -141,7 +141,7 @@ pub(super) fn run_controller(
         if let Some(p) = progress {
             if t >= next_progress {
                 p((t - s.start) as f64 / total);
-                next_progress += 6 * MS_PER_HOUR;
+                next_progress += 6 * HOUR_MS;
             }
         }
     }

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::report::GateCheck;
-use super::MS_PER_HOUR;
+use super::HOUR_MS;
 use crate::optimizer::OptimizationRules;
 use crate::reallocation::Outcome;
 
@@ -25,7 +25,7 @@ pub fn check_gates(
     for (i, h) in applied.iter().enumerate() {
         let in_hour = applied[i..]
             .iter()
-            .take_while(|o| o.started_ms < h.started_ms + MS_PER_HOUR)
+            .take_while(|o| o.started_ms < h.started_ms + HOUR_MS)
             .count();
         most = most.max(in_hour);
     }

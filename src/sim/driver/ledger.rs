@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::MS_PER_HOUR;
+use super::HOUR_MS;
 use crate::optimizer;
 use crate::resources::{Allocation, Resource};
 use crate::sim::node::ScenarioNode;
@@ -24,7 +24,7 @@ impl Ledger {
             last_tokens: vec![0.0; n],
             usd: 0.0,
             curve: vec![(start, 0.0)],
-            next_sample: start + MS_PER_HOUR,
+            next_sample: start + HOUR_MS,
         }
     }
 
@@ -36,7 +36,7 @@ impl Ledger {
         }
         if now >= self.next_sample {
             self.curve.push((now, self.usd));
-            self.next_sample += MS_PER_HOUR;
+            self.next_sample += HOUR_MS;
         }
     }
 }
@@ -61,7 +61,7 @@ pub(super) fn time_in_allocation(
                 *out.entry(n.name.clone())
                     .or_default()
                     .entry(fmt_alloc(a, &n.protocol.resources()))
-                    .or_default() += (until - t) as f64 / MS_PER_HOUR as f64;
+                    .or_default() += (until - t) as f64 / HOUR_MS as f64;
             }
         }
     }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::MS_PER_HOUR;
+use super::HOUR_MS;
 use crate::adapters::sim::market::Market;
 use crate::optimizer::OptimizationRules;
 use crate::resources::{Allocation, Resource};
@@ -25,7 +25,7 @@ pub(super) fn oracle_choice(
     for (i, n) in sc.nodes.iter().enumerate() {
         let m = &mut markets[i];
         let mut t = h0;
-        while t < (h0 + MS_PER_HOUR).min(end) {
+        while t < (h0 + HOUR_MS).min(end) {
             if !m.is_down(t) {
                 let price = sc.price(n.protocol.token(), t);
                 let noise = m.noise_at(t);

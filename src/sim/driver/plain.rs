@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::ledger::{time_in_allocation, Ledger};
 use super::report::StrategyResult;
-use super::{Setup, MS_PER_HOUR};
+use super::{Setup, HOUR_MS};
 use crate::adapters::Adapter;
 use crate::app::stepped::now_or_never;
 use crate::clock::{ManualClock, SharedClock};
@@ -59,7 +59,7 @@ pub(super) fn run_plain(
                     path.push((t, a));
                 }
             }
-            next_choice += MS_PER_HOUR;
+            next_choice += HOUR_MS;
         }
         t = (t + s.poll_ms).min(s.end);
         clock.set(t);

@@ -193,7 +193,7 @@ pub fn by_day_of(
 /// days from `start` to `end` (the last one partial when the run is): the increase of each
 /// curve between its last samples at or before the day's bounds.
 fn by_day(curve: &[(i64, f64)], oracle: &[(i64, f64)], start: i64, end: i64) -> Vec<Option<f64>> {
-    let day_ms = 24 * super::MS_PER_HOUR;
+    let day_ms = 24 * super::HOUR_MS;
     let at = |c: &[(i64, f64)], t: i64| {
         let i = c.partition_point(|p| p.0 <= t);
         if i == 0 {
@@ -216,7 +216,7 @@ fn by_day(curve: &[(i64, f64)], oracle: &[(i64, f64)], start: i64, end: i64) -> 
 
 #[cfg(test)]
 mod tests {
-    use super::super::MS_PER_HOUR as H;
+    use super::super::HOUR_MS as H;
     use super::by_day;
 
     #[test]
