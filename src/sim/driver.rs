@@ -37,7 +37,6 @@ use self::oracle::oracle_choice;
 use self::plain::run_plain;
 use crate::adapters::sim::market::Market;
 use crate::app::AppError;
-use crate::clock::HOUR_MS;
 use crate::optimizer::OptimizationRules;
 use crate::sim::scenario::Scenario;
 use crate::tsdb::Db;

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::report::GateCheck;
-use super::HOUR_MS;
+use crate::clock::HOUR_MS;
 use crate::optimizer::OptimizationRules;
 use crate::reallocation::Outcome;
 

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::HOUR_MS;
+use crate::clock::HOUR_MS;
 use crate::optimizer;
 use crate::resources::{Allocation, Resource};
 use crate::sim::node::ScenarioNode;

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use super::HOUR_MS;
 use crate::adapters::sim::market::Market;
+use crate::clock::HOUR_MS;
 use crate::optimizer::OptimizationRules;
 use crate::resources::{Allocation, Resource};
 use crate::sim::scenario::Scenario;

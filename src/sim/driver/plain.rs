@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use super::ledger::{time_in_allocation, Ledger};
 use super::report::StrategyResult;
-use super::{Setup, HOUR_MS};
+use super::Setup;
 use crate::adapters::Adapter;
 use crate::app::stepped::now_or_never;
-use crate::clock::{ManualClock, SharedClock};
+use crate::clock::{ManualClock, SharedClock, HOUR_MS};
 use crate::resources::Allocation;
 use crate::sim::node::ScenarioNode;
 use crate::sim::scenario::Scenario;

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::clock::DAY_MS;
 use crate::resources::Allocation;
 
 /// One strategy's result.
@@ -193,7 +194,6 @@ pub fn by_day_of(
 /// days from `start` to `end` (the last one partial when the run is): the increase of each
 /// curve between its last samples at or before the day's bounds.
 fn by_day(curve: &[(i64, f64)], oracle: &[(i64, f64)], start: i64, end: i64) -> Vec<Option<f64>> {
-    let day_ms = 24 * super::HOUR_MS;
     let at = |c: &[(i64, f64)], t: i64| {
         let i = c.partition_point(|p| p.0 <= t);
         if i == 0 {
@@ -205,7 +205,7 @@ fn by_day(curve: &[(i64, f64)], oracle: &[(i64, f64)], start: i64, end: i64) -> 
     let mut out = Vec::new();
     let mut d0 = start;
     while d0 < end {
-        let d1 = (d0 + day_ms).min(end);
+        let d1 = (d0 + DAY_MS).min(end);
         let o = at(oracle, d1) - at(oracle, d0);
         let x = at(curve, d1) - at(curve, d0);
         out.push((o > 0.0).then(|| x / o));
@@ -216,8 +216,8 @@ fn by_day(curve: &[(i64, f64)], oracle: &[(i64, f64)], start: i64, end: i64) -> 
 
 #[cfg(test)]
 mod tests {
-    use super::super::HOUR_MS as H;
     use super::by_day;
+    use crate::clock::HOUR_MS as H;
 
     #[test]
     fn each_day_is_the_increase_of_both_curves_over_that_day() {
