@@ -48,6 +48,7 @@ fn plan_prints_moves_and_gate_verdicts_and_applies_nothing() {
         "min_confidence",
         "max_reallocations_per_hour",
         "max_reallocations_per_day",
+        "max_reallocations_per_30_days",
         "min_hold",
         "max_step",
     ] {

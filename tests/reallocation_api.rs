@@ -282,7 +282,7 @@ async fn with_the_token_a_move_is_applied_and_shows_in_the_history() {
     let verdicts = v["data"]["evaluation"]["gates"]["verdicts"]
         .as_array()
         .unwrap();
-    assert_eq!(verdicts.len(), 7);
+    assert_eq!(verdicts.len(), 8);
     assert_eq!(verdicts[0]["gate"], "min_improvement");
     let (_, v) = call(&f.state, Method::GET, "/api/v1/allocations", None, "").await;
     assert_eq!(v["data"]["nodes"][0]["node"], "golem");

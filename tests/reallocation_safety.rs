@@ -890,3 +890,70 @@ async fn the_loop_resolves_first_then_plans_every_interval_unless_paused() {
     stop.send_replace(true);
     task.await.unwrap();
 }
+
+/// The 30-day budget through the controller: spent, remembered across a restart from the
+/// history file, refilled at its even pace.
+#[tokio::test(start_paused = true)]
+async fn the_30_day_budget_survives_a_restart_and_refills_evenly() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = world();
+    let gates = Gates {
+        max_reallocations_per_day: Some(2),
+        max_reallocations_per_30_days: Some(3),
+        ..Gates::default()
+    };
+    let start = |w: &World| {
+        controller(
+            w,
+            History::open(dir.path()).unwrap(),
+            gates.clone(),
+            false,
+            sim_actuators(w),
+        )
+    };
+    {
+        let s = start(&w);
+        for (id, node) in [(1, "golem"), (2, "storj")] {
+            let e = s
+                .controller
+                .handle_request(id, manual(node, 3.0))
+                .await
+                .unwrap();
+            assert!(
+                e.decision.to_string().starts_with("applied"),
+                "{}",
+                e.decision
+            );
+        }
+    }
+    // A day and an hour later the daily limit is free again, but the bucket (two, refilled
+    // by one in 30 days) is not: the month's third is a month away.
+    w.clock.advance(25 * 60 * MIN);
+    let s = start(&w);
+    let e = s
+        .controller
+        .handle_request(3, manual("streamr", 3.0))
+        .await
+        .unwrap();
+    let d = e.decision.to_string();
+    assert!(!d.contains("max_reallocations_per_day"), "{d}");
+    assert!(
+        d.contains("max_reallocations_per_30_days: 2 reallocation(s) in the last 30 days, 0.03 of 2 saved (refills 0.03 a day, at most 3 in 30 days): wait 28days"),
+        "{d}"
+    );
+    assert_eq!(
+        w.nodes["streamr"].allocation().cpu_cores,
+        w.start["streamr"].cpu_cores
+    );
+    w.clock.advance(29 * 24 * 60 * MIN);
+    let e = s
+        .controller
+        .handle_request(4, manual("streamr", 3.0))
+        .await
+        .unwrap();
+    assert!(
+        e.decision.to_string().starts_with("applied"),
+        "{}",
+        e.decision
+    );
+}

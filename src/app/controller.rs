@@ -170,7 +170,7 @@ mod tests {
             .unwrap();
         // Without rules for them, no node is planned; but the poll landed in the tsdb.
         assert!(r.evaluation.steps.is_empty());
-        assert_eq!(r.evaluation.gates.verdicts.len(), 7);
+        assert_eq!(r.evaluation.gates.verdicts.len(), 8);
         let up = db.select(
             &[crate::labels::Matcher::equal(
                 "__name__",

@@ -203,6 +203,10 @@ pub struct Gates {
     pub max_reallocations_per_hour: u32,
     /// `max_reallocations_per_day`: applied plans per rolling 24 hours (None: unchecked).
     pub max_reallocations_per_day: Option<u32>,
+    /// `max_reallocations_per_30_days`: applied plans per rolling 30 days, paced by a token
+    /// bucket that holds at most the daily limit (None: unchecked). See
+    /// `reallocation::gates::saved_reallocations`.
+    pub max_reallocations_per_30_days: Option<u32>,
     /// `min_hold`: a node's allocation stays at least this long after a change (default 1h).
     /// Also the period over which switching costs must pay back.
     pub min_hold: Duration,
@@ -220,6 +224,7 @@ impl Default for Gates {
             min_confidence: 0.7,
             max_reallocations_per_hour: 4,
             max_reallocations_per_day: None,
+            max_reallocations_per_30_days: None,
             min_hold: Duration::from_secs(3600),
             max_step: Resources::default(),
             payback_within_hold: Some(1.0),

@@ -20,6 +20,10 @@
 //!   min_confidence: 0.7          # 0–1 (default 0.7)
 //!   max_reallocations_per_hour: 4  # applied plans per rolling hour (default 4)
 //!   max_reallocations_per_day: 2 # applied plans per rolling 24 hours (default: unchecked)
+//!   max_reallocations_per_30_days: 60  # applied plans per rolling 30 days, paced: a bucket of
+//!                                # max_reallocations_per_day (unset: a thirtieth of this) that
+//!                                # refills evenly, so quiet days' allowance is kept for later
+//!                                # (default: unchecked)
 //!   min_hold: 1h                 # per node: an allocation stays at least this long; also the
 //!                                # period a switching cost must pay back in (default 1h)
 //!   max_step: 25%                # per move and resource: a percent of capacity or an amount;
@@ -512,6 +516,19 @@ nodes:
         let d = parse_str(node, "opt.yml").unwrap();
         assert_eq!(d.planner, super::super::PlannerKind::Model);
         assert_eq!(d.gates.max_reallocations_per_day, None);
+        let month = ok.replace(
+            "per_day: 2\n",
+            "per_day: 2\n  max_reallocations_per_30_days: 60\n",
+        );
+        let r = parse_str(&month, "opt.yml").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.gates.max_reallocations_per_30_days, Some(60));
+        let e = parse_str(&month.replace(": 60", ": 1"), "opt.yml")
+            .expect_err("a month smaller than a day")
+            .lines();
+        assert!(
+            e.iter().any(|l| l.starts_with("opt.yml:5:3: gates.max_reallocations_per_30_days: must be at least max_reallocations_per_day (2), got 1")),
+            "{e:?}"
+        );
         let bad = format!("planner: oracle\nexploration_budget: -1\ngates:\n  max_reallocations_per_day: 1.5\n{node}");
         let e = parse_str(&bad, "opt.yml").expect_err("invalid").lines();
         for w in [

@@ -19,6 +19,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::clock::DAY_MS;
 use crate::optimizer::{fmt_amount, Gates, Plan};
 use crate::resources::Allocation;
 
@@ -30,17 +31,21 @@ pub enum Gate {
     MinConfidence,
     MaxReallocationsPerHour,
     MaxReallocationsPerDay,
+    // snake_case would write `per30`.
+    #[serde(rename = "max_reallocations_per_30_days")]
+    MaxReallocationsPer30Days,
     MinHold,
     MaxStep,
     PaybackWithinHold,
 }
 
 impl Gate {
-    pub const ALL: [Gate; 7] = [
+    pub const ALL: [Gate; 8] = [
         Gate::MinImprovement,
         Gate::MinConfidence,
         Gate::MaxReallocationsPerHour,
         Gate::MaxReallocationsPerDay,
+        Gate::MaxReallocationsPer30Days,
         Gate::MinHold,
         Gate::MaxStep,
         Gate::PaybackWithinHold,
@@ -53,6 +58,7 @@ impl Gate {
             Gate::MinConfidence => "min_confidence",
             Gate::MaxReallocationsPerHour => "max_reallocations_per_hour",
             Gate::MaxReallocationsPerDay => "max_reallocations_per_day",
+            Gate::MaxReallocationsPer30Days => "max_reallocations_per_30_days",
             Gate::MinHold => "min_hold",
             Gate::MaxStep => "max_step",
             Gate::PaybackWithinHold => "payback_within_hold",
@@ -119,6 +125,9 @@ pub struct Context<'a> {
     pub reallocations_last_hour: usize,
     /// Reallocations that touched nodes in the last 24 hours.
     pub reallocations_last_day: usize,
+    /// When each reallocation of the last 30 days ended, oldest first
+    /// ([`super::History::reallocation_times_since`]).
+    pub reallocation_times_last_30_days: &'a [i64],
     /// When each node's allocation last changed ([`super::History::last_change`]).
     pub last_change: &'a BTreeMap<String, i64>,
     pub mode: Mode,
@@ -130,7 +139,8 @@ pub fn fmt_time(ms: i64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-fn fmt_duration(ms: i64) -> String {
+/// A duration for messages, in whole seconds rounded up.
+pub fn fmt_duration(ms: i64) -> String {
     // Whole seconds: "59m 12s" reads better than milliseconds.
     humantime::format_duration(Duration::from_secs((ms.max(0) as u64).div_ceil(1000))).to_string()
 }
@@ -244,6 +254,85 @@ pub fn max_reallocations_per_day(done_last_day: usize, gates: &Gates, mode: Mode
     )
 }
 
+/// The window `max_reallocations_per_30_days` counts in.
+pub const BUDGET_WINDOW_MS: i64 = 30 * DAY_MS;
+
+/// `max_reallocations_per_30_days` as a token bucket, replayed from the history: it holds at
+/// most `max_reallocations_per_day` reallocations (unset: a thirtieth of the month, at least
+/// one), starts full 30 days before `now_ms`, refills evenly so that a full bucket plus 30
+/// days of refill is the month's number, and each reallocation in `times` (oldest first)
+/// spends one. Returns (saved now, bucket size, refill per day); None when the month is
+/// unchecked.
+///
+/// Why a bucket and not only a count: a rolling 30-day count lets a controller spend the month
+/// in its first days and then stand still; a daily count alone wastes the days nothing moved.
+/// The bucket lets the quiet days' allowance be spent later (the learning days after a start,
+/// a market that turns) up to one day's limit, and never more than the month's number in any
+/// 30 days: tokens at the window's start are at most the bucket, 30 days add the rest, and a
+/// reallocation needs a whole token.
+pub fn saved_reallocations(times: &[i64], now_ms: i64, gates: &Gates) -> Option<(f64, f64, f64)> {
+    let month = f64::from(gates.max_reallocations_per_30_days?);
+    let size = gates
+        .max_reallocations_per_day
+        .map_or((month / 30.0).ceil().max(1.0), f64::from)
+        .min(month);
+    let per_ms = (month - size) / BUDGET_WINDOW_MS as f64;
+    let mut tokens = size;
+    let start = now_ms - BUDGET_WINDOW_MS;
+    let mut last = start;
+    for &t in times.iter().filter(|&&t| t > start && t <= now_ms) {
+        tokens = (tokens + per_ms * (t - last) as f64).min(size) - 1.0;
+        last = t;
+    }
+    tokens = (tokens + per_ms * (now_ms - last) as f64).min(size);
+    Some((tokens, size, per_ms * DAY_MS as f64))
+}
+
+/// `max_reallocations_per_30_days`: a whole reallocation saved in the bucket
+/// ([`saved_reallocations`]); unset: unchecked.
+pub fn max_reallocations_per_30_days(
+    times: &[i64],
+    now_ms: i64,
+    gates: &Gates,
+    mode: Mode,
+) -> Verdict {
+    let g = Gate::MaxReallocationsPer30Days;
+    if mode == Mode::Forced {
+        return Verdict::new(g, true, "skipped: the request says force");
+    }
+    let done = times
+        .iter()
+        .filter(|&&t| t > now_ms - BUDGET_WINDOW_MS && t <= now_ms)
+        .count();
+    let Some((saved, size, per_day)) = saved_reallocations(times, now_ms, gates) else {
+        return Verdict::new(
+            g,
+            true,
+            format!("{done} reallocation(s) in the last 30 days; no 30-day limit set"),
+        );
+    };
+    // A hair under one still counts as one: the refill is a float sum.
+    let pass = saved >= 1.0 - 1e-9;
+    let month = gates.max_reallocations_per_30_days.unwrap_or(0);
+    let wait = if pass {
+        String::new()
+    } else if per_day > 0.0 {
+        format!(
+            ": wait {}",
+            fmt_duration(((1.0 - saved) / per_day * DAY_MS as f64).ceil() as i64)
+        )
+    } else {
+        ": wait".to_string()
+    };
+    Verdict::new(
+        g,
+        pass,
+        format!(
+            "{done} reallocation(s) in the last 30 days, {saved:.2} of {size} saved (refills {per_day:.2} a day, at most {month} in 30 days){wait}"
+        ),
+    )
+}
+
 /// `min_hold`: no node the plan changes may have changed less than `min_hold` ago.
 pub fn min_hold(
     plan: &Plan,
@@ -349,6 +438,12 @@ pub fn evaluate(plan: &Plan, ctx: &Context<'_>) -> GateReport {
         min_confidence(plan, ctx.gates, ctx.mode),
         max_reallocations_per_hour(ctx.reallocations_last_hour, ctx.gates, ctx.mode),
         max_reallocations_per_day(ctx.reallocations_last_day, ctx.gates, ctx.mode),
+        max_reallocations_per_30_days(
+            ctx.reallocation_times_last_30_days,
+            ctx.now_ms,
+            ctx.gates,
+            ctx.mode,
+        ),
         min_hold(plan, ctx.last_change, ctx.now_ms, ctx.gates, ctx.mode),
         max_step(plan, ctx.capacity, ctx.gates, ctx.mode),
         payback_within_hold(plan, ctx.gates, ctx.mode),
@@ -362,6 +457,7 @@ pub fn evaluate(plan: &Plan, ctx: &Context<'_>) -> GateReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::HOUR_MS;
     use crate::optimizer::{Move, Step};
     use crate::resources::Resource;
 
@@ -419,6 +515,7 @@ mod tests {
             capacity: cap,
             reallocations_last_hour: n,
             reallocations_last_day: n,
+            reallocation_times_last_30_days: &[],
             last_change: last,
             mode: Mode::Plan,
         }
@@ -467,12 +564,87 @@ mod tests {
     }
 
     #[test]
+    fn the_30_day_budget_saves_quiet_days_up_to_the_daily_limit() {
+        let mut g = Gates::default();
+        let v = max_reallocations_per_30_days(&[T0 - 1000], T0, &g, Mode::Plan);
+        assert!(v.pass);
+        assert_eq!(
+            v.reason,
+            "1 reallocation(s) in the last 30 days; no 30-day limit set"
+        );
+        g.max_reallocations_per_day = Some(4);
+        g.max_reallocations_per_30_days = Some(60);
+        // Nothing done: the bucket is full, four may go at once.
+        let (saved, size, per_day) = saved_reallocations(&[], T0, &g).unwrap();
+        assert_eq!((saved, size), (4.0, 4.0));
+        assert!((per_day - 56.0 / 30.0).abs() < 1e-12, "{per_day}");
+        // Four in the last two hours: empty, and the next one waits for the refill
+        // (1 / (56/30) day = 12 h 51 m 26 s, less the two hours since the first).
+        let four: Vec<i64> = (0..4)
+            .map(|i| T0 - 2 * HOUR_MS - i * 60_000)
+            .rev()
+            .collect();
+        let v = max_reallocations_per_30_days(&four, T0, &g, Mode::Plan);
+        assert!(!v.pass);
+        assert!(
+            v.reason
+                .starts_with("4 reallocation(s) in the last 30 days, 0.16 of 4 saved (refills 1.87 a day, at most 60 in 30 days): wait 10h"),
+            "{}",
+            v.reason
+        );
+        assert!(max_reallocations_per_30_days(&four, T0 + 11 * HOUR_MS, &g, Mode::Plan).pass);
+        assert!(max_reallocations_per_30_days(&four, T0, &g, Mode::Forced).pass);
+        // Without a daily limit the bucket is a thirtieth of the month.
+        g.max_reallocations_per_day = None;
+        assert_eq!(saved_reallocations(&[], T0, &g).unwrap().1, 2.0);
+    }
+
+    /// A controller that takes every reallocation the budget allows, every 5 minutes for 90
+    /// days: never more than the month's number in any 30 days, never more than the bucket
+    /// in a burst, and close to the month's number in each 30 days (the pacing wastes little).
+    #[test]
+    fn the_30_day_budget_holds_in_every_window_for_a_greedy_spender() {
+        let g = Gates {
+            max_reallocations_per_day: Some(4),
+            max_reallocations_per_30_days: Some(60),
+            ..Gates::default()
+        };
+        let mut done: Vec<i64> = Vec::new();
+        let mut t = T0;
+        while t < T0 + 90 * DAY_MS {
+            let from = done.partition_point(|&d| d <= t - BUDGET_WINDOW_MS);
+            if max_reallocations_per_30_days(&done[from..], t, &g, Mode::Plan).pass {
+                done.push(t);
+            }
+            t += 5 * 60_000;
+        }
+        for (i, &d) in done.iter().enumerate() {
+            let in_month = done[i..]
+                .iter()
+                .take_while(|&&o| o < d + BUDGET_WINDOW_MS)
+                .count();
+            assert!(
+                in_month <= 60,
+                "{in_month} in the 30 days from {}",
+                fmt_time(d)
+            );
+            let in_day = done[i..].iter().take_while(|&&o| o < d + DAY_MS).count();
+            assert!(in_day <= 5, "{in_day} in the day from {}", fmt_time(d));
+        }
+        let first = done.iter().filter(|&&d| d < T0 + BUDGET_WINDOW_MS).count();
+        assert!(first >= 58, "only {first} in the first 30 days");
+        let m = 5 * 60_000;
+        assert_eq!(done[..4], [T0, T0 + m, T0 + 2 * m, T0 + 3 * m]);
+        assert!(done[4] > T0 + 12 * HOUR_MS, "{}", fmt_time(done[4]));
+    }
+
+    #[test]
     fn a_good_plan_passes_every_gate() {
         let g = Gates::default();
         let last = BTreeMap::new();
         let r = evaluate(&plan(0.1, 1.0, 0.9), &ctx(&g, &CAP, &last, 0));
         assert!(r.pass, "{:?}", r.blocking());
-        assert_eq!(r.verdicts.len(), 7);
+        assert_eq!(r.verdicts.len(), 8);
     }
 
     #[test]

@@ -470,13 +470,26 @@ impl History {
     /// with an outcome in `(since_ms, ∞)`: what the rate limit counts. A rolled-back attempt
     /// counts, because it disturbed the nodes as much as a successful one.
     pub fn reallocations_since(&self, since_ms: i64) -> usize {
-        self.records
+        self.reallocation_times_since(since_ms).len()
+    }
+
+    /// When each reallocation [`History::reallocations_since`] counts ended, ms, oldest first:
+    /// what the 30-day budget replays.
+    pub fn reallocation_times_since(&self, since_ms: i64) -> Vec<i64> {
+        let mut times: Vec<i64> = self
+            .records
             .iter()
-            .filter(|r| {
-                matches!(r, Record::Outcome { t_ms, outcome, .. }
-                    if *t_ms > since_ms && *outcome != Outcome::Rejected)
+            .filter_map(|r| match r {
+                Record::Outcome { t_ms, outcome, .. }
+                    if *t_ms > since_ms && *outcome != Outcome::Rejected =>
+                {
+                    Some(*t_ms)
+                }
+                _ => None,
             })
-            .count()
+            .collect();
+        times.sort_unstable();
+        times
     }
 
     /// When each node's allocation last changed for good (an applied reallocation whose steps

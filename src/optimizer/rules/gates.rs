@@ -58,6 +58,30 @@ pub(super) fn validate_gates(raw: Option<Value>, d: &mut Diagnostics) -> Option<
             }
         }
     }
+    if let Some(v) = &raw.max_reallocations_per_30_days {
+        match v.as_u64().and_then(|n| u32::try_from(n).ok()) {
+            // The bucket holds the daily limit; a month smaller than one full bucket could
+            // never refill it.
+            Some(n) if g.max_reallocations_per_day.is_some_and(|day| n < day) => {
+                d.error(
+                    "gates.max_reallocations_per_30_days",
+                    format!(
+                        "must be at least max_reallocations_per_day ({}), got {n}",
+                        g.max_reallocations_per_day.unwrap_or(0)
+                    ),
+                );
+                ok = false;
+            }
+            Some(n) => g.max_reallocations_per_30_days = Some(n),
+            None => {
+                d.error(
+                    "gates.max_reallocations_per_30_days",
+                    format!("must be a whole number, 0 or more, got {}", show(v)),
+                );
+                ok = false;
+            }
+        }
+    }
     if let Some(v) = &raw.min_hold {
         match units::duration(v) {
             Ok(x) => g.min_hold = x,

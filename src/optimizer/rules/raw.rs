@@ -42,6 +42,8 @@ pub(super) struct RawGates {
     pub(super) payback_within_hold: Option<Value>,
     #[serde(default)]
     pub(super) max_reallocations_per_day: Option<Value>,
+    #[serde(default)]
+    pub(super) max_reallocations_per_30_days: Option<Value>,
 }
 
 #[derive(Deserialize, Default)]

@@ -6,12 +6,13 @@
 use std::collections::BTreeMap;
 
 use super::super::execute::{self, describe, steps_for, ExecReport};
-use super::super::gates::{Gate, Mode};
+use super::super::gates::{self, Gate, Mode};
 use super::super::history::{Outcome, Record, Source, Step};
 use super::super::preflight;
 use super::super::realized;
 use super::decide::{Decision, Evaluation};
 use super::{lock, Controller, ControllerError, Model};
+use crate::clock::{DAY_MS, HOUR_MS};
 use crate::resources::Allocation;
 
 impl Controller {
@@ -265,11 +266,12 @@ impl Controller {
         }
         // The rate limits hold for the safety net too: a rollback is a reallocation.
         let now = self.clock.now_ms();
-        let (hour, day) = {
+        let (hour, day, month) = {
             let h = lock(&self.history);
             (
-                h.reallocations_since(now - 3_600_000),
-                h.reallocations_since(now - 86_400_000),
+                h.reallocations_since(now - HOUR_MS),
+                h.reallocations_since(now - DAY_MS),
+                h.reallocation_times_since(now - gates::BUDGET_WINDOW_MS),
             )
         };
         let g = &m.rules.gates;
@@ -281,6 +283,17 @@ impl Controller {
                 None,
                 format!(
                     "not rolled back: {hour} reallocation(s) in the last hour and {day} in the last 24 hours reach the rate limits"
+                ),
+            ));
+        }
+        let budget = gates::max_reallocations_per_30_days(&month, now, g, Mode::Plan);
+        if !budget.pass {
+            return Ok((
+                None,
+                format!(
+                    "not rolled back: {}: {}",
+                    budget.gate.as_str(),
+                    budget.reason
                 ),
             ));
         }

@@ -16,6 +16,7 @@ use super::super::preflight;
 use super::decide::{self, Decision, Evaluation, Frozen, Judging, PlanReport};
 use super::planner::PlanInput;
 use super::{lock, ApplyRequest, Controller, ControllerError, Model};
+use crate::clock::{DAY_MS, HOUR_MS};
 use crate::optimizer::Plan;
 
 impl Controller {
@@ -29,12 +30,13 @@ impl Controller {
         frozen: BTreeMap<String, Frozen>,
     ) -> Evaluation {
         let now = self.clock.now_ms();
-        let (last_change, done, done_day) = {
+        let (last_change, done, done_day, month) = {
             let h = lock(&self.history);
             (
                 h.last_change(),
-                h.reallocations_since(now - 3_600_000),
-                h.reallocations_since(now - 86_400_000),
+                h.reallocations_since(now - HOUR_MS),
+                h.reallocations_since(now - DAY_MS),
+                h.reallocation_times_since(now - gates::BUDGET_WINDOW_MS),
             )
         };
         let health = self.health.snapshot();
@@ -51,6 +53,7 @@ impl Controller {
                     capacity: &self.opts.host_capacity,
                     reallocations_last_hour: done,
                     reallocations_last_day: done_day,
+                    reallocation_times_last_30_days: &month,
                     last_change: &last_change,
                     mode,
                 },
@@ -173,6 +176,7 @@ impl Controller {
                         capacity: &self.opts.host_capacity,
                         reallocations_last_hour: 0,
                         reallocations_last_day: 0,
+                        reallocation_times_last_30_days: &[],
                         last_change: &last_change,
                         mode: Mode::Forced,
                     };

@@ -1,11 +1,12 @@
-//! The gates checked from a run's history: applied reallocations per rolling hour and the
-//! time each node held an allocation.
+//! The gates checked from a run's history: applied reallocations per rolling hour, day and 30
+//! days, and the time each node held an allocation.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::report::GateCheck;
-use crate::clock::HOUR_MS;
+use crate::clock::{DAY_MS, HOUR_MS};
 use crate::optimizer::OptimizationRules;
+use crate::reallocation::gates::BUDGET_WINDOW_MS;
 use crate::reallocation::Outcome;
 
 /// Verifies from the history that the applied reallocations kept to the gates.
@@ -21,19 +22,45 @@ pub fn check_gates(
         .collect();
     applied.sort_by_key(|h| h.started_ms);
     let mut violations = Vec::new();
-    let mut most = 0;
-    for (i, h) in applied.iter().enumerate() {
-        let in_hour = applied[i..]
-            .iter()
-            .take_while(|o| o.started_ms < h.started_ms + HOUR_MS)
-            .count();
-        most = most.max(in_hour);
-    }
+    // The most applied reallocations that started within any `window_ms`.
+    let most_within = |window_ms: i64| {
+        (0..applied.len())
+            .map(|i| {
+                applied[i..]
+                    .iter()
+                    .take_while(|o| o.started_ms < applied[i].started_ms + window_ms)
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
+    };
+    let most = most_within(HOUR_MS);
     if most > g.max_reallocations_per_hour as usize {
         violations.push(format!(
             "{most} reallocations within one hour, more than max_reallocations_per_hour {}",
             g.max_reallocations_per_hour
         ));
+    }
+    for (limit, window_ms, key) in [
+        (
+            g.max_reallocations_per_day,
+            DAY_MS,
+            "max_reallocations_per_day",
+        ),
+        (
+            g.max_reallocations_per_30_days,
+            BUDGET_WINDOW_MS,
+            "max_reallocations_per_30_days",
+        ),
+    ] {
+        let Some(limit) = limit else { continue };
+        let n = most_within(window_ms);
+        if n > limit as usize {
+            violations.push(format!(
+                "{n} reallocations within {}, more than {key} {limit}",
+                crate::reallocation::gates::fmt_duration(window_ms)
+            ));
+        }
     }
     let mut last: BTreeMap<&str, i64> = BTreeMap::new();
     let mut shortest: Option<i64> = None;
@@ -65,5 +92,65 @@ pub fn check_gates(
         shortest_hold_seconds: shortest.map(|s| s as f64 / 1000.0),
         ok: violations.is_empty(),
         violations,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reallocation::history::{Source, Step, Summary};
+    use crate::resources::Allocation;
+
+    fn applied(id: u64, started_ms: i64, node: &str) -> Summary {
+        Summary {
+            id,
+            started_ms,
+            source: Source::Controller,
+            steps: vec![Step {
+                node: node.to_string(),
+                from: Allocation::default(),
+                to: Allocation::default(),
+            }],
+            summary: String::new(),
+            expected_gain_usd_per_hour: None,
+            outcome: Some(Outcome::Applied),
+            reason: String::new(),
+            finished_ms: Some(started_ms),
+            steps_done: 1,
+            undo_errors: Vec::new(),
+            realized_gain_usd_per_hour: None,
+            realized_note: None,
+            blocked_by: Vec::new(),
+            blocked_by_preflight: false,
+        }
+    }
+
+    #[test]
+    fn the_daily_and_30_day_limits_are_checked_from_the_history() {
+        let mut rules = crate::optimizer::parse_str(
+            "gates:\n  max_reallocations_per_day: 2\n  max_reallocations_per_30_days: 3\nnodes:\n  a:\n    value_per_hour: 'vector(1)'\n",
+            "t.yml",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        // Every 13 hours, alternating nodes: within the hold and the hourly and daily limits,
+        // but four in 40 hours is more than three in 30 days.
+        let h: Vec<Summary> = (0..4)
+            .map(|i| applied(i, i as i64 * 13 * HOUR_MS, ["a", "b"][i as usize % 2]))
+            .collect();
+        let c = check_gates(&rules, &h);
+        assert!(!c.ok);
+        assert_eq!(
+            c.violations,
+            ["4 reallocations within 30days, more than max_reallocations_per_30_days 3"]
+        );
+        rules.gates.max_reallocations_per_30_days = Some(4);
+        assert!(check_gates(&rules, &h).ok);
+        let h: Vec<Summary> = (0..3)
+            .map(|i| applied(i, i as i64 * 2 * HOUR_MS, ["a", "b", "c"][i as usize]))
+            .collect();
+        assert_eq!(
+            check_gates(&rules, &h).violations,
+            ["3 reallocations within 1day, more than max_reallocations_per_day 2"]
+        );
     }
 }
