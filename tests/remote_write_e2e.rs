@@ -334,7 +334,13 @@ fn wait_drained(o: &Orcha, remotes: &[&str], within: Duration) {
         }
         assert!(
             Instant::now() < deadline,
-            "remote write queues did not drain:\n{}",
+            "remote write queues of {:?} were never seen drained:\n{}",
+            remotes
+                .iter()
+                .zip(&drained)
+                .filter(|(_, d)| !**d)
+                .map(|(r, _)| *r)
+                .collect::<Vec<_>>(),
             m.lines()
                 .filter(|l| l.starts_with("depin_remote_write"))
                 .collect::<Vec<_>>()
