@@ -3,7 +3,7 @@
 use serde_yaml::Value;
 
 use super::raw::RawGates;
-use super::scalar::{amount, fraction, number, show, unknown_resource};
+use super::scalar::{amount, count, fraction, number, show, unknown_resource};
 use crate::optimizer::{resource_from_key, Gates, Step};
 use crate::resources::{Resource, Resources};
 use crate::schema::diag::{join_key, Diagnostics};
@@ -35,31 +35,19 @@ pub(super) fn validate_gates(raw: Option<Value>, d: &mut Diagnostics) -> Option<
         }
     }
     if let Some(v) = &raw.max_reallocations_per_hour {
-        match v.as_u64().and_then(|n| u32::try_from(n).ok()) {
+        match count(v, "gates.max_reallocations_per_hour", d) {
             Some(n) => g.max_reallocations_per_hour = n,
-            None => {
-                d.error(
-                    "gates.max_reallocations_per_hour",
-                    format!("must be a whole number, 0 or more, got {}", show(v)),
-                );
-                ok = false;
-            }
+            None => ok = false,
         }
     }
     if let Some(v) = &raw.max_reallocations_per_day {
-        match v.as_u64().and_then(|n| u32::try_from(n).ok()) {
+        match count(v, "gates.max_reallocations_per_day", d) {
             Some(n) => g.max_reallocations_per_day = Some(n),
-            None => {
-                d.error(
-                    "gates.max_reallocations_per_day",
-                    format!("must be a whole number, 0 or more, got {}", show(v)),
-                );
-                ok = false;
-            }
+            None => ok = false,
         }
     }
     if let Some(v) = &raw.max_reallocations_per_30_days {
-        match v.as_u64().and_then(|n| u32::try_from(n).ok()) {
+        match count(v, "gates.max_reallocations_per_30_days", d) {
             // The bucket holds the daily limit; a month smaller than one full bucket could
             // never refill it.
             Some(n) if g.max_reallocations_per_day.is_some_and(|day| n < day) => {
@@ -73,13 +61,7 @@ pub(super) fn validate_gates(raw: Option<Value>, d: &mut Diagnostics) -> Option<
                 ok = false;
             }
             Some(n) => g.max_reallocations_per_30_days = Some(n),
-            None => {
-                d.error(
-                    "gates.max_reallocations_per_30_days",
-                    format!("must be a whole number, 0 or more, got {}", show(v)),
-                );
-                ok = false;
-            }
+            None => ok = false,
         }
     }
     if let Some(v) = &raw.min_hold {

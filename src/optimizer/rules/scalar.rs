@@ -59,6 +59,18 @@ pub(super) fn fraction(v: &Value, path: &str, d: &mut Diagnostics) -> Option<f64
     }
 }
 
+/// A whole number, 0 or more, that fits a u32 (a count in the rules), or an error at `path`.
+pub(super) fn count(v: &Value, path: &str, d: &mut Diagnostics) -> Option<u32> {
+    let n = v.as_u64().and_then(|n| u32::try_from(n).ok());
+    if n.is_none() {
+        d.error(
+            path,
+            format!("must be a whole number, 0 or more, got {}", show(v)),
+        );
+    }
+    n
+}
+
 pub(super) fn show(v: &Value) -> String {
     match v {
         Value::String(s) => format!("\"{s}\""),
