@@ -121,7 +121,7 @@ pub struct Context<'a> {
     pub gates: &'a Gates,
     /// Per resource: the capacity, for a `max_step` written as a fraction.
     pub capacity: &'a Allocation,
-    /// Reallocations that touched nodes in the last hour ([`super::History::reallocations_since`]).
+    /// Reallocations that touched nodes in the last hour ([`reallocations_within`]).
     pub reallocations_last_hour: usize,
     /// Reallocations that touched nodes in the last 24 hours.
     pub reallocations_last_day: usize,
@@ -257,6 +257,12 @@ pub fn max_reallocations_per_day(done_last_day: usize, gates: &Gates, mode: Mode
 /// The window `max_reallocations_per_30_days` counts in.
 pub const BUDGET_WINDOW_MS: i64 = 30 * DAY_MS;
 
+/// How many of `times` (the history's reallocation times) fall in the last `window_ms` before
+/// `now_ms`: what the hourly, daily and 30-day limits count.
+pub fn reallocations_within(times: &[i64], now_ms: i64, window_ms: i64) -> usize {
+    times.iter().filter(|&&t| t > now_ms - window_ms).count()
+}
+
 /// `max_reallocations_per_30_days` as a token bucket, replayed from the history: it holds at
 /// most `max_reallocations_per_day` reallocations (unset: a thirtieth of the month, at least
 /// one), starts full 30 days before `now_ms`, refills evenly so that a full bucket plus 30
@@ -300,10 +306,7 @@ pub fn max_reallocations_per_30_days(
     if mode == Mode::Forced {
         return Verdict::new(g, true, "skipped: the request says force");
     }
-    let done = times
-        .iter()
-        .filter(|&&t| t > now_ms - BUDGET_WINDOW_MS && t <= now_ms)
-        .count();
+    let done = reallocations_within(times, now_ms, BUDGET_WINDOW_MS);
     let Some((saved, size, per_day)) = saved_reallocations(times, now_ms, gates) else {
         return Verdict::new(
             g,

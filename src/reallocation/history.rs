@@ -8,7 +8,7 @@
 //! What it records: the intent (the steps, written before anything is touched), each step's
 //! start and verified end, the outcome (`applied`, `rolled_back`, `rejected`,
 //! `rollback_failed`), the realized gain measured after the hold period, and pause/resume. The
-//! rate limit and the minimum hold are computed from it ([`History::reallocations_since`],
+//! rate limit and the minimum hold are computed from it ([`History::reallocation_times_since`],
 //! [`History::last_change`]), so a restart cannot bypass them; an intent without an outcome
 //! ([`History::pending`]) is a crash in the middle, which `execute::recover` resolves at start.
 //!
@@ -466,15 +466,10 @@ impl History {
             .find(|r| matches!(r, Record::Intent { id, .. } if *id == want))
     }
 
-    /// Reallocations that touched nodes (outcome applied, rolled back or rollback failed)
-    /// with an outcome in `(since_ms, ∞)`: what the rate limit counts. A rolled-back attempt
-    /// counts, because it disturbed the nodes as much as a successful one.
-    pub fn reallocations_since(&self, since_ms: i64) -> usize {
-        self.reallocation_times_since(since_ms).len()
-    }
-
-    /// When each reallocation [`History::reallocations_since`] counts ended, ms, oldest first:
-    /// what the 30-day budget replays.
+    /// When each reallocation that touched nodes (outcome applied, rolled back or rollback
+    /// failed) with an outcome in `(since_ms, ∞)` ended, ms, oldest first: what the rate limits
+    /// count and the 30-day budget replays. A rolled-back attempt counts, because it disturbed
+    /// the nodes as much as a successful one.
     pub fn reallocation_times_since(&self, since_ms: i64) -> Vec<i64> {
         let mut times: Vec<i64> = self
             .records
@@ -931,8 +926,8 @@ mod tests {
         let mut h = History::open(dir.path()).unwrap();
         assert_eq!(h.open_report().records, 5);
         assert_eq!(h.next_id(), 3);
-        assert_eq!(h.reallocations_since(0), 2);
-        assert_eq!(h.reallocations_since(2_000), 1);
+        assert_eq!(h.reallocation_times_since(0).len(), 2);
+        assert_eq!(h.reallocation_times_since(2_000).len(), 1);
         // The rolled-back attempt does not restart the hold.
         let last = h.last_change();
         assert_eq!(last.get("golem"), Some(&2_000));

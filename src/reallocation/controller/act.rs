@@ -266,14 +266,9 @@ impl Controller {
         }
         // The rate limits hold for the safety net too: a rollback is a reallocation.
         let now = self.clock.now_ms();
-        let (hour, day, month) = {
-            let h = lock(&self.history);
-            (
-                h.reallocations_since(now - HOUR_MS),
-                h.reallocations_since(now - DAY_MS),
-                h.reallocation_times_since(now - gates::BUDGET_WINDOW_MS),
-            )
-        };
+        let month = lock(&self.history).reallocation_times_since(now - gates::BUDGET_WINDOW_MS);
+        let hour = gates::reallocations_within(&month, now, HOUR_MS);
+        let day = gates::reallocations_within(&month, now, DAY_MS);
         let g = &m.rules.gates;
         if hour >= g.max_reallocations_per_hour as usize
             || g.max_reallocations_per_day

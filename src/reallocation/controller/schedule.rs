@@ -30,12 +30,10 @@ impl Controller {
         frozen: BTreeMap<String, Frozen>,
     ) -> Evaluation {
         let now = self.clock.now_ms();
-        let (last_change, done, done_day, month) = {
+        let (last_change, month) = {
             let h = lock(&self.history);
             (
                 h.last_change(),
-                h.reallocations_since(now - HOUR_MS),
-                h.reallocations_since(now - DAY_MS),
                 h.reallocation_times_since(now - gates::BUDGET_WINDOW_MS),
             )
         };
@@ -51,8 +49,8 @@ impl Controller {
                     now_ms: now,
                     gates: &m.rules.gates,
                     capacity: &self.opts.host_capacity,
-                    reallocations_last_hour: done,
-                    reallocations_last_day: done_day,
+                    reallocations_last_hour: gates::reallocations_within(&month, now, HOUR_MS),
+                    reallocations_last_day: gates::reallocations_within(&month, now, DAY_MS),
                     reallocation_times_last_30_days: &month,
                     last_change: &last_change,
                     mode,
