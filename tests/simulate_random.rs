@@ -233,6 +233,10 @@ fn binary_runs_two_random_markets() {
     assert_eq!(v["summary"]["markets"], 2);
     for k in ["worst", "p10", "median", "mean"] {
         assert!(v["summary"]["fraction_of_oracle"][k].is_f64(), "{k}: {v}");
+        assert!(
+            v["summary"]["fraction_of_daily_oracle"][k].is_f64(),
+            "{k}: {v}"
+        );
     }
     assert!(v["summary"]["reallocations_max"].is_u64());
     let markets = v["markets"].as_array().unwrap();

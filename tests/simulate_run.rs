@@ -55,11 +55,13 @@ fn check_days(name: &str, days: f64) -> Report {
     let e = &r.earned_usd;
     let oracle = e["oracle"];
     assert!(oracle > 0.0, "{name}: {e:?}");
-    for k in ["depin_orcha", "greedy", "static"] {
+    for k in ["depin_orcha", "greedy", "static", "daily_oracle"] {
         assert!(e[k] > 0.0, "{name}: {k} earned nothing: {e:?}");
         assert!(e[k] <= oracle * 1.001, "{name}: {k} beat the oracle: {e:?}");
     }
     assert_eq!(r.strategies["static"].reallocations, 0);
+    // One allocation a day, set at midnight: no more changes than midnights in the run.
+    assert!(r.strategies["daily_oracle"].reallocations <= days.floor() as u64);
     assert_eq!(r.reallocations, r.strategies["depin_orcha"].reallocations);
     // A poll a minute: 1,440 polls of each node a day.
     assert_eq!(r.polls, (1440.0 * days) as u64 * 4);
@@ -170,9 +172,10 @@ fn binary_prints_the_json_report() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
     assert_eq!(v["scenario"], "steady");
     assert_eq!(v["days"], 0.25);
-    for k in ["depin_orcha", "static", "greedy", "oracle"] {
+    for k in ["depin_orcha", "static", "greedy", "oracle", "daily_oracle"] {
         assert!(v["earned_usd"][k].is_f64(), "earned_usd.{k}: {v}");
     }
+    assert!(v["fraction_of_daily_oracle"].is_f64());
     assert!(v["reallocations"].is_u64());
     assert!(v["gates"]["ok"].is_boolean());
     let drawn = std::fs::read_to_string(&svg).expect("the plot is written");

@@ -62,6 +62,8 @@ impl Spread {
 pub struct Summary {
     pub markets: usize,
     pub fraction_of_oracle: Spread,
+    /// Of the daily oracle (one allocation per UTC day, in hindsight).
+    pub fraction_of_daily_oracle: Spread,
     pub gain_over_static: Spread,
     pub gain_over_greedy: Spread,
     /// Markets where depin-orcha earned more than static / greedy.
@@ -174,6 +176,7 @@ pub fn summarize(markets: &[MarketRun]) -> Summary {
     Summary {
         markets: markets.len(),
         fraction_of_oracle: field(|r| r.fraction_of_oracle),
+        fraction_of_daily_oracle: field(|r| r.fraction_of_daily_oracle),
         gain_over_static: field(|r| r.gain_over_static),
         gain_over_greedy: field(|r| r.gain_over_greedy),
         beat_static: markets
@@ -202,8 +205,15 @@ pub fn summarize(markets: &[MarketRun]) -> Summary {
 /// The header of the per-market lines.
 pub fn header() -> String {
     format!(
-        "{:<16} {:>5} {:>9} {:>10} {:>10} {:>14} {:>6}  start",
-        "market", "nodes", "of oracle", "vs static", "vs greedy", "reallocations", "gates"
+        "{:<16} {:>5} {:>9} {:>9} {:>10} {:>10} {:>14} {:>6}  start",
+        "market",
+        "nodes",
+        "of oracle",
+        "of daily",
+        "vs static",
+        "vs greedy",
+        "reallocations",
+        "gates"
     )
 }
 
@@ -211,10 +221,11 @@ pub fn header() -> String {
 pub fn line(m: &MarketRun) -> String {
     let r = &m.report;
     format!(
-        "{:<16} {:>5} {:>8.1}% {:>+9.1}% {:>+9.1}% {:>8} ({:>3}) {:>6}  {}",
+        "{:<16} {:>5} {:>8.1}% {:>8.1}% {:>+9.1}% {:>+9.1}% {:>8} ({:>3}) {:>6}  {}",
         r.scenario,
         m.nodes.len(),
         100.0 * r.fraction_of_oracle,
+        100.0 * r.fraction_of_daily_oracle,
         100.0 * r.gain_over_static,
         100.0 * r.gain_over_greedy,
         r.reallocations,
@@ -241,6 +252,7 @@ impl BatchReport {
         format!(
             "\n{} markets of seed {}, {} days each.\n\
              Fraction of the oracle: {}\n\
+             Fraction of the daily oracle (one allocation a day, in hindsight): {}\n\
              Gain over static: {}; more than static on {} of {}\n\
              Gain over greedy: {}; more than greedy on {} of {}\n\
              Applied reallocations: at most {}, median {} (greedy at most {})\n\
@@ -249,6 +261,7 @@ impl BatchReport {
             self.seed,
             self.days,
             pct(&s.fraction_of_oracle),
+            pct(&s.fraction_of_daily_oracle),
             pct(&s.gain_over_static),
             s.beat_static,
             s.markets,

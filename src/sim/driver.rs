@@ -16,6 +16,11 @@
 //! - `oracle`: for every hour, the allocation that earns most in the true market of that hour
 //!   (it knows the demand, the noise and the prices), water-filled per resource within the
 //!   rules' capacity, reserves and bounds; no gates, no switching cost: the ceiling.
+//! - `daily_oracle`: the same, but one allocation per UTC day (the best for the whole day, set
+//!   at midnight): the ceiling of a strategy that knows the market and moves at most once a
+//!   day, within the 60 reallocations in 30 days. Its gap to `oracle` is what no
+//!   controller within such limits can win (a daily cycle followed hour by hour); the gap
+//!   from `depin_orcha` to it is what learning the market costs.
 //!
 //! Earnings of every strategy are counted the same way: each node's token earnings per poll
 //! step times the token's price at that time, minus the switching costs paid.
@@ -33,7 +38,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use self::controller::{run_controller, Pipeline};
-use self::oracle::oracle_choice;
+use self::oracle::{daily_oracle_choice, oracle_choice};
 use self::plain::run_plain;
 use crate::adapters::sim::market::Market;
 use crate::app::AppError;
@@ -146,26 +151,40 @@ pub fn simulate_into(
     let (orcha, gates, rejected, alerts, phases) = orcha?;
     let (greedy, gates_greedy, _, _, _) = greedy?;
     let stat = run_plain(sc, &s, false, |_| None);
-    let mut markets: Vec<Market> = sc
-        .nodes
-        .iter()
-        .map(|n| {
-            Market::new(
-                n.protocol,
-                n.market.clone(),
-                seed ^ crate::adapters::sim::market::seed_from_name(&n.name),
-            )
-        })
-        .collect();
+    // The oracles read the true market: the same draws as the nodes', from their own copy.
+    let fresh_markets = || -> Vec<Market> {
+        sc.nodes
+            .iter()
+            .map(|n| {
+                Market::new(
+                    n.protocol,
+                    n.market.clone(),
+                    seed ^ crate::adapters::sim::market::seed_from_name(&n.name),
+                )
+            })
+            .collect()
+    };
+    let mut markets = fresh_markets();
     let oracle = run_plain(sc, &s, true, |h0| {
         Some(oracle_choice(sc, &opts.rules, &mut markets, h0, s.end))
     });
     let o = oracle.earned_usd;
+    let mut markets = fresh_markets();
+    let mut today: Option<(i64, BTreeMap<String, crate::resources::Allocation>)> = None;
+    let daily = run_plain(sc, &s, true, |h0| {
+        let day = h0.div_euclid(crate::clock::DAY_MS);
+        if today.as_ref().map(|d| d.0) != Some(day) {
+            let a = daily_oracle_choice(sc, &opts.rules, &mut markets, h0, (s.start, s.end));
+            today = Some((day, a));
+        }
+        today.as_ref().map(|d| d.1.clone())
+    });
     let fraction_of_oracle_by_day = report::by_day_of(
         &[
             ("depin_orcha", &orcha),
             ("greedy", &greedy),
             ("static", &stat),
+            ("daily_oracle", &daily),
         ],
         &oracle,
         (s.start, s.end),
@@ -176,6 +195,7 @@ pub fn simulate_into(
         ("static", stat.earned_usd),
         ("greedy", greedy.earned_usd),
         ("oracle", o),
+        ("daily_oracle", daily.earned_usd),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -187,6 +207,11 @@ pub fn simulate_into(
         poll_interval_seconds: poll.as_secs_f64(),
         polls: ((s.end - s.start) / s.poll_ms) as u64 * sc.nodes.len() as u64,
         fraction_of_oracle: if o > 0.0 { orcha.earned_usd / o } else { 0.0 },
+        fraction_of_daily_oracle: if daily.earned_usd > 0.0 {
+            orcha.earned_usd / daily.earned_usd
+        } else {
+            0.0
+        },
         gain_over_static: ratio(orcha.earned_usd, stat.earned_usd),
         gain_over_greedy: ratio(orcha.earned_usd, greedy.earned_usd),
         reallocations: orcha.reallocations,
@@ -203,6 +228,7 @@ pub fn simulate_into(
             ("static", stat),
             ("greedy", greedy),
             ("oracle", oracle),
+            ("daily_oracle", daily),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))

@@ -48,6 +48,9 @@ pub struct Report {
     pub polls: u64,
     pub earned_usd: BTreeMap<String, f64>,
     pub fraction_of_oracle: f64,
+    /// depin-orcha's earnings over the daily oracle's (one allocation per UTC day, in
+    /// hindsight): above 1 where moving more than once a day paid.
+    pub fraction_of_daily_oracle: f64,
     pub gain_over_static: f64,
     pub gain_over_greedy: f64,
     pub reallocations: u64,
@@ -60,7 +63,7 @@ pub struct Report {
     /// Alerts that went firing (distinct alert and start), by alert name.
     pub alerts_fired: BTreeMap<String, u64>,
     pub strategies: BTreeMap<String, StrategyResult>,
-    /// Per strategy (depin_orcha, greedy, static), each simulated day's earnings as a fraction
+    /// Per strategy (depin_orcha, greedy, static, daily_oracle), each simulated day's earnings as a fraction
     /// of the oracle's that day (None: the oracle earned nothing). Where the month's gap is
     /// lost: the first days of learning, a shock, a drift two moves a day cannot follow.
     pub fraction_of_oracle_by_day: BTreeMap<String, Vec<Option<f64>>>,
@@ -94,7 +97,7 @@ impl Report {
             "strategy", "earned USD", "of oracle", "reallocations"
         );
         let oracle = self.earned_usd.get("oracle").copied().unwrap_or(0.0);
-        for k in ["depin_orcha", "greedy", "static", "oracle"] {
+        for k in ["depin_orcha", "greedy", "static", "oracle", "daily_oracle"] {
             if let Some(r) = self.strategies.get(k) {
                 let _ = writeln!(
                     s,
@@ -112,8 +115,9 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "\ndepin-orcha: {:.1}% of oracle, {:+.1}% over static, {:+.1}% over greedy; {} plans rejected by the gates",
+            "\ndepin-orcha: {:.1}% of oracle ({:.1}% of the daily oracle), {:+.1}% over static, {:+.1}% over greedy; {} plans rejected by the gates",
             100.0 * self.fraction_of_oracle,
+            100.0 * self.fraction_of_daily_oracle,
             100.0 * self.gain_over_static,
             100.0 * self.gain_over_greedy,
             self.rejected_plans
@@ -128,7 +132,7 @@ impl Report {
         }
         if !self.fraction_of_oracle_by_day.is_empty() {
             let _ = writeln!(s, "Of the oracle by day (%):");
-            for k in ["depin_orcha", "greedy", "static"] {
+            for k in ["depin_orcha", "greedy", "static", "daily_oracle"] {
                 if let Some(days) = self.fraction_of_oracle_by_day.get(k) {
                     let d: Vec<String> = days
                         .iter()
