@@ -47,6 +47,12 @@ fn check_days(name: &str, days: f64) -> Report {
         r.gates.violations
     );
     assert!(r.gates.most_in_an_hour <= r.gates.max_reallocations_per_hour as usize);
+    assert!(r.gates.most_in_an_hour <= r.gates.most_in_a_day);
+    assert!(r.gates.most_in_a_day <= r.gates.most_in_30_days);
+    assert!(r.gates.most_in_30_days <= r.reallocations as usize);
+    if let Some(limit) = r.gates.max_reallocations_per_day {
+        assert!(r.gates.most_in_a_day <= limit as usize);
+    }
     assert!(
         r.gates_greedy.ok,
         "{name}: greedy exceeded the gates: {:?}",

@@ -41,20 +41,23 @@ pub fn check_gates(
             g.max_reallocations_per_hour
         ));
     }
-    for (limit, window_ms, key) in [
+    let most_in_a_day = most_within(DAY_MS);
+    let most_in_30_days = most_within(BUDGET_WINDOW_MS);
+    for (limit, n, window_ms, key) in [
         (
             g.max_reallocations_per_day,
+            most_in_a_day,
             DAY_MS,
             "max_reallocations_per_day",
         ),
         (
             g.max_reallocations_per_30_days,
+            most_in_30_days,
             BUDGET_WINDOW_MS,
             "max_reallocations_per_30_days",
         ),
     ] {
         let Some(limit) = limit else { continue };
-        let n = most_within(window_ms);
         if n > limit as usize {
             violations.push(format!(
                 "{n} reallocations within {}, more than {key} {limit}",
@@ -89,6 +92,10 @@ pub fn check_gates(
         max_reallocations_per_hour: g.max_reallocations_per_hour,
         min_hold_seconds: g.min_hold.as_secs_f64(),
         most_in_an_hour: most,
+        max_reallocations_per_day: g.max_reallocations_per_day,
+        most_in_a_day,
+        max_reallocations_per_30_days: g.max_reallocations_per_30_days,
+        most_in_30_days,
         shortest_hold_seconds: shortest.map(|s| s as f64 / 1000.0),
         ok: violations.is_empty(),
         violations,
@@ -139,6 +146,10 @@ mod tests {
             .collect();
         let c = check_gates(&rules, &h);
         assert!(!c.ok);
+        assert_eq!(
+            (c.most_in_an_hour, c.most_in_a_day, c.most_in_30_days),
+            (1, 2, 4)
+        );
         assert_eq!(
             c.violations,
             ["4 reallocations within 30days, more than max_reallocations_per_30_days 3"]

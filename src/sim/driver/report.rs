@@ -33,6 +33,12 @@ pub struct GateCheck {
     pub min_hold_seconds: f64,
     /// The most applied reallocations in any rolling hour.
     pub most_in_an_hour: usize,
+    pub max_reallocations_per_day: Option<u32>,
+    /// The most applied reallocations in any rolling day.
+    pub most_in_a_day: usize,
+    pub max_reallocations_per_30_days: Option<u32>,
+    /// The most applied reallocations in any rolling 30 days (all of them in a shorter run).
+    pub most_in_30_days: usize,
     /// The shortest time a node kept an allocation before the next change (seconds).
     pub shortest_hold_seconds: Option<f64>,
     pub ok: bool,
@@ -143,11 +149,16 @@ impl Report {
             }
         }
         let g = &self.gates;
+        let limit = |l: Option<u32>| l.map_or("none".to_string(), |l| l.to_string());
         let _ = writeln!(
             s,
-            "Gates (from the history): at most {} reallocations in any hour (limit {}), shortest hold {} (min_hold {}s): {}",
+            "Gates (from the history): at most {} reallocations in any hour (limit {}), {} in any day (limit {}), {} in any 30 days (limit {}), shortest hold {} (min_hold {}s): {}",
             g.most_in_an_hour,
             g.max_reallocations_per_hour,
+            g.most_in_a_day,
+            limit(g.max_reallocations_per_day),
+            g.most_in_30_days,
+            limit(g.max_reallocations_per_30_days),
             g.shortest_hold_seconds
                 .map(|x| format!("{x:.0}s"))
                 .unwrap_or_else(|| "-".into()),
