@@ -38,9 +38,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use self::controller::{run_controller, Pipeline};
-use self::oracle::{daily_oracle_choice, oracle_choice};
+use self::oracle::run_oracles;
 use self::plain::run_plain;
-use crate::adapters::sim::market::Market;
 use crate::app::AppError;
 use crate::optimizer::OptimizationRules;
 use crate::sim::scenario::Scenario;
@@ -151,34 +150,8 @@ pub fn simulate_into(
     let (orcha, gates, rejected, alerts, phases) = orcha?;
     let (greedy, gates_greedy, _, _, _) = greedy?;
     let stat = run_plain(sc, &s, false, |_| None);
-    // The oracles read the true market: the same draws as the nodes', from their own copy.
-    let fresh_markets = || -> Vec<Market> {
-        sc.nodes
-            .iter()
-            .map(|n| {
-                Market::new(
-                    n.protocol,
-                    n.market.clone(),
-                    seed ^ crate::adapters::sim::market::seed_from_name(&n.name),
-                )
-            })
-            .collect()
-    };
-    let mut markets = fresh_markets();
-    let oracle = run_plain(sc, &s, true, |h0| {
-        Some(oracle_choice(sc, &opts.rules, &mut markets, h0, s.end))
-    });
+    let (oracle, daily) = run_oracles(sc, &s, &opts.rules);
     let o = oracle.earned_usd;
-    let mut markets = fresh_markets();
-    let mut today: Option<(i64, BTreeMap<String, crate::resources::Allocation>)> = None;
-    let daily = run_plain(sc, &s, true, |h0| {
-        let day = h0.div_euclid(crate::clock::DAY_MS);
-        if today.as_ref().map(|d| d.0) != Some(day) {
-            let a = daily_oracle_choice(sc, &opts.rules, &mut markets, h0, (s.start, s.end));
-            today = Some((day, a));
-        }
-        today.as_ref().map(|d| d.1.clone())
-    });
     let fraction_of_oracle_by_day = report::by_day_of(
         &[
             ("depin_orcha", &orcha),

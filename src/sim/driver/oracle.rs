@@ -4,14 +4,54 @@
 
 use std::collections::BTreeMap;
 
+use super::plain::run_plain;
+use super::report::StrategyResult;
+use super::Setup;
 use crate::adapters::sim::market::Market;
 use crate::clock::{DAY_MS, HOUR_MS};
 use crate::optimizer::OptimizationRules;
 use crate::resources::{Allocation, Resource};
 use crate::sim::scenario::Scenario;
 
+/// The hourly and the daily oracle, run over `s` (free switching). They read the true market:
+/// the same draws as the nodes', each from its own copy, asked about each span once, in order
+/// (a market's demand walk restarts when asked about an earlier hour).
+pub(super) fn run_oracles(
+    sc: &Scenario,
+    s: &Setup,
+    rules: &OptimizationRules,
+) -> (StrategyResult, StrategyResult) {
+    let fresh_markets = || -> Vec<Market> {
+        sc.nodes
+            .iter()
+            .map(|n| {
+                Market::new(
+                    n.protocol,
+                    n.market.clone(),
+                    s.seed ^ crate::adapters::sim::market::seed_from_name(&n.name),
+                )
+            })
+            .collect()
+    };
+    let mut markets = fresh_markets();
+    let oracle = run_plain(sc, s, true, |h0| {
+        Some(oracle_choice(sc, rules, &mut markets, h0, s.end))
+    });
+    let mut markets = fresh_markets();
+    let mut today: Option<(i64, BTreeMap<String, Allocation>)> = None;
+    let daily = run_plain(sc, s, true, |h0| {
+        let day = h0.div_euclid(DAY_MS);
+        if today.as_ref().map(|d| d.0) != Some(day) {
+            let a = daily_oracle_choice(sc, rules, &mut markets, h0, (s.start, s.end));
+            today = Some((day, a));
+        }
+        today.as_ref().map(|d| d.1.clone())
+    });
+    (oracle, daily)
+}
+
 /// The oracle's choice for the hour starting at `h0`.
-pub(super) fn oracle_choice(
+fn oracle_choice(
     sc: &Scenario,
     rules: &OptimizationRules,
     markets: &mut [Market],
@@ -24,7 +64,7 @@ pub(super) fn oracle_choice(
 /// The daily oracle's choice for the UTC day that holds `t` (cut to the run's `[start, end)`):
 /// one allocation for the whole day, so it changes at most once a day, at midnight — the
 /// ceiling of a strategy that knows the market but moves as seldom as the gates ask.
-pub(super) fn daily_oracle_choice(
+fn daily_oracle_choice(
     sc: &Scenario,
     rules: &OptimizationRules,
     markets: &mut [Market],
