@@ -18,9 +18,9 @@
 //!   rules' capacity, reserves and bounds; no gates, no switching cost: the ceiling.
 //! - `daily_oracle`: the same, but one allocation per UTC day (the best for the whole day, set
 //!   at midnight): the ceiling of a strategy that knows the market and moves at most once a
-//!   day, within the 60 reallocations in 30 days. Its gap to `oracle` is what no
-//!   controller within such limits can win (a daily cycle followed hour by hour); the gap
-//!   from `depin_orcha` to it is what learning the market costs.
+//!   day (30 reallocations in 30 days). Its gap to `oracle` is what no controller moving that
+//!   seldom can win (a daily cycle followed hour by hour); the gap from `depin_orcha` to it is
+//!   what learning the market costs.
 //!
 //! Earnings of every strategy are counted the same way: each node's token earnings per poll
 //! step times the token's price at that time, minus the switching costs paid.
