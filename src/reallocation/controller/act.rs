@@ -267,29 +267,24 @@ impl Controller {
         // The rate limits hold for the safety net too: a rollback is a reallocation.
         let now = self.clock.now_ms();
         let month = lock(&self.history).reallocation_times_since(now - gates::BUDGET_WINDOW_MS);
-        let hour = gates::reallocations_within(&month, now, HOUR_MS);
-        let day = gates::reallocations_within(&month, now, DAY_MS);
         let g = &m.rules.gates;
-        if hour >= g.max_reallocations_per_hour as usize
-            || g.max_reallocations_per_day
-                .is_some_and(|d| day >= d as usize)
-        {
+        let limits = [
+            gates::max_reallocations_per_hour(
+                gates::reallocations_within(&month, now, HOUR_MS),
+                g,
+                Mode::Plan,
+            ),
+            gates::max_reallocations_per_day(
+                gates::reallocations_within(&month, now, DAY_MS),
+                g,
+                Mode::Plan,
+            ),
+            gates::max_reallocations_per_30_days(&month, now, g, Mode::Plan),
+        ];
+        if let Some(v) = limits.iter().find(|v| !v.pass) {
             return Ok((
                 None,
-                format!(
-                    "not rolled back: {hour} reallocation(s) in the last hour and {day} in the last 24 hours reach the rate limits"
-                ),
-            ));
-        }
-        let budget = gates::max_reallocations_per_30_days(&month, now, g, Mode::Plan);
-        if !budget.pass {
-            return Ok((
-                None,
-                format!(
-                    "not rolled back: {}: {}",
-                    budget.gate.as_str(),
-                    budget.reason
-                ),
+                format!("not rolled back: {}: {}", v.gate.as_str(), v.reason),
             ));
         }
         let mut target = current.clone();
