@@ -782,6 +782,51 @@ async fn a_move_that_made_things_worse_is_undone_after_its_hold() {
     assert_eq!(s.controller.measure_realized().await.unwrap(), 0);
 }
 
+/// The safety net is a reallocation too: when the day's limit is spent, a move that made
+/// things worse stays, and the realized-gain note says which gate refused its undo.
+#[tokio::test(start_paused = true)]
+async fn a_worse_move_is_not_undone_past_the_daily_limit() {
+    let w = world();
+    w.clock.set(T0 + 60 * MIN);
+    let gates = Gates {
+        max_reallocations_per_day: Some(1),
+        ..Gates::default()
+    };
+    let s = controller(&w, History::in_memory(), gates, false, sim_actuators(&w));
+    let v = earn(&s.db, T0, T0 + 60 * MIN, 1.0, 0.0);
+    let moved: BTreeMap<String, Allocation> = [
+        ("golem".to_string(), alloc(2.0, 8.0)),
+        ("storj".to_string(), alloc(4.0, 4.0)),
+    ]
+    .into();
+    *s.planner.target.lock().unwrap() = moved.clone();
+    let e = s.controller.tick().await.unwrap();
+    assert!(
+        e.decision.to_string().starts_with("applied"),
+        "{}",
+        e.decision
+    );
+    earn(&s.db, T0 + 61 * MIN, T0 + 120 * MIN, 0.5, v + 0.5 / 60.0);
+    w.clock.set(T0 + 120 * MIN);
+    *s.planner.target.lock().unwrap() = BTreeMap::new();
+    assert_eq!(s.controller.measure_realized().await.unwrap(), 1);
+    let mut after = w.start.clone();
+    after.extend(moved);
+    assert_eq!(w.allocations(), after, "the worse move stays");
+    let h = s.controller.history_summaries();
+    assert!(
+        h.iter().all(|x| x.source != Source::RealizedRollback),
+        "no rollback was recorded: {h:?}"
+    );
+    let first = h.iter().find(|x| x.source == Source::Controller).unwrap();
+    assert!(first.realized_gain_usd_per_hour.unwrap() < 0.0);
+    let note = first.realized_note.as_deref().unwrap();
+    assert!(
+        note.contains("not rolled back: max_reallocations_per_day: 1 reallocation(s) in the last 24 hours; at most 1 per day"),
+        "{note}"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn dry_run_plans_but_never_applies() {
     let w = world();
