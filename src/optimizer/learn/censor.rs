@@ -3,6 +3,14 @@
 //! of a resource uses all of it, and its usage is its allocation, not its demand. The demand
 //! distribution is the Kaplan–Meier estimate over exact and censored readings; a cap is its
 //! high quantile, and there is no cap while the censored readings leave the top unknown.
+//!
+//! Usage below the allocation is demand only if it does not follow the allocation: a node
+//! that uses a steady share of whatever it is given (a process that sizes its buffers, its
+//! worker pool or its cache to its limit) shows usage below the allocation at every level,
+//! and a cap drawn from it would say "no more than now" wherever it stands. So a cap needs
+//! unpinned readings at allocations at least [`SPREAD`] apart, and the elasticity of usage
+//! to allocation between them (the slope of ln usage on ln allocation) below
+//! [`MAX_ELASTICITY`]: demand-limited usage stays put when the allocation grows.
 
 use super::points::Point;
 use crate::resources::Resource;
@@ -11,6 +19,12 @@ use crate::resources::Resource;
 pub const PINNED: f64 = 0.95;
 /// The cap is this quantile of the demand distribution.
 const CAP_QUANTILE: f64 = 0.95;
+/// The least ratio of the highest to the lowest allocation among unpinned readings for the
+/// elasticity of usage to be told.
+pub const SPREAD: f64 = 1.5;
+/// Usage whose elasticity to the allocation is at least this follows the allocation: it says
+/// nothing of demand.
+pub const MAX_ELASTICITY: f64 = 0.5;
 
 /// What the hours say about demand for `r`.
 #[derive(Clone, Debug, PartialEq)]
@@ -19,6 +33,9 @@ pub struct Demand {
     pub hours: usize,
     /// Hours pinned at the allocation (demand ≥ allocation).
     pub pinned: usize,
+    /// The elasticity of unpinned usage to the allocation (None: the readings do not span
+    /// [`SPREAD`]).
+    pub elasticity: Option<f64>,
     /// The demand the resource is worth up to (None: not known to stop anywhere).
     pub cap: Option<f64>,
 }
@@ -40,11 +57,43 @@ pub fn demand(points: &[Point], r: Resource) -> Demand {
     }
     let hours = obs.len();
     let pinned = obs.iter().filter(|(_, exact)| !exact).count();
+    let elasticity = elasticity(points, r);
+    let demand_limited = elasticity.is_some_and(|e| e < MAX_ELASTICITY);
     Demand {
         hours,
         pinned,
-        cap: kaplan_meier_quantile(&mut obs, CAP_QUANTILE),
+        elasticity,
+        cap: demand_limited
+            .then(|| kaplan_meier_quantile(&mut obs, CAP_QUANTILE))
+            .flatten(),
     }
+}
+
+/// The least-squares slope of ln(mean usage) on ln(allocation) over the unpinned readings with
+/// usage above 0; None unless their allocations span [`SPREAD`].
+fn elasticity(points: &[Point], r: Resource) -> Option<f64> {
+    let xy: Vec<(f64, f64)> = points
+        .iter()
+        .filter(|p| p.excluded.is_none())
+        .filter_map(|p| {
+            let (avg, max) = (p.usage_avg.get(r)?, p.usage_max.get(r)?);
+            let a = p.allocation.get(r);
+            (a > 0.0 && avg > 0.0 && max < PINNED * a).then(|| (a.ln(), avg.ln()))
+        })
+        .collect();
+    let lo = xy.iter().map(|v| v.0).fold(f64::INFINITY, f64::min);
+    let hi = xy.iter().map(|v| v.0).fold(f64::NEG_INFINITY, f64::max);
+    if xy.len() < 2 || hi - lo < SPREAD.ln() {
+        return None;
+    }
+    let n = xy.len() as f64;
+    let (mx, my) = (
+        xy.iter().map(|v| v.0).sum::<f64>() / n,
+        xy.iter().map(|v| v.1).sum::<f64>() / n,
+    );
+    let sxy: f64 = xy.iter().map(|v| (v.0 - mx) * (v.1 - my)).sum();
+    let sxx: f64 = xy.iter().map(|v| (v.0 - mx).powi(2)).sum();
+    Some(sxy / sxx)
 }
 
 /// The `q` quantile of the Kaplan–Meier estimate, None when the survival function is still
@@ -104,25 +153,55 @@ mod tests {
 
     #[test]
     fn demand_below_the_allocation_gives_a_cap_at_its_high_quantile() {
-        // Demand 1..=100 kB/s, allocation 1 MB/s: nothing pinned; the 95 % quantile is 95 kB/s.
+        // Demand 1..=100 kB/s, the allocation 1 MB/s and 2 MB/s in turn: nothing pinned, usage
+        // does not follow the allocation; the 95 % quantile is 95 kB/s.
         let points: Vec<Point> = (1..=100)
-            .map(|i| point(1e6, i as f64 * 1e3, i as f64 * 1.1e3))
+            .map(|i| {
+                let a = if i % 2 == 0 { 1e6 } else { 2e6 };
+                point(a, i as f64 * 1e3, i as f64 * 1.1e3)
+            })
             .collect();
         let d = demand(&points, Resource::BandwidthBytesPerSecond);
         assert_eq!(d.pinned, 0);
+        assert!(d.elasticity.unwrap().abs() < 0.1, "{:?}", d.elasticity);
         assert_eq!(d.cap, Some(95e3));
-        // The same demand, with the hours above 50 kB/s pinned at a 50 kB/s allocation: the
-        // top is unknown, so there is no cap (a usage-based cap would have said 50 kB/s).
+        // The same demand, with the hours above 50 kB/s pinned at a 50 kB/s allocation (and the
+        // others at 100 kB/s): the top is unknown, so there is no cap (a usage-based cap would
+        // have said 50 kB/s).
         let points: Vec<Point> = (1..=100)
             .map(|i| {
                 let d = i as f64 * 1e3;
                 if d >= 50e3 {
                     point(50e3, 50e3, 50e3)
                 } else {
-                    point(50e3, d, d)
+                    point(if i % 2 == 0 { 50e3 } else { 100e3 }, d, d)
                 }
             })
             .collect();
         assert_eq!(demand(&points, Resource::BandwidthBytesPerSecond).cap, None);
+    }
+
+    #[test]
+    fn usage_that_follows_the_allocation_gives_no_cap() {
+        // A node that uses 20-60 % of whatever it is given, at 1 and at 4 MB/s: usage is far
+        // below the allocation at both, and says nothing about demand.
+        let share = |i: usize| 0.2 + 0.4 * (i % 10) as f64 / 10.0;
+        let points: Vec<Point> = (0..100)
+            .map(|i| {
+                let a = if i < 50 { 1e6 } else { 4e6 };
+                point(a, share(i) * a, share(i) * a * 1.05)
+            })
+            .collect();
+        let d = demand(&points, Resource::BandwidthBytesPerSecond);
+        assert_eq!(d.pinned, 0);
+        assert!(
+            (d.elasticity.unwrap() - 1.0).abs() < 0.1,
+            "{:?}",
+            d.elasticity
+        );
+        assert_eq!(d.cap, None);
+        // At one allocation alone the two cannot be told apart: no cap either.
+        let d = demand(&points[..50], Resource::BandwidthBytesPerSecond);
+        assert_eq!((d.elasticity, d.cap), (None, None));
     }
 }

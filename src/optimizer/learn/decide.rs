@@ -35,7 +35,8 @@
 //! A node's paid resources move only once it has [`MIN_OBSERVATIONS`] usable hours and
 //! [`SETTLED_HOURS`] of them at the allocation in force (the response to the last change must
 //! be seen before the next). Demand learned from usage ([`super::censor`]) caps a curve only
-//! where the Kaplan–Meier estimate knows the top: a starved (pinned) resource has no cap.
+//! where the Kaplan–Meier estimate knows the top (a starved, pinned resource has no cap) and
+//! usage seen at two allocations did not follow the allocation.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -256,6 +257,13 @@ pub fn learned_problem(
                         d.hours,
                         d.pinned,
                         crate::optimizer::fmt_amount(members[0], cap)
+                    ));
+                } else if let Some(e) = d.elasticity.filter(|e| *e >= super::censor::MAX_ELASTICITY)
+                {
+                    notes.push(format!(
+                        "{} {}: usage follows the allocation (elasticity {e:.2}): it caps nothing",
+                        m.node,
+                        members[0].key(),
                     ));
                 }
             }

@@ -424,6 +424,78 @@ fn a_node_that_earns_nothing_gives_its_resource_away() {
     assert_eq!(out.choice, decide::Choice::Exploit, "{:?}", out.notes);
 }
 
+/// Usage below the allocation caps a curve only where it did not follow the allocation: the
+/// same earnings (a knee at 2 MB/s, seen at 1 and 3 MB/s) with usage a steady 40 % of the
+/// allocation leave the curve whole and the node grows into the free bandwidth; with usage a
+/// steady 0.3 MB/s at both, the curve is capped and the node does not grow.
+#[test]
+fn usage_caps_a_curve_only_where_it_did_not_follow_the_allocation() {
+    use crate::optimizer::{solve, Problem};
+    let r = Resource::BandwidthBytesPerSecond;
+    let market = Market {
+        rate: 0.05,
+        parts: vec![(r, 2.0 * MB, 1.0)],
+        daily: 0.2,
+        drift: 0.0,
+        noise: 0.05,
+    };
+    let points = market.points(&[(0, bw(1.0 * MB)), (48, bw(3.0 * MB))], 120, 11);
+    let decide_with = |usage: &dyn Fn(f64) -> f64| {
+        let mut l = learner(vec![vec![r]]);
+        l.extend(points.iter().map(|p| {
+            let u = usage(p.allocation.get(r));
+            let mut q = p.clone();
+            q.usage_avg.set(r, Some(u));
+            q.usage_max.set(r, Some(1.1 * u));
+            q
+        }));
+        let problem = Problem {
+            models: vec![bw_model("paid", 3.0 * MB, 8.0 * MB, 0.0)],
+            available: Allocation {
+                bandwidth_bytes_per_second: 8.0 * MB,
+                disk_bytes: 4e12,
+                ..Default::default()
+            },
+            capacity: Allocation {
+                bandwidth_bytes_per_second: 8.0 * MB,
+                disk_bytes: 4e12,
+                ..Default::default()
+            },
+        };
+        let learners: BTreeMap<String, &NodeLearner> = [("paid".to_string(), &l)].into();
+        let settings = decide::Settings {
+            horizon: 24,
+            hold_hours: 1.0,
+            budget_left_usd: 0.0,
+            step: Allocation::default().map(|_, _| f64::INFINITY),
+            skip: Default::default(),
+            min_confidence: 0.7,
+        };
+        let out = decide::decide(&problem, &learners, |p| solve(p).ok(), &settings);
+        (out.target["paid"].get(r), out.notes)
+    };
+    let (to, notes) = decide_with(&|a| 0.4 * a);
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("usage follows the allocation")),
+        "{notes:?}"
+    );
+    assert!(
+        !notes.iter().any(|n| n.contains("caps the curve")),
+        "{notes:?}"
+    );
+    assert!(to > 3.0 * MB, "{to}: {notes:?}");
+    let (to, notes) = decide_with(&|_| 0.3 * MB);
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("demand learned from usage")),
+        "{notes:?}"
+    );
+    assert!(to <= 3.0 * MB, "{to}: {notes:?}");
+}
+
 /// A node whose two resources are needed together (Golem's cores and memory) and were only
 /// ever given in one mix: the points cannot say which member limits it, so one member is
 /// probed alone, from the capacity no one holds (nothing is put at risk). Skipping groups,
