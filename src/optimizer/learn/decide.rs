@@ -10,8 +10,11 @@
 //! - **Exploit** when the gain of the solver's target over the allocation in force, minus the
 //!   switching cost spread over the hold, is positive at the *pessimistic end* of its band:
 //!   the 10 % quantile of the joint posterior of the nodes' gains ([`super::joint`], nodes
-//!   independent) in USD/h. The plan's expected gain is that quantile, its confidence the
-//!   posterior probability that the net gain is positive.
+//!   independent) in USD/h. The plan's expected gain is the posterior mean (what
+//!   `gates.min_improvement` judges, as it judges any planner's expected gain: the quantile
+//!   decides whether to move at all, and judging it twice made the gate ask the pessimistic
+//!   end for 1 % of the earnings), its confidence the posterior probability that the net gain
+//!   is positive.
 //! - Otherwise **venture**: move to the same target when its expected net gain is large (at
 //!   least [`VENTURE_MIN_GAIN`] of what the learned nodes earn now), the net gain is positive
 //!   with at least `gates.min_confidence`, and what it puts at risk fits the day's exploration

@@ -349,8 +349,7 @@ fn explain(
     s: &Settings,
 ) {
     match &out.choice {
-        Choice::Exploit => plan.expected_gain_usd_per_hour = out.gain.lo,
-        Choice::Venture(_) => plan.expected_gain_usd_per_hour = out.gain.mean,
+        Choice::Exploit | Choice::Venture(_) => plan.expected_gain_usd_per_hour = out.gain.mean,
         Choice::Probe(_) => plan.expected_gain_usd_per_hour = out.gain.hi,
         Choice::Hold => {}
     }
@@ -462,6 +461,60 @@ mod tests {
             available: Allocation::default(),
             capacity: Allocation::default(),
         }
+    }
+
+    /// A move proven at the pessimistic end reports its expected gain as the posterior mean:
+    /// `gates.min_improvement` judges that, as it judges any planner's expected gain. A gain
+    /// whose 10 % quantile is only just positive but whose mean is 2 % of the earnings passes
+    /// a 1 % gate (reporting the quantile made the gate ask it for 1 % too).
+    #[test]
+    fn a_proven_move_is_judged_by_its_mean_gain() {
+        use crate::optimizer::learn::Band;
+        use crate::reallocation::gates::{self, Mode};
+        let rules = optimizer::parse_str(
+            "gates: {min_improvement: 1%}\nnodes: {golem: {value_per_hour: '1'}}\n",
+            "test",
+        )
+        .unwrap();
+        let problem = host(3.0);
+        let mut target: BTreeMap<String, Allocation> = problem
+            .models
+            .iter()
+            .map(|m| (m.node.clone(), m.current))
+            .collect();
+        target.get_mut("golem").unwrap().cpu_cores = 4.0;
+        let mut plan = optimizer::plan_for(&rules, 0, &problem, &target, Vec::new());
+        assert!(!plan.moves.is_empty());
+        plan.current_usd_per_hour = 0.1;
+        let out = decide::Outcome {
+            problem: problem.clone(),
+            target,
+            choice: Choice::Exploit,
+            gain: Band {
+                lo: 0.0001,
+                mean: 0.002,
+                hi: 0.003,
+            },
+            confidence: 0.95,
+            notes: Vec::new(),
+        };
+        let settings = Settings {
+            horizon: HORIZON,
+            hold_hours: 1.0,
+            budget_left_usd: 0.0,
+            min_confidence: 0.7,
+            step: Allocation::default(),
+            skip: BTreeSet::new(),
+        };
+        explain(&mut plan, &out, &BTreeMap::new(), &settings);
+        assert_eq!(plan.expected_gain_usd_per_hour, 0.002);
+        assert!(
+            (plan.improvement - 0.02).abs() < 1e-12,
+            "{}",
+            plan.improvement
+        );
+        let v = gates::min_improvement(&plan, &rules.gates, Mode::Plan);
+        assert!(v.pass, "{}", v.reason);
     }
 
     /// A venture is charged to the budget only once its target is in force: within the
