@@ -12,9 +12,9 @@
 //!   the 10 % quantile of the joint posterior of the nodes' gains ([`super::joint`], nodes
 //!   independent) in USD/h. The plan's expected gain is the posterior mean (what
 //!   `gates.min_improvement` judges, as it judges any planner's expected gain: the quantile
-//!   decides whether to move at all, and judging it twice made the gate ask the pessimistic
-//!   end for 1 % of the earnings), its confidence the posterior probability that the net gain
-//!   is positive.
+//!   decides whether to move at all; judged by the gate too, it would ask for a gain of 1 % of
+//!   the earnings proven at the pessimistic end), its confidence the posterior probability
+//!   that the net gain is positive.
 //! - Otherwise **venture**: move to the same target when its expected net gain is large (at
 //!   least [`VENTURE_MIN_GAIN`] of what the learned nodes earn now), the net gain is positive
 //!   with at least `gates.min_confidence`, and what it puts at risk fits the day's exploration

@@ -466,7 +466,7 @@ mod tests {
     /// A move proven at the pessimistic end reports its expected gain as the posterior mean:
     /// `gates.min_improvement` judges that, as it judges any planner's expected gain. A gain
     /// whose 10 % quantile is only just positive but whose mean is 2 % of the earnings passes
-    /// a 1 % gate (reporting the quantile made the gate ask it for 1 % too).
+    /// a 1 % gate.
     #[test]
     fn a_proven_move_is_judged_by_its_mean_gain() {
         use crate::optimizer::learn::Band;
