@@ -731,6 +731,29 @@ fn earn(db: &Db, from_ms: i64, to_ms: i64, usd_per_hour: f64, start: f64) -> f64
     v - usd_per_hour / 60.0
 }
 
+/// Applies a move of golem and storj at T0 + 1 h after an hour at 1 USD/h; the hour after it
+/// earns 0.5 USD/h, and the clock stands at the end of that hour, the planner with no target.
+/// Returns the allocations the move gave.
+async fn a_worse_move(w: &World, s: &Setup) -> BTreeMap<String, Allocation> {
+    let v = earn(&s.db, T0, T0 + 60 * MIN, 1.0, 0.0);
+    let moved: BTreeMap<String, Allocation> = [
+        ("golem".to_string(), alloc(2.0, 8.0)),
+        ("storj".to_string(), alloc(4.0, 4.0)),
+    ]
+    .into();
+    *s.planner.target.lock().unwrap() = moved.clone();
+    let e = s.controller.tick().await.unwrap();
+    assert!(
+        e.decision.to_string().starts_with("applied"),
+        "{}",
+        e.decision
+    );
+    earn(&s.db, T0 + 61 * MIN, T0 + 120 * MIN, 0.5, v + 0.5 / 60.0);
+    w.clock.set(T0 + 120 * MIN);
+    *s.planner.target.lock().unwrap() = BTreeMap::new();
+    moved
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_move_that_made_things_worse_is_undone_after_its_hold() {
     let w = world();
@@ -742,22 +765,7 @@ async fn a_move_that_made_things_worse_is_undone_after_its_hold() {
         false,
         sim_actuators(&w),
     );
-    let v = earn(&s.db, T0, T0 + 60 * MIN, 1.0, 0.0);
-    *s.planner.target.lock().unwrap() = [
-        ("golem".to_string(), alloc(2.0, 8.0)),
-        ("storj".to_string(), alloc(4.0, 4.0)),
-    ]
-    .into();
-    let e = s.controller.tick().await.unwrap();
-    assert!(
-        e.decision.to_string().starts_with("applied"),
-        "{}",
-        e.decision
-    );
-    // The hour after earns 0.5 USD/h instead of 1.
-    earn(&s.db, T0 + 61 * MIN, T0 + 120 * MIN, 0.5, v + 0.5 / 60.0);
-    w.clock.set(T0 + 120 * MIN);
-    *s.planner.target.lock().unwrap() = BTreeMap::new();
+    a_worse_move(&w, &s).await;
     assert_eq!(s.controller.measure_realized().await.unwrap(), 1);
     assert_eq!(w.allocations(), w.start, "the move was undone");
     let h = s.controller.history_summaries();
@@ -793,22 +801,7 @@ async fn a_worse_move_is_not_undone_past_the_daily_limit() {
         ..Gates::default()
     };
     let s = controller(&w, History::in_memory(), gates, false, sim_actuators(&w));
-    let v = earn(&s.db, T0, T0 + 60 * MIN, 1.0, 0.0);
-    let moved: BTreeMap<String, Allocation> = [
-        ("golem".to_string(), alloc(2.0, 8.0)),
-        ("storj".to_string(), alloc(4.0, 4.0)),
-    ]
-    .into();
-    *s.planner.target.lock().unwrap() = moved.clone();
-    let e = s.controller.tick().await.unwrap();
-    assert!(
-        e.decision.to_string().starts_with("applied"),
-        "{}",
-        e.decision
-    );
-    earn(&s.db, T0 + 61 * MIN, T0 + 120 * MIN, 0.5, v + 0.5 / 60.0);
-    w.clock.set(T0 + 120 * MIN);
-    *s.planner.target.lock().unwrap() = BTreeMap::new();
+    let moved = a_worse_move(&w, &s).await;
     assert_eq!(s.controller.measure_realized().await.unwrap(), 1);
     let mut after = w.start.clone();
     after.extend(moved);

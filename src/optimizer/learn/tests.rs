@@ -111,6 +111,46 @@ fn bw_model(
     }
 }
 
+/// A market paid for bandwidth alone, knee `knee`, a daily cycle of ±20 %, little noise.
+fn bw_market(knee: f64) -> Market {
+    Market {
+        rate: 0.05,
+        parts: vec![(Resource::BandwidthBytesPerSecond, knee, 1.0)],
+        daily: 0.2,
+        drift: 0.0,
+        noise: 0.05,
+    }
+}
+
+/// A host with 8 MB/s of uplink, `available` of it for the nodes.
+fn bw_host(models: Vec<crate::optimizer::NodeModel>, available: f64) -> crate::optimizer::Problem {
+    crate::optimizer::Problem {
+        models,
+        available: Allocation {
+            bandwidth_bytes_per_second: available,
+            disk_bytes: 4e12,
+            ..Default::default()
+        },
+        capacity: Allocation {
+            bandwidth_bytes_per_second: 8.0 * MB,
+            disk_bytes: 4e12,
+            ..Default::default()
+        },
+    }
+}
+
+/// Settings with a day's horizon, no `max_step` and no exploration budget.
+fn no_budget() -> decide::Settings {
+    decide::Settings {
+        horizon: 24,
+        hold_hours: 1.0,
+        budget_left_usd: 0.0,
+        step: Allocation::default().map(|_, _| f64::INFINITY),
+        skip: Default::default(),
+        min_confidence: 0.7,
+    }
+}
+
 fn learner(groups: Vec<Vec<Resource>>) -> NodeLearner {
     NodeLearner::new(Spec {
         groups,
@@ -364,15 +404,9 @@ fn a_batch_learns_what_hour_by_hour_learns() {
 /// learner has no point to learn from.
 #[test]
 fn a_node_that_earns_nothing_gives_its_resource_away() {
-    use crate::optimizer::{solve, Problem};
+    use crate::optimizer::solve;
     let r = Resource::BandwidthBytesPerSecond;
-    let market = Market {
-        rate: 0.05,
-        parts: vec![(r, 1.0 * MB, 1.0)],
-        daily: 0.2,
-        drift: 0.0,
-        noise: 0.05,
-    };
+    let market = bw_market(1.0 * MB);
     let mut paid = learner(vec![vec![r]]);
     paid.extend(market.points(&[(0, bw(1.0 * MB)), (24, bw(3.0 * MB))], 72, 7));
     let mut idle = learner(vec![vec![r]]);
@@ -382,33 +416,16 @@ fn a_node_that_earns_nothing_gives_its_resource_away() {
             .into_iter()
             .map(|p| Point { tokens: 0.0, ..p }),
     );
-    let problem = Problem {
-        models: vec![
+    let problem = bw_host(
+        vec![
             bw_model("idle", 4.0 * MB, 8.0 * MB, 0.0),
             bw_model("paid", 3.0 * MB, 8.0 * MB, 0.0),
         ],
-        available: Allocation {
-            bandwidth_bytes_per_second: 7.0 * MB,
-            disk_bytes: 4e12,
-            ..Default::default()
-        },
-        capacity: Allocation {
-            bandwidth_bytes_per_second: 8.0 * MB,
-            disk_bytes: 4e12,
-            ..Default::default()
-        },
-    };
+        7.0 * MB,
+    );
     let learners: BTreeMap<String, &NodeLearner> =
         [("idle".to_string(), &idle), ("paid".to_string(), &paid)].into();
-    let settings = decide::Settings {
-        horizon: 24,
-        hold_hours: 1.0,
-        budget_left_usd: 0.0,
-        step: Allocation::default().map(|_, _| f64::INFINITY),
-        skip: Default::default(),
-        min_confidence: 0.7,
-    };
-    let out = decide::decide(&problem, &learners, |p| solve(p).ok(), &settings);
+    let out = decide::decide(&problem, &learners, |p| solve(p).ok(), &no_budget());
     assert!(
         out.notes.iter().any(|n| n.contains("idle: earned nothing")),
         "{:?}",
@@ -430,16 +447,9 @@ fn a_node_that_earns_nothing_gives_its_resource_away() {
 /// steady 0.3 MB/s at both, the curve is capped and the node does not grow.
 #[test]
 fn usage_caps_a_curve_only_where_it_did_not_follow_the_allocation() {
-    use crate::optimizer::{solve, Problem};
+    use crate::optimizer::solve;
     let r = Resource::BandwidthBytesPerSecond;
-    let market = Market {
-        rate: 0.05,
-        parts: vec![(r, 2.0 * MB, 1.0)],
-        daily: 0.2,
-        drift: 0.0,
-        noise: 0.05,
-    };
-    let points = market.points(&[(0, bw(1.0 * MB)), (48, bw(3.0 * MB))], 120, 11);
+    let points = bw_market(2.0 * MB).points(&[(0, bw(1.0 * MB)), (48, bw(3.0 * MB))], 120, 11);
     let decide_with = |usage: &dyn Fn(f64) -> f64| {
         let mut l = learner(vec![vec![r]]);
         l.extend(points.iter().map(|p| {
@@ -449,29 +459,9 @@ fn usage_caps_a_curve_only_where_it_did_not_follow_the_allocation() {
             q.usage_max.set(r, Some(1.1 * u));
             q
         }));
-        let problem = Problem {
-            models: vec![bw_model("paid", 3.0 * MB, 8.0 * MB, 0.0)],
-            available: Allocation {
-                bandwidth_bytes_per_second: 8.0 * MB,
-                disk_bytes: 4e12,
-                ..Default::default()
-            },
-            capacity: Allocation {
-                bandwidth_bytes_per_second: 8.0 * MB,
-                disk_bytes: 4e12,
-                ..Default::default()
-            },
-        };
+        let problem = bw_host(vec![bw_model("paid", 3.0 * MB, 8.0 * MB, 0.0)], 8.0 * MB);
         let learners: BTreeMap<String, &NodeLearner> = [("paid".to_string(), &l)].into();
-        let settings = decide::Settings {
-            horizon: 24,
-            hold_hours: 1.0,
-            budget_left_usd: 0.0,
-            step: Allocation::default().map(|_, _| f64::INFINITY),
-            skip: Default::default(),
-            min_confidence: 0.7,
-        };
-        let out = decide::decide(&problem, &learners, |p| solve(p).ok(), &settings);
+        let out = decide::decide(&problem, &learners, |p| solve(p).ok(), &no_budget());
         (out.target["paid"].get(r), out.notes)
     };
     let (to, notes) = decide_with(&|a| 0.4 * a);
