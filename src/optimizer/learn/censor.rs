@@ -42,8 +42,10 @@ pub struct Demand {
 
 /// The demand for `r` from `points` (usually the last 7 days).
 pub fn demand(points: &[Point], r: Resource) -> Demand {
-    // (value, exact): exact at the mean usage when not pinned, censored at the allocation.
+    // (value, exact): exact at the mean usage when not pinned, censored at the allocation;
+    // beside it, the unpinned readings' (allocation, mean usage) for the elasticity.
     let mut obs: Vec<(f64, bool)> = Vec::new();
+    let mut unpinned: Vec<(f64, f64)> = Vec::new();
     for p in points.iter().filter(|p| p.excluded.is_none()) {
         let (Some(avg), Some(max)) = (p.usage_avg.get(r), p.usage_max.get(r)) else {
             continue;
@@ -53,11 +55,12 @@ pub fn demand(points: &[Point], r: Resource) -> Demand {
             obs.push((a, false));
         } else {
             obs.push((avg, true));
+            unpinned.push((a, avg));
         }
     }
     let hours = obs.len();
     let pinned = obs.iter().filter(|(_, exact)| !exact).count();
-    let elasticity = elasticity(points, r);
+    let elasticity = elasticity(&unpinned);
     let demand_limited = elasticity.is_some_and(|e| e < MAX_ELASTICITY);
     Demand {
         hours,
@@ -69,17 +72,14 @@ pub fn demand(points: &[Point], r: Resource) -> Demand {
     }
 }
 
-/// The least-squares slope of ln(mean usage) on ln(allocation) over the unpinned readings with
-/// usage above 0; None unless their allocations span [`SPREAD`].
-fn elasticity(points: &[Point], r: Resource) -> Option<f64> {
-    let xy: Vec<(f64, f64)> = points
+/// The least-squares slope of ln(mean usage) on ln(allocation) over unpinned readings
+/// `(allocation, mean usage)`, those above 0 only; None unless their allocations span
+/// [`SPREAD`].
+fn elasticity(unpinned: &[(f64, f64)]) -> Option<f64> {
+    let xy: Vec<(f64, f64)> = unpinned
         .iter()
-        .filter(|p| p.excluded.is_none())
-        .filter_map(|p| {
-            let (avg, max) = (p.usage_avg.get(r)?, p.usage_max.get(r)?);
-            let a = p.allocation.get(r);
-            (a > 0.0 && avg > 0.0 && max < PINNED * a).then(|| (a.ln(), avg.ln()))
-        })
+        .filter(|(a, u)| *a > 0.0 && *u > 0.0)
+        .map(|(a, u)| (a.ln(), u.ln()))
         .collect();
     let lo = xy.iter().map(|v| v.0).fold(f64::INFINITY, f64::min);
     let hi = xy.iter().map(|v| v.0).fold(f64::NEG_INFINITY, f64::max);
